@@ -1,0 +1,117 @@
+// Assignment: which experiments a unit is in, which variant it gets, and the
+// resolved feature values, for one immutable Config.
+//
+// Order of evaluation for one experiment (docs/config.md, "How a unit is
+// assigned"): status and schedule, unit id present, QA override, global
+// holdout, targeting, layer range, traffic and variant range.
+//
+// Feature precedence: a running experiment's variant, then a stopped
+// experiment's rollout_variant, then the feature's own rules in order, then
+// its default.
+//
+// Thread-safe: pure functions of their arguments.
+#ifndef ABEXP_SERVER_ASSIGNER_H_
+#define ABEXP_SERVER_ASSIGNER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/config.h"
+
+namespace abexp {
+
+// Limits on a unit, enforced by ValidateUnit.
+inline constexpr size_t kMaxAttributes = 100;
+inline constexpr size_t kMaxUnitIds = 16;
+inline constexpr size_t kMaxAttributeNameBytes = 128;
+inline constexpr size_t kMaxAttributeValueBytes = 1024;
+
+struct Unit {
+  // Id type -> id, e.g. "user_id" -> "u-123".
+  absl::flat_hash_map<std::string, std::string> ids;
+  Attributes attributes;
+};
+
+// Returns INVALID_ARGUMENT naming the field (e.g. "unit.ids[user_id]") when
+// the unit breaks a limit, or sends an attribute whose type differs from the
+// type the config declares for it. Attributes the config does not declare
+// are allowed and ignored.
+absl::Status ValidateUnit(const Config& config, const Unit& unit);
+
+enum class AssignmentReason { kBucketed, kQaOverride, kRollout };
+enum class FeatureSource { kDefault, kRule, kExperiment, kRollout };
+
+struct ExperimentAssignment {
+  const Experiment* experiment = nullptr;  // points into the Config
+  int variant_index = -1;
+  AssignmentReason reason = AssignmentReason::kBucketed;
+};
+
+struct ResolvedFeature {
+  const Feature* feature = nullptr;      // points into the Config
+  const FeatureValue* value = nullptr;   // points into the Config
+  FeatureSource source = FeatureSource::kDefault;
+  const Experiment* experiment = nullptr;  // kExperiment, kRollout
+  int variant_index = -1;                  // kExperiment, kRollout
+  int rule_index = -1;                     // kRule
+};
+
+struct AssignOptions {
+  // Empty: every experiment. Unknown keys are NOT_FOUND.
+  std::vector<std::string> experiment_keys;
+  // Empty: every feature. Unknown keys are NOT_FOUND.
+  std::vector<std::string> feature_keys;
+  // The clock used for start and end times.
+  absl::Time now = absl::InfinitePast();
+};
+
+// The result refers into the Config it was computed from: keep the Config
+// alive (hold its shared_ptr) while using it.
+struct AssignResult {
+  bool in_holdout = false;
+  std::vector<ExperimentAssignment> assignments;  // config order
+  std::vector<ResolvedFeature> features;          // config order
+};
+
+// REQUIRES: ValidateUnit(config, unit).ok(), or errors are returned for it.
+absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
+                                    const AssignOptions& options);
+
+// Explain's answer for one unit and one experiment.
+struct ExplainStep {
+  std::string check;  // "status", "schedule", "unit_id", "qa_override",
+                      // "holdout", "targeting", "layer", "traffic"
+  bool passed = false;
+  std::string detail;
+};
+
+struct ExplainResult {
+  const Experiment* experiment = nullptr;
+  int variant_index = -1;  // -1: no variant
+  AssignmentReason reason = AssignmentReason::kBucketed;
+  std::string summary;
+  std::vector<ExplainStep> steps;
+  std::vector<RuleTraceEntry> targeting;
+  bool has_variant_hash = false;
+  BucketTrace variant_hash;
+  std::string unit_id;  // the id hashed, when one was found
+  bool has_layer = false;
+  BucketTrace layer_hash;
+  bool in_layer_range = false;
+  bool has_holdout = false;
+  BucketTrace holdout_hash;
+  bool held_out = false;
+};
+
+// NOT_FOUND when experiment_key is not in the config.
+absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
+                                      const std::string& experiment_key,
+                                      absl::Time now);
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_ASSIGNER_H_

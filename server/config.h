@@ -1,0 +1,175 @@
+// The in-memory form of an abexp experiment config, as produced by
+// ParseConfig (config_parser.h) after validation.
+//
+// A Config is immutable once built and is shared between threads through
+// std::shared_ptr<const Config>; every field is safe to read concurrently.
+#ifndef ABEXP_SERVER_CONFIG_H_
+#define ABEXP_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "server/bucketing.h"
+#include "server/targeting.h"
+
+namespace abexp {
+
+// Where something was written in the config file (1-based, as printed in
+// diagnostics).
+struct SourceLocation {
+  int line = 0;
+  int column = 0;
+};
+
+enum class ValueType { kBool, kNumber, kString, kJson };
+
+// A typed feature value. For kJson, `text` holds compact JSON.
+struct FeatureValue {
+  ValueType type = ValueType::kBool;
+  bool bool_value = false;
+  double number_value = 0;
+  std::string text;  // kString: the string; kJson: compact JSON text
+
+  bool operator==(const FeatureValue& o) const;
+  bool operator!=(const FeatureValue& o) const { return !(*this == o); }
+};
+
+// "bool", "number", "string", "json".
+const char* ValueTypeName(ValueType type);
+// Human-readable rendering: true, 1.5, "text", {"a":1}.
+std::string FormatFeatureValue(const FeatureValue& value);
+
+struct Variant {
+  std::string key;
+  // Weight scaled by kWeightScale so decimal weights stay exact integers.
+  uint64_t weight = 0;
+  std::string weight_text;  // as written, e.g. "33.3"
+  // Feature key -> value this variant sets.
+  std::map<std::string, FeatureValue> features;
+  // The variant's range at full traffic, and at the experiment's traffic.
+  BucketRange full_range;
+  BucketRange active_range;
+  SourceLocation location;
+};
+
+// Decimal weights may have up to 4 digits after the point.
+inline constexpr uint64_t kWeightScale = 10000;
+
+enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
+// "draft", "running", "paused", "stopped".
+const char* ExperimentStatusName(ExperimentStatus status);
+
+struct Experiment {
+  std::string key;
+  std::string description;
+  std::string owner;
+  ExperimentStatus status = ExperimentStatus::kDraft;
+  // Required when stopped: the variant whose feature values every eligible
+  // unit gets.
+  std::string rollout_variant;
+  // Which of the unit's ids to hash on. Default: "user_id".
+  std::string unit_id_type = "user_id";
+  // Default: the key.
+  std::string salt;
+  // Bumped by the product team to re-randomize deliberately. Default: 1.
+  int phase = 1;
+  // Share of eligible units in the experiment, in basis points.
+  // Default: 10000 (everyone).
+  uint32_t traffic_bp = kNumBuckets;
+  std::vector<Variant> variants;  // at least one
+  // Null when the experiment targets everyone.
+  std::shared_ptr<const Condition> targeting;
+  std::string targeting_text;  // as written, for display
+  // Empty when the experiment is in no layer.
+  std::string layer;
+  // The experiment's share of the layer's buckets. Full when no layer.
+  BucketRange layer_range{0, kNumBuckets};
+  std::optional<absl::Time> start_time;
+  std::optional<absl::Time> end_time;
+  // QA overrides: unit id (of unit_id_type) -> variant key.
+  absl::flat_hash_map<std::string, std::string> qa_overrides;
+  // Metric names, defined in the config's metrics section (next issue).
+  std::vector<std::string> metrics;
+  SourceLocation location;
+
+  // Index of the variant with this key, or -1.
+  int VariantIndex(const std::string& variant_key) const;
+};
+
+// A feature's own rule, checked in order after experiments: the first rule
+// whose condition matches and whose rollout includes the unit sets the value.
+struct FeatureRule {
+  // Null: every unit matches.
+  std::shared_ptr<const Condition> condition;
+  std::string condition_text;
+  // Share of matching units that get `value`, in basis points. Default: 10000.
+  uint32_t rollout_bp = kNumBuckets;
+  // Rollout hashing (ramp-safe: raising rollout_bp only adds units).
+  std::string salt;  // Default: "<feature key>.rule<index>"
+  std::string unit_id_type = "user_id";
+  FeatureValue value;
+  SourceLocation location;
+};
+
+struct Feature {
+  std::string key;
+  std::string description;
+  ValueType type = ValueType::kBool;
+  FeatureValue default_value;
+  std::vector<FeatureRule> rules;
+  SourceLocation location;
+};
+
+// A layer: experiments in one layer never share a unit. Each owns a range
+// of the layer's buckets (Experiment::layer_range).
+struct Layer {
+  std::string key;
+  std::string description;
+  // Default: the key.
+  std::string salt;
+  // Every experiment in the layer must hash on this id type. Default: "user_id".
+  std::string unit_id_type = "user_id";
+  SourceLocation location;
+};
+
+// A global holdout: a share of units kept out of every experiment; they get
+// default feature values (feature rules still apply).
+struct Holdout {
+  uint32_t bp = 0;  // buckets below this are held out
+  std::string salt = "abexp-global-holdout";
+  std::string unit_id_type = "user_id";
+};
+
+struct Config {
+  // Content hash of the file bytes: 16 lowercase hex digits (ConfigVersionOf).
+  std::string version;
+  std::string source_path;
+  // Declared attribute types; targeting may use only these.
+  std::map<std::string, AttributeType> attributes;
+  // Named reusable conditions.
+  std::map<std::string, std::shared_ptr<const Condition>> segments;
+  std::map<std::string, Layer> layers;
+  std::vector<Feature> features;        // in file order
+  std::vector<Experiment> experiments;  // in file order
+  std::optional<Holdout> holdout;
+
+  // Lookup indexes, filled by BuildIndexes().
+  absl::flat_hash_map<std::string, int> feature_index;
+  absl::flat_hash_map<std::string, int> experiment_index;
+
+  void BuildIndexes();
+  const Experiment* FindExperiment(const std::string& key) const;
+  const Feature* FindFeature(const std::string& key) const;
+  const Layer* FindLayer(const std::string& key) const;
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_CONFIG_H_
