@@ -1,1 +1,442 @@
-// placeholder: being written
+#include "server/assigner.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config_parser.h"
+
+namespace abexp {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kConfig[] = R"yaml(
+attributes:
+  country: string
+  days_since_signup: number
+  days_since_last_active: number
+  app_version: semver
+  is_vip: bool
+segments:
+  new_users: {attribute: days_since_signup, lt: 7}
+  churned: {attribute: days_since_last_active, gt: 30}
+layers:
+  checkout:
+    unit: user_id
+features:
+  - key: headline
+    type: string
+    default: "Shop now"
+  - key: checkout_flow
+    type: string
+    default: multi_step
+  - key: payment_methods
+    type: json
+    default: [card]
+  - key: new_search
+    type: bool
+    default: false
+    rules:
+      - when: {attribute: country, eq: XX}
+        value: true
+      - rollout: 0.10
+        value: true
+  - key: recall_copy
+    type: string
+    default: none
+experiments:
+  - key: landing_headline
+    status: running
+    variants:
+      - {key: control, weight: 50, features: {headline: "Shop now"}}
+      - {key: benefit, weight: 50, features: {headline: "Free shipping today"}}
+    qa_overrides:
+      benefit: [qa-1]
+  - key: one_page_checkout
+    status: running
+    layer: checkout
+    layer_range: [0, 0.5]
+    variants:
+      - {key: control, weight: 1, features: {checkout_flow: multi_step}}
+      - {key: one_page, weight: 1, features: {checkout_flow: one_page}}
+  - key: payment_options
+    status: running
+    layer: checkout
+    layer_range: [0.5, 1]
+    variants:
+      - {key: control, weight: 1}
+      - {key: wallets, weight: 1, features: {payment_methods: [card, apple_pay, alipay]}}
+  - key: recall_push
+    status: running
+    unit: user_id
+    targeting: {segment: churned}
+    variants:
+      - {key: control, weight: 1, features: {recall_copy: plain}}
+      - {key: discount, weight: 1, features: {recall_copy: "20% off"}}
+  - key: onboarding_v1
+    status: stopped
+    rollout_variant: guided
+    targeting: {segment: new_users}
+    variants:
+      - {key: control, weight: 1}
+      - {key: guided, weight: 1}
+  - key: paused_test
+    status: paused
+    variants:
+      - {key: a, weight: 1, features: {recall_copy: paused}}
+  - key: scheduled
+    status: running
+    start: 2030-01-01T00:00:00Z
+    variants:
+      - {key: a, weight: 1}
+)yaml";
+
+std::shared_ptr<const Config> Load(const std::string& yaml) {
+  ParseResult r = ParseConfig(yaml, "test.yaml");
+  EXPECT_TRUE(r.ok()) << r.FormatDiagnostics();
+  return r.config;
+}
+
+Unit User(const std::string& id, Attributes attributes = {}) {
+  Unit u;
+  u.ids["user_id"] = id;
+  u.attributes = std::move(attributes);
+  return u;
+}
+
+const ExperimentAssignment* Find(const AssignResult& r, const std::string& key) {
+  for (const auto& a : r.assignments) {
+    if (a.experiment->key == key) return &a;
+  }
+  return nullptr;
+}
+
+const ResolvedFeature* FindFeature(const AssignResult& r, const std::string& key) {
+  for (const auto& f : r.features) {
+    if (f.feature->key == key) return &f;
+  }
+  return nullptr;
+}
+
+class AssignerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = Load(kConfig);
+    ASSERT_NE(config_, nullptr);
+  }
+  AssignResult MustAssign(const Unit& unit, AssignOptions options = {}) {
+    absl::StatusOr<AssignResult> r = Assign(*config_, unit, options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : AssignResult{};
+  }
+  std::shared_ptr<const Config> config_;
+};
+
+TEST_F(AssignerTest, VariantIsTheRangeHoldingTheSpecBucket) {
+  const Experiment* e = config_->FindExperiment("landing_headline");
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = absl::StrCat("user-", i);
+    const uint32_t bucket = Bucket(HashPurpose::kVariant, "landing_headline", id);
+    const std::string expected = bucket < 5000 ? "control" : "benefit";
+    const AssignResult r = MustAssign(User(id));
+    const ExperimentAssignment* a = Find(r, "landing_headline");
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(e->variants[a->variant_index].key, expected) << id;
+    EXPECT_EQ(a->reason, AssignmentReason::kBucketed);
+    // The variant's feature value is what the unit gets.
+    EXPECT_EQ(FindFeature(r, "headline")->value->text,
+              expected == "control" ? "Shop now" : "Free shipping today");
+    EXPECT_EQ(FindFeature(r, "headline")->source, FeatureSource::kExperiment);
+  }
+}
+
+TEST_F(AssignerTest, SameUnitAlwaysGetsTheSameAnswer) {
+  const AssignResult a = MustAssign(User("u-42"));
+  const AssignResult b = MustAssign(User("u-42"));
+  ASSERT_EQ(a.assignments.size(), b.assignments.size());
+  for (size_t i = 0; i < a.assignments.size(); ++i) {
+    EXPECT_EQ(a.assignments[i].experiment, b.assignments[i].experiment);
+    EXPECT_EQ(a.assignments[i].variant_index, b.assignments[i].variant_index);
+  }
+}
+
+TEST_F(AssignerTest, ExperimentsInOneLayerNeverShareAUnit) {
+  int in_first = 0, in_second = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const AssignResult r = MustAssign(User(absl::StrCat("layer-user-", i)));
+    const bool first = Find(r, "one_page_checkout") != nullptr;
+    const bool second = Find(r, "payment_options") != nullptr;
+    ASSERT_FALSE(first && second) << "unit layer-user-" << i << " is in both";
+    in_first += first;
+    in_second += second;
+    // Every unit falls in exactly one half of the layer (traffic is 100%).
+    EXPECT_TRUE(first || second);
+  }
+  // Each owns half the layer: 10000 +- 5 sigma (sigma ~ 71).
+  EXPECT_NEAR(in_first, 10000, 360);
+  EXPECT_NEAR(in_second, 10000, 360);
+}
+
+TEST_F(AssignerTest, LayerMembershipFollowsTheLayerHash) {
+  for (int i = 0; i < 500; ++i) {
+    const std::string id = absl::StrCat("u", i);
+    const bool expect_first = Bucket(HashPurpose::kLayer, "checkout", id) < 5000;
+    const AssignResult r = MustAssign(User(id));
+    EXPECT_EQ(Find(r, "one_page_checkout") != nullptr, expect_first) << id;
+  }
+}
+
+TEST_F(AssignerTest, TargetingFailureMeansNoVariant) {
+  const AssignResult active = MustAssign(User("u-1", {{"days_since_last_active", 3.0}}));
+  EXPECT_EQ(Find(active, "recall_push"), nullptr);
+  EXPECT_EQ(FindFeature(active, "recall_copy")->source, FeatureSource::kDefault);
+  const AssignResult churned = MustAssign(User("u-1", {{"days_since_last_active", 45.0}}));
+  ASSERT_NE(Find(churned, "recall_push"), nullptr);
+  EXPECT_EQ(FindFeature(churned, "recall_copy")->source, FeatureSource::kExperiment);
+}
+
+TEST_F(AssignerTest, MissingAttributeFailsTargeting) {
+  EXPECT_EQ(Find(MustAssign(User("u-1")), "recall_push"), nullptr);
+}
+
+TEST_F(AssignerTest, QaOverrideForcesTheVariantAndSaysSo) {
+  const AssignResult r = MustAssign(User("qa-1"));
+  const ExperimentAssignment* a = Find(r, "landing_headline");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->experiment->variants[a->variant_index].key, "benefit");
+  EXPECT_EQ(a->reason, AssignmentReason::kQaOverride);
+}
+
+TEST_F(AssignerTest, StoppedExperimentServesItsRolloutVariantToEligibleUnits) {
+  const AssignResult new_user = MustAssign(User("u-7", {{"days_since_signup", 2.0}}));
+  const ExperimentAssignment* a = Find(new_user, "onboarding_v1");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->reason, AssignmentReason::kRollout);
+  EXPECT_EQ(a->experiment->variants[a->variant_index].key, "guided");
+  const AssignResult old_user = MustAssign(User("u-7", {{"days_since_signup", 200.0}}));
+  EXPECT_EQ(Find(old_user, "onboarding_v1"), nullptr);
+}
+
+TEST_F(AssignerTest, PausedAndNotYetStartedExperimentsAssignNobody) {
+  const AssignResult r = MustAssign(User("u-9"));
+  EXPECT_EQ(Find(r, "paused_test"), nullptr);
+  EXPECT_EQ(Find(r, "scheduled"), nullptr);
+  EXPECT_NE(FindFeature(r, "recall_copy")->value->text, "paused");
+  AssignOptions later;
+  later.now = absl::FromUnixSeconds(1893456000 + 1);  // 2030-01-01T00:00:01Z
+  EXPECT_NE(Find(MustAssign(User("u-9"), later), "scheduled"), nullptr);
+}
+
+TEST_F(AssignerTest, FeatureRulesApplyInOrderAfterExperiments) {
+  const AssignResult forced = MustAssign(User("u-1", {{"country", std::string("XX")}}));
+  EXPECT_EQ(FindFeature(forced, "new_search")->source, FeatureSource::kRule);
+  EXPECT_EQ(FindFeature(forced, "new_search")->rule_index, 0);
+  EXPECT_TRUE(FindFeature(forced, "new_search")->value->bool_value);
+
+  int on = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string id = absl::StrCat("flag-user-", i);
+    const AssignResult r = MustAssign(User(id));
+    const ResolvedFeature* f = FindFeature(r, "new_search");
+    const bool expected = Bucket(HashPurpose::kRollout, "new_search.rule1", id) < 1000;
+    ASSERT_EQ(f->value->bool_value, expected) << id;
+    EXPECT_EQ(f->source, expected ? FeatureSource::kRule : FeatureSource::kDefault);
+    on += expected;
+  }
+  EXPECT_NEAR(on, 2000, 5 * 42);  // 10% +- 5 sigma
+}
+
+TEST_F(AssignerTest, ExperimentFilterReturnsThoseExperimentsAndTheirFeatures) {
+  AssignOptions options;
+  options.experiment_keys = {"landing_headline"};
+  const AssignResult r = MustAssign(User("u-3"), options);
+  ASSERT_EQ(r.assignments.size(), 1u);
+  EXPECT_EQ(r.assignments[0].experiment->key, "landing_headline");
+  ASSERT_EQ(r.features.size(), 1u);
+  EXPECT_EQ(r.features[0].feature->key, "headline");
+}
+
+TEST_F(AssignerTest, FeatureFilterStillResolvesFromEveryExperiment) {
+  AssignOptions options;
+  options.feature_keys = {"checkout_flow"};
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = absl::StrCat("u", i);
+    const AssignResult full = MustAssign(User(id));
+    const AssignResult filtered = MustAssign(User(id), options);
+    ASSERT_EQ(filtered.features.size(), 1u);
+    EXPECT_EQ(*filtered.features[0].value, *FindFeature(full, "checkout_flow")->value);
+  }
+}
+
+TEST_F(AssignerTest, UnknownFilterKeysAreNotFound) {
+  AssignOptions options;
+  options.experiment_keys = {"no_such_experiment"};
+  absl::StatusOr<AssignResult> r = Assign(*config_, User("u"), options);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r.status().message(), HasSubstr("no_such_experiment"));
+  AssignOptions features;
+  features.feature_keys = {"nope"};
+  EXPECT_EQ(Assign(*config_, User("u"), features).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(AssignerTest, UnitWithoutTheHashedIdTypeIsInNoExperiment) {
+  Unit device;
+  device.ids["device_id"] = "d-1";
+  const AssignResult r = MustAssign(device);
+  EXPECT_TRUE(r.assignments.empty());
+  EXPECT_EQ(FindFeature(r, "headline")->source, FeatureSource::kDefault);
+}
+
+TEST(Assigner, HoldoutUnitsGetNoExperimentAndDefaults) {
+  std::shared_ptr<const Config> config = Load(R"yaml(
+holdout: {fraction: 0.05, salt: hold}
+features:
+  - {key: color, type: string, default: grey}
+experiments:
+  - key: colors
+    status: running
+    variants:
+      - {key: red, weight: 1, features: {color: red}}
+      - {key: blue, weight: 1, features: {color: blue}}
+)yaml");
+  ASSERT_NE(config, nullptr);
+  int held = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string id = absl::StrCat("h", i);
+    absl::StatusOr<AssignResult> r = Assign(*config, User(id), {});
+    ASSERT_TRUE(r.ok());
+    const bool expected = Bucket(HashPurpose::kHoldout, "hold", id) < 500;
+    ASSERT_EQ(r->in_holdout, expected);
+    if (r->in_holdout) {
+      ++held;
+      EXPECT_TRUE(r->assignments.empty());
+      EXPECT_EQ(r->features[0].value->text, "grey");
+      EXPECT_EQ(r->features[0].source, FeatureSource::kDefault);
+    } else {
+      EXPECT_EQ(r->assignments.size(), 1u);
+    }
+  }
+  EXPECT_NEAR(held, 1000, 5 * 31);
+}
+
+TEST(Assigner, RaisingTrafficNeverMovesAnAssignedUnit) {
+  auto config_at = [](const char* traffic) {
+    return Load(absl::StrCat(R"yaml(
+experiments:
+  - key: ramp
+    status: running
+    traffic: )yaml",
+                             traffic, R"yaml(
+    variants:
+      - {key: a, weight: 1}
+      - {key: b, weight: 2}
+      - {key: c, weight: 1}
+)yaml"));
+  };
+  const std::vector<std::shared_ptr<const Config>> ramps = {config_at("0.05"), config_at("0.2"),
+                                                            config_at("0.5"), config_at("1")};
+  for (int i = 0; i < 20000; ++i) {
+    const Unit unit = User(absl::StrCat("ramp-", i));
+    int previous = -1;
+    for (const auto& config : ramps) {
+      ASSERT_NE(config, nullptr);
+      absl::StatusOr<AssignResult> r = Assign(*config, unit, {});
+      ASSERT_TRUE(r.ok());
+      const int now = r->assignments.empty() ? -1 : r->assignments[0].variant_index;
+      if (previous >= 0) ASSERT_EQ(now, previous) << "unit ramp-" << i << " moved";
+      previous = now;
+    }
+    EXPECT_GE(previous, 0);  // at 100% everyone is in
+  }
+}
+
+TEST_F(AssignerTest, InvalidUnitsAreRejectedNamingTheField) {
+  struct Case {
+    Unit unit;
+    std::string field;
+  };
+  Unit no_ids;
+  Unit empty_id = User("");
+  Unit long_id = User(std::string(257, 'x'));
+  Unit many_attributes = User("u");
+  for (int i = 0; i < 101; ++i) many_attributes.attributes[absl::StrCat("a", i)] = 1.0;
+  Unit wrong_type = User("u", {{"days_since_signup", std::string("three")}});
+  Unit bad_version = User("u", {{"app_version", std::string("latest")}});
+  Unit not_finite = User("u", {{"days_since_signup", std::nan("")}});
+  const std::vector<Case> cases = {
+      {no_ids, "unit.ids"},
+      {empty_id, "unit.ids[user_id]"},
+      {long_id, "unit.ids[user_id]"},
+      {many_attributes, "unit.attributes"},
+      {wrong_type, "unit.attributes[days_since_signup]"},
+      {bad_version, "unit.attributes[app_version]"},
+      {not_finite, "unit.attributes[days_since_signup]"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<AssignResult> r = Assign(*config_, c.unit, {});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(r.status().message(), HasSubstr(c.field));
+  }
+  // Exactly at the limits is fine, and undeclared attributes are ignored.
+  Unit at_limit = User(std::string(256, 'x'), {{"undeclared", std::string("anything")}});
+  EXPECT_TRUE(Assign(*config_, at_limit, {}).ok());
+}
+
+TEST_F(AssignerTest, ExplainShowsHashInputBucketAndMatchedRange) {
+  absl::StatusOr<ExplainResult> x =
+      Explain(*config_, User("u-123"), "one_page_checkout", absl::Now());
+  ASSERT_TRUE(x.ok()) << x.status();
+  ASSERT_TRUE(x->has_variant_hash);
+  EXPECT_EQ(x->variant_hash.input, HashInput(HashPurpose::kVariant, "one_page_checkout", "u-123"));
+  EXPECT_EQ(x->variant_hash.bucket, Bucket(HashPurpose::kVariant, "one_page_checkout", "u-123"));
+  ASSERT_TRUE(x->has_layer);
+  EXPECT_EQ(x->layer_hash.bucket, Bucket(HashPurpose::kLayer, "checkout", "u-123"));
+  // Explain and Assign agree.
+  const AssignResult r = MustAssign(User("u-123"));
+  const ExperimentAssignment* a = Find(r, "one_page_checkout");
+  EXPECT_EQ(x->variant_index, a ? a->variant_index : -1);
+  if (x->variant_index >= 0) {
+    EXPECT_TRUE(x->experiment->variants[x->variant_index].active_range.Contains(
+        x->variant_hash.bucket));
+  } else {
+    EXPECT_THAT(x->summary, HasSubstr("layer"));
+  }
+  ASSERT_FALSE(x->steps.empty());
+  EXPECT_EQ(x->steps.front().check, "status");
+}
+
+TEST_F(AssignerTest, ExplainReportsTheRuleThatFailed) {
+  absl::StatusOr<ExplainResult> x = Explain(
+      *config_, User("u-1", {{"days_since_last_active", 2.0}}), "recall_push", absl::Now());
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->variant_index, -1);
+  EXPECT_EQ(x->steps.back().check, "targeting");
+  EXPECT_FALSE(x->steps.back().passed);
+  ASSERT_GE(x->targeting.size(), 2u);  // the segment and its definition
+  EXPECT_EQ(x->targeting[1].actual, "2");
+  EXPECT_FALSE(x->targeting[1].matched);
+}
+
+TEST_F(AssignerTest, ExplainOfUnknownExperimentIsNotFound) {
+  EXPECT_EQ(Explain(*config_, User("u"), "nope", absl::Now()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(AssignerTest, ExplainAgreesWithAssignForManyUnits) {
+  for (int i = 0; i < 3000; ++i) {
+    const Unit unit = User(absl::StrCat("x", i), {{"days_since_last_active", double(i % 60)}});
+    const AssignResult r = MustAssign(unit);
+    for (const Experiment& e : config_->experiments) {
+      absl::StatusOr<ExplainResult> x = Explain(*config_, unit, e.key, absl::Now());
+      ASSERT_TRUE(x.ok());
+      const ExperimentAssignment* a = Find(r, e.key);
+      ASSERT_EQ(x->variant_index, a ? a->variant_index : -1) << e.key << " x" << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace abexp
