@@ -1,1 +1,236 @@
-// placeholder: being written
+#include "client/client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace abexp {
+namespace {
+
+// Codes that mean the request itself is wrong; Assign returns these instead
+// of degrading, so the bug gets noticed.
+bool IsCallerError(absl::StatusCode code) {
+  return code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kNotFound;
+}
+
+}  // namespace
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+UnitBuilder& UnitBuilder::Id(absl::string_view type, absl::string_view id) {
+  (*unit_.mutable_ids())[std::string(type)] = std::string(id);
+  return *this;
+}
+
+UnitBuilder& UnitBuilder::String(absl::string_view name,
+                                 absl::string_view value) {
+  (*unit_.mutable_attributes())[std::string(name)].set_string_value(
+      std::string(value));
+  return *this;
+}
+
+UnitBuilder& UnitBuilder::Number(absl::string_view name, double value) {
+  (*unit_.mutable_attributes())[std::string(name)].set_number_value(value);
+  return *this;
+}
+
+UnitBuilder& UnitBuilder::Bool(absl::string_view name, bool value) {
+  (*unit_.mutable_attributes())[std::string(name)].set_bool_value(value);
+  return *this;
+}
+
+Assignment::Assignment(v1::AssignResponse response)
+    : response_(std::move(response)) {}
+
+Assignment Assignment::Degraded(absl::Status cause) {
+  Assignment a;
+  a.error_ = cause.ok() ? absl::UnknownError("degraded without a cause")
+                        : std::move(cause);
+  return a;
+}
+
+std::optional<std::string> Assignment::variant(
+    absl::string_view experiment_key) const {
+  for (const v1::Assignment& a : response_.assignments()) {
+    if (a.experiment_key() == experiment_key) return a.variant_key();
+  }
+  return std::nullopt;
+}
+
+const v1::FeatureValue* Assignment::Find(absl::string_view feature_key) const {
+  auto it = response_.features().find(std::string(feature_key));
+  if (it == response_.features().end() || !it->second.has_value()) {
+    return nullptr;
+  }
+  return &it->second.value();
+}
+
+bool Assignment::GetBool(absl::string_view feature_key, bool fallback) const {
+  const v1::FeatureValue* v = Find(feature_key);
+  if (v == nullptr || v->kind_case() != v1::FeatureValue::kBoolValue) {
+    return fallback;
+  }
+  return v->bool_value();
+}
+
+double Assignment::GetNumber(absl::string_view feature_key,
+                             double fallback) const {
+  const v1::FeatureValue* v = Find(feature_key);
+  if (v == nullptr || v->kind_case() != v1::FeatureValue::kNumberValue) {
+    return fallback;
+  }
+  return v->number_value();
+}
+
+std::string Assignment::GetString(absl::string_view feature_key,
+                                  absl::string_view fallback) const {
+  const v1::FeatureValue* v = Find(feature_key);
+  if (v == nullptr || v->kind_case() != v1::FeatureValue::kStringValue) {
+    return std::string(fallback);
+  }
+  return v->string_value();
+}
+
+std::string Assignment::GetJson(absl::string_view feature_key,
+                                absl::string_view fallback) const {
+  const v1::FeatureValue* v = Find(feature_key);
+  if (v == nullptr || v->kind_case() != v1::FeatureValue::kJsonValue) {
+    return std::string(fallback);
+  }
+  return v->json_value();
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.target is empty; set it to the abexp-server address, "
+        "e.g. \"127.0.0.1:50051\"");
+  }
+  if (options.deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ClientOptions.deadline is ", absl::FormatDuration(options.deadline),
+        "; it must be positive (the default is 50ms)"));
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.max_attempts is ", options.max_attempts,
+                     "; it must be at least 1 (the default is 3)"));
+  }
+  if (options.initial_backoff < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.initial_backoff is negative; use zero or more");
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      options.credentials != nullptr ? options.credentials
+                                     : grpc::InsecureChannelCredentials();
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.target, creds, options.channel_args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create a gRPC channel to '", options.target,
+                     "'; check the target, e.g. \"host:port\""));
+  }
+  // Connect now so the first call does not spend its deadline on setup.
+  channel->GetState(/*try_to_connect=*/true);
+  return std::unique_ptr<Client>(
+      new Client(std::move(options), std::move(channel)));
+}
+
+Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::AssignmentService::NewStub(channel_)) {}
+
+template <typename Rpc>
+absl::Status Client::Call(const Rpc& rpc) const {
+  const absl::Time deadline = absl::Now() + options_.deadline;
+  absl::Duration backoff = options_.initial_backoff;
+  absl::Status status;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    status = FromGrpcStatus(rpc(&context));
+    if (status.code() != absl::StatusCode::kUnavailable ||
+        attempt >= options_.max_attempts) {
+      break;
+    }
+    // Retry only if a backoff still leaves time for the attempt itself.
+    if (absl::Now() + backoff >= deadline) break;
+    absl::SleepFor(backoff);
+    backoff *= 2;
+  }
+  if (!status.ok()) {
+    status = absl::Status(
+        status.code(), absl::StrCat("abexp-server at ", options_.target, ": ",
+                                    status.message()));
+  }
+  return status;
+}
+
+absl::StatusOr<Assignment> Client::Assign(
+    const v1::Unit& unit, const std::vector<std::string>& experiment_keys,
+    const std::vector<std::string>& feature_keys) const {
+  v1::AssignRequest request;
+  *request.mutable_unit() = unit;
+  for (const std::string& k : experiment_keys) request.add_experiment_keys(k);
+  for (const std::string& k : feature_keys) request.add_feature_keys(k);
+  v1::AssignResponse response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return stub_->Assign(context, request, &response);
+  });
+  if (status.ok()) return Assignment(std::move(response));
+  if (IsCallerError(status.code())) return status;
+  return Assignment::Degraded(std::move(status));
+}
+
+absl::StatusOr<v1::BatchAssignResponse> Client::BatchAssign(
+    const v1::BatchAssignRequest& request) const {
+  v1::BatchAssignResponse response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return stub_->BatchAssign(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::ExplainAssignmentResponse> Client::Explain(
+    const v1::Unit& unit, const std::string& experiment_key) const {
+  v1::ExplainAssignmentRequest request;
+  *request.mutable_unit() = unit;
+  request.set_experiment_key(experiment_key);
+  v1::ExplainAssignmentResponse response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return stub_->ExplainAssignment(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::ListExperimentsResponse> Client::ListExperiments(
+    const v1::ListExperimentsRequest& request) const {
+  v1::ListExperimentsResponse response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return stub_->ListExperiments(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::Experiment> Client::GetExperiment(
+    const std::string& experiment_key) const {
+  v1::GetExperimentRequest request;
+  request.set_experiment_key(experiment_key);
+  v1::Experiment response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return stub_->GetExperiment(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+}  // namespace abexp

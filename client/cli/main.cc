@@ -1,1 +1,546 @@
-// placeholder: being written
+// abexp: the command line for product teams and analysts.
+//
+//   abexp assign --id user_id=u-123 --attr country=CN
+//   abexp explain one_page_checkout --id user_id=u-123
+//   abexp experiments list | experiments get KEY
+//   abexp validate FILE
+//   abexp diff OLD NEW
+//
+// Exit codes: 0 success, 1 failure (invalid config, breaking diff, server
+// error), 2 usage error (and a diff input that fails validation), 3 server
+// unreachable.
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/cli/format.h"
+#include "client/client.h"
+#include "server/config_diff.h"
+#include "server/config_parser.h"
+
+namespace abexp::cli {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+constexpr char kDefaultServer[] = "127.0.0.1:50051";
+
+constexpr char kMainUsage[] =
+    R"(abexp: A/B experiment assignment, from the command line.
+
+usage: abexp COMMAND [ARGS] [FLAGS]
+
+Commands that ask a running abexp-server:
+  assign               which variants and feature values a unit gets
+  explain EXPERIMENT   the full trace of one unit's assignment
+  experiments list     the experiments the server serves
+  experiments get KEY  one experiment in detail
+
+Commands on config files (no server needed):
+  validate FILE        check a config; lists every problem as file:line:column
+  diff OLD NEW         which units a config change moves; fails when a
+                       running experiment would move assigned units
+
+Flags for every command:
+  --format text|json   output format (default: text)
+  --help               help for the command
+
+Run `abexp COMMAND --help` for the command's flags.
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 server unreachable.
+)";
+
+constexpr char kServerFlags[] =
+    R"(  --server HOST:PORT   abexp-server address (default: 127.0.0.1:50051)
+  --timeout DURATION   deadline per command, e.g. 500ms, 2s (default: 5s)
+  --format text|json   output format (default: text)
+)";
+
+constexpr char kUnitFlags[] =
+    R"(  --id TYPE=ID         a unit id to hash on, e.g. --id user_id=u-123;
+                       repeat for several id types (at least one)
+  --attr NAME=VALUE    a targeting attribute; repeatable. true/false are
+                       bools, numbers are numbers, anything else a string.
+                       Force a type with NAME:TYPE=VALUE (TYPE is string,
+                       number or bool), e.g. --attr app_version:string=5.2
+)";
+
+struct Command {
+  std::string name;
+  std::string usage;
+  // Flags that take a value; repeatable ones may appear several times.
+  std::set<std::string> value_flags;
+  std::set<std::string> repeatable;
+};
+
+// Parsed command line of one subcommand.
+struct Args {
+  std::vector<std::string> positional;
+  std::multimap<std::string, std::string> flags;
+  bool help = false;
+
+  std::string Get(const std::string& name, const std::string& def) const {
+    auto it = flags.find(name);
+    return it == flags.end() ? def : it->second;
+  }
+  std::vector<std::string> All(const std::string& name) const {
+    std::vector<std::string> out;
+    auto [begin, end] = flags.equal_range(name);
+    for (auto it = begin; it != end; ++it) out.push_back(it->second);
+    return out;
+  }
+};
+
+int Usage(const Command& command, const std::string& message) {
+  std::cerr << "abexp " << command.name << ": " << message << "\n"
+            << "Run `abexp " << command.name << " --help` for usage.\n";
+  return kExitUsage;
+}
+
+// Parses flags (--name value, --name=value) and positional arguments.
+absl::Status ParseArgs(const Command& command,
+                       const std::vector<std::string>& argv, Args* args) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg == "--") {
+      args->positional.insert(args->positional.end(), argv.begin() + i + 1,
+                              argv.end());
+      break;
+    }
+    if (arg == "-h" || arg == "--help") {
+      args->help = true;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "-") || arg == "-") {
+      args->positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(absl::StartsWith(arg, "--") ? 2 : 1);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    if (command.value_flags.count(name) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (!has_value) {
+      if (i + 1 >= argv.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag --", name, " needs a value"));
+      }
+      value = argv[++i];
+    }
+    if (args->flags.count(name) > 0 && command.repeatable.count(name) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --", name, " given more than once"));
+    }
+    args->flags.emplace(name, value);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> JsonFormat(const Args& args) {
+  const std::string format = args.Get("format", "text");
+  if (format == "json") return true;
+  if (format == "text") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--format must be text or json, not '", format, "'"));
+}
+
+// Builds the unit from --id and --attr flags.
+absl::StatusOr<v1::Unit> ParseUnit(const Args& args) {
+  UnitBuilder builder;
+  const std::vector<std::string> ids = args.All("id");
+  if (ids.empty()) {
+    return absl::InvalidArgumentError(
+        "no unit id; pass at least one --id TYPE=ID, e.g. --id user_id=u-123");
+  }
+  for (const std::string& id : ids) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(id, absl::MaxSplits('=', 1));
+    if (kv.first.empty() || kv.second.empty() ||
+        id.find('=') == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--id '", id, "' is not TYPE=ID; write e.g. --id user_id=u-123"));
+    }
+    builder.Id(kv.first, kv.second);
+  }
+  for (const std::string& attr : args.All("attr")) {
+    const size_t eq = attr.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--attr '", attr,
+                       "' is not NAME=VALUE; write e.g. --attr country=CN"));
+    }
+    std::string name = attr.substr(0, eq);
+    const std::string value = attr.substr(eq + 1);
+    std::string type;
+    if (size_t colon = name.find(':'); colon != std::string::npos) {
+      type = name.substr(colon + 1);
+      name = name.substr(0, colon);
+    }
+    double number = 0;
+    if (type.empty()) {
+      if (value == "true" || value == "false") {
+        type = "bool";
+      } else if (absl::SimpleAtod(value, &number) && std::isfinite(number) &&
+                 !absl::StrContains(absl::AsciiStrToLower(value), "n")) {
+        // The 'n' check keeps "nan"/"inf"-like words strings.
+        type = "number";
+      } else {
+        type = "string";
+      }
+    }
+    if (type == "string") {
+      builder.String(name, value);
+    } else if (type == "number") {
+      if (!absl::SimpleAtod(value, &number) || !std::isfinite(number)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--attr ", name, ":number='", value, "' is not a number"));
+      }
+      builder.Number(name, number);
+    } else if (type == "bool") {
+      if (value != "true" && value != "false") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--attr ", name, ":bool='", value, "' must be true or false"));
+      }
+      builder.Bool(name, value == "true");
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--attr ", attr, ": unknown type '", type,
+          "'; use string, number or bool (semver values are strings)"));
+    }
+  }
+  return builder.Build();
+}
+
+absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args) {
+  ClientOptions options;
+  options.target = args.Get("server", kDefaultServer);
+  absl::Duration timeout;
+  const std::string timeout_text = args.Get("timeout", "5s");
+  if (!absl::ParseDuration(timeout_text, &timeout) ||
+      timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout '", timeout_text,
+                     "' is not a positive duration; write e.g. 500ms or 2s"));
+  }
+  options.deadline = timeout;
+  options.initial_backoff = absl::Milliseconds(50);
+  return Client::Create(std::move(options));
+}
+
+// Prints a server error and picks the exit code.
+int ServerError(const Args& args, const absl::Status& status) {
+  std::cerr << "error: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    std::cerr << "Is abexp-server running at "
+              << args.Get("server", kDefaultServer)
+              << "? Pass its address with --server HOST:PORT.\n";
+    return kExitUnreachable;
+  }
+  return kExitFailure;
+}
+
+Command ServerCommand(std::string name, std::string usage, bool with_unit) {
+  Command c{
+      std::move(name), std::move(usage), {"server", "timeout", "format"}, {}};
+  if (with_unit) {
+    c.value_flags.insert({"id", "attr"});
+    c.repeatable.insert({"id", "attr"});
+  }
+  return c;
+}
+
+int RunAssign(const std::vector<std::string>& argv) {
+  Command command = ServerCommand(
+      "assign",
+      absl::StrCat(
+          "usage: abexp assign --id TYPE=ID [--attr NAME=VALUE]... "
+          "[--experiment KEY]... [--feature KEY]...\n\n"
+          "Asks the server which experiments the unit is in and its feature "
+          "values.\n\n",
+          kUnitFlags,
+          "  --experiment KEY     only this experiment; repeatable\n"
+          "  --feature KEY        only this feature; repeatable\n",
+          kServerFlags),
+      /*with_unit=*/true);
+  command.value_flags.insert({"experiment", "feature"});
+  command.repeatable.insert({"experiment", "feature"});
+  Args args;
+  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args.help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  if (!args.positional.empty()) {
+    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
+  }
+  absl::StatusOr<bool> json = JsonFormat(args);
+  if (!json.ok()) return Usage(command, std::string(json.status().message()));
+  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
+  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (!client.ok()) {
+    return Usage(command, std::string(client.status().message()));
+  }
+  absl::StatusOr<Assignment> a =
+      (*client)->Assign(*unit, args.All("experiment"), args.All("feature"));
+  if (!a.ok()) return ServerError(args, a.status());
+  // The library degrades for page views; the CLI reports the failure.
+  if (a->degraded()) return ServerError(args, a->error());
+  if (*json) {
+    std::cout << ToJson(a->response());
+  } else {
+    PrintAssign(a->response(), std::cout);
+  }
+  return kExitOk;
+}
+
+int RunExplain(const std::vector<std::string>& argv) {
+  Command command = ServerCommand(
+      "explain",
+      absl::StrCat(
+          "usage: abexp explain EXPERIMENT --id TYPE=ID [--attr "
+          "NAME=VALUE]...\n\n"
+          "Shows every step of how the unit was (or was not) assigned in the "
+          "experiment:\nstatus, schedule, holdout, targeting rules, layer, the "
+          "exact bytes hashed,\nthe bucket and the variant ranges.\n\n",
+          kUnitFlags, kServerFlags),
+      /*with_unit=*/true);
+  Args args;
+  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args.help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  if (args.positional.size() != 1) {
+    return Usage(command, "expected exactly one EXPERIMENT key");
+  }
+  absl::StatusOr<bool> json = JsonFormat(args);
+  if (!json.ok()) return Usage(command, std::string(json.status().message()));
+  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
+  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (!client.ok()) {
+    return Usage(command, std::string(client.status().message()));
+  }
+  absl::StatusOr<v1::ExplainAssignmentResponse> r =
+      (*client)->Explain(*unit, args.positional[0]);
+  if (!r.ok()) return ServerError(args, r.status());
+  if (*json) {
+    std::cout << ToJson(*r);
+  } else {
+    PrintExplain(*r, std::cout);
+  }
+  return kExitOk;
+}
+
+int RunExperiments(const std::vector<std::string>& argv) {
+  Command command = ServerCommand(
+      "experiments",
+      absl::StrCat("usage: abexp experiments list [--status STATUS]...\n"
+                   "       abexp experiments get KEY\n\n"
+                   "Lists the experiments the server serves, or shows one.\n\n"
+                   "  --status STATUS      list: only draft, running, paused "
+                   "or stopped; repeatable\n",
+                   kServerFlags),
+      /*with_unit=*/false);
+  command.value_flags.insert("status");
+  command.repeatable.insert("status");
+  Args args;
+  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args.help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  if (args.positional.empty()) {
+    return Usage(command, "expected `list` or `get KEY`");
+  }
+  absl::StatusOr<bool> json = JsonFormat(args);
+  if (!json.ok()) return Usage(command, std::string(json.status().message()));
+  const std::string& verb = args.positional[0];
+  if (verb == "list") {
+    if (args.positional.size() != 1) {
+      return Usage(command, "`experiments list` takes no arguments");
+    }
+    v1::ListExperimentsRequest request;
+    for (const std::string& s : args.All("status")) {
+      v1::ExperimentStatus status;
+      if (!v1::ExperimentStatus_Parse(
+              "EXPERIMENT_STATUS_" + absl::AsciiStrToUpper(s), &status) ||
+          status == v1::EXPERIMENT_STATUS_UNSPECIFIED) {
+        return Usage(command, "--status '" + s +
+                                  "' is not draft, running, paused or stopped");
+      }
+      request.add_statuses(status);
+    }
+    absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+    if (!client.ok()) {
+      return Usage(command, std::string(client.status().message()));
+    }
+    absl::StatusOr<v1::ListExperimentsResponse> r =
+        (*client)->ListExperiments(request);
+    if (!r.ok()) return ServerError(args, r.status());
+    if (*json) {
+      std::cout << ToJson(*r);
+    } else {
+      PrintExperimentList(*r, std::cout);
+    }
+    return kExitOk;
+  }
+  if (verb == "get") {
+    if (args.positional.size() != 2) {
+      return Usage(command, "`experiments get` takes exactly one KEY");
+    }
+    if (args.flags.count("status") > 0) {
+      return Usage(command, "--status only applies to `experiments list`");
+    }
+    absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+    if (!client.ok()) {
+      return Usage(command, std::string(client.status().message()));
+    }
+    absl::StatusOr<v1::Experiment> r =
+        (*client)->GetExperiment(args.positional[1]);
+    if (!r.ok()) return ServerError(args, r.status());
+    if (*json) {
+      std::cout << ToJson(*r);
+    } else {
+      PrintExperiment(*r, std::cout);
+    }
+    return kExitOk;
+  }
+  return Usage(command, "unknown subcommand '" + verb +
+                            "'; expected `list` or `get KEY`");
+}
+
+int RunValidate(const std::vector<std::string>& argv) {
+  Command command{"validate",
+                  "usage: abexp validate FILE [--format text|json]\n\n"
+                  "Checks an experiment config without a server. Prints\n"
+                  "`FILE: OK (N experiments, M features), version V` and any\n"
+                  "warnings, or every problem as file:line:column: message.\n"
+                  "Exit code 0 when valid, 1 when not.\n",
+                  {"format"},
+                  {}};
+  Args args;
+  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args.help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  if (args.positional.size() != 1) {
+    return Usage(command, "expected exactly one FILE");
+  }
+  absl::StatusOr<bool> json = JsonFormat(args);
+  if (!json.ok()) return Usage(command, std::string(json.status().message()));
+  const std::string& path = args.positional[0];
+  const ParseResult result = ParseConfigFile(path);
+  if (*json) {
+    std::cout << ValidateJson(path, result);
+  } else {
+    PrintValidate(path, result, result.ok() ? std::cout : std::cerr);
+  }
+  return result.ok() ? kExitOk : kExitFailure;
+}
+
+int RunDiff(const std::vector<std::string>& argv) {
+  Command command{
+      "diff",
+      "usage: abexp diff OLD NEW [--format text|json]\n\n"
+      "Compares two experiment configs and computes, exactly over the bucket\n"
+      "space, the share of units each experiment would move to another\n"
+      "variant (moved, of units assigned in both), newly assign (added) and\n"
+      "unassign (removed), both of all eligible units. Targeting changes are\n"
+      "noted, not computed.\n\n"
+      "Exit codes: 0 when no running experiment moves assigned units (or\n"
+      "the move is a declared new phase: `phase` increased), 1 when one\n"
+      "does (e.g. a weight change, a variant inserted before others, a salt\n"
+      "change without a new phase), 2 when a file is invalid.\n",
+      {"format"},
+      {}};
+  Args args;
+  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args.help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  if (args.positional.size() != 2) {
+    return Usage(command, "expected two files: OLD NEW");
+  }
+  absl::StatusOr<bool> json = JsonFormat(args);
+  if (!json.ok()) return Usage(command, std::string(json.status().message()));
+  const ParseResult old_result = ParseConfigFile(args.positional[0]);
+  const ParseResult new_result = ParseConfigFile(args.positional[1]);
+  if (!old_result.ok() || !new_result.ok()) {
+    for (const ParseResult* r : {&old_result, &new_result}) {
+      for (const Diagnostic& d : r->diagnostics) {
+        if (!d.warning) std::cerr << d.ToString() << "\n";
+      }
+    }
+    std::cerr << "abexp diff: fix the errors above; both files must pass "
+                 "`abexp validate`\n";
+    return kExitUsage;
+  }
+  const ConfigDiff diff = DiffConfigs(*old_result.config, *new_result.config);
+  if (*json) {
+    std::cout << DiffJson(diff);
+  } else {
+    PrintDiff(diff, std::cout);
+  }
+  return diff.ok() ? kExitOk : kExitFailure;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kMainUsage;
+    return kExitUsage;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kMainUsage;
+    return kExitOk;
+  }
+  if (command == "assign") return RunAssign(args);
+  if (command == "explain") return RunExplain(args);
+  if (command == "experiments") return RunExperiments(args);
+  if (command == "validate") return RunValidate(args);
+  if (command == "diff") return RunDiff(args);
+  std::cerr << "abexp: unknown command '" << command << "'\n"
+            << "Run `abexp --help` for the list of commands.\n";
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace abexp::cli
+
+int main(int argc, char** argv) { return abexp::cli::Main(argc, argv); }

@@ -1,0 +1,60 @@
+// Output for the `abexp` CLI: readable text (aligned columns) and JSON.
+//
+// Protos are printed as JSON with protobuf's JSON mapping (snake_case field
+// names, defaults included); validate and diff build a google.protobuf.Struct
+// so their JSON is well-formed by construction.
+//
+// Thread-safe: the functions share no state.
+#ifndef ABEXP_CLIENT_CLI_FORMAT_H_
+#define ABEXP_CLIENT_CLI_FORMAT_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "abexp/v1/assignment.pb.h"
+#include "google/protobuf/message.h"
+#include "server/config_diff.h"
+#include "server/config_parser.h"
+
+namespace abexp::cli {
+
+// Rows printed with each column padded to its widest cell, two spaces apart.
+class Table {
+ public:
+  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  bool empty() const { return rows_.empty(); }
+  // Each row on its own line, prefixed by `indent`.
+  void Print(std::ostream& out, const std::string& indent = "") const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// The message as indented JSON followed by a newline.
+std::string ToJson(const google::protobuf::Message& message);
+
+// A feature value as text: true, 1.5, "text", {"a":1}.
+std::string FormatValue(const v1::FeatureValue& value);
+
+void PrintAssign(const v1::AssignResponse& response, std::ostream& out);
+void PrintBatchAssign(const v1::BatchAssignResponse& response,
+                      std::ostream& out);
+void PrintExplain(const v1::ExplainAssignmentResponse& response,
+                  std::ostream& out);
+void PrintExperimentList(const v1::ListExperimentsResponse& response,
+                         std::ostream& out);
+void PrintExperiment(const v1::Experiment& experiment, std::ostream& out);
+
+// `abexp validate`: "FILE: OK (...)" plus warnings, or every diagnostic.
+void PrintValidate(const std::string& path, const ParseResult& result,
+                   std::ostream& out);
+std::string ValidateJson(const std::string& path, const ParseResult& result);
+
+// `abexp diff`: one line per experiment, notes, and a verdict line.
+void PrintDiff(const ConfigDiff& diff, std::ostream& out);
+std::string DiffJson(const ConfigDiff& diff);
+
+}  // namespace abexp::cli
+
+#endif  // ABEXP_CLIENT_CLI_FORMAT_H_

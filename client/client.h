@@ -1,0 +1,187 @@
+// abexp::Client: the C++ client backend services use to ask abexp-server
+// which experiment variants and feature values a unit gets.
+//
+//   abexp::ClientOptions options;
+//   options.target = "abexp:50051";
+//   auto client = abexp::Client::Create(std::move(options));
+//   abexp::v1::Unit unit = abexp::UnitBuilder()
+//                              .Id("user_id", "u-123")
+//                              .String("country", "CN")
+//                              .Number("days_since_signup", 3)
+//                              .Build();
+//   absl::StatusOr<abexp::Assignment> a = (*client)->Assign(unit);
+//   if (!a.ok()) { /* a bug in the request: log it, use defaults */ }
+//   bool fast = a->GetBool("new_search", false);
+//
+// Assign is built for page views: it never fails because abexp is slow or
+// down. When the server cannot answer in time it returns a degraded
+// Assignment that has no variants and hands back every caller's fallback.
+// It returns an error only for a bad request (INVALID_ARGUMENT, NOT_FOUND),
+// which is a bug in the caller.
+//
+// Thread-safe: a Client may be used from any number of threads at once.
+// Create one per process and share it; it owns one gRPC channel.
+#ifndef ABEXP_CLIENT_CLIENT_H_
+#define ABEXP_CLIENT_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abexp/v1/assignment.grpc.pb.h"
+#include "abexp/v1/assignment.pb.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace abexp {
+
+struct ClientOptions {
+  // The server, as "host:port" or any gRPC target URI.
+  // Default: "127.0.0.1:50051".
+  std::string target = "127.0.0.1:50051";
+
+  // Budget for one call, covering every attempt and the backoff between
+  // them (the deadline is overall, not per attempt). Default: 50ms.
+  absl::Duration deadline = absl::Milliseconds(50);
+
+  // Attempts per call. Only UNAVAILABLE is retried, and only while the
+  // deadline leaves time for another attempt. Default: 3.
+  int max_attempts = 3;
+
+  // Wait before the second attempt; doubled before each later one.
+  // Default: 2ms.
+  absl::Duration initial_backoff = absl::Milliseconds(2);
+
+  // Channel credentials. Default (null): insecure, for in-cluster traffic.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+
+  // Extra gRPC channel arguments (keepalive, load balancing, ...).
+  // Default: none.
+  grpc::ChannelArguments channel_args;
+};
+
+// Converts a gRPC status to the absl::Status with the same code and message.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Builds an abexp.v1.Unit: ids to hash on and attributes for targeting.
+// Attribute types must match the config's `attributes:` declarations;
+// semver attributes are strings.
+class UnitBuilder {
+ public:
+  // Sets an id, e.g. Id("user_id", "u-123"). A later call for the same type
+  // replaces the earlier one; so do the attribute setters.
+  UnitBuilder& Id(absl::string_view type, absl::string_view id);
+  UnitBuilder& String(absl::string_view name, absl::string_view value);
+  UnitBuilder& Number(absl::string_view name, double value);
+  UnitBuilder& Bool(absl::string_view name, bool value);
+
+  const v1::Unit& unit() const { return unit_; }
+  v1::Unit Build() const { return unit_; }
+
+ private:
+  v1::Unit unit_;
+};
+
+// One unit's answer from Assign, with typed access to feature values.
+// Immutable, so safe to read from several threads.
+class Assignment {
+ public:
+  // A normal answer from the server.
+  explicit Assignment(v1::AssignResponse response);
+  // An answer for when the server could not be reached; `cause` says why.
+  // REQUIRES: !cause.ok().
+  static Assignment Degraded(absl::Status cause);
+
+  // The variant key the unit gets in the experiment, or nullopt when it is
+  // in no variant (or the assignment is degraded).
+  std::optional<std::string> variant(absl::string_view experiment_key) const;
+
+  // A feature's value, or `fallback` when the feature was not returned, has
+  // another type, or the assignment is degraded.
+  bool GetBool(absl::string_view feature_key, bool fallback) const;
+  double GetNumber(absl::string_view feature_key, double fallback) const;
+  std::string GetString(absl::string_view feature_key,
+                        absl::string_view fallback) const;
+  // Compact JSON text, for features of type json.
+  std::string GetJson(absl::string_view feature_key,
+                      absl::string_view fallback) const;
+
+  // The content hash of the config that answered; empty when degraded.
+  const std::string& config_version() const {
+    return response_.config_version();
+  }
+  // True when the unit is in the global holdout.
+  bool in_holdout() const { return response_.in_holdout(); }
+
+  // True when the server could not answer in time; error() says why.
+  bool degraded() const { return !error_.ok(); }
+  // OK unless degraded.
+  const absl::Status& error() const { return error_; }
+
+  // The raw response (empty when degraded), e.g. for exposure logging.
+  const v1::AssignResponse& response() const { return response_; }
+
+ private:
+  Assignment() = default;
+  // The feature's value, or null when it was not returned.
+  const v1::FeatureValue* Find(absl::string_view feature_key) const;
+
+  v1::AssignResponse response_;
+  absl::Status error_;
+};
+
+class Client {
+ public:
+  // Creates a client for options.target and starts connecting in the
+  // background, so the first call does not pay for the TCP handshake.
+  // INVALID_ARGUMENT when an option is out of range.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Every experiment the unit is in and its feature values. Empty key lists
+  // mean all experiments / all features.
+  //
+  // Returns INVALID_ARGUMENT (a bad unit) or NOT_FOUND (an unknown key) as
+  // errors. Every other failure, such as DEADLINE_EXCEEDED or UNAVAILABLE,
+  // returns a degraded Assignment instead, so callers can always render.
+  absl::StatusOr<Assignment> Assign(
+      const v1::Unit& unit,
+      const std::vector<std::string>& experiment_keys = {},
+      const std::vector<std::string>& feature_keys = {}) const;
+
+  // The calls below return the server's error as is (with the same code),
+  // after the usual retries on UNAVAILABLE.
+  absl::StatusOr<v1::BatchAssignResponse> BatchAssign(
+      const v1::BatchAssignRequest& request) const;
+  absl::StatusOr<v1::ExplainAssignmentResponse> Explain(
+      const v1::Unit& unit, const std::string& experiment_key) const;
+  absl::StatusOr<v1::ListExperimentsResponse> ListExperiments(
+      const v1::ListExperimentsRequest& request = {}) const;
+  absl::StatusOr<v1::Experiment> GetExperiment(
+      const std::string& experiment_key) const;
+
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
+
+  // Runs `rpc(context)` with the overall deadline, retrying UNAVAILABLE.
+  template <typename Rpc>
+  absl::Status Call(const Rpc& rpc) const;
+
+  const ClientOptions options_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  // Stubs are thread-safe.
+  const std::unique_ptr<v1::AssignmentService::Stub> stub_;
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_CLIENT_CLIENT_H_
