@@ -1,6 +1,7 @@
 #include "server/config_diff.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 #include <utility>
 
@@ -265,6 +266,19 @@ void NoteExperimentChanges(const Config& oc, const Experiment& o,
   }
 }
 
+// True when any variant key's full-traffic range differs between the two
+// (empty ranges, such as zero-weight variants, count as absent).
+bool AllocationChanged(const Experiment& o, const Experiment& n) {
+  auto ranges = [](const Experiment& e) {
+    std::map<std::string, BucketRange> out;
+    for (const Variant& v : e.variants) {
+      if (!v.full_range.empty()) out.emplace(v.key, v.full_range);
+    }
+    return out;
+  };
+  return ranges(o) != ranges(n);
+}
+
 ExperimentDiff DiffExperiment(const Config& oc, const Experiment* o,
                               const Config& nc, const Experiment* n) {
   ExperimentDiff diff;
@@ -301,8 +315,10 @@ ExperimentDiff DiffExperiment(const Config& oc, const Experiment* o,
       diff.notes.push_back("new phase, results restart");
     }
   }
+  diff.allocation_changed = o != nullptr && n != nullptr && AllocationChanged(*o, *n);
   diff.breaking = n != nullptr && n->status == ExperimentStatus::kRunning &&
-                  !diff.moved.zero() && !diff.new_phase_declared;
+                  !diff.new_phase_declared &&
+                  (!diff.moved.zero() || diff.allocation_changed);
   return diff;
 }
 

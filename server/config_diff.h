@@ -69,8 +69,15 @@ struct ExperimentDiff {
   bool rehashed = false;
   // The phase was increased: a declared re-randomization, results restart.
   bool new_phase_declared = false;
-  // True when the experiment runs in the new config and moves units
-  // (moved > 0) without a declared new phase. Fails the diff.
+  // The split between variants changed: some variant's share of the
+  // bucket space at full traffic (its full_range) differs, e.g. a weight
+  // change or a variant added with a positive weight. Even where no unit is
+  // moved directly (at partial traffic), units leave one variant and others
+  // join another, which biases the comparison.
+  bool allocation_changed = false;
+  // True when the experiment runs in the new config and, without a declared
+  // new phase, moves units (moved > 0) or changes the allocation. Fails the
+  // diff.
   bool breaking = false;
 
   // Human-readable changes, e.g. "traffic 0.25 -> 0.5".

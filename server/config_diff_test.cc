@@ -130,7 +130,7 @@ TEST(ConfigDiff, WeightChangeFrom50_50To40_60MovesExactlyTenPercent) {
   EXPECT_FALSE(diff.ok());
 }
 
-TEST(ConfigDiff, MovedIsAShareOfUnitsAssignedInBothConfigs) {
+TEST(ConfigDiff, AWeightChangeAtPartialTrafficStillFails) {
   // At traffic 0.5, a = [0,2500) and b = [5000,7500). With 40/60 weights a
   // serves [0,2000) and b [4000,7000): [4000,5000) is newly assigned to b,
   // [7000,7500) leaves, and no bucket assigned in both changes variant.
@@ -142,7 +142,9 @@ TEST(ConfigDiff, MovedIsAShareOfUnitsAssignedInBothConfigs) {
   EXPECT_EQ(e.moved, kZero);
   EXPECT_EQ(e.added, Share::Of(1000, 10000));
   EXPECT_EQ(e.removed, Share::Of(500 + 500, 10000));
-  EXPECT_FALSE(e.breaking);
+  // Units still leave a and join b: the split changed, so it fails.
+  EXPECT_TRUE(e.allocation_changed);
+  EXPECT_TRUE(e.breaking);
 }
 
 TEST(ConfigDiff, InsertingAVariantInTheMiddleMovesUnits) {
@@ -166,6 +168,7 @@ TEST(ConfigDiff, AppendingAZeroWeightVariantMovesNobody) {
       MakeConfig({MakeExperiment("exp", {{"a", 1}, {"b", 1}, {"c", 0}})});
   const ExperimentDiff e = Find(DiffConfigs(old_config, new_config), "exp");
   EXPECT_EQ(e.moved, kZero);
+  EXPECT_FALSE(e.allocation_changed);
   EXPECT_FALSE(e.breaking);
 }
 

@@ -400,6 +400,9 @@ void PrintDiff(const ConfigDiff& diff, std::ostream& out) {
       status = ExperimentStatusName(*e.new_status);
     }
     std::string line = verdict;
+    if (e.allocation_changed && e.moved.zero() && e.breaking) {
+      line += " (variant split changed)";
+    }
     if (!e.notes.empty()) {
       line += absl::StrCat(" (", absl::StrJoin(e.notes, "; "), ")");
     }
@@ -431,10 +434,10 @@ void PrintDiff(const ConfigDiff& diff, std::ostream& out) {
     out << "OK: no running experiment moves assigned units\n";
   } else {
     out << "FAIL: " << absl::StrJoin(breaking, ", ")
-        << (breaking.size() == 1 ? " moves" : " move")
-        << " assigned units to another variant; keep the variant ranges "
-           "(only raise traffic or append variants at weight 0), or bump "
-           "`phase` to start a new phase\n";
+        << (breaking.size() == 1 ? " changes" : " change")
+        << " how assigned units are split between variants; keep the "
+           "variant weights (only raise traffic or append variants at weight "
+           "0), or bump `phase` to start a new phase\n";
   }
 }
 
@@ -457,6 +460,7 @@ std::string DiffJson(const ConfigDiff& diff) {
     if (e.old_status) ef["old_phase"] = Num(e.old_phase);
     if (e.new_status) ef["new_phase"] = Num(e.new_phase);
     ef["moved"] = ShareValue(e.moved);
+    ef["allocation_changed"] = Bool(e.allocation_changed);
     ef["added"] = ShareValue(e.added);
     ef["removed"] = ShareValue(e.removed);
     ef["rehashed"] = Bool(e.rehashed);
