@@ -1,1 +1,136 @@
-// placeholder: being written
+#include "stats/chi_square.h"
+
+#include <boost/math/distributions/chi_squared.hpp>
+#include <cmath>
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace abexp {
+namespace stats {
+namespace {
+
+// Upper tail P(X >= statistic) for X ~ chi-square(df). The complement form
+// keeps precision for tiny p-values, where 1 - cdf would round to 0.
+double UpperTail(double statistic, int df) {
+  if (statistic <= 0) return 1.0;
+  const boost::math::chi_squared_distribution<double> dist(df);
+  return boost::math::cdf(boost::math::complement(dist, statistic));
+}
+
+absl::Status CheckCount(double count, absl::string_view what) {
+  if (!std::isfinite(count) || count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is ", count, "; counts must be finite and non-negative"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
+    const std::vector<double>& observed, const std::vector<double>& expected) {
+  if (observed.size() != expected.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "observed has ", observed.size(), " categories but expected has ",
+        expected.size(), "; pass one expected proportion per observed count"));
+  }
+  if (observed.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a goodness-of-fit test needs at least 2 categories, got ",
+                     observed.size()));
+  }
+  double total = 0;
+  double expected_sum = 0;
+  for (size_t i = 0; i < observed.size(); ++i) {
+    if (absl::Status s =
+            CheckCount(observed[i], absl::StrCat("observed[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+    if (!std::isfinite(expected[i]) || expected[i] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected[", i, "] is ", expected[i],
+          "; expected proportions must be positive and finite (drop "
+          "categories that cannot occur)"));
+    }
+    total += observed[i];
+    expected_sum += expected[i];
+  }
+  if (total <= 0) {
+    return absl::InvalidArgumentError(
+        "the observed counts sum to zero; there is nothing to test yet");
+  }
+
+  ChiSquareResult result;
+  for (size_t i = 0; i < observed.size(); ++i) {
+    const double e = total * expected[i] / expected_sum;
+    const double d = observed[i] - e;
+    result.statistic += d * d / e;
+  }
+  result.degrees_of_freedom = static_cast<int>(observed.size()) - 1;
+  result.p_value = UpperTail(result.statistic, result.degrees_of_freedom);
+  return result;
+}
+
+absl::StatusOr<ChiSquareResult> ChiSquareIndependence(
+    const std::vector<std::vector<double>>& table) {
+  const size_t rows = table.size();
+  if (rows < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a contingency table needs at least 2 rows, got ", rows));
+  }
+  const size_t cols = table[0].size();
+  if (cols < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a contingency table needs at least 2 columns, got ", cols));
+  }
+  std::vector<double> row_sums(rows, 0.0);
+  std::vector<double> col_sums(cols, 0.0);
+  double total = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    if (table[r].size() != cols) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "row ", r, " has ", table[r].size(), " columns but row 0 has ", cols,
+          "; every row needs one count per column"));
+    }
+    for (size_t c = 0; c < cols; ++c) {
+      if (absl::Status s =
+              CheckCount(table[r][c], absl::StrCat("table[", r, "][", c, "]"));
+          !s.ok()) {
+        return s;
+      }
+      row_sums[r] += table[r][c];
+      col_sums[c] += table[r][c];
+      total += table[r][c];
+    }
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    if (row_sums[r] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "row ", r, " sums to zero; remove empty rows before testing"));
+    }
+  }
+  for (size_t c = 0; c < cols; ++c) {
+    if (col_sums[c] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column ", c, " sums to zero; remove empty columns before testing"));
+    }
+  }
+
+  ChiSquareResult result;
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) {
+      const double e = row_sums[r] * col_sums[c] / total;
+      const double d = table[r][c] - e;
+      result.statistic += d * d / e;
+    }
+  }
+  result.degrees_of_freedom = static_cast<int>((rows - 1) * (cols - 1));
+  result.p_value = UpperTail(result.statistic, result.degrees_of_freedom);
+  return result;
+}
+
+}  // namespace stats
+}  // namespace abexp

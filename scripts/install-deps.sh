@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 (bookworm) package abexp needs to build, test and
+# run. Idempotent: packages already installed are skipped, and when nothing is
+# missing it makes no network call. Run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config
+  # C++ libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
+  libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # event store, for running and for the integration tests
+  redis-server redis-tools
+  # cross-language tests (Debian's python3, not a pyenv one) and the README's
+  # Python client example
+  python3 python3-xxhash python3-grpcio python3-grpc-tools
+  python3-scipy python3-statsmodels
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${#missing[@]} missing packages: ${missing[*]}"
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "install-deps: not root and no sudo; run as root: ./scripts/install-deps.sh" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update
+"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+echo "install-deps: installed ${missing[*]}"
