@@ -1,8 +1,8 @@
 // Assignment: which experiments a unit is in, which variant it gets, and the
 // resolved feature values, for one immutable Config.
 //
-// Order of evaluation for one experiment (docs/config.md, "How a unit is
-// assigned"): status and schedule, unit id present, QA override, global
+// Order of evaluation for one experiment (docs/bucketing.md, section 5):
+// status and schedule, unit id present, QA override, global
 // holdout, targeting, layer range, traffic and variant range.
 //
 // Feature precedence: a running experiment's variant, then a stopped
