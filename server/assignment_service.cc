@@ -1,1 +1,489 @@
-// placeholder: being written
+#include "server/assignment_service.h"
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "server/assigner.h"
+#include "server/config.h"
+
+namespace abexp {
+namespace {
+
+// ---- proto -> core ----
+
+// `field` is how the unit is named in errors: "unit" or "units[3]".
+absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
+                                   const std::string& field) {
+  Unit unit;
+  for (const auto& [type, id] : proto.ids()) unit.ids[type] = id;
+  for (const auto& [name, value] : proto.attributes()) {
+    switch (value.kind_case()) {
+      case v1::AttributeValue::kStringValue:
+        unit.attributes[name] = value.string_value();
+        break;
+      case v1::AttributeValue::kNumberValue:
+        unit.attributes[name] = value.number_value();
+        break;
+      case v1::AttributeValue::kBoolValue:
+        unit.attributes[name] = value.bool_value();
+        break;
+      case v1::AttributeValue::KIND_NOT_SET:
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ".attributes[", name,
+            "] has no value; set string_value, number_value or bool_value, or "
+            "leave the attribute out"));
+    }
+  }
+  absl::Status valid = ValidateUnit(config, unit);
+  if (!valid.ok()) {
+    // ValidateUnit names fields from "unit."; in a batch, name the index.
+    std::string message(valid.message());
+    if (field != "unit") {
+      if (absl::StartsWith(message, "unit.") ||
+          absl::StartsWith(message, "unit ") ||
+          absl::StartsWith(message, "unit:")) {
+        message = absl::StrCat(field, message.substr(4));
+      } else {
+        message = absl::StrCat(field, ": ", message);
+      }
+    }
+    return absl::Status(valid.code(), message);
+  }
+  return unit;
+}
+
+absl::StatusOr<Unit> RequiredUnit(const Config& config, bool has_unit,
+                                  const v1::Unit& proto) {
+  if (!has_unit) {
+    return absl::InvalidArgumentError(
+        "unit is required; set unit.ids with the id your experiments hash on, "
+        "e.g. {\"user_id\": \"u-123\"}");
+  }
+  return UnitFromProto(config, proto, "unit");
+}
+
+// ---- core -> proto ----
+
+void FeatureValueToProto(const FeatureValue& value, v1::FeatureValue* proto) {
+  switch (value.type) {
+    case ValueType::kBool:
+      proto->set_bool_value(value.bool_value);
+      break;
+    case ValueType::kNumber:
+      proto->set_number_value(value.number_value);
+      break;
+    case ValueType::kString:
+      proto->set_string_value(value.text);
+      break;
+    case ValueType::kJson:
+      proto->set_json_value(value.text);
+      break;
+  }
+}
+
+v1::AssignmentReason ReasonToProto(AssignmentReason reason) {
+  switch (reason) {
+    case AssignmentReason::kBucketed:
+      return v1::ASSIGNMENT_REASON_BUCKETED;
+    case AssignmentReason::kQaOverride:
+      return v1::ASSIGNMENT_REASON_QA_OVERRIDE;
+    case AssignmentReason::kRollout:
+      return v1::ASSIGNMENT_REASON_ROLLOUT;
+  }
+  return v1::ASSIGNMENT_REASON_UNSPECIFIED;
+}
+
+v1::FeatureSource SourceToProto(FeatureSource source) {
+  switch (source) {
+    case FeatureSource::kDefault:
+      return v1::FEATURE_SOURCE_DEFAULT;
+    case FeatureSource::kRule:
+      return v1::FEATURE_SOURCE_RULE;
+    case FeatureSource::kExperiment:
+      return v1::FEATURE_SOURCE_EXPERIMENT;
+    case FeatureSource::kRollout:
+      return v1::FEATURE_SOURCE_ROLLOUT;
+  }
+  return v1::FEATURE_SOURCE_UNSPECIFIED;
+}
+
+v1::ExperimentStatus StatusToProto(ExperimentStatus status) {
+  switch (status) {
+    case ExperimentStatus::kDraft:
+      return v1::EXPERIMENT_STATUS_DRAFT;
+    case ExperimentStatus::kRunning:
+      return v1::EXPERIMENT_STATUS_RUNNING;
+    case ExperimentStatus::kPaused:
+      return v1::EXPERIMENT_STATUS_PAUSED;
+    case ExperimentStatus::kStopped:
+      return v1::EXPERIMENT_STATUS_STOPPED;
+  }
+  return v1::EXPERIMENT_STATUS_UNSPECIFIED;
+}
+
+void RangeToProto(const BucketRange& range, v1::BucketRange* proto) {
+  proto->set_start(range.start);
+  proto->set_end(range.end);
+}
+
+void HashToProto(const BucketTrace& trace, const std::string& salt,
+                 const std::string& unit_id_type, const std::string& unit_id,
+                 v1::HashTrace* proto) {
+  proto->set_input_hex(absl::BytesToHexString(trace.input));
+  proto->set_hash_hex(absl::StrFormat("%016x", trace.hash));
+  proto->set_bucket(trace.bucket);
+  proto->set_salt(salt);
+  proto->set_unit_id_type(unit_id_type);
+  proto->set_unit_id(unit_id);
+}
+
+std::string FormatTime(const std::optional<absl::Time>& time) {
+  if (!time.has_value()) return "";
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", *time, absl::UTCTimeZone());
+}
+
+void ExperimentToProto(const Experiment& e, const std::string& version,
+                       v1::Experiment* proto) {
+  proto->set_key(e.key);
+  proto->set_description(e.description);
+  proto->set_owner(e.owner);
+  proto->set_status(StatusToProto(e.status));
+  proto->set_rollout_variant(e.rollout_variant);
+  proto->set_unit_id_type(e.unit_id_type);
+  proto->set_salt(e.salt);
+  proto->set_phase(e.phase);
+  proto->set_traffic_bp(e.traffic_bp);
+  for (const Variant& v : e.variants) {
+    v1::ExperimentVariant* pv = proto->add_variants();
+    pv->set_key(v.key);
+    pv->set_weight(v.weight_text);
+    RangeToProto(v.full_range, pv->mutable_full_range());
+    RangeToProto(v.active_range, pv->mutable_active_range());
+    for (const auto& [feature, value] : v.features) {
+      FeatureValueToProto(value, &(*pv->mutable_features())[feature]);
+    }
+  }
+  proto->set_targeting(e.targeting_text);
+  proto->set_layer(e.layer);
+  RangeToProto(e.layer_range, proto->mutable_layer_range());
+  proto->set_start_time(FormatTime(e.start_time));
+  proto->set_end_time(FormatTime(e.end_time));
+  for (const std::string& m : e.metrics) proto->add_metrics(m);
+  proto->set_qa_override_count(static_cast<int32_t>(e.qa_overrides.size()));
+  proto->set_config_version(version);
+}
+
+void AssignResultToProto(const Config& config, const AssignResult& result,
+                         v1::AssignResponse* proto) {
+  proto->set_config_version(config.version);
+  proto->set_in_holdout(result.in_holdout);
+  for (const ExperimentAssignment& a : result.assignments) {
+    const Experiment& e = *a.experiment;
+    v1::Assignment* pa = proto->add_assignments();
+    pa->set_experiment_key(e.key);
+    pa->set_variant_key(e.variants[a.variant_index].key);
+    pa->set_reason(ReasonToProto(a.reason));
+    pa->set_layer(e.layer);
+    pa->set_phase(e.phase);
+    pa->set_unit_id_type(e.unit_id_type);
+  }
+  auto& features = *proto->mutable_features();
+  for (const ResolvedFeature& f : result.features) {
+    v1::ResolvedFeature& pf = features[f.feature->key];
+    FeatureValueToProto(*f.value, pf.mutable_value());
+    pf.set_source(SourceToProto(f.source));
+    if (f.experiment != nullptr) {
+      pf.set_experiment_key(f.experiment->key);
+      if (f.variant_index >= 0) {
+        pf.set_variant_key(f.experiment->variants[f.variant_index].key);
+      }
+    }
+    if (f.source == FeatureSource::kRule) pf.set_rule_index(f.rule_index);
+  }
+}
+
+std::string UnitIdOf(const Unit& unit, const std::string& type) {
+  auto it = unit.ids.find(type);
+  return it == unit.ids.end() ? std::string() : it->second;
+}
+
+void ExplainToProto(const Config& config, const Unit& unit,
+                    const ExplainResult& r,
+                    v1::ExplainAssignmentResponse* proto) {
+  const Experiment& e = *r.experiment;
+  proto->set_config_version(config.version);
+  proto->set_experiment_key(e.key);
+  if (r.variant_index >= 0) {
+    proto->set_variant_key(e.variants[r.variant_index].key);
+    proto->set_reason(ReasonToProto(r.reason));
+  }
+  proto->set_summary(r.summary);
+  for (const ExplainStep& s : r.steps) {
+    v1::ExplainStep* ps = proto->add_steps();
+    ps->set_check(s.check);
+    ps->set_passed(s.passed);
+    ps->set_detail(s.detail);
+  }
+  for (const RuleTraceEntry& t : r.targeting) {
+    v1::RuleTrace* pt = proto->add_targeting();
+    pt->set_depth(t.depth);
+    pt->set_rule(t.rule);
+    pt->set_matched(t.matched);
+    pt->set_actual(t.actual);
+  }
+  if (r.has_variant_hash) {
+    HashToProto(r.variant_hash, e.salt, e.unit_id_type, r.unit_id,
+                proto->mutable_variant_hash());
+  }
+  if (r.variant_index >= 0 && r.reason == AssignmentReason::kBucketed) {
+    RangeToProto(e.variants[r.variant_index].active_range,
+                 proto->mutable_matched_range());
+  }
+  for (const Variant& v : e.variants) {
+    v1::VariantRange* pv = proto->add_variant_ranges();
+    pv->set_variant_key(v.key);
+    RangeToProto(v.active_range, pv->mutable_range());
+  }
+  if (r.has_layer) {
+    v1::LayerTrace* pl = proto->mutable_layer();
+    pl->set_layer(e.layer);
+    const Layer* layer = config.FindLayer(e.layer);
+    std::string salt = layer != nullptr ? layer->salt : e.layer;
+    std::string type = layer != nullptr ? layer->unit_id_type : e.unit_id_type;
+    HashToProto(r.layer_hash, salt, type, UnitIdOf(unit, type),
+                pl->mutable_hash());
+    RangeToProto(e.layer_range, pl->mutable_experiment_range());
+    pl->set_in_range(r.in_layer_range);
+  }
+  if (r.has_holdout && config.holdout.has_value()) {
+    const Holdout& h = *config.holdout;
+    v1::HoldoutTrace* ph = proto->mutable_holdout();
+    HashToProto(r.holdout_hash, h.salt, h.unit_id_type,
+                UnitIdOf(unit, h.unit_id_type), ph->mutable_hash());
+    ph->set_threshold(h.bp);
+    ph->set_held_out(r.held_out);
+  }
+}
+
+std::vector<std::string> ToVector(
+    const google::protobuf::RepeatedPtrField<std::string>& keys) {
+  return std::vector<std::string>(keys.begin(), keys.end());
+}
+
+// ---- the calls ----
+
+absl::Status DoAssign(const ConfigStore& store,
+                      const v1::AssignRequest& request,
+                      v1::AssignResponse* response) {
+  std::shared_ptr<const Config> config = store.Snapshot();
+  absl::StatusOr<Unit> unit =
+      RequiredUnit(*config, request.has_unit(), request.unit());
+  if (!unit.ok()) return unit.status();
+  AssignOptions options;
+  options.experiment_keys = ToVector(request.experiment_keys());
+  options.feature_keys = ToVector(request.feature_keys());
+  options.now = absl::Now();
+  absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
+  if (!result.ok()) return result.status();
+  AssignResultToProto(*config, *result, response);
+  return absl::OkStatus();
+}
+
+absl::Status DoBatchAssign(const ConfigStore& store,
+                           const v1::BatchAssignRequest& request,
+                           v1::BatchAssignResponse* response) {
+  if (request.units_size() > kMaxBatchUnits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "units has ", request.units_size(), " entries; send at most ",
+        kMaxBatchUnits, " per BatchAssign call and split larger batches"));
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  AssignOptions options;
+  options.experiment_keys = ToVector(request.experiment_keys());
+  options.feature_keys = ToVector(request.feature_keys());
+  options.now = absl::Now();  // one clock reading: one answer for the batch
+  // Validate every unit before assigning any, so an error costs no work.
+  std::vector<Unit> units;
+  units.reserve(request.units_size());
+  for (int i = 0; i < request.units_size(); ++i) {
+    absl::StatusOr<Unit> unit = UnitFromProto(*config, request.units(i),
+                                              absl::StrCat("units[", i, "]"));
+    if (!unit.ok()) return unit.status();
+    units.push_back(*std::move(unit));
+  }
+  if (units.empty()) {
+    // Assign checks the filters; with no units, check them here so a typo
+    // is NOT_FOUND whatever the batch size.
+    for (const std::string& key : options.experiment_keys) {
+      if (config->FindExperiment(key) == nullptr) {
+        return absl::NotFoundError(absl::StrCat(
+            "experiment_keys: '", key, "' is not in config version ",
+            config->version,
+            "; check the spelling, or ListExperiments to see the keys"));
+      }
+    }
+    for (const std::string& key : options.feature_keys) {
+      if (config->FindFeature(key) == nullptr) {
+        return absl::NotFoundError(
+            absl::StrCat("feature_keys: '", key, "' is not in config version ",
+                         config->version,
+                         "; check the spelling against the config's features"));
+      }
+    }
+  }
+  response->set_config_version(config->version);
+  for (const Unit& unit : units) {
+    absl::StatusOr<AssignResult> result = abexp::Assign(*config, unit, options);
+    if (!result.ok()) return result.status();
+    AssignResultToProto(*config, *result, response->add_results());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DoExplain(const ConfigStore& store,
+                       const v1::ExplainAssignmentRequest& request,
+                       v1::ExplainAssignmentResponse* response) {
+  if (request.experiment_key().empty()) {
+    return absl::InvalidArgumentError(
+        "experiment_key is required; pass the key of the experiment to explain "
+        "(ListExperiments shows them)");
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  absl::StatusOr<Unit> unit =
+      RequiredUnit(*config, request.has_unit(), request.unit());
+  if (!unit.ok()) return unit.status();
+  absl::StatusOr<ExplainResult> result =
+      abexp::Explain(*config, *unit, request.experiment_key(), absl::Now());
+  if (!result.ok()) return result.status();
+  ExplainToProto(*config, *unit, *result, response);
+  return absl::OkStatus();
+}
+
+absl::Status DoListExperiments(const ConfigStore& store,
+                               const v1::ListExperimentsRequest& request,
+                               v1::ListExperimentsResponse* response) {
+  bool wanted[5] = {false, false, false, false, false};
+  for (int i = 0; i < request.statuses_size(); ++i) {
+    int s = request.statuses(i);
+    if (s <= v1::EXPERIMENT_STATUS_UNSPECIFIED ||
+        s > v1::EXPERIMENT_STATUS_STOPPED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "statuses[", i, "] is ", s,
+          ", not a status to filter on; use EXPERIMENT_STATUS_DRAFT, _RUNNING, "
+          "_PAUSED or _STOPPED, or leave statuses empty to list all"));
+    }
+    wanted[s] = true;
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  response->set_config_version(config->version);
+  for (const Experiment& e : config->experiments) {
+    if (request.statuses_size() > 0 && !wanted[StatusToProto(e.status)])
+      continue;
+    ExperimentToProto(e, config->version, response->add_experiments());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DoGetExperiment(const ConfigStore& store,
+                             const v1::GetExperimentRequest& request,
+                             v1::Experiment* response) {
+  if (request.experiment_key().empty()) {
+    return absl::InvalidArgumentError(
+        "experiment_key is required; pass the key of an experiment "
+        "(ListExperiments shows them)");
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  const Experiment* e = config->FindExperiment(request.experiment_key());
+  if (e == nullptr) {
+    return absl::NotFoundError(absl::StrCat(
+        "experiment_key '", request.experiment_key(),
+        "' is not in config version ", config->version,
+        "; check the spelling, or ListExperiments to see the keys"));
+  }
+  ExperimentToProto(*e, config->version, response);
+  return absl::OkStatus();
+}
+
+// A unary reactor that counts itself in-flight until OnDone.
+class CountedReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit CountedReactor(std::atomic<int>* in_flight) : in_flight_(in_flight) {
+    in_flight_->fetch_add(1);
+  }
+  void OnDone() override {
+    in_flight_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  std::atomic<int>* const in_flight_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store)
+    : store_(store) {}
+
+// A bug that throws becomes INTERNAL rather than taking the server down.
+template <typename Fn>
+grpc::ServerUnaryReactor* AssignmentServiceImpl::Run(Fn&& fn) {
+  auto* reactor = new CountedReactor(&in_flight_);
+  absl::Status status;
+  try {
+    status = fn();
+  } catch (const std::exception& e) {
+    status = absl::InternalError(absl::StrCat(
+        "internal error: ", e.what(), "; please report this with the request"));
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
+    grpc::CallbackServerContext* context, const v1::AssignRequest* request,
+    v1::AssignResponse* response) {
+  return Run([&] { return DoAssign(*store_, *request, response); });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
+    grpc::CallbackServerContext* context, const v1::BatchAssignRequest* request,
+    v1::BatchAssignResponse* response) {
+  return Run([&] { return DoBatchAssign(*store_, *request, response); });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
+    grpc::CallbackServerContext* context,
+    const v1::ExplainAssignmentRequest* request,
+    v1::ExplainAssignmentResponse* response) {
+  return Run([&] { return DoExplain(*store_, *request, response); });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
+    grpc::CallbackServerContext* context,
+    const v1::ListExperimentsRequest* request,
+    v1::ListExperimentsResponse* response) {
+  return Run([&] { return DoListExperiments(*store_, *request, response); });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
+    grpc::CallbackServerContext* context,
+    const v1::GetExperimentRequest* request, v1::Experiment* response) {
+  return Run([&] { return DoGetExperiment(*store_, *request, response); });
+}
+
+}  // namespace abexp
