@@ -94,7 +94,7 @@ cat <<MSG
 
 abexp-server: starting on 127.0.0.1:$port with $config (Redis at $ABEXP_REDIS_ADDR)
 Try, from another terminal:
-  $build_dir/bin/abexp assign --server 127.0.0.1:$port --id user_id=u-123 --attr country=CN --attr app_version=5.3.0
+  $build_dir/bin/abexp assign --server 127.0.0.1:$port --id user_id=u-123 --id device_id=d-9 --attr country=CN --attr platform=ios --attr app_version=5.3.0
   $build_dir/bin/abexp explain one_page_checkout --server 127.0.0.1:$port --id user_id=u-123 --attr app_version=5.3.0
   $build_dir/bin/abexp experiments list --server 127.0.0.1:$port
 Reload the config after editing it: kill -HUP <abexp-server pid>. Stop: Ctrl-C.
