@@ -12,6 +12,7 @@
 #include <cmath>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -259,6 +260,26 @@ int ServerError(const Args& args, const absl::Status& status) {
   return kExitFailure;
 }
 
+// Parses argv for `command` into *args and *json (--format). Returns the exit
+// code when the command must end now (--help, or a usage error), or nullopt.
+std::optional<int> Start(const Command& command,
+                         const std::vector<std::string>& argv, Args* args,
+                         bool* json) {
+  if (absl::Status s = ParseArgs(command, argv, args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args->help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  absl::StatusOr<bool> format = JsonFormat(*args);
+  if (!format.ok()) {
+    return Usage(command, std::string(format.status().message()));
+  }
+  *json = *format;
+  return std::nullopt;
+}
+
 Command ServerCommand(std::string name, std::string usage, bool with_unit) {
   Command c{
       std::move(name), std::move(usage), {"server", "timeout", "format"}, {}};
@@ -285,18 +306,12 @@ int RunAssign(const std::vector<std::string>& argv) {
   command.value_flags.insert({"experiment", "feature"});
   command.repeatable.insert({"experiment", "feature"});
   Args args;
-  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args.help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
   if (!args.positional.empty()) {
     return Usage(command, "unexpected argument '" + args.positional[0] + "'");
   }
-  absl::StatusOr<bool> json = JsonFormat(args);
-  if (!json.ok()) return Usage(command, std::string(json.status().message()));
   absl::StatusOr<v1::Unit> unit = ParseUnit(args);
   if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
   absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
@@ -308,7 +323,7 @@ int RunAssign(const std::vector<std::string>& argv) {
   if (!a.ok()) return ServerError(args, a.status());
   // The library degrades for page views; the CLI reports the failure.
   if (a->degraded()) return ServerError(args, a->error());
-  if (*json) {
+  if (json) {
     std::cout << ToJson(a->response());
   } else {
     PrintAssign(a->response(), std::cout);
@@ -328,18 +343,12 @@ int RunExplain(const std::vector<std::string>& argv) {
           kUnitFlags, kServerFlags),
       /*with_unit=*/true);
   Args args;
-  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args.help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
   if (args.positional.size() != 1) {
     return Usage(command, "expected exactly one EXPERIMENT key");
   }
-  absl::StatusOr<bool> json = JsonFormat(args);
-  if (!json.ok()) return Usage(command, std::string(json.status().message()));
   absl::StatusOr<v1::Unit> unit = ParseUnit(args);
   if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
   absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
@@ -349,7 +358,7 @@ int RunExplain(const std::vector<std::string>& argv) {
   absl::StatusOr<v1::ExplainAssignmentResponse> r =
       (*client)->Explain(*unit, args.positional[0]);
   if (!r.ok()) return ServerError(args, r.status());
-  if (*json) {
+  if (json) {
     std::cout << ToJson(*r);
   } else {
     PrintExplain(*r, std::cout);
@@ -370,18 +379,12 @@ int RunExperiments(const std::vector<std::string>& argv) {
   command.value_flags.insert("status");
   command.repeatable.insert("status");
   Args args;
-  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args.help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
   if (args.positional.empty()) {
     return Usage(command, "expected `list` or `get KEY`");
   }
-  absl::StatusOr<bool> json = JsonFormat(args);
-  if (!json.ok()) return Usage(command, std::string(json.status().message()));
   const std::string& verb = args.positional[0];
   if (verb == "list") {
     if (args.positional.size() != 1) {
@@ -405,7 +408,7 @@ int RunExperiments(const std::vector<std::string>& argv) {
     absl::StatusOr<v1::ListExperimentsResponse> r =
         (*client)->ListExperiments(request);
     if (!r.ok()) return ServerError(args, r.status());
-    if (*json) {
+    if (json) {
       std::cout << ToJson(*r);
     } else {
       PrintExperimentList(*r, std::cout);
@@ -426,7 +429,7 @@ int RunExperiments(const std::vector<std::string>& argv) {
     absl::StatusOr<v1::Experiment> r =
         (*client)->GetExperiment(args.positional[1]);
     if (!r.ok()) return ServerError(args, r.status());
-    if (*json) {
+    if (json) {
       std::cout << ToJson(*r);
     } else {
       PrintExperiment(*r, std::cout);
@@ -447,21 +450,15 @@ int RunValidate(const std::vector<std::string>& argv) {
                   {"format"},
                   {}};
   Args args;
-  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args.help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
   if (args.positional.size() != 1) {
     return Usage(command, "expected exactly one FILE");
   }
-  absl::StatusOr<bool> json = JsonFormat(args);
-  if (!json.ok()) return Usage(command, std::string(json.status().message()));
   const std::string& path = args.positional[0];
   const ParseResult result = ParseConfigFile(path);
-  if (*json) {
+  if (json) {
     std::cout << ValidateJson(path, result);
   } else {
     PrintValidate(path, result, result.ok() ? std::cout : std::cerr);
@@ -478,25 +475,20 @@ int RunDiff(const std::vector<std::string>& argv) {
       "variant (moved, of units assigned in both), newly assign (added) and\n"
       "unassign (removed), both of all eligible units. Targeting changes are\n"
       "noted, not computed.\n\n"
-      "Exit codes: 0 when no running experiment moves assigned units (or\n"
-      "the move is a declared new phase: `phase` increased), 1 when one\n"
-      "does (e.g. a weight change, a variant inserted before others, a salt\n"
-      "change without a new phase), 2 when a file is invalid.\n",
+      "Exit codes: 0 when no running experiment moves assigned units or\n"
+      "changes its variant split (or it declares a new phase: `phase`\n"
+      "increased), 1 when one does (e.g. a weight change, a variant inserted\n"
+      "or appended with a positive weight, a salt change without a new\n"
+      "phase), 2 when a file is invalid.\n",
       {"format"},
       {}};
   Args args;
-  if (absl::Status s = ParseArgs(command, argv, &args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args.help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
   if (args.positional.size() != 2) {
     return Usage(command, "expected two files: OLD NEW");
   }
-  absl::StatusOr<bool> json = JsonFormat(args);
-  if (!json.ok()) return Usage(command, std::string(json.status().message()));
   const ParseResult old_result = ParseConfigFile(args.positional[0]);
   const ParseResult new_result = ParseConfigFile(args.positional[1]);
   if (!old_result.ok() || !new_result.ok()) {
@@ -510,7 +502,7 @@ int RunDiff(const std::vector<std::string>& argv) {
     return kExitUsage;
   }
   const ConfigDiff diff = DiffConfigs(*old_result.config, *new_result.config);
-  if (*json) {
+  if (json) {
     std::cout << DiffJson(diff);
   } else {
     PrintDiff(diff, std::cout);
