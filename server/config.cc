@@ -60,6 +60,20 @@ const char* ExperimentStatusName(ExperimentStatus status) {
   return "draft";
 }
 
+const char* MetricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::kBinomial:
+      return "binomial";
+    case MetricType::kSum:
+      return "sum";
+    case MetricType::kRatio:
+      return "ratio";
+    case MetricType::kRetention:
+      return "retention";
+  }
+  return "binomial";
+}
+
 int Experiment::VariantIndex(const std::string& variant_key) const {
   for (size_t i = 0; i < variants.size(); ++i) {
     if (variants[i].key == variant_key) return static_cast<int>(i);
@@ -70,11 +84,15 @@ int Experiment::VariantIndex(const std::string& variant_key) const {
 void Config::BuildIndexes() {
   feature_index.clear();
   experiment_index.clear();
+  metric_index.clear();
   for (size_t i = 0; i < features.size(); ++i) {
     feature_index.emplace(features[i].key, static_cast<int>(i));
   }
   for (size_t i = 0; i < experiments.size(); ++i) {
     experiment_index.emplace(experiments[i].key, static_cast<int>(i));
+  }
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    metric_index.emplace(metrics[i].key, static_cast<int>(i));
   }
 }
 
@@ -86,6 +104,11 @@ const Experiment* Config::FindExperiment(const std::string& key) const {
 const Feature* Config::FindFeature(const std::string& key) const {
   auto it = feature_index.find(key);
   return it == feature_index.end() ? nullptr : &features[it->second];
+}
+
+const Metric* Config::FindMetric(const std::string& key) const {
+  auto it = metric_index.find(key);
+  return it == metric_index.end() ? nullptr : &metrics[it->second];
 }
 
 const Layer* Config::FindLayer(const std::string& key) const {

@@ -66,6 +66,49 @@ enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
 // "draft", "running", "paused", "stopped".
 const char* ExperimentStatusName(ExperimentStatus status);
 
+enum class MetricType {
+  kBinomial,   // the unit converts if it sends the event within the window
+  kSum,        // per-unit total of the event's value (or count); analysed as
+               // the mean per exposed unit, e.g. ARPU, orders per unit
+  kRatio,      // sum of numerator over sum of denominator across units, e.g.
+               // average order value = revenue / orders
+  kRetention,  // the unit sends the event on day k after first exposure
+};
+// "binomial", "sum", "ratio", "retention".
+const char* MetricTypeName(MetricType type);
+
+// What a metric takes from each matching event: one per event (kCount) or
+// the event's numeric value (kValue; events without a value add nothing).
+enum class EventAggregation { kCount, kValue };
+
+struct MetricSource {
+  std::string event;  // event name, e.g. "order_completed"
+  EventAggregation aggregation = EventAggregation::kCount;
+};
+
+struct Metric {
+  std::string key;
+  std::string description;
+  MetricType type = MetricType::kBinomial;
+  // kBinomial, kSum, kRetention: the event counted.
+  MetricSource source;
+  // kRatio only.
+  MetricSource numerator;
+  MetricSource denominator;
+  // Events count only in [first exposure, first exposure + window).
+  // Default: 14 days. Unused by kRetention.
+  absl::Duration window = absl::Hours(24 * 14);
+  // kRetention: active on day k means an event in
+  // [first exposure + k days, first exposure + (k+1) days).
+  int retention_day = 1;
+  // A guardrail must not get worse; results flag it when it does.
+  bool guardrail = false;
+  // False for metrics where lower is better (bounce, abandonment).
+  // Default: true.
+  bool higher_is_better = true;
+  SourceLocation location;
+};
+
 struct Experiment {
   std::string key;
   std::string description;
@@ -95,8 +138,15 @@ struct Experiment {
   std::optional<absl::Time> end_time;
   // QA overrides: unit id (of unit_id_type) -> variant key.
   absl::flat_hash_map<std::string, std::string> qa_overrides;
-  // Metric names, defined in the config's metrics section (next issue).
+  // Metric keys from the config's `metrics` section, in the order written.
   std::vector<std::string> metrics;
+  // One of `metrics`; the metric the decision is made on. Required when
+  // `metrics` is non-empty.
+  std::string primary_metric;
+  // When true, a unit that was exposed keeps its recorded variant even if
+  // weights or traffic change later (the assignment call consults the
+  // event store). Default: false, and assignment is pure computation.
+  bool sticky = false;
   SourceLocation location;
 
   // Index of the variant with this key, or -1.
@@ -156,6 +206,7 @@ struct Config {
   // Named reusable conditions.
   std::map<std::string, std::shared_ptr<const Condition>> segments;
   std::map<std::string, Layer> layers;
+  std::vector<Metric> metrics;          // in file order
   std::vector<Feature> features;        // in file order
   std::vector<Experiment> experiments;  // in file order
   std::optional<Holdout> holdout;
@@ -163,11 +214,13 @@ struct Config {
   // Lookup indexes, filled by BuildIndexes().
   absl::flat_hash_map<std::string, int> feature_index;
   absl::flat_hash_map<std::string, int> experiment_index;
+  absl::flat_hash_map<std::string, int> metric_index;
 
   void BuildIndexes();
   const Experiment* FindExperiment(const std::string& key) const;
   const Feature* FindFeature(const std::string& key) const;
   const Layer* FindLayer(const std::string& key) const;
+  const Metric* FindMetric(const std::string& key) const;
 };
 
 }  // namespace abexp

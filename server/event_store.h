@@ -1,0 +1,131 @@
+// An EventStore keeps, per experiment, who was exposed to which variant and
+// the sufficient statistics of every metric, updated as exposures and events
+// are written (docs/attribution.md, docs/storage.md).
+//
+// Implementations: RedisEventStore (redis_event_store.h), the real one, and
+// MemoryEventStore (memory_event_store.h) for unit tests. Both pass the same
+// conformance tests (event_store_conformance_test.cc).
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef ABEXP_SERVER_EVENT_STORE_H_
+#define ABEXP_SERVER_EVENT_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/config.h"
+
+namespace abexp {
+
+// What the store needs to know of one experiment. Built from the Config by
+// LayoutOf(); stored data is keyed by (key, phase), so a new phase starts
+// from zero.
+struct ExperimentLayout {
+  std::string key;
+  int phase = 1;
+  // Variant keys in config order; exposures refer to them by index.
+  std::vector<std::string> variant_keys;
+  // The experiment's metric definitions, in the experiment's order.
+  std::vector<Metric> metrics;
+};
+
+// REQUIRES: every metric key of `experiment` is defined in `config`.
+ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment);
+
+// One exposure: the unit was shown `variant_index` of the experiment.
+struct Exposure {
+  std::string unit_id;  // the id of the experiment's unit id type
+  int variant_index = 0;
+  absl::Time time;
+  std::string config_version;  // the config that produced the assignment
+  // Retries with the same key are applied once. Never empty: the recorder
+  // derives one when the caller gave none.
+  std::string idempotency_key;
+};
+
+// One event, as it concerns one experiment.
+struct Event {
+  std::string unit_id;  // the id of the experiment's unit id type
+  std::string name;
+  std::optional<double> value;  // finite when set
+  absl::Time time;
+  std::string idempotency_key;  // never empty, as for Exposure
+};
+
+enum class WriteOutcome {
+  kRecorded,   // changed the unit's record or a metric
+  kDuplicate,  // the idempotency key was seen before, or a repeat exposure
+               // to the same variant
+  kIgnored,    // an event of a unit never exposed, before its first
+               // exposure, outside every metric's window, or of a unit
+               // excluded as multi-exposed
+  kConflict,   // an exposure to a second variant: the unit is now counted
+               // as multi-exposed and removed from every metric
+};
+
+// Sufficient statistics of one metric in one variant. Per-unit totals x are
+// over the units exposed to the variant (and not multi-exposed).
+struct MetricAggregate {
+  int64_t units = 0;      // units with a non-zero total (converted, active)
+  long double sum = 0;    // Σx (kSum), or the number of converted units
+  long double sum_sq = 0; // Σx²
+  // kRatio: per-unit numerator n and denominator d totals.
+  long double sum_num = 0;
+  long double sum_den = 0;
+  long double sum_num_sq = 0;
+  long double sum_den_sq = 0;
+  long double sum_num_den = 0;
+};
+
+struct VariantAggregate {
+  int64_t exposed = 0;  // units first exposed to this variant, less the
+                        // multi-exposed ones
+  std::map<std::string, MetricAggregate> metrics;  // by metric key
+};
+
+struct ExperimentAggregates {
+  std::vector<VariantAggregate> variants;  // by variant index
+  // Units exposed to more than one variant; kept out of the metrics.
+  int64_t multi_exposed = 0;
+  // Config version -> exposures recorded under it.
+  std::map<std::string, int64_t> config_versions;
+  // UTC day ("2026-11-23") -> the same figures, for the exposures and
+  // events whose time falls in that day.
+  std::map<std::string, std::vector<VariantAggregate>> daily;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Applies each exposure atomically and returns one outcome per input, in
+  // order. The whole batch goes to the store in one round trip where the
+  // store allows. On error the batch may be partly applied; retrying it is
+  // safe because of the idempotency keys.
+  virtual absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout, absl::Span<const Exposure> exposures) = 0;
+
+  // As WriteExposures, for events.
+  virtual absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) = 0;
+
+  // Reads the aggregates. Its cost does not depend on the number of units.
+  virtual absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) = 0;
+
+  // The variant the unit was first exposed to, for sticky experiments;
+  // nullopt when it was never exposed.
+  virtual absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) = 0;
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_EVENT_STORE_H_
