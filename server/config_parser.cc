@@ -36,12 +36,21 @@ constexpr size_t kMaxJsonBytes = 1 << 20;
 // ComputeVariantRanges needs the scaled weight sum below 2^50.
 constexpr uint64_t kMaxWeightSum = uint64_t{1} << 50;
 
-const char* const kTopLevelFields[] = {"attributes", "segments",    "holdout",
-                                       "layers",     "features",    "experiments"};
+// Metric windows are at most a year; longer ones are almost surely a typo.
+constexpr absl::Duration kMaxMetricWindow = absl::Hours(24 * 365);
+constexpr int kMaxRetentionDay = 90;
+
+const char* const kTopLevelFields[] = {"attributes", "segments", "holdout",    "layers",
+                                       "metrics",    "features", "experiments"};
 const char* const kExperimentFields[] = {
     "key",     "description", "owner",     "status", "rollout_variant", "unit",
     "salt",    "phase",       "traffic",   "start",  "end",             "targeting",
-    "layer",   "layer_range", "variants",  "qa_overrides", "metrics"};
+    "layer",   "layer_range", "variants",  "qa_overrides", "metrics", "primary_metric",
+    "sticky"};
+const char* const kMetricFields[] = {"key",        "type",        "description", "event",
+                                     "aggregate",  "numerator",   "denominator", "window",
+                                     "day",        "guardrail",   "higher_is_better"};
+const char* const kMetricSourceFields[] = {"event", "aggregate"};
 const char* const kVariantFields[] = {"key", "weight", "features"};
 const char* const kFeatureFields[] = {"key", "type", "default", "description", "rules"};
 const char* const kRuleFields[] = {"when", "value", "rollout", "unit", "salt"};
@@ -62,6 +71,10 @@ const OpInfo kOps[] = {
 
 const RE2& KeyPattern() {
   static const RE2* const re = new RE2("[A-Za-z0-9][A-Za-z0-9_.-]*");
+  return *re;
+}
+const RE2& EventNamePattern() {
+  static const RE2* const re = new RE2("[A-Za-z0-9][A-Za-z0-9_.:-]*");
   return *re;
 }
 const RE2& NumberPattern() {  // YAML-ish decimal numbers, for number values
@@ -129,6 +142,20 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
     }
   }
   return row[b.size()];
+}
+
+// The candidate nearest to `name` within a small edit distance, or "".
+std::string Closest(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = 3;  // only suggest names within 2 edits
+  for (const std::string& c : candidates) {
+    const size_t d = EditDistance(name, c);
+    if (d < best_distance) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best;
 }
 
 void AppendJsonString(absl::string_view s, std::string* out) {
@@ -301,6 +328,10 @@ class Parser {
   std::optional<FeatureValue> GetValue(const Entry& e, ValueType type,
                                        const std::string& what);
   bool CheckKeyFormat(const YAML::Node& at, const std::string& key, const std::string& what);
+  std::optional<bool> GetBool(const Entry& e, const std::string& what);
+  std::optional<std::string> GetEventName(const Entry& e, const std::string& what);
+  std::optional<EventAggregation> GetAggregation(const Entry& e, const std::string& what);
+  std::optional<absl::Duration> GetWindow(const Entry& e, const std::string& what);
 
   // ---- Sections.
   void ParseAttributes(const Entry& section);
@@ -308,6 +339,13 @@ class Parser {
   void ResolveSegment(const std::string& name);
   void ParseLayers(const Entry& section);
   void ParseHoldout(const Entry& section);
+  void ParseMetrics(const Entry& section);
+  // Fills *metric's type-specific fields; `n` is the metric's map.
+  void ParseMetricBody(const YAML::Node& n, const std::map<std::string, Entry>& f,
+                       MetricType type, const std::string& what, Metric* metric);
+  // A ratio's numerator or denominator: {event, aggregate}.
+  std::optional<MetricSource> ParseMetricSource(const Entry& e, const std::string& what);
+  const Metric* DefinedMetric(const std::string& key) const;
   void ParseFeatures(const Entry& section);
   void ParseExperiments(const Entry& section);
   // *layer_range receives the layer_range node when it was valid.
@@ -337,6 +375,8 @@ class Parser {
   bool segments_parsed_ = false;
   // Features dropped for a bad key: references to them are not re-reported.
   std::set<std::string> broken_features_;
+  // Metrics dropped for a bad key, likewise.
+  std::set<std::string> broken_metrics_;
   // Parallel to config_->experiments: the YAML of each, for positions.
   std::vector<YAML::Node> experiment_nodes_;
   std::vector<YAML::Node> layer_range_nodes_;
@@ -465,6 +505,96 @@ std::optional<std::string> Parser::GetKey(const Entry& e, const std::string& wha
   if (!s) return std::nullopt;
   if (!CheckKeyFormat(e.value, *s, what)) return std::nullopt;
   return s;
+}
+
+std::optional<bool> Parser::GetBool(const Entry& e, const std::string& what) {
+  if (std::optional<bool> b = PlainBool(e.value)) return b;
+  Error(e, absl::StrCat(what, " must be true or false, not ",
+                        e.value.IsScalar() ? Quote(e.value.Scalar()) : NodeKindName(e.value),
+                        IsQuoted(e.value) ? "; write true or false without quotes"
+                                          : "; write true or false"));
+  return std::nullopt;
+}
+
+std::optional<std::string> Parser::GetEventName(const Entry& e, const std::string& what) {
+  std::optional<std::string> s = GetString(e, what);
+  if (!s) return std::nullopt;
+  if (s->size() > kMaxKeyBytes) {
+    Error(e, absl::StrFormat("%s '%s' is %d bytes long; shorten it to at most %d", what, *s,
+                             s->size(), kMaxKeyBytes));
+    return std::nullopt;
+  }
+  if (!RE2::FullMatch(*s, EventNamePattern())) {
+    Error(e, absl::StrFormat("%s '%s' is not a valid event name; use letters, digits, '_', "
+                             "'.', ':' and '-', starting with a letter or digit, as the "
+                             "services send it (such as order_completed)",
+                             what, *s));
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<EventAggregation> Parser::GetAggregation(const Entry& e, const std::string& what) {
+  if (e.value.IsScalar()) {
+    if (e.value.Scalar() == "value") return EventAggregation::kValue;
+    if (e.value.Scalar() == "count") return EventAggregation::kCount;
+  }
+  Error(e, absl::StrCat(what, " ",
+                        e.value.IsScalar() ? Quote(e.value.Scalar()) : NodeKindName(e.value),
+                        " is not valid; use value (add up the events' values) or count "
+                        "(count the events)"));
+  return std::nullopt;
+}
+
+// A duration such as 7d, 24h, 30m, 90s or 1d12h. absl::ParseDuration has
+// no days, and metric windows are usually written in days.
+std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::string& what) {
+  const char* const kHow = "write a number and a unit (d, h, m or s), such as 7d, 24h or 30m";
+  if (!e.value.IsScalar()) {
+    Error(e, absl::StrCat(what, " must be a duration, not ", NodeKindName(e.value), "; ",
+                          kHow));
+    return std::nullopt;
+  }
+  std::string s = e.value.Scalar();
+  absl::StripAsciiWhitespace(&s);
+  if (!s.empty() && s[0] == '-') {
+    Error(e, absl::StrCat(what, " ", s, " is negative; a window starts at the unit's first "
+                                        "exposure and must be positive, such as 7d"));
+    return std::nullopt;
+  }
+  if (RE2::FullMatch(s, NumberPattern())) {
+    Error(e, absl::StrCat(what, " ", s, " has no unit; write ", s, "d for days, ", s,
+                          "h for hours or ", s, "m for minutes"));
+    return std::nullopt;
+  }
+  static const RE2* const part = new RE2(R"((\d+(?:\.\d+)?)([dhms]))");
+  re2::StringPiece in(s);
+  std::string number, unit;
+  absl::Duration total = absl::ZeroDuration();
+  bool any = false;
+  while (!in.empty() && RE2::Consume(&in, *part, &number, &unit)) {
+    double v = 0;
+    if (!absl::SimpleAtod(number, &v)) break;
+    const absl::Duration scale = unit == "d"   ? absl::Hours(24)
+                                 : unit == "h" ? absl::Hours(1)
+                                 : unit == "m" ? absl::Minutes(1)
+                                               : absl::Seconds(1);
+    total += scale * v;
+    any = true;
+  }
+  if (!any || !in.empty()) {
+    Error(e, absl::StrCat(what, " ", Quote(s), " is not a duration; ", kHow));
+    return std::nullopt;
+  }
+  if (total <= absl::ZeroDuration()) {
+    Error(e, absl::StrCat(what, " ", s, " is not positive; use a window such as 7d"));
+    return std::nullopt;
+  }
+  if (total > kMaxMetricWindow) {
+    Error(e, absl::StrCat(what, " ", s, " is longer than 365d; use a window of at most 365d"));
+    return std::nullopt;
+  }
+  return total;
 }
 
 // Parses "D[.DDDD]" exactly into units of 10^-scale_digits. Returns nullopt
@@ -1035,6 +1165,221 @@ std::optional<Operand> Parser::ParseOperand(const YAML::Node& n, const YAML::Mar
   return std::nullopt;
 }
 
+// ---- Metrics.
+
+void Parser::ParseMetrics(const Entry& section) {
+  if (section.value.IsNull()) return;
+  if (!ExpectList(section, "metrics")) return;
+  std::map<std::string, int> first_line;
+  int index = 0;
+  for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+    const YAML::Node& n = *it;
+    std::string what = absl::StrCat("metric #", index + 1);
+    if (!ExpectMap(n, n.Mark(), what,
+                   "- {key: order_conversion, type: binomial, event: order_completed}")) {
+      continue;
+    }
+    auto f = Fields(n, NameFor("metric", n, what), kMetricFields);
+    Metric metric;
+    metric.location = {n.Mark().line + 1, n.Mark().column + 1};
+    bool ok = true;
+    if (!f.count("key")) {
+      Error(n, absl::StrCat(what, ": missing required field 'key'; add key: <name>"));
+      ok = false;
+    } else if (auto key = GetKey(f.at("key"), "metric key")) {
+      metric.key = *key;
+      what = absl::StrCat("metric ", Quote(*key));
+      auto [pos, inserted] = first_line.emplace(*key, metric.location.line);
+      if (!inserted) {
+        Error(f.at("key"), absl::StrCat("duplicate metric key ", Quote(*key),
+                                        " (first defined at line ", pos->second,
+                                        "); metric keys must be unique, rename or remove "
+                                        "one"));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    std::optional<MetricType> type;
+    if (!f.count("type")) {
+      Error(n, absl::StrCat(what, ": missing required field 'type'; add type: with one of "
+                                  "binomial, sum, ratio, retention"));
+    } else {
+      const Entry& t = f.at("type");
+      static const std::pair<const char*, MetricType> kTypes[] = {
+          {"binomial", MetricType::kBinomial},
+          {"sum", MetricType::kSum},
+          {"ratio", MetricType::kRatio},
+          {"retention", MetricType::kRetention}};
+      for (const auto& [name, mt] : kTypes) {
+        if (t.value.IsScalar() && t.value.Scalar() == name) type = mt;
+      }
+      if (!type) {
+        Error(t, absl::StrCat(what, ": type ",
+                              t.value.IsScalar() ? Quote(t.value.Scalar())
+                                                 : NodeKindName(t.value),
+                              " is not valid; use one of binomial (converted or not), sum "
+                              "(a total per unit), ratio (a total over a total) or "
+                              "retention (active on day k)"));
+      }
+    }
+    if (f.count("description")) {
+      if (auto s = GetString(f.at("description"), what + " description")) {
+        metric.description = *s;
+      }
+    }
+    if (f.count("guardrail")) {
+      if (auto b = GetBool(f.at("guardrail"), what + " guardrail")) metric.guardrail = *b;
+    }
+    if (f.count("higher_is_better")) {
+      if (auto b = GetBool(f.at("higher_is_better"), what + " higher_is_better")) {
+        metric.higher_is_better = *b;
+      }
+    }
+    if (type) ParseMetricBody(n, f, *type, what, &metric);
+    if (ok) {
+      config_->metrics.push_back(std::move(metric));
+    } else if (f.count("key") && f.at("key").value.IsScalar()) {
+      broken_metrics_.insert(f.at("key").value.Scalar());
+    }
+  }
+}
+
+void Parser::ParseMetricBody(const YAML::Node& n, const std::map<std::string, Entry>& f,
+                             MetricType type, const std::string& what, Metric* metric) {
+  metric->type = type;
+  const char* const type_name = MetricTypeName(type);
+  // Fields that some other type needs are errors, not silently unused.
+  auto not_for_type = [&](const char* field, const char* fix) {
+    if (!f.count(field)) return;
+    Error(f.at(field).key_node, absl::StrCat(what, ": ", field, " does not apply to a ",
+                                             type_name, " metric; ", fix));
+  };
+
+  if (type == MetricType::kRatio) {
+    not_for_type("event", "give the events in numerator: and denominator:, such as "
+                          "numerator: {event: order_completed, aggregate: value}");
+    not_for_type("aggregate", "set aggregate inside numerator: and denominator:");
+    std::optional<MetricSource> num, den;
+    if (!f.count("numerator")) {
+      Error(n, absl::StrCat(what, ": missing required field 'numerator'; add it, such as "
+                                  "numerator: {event: order_completed, aggregate: value}"));
+    } else {
+      num = ParseMetricSource(f.at("numerator"), what + " numerator");
+    }
+    if (!f.count("denominator")) {
+      Error(n, absl::StrCat(what, ": missing required field 'denominator'; add it, such as "
+                                  "denominator: {event: order_completed, aggregate: count}"));
+    } else {
+      den = ParseMetricSource(f.at("denominator"), what + " denominator");
+    }
+    if (num && den && num->event == den->event && num->aggregation == den->aggregation) {
+      Error(f.at("denominator"),
+            absl::StrCat(what, ": numerator and denominator are the same (event ",
+                         Quote(num->event), ", aggregate ",
+                         num->aggregation == EventAggregation::kValue ? "value" : "count",
+                         "), so the ratio is always 1; change one of them"));
+    }
+    if (num) metric->numerator = *num;
+    if (den) metric->denominator = *den;
+  } else {
+    not_for_type("numerator", "numerator and denominator are for ratio metrics; use event: "
+                              "(or set type: ratio)");
+    not_for_type("denominator", "numerator and denominator are for ratio metrics; use "
+                                "event: (or set type: ratio)");
+    if (!f.count("event")) {
+      Error(n, absl::StrCat(what, ": missing required field 'event'; add the event that "
+                                  "counts, such as event: order_completed"));
+    } else if (auto ev = GetEventName(f.at("event"), what + " event")) {
+      metric->source.event = *ev;
+    }
+    if (type == MetricType::kSum) {
+      metric->source.aggregation = EventAggregation::kValue;
+      if (f.count("aggregate")) {
+        if (auto a = GetAggregation(f.at("aggregate"), what + " aggregate")) {
+          metric->source.aggregation = *a;
+        }
+      }
+    } else {
+      metric->source.aggregation = EventAggregation::kCount;
+      not_for_type("aggregate", type == MetricType::kBinomial
+                                    ? "a binomial metric counts the units that send the "
+                                      "event; remove aggregate (or set type: sum)"
+                                    : "a retention metric counts the units active on the "
+                                      "day; remove aggregate");
+    }
+  }
+
+  if (type == MetricType::kRetention) {
+    not_for_type("window", "a retention metric counts the events of day k after first "
+                           "exposure, [k days, k+1 days); remove window");
+    if (!f.count("day")) {
+      Error(n, absl::StrCat(what, ": missing required field 'day'; add the day after first "
+                                  "exposure on which the unit must be active, such as day: 1 "
+                                  "or day: 7"));
+    } else {
+      const Entry& d = f.at("day");
+      int day = 0;
+      if (!IsPlain(d.value) || !absl::SimpleAtoi(d.value.Scalar(), &day)) {
+        Error(d, absl::StrCat(what, " day ",
+                              d.value.IsScalar() ? Quote(d.value.Scalar())
+                                                 : NodeKindName(d.value),
+                              " is not a whole number; use a day from 1 to ", kMaxRetentionDay,
+                              ", such as day: 7"));
+      } else if (day < 1 || day > kMaxRetentionDay) {
+        Error(d, absl::StrCat(what, " day ", day, " is out of range; use a day from 1 to ",
+                              kMaxRetentionDay, " (day 1 is the day after first exposure)"));
+      } else {
+        metric->retention_day = day;
+      }
+    }
+  } else {
+    not_for_type("day", "day is for retention metrics; bound the metric with window: "
+                        "instead");
+    if (f.count("window")) {
+      if (auto w = GetWindow(f.at("window"), what + " window")) metric->window = *w;
+    }
+  }
+}
+
+std::optional<MetricSource> Parser::ParseMetricSource(const Entry& e, const std::string& what) {
+  if (!ExpectMap(e.value, Pos(e), what, "{event: order_completed, aggregate: value}")) {
+    return std::nullopt;
+  }
+  auto f = Fields(e.value, what, kMetricSourceFields);
+  MetricSource source;
+  bool ok = true;
+  if (!f.count("event")) {
+    Error(e, absl::StrCat(what, ": missing required field 'event'; add the event, such as "
+                                "event: order_completed"));
+    ok = false;
+  } else if (auto ev = GetEventName(f.at("event"), what + " event")) {
+    source.event = *ev;
+  } else {
+    ok = false;
+  }
+  // No default: counting events with no value would silently give 0.
+  if (!f.count("aggregate")) {
+    Error(e, absl::StrCat(what, ": missing required field 'aggregate'; add aggregate: value "
+                                "to add up the events' values, or aggregate: count to count "
+                                "the events"));
+    ok = false;
+  } else if (auto a = GetAggregation(f.at("aggregate"), what + " aggregate")) {
+    source.aggregation = *a;
+  } else {
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return source;
+}
+
+const Metric* Parser::DefinedMetric(const std::string& key) const {
+  for (const Metric& m : config_->metrics) {
+    if (m.key == key) return &m;
+  }
+  return nullptr;
+}
+
 // ---- Features.
 
 void Parser::ParseFeatures(const Entry& section) {
@@ -1478,14 +1823,75 @@ bool Parser::ParseExperiment(const YAML::Node& n, int index, Experiment* e,
           Error(*it, absl::StrCat(what, ": metrics must be names, such as order_conversion"));
           continue;
         }
-        if (!seen.insert(it->Scalar()).second) {
-          Error(*it, absl::StrCat(what, ": metric ", Quote(it->Scalar()),
+        const std::string& name = it->Scalar();
+        if (!seen.insert(name).second) {
+          Error(*it, absl::StrCat(what, ": metric ", Quote(name),
                                   " is listed twice; list it once"));
           continue;
         }
-        e->metrics.push_back(it->Scalar());
+        e->metrics.push_back(name);
+        if (DefinedMetric(name) == nullptr && !broken_metrics_.count(name)) {
+          std::vector<std::string> known;
+          for (const Metric& defined : config_->metrics) known.push_back(defined.key);
+          const std::string near = Closest(name, known);
+          Error(*it, absl::StrCat(what, ": metric ", Quote(name), " is not defined",
+                                  near.empty()
+                                      ? "; define it under metrics: with a type and an event"
+                                      : absl::StrCat(" (did you mean ", Quote(near),
+                                                     "?); fix the name, or define it under "
+                                                     "metrics:")));
+        }
       }
     }
+  }
+
+  // The first listed metric that can be primary, for hints.
+  std::string primary_hint;
+  for (const std::string& name : e->metrics) {
+    const Metric* m = DefinedMetric(name);
+    if (m != nullptr && !m->guardrail) {
+      primary_hint = name;
+      break;
+    }
+  }
+  if (f.count("primary_metric")) {
+    const Entry& pm = f.at("primary_metric");
+    if (auto s = GetString(pm, what + " primary_metric")) {
+      e->primary_metric = *s;
+      const Metric* m = DefinedMetric(*s);
+      if (std::find(e->metrics.begin(), e->metrics.end(), *s) == e->metrics.end()) {
+        if (e->metrics.empty()) {
+          Error(pm, absl::StrCat(what, ": primary_metric ", Quote(*s),
+                                 " is not in the experiment's metrics; list them, such as "
+                                 "metrics: [",
+                                 *s, "]"));
+        } else {
+          const std::string near = Closest(*s, e->metrics);
+          Error(pm, absl::StrCat(what, ": primary_metric ", Quote(*s),
+                                 " is not one of the experiment's metrics (",
+                                 absl::StrJoin(e->metrics, ", "), ")",
+                                 near.empty() ? "" : absl::StrCat(" (did you mean ",
+                                                                  Quote(near), "?)"),
+                                 "; name one of them, or add it to metrics"));
+        }
+      } else if (m != nullptr && m->guardrail) {
+        Error(pm, absl::StrCat(
+                      what, ": primary_metric ", Quote(*s),
+                      " is a guardrail, and a guardrail cannot be the primary metric; name "
+                      "the metric the decision is made on",
+                      primary_hint.empty() ? " (add one to metrics)"
+                                           : absl::StrCat(", such as ", primary_hint),
+                      ", and keep ", *s, " in metrics as a guardrail"));
+      }
+    }
+  } else if (!e->metrics.empty()) {
+    Error(f.at("metrics").key_node,
+          absl::StrCat(what, ": metrics are listed but primary_metric is missing; name the "
+                             "metric the decision is made on, such as primary_metric: ",
+                       primary_hint.empty() ? e->metrics[0] : primary_hint));
+  }
+  if (f.count("sticky")) {
+    if (auto b = GetBool(f.at("sticky"), what + " sticky")) e->sticky = *b;
   }
   return key_ok;
 }
@@ -1579,6 +1985,7 @@ ParseResult Parser::Run() {
       if (sections.count("segments")) ParseSegments(sections.at("segments"));
       if (sections.count("layers")) ParseLayers(sections.at("layers"));
       if (sections.count("holdout")) ParseHoldout(sections.at("holdout"));
+      if (sections.count("metrics")) ParseMetrics(sections.at("metrics"));
       if (sections.count("features")) ParseFeatures(sections.at("features"));
       if (sections.count("experiments")) ParseExperiments(sections.at("experiments"));
       CheckExperiments();

@@ -1,6 +1,7 @@
 #include "server/config_parser.h"
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -867,7 +868,8 @@ TEST(ConfigParser, UnknownFieldsNameTheAllowedOnes) {
                          "are key, description, owner, status");
   ExpectOnlyError("experiment: []\n", 1, 1,
                   "unknown field 'experiment' (did you mean 'experiments'?); allowed fields "
-                  "are attributes, segments, holdout, layers, features, experiments");
+                  "are attributes, segments, holdout, layers, metrics, features, "
+                  "experiments");
 }
 
 TEST(ConfigParser, KeysMustHaveTheDocumentedFormat) {
@@ -931,6 +933,377 @@ attributes: {c: colour}
   EXPECT_EQ(errors[0].line, 3);
   EXPECT_EQ(errors[1].line, 4);
   EXPECT_EQ(errors[2].line, 5);
+}
+
+// ---- Metrics.
+
+// A config with only a metrics section: the first metric is on line 2.
+std::string Metrics(const std::string& body) { return "metrics:\n" + body; }
+
+TEST(ConfigParser, MetricsAreParsedWithTheDocumentedDefaults) {
+  auto config = ParseOk(Metrics(R"(  - key: order_conversion
+    type: binomial
+    event: order_completed
+  - key: arpu
+    description: Revenue per exposed user
+    type: sum
+    event: order_completed
+  - key: orders_per_user
+    type: sum
+    event: order_completed
+    aggregate: count
+    window: 30d
+  - key: average_order_value
+    type: ratio
+    numerator: {event: order_completed, aggregate: value}
+    denominator: {event: order_completed, aggregate: count}
+  - key: day7_retention
+    type: retention
+    event: app_open
+    day: 7
+  - key: bounce_rate
+    type: binomial
+    event: landing:bounce
+    window: 30m
+    guardrail: true
+    higher_is_better: false
+)"));
+  ASSERT_NE(config, nullptr);
+  ASSERT_EQ(config->metrics.size(), 6u);
+  EXPECT_EQ(config->metrics[0].key, "order_conversion");
+  EXPECT_EQ(config->metrics[5].key, "bounce_rate");
+
+  const Metric* conversion = config->FindMetric("order_conversion");
+  ASSERT_NE(conversion, nullptr);
+  EXPECT_EQ(conversion->type, MetricType::kBinomial);
+  EXPECT_EQ(conversion->source.event, "order_completed");
+  EXPECT_EQ(conversion->window, absl::Hours(14 * 24));
+  EXPECT_FALSE(conversion->guardrail);
+  EXPECT_TRUE(conversion->higher_is_better);
+  EXPECT_EQ(conversion->location.line, 2);
+  EXPECT_EQ(conversion->location.column, 5);
+
+  const Metric* arpu = config->FindMetric("arpu");
+  ASSERT_NE(arpu, nullptr);
+  EXPECT_EQ(arpu->type, MetricType::kSum);
+  EXPECT_EQ(arpu->description, "Revenue per exposed user");
+  EXPECT_EQ(arpu->source.aggregation, EventAggregation::kValue);
+
+  const Metric* orders = config->FindMetric("orders_per_user");
+  ASSERT_NE(orders, nullptr);
+  EXPECT_EQ(orders->source.aggregation, EventAggregation::kCount);
+  EXPECT_EQ(orders->window, absl::Hours(30 * 24));
+
+  const Metric* aov = config->FindMetric("average_order_value");
+  ASSERT_NE(aov, nullptr);
+  EXPECT_EQ(aov->type, MetricType::kRatio);
+  EXPECT_EQ(aov->numerator.event, "order_completed");
+  EXPECT_EQ(aov->numerator.aggregation, EventAggregation::kValue);
+  EXPECT_EQ(aov->denominator.event, "order_completed");
+  EXPECT_EQ(aov->denominator.aggregation, EventAggregation::kCount);
+
+  const Metric* retention = config->FindMetric("day7_retention");
+  ASSERT_NE(retention, nullptr);
+  EXPECT_EQ(retention->type, MetricType::kRetention);
+  EXPECT_EQ(retention->source.event, "app_open");
+  EXPECT_EQ(retention->retention_day, 7);
+
+  const Metric* bounce = config->FindMetric("bounce_rate");
+  ASSERT_NE(bounce, nullptr);
+  EXPECT_EQ(bounce->source.event, "landing:bounce");
+  EXPECT_EQ(bounce->window, absl::Minutes(30));
+  EXPECT_TRUE(bounce->guardrail);
+  EXPECT_FALSE(bounce->higher_is_better);
+}
+
+const char kWindowHead[] = "  - {key: m, type: binomial, event: e, window: ";
+
+absl::Duration WindowOf(const std::string& text) {
+  auto config = ParseOk(Metrics(kWindowHead + text + "}\n"));
+  if (config == nullptr || config->metrics.empty()) return absl::ZeroDuration();
+  return config->metrics[0].window;
+}
+
+TEST(ConfigParser, MetricWindowsTakeDaysHoursMinutesAndSeconds) {
+  EXPECT_EQ(WindowOf("7d"), absl::Hours(7 * 24));
+  EXPECT_EQ(WindowOf("24h"), absl::Hours(24));
+  EXPECT_EQ(WindowOf("30m"), absl::Minutes(30));
+  EXPECT_EQ(WindowOf("90s"), absl::Seconds(90));
+  EXPECT_EQ(WindowOf("1d12h"), absl::Hours(36));
+  EXPECT_EQ(WindowOf("1.5d"), absl::Hours(36));
+  EXPECT_EQ(WindowOf("365d"), absl::Hours(365 * 24));
+}
+
+TEST(ConfigParser, MetricWindowMustBeAPositiveDurationOfAtMostAYear) {
+  const int column = sizeof(kWindowHead);  // 1-based column after the head
+  auto expect = [&](const std::string& window, const std::string& fragment) {
+    SCOPED_TRACE(window);
+    ExpectOnlyError(Metrics(kWindowHead + window + "}\n"), 2, column, fragment);
+  };
+  expect("7", "metric 'm' window 7 has no unit; write 7d for days, 7h for hours");
+  expect("\"7 days\"", "window '7 days' is not a duration; write a number and a unit");
+  expect("300ms", "window '300ms' is not a duration");
+  expect("0d", "window 0d is not positive");
+  expect("-1d", "window -1d is negative");
+  expect("366d", "window 366d is longer than 365d");
+  expect("[7d]", "window must be a duration, not a list");
+}
+
+TEST(ConfigParser, MetricTypeMustBeKnown) {
+  ExpectOnlyError(Metrics("  - {key: m, type: bernoulli, event: e}\n"), 2, 20,
+                  "metric 'm': type 'bernoulli' is not valid; use one of binomial");
+}
+
+TEST(ConfigParser, MetricRequiredFieldsAreErrors) {
+  ExpectOnlyError(Metrics("  - {type: binomial, event: e}\n"), 2, 5,
+                  "metric #1: missing required field 'key'");
+  ExpectOnlyError(Metrics("  - {key: m, event: e}\n"), 2, 5,
+                  "metric 'm': missing required field 'type'; add type: with one of "
+                  "binomial, sum, ratio, retention");
+  ExpectOnlyError(Metrics("  - {key: m, type: sum}\n"), 2, 5,
+                  "metric 'm': missing required field 'event'");
+  ExpectOnlyError(Metrics("  - {key: m, type: ratio, denominator: {event: o, aggregate: count}}\n"),
+                  2, 5, "metric 'm': missing required field 'numerator'");
+  ExpectOnlyError(Metrics("  - {key: m, type: ratio, numerator: {event: o, aggregate: value}}\n"),
+                  2, 5, "metric 'm': missing required field 'denominator'");
+  ExpectOnlyError(Metrics("  - {key: m, type: retention, event: app_open}\n"), 2, 5,
+                  "metric 'm': missing required field 'day'");
+}
+
+TEST(ConfigParser, RatioPartsNeedAnEventAndAnAggregate) {
+  // No default aggregate: counting events that carry no value would give 0.
+  ExpectOnlyError(Metrics(R"(  - key: aov
+    type: ratio
+    numerator: {event: order_completed}
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  4, 16, "metric 'aov' numerator: missing required field 'aggregate'; add "
+                         "aggregate: value");
+  ExpectOnlyError(Metrics(R"(  - key: ctr
+    type: ratio
+    numerator: {event: click, aggregate: count}
+    denominator: {aggregate: count}
+)"),
+                  5, 18, "metric 'ctr' denominator: missing required field 'event'");
+  ExpectOnlyError(Metrics(R"(  - key: aov
+    type: ratio
+    numerator: {event: order_completed, aggregate: total}
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  4, 52, "numerator aggregate 'total' is not valid; use value");
+  ExpectOnlyError(Metrics(R"(  - key: aov
+    type: ratio
+    numerator: order_completed
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  4, 16, "metric 'aov' numerator must be a map, not a scalar");
+  ExpectOnlyError(Metrics(R"(  - key: aov
+    type: ratio
+    numerator: {event: order_completed, aggregate: count}
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  5, 18, "numerator and denominator are the same (event 'order_completed', "
+                         "aggregate count), so the ratio is always 1");
+  ExpectOnlyError(Metrics(R"(  - key: aov
+    type: ratio
+    numerator: {event: order_completed, aggregate: value, window: 7d}
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  4, 59, "metric 'aov' numerator: unknown field 'window'");
+}
+
+TEST(ConfigParser, MetricFieldsThatDoNotApplyToTheTypeAreErrors) {
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: retention
+    event: app_open
+    day: 1
+    window: 7d
+)"),
+                  6, 5, "metric 'm': window does not apply to a retention metric");
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: signup
+    day: 7
+)"),
+                  5, 5, "metric 'm': day does not apply to a binomial metric");
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: signup
+    aggregate: count
+)"),
+                  5, 5, "aggregate does not apply to a binomial metric; a binomial metric "
+                        "counts the units that send the event");
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: ratio
+    event: order_completed
+    numerator: {event: order_completed, aggregate: value}
+    denominator: {event: order_completed, aggregate: count}
+)"),
+                  4, 5, "metric 'm': event does not apply to a ratio metric");
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: sum
+    event: order_completed
+    numerator: {event: order_completed, aggregate: value}
+)"),
+                  5, 5, "numerator does not apply to a sum metric");
+}
+
+TEST(ConfigParser, RetentionDayIsAWholeNumberFromOneToNinety) {
+  const std::string head = "  - {key: m, type: retention, event: app_open, day: ";
+  const int column = static_cast<int>(head.size()) + 1;
+  ExpectOnlyError(Metrics(head + "0}\n"), 2, column,
+                  "day 0 is out of range; use a day from 1 to 90");
+  ExpectOnlyError(Metrics(head + "91}\n"), 2, column, "day 91 is out of range");
+  ExpectOnlyError(Metrics(head + "one}\n"), 2, column, "day 'one' is not a whole number");
+  ExpectOnlyError(Metrics(head + "1.5}\n"), 2, column, "day '1.5' is not a whole number");
+  auto config = ParseOk(Metrics(head + "90}\n"));
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->metrics[0].retention_day, 90);
+}
+
+TEST(ConfigParser, EventNamesHaveTheDocumentedFormat) {
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: "order completed"
+)"),
+                  4, 12, "metric 'm' event 'order completed' is not a valid event name");
+  ExpectOnlyError(Metrics("  - key: m\n    type: sum\n    event: " + std::string(65, 'e') + "\n"),
+                  4, 12, "is 65 bytes long; shorten it to at most 64");
+  ExpectOnlyError(Metrics("  - key: m\n    type: sum\n    event:\n"), 4, 5,
+                  "metric 'm' event must be text, not empty");
+  ParseOk(Metrics("  - {key: m, type: sum, event: " + std::string(60, 'e') + ".:-_}\n"));
+}
+
+TEST(ConfigParser, GuardrailAndHigherIsBetterAreBooleans) {
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: e
+    guardrail: "true"
+)"),
+                  5, 16, "metric 'm' guardrail must be true or false, not 'true'; write true "
+                         "or false without quotes");
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: e
+    higher_is_better: lower
+)"),
+                  5, 23, "metric 'm' higher_is_better must be true or false, not 'lower'");
+}
+
+TEST(ConfigParser, MetricKeysAreValidAndUnique) {
+  ExpectOnlyError(Metrics(R"(  - {key: m, type: binomial, event: e}
+  - {key: m, type: sum, event: e}
+)"),
+                  3, 11, "duplicate metric key 'm' (first defined at line 2)");
+  ExpectOnlyError(Metrics("  - {key: \"arpu usd\", type: sum, event: e}\n"), 2, 11,
+                  "metric key 'arpu usd' is not a valid key");
+}
+
+TEST(ConfigParser, UnknownMetricFieldSuggestsTheRightOne) {
+  ExpectOnlyError(Metrics(R"(  - key: m
+    type: binomial
+    event: e
+    windw: 7d
+)"),
+                  5, 5, "metric 'm': unknown field 'windw' (did you mean 'window'?)");
+}
+
+TEST(ConfigParser, MetricsSectionIsAList) {
+  ExpectOnlyError("metrics: {m: {type: sum}}\n", 1, 10, "metrics must be a list");
+}
+
+// Metric definitions for experiment tests, written after the experiments
+// (metrics may be defined anywhere in the file).
+const char kMetricDefs[] = R"(metrics:
+  - {key: conversion, type: binomial, event: order_completed}
+  - {key: revenue, type: sum, event: order_completed}
+  - {key: bounce, type: binomial, event: bounce, guardrail: true, higher_is_better: false}
+)";
+
+// An experiment at line 13 whose fields after `variants` start at line 16.
+std::string ExperimentWith(const std::string& fields) {
+  return WithPrefix("  - key: a\n    status: running\n    variants: [{key: v, weight: 1}]\n" +
+                    fields) +
+         kMetricDefs;
+}
+
+TEST(ConfigParser, ExperimentMetricsMustBeDefined) {
+  ParseResult r = Parse(ExperimentWith(R"(    metrics: [conversion, revnue, pageviews]
+    primary_metric: conversion
+)"));
+  ASSERT_FALSE(r.ok());
+  std::vector<Diagnostic> errors = Errors(r);
+  ASSERT_EQ(errors.size(), 2u) << r.FormatDiagnostics();
+  EXPECT_EQ(errors[0].line, 16);
+  EXPECT_EQ(errors[0].column, 27);
+  EXPECT_THAT(errors[0].message,
+              HasSubstr("experiment 'a': metric 'revnue' is not defined (did you mean "
+                        "'revenue'?)"));
+  EXPECT_EQ(errors[1].line, 16);
+  EXPECT_EQ(errors[1].column, 35);
+  EXPECT_THAT(errors[1].message,
+              HasSubstr("metric 'pageviews' is not defined; define it under metrics:"));
+
+  auto config = ParseOk(ExperimentWith(R"(    metrics: [revenue, bounce, conversion]
+    primary_metric: conversion
+)"));
+  ASSERT_NE(config, nullptr);
+  const Experiment* e = config->FindExperiment("a");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->metrics, (std::vector<std::string>{"revenue", "bounce", "conversion"}));
+  EXPECT_EQ(e->primary_metric, "conversion");
+  EXPECT_FALSE(e->sticky);
+}
+
+TEST(ConfigParser, ExperimentNamingABrokenMetricIsReportedOnce) {
+  ExpectOnlyError(WithPrefix(R"(  - key: a
+    status: running
+    variants: [{key: v, weight: 1}]
+    metrics: ["bad key"]
+    primary_metric: "bad key"
+metrics:
+  - {key: "bad key", type: sum, event: e}
+)"),
+                  19, 11, "metric key 'bad key' is not a valid key");
+}
+
+TEST(ConfigParser, PrimaryMetricIsRequiredWithMetrics) {
+  ExpectOnlyError(ExperimentWith("    metrics: [bounce, revenue]\n"), 16, 5,
+                  "experiment 'a': metrics are listed but primary_metric is missing; name "
+                  "the metric the decision is made on, such as primary_metric: revenue");
+}
+
+TEST(ConfigParser, PrimaryMetricMustBeOneOfTheExperimentsMetrics) {
+  ExpectOnlyError(ExperimentWith(R"(    metrics: [conversion, bounce]
+    primary_metric: revenue
+)"),
+                  17, 21, "experiment 'a': primary_metric 'revenue' is not one of the "
+                          "experiment's metrics (conversion, bounce); name one of them, or "
+                          "add it to metrics");
+  ExpectOnlyError(ExperimentWith(R"(    metrics: [conversion, bounce]
+    primary_metric: conversoin
+)"),
+                  17, 21, "(did you mean 'conversion'?)");
+  ExpectOnlyError(ExperimentWith("    primary_metric: conversion\n"), 16, 21,
+                  "primary_metric 'conversion' is not in the experiment's metrics; list them, "
+                  "such as metrics: [conversion]");
+}
+
+TEST(ConfigParser, GuardrailCannotBeThePrimaryMetric) {
+  ExpectOnlyError(ExperimentWith(R"(    metrics: [bounce, conversion]
+    primary_metric: bounce
+)"),
+                  17, 21, "experiment 'a': primary_metric 'bounce' is a guardrail, and a "
+                          "guardrail cannot be the primary metric; name the metric the "
+                          "decision is made on, such as conversion");
+}
+
+TEST(ConfigParser, StickyIsTrueOrFalse) {
+  auto config = ParseOk(ExperimentWith("    sticky: true\n"));
+  ASSERT_NE(config, nullptr);
+  EXPECT_TRUE(config->FindExperiment("a")->sticky);
+  ExpectOnlyError(ExperimentWith("    sticky: sometimes\n"), 16, 13,
+                  "experiment 'a' sticky must be true or false, not 'sometimes'");
 }
 
 // ---- Warnings.
@@ -1029,6 +1402,10 @@ experiments:
   EXPECT_FALSE(e->start_time.has_value());
   EXPECT_EQ(e->variants[0].full_range, (BucketRange{0, 10000}));
   EXPECT_EQ(e->variants[0].active_range, (BucketRange{0, 10000}));
+  EXPECT_TRUE(e->metrics.empty());
+  EXPECT_TRUE(e->primary_metric.empty());
+  EXPECT_FALSE(e->sticky);
+  EXPECT_TRUE(config->metrics.empty());
   EXPECT_EQ(config->source_path, "test.yaml");
 }
 
@@ -1048,6 +1425,11 @@ experiments:
     layer_range: [0, 1]
     variants: [{key: v, weight: 1}]
     metrics: [order_conversion, arpu]
+    primary_metric: arpu
+    sticky: true
+metrics:
+  - {key: order_conversion, type: binomial, event: order_completed}
+  - {key: arpu, type: sum, event: order_completed}
 )");
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->FindLayer("l")->salt, "l-salt");
@@ -1060,6 +1442,8 @@ experiments:
   EXPECT_EQ(e->phase, 3);
   EXPECT_EQ(e->owner, "o@example.com");
   EXPECT_EQ(e->metrics, (std::vector<std::string>{"order_conversion", "arpu"}));
+  EXPECT_EQ(e->primary_metric, "arpu");
+  EXPECT_TRUE(e->sticky);
   EXPECT_EQ(e->location.line, 4);
 }
 
@@ -1074,6 +1458,26 @@ TEST(ConfigParser, ExampleFileLoadsWithoutErrorsOrWarnings) {
   EXPECT_NE(c.FindLayer("checkout"), nullptr);
   ASSERT_TRUE(c.holdout.has_value());
   EXPECT_EQ(c.attributes.at("app_version"), AttributeType::kSemver);
+
+  // Every experiment names its metrics and a primary metric that is defined
+  // and not a guardrail, and the example shows every kind of metric.
+  for (const Experiment& e : c.experiments) {
+    EXPECT_FALSE(e.metrics.empty()) << e.key;
+    for (const std::string& m : e.metrics) EXPECT_NE(c.FindMetric(m), nullptr) << m;
+    const Metric* primary = c.FindMetric(e.primary_metric);
+    ASSERT_NE(primary, nullptr) << e.key;
+    EXPECT_FALSE(primary->guardrail) << e.key;
+  }
+  std::set<MetricType> types;
+  bool has_guardrail = false, has_lower_is_better = false;
+  for (const Metric& m : c.metrics) {
+    types.insert(m.type);
+    has_guardrail |= m.guardrail;
+    has_lower_is_better |= !m.higher_is_better;
+  }
+  EXPECT_EQ(types.size(), 4u);
+  EXPECT_TRUE(has_guardrail);
+  EXPECT_TRUE(has_lower_is_better);
 }
 
 TEST(ConfigParser, DocsExampleIsValid) {
@@ -1092,6 +1496,8 @@ TEST(ConfigParser, DocsExampleIsValid) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->targeting_text, "all(segment modern_app, not(segment churned))");
   EXPECT_EQ(e->qa_overrides.at("qa-user-2"), "one_page");
+  EXPECT_EQ(e->primary_metric, "order_conversion");
+  EXPECT_EQ(config->metrics.size(), 6u);
 }
 
 TEST(ConfigParser, ExperimentWithoutKeyIsStillValidated) {
