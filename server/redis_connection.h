@@ -93,6 +93,10 @@ class RedisPool {
 
   // Runs the script calls with EVALSHA in one round trip; on NOSCRIPT it
   // loads the script (SCRIPT LOAD) and retries the calls that failed so.
+  // A connection's first use of a script sends SCRIPT LOAD ahead of the calls
+  // in the same round trip, so after a Redis restart calls are not reordered.
+  // INTERNAL when Redis rejects a script's source. After UNAVAILABLE or
+  // DEADLINE_EXCEEDED some calls may have run: make them idempotent.
   absl::StatusOr<std::vector<RedisReply>> RunScripts(absl::Span<const RedisScriptCall> calls);
 
   // Counts round trips made so far (for tests that show a read's cost does
