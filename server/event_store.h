@@ -73,7 +73,10 @@ enum class WriteOutcome {
 // Sufficient statistics of one metric in one variant. Per-unit totals x are
 // over the units exposed to the variant (and not multi-exposed).
 struct MetricAggregate {
-  int64_t units = 0;      // units with a non-zero total (converted, active)
+  // Units with at least one counted event for the metric: converted (binomial),
+  // active on the day (retention), or with an event in the window (sum,
+  // ratio), even if the event's value was 0.
+  int64_t units = 0;
   long double sum = 0;    // Σx (kSum), or the number of converted units
   long double sum_sq = 0; // Σx²
   // kRatio: per-unit numerator n and denominator d totals.
@@ -96,8 +99,9 @@ struct ExperimentAggregates {
   int64_t multi_exposed = 0;
   // Config version -> exposures recorded under it.
   std::map<std::string, int64_t> config_versions;
-  // UTC day ("2026-11-23") -> the same figures, for the exposures and
-  // events whose time falls in that day.
+  // Cohort day ("2026-11-23", UTC) -> the same figures restricted to the
+  // units first exposed that day, including their later events; the days add
+  // up to the totals (docs/attribution.md, "Cohort days").
   std::map<std::string, std::vector<VariantAggregate>> daily;
 };
 

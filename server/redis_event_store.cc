@@ -1,1 +1,532 @@
-// placeholder: being written
+#include "server/redis_event_store.h"
+
+#include <xxhash.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/event_store_internal.h"
+#include "server/redis_scripts.h"
+
+namespace abexp {
+namespace {
+
+using internal::DayOfMillis;
+using internal::StoreMillis;
+
+constexpr int64_t kOutcomeRecorded = 0;
+constexpr int64_t kOutcomeDuplicate = 1;
+constexpr int64_t kOutcomeIgnored = 2;
+constexpr int64_t kOutcomeConflict = 3;
+
+// XXH3-64 of a domain tag and the bytes, so unit ids and idempotency keys
+// never hash alike.
+uint64_t TaggedHash(absl::string_view tag, absl::string_view bytes) {
+  std::string input = absl::StrCat(tag, absl::string_view("\0", 1), bytes);
+  return XXH3_64bits(input.data(), input.size());
+}
+
+// 8 raw bytes, big-endian: the hash field of a unit or idempotency key.
+std::string HashField(uint64_t h) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(h & 0xff);
+    h >>= 8;
+  }
+  return out;
+}
+
+// The bucket is taken from the high half so it is independent of the low
+// bits Redis's own dict hashing would see.
+std::string BucketOf(uint64_t h, int64_t buckets) {
+  return absl::StrCat((h >> 32) % static_cast<uint64_t>(buckets));
+}
+
+// Shortest text that parses back to exactly the same double.
+std::string DoubleArg(double v) { return absl::StrFormat("%.17g", v); }
+
+absl::StatusOr<int64_t> ParseInt(const std::string& s, absl::string_view what) {
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(s, &v)) {
+    return absl::DataLossError(absl::StrFormat(
+        "Redis holds '%s' for %s; expected an integer", s, what));
+  }
+  return v;
+}
+
+absl::StatusOr<long double> ParseFloat(const std::string& s,
+                                       absl::string_view what) {
+  char* end = nullptr;
+  long double v = std::strtold(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    return absl::DataLossError(
+        absl::StrFormat("Redis holds '%s' for %s; expected a number", s, what));
+  }
+  return v;
+}
+
+absl::Status CheckReply(const RedisReply& reply, RedisReply::Type want,
+                        absl::string_view what) {
+  if (reply.type == RedisReply::Type::kError) {
+    return absl::InternalError(
+        absl::StrCat("Redis failed ", what, ": ", reply.str));
+  }
+  if (reply.type != want) {
+    return absl::InternalError(
+        absl::StrCat("unexpected Redis reply type to ", what));
+  }
+  return absl::OkStatus();
+}
+
+// Adds the fields of one aggregate hash (HGETALL reply) to `variants`.
+// `metric_keys` maps stored metric signatures to the layout's metric keys;
+// figures of other signatures (old definitions) are skipped.
+absl::Status ParseFigures(
+    const RedisReply& hash,
+    const absl::flat_hash_map<std::string, std::string>& metric_keys,
+    std::vector<VariantAggregate>* variants, int64_t* multi_exposed,
+    std::map<std::string, int64_t>* config_versions) {
+  for (size_t i = 0; i + 1 < hash.elements.size(); i += 2) {
+    const std::string& field = hash.elements[i].str;
+    const std::string& value = hash.elements[i + 1].str;
+    if (field == "multi") {
+      if (multi_exposed == nullptr) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      *multi_exposed = *n;
+      continue;
+    }
+    if (absl::StartsWith(field, "cv|")) {
+      if (config_versions == nullptr) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      (*config_versions)[field.substr(3)] = *n;
+      continue;
+    }
+    if (absl::StartsWith(field, "exposed|")) {
+      int v = 0;
+      if (!absl::SimpleAtoi(absl::string_view(field).substr(8), &v)) continue;
+      if (v < 0 || v >= static_cast<int>(variants->size())) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      (*variants)[v].exposed = *n;
+      continue;
+    }
+    // "<variant>|<metric signature>|<statistic>"
+    size_t first = field.find('|');
+    size_t last = field.rfind('|');
+    if (first == std::string::npos || first == last) continue;
+    int v = 0;
+    if (!absl::SimpleAtoi(absl::string_view(field).substr(0, first), &v))
+      continue;
+    if (v < 0 || v >= static_cast<int>(variants->size())) continue;
+    auto key = metric_keys.find(field.substr(first + 1, last - first - 1));
+    if (key == metric_keys.end()) continue;
+    MetricAggregate& m = (*variants)[v].metrics[key->second];
+    std::string stat = field.substr(last + 1);
+    if (stat == "units") {
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      m.units = *n;
+      continue;
+    }
+    long double* target = stat == "sum"           ? &m.sum
+                          : stat == "sum_sq"      ? &m.sum_sq
+                          : stat == "sum_num"     ? &m.sum_num
+                          : stat == "sum_den"     ? &m.sum_den
+                          : stat == "sum_num_sq"  ? &m.sum_num_sq
+                          : stat == "sum_den_sq"  ? &m.sum_den_sq
+                          : stat == "sum_num_den" ? &m.sum_num_den
+                                                  : nullptr;
+    if (target == nullptr) continue;
+    absl::StatusOr<long double> x = ParseFloat(value, field);
+    if (!x.ok()) return x.status();
+    *target = *x;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
+  std::vector<VariantAggregate> variants(layout.variant_keys.size());
+  for (VariantAggregate& v : variants) {
+    for (const Metric& m : layout.metrics) v.metrics[m.key];
+  }
+  return variants;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
+    RedisPool* pool, RedisEventStoreOptions options) {
+  if (pool == nullptr)
+    return absl::InvalidArgumentError("RedisEventStore needs a RedisPool");
+  if (options.idempotency_ttl < absl::Minutes(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "idempotency_ttl is ", absl::FormatDuration(options.idempotency_ttl),
+        "; retries are only safe within it, so use at least 1m (default 7 "
+        "days)"));
+  }
+  constexpr int kMaxBuckets = 1 << 24;
+  if (options.unit_buckets < 1 || options.unit_buckets > kMaxBuckets) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unit_buckets is %d; use 1 to %d (default 131072, for "
+                        "~10 million units)",
+                        options.unit_buckets, kMaxBuckets));
+  }
+  if (options.idempotency_buckets < 1 ||
+      options.idempotency_buckets > kMaxBuckets) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "idempotency_buckets is %d; use 1 to %d (default 16384)",
+        options.idempotency_buckets, kMaxBuckets));
+  }
+  return std::unique_ptr<RedisEventStore>(
+      new RedisEventStore(pool, std::move(options)));
+}
+
+RedisEventStore::RedisEventStore(RedisPool* pool,
+                                 RedisEventStoreOptions options)
+    : pool_(pool),
+      options_(std::move(options)),
+      write_exposure_(redis_scripts::WriteExposure()),
+      write_event_(redis_scripts::WriteEvent()) {}
+
+std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
+  return absl::StrCat(pool_->options().key_prefix, ":{e:", layout.key, ":",
+                      layout.phase, "}:");
+}
+
+absl::StatusOr<std::optional<RedisEventStore::Buckets>>
+RedisEventStore::BucketsOf(const std::string& base, bool create) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = buckets_.find(base);
+    if (it != buckets_.end()) return it->second;
+  }
+  std::string meta = base + "meta";
+  std::vector<RedisCommand> commands;
+  if (create) {
+    commands.push_back(
+        {"HSETNX", meta, "unit_buckets", absl::StrCat(options_.unit_buckets)});
+    commands.push_back({"HSETNX", meta, "idempotency_buckets",
+                        absl::StrCat(options_.idempotency_buckets)});
+  }
+  commands.push_back({"HMGET", meta, "unit_buckets", "idempotency_buckets"});
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  if (!replies.ok()) return replies.status();
+  const RedisReply& got = replies->back();
+  if (absl::Status s =
+          CheckReply(got, RedisReply::Type::kArray, "reading " + meta);
+      !s.ok()) {
+    return s;
+  }
+  if (got.elements.size() != 2 ||
+      got.elements[0].type != RedisReply::Type::kString ||
+      got.elements[1].type != RedisReply::Type::kString) {
+    return std::nullopt;
+  }
+  Buckets buckets;
+  absl::StatusOr<int64_t> units =
+      ParseInt(got.elements[0].str, meta + " unit_buckets");
+  if (!units.ok()) return units.status();
+  absl::StatusOr<int64_t> idem =
+      ParseInt(got.elements[1].str, meta + " idempotency_buckets");
+  if (!idem.ok()) return idem.status();
+  if (*units < 1 || *idem < 1) {
+    return absl::DataLossError(
+        absl::StrCat(meta, " holds bucket counts below 1"));
+  }
+  buckets.units = *units;
+  buckets.idempotency = *idem;
+  absl::MutexLock lock(&mu_);
+  buckets_[base] = buckets;
+  return buckets;
+}
+
+absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
+                                          const RedisReply& reply) {
+  if (absl::StrContains(reply.str, "ABEXP_VARIANTS")) {
+    // Redis flattens newlines in error replies, so read the stored keys.
+    std::string meta = KeyBase(layout) + "meta";
+    std::vector<RedisCommand> get = {{"HGET", meta, "variants"}};
+    absl::StatusOr<std::vector<RedisReply>> stored = pool_->Pipeline(get);
+    if (!stored.ok()) return stored.status();
+    std::string merged;
+    absl::Status s =
+        internal::CheckVariantKeys(layout, (*stored)[0].str, &merged);
+    if (!s.ok()) return s;
+  }
+  if (absl::StrContains(reply.str, "ABEXP_METRICS")) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("experiment '%s' phase %d has had more than 255 metric "
+                        "definitions; bump the "
+                        "experiment's `phase` to start afresh",
+                        layout.key, layout.phase));
+  }
+  return absl::InternalError(
+      absl::StrCat("abexp's Redis script failed: ", reply.str));
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
+    const ExperimentLayout& layout, const std::vector<RedisReply>& replies) {
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(replies.size());
+  for (const RedisReply& r : replies) {
+    if (r.type == RedisReply::Type::kError) return ScriptError(layout, r);
+    if (r.type != RedisReply::Type::kInteger) {
+      return absl::InternalError(
+          "abexp's Redis script returned a non-integer reply");
+    }
+    switch (r.integer) {
+      case kOutcomeRecorded:
+        outcomes.push_back(WriteOutcome::kRecorded);
+        break;
+      case kOutcomeDuplicate:
+        outcomes.push_back(WriteOutcome::kDuplicate);
+        break;
+      case kOutcomeIgnored:
+        outcomes.push_back(WriteOutcome::kIgnored);
+        break;
+      case kOutcomeConflict:
+        outcomes.push_back(WriteOutcome::kConflict);
+        break;
+      default:
+        return absl::InternalError(
+            absl::StrCat("abexp's Redis script returned ", r.integer));
+    }
+  }
+  return outcomes;
+}
+
+namespace {
+
+// The idempotency arguments shared by both scripts: today, span in days,
+// TTL in seconds, bucket, field.
+void AppendIdempotencyArgs(absl::Duration ttl, int64_t buckets,
+                           absl::string_view kind, const std::string& key,
+                           std::vector<std::string>* args) {
+  int64_t now_ms = StoreMillis(absl::Now());
+  int64_t ttl_s = absl::ToInt64Seconds(ttl);
+  uint64_t h = TaggedHash(absl::StrCat("abexp.idempotency.", kind), key);
+  args->push_back(absl::StrCat(DayOfMillis(now_ms)));
+  args->push_back(absl::StrCat((ttl_s + 86399) / 86400));
+  args->push_back(absl::StrCat(ttl_s));
+  args->push_back(BucketOf(h, buckets));
+  args->push_back(HashField(h));
+}
+
+void AppendUnitArgs(int64_t buckets, const std::string& unit_id,
+                    std::vector<std::string>* args) {
+  uint64_t h = TaggedHash("abexp.unit", unit_id);
+  args->push_back(BucketOf(h, buckets));
+  args->push_back(HashField(h));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
+    const ExperimentLayout& layout, absl::Span<const Exposure> exposures) {
+  if (absl::Status s = internal::CheckExposures(layout, exposures); !s.ok())
+    return s;
+  if (exposures.empty()) return std::vector<WriteOutcome>{};
+  std::string base = KeyBase(layout);
+  absl::StatusOr<std::optional<Buckets>> buckets =
+      BucketsOf(base, /*create=*/true);
+  if (!buckets.ok()) return buckets.status();
+  if (!buckets->has_value())
+    return absl::InternalError("bucket counts missing after HSETNX");
+  const Buckets& b = **buckets;
+
+  std::string meta = base + "meta";
+  std::string variants = internal::JoinVariantKeys(layout.variant_keys);
+  std::vector<RedisScriptCall> calls;
+  calls.reserve(exposures.size());
+  for (const Exposure& e : exposures) {
+    RedisScriptCall call;
+    call.script = &write_exposure_;
+    call.keys = {meta};
+    call.args = {base, variants, absl::StrCat(b.units),
+                 absl::StrCat(b.idempotency)};
+    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "exposure",
+                          e.idempotency_key, &call.args);
+    AppendUnitArgs(b.units, e.unit_id, &call.args);
+    call.args.push_back(absl::StrCat(e.variant_index));
+    call.args.push_back(absl::StrCat(StoreMillis(e.time)));
+    call.args.push_back(e.config_version);
+    calls.push_back(std::move(call));
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  if (!replies.ok()) return replies.status();
+  return Outcomes(layout, *replies);
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
+    const ExperimentLayout& layout, absl::Span<const Event> events) {
+  if (events.empty()) return std::vector<WriteOutcome>{};
+  std::string base = KeyBase(layout);
+  // Creates the meta hash if need be: even events of a phase nobody was
+  // exposed in yet have their idempotency keys remembered.
+  absl::StatusOr<std::optional<Buckets>> buckets =
+      BucketsOf(base, /*create=*/true);
+  if (!buckets.ok()) return buckets.status();
+  if (!buckets->has_value())
+    return absl::InternalError("bucket counts missing after HSETNX");
+  const Buckets& b = **buckets;
+
+  std::vector<std::string> signatures;
+  signatures.reserve(layout.metrics.size());
+  for (const Metric& m : layout.metrics)
+    signatures.push_back(internal::MetricSignature(m));
+
+  std::string meta = base + "meta";
+  std::vector<RedisScriptCall> calls;
+  calls.reserve(events.size());
+  for (const Event& e : events) {
+    RedisScriptCall call;
+    call.script = &write_event_;
+    call.keys = {meta};
+    call.args = {base};
+    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "event",
+                          e.idempotency_key, &call.args);
+    AppendUnitArgs(b.units, e.unit_id, &call.args);
+    call.args.push_back(absl::StrCat(StoreMillis(e.time)));
+    call.args.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+    size_t count_at = call.args.size();
+    call.args.push_back("");
+    int count = 0;
+    auto aggregation = [&](const MetricSource& source) -> const char* {
+      if (source.event != e.name) return "0";
+      return source.aggregation == EventAggregation::kCount ? "1" : "2";
+    };
+    for (size_t i = 0; i < layout.metrics.size(); ++i) {
+      const Metric& m = layout.metrics[i];
+      const char* type = "b";
+      const char* a = "0";
+      const char* d = "0";
+      switch (m.type) {
+        case MetricType::kBinomial:
+          type = "b";
+          a = aggregation(m.source);
+          break;
+        case MetricType::kRetention:
+          type = "t";
+          a = aggregation(m.source);
+          break;
+        case MetricType::kSum:
+          type = "s";
+          a = aggregation(m.source);
+          break;
+        case MetricType::kRatio:
+          type = "r";
+          a = aggregation(m.numerator);
+          d = aggregation(m.denominator);
+          break;
+      }
+      if (a[0] == '0' && d[0] == '0') continue;
+      call.args.push_back(signatures[i]);
+      call.args.push_back(type);
+      call.args.push_back(a);
+      call.args.push_back(d);
+      call.args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
+      call.args.push_back(absl::StrCat(m.retention_day));
+      ++count;
+    }
+    call.args[count_at] = absl::StrCat(count);
+    calls.push_back(std::move(call));
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  if (!replies.ok()) return replies.status();
+  return Outcomes(layout, *replies);
+}
+
+absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
+    const ExperimentLayout& layout) {
+  std::string base = KeyBase(layout);
+  absl::flat_hash_map<std::string, std::string> metric_keys;
+  for (const Metric& m : layout.metrics)
+    metric_keys[internal::MetricSignature(m)] = m.key;
+
+  std::vector<RedisCommand> first = {{"HGETALL", base + "agg"},
+                                     {"SMEMBERS", base + "days"}};
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(first);
+  if (!replies.ok()) return replies.status();
+  if (absl::Status s =
+          CheckReply((*replies)[0], RedisReply::Type::kArray, "HGETALL agg");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckReply((*replies)[1], RedisReply::Type::kArray, "SMEMBERS days");
+      !s.ok()) {
+    return s;
+  }
+
+  ExperimentAggregates out;
+  out.variants = EmptyVariants(layout);
+  if (absl::Status s = ParseFigures((*replies)[0], metric_keys, &out.variants,
+                                    &out.multi_exposed, &out.config_versions);
+      !s.ok()) {
+    return s;
+  }
+
+  std::vector<int64_t> days;
+  std::vector<RedisCommand> day_reads;
+  for (const RedisReply& member : (*replies)[1].elements) {
+    absl::StatusOr<int64_t> day = ParseInt(member.str, base + "days member");
+    if (!day.ok()) return day.status();
+    days.push_back(*day);
+    day_reads.push_back({"HGETALL", absl::StrCat(base, "d:", *day)});
+  }
+  if (day_reads.empty()) return out;
+  absl::StatusOr<std::vector<RedisReply>> day_replies =
+      pool_->Pipeline(day_reads);
+  if (!day_replies.ok()) return day_replies.status();
+  for (size_t i = 0; i < days.size(); ++i) {
+    const RedisReply& hash = (*day_replies)[i];
+    if (absl::Status s =
+            CheckReply(hash, RedisReply::Type::kArray, "HGETALL day");
+        !s.ok()) {
+      return s;
+    }
+    std::vector<VariantAggregate> variants = EmptyVariants(layout);
+    if (absl::Status s =
+            ParseFigures(hash, metric_keys, &variants, nullptr, nullptr);
+        !s.ok()) {
+      return s;
+    }
+    out.daily[internal::FormatDay(days[i])] = std::move(variants);
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<int>> RedisEventStore::RecordedVariant(
+    const ExperimentLayout& layout, absl::string_view unit_id) {
+  std::string base = KeyBase(layout);
+  absl::StatusOr<std::optional<Buckets>> buckets =
+      BucketsOf(base, /*create=*/false);
+  if (!buckets.ok()) return buckets.status();
+  if (!buckets->has_value()) return std::nullopt;
+  std::vector<std::string> unit;
+  AppendUnitArgs((*buckets)->units, std::string(unit_id), &unit);
+  std::vector<RedisCommand> commands = {
+      {"HGET", absl::StrCat(base, "u:", unit[0]), unit[1]}};
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  if (!replies.ok()) return replies.status();
+  const RedisReply& r = (*replies)[0];
+  if (r.type == RedisReply::Type::kNil) return std::nullopt;
+  if (absl::Status s = CheckReply(r, RedisReply::Type::kString, "HGET unit");
+      !s.ok())
+    return s;
+  if (r.str.size() < 8) {
+    return absl::DataLossError(
+        absl::StrCat("unit record in ", base, "u:", unit[0],
+                     " is shorter than its 8-byte header"));
+  }
+  return static_cast<int>(static_cast<unsigned char>(r.str[0]));
+}
+
+}  // namespace abexp

@@ -1,0 +1,109 @@
+// RedisEventStore: the EventStore kept in Redis (docs/storage.md has the key
+// schema, encodings and memory cost; docs/attribution.md the rules).
+//
+// Every exposure and event is applied atomically by one Lua script call
+// (EVALSHA); a batch is one RedisPool::RunScripts call, i.e. one round trip.
+// Per-unit records are packed into bucketed small hashes, so an exposed unit
+// costs a few tens of bytes, and aggregates live in one hash per experiment
+// phase plus one per cohort day, so reading results never touches units.
+//
+//   RedisOptions redis;  // address, password, db, key prefix, timeouts
+//   auto pool = RedisPool::Create(redis);
+//   auto store = RedisEventStore::Create(pool->get());
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef ABEXP_SERVER_REDIS_EVENT_STORE_H_
+#define ABEXP_SERVER_REDIS_EVENT_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/event_store.h"
+#include "server/redis_connection.h"
+
+namespace abexp {
+
+struct RedisEventStoreOptions {
+  // How long idempotency keys are remembered: a retry later than this may
+  // count twice. Kept in per-day hashes, so a key lives between this and
+  // this plus one day. Default: 7 days.
+  absl::Duration idempotency_ttl = absl::Hours(24 * 7);
+  // Hashes the unit records of one experiment phase are spread over. Fixed
+  // when the phase is first written (later values are ignored for it).
+  // Sized so each hash holds about 76 units at 10 million units, below
+  // Redis's hash-max-listpack-entries (128), keeping the compact encoding.
+  // Default: 131072.
+  int unit_buckets = 131072;
+  // Hashes per day the idempotency keys of one experiment phase are spread
+  // over; fixed like unit_buckets. About 120 keys a hash at 2 million
+  // writes a day. Default: 16384.
+  int idempotency_buckets = 16384;
+};
+
+class RedisEventStore final : public EventStore {
+ public:
+  // `pool` must outlive the store. INVALID_ARGUMENT for bad options.
+  // Does not talk to Redis; the scripts are loaded on first use.
+  static absl::StatusOr<std::unique_ptr<RedisEventStore>> Create(
+      RedisPool* pool, RedisEventStoreOptions options = {});
+
+  RedisEventStore(const RedisEventStore&) = delete;
+  RedisEventStore& operator=(const RedisEventStore&) = delete;
+
+  // FAILED_PRECONDITION when the layout's variant keys are incompatible
+  // with those first recorded for the phase (see CheckVariantKeys in
+  // docs/storage.md); errors of the RedisPool (UNAVAILABLE,
+  // DEADLINE_EXCEEDED) otherwise. Retrying a failed batch is safe.
+  absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures) override;
+  absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  // Two round trips; 2 + (number of cohort days) commands.
+  absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) override;
+  absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) override;
+
+  // "<key_prefix>:{e:<experiment key>:<phase>}:", the start of every key of
+  // the experiment phase; the braces are the Redis Cluster hash tag.
+  std::string KeyBase(const ExperimentLayout& layout) const;
+
+ private:
+  struct Buckets {
+    int64_t units = 0;
+    int64_t idempotency = 0;
+  };
+
+  RedisEventStore(RedisPool* pool, RedisEventStoreOptions options);
+
+  // The bucket counts of the experiment phase: those stored in its meta
+  // hash, else (when `create`) the options' values, stored now. nullopt
+  // when nothing is stored and !create.
+  absl::StatusOr<std::optional<Buckets>> BucketsOf(const std::string& base,
+                                                   bool create);
+  absl::Status ScriptError(const ExperimentLayout& layout,
+                           const RedisReply& reply);
+  absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
+      const ExperimentLayout& layout, const std::vector<RedisReply>& replies);
+
+  RedisPool* const pool_;
+  const RedisEventStoreOptions options_;
+  const RedisScript write_exposure_;
+  const RedisScript write_event_;
+
+  absl::Mutex mu_;
+  // By KeyBase(); bucket counts never change once stored.
+  absl::flat_hash_map<std::string, Buckets> buckets_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_REDIS_EVENT_STORE_H_
