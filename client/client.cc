@@ -1,8 +1,11 @@
 #include "client/client.h"
 
+#include <random>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace abexp {
 namespace {
@@ -12,6 +15,16 @@ namespace {
 bool IsCallerError(absl::StatusCode code) {
   return code == absl::StatusCode::kInvalidArgument ||
          code == absl::StatusCode::kNotFound;
+}
+
+// 128 random bits as 32 hex digits.
+std::string RandomKey() {
+  thread_local std::mt19937_64 rng{[] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }()};
+  return absl::StrFormat("%016x%016x", rng(), rng());
 }
 
 }  // namespace
@@ -116,6 +129,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
         "ClientOptions.deadline is ", absl::FormatDuration(options.deadline),
         "; it must be positive (the default is 50ms)"));
   }
+  if (options.record_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ClientOptions.record_deadline is ",
+        absl::FormatDuration(options.record_deadline),
+        "; it must be positive (the default is 5s)"));
+  }
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("ClientOptions.max_attempts is ", options.max_attempts,
@@ -144,11 +163,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(v1::AssignmentService::NewStub(channel_)) {}
+      stub_(v1::AssignmentService::NewStub(channel_)),
+      recording_stub_(v1::RecordingService::NewStub(channel_)) {}
 
 template <typename Rpc>
-absl::Status Client::Call(const Rpc& rpc) const {
-  const absl::Time deadline = absl::Now() + options_.deadline;
+absl::Status Client::Call(const Rpc& rpc, absl::Duration budget) const {
+  const absl::Time deadline = absl::Now() + budget;
   absl::Duration backoff = options_.initial_backoff;
   absl::Status status;
   for (int attempt = 1;; ++attempt) {
@@ -229,6 +249,41 @@ absl::StatusOr<v1::Experiment> Client::GetExperiment(
   absl::Status status = Call([&](grpc::ClientContext* context) {
     return stub_->GetExperiment(context, request, &response);
   });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::RecordExposuresResponse> Client::RecordExposures(
+    const v1::RecordExposuresRequest& request) const {
+  v1::RecordExposuresResponse response;
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return recording_stub_->RecordExposures(context, request, &response);
+      },
+      options_.record_deadline);
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::RecordEventsResponse> Client::RecordEvents(
+    v1::RecordEventsRequest request) const {
+  // Without a time the server would make a random key per attempt; fix
+  // both here so every attempt carries the same ones.
+  const int64_t nanos = absl::ToUnixNanos(absl::Now());
+  for (v1::EventRecord& event : *request.mutable_events()) {
+    if (event.has_time()) continue;
+    event.mutable_time()->set_seconds(nanos / 1000000000);
+    event.mutable_time()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    if (event.idempotency_key().empty()) {
+      event.set_idempotency_key(RandomKey());
+    }
+  }
+  v1::RecordEventsResponse response;
+  absl::Status status = Call(
+      [&](grpc::ClientContext* context) {
+        return recording_stub_->RecordEvents(context, request, &response);
+      },
+      options_.record_deadline);
   if (!status.ok()) return status;
   return response;
 }

@@ -19,6 +19,10 @@
 // It returns an error only for a bad request (INVALID_ARGUMENT, NOT_FOUND),
 // which is a bug in the caller.
 //
+// Recording (RecordExposures, RecordEvents) is synchronous: a call returns
+// once the server has stored the batch, or an error. Retries are safe: every
+// attempt carries the same idempotency keys.
+//
 // Thread-safe: a Client may be used from any number of threads at once.
 // Create one per process and share it; it owns one gRPC channel.
 #ifndef ABEXP_CLIENT_CLIENT_H_
@@ -33,6 +37,8 @@
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
+#include "abexp/v1/recording.grpc.pb.h"
+#include "abexp/v1/recording.pb.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -48,6 +54,11 @@ struct ClientOptions {
   // Budget for one call, covering every attempt and the backoff between
   // them (the deadline is overall, not per attempt). Default: 50ms.
   absl::Duration deadline = absl::Milliseconds(50);
+
+  // Budget for one recording call (RecordExposures, RecordEvents), covering
+  // every attempt. Larger than `deadline`: a batch of 10,000 events takes
+  // longer than one assignment. Default: 5s.
+  absl::Duration record_deadline = absl::Seconds(5);
 
   // Attempts per call. Only UNAVAILABLE is retried, and only while the
   // deadline leaves time for another attempt. Default: 3.
@@ -167,19 +178,38 @@ class Client {
   absl::StatusOr<v1::Experiment> GetExperiment(
       const std::string& experiment_key) const;
 
+  // Records exposures / events, with options().record_deadline. Events
+  // without a time get the client's current time and, when they have no
+  // idempotency_key, a random one, so the retries on UNAVAILABLE count
+  // once. To retry across calls or processes safely, set the keys (or
+  // times) yourself. Returns
+  // the server's error as is: INVALID_ARGUMENT names the bad item, e.g.
+  // "events[12].value is NaN; ...", and nothing of the batch was stored;
+  // UNAVAILABLE / DEADLINE_EXCEEDED mean it may or may not have been, and
+  // the same request may be sent again.
+  absl::StatusOr<v1::RecordExposuresResponse> RecordExposures(
+      const v1::RecordExposuresRequest& request) const;
+  absl::StatusOr<v1::RecordEventsResponse> RecordEvents(
+      v1::RecordEventsRequest request) const;
+
   const ClientOptions& options() const { return options_; }
 
  private:
   Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
 
-  // Runs `rpc(context)` with the overall deadline, retrying UNAVAILABLE.
+  // Runs `rpc(context)` within `budget` overall, retrying UNAVAILABLE.
   template <typename Rpc>
-  absl::Status Call(const Rpc& rpc) const;
+  absl::Status Call(const Rpc& rpc, absl::Duration budget) const;
+  template <typename Rpc>
+  absl::Status Call(const Rpc& rpc) const {
+    return Call(rpc, options_.deadline);
+  }
 
   const ClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;
   // Stubs are thread-safe.
   const std::unique_ptr<v1::AssignmentService::Stub> stub_;
+  const std::unique_ptr<v1::RecordingService::Stub> recording_stub_;
 };
 
 }  // namespace abexp

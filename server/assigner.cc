@@ -26,13 +26,6 @@ bool InSchedule(const Experiment& e, absl::Time now) {
   return true;
 }
 
-bool InHoldout(const Config& config, const Unit& unit) {
-  if (!config.holdout || config.holdout->bp == 0) return false;
-  const std::string* id = FindId(unit, config.holdout->unit_id_type);
-  if (id == nullptr) return false;
-  return Bucket(HashPurpose::kHoldout, config.holdout->salt, *id) < config.holdout->bp;
-}
-
 bool InLayerRange(const Config& config, const Experiment& e, const Unit& unit) {
   if (e.layer.empty()) return true;
   const Layer* layer = config.FindLayer(e.layer);
@@ -102,6 +95,13 @@ const char* ProtoFieldFor(AttributeType type) {
 }
 
 }  // namespace
+
+bool InHoldout(const Config& config, const Unit& unit) {
+  if (!config.holdout || config.holdout->bp == 0) return false;
+  const std::string* id = FindId(unit, config.holdout->unit_id_type);
+  if (id == nullptr) return false;
+  return Bucket(HashPurpose::kHoldout, config.holdout->salt, *id) < config.holdout->bp;
+}
 
 absl::Status ValidateUnit(const Config& config, const Unit& unit) {
   if (unit.ids.empty()) {

@@ -77,6 +77,10 @@ struct AssignResult {
   std::vector<ResolvedFeature> features;          // config order
 };
 
+// Whether the unit is in the config's global holdout. False when the config
+// has none or the unit lacks the holdout's unit id type.
+bool InHoldout(const Config& config, const Unit& unit);
+
 // REQUIRES: ValidateUnit(config, unit).ok(), or errors are returned for it.
 absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
                                     const AssignOptions& options);

@@ -281,7 +281,36 @@ std::vector<std::string> ToVector(
 
 // ---- the calls ----
 
-absl::Status DoAssign(const ConfigStore& store,
+// Records an exposure for each bucketed assignment; QA overrides and
+// rollouts are never counted. Returns why that failed, or "".
+std::string RecordAssignedExposures(const Config& config, const Unit& unit,
+                                    const AssignResult& result, absl::Time now,
+                                    const Recorder* recorder) {
+  std::vector<ExposureInput> exposures;
+  for (const ExperimentAssignment& a : result.assignments) {
+    if (a.reason != AssignmentReason::kBucketed) continue;
+    ExposureInput x;
+    x.experiment_key = a.experiment->key;
+    x.unit.ids = unit.ids;
+    x.variant_key = a.experiment->variants[a.variant_index].key;
+    // No client time: the derived key is then the same for every page view
+    // of this unit and variant, so repeats cost no new idempotency key.
+    x.config_version = config.version;
+    exposures.push_back(std::move(x));
+  }
+  if (exposures.empty()) return "";
+  if (recorder == nullptr) {
+    return "FAILED_PRECONDITION: this abexp-server does not record exposures; "
+           "start it with --redis=HOST:PORT";
+  }
+  absl::StatusOr<RecordBatchResult> recorded =
+      recorder->RecordExposures(config, exposures, now);
+  if (recorded.ok()) return "";
+  return absl::StrCat(absl::StatusCodeToString(recorded.status().code()), ": ",
+                      recorded.status().message());
+}
+
+absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
                       const v1::AssignRequest& request,
                       v1::AssignResponse* response) {
   std::shared_ptr<const Config> config = store.Snapshot();
@@ -295,6 +324,10 @@ absl::Status DoAssign(const ConfigStore& store,
   absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
   if (!result.ok()) return result.status();
   AssignResultToProto(*config, *result, response);
+  if (request.record_exposure()) {
+    response->set_exposure_error(RecordAssignedExposures(
+        *config, *unit, *result, options.now, recorder));
+  }
   return absl::OkStatus();
 }
 
@@ -436,13 +469,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
-AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store)
-    : store_(store) {}
-
-// A bug that throws becomes INTERNAL rather than taking the server down.
-template <typename Fn>
-grpc::ServerUnaryReactor* AssignmentServiceImpl::Run(Fn&& fn) {
-  auto* reactor = new CountedReactor(&in_flight_);
+grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
+                                       const std::function<absl::Status()>& fn) {
+  auto* reactor = new CountedReactor(in_flight);
   absl::Status status;
   try {
     status = fn();
@@ -454,36 +483,42 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Run(Fn&& fn) {
   return reactor;
 }
 
+AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
+                                             const Recorder* recorder)
+    : store_(store), recorder_(recorder) {}
+
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const v1::AssignRequest* request,
     v1::AssignResponse* response) {
-  return Run([&] { return DoAssign(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] {
+    return DoAssign(*store_, recorder_, *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const v1::BatchAssignRequest* request,
     v1::BatchAssignResponse* response) {
-  return Run([&] { return DoBatchAssign(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] { return DoBatchAssign(*store_, *request, response); });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::CallbackServerContext* context,
     const v1::ExplainAssignmentRequest* request,
     v1::ExplainAssignmentResponse* response) {
-  return Run([&] { return DoExplain(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] { return DoExplain(*store_, *request, response); });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context,
     const v1::ListExperimentsRequest* request,
     v1::ListExperimentsResponse* response) {
-  return Run([&] { return DoListExperiments(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] { return DoListExperiments(*store_, *request, response); });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context,
     const v1::GetExperimentRequest* request, v1::Experiment* response) {
-  return Run([&] { return DoGetExperiment(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] { return DoGetExperiment(*store_, *request, response); });
 }
 
 }  // namespace abexp

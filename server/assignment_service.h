@@ -11,12 +11,14 @@
 #define ABEXP_SERVER_ASSIGNMENT_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "server/config_store.h"
+#include "server/recorder.h"
 
 namespace abexp {
 
@@ -27,11 +29,21 @@ inline constexpr int kMaxBatchUnits = 1000;
 // same message.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// Runs one unary call: finishes it with fn()'s status (an exception becomes
+// INTERNAL rather than taking the server down) and counts it in *in_flight
+// until gRPC reports it done. Shared by the service classes.
+grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
+                                       const std::function<absl::Status()>& fn);
+
 class AssignmentServiceImpl final
     : public v1::AssignmentService::CallbackService {
  public:
-  // REQUIRES: store outlives this service.
-  explicit AssignmentServiceImpl(const ConfigStore* store);
+  // `recorder` records the exposures of Assign calls that ask for it
+  // (record_exposure); null means this server does not record, and such
+  // calls report it in exposure_error.
+  // REQUIRES: store and recorder outlive this service.
+  explicit AssignmentServiceImpl(const ConfigStore* store,
+                                 const Recorder* recorder = nullptr);
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
   AssignmentServiceImpl& operator=(const AssignmentServiceImpl&) = delete;
@@ -61,11 +73,8 @@ class AssignmentServiceImpl final
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  // Runs one call, finishes it and counts it until gRPC reports it done.
-  template <typename Fn>
-  grpc::ServerUnaryReactor* Run(Fn&& fn);
-
   const ConfigStore* const store_;  // not owned
+  const Recorder* const recorder_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

@@ -1,17 +1,24 @@
-// abexp-server: serves abexp.v1.AssignmentService for one config file.
+// abexp-server: serves abexp.v1.AssignmentService for one config file, and
+// abexp.v1.RecordingService into Redis.
 //
 //   abexp-server --config=experiments.yaml [--listen=127.0.0.1:50051]
+//                [--redis=127.0.0.1:6379] [--redis_prefix=abexp]
 //
 // On start it prints one line to stdout:
-//   abexp-server listening on HOST:PORT config=PATH version=VERSION
+//   abexp-server listening on HOST:PORT config=PATH version=VERSION redis=HOST:PORT
 // Logs go to stderr. SIGHUP reloads the config (an invalid file keeps the
-// last good one); SIGTERM and SIGINT drain in-flight calls and exit 0.
-// Exits 1 when the config is invalid or the address cannot be bound.
+// last good one); SIGTERM and SIGINT drain in-flight calls (recording ones
+// included) and exit 0. Exits 1 when the config is invalid, the address
+// cannot be bound or a --redis flag is malformed. Redis being down is not
+// fatal: assignment never needs it, and recording calls get UNAVAILABLE
+// until it is back.
 #include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -32,6 +39,10 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/assignment_service.h"
 #include "server/config_store.h"
+#include "server/recorder.h"
+#include "server/recording_service.h"
+#include "server/redis_connection.h"
+#include "server/redis_event_store.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the experiments YAML file to serve (required; see "
@@ -39,6 +50,15 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "HOST:PORT to listen on. Port 0 picks a free port; the chosen one is "
           "printed on stdout.");
+ABSL_FLAG(std::string, redis, "127.0.0.1:6379",
+          "HOST:PORT of the Redis that stores exposures and events.");
+ABSL_FLAG(std::string, redis_password, "",
+          "Redis AUTH password. Default: none, or the ABEXP_REDIS_PASSWORD "
+          "environment variable (which keeps it out of `ps`).");
+ABSL_FLAG(int, redis_db, 0, "Redis database index (SELECT).");
+ABSL_FLAG(std::string, redis_prefix, "abexp",
+          "Prefix of every Redis key abexp writes; lets several deployments "
+          "share one Redis.");
 ABSL_FLAG(
     absl::Duration, shutdown_grace, absl::Seconds(10),
     "On SIGTERM/SIGINT, how long in-flight calls may take to finish before "
@@ -53,9 +73,11 @@ struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";
   // Default: 10s.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Large enough for a full BatchAssign (1000 units with 100 attributes each).
-  // Default: 32 MiB.
-  int max_receive_message_bytes = 32 << 20;
+  // Large enough for a full BatchAssign (1000 units with 100 attributes
+  // each) and a recording batch of 50,000 items. Default: 64 MiB.
+  int max_receive_message_bytes = 64 << 20;
+  // Where recording goes. Default: RedisOptions' defaults.
+  RedisOptions redis;
 };
 
 // One log line per message line, each prefixed with a UTC timestamp, written
@@ -91,7 +113,8 @@ std::string WithPort(const std::string& address, int port) {
 // grpc::Server::Shutdown also waits for clients to close their connections,
 // which an idle client only does seconds after the GOAWAY. So once no call of
 // ours has been running for a while, close the remaining connections.
-void ShutdownServer(grpc::Server* server, const AssignmentServiceImpl* service,
+void ShutdownServer(grpc::Server* server,
+                    const std::function<int()>& in_flight_calls,
                     absl::Duration grace) {
   absl::Time deadline = absl::Now() + grace;
   std::atomic<bool> done{false};
@@ -100,7 +123,7 @@ void ShutdownServer(grpc::Server* server, const AssignmentServiceImpl* service,
     absl::Time quiet_since = absl::Now();  // also gives Shutdown time to start
     while (!done.load() && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(10));
-      if (service->in_flight_calls() > 0) {
+      if (in_flight_calls() > 0) {
         quiet_since = absl::Now();
       } else if (absl::Now() - quiet_since >= kQuiet) {
         grpc_server_cancel_all_calls(server->c_server());
@@ -116,7 +139,8 @@ void ShutdownServer(grpc::Server* server, const AssignmentServiceImpl* service,
 // Handles SIGHUP (reload) and SIGTERM/SIGINT (shutdown) until a shutdown.
 // REQUIRES: the signals are blocked in every thread.
 void HandleSignals(const sigset_t& signals, ConfigStore* store,
-                   grpc::Server* server, const AssignmentServiceImpl* service,
+                   grpc::Server* server,
+                   const std::function<int()>& in_flight_calls,
                    absl::Duration grace) {
   for (;;) {
     int sig = 0;
@@ -144,7 +168,7 @@ void HandleSignals(const sigset_t& signals, ConfigStore* store,
             server->GetHealthCheckService()) {
       health->Shutdown();  // report NOT_SERVING while draining
     }
-    ShutdownServer(server, service, grace);
+    ShutdownServer(server, in_flight_calls, grace);
     return;
   }
 }
@@ -169,7 +193,38 @@ int RunServer(const ServerOptions& options) {
   }
   LogWarnings(loaded.warnings);
 
-  AssignmentServiceImpl service(store->get());
+  // Redis may be down now; the store connects when it can.
+  const std::string redis_address =
+      absl::StrCat(options.redis.host, ":", options.redis.port);
+  DeferredEventStore event_store(
+      [redis = options.redis]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
+        absl::StatusOr<std::unique_ptr<RedisPool>> pool =
+            RedisPool::Create(redis);
+        if (!pool.ok()) return pool.status();
+        absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+            RedisEventStore::Create(pool->get());
+        if (!store.ok()) return store.status();
+        // The store borrows the pool: keep both alive together.
+        struct Both {
+          std::unique_ptr<RedisPool> pool;
+          std::unique_ptr<RedisEventStore> store;
+        };
+        auto both = std::make_shared<Both>(
+            Both{*std::move(pool), *std::move(store)});
+        return std::shared_ptr<EventStore>(both, both->store.get());
+      });
+  if (absl::Status redis = event_store.Connect(); !redis.ok()) {
+    Log(absl::StrCat("warning: Redis at ", redis_address, " is not usable: ",
+                     redis.message(),
+                     "; serving assignments anyway, recording calls fail with "
+                     "UNAVAILABLE until Redis is back"));
+  } else {
+    Log(absl::StrCat("recording to Redis at ", redis_address, " db=",
+                     options.redis.db, " prefix=", options.redis.key_prefix));
+  }
+  Recorder recorder(&event_store);
+  AssignmentServiceImpl service(store->get(), &recorder);
+  RecordingServiceImpl recording(store->get(), &recorder);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -180,6 +235,7 @@ int RunServer(const ServerOptions& options) {
   // share a port that is already in use.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&service);
+  builder.RegisterService(&recording);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -190,17 +246,21 @@ int RunServer(const ServerOptions& options) {
   }
 
   std::string version = loaded.config->version;
-  std::printf("abexp-server listening on %s config=%s version=%s\n",
+  std::printf("abexp-server listening on %s config=%s version=%s redis=%s\n",
               WithPort(options.listen_address, port).c_str(),
-              options.config_path.c_str(), version.c_str());
+              options.config_path.c_str(), version.c_str(),
+              redis_address.c_str());
   std::fflush(stdout);
   Log(absl::StrCat("serving ", options.config_path, " version=", version,
                    " with ", loaded.config->experiments.size(),
                    " experiments and ", loaded.config->features.size(),
                    " features"));
 
+  std::function<int()> in_flight_calls = [&service, &recording] {
+    return service.in_flight_calls() + recording.in_flight_calls();
+  };
   std::thread signal_thread(HandleSignals, signals, store->get(), server.get(),
-                            &service, options.shutdown_grace);
+                            in_flight_calls, options.shutdown_grace);
   server->Wait();
   signal_thread.join();
   Log("shut down");
@@ -212,9 +272,10 @@ int RunServer(const ServerOptions& options) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Serves abexp experiment assignments over gRPC.\n"
+      "Serves abexp experiment assignments and records exposures and events "
+      "over gRPC.\n"
       "Usage: abexp-server --config=experiments.yaml "
-      "[--listen=127.0.0.1:50051]");
+      "[--listen=127.0.0.1:50051] [--redis=127.0.0.1:6379]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
     std::fprintf(stderr,
@@ -227,6 +288,28 @@ int main(int argc, char** argv) {
   options.config_path = absl::GetFlag(FLAGS_config);
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (absl::Status s =
+          abexp::ParseRedisAddress(absl::GetFlag(FLAGS_redis), &options.redis);
+      !s.ok()) {
+    std::fprintf(stderr, "abexp-server: --redis: %s\n",
+                 std::string(s.message()).c_str());
+    return 1;
+  }
+  options.redis.password = absl::GetFlag(FLAGS_redis_password);
+  if (options.redis.password.empty()) {
+    if (const char* env = std::getenv("ABEXP_REDIS_PASSWORD")) {
+      options.redis.password = env;
+    }
+  }
+  options.redis.db = absl::GetFlag(FLAGS_redis_db);
+  if (options.redis.db < 0) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_db=%d is negative; pass a database "
+                 "index from 0 (the default)\n",
+                 options.redis.db);
+    return 1;
+  }
+  options.redis.key_prefix = absl::GetFlag(FLAGS_redis_prefix);
   if (options.config_path.empty()) {
     std::fprintf(
         stderr,

@@ -13,6 +13,7 @@
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
+#include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -71,6 +72,14 @@ features:
     type: json
     default: {color: blue}
 
+metrics:
+  - key: order_conversion
+    type: binomial
+    event: order_completed
+  - key: arpu
+    type: sum
+    event: order_completed
+
 experiments:
   - key: one_page_checkout
     description: One-page checkout vs the multi-step flow
@@ -88,6 +97,7 @@ experiments:
     qa_overrides:
       one_page: [qa-user-1]
     metrics: [order_conversion, arpu]
+    primary_metric: order_conversion
   - key: na_search
     status: running
     traffic: 0.5
@@ -165,19 +175,30 @@ const v1::Assignment* FindAssignment(const v1::AssignResponse& r,
 
 class ServerE2E : public ::testing::Test {
  protected:
+  // A failure here is reported by SetUp() in every test: an assertion in
+  // SetUpTestSuite would make GoogleTest skip the tests, and ctest counts a
+  // skipped test as passing.
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     config_path_ = new std::string(dir_->Write("experiments.yaml", kConfig));
     absl::StatusOr<std::unique_ptr<ServerProcess>> server =
         ServerProcess::Start(*config_path_);
-    ASSERT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) {
+      start_error_ = new absl::Status(server.status());
+      return;
+    }
     server_ = server->release();
     stub_ = v1::AssignmentService::NewStub(
                 grpc::CreateChannel(server_->address(),
                                     grpc::InsecureChannelCredentials()))
                 .release();
   }
+  void SetUp() override {
+    ASSERT_EQ(start_error_, nullptr) << *start_error_;
+  }
   static void TearDownTestSuite() {
+    delete start_error_;
+    start_error_ = nullptr;
     delete stub_;
     delete server_;
     delete config_path_;
@@ -211,12 +232,14 @@ class ServerE2E : public ::testing::Test {
 
   static std::string Version() { return VersionOf(kConfig); }
 
+  static absl::Status* start_error_;
   static TempDir* dir_;
   static std::string* config_path_;
   static ServerProcess* server_;
   static v1::AssignmentService::Stub* stub_;
 };
 
+absl::Status* ServerE2E::start_error_ = nullptr;
 TempDir* ServerE2E::dir_ = nullptr;
 std::string* ServerE2E::config_path_ = nullptr;
 ServerProcess* ServerE2E::server_ = nullptr;
@@ -236,7 +259,8 @@ std::vector<std::string> UsersNotHeldOut(int n) {
 TEST_F(ServerE2E, ListeningLineNamesConfigAndVersion) {
   EXPECT_EQ(server_->listening_line(),
             absl::StrCat("abexp-server listening on ", server_->address(),
-                         " config=", *config_path_, " version=", Version()));
+                         " config=", *config_path_, " version=", Version(),
+                         " redis=127.0.0.1:6379"));
 }
 
 TEST_F(ServerE2E, AssignReturnsQaOverrideVariantFeaturesAndConfigVersion) {

@@ -486,4 +486,24 @@ std::string DiffJson(const ConfigDiff& diff) {
   return ToJson(s);
 }
 
+void PrintRecordResults(
+    const google::protobuf::RepeatedPtrField<v1::RecordResult>& results,
+    const std::string& config_version, std::ostream& out) {
+  for (const v1::RecordResult& r : results) {
+    out << ShortEnum(v1::RecordOutcome_Name(r.outcome()), "RECORD_OUTCOME_");
+    if (r.outcome() == v1::RECORD_OUTCOME_IGNORED) {
+      out << " ("
+          << ShortEnum(v1::IgnoreReason_Name(r.ignore_reason()),
+                       "IGNORE_REASON_")
+          << ")";
+    }
+    if (r.experiments_recorded() > 0) {
+      out << ": counted in " << r.experiments_recorded()
+          << (r.experiments_recorded() == 1 ? " experiment" : " experiments");
+    }
+    out << "\n";
+  }
+  out << "config version " << config_version << "\n";
+}
+
 }  // namespace abexp::cli

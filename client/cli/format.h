@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "abexp/v1/assignment.pb.h"
+#include "abexp/v1/recording.pb.h"
 #include "google/protobuf/message.h"
 #include "server/config_diff.h"
 #include "server/config_parser.h"
@@ -45,6 +46,12 @@ void PrintExplain(const v1::ExplainAssignmentResponse& response,
 void PrintExperimentList(const v1::ListExperimentsResponse& response,
                          std::ostream& out);
 void PrintExperiment(const v1::Experiment& experiment, std::ostream& out);
+
+// `abexp track` / `abexp expose`: one line per recorded item saying its
+// outcome (and why it was ignored), then the config version.
+void PrintRecordResults(
+    const google::protobuf::RepeatedPtrField<v1::RecordResult>& results,
+    const std::string& config_version, std::ostream& out);
 
 // `abexp validate`: "FILE: OK (...)" plus warnings, or every diagnostic.
 void PrintValidate(const std::string& path, const ParseResult& result,

@@ -3,6 +3,8 @@
 //   abexp assign --id user_id=u-123 --attr country=CN
 //   abexp explain one_page_checkout --id user_id=u-123
 //   abexp experiments list | experiments get KEY
+//   abexp track --id user_id=u-123 --event order_completed --value 59.90
+//   abexp expose --experiment one_page_checkout --variant treatment --id user_id=u-123
 //   abexp validate FILE
 //   abexp diff OLD NEW
 //
@@ -49,6 +51,8 @@ Commands that ask a running abexp-server:
   explain EXPERIMENT   the full trace of one unit's assignment
   experiments list     the experiments the server serves
   experiments get KEY  one experiment in detail
+  track                record an event (e.g. an order with its revenue)
+  expose               record that a unit was shown a variant
 
 Commands on config files (no server needed):
   validate FILE        check a config; lists every problem as file:line:column
@@ -242,6 +246,7 @@ absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args) {
                      "' is not a positive duration; write e.g. 500ms or 2s"));
   }
   options.deadline = timeout;
+  options.record_deadline = timeout;
   options.initial_backoff = absl::Milliseconds(50);
   return Client::Create(std::move(options));
 }
@@ -440,6 +445,174 @@ int RunExperiments(const std::vector<std::string>& argv) {
                             "'; expected `list` or `get KEY`");
 }
 
+constexpr char kRecordFlags[] =
+    R"(  --time RFC3339       when it happened, e.g. 2026-11-23T10:15:00Z
+                       (default: now)
+  --key KEY            idempotency key: sending the same key again counts
+                       once (default: derived by the server)
+)";
+
+// Parses --time into *time (left unset when the flag is absent).
+absl::Status ParseTimeFlag(const Args& args, google::protobuf::Timestamp* time,
+                           bool* has_time) {
+  *has_time = false;
+  const std::string text = args.Get("time", "");
+  if (text.empty()) return absl::OkStatus();
+  absl::Time t;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--time '", text, "' is not RFC 3339 (", error,
+        "); write e.g. 2026-11-23T10:15:00Z or 2026-11-23T18:15:00+08:00"));
+  }
+  const int64_t nanos = absl::ToUnixNanos(t);
+  int64_t seconds = nanos / 1000000000;
+  int64_t rest = nanos % 1000000000;
+  if (rest < 0) {
+    rest += 1000000000;
+    --seconds;
+  }
+  time->set_seconds(seconds);
+  time->set_nanos(static_cast<int32_t>(rest));
+  *has_time = true;
+  return absl::OkStatus();
+}
+
+// Only the unit's ids matter for recording.
+Command RecordCommand(std::string name, std::string usage) {
+  Command c{std::move(name),
+            std::move(usage),
+            {"server", "timeout", "format", "id", "time", "key"},
+            {"id"}};
+  return c;
+}
+
+int RunTrack(const std::vector<std::string>& argv) {
+  Command command = RecordCommand(
+      "track",
+      absl::StrCat(
+          "usage: abexp track --id TYPE=ID --event NAME [--value NUMBER] "
+          "[--time RFC3339] [--key KEY]\n\n"
+          "Records one event. It counts in every experiment with a metric on "
+          "the event\nwhose unit the --id names, from the unit's first "
+          "exposure on (docs/attribution.md).\nEvents no metric uses are "
+          "accepted and ignored.\n\n"
+          "  --id TYPE=ID         the unit, e.g. --id user_id=u-123; repeat "
+          "for several id types\n"
+          "  --event NAME         the event name, e.g. order_completed\n"
+          "  --value NUMBER       a value, e.g. the order's revenue 59.90\n",
+          kRecordFlags, kServerFlags));
+  command.value_flags.insert({"event", "value"});
+  Args args;
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
+  if (!args.positional.empty()) {
+    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
+  }
+  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
+  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
+  v1::RecordEventsRequest request;
+  v1::EventRecord* event = request.add_events();
+  *event->mutable_unit() = *unit;
+  event->set_name(args.Get("event", ""));
+  if (event->name().empty()) {
+    return Usage(command,
+                 "--event is required; name the event, e.g. --event signup");
+  }
+  if (args.flags.count("value") > 0) {
+    const std::string text = args.Get("value", "");
+    double value = 0;
+    if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
+      return Usage(command, "--value '" + text +
+                                "' is not a finite number; write e.g. 59.90");
+    }
+    event->set_value(value);
+  }
+  bool has_time = false;
+  if (absl::Status s = ParseTimeFlag(args, event->mutable_time(), &has_time);
+      !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (!has_time) event->clear_time();
+  event->set_idempotency_key(args.Get("key", ""));
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (!client.ok()) {
+    return Usage(command, std::string(client.status().message()));
+  }
+  absl::StatusOr<v1::RecordEventsResponse> r =
+      (*client)->RecordEvents(std::move(request));
+  if (!r.ok()) return ServerError(args, r.status());
+  if (json) {
+    std::cout << ToJson(*r);
+  } else {
+    PrintRecordResults(r->results(), r->config_version(), std::cout);
+  }
+  return kExitOk;
+}
+
+int RunExpose(const std::vector<std::string>& argv) {
+  Command command = RecordCommand(
+      "expose",
+      absl::StrCat(
+          "usage: abexp expose --experiment KEY --variant VARIANT --id "
+          "TYPE=ID [--time RFC3339] [--key KEY]\n\n"
+          "Records that the unit was shown the variant. Only exposures start "
+          "a unit's\nattribution; an assignment alone is not one. An "
+          "exposure to a second variant\nmakes the unit multi-exposed and "
+          "keeps it out of the metrics.\n\n"
+          "  --experiment KEY     the experiment\n"
+          "  --variant VARIANT    the variant shown\n"
+          "  --id TYPE=ID         the unit, e.g. --id user_id=u-123; must "
+          "include the\n                       id type the experiment "
+          "hashes on\n"
+          "  --config-version V   the config_version of the assignment "
+          "(default: the\n                       server's current one)\n",
+          kRecordFlags, kServerFlags));
+  command.value_flags.insert({"experiment", "variant", "config-version"});
+  Args args;
+  bool json = false;
+  if (std::optional<int> done = Start(command, argv, &args, &json))
+    return *done;
+  if (!args.positional.empty()) {
+    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
+  }
+  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
+  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
+  v1::RecordExposuresRequest request;
+  v1::ExposureRecord* exposure = request.add_exposures();
+  *exposure->mutable_unit() = *unit;
+  exposure->set_experiment_key(args.Get("experiment", ""));
+  exposure->set_variant_key(args.Get("variant", ""));
+  if (exposure->experiment_key().empty() || exposure->variant_key().empty()) {
+    return Usage(command,
+                 "--experiment and --variant are required, e.g. --experiment "
+                 "one_page_checkout --variant treatment");
+  }
+  bool has_time = false;
+  if (absl::Status s =
+          ParseTimeFlag(args, exposure->mutable_time(), &has_time);
+      !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (!has_time) exposure->clear_time();
+  exposure->set_idempotency_key(args.Get("key", ""));
+  exposure->set_config_version(args.Get("config-version", ""));
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (!client.ok()) {
+    return Usage(command, std::string(client.status().message()));
+  }
+  absl::StatusOr<v1::RecordExposuresResponse> r =
+      (*client)->RecordExposures(request);
+  if (!r.ok()) return ServerError(args, r.status());
+  if (json) {
+    std::cout << ToJson(*r);
+  } else {
+    PrintRecordResults(r->results(), r->config_version(), std::cout);
+  }
+  return kExitOk;
+}
+
 int RunValidate(const std::vector<std::string>& argv) {
   Command command{"validate",
                   "usage: abexp validate FILE [--format text|json]\n\n"
@@ -525,6 +698,8 @@ int Main(int argc, char** argv) {
   if (command == "assign") return RunAssign(args);
   if (command == "explain") return RunExplain(args);
   if (command == "experiments") return RunExperiments(args);
+  if (command == "track") return RunTrack(args);
+  if (command == "expose") return RunExpose(args);
   if (command == "validate") return RunValidate(args);
   if (command == "diff") return RunDiff(args);
   std::cerr << "abexp: unknown command '" << command << "'\n"

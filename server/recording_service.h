@@ -1,0 +1,51 @@
+// RecordingServiceImpl serves abexp.v1.RecordingService (gRPC callback API)
+// over a ConfigStore and a Recorder. It only adapts: protos to core types,
+// core results to protos, absl::Status to grpc::Status (ToGrpcStatus).
+//
+// Each call takes one ConfigStore::Snapshot() and one clock reading and uses
+// them for the whole batch.
+//
+// Thread-safe: calls may run concurrently on gRPC's callback threads.
+#ifndef ABEXP_SERVER_RECORDING_SERVICE_H_
+#define ABEXP_SERVER_RECORDING_SERVICE_H_
+
+#include <atomic>
+
+#include "abexp/v1/recording.grpc.pb.h"
+#include "abexp/v1/recording.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "server/config_store.h"
+#include "server/recorder.h"
+
+namespace abexp {
+
+class RecordingServiceImpl final
+    : public v1::RecordingService::CallbackService {
+ public:
+  // REQUIRES: store and recorder outlive this service.
+  RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder);
+
+  RecordingServiceImpl(const RecordingServiceImpl&) = delete;
+  RecordingServiceImpl& operator=(const RecordingServiceImpl&) = delete;
+
+  grpc::ServerUnaryReactor* RecordExposures(
+      grpc::CallbackServerContext* context,
+      const v1::RecordExposuresRequest* request,
+      v1::RecordExposuresResponse* response) override;
+  grpc::ServerUnaryReactor* RecordEvents(
+      grpc::CallbackServerContext* context,
+      const v1::RecordEventsRequest* request,
+      v1::RecordEventsResponse* response) override;
+
+  // Calls started and not yet done, as AssignmentServiceImpl counts them.
+  int in_flight_calls() const { return in_flight_.load(); }
+
+ private:
+  const ConfigStore* const store_;   // not owned
+  const Recorder* const recorder_;   // not owned
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_RECORDING_SERVICE_H_

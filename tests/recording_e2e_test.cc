@@ -1,0 +1,435 @@
+// End-to-end tests of recording: a real abexp-server process, a real
+// redis-server and real gRPC on loopback. Expected aggregates are computed
+// here from the inputs, and read back from Redis with RedisEventStore.
+#include <signal.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "abexp/v1/assignment.grpc.pb.h"
+#include "abexp/v1/recording.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/config_parser.h"
+#include "server/event_store.h"
+#include "server/redis_connection.h"
+#include "server/redis_event_store.h"
+#include "tests/redis_process.h"
+#include "tests/server_process.h"
+
+namespace abexp {
+namespace {
+
+using ::abexp::testing::RedisProcess;
+using ::abexp::testing::RunProcess;
+using ::abexp::testing::ServerProcess;
+using ::abexp::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr char kConfig[] = R"yaml(
+metrics:
+  - key: order_conversion
+    type: binomial
+    event: order_completed
+  - key: revenue
+    type: sum
+    event: order_completed
+    aggregate: value
+  - key: aov
+    type: ratio
+    numerator: {event: order_completed, aggregate: value}
+    denominator: {event: order_completed, aggregate: count}
+
+experiments:
+  - key: checkout
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion, revenue, aov]
+    primary_metric: order_conversion
+)yaml";
+
+constexpr char kPrefix[] = "e2e";
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp p;
+  const int64_t nanos = absl::ToUnixNanos(t);
+  p.set_seconds(nanos / 1000000000);
+  p.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return p;
+}
+
+v1::Unit User(const std::string& id) {
+  v1::Unit unit;
+  (*unit.mutable_ids())["user_id"] = id;
+  return unit;
+}
+
+// Per-variant figures computed from the inputs.
+struct Expected {
+  int64_t exposed = 0;
+  int64_t converted = 0;
+  double sum = 0, sum_sq = 0;          // revenue per unit
+  double num = 0, den = 0, num_sq = 0, den_sq = 0, num_den = 0;  // aov
+};
+
+class RecordingE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RedisProcess>> redis = RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+    config_path_ = dir_.Write("experiments.yaml", kConfig);
+    ParseResult parsed = ParseConfig(kConfig, "experiments.yaml");
+    ASSERT_TRUE(parsed.ok());
+    config_ = parsed.config;
+  }
+
+  void StartServer() {
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        ServerProcess::Start(config_path_, {"--redis=" + redis_->address(),
+                                            absl::StrCat("--redis_prefix=", kPrefix)});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(server_->address(),
+                                   grpc::InsecureChannelCredentials());
+    assign_ = v1::AssignmentService::NewStub(channel_);
+    record_ = v1::RecordingService::NewStub(channel_);
+  }
+
+  grpc::Status RecordEvents(const v1::RecordEventsRequest& request,
+                            v1::RecordEventsResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    return record_->RecordEvents(&context, request, response);
+  }
+
+  grpc::Status RecordExposures(const v1::RecordExposuresRequest& request,
+                               v1::RecordExposuresResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    return record_->RecordExposures(&context, request, response);
+  }
+
+  grpc::Status Assign(const std::string& user, bool record,
+                      v1::AssignResponse* response) {
+    v1::AssignRequest request;
+    *request.mutable_unit() = User(user);
+    request.set_record_exposure(record);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return assign_->Assign(&context, request, response);
+  }
+
+  // The checkout experiment's aggregates, read from Redis directly.
+  ExperimentAggregates ReadCheckout() {
+    RedisOptions options;
+    EXPECT_TRUE(ParseRedisAddress(redis_->address(), &options).ok());
+    options.key_prefix = kPrefix;
+    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(options);
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    if (!pool.ok()) return {};
+    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+        RedisEventStore::Create(pool->get());
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return {};
+    absl::StatusOr<ExperimentAggregates> a = (*store)->ReadAggregates(
+        LayoutOf(*config_, *config_->FindExperiment("checkout")));
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? *a : ExperimentAggregates();
+  }
+
+  TempDir dir_;
+  std::string config_path_;
+  std::shared_ptr<const Config> config_;
+  std::unique_ptr<RedisProcess> redis_;
+  std::unique_ptr<ServerProcess> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AssignmentService::Stub> assign_;
+  std::unique_ptr<v1::RecordingService::Stub> record_;
+};
+
+TEST_F(RecordingE2eTest, AssignWithRecordExposureThenEventsGiveTheImpliedAggregates) {
+  StartServer();
+  EXPECT_THAT(server_->listening_line(),
+              HasSubstr("redis=" + redis_->address()));
+  const absl::Time start = absl::Now();
+  std::map<std::string, Expected> expected;  // by variant key
+  v1::RecordEventsRequest events;
+  for (int i = 0; i < 60; ++i) {
+    const std::string user = absl::StrCat("user-", i);
+    v1::AssignResponse assigned;
+    ASSERT_TRUE(Assign(user, /*record=*/true, &assigned).ok());
+    EXPECT_EQ(assigned.exposure_error(), "");
+    ASSERT_EQ(assigned.assignments_size(), 1);
+    Expected& e = expected[assigned.assignments(0).variant_key()];
+    ++e.exposed;
+    // Every third user orders; every sixth twice. Values are exact binary
+    // fractions so sums compare exactly.
+    const int orders = i % 6 == 0 ? 2 : (i % 3 == 0 ? 1 : 0);
+    double x = 0;
+    for (int k = 0; k < orders; ++k) {
+      const double value = 10 + (i % 7) * 0.25 + k;
+      v1::EventRecord* ev = events.add_events();
+      *ev->mutable_unit() = User(user);
+      ev->set_name("order_completed");
+      ev->set_value(value);
+      *ev->mutable_time() = ToProto(start + absl::Seconds(1 + k));
+      x += value;
+    }
+    if (orders > 0) {
+      ++e.converted;
+      e.sum += x;
+      e.sum_sq += x * x;
+      e.num += x;
+      e.den += orders;
+      e.num_sq += x * x;
+      e.den_sq += orders * orders;
+      e.num_den += x * orders;
+    }
+  }
+  // Assigned but never exposed: its order must not count.
+  v1::AssignResponse only_assigned;
+  ASSERT_TRUE(Assign("window-shopper", /*record=*/false, &only_assigned).ok());
+  v1::EventRecord* stray = events.add_events();
+  *stray->mutable_unit() = User("window-shopper");
+  stray->set_name("order_completed");
+  stray->set_value(1000);
+  // And an event no metric uses.
+  v1::EventRecord* unused = events.add_events();
+  *unused->mutable_unit() = User("user-0");
+  unused->set_name("page_scrolled");
+
+  v1::RecordEventsResponse response;
+  grpc::Status status = RecordEvents(events, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), events.events_size());
+  const int n = events.events_size();
+  EXPECT_EQ(response.results(n - 2).ignore_reason(),
+            v1::IGNORE_REASON_NOT_ATTRIBUTED);
+  EXPECT_EQ(response.results(n - 1).ignore_reason(), v1::IGNORE_REASON_NO_METRIC);
+  EXPECT_EQ(response.counts().recorded(), n - 2);
+  EXPECT_EQ(response.config_version(), config_->version);
+
+  // Sending the same batch again changes nothing.
+  v1::RecordEventsResponse again;
+  ASSERT_TRUE(RecordEvents(events, &again).ok());
+  EXPECT_EQ(again.counts().recorded(), 0);
+  EXPECT_EQ(again.counts().duplicate(), n - 2);
+  EXPECT_EQ(again.counts().ignored(), 2);
+
+  ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(a.multi_exposed, 0);
+  EXPECT_EQ(a.config_versions[config_->version], 60);
+  const std::vector<std::string> keys = {"control", "treatment"};
+  for (size_t v = 0; v < keys.size(); ++v) {
+    SCOPED_TRACE(keys[v]);
+    const Expected& e = expected[keys[v]];
+    VariantAggregate& got = a.variants[v];
+    EXPECT_EQ(got.exposed, e.exposed);
+    EXPECT_EQ(got.metrics["order_conversion"].units, e.converted);
+    EXPECT_EQ(static_cast<double>(got.metrics["order_conversion"].sum), e.converted);
+    EXPECT_EQ(static_cast<double>(got.metrics["revenue"].sum), e.sum);
+    EXPECT_EQ(static_cast<double>(got.metrics["revenue"].sum_sq), e.sum_sq);
+    const MetricAggregate& aov = got.metrics["aov"];
+    EXPECT_EQ(static_cast<double>(aov.sum_num), e.num);
+    EXPECT_EQ(static_cast<double>(aov.sum_den), e.den);
+    EXPECT_EQ(static_cast<double>(aov.sum_num_sq), e.num_sq);
+    EXPECT_EQ(static_cast<double>(aov.sum_den_sq), e.den_sq);
+    EXPECT_EQ(static_cast<double>(aov.sum_num_den), e.num_den);
+  }
+}
+
+TEST_F(RecordingE2eTest, TenThousandEventsInOneCall) {
+  StartServer();
+  const absl::Time start = absl::Now() - absl::Hours(1);
+  v1::RecordExposuresRequest exposures;
+  for (int u = 0; u < 100; ++u) {
+    v1::ExposureRecord* x = exposures.add_exposures();
+    x->set_experiment_key("checkout");
+    *x->mutable_unit() = User(absl::StrCat("bulk-", u));
+    x->set_variant_key(u % 2 == 0 ? "control" : "treatment");
+    *x->mutable_time() = ToProto(start);
+  }
+  v1::RecordExposuresResponse exposed;
+  ASSERT_TRUE(RecordExposures(exposures, &exposed).ok());
+  EXPECT_EQ(exposed.counts().recorded(), 100);
+
+  v1::RecordEventsRequest events;
+  for (int k = 0; k < 100; ++k) {
+    for (int u = 0; u < 100; ++u) {
+      v1::EventRecord* ev = events.add_events();
+      *ev->mutable_unit() = User(absl::StrCat("bulk-", u));
+      ev->set_name("order_completed");
+      ev->set_value(1);
+      *ev->mutable_time() = ToProto(start + absl::Milliseconds(10 * k + 1));
+    }
+  }
+  ASSERT_EQ(events.events_size(), 10000);
+  v1::RecordEventsResponse response;
+  grpc::Status status = RecordEvents(events, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.counts().recorded(), 10000);
+
+  ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  for (const VariantAggregate& v : a.variants) {
+    EXPECT_EQ(v.exposed, 50);
+    // 50 units with 100 orders of value 1 each.
+    EXPECT_EQ(static_cast<double>(v.metrics.at("revenue").sum), 5000);
+    EXPECT_EQ(static_cast<double>(v.metrics.at("revenue").sum_sq), 50 * 100 * 100);
+    EXPECT_EQ(v.metrics.at("order_conversion").units, 50);
+  }
+}
+
+TEST_F(RecordingE2eTest, MalformedInputIsInvalidArgumentNamingTheField) {
+  StartServer();
+  v1::RecordEventsRequest events;
+  for (int i = 0; i < 5; ++i) {
+    v1::EventRecord* ev = events.add_events();
+    *ev->mutable_unit() = User("u-1");
+    ev->set_name("order_completed");
+    ev->set_value(1);
+  }
+  events.mutable_events(3)->set_value(std::nan(""));
+  v1::RecordEventsResponse response;
+  grpc::Status status = RecordEvents(events, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("events[3].value is NaN"));
+
+  events.mutable_events(3)->set_value(2);
+  *events.mutable_events(0)->mutable_time() =
+      ToProto(absl::Now() + absl::Hours(48));
+  status = RecordEvents(events, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("events[0].time"));
+  EXPECT_THAT(status.error_message(), HasSubstr("more than 24h"));
+
+  v1::RecordExposuresRequest exposures;
+  v1::ExposureRecord* x = exposures.add_exposures();
+  x->set_experiment_key("checkout");
+  *x->mutable_unit() = User("u-1");
+  x->set_variant_key("treatmnet");
+  v1::RecordExposuresResponse exposed;
+  status = RecordExposures(exposures, &exposed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("exposures[0].variant_key"));
+}
+
+TEST_F(RecordingE2eTest, RedisDownAssignmentAnswersRecordingIsUnavailableUntilItIsBack) {
+  // Redis is down before the server starts: it must start anyway.
+  ASSERT_TRUE(redis_->Kill().ok());
+  StartServer();
+  EXPECT_TRUE(server_->WaitForStderr("Redis", absl::Seconds(5)).ok());
+
+  v1::AssignResponse assigned;
+  ASSERT_TRUE(Assign("u-1", /*record=*/true, &assigned).ok());
+  EXPECT_EQ(assigned.assignments_size(), 1);
+  EXPECT_THAT(assigned.exposure_error(), StartsWith("UNAVAILABLE"));
+
+  v1::RecordExposuresRequest exposures;
+  v1::ExposureRecord* x = exposures.add_exposures();
+  x->set_experiment_key("checkout");
+  *x->mutable_unit() = User("u-1");
+  x->set_variant_key(assigned.assignments(0).variant_key());
+  v1::RecordExposuresResponse exposed;
+  EXPECT_EQ(RecordExposures(exposures, &exposed).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // Back: recording works again without restarting the server.
+  ASSERT_TRUE(redis_->Restart().ok());
+  auto recorded_within = [&](absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      grpc::Status s = RecordExposures(exposures, &exposed);
+      if (s.ok() || absl::Now() > deadline) return s;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  };
+  grpc::Status status = recorded_within(absl::Seconds(15));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Down again after it was connected: the pool reconnects by itself.
+  ASSERT_TRUE(redis_->Kill().ok());
+  ASSERT_TRUE(Assign("u-2", /*record=*/false, &assigned).ok());
+  EXPECT_EQ(RecordExposures(exposures, &exposed).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(redis_->Restart().ok());
+  status = recorded_within(absl::Seconds(15));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ReadCheckout().config_versions[config_->version], 1);
+}
+
+TEST_F(RecordingE2eTest, SigtermFinishesARecordingCallInFlight) {
+  StartServer();
+  v1::RecordExposuresRequest exposures;
+  for (int u = 0; u < 1000; ++u) {
+    v1::ExposureRecord* x = exposures.add_exposures();
+    x->set_experiment_key("checkout");
+    *x->mutable_unit() = User(absl::StrCat("drain-", u));
+    x->set_variant_key("control");
+  }
+  // A stopped Redis holds the call inside the server while SIGTERM arrives.
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  grpc::Status status;
+  v1::RecordExposuresResponse response;
+  std::thread call([&] { status = RecordExposures(exposures, &response); });
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(server_->Signal(SIGTERM).ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  call.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.counts().recorded(), 1000);
+  absl::StatusOr<int> code = server_->WaitForExit(absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << server_->Stderr();
+  EXPECT_EQ(ReadCheckout().variants[0].exposed, 1000);
+}
+
+TEST_F(RecordingE2eTest, CliExposeAndTrackRecordAgainstTheServer) {
+  StartServer();
+  std::string out, err;
+  absl::StatusOr<int> code = RunProcess(
+      {ABEXP_CLI_BIN, "expose", "--server", server_->address(), "--experiment",
+       "checkout", "--variant", "treatment", "--id", "user_id=cli-user"},
+      &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << err;
+  EXPECT_THAT(out, StartsWith("recorded"));
+
+  code = RunProcess({ABEXP_CLI_BIN, "track", "--server", server_->address(),
+                     "--id", "user_id=cli-user", "--event", "order_completed",
+                     "--value", "59.90", "--format", "json"},
+                    &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << err;
+  EXPECT_THAT(out, HasSubstr("\"RECORD_OUTCOME_RECORDED\""));
+
+  code = RunProcess({ABEXP_CLI_BIN, "track", "--server", server_->address(),
+                     "--id", "user_id=cli-user", "--event", "order_completed",
+                     "--time", "2020-13-01T00:00:00Z"},
+                    &out, &err);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_THAT(err, HasSubstr("--time"));
+
+  ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(a.variants[1].exposed, 1);
+  EXPECT_EQ(static_cast<double>(a.variants[1].metrics["revenue"].sum), 59.90);
+}
+
+}  // namespace
+}  // namespace abexp
