@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs every test with ctest against a
-# throwaway redis-server on a free loopback port (exported to the tests as
-# ABEXP_TEST_REDIS=127.0.0.1:PORT). Exits with ctest's status.
+# Installs dependencies (redis-server among them), builds, and runs every test
+# with ctest. Tests that need Redis start their own redis-server on a free
+# loopback port (tests/redis_process.h) and stop it afterwards, so tests never
+# share data. Exits non-zero if any test fails or is skipped.
 #
 # Extra arguments go to ctest, e.g. ./scripts/test.sh -R bucketing
 # Environment: ABEXP_TEST_JOBS (default 2), ABEXP_TEST_TIMEOUT seconds per
@@ -9,32 +10,24 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-. scripts/lib/redis.sh
 
 ./scripts/install-deps.sh
 ./scripts/build.sh
 
-redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/abexp-test-redis.XXXXXX")
-redis_port=$(abexp_free_port)
-redis_started=0
-cleanup() {
-  if [ "$redis_started" = 1 ]; then abexp_stop_redis "$redis_dir" "$redis_port"; fi
-  rm -rf "$redis_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-echo "test: starting a throwaway redis-server on 127.0.0.1:$redis_port"
-redis_started=1
-abexp_start_redis "$redis_dir" "$redis_port"
-export ABEXP_TEST_REDIS=127.0.0.1:$redis_port
+ctest_log=$(mktemp "${TMPDIR:-/tmp}/abexp-ctest.XXXXXX")
+trap 'rm -f "$ctest_log"' EXIT
 
 echo "test: running ctest"
 set +e
 ctest --test-dir "${ABEXP_BUILD_DIR:-build}" --output-on-failure --no-tests=error -j "${ABEXP_TEST_JOBS:-2}" \
-  --timeout "${ABEXP_TEST_TIMEOUT:-300}" "$@"
-rc=$?
+  --timeout "${ABEXP_TEST_TIMEOUT:-300}" "$@" 2>&1 | tee "$ctest_log"
+rc=${PIPESTATUS[0]}
 set -e
 echo "test: ctest exited $rc"
+# ctest counts a skipped test as passed, but no test here may skip.
+if [ "$rc" = 0 ] && grep -q '\*\*\*Skipped' "$ctest_log"; then
+  echo "test: FAILED: these tests were skipped, and a skipped test proves nothing:" >&2
+  grep '\*\*\*Skipped' "$ctest_log" >&2
+  exit 1
+fi
 exit "$rc"
