@@ -2,7 +2,9 @@
 # Runs abexp locally: installs dependencies, builds, starts Redis on
 # 127.0.0.1 (data and AOF in .run/redis/) and abexp-server in the foreground
 # with examples/experiments.yaml. Ctrl-C or SIGTERM stops both; Redis keeps
-# its AOF, so recorded events survive a restart.
+# its AOF, so recorded events survive a restart. Calls recorded while Redis
+# is down wait in the server's spool (.run/spool/) and are replayed when it
+# is back, also on the next run.
 #
 # Environment:
 #   ABEXP_PORT        gRPC port for abexp-server (default 50051)
@@ -84,7 +86,8 @@ abexp_start_redis "$redis_dir" "$redis_port"
 # Event recording reads this once abexp-server accepts --redis (a later
 # issue); until then the flag is passed only if the server lists it.
 export ABEXP_REDIS_ADDR=127.0.0.1:$redis_port
-server_args=(--config="$config" --listen="127.0.0.1:$port")
+server_args=(--config="$config" --listen="127.0.0.1:$port"
+             --spool_dir="$root/.run/spool")
 server_help=$("$build_dir/bin/abexp-server" --helpfull 2>&1 || true)
 if grep -qE '(^|[[:space:]])--redis([[:space:]=]|$)' <<<"$server_help"; then
   server_args+=(--redis="$ABEXP_REDIS_ADDR")

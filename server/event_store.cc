@@ -25,6 +25,16 @@ ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment) {
   return layout;
 }
 
+std::vector<RecordedVariantResult> EventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  std::vector<RecordedVariantResult> results;
+  results.reserve(queries.size());
+  for (const RecordedVariantQuery& q : queries) {
+    results.push_back(RecordedVariant(*q.layout, q.unit_id));
+  }
+  return results;
+}
+
 namespace internal {
 
 std::string FormatDay(int64_t day) {

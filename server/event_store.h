@@ -68,6 +68,9 @@ enum class WriteOutcome {
                // excluded as multi-exposed
   kConflict,   // an exposure to a second variant: the unit is now counted
                // as multi-exposed and removed from every metric
+  kSpooled,    // accepted durably into the local spool while the backend
+               // failed; applied later, and its final outcome is not
+               // reported (only SpooledEventStore returns it)
 };
 
 // Sufficient statistics of one metric in one variant. Per-unit totals x are
@@ -105,6 +108,16 @@ struct ExperimentAggregates {
   std::map<std::string, std::vector<VariantAggregate>> daily;
 };
 
+// One unit in one experiment phase, for EventStore::RecordedVariants.
+struct RecordedVariantQuery {
+  const ExperimentLayout* layout = nullptr;  // not owned
+  std::string unit_id;  // the id of the experiment's unit id type
+};
+
+// RecordedVariant's answer: the variant index, nullopt when the unit was
+// never exposed, or why the store could not tell.
+using RecordedVariantResult = absl::StatusOr<std::optional<int>>;
+
 class EventStore {
  public:
   virtual ~EventStore() = default;
@@ -125,9 +138,23 @@ class EventStore {
       const ExperimentLayout& layout) = 0;
 
   // The variant the unit was first exposed to, for sticky experiments;
-  // nullopt when it was never exposed.
+  // nullopt when it was never exposed. Errors as for RecordedVariants.
   virtual absl::StatusOr<std::optional<int>> RecordedVariant(
       const ExperimentLayout& layout, absl::string_view unit_id) = 0;
+
+  // RecordedVariant for many (experiment phase, unit) pairs, e.g. every
+  // sticky experiment of one Assign call or every unit of a BatchAssign: one
+  // result per query, in order, in one round trip where the store allows.
+  // The index refers to the query layout's variant keys: when they are
+  // incompatible with the keys first recorded for the phase (reordered,
+  // renamed; see CheckVariantKeys in event_store_internal.h) that query
+  // fails with FAILED_PRECONDITION rather than name another variant. When the
+  // store is unreachable every query fails with its error.
+  //
+  // The default calls RecordedVariant once per query; stores and decorators
+  // override it to batch.
+  virtual std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries);
 };
 
 }  // namespace abexp

@@ -31,6 +31,7 @@
 namespace abexp {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // --- Layout ------------------------------------------------------------------
@@ -577,6 +578,51 @@ TEST_P(EventStoreConformance, RecordedVariantIsTheFirstExposedVariant) {
   EXPECT_EQ(*v, std::nullopt);
 }
 
+TEST_P(EventStoreConformance, RecordedVariantsAnswersEveryQueryInOrder) {
+  ExperimentLayout other = layout_;
+  other.key = "other_experiment";
+  ExperimentLayout never = layout_;
+  never.key = "never_written";
+  ASSERT_EQ(Expose(X("u1", 1, kT0)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(other, X("u1", 0, kT0)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("u2", 0, kT0)), WriteOutcome::kRecorded);
+  const std::vector<RecordedVariantQuery> queries = {
+      {&layout_, "u1"}, {&other, "u1"}, {&layout_, "u2"},
+      {&layout_, "u3"}, {&never, "u1"}, {&other, "u2"}};
+  const std::vector<std::optional<int>> expected = {
+      1, 0, 0, std::nullopt, std::nullopt, std::nullopt};
+  std::vector<RecordedVariantResult> got = store_->RecordedVariants(queries);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(got[i].ok()) << i << ": " << got[i].status();
+    EXPECT_EQ(*got[i], expected[i]) << i;
+  }
+  EXPECT_TRUE(store_->RecordedVariants({}).empty());
+}
+
+TEST_P(EventStoreConformance, RecordedVariantsRefusesReorderedVariantsPerQuery) {
+  ExperimentLayout other = layout_;
+  other.key = "other_experiment";
+  ASSERT_EQ(Expose(X("u1", 1, kT0)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(other, X("u1", 0, kT0)), WriteOutcome::kRecorded);
+  // Index 1 was "treatment"; in the reordered layout it would be "control".
+  ExperimentLayout reordered = layout_;
+  reordered.variant_keys = {"treatment", "control"};
+  ExperimentLayout appended = layout_;
+  appended.variant_keys.push_back("treatment_b");
+  std::vector<RecordedVariantResult> got = store_->RecordedVariants(
+      {{&reordered, "u1"}, {&appended, "u1"}, {&other, "u1"}});
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(got[0].status().message(), HasSubstr("phase"));
+  ASSERT_TRUE(got[1].ok()) << got[1].status();
+  EXPECT_EQ(*got[1], 1);
+  ASSERT_TRUE(got[2].ok()) << got[2].status();
+  EXPECT_EQ(*got[2], 0);
+  EXPECT_EQ(store_->RecordedVariant(reordered, "u1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // --- Events ------------------------------------------------------------------
 
 TEST_P(EventStoreConformance, RetriedEventWithSameIdempotencyKeyIsAppliedOnce) {
@@ -983,6 +1029,81 @@ TEST(RedisEventStoreCost, BatchIsOneRoundTrip) {
       (*store)->WriteEvents(layout, events);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(pool->round_trips() - trips, 1);
+}
+
+TEST(RedisEventStoreCost, RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTrip) {
+  RedisPool* pool = nullptr;
+  absl::StatusOr<std::unique_ptr<EventStore>> store = MakeStore("redis", &pool);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<ExperimentLayout> layouts(3, CheckoutLayout());
+  for (int e = 0; e < 3; ++e) {
+    layouts[e].key = absl::StrCat("sticky_", e);
+    std::vector<Exposure> exposures;
+    // Units 0..99 exposed to variant (unit + experiment) % 2; 100..199 not.
+    for (int u = 0; u < 100; ++u) {
+      exposures.push_back({absl::StrCat("u", u), (u + e) % 2, kT0, "cfg",
+                           absl::StrCat("x", e, "-", u)});
+    }
+    ASSERT_TRUE((*store)->WriteExposures(layouts[e], exposures).ok());
+  }
+  std::vector<RecordedVariantQuery> queries;
+  for (int u = 0; u < 200; ++u) {
+    for (int e = 0; e < 3; ++e) {
+      queries.push_back({&layouts[e], absl::StrCat("u", u)});
+    }
+  }
+  int64_t trips = pool->round_trips();
+  std::vector<RecordedVariantResult> got = (*store)->RecordedVariants(queries);
+  EXPECT_EQ(pool->round_trips() - trips, 1);
+  ASSERT_EQ(got.size(), queries.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const int u = static_cast<int>(i / 3), e = static_cast<int>(i % 3);
+    ASSERT_TRUE(got[i].ok()) << got[i].status();
+    EXPECT_EQ(*got[i], u < 100 ? std::optional<int>((u + e) % 2)
+                               : std::optional<int>())
+        << "unit " << u << " experiment " << e;
+  }
+  // A phase never written adds one read of its (missing) bucket counts.
+  ExperimentLayout fresh = CheckoutLayout();
+  fresh.key = "never_written";
+  queries.push_back({&fresh, "u1"});
+  trips = pool->round_trips();
+  got = (*store)->RecordedVariants(queries);
+  EXPECT_EQ(pool->round_trips() - trips, 2);
+  ASSERT_TRUE(got.back().ok()) << got.back().status();
+  EXPECT_EQ(*got.back(), std::nullopt);
+}
+
+
+// A Redis at maxmemory answers writes with OOM. That must be UNAVAILABLE, so
+// the server spools the batch and the client retries, instead of INTERNAL,
+// which would fail the call for good.
+TEST(RedisEventStoreErrors, FullRedisIsUnavailableAndTheRetryCountsOnce) {
+  RedisPool* pool = nullptr;
+  absl::StatusOr<std::unique_ptr<EventStore>> store = MakeStore("redis", &pool);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ExperimentLayout layout = CheckoutLayout();
+  ASSERT_TRUE((*store)->WriteExposures(layout, {{"a", 0, kT0, "cfg", "a"}}).ok());
+
+  std::vector<RedisCommand> full = {{"CONFIG", "SET", "maxmemory", "1"}};
+  ASSERT_TRUE(pool->Pipeline(full).ok());
+  absl::StatusOr<std::vector<WriteOutcome>> refused =
+      (*store)->WriteExposures(layout, {{"b", 1, kT0, "cfg", "b"}});
+  std::vector<RedisCommand> unlimited = {{"CONFIG", "SET", "maxmemory", "0"}};
+  ASSERT_TRUE(pool->Pipeline(unlimited).ok());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable)
+      << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("OOM"));
+
+  absl::StatusOr<std::vector<WriteOutcome>> retried =
+      (*store)->WriteExposures(layout, {{"b", 1, kT0, "cfg", "b"}});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_THAT(*retried, ElementsAre(WriteOutcome::kRecorded));
+  absl::StatusOr<ExperimentAggregates> agg = (*store)->ReadAggregates(layout);
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  EXPECT_EQ(agg->variants[0].exposed, 1);
+  EXPECT_EQ(agg->variants[1].exposed, 1);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 //
 //   abexp-server --config=experiments.yaml [--listen=127.0.0.1:50051]
 //                [--redis=127.0.0.1:6379] [--redis_prefix=abexp]
+//                [--spool_dir=abexp-spool] [--spool_max_bytes=1073741824]
 //
 // On start it prints one line to stdout:
 //   abexp-server listening on HOST:PORT config=PATH version=VERSION redis=HOST:PORT
@@ -10,8 +11,13 @@
 // last good one); SIGTERM and SIGINT drain in-flight calls (recording ones
 // included) and exit 0. Exits 1 when the config is invalid, the address
 // cannot be bound or a --redis flag is malformed. Redis being down is not
-// fatal: assignment never needs it, and recording calls get UNAVAILABLE
-// until it is back.
+// fatal: assignment only reads it for sticky experiments and then falls back
+// to the computed variant, and recording calls are acknowledged from a
+// local spool (--spool_dir, fsynced) and replayed into Redis, in order, when
+// it is back or after a restart; only a full spool makes them UNAVAILABLE.
+// On SIGTERM, once in-flight calls are done, the spool is replayed into
+// Redis for up to --shutdown_grace; what remains is kept for the next start.
+// Exits 1 also when the spool cannot be opened (e.g. another server uses it).
 #include <pthread.h>
 #include <signal.h>
 
@@ -43,6 +49,8 @@
 #include "server/recording_service.h"
 #include "server/redis_connection.h"
 #include "server/redis_event_store.h"
+#include "server/spool.h"
+#include "server/spooled_event_store.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the experiments YAML file to serve (required; see "
@@ -62,7 +70,16 @@ ABSL_FLAG(std::string, redis_prefix, "abexp",
 ABSL_FLAG(
     absl::Duration, shutdown_grace, absl::Seconds(10),
     "On SIGTERM/SIGINT, how long in-flight calls may take to finish before "
-    "they are cancelled.");
+    "they are cancelled, and then how long the spool may take to replay into "
+    "Redis.");
+ABSL_FLAG(std::string, spool_dir, "abexp-spool",
+          "Directory of the local spool that keeps recording calls while "
+          "Redis is down or slow, until they are replayed into it. Relative "
+          "paths are from the working directory; use a local disk that "
+          "survives restarts, one directory per server (it is locked).");
+ABSL_FLAG(int64_t, spool_max_bytes, int64_t{1} << 30,
+          "Disk space the spool may use (default 1 GiB). When it is full, "
+          "recording calls fail with UNAVAILABLE until Redis is back.");
 
 namespace abexp {
 namespace {
@@ -78,6 +95,10 @@ struct ServerOptions {
   int max_receive_message_bytes = 64 << 20;
   // Where recording goes. Default: RedisOptions' defaults.
   RedisOptions redis;
+  // Where recording calls wait while Redis fails. Default: "abexp-spool".
+  std::string spool_dir = "abexp-spool";
+  // Default: 1 GiB.
+  int64_t spool_max_bytes = int64_t{1} << 30;
 };
 
 // One log line per message line, each prefixed with a UTC timestamp, written
@@ -193,6 +214,43 @@ int RunServer(const ServerOptions& options) {
   }
   LogWarnings(loaded.warnings);
 
+  SpoolOptions spool_options;
+  spool_options.max_bytes = options.spool_max_bytes;
+  absl::StatusOr<std::unique_ptr<Spool>> spool =
+      Spool::Open(options.spool_dir, spool_options);
+  if (!spool.ok()) {
+    Log(absl::StrCat("cannot open the spool in --spool_dir=", options.spool_dir,
+                     ": ", spool.status().message()));
+    switch (spool.status().code()) {
+      case absl::StatusCode::kFailedPrecondition:
+        Log("not starting: stop the other abexp-server using that spool, or "
+            "give this one its own --spool_dir");
+        break;
+      case absl::StatusCode::kDataLoss:
+        Log("not starting: the spool holds acknowledged calls not yet in "
+            "Redis and is damaged as described; keep a copy of the "
+            "directory, then move the named file aside to start (its calls "
+            "are lost)");
+        break;
+      default:
+        Log("not starting: pass a --spool_dir this user can create and "
+            "write, on a local disk");
+    }
+    return 1;
+  }
+  if ((*spool)->torn_bytes_dropped() > 0) {
+    Log(absl::StrCat("spool ", options.spool_dir, ": dropped a torn tail of ",
+                     (*spool)->torn_bytes_dropped(),
+                     " bytes left by a crash mid-write (never acknowledged)"));
+  }
+  if (!(*spool)->empty()) {
+    Log(absl::StrCat("spool ", options.spool_dir, ": ",
+                     (*spool)->pending_records(), " writes (",
+                     (*spool)->size_bytes(),
+                     " bytes) from an earlier run are pending; replaying them "
+                     "into Redis as soon as it is up, before new writes"));
+  }
+
   // Redis may be down now; the store connects when it can.
   const std::string redis_address =
       absl::StrCat(options.redis.host, ":", options.redis.port);
@@ -214,16 +272,22 @@ int RunServer(const ServerOptions& options) {
         return std::shared_ptr<EventStore>(both, both->store.get());
       });
   if (absl::Status redis = event_store.Connect(); !redis.ok()) {
-    Log(absl::StrCat("warning: Redis at ", redis_address, " is not usable: ",
-                     redis.message(),
-                     "; serving assignments anyway, recording calls fail with "
-                     "UNAVAILABLE until Redis is back"));
+    Log(absl::StrCat("warning: Redis at ", redis_address,
+                     " is not usable: ", redis.message(),
+                     "; serving assignments anyway, recording calls are kept "
+                     "in the spool ",
+                     options.spool_dir, " until Redis is back"));
   } else {
     Log(absl::StrCat("recording to Redis at ", redis_address, " db=",
                      options.redis.db, " prefix=", options.redis.key_prefix));
   }
-  Recorder recorder(&event_store);
-  AssignmentServiceImpl service(store->get(), &recorder);
+  SpooledEventStoreOptions spooled_options;
+  spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
+  spooled_options.notify = [](const std::string& message) { Log(message); };
+  SpooledEventStore spooled_store(&event_store, *std::move(spool),
+                                  spooled_options);
+  Recorder recorder(&spooled_store);
+  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log});
   RecordingServiceImpl recording(store->get(), &recorder);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -263,6 +327,29 @@ int RunServer(const ServerOptions& options) {
                             in_flight_calls, options.shutdown_grace);
   server->Wait();
   signal_thread.join();
+
+  // No call runs any more: move what the spool holds into Redis.
+  const SpooledEventStoreStats before = spooled_store.stats();
+  if (before.pending_records > 0) {
+    Log(absl::StrCat("replaying ", before.pending_records,
+                     " spooled writes into Redis (up to ",
+                     absl::FormatDuration(options.shutdown_grace), ")"));
+  }
+  absl::Status drained = spooled_store.Drain(options.shutdown_grace);
+  if (!drained.ok()) Log(drained.message());
+  const SpooledEventStoreStats stats = spooled_store.stats();
+  if (stats.spooled_writes > 0 || stats.replayed_writes > 0 ||
+      stats.pending_records > 0) {
+    Log(absl::StrCat(
+        "spool ", options.spool_dir, ": ", stats.spooled_writes, " writes (",
+        stats.spooled_items, " items) spooled and ", stats.replayed_writes,
+        " (", stats.replayed_items, " items) replayed in this run; ",
+        stats.pending_records, " pending",
+        stats.rejected_writes > 0
+            ? absl::StrCat("; ", stats.rejected_writes, " set aside in ",
+                           options.spool_dir, "/rejected")
+            : std::string()));
+  }
   Log("shut down");
   return 0;
 }
@@ -310,6 +397,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.redis.key_prefix = absl::GetFlag(FLAGS_redis_prefix);
+  options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
+  options.spool_max_bytes = absl::GetFlag(FLAGS_spool_max_bytes);
+  if (options.spool_dir.empty() || options.spool_max_bytes <= 0) {
+    std::fprintf(stderr,
+                 "abexp-server: --spool_dir must name a directory and "
+                 "--spool_max_bytes be positive (e.g. 1073741824 for 1 GiB)\n");
+    return 1;
+  }
   if (options.config_path.empty()) {
     std::fprintf(
         stderr,

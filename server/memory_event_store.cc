@@ -238,11 +238,32 @@ absl::StatusOr<ExperimentAggregates> MemoryEventStore::ReadAggregates(
 
 absl::StatusOr<std::optional<int>> MemoryEventStore::RecordedVariant(
     const ExperimentLayout& layout, absl::string_view unit_id) {
+  RecordedVariantQuery query{&layout, std::string(unit_id)};
+  return std::move(RecordedVariants({query})[0]);
+}
+
+std::vector<RecordedVariantResult> MemoryEventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  std::vector<RecordedVariantResult> results;
+  results.reserve(queries.size());
   absl::MutexLock lock(&mu_);
-  const ExperimentData* data = Data(layout);
-  auto it = data->units.find(unit_id);
-  if (it == data->units.end()) return std::nullopt;
-  return it->second.variant;
+  for (const RecordedVariantQuery& q : queries) {
+    const ExperimentData* data = Data(*q.layout);
+    std::string merged;
+    if (absl::Status s =
+            internal::CheckVariantKeys(*q.layout, data->variant_keys, &merged);
+        !s.ok()) {
+      results.push_back(s);
+      continue;
+    }
+    auto it = data->units.find(q.unit_id);
+    if (it == data->units.end()) {
+      results.push_back(std::nullopt);
+    } else {
+      results.push_back(it->second.variant);
+    }
+  }
+  return results;
 }
 
 }  // namespace abexp

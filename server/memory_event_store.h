@@ -41,6 +41,8 @@ class MemoryEventStore final : public EventStore {
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(
       const ExperimentLayout& layout, absl::string_view unit_id) override;
+  std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries) override;
 
  private:
   // A unit's running state in one metric (by metric signature).

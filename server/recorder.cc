@@ -117,6 +117,9 @@ void Tally(RecordBatchResult* batch) {
       case WriteOutcome::kConflict:
         ++batch->conflict;
         break;
+      case WriteOutcome::kSpooled:
+        ++batch->spooled;
+        break;
     }
   }
 }
@@ -404,8 +407,9 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   const std::map<std::string, std::vector<int>> by_event =
       ExperimentsByEvent(config);
   std::map<int, std::pair<std::vector<size_t>, std::vector<Event>>> groups;
-  // Per item: whether some experiment reported a duplicate.
+  // Per item: whether some experiment reported a duplicate, or spooled it.
   std::vector<bool> duplicate(events.size(), false);
+  std::vector<bool> spooled(events.size(), false);
   for (size_t i = 0; i < events.size(); ++i) {
     const EventInput& ev = events[i];
     RecordResult& result = batch.results[i];
@@ -470,6 +474,9 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
         case WriteOutcome::kDuplicate:
           duplicate[item] = true;
           break;
+        case WriteOutcome::kSpooled:
+          spooled[item] = true;
+          break;
         case WriteOutcome::kIgnored:
           break;
       }
@@ -477,7 +484,10 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   }
   for (size_t i = 0; i < events.size(); ++i) {
     RecordResult& result = batch.results[i];
-    if (result.experiments_recorded > 0) {
+    if (spooled[i]) {
+      result.outcome = WriteOutcome::kSpooled;
+      result.ignore_reason = IgnoreReason::kNone;
+    } else if (result.experiments_recorded > 0) {
       result.outcome = WriteOutcome::kRecorded;
       result.ignore_reason = IgnoreReason::kNone;
     } else if (duplicate[i]) {
@@ -550,6 +560,15 @@ absl::StatusOr<std::optional<int>> DeferredEventStore::RecordedVariant(
   absl::StatusOr<EventStore*> store = Get();
   if (!store.ok()) return store.status();
   return (*store)->RecordedVariant(layout, unit_id);
+}
+
+std::vector<RecordedVariantResult> DeferredEventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  absl::StatusOr<EventStore*> store = Get();
+  if (!store.ok()) {
+    return std::vector<RecordedVariantResult>(queries.size(), store.status());
+  }
+  return (*store)->RecordedVariants(queries);
 }
 
 }  // namespace abexp

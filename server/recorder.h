@@ -86,9 +86,13 @@ enum class IgnoreReason {
 const char* IgnoreReasonName(IgnoreReason reason);
 
 struct RecordResult {
+  // Events: kSpooled when the write to some experiment was spooled (its
+  // final outcome is unknown), else kRecorded when some experiment counted
+  // it, else kDuplicate when some experiment had seen it, else kIgnored.
   WriteOutcome outcome = WriteOutcome::kIgnored;
   IgnoreReason ignore_reason = IgnoreReason::kNone;  // when kIgnored
-  // Events: experiments in which the event changed a metric.
+  // Events: experiments in which the event changed a metric (spooled
+  // writes not included).
   int experiments_recorded = 0;
 };
 
@@ -99,6 +103,7 @@ struct RecordBatchResult {
   int64_t duplicate = 0;
   int64_t ignored = 0;
   int64_t conflict = 0;
+  int64_t spooled = 0;
 };
 
 // The idempotency key used for an exposure without one: "dx:" and 32 hex
@@ -135,6 +140,7 @@ class Recorder {
   // Errors: INVALID_ARGUMENT naming the first malformed item (nothing is
   // written); the store's error (e.g. UNAVAILABLE) when a write fails, in
   // which case the batch may be partly written and retrying it is safe.
+  // Items the store spooled (SpooledEventStore) succeed with kSpooled.
   absl::StatusOr<RecordBatchResult> RecordExposures(
       const Config& config, absl::Span<const ExposureInput> exposures,
       absl::Time now) const;
@@ -177,6 +183,8 @@ class DeferredEventStore final : public EventStore {
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(
       const ExperimentLayout& layout, absl::string_view unit_id) override;
+  std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries) override;
 
  private:
   absl::StatusOr<EventStore*> Get() ABSL_LOCKS_EXCLUDED(mu_);

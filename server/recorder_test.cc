@@ -417,6 +417,76 @@ TEST_F(RecorderTest, AnExposureToASecondVariantIsAConflict) {
   EXPECT_EQ(Aggregates("checkout").multi_exposed, 1);
 }
 
+// Spools the writes of one experiment (as SpooledEventStore does while its
+// backend fails) and passes the others to a MemoryEventStore.
+class SpoolOneExperimentStore final : public EventStore {
+ public:
+  SpoolOneExperimentStore(EventStore* store, std::string spooled)
+      : store_(store), spooled_(std::move(spooled)) {}
+  absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures) override {
+    if (layout.key == spooled_) {
+      return std::vector<WriteOutcome>(exposures.size(),
+                                       WriteOutcome::kSpooled);
+    }
+    return store_->WriteExposures(layout, exposures);
+  }
+  absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) override {
+    if (layout.key == spooled_) {
+      return std::vector<WriteOutcome>(events.size(), WriteOutcome::kSpooled);
+    }
+    return store_->WriteEvents(layout, events);
+  }
+  absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) override {
+    return store_->ReadAggregates(layout);
+  }
+  absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) override {
+    return store_->RecordedVariant(layout, unit_id);
+  }
+
+ private:
+  EventStore* const store_;
+  const std::string spooled_;
+};
+
+TEST_F(RecorderTest, SpooledWritesAreReportedAsSpooled) {
+  SpoolOneExperimentStore spooling(&store_, "pricing");
+  Recorder recorder(&spooling);
+  const std::string& user = counted_[0];
+  absl::StatusOr<RecordBatchResult> exposed = recorder.RecordExposures(
+      *config_,
+      {Expose("checkout", user, "treatment"), Expose("pricing", user, "cheap"),
+       Expose("no_such_experiment", user, "x")},
+      kNow);
+  ASSERT_TRUE(exposed.ok()) << exposed.status();
+  EXPECT_EQ(exposed->results[0].outcome, WriteOutcome::kRecorded);
+  EXPECT_EQ(exposed->results[1].outcome, WriteOutcome::kSpooled);
+  EXPECT_EQ(exposed->results[1].ignore_reason, IgnoreReason::kNone);
+  EXPECT_EQ(exposed->results[2].outcome, WriteOutcome::kIgnored);
+  EXPECT_EQ(exposed->recorded, 1);
+  EXPECT_EQ(exposed->spooled, 1);
+  EXPECT_EQ(exposed->ignored, 1);
+
+  // Counted in checkout, spooled for pricing: its final outcome is not
+  // known yet, so the event is spooled, with the direct count kept.
+  absl::StatusOr<RecordBatchResult> tracked = recorder.RecordEvents(
+      *config_,
+      {Track(user, "order_completed", 20), Track(user, "page_scrolled", {})},
+      kNow);
+  ASSERT_TRUE(tracked.ok()) << tracked.status();
+  EXPECT_EQ(tracked->results[0].outcome, WriteOutcome::kSpooled);
+  EXPECT_EQ(tracked->results[0].ignore_reason, IgnoreReason::kNone);
+  EXPECT_EQ(tracked->results[0].experiments_recorded, 1);
+  EXPECT_EQ(tracked->results[1].outcome, WriteOutcome::kIgnored);
+  EXPECT_EQ(tracked->spooled, 1);
+  EXPECT_EQ(tracked->recorded, 0);
+  EXPECT_EQ(tracked->ignored, 1);
+}
+
 TEST(RecorderKeys, EventKeysRepeatForTheSameEventAndDifferOtherwise) {
   EventInput e;
   e.unit.ids = {{"user_id", "u-1"}, {"device_id", "d-1"}};

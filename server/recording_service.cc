@@ -52,6 +52,8 @@ v1::RecordOutcome OutcomeToProto(WriteOutcome outcome) {
       return v1::RECORD_OUTCOME_IGNORED;
     case WriteOutcome::kConflict:
       return v1::RECORD_OUTCOME_CONFLICT;
+    case WriteOutcome::kSpooled:
+      return v1::RECORD_OUTCOME_SPOOLED;
   }
   return v1::RECORD_OUTCOME_UNSPECIFIED;
 }
@@ -88,6 +90,7 @@ void BatchToProto(const RecordBatchResult& batch, Response* response) {
   counts->set_duplicate(batch.duplicate);
   counts->set_ignored(batch.ignored);
   counts->set_conflict(batch.conflict);
+  counts->set_spooled(batch.spooled);
   response->mutable_results()->Reserve(static_cast<int>(batch.results.size()));
   for (const RecordResult& r : batch.results) {
     v1::RecordResult* p = response->add_results();

@@ -128,6 +128,21 @@ absl::Status ParseRedisAddress(const std::string& address, RedisOptions* options
   return absl::OkStatus();
 }
 
+absl::Status RedisErrorStatus(absl::string_view error, absl::string_view what) {
+  static constexpr absl::string_view kTransient[] = {
+      "LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "MISCONF",
+      "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"};
+  const absl::string_view code = error.substr(0, error.find(' '));
+  for (absl::string_view transient : kTransient) {
+    if (code == transient) {
+      return absl::UnavailableError(absl::StrCat(
+          "Redis cannot take ", what, " right now (it said: ", error,
+          "); abexp retries, or spools the writes until it can"));
+    }
+  }
+  return absl::InternalError(absl::StrCat("Redis failed ", what, ": ", error));
+}
+
 namespace {
 
 std::string Sha1Hex(const std::string& data) {
@@ -383,8 +398,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
 
   const auto check_load = [&](const RedisReply& r, const RedisScript& script) -> absl::Status {
     if (r.type == RedisReply::Type::kError) {
-      return absl::InternalError(absl::StrFormat(
-          "Redis rejected Lua script %s: %s", script.sha1(), r.str));
+      return RedisErrorStatus(r.str, absl::StrCat("loading Lua script ", script.sha1()));
     }
     conn.loaded_scripts.insert(script.sha1());
     return absl::OkStatus();

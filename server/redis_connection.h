@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 
@@ -48,6 +50,15 @@ struct RedisReply {
   std::string str;  // kString, kStatus, kError
   std::vector<RedisReply> elements;  // kArray
 };
+
+// The status for an error reply `error` (e.g. "OOM command not allowed
+// ...") to `what` (e.g. "abexp's Redis script"). Replies that mean Redis
+// cannot take writes right now but will again without anyone changing
+// abexp's data are UNAVAILABLE, so callers retry or spool: LOADING (still
+// reading its AOF after a restart), BUSY (a slow script), OOM (maxmemory
+// reached), READONLY (a replica), MASTERDOWN, MISCONF (RDB save failing),
+// NOREPLICAS, TRYAGAIN and CLUSTERDOWN. Any other error reply is INTERNAL.
+absl::Status RedisErrorStatus(absl::string_view error, absl::string_view what);
 
 // A Lua script, identified by its SHA1 once loaded.
 class RedisScript {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/redis_process.h"
 
@@ -22,6 +23,7 @@ namespace {
 using ::abexp::testing::RedisProcess;
 using ::abexp::testing::RedisProcessOptions;
 using Type = RedisReply::Type;
+using ::testing::HasSubstr;
 
 std::unique_ptr<RedisProcess> StartRedis(RedisProcessOptions options = {}) {
   auto redis = RedisProcess::Start(std::move(options));
@@ -490,6 +492,28 @@ TEST(ParseRedisAddress, RejectsBadAddressesAndLeavesOptionsAlone) {
     EXPECT_TRUE(absl::StrContains(s.message(), "host:port")) << s;
     EXPECT_EQ(o.host, "127.0.0.1") << bad;
     EXPECT_EQ(o.port, 6379) << bad;
+  }
+}
+
+
+TEST(RedisErrorStatus, RepliesThatPassAreUnavailableOthersInternal) {
+  for (const char* reply :
+       {"LOADING Redis is loading the dataset in memory",
+        "BUSY Redis is busy running a script.",
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        "READONLY You can't write against a read only replica.",
+        "MASTERDOWN Link with MASTER is down",
+        "MISCONF Redis is configured to save RDB snapshots",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "CLUSTERDOWN The cluster is down", "NOREPLICAS Not enough good replicas"}) {
+    absl::Status s = RedisErrorStatus(reply, "the write");
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << reply;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(reply));
+  }
+  for (const char* reply : {"ERR wrong number of arguments",
+                            "WRONGTYPE Operation against a key holding the wrong kind of value",
+                            "NOSCRIPT No matching script", "LOADINGX not a code we know"}) {
+    EXPECT_EQ(RedisErrorStatus(reply, "the write").code(), absl::StatusCode::kInternal) << reply;
   }
 }
 

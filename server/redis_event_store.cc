@@ -73,8 +73,7 @@ absl::StatusOr<long double> ParseFloat(const std::string& s,
 absl::Status CheckReply(const RedisReply& reply, RedisReply::Type want,
                         absl::string_view what) {
   if (reply.type == RedisReply::Type::kError) {
-    return absl::InternalError(
-        absl::StrCat("Redis failed ", what, ": ", reply.str));
+    return RedisErrorStatus(reply.str, what);
   }
   if (reply.type != want) {
     return absl::InternalError(
@@ -218,7 +217,12 @@ RedisEventStore::BucketsOf(const std::string& base, bool create) {
   commands.push_back({"HMGET", meta, "unit_buckets", "idempotency_buckets"});
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
   if (!replies.ok()) return replies.status();
-  const RedisReply& got = replies->back();
+  return ParseBuckets(base, replies->back());
+}
+
+absl::StatusOr<std::optional<RedisEventStore::Buckets>>
+RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
+  std::string meta = base + "meta";
   if (absl::Status s =
           CheckReply(got, RedisReply::Type::kArray, "reading " + meta);
       !s.ok()) {
@@ -267,8 +271,7 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
                         "experiment's `phase` to start afresh",
                         layout.key, layout.phase));
   }
-  return absl::InternalError(
-      absl::StrCat("abexp's Redis script failed: ", reply.str));
+  return RedisErrorStatus(reply.str, "abexp's Redis script");
 }
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
@@ -505,28 +508,109 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
 
 absl::StatusOr<std::optional<int>> RedisEventStore::RecordedVariant(
     const ExperimentLayout& layout, absl::string_view unit_id) {
-  std::string base = KeyBase(layout);
-  absl::StatusOr<std::optional<Buckets>> buckets =
-      BucketsOf(base, /*create=*/false);
-  if (!buckets.ok()) return buckets.status();
-  if (!buckets->has_value()) return std::nullopt;
-  std::vector<std::string> unit;
-  AppendUnitArgs((*buckets)->units, std::string(unit_id), &unit);
-  std::vector<RedisCommand> commands = {
-      {"HGET", absl::StrCat(base, "u:", unit[0]), unit[1]}};
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
-  if (!replies.ok()) return replies.status();
-  const RedisReply& r = (*replies)[0];
-  if (r.type == RedisReply::Type::kNil) return std::nullopt;
-  if (absl::Status s = CheckReply(r, RedisReply::Type::kString, "HGET unit");
-      !s.ok())
-    return s;
-  if (r.str.size() < 8) {
-    return absl::DataLossError(
-        absl::StrCat("unit record in ", base, "u:", unit[0],
-                     " is shorter than its 8-byte header"));
+  RecordedVariantQuery query{&layout, std::string(unit_id)};
+  return std::move(RecordedVariants({query})[0]);
+}
+
+std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  std::vector<RecordedVariantResult> results(queries.size(),
+                                             std::optional<int>());
+  auto fail_all = [&results](const absl::Status& status) {
+    for (RecordedVariantResult& r : results) r = status;
+    return std::move(results);
+  };
+
+  // The bucket counts of each phase: cached ones cost nothing, the others
+  // are read together in one round trip. A phase with none stored has
+  // never been written, so none of its units were exposed.
+  std::vector<std::string> bases;
+  bases.reserve(queries.size());
+  absl::flat_hash_map<std::string, std::optional<Buckets>> phases;
+  std::vector<std::string> unknown;
+  for (const RecordedVariantQuery& q : queries) {
+    bases.push_back(KeyBase(*q.layout));
+    if (phases.contains(bases.back())) continue;
+    std::optional<Buckets>& buckets = phases[bases.back()];
+    absl::MutexLock lock(&mu_);
+    auto it = buckets_.find(bases.back());
+    if (it != buckets_.end()) {
+      buckets = it->second;
+    } else {
+      unknown.push_back(bases.back());
+    }
   }
-  return static_cast<int>(static_cast<unsigned char>(r.str[0]));
+  if (!unknown.empty()) {
+    std::vector<RedisCommand> reads;
+    reads.reserve(unknown.size());
+    for (const std::string& base : unknown) {
+      reads.push_back(
+          {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
+    }
+    absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
+    if (!replies.ok()) return fail_all(replies.status());
+    for (size_t i = 0; i < unknown.size(); ++i) {
+      absl::StatusOr<std::optional<Buckets>> buckets =
+          ParseBuckets(unknown[i], (*replies)[i]);
+      if (!buckets.ok()) return fail_all(buckets.status());
+      phases[unknown[i]] = *buckets;
+    }
+  }
+
+  // One round trip for the rest: each written phase's stored variant keys
+  // (so an index is never read against reordered variants) and each unit's
+  // record.
+  std::vector<RedisCommand> commands;
+  absl::flat_hash_map<std::string, size_t> variants_reply;  // by base
+  std::vector<size_t> unit_reply(queries.size(), 0);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const std::optional<Buckets>& buckets = phases[bases[i]];
+    if (!buckets.has_value()) continue;
+    if (!variants_reply.contains(bases[i])) {
+      variants_reply[bases[i]] = commands.size();
+      commands.push_back({"HGET", bases[i] + "meta", "variants"});
+    }
+    std::vector<std::string> unit;
+    AppendUnitArgs(buckets->units, queries[i].unit_id, &unit);
+    unit_reply[i] = commands.size();
+    commands.push_back(
+        {"HGET", absl::StrCat(bases[i], "u:", unit[0]), unit[1]});
+  }
+  if (commands.empty()) return results;
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  if (!replies.ok()) return fail_all(replies.status());
+
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (!phases[bases[i]].has_value()) continue;  // never written: nullopt
+    const RedisReply& stored = (*replies)[variants_reply[bases[i]]];
+    if (stored.type == RedisReply::Type::kError) {
+      results[i] =
+          CheckReply(stored, RedisReply::Type::kString, "HGET variants");
+      continue;
+    }
+    std::string merged;
+    if (absl::Status s =
+            internal::CheckVariantKeys(*queries[i].layout, stored.str, &merged);
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    const RedisReply& r = (*replies)[unit_reply[i]];
+    if (r.type == RedisReply::Type::kNil) continue;  // never exposed
+    if (absl::Status s = CheckReply(r, RedisReply::Type::kString, "HGET unit");
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    if (r.str.size() < 8) {
+      results[i] = absl::DataLossError(
+          absl::StrCat("unit record in ", commands[unit_reply[i]][1],
+                       " is shorter than its 8-byte header"));
+      continue;
+    }
+    results[i] = static_cast<int>(static_cast<unsigned char>(r.str[0]));
+  }
+  return results;
 }
 
 }  // namespace abexp

@@ -71,6 +71,10 @@ class RedisEventStore final : public EventStore {
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(
       const ExperimentLayout& layout, absl::string_view unit_id) override;
+  // One round trip, plus one before it when some phase's bucket counts are
+  // not cached yet (always so for a phase never written).
+  std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries) override;
 
   // "<key_prefix>:{e:<experiment key>:<phase>}:", the start of every key of
   // the experiment phase; the braces are the Redis Cluster hash tag.
@@ -89,6 +93,10 @@ class RedisEventStore final : public EventStore {
   // when nothing is stored and !create.
   absl::StatusOr<std::optional<Buckets>> BucketsOf(const std::string& base,
                                                    bool create);
+  // Reads the HMGET of the meta hash's bucket counts and caches them;
+  // nullopt when none are stored.
+  absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
+                                                      const RedisReply& got);
   absl::Status ScriptError(const ExperimentLayout& layout,
                            const RedisReply& reply);
   absl::StatusOr<std::vector<WriteOutcome>> Outcomes(

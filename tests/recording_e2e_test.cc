@@ -327,7 +327,8 @@ TEST_F(RecordingE2eTest, MalformedInputIsInvalidArgumentNamingTheField) {
   EXPECT_THAT(status.error_message(), StartsWith("exposures[0].variant_key"));
 }
 
-TEST_F(RecordingE2eTest, RedisDownAssignmentAnswersRecordingIsUnavailableUntilItIsBack) {
+TEST_F(RecordingE2eTest,
+       RedisDownAssignmentAnswersRecordingIsSpooledUntilItIsBack) {
   // Redis is down before the server starts: it must start anyway.
   ASSERT_TRUE(redis_->Kill().ok());
   StartServer();
@@ -336,39 +337,44 @@ TEST_F(RecordingE2eTest, RedisDownAssignmentAnswersRecordingIsUnavailableUntilIt
   v1::AssignResponse assigned;
   ASSERT_TRUE(Assign("u-1", /*record=*/true, &assigned).ok());
   EXPECT_EQ(assigned.assignments_size(), 1);
-  EXPECT_THAT(assigned.exposure_error(), StartsWith("UNAVAILABLE"));
+  EXPECT_EQ(assigned.exposure_error(), "") << "the exposure waits in the spool";
 
+  // The same exposure reported again (same derived idempotency key).
   v1::RecordExposuresRequest exposures;
   v1::ExposureRecord* x = exposures.add_exposures();
   x->set_experiment_key("checkout");
   *x->mutable_unit() = User("u-1");
   x->set_variant_key(assigned.assignments(0).variant_key());
   v1::RecordExposuresResponse exposed;
-  EXPECT_EQ(RecordExposures(exposures, &exposed).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(RecordExposures(exposures, &exposed).ok());
+  EXPECT_EQ(exposed.counts().spooled(), 1);
 
-  // Back: recording works again without restarting the server.
+  // Back: the spool drains into Redis without restarting the server.
   ASSERT_TRUE(redis_->Restart().ok());
-  auto recorded_within = [&](absl::Duration timeout) {
+  auto counted_within = [&](int64_t want, absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      grpc::Status s = RecordExposures(exposures, &exposed);
-      if (s.ok() || absl::Now() > deadline) return s;
+    int64_t got = ReadCheckout().config_versions[config_->version];
+    while (got != want && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(100));
+      got = ReadCheckout().config_versions[config_->version];
     }
+    return got;
   };
-  grpc::Status status = recorded_within(absl::Seconds(15));
-  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(counted_within(1, absl::Seconds(60)), 1) << server_->Stderr();
 
-  // Down again after it was connected: the pool reconnects by itself.
+  // Down again after it was connected: spooled again, and the pool
+  // reconnects by itself.
   ASSERT_TRUE(redis_->Kill().ok());
   ASSERT_TRUE(Assign("u-2", /*record=*/false, &assigned).ok());
-  EXPECT_EQ(RecordExposures(exposures, &exposed).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  x->set_idempotency_key("second-report");
+  ASSERT_TRUE(RecordExposures(exposures, &exposed).ok());
+  EXPECT_EQ(exposed.counts().spooled(), 1);
   ASSERT_TRUE(redis_->Restart().ok());
-  status = recorded_within(absl::Seconds(15));
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(ReadCheckout().config_versions[config_->version], 1);
+  EXPECT_EQ(counted_within(2, absl::Seconds(60)), 2) << server_->Stderr();
+  // u-1 once, however often reported; u-2 was only assigned.
+  ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(a.variants[0].exposed + a.variants[1].exposed, 1);
 }
 
 TEST_F(RecordingE2eTest, SigtermFinishesARecordingCallInFlight) {

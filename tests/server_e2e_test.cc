@@ -907,8 +907,10 @@ TEST(ServerProcessTest, AddressInUseExitsOneWithAClearError) {
       ServerProcess::Start(path);
   ASSERT_TRUE(first.ok()) << first.status();
   std::string out, err;
+  // Its own spool dir, so that it fails on the port, not on a spool lock.
   absl::StatusOr<int> code = RunProcess(
-      {ABEXP_SERVER_BIN, "--config=" + path, "--listen=" + (*first)->address()},
+      {ABEXP_SERVER_BIN, "--config=" + path, "--listen=" + (*first)->address(),
+       "--spool_dir=" + dir.path() + "/spool"},
       &out, &err);
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 1);

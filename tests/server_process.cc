@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -148,6 +149,23 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
                                    "--listen=127.0.0.1:0"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
 
+  std::unique_ptr<ServerProcess> server(new ServerProcess());
+  const bool has_spool_dir =
+      std::any_of(extra_args.begin(), extra_args.end(), [](const auto& a) {
+        return a == "--spool_dir" || absl::StartsWith(a, "--spool_dir=");
+      });
+  if (!has_spool_dir) {
+    server->own_spool_dir_ = std::make_unique<TempDir>();
+    argv.push_back(
+        absl::StrCat("--spool_dir=", server->own_spool_dir_->path(), "/spool"));
+  }
+  server->argv_ = argv;
+  // On failure the destructor stops whatever was started.
+  if (absl::Status s = server->Launch(argv); !s.ok()) return s;
+  return server;
+}
+
+absl::Status ServerProcess::Launch(const std::vector<std::string>& argv) {
   absl::StatusOr<Pipe> out = MakePipe();
   if (!out.ok()) return out.status();
   absl::StatusOr<Pipe> err = MakePipe();
@@ -157,15 +175,22 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   out->write.reset();
   err->write.reset();
 
-  std::unique_ptr<ServerProcess> server(new ServerProcess());
-  server->pid_ = *pid;
+  {
+    absl::MutexLock lock(&mu_);
+    pid_ = *pid;
+    stdout_.clear();
+    stderr_.clear();
+    stdout_eof_ = false;
+    stderr_eof_ = false;
+    reaped_ = false;
+    exit_code_ = -1;
+  }
   int out_fd = out->read.release();
   int err_fd = err->read.release();
-  ServerProcess* s = server.get();
-  server->stdout_reader_ = std::thread(
-      [s, out_fd] { s->Drain(out_fd, &s->stdout_, &s->stdout_eof_); });
-  server->stderr_reader_ = std::thread(
-      [s, err_fd] { s->Drain(err_fd, &s->stderr_, &s->stderr_eof_); });
+  stdout_reader_ =
+      std::thread([this, out_fd] { Drain(out_fd, &stdout_, &stdout_eof_); });
+  stderr_reader_ =
+      std::thread([this, err_fd] { Drain(err_fd, &stderr_, &stderr_eof_); });
 
   auto failure = [&](absl::string_view what) {
     // A server that closed stdout is exiting: let it finish, so the message
@@ -173,63 +198,91 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     // otherwise.)
     bool exiting;
     {
-      absl::MutexLock lock(&s->mu_);
-      exiting = s->stdout_eof_;
+      absl::MutexLock lock(&mu_);
+      exiting = stdout_eof_;
     }
-    if (exiting) (void)s->WaitForExit(absl::Seconds(5));
-    absl::MutexLock lock(&s->mu_);
-    s->mu_.AwaitWithTimeout(absl::Condition(&s->stderr_eof_),
-                            exiting ? absl::Seconds(5) : absl::ZeroDuration());
-    s->ReapIfExited(/*block=*/false);
-    std::string status =
-        s->reaped_ ? absl::StrCat("exited with status ", s->exit_code_)
-                   : std::string("still running");
+    if (exiting) (void)WaitForExit(absl::Seconds(5));
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stderr_eof_),
+                         exiting ? absl::Seconds(5) : absl::ZeroDuration());
+    ReapIfExited(/*block=*/false);
+    std::string status = reaped_
+                             ? absl::StrCat("exited with status ", exit_code_)
+                             : std::string("still running");
     return absl::UnavailableError(absl::StrCat(
         "abexp-server ", what, " (", status,
-        "); command: ", absl::StrJoin(argv, " "), "\n--- stderr ---\n",
-        s->stderr_, "--- stdout ---\n", s->stdout_));
+        "); command: ", absl::StrJoin(argv, " "), "\n--- stderr ---\n", stderr_,
+        "--- stdout ---\n", stdout_));
   };
 
   // Wait for the listening line, or for stdout to close (the server exited).
+  std::string address;
   {
-    absl::MutexLock lock(&s->mu_);
-    auto ready = [s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-      if (s->stdout_eof_) return true;
-      size_t pos = s->stdout_.find(kListeningPrefix);
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (stdout_eof_) return true;
+      size_t pos = stdout_.find(kListeningPrefix);
       return pos != std::string::npos &&
-             s->stdout_.find('\n', pos) != std::string::npos;
+             stdout_.find('\n', pos) != std::string::npos;
     };
-    s->mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
-    size_t pos = s->stdout_.find(kListeningPrefix);
-    size_t eol = pos == std::string::npos ? pos : s->stdout_.find('\n', pos);
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
+    size_t pos = stdout_.find(kListeningPrefix);
+    size_t eol = pos == std::string::npos ? pos : stdout_.find('\n', pos);
     if (eol != std::string::npos) {
-      s->listening_line_ = s->stdout_.substr(pos, eol - pos);
-      absl::string_view rest = absl::string_view(s->listening_line_)
+      listening_line_ = stdout_.substr(pos, eol - pos);
+      absl::string_view rest = absl::string_view(listening_line_)
                                    .substr(std::strlen(kListeningPrefix));
-      s->address_ = std::string(rest.substr(0, rest.find(' ')));
+      address = std::string(rest.substr(0, rest.find(' ')));
     }
   }
-  if (s->address_.empty()) {
+  if (address.empty()) {
     return failure("did not print its listening line");
+  }
+  if (address_.empty()) {
+    address_ = address;
+  } else if (address != address_) {
+    return failure(absl::StrCat("listens on ", address, " instead of ",
+                                address_, " after a restart"));
   }
 
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   absl::Status last;
   while (absl::Now() < deadline) {
-    absl::StatusOr<int> health = HealthCheck(s->address_);
-    if (health.ok() && *health == 1) return server;
+    absl::StatusOr<int> health = HealthCheck(address_);
+    if (health.ok() && *health == 1) return absl::OkStatus();
     last = health.ok()
                ? absl::UnavailableError(absl::StrCat("health status ", *health))
                : health.status();
     {
-      absl::MutexLock lock(&s->mu_);
-      s->ReapIfExited(/*block=*/false);
-      if (s->reaped_) break;
+      absl::MutexLock lock(&mu_);
+      ReapIfExited(/*block=*/false);
+      if (reaped_) break;
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return failure(absl::StrCat("never reported SERVING on ", s->address_,
+  return failure(absl::StrCat("never reported SERVING on ", address_,
                               " (last health check: ", last.ToString(), ")"));
+}
+
+absl::Status ServerProcess::Kill() {
+  {
+    absl::MutexLock lock(&mu_);
+    ReapIfExited(/*block=*/false);
+    if (reaped_) return absl::OkStatus();
+    if (kill(pid_, SIGKILL) != 0) return ErrnoError("kill");
+  }
+  // A process blocked in the kernel (e.g. in fsync) dies when that returns.
+  return WaitForExit(absl::Seconds(30)).status();
+}
+
+absl::Status ServerProcess::Restart() {
+  if (absl::Status s = Kill(); !s.ok()) return s;
+  // The dead server's pipes are closed, so the readers reach EOF.
+  if (stdout_reader_.joinable()) stdout_reader_.join();
+  if (stderr_reader_.joinable()) stderr_reader_.join();
+  std::vector<std::string> argv = argv_;
+  argv.push_back(absl::StrCat("--listen=", address_));
+  return Launch(argv);
 }
 
 ServerProcess::~ServerProcess() {

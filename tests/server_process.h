@@ -26,13 +26,17 @@
 
 namespace abexp::testing {
 
+class TempDir;
+
 // A running abexp-server. The destructor sends SIGTERM and reaps it (SIGKILL
 // after 10s if it does not exit).
 class ServerProcess {
  public:
   // Starts ABEXP_SERVER_BIN with `--config=config_path --listen=127.0.0.1:0`
   // followed by extra_args (a later flag wins, so extra_args may override
-  // --listen), reads stdout until the
+  // --listen), plus `--spool_dir=` a fresh directory of its own, removed by
+  // the destructor, unless extra_args set --spool_dir (abexp-server locks its
+  // spool, so parallel tests must not share one). Reads stdout until the
   // "abexp-server listening on ADDRESS ..." line, then waits until the gRPC
   // health service reports SERVING.
   //
@@ -56,6 +60,20 @@ class ServerProcess {
   // Sends `sig` to the server. FAILED_PRECONDITION once it has been reaped.
   absl::Status Signal(int sig);
 
+  // SIGKILLs the server and reaps it, like a crash: nothing it had not
+  // written out survives. OK if it has already exited.
+  absl::Status Kill();
+
+  // Starts the server again with the same command line (so the same config,
+  // Redis and spool dir), listening on the same address() so clients
+  // reconnect. SIGKILLs it first if it still runs; for a clean stop, send
+  // SIGTERM and WaitForExit() before. Returns once it reports SERVING, or an
+  // error as Start() does (e.g. when another process took the port
+  // meanwhile). Afterwards pid(), Stdout() and Stderr() are those of the new
+  // process.
+  // REQUIRES: no other method of this object runs concurrently.
+  absl::Status Restart();
+
   // Waits for the server to exit and reaps it. Returns its exit code, or
   // 128 + N when killed by signal N. DEADLINE_EXCEEDED if it is still running
   // after `timeout`. May be called again after the exit: returns the same code.
@@ -73,11 +91,19 @@ class ServerProcess {
  private:
   ServerProcess() = default;
 
+  // Spawns argv, waits for its listening line and SERVING. On the first
+  // launch sets address_; later ones must print the same address.
+  absl::Status Launch(const std::vector<std::string>& argv);
+
   // Appends everything read from fd to *out until EOF, then sets *eof.
   void Drain(int fd, std::string* out, bool* eof);
   // REQUIRES: mu_ held. Reaps the child if it has exited.
   void ReapIfExited(bool block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The command line of Start(); Restart() adds --listen=address_.
+  std::vector<std::string> argv_;
+  // The spool dir Start() made, when the test did not pass --spool_dir.
+  std::unique_ptr<TempDir> own_spool_dir_;
   pid_t pid_ = -1;
   std::string address_;
   std::string listening_line_;

@@ -501,6 +501,11 @@ void PrintRecordResults(
       out << ": counted in " << r.experiments_recorded()
           << (r.experiments_recorded() == 1 ? " experiment" : " experiments");
     }
+    if (r.outcome() == v1::RECORD_OUTCOME_SPOOLED) {
+      out << (r.experiments_recorded() > 0 ? "; the rest" : "")
+          << " (durable in the server's spool; applied to Redis when it is "
+             "back)";
+    }
     out << "\n";
   }
   out << "config version " << config_version << "\n";
