@@ -35,9 +35,55 @@ bool InLayerRange(const Config& config, const Experiment& e, const Unit& unit) {
   return e.layer_range.Contains(Bucket(HashPurpose::kLayer, layer->salt, *id));
 }
 
+// The variant a QA override forces on the unit, if any.
+std::optional<int> QaOverride(const Experiment& e, const std::string& id) {
+  if (e.qa_overrides.empty()) return std::nullopt;
+  auto it = e.qa_overrides.find(id);
+  if (it == e.qa_overrides.end()) return std::nullopt;
+  const int index = e.VariantIndex(it->second);
+  if (index < 0) return std::nullopt;
+  return index;
+}
+
+// The checks between the QA override and traffic: holdout, targeting, layer.
+bool PassesGates(const Config& config, const Experiment& e, const Unit& unit,
+                 bool in_holdout) {
+  if (in_holdout) return false;
+  if (e.targeting && !abexp::Evaluate(*e.targeting, unit.attributes)) return false;
+  return InLayerRange(config, e, unit);
+}
+
+// The unit's id when Evaluate would reach the recorded-variant check of a
+// sticky experiment: running, in schedule, id present, no QA override,
+// through the gates. Null otherwise.
+const std::string* StickyCandidate(const Config& config, const Experiment& e,
+                                   const Unit& unit, bool in_holdout, absl::Time now) {
+  if (!e.sticky || e.status != ExperimentStatus::kRunning || !InSchedule(e, now)) {
+    return nullptr;
+  }
+  const std::string* id = FindId(unit, e.unit_id_type);
+  if (id == nullptr || QaOverride(e, *id).has_value()) return nullptr;
+  if (!PassesGates(config, e, unit, in_holdout)) return nullptr;
+  return id;
+}
+
+// The caller's recorded variant of a sticky experiment, when it is one of
+// the experiment's variants.
+std::optional<int> RecordedVariantOf(
+    const Experiment& e, const absl::flat_hash_map<const Experiment*, int>& recorded) {
+  if (!e.sticky || recorded.empty()) return std::nullopt;
+  auto it = recorded.find(&e);
+  if (it == recorded.end() || it->second < 0 ||
+      it->second >= static_cast<int>(e.variants.size())) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
 // The decision procedure of docs/bucketing.md, without tracing.
 std::optional<Outcome> Evaluate(const Config& config, const Experiment& e, const Unit& unit,
-                                bool in_holdout, absl::Time now) {
+                                bool in_holdout, absl::Time now,
+                                const absl::flat_hash_map<const Experiment*, int>& recorded) {
   if (e.status == ExperimentStatus::kStopped) {
     if (e.rollout_variant.empty() || in_holdout) return std::nullopt;
     if (e.targeting && !abexp::Evaluate(*e.targeting, unit.attributes)) return std::nullopt;
@@ -48,16 +94,13 @@ std::optional<Outcome> Evaluate(const Config& config, const Experiment& e, const
   if (e.status != ExperimentStatus::kRunning || !InSchedule(e, now)) return std::nullopt;
   const std::string* id = FindId(unit, e.unit_id_type);
   if (id == nullptr) return std::nullopt;
-  if (!e.qa_overrides.empty()) {
-    auto it = e.qa_overrides.find(*id);
-    if (it != e.qa_overrides.end()) {
-      const int index = e.VariantIndex(it->second);
-      if (index >= 0) return Outcome{index, AssignmentReason::kQaOverride};
-    }
+  if (std::optional<int> forced = QaOverride(e, *id)) {
+    return Outcome{*forced, AssignmentReason::kQaOverride};
   }
-  if (in_holdout) return std::nullopt;
-  if (e.targeting && !abexp::Evaluate(*e.targeting, unit.attributes)) return std::nullopt;
-  if (!InLayerRange(config, e, unit)) return std::nullopt;
+  if (!PassesGates(config, e, unit, in_holdout)) return std::nullopt;
+  if (std::optional<int> sticky = RecordedVariantOf(e, recorded)) {
+    return Outcome{*sticky, AssignmentReason::kSticky};
+  }
   const uint32_t bucket = Bucket(HashPurpose::kVariant, e.salt, *id);
   for (size_t i = 0; i < e.variants.size(); ++i) {
     if (e.variants[i].active_range.Contains(bucket)) {
@@ -73,6 +116,68 @@ bool RuleApplies(const FeatureRule& rule, const Unit& unit) {
   const std::string* id = FindId(unit, rule.unit_id_type);
   if (id == nullptr) return false;
   return Bucket(HashPurpose::kRollout, rule.salt, *id) < rule.rollout_bp;
+}
+
+// Which experiments Assign returns and which features it resolves.
+struct Wanted {
+  std::vector<bool> experiments;  // by config index
+  std::vector<bool> features;     // by config index
+};
+
+// NOT_FOUND for an unknown filter key.
+absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& options) {
+  const size_t num_experiments = config.experiments.size();
+  const size_t num_features = config.features.size();
+  Wanted wanted;
+  wanted.experiments.assign(num_experiments, options.experiment_keys.empty());
+  for (const std::string& key : options.experiment_keys) {
+    auto it = config.experiment_index.find(key);
+    if (it == config.experiment_index.end()) {
+      return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", key,
+                                              "' in config version ", config.version,
+                                              "; list them with `abexp experiments list`"));
+    }
+    wanted.experiments[it->second] = true;
+  }
+  wanted.features.assign(num_features, false);
+  if (options.feature_keys.empty()) {
+    if (options.experiment_keys.empty()) {
+      wanted.features.assign(num_features, true);
+    } else {
+      // Filtering by experiment returns the features those experiments set.
+      for (size_t i = 0; i < num_experiments; ++i) {
+        if (!wanted.experiments[i]) continue;
+        for (const Variant& v : config.experiments[i].variants) {
+          for (const auto& [feature_key, value] : v.features) {
+            auto it = config.feature_index.find(feature_key);
+            if (it != config.feature_index.end()) wanted.features[it->second] = true;
+          }
+        }
+      }
+    }
+  }
+  for (const std::string& key : options.feature_keys) {
+    auto it = config.feature_index.find(key);
+    if (it == config.feature_index.end()) {
+      return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", key,
+                                              "' in config version ", config.version));
+    }
+    wanted.features[it->second] = true;
+  }
+  return wanted;
+}
+
+// Whether Assign evaluates experiment i: it is returned, or may set a
+// wanted feature.
+bool Needed(const Config& config, size_t i, const Wanted& wanted) {
+  if (wanted.experiments[i]) return true;
+  for (const Variant& v : config.experiments[i].variants) {
+    for (const auto& [feature_key, value] : v.features) {
+      auto it = config.feature_index.find(feature_key);
+      if (it != config.feature_index.end() && wanted.features[it->second]) return true;
+    }
+  }
+  return false;
 }
 
 std::string TypeOfValue(const AttributeValue& value) {
@@ -177,42 +282,10 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
   const size_t num_experiments = config.experiments.size();
   const size_t num_features = config.features.size();
 
-  // Which experiments to return, and which features to resolve.
-  std::vector<bool> wanted_experiment(num_experiments, options.experiment_keys.empty());
-  for (const std::string& key : options.experiment_keys) {
-    auto it = config.experiment_index.find(key);
-    if (it == config.experiment_index.end()) {
-      return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", key,
-                                              "' in config version ", config.version,
-                                              "; list them with `abexp experiments list`"));
-    }
-    wanted_experiment[it->second] = true;
-  }
-  std::vector<bool> wanted_feature(num_features, false);
-  if (options.feature_keys.empty()) {
-    if (options.experiment_keys.empty()) {
-      wanted_feature.assign(num_features, true);
-    } else {
-      // Filtering by experiment returns the features those experiments set.
-      for (size_t i = 0; i < num_experiments; ++i) {
-        if (!wanted_experiment[i]) continue;
-        for (const Variant& v : config.experiments[i].variants) {
-          for (const auto& [feature_key, value] : v.features) {
-            auto it = config.feature_index.find(feature_key);
-            if (it != config.feature_index.end()) wanted_feature[it->second] = true;
-          }
-        }
-      }
-    }
-  }
-  for (const std::string& key : options.feature_keys) {
-    auto it = config.feature_index.find(key);
-    if (it == config.feature_index.end()) {
-      return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", key,
-                                              "' in config version ", config.version));
-    }
-    wanted_feature[it->second] = true;
-  }
+  absl::StatusOr<Wanted> wanted = WantedBy(config, options);
+  if (!wanted.ok()) return wanted.status();
+  const std::vector<bool>& wanted_experiment = wanted->experiments;
+  const std::vector<bool>& wanted_feature = wanted->features;
 
   AssignResult result;
   result.in_holdout = InHoldout(config, unit);
@@ -224,17 +297,9 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
   std::vector<ExperimentAssignment> rollouts;
   for (size_t i = 0; i < num_experiments; ++i) {
     const Experiment& e = config.experiments[i];
-    bool needed = wanted_experiment[i];
-    if (!needed) {
-      for (const Variant& v : e.variants) {
-        for (const auto& [feature_key, value] : v.features) {
-          auto it = config.feature_index.find(feature_key);
-          if (it != config.feature_index.end() && wanted_feature[it->second]) needed = true;
-        }
-      }
-    }
-    if (!needed) continue;
-    const std::optional<Outcome> outcome = Evaluate(config, e, unit, result.in_holdout, now);
+    if (!Needed(config, i, *wanted)) continue;
+    const std::optional<Outcome> outcome =
+        Evaluate(config, e, unit, result.in_holdout, now, options.recorded_variants);
     if (!outcome) continue;
     const ExperimentAssignment assignment{&e, outcome->variant_index, outcome->reason};
     if (wanted_experiment[i]) result.assignments.push_back(assignment);
@@ -279,6 +344,25 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
   return result;
 }
 
+absl::StatusOr<std::vector<StickyLookup>> StickyLookups(const Config& config,
+                                                        const Unit& unit,
+                                                        const AssignOptions& options) {
+  if (absl::Status s = ValidateUnit(config, unit); !s.ok()) return s;
+  absl::StatusOr<Wanted> wanted = WantedBy(config, options);
+  if (!wanted.ok()) return wanted.status();
+  const bool in_holdout = InHoldout(config, unit);
+  const absl::Time now = options.now == absl::InfinitePast() ? absl::Now() : options.now;
+  std::vector<StickyLookup> lookups;
+  for (size_t i = 0; i < config.experiments.size(); ++i) {
+    const Experiment& e = config.experiments[i];
+    if (!e.sticky || !Needed(config, i, *wanted)) continue;
+    if (const std::string* id = StickyCandidate(config, e, unit, in_holdout, now)) {
+      lookups.push_back({&e, *id});
+    }
+  }
+  return lookups;
+}
+
 namespace {
 
 std::string RangeText(const BucketRange& r) { return absl::StrFormat("[%d, %d)", r.start, r.end); }
@@ -286,7 +370,8 @@ std::string RangeText(const BucketRange& r) { return absl::StrFormat("[%d, %d)",
 }  // namespace
 
 absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
-                                      const std::string& experiment_key, absl::Time now) {
+                                      const std::string& experiment_key, absl::Time now,
+                                      const absl::StatusOr<std::optional<int>>* recorded) {
   const Experiment* e = config.FindExperiment(experiment_key);
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("experiment_key: no experiment '", experiment_key,
@@ -417,6 +502,42 @@ absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
     if (!step("layer", passed, detail)) return x;
   }
   const uint32_t bucket = x.variant_hash.bucket;
+  if (e->sticky && recorded != nullptr) {
+    const int num_variants = static_cast<int>(e->variants.size());
+    if (!recorded->ok()) {
+      step("sticky", false,
+           absl::StrCat("could not read the unit's recorded exposure (",
+                        recorded->status().ToString(),
+                        "): serving the variant its bucket gives, which may differ from the "
+                        "one it was shown"));
+    } else if (!recorded->value().has_value()) {
+      step("sticky", true,
+           absl::StrFormat("no recorded exposure in phase %d: bucketing by hash", e->phase));
+    } else if (int index = *recorded->value(); index < 0 || index >= num_variants) {
+      step("sticky", true,
+           absl::StrFormat("recorded variant index %d is not among the %d variants any more: "
+                           "ignored, bucketing by hash",
+                           index, num_variants));
+    } else {
+      std::string by_hash = absl::StrFormat(
+          "bucket %d alone would give no variant at traffic %.2f%%", bucket,
+          e->traffic_bp / 100.0);
+      for (const Variant& v : e->variants) {
+        if (v.active_range.Contains(bucket)) {
+          by_hash = absl::StrFormat("bucket %d alone would give '%s'", bucket, v.key);
+        }
+      }
+      const std::string& key = e->variants[index].key;
+      step("sticky", true,
+           absl::StrFormat("unit was first exposed to variant '%s' in phase %d and keeps it "
+                           "(sticky: true); %s",
+                           key, e->phase, by_hash));
+      return finish_with_variant(
+          index, AssignmentReason::kSticky,
+          absl::StrFormat("sticky: unit keeps variant '%s', the one it was first exposed to",
+                          key));
+    }
+  }
   for (size_t i = 0; i < e->variants.size(); ++i) {
     const Variant& v = e->variants[i];
     if (v.active_range.Contains(bucket)) {

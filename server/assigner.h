@@ -3,7 +3,16 @@
 //
 // Order of evaluation for one experiment (docs/bucketing.md, section 5):
 // status and schedule, unit id present, QA override, global
-// holdout, targeting, layer range, traffic and variant range.
+// holdout, targeting, layer range, recorded variant (sticky experiments
+// only), traffic and variant range.
+//
+// Sticky experiments: the caller reads the variant each unit was first
+// exposed to (EventStore::RecordedVariant) for the experiments StickyLookups
+// names and passes them in AssignOptions::recorded_variants. A recorded
+// variant is served, with reason kSticky, to a unit that passes every check
+// before traffic, so weight and traffic changes neither move nor drop an
+// exposed unit, while a QA override, the holdout, targeting and the layer
+// still decide.
 //
 // Feature precedence: a running experiment's variant, then a stopped
 // experiment's rollout_variant, then the feature's own rules in order, then
@@ -13,6 +22,7 @@
 #ifndef ABEXP_SERVER_ASSIGNER_H_
 #define ABEXP_SERVER_ASSIGNER_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,7 +52,7 @@ struct Unit {
 // are allowed and ignored.
 absl::Status ValidateUnit(const Config& config, const Unit& unit);
 
-enum class AssignmentReason { kBucketed, kQaOverride, kRollout };
+enum class AssignmentReason { kBucketed, kQaOverride, kRollout, kSticky };
 enum class FeatureSource { kDefault, kRule, kExperiment, kRollout };
 
 struct ExperimentAssignment {
@@ -67,6 +77,18 @@ struct AssignOptions {
   std::vector<std::string> feature_keys;
   // The clock used for start and end times.
   absl::Time now = absl::InfinitePast();
+  // Sticky experiments only: the variant index the unit was first exposed to
+  // in the experiment's current phase, by experiment (pointing into the
+  // Config). Served with reason kSticky where StickyLookups says so; an index
+  // that is not one of the experiment's variants is ignored. Experiments not
+  // in the map are bucketed by hash. Default: empty.
+  absl::flat_hash_map<const Experiment*, int> recorded_variants;
+};
+
+// A sticky experiment whose recorded variant Assign would serve the unit.
+struct StickyLookup {
+  const Experiment* experiment = nullptr;  // points into the Config
+  std::string unit_id;  // the unit's id of the experiment's unit id type
 };
 
 // The result refers into the Config it was computed from: keep the Config
@@ -85,10 +107,20 @@ bool InHoldout(const Config& config, const Unit& unit);
 absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
                                     const AssignOptions& options);
 
+// The experiments whose options.recorded_variants entry Assign would use for
+// this unit, in config order: those Assign evaluates (returned, or setting a
+// wanted feature) with sticky: true, running and inside their schedule,
+// where the unit has the experiment's id type, has no QA override, is not in
+// the holdout, passes targeting and is in the layer range. Only these need
+// a store lookup. Errors as for Assign (options.recorded_variants unused).
+absl::StatusOr<std::vector<StickyLookup>> StickyLookups(
+    const Config& config, const Unit& unit, const AssignOptions& options);
+
 // Explain's answer for one unit and one experiment.
 struct ExplainStep {
   std::string check;  // "status", "schedule", "unit_id", "qa_override",
-                      // "holdout", "targeting", "layer", "traffic"
+                      // "holdout", "targeting", "layer", "sticky",
+                      // "traffic"
   bool passed = false;
   std::string detail;
 };
@@ -112,9 +144,15 @@ struct ExplainResult {
 };
 
 // NOT_FOUND when experiment_key is not in the config.
-absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
-                                      const std::string& experiment_key,
-                                      absl::Time now);
+//
+// `recorded`: for a sticky experiment, what the event store said about the
+// unit (its first exposed variant, nullopt for none, or why it could not be
+// read), explained in a "sticky" step before "traffic"; null when it was
+// not looked up (not sticky, or StickyLookups does not name it).
+absl::StatusOr<ExplainResult> Explain(
+    const Config& config, const Unit& unit, const std::string& experiment_key,
+    absl::Time now,
+    const absl::StatusOr<std::optional<int>>* recorded = nullptr);
 
 }  // namespace abexp
 

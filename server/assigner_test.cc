@@ -1,7 +1,9 @@
 #include "server/assigner.h"
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -346,7 +348,9 @@ experiments:
       absl::StatusOr<AssignResult> r = Assign(*config, unit, {});
       ASSERT_TRUE(r.ok());
       const int now = r->assignments.empty() ? -1 : r->assignments[0].variant_index;
-      if (previous >= 0) ASSERT_EQ(now, previous) << "unit ramp-" << i << " moved";
+      if (previous >= 0) {
+        ASSERT_EQ(now, previous) << "unit ramp-" << i << " moved";
+      }
       previous = now;
     }
     EXPECT_GE(previous, 0);  // at 100% everyone is in
@@ -436,6 +440,232 @@ TEST_F(AssignerTest, ExplainAgreesWithAssignForManyUnits) {
       ASSERT_EQ(x->variant_index, a ? a->variant_index : -1) << e.key << " x" << i;
     }
   }
+}
+
+// --- Sticky experiments ------------------------------------------------------
+
+constexpr char kStickyConfig[] = R"yaml(
+attributes:
+  country: string
+holdout: {fraction: 0.2, salt: hold}
+layers:
+  shelf: {unit: user_id}
+features:
+  - {key: color, type: string, default: grey}
+  - {key: size, type: number, default: 0}
+experiments:
+  - key: paint
+    status: running
+    sticky: true
+    traffic: 0.3
+    targeting: {attribute: country, eq: NL}
+    layer: shelf
+    layer_range: [0, 0.5]
+    variants:
+      - {key: red, weight: 9, features: {color: red}}
+      - {key: blue, weight: 1, features: {color: blue}}
+    qa_overrides:
+      red: [qa-1]
+  - key: sizing
+    status: running
+    variants:
+      - {key: small, weight: 1, features: {size: 1}}
+      - {key: large, weight: 1, features: {size: 2}}
+  - key: paused_paint
+    status: paused
+    sticky: true
+    variants:
+      - {key: a, weight: 1, features: {color: paused}}
+)yaml";
+
+class StickyAssignerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = Load(kStickyConfig);
+    ASSERT_NE(config_, nullptr);
+    paint_ = config_->FindExperiment("paint");
+    sizing_ = config_->FindExperiment("sizing");
+  }
+  // Whether a Dutch unit passes every check of `paint` before traffic, from
+  // the spec's hashes: not held out (holdout bucket >= 2000) and in the first
+  // half of layer `shelf`.
+  static bool Eligible(const std::string& id) {
+    return Bucket(HashPurpose::kHoldout, "hold", id) >= 2000 &&
+           Bucket(HashPurpose::kLayer, "shelf", id) < 5000;
+  }
+  static Unit Dutch(const std::string& id) {
+    return User(id, {{"country", std::string("NL")}});
+  }
+  std::vector<StickyLookup> Lookups(const Unit& unit, AssignOptions options = {}) {
+    absl::StatusOr<std::vector<StickyLookup>> l = StickyLookups(*config_, unit, options);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return l.ok() ? *l : std::vector<StickyLookup>{};
+  }
+  AssignResult MustAssign(const Unit& unit, AssignOptions options = {}) {
+    absl::StatusOr<AssignResult> r = Assign(*config_, unit, options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : AssignResult{};
+  }
+  std::shared_ptr<const Config> config_;
+  const Experiment* paint_ = nullptr;
+  const Experiment* sizing_ = nullptr;
+};
+
+TEST_F(StickyAssignerTest, RecordedVariantWinsOverWeightsAndTrafficWithItsFeatures) {
+  int eligible = 0, outside_traffic = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string id = absl::StrCat("s", i);
+    AssignOptions options;
+    // Blue has 10% of 30% traffic, so the hash alone would rarely give it.
+    options.recorded_variants[paint_] = 1;
+    const AssignResult r = MustAssign(Dutch(id), options);
+    const ExperimentAssignment* a = Find(r, "paint");
+    if (!Eligible(id)) {
+      EXPECT_EQ(a, nullptr) << id << ": the record must not bypass holdout or layer";
+      continue;
+    }
+    ++eligible;
+    if (Bucket(HashPurpose::kVariant, "paint", id) >= 3000) ++outside_traffic;
+    ASSERT_NE(a, nullptr) << id;
+    EXPECT_EQ(a->variant_index, 1) << id;
+    EXPECT_EQ(a->reason, AssignmentReason::kSticky) << id;
+    const ResolvedFeature* color = FindFeature(r, "color");
+    EXPECT_EQ(color->value->text, "blue") << id;
+    EXPECT_EQ(color->source, FeatureSource::kExperiment) << id;
+    EXPECT_EQ(color->variant_index, 1) << id;
+  }
+  // The sample covers units the traffic cut would have dropped.
+  EXPECT_GT(eligible, 500);
+  EXPECT_GT(outside_traffic, 200);
+}
+
+TEST_F(StickyAssignerTest, RecordsOfNonStickyExperimentsAndUnknownIndexesAreIgnored) {
+  for (int i = 0; i < 500; ++i) {
+    const std::string id = absl::StrCat("n", i);
+    const AssignResult plain = MustAssign(Dutch(id));
+    const ExperimentAssignment* sizing = Find(plain, "sizing");  // null if held out
+    for (int bad : {-1, 2, 7}) {
+      AssignOptions options;
+      options.recorded_variants[paint_] = bad;
+      options.recorded_variants[sizing_] = sizing ? 1 - sizing->variant_index : 0;
+      const AssignResult r = MustAssign(Dutch(id), options);
+      ASSERT_EQ(r.assignments.size(), plain.assignments.size()) << id;
+      for (size_t k = 0; k < r.assignments.size(); ++k) {
+        EXPECT_EQ(r.assignments[k].variant_index, plain.assignments[k].variant_index) << id;
+        EXPECT_EQ(r.assignments[k].reason, AssignmentReason::kBucketed) << id;
+      }
+    }
+  }
+}
+
+TEST_F(StickyAssignerTest, QaOverrideStillBeatsTheRecord) {
+  AssignOptions options;
+  options.recorded_variants[paint_] = 1;
+  const AssignResult r = MustAssign(Dutch("qa-1"), options);
+  const ExperimentAssignment* a = Find(r, "paint");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->variant_index, 0);
+  EXPECT_EQ(a->reason, AssignmentReason::kQaOverride);
+  EXPECT_TRUE(Lookups(Dutch("qa-1")).empty());
+}
+
+TEST_F(StickyAssignerTest, TargetingStillDropsARecordedUnit) {
+  for (int i = 0; i < 300; ++i) {
+    const std::string id = absl::StrCat("t", i);
+    AssignOptions options;
+    options.recorded_variants[paint_] = 1;
+    const Unit german = User(id, {{"country", std::string("DE")}});
+    EXPECT_EQ(Find(MustAssign(german, options), "paint"), nullptr) << id;
+    EXPECT_TRUE(Lookups(german).empty()) << id;
+  }
+}
+
+TEST_F(StickyAssignerTest, LookupsNameExactlyTheStickyExperimentsAssignWouldConsult) {
+  int looked_up = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = absl::StrCat("l", i);
+    const std::vector<StickyLookup> all = Lookups(Dutch(id));
+    // Never the non-sticky or the paused sticky experiment.
+    ASSERT_LE(all.size(), 1u);
+    EXPECT_EQ(all.size() == 1, Eligible(id)) << id;
+    if (all.size() == 1) {
+      ++looked_up;
+      EXPECT_EQ(all[0].experiment, paint_);
+      EXPECT_EQ(all[0].unit_id, id);
+    }
+    // Filters: only experiments Assign evaluates are looked up.
+    AssignOptions only_sizing;
+    only_sizing.experiment_keys = {"sizing"};
+    EXPECT_TRUE(Lookups(Dutch(id), only_sizing).empty()) << id;
+    AssignOptions color_feature;
+    color_feature.feature_keys = {"color"};
+    EXPECT_EQ(Lookups(Dutch(id), color_feature).size(), all.size()) << id;
+  }
+  EXPECT_GT(looked_up, 400);
+  // A unit without the id type needs no lookup.
+  Unit device;
+  device.ids["device_id"] = "d-1";
+  device.attributes["country"] = std::string("NL");
+  EXPECT_TRUE(Lookups(device).empty());
+  // Filter errors are Assign's.
+  AssignOptions typo;
+  typo.experiment_keys = {"paintt"};
+  EXPECT_EQ(StickyLookups(*config_, Dutch("x"), typo).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
+  int sticky = 0;
+  for (int i = 0; i < 1500; ++i) {
+    const std::string id = absl::StrCat("e", i);
+    const Unit unit = Dutch(id);
+    if (Lookups(unit).empty()) continue;
+    // Cycle through: recorded blue, never exposed, a dropped variant, a
+    // store error.
+    const int kind = i % 4;
+    AssignOptions options;
+    absl::StatusOr<std::optional<int>> recorded = std::optional<int>();
+    if (kind == 0) recorded = std::optional<int>(1);
+    if (kind == 2) recorded = std::optional<int>(5);
+    if (kind == 3) recorded = absl::UnavailableError("Redis at 127.0.0.1:1 is down");
+    if (recorded.ok() && recorded->has_value()) options.recorded_variants[paint_] = **recorded;
+    const AssignResult r = MustAssign(unit, options);
+    const ExperimentAssignment* a = Find(r, "paint");
+    absl::StatusOr<ExplainResult> x = Explain(*config_, unit, "paint", absl::Now(), &recorded);
+    ASSERT_TRUE(x.ok()) << x.status();
+    ASSERT_EQ(x->variant_index, a ? a->variant_index : -1) << id;
+    if (a != nullptr) {
+      EXPECT_EQ(x->reason, a->reason) << id;
+    }
+    const ExplainStep* step = nullptr;
+    for (const ExplainStep& s : x->steps) {
+      if (s.check == "sticky") step = &s;
+    }
+    ASSERT_NE(step, nullptr) << id;
+    switch (kind) {
+      case 0:
+        ++sticky;
+        EXPECT_EQ(x->reason, AssignmentReason::kSticky);
+        EXPECT_THAT(step->detail, HasSubstr("first exposed to variant 'blue'"));
+        EXPECT_EQ(x->steps.back().check, "sticky");
+        break;
+      case 1:
+        EXPECT_TRUE(step->passed);
+        EXPECT_THAT(step->detail, HasSubstr("no recorded exposure"));
+        break;
+      case 2:
+        EXPECT_THAT(step->detail, HasSubstr("index 5 is not among the 2 variants"));
+        break;
+      case 3:
+        EXPECT_FALSE(step->passed);
+        EXPECT_THAT(step->detail, HasSubstr("Redis at 127.0.0.1:1 is down"));
+        break;
+    }
+    if (kind != 0) {
+      EXPECT_EQ(x->steps.back().check, "traffic") << id;
+    }
+  }
+  EXPECT_GT(sticky, 50);
 }
 
 }  // namespace

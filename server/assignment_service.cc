@@ -1,21 +1,154 @@
 #include "server/assignment_service.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <exception>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "server/assigner.h"
 #include "server/config.h"
 
 namespace abexp {
+
+// Reads recorded variants for sticky lookups, and turns store failures into
+// per-lookup statuses, a rate-limited log line and a short pause; it never
+// fails a call. Thread-safe.
+class StickyReader {
+ public:
+  explicit StickyReader(StickyOptions options) : options_(std::move(options)) {
+    if (!options_.log) {
+      options_.log = [](absl::string_view line) {
+        std::fprintf(stderr, "%s\n", std::string(line).c_str());
+      };
+    }
+  }
+
+  // One result per lookup, in order, from one store call.
+  std::vector<RecordedVariantResult> Read(
+      const Config& config, absl::Span<const StickyLookup> lookups)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    if (lookups.empty()) return {};
+    if (options_.store == nullptr) {
+      // A server built without a store: nothing to warn about per call.
+      return std::vector<RecordedVariantResult>(
+          lookups.size(),
+          absl::FailedPreconditionError(
+              "this abexp-server has no event store to read recorded "
+              "exposures from, so sticky experiments are bucketed by hash"));
+    }
+    absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      if (now < paused_until_) {
+        unlogged_failures_ += static_cast<int64_t>(lookups.size());
+        return std::vector<RecordedVariantResult>(
+            lookups.size(), absl::UnavailableError(absl::StrCat(
+                                "sticky lookups are paused until ",
+                                absl::FormatTime("%H:%M:%E3SZ", paused_until_,
+                                                 absl::UTCTimeZone()),
+                                " after the event store failed with ",
+                                pause_reason_.ToString())));
+      }
+    }
+    // std::map: the queries point at its layouts, which must not move.
+    std::map<const Experiment*, ExperimentLayout> layouts;
+    for (const StickyLookup& l : lookups) {
+      if (!layouts.count(l.experiment)) {
+        layouts.emplace(l.experiment, LayoutOf(config, *l.experiment));
+      }
+    }
+    std::vector<RecordedVariantQuery> queries;
+    queries.reserve(lookups.size());
+    for (const StickyLookup& l : lookups) {
+      queries.push_back({&layouts.at(l.experiment), l.unit_id});
+    }
+    std::vector<RecordedVariantResult> results =
+        options_.store->RecordedVariants(queries);
+    if (results.size() != lookups.size()) {
+      // A store breaking its contract must not take the call down.
+      results.assign(lookups.size(),
+                     absl::InternalError(absl::StrFormat(
+                         "the event store answered %d of %d sticky lookups",
+                         results.size(), lookups.size())));
+    }
+    ReportFailures(lookups, results, now);
+    return results;
+  }
+
+ private:
+  void ReportFailures(absl::Span<const StickyLookup> lookups,
+                      const std::vector<RecordedVariantResult>& results,
+                      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_) {
+    int64_t failures = 0;
+    absl::Status first;
+    std::set<std::string> experiments;
+    bool store_down = false;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) continue;
+      const absl::Status& s = results[i].status();
+      if (first.ok()) first = s;
+      ++failures;
+      experiments.insert(lookups[i].experiment->key);
+      store_down =
+          store_down || absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+    }
+    if (failures == 0) return;
+    std::string line;
+    {
+      absl::MutexLock lock(&mu_);
+      if (store_down) {
+        paused_until_ = now + options_.retry_after;
+        pause_reason_ = first;
+      }
+      if (now < next_log_) {
+        unlogged_failures_ += failures;
+        return;
+      }
+      line = absl::StrCat(
+          "warning: sticky assignment could not read the recorded variants "
+          "of experiment(s) ",
+          absl::StrJoin(experiments, ", "), ": ", first.ToString(),
+          "; serving the variants computed from the config instead (an "
+          "exposed unit may see another variant than before)",
+          store_down ? absl::StrCat("; retrying in ",
+                                    absl::FormatDuration(options_.retry_after))
+                     : std::string(),
+          unlogged_failures_ > 0
+              ? absl::StrCat(" (", unlogged_failures_,
+                             " more lookups were not served from the record "
+                             "since the last such line)")
+              : std::string());
+      unlogged_failures_ = 0;
+      next_log_ = now + options_.log_interval;
+    }
+    options_.log(line);
+  }
+
+  StickyOptions options_;
+  absl::Mutex mu_;
+  absl::Time paused_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Status pause_reason_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t unlogged_failures_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 namespace {
 
 // ---- proto -> core ----
@@ -98,6 +231,8 @@ v1::AssignmentReason ReasonToProto(AssignmentReason reason) {
       return v1::ASSIGNMENT_REASON_QA_OVERRIDE;
     case AssignmentReason::kRollout:
       return v1::ASSIGNMENT_REASON_ROLLOUT;
+    case AssignmentReason::kSticky:
+      return v1::ASSIGNMENT_REASON_STICKY;
   }
   return v1::ASSIGNMENT_REASON_UNSPECIFIED;
 }
@@ -281,14 +416,54 @@ std::vector<std::string> ToVector(
 
 // ---- the calls ----
 
-// Records an exposure for each bucketed assignment; QA overrides and
-// rollouts are never counted. Returns why that failed, or "".
+// Whether any experiment of the config is sticky: otherwise no call looks
+// anything up.
+bool HasSticky(const Config& config) {
+  return std::any_of(config.experiments.begin(), config.experiments.end(),
+                     [](const Experiment& e) { return e.sticky; });
+}
+
+// Reads, in one store call, the recorded variants each unit's Assign would
+// consult, into (*recorded)[i] for units[i]. Store failures leave a unit's
+// map without the experiment (the variant is computed). Errors: those
+// Assign would return for the units and options.
+absl::Status ReadRecordedVariants(
+    const Config& config, absl::Span<const Unit> units,
+    const AssignOptions& options, StickyReader* sticky,
+    std::vector<absl::flat_hash_map<const Experiment*, int>>* recorded) {
+  recorded->assign(units.size(), {});
+  if (!HasSticky(config)) return absl::OkStatus();
+  std::vector<StickyLookup> lookups;
+  std::vector<size_t> unit_of;  // lookups[i] is for units[unit_of[i]]
+  for (size_t u = 0; u < units.size(); ++u) {
+    absl::StatusOr<std::vector<StickyLookup>> mine =
+        StickyLookups(config, units[u], options);
+    if (!mine.ok()) return mine.status();
+    for (StickyLookup& l : *mine) {
+      lookups.push_back(std::move(l));
+      unit_of.push_back(u);
+    }
+  }
+  std::vector<RecordedVariantResult> results = sticky->Read(config, lookups);
+  for (size_t i = 0; i < lookups.size(); ++i) {
+    if (results[i].ok() && results[i]->has_value()) {
+      (*recorded)[unit_of[i]][lookups[i].experiment] = **results[i];
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Records an exposure for each bucketed or sticky assignment; QA overrides
+// and rollouts are never counted. Returns why that failed, or "".
 std::string RecordAssignedExposures(const Config& config, const Unit& unit,
                                     const AssignResult& result, absl::Time now,
                                     const Recorder* recorder) {
   std::vector<ExposureInput> exposures;
   for (const ExperimentAssignment& a : result.assignments) {
-    if (a.reason != AssignmentReason::kBucketed) continue;
+    if (a.reason != AssignmentReason::kBucketed &&
+        a.reason != AssignmentReason::kSticky) {
+      continue;
+    }
     ExposureInput x;
     x.experiment_key = a.experiment->key;
     x.unit.ids = unit.ids;
@@ -311,7 +486,7 @@ std::string RecordAssignedExposures(const Config& config, const Unit& unit,
 }
 
 absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
-                      const v1::AssignRequest& request,
+                      StickyReader* sticky, const v1::AssignRequest& request,
                       v1::AssignResponse* response) {
   std::shared_ptr<const Config> config = store.Snapshot();
   absl::StatusOr<Unit> unit =
@@ -321,6 +496,13 @@ absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
   options.experiment_keys = ToVector(request.experiment_keys());
   options.feature_keys = ToVector(request.feature_keys());
   options.now = absl::Now();
+  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
+  if (absl::Status s =
+          ReadRecordedVariants(*config, {*unit}, options, sticky, &recorded);
+      !s.ok()) {
+    return s;
+  }
+  options.recorded_variants = std::move(recorded[0]);
   absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
   if (!result.ok()) return result.status();
   AssignResultToProto(*config, *result, response);
@@ -331,7 +513,7 @@ absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
   return absl::OkStatus();
 }
 
-absl::Status DoBatchAssign(const ConfigStore& store,
+absl::Status DoBatchAssign(const ConfigStore& store, StickyReader* sticky,
                            const v1::BatchAssignRequest& request,
                            v1::BatchAssignResponse* response) {
   if (request.units_size() > kMaxBatchUnits) {
@@ -373,8 +555,17 @@ absl::Status DoBatchAssign(const ConfigStore& store,
       }
     }
   }
+  // Every unit's sticky lookups in one store call.
+  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
+  if (absl::Status s =
+          ReadRecordedVariants(*config, units, options, sticky, &recorded);
+      !s.ok()) {
+    return s;
+  }
   response->set_config_version(config->version);
-  for (const Unit& unit : units) {
+  for (size_t i = 0; i < units.size(); ++i) {
+    const Unit& unit = units[i];
+    options.recorded_variants = std::move(recorded[i]);
     absl::StatusOr<AssignResult> result = abexp::Assign(*config, unit, options);
     if (!result.ok()) return result.status();
     AssignResultToProto(*config, *result, response->add_results());
@@ -382,7 +573,7 @@ absl::Status DoBatchAssign(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-absl::Status DoExplain(const ConfigStore& store,
+absl::Status DoExplain(const ConfigStore& store, StickyReader* sticky,
                        const v1::ExplainAssignmentRequest& request,
                        v1::ExplainAssignmentResponse* response) {
   if (request.experiment_key().empty()) {
@@ -394,8 +585,23 @@ absl::Status DoExplain(const ConfigStore& store,
   absl::StatusOr<Unit> unit =
       RequiredUnit(*config, request.has_unit(), request.unit());
   if (!unit.ok()) return unit.status();
+  const absl::Time now = absl::Now();
+  // The same lookup Assign would make, so both give the same variant.
+  std::optional<RecordedVariantResult> recorded;
+  const Experiment* e = config->FindExperiment(request.experiment_key());
+  if (e != nullptr && e->sticky) {
+    AssignOptions options;
+    options.experiment_keys = {e->key};
+    options.now = now;
+    absl::StatusOr<std::vector<StickyLookup>> lookups =
+        StickyLookups(*config, *unit, options);
+    if (lookups.ok() && !lookups->empty()) {
+      recorded = std::move(sticky->Read(*config, *lookups)[0]);
+    }
+  }
   absl::StatusOr<ExplainResult> result =
-      abexp::Explain(*config, *unit, request.experiment_key(), absl::Now());
+      abexp::Explain(*config, *unit, request.experiment_key(), now,
+                     recorded.has_value() ? &*recorded : nullptr);
   if (!result.ok()) return result.status();
   ExplainToProto(*config, *unit, *result, response);
   return absl::OkStatus();
@@ -469,8 +675,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
-grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
-                                       const std::function<absl::Status()>& fn) {
+grpc::ServerUnaryReactor* RunUnaryCall(
+    std::atomic<int>* in_flight, const std::function<absl::Status()>& fn) {
   auto* reactor = new CountedReactor(in_flight);
   absl::Status status;
   try {
@@ -484,41 +690,54 @@ grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
 }
 
 AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
-                                             const Recorder* recorder)
-    : store_(store), recorder_(recorder) {}
+                                             const Recorder* recorder,
+                                             StickyOptions sticky)
+    : store_(store),
+      recorder_(recorder),
+      sticky_(std::make_unique<StickyReader>(std::move(sticky))) {}
+
+AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const v1::AssignRequest* request,
     v1::AssignResponse* response) {
   return RunUnaryCall(&in_flight_, [&] {
-    return DoAssign(*store_, recorder_, *request, response);
+    return DoAssign(*store_, recorder_, sticky_.get(), *request, response);
   });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const v1::BatchAssignRequest* request,
     v1::BatchAssignResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] { return DoBatchAssign(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] {
+    return DoBatchAssign(*store_, sticky_.get(), *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::CallbackServerContext* context,
     const v1::ExplainAssignmentRequest* request,
     v1::ExplainAssignmentResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] { return DoExplain(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] {
+    return DoExplain(*store_, sticky_.get(), *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context,
     const v1::ListExperimentsRequest* request,
     v1::ListExperimentsResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] { return DoListExperiments(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] {
+    return DoListExperiments(*store_, *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context,
     const v1::GetExperimentRequest* request, v1::Experiment* response) {
-  return RunUnaryCall(&in_flight_, [&] { return DoGetExperiment(*store_, *request, response); });
+  return RunUnaryCall(&in_flight_, [&] {
+    return DoGetExperiment(*store_, *request, response);
+  });
 }
 
 }  // namespace abexp

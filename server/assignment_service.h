@@ -6,18 +6,30 @@
 // reload never tears a response; every response carries that snapshot's
 // config_version. Schedules (start/end) are checked against absl::Now().
 //
+// Sticky experiments (sticky: true) are the only ones that read storage:
+// for the experiments StickyLookups (assigner.h) names, each call reads the
+// units' recorded variants in one EventStore::RecordedVariants call (one
+// Redis round trip, however many experiments and units) and serves them
+// with reason STICKY. A store failure never fails a call: the variants are
+// then computed from the config, the failure is logged (rate-limited) and
+// ExplainAssignment shows it in its "sticky" step.
+//
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_ASSIGNMENT_SERVICE_H_
 #define ABEXP_SERVER_ASSIGNMENT_SERVICE_H_
 
 #include <atomic>
 #include <functional>
+#include <memory>
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/config_store.h"
+#include "server/event_store.h"
 #include "server/recorder.h"
 
 namespace abexp {
@@ -35,15 +47,38 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
                                        const std::function<absl::Status()>& fn);
 
+// How the service reads the recorded variants of sticky experiments.
+struct StickyOptions {
+  // Where exposures are recorded (the Recorder's store). Null: nowhere, and
+  // sticky experiments are bucketed by hash like the others. Not owned.
+  EventStore* store = nullptr;
+  // Receives a warning line when lookups fail, at most one per
+  // log_interval (with a count of the failures not logged). Default (empty):
+  // the line is written to stderr.
+  std::function<void(absl::string_view)> log;
+  // Default: 10s.
+  absl::Duration log_interval = absl::Seconds(10);
+  // After the store fails with UNAVAILABLE or DEADLINE_EXCEEDED, calls skip
+  // the lookups for this long and serve computed variants, so a hung Redis
+  // holds up about one call per interval for its command timeout rather than
+  // every call. Default: 1s.
+  absl::Duration retry_after = absl::Seconds(1);
+};
+
+class StickyReader;
+
 class AssignmentServiceImpl final
     : public v1::AssignmentService::CallbackService {
  public:
   // `recorder` records the exposures of Assign calls that ask for it
   // (record_exposure); null means this server does not record, and such
-  // calls report it in exposure_error.
-  // REQUIRES: store and recorder outlive this service.
+  // calls report it in exposure_error. `sticky` says where recorded variants
+  // of sticky experiments are read; pass the Recorder's store.
+  // REQUIRES: store, recorder and sticky.store outlive this service.
   explicit AssignmentServiceImpl(const ConfigStore* store,
-                                 const Recorder* recorder = nullptr);
+                                 const Recorder* recorder = nullptr,
+                                 StickyOptions sticky = {});
+  ~AssignmentServiceImpl() override;
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
   AssignmentServiceImpl& operator=(const AssignmentServiceImpl&) = delete;
@@ -75,6 +110,7 @@ class AssignmentServiceImpl final
  private:
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null
+  const std::unique_ptr<StickyReader> sticky_;
   std::atomic<int> in_flight_{0};
 };
 

@@ -1,0 +1,352 @@
+// Sticky experiments end to end: a real abexp-server, a real redis-server
+// and real gRPC on loopback. Units exposed through RecordExposures keep their
+// variant when the weights change (config rewritten, SIGHUP), units never
+// exposed follow the new weights, a non-sticky experiment moves units, and
+// with Redis killed or hung Assign still answers with computed variants.
+//
+// Expected variants come from the bucketing spec (docs/bucketing.md),
+// computed here with XXH3 directly: weights w1:w2 split the variant buckets
+// at 10000 * w1 / (w1 + w2).
+#include <signal.h>
+#include <xxhash.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abexp/v1/assignment.grpc.pb.h"
+#include "abexp/v1/recording.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/redis_process.h"
+#include "tests/server_process.h"
+
+namespace abexp {
+namespace {
+
+using ::abexp::testing::RedisProcess;
+using ::abexp::testing::RedisProcessOptions;
+using ::abexp::testing::ServerProcess;
+using ::abexp::testing::TempDir;
+using ::testing::HasSubstr;
+
+// `paint` is sticky and sets color; `sizing` is not and sets size. Both are
+// split w1:w2.
+std::string ConfigYaml(int w1, int w2) {
+  return absl::StrFormat(R"yaml(
+features:
+  - {key: color, type: string, default: grey}
+  - {key: size, type: number, default: 0}
+experiments:
+  - key: paint
+    status: running
+    sticky: true
+    variants:
+      - {key: red, weight: %d, features: {color: red}}
+      - {key: blue, weight: %d, features: {color: blue}}
+  - key: sizing
+    status: running
+    variants:
+      - {key: small, weight: %d, features: {size: 1}}
+      - {key: large, weight: %d, features: {size: 2}}
+)yaml",
+                         w1, w2, w1, w2);
+}
+
+// docs/bucketing.md, sections 1 and 2.
+uint32_t SpecVariantBucket(const std::string& salt, const std::string& id) {
+  std::string input;
+  for (const std::string& field : {std::string("variant"), salt, id}) {
+    const uint32_t n = static_cast<uint32_t>(field.size());
+    for (int i = 0; i < 4; ++i)
+      input.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+    input += field;
+  }
+  return static_cast<uint32_t>(XXH3_64bits(input.data(), input.size()) % 10000);
+}
+
+std::string BySpec(const std::string& salt, const std::string& id, int w1,
+                   int w2, const std::string& first,
+                   const std::string& second) {
+  const uint32_t split = static_cast<uint32_t>(10000 * w1 / (w1 + w2));
+  return SpecVariantBucket(salt, id) < split ? first : second;
+}
+
+std::string VersionOf(const std::string& text) {
+  return absl::StrFormat("%016x", XXH3_64bits(text.data(), text.size()));
+}
+
+v1::Unit User(const std::string& id) {
+  v1::Unit unit;
+  (*unit.mutable_ids())["user_id"] = id;
+  return unit;
+}
+
+std::optional<v1::Assignment> FindAssignment(const v1::AssignResponse& r,
+                                             const std::string& experiment) {
+  for (const v1::Assignment& a : r.assignments()) {
+    if (a.experiment_key() == experiment) return a;
+  }
+  return std::nullopt;
+}
+
+std::optional<v1::ExplainStep> FindStep(const v1::ExplainAssignmentResponse& r,
+                                        const std::string& check) {
+  for (const v1::ExplainStep& s : r.steps()) {
+    if (s.check() == check) return s;
+  }
+  return std::nullopt;
+}
+
+class StickyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Every acknowledged exposure must survive the Redis kill below.
+    RedisProcessOptions redis_options;
+    redis_options.appendfsync = "always";
+    absl::StatusOr<std::unique_ptr<RedisProcess>> redis =
+        RedisProcess::Start(redis_options);
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+    config_path_ = dir_.Write("experiments.yaml", ConfigYaml(50, 50));
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        ServerProcess::Start(config_path_, {"--redis=" + redis_->address()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(server_->address(),
+                                       grpc::InsecureChannelCredentials());
+    assign_ = v1::AssignmentService::NewStub(channel);
+    record_ = v1::RecordingService::NewStub(channel);
+  }
+
+  // Generous deadlines: a hung Redis holds a call for its 2s timeout, and
+  // the machine may be loaded.
+  static void SetDeadline(grpc::ClientContext* context) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  }
+
+  v1::AssignResponse Assign(const std::string& id) {
+    v1::AssignRequest request;
+    *request.mutable_unit() = User(id);
+    v1::AssignResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = assign_->Assign(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << id << ": " << s.error_message();
+    return response;
+  }
+
+  v1::ExplainAssignmentResponse Explain(const std::string& id,
+                                        const std::string& experiment) {
+    v1::ExplainAssignmentRequest request;
+    *request.mutable_unit() = User(id);
+    request.set_experiment_key(experiment);
+    v1::ExplainAssignmentResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = assign_->ExplainAssignment(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+
+  // Records, through RecordExposures, that each unit was shown the variant
+  // given for it; every exposure must be RECORDED.
+  void Expose(const std::string& experiment,
+              const std::map<std::string, std::string>& variant_by_unit) {
+    v1::RecordExposuresRequest request;
+    for (const auto& [id, variant] : variant_by_unit) {
+      v1::ExposureRecord* x = request.add_exposures();
+      x->set_experiment_key(experiment);
+      *x->mutable_unit() = User(id);
+      x->set_variant_key(variant);
+    }
+    v1::RecordExposuresResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = record_->RecordExposures(&context, request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(response.results_size(), request.exposures_size());
+    for (int i = 0; i < response.results_size(); ++i) {
+      ASSERT_EQ(response.results(i).outcome(), v1::RECORD_OUTCOME_RECORDED)
+          << request.exposures(i).DebugString();
+    }
+  }
+
+  // Rewrites the config file and reloads it with SIGHUP.
+  void ReloadWith(const std::string& yaml) {
+    dir_.Write("experiments.yaml", yaml);
+    ASSERT_TRUE(server_->Signal(SIGHUP).ok());
+    absl::Status reloaded = server_->WaitForStderr(
+        absl::StrCat("config reloaded version=", VersionOf(yaml)),
+        absl::Seconds(30));
+    ASSERT_TRUE(reloaded.ok()) << reloaded;
+  }
+
+  // Polls Assign until `id` gets `variant` of paint as STICKY again, e.g.
+  // after Redis came back (the server reconnects with backoff).
+  void WaitUntilSticky(const std::string& id, const std::string& variant) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    std::optional<v1::Assignment> paint;
+    while (absl::Now() < deadline) {
+      paint = FindAssignment(Assign(id), "paint");
+      if (paint && paint->reason() == v1::ASSIGNMENT_REASON_STICKY) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ASSERT_TRUE(paint.has_value());
+    ASSERT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY)
+        << "stickiness did not return within 60s; server stderr:\n"
+        << server_->Stderr();
+    EXPECT_EQ(paint->variant_key(), variant);
+  }
+
+  TempDir dir_;
+  std::string config_path_;
+  std::unique_ptr<RedisProcess> redis_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<v1::AssignmentService::Stub> assign_;
+  std::unique_ptr<v1::RecordingService::Stub> record_;
+};
+
+TEST_F(StickyTest,
+       ExposedUnitsKeepTheirVariantWhenWeightsChangeOthersFollowThem) {
+  // u0..u199 are shown what Assign gives them; u200..u399 never are.
+  std::map<std::string, std::string> paint_shown, sizing_shown;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = absl::StrCat("u", i);
+    const v1::AssignResponse r = Assign(id);
+    ASSERT_TRUE(FindAssignment(r, "paint").has_value()) << id;
+    ASSERT_TRUE(FindAssignment(r, "sizing").has_value()) << id;
+    paint_shown[id] = FindAssignment(r, "paint")->variant_key();
+    sizing_shown[id] = FindAssignment(r, "sizing")->variant_key();
+  }
+  Expose("paint", paint_shown);
+  Expose("sizing", sizing_shown);
+
+  ReloadWith(ConfigYaml(10, 90));
+  int paint_kept_against_hash = 0, sizing_moved = 0;
+  for (int i = 0; i < 400; ++i) {
+    const std::string id = absl::StrCat("u", i);
+    const v1::AssignResponse r = Assign(id);
+    const std::optional<v1::Assignment> paint = FindAssignment(r, "paint");
+    const std::optional<v1::Assignment> sizing = FindAssignment(r, "sizing");
+    ASSERT_TRUE(paint.has_value()) << id;
+    ASSERT_TRUE(sizing.has_value()) << id;
+    const std::string paint_hash = BySpec("paint", id, 10, 90, "red", "blue");
+    const std::string sizing_hash =
+        BySpec("sizing", id, 10, 90, "small", "large");
+    if (i < 200) {
+      EXPECT_EQ(paint->variant_key(), paint_shown[id]) << id;
+      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
+      paint_kept_against_hash += paint_shown[id] != paint_hash;
+      sizing_moved += sizing_shown[id] != sizing_hash;
+    } else {
+      EXPECT_EQ(paint->variant_key(), paint_hash) << id;
+      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+    }
+    EXPECT_EQ(r.features().at("color").value().string_value(),
+              paint->variant_key())
+        << id;
+    EXPECT_EQ(sizing->variant_key(), sizing_hash) << id;
+    EXPECT_EQ(sizing->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+  }
+  // Moving the split from 5000 to 1000 moves about 40% of the units.
+  EXPECT_GT(paint_kept_against_hash, 40);
+  EXPECT_GT(sizing_moved, 40);
+
+  // BatchAssign and ExplainAssignment give the same answers.
+  v1::BatchAssignRequest batch_request;
+  for (int i = 0; i < 400; i += 4)
+    *batch_request.add_units() = User(absl::StrCat("u", i));
+  v1::BatchAssignResponse batch;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = assign_->BatchAssign(&context, batch_request, &batch);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(batch.results_size(), 100);
+  for (int k = 0; k < 100; ++k) {
+    const std::string id = absl::StrCat("u", 4 * k);
+    const v1::AssignResponse single = Assign(id);
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+        batch.results(k), single))
+        << id << "\nbatch: " << batch.results(k).DebugString()
+        << "\nsingle: " << single.DebugString();
+    const v1::ExplainAssignmentResponse x = Explain(id, "paint");
+    EXPECT_EQ(x.variant_key(), FindAssignment(single, "paint")->variant_key())
+        << id;
+    EXPECT_EQ(x.reason(), FindAssignment(single, "paint")->reason()) << id;
+  }
+}
+
+TEST_F(StickyTest,
+       WithRedisKilledAssignAnswersComputedVariantsAndStickinessReturns) {
+  // Variants chosen here, not by the hash, so the record visibly decides.
+  std::map<std::string, std::string> shown;
+  for (int i = 0; i < 100; ++i)
+    shown[absl::StrCat("u", i)] = i % 2 ? "blue" : "red";
+  Expose("paint", shown);
+  for (const auto& [id, variant] : shown) {
+    const std::optional<v1::Assignment> paint =
+        FindAssignment(Assign(id), "paint");
+    ASSERT_TRUE(paint.has_value()) << id;
+    EXPECT_EQ(paint->variant_key(), variant) << id;
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
+  }
+
+  ASSERT_TRUE(redis_->Kill().ok());
+  for (const auto& [id, variant] : shown) {
+    const std::optional<v1::Assignment> paint =
+        FindAssignment(Assign(id), "paint");
+    ASSERT_TRUE(paint.has_value()) << id;
+    EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"))
+        << id;
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+  }
+  const std::optional<v1::ExplainStep> step =
+      FindStep(Explain("u1", "paint"), "sticky");
+  ASSERT_TRUE(step.has_value());
+  EXPECT_FALSE(step->passed());
+  EXPECT_THAT(step->detail(), HasSubstr("UNAVAILABLE"));
+  EXPECT_TRUE(server_
+                  ->WaitForStderr("warning: sticky assignment could not read",
+                                  absl::Seconds(30))
+                  .ok())
+      << server_->Stderr();
+
+  ASSERT_TRUE(redis_->Restart().ok()) << redis_->Log();
+  WaitUntilSticky("u1", "blue");
+  for (const auto& [id, variant] : shown) {
+    const std::optional<v1::Assignment> paint =
+        FindAssignment(Assign(id), "paint");
+    ASSERT_TRUE(paint.has_value()) << id;
+    EXPECT_EQ(paint->variant_key(), variant) << id;
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
+  }
+}
+
+TEST_F(StickyTest, WithRedisHungAssignStillAnswers) {
+  Expose("paint", {{"u1", "blue"}, {"u2", "red"}});
+  WaitUntilSticky("u1", "blue");
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  for (const std::string id : {"u1", "u2", "u3"}) {
+    const std::optional<v1::Assignment> paint =
+        FindAssignment(Assign(id), "paint");
+    ASSERT_TRUE(paint.has_value()) << id;
+    EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"))
+        << id;
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+  }
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  WaitUntilSticky("u1", "blue");
+  WaitUntilSticky("u2", "red");
+}
+
+}  // namespace
+}  // namespace abexp
