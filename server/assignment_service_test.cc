@@ -29,11 +29,14 @@
 #include "server/config_store.h"
 #include "server/memory_event_store.h"
 #include "server/recorder.h"
+#include "tests/recording_test_util.h"
 #include "tests/server_process.h"
 
 namespace abexp {
 namespace {
 
+using ::abexp::testing::FindAssignment;
+using ::abexp::testing::FindStep;
 using ::abexp::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -189,23 +192,6 @@ std::string BySpec(const std::string& salt, const std::string& id, int w1,
                    const std::string& second) {
   const uint32_t split = static_cast<uint32_t>(10000 * w1 / (w1 + w2));
   return VariantBucket(salt, id) < split ? first : second;
-}
-
-// Copies, so that they may be taken from a temporary response.
-std::optional<v1::Assignment> FindAssignment(const v1::AssignResponse& r,
-                                             const std::string& experiment) {
-  for (const v1::Assignment& a : r.assignments()) {
-    if (a.experiment_key() == experiment) return a;
-  }
-  return std::nullopt;
-}
-
-std::optional<v1::ExplainStep> FindStep(const v1::ExplainAssignmentResponse& r,
-                                        const std::string& check) {
-  for (const v1::ExplainStep& s : r.steps()) {
-    if (s.check() == check) return s;
-  }
-  return std::nullopt;
 }
 
 class StickyServiceTest : public ::testing::Test {

@@ -30,20 +30,19 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/config_parser.h"
 #include "server/event_store.h"
-#include "server/redis_connection.h"
-#include "server/redis_event_store.h"
-#include "tests/redis_process.h"
-#include "tests/server_process.h"
+#include "tests/recording_test_util.h"
 
 namespace abexp {
 namespace {
 
-using ::abexp::testing::RedisProcess;
-using ::abexp::testing::RedisProcessOptions;
-using ::abexp::testing::ServerProcess;
-using ::abexp::testing::TempDir;
+using ::abexp::testing::Eventually;
+using ::abexp::testing::FigureDiffs;
+using ::abexp::testing::MetricOf;
+using ::abexp::testing::RecordingServerTest;
+using ::abexp::testing::SetDeadline;
+using ::abexp::testing::ToProto;
+using ::abexp::testing::User;
 
 // One event feeds all three metrics' kinds: order_completed converts
 // (binomial), adds revenue (sum) and the ratio's numerator; page_viewed only
@@ -72,26 +71,11 @@ experiments:
     primary_metric: order_conversion
 )yaml";
 
-constexpr char kPrefix[] = "durability";
 constexpr int kUnits = 20000;
 constexpr int kEvents = 100000;
 constexpr int kBatch = 1000;
 constexpr int kSenders = 2;
 const char* const kVariants[] = {"control", "treatment"};
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp p;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  p.set_seconds(nanos / 1000000000);
-  p.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return p;
-}
-
-v1::Unit User(int unit) {
-  v1::Unit u;
-  (*u.mutable_ids())["user_id"] = absl::StrCat("user-", unit);
-  return u;
-}
 
 // One generated event, before it becomes a proto.
 struct GeneratedEvent {
@@ -143,7 +127,7 @@ Workload Generate() {
     if (u % kBatch == 0) w.exposure_batches.emplace_back();
     v1::ExposureRecord* x = w.exposure_batches.back().add_exposures();
     x->set_experiment_key("checkout");
-    *x->mutable_unit() = User(u);
+    *x->mutable_unit() = User(absl::StrCat("user-", u));
     x->set_variant_key(kVariants[variant[u]]);
     *x->mutable_time() = ToProto(exposed_at);
     x->set_idempotency_key(absl::StrCat("exposure-", u));
@@ -152,7 +136,7 @@ Workload Generate() {
     if (i % kBatch == 0) w.event_batches.emplace_back();
     const GeneratedEvent& e = events[i];
     v1::EventRecord* ev = w.event_batches.back().add_events();
-    *ev->mutable_unit() = User(e.unit);
+    *ev->mutable_unit() = User(absl::StrCat("user-", e.unit));
     if (e.order) {
       ev->set_name("order_completed");
       ev->set_value(static_cast<double>(e.quarters) / 4);
@@ -195,55 +179,38 @@ Workload Generate() {
   return w;
 }
 
-// Describes every figure of `got` that differs from `want`; "" when all
-// match exactly.
-std::string Compare(const ExperimentAggregates& got,
-                    const ExpectedVariant (&want)[2],
-                    const std::string& config_version) {
-  std::vector<std::string> diffs;
-  auto check = [&](const std::string& what, long double value,
-                   long double expected) {
-    if (value != expected) {
-      diffs.push_back(absl::StrCat(what, " is ", static_cast<double>(value),
-                                   ", want ", static_cast<double>(expected)));
-    }
-  };
-  if (got.variants.size() != 2) {
-    return absl::StrCat("aggregates have ", got.variants.size(),
-                        " variants, want 2");
-  }
-  check("multi_exposed", got.multi_exposed, 0);
+// Notes every figure of `got` (two variants) that differs from `want`.
+void Compare(const ExperimentAggregates& got, const ExpectedVariant (&want)[2],
+             const std::string& config_version, FigureDiffs* diffs) {
+  diffs->Check("multi_exposed", got.multi_exposed, 0);
   auto cv = got.config_versions.find(config_version);
-  check("exposures under the config version",
-        cv == got.config_versions.end() ? 0 : cv->second, kUnits);
+  diffs->Check("exposures under the config version",
+               cv == got.config_versions.end() ? 0 : cv->second, kUnits);
   for (int v = 0; v < 2; ++v) {
     const VariantAggregate& g = got.variants[v];
     const ExpectedVariant& e = want[v];
     const std::string name = kVariants[v];
-    check(name + " exposed", g.exposed, e.exposed);
-    auto metric = [&](const std::string& key) {
-      auto it = g.metrics.find(key);
-      return it == g.metrics.end() ? MetricAggregate() : it->second;
-    };
-    const MetricAggregate conv = metric("order_conversion");
-    check(name + " order_conversion.units", conv.units, e.converted);
-    check(name + " order_conversion.sum", conv.sum, e.converted);
-    check(name + " order_conversion.sum_sq", conv.sum_sq, e.converted);
-    const MetricAggregate rev = metric("revenue");
-    check(name + " revenue.units", rev.units, e.revenue_units);
-    check(name + " revenue.sum", rev.sum, e.revenue_q / 4.0L);
-    check(name + " revenue.sum_sq", rev.sum_sq, e.revenue_sq16 / 16.0L);
-    const MetricAggregate ratio = metric("revenue_per_view");
-    check(name + " revenue_per_view.units", ratio.units, e.ratio_units);
-    check(name + " revenue_per_view.sum_num", ratio.sum_num, e.num_q / 4.0L);
-    check(name + " revenue_per_view.sum_den", ratio.sum_den, e.den);
-    check(name + " revenue_per_view.sum_num_sq", ratio.sum_num_sq,
-          e.num_sq16 / 16.0L);
-    check(name + " revenue_per_view.sum_den_sq", ratio.sum_den_sq, e.den_sq);
-    check(name + " revenue_per_view.sum_num_den", ratio.sum_num_den,
-          e.num_den_q / 4.0L);
+    diffs->Check(name + " exposed", g.exposed, e.exposed);
+    const MetricAggregate conv = MetricOf(g, "order_conversion");
+    diffs->Check(name + " order_conversion.units", conv.units, e.converted);
+    diffs->Check(name + " order_conversion.sum", conv.sum, e.converted);
+    diffs->Check(name + " order_conversion.sum_sq", conv.sum_sq, e.converted);
+    const MetricAggregate rev = MetricOf(g, "revenue");
+    diffs->Check(name + " revenue.units", rev.units, e.revenue_units);
+    diffs->Check(name + " revenue.sum", rev.sum, e.revenue_q / 4.0L);
+    diffs->Check(name + " revenue.sum_sq", rev.sum_sq, e.revenue_sq16 / 16.0L);
+    const MetricAggregate ratio = MetricOf(g, "revenue_per_view");
+    diffs->Check(name + " revenue_per_view.units", ratio.units, e.ratio_units);
+    diffs->Check(name + " revenue_per_view.sum_num", ratio.sum_num,
+                 e.num_q / 4.0L);
+    diffs->Check(name + " revenue_per_view.sum_den", ratio.sum_den, e.den);
+    diffs->Check(name + " revenue_per_view.sum_num_sq", ratio.sum_num_sq,
+                 e.num_sq16 / 16.0L);
+    diffs->Check(name + " revenue_per_view.sum_den_sq", ratio.sum_den_sq,
+                 e.den_sq);
+    diffs->Check(name + " revenue_per_view.sum_num_den", ratio.sum_num_den,
+                 e.num_den_q / 4.0L);
   }
-  return absl::StrJoin(diffs, "; ");
 }
 
 // What the clients saw, for failure messages.
@@ -370,7 +337,7 @@ class RetryingClient {
     const absl::Time give_up = absl::Now() + absl::Seconds(90);
     for (int failed = 0;; ++failed) {
       grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+      SetDeadline(&context, absl::Seconds(20));
       Response response;
       grpc::Status status =
           (stub_.get()->*method)(&context, request, &response);
@@ -441,41 +408,18 @@ const char* CrashName(Crash crash) {
   return "?";
 }
 
-class DurabilityTest : public ::testing::Test {
+class DurabilityTest : public RecordingServerTest {
  protected:
-  void SetUp() override {
-    RedisProcessOptions options;
-    options.appendfsync = "always";
-    absl::StatusOr<std::unique_ptr<RedisProcess>> redis =
-        RedisProcess::Start(options);
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
+  DurabilityTest() : RecordingServerTest(kConfig, "durability") {
+    redis_options_.appendfsync = "always";
+  }
 
-    ParseResult parsed = ParseConfig(kConfig, "experiments.yaml");
-    ASSERT_TRUE(parsed.ok());
-    config_ = parsed.config;
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RecordingServerTest::SetUp());
     // The same spool dir across restarts, so what a killed server spooled
     // is replayed by the next one.
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(
-            dir_.Write("experiments.yaml", kConfig),
-            {"--redis=" + redis_->address(),
-             absl::StrCat("--redis_prefix=", kPrefix),
-             absl::StrCat("--spool_dir=", dir_.path(), "/spool")});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-
-    RedisOptions redis_options;
-    ASSERT_TRUE(ParseRedisAddress(redis_->address(), &redis_options).ok());
-    redis_options.key_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool =
-        RedisPool::Create(redis_options);
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    pool_ = *std::move(pool);
-    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool_.get());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
+    ASSERT_NO_FATAL_FAILURE(
+        StartServer({absl::StrCat("--spool_dir=", dir_.path(), "/spool")}));
   }
 
   // Records the workload's exposures, then streams its events from
@@ -632,32 +576,24 @@ class DurabilityTest : public ::testing::Test {
   // How the aggregates in Redis differ from those `w` must produce; "" when
   // they are equal.
   std::string Differences(const Workload& w) {
-    absl::StatusOr<ExperimentAggregates> a = store_->ReadAggregates(
-        LayoutOf(*config_, *config_->FindExperiment("checkout")));
-    if (!a.ok()) {
-      return absl::StrCat("cannot read the aggregates: ",
-                          a.status().ToString());
-    }
-    return Compare(*a, w.expected, config_->version);
+    return AggregateDifferences(
+        "checkout", 2, [&](const ExperimentAggregates& a, FigureDiffs* diffs) {
+          Compare(a, w.expected, config_->version, diffs);
+        });
   }
 
   // Polls the aggregates until they match; returns the last differences
   // ("" once they match).
   std::string WaitForAggregates(const Workload& w, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      std::string diff = Differences(w);
-      if (diff.empty() || absl::Now() > deadline) return diff;
-      absl::SleepFor(absl::Milliseconds(250));
-    }
+    std::string diff;
+    Eventually(
+        [&] {
+          diff = Differences(w);
+          return diff.empty();
+        },
+        timeout, absl::Milliseconds(250));
+    return diff;
   }
-
-  TempDir dir_;
-  std::shared_ptr<const Config> config_;
-  std::unique_ptr<RedisProcess> redis_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<RedisPool> pool_;
-  std::unique_ptr<RedisEventStore> store_;
 };
 
 TEST_F(DurabilityTest, RedisKilledMidStreamCountsEveryAcknowledgedEventOnce) {

@@ -25,19 +25,15 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/config_parser.h"
 #include "server/event_store.h"
-#include "server/redis_connection.h"
-#include "server/redis_event_store.h"
-#include "tests/redis_process.h"
-#include "tests/server_process.h"
+#include "tests/recording_test_util.h"
 
 namespace abexp {
 namespace {
 
-using ::abexp::testing::RedisProcess;
-using ::abexp::testing::ServerProcess;
-using ::abexp::testing::TempDir;
+using ::abexp::testing::Eventually;
+using ::abexp::testing::RecordingServerTest;
+using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
@@ -62,15 +58,8 @@ experiments:
     primary_metric: order_conversion
 )yaml";
 
-constexpr char kPrefix[] = "sender";
 // Generous: the machine may be loaded; no test waits this long when it passes.
 constexpr absl::Duration kPatience = absl::Seconds(60);
-
-v1::Unit User(const std::string& id) {
-  v1::Unit unit;
-  (*unit.mutable_ids())["user_id"] = id;
-  return unit;
-}
 
 const char* VariantOf(int u) { return u % 2 == 0 ? "control" : "treatment"; }
 
@@ -130,64 +119,9 @@ std::unique_ptr<EventSender> MustCreate(EventSenderOptions options) {
   return sender.ok() ? *std::move(sender) : nullptr;
 }
 
-// Polls `done` until it holds or kPatience passes.
-template <typename F>
-bool Eventually(F done) {
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
-
-class EventSenderTest : public ::testing::Test {
+class EventSenderTest : public RecordingServerTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisProcess>> redis = RedisProcess::Start();
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    config_path_ = dir_.Write("experiments.yaml", kConfig);
-    ParseResult parsed = ParseConfig(kConfig, "experiments.yaml");
-    ASSERT_TRUE(parsed.ok());
-    config_ = parsed.config;
-  }
-
-  // Starts abexp-server on `listen` ("127.0.0.1:0" for any free port).
-  void StartServer(const std::string& listen = "127.0.0.1:0") {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(
-            config_path_,
-            {"--redis=" + redis_->address(),
-             absl::StrCat("--redis_prefix=", kPrefix), "--listen=" + listen});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-  }
-
-  // The checkout experiment's aggregates, read from Redis directly.
-  ExperimentAggregates ReadCheckout() {
-    RedisOptions options;
-    EXPECT_TRUE(ParseRedisAddress(redis_->address(), &options).ok());
-    options.key_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool =
-        RedisPool::Create(options);
-    EXPECT_TRUE(pool.ok()) << pool.status();
-    if (!pool.ok()) return {};
-    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool->get());
-    EXPECT_TRUE(store.ok()) << store.status();
-    if (!store.ok()) return {};
-    absl::StatusOr<ExperimentAggregates> a = (*store)->ReadAggregates(
-        LayoutOf(*config_, *config_->FindExperiment("checkout")));
-    EXPECT_TRUE(a.ok()) << a.status();
-    return a.ok() ? *a : ExperimentAggregates();
-  }
-
-  TempDir dir_;
-  std::string config_path_;
-  std::shared_ptr<const Config> config_;
-  std::unique_ptr<RedisProcess> redis_;
-  std::unique_ptr<ServerProcess> server_;
+  EventSenderTest() : RecordingServerTest(kConfig, "sender") {}
 };
 
 TEST_F(EventSenderTest, EverythingTrackedIsRecordedAfterFlushExposuresFirst) {
@@ -308,7 +242,8 @@ TEST_F(EventSenderTest, ServerDownAtFirstFlushSucceedsOnceItIsUpNothingTwice) {
     revenue[u % 2] += value;
   }
   // The sender has tried and failed at least twice.
-  ASSERT_TRUE(Eventually([&] { return sender->stats().retries >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return sender->stats().retries >= 2; },
+                         kPatience, absl::Milliseconds(20)));
   const absl::Status last_error = sender->stats().last_error;
   EXPECT_EQ(last_error.code(), absl::StatusCode::kDeadlineExceeded)
       << last_error;
@@ -320,7 +255,7 @@ TEST_F(EventSenderTest, ServerDownAtFirstFlushSucceedsOnceItIsUpNothingTwice) {
   EXPECT_THAT(std::string(early.message()), HasSubstr("not acknowledged"));
   EXPECT_EQ(sender->stats().pending, 40);
 
-  StartServer(address);
+  StartServer({"--listen=" + address});
   ASSERT_EQ(server_->address(), address);
   absl::Status flushed = sender->Flush(kPatience);
   ASSERT_TRUE(flushed.ok()) << flushed;
@@ -371,7 +306,8 @@ TEST_F(EventSenderTest,
     revenue += value;
   }
   const bool retried =
-      Eventually([&] { return sender->stats().retries >= retries_before + 2; });
+      Eventually([&] { return sender->stats().retries >= retries_before + 2; },
+                 kPatience, absl::Milliseconds(20));
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
   ASSERT_TRUE(retried);
   absl::Status flushed = sender->Flush(kPatience);

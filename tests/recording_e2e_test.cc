@@ -18,20 +18,19 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/config_parser.h"
 #include "server/event_store.h"
-#include "server/redis_connection.h"
-#include "server/redis_event_store.h"
-#include "tests/redis_process.h"
+#include "tests/recording_test_util.h"
 #include "tests/server_process.h"
 
 namespace abexp {
 namespace {
 
-using ::abexp::testing::RedisProcess;
+using ::abexp::testing::Eventually;
+using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
-using ::abexp::testing::ServerProcess;
-using ::abexp::testing::TempDir;
+using ::abexp::testing::SetDeadline;
+using ::abexp::testing::ToProto;
+using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -59,66 +58,18 @@ experiments:
     primary_metric: order_conversion
 )yaml";
 
-constexpr char kPrefix[] = "e2e";
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp p;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  p.set_seconds(nanos / 1000000000);
-  p.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return p;
-}
-
-v1::Unit User(const std::string& id) {
-  v1::Unit unit;
-  (*unit.mutable_ids())["user_id"] = id;
-  return unit;
-}
-
 // Per-variant figures computed from the inputs.
 struct Expected {
   int64_t exposed = 0;
   int64_t converted = 0;
-  double sum = 0, sum_sq = 0;          // revenue per unit
+  double sum = 0, sum_sq = 0;  // revenue per unit
   double num = 0, den = 0, num_sq = 0, den_sq = 0, num_den = 0;  // aov
 };
 
-class RecordingE2eTest : public ::testing::Test {
+class RecordingE2eTest : public RecordingServerTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisProcess>> redis = RedisProcess::Start();
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    config_path_ = dir_.Write("experiments.yaml", kConfig);
-    ParseResult parsed = ParseConfig(kConfig, "experiments.yaml");
-    ASSERT_TRUE(parsed.ok());
-    config_ = parsed.config;
-  }
-
-  void StartServer() {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(config_path_, {"--redis=" + redis_->address(),
-                                            absl::StrCat("--redis_prefix=", kPrefix)});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(),
-                                   grpc::InsecureChannelCredentials());
-    assign_ = v1::AssignmentService::NewStub(channel_);
-    record_ = v1::RecordingService::NewStub(channel_);
-  }
-
-  grpc::Status RecordEvents(const v1::RecordEventsRequest& request,
-                            v1::RecordEventsResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-    return record_->RecordEvents(&context, request, response);
-  }
-
-  grpc::Status RecordExposures(const v1::RecordExposuresRequest& request,
-                               v1::RecordExposuresResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-    return record_->RecordExposures(&context, request, response);
+  RecordingE2eTest() : RecordingServerTest(kConfig, "e2e") {
+    call_timeout_ = absl::Seconds(20);
   }
 
   grpc::Status Assign(const std::string& user, bool record,
@@ -127,39 +78,13 @@ class RecordingE2eTest : public ::testing::Test {
     *request.mutable_unit() = User(user);
     request.set_record_exposure(record);
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    SetDeadline(&context, absl::Seconds(10));
     return assign_->Assign(&context, request, response);
   }
-
-  // The checkout experiment's aggregates, read from Redis directly.
-  ExperimentAggregates ReadCheckout() {
-    RedisOptions options;
-    EXPECT_TRUE(ParseRedisAddress(redis_->address(), &options).ok());
-    options.key_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(options);
-    EXPECT_TRUE(pool.ok()) << pool.status();
-    if (!pool.ok()) return {};
-    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool->get());
-    EXPECT_TRUE(store.ok()) << store.status();
-    if (!store.ok()) return {};
-    absl::StatusOr<ExperimentAggregates> a = (*store)->ReadAggregates(
-        LayoutOf(*config_, *config_->FindExperiment("checkout")));
-    EXPECT_TRUE(a.ok()) << a.status();
-    return a.ok() ? *a : ExperimentAggregates();
-  }
-
-  TempDir dir_;
-  std::string config_path_;
-  std::shared_ptr<const Config> config_;
-  std::unique_ptr<RedisProcess> redis_;
-  std::unique_ptr<ServerProcess> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::AssignmentService::Stub> assign_;
-  std::unique_ptr<v1::RecordingService::Stub> record_;
 };
 
-TEST_F(RecordingE2eTest, AssignWithRecordExposureThenEventsGiveTheImpliedAggregates) {
+TEST_F(RecordingE2eTest,
+       AssignWithRecordExposureThenEventsGiveTheImpliedAggregates) {
   StartServer();
   EXPECT_THAT(server_->listening_line(),
               HasSubstr("redis=" + redis_->address()));
@@ -217,7 +142,8 @@ TEST_F(RecordingE2eTest, AssignWithRecordExposureThenEventsGiveTheImpliedAggrega
   const int n = events.events_size();
   EXPECT_EQ(response.results(n - 2).ignore_reason(),
             v1::IGNORE_REASON_NOT_ATTRIBUTED);
-  EXPECT_EQ(response.results(n - 1).ignore_reason(), v1::IGNORE_REASON_NO_METRIC);
+  EXPECT_EQ(response.results(n - 1).ignore_reason(),
+            v1::IGNORE_REASON_NO_METRIC);
   EXPECT_EQ(response.counts().recorded(), n - 2);
   EXPECT_EQ(response.config_version(), config_->version);
 
@@ -239,7 +165,8 @@ TEST_F(RecordingE2eTest, AssignWithRecordExposureThenEventsGiveTheImpliedAggrega
     VariantAggregate& got = a.variants[v];
     EXPECT_EQ(got.exposed, e.exposed);
     EXPECT_EQ(got.metrics["order_conversion"].units, e.converted);
-    EXPECT_EQ(static_cast<double>(got.metrics["order_conversion"].sum), e.converted);
+    EXPECT_EQ(static_cast<double>(got.metrics["order_conversion"].sum),
+              e.converted);
     EXPECT_EQ(static_cast<double>(got.metrics["revenue"].sum), e.sum);
     EXPECT_EQ(static_cast<double>(got.metrics["revenue"].sum_sq), e.sum_sq);
     const MetricAggregate& aov = got.metrics["aov"];
@@ -288,7 +215,8 @@ TEST_F(RecordingE2eTest, TenThousandEventsInOneCall) {
     EXPECT_EQ(v.exposed, 50);
     // 50 units with 100 orders of value 1 each.
     EXPECT_EQ(static_cast<double>(v.metrics.at("revenue").sum), 5000);
-    EXPECT_EQ(static_cast<double>(v.metrics.at("revenue").sum_sq), 50 * 100 * 100);
+    EXPECT_EQ(static_cast<double>(v.metrics.at("revenue").sum_sq),
+              50 * 100 * 100);
     EXPECT_EQ(v.metrics.at("order_conversion").units, 50);
   }
 }
@@ -352,12 +280,13 @@ TEST_F(RecordingE2eTest,
   // Back: the spool drains into Redis without restarting the server.
   ASSERT_TRUE(redis_->Restart().ok());
   auto counted_within = [&](int64_t want, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    int64_t got = ReadCheckout().config_versions[config_->version];
-    while (got != want && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(100));
-      got = ReadCheckout().config_versions[config_->version];
-    }
+    int64_t got = 0;
+    Eventually(
+        [&] {
+          got = ReadCheckout().config_versions[config_->version];
+          return got == want;
+        },
+        timeout, absl::Milliseconds(100));
     return got;
   };
   EXPECT_EQ(counted_within(1, absl::Seconds(60)), 1) << server_->Stderr();

@@ -8,7 +8,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/recording.grpc.pb.h"
@@ -18,20 +17,21 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/config_parser.h"
 #include "server/event_store.h"
-#include "server/redis_connection.h"
-#include "server/redis_event_store.h"
-#include "tests/redis_process.h"
+#include "tests/recording_test_util.h"
 #include "tests/server_process.h"
 
 namespace abexp {
 namespace {
 
-using ::abexp::testing::RedisProcess;
+using ::abexp::testing::Eventually;
+using ::abexp::testing::FigureDiffs;
+using ::abexp::testing::MetricOf;
+using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
-using ::abexp::testing::ServerProcess;
-using ::abexp::testing::TempDir;
+using ::abexp::testing::SetDeadline;
+using ::abexp::testing::ToProto;
+using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -55,24 +55,9 @@ experiments:
     primary_metric: order_conversion
 )yaml";
 
-constexpr char kPrefix[] = "spool-e2e";
 // Replay backs off up to 5s and the Redis pool reconnects within 2s; on a
 // loaded machine give it much longer.
 constexpr absl::Duration kReplayWait = absl::Seconds(90);
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp p;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  p.set_seconds(nanos / 1000000000);
-  p.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return p;
-}
-
-v1::Unit User(const std::string& id) {
-  v1::Unit unit;
-  (*unit.mutable_ids())["user_id"] = id;
-  return unit;
-}
 
 // Per-variant figures implied by the inputs.
 struct Expected {
@@ -81,50 +66,13 @@ struct Expected {
   double revenue = 0;
 };
 
-class SpoolE2eTest : public ::testing::Test {
+class SpoolE2eTest : public RecordingServerTest {
  protected:
+  SpoolE2eTest() : RecordingServerTest(kConfig, "spool-e2e") {}
+
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisProcess>> redis = RedisProcess::Start();
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    config_path_ = dir_.Write("experiments.yaml", kConfig);
-    ParseResult parsed = ParseConfig(kConfig, "experiments.yaml");
-    ASSERT_TRUE(parsed.ok());
-    config_ = parsed.config;
+    ASSERT_NO_FATAL_FAILURE(RecordingServerTest::SetUp());
     start_ = absl::Now() - absl::Hours(1);
-  }
-
-  std::vector<std::string> ServerArgs(
-      std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args = {"--redis=" + redis_->address(),
-                                     absl::StrCat("--redis_prefix=", kPrefix)};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return args;
-  }
-
-  void StartServer(std::vector<std::string> extra = {}) {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(config_path_, ServerArgs(std::move(extra)));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(),
-                                   grpc::InsecureChannelCredentials());
-    assign_ = v1::AssignmentService::NewStub(channel_);
-    record_ = v1::RecordingService::NewStub(channel_);
-  }
-
-  grpc::Status RecordExposures(const v1::RecordExposuresRequest& request,
-                               v1::RecordExposuresResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    return record_->RecordExposures(&context, request, response);
-  }
-
-  grpc::Status RecordEvents(const v1::RecordEventsRequest& request,
-                            v1::RecordEventsResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    return record_->RecordEvents(&context, request, response);
   }
 
   // Exposes `unit` to `variant` at start_ + `minute` minutes.
@@ -153,75 +101,41 @@ class SpoolE2eTest : public ::testing::Test {
     e.revenue += value;
   }
 
-  // The checkout aggregates in Redis, or an error while Redis is down.
-  absl::StatusOr<ExperimentAggregates> ReadCheckout() {
-    RedisOptions options;
-    if (absl::Status s = ParseRedisAddress(redis_->address(), &options);
-        !s.ok()) {
-      return s;
-    }
-    options.key_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool =
-        RedisPool::Create(options);
-    if (!pool.ok()) return pool.status();
-    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool->get());
-    if (!store.ok()) return store.status();
-    return (*store)->ReadAggregates(
-        LayoutOf(*config_, *config_->FindExperiment("checkout")));
-  }
-
-  bool MatchesExpected(const ExperimentAggregates& a) {
-    if (a.variants.size() != 2) return false;
-    for (int v = 0; v < 2; ++v) {
-      const VariantAggregate& got = a.variants[v];
-      const Expected& want = expected_[v];
-      auto metric = [&](const char* key) {
-        auto it = got.metrics.find(key);
-        return it == got.metrics.end() ? MetricAggregate() : it->second;
-      };
-      if (got.exposed != want.exposed ||
-          metric("order_conversion").units != want.converted ||
-          static_cast<double>(metric("revenue").sum) != want.revenue) {
-        return false;
-      }
-    }
-    return a.multi_exposed == 0;
+  // How the checkout aggregates in Redis differ from expected_; "" when
+  // they match.
+  std::string Differences() {
+    return AggregateDifferences(
+        "checkout", 2, [&](const ExperimentAggregates& a, FigureDiffs* diffs) {
+          for (int v = 0; v < 2; ++v) {
+            const VariantAggregate& got = a.variants[v];
+            const Expected& want = expected_[v];
+            const std::string name = absl::StrCat("variant ", v);
+            diffs->Check(name + " exposed", got.exposed, want.exposed);
+            diffs->Check(name + " order_conversion.units",
+                         MetricOf(got, "order_conversion").units,
+                         want.converted);
+            diffs->Check(name + " revenue.sum", MetricOf(got, "revenue").sum,
+                         want.revenue);
+          }
+          diffs->Check("multi_exposed", a.multi_exposed, 0);
+        });
   }
 
   // Waits until Redis holds exactly the expected aggregates; the replay runs
   // in the background.
   void ExpectAggregatesReached() {
-    const absl::Time deadline = absl::Now() + kReplayWait;
-    absl::StatusOr<ExperimentAggregates> a = ReadCheckout();
-    while (!(a.ok() && MatchesExpected(*a)) && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(200));
-      a = ReadCheckout();
-    }
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_EQ(a->variants.size(), 2u) << server_->Stderr();
-    for (int v = 0; v < 2; ++v) {
-      SCOPED_TRACE(absl::StrCat("variant ", v));
-      EXPECT_EQ(a->variants[v].exposed, expected_[v].exposed);
-      EXPECT_EQ(a->variants[v].metrics["order_conversion"].units,
-                expected_[v].converted);
-      EXPECT_EQ(static_cast<double>(a->variants[v].metrics["revenue"].sum),
-                expected_[v].revenue);
-    }
-    EXPECT_EQ(a->multi_exposed, 0);
-    if (HasFailure()) ADD_FAILURE() << "server stderr:\n" << server_->Stderr();
+    std::string diff;
+    Eventually(
+        [&] {
+          diff = Differences();
+          return diff.empty();
+        },
+        kReplayWait, absl::Milliseconds(200));
+    EXPECT_EQ(diff, "") << "server stderr:\n" << server_->Stderr();
   }
 
-  TempDir dir_;
-  std::string config_path_;
-  std::shared_ptr<const Config> config_;
   absl::Time start_;
   std::map<int, Expected> expected_;  // by variant index
-  std::unique_ptr<RedisProcess> redis_;
-  std::unique_ptr<ServerProcess> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::AssignmentService::Stub> assign_;
-  std::unique_ptr<v1::RecordingService::Stub> record_;
 };
 
 TEST_F(SpoolE2eTest, RedisDownCallsAreSpooledAndAppliedExactlyWhenItIsBack) {
@@ -268,7 +182,7 @@ TEST_F(SpoolE2eTest, RedisDownCallsAreSpooledAndAppliedExactlyWhenItIsBack) {
   v1::AssignResponse assigned;
   {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    SetDeadline(&context, absl::Seconds(30));
     ASSERT_TRUE(assign_->Assign(&context, assign, &assigned).ok());
   }
   EXPECT_EQ(assigned.exposure_error(), "");

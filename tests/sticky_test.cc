@@ -20,22 +20,22 @@
 #include "abexp/v1/recording.grpc.pb.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/redis_process.h"
-#include "tests/server_process.h"
+#include "tests/recording_test_util.h"
 
 namespace abexp {
 namespace {
 
-using ::abexp::testing::RedisProcess;
-using ::abexp::testing::RedisProcessOptions;
-using ::abexp::testing::ServerProcess;
-using ::abexp::testing::TempDir;
+using ::abexp::testing::Eventually;
+using ::abexp::testing::FindAssignment;
+using ::abexp::testing::FindStep;
+using ::abexp::testing::RecordingServerTest;
+using ::abexp::testing::SetDeadline;
+using ::abexp::testing::User;
 using ::testing::HasSubstr;
 
 // `paint` is sticky and sets color; `sizing` is not and sets size. Both are
@@ -84,53 +84,19 @@ std::string VersionOf(const std::string& text) {
   return absl::StrFormat("%016x", XXH3_64bits(text.data(), text.size()));
 }
 
-v1::Unit User(const std::string& id) {
-  v1::Unit unit;
-  (*unit.mutable_ids())["user_id"] = id;
-  return unit;
-}
-
-std::optional<v1::Assignment> FindAssignment(const v1::AssignResponse& r,
-                                             const std::string& experiment) {
-  for (const v1::Assignment& a : r.assignments()) {
-    if (a.experiment_key() == experiment) return a;
-  }
-  return std::nullopt;
-}
-
-std::optional<v1::ExplainStep> FindStep(const v1::ExplainAssignmentResponse& r,
-                                        const std::string& check) {
-  for (const v1::ExplainStep& s : r.steps()) {
-    if (s.check() == check) return s;
-  }
-  return std::nullopt;
-}
-
-class StickyTest : public ::testing::Test {
+class StickyTest : public RecordingServerTest {
  protected:
-  void SetUp() override {
+  // The server keeps its keys under its default prefix. Calls have the
+  // fixture's generous deadline (call_timeout_): a hung Redis holds a call
+  // for its 2s timeout, and the machine may be loaded.
+  StickyTest() : RecordingServerTest(ConfigYaml(50, 50), /*redis_prefix=*/"") {
     // Every acknowledged exposure must survive the Redis kill below.
-    RedisProcessOptions redis_options;
-    redis_options.appendfsync = "always";
-    absl::StatusOr<std::unique_ptr<RedisProcess>> redis =
-        RedisProcess::Start(redis_options);
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    config_path_ = dir_.Write("experiments.yaml", ConfigYaml(50, 50));
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start(config_path_, {"--redis=" + redis_->address()});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto channel = grpc::CreateChannel(server_->address(),
-                                       grpc::InsecureChannelCredentials());
-    assign_ = v1::AssignmentService::NewStub(channel);
-    record_ = v1::RecordingService::NewStub(channel);
+    redis_options_.appendfsync = "always";
   }
 
-  // Generous deadlines: a hung Redis holds a call for its 2s timeout, and
-  // the machine may be loaded.
-  static void SetDeadline(grpc::ClientContext* context) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RecordingServerTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(StartServer());
   }
 
   v1::AssignResponse Assign(const std::string& id) {
@@ -138,7 +104,7 @@ class StickyTest : public ::testing::Test {
     *request.mutable_unit() = User(id);
     v1::AssignResponse response;
     grpc::ClientContext context;
-    SetDeadline(&context);
+    SetDeadline(&context, call_timeout_);
     grpc::Status s = assign_->Assign(&context, request, &response);
     EXPECT_TRUE(s.ok()) << id << ": " << s.error_message();
     return response;
@@ -151,7 +117,7 @@ class StickyTest : public ::testing::Test {
     request.set_experiment_key(experiment);
     v1::ExplainAssignmentResponse response;
     grpc::ClientContext context;
-    SetDeadline(&context);
+    SetDeadline(&context, call_timeout_);
     grpc::Status s = assign_->ExplainAssignment(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response;
@@ -169,9 +135,7 @@ class StickyTest : public ::testing::Test {
       x->set_variant_key(variant);
     }
     v1::RecordExposuresResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = record_->RecordExposures(&context, request, &response);
+    grpc::Status s = RecordExposures(request, &response);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_EQ(response.results_size(), request.exposures_size());
     for (int i = 0; i < response.results_size(); ++i) {
@@ -193,13 +157,13 @@ class StickyTest : public ::testing::Test {
   // Polls Assign until `id` gets `variant` of paint as STICKY again, e.g.
   // after Redis came back (the server reconnects with backoff).
   void WaitUntilSticky(const std::string& id, const std::string& variant) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
     std::optional<v1::Assignment> paint;
-    while (absl::Now() < deadline) {
-      paint = FindAssignment(Assign(id), "paint");
-      if (paint && paint->reason() == v1::ASSIGNMENT_REASON_STICKY) break;
-      absl::SleepFor(absl::Milliseconds(200));
-    }
+    Eventually(
+        [&] {
+          paint = FindAssignment(Assign(id), "paint");
+          return paint && paint->reason() == v1::ASSIGNMENT_REASON_STICKY;
+        },
+        absl::Seconds(60), absl::Milliseconds(200));
     ASSERT_TRUE(paint.has_value());
     ASSERT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY)
         << "stickiness did not return within 60s; server stderr:\n"
@@ -207,12 +171,32 @@ class StickyTest : public ::testing::Test {
     EXPECT_EQ(paint->variant_key(), variant);
   }
 
-  TempDir dir_;
-  std::string config_path_;
-  std::unique_ptr<RedisProcess> redis_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<v1::AssignmentService::Stub> assign_;
-  std::unique_ptr<v1::RecordingService::Stub> record_;
+  // Asserts that every unit of `shown` is assigned its variant of paint, as
+  // STICKY.
+  void ExpectStickyPaint(const std::map<std::string, std::string>& shown) {
+    for (const auto& [id, variant] : shown) {
+      const std::optional<v1::Assignment> paint =
+          FindAssignment(Assign(id), "paint");
+      ASSERT_TRUE(paint.has_value()) << id;
+      EXPECT_EQ(paint->variant_key(), variant) << id;
+      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
+    }
+  }
+
+  // Asserts that each unit of `ids` is assigned the variant of paint the
+  // spec computes at 50:50, as BUCKETED: what Assign answers when it cannot
+  // read the recorded variants.
+  void ExpectComputedPaint(const std::vector<std::string>& ids) {
+    for (const std::string& id : ids) {
+      const std::optional<v1::Assignment> paint =
+          FindAssignment(Assign(id), "paint");
+      ASSERT_TRUE(paint.has_value()) << id;
+      EXPECT_EQ(paint->variant_key(),
+                BySpec("paint", id, 50, 50, "red", "blue"))
+          << id;
+      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+    }
+  }
 };
 
 TEST_F(StickyTest,
@@ -267,7 +251,7 @@ TEST_F(StickyTest,
     *batch_request.add_units() = User(absl::StrCat("u", i));
   v1::BatchAssignResponse batch;
   grpc::ClientContext context;
-  SetDeadline(&context);
+  SetDeadline(&context, call_timeout_);
   grpc::Status s = assign_->BatchAssign(&context, batch_request, &batch);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(batch.results_size(), 100);
@@ -292,23 +276,12 @@ TEST_F(StickyTest,
   for (int i = 0; i < 100; ++i)
     shown[absl::StrCat("u", i)] = i % 2 ? "blue" : "red";
   Expose("paint", shown);
-  for (const auto& [id, variant] : shown) {
-    const std::optional<v1::Assignment> paint =
-        FindAssignment(Assign(id), "paint");
-    ASSERT_TRUE(paint.has_value()) << id;
-    EXPECT_EQ(paint->variant_key(), variant) << id;
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectStickyPaint(shown));
 
   ASSERT_TRUE(redis_->Kill().ok());
-  for (const auto& [id, variant] : shown) {
-    const std::optional<v1::Assignment> paint =
-        FindAssignment(Assign(id), "paint");
-    ASSERT_TRUE(paint.has_value()) << id;
-    EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"))
-        << id;
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
-  }
+  std::vector<std::string> ids;
+  for (const auto& [id, variant] : shown) ids.push_back(id);
+  ASSERT_NO_FATAL_FAILURE(ExpectComputedPaint(ids));
   const std::optional<v1::ExplainStep> step =
       FindStep(Explain("u1", "paint"), "sticky");
   ASSERT_TRUE(step.has_value());
@@ -322,27 +295,14 @@ TEST_F(StickyTest,
 
   ASSERT_TRUE(redis_->Restart().ok()) << redis_->Log();
   WaitUntilSticky("u1", "blue");
-  for (const auto& [id, variant] : shown) {
-    const std::optional<v1::Assignment> paint =
-        FindAssignment(Assign(id), "paint");
-    ASSERT_TRUE(paint.has_value()) << id;
-    EXPECT_EQ(paint->variant_key(), variant) << id;
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY) << id;
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectStickyPaint(shown));
 }
 
 TEST_F(StickyTest, WithRedisHungAssignStillAnswers) {
   Expose("paint", {{"u1", "blue"}, {"u2", "red"}});
   WaitUntilSticky("u1", "blue");
   ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
-  for (const std::string id : {"u1", "u2", "u3"}) {
-    const std::optional<v1::Assignment> paint =
-        FindAssignment(Assign(id), "paint");
-    ASSERT_TRUE(paint.has_value()) << id;
-    EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"))
-        << id;
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectComputedPaint({"u1", "u2", "u3"}));
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
   WaitUntilSticky("u1", "blue");
   WaitUntilSticky("u2", "red");
