@@ -64,6 +64,14 @@ ABSL_FLAG(std::string, redis_password, "",
           "Redis AUTH password. Default: none, or the ABEXP_REDIS_PASSWORD "
           "environment variable (which keeps it out of `ps`).");
 ABSL_FLAG(int, redis_db, 0, "Redis database index (SELECT).");
+ABSL_FLAG(absl::Duration, redis_connect_timeout, absl::Milliseconds(500),
+          "How long connecting to Redis may take before the attempt fails "
+          "(and recording falls back to the spool).");
+ABSL_FLAG(absl::Duration, redis_command_timeout, absl::Seconds(2),
+          "How long abexp waits for Redis to answer one pipelined batch before "
+          "it treats Redis as down (recording then goes to the spool).");
+ABSL_FLAG(int, redis_pool_size, 0,
+          "Redis connections kept open. 0: twice the number of cores.");
 ABSL_FLAG(std::string, redis_prefix, "abexp",
           "Prefix of every Redis key abexp writes; lets several deployments "
           "share one Redis.");
@@ -397,6 +405,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.redis.key_prefix = absl::GetFlag(FLAGS_redis_prefix);
+  options.redis.connect_timeout = absl::GetFlag(FLAGS_redis_connect_timeout);
+  options.redis.command_timeout = absl::GetFlag(FLAGS_redis_command_timeout);
+  options.redis.pool_size = absl::GetFlag(FLAGS_redis_pool_size);
+  if (options.redis.connect_timeout <= absl::ZeroDuration() ||
+      options.redis.command_timeout <= absl::ZeroDuration() ||
+      options.redis.pool_size < 0) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_connect_timeout and "
+                 "--redis_command_timeout must be positive (e.g. 500ms, 2s) "
+                 "and --redis_pool_size 0 (twice the cores) or more\n");
+    return 1;
+  }
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
   options.spool_max_bytes = absl::GetFlag(FLAGS_spool_max_bytes);
   if (options.spool_dir.empty() || options.spool_max_bytes <= 0) {

@@ -900,6 +900,28 @@ TEST(ServerProcessTest, MissingOrUnreadableConfigExitsOne) {
   EXPECT_THAT(err, HasSubstr("/nonexistent/experiments.yaml"));
 }
 
+TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
+  TempDir dir;
+  const std::string config = "--config=" + dir.Write("experiments.yaml", kConfig);
+  struct Case {
+    std::string flag;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"--redis=localhost", "--redis"},
+           {"--redis_db=-1", "--redis_db=-1 is negative"},
+           {"--redis_command_timeout=0s", "--redis_command_timeout"},
+           {"--redis_connect_timeout=-1s", "--redis_connect_timeout"},
+           {"--redis_pool_size=-2", "--redis_pool_size"}}) {
+    std::string out, err;
+    absl::StatusOr<int> code = RunProcess({ABEXP_SERVER_BIN, config, c.flag}, &out, &err);
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 1) << c.flag;
+    EXPECT_THAT(err, HasSubstr(c.message)) << c.flag;
+    EXPECT_THAT(out, IsEmpty()) << c.flag << ": no listening line";
+  }
+}
+
 TEST(ServerProcessTest, AddressInUseExitsOneWithAClearError) {
   TempDir dir;
   std::string path = dir.Write("experiments.yaml", kConfig);
