@@ -1,0 +1,178 @@
+#include "stats/power.h"
+
+#include <algorithm>
+#include <boost/math/distributions/normal.hpp>
+#include <cmath>
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace abexp {
+namespace stats {
+namespace {
+
+// Largest count a double holds exactly; sizes and day counts above it are
+// not meaningful answers.
+constexpr double kMaxExactCount = 9007199254740992.0;  // 2^53
+
+absl::Status CheckDesign(double relative_mde, const PowerOptions& options) {
+  if (!std::isfinite(relative_mde) || relative_mde == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "relative_mde is ", relative_mde,
+        "; pass the relative lift to detect as a non-zero fraction, e.g. 0.10 "
+        "for +10%"));
+  }
+  if (!(options.alpha > 0 && options.alpha < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alpha is ", options.alpha,
+                     "; the significance level must be in (0, 1), e.g. 0.05"));
+  }
+  if (!(options.power >= 0.5 && options.power < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "power is ", options.power,
+        "; power must be in [0.5, 1), e.g. 0.8 (below 0.5 the test would miss "
+        "the effect more often than find it)"));
+  }
+  return absl::OkStatus();
+}
+
+// BinomialSampleSize once alpha, power and the MDE are known to be valid:
+// what can still fail depends only on the baseline.
+absl::StatusOr<SampleSizeResult> SampleSizeForBaseline(
+    double baseline, double relative_mde, const PowerOptions& options) {
+  if (!(baseline > 0 && baseline < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "baseline is ", baseline,
+        "; the baseline conversion rate must be in (0, 1), e.g. 0.02 for 2%"));
+  }
+  const double p1 = baseline;
+  const double p2 = p1 * (1 + relative_mde);
+  if (!(p2 > 0 && p2 < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a relative MDE of ", relative_mde, " on baseline ", p1,
+                     " gives a treatment rate of ", p2,
+                     ", outside (0, 1); pick an MDE between -1 and ",
+                     1 / p1 - 1, " (exclusive)"));
+  }
+  const boost::math::normal_distribution<double> standard_normal;
+  // Upper quantile as a complement, so a tiny alpha stays accurate.
+  const double z_alpha = boost::math::quantile(
+      boost::math::complement(standard_normal, options.alpha / 2));
+  const double z_beta = boost::math::quantile(standard_normal, options.power);
+  const double p_bar = (p1 + p2) / 2;
+  // p2 - p1 written as p1 * mde: exact where the subtraction would cancel.
+  const double delta = p1 * relative_mde;
+  const double root = z_alpha * std::sqrt(2 * p_bar * (1 - p_bar)) +
+                      z_beta * std::sqrt(p1 * (1 - p1) + p2 * (1 - p2));
+  const double n = root * root / (delta * delta);
+  if (!(n <= kMaxExactCount)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "detecting a relative MDE of ", relative_mde, " on baseline ", p1,
+        " needs ", n,
+        " units per variant, beyond any experiment; pick a larger MDE"));
+  }
+  SampleSizeResult result;
+  result.per_variant_exact = n;
+  result.per_variant = static_cast<int64_t>(std::ceil(n));
+  result.baseline = p1;
+  result.treatment = p2;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<SampleSizeResult> BinomialSampleSize(
+    double baseline, double relative_mde, const PowerOptions& options) {
+  if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
+  return SampleSizeForBaseline(baseline, relative_mde, options);
+}
+
+absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
+                                              double relative_mde,
+                                              const PowerOptions& options) {
+  if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
+  if (!(traffic.baseline >= 0 && traffic.baseline <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("baseline is ", traffic.baseline,
+                     "; the observed conversion rate must be in [0, 1]"));
+  }
+  if (traffic.exposed.size() != traffic.units_per_day.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("exposed has ", traffic.exposed.size(),
+                     " variants but units_per_day "
+                     "has ",
+                     traffic.units_per_day.size(),
+                     "; pass one daily traffic figure per variant"));
+  }
+  if (traffic.exposed.empty()) {
+    return absl::InvalidArgumentError(
+        "exposed and units_per_day are empty; pass one entry per variant");
+  }
+  for (size_t i = 0; i < traffic.exposed.size(); ++i) {
+    if (traffic.exposed[i] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exposed[", i, "] is ", traffic.exposed[i],
+                       "; unit counts must be non-negative"));
+    }
+    const double rate = traffic.units_per_day[i];
+    if (!std::isfinite(rate) || rate < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("units_per_day[", i, "] is ", rate,
+                       "; daily traffic must be finite and non-negative"));
+    }
+  }
+
+  DaysToPowerResult result;
+  absl::StatusOr<SampleSizeResult> size =
+      SampleSizeForBaseline(traffic.baseline, relative_mde, options);
+  if (!size.ok()) {
+    // The design is valid (checked above), so the observed baseline is what
+    // makes the size undefined, e.g. no conversions yet.
+    if (traffic.baseline == 0) {
+      result.warnings.push_back(
+          "the sample size is undefined: the control has no conversions yet "
+          "(observed baseline 0), so a relative MDE is no change at all");
+    } else if (traffic.baseline == 1) {
+      result.warnings.push_back(
+          "the sample size is undefined: every control unit converted "
+          "(observed baseline 1), so the rate has no room to change");
+    } else {
+      result.warnings.push_back(absl::StrCat("the sample size is undefined: ",
+                                             size.status().message()));
+    }
+    return result;
+  }
+  const int64_t needed = size->per_variant;
+  result.per_variant = needed;
+
+  double most_days = 0;
+  bool stalled = false;
+  for (size_t i = 0; i < traffic.exposed.size(); ++i) {
+    if (traffic.exposed[i] >= needed) continue;
+    const double missing = static_cast<double>(needed - traffic.exposed[i]);
+    const double rate = traffic.units_per_day[i];
+    if (rate <= 0) {
+      stalled = true;
+      result.warnings.push_back(absl::StrCat(
+          "variant ", i, " has ", traffic.exposed[i], " of the ", needed,
+          " units it needs and no new units per day; at this traffic it never "
+          "reaches the sample size"));
+      continue;
+    }
+    most_days = std::max(most_days, std::ceil(missing / rate));
+  }
+  if (stalled) return result;
+  if (most_days > kMaxExactCount) {
+    result.warnings.push_back(
+        absl::StrCat("more_days is null: reaching ", needed,
+                     " units per variant at the current traffic takes ",
+                     most_days, " days, beyond any experiment"));
+    return result;
+  }
+  result.more_days = static_cast<int64_t>(most_days);
+  return result;
+}
+
+}  // namespace stats
+}  // namespace abexp

@@ -1,0 +1,90 @@
+// Power analysis for a binomial (conversion) metric: how many units each
+// variant needs to detect a given relative lift, and, for a running
+// experiment, how many more days that takes at the observed traffic.
+//
+// The sample size is Fleiss' formula without continuity correction, the one
+// R's power.prop.test solves (two-sided test, equal arms):
+//   n = [z_{1-alpha/2} sqrt(2 pbar (1 - pbar))
+//        + z_{1-beta} sqrt(p1 (1 - p1) + p2 (1 - p2))]^2 / (p2 - p1)^2
+// with p2 = p1 (1 + mde) and pbar = (p1 + p2) / 2, rounded up. Conventions are
+// in docs/statistics.md, "Power and sample size".
+//
+// Thread-safe: pure functions.
+#ifndef ABEXP_STATS_POWER_H_
+#define ABEXP_STATS_POWER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace abexp {
+namespace stats {
+
+struct PowerOptions {
+  // Two-sided significance level, in (0, 1). Default: 0.05.
+  double alpha = 0.05;
+  // Chance of detecting a true lift of exactly the MDE, in [0.5, 1).
+  // Default: 0.8.
+  double power = 0.8;
+};
+
+struct SampleSizeResult {
+  int64_t per_variant = 0;       // units in each variant, rounded up
+  double per_variant_exact = 0;  // the formula's value before rounding
+  double baseline = 0;           // p1
+  double treatment = 0;          // p2 = p1 (1 + mde)
+};
+
+// Units needed in EACH variant to detect a relative change `relative_mde`
+// (0.10 = +10%, -0.05 = -5%) of a conversion rate `baseline`.
+//
+// Returns INVALID_ARGUMENT when baseline is not in (0, 1), relative_mde is 0
+// or not finite, p2 = baseline (1 + relative_mde) is not in (0, 1), alpha
+// is not in (0, 1), power is not in [0.5, 1), or the answer exceeds 2^53
+// units (the MDE is too small to ever detect).
+absl::StatusOr<SampleSizeResult> BinomialSampleSize(
+    double baseline, double relative_mde, const PowerOptions& options = {});
+
+// A running experiment, for DaysToPower.
+struct TrafficSnapshot {
+  // Conversion rate observed in the control so far (conversions / units).
+  double baseline = 0;
+  // Exposed units so far, per variant (control included).
+  std::vector<int64_t> exposed;
+  // Recent exposed units per day, per variant, in the order of `exposed`
+  // (e.g. the mean of the last full days).
+  std::vector<double> units_per_day;
+};
+
+struct DaysToPowerResult {
+  // BinomialSampleSize at the observed baseline. Null when it is undefined
+  // (a baseline of 0 or 1, or p2 outside (0, 1)); see warnings.
+  std::optional<int64_t> per_variant;
+  // Whole days until every variant reaches per_variant at its current
+  // traffic: 0 when all have, null when some variant short of it has no
+  // traffic or per_variant is null.
+  std::optional<int64_t> more_days;
+  std::vector<std::string> warnings;
+};
+
+// How many more days `traffic` needs to give every variant BinomialSampleSize
+// units for `relative_mde` at the observed baseline. Requiring the
+// equal-arms size in every arm is conservative for unequal splits: the
+// larger arms only add power.
+//
+// What the data can make undefined (a baseline of 0 or 1 early on, no
+// traffic) comes out as null with a warning. Returns INVALID_ARGUMENT for
+// bad arguments: relative_mde, alpha or power as in BinomialSampleSize, a
+// baseline that is not in [0, 1], sizes that differ or are zero, a negative
+// count or a negative or non-finite traffic figure.
+absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
+                                              double relative_mde,
+                                              const PowerOptions& options = {});
+
+}  // namespace stats
+}  // namespace abexp
+
+#endif  // ABEXP_STATS_POWER_H_
