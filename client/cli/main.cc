@@ -7,6 +7,7 @@
 //   abexp expose --experiment one_page_checkout --variant treatment --id user_id=u-123
 //   abexp validate FILE
 //   abexp diff OLD NEW
+//   abexp stats proportions --control 120/1000 --treatment 140/1000
 //
 // Exit codes: 0 success, 1 failure (invalid config, breaking diff, server
 // error), 2 usage error (and a diff input that fails validation), 3 server
@@ -26,18 +27,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/cli/command.h"
 #include "client/cli/format.h"
+#include "client/cli/stats_command.h"
 #include "client/client.h"
 #include "server/config_diff.h"
 #include "server/config_parser.h"
 
 namespace abexp::cli {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
 
 constexpr char kDefaultServer[] = "127.0.0.1:50051";
 
@@ -58,6 +56,11 @@ Commands on config files (no server needed):
   validate FILE        check a config; lists every problem as file:line:column
   diff OLD NEW         which units a config change moves; fails when a
                        running experiment would move assigned units
+
+Offline calculator (no server needed):
+  stats SUBCOMMAND     significance of counts from elsewhere, sample-ratio
+                       check, sample size, p-value adjustment
+                       (`abexp stats --help`)
 
 Flags for every command:
   --format text|json   output format (default: text)
@@ -81,91 +84,6 @@ constexpr char kUnitFlags[] =
                        Force a type with NAME:TYPE=VALUE (TYPE is string,
                        number or bool), e.g. --attr app_version:string=5.2
 )";
-
-struct Command {
-  std::string name;
-  std::string usage;
-  // Flags that take a value; repeatable ones may appear several times.
-  std::set<std::string> value_flags;
-  std::set<std::string> repeatable;
-};
-
-// Parsed command line of one subcommand.
-struct Args {
-  std::vector<std::string> positional;
-  std::multimap<std::string, std::string> flags;
-  bool help = false;
-
-  std::string Get(const std::string& name, const std::string& def) const {
-    auto it = flags.find(name);
-    return it == flags.end() ? def : it->second;
-  }
-  std::vector<std::string> All(const std::string& name) const {
-    std::vector<std::string> out;
-    auto [begin, end] = flags.equal_range(name);
-    for (auto it = begin; it != end; ++it) out.push_back(it->second);
-    return out;
-  }
-};
-
-int Usage(const Command& command, const std::string& message) {
-  std::cerr << "abexp " << command.name << ": " << message << "\n"
-            << "Run `abexp " << command.name << " --help` for usage.\n";
-  return kExitUsage;
-}
-
-// Parses flags (--name value, --name=value) and positional arguments.
-absl::Status ParseArgs(const Command& command,
-                       const std::vector<std::string>& argv, Args* args) {
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& arg = argv[i];
-    if (arg == "--") {
-      args->positional.insert(args->positional.end(), argv.begin() + i + 1,
-                              argv.end());
-      break;
-    }
-    if (arg == "-h" || arg == "--help") {
-      args->help = true;
-      continue;
-    }
-    if (!absl::StartsWith(arg, "-") || arg == "-") {
-      args->positional.push_back(arg);
-      continue;
-    }
-    std::string name = arg.substr(absl::StartsWith(arg, "--") ? 2 : 1);
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    if (command.value_flags.count(name) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
-    }
-    if (!has_value) {
-      if (i + 1 >= argv.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("flag --", name, " needs a value"));
-      }
-      value = argv[++i];
-    }
-    if (args->flags.count(name) > 0 && command.repeatable.count(name) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", name, " given more than once"));
-    }
-    args->flags.emplace(name, value);
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<bool> JsonFormat(const Args& args) {
-  const std::string format = args.Get("format", "text");
-  if (format == "json") return true;
-  if (format == "text") return false;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--format must be text or json, not '", format, "'"));
-}
 
 // Builds the unit from --id and --attr flags.
 absl::StatusOr<v1::Unit> ParseUnit(const Args& args) {
@@ -263,26 +181,6 @@ int ServerError(const Args& args, const absl::Status& status) {
     return kExitUnreachable;
   }
   return kExitFailure;
-}
-
-// Parses argv for `command` into *args and *json (--format). Returns the exit
-// code when the command must end now (--help, or a usage error), or nullopt.
-std::optional<int> Start(const Command& command,
-                         const std::vector<std::string>& argv, Args* args,
-                         bool* json) {
-  if (absl::Status s = ParseArgs(command, argv, args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args->help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
-  absl::StatusOr<bool> format = JsonFormat(*args);
-  if (!format.ok()) {
-    return Usage(command, std::string(format.status().message()));
-  }
-  *json = *format;
-  return std::nullopt;
 }
 
 Command ServerCommand(std::string name, std::string usage, bool with_unit) {
@@ -702,6 +600,7 @@ int Main(int argc, char** argv) {
   if (command == "expose") return RunExpose(args);
   if (command == "validate") return RunValidate(args);
   if (command == "diff") return RunDiff(args);
+  if (command == "stats") return RunStats(args);
   std::cerr << "abexp: unknown command '" << command << "'\n"
             << "Run `abexp --help` for the list of commands.\n";
   return kExitUsage;

@@ -1,0 +1,73 @@
+// The flag parser every `abexp` subcommand shares: a Command declares its
+// usage text and flags, Start() parses argv into Args, handles --help and
+// --format, and reports usage errors the same way for every command.
+//
+// Thread-safe: the functions share no state.
+#ifndef ABEXP_CLIENT_CLI_COMMAND_H_
+#define ABEXP_CLIENT_CLI_COMMAND_H_
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace abexp::cli {
+
+// The CLI's exit codes (see `abexp --help`).
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+struct Command {
+  std::string name;  // as typed after `abexp`, e.g. "stats srm"
+  std::string usage;
+  // Flags that take a value; repeatable ones may appear several times.
+  std::set<std::string> value_flags;
+  std::set<std::string> repeatable;
+};
+
+// Parsed command line of one subcommand.
+struct Args {
+  std::vector<std::string> positional;
+  std::multimap<std::string, std::string> flags;
+  bool help = false;
+
+  std::string Get(const std::string& name, const std::string& def) const {
+    auto it = flags.find(name);
+    return it == flags.end() ? def : it->second;
+  }
+  std::vector<std::string> All(const std::string& name) const {
+    std::vector<std::string> out;
+    auto [begin, end] = flags.equal_range(name);
+    for (auto it = begin; it != end; ++it) out.push_back(it->second);
+    return out;
+  }
+};
+
+// Prints "abexp NAME: message" and where to find help to stderr; returns
+// kExitUsage.
+int Usage(const Command& command, const std::string& message);
+
+// Parses flags (--name value, --name=value) and positional arguments.
+// INVALID_ARGUMENT for an unknown flag, a flag without its value, or a
+// non-repeatable flag given twice.
+absl::Status ParseArgs(const Command& command,
+                       const std::vector<std::string>& argv, Args* args);
+
+// --format: true for json, false for text (the default).
+absl::StatusOr<bool> JsonFormat(const Args& args);
+
+// Parses argv for `command` into *args and *json (--format). Returns the exit
+// code when the command must end now (--help, or a usage error), or nullopt.
+std::optional<int> Start(const Command& command,
+                         const std::vector<std::string>& argv, Args* args,
+                         bool* json);
+
+}  // namespace abexp::cli
+
+#endif  // ABEXP_CLIENT_CLI_COMMAND_H_
