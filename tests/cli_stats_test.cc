@@ -151,6 +151,29 @@ void ExpectComparison(const Struct& s, const GoldenCase& c) {
   ExpectFigure(s, {"sequential", "p_value"}, c, "seq_p", true);
 }
 
+// Scripts diff and hash the output: the same input must print the same bytes,
+// with keys in sorted order at every level.
+TEST(CliStatsJson, KeysAreSortedSoTheSameInputPrintsTheSameBytes) {
+  const std::vector<std::string> args = {"proportions", "--control", "120/1000",
+                                         "--treatment", "140/1000", "--format=json"};
+  const Result first = Stats(args);
+  ASSERT_EQ(first.code, 0) << first.err;
+  const size_t bayes = first.out.find("\"bayes\"");
+  const size_t relative = first.out.find("\"relative\"");
+  const size_t sequential = first.out.find("\"sequential\"");
+  const size_t absolute = first.out.find("\"absolute\"");
+  ASSERT_NE(sequential, std::string::npos) << first.out;
+  EXPECT_LT(absolute, bayes) << first.out;
+  EXPECT_LT(bayes, relative) << first.out;
+  EXPECT_LT(relative, sequential) << first.out;
+  const size_t ci_high = first.out.find("\"ci_high\"", absolute);
+  const size_t ci_low = first.out.find("\"ci_low\"", absolute);
+  const size_t estimate = first.out.find("\"estimate\"", absolute);
+  EXPECT_LT(ci_high, ci_low) << first.out;
+  EXPECT_LT(ci_low, estimate) << first.out;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Stats(args).out, first.out);
+}
+
 // ---- proportions ----
 
 TEST(CliStatsProportions, JsonHasTheKeysScriptsDependOn) {

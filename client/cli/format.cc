@@ -8,7 +8,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/type_resolver.h"
+#include "google/protobuf/util/type_resolver_util.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace abexp::cli {
@@ -128,13 +133,34 @@ void Table::Print(std::ostream& out, const std::string& indent) const {
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
+  // Through a deterministic binary encoding, so that map fields (and the
+  // fields of a Struct) come out in sorted key order: MessageToJsonString
+  // prints maps in hash order, which differs from run to run.
+  std::string binary;
+  {
+    google::protobuf::io::StringOutputStream stream(&binary);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&out);
+  }
+  constexpr char kUrlPrefix[] = "type.googleapis.com";
+  static google::protobuf::util::TypeResolver* const resolver =
+      google::protobuf::util::NewTypeResolverForDescriptorPool(
+          kUrlPrefix, google::protobuf::DescriptorPool::generated_pool());
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = true;
   std::string json;
-  // Serializing a well-formed message cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  const auto status = google::protobuf::util::BinaryToJsonString(
+      resolver,
+      absl::StrCat(kUrlPrefix, "/", message.GetDescriptor()->full_name()),
+      binary, &json, options);
+  if (!status.ok()) {
+    // Not seen: every message printed is compiled in. Still print valid JSON.
+    json.clear();
+    (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  }
   if (json.empty() || json.back() != '\n') json += "\n";
   return json;
 }

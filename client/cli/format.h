@@ -32,7 +32,9 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// The message as indented JSON followed by a newline.
+// The message as indented JSON followed by a newline, with proto field names,
+// default values printed, and map and Struct keys in sorted order (the same
+// input always prints the same bytes).
 std::string ToJson(const google::protobuf::Message& message);
 
 // A feature value as text: true, 1.5, "text", {"a":1}.

@@ -21,13 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "client/cli/command.h"
 #include "client/cli/format.h"
-#include "google/protobuf/descriptor.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
-#include "google/protobuf/util/type_resolver.h"
-#include "google/protobuf/util/type_resolver_util.h"
 #include "stats/adjust.h"
 #include "stats/bayes.h"
 #include "stats/compare.h"
@@ -224,36 +218,6 @@ absl::Status Prefixed(absl::string_view flags, const absl::Status& status) {
 // ---- JSON (a Struct printed by protobuf, so it is well-formed and null is
 // a real null) ----
 
-// The object as indented JSON with its keys sorted. MessageToJsonString
-// (format.h's ToJson) prints a Struct's keys in its map's hash order, which
-// changes from run to run; scripts that diff or hash the output need the
-// same bytes for the same input. This is the same protobuf JSON printer,
-// fed a deterministic (key-sorted) serialization.
-std::string SortedJson(const Struct& s) {
-  std::string binary;
-  {
-    google::protobuf::io::StringOutputStream stream(&binary);
-    google::protobuf::io::CodedOutputStream out(&stream);
-    out.SetSerializationDeterministic(true);
-    s.SerializeToCodedStream(&out);
-  }
-  constexpr char kUrlPrefix[] = "type.googleapis.com";
-  const std::unique_ptr<google::protobuf::util::TypeResolver> resolver(
-      google::protobuf::util::NewTypeResolverForDescriptorPool(
-          kUrlPrefix, google::protobuf::DescriptorPool::generated_pool()));
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  const auto status = google::protobuf::util::BinaryToJsonString(
-      resolver.get(),
-      absl::StrCat(kUrlPrefix, "/", Struct::descriptor()->full_name()), binary,
-      &json, options);
-  if (!status.ok()) return ToJson(s);  // not seen; ToJson is still valid JSON
-  if (json.empty() || json.back() != '\n') json += "\n";
-  return json;
-}
-
 Value Json(std::optional<double> number) {
   Value v;
   if (number) {
@@ -420,7 +384,7 @@ int PrintComparisonResult(const stats::Comparison& c,
     f["bayes"] = BayesJson(b);
     f["sequential"] = SequentialJson(c.sequential);
     f["warnings"] = JsonWarnings(warnings);
-    std::cout << SortedJson(s);
+    std::cout << ToJson(s);
     return kExitOk;
   }
   const double scale = means ? 1 : 100;
@@ -698,7 +662,7 @@ int RunSrm(const std::vector<std::string>& argv) {
     f["mismatch"].set_bool_value(r->mismatch);
     f["df"] = Json(r->degrees_of_freedom);
     f["warnings"] = JsonWarnings(r->warnings);
-    std::cout << SortedJson(s);
+    std::cout << ToJson(s);
     return kExitOk;
   }
   double total = 0;
@@ -810,7 +774,7 @@ int RunSampleSize(const std::vector<std::string>& argv) {
     f["mde"] = Json(*mde);
     f["alpha"] = Json(options.alpha);
     f["power"] = Json(options.power);
-    std::cout << SortedJson(s);
+    std::cout << ToJson(s);
     return kExitOk;
   }
   Table t;
@@ -883,7 +847,7 @@ int RunAdjust(const std::vector<std::string>& argv) {
     f["method"].set_string_value(std::string(stats::AdjustMethodName(*method)));
     f["adjusted"] = JsonList(r->adjusted);
     f["warnings"] = JsonWarnings(r->warnings);
-    std::cout << SortedJson(s);
+    std::cout << ToJson(s);
     return kExitOk;
   }
   Table t;
