@@ -19,18 +19,7 @@ namespace {
 
 using ::abexp::stats::testing::ExpectClose;
 using ::abexp::stats::testing::GoldenCase;
-using ::abexp::stats::testing::LoadGolden;
-
-std::vector<GoldenCase> CasesOfKind(const std::string& kind) {
-  auto all = LoadGolden("stats/testdata/misc.golden");
-  EXPECT_TRUE(all.ok()) << all.status();
-  std::vector<GoldenCase> out;
-  if (!all.ok()) return out;
-  for (GoldenCase& c : *all) {
-    if (c.Str("kind") == kind) out.push_back(std::move(c));
-  }
-  return out;
-}
+using ::abexp::stats::testing::GoldenCasesOfKind;
 
 PowerOptions OptionsOf(const GoldenCase& c) {
   PowerOptions options;
@@ -47,7 +36,8 @@ bool AnyWarningContains(const DaysToPowerResult& r, const std::string& text) {
 }
 
 TEST(BinomialSampleSize, MatchesFleissOnEveryGoldenCase) {
-  const std::vector<GoldenCase> cases = CasesOfKind("sample_size");
+  const std::vector<GoldenCase> cases =
+      GoldenCasesOfKind("stats/testdata/misc.golden", "sample_size");
   ASSERT_GE(cases.size(), 60u);
   for (const GoldenCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -149,7 +139,8 @@ TEST(BinomialSampleSize, RejectsImpossibleDesignsWithAHint) {
 }
 
 TEST(DaysToPower, MatchesEveryGoldenCase) {
-  const std::vector<GoldenCase> cases = CasesOfKind("days");
+  const std::vector<GoldenCase> cases =
+      GoldenCasesOfKind("stats/testdata/misc.golden", "days");
   ASSERT_GE(cases.size(), 10u);
   for (const GoldenCase& c : cases) {
     SCOPED_TRACE(c.name);

@@ -18,18 +18,7 @@ namespace {
 
 using ::abexp::stats::testing::ExpectClose;
 using ::abexp::stats::testing::GoldenCase;
-using ::abexp::stats::testing::LoadGolden;
-
-std::vector<GoldenCase> SrmCases() {
-  auto all = LoadGolden("stats/testdata/misc.golden");
-  EXPECT_TRUE(all.ok()) << all.status();
-  std::vector<GoldenCase> out;
-  if (!all.ok()) return out;
-  for (GoldenCase& c : *all) {
-    if (c.Str("kind") == "srm") out.push_back(std::move(c));
-  }
-  return out;
-}
+using ::abexp::stats::testing::GoldenCasesOfKind;
 
 std::vector<int64_t> Counts(const std::vector<double>& values) {
   std::vector<int64_t> out;
@@ -45,7 +34,8 @@ bool AnyWarningContains(const SrmResult& r, const std::string& text) {
 }
 
 TEST(SampleRatioMismatch, MatchesScipyOnEveryGoldenCase) {
-  const std::vector<GoldenCase> cases = SrmCases();
+  const std::vector<GoldenCase> cases =
+      GoldenCasesOfKind("stats/testdata/misc.golden", "srm");
   ASSERT_GE(cases.size(), 60u);
   for (const GoldenCase& c : cases) {
     SCOPED_TRACE(c.name);

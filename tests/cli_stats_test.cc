@@ -26,7 +26,7 @@ namespace {
 
 using ::abexp::stats::testing::ExpectClose;
 using ::abexp::stats::testing::GoldenCase;
-using ::abexp::stats::testing::LoadGolden;
+using ::abexp::stats::testing::GoldenCasesOfKind;
 using ::abexp::testing::RunProcess;
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
@@ -60,18 +60,10 @@ Struct StatsJson(std::vector<std::string> args) {
   return s;
 }
 
-// The cases of one kind in a golden file.
+// The cases of one kind in a golden file of stats/testdata/.
 std::vector<GoldenCase> Golden(const std::string& file,
                                const std::string& kind) {
-  absl::StatusOr<std::vector<GoldenCase>> all =
-      LoadGolden("stats/testdata/" + file);
-  EXPECT_TRUE(all.ok()) << all.status();
-  std::vector<GoldenCase> out;
-  for (GoldenCase& c : *all) {
-    if (c.Str("kind") == kind) out.push_back(std::move(c));
-  }
-  EXPECT_FALSE(out.empty()) << "no kind=" << kind << " cases in " << file;
-  return out;
+  return GoldenCasesOfKind("stats/testdata/" + file, kind);
 }
 
 // The value at `path` ({"absolute", "ci_low"}); a null Value, and a failure,

@@ -96,9 +96,8 @@ absl::StatusOr<std::vector<GoldenCase>> LoadGolden(const std::string& path) {
          absl::StrSplit(text, ' ', absl::SkipWhitespace())) {
       const size_t eq = field.find('=');
       if (eq == absl::string_view::npos || eq == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path, ":", number, ": field '", field,
-                         "' is not key=value"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ":", number, ": field '", field, "' is not key=value"));
       }
       c.fields[std::string(field.substr(0, eq))] =
           std::string(field.substr(eq + 1));
@@ -116,10 +115,25 @@ absl::StatusOr<std::vector<GoldenCase>> LoadGolden(const std::string& path) {
     cases.push_back(std::move(c));
   }
   if (cases.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " holds no cases"));
+    return absl::InvalidArgumentError(absl::StrCat(path, " holds no cases"));
   }
   return cases;
+}
+
+std::vector<GoldenCase> GoldenCasesOfKind(const std::string& path,
+                                          const std::string& kind) {
+  std::vector<GoldenCase> out;
+  absl::StatusOr<std::vector<GoldenCase>> all = LoadGolden(path);
+  if (!all.ok()) {
+    ADD_FAILURE() << all.status();
+    return out;
+  }
+  for (GoldenCase& c : *all) {
+    auto it = c.fields.find("kind");
+    if (it != c.fields.end() && it->second == kind) out.push_back(std::move(c));
+  }
+  EXPECT_FALSE(out.empty()) << "no kind=" << kind << " cases in " << path;
+  return out;
 }
 
 void ExpectClose(double got, double want, const std::string& what, double rel,
@@ -134,8 +148,8 @@ void ExpectClose(double got, double want, const std::string& what, double rel,
   }
   const double tolerance = std::max(rel * std::fabs(want), abs);
   EXPECT_LE(std::fabs(got - want), tolerance)
-      << what << ": got " << absl::StrCat(absl::SixDigits(got)) << " ("
-      << got << "), want " << want << ", off by " << std::fabs(got - want)
+      << what << ": got " << absl::StrCat(absl::SixDigits(got)) << " (" << got
+      << "), want " << want << ", off by " << std::fabs(got - want)
       << " > tolerance " << tolerance;
 }
 

@@ -43,6 +43,11 @@ struct GoldenCase {
 // the file and line.
 absl::StatusOr<std::vector<GoldenCase>> LoadGolden(const std::string& path);
 
+// The cases of `path` whose field kind=`kind`, in file order. Fails the
+// current test when the file cannot be read or holds no such case.
+std::vector<GoldenCase> GoldenCasesOfKind(const std::string& path,
+                                          const std::string& kind);
+
 // EXPECTs |got - want| <= max(rel * |want|, abs): 1e-9 relative, or 1e-12
 // absolute for tiny values. Pass abs = 0 to demand relative accuracy of tiny
 // values too (e.g. a p-value of 1e-30 computed as an upper tail). `what`
