@@ -47,6 +47,7 @@
 #include "server/config_store.h"
 #include "server/recorder.h"
 #include "server/recording_service.h"
+#include "server/results_service.h"
 #include "server/redis_connection.h"
 #include "server/redis_event_store.h"
 #include "server/spool.h"
@@ -297,6 +298,8 @@ int RunServer(const ServerOptions& options) {
   Recorder recorder(&spooled_store);
   AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log});
   RecordingServiceImpl recording(store->get(), &recorder);
+  // Results read Redis directly (not the spool): figures are what Redis has.
+  ResultsServiceImpl results(store->get(), &event_store);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -308,6 +311,7 @@ int RunServer(const ServerOptions& options) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&service);
   builder.RegisterService(&recording);
+  builder.RegisterService(&results);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -328,8 +332,9 @@ int RunServer(const ServerOptions& options) {
                    " experiments and ", loaded.config->features.size(),
                    " features"));
 
-  std::function<int()> in_flight_calls = [&service, &recording] {
-    return service.in_flight_calls() + recording.in_flight_calls();
+  std::function<int()> in_flight_calls = [&service, &recording, &results] {
+    return service.in_flight_calls() + recording.in_flight_calls() +
+           results.in_flight_calls();
   };
   std::thread signal_thread(HandleSignals, signals, store->get(), server.get(),
                             in_flight_calls, options.shutdown_grace);
