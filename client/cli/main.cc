@@ -193,6 +193,23 @@ Command ServerCommand(std::string name, std::string usage, bool with_unit) {
   return c;
 }
 
+// The start of a command about one unit (assign, track, expose): flags, no
+// positional arguments, and the unit from --id. A value means: exit with it.
+std::optional<int> StartUnitCommand(const Command& command,
+                                    const std::vector<std::string>& argv,
+                                    Args* args, bool* json, v1::Unit* unit) {
+  if (std::optional<int> done = Start(command, argv, args, json)) return done;
+  if (!args->positional.empty()) {
+    return Usage(command, "unexpected argument '" + args->positional[0] + "'");
+  }
+  absl::StatusOr<v1::Unit> parsed = ParseUnit(*args);
+  if (!parsed.ok()) {
+    return Usage(command, std::string(parsed.status().message()));
+  }
+  *unit = *std::move(parsed);
+  return std::nullopt;
+}
+
 int RunAssign(const std::vector<std::string>& argv) {
   Command command = ServerCommand(
       "assign",
@@ -210,19 +227,17 @@ int RunAssign(const std::vector<std::string>& argv) {
   command.repeatable.insert({"experiment", "feature"});
   Args args;
   bool json = false;
-  if (std::optional<int> done = Start(command, argv, &args, &json))
+  v1::Unit unit;
+  if (std::optional<int> done =
+          StartUnitCommand(command, argv, &args, &json, &unit)) {
     return *done;
-  if (!args.positional.empty()) {
-    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
   }
-  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
-  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
   absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
   if (!client.ok()) {
     return Usage(command, std::string(client.status().message()));
   }
   absl::StatusOr<Assignment> a =
-      (*client)->Assign(*unit, args.All("experiment"), args.All("feature"));
+      (*client)->Assign(unit, args.All("experiment"), args.All("feature"));
   if (!a.ok()) return ServerError(args, a.status());
   // The library degrades for page views; the CLI reports the failure.
   if (a->degraded()) return ServerError(args, a->error());
@@ -385,6 +400,39 @@ Command RecordCommand(std::string name, std::string usage) {
   return c;
 }
 
+// --time (unset without it, so the server's time is used) and --key of an
+// EventRecord or ExposureRecord. A value means: exit with it.
+template <typename Record>
+std::optional<int> SetTimeAndKey(const Command& command, const Args& args,
+                                 Record* record) {
+  bool has_time = false;
+  if (absl::Status s = ParseTimeFlag(args, record->mutable_time(), &has_time);
+      !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (!has_time) record->clear_time();
+  record->set_idempotency_key(args.Get("key", ""));
+  return std::nullopt;
+}
+
+// Connects, makes the recording `call` and prints its per-record results.
+template <typename Call>
+int SendRecords(const Command& command, const Args& args, bool json,
+                const Call& call) {
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (!client.ok()) {
+    return Usage(command, std::string(client.status().message()));
+  }
+  const auto r = call(**client);
+  if (!r.ok()) return ServerError(args, r.status());
+  if (json) {
+    std::cout << ToJson(*r);
+  } else {
+    PrintRecordResults(r->results(), r->config_version(), std::cout);
+  }
+  return kExitOk;
+}
+
 int RunTrack(const std::vector<std::string>& argv) {
   Command command = RecordCommand(
       "track",
@@ -403,16 +451,14 @@ int RunTrack(const std::vector<std::string>& argv) {
   command.value_flags.insert({"event", "value"});
   Args args;
   bool json = false;
-  if (std::optional<int> done = Start(command, argv, &args, &json))
+  v1::Unit unit;
+  if (std::optional<int> done =
+          StartUnitCommand(command, argv, &args, &json, &unit)) {
     return *done;
-  if (!args.positional.empty()) {
-    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
   }
-  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
-  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
   v1::RecordEventsRequest request;
   v1::EventRecord* event = request.add_events();
-  *event->mutable_unit() = *unit;
+  *event->mutable_unit() = unit;
   event->set_name(args.Get("event", ""));
   if (event->name().empty()) {
     return Usage(command,
@@ -427,26 +473,11 @@ int RunTrack(const std::vector<std::string>& argv) {
     }
     event->set_value(value);
   }
-  bool has_time = false;
-  if (absl::Status s = ParseTimeFlag(args, event->mutable_time(), &has_time);
-      !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (!has_time) event->clear_time();
-  event->set_idempotency_key(args.Get("key", ""));
-  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
-  if (!client.ok()) {
-    return Usage(command, std::string(client.status().message()));
-  }
-  absl::StatusOr<v1::RecordEventsResponse> r =
-      (*client)->RecordEvents(std::move(request));
-  if (!r.ok()) return ServerError(args, r.status());
-  if (json) {
-    std::cout << ToJson(*r);
-  } else {
-    PrintRecordResults(r->results(), r->config_version(), std::cout);
-  }
-  return kExitOk;
+  if (std::optional<int> done = SetTimeAndKey(command, args, event))
+    return *done;
+  return SendRecords(command, args, json, [&](Client& client) {
+    return client.RecordEvents(std::move(request));
+  });
 }
 
 int RunExpose(const std::vector<std::string>& argv) {
@@ -470,16 +501,14 @@ int RunExpose(const std::vector<std::string>& argv) {
   command.value_flags.insert({"experiment", "variant", "config-version"});
   Args args;
   bool json = false;
-  if (std::optional<int> done = Start(command, argv, &args, &json))
+  v1::Unit unit;
+  if (std::optional<int> done =
+          StartUnitCommand(command, argv, &args, &json, &unit)) {
     return *done;
-  if (!args.positional.empty()) {
-    return Usage(command, "unexpected argument '" + args.positional[0] + "'");
   }
-  absl::StatusOr<v1::Unit> unit = ParseUnit(args);
-  if (!unit.ok()) return Usage(command, std::string(unit.status().message()));
   v1::RecordExposuresRequest request;
   v1::ExposureRecord* exposure = request.add_exposures();
-  *exposure->mutable_unit() = *unit;
+  *exposure->mutable_unit() = unit;
   exposure->set_experiment_key(args.Get("experiment", ""));
   exposure->set_variant_key(args.Get("variant", ""));
   if (exposure->experiment_key().empty() || exposure->variant_key().empty()) {
@@ -487,28 +516,12 @@ int RunExpose(const std::vector<std::string>& argv) {
                  "--experiment and --variant are required, e.g. --experiment "
                  "one_page_checkout --variant treatment");
   }
-  bool has_time = false;
-  if (absl::Status s =
-          ParseTimeFlag(args, exposure->mutable_time(), &has_time);
-      !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (!has_time) exposure->clear_time();
-  exposure->set_idempotency_key(args.Get("key", ""));
+  if (std::optional<int> done = SetTimeAndKey(command, args, exposure))
+    return *done;
   exposure->set_config_version(args.Get("config-version", ""));
-  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
-  if (!client.ok()) {
-    return Usage(command, std::string(client.status().message()));
-  }
-  absl::StatusOr<v1::RecordExposuresResponse> r =
-      (*client)->RecordExposures(request);
-  if (!r.ok()) return ServerError(args, r.status());
-  if (json) {
-    std::cout << ToJson(*r);
-  } else {
-    PrintRecordResults(r->results(), r->config_version(), std::cout);
-  }
-  return kExitOk;
+  return SendRecords(command, args, json, [&](Client& client) {
+    return client.RecordExposures(request);
+  });
 }
 
 int RunValidate(const std::vector<std::string>& argv) {
