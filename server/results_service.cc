@@ -417,22 +417,42 @@ absl::Status ComputeResults(const Config& config,
       return absl::OkStatus();
     }
   }
-  // Power: only binomial-like primary metrics have a sample-size formula;
-  // others keep running without a day count.
+  // Power at the control's observed figures: a conversion rate for
+  // binomial-like metrics; a mean or ratio and its per-unit SD otherwise.
+  // Without them (no conversions, fewer than 2 units, no traffic) the
+  // experiment keeps running without a day count.
   decision->set_kind(v1::DECISION_KIND_KEEP_RUNNING);
   decision->set_text("keep running");
-  if (primary >= 0 && IsBinomialLike(layout.metrics[primary].type) &&
-      n_variants >= 2) {
-    stats::TrafficSnapshot traffic;
+  std::optional<stats::TrafficSnapshot> traffic;
+  if (primary >= 0 && n_variants >= 2) {
+    const Metric& metric = layout.metrics[primary];
     const std::optional<double> baseline =
-        ArmEstimate(layout.metrics[primary], agg.variants[0]);
-    traffic.baseline = baseline.value_or(0);
-    traffic.exposed = exposed;
-    traffic.units_per_day = UnitsPerDay(agg);
+        ArmEstimate(metric, agg.variants[0]);
+    if (IsBinomialLike(metric.type)) {
+      traffic.emplace();
+      traffic->baseline = baseline.value_or(0);
+    } else {
+      // The variance of the control's estimate times its units is the
+      // per-unit variance (of the linearized unit, for a ratio). Any
+      // treatment arm's comparison carries the same control figures.
+      const Cell& cell = cells[primary][1];
+      if (baseline && cell.comparison &&
+          cell.comparison->control_variance.has_value()) {
+        traffic.emplace();
+        traffic->baseline = *baseline;
+        traffic->unit_sd =
+            std::sqrt(*cell.comparison->control_variance *
+                      static_cast<double>(agg.variants[0].exposed));
+      }
+    }
+  }
+  if (traffic) {
+    traffic->exposed = exposed;
+    traffic->units_per_day = UnitsPerDay(agg);
     stats::PowerOptions power;
     power.alpha = alpha;
     absl::StatusOr<stats::DaysToPowerResult> days =
-        stats::DaysToPower(traffic, kResultsRelativeMde, power);
+        stats::DaysToPower(*traffic, kResultsRelativeMde, power);
     if (days.ok() && days->more_days.has_value()) {
       if (*days->more_days == 0) {
         decision->set_kind(v1::DECISION_KIND_NO_DETECTABLE_EFFECT);

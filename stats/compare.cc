@@ -185,6 +185,8 @@ Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
   Comparison result;
   if (control.estimate) result.control = *control.estimate;
   if (treatment.estimate) result.treatment = *treatment.estimate;
+  result.control_variance = control.variance;
+  result.treatment_variance = treatment.variance;
   result.warnings = std::move(warnings);
   if (!control.estimate || !treatment.estimate) return result;
 

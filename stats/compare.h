@@ -105,6 +105,12 @@ struct Comparison {
   // with no units (or, for a ratio, a zero denominator).
   std::optional<double> control;
   std::optional<double> treatment;
+  // The variance of each arm's estimate (not of one unit): p(1-p)/n, s²/n,
+  // or the delta-method variance of the ratio. nullopt where the estimate
+  // is, or for an arm of 1 unit. Times the arm's units, it is the per-unit
+  // variance a sample-size calculation needs.
+  std::optional<double> control_variance;
+  std::optional<double> treatment_variance;
   Lift absolute;  // treatment - control
   Lift relative;  // treatment / control - 1
   SequentialInterval sequential;

@@ -258,9 +258,23 @@ TEST(CompareProportions, ArmWithoutUnitsLeavesEverythingButItsPartnerNull) {
   EXPECT_THAT(r->warnings[0], HasSubstr("the control arm has no units"));
 }
 
+TEST(CompareProportions, ReportsEachArmsVarianceForPowerAnalysis) {
+  // p(1 - p) / n per arm: 0.1 * 0.9 / 1000 and 0.12 * 0.88 / 2000; the
+  // absolute difference's SE is the root of their sum.
+  auto r = CompareProportions({1000, 100}, {2000, 240});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->control_variance.has_value());
+  ASSERT_TRUE(r->treatment_variance.has_value());
+  EXPECT_NEAR(*r->control_variance, 9e-5, 1e-18);
+  EXPECT_NEAR(*r->treatment_variance, 5.28e-5, 1e-18);
+  EXPECT_NEAR(*r->absolute.standard_error, std::sqrt(9e-5 + 5.28e-5), 1e-15);
+}
+
 TEST(CompareMeanSummaries, OneUnitHasAMeanButNoVariance) {
   auto r = CompareMeanSummaries({1, 4.0, 0}, {50, 5.0, 1.0});
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->control_variance.has_value());
+  EXPECT_DOUBLE_EQ(*r->treatment_variance, 1.0 / 50);
   EXPECT_DOUBLE_EQ(*r->absolute.estimate, 1.0);
   EXPECT_DOUBLE_EQ(*r->relative.estimate, 0.25);
   EXPECT_FALSE(r->absolute.standard_error.has_value());

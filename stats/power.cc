@@ -37,6 +37,37 @@ absl::Status CheckDesign(double relative_mde, const PowerOptions& options) {
   return absl::OkStatus();
 }
 
+struct Quantiles {
+  double alpha;  // z_{1-alpha/2}
+  double beta;   // z_{power}
+};
+
+Quantiles QuantilesOf(const PowerOptions& options) {
+  const boost::math::normal_distribution<double> standard_normal;
+  // Upper quantile as a complement, so a tiny alpha stays accurate.
+  return {boost::math::quantile(
+              boost::math::complement(standard_normal, options.alpha / 2)),
+          boost::math::quantile(standard_normal, options.power)};
+}
+
+// The result for an unrounded size `n`, or INVALID_ARGUMENT when n is
+// beyond any experiment.
+absl::StatusOr<SampleSizeResult> Rounded(double n, double baseline,
+                                         double relative_mde) {
+  if (!(n <= kMaxExactCount)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "detecting a relative MDE of ", relative_mde, " on baseline ", baseline,
+        " needs ", n,
+        " units per variant, beyond any experiment; pick a larger MDE"));
+  }
+  SampleSizeResult result;
+  result.per_variant_exact = n;
+  result.per_variant = static_cast<int64_t>(std::ceil(n));
+  result.baseline = baseline;
+  result.treatment = baseline * (1 + relative_mde);
+  return result;
+}
+
 // BinomialSampleSize once alpha, power and the MDE are known to be valid:
 // what can still fail depends only on the baseline.
 absl::StatusOr<SampleSizeResult> SampleSizeForBaseline(
@@ -55,29 +86,35 @@ absl::StatusOr<SampleSizeResult> SampleSizeForBaseline(
                      ", outside (0, 1); pick an MDE between -1 and ",
                      1 / p1 - 1, " (exclusive)"));
   }
-  const boost::math::normal_distribution<double> standard_normal;
-  // Upper quantile as a complement, so a tiny alpha stays accurate.
-  const double z_alpha = boost::math::quantile(
-      boost::math::complement(standard_normal, options.alpha / 2));
-  const double z_beta = boost::math::quantile(standard_normal, options.power);
+  const Quantiles z = QuantilesOf(options);
   const double p_bar = (p1 + p2) / 2;
   // p2 - p1 written as p1 * mde: exact where the subtraction would cancel.
   const double delta = p1 * relative_mde;
-  const double root = z_alpha * std::sqrt(2 * p_bar * (1 - p_bar)) +
-                      z_beta * std::sqrt(p1 * (1 - p1) + p2 * (1 - p2));
-  const double n = root * root / (delta * delta);
-  if (!(n <= kMaxExactCount)) {
+  const double root = z.alpha * std::sqrt(2 * p_bar * (1 - p_bar)) +
+                      z.beta * std::sqrt(p1 * (1 - p1) + p2 * (1 - p2));
+  return Rounded(root * root / (delta * delta), p1, relative_mde);
+}
+
+// MeanSampleSize once alpha, power and the MDE are known to be valid.
+absl::StatusOr<SampleSizeResult> SampleSizeForMean(
+    double baseline, double unit_sd, double relative_mde,
+    const PowerOptions& options) {
+  if (!std::isfinite(baseline) || baseline == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "detecting a relative MDE of ", relative_mde, " on baseline ", p1,
-        " needs ", n,
-        " units per variant, beyond any experiment; pick a larger MDE"));
+        "baseline is ", baseline,
+        "; a relative MDE needs a finite, non-zero control mean"));
   }
-  SampleSizeResult result;
-  result.per_variant_exact = n;
-  result.per_variant = static_cast<int64_t>(std::ceil(n));
-  result.baseline = p1;
-  result.treatment = p2;
-  return result;
+  if (!std::isfinite(unit_sd) || unit_sd <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unit_sd is ", unit_sd,
+                     "; pass the per-unit standard deviation, above 0"));
+  }
+  const Quantiles z = QuantilesOf(options);
+  const double delta = baseline * relative_mde;
+  // (z_a + z_b) sd / delta first, so that sd² and delta² cannot overflow
+  // or underflow on their own.
+  const double root = (z.alpha + z.beta) * (unit_sd / std::fabs(delta));
+  return Rounded(2 * root * root, baseline, relative_mde);
 }
 
 }  // namespace
@@ -88,11 +125,31 @@ absl::StatusOr<SampleSizeResult> BinomialSampleSize(
   return SampleSizeForBaseline(baseline, relative_mde, options);
 }
 
+absl::StatusOr<SampleSizeResult> MeanSampleSize(double baseline,
+                                                double unit_sd,
+                                                double relative_mde,
+                                                const PowerOptions& options) {
+  if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
+  return SampleSizeForMean(baseline, unit_sd, relative_mde, options);
+}
+
 absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
                                               double relative_mde,
                                               const PowerOptions& options) {
   if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
-  if (!(traffic.baseline >= 0 && traffic.baseline <= 1)) {
+  const bool continuous = traffic.unit_sd.has_value();
+  if (continuous) {
+    if (!std::isfinite(traffic.baseline)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("baseline is ", traffic.baseline,
+                       "; the observed control mean must be finite"));
+    }
+    if (!std::isfinite(*traffic.unit_sd) || *traffic.unit_sd < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unit_sd is ", *traffic.unit_sd,
+          "; the per-unit standard deviation must be finite and at least 0"));
+    }
+  } else if (!(traffic.baseline >= 0 && traffic.baseline <= 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("baseline is ", traffic.baseline,
                      "; the observed conversion rate must be in [0, 1]"));
@@ -125,11 +182,25 @@ absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
 
   DaysToPowerResult result;
   absl::StatusOr<SampleSizeResult> size =
-      SampleSizeForBaseline(traffic.baseline, relative_mde, options);
+      continuous ? SampleSizeForMean(traffic.baseline, *traffic.unit_sd,
+                                     relative_mde, options)
+                 : SampleSizeForBaseline(traffic.baseline, relative_mde,
+                                         options);
   if (!size.ok()) {
-    // The design is valid (checked above), so the observed baseline is what
-    // makes the size undefined, e.g. no conversions yet.
-    if (traffic.baseline == 0) {
+    // The design is valid (checked above), so the observed data are what
+    // make the size undefined, e.g. no conversions yet.
+    if (continuous && traffic.baseline == 0) {
+      result.warnings.push_back(
+          "the sample size is undefined: the control mean is 0 so far, so a "
+          "relative MDE is no change at all");
+    } else if (continuous && *traffic.unit_sd == 0) {
+      result.warnings.push_back(
+          "the sample size is undefined: every control unit has the same "
+          "value so far (standard deviation 0)");
+    } else if (continuous) {
+      result.warnings.push_back(absl::StrCat("the sample size is undefined: ",
+                                             size.status().message()));
+    } else if (traffic.baseline == 0) {
       result.warnings.push_back(
           "the sample size is undefined: the control has no conversions yet "
           "(observed baseline 0), so a relative MDE is no change at all");

@@ -48,20 +48,43 @@ struct SampleSizeResult {
 absl::StatusOr<SampleSizeResult> BinomialSampleSize(
     double baseline, double relative_mde, const PowerOptions& options = {});
 
+// Units needed in EACH variant to detect a relative change `relative_mde` of
+// a per-unit mean (revenue per user) or ratio (clicks per session) whose
+// control value is `baseline` and whose per-unit standard deviation is
+// `unit_sd` (for a ratio, the SD of the linearized unit, i.e. the standard
+// error of the ratio times sqrt(units)). The two-sample normal formula with
+// equal arms and equal variances:
+//   n = 2 (z_{1-alpha/2} + z_{1-beta})^2 unit_sd^2 / (baseline mde)^2
+// rounded up. `baseline` and `treatment` of the result are the means.
+//
+// Returns INVALID_ARGUMENT when baseline is 0 or not finite (a relative
+// change of 0 is no change), unit_sd is not finite and positive,
+// relative_mde is 0 or not finite, alpha is not in (0, 1), power is not in
+// [0.5, 1), or the answer exceeds 2^53 units.
+absl::StatusOr<SampleSizeResult> MeanSampleSize(
+    double baseline, double unit_sd, double relative_mde,
+    const PowerOptions& options = {});
+
 // A running experiment, for DaysToPower.
 struct TrafficSnapshot {
-  // Conversion rate observed in the control so far (conversions / units).
+  // The control's value so far: a conversion rate (conversions / units), or,
+  // when unit_sd is set, a mean or ratio.
   double baseline = 0;
   // Exposed units so far, per variant (control included).
   std::vector<int64_t> exposed;
   // Recent exposed units per day, per variant, in the order of `exposed`
   // (e.g. the mean of the last full days).
   std::vector<double> units_per_day;
+  // Set for a continuous metric (sum or ratio): the control's per-unit
+  // standard deviation, and the sample size is MeanSampleSize's. Unset: a
+  // binomial metric, BinomialSampleSize's.
+  std::optional<double> unit_sd;
 };
 
 struct DaysToPowerResult {
-  // BinomialSampleSize at the observed baseline. Null when it is undefined
-  // (a baseline of 0 or 1, or p2 outside (0, 1)); see warnings.
+  // BinomialSampleSize (or MeanSampleSize) at the observed baseline. Null
+  // when it is undefined (a baseline of 0 or 1, p2 outside (0, 1), a mean of
+  // 0 or a unit SD of 0); see warnings.
   std::optional<int64_t> per_variant;
   // Whole days until every variant reaches per_variant at its current
   // traffic: 0 when all have, null when some variant short of it has no
@@ -75,11 +98,13 @@ struct DaysToPowerResult {
 // equal-arms size in every arm is conservative for unequal splits: the
 // larger arms only add power.
 //
-// What the data can make undefined (a baseline of 0 or 1 early on, no
-// traffic) comes out as null with a warning. Returns INVALID_ARGUMENT for
-// bad arguments: relative_mde, alpha or power as in BinomialSampleSize, a
-// baseline that is not in [0, 1], sizes that differ or are zero, a negative
-// count or a negative or non-finite traffic figure.
+// What the data can make undefined (a baseline of 0 or 1 early on, a
+// continuous metric without variation yet, no traffic) comes out as null
+// with a warning. Returns INVALID_ARGUMENT for bad arguments: relative_mde,
+// alpha or power as in BinomialSampleSize, a binomial baseline that is not
+// in [0, 1] (any finite value for a continuous one), a negative or
+// non-finite unit_sd, sizes that differ or are zero, a negative count or a
+// negative or non-finite traffic figure.
 absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
                                               double relative_mde,
                                               const PowerOptions& options = {});

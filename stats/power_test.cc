@@ -141,11 +141,14 @@ TEST(BinomialSampleSize, RejectsImpossibleDesignsWithAHint) {
 TEST(DaysToPower, MatchesEveryGoldenCase) {
   const std::vector<GoldenCase> cases =
       GoldenCasesOfKind("stats/testdata/misc.golden", "days");
-  ASSERT_GE(cases.size(), 10u);
+  ASSERT_GE(cases.size(), 20u);
+  int continuous = 0;
   for (const GoldenCase& c : cases) {
     SCOPED_TRACE(c.name);
+    continuous += c.MaybeNum("unit_sd").has_value();
     TrafficSnapshot traffic;
     traffic.baseline = c.Num("baseline");
+    traffic.unit_sd = c.MaybeNum("unit_sd");
     for (double e : c.Nums("exposed")) {
       traffic.exposed.push_back(static_cast<int64_t>(e));
     }
@@ -167,6 +170,86 @@ TEST(DaysToPower, MatchesEveryGoldenCase) {
       EXPECT_FALSE(r->warnings.empty());
     }
   }
+  EXPECT_GE(continuous, 6);
+}
+
+TEST(MeanSampleSize, MatchesTheNormalFormulaOnEveryGoldenCase) {
+  const std::vector<GoldenCase> cases =
+      GoldenCasesOfKind("stats/testdata/misc.golden", "mean_sample_size");
+  ASSERT_GE(cases.size(), 8u);
+  for (const GoldenCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = MeanSampleSize(c.Num("baseline"), c.Num("unit_sd"), c.Num("mde"),
+                            OptionsOf(c));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ExpectClose(r->per_variant_exact, c.Num("per_variant_exact"),
+                c.name + " per_variant_exact");
+    EXPECT_EQ(r->per_variant, static_cast<int64_t>(c.Num("per_variant")));
+    ExpectClose(r->treatment, c.Num("treatment"), c.name + " treatment");
+  }
+}
+
+TEST(MeanSampleSize, NoisierMetricsNeedMoreUnits) {
+  // n grows with the variance: four times the SD, sixteen times the units
+  // (up to rounding).
+  auto quiet = MeanSampleSize(10, 5, 0.05);
+  auto noisy = MeanSampleSize(10, 20, 0.05);
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  ASSERT_TRUE(noisy.ok()) << noisy.status();
+  EXPECT_NEAR(noisy->per_variant_exact / quiet->per_variant_exact, 16, 1e-12);
+}
+
+TEST(MeanSampleSize, RejectsImpossibleDesignsWithAHint) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  struct Bad {
+    double baseline;
+    double sd;
+    double mde;
+    std::string hint;
+  };
+  const std::vector<Bad> bad = {
+      {0, 1, 0.1, "non-zero control mean"},
+      {nan, 1, 0.1, "non-zero control mean"},
+      {inf, 1, 0.1, "non-zero control mean"},
+      {5, 0, 0.1, "unit_sd is 0"},
+      {5, -1, 0.1, "unit_sd is -1"},
+      {5, nan, 0.1, "unit_sd"},
+      {5, 1, 0, "relative_mde is 0"},
+      {5, 1e6, 1e-9, "pick a larger MDE"},
+  };
+  for (const Bad& b : bad) {
+    SCOPED_TRACE(b.hint);
+    auto r = MeanSampleSize(b.baseline, b.sd, b.mde);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(b.hint), std::string::npos)
+        << r.status();
+  }
+}
+
+TEST(DaysToPower, ContinuousUndefinedSizesSayWhy) {
+  TrafficSnapshot traffic;
+  traffic.exposed = {100, 100};
+  traffic.units_per_day = {10, 10};
+  traffic.baseline = 0;
+  traffic.unit_sd = 2;
+  auto zero_mean = DaysToPower(traffic, 0.05);
+  ASSERT_TRUE(zero_mean.ok()) << zero_mean.status();
+  EXPECT_FALSE(zero_mean->per_variant.has_value());
+  EXPECT_TRUE(AnyWarningContains(*zero_mean, "control mean is 0"));
+  traffic.baseline = 4;
+  traffic.unit_sd = 0;
+  auto no_spread = DaysToPower(traffic, 0.05);
+  ASSERT_TRUE(no_spread.ok()) << no_spread.status();
+  EXPECT_FALSE(no_spread->more_days.has_value());
+  EXPECT_TRUE(AnyWarningContains(*no_spread, "standard deviation 0"));
+  // Bad arguments are errors, not warnings; a negative mean is fine.
+  traffic.unit_sd = -1;
+  EXPECT_EQ(DaysToPower(traffic, 0.05).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  traffic.unit_sd = 1;
+  traffic.baseline = -3;
+  EXPECT_TRUE(DaysToPower(traffic, 0.05).ok());
 }
 
 TEST(DaysToPower, CountsTheDaysTheSlowestVariantNeeds) {

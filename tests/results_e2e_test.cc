@@ -302,8 +302,33 @@ TEST_F(ResultsE2eTest, SumMetricIsAMeanOverExposedUnits) {
   ExpectClose("abs.adjusted", abs.has_adjusted_p_value(),
               abs.adjusted_p_value(), 0.5729880229040591);
   EXPECT_TRUE(m->bayes().has_chance_to_beat_control());
-  // A sum primary metric has no sample-size formula here: keep running,
-  // without a day count.
+  // Power for a sum primary metric, at the control's mean 2.75 and per-unit
+  // SD |4 - 1.5| / sqrt(2), a 5% relative MDE, alpha 0.05, power 0.8:
+  // n = 2 ((z_0.975 + z_0.8) SD / (2.75 * 0.05))^2 = 2594.67, so 2595 per
+  // variant (scipy.stats.norm quantiles). Traffic today: 2 and 3 units a
+  // day, so max(ceil(2593 / 2), ceil(2592 / 3)) = 1297 more days. (A run
+  // that crosses UTC midnight counts two days: max(2593, 1728) = 2593.)
+  EXPECT_EQ(r.decision().kind(), v1::DECISION_KIND_KEEP_RUNNING);
+  ASSERT_TRUE(r.decision().has_more_days());
+  EXPECT_TRUE(r.decision().more_days() == 1297 ||
+              r.decision().more_days() == 2593)
+      << r.decision().more_days();
+  EXPECT_EQ(r.decision().text(),
+            absl::StrCat("keep running (about ", r.decision().more_days(),
+                         " more days to reach 80% power)"));
+}
+
+TEST_F(ResultsE2eTest, SumMetricWithoutSpreadKeepsRunningWithoutDays) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // Every control unit spent exactly 5: no per-unit SD to size the test
+  // with, so no day count (and no error).
+  ASSERT_NO_FATAL_FAILURE(Expose("shop", "control", "c", 3));
+  ASSERT_NO_FATAL_FAILURE(Expose("shop", "treatment", "t", 3));
+  ASSERT_NO_FATAL_FAILURE(SendValues("purchase", "c", {5, 5, 5}));
+  ASSERT_NO_FATAL_FAILURE(SendValues("purchase", "t", {5, 6, 7}));
+  v1::GetResultsResponse r;
+  grpc::Status status = GetResults("shop", &r);
+  ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(r.decision().kind(), v1::DECISION_KIND_KEEP_RUNNING);
   EXPECT_FALSE(r.decision().has_more_days());
   EXPECT_EQ(r.decision().text(), "keep running");

@@ -16,6 +16,9 @@ Every expected value is computed here independently of the C++ code:
     scipy.stats.norm quantiles, cross-checked by solving R's power.prop.test
     power equation (strict = FALSE) for n with scipy.optimize.brentq, and
     compared with statsmodels' NormalIndPower (see cross_check_statsmodels).
+  - Sample size of a mean or ratio: 2 ((z_{1-alpha/2} + z_{1-beta}) sd /
+    (mean mde))^2 with scipy.stats.norm quantiles, cross-checked against
+    statsmodels' NormalIndPower solved for Cohen's d = |mean mde| / sd.
   - Days to power: the sample size above and ceil((n - exposed) / per_day).
 
 Output format: stats/testing/golden.h. Lists hold `null` where the value is
@@ -318,12 +321,63 @@ print(f"# largest Fleiss vs Cohen's h gap on the grid: {max(gaps):.2%}",
       file=sys.stderr)
 
 
-def days_case(name, baseline, mde, exposed, per_day, alpha=0.05, power=0.8):
+def mean_n(mean, sd, mde, alpha, power):
+    """Two-sample normal sample size for a difference of means."""
+    z_a = stats.norm.isf(alpha / 2)
+    z_b = stats.norm.ppf(power)
+    return 2 * ((z_a + z_b) * sd / abs(mean * mde)) ** 2
+
+
+def mean_sample_size_expected(mean, sd, mde, alpha, power):
+    n = mean_n(mean, sd, mde, alpha, power)
+    # Cross-check with statsmodels: its two-sided power at this n, for
+    # Cohen's d = |mean mde| / sd, minus the far tail (rejecting in the wrong
+    # direction, which the closed form leaves out) is the power asked for.
+    d = abs(mean * mde) / sd
+    power_sm = NormalIndPower().power(effect_size=d, nobs1=n, alpha=alpha,
+                                      ratio=1.0, alternative="two-sided")
+    far_tail = stats.norm.cdf(-d * math.sqrt(n / 2) - stats.norm.isf(alpha / 2))
+    assert math.isclose(power_sm - far_tail, power, rel_tol=1e-9), (
+        mean, sd, mde, alpha, power, n, power_sm, far_tail)
+    frac = n - math.floor(n)
+    assert 1e-6 < frac < 1 - 1e-6, (mean, sd, mde, alpha, power, n)
+    return n, math.ceil(n)
+
+
+def mean_sample_size_case(name, mean, sd, mde, alpha=0.05, power=0.8):
+    n, ceil_n = mean_sample_size_expected(mean, sd, mde, alpha, power)
+    emit(name, kind="mean_sample_size", baseline=mean, unit_sd=sd, mde=mde,
+         alpha=alpha, power=power, per_variant_exact=n, per_variant=ceil_n,
+         treatment=mean * (1 + mde))
+
+
+# Revenue per user (mean 3.2, a heavy tail: SD 25), clicks per session,
+# a negative metric (profit), tiny and huge scales, and several designs.
+mean_sample_size_case("mss_revenue", 3.2, 25.0, 0.05)
+mean_sample_size_case("mss_revenue_strict", 3.2, 25.0, 0.05, 0.01, 0.9)
+mean_sample_size_case("mss_ratio_ctr", 0.31, 0.45, 0.02)
+mean_sample_size_case("mss_negative_mean", -12.5, 40.0, -0.1)
+mean_sample_size_case("mss_tiny_scale", 3.1e-7, 2.2e-6, 0.1, 0.1, 0.6)
+mean_sample_size_case("mss_huge_scale", 8.5e11, 3.3e12, 0.25, 0.05, 0.95)
+mean_sample_size_case("mss_power_half", 10.0, 3.0, 0.01, 0.05, 0.5)
+mean_sample_size_case("mss_small_sd", 100.0, 0.7, 0.001)
+
+
+def days_case(name, baseline, mde, exposed, per_day, alpha=0.05, power=0.8,
+              unit_sd=None):
     per_variant = None
     more_days = None
     p2 = baseline * (1 + mde)
-    if 0 < baseline < 1 and 0 < p2 < 1:
-        _, per_variant = sample_size_expected(baseline, mde, alpha, power)
+    if unit_sd is not None:
+        defined = baseline != 0 and unit_sd > 0
+    else:
+        defined = 0 < baseline < 1 and 0 < p2 < 1
+    if defined:
+        if unit_sd is not None:
+            _, per_variant = mean_sample_size_expected(baseline, unit_sd, mde,
+                                                       alpha, power)
+        else:
+            _, per_variant = sample_size_expected(baseline, mde, alpha, power)
         days = 0
         stalled = False
         for e, r in zip(exposed, per_day):
@@ -336,7 +390,7 @@ def days_case(name, baseline, mde, exposed, per_day, alpha=0.05, power=0.8):
         more_days = None if stalled else days
     emit(name, kind="days", baseline=baseline, mde=mde, alpha=alpha,
          power=power, exposed=list(exposed), units_per_day=list(per_day),
-         per_variant=per_variant, more_days=more_days)
+         unit_sd=unit_sd, per_variant=per_variant, more_days=more_days)
 
 
 days_case("days_halfway", 0.02, 0.10, [40000, 40100], [5000, 5000])
@@ -357,10 +411,23 @@ days_case("days_no_traffic_but_reached", 0.5, 0.5, [100, 200], [0, 0])
 days_case("days_zero_baseline", 0.0, 0.10, [500, 500], [100, 100])
 days_case("days_baseline_one", 1.0, -0.10, [500, 500], [100, 100])
 days_case("days_p2_above_one", 0.95, 0.10, [500, 500], [100, 100])
+# Continuous metrics (unit_sd set): means and ratios.
+days_case("days_mean_halfway", 3.2, 0.05, [200000, 199000], [30000, 29800],
+          unit_sd=25.0)
+days_case("days_mean_reached", 3.2, 0.5, [20000, 20000], [3000, 3000],
+          unit_sd=25.0)
+days_case("days_mean_negative", -12.5, 0.1, [1000, 1000], [70, 90],
+          unit_sd=40.0)
+days_case("days_ratio", 0.31, 0.05, [5000, 5000], [400.5, 399.25],
+          unit_sd=0.45, alpha=0.01, power=0.9)
+days_case("days_mean_zero", 0.0, 0.05, [1000, 1000], [100, 100],
+          unit_sd=3.0)
+days_case("days_mean_no_spread", 7.0, 0.05, [1000, 1000], [100, 100],
+          unit_sd=0.0)
 
 print("# Generated by stats/testdata/gen_misc.py with /usr/bin/python3 "
       "(SciPy, statsmodels); do not edit by hand.")
-print("# kind=srm | adjust | sample_size | days; see the script for how each "
+print("# kind=srm | adjust | sample_size | mean_sample_size | days; see the script for how each "
       "value is computed.")
 for line in lines:
     print(line)
