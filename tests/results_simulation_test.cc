@@ -1,0 +1,639 @@
+// End-to-end statistics of ResultsService.GetResults on simulated
+// experiments, through a real abexp-server and a real redis-server on
+// loopback: units are bucketed by the server (AssignmentService.BatchAssign),
+// exposed at the variant they got and their events recorded through
+// RecordingService. The figures the RPC returns are compared with figures
+// computed from the raw per-unit data by tests/results_reference.py (SciPy
+// and statsmodels under /usr/bin/python3), and the Bayesian ones with
+// stats/testdata/bayes.golden (gen_bayes.py: exact rational sums).
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "abexp/v1/assignment.grpc.pb.h"
+#include "abexp/v1/recording.grpc.pb.h"
+#include "abexp/v1/results.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "stats/testing/golden.h"
+#include "tests/recording_test_util.h"
+#include "tests/server_process.h"
+
+namespace abexp {
+namespace {
+
+using ::abexp::stats::testing::GoldenCase;
+using ::abexp::stats::testing::LoadGolden;
+using ::abexp::testing::FindAssignment;
+using ::abexp::testing::RecordingServerTest;
+using ::abexp::testing::RunProcess;
+using ::abexp::testing::SetDeadline;
+using ::abexp::testing::ToProto;
+using ::abexp::testing::User;
+using ::google::protobuf::Struct;
+using ::google::protobuf::Value;
+using ::testing::HasSubstr;
+
+constexpr char kConfig[] = R"yaml(
+metrics:
+  - key: order_conversion
+    type: binomial
+    event: purchase
+  - key: revenue
+    type: sum
+    event: purchase
+    aggregate: value
+  - key: order_value
+    type: ratio
+    numerator: {event: purchase, aggregate: value}
+    denominator: {event: purchase, aggregate: count}
+  - key: click_through
+    type: ratio
+    numerator: {event: banner_click, aggregate: count}
+    denominator: {event: banner_view, aggregate: count}
+
+experiments:
+  - key: checkout
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion, revenue]
+    primary_metric: order_conversion
+  - key: banner
+    status: running
+    variants:
+      - {key: control, weight: 95}
+      - {key: treatment, weight: 5}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+  - key: basket
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_value, click_through]
+    primary_metric: order_value
+  - key: bayes_a
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+  - key: bayes_b
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+  - key: bayes_c
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+)yaml";
+
+// Units per BatchAssign call (the server's limit) and per recording call.
+constexpr int kAssignBatch = 1000;
+constexpr int kRecordBatch = 10000;
+
+// A unit the test exposed and its variant.
+struct Unit {
+  std::string id;
+  std::string variant;
+};
+
+// Per-unit raw data for results_reference.py: one row per exposed unit, its
+// variant and a value per column (0 for a unit without events).
+class UnitTable {
+ public:
+  explicit UnitTable(std::vector<std::string> columns)
+      : columns_(std::move(columns)) {}
+
+  void Add(const std::string& variant, std::vector<double> values) {
+    ASSERT_EQ(values.size(), columns_.size());
+    rows_.emplace_back(variant, std::move(values));
+  }
+
+  // The CSV results_reference.py reads; values to 17 significant digits, so
+  // Python reads the very doubles the server was sent.
+  std::string ToCsv() const {
+    std::string csv = "variant";
+    for (const std::string& c : columns_) absl::StrAppend(&csv, ",", c);
+    csv += "\n";
+    for (const auto& [variant, values] : rows_) {
+      absl::StrAppend(&csv, variant);
+      for (double v : values) {
+        absl::StrAppend(&csv, absl::StrFormat(",%.17g", v));
+      }
+      csv += "\n";
+    }
+    return csv;
+  }
+
+ private:
+  std::vector<std::string> columns_;
+  std::vector<std::pair<std::string, std::vector<double>>> rows_;
+};
+
+// The value at `path` in `s`; a null Value, and a failure, when a key is
+// missing.
+Value At(const Struct& s, std::initializer_list<std::string> path) {
+  Value v;
+  *v.mutable_struct_value() = s;
+  std::string seen;
+  for (const std::string& key : path) {
+    seen += "." + key;
+    if (v.kind_case() != Value::kStructValue ||
+        v.struct_value().fields().count(key) == 0) {
+      ADD_FAILURE() << "the reference JSON has no " << seen;
+      return Value();
+    }
+    Value next = v.struct_value().fields().at(key);
+    v = std::move(next);
+  }
+  return v;
+}
+
+bool Has(const Struct& s, const std::string& key) {
+  return s.fields().count(key) > 0;
+}
+
+// `got` (set or not: `has`) against the reference figure `want`: unset where
+// the reference is null, else within 1e-9 relative. No absolute floor: the
+// p-values here go down to ~1e-10 and must keep their digits.
+void ExpectFigure(const std::string& what, bool has, double got,
+                  const Value& want) {
+  if (want.kind_case() == Value::kNullValue) {
+    EXPECT_FALSE(has) << what << " is " << got << ", want unset";
+    return;
+  }
+  ASSERT_EQ(want.kind_case(), Value::kNumberValue)
+      << what << ": the reference is " << want.ShortDebugString();
+  ASSERT_TRUE(has) << what << " is unset, want " << want.number_value();
+  EXPECT_NEAR(got, want.number_value(), 1e-9 * std::fabs(want.number_value()))
+      << what;
+}
+
+// An Effect against the reference's {estimate, ci_low, ci_high, p_value,
+// adjusted_p_value[, df]}.
+void ExpectEffect(const std::string& what, const v1::Effect& got,
+                  const Struct& want) {
+  ExpectFigure(what + ".estimate", got.has_estimate(), got.estimate(),
+               At(want, {"estimate"}));
+  ExpectFigure(what + ".ci_low", got.has_ci_low(), got.ci_low(),
+               At(want, {"ci_low"}));
+  ExpectFigure(what + ".ci_high", got.has_ci_high(), got.ci_high(),
+               At(want, {"ci_high"}));
+  ExpectFigure(what + ".p_value", got.has_p_value(), got.p_value(),
+               At(want, {"p_value"}));
+  ExpectFigure(what + ".adjusted_p_value", got.has_adjusted_p_value(),
+               got.adjusted_p_value(), At(want, {"adjusted_p_value"}));
+  if (Has(want, "df")) {
+    ExpectFigure(what + ".df", got.has_df(), got.df(), At(want, {"df"}));
+  } else {
+    EXPECT_FALSE(got.has_df()) << what << ".df is set: only sums have one";
+  }
+}
+
+const v1::MetricResult* FindMetric(const v1::VariantResult& variant,
+                                   const std::string& key) {
+  for (const v1::MetricResult& m : variant.metrics()) {
+    if (m.metric_key() == key) return &m;
+  }
+  return nullptr;
+}
+
+// Every variant's exposed units, and for each metric of the reference every
+// variant's estimate and every treatment's comparison with control.
+void ExpectMatchesReference(const v1::GetResultsResponse& r,
+                            const Struct& ref) {
+  const Struct units = At(ref, {"units"}).struct_value();
+  ASSERT_EQ(static_cast<size_t>(r.variants_size()), units.fields().size());
+  for (const v1::VariantResult& variant : r.variants()) {
+    ExpectFigure(variant.key() + " exposed_units", true,
+                 static_cast<double>(variant.exposed_units()),
+                 At(units, {variant.key()}));
+  }
+  const Struct metrics = At(ref, {"metrics"}).struct_value();
+  for (const auto& [key, m] : metrics.fields()) {
+    const Struct& want = m.struct_value();
+    for (const v1::VariantResult& variant : r.variants()) {
+      const std::string what = absl::StrCat(key, " ", variant.key());
+      const v1::MetricResult* got = FindMetric(variant, key);
+      ASSERT_NE(got, nullptr) << what << " is not in the response";
+      ExpectFigure(what + " estimate", got->has_estimate(), got->estimate(),
+                   At(want, {"estimate", variant.key()}));
+      if (variant.is_control()) continue;
+      const Struct cell =
+          At(want, {"vs_control", variant.key()}).struct_value();
+      ExpectEffect(what + " absolute", got->absolute(),
+                   At(cell, {"absolute"}).struct_value());
+      ExpectEffect(what + " relative", got->relative(),
+                   At(cell, {"relative"}).struct_value());
+      if (Has(cell, "bayes")) {
+        const Struct bayes = At(cell, {"bayes"}).struct_value();
+        const v1::BayesFigures& b = got->bayes();
+        ExpectFigure(what + " chance_to_beat_control",
+                     b.has_chance_to_beat_control(), b.chance_to_beat_control(),
+                     At(bayes, {"chance_to_beat_control"}));
+        ExpectFigure(what + " expected_loss_ship", b.has_expected_loss_ship(),
+                     b.expected_loss_ship(), At(bayes, {"expected_loss_ship"}));
+        ExpectFigure(what + " expected_loss_keep", b.has_expected_loss_keep(),
+                     b.expected_loss_keep(), At(bayes, {"expected_loss_keep"}));
+      }
+    }
+  }
+}
+
+class ResultsSimulationTest : public RecordingServerTest {
+ protected:
+  ResultsSimulationTest() : RecordingServerTest(kConfig, "sim") {}
+
+  void StartAll() {
+    ASSERT_NO_FATAL_FAILURE(StartServer());
+    results_ = v1::ResultsService::NewStub(grpc::CreateChannel(
+        server_->address(), grpc::InsecureChannelCredentials()));
+  }
+
+  // Users `prefix`0 .. `prefix`(n-1), each with the variant of `experiment`
+  // the server buckets it into. Remembers the config version for Expose().
+  void Assign(const std::string& experiment, const std::string& prefix, int n,
+              std::vector<Unit>* units) {
+    for (int begin = 0; begin < n; begin += kAssignBatch) {
+      v1::BatchAssignRequest request;
+      request.add_experiment_keys(experiment);
+      const int end = std::min(n, begin + kAssignBatch);
+      for (int i = begin; i < end; ++i) {
+        *request.add_units() = User(absl::StrCat(prefix, i));
+      }
+      v1::BatchAssignResponse response;
+      grpc::ClientContext context;
+      SetDeadline(&context, call_timeout_);
+      grpc::Status status = assign_->BatchAssign(&context, request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_EQ(response.results_size(), end - begin);
+      config_version_ = response.config_version();
+      for (int i = begin; i < end; ++i) {
+        const std::optional<v1::Assignment> a =
+            FindAssignment(response.results(i - begin), experiment);
+        ASSERT_TRUE(a.has_value()) << prefix << i << " got no variant";
+        ASSERT_EQ(a->reason(), v1::ASSIGNMENT_REASON_BUCKETED);
+        units->push_back({absl::StrCat(prefix, i), a->variant_key()});
+      }
+    }
+  }
+
+  // Exposes each of `units` to its variant of `experiment` at start_; every
+  // exposure must be recorded (each is a unit's first).
+  void Expose(const std::string& experiment, const std::vector<Unit>& units) {
+    for (size_t begin = 0; begin < units.size(); begin += kRecordBatch) {
+      const size_t end = std::min(units.size(), begin + kRecordBatch);
+      v1::RecordExposuresRequest request;
+      for (size_t i = begin; i < end; ++i) {
+        v1::ExposureRecord* e = request.add_exposures();
+        e->set_experiment_key(experiment);
+        *e->mutable_unit() = User(units[i].id);
+        e->set_variant_key(units[i].variant);
+        *e->mutable_time() = ToProto(start_);
+        e->set_config_version(config_version_);
+      }
+      v1::RecordExposuresResponse response;
+      grpc::Status status = RecordExposures(request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_EQ(response.counts().recorded(), static_cast<int64_t>(end - begin))
+          << response.counts().ShortDebugString();
+    }
+  }
+
+  // An event `name` of `unit` at start_ + `ms` milliseconds (distinct times
+  // keep repeated events of a unit apart: the idempotency key derives from
+  // the time).
+  v1::EventRecord Event(const std::string& unit, const std::string& name,
+                        int64_t ms, std::optional<double> value = {}) const {
+    v1::EventRecord e;
+    *e.mutable_unit() = User(unit);
+    e.set_name(name);
+    if (value) e.set_value(*value);
+    *e.mutable_time() = ToProto(start_ + absl::Milliseconds(ms));
+    return e;
+  }
+
+  // Records `events`; each must move a metric of the experiment its unit was
+  // exposed in.
+  void Send(const std::vector<v1::EventRecord>& events) {
+    for (size_t begin = 0; begin < events.size(); begin += kRecordBatch) {
+      const size_t end = std::min(events.size(), begin + kRecordBatch);
+      v1::RecordEventsRequest request;
+      for (size_t i = begin; i < end; ++i) *request.add_events() = events[i];
+      v1::RecordEventsResponse response;
+      grpc::Status status = RecordEvents(request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_EQ(response.counts().recorded(), static_cast<int64_t>(end - begin))
+          << response.counts().ShortDebugString();
+    }
+  }
+
+  void GetResults(const std::string& experiment,
+                  v1::GetResultsResponse* response) {
+    v1::GetResultsRequest request;
+    request.set_experiment_key(experiment);
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(30));
+    grpc::Status status = results_->GetResults(&context, request, response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Runs results_reference.py on `table` with `args` and parses its JSON.
+  void Reference(const UnitTable& table, const std::vector<std::string>& args,
+                 Struct* out) {
+    std::vector<std::string> argv = {
+        ABEXP_TEST_PYTHON, ABEXP_SOURCE_DIR "/tests/results_reference.py",
+        "--csv=" + dir_.Write("units.csv", table.ToCsv())};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string stdout_text, stderr_text;
+    absl::StatusOr<int> rc =
+        RunProcess(argv, &stdout_text, &stderr_text, absl::Seconds(120));
+    ASSERT_TRUE(rc.ok()) << rc.status();
+    ASSERT_EQ(*rc, 0) << absl::StrJoin(argv, " ") << "\n"
+                      << stderr_text
+                      << "\n(it needs python3-scipy and python3-statsmodels: "
+                         "scripts/install-deps.sh installs them)";
+    const auto status =
+        google::protobuf::util::JsonStringToMessage(stdout_text, out);
+    ASSERT_TRUE(status.ok()) << status.ToString() << "\n" << stdout_text;
+  }
+
+  const absl::Time start_ = absl::Now();
+  std::string config_version_;
+  std::unique_ptr<v1::ResultsService::Stub> results_;
+};
+
+TEST_F(ResultsSimulationTest, TrueEffectOnCheckoutIsDetectedAndShipped) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> units;
+  ASSERT_NO_FATAL_FAILURE(Assign("checkout", "u", 40000, &units));
+
+  // Order conversion 10% in control, 12% in treatment; an order's revenue is
+  // heavy-tailed (lognormal, sigma 1.5: the top 1% of orders bring ~20% of
+  // the revenue), in cents, the same in both arms.
+  std::mt19937_64 rng(20240611);
+  std::bernoulli_distribution converts_control(0.10);
+  std::bernoulli_distribution converts_treatment(0.12);
+  std::lognormal_distribution<double> order_value(3.0, 1.5);
+  UnitTable table({"converted", "revenue"});
+  std::vector<v1::EventRecord> events;
+  for (const Unit& u : units) {
+    const bool converted = u.variant == "treatment" ? converts_treatment(rng)
+                                                    : converts_control(rng);
+    double revenue = 0;
+    if (converted) {
+      revenue = std::max(0.01, std::round(order_value(rng) * 100) / 100);
+      events.push_back(Event(u.id, "purchase", 1000, revenue));
+    }
+    table.Add(u.variant, {converted ? 1.0 : 0.0, revenue});
+  }
+  ASSERT_NO_FATAL_FAILURE(Expose("checkout", units));
+  ASSERT_NO_FATAL_FAILURE(Send(events));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("checkout", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table,
+      {"--variants=control,treatment", "--weights=50,50",
+       "--binomial=order_conversion=converted", "--sum=revenue=revenue"},
+      &ref));
+  ExpectMatchesReference(r, ref);
+  ExpectFigure("srm.chi2", r.srm().has_chi2(), r.srm().chi2(),
+               At(ref, {"srm", "chi2"}));
+  ExpectFigure("srm.p_value", r.srm().has_p_value(), r.srm().p_value(),
+               At(ref, {"srm", "p_value"}));
+  EXPECT_FALSE(r.srm().mismatch());
+
+  // The true effect is +0.02: found, with an interval that covers it (as a
+  // 95% interval does for 95% of seeds; the run is deterministic).
+  ASSERT_EQ(r.variants_size(), 2);
+  const v1::MetricResult* orders =
+      FindMetric(r.variants(1), "order_conversion");
+  ASSERT_NE(orders, nullptr);
+  const v1::Effect& abs = orders->absolute();
+  ASSERT_TRUE(abs.has_adjusted_p_value() && abs.has_ci_low() &&
+              abs.has_ci_high());
+  EXPECT_LT(abs.adjusted_p_value(), 0.05);
+  EXPECT_GT(abs.ci_low(), 0.0);
+  EXPECT_LE(abs.ci_low(), 0.02);
+  EXPECT_GE(abs.ci_high(), 0.02);
+  EXPECT_EQ(r.decision().kind(), v1::DECISION_KIND_SHIP);
+  EXPECT_EQ(r.decision().variant(), "treatment");
+  EXPECT_EQ(r.decision().metric(), "order_conversion");
+  EXPECT_EQ(r.decision().text(), "ship treatment");
+}
+
+// 80,000 units at 95/5: about 4,000 in the small arm. Losing 10% of its
+// exposures (test below) leaves 3,600 of the 3,980 expected of 79,600:
+// chi2 ~ 380^2 / 3980 + 380^2 / 75620 = 38.2, p ~ 6e-10. With the noise of
+// the split, a set of units raises the alarm (chi2 > 10.83, p < 0.001) with
+// probability 0.998 (noncentral chi2, df 1, lambda 38.2).
+constexpr int kBannerUnits = 80000;
+
+TEST_F(ResultsSimulationTest, UnbiasedNinetyFiveFiveSplitRaisesNoAlarm) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> units;
+  ASSERT_NO_FATAL_FAILURE(Assign("banner", "u", kBannerUnits, &units));
+  UnitTable table({});
+  for (const Unit& u : units) table.Add(u.variant, {});
+  ASSERT_NO_FATAL_FAILURE(Expose("banner", units));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("banner", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table, {"--variants=control,treatment", "--weights=95,5"}, &ref));
+  ExpectMatchesReference(r, ref);
+  ExpectFigure("srm.chi2", r.srm().has_chi2(), r.srm().chi2(),
+               At(ref, {"srm", "chi2"}));
+  ExpectFigure("srm.p_value", r.srm().has_p_value(), r.srm().p_value(),
+               At(ref, {"srm", "p_value"}));
+  EXPECT_FALSE(r.srm().mismatch());
+  EXPECT_GE(r.srm().p_value(), 0.001);
+  EXPECT_NE(r.decision().kind(), v1::DECISION_KIND_DO_NOT_TRUST)
+      << r.decision().text();
+}
+
+TEST_F(ResultsSimulationTest, LosingTenPercentOfTheSmallArmRaisesTheAlarm) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> assigned;
+  ASSERT_NO_FATAL_FAILURE(Assign("banner", "u", kBannerUnits, &assigned));
+  // Every 10th unit of the 5% arm never reports its exposure, as when a
+  // redirect loses some of the treatment's page loads.
+  std::vector<Unit> exposed;
+  UnitTable table({});
+  int treatment_seen = 0;
+  for (const Unit& u : assigned) {
+    if (u.variant == "treatment" && treatment_seen++ % 10 == 0) continue;
+    exposed.push_back(u);
+    table.Add(u.variant, {});
+  }
+  ASSERT_NO_FATAL_FAILURE(Expose("banner", exposed));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("banner", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table, {"--variants=control,treatment", "--weights=95,5"}, &ref));
+  ExpectMatchesReference(r, ref);
+  ExpectFigure("srm.chi2", r.srm().has_chi2(), r.srm().chi2(),
+               At(ref, {"srm", "chi2"}));
+  ExpectFigure("srm.p_value", r.srm().has_p_value(), r.srm().p_value(),
+               At(ref, {"srm", "p_value"}));
+  EXPECT_TRUE(r.srm().mismatch());
+  EXPECT_LT(r.srm().p_value(), 0.001);
+  EXPECT_THAT(absl::StrJoin(r.srm().warnings(), "\n"),
+              HasSubstr("SAMPLE RATIO MISMATCH"));
+  EXPECT_EQ(r.decision().kind(), v1::DECISION_KIND_DO_NOT_TRUST);
+  EXPECT_EQ(r.decision().text(), "do not trust: sample ratio mismatch");
+}
+
+TEST_F(ResultsSimulationTest, RatioMetricsMatchTheDeltaMethodOnRawUnits) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // 3,000 users per arm. Orders per user 0-3 (some users never order: their
+  // denominator is 0 and they still count in n), order values lognormal, 5%
+  // higher in treatment; banner views 1-8 per user and a click on each view
+  // with probability 0.30 (control) or 0.33 (treatment).
+  std::mt19937_64 rng(7);
+  std::binomial_distribution<int> orders(3, 0.4);
+  std::lognormal_distribution<double> value(3.5, 0.8);
+  std::uniform_int_distribution<int> views(1, 8);
+  std::vector<Unit> units;
+  UnitTable table({"order_value", "orders", "clicks", "views"});
+  std::vector<v1::EventRecord> events;
+  for (const std::string variant : {"control", "treatment"}) {
+    const bool treated = variant == "treatment";
+    std::bernoulli_distribution clicks_on_view(treated ? 0.33 : 0.30);
+    for (int i = 0; i < 3000; ++i) {
+      const Unit u{absl::StrCat(variant, i), variant};
+      units.push_back(u);
+      double total = 0;
+      const int n_orders = orders(rng);
+      for (int k = 0; k < n_orders; ++k) {
+        const double v = std::round(value(rng) * (treated ? 105 : 100)) / 100;
+        total += v;
+        events.push_back(Event(u.id, "purchase", 1000 + k, v));
+      }
+      const int n_views = views(rng);
+      int n_clicks = 0;
+      for (int k = 0; k < n_views; ++k) {
+        events.push_back(Event(u.id, "banner_view", 2000 + k));
+        if (clicks_on_view(rng)) {
+          events.push_back(Event(u.id, "banner_click", 3000 + k));
+          ++n_clicks;
+        }
+      }
+      table.Add(variant,
+                {total, static_cast<double>(n_orders),
+                 static_cast<double>(n_clicks), static_cast<double>(n_views)});
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(Expose("basket", units));
+  ASSERT_NO_FATAL_FAILURE(Send(events));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("basket", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table,
+      {"--variants=control,treatment", "--ratio=order_value=order_value/orders",
+       "--ratio=click_through=clicks/views"},
+      &ref));
+  ExpectMatchesReference(r, ref);
+  ASSERT_EQ(r.variants_size(), 2);
+  for (const v1::MetricResult& m : r.variants(1).metrics()) {
+    EXPECT_EQ(m.type(), "ratio") << m.metric_key();
+  }
+}
+
+// The Bayesian figures of a binomial metric equal bayes.golden, whose values
+// gen_bayes.py sums exactly in rational arithmetic, to the 1e-9 relative
+// that the library's own golden tests hold (docs/statistics.md).
+TEST_F(ResultsSimulationTest, BinomialBayesFiguresMatchTheExactGolden) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  absl::StatusOr<std::vector<GoldenCase>> golden =
+      LoadGolden("stats/testdata/bayes.golden");
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"bayes_a", "reference_140_vs_120"},
+      {"bayes_b", "small_unequal_n"},
+      {"bayes_c", "moderate"}};
+  std::vector<const GoldenCase*> wanted;
+  for (const auto& [experiment, name] : cases) {
+    const GoldenCase* found = nullptr;
+    for (const GoldenCase& c : *golden) {
+      if (c.name == name) found = &c;
+    }
+    ASSERT_NE(found, nullptr) << name << " is not in bayes.golden";
+    wanted.push_back(found);
+    // The first x of the n units of each arm convert.
+    std::vector<Unit> units;
+    std::vector<v1::EventRecord> events;
+    for (const auto& [variant, arm] :
+         {std::pair<std::string, std::string>{"control", "c"},
+          std::pair<std::string, std::string>{"treatment", "t"}}) {
+      const int n = static_cast<int>(found->Num("n_" + arm));
+      const int x = static_cast<int>(found->Num("x_" + arm));
+      for (int i = 0; i < n; ++i) {
+        units.push_back({absl::StrCat(experiment, "_", arm, i), variant});
+        if (i < x) events.push_back(Event(units.back().id, "purchase", 1000));
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(Expose(experiment, units));
+    ASSERT_NO_FATAL_FAILURE(Send(events));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const GoldenCase& c = *wanted[i];
+    v1::GetResultsResponse r;
+    ASSERT_NO_FATAL_FAILURE(GetResults(cases[i].first, &r));
+    ASSERT_EQ(r.variants_size(), 2);
+    EXPECT_EQ(r.variants(0).exposed_units(), static_cast<int64_t>(c.Num("n_c")))
+        << c.name;
+    EXPECT_EQ(r.variants(1).exposed_units(), static_cast<int64_t>(c.Num("n_t")))
+        << c.name;
+    const v1::MetricResult* m = FindMetric(r.variants(1), "order_conversion");
+    ASSERT_NE(m, nullptr);
+    const v1::BayesFigures& b = m->bayes();
+    for (const auto& [key, has, got] :
+         {std::tuple<std::string, bool, double>{"chance_to_beat_control",
+                                                b.has_chance_to_beat_control(),
+                                                b.chance_to_beat_control()},
+          {"expected_loss_ship", b.has_expected_loss_ship(),
+           b.expected_loss_ship()},
+          {"expected_loss_keep", b.has_expected_loss_keep(),
+           b.expected_loss_keep()}}) {
+      const std::string what = absl::StrCat(c.name, " ", key);
+      ASSERT_TRUE(has) << what << " is unset";
+      EXPECT_NEAR(got, c.Num(key), 1e-9 * std::fabs(c.Num(key))) << what;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace abexp
