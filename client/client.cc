@@ -164,7 +164,8 @@ Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       channel_(std::move(channel)),
       stub_(v1::AssignmentService::NewStub(channel_)),
-      recording_stub_(v1::RecordingService::NewStub(channel_)) {}
+      recording_stub_(v1::RecordingService::NewStub(channel_)),
+      results_stub_(v1::ResultsService::NewStub(channel_)) {}
 
 template <typename Rpc>
 absl::Status Client::Call(const Rpc& rpc, absl::Duration budget) const {
@@ -284,6 +285,16 @@ absl::StatusOr<v1::RecordEventsResponse> Client::RecordEvents(
         return recording_stub_->RecordEvents(context, request, &response);
       },
       options_.record_deadline);
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::GetResultsResponse> Client::GetResults(
+    const v1::GetResultsRequest& request) const {
+  v1::GetResultsResponse response;
+  absl::Status status = Call([&](grpc::ClientContext* context) {
+    return results_stub_->GetResults(context, request, &response);
+  });
   if (!status.ok()) return status;
   return response;
 }

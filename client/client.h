@@ -39,6 +39,8 @@
 #include "abexp/v1/assignment.pb.h"
 #include "abexp/v1/recording.grpc.pb.h"
 #include "abexp/v1/recording.pb.h"
+#include "abexp/v1/results.grpc.pb.h"
+#include "abexp/v1/results.pb.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -192,6 +194,13 @@ class Client {
   absl::StatusOr<v1::RecordEventsResponse> RecordEvents(
       v1::RecordEventsRequest request) const;
 
+  // One experiment's results (ResultsService.GetResults), within
+  // options().deadline. Returns the server's error as is: NOT_FOUND for an
+  // unknown experiment (the message names the known ones), INVALID_ARGUMENT
+  // for a bad alpha, adjust method or metric key.
+  absl::StatusOr<v1::GetResultsResponse> GetResults(
+      const v1::GetResultsRequest& request) const;
+
   const ClientOptions& options() const { return options_; }
 
  private:
@@ -210,6 +219,7 @@ class Client {
   // Stubs are thread-safe.
   const std::unique_ptr<v1::AssignmentService::Stub> stub_;
   const std::unique_ptr<v1::RecordingService::Stub> recording_stub_;
+  const std::unique_ptr<v1::ResultsService::Stub> results_stub_;
 };
 
 }  // namespace abexp

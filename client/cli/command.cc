@@ -1,11 +1,30 @@
 #include "client/cli/command.h"
 
 #include <iostream>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace abexp::cli {
+namespace {
+
+// The part of Start() that does not depend on the formats allowed.
+std::optional<int> ParseOrHelp(const Command& command,
+                               const std::vector<std::string>& argv,
+                               Args* args) {
+  if (absl::Status s = ParseArgs(command, argv, args); !s.ok()) {
+    return Usage(command, std::string(s.message()));
+  }
+  if (args->help) {
+    std::cout << command.usage;
+    return kExitOk;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 int Usage(const Command& command, const std::string& message) {
   std::cerr << "abexp " << command.name << ": " << message << "\n"
@@ -57,30 +76,82 @@ absl::Status ParseArgs(const Command& command,
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> JsonFormat(const Args& args) {
+absl::StatusOr<Format> ParseFormat(const Args& args, bool allow_csv) {
   const std::string format = args.Get("format", "text");
-  if (format == "json") return true;
-  if (format == "text") return false;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--format must be text or json, not '", format, "'"));
+  if (format == "json") return Format::kJson;
+  if (format == "text") return Format::kText;
+  if (format == "csv" && allow_csv) return Format::kCsv;
+  if (allow_csv) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format must be text, json or csv, not '", format, "'"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--format must be text or json, not '", format, "'",
+      format == "csv" ? " (only `abexp results` prints csv)" : ""));
+}
+
+absl::StatusOr<bool> JsonFormat(const Args& args) {
+  absl::StatusOr<Format> format = ParseFormat(args, /*allow_csv=*/false);
+  if (!format.ok()) return format.status();
+  return *format == Format::kJson;
 }
 
 std::optional<int> Start(const Command& command,
                          const std::vector<std::string>& argv, Args* args,
                          bool* json) {
-  if (absl::Status s = ParseArgs(command, argv, args); !s.ok()) {
-    return Usage(command, std::string(s.message()));
-  }
-  if (args->help) {
-    std::cout << command.usage;
-    return kExitOk;
-  }
+  if (std::optional<int> done = ParseOrHelp(command, argv, args)) return done;
   absl::StatusOr<bool> format = JsonFormat(*args);
   if (!format.ok()) {
     return Usage(command, std::string(format.status().message()));
   }
   *json = *format;
   return std::nullopt;
+}
+
+std::optional<int> StartWithCsv(const Command& command,
+                                const std::vector<std::string>& argv,
+                                Args* args, Format* format) {
+  if (std::optional<int> done = ParseOrHelp(command, argv, args)) return done;
+  absl::StatusOr<Format> parsed = ParseFormat(*args, /*allow_csv=*/true);
+  if (!parsed.ok()) {
+    return Usage(command, std::string(parsed.status().message()));
+  }
+  *format = *parsed;
+  return std::nullopt;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args) {
+  ClientOptions options;
+  options.target = args.Get("server", kDefaultServer);
+  absl::Duration timeout;
+  const std::string timeout_text = args.Get("timeout", "5s");
+  if (!absl::ParseDuration(timeout_text, &timeout) ||
+      timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout '", timeout_text,
+                     "' is not a positive duration; write e.g. 500ms or 2s"));
+  }
+  options.deadline = timeout;
+  options.record_deadline = timeout;
+  options.initial_backoff = absl::Milliseconds(50);
+  return Client::Create(std::move(options));
+}
+
+int ServerError(const Args& args, const absl::Status& status) {
+  std::cerr << "error: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    // The server answers UNAVAILABLE itself when its Redis is down, and its
+    // message says so; only a call that never reached it needs the hint.
+    if (!absl::StrContains(status.message(), "Redis")) {
+      std::cerr << "Is abexp-server running at "
+                << args.Get("server", kDefaultServer)
+                << "? Pass its address with --server HOST:PORT.\n";
+    }
+    return kExitUnreachable;
+  }
+  return kExitFailure;
 }
 
 }  // namespace abexp::cli

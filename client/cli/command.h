@@ -1,12 +1,15 @@
 // The flag parser every `abexp` subcommand shares: a Command declares its
 // usage text and flags, Start() parses argv into Args, handles --help and
-// --format, and reports usage errors the same way for every command.
+// --format, and reports usage errors the same way for every command. Also
+// the connection (--server, --timeout) and the server-error exit codes every
+// command that asks abexp-server shares.
 //
 // Thread-safe: the functions share no state.
 #ifndef ABEXP_CLIENT_CLI_COMMAND_H_
 #define ABEXP_CLIENT_CLI_COMMAND_H_
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -14,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/client.h"
 
 namespace abexp::cli {
 
@@ -22,6 +26,13 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
+
+// Where commands look for abexp-server without --server.
+constexpr char kDefaultServer[] = "127.0.0.1:50051";
+
+// --format values. Every command prints text and JSON; only `abexp results`
+// also prints CSV.
+enum class Format { kText, kJson, kCsv };
 
 struct Command {
   std::string name;  // as typed after `abexp`, e.g. "stats srm"
@@ -59,14 +70,34 @@ int Usage(const Command& command, const std::string& message);
 absl::Status ParseArgs(const Command& command,
                        const std::vector<std::string>& argv, Args* args);
 
-// --format: true for json, false for text (the default).
+// --format: text (the default), json, or csv when `allow_csv`.
+// INVALID_ARGUMENT for any other value, naming the formats allowed.
+absl::StatusOr<Format> ParseFormat(const Args& args, bool allow_csv);
+
+// --format: true for json, false for text (the default); csv is rejected.
 absl::StatusOr<bool> JsonFormat(const Args& args);
 
-// Parses argv for `command` into *args and *json (--format). Returns the exit
-// code when the command must end now (--help, or a usage error), or nullopt.
+// Parses argv for `command` into *args and *json (--format text|json).
+// Returns the exit code when the command must end now (--help, or a usage
+// error), or nullopt.
 std::optional<int> Start(const Command& command,
                          const std::vector<std::string>& argv, Args* args,
                          bool* json);
+
+// As Start(), for a command that also prints CSV: *format is text, json or
+// csv.
+std::optional<int> StartWithCsv(const Command& command,
+                                const std::vector<std::string>& argv,
+                                Args* args, Format* format);
+
+// A client for --server (default kDefaultServer) whose calls have the
+// --timeout deadline (default 5s). INVALID_ARGUMENT for a bad --timeout.
+absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args);
+
+// Prints a server error to stderr and returns the exit code:
+// kExitUnreachable (with a hint about --server) for UNAVAILABLE and
+// DEADLINE_EXCEEDED, else kExitFailure.
+int ServerError(const Args& args, const absl::Status& status);
 
 }  // namespace abexp::cli
 

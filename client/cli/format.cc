@@ -75,6 +75,18 @@ void PrintHash(const v1::HashTrace& h, const std::string& indent,
   t.Print(out, indent);
 }
 
+Value ShareValue(const Share& s) {
+  // The fraction, plus the exact ratio for tools that need it.
+  Value v;
+  Struct* st = v.mutable_struct_value();
+  (*st->mutable_fields())["fraction"] = Num(s.value());
+  (*st->mutable_fields())["exact"] =
+      Str(absl::StrCat(s.numerator, "/", s.denominator));
+  return v;
+}
+
+}  // namespace
+
 Value Str(absl::string_view s) {
   Value v;
   v.set_string_value(std::string(s));
@@ -84,6 +96,16 @@ Value Str(absl::string_view s) {
 Value Num(double d) {
   Value v;
   v.set_number_value(d);
+  return v;
+}
+
+Value Num(std::optional<double> d) {
+  Value v;
+  if (d) {
+    v.set_number_value(*d);
+  } else {
+    v.set_null_value(google::protobuf::NULL_VALUE);
+  }
   return v;
 }
 
@@ -99,18 +121,6 @@ Value Strings(const std::vector<std::string>& items) {
   for (const std::string& s : items) *list->add_values() = Str(s);
   return v;
 }
-
-Value ShareValue(const Share& s) {
-  // The fraction, plus the exact ratio for tools that need it.
-  Value v;
-  Struct* st = v.mutable_struct_value();
-  (*st->mutable_fields())["fraction"] = Num(s.value());
-  (*st->mutable_fields())["exact"] =
-      Str(absl::StrCat(s.numerator, "/", s.denominator));
-  return v;
-}
-
-}  // namespace
 
 void Table::Print(std::ostream& out, const std::string& indent) const {
   std::vector<size_t> widths;

@@ -8,13 +8,16 @@
 #ifndef ABEXP_CLIENT_CLI_FORMAT_H_
 #define ABEXP_CLIENT_CLI_FORMAT_H_
 
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "abexp/v1/assignment.pb.h"
 #include "abexp/v1/recording.pb.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/struct.pb.h"
 #include "server/config_diff.h"
 #include "server/config_parser.h"
 
@@ -36,6 +39,14 @@ class Table {
 // default values printed, and map and Struct keys in sorted order (the same
 // input always prints the same bytes).
 std::string ToJson(const google::protobuf::Message& message);
+
+// Values for the outputs built as a google.protobuf.Struct. Num(nullopt) is
+// JSON null: an undefined figure.
+google::protobuf::Value Str(absl::string_view s);
+google::protobuf::Value Num(double d);
+google::protobuf::Value Num(std::optional<double> d);
+google::protobuf::Value Bool(bool b);
+google::protobuf::Value Strings(const std::vector<std::string>& items);
 
 // A feature value as text: true, 1.5, "text", {"a":1}.
 std::string FormatValue(const v1::FeatureValue& value);

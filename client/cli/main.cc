@@ -8,6 +8,7 @@
 //   abexp validate FILE
 //   abexp diff OLD NEW
 //   abexp stats proportions --control 120/1000 --treatment 140/1000
+//   abexp results one_page_checkout --format csv
 //
 // Exit codes: 0 success, 1 failure (invalid config, breaking diff, server
 // error), 2 usage error (and a diff input that fails validation), 3 server
@@ -29,6 +30,7 @@
 #include "absl/time/time.h"
 #include "client/cli/command.h"
 #include "client/cli/format.h"
+#include "client/cli/results_command.h"
 #include "client/cli/stats_command.h"
 #include "client/client.h"
 #include "server/config_diff.h"
@@ -36,8 +38,6 @@
 
 namespace abexp::cli {
 namespace {
-
-constexpr char kDefaultServer[] = "127.0.0.1:50051";
 
 constexpr char kMainUsage[] =
     R"(abexp: A/B experiment assignment, from the command line.
@@ -51,6 +51,8 @@ Commands that ask a running abexp-server:
   experiments get KEY  one experiment in detail
   track                record an event (e.g. an order with its revenue)
   expose               record that a unit was shown a variant
+  results EXPERIMENT   the experiment's figures per metric and variant, the
+                       sample-ratio check, guardrails and a decision
 
 Commands on config files (no server needed):
   validate FILE        check a config; lists every problem as file:line:column
@@ -63,7 +65,8 @@ Offline calculator (no server needed):
                        (`abexp stats --help`)
 
 Flags for every command:
-  --format text|json   output format (default: text)
+  --format text|json   output format (default: text; `results` also
+                       prints csv)
   --help               help for the command
 
 Run `abexp COMMAND --help` for the command's flags.
@@ -150,37 +153,6 @@ absl::StatusOr<v1::Unit> ParseUnit(const Args& args) {
     }
   }
   return builder.Build();
-}
-
-absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args) {
-  ClientOptions options;
-  options.target = args.Get("server", kDefaultServer);
-  absl::Duration timeout;
-  const std::string timeout_text = args.Get("timeout", "5s");
-  if (!absl::ParseDuration(timeout_text, &timeout) ||
-      timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--timeout '", timeout_text,
-                     "' is not a positive duration; write e.g. 500ms or 2s"));
-  }
-  options.deadline = timeout;
-  options.record_deadline = timeout;
-  options.initial_backoff = absl::Milliseconds(50);
-  return Client::Create(std::move(options));
-}
-
-// Prints a server error and picks the exit code.
-int ServerError(const Args& args, const absl::Status& status) {
-  std::cerr << "error: " << absl::StatusCodeToString(status.code()) << ": "
-            << status.message() << "\n";
-  if (status.code() == absl::StatusCode::kUnavailable ||
-      status.code() == absl::StatusCode::kDeadlineExceeded) {
-    std::cerr << "Is abexp-server running at "
-              << args.Get("server", kDefaultServer)
-              << "? Pass its address with --server HOST:PORT.\n";
-    return kExitUnreachable;
-  }
-  return kExitFailure;
 }
 
 Command ServerCommand(std::string name, std::string usage, bool with_unit) {
@@ -614,6 +586,7 @@ int Main(int argc, char** argv) {
   if (command == "validate") return RunValidate(args);
   if (command == "diff") return RunDiff(args);
   if (command == "stats") return RunStats(args);
+  if (command == "results") return RunResults(args);
   std::cerr << "abexp: unknown command '" << command << "'\n"
             << "Run `abexp --help` for the list of commands.\n";
   return kExitUsage;
