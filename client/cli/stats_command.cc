@@ -216,17 +216,7 @@ absl::Status Prefixed(absl::string_view flags, const absl::Status& status) {
 }
 
 // ---- JSON (a Struct printed by protobuf, so it is well-formed and null is
-// a real null) ----
-
-Value Json(std::optional<double> number) {
-  Value v;
-  if (number) {
-    v.set_number_value(*number);
-  } else {
-    v.set_null_value(google::protobuf::NULL_VALUE);
-  }
-  return v;
-}
+// a real null; Num and Strings come from format.h) ----
 
 Fields& Object(Value* v) {
   return *v->mutable_struct_value()->mutable_fields();
@@ -236,16 +226,7 @@ Value JsonList(const std::vector<std::optional<double>>& numbers) {
   Value v;
   v.mutable_list_value();  // [] rather than null when empty
   for (const std::optional<double>& n : numbers) {
-    *v.mutable_list_value()->add_values() = Json(n);
-  }
-  return v;
-}
-
-Value JsonWarnings(const std::vector<std::string>& warnings) {
-  Value v;
-  v.mutable_list_value();
-  for (const std::string& w : warnings) {
-    v.mutable_list_value()->add_values()->set_string_value(w);
+    *v.mutable_list_value()->add_values() = Num(n);
   }
   return v;
 }
@@ -253,30 +234,30 @@ Value JsonWarnings(const std::vector<std::string>& warnings) {
 Value LiftJson(const stats::Lift& lift, bool with_df) {
   Value v;
   Fields& f = Object(&v);
-  f["estimate"] = Json(lift.estimate);
-  if (with_df) f["df"] = Json(lift.df);
-  f["ci_low"] = Json(lift.ci_low);
-  f["ci_high"] = Json(lift.ci_high);
-  f["p_value"] = Json(lift.p_value);
-  f["standard_error"] = Json(lift.standard_error);
+  f["estimate"] = Num(lift.estimate);
+  if (with_df) f["df"] = Num(lift.df);
+  f["ci_low"] = Num(lift.ci_low);
+  f["ci_high"] = Num(lift.ci_high);
+  f["p_value"] = Num(lift.p_value);
+  f["standard_error"] = Num(lift.standard_error);
   return v;
 }
 
 Value SequentialJson(const stats::SequentialInterval& s) {
   Value v;
   Fields& f = Object(&v);
-  f["ci_low"] = Json(s.ci_low);
-  f["ci_high"] = Json(s.ci_high);
-  f["p_value"] = Json(s.p_value);
+  f["ci_low"] = Num(s.ci_low);
+  f["ci_high"] = Num(s.ci_high);
+  f["p_value"] = Num(s.p_value);
   return v;
 }
 
 Value BayesJson(const stats::BayesResult& b) {
   Value v;
   Fields& f = Object(&v);
-  f["chance_to_beat_control"] = Json(b.chance_to_beat_control);
-  f["expected_loss_ship"] = Json(b.expected_loss_ship);
-  f["expected_loss_keep"] = Json(b.expected_loss_keep);
+  f["chance_to_beat_control"] = Num(b.chance_to_beat_control);
+  f["expected_loss_ship"] = Num(b.expected_loss_ship);
+  f["expected_loss_keep"] = Num(b.expected_loss_keep);
   return v;
 }
 
@@ -358,7 +339,7 @@ Value ArmJson(
     std::initializer_list<std::pair<const char*, std::optional<double>>>
         fields) {
   Value v;
-  for (const auto& [name, value] : fields) Object(&v)[name] = Json(value);
+  for (const auto& [name, value] : fields) Object(&v)[name] = Num(value);
   return v;
 }
 
@@ -378,12 +359,12 @@ int PrintComparisonResult(const stats::Comparison& c,
     Fields& f = *s.mutable_fields();
     f["control"] = std::move(control_json);
     f["treatment"] = std::move(treatment_json);
-    f["alpha"] = Json(alpha);
+    f["alpha"] = Num(alpha);
     f["absolute"] = LiftJson(c.absolute, /*with_df=*/means);
     f["relative"] = LiftJson(c.relative, /*with_df=*/false);
     f["bayes"] = BayesJson(b);
     f["sequential"] = SequentialJson(c.sequential);
-    f["warnings"] = JsonWarnings(warnings);
+    f["warnings"] = Strings(warnings);
     std::cout << ToJson(s);
     return kExitOk;
   }
@@ -657,11 +638,11 @@ int RunSrm(const std::vector<std::string>& argv) {
   if (json) {
     Struct s;
     Fields& f = *s.mutable_fields();
-    f["chi2"] = Json(r->chi2);
-    f["p_value"] = Json(r->p_value);
+    f["chi2"] = Num(r->chi2);
+    f["p_value"] = Num(r->p_value);
     f["mismatch"].set_bool_value(r->mismatch);
-    f["df"] = Json(r->degrees_of_freedom);
-    f["warnings"] = JsonWarnings(r->warnings);
+    f["df"] = Num(r->degrees_of_freedom);
+    f["warnings"] = Strings(r->warnings);
     std::cout << ToJson(s);
     return kExitOk;
   }
@@ -767,13 +748,13 @@ int RunSampleSize(const std::vector<std::string>& argv) {
   if (json) {
     Struct s;
     Fields& f = *s.mutable_fields();
-    f["per_variant"] = Json(static_cast<double>(r->per_variant));
-    f["per_variant_exact"] = Json(r->per_variant_exact);
-    f["baseline"] = Json(r->baseline);
-    f["treatment"] = Json(r->treatment);
-    f["mde"] = Json(*mde);
-    f["alpha"] = Json(options.alpha);
-    f["power"] = Json(options.power);
+    f["per_variant"] = Num(static_cast<double>(r->per_variant));
+    f["per_variant_exact"] = Num(r->per_variant_exact);
+    f["baseline"] = Num(r->baseline);
+    f["treatment"] = Num(r->treatment);
+    f["mde"] = Num(*mde);
+    f["alpha"] = Num(options.alpha);
+    f["power"] = Num(options.power);
     std::cout << ToJson(s);
     return kExitOk;
   }
@@ -846,7 +827,7 @@ int RunAdjust(const std::vector<std::string>& argv) {
     Fields& f = *s.mutable_fields();
     f["method"].set_string_value(std::string(stats::AdjustMethodName(*method)));
     f["adjusted"] = JsonList(r->adjusted);
-    f["warnings"] = JsonWarnings(r->warnings);
+    f["warnings"] = Strings(r->warnings);
     std::cout << ToJson(s);
     return kExitOk;
   }
