@@ -4,7 +4,14 @@
 // Order of evaluation for one experiment (docs/bucketing.md, section 5):
 // status and schedule, unit id present, QA override, global
 // holdout, targeting, layer range, recorded variant (sticky experiments
-// only), traffic and variant range.
+// only), traffic and variant range. (Holdout, targeting and layer must all
+// pass, so Assign tests the cheap layer range first: same answer. Explain
+// reports them in the spec's order.)
+//
+// Cost: Assign does its string lookups once per request (ids, attributes,
+// QA overrides) and hashes each layer once; it evaluates only the
+// experiments whose layer slice holds the unit, layer-free and stopped ones,
+// and QA overrides. Config::BuildIndexes() prepares all of this at load.
 //
 // Sticky experiments: the caller reads the variant each unit was first
 // exposed to (EventStore::RecordedVariant) for the experiments StickyLookups
@@ -29,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/config.h"
 
@@ -103,7 +111,14 @@ struct AssignResult {
 // has none or the unit lacks the holdout's unit id type.
 bool InHoldout(const Config& config, const Unit& unit);
 
+// Step 7 of docs/bucketing.md alone: the index of the variant whose active
+// range holds the unit's variant bucket in `e`, or -1 when the bucket is in
+// none (traffic below 1). The checks before it are the caller's.
+int BucketedVariant(const Experiment& e, absl::string_view unit_id);
+
 // REQUIRES: ValidateUnit(config, unit).ok(), or errors are returned for it.
+// FAILED_PRECONDITION when config.BuildIndexes() has not run (ParseConfig
+// runs it).
 absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
                                     const AssignOptions& options);
 

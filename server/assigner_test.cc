@@ -222,6 +222,67 @@ TEST_F(AssignerTest, StoppedExperimentServesItsRolloutVariantToEligibleUnits) {
   EXPECT_EQ(Find(old_user, "onboarding_v1"), nullptr);
 }
 
+// Assign skips the experiments of a layer whose slice does not hold the
+// unit's layer bucket; a QA override and a stopped experiment's rollout
+// must still reach a unit outside the slice.
+TEST(Assigner, QaOverridesAndRolloutsIgnoreTheLayerSlice) {
+  std::shared_ptr<const Config> config = Load(R"yaml(
+layers:
+  l: {}
+experiments:
+  - key: narrow
+    status: running
+    layer: l
+    layer_range: [0, 0.01]
+    variants:
+      - {key: a, weight: 1}
+      - {key: b, weight: 1}
+    qa_overrides:
+      b: [qa-0, qa-1, qa-2, qa-3, qa-4]
+  - key: done
+    status: stopped
+    rollout_variant: y
+    layer: l
+    layer_range: [0, 0.01]
+    variants:
+      - {key: x, weight: 1}
+      - {key: y, weight: 1}
+)yaml");
+  ASSERT_NE(config, nullptr);
+  int outside = 0;
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "qa-" + std::to_string(i);
+    // Buckets of 100 and up are outside [0, 0.01) of the layer (spec, section 5).
+    if (Bucket(HashPurpose::kLayer, "l", id) < 100) continue;
+    ++outside;
+    absl::StatusOr<AssignResult> r = Assign(*config, User(id), {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    const ExperimentAssignment* forced = Find(*r, "narrow");
+    ASSERT_NE(forced, nullptr) << id;
+    EXPECT_EQ(forced->reason, AssignmentReason::kQaOverride);
+    EXPECT_EQ(forced->variant_index, 1);
+    const ExperimentAssignment* rollout = Find(*r, "done");
+    ASSERT_NE(rollout, nullptr) << id;
+    EXPECT_EQ(rollout->reason, AssignmentReason::kRollout);
+    EXPECT_EQ(rollout->variant_index, 1);
+  }
+  EXPECT_GT(outside, 0);  // 1% slice: nearly every id is outside
+}
+
+TEST(Assigner, ConfigWithoutIndexesIsRefusedNotMisassigned) {
+  std::shared_ptr<const Config> parsed = Load(kConfig);
+  ASSERT_NE(parsed, nullptr);
+  Config unindexed;
+  unindexed.experiments = parsed->experiments;
+  unindexed.features = parsed->features;
+  absl::StatusOr<AssignResult> r = Assign(unindexed, User("u-1"), {});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_EQ(StickyLookups(unindexed, User("u-1"), {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  unindexed.BuildIndexes();
+  EXPECT_TRUE(Assign(unindexed, User("u-1"), {}).ok());
+}
+
 TEST_F(AssignerTest, PausedAndNotYetStartedExperimentsAssignNobody) {
   const AssignResult r = MustAssign(User("u-9"));
   EXPECT_EQ(Find(r, "paused_test"), nullptr);

@@ -24,6 +24,10 @@ size_t FramedSize(absl::string_view tag, absl::string_view salt,
   return 12 + tag.size() + salt.size() + unit_id.size();
 }
 
+// Frames of up to this many bytes are built on the stack. Ids are at most
+// kMaxUnitIdBytes and salts are short, so longer frames are rare.
+constexpr size_t kStackFrameBytes = 512;
+
 }  // namespace
 
 absl::string_view HashPurposeTag(HashPurpose purpose) {
@@ -55,7 +59,7 @@ uint64_t BucketHash(HashPurpose purpose, absl::string_view salt,
                     absl::string_view unit_id) {
   const absl::string_view tag = HashPurposeTag(purpose);
   const size_t size = FramedSize(tag, salt, unit_id);
-  std::array<char, 512> stack;
+  std::array<char, kStackFrameBytes> stack;
   if (size <= stack.size()) {
     char* p = stack.data();
     p = AppendField(p, tag);
@@ -64,6 +68,28 @@ uint64_t BucketHash(HashPurpose purpose, absl::string_view salt,
     return XXH3_64bits(stack.data(), size);
   }
   const std::string input = HashInput(purpose, salt, unit_id);
+  return XXH3_64bits(input.data(), input.size());
+}
+
+std::string HashPrefix(HashPurpose purpose, absl::string_view salt) {
+  const absl::string_view tag = HashPurposeTag(purpose);
+  std::string out(8 + tag.size() + salt.size(), '\0');
+  AppendField(AppendField(out.data(), tag), salt);
+  return out;
+}
+
+uint64_t BucketHashWithPrefix(absl::string_view prefix,
+                              absl::string_view unit_id) {
+  const size_t size = prefix.size() + 4 + unit_id.size();
+  std::array<char, kStackFrameBytes> stack;
+  if (size <= stack.size()) {
+    std::memcpy(stack.data(), prefix.data(), prefix.size());
+    AppendField(stack.data() + prefix.size(), unit_id);
+    return XXH3_64bits(stack.data(), size);
+  }
+  std::string input(size, '\0');
+  std::memcpy(input.data(), prefix.data(), prefix.size());
+  AppendField(input.data() + prefix.size(), unit_id);
   return XXH3_64bits(input.data(), input.size());
 }
 

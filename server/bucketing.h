@@ -69,6 +69,21 @@ inline uint32_t Bucket(HashPurpose purpose, absl::string_view salt,
   return static_cast<uint32_t>(BucketHash(purpose, salt, unit_id) % kNumBuckets);
 }
 
+// The (purpose tag, salt) fields that start HashInput(purpose, salt, ...),
+// which depend on the config only: computed once at config load, they
+// leave only the unit id to frame on the hot path.
+std::string HashPrefix(HashPurpose purpose, absl::string_view salt);
+
+// BucketHash(purpose, salt, unit_id) and Bucket(...), given
+// prefix == HashPrefix(purpose, salt).
+uint64_t BucketHashWithPrefix(absl::string_view prefix,
+                              absl::string_view unit_id);
+inline uint32_t BucketWithPrefix(absl::string_view prefix,
+                                 absl::string_view unit_id) {
+  return static_cast<uint32_t>(BucketHashWithPrefix(prefix, unit_id) %
+                               kNumBuckets);
+}
+
 // Every step of one bucketing, for Explain.
 struct BucketTrace {
   std::string input;  // raw bytes hashed

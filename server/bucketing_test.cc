@@ -44,6 +44,28 @@ TEST(Bucketing, BucketIsXxh3OfTheFrameModuloTenThousand) {
   }
 }
 
+// Assignment hashes through a prefix computed at config load; it must give
+// the bucket of the spec's frame for every purpose, salt and id, including
+// empty ones and frames too long for the stack buffer.
+TEST(Bucketing, PrecomputedPrefixGivesTheSpecBucket) {
+  const std::string long_salt(300, 's');
+  const std::string long_id(kMaxUnitIdBytes, 'x');
+  for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer, HashPurpose::kHoldout,
+                        HashPurpose::kRollout}) {
+    for (const std::string& salt : {std::string(), std::string("exp1"), long_salt}) {
+      const std::string prefix = HashPrefix(p, salt);
+      EXPECT_EQ(prefix + std::string(4, '\0'), HashInput(p, salt, ""));
+      for (const std::string& id :
+           {std::string(), std::string("23"), std::string("u-\0-\t", 5), long_id}) {
+        const std::string input = HashInput(p, salt, id);
+        const uint64_t expected = XXH3_64bits(input.data(), input.size());
+        EXPECT_EQ(BucketHashWithPrefix(prefix, id), expected) << salt.size() << " " << id;
+        EXPECT_EQ(BucketWithPrefix(prefix, id), expected % 10000);
+      }
+    }
+  }
+}
+
 TEST(Bucketing, PurposesAreHashedApart) {
   std::set<uint64_t> hashes;
   for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer, HashPurpose::kHoldout,

@@ -21,7 +21,6 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -39,8 +38,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "grpc/grpc.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/assignment_service.h"
@@ -50,6 +47,7 @@
 #include "server/results_service.h"
 #include "server/redis_connection.h"
 #include "server/redis_event_store.h"
+#include "server/server_setup.h"
 #include "server/spool.h"
 #include "server/spooled_event_store.h"
 
@@ -95,13 +93,10 @@ namespace {
 
 struct ServerOptions {
   std::string config_path;
-  // Default: 127.0.0.1:50051.
-  std::string listen_address = "127.0.0.1:50051";
+  // The listen address and the gRPC options (server/server_setup.h).
+  ServerSetup setup;
   // Default: 10s.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Large enough for a full BatchAssign (1000 units with 100 attributes
-  // each) and a recording batch of 50,000 items. Default: 64 MiB.
-  int max_receive_message_bytes = 64 << 20;
   // Where recording goes. Default: RedisOptions' defaults.
   RedisOptions redis;
   // Where recording calls wait while Redis fails. Default: "abexp-spool".
@@ -128,42 +123,6 @@ void Log(absl::string_view message) {
 
 void LogWarnings(const std::vector<std::string>& warnings) {
   for (const std::string& w : warnings) Log(w);
-}
-
-// "HOST:PORT" with the port replaced by `port`.
-std::string WithPort(const std::string& address, int port) {
-  size_t colon = address.rfind(':');
-  std::string host =
-      colon == std::string::npos ? address : address.substr(0, colon);
-  return absl::StrCat(host, ":", port);
-}
-
-// Stops accepting calls and lets in-flight ones finish, for up to `grace`.
-//
-// grpc::Server::Shutdown also waits for clients to close their connections,
-// which an idle client only does seconds after the GOAWAY. So once no call of
-// ours has been running for a while, close the remaining connections.
-void ShutdownServer(grpc::Server* server,
-                    const std::function<int()>& in_flight_calls,
-                    absl::Duration grace) {
-  absl::Time deadline = absl::Now() + grace;
-  std::atomic<bool> done{false};
-  std::thread closer([&] {
-    constexpr absl::Duration kQuiet = absl::Milliseconds(100);
-    absl::Time quiet_since = absl::Now();  // also gives Shutdown time to start
-    while (!done.load() && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(10));
-      if (in_flight_calls() > 0) {
-        quiet_since = absl::Now();
-      } else if (absl::Now() - quiet_since >= kQuiet) {
-        grpc_server_cancel_all_calls(server->c_server());
-        return;
-      }
-    }
-  });
-  server->Shutdown(absl::ToChronoTime(deadline));
-  done.store(true);
-  closer.join();
 }
 
 // Handles SIGHUP (reload) and SIGTERM/SIGINT (shutdown) until a shutdown.
@@ -300,22 +259,16 @@ int RunServer(const ServerOptions& options) {
   RecordingServiceImpl recording(store->get(), &recorder);
   // Results read Redis directly (not the spool): figures are what Redis has.
   ResultsServiceImpl results(store->get(), &event_store);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  EnableServerPlugins();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &port);
-  // Without this, gRPC sets SO_REUSEPORT and a second server would silently
-  // share a port that is already in use.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ConfigureServerBuilder(options.setup, &builder, &port);
   builder.RegisterService(&service);
   builder.RegisterService(&recording);
   builder.RegisterService(&results);
-  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    Log(absl::StrCat("cannot listen on ", options.listen_address,
+    Log(absl::StrCat("cannot listen on ", options.setup.listen_address,
                      ": the address is invalid or already in use; pass "
                      "--listen=HOST:PORT with a free port (port 0 picks one)"));
     return 1;
@@ -323,7 +276,7 @@ int RunServer(const ServerOptions& options) {
 
   std::string version = loaded.config->version;
   std::printf("abexp-server listening on %s config=%s version=%s redis=%s\n",
-              WithPort(options.listen_address, port).c_str(),
+              WithPort(options.setup.listen_address, port).c_str(),
               options.config_path.c_str(), version.c_str(),
               redis_address.c_str());
   std::fflush(stdout);
@@ -386,7 +339,7 @@ int main(int argc, char** argv) {
   }
   abexp::ServerOptions options;
   options.config_path = absl::GetFlag(FLAGS_config);
-  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.setup.listen_address = absl::GetFlag(FLAGS_listen);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   if (absl::Status s =
           abexp::ParseRedisAddress(absl::GetFlag(FLAGS_redis), &options.redis);

@@ -19,6 +19,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "re2/re2.h"
 
 namespace abexp {
@@ -97,6 +98,51 @@ bool EvaluateWithTrace(const Condition& condition, const Attributes& attributes,
 
 // Renders an attribute value for traces and errors.
 std::string FormatAttributeValue(const AttributeValue& value);
+
+// A Condition prepared once per config for evaluation on the request path:
+// each attribute name resolved to a slot number, so that a unit's
+// attributes are looked up once per request instead of once per
+// comparison. Shares (and keeps alive) the Condition it was compiled from.
+struct CompiledCondition {
+  ConditionKind kind = ConditionKind::kAll;
+  // kAll, kAny, kNot: the compiled children. kSegment: the compiled
+  // segment definition, or none when the segment was not resolved.
+  std::vector<std::shared_ptr<const CompiledCondition>> children;
+  // kCompare: the comparison, and the slot of its attribute.
+  std::shared_ptr<const Condition> compare;
+  int slot = -1;
+};
+
+// What a unit sent for one attribute slot: the value (null when it sent
+// none) and, for a semver attribute, the parsed version when it parses, so
+// that each version is parsed once per request.
+struct SlotValue {
+  const AttributeValue* value = nullptr;
+  std::optional<SemVer> version;
+};
+
+// Compiles the conditions of one config. Each segment is compiled once and
+// shared by every condition that uses it.
+// Not thread-safe; use one per config build.
+class ConditionCompiler {
+ public:
+  // The slot of an attribute, assigning the next free one on first use.
+  int SlotOf(const std::string& attribute);
+  // Names by slot.
+  const std::vector<std::string>& slot_names() const { return slot_names_; }
+
+  std::shared_ptr<const CompiledCondition> Compile(
+      const std::shared_ptr<const Condition>& condition);
+
+ private:
+  absl::flat_hash_map<std::string, int> slots_;
+  std::vector<std::string> slot_names_;
+  absl::flat_hash_map<const Condition*, std::shared_ptr<const CompiledCondition>> segments_;
+};
+
+// The same answer as Evaluate(*source, attributes) when slots[i] holds the
+// attribute of slot i (slots beyond the end count as not sent).
+bool Evaluate(const CompiledCondition& condition, absl::Span<const SlotValue> slots);
 
 }  // namespace abexp
 

@@ -1,8 +1,16 @@
 #include "server/targeting.h"
 
 #include <memory>
+#include <random>
+#include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
+#include "re2/re2.h"
+#include "server/config.h"
+#include "server/config_parser.h"
 
 namespace abexp {
 namespace {
@@ -44,6 +52,48 @@ TEST(SemVer, ParsesShortFormsAndPrefix) {
 TEST(SemVer, RejectsWhatIsNotAVersion) {
   for (const char* bad : {"", "abc", "1.2.3.4", "1..2", "1.2.x", "-1.0.0", "1.0.0-", "1.0 .0"}) {
     EXPECT_FALSE(SemVer::Parse(bad).has_value()) << bad;
+  }
+}
+
+// SemVer::Parse scans by hand; its contract is the regular expression in
+// its comment. Check the two agree on edge cases and on random strings
+// over the characters that matter.
+TEST(SemVer, ParseAcceptsExactlyTheDocumentedGrammar) {
+  const RE2 grammar(R"(v?(\d+)(?:\.(\d+))?(?:\.(\d+))?)"
+                    R"((?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?)"
+                    R"((?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)");
+  ASSERT_TRUE(grammar.ok());
+  auto check = [&](const std::string& text) {
+    std::string major, minor, patch, prerelease;
+    const bool matches =
+        RE2::FullMatch(text, grammar, &major, &minor, &patch, &prerelease);
+    const std::optional<SemVer> parsed = SemVer::Parse(text);
+    SemVer want;
+    // Numbers beyond 64 bits are not versions either.
+    const bool fits = matches && absl::SimpleAtoi(major, &want.major) &&
+                      (minor.empty() || absl::SimpleAtoi(minor, &want.minor)) &&
+                      (patch.empty() || absl::SimpleAtoi(patch, &want.patch));
+    ASSERT_EQ(parsed.has_value(), fits) << "\"" << text << "\"";
+    if (!fits) return;
+    EXPECT_EQ(parsed->major, want.major) << text;
+    EXPECT_EQ(parsed->minor, want.minor) << text;
+    EXPECT_EQ(parsed->patch, want.patch) << text;
+    EXPECT_EQ(absl::StrJoin(parsed->prerelease, "."), prerelease) << text;
+  };
+  for (const char* text :
+       {"", "v", "vv1", "V1", "1", "01.002.0003", "1.", "1..2", ".1", "1.2.3.4", "1.2.3-",
+        "1.2.3-.", "1.2.3-a.", "1.2.3-a..b", "1.2.3+", "1.2.3+b.", "1-2", "1-2.3", "1+2-3",
+        "1.2.3-x-y.-.z+b-c.d", "1.2.3+b-1+c", "18446744073709551615",
+        "18446744073709551616", "1.99999999999999999999", " 1.2.3", "1.2.3 ", "1.2.3-\xc3\xa9",
+        "5.2.0-beta.2", "v6"}) {
+    check(text);
+  }
+  std::mt19937_64 rng(5);
+  const std::string alphabet = "v0123456789.-+aZ_ ";
+  for (int i = 0; i < 20000; ++i) {
+    std::string text(rng() % 12, ' ');
+    for (char& c : text) c = alphabet[rng() % alphabet.size()];
+    check(text);
   }
 }
 
@@ -164,6 +214,88 @@ TEST(Targeting, TraceRecordsEveryRuleWithoutShortCircuit) {
   EXPECT_EQ(trace[2].actual, "<missing>");
   EXPECT_FALSE(trace[2].matched);
   EXPECT_EQ(Evaluate(*all, a), false);
+}
+
+// The assigner evaluates conditions compiled to attribute slots; they must
+// answer as the conditions themselves do for any attributes a unit sends.
+TEST(Targeting, CompiledConditionsAgreeWithEvaluationByName) {
+  ParseResult r = ParseConfig(R"yaml(
+attributes:
+  country: string
+  app_version: semver
+  score: number
+  vip: bool
+segments:
+  asia: {attribute: country, in: [CN, SG, JP]}
+  modern: {attribute: app_version, gte: "5.2.0-beta.2"}
+  either:
+    any:
+      - {segment: asia}
+      - all: [{segment: modern}, {not: {attribute: score, lt: 10}}]
+experiments:
+  - key: e
+    status: running
+    targeting:
+      all:
+        - {segment: either}
+        - {attribute: country, not_in: [US, ""]}
+        - {attribute: app_version, in: ["5.2", "6.0.0-rc.1"]}
+        - {attribute: country, regex: "^[A-Z]{2}$"}
+        - {attribute: vip, exists: false}
+        - {attribute: vip, ne: true}
+        - {attribute: score, gte: 1.5}
+        - {attribute: app_version, lt: "7"}
+    variants: [{key: a, weight: 1}]
+)yaml",
+                              "compiled.yaml");
+  ASSERT_TRUE(r.ok()) << r.FormatDiagnostics();
+  const Config& config = *r.config;
+  // Every node of the experiment's condition, so each answer is compared.
+  std::vector<std::shared_ptr<const Condition>> conditions;
+  std::vector<std::shared_ptr<const Condition>> pending = {config.experiments[0].targeting};
+  while (!pending.empty()) {
+    std::shared_ptr<const Condition> c = pending.back();
+    pending.pop_back();
+    conditions.push_back(c);
+    for (const auto& child : c->children) pending.push_back(child);
+    if (c->segment) pending.push_back(c->segment);
+  }
+  ConditionCompiler compiler;
+  std::vector<std::shared_ptr<const CompiledCondition>> compiled;
+  for (const auto& c : conditions) compiled.push_back(compiler.Compile(c));
+
+  std::mt19937_64 rng(11);
+  auto pick = [&rng](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  int matched = 0;
+  for (int i = 0; i < 5000; ++i) {
+    Attributes attributes;
+    if (rng() % 4) attributes["country"] = pick({"CN", "US", "DE", "", "JPN", "sg"});
+    if (rng() % 4) {
+      attributes["app_version"] = pick({"5.2.0", "5.2", "5.2.0-beta.1", "5.2.0-beta.10", "6.0.0-rc.1",
+                                        "7", "4.9.9", "not a version"});
+    }
+    if (rng() % 4) attributes["score"] = static_cast<double>(rng() % 30) / 2;
+    if (rng() % 4) attributes["vip"] = rng() % 2 == 0;
+    // Slots as the assigner fills them, with versions parsed once.
+    std::vector<SlotValue> slots(compiler.slot_names().size());
+    for (size_t s = 0; s < slots.size(); ++s) {
+      auto it = attributes.find(compiler.slot_names()[s]);
+      if (it == attributes.end()) continue;
+      slots[s].value = &it->second;
+      if (const auto* text = std::get_if<std::string>(&it->second);
+          text != nullptr && it->first == "app_version") {
+        slots[s].version = SemVer::Parse(*text);
+      }
+    }
+    for (size_t c = 0; c < conditions.size(); ++c) {
+      const bool by_name = Evaluate(*conditions[c], attributes);
+      ASSERT_EQ(Evaluate(*compiled[c], slots), by_name) << conditions[c]->text;
+      matched += by_name;
+    }
+  }
+  // Both answers occur, or the comparison would prove little.
+  EXPECT_GT(matched, 0);
+  EXPECT_LT(matched, 5000 * static_cast<int>(conditions.size()));
 }
 
 }  // namespace

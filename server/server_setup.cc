@@ -1,0 +1,59 @@
+#include "server/server_setup.h"
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/grpc.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace abexp {
+
+void EnableServerPlugins() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+}
+
+void ConfigureServerBuilder(const ServerSetup& setup,
+                            grpc::ServerBuilder* builder, int* selected_port) {
+  builder->AddListeningPort(setup.listen_address,
+                            grpc::InsecureServerCredentials(), selected_port);
+  // Without this, gRPC sets SO_REUSEPORT and a second server would silently
+  // share a port that is already in use.
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder->SetMaxReceiveMessageSize(setup.max_receive_message_bytes);
+}
+
+std::string WithPort(const std::string& address, int port) {
+  size_t colon = address.rfind(':');
+  std::string host =
+      colon == std::string::npos ? address : address.substr(0, colon);
+  return absl::StrCat(host, ":", port);
+}
+
+void ShutdownServer(grpc::Server* server,
+                    const std::function<int()>& in_flight_calls,
+                    absl::Duration grace) {
+  absl::Time deadline = absl::Now() + grace;
+  std::atomic<bool> done{false};
+  std::thread closer([&] {
+    constexpr absl::Duration kQuiet = absl::Milliseconds(100);
+    absl::Time quiet_since = absl::Now();  // also gives Shutdown time to start
+    while (!done.load() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+      if (in_flight_calls() > 0) {
+        quiet_since = absl::Now();
+      } else if (absl::Now() - quiet_since >= kQuiet) {
+        grpc_server_cancel_all_calls(server->c_server());
+        return;
+      }
+    }
+  });
+  server->Shutdown(absl::ToChronoTime(deadline));
+  done.store(true);
+  closer.join();
+}
+
+}  // namespace abexp

@@ -1,0 +1,364 @@
+// Smoke tests of the benchmark tools (bench/): abexp-loadgen against a real
+// abexp-echo-server, and against a real abexp-server recording into a real
+// redis-server, all over gRPC on loopback. They check that the tools measure
+// what they claim (separate connections, the open-loop schedule, stalls
+// counted from the scheduled send, records that really reach Redis), not how
+// fast anything is: the machine may be loaded.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/recording_test_util.h"
+#include "tests/server_process.h"
+
+extern char** environ;
+
+namespace abexp::testing {
+namespace {
+
+// A running abexp-echo-server on a free loopback port; SIGTERMed and reaped
+// by the destructor.
+class EchoServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<EchoServer>> Start() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+    std::vector<std::string> argv = {ABEXP_ECHO_SERVER_BIN,
+                                     "--listen=127.0.0.1:0"};
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    auto server = std::unique_ptr<EchoServer>(new EchoServer());
+    int rc = posix_spawn(&server->pid_, args[0], &actions, nullptr, args.data(),
+                         environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (rc != 0) {
+      close(fds[0]);
+      server->pid_ = -1;
+      return absl::InternalError(absl::StrCat("cannot run ", argv[0]));
+    }
+    // "abexp-echo-server listening on HOST:PORT response_bytes=N\n"
+    std::string line;
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (line.find('\n') == std::string::npos && absl::Now() < deadline) {
+      pollfd p = {fds[0], POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      ssize_t n = read(fds[0], buf, sizeof(buf));
+      if (n <= 0) break;
+      line.append(buf, n);
+    }
+    close(fds[0]);
+    std::vector<std::string> words =
+        absl::StrSplit(absl::StripSuffix(line, "\n"), ' ');
+    if (words.size() != 5 || words[1] != "listening" ||
+        !absl::SimpleAtoi(absl::StripPrefix(words[4], "response_bytes="),
+                          &server->response_bytes_)) {
+      return absl::UnavailableError(absl::StrCat(
+          "abexp-echo-server printed '", line, "', not its listening line"));
+    }
+    server->address_ = words[3];
+    server->port_ =
+        std::stoi(server->address_.substr(server->address_.rfind(':') + 1));
+    return server;
+  }
+
+  ~EchoServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGCONT);
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // Sends SIGTERM and returns the exit code, or 128 + N for signal N.
+  int Stop() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  pid_t pid() const { return pid_; }
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+  int64_t response_bytes() const { return response_bytes_; }
+
+ private:
+  EchoServer() = default;
+  pid_t pid_ = -1;
+  std::string address_;
+  int port_ = 0;
+  int64_t response_bytes_ = 0;
+};
+
+// A finished abexp-loadgen run: its exit code, output and JSON keys.
+struct LoadgenRun {
+  int exit_code = -1;
+  std::string stderr_text;
+  std::map<std::string, double> numbers;  // the JSON's numeric keys
+  double operator[](const std::string& key) const {
+    auto it = numbers.find(key);
+    return it == numbers.end() ? -1 : it->second;
+  }
+};
+
+// Runs abexp-loadgen --json with `args` and parses its stdout as JSON.
+LoadgenRun RunLoadgen(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {ABEXP_LOADGEN_BIN, "--json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  LoadgenRun run;
+  std::string out;
+  absl::StatusOr<int> code =
+      RunProcess(argv, &out, &run.stderr_text, absl::Seconds(60));
+  EXPECT_TRUE(code.ok()) << code.status();
+  run.exit_code = code.value_or(-1);
+  google::protobuf::Struct json;
+  auto parsed = google::protobuf::util::JsonStringToMessage(out, &json);
+  EXPECT_TRUE(parsed.ok()) << "stdout is not one JSON object: " << out
+                           << "\nstderr: " << run.stderr_text;
+  for (const auto& [key, value] : json.fields()) {
+    if (value.kind_case() == google::protobuf::Value::kNumberValue) {
+      run.numbers[key] = value.number_value();
+    }
+  }
+  return run;
+}
+
+// What every successful run must satisfy: calls made, none failed,
+// percentiles in order.
+void ExpectSaneRun(const LoadgenRun& run) {
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_GT(run["requests"], 0) << run.stderr_text;
+  EXPECT_EQ(run["errors"], 0) << run.stderr_text;
+  EXPECT_GT(run["p50_us"], 0);
+  EXPECT_LE(run["p50_us"], run["p90_us"]);
+  EXPECT_LE(run["p90_us"], run["p99_us"]);
+  EXPECT_LE(run["p99_us"], run["p999_us"]);
+  EXPECT_LE(run["p999_us"], run["max_us"]);
+  EXPECT_GE(run["duration_s"], 1.0);
+  EXPECT_NEAR(run["qps"], run["requests"] / run["duration_s"],
+              0.01 * run["qps"] + 0.1);
+}
+
+// Established TCP connections from a local client to loopback port `port`,
+// from /proc/net/tcp and tcp6 (gRPC uses IPv4-mapped IPv6 sockets); ports
+// are in hex, and state 01 is ESTABLISHED.
+int ClientConnectionsTo(int port) {
+  char want[16];
+  std::snprintf(want, sizeof(want), ":%04X", port);
+  int n = 0;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      if (state == "01" && absl::EndsWith(remote, want)) ++n;
+    }
+  }
+  return n;
+}
+
+TEST(BenchTools, LoadgenLoadsTheEchoServerOverSeparateConnections) {
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo = EchoServer::Start();
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  // Watch the connections while the loadgen runs.
+  LoadgenRun run;
+  std::thread loadgen([&] {
+    run = RunLoadgen({"--target=" + (*echo)->address(), "--channels=3",
+                      "--inflight=6", "--duration=1s", "--warmup=200ms"});
+  });
+  int most = 0;
+  for (int i = 0; i < 40 && most < 3; ++i) {
+    most = std::max(most, ClientConnectionsTo((*echo)->port()));
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  loadgen.join();
+  EXPECT_EQ(most, 3) << "3 channels must be 3 TCP connections";
+  ExpectSaneRun(run);
+  // Every response is the canned one: the loadgen measures its size.
+  EXPECT_EQ(run["response_bytes"], (*echo)->response_bytes());
+  EXPECT_EQ(run["items"], run["requests"]);
+  EXPECT_EQ((*echo)->Stop(), 0) << "SIGTERM must stop the echo server cleanly";
+}
+
+TEST(BenchTools, OpenLoopSendsExactlyTheScheduledCalls) {
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo = EchoServer::Start();
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  LoadgenRun run = RunLoadgen({"--target=" + (*echo)->address(), "--mode=open",
+                               "--rate=400", "--channels=2", "--inflight=16",
+                               "--duration=1s", "--warmup=200ms"});
+  ExpectSaneRun(run);
+  // 400 calls/s for 1s: one every 2.5ms, so 400 scheduled sends in the
+  // window (one more or less where a send falls on its edge).
+  EXPECT_GE(run["requests"], 399);
+  EXPECT_LE(run["requests"], 401);
+  EXPECT_LE(run["qps"], 401);
+  EXPECT_EQ(run["rate"], 400);
+}
+
+TEST(BenchTools, OpenLoopCountsAStallFromTheScheduledSendTime) {
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo = EchoServer::Start();
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  LoadgenRun run;
+  std::thread loadgen([&] {
+    run = RunLoadgen({"--target=" + (*echo)->address(), "--mode=open",
+                      "--rate=400", "--channels=1", "--inflight=2",
+                      "--duration=1s", "--warmup=200ms"});
+  });
+  // 300ms into the measured second, the server stops answering for 300ms.
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_EQ(kill((*echo)->pid(), SIGSTOP), 0);
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_EQ(kill((*echo)->pid(), SIGCONT), 0);
+  loadgen.join();
+  ExpectSaneRun(run);
+  // About 120 of the 400 sends fall in the stall. Measured from their
+  // scheduled times, the ones in its first 250ms (100 calls, 25%) waited
+  // more than 50ms, so p90 is above 50ms; a loadgen that timed calls from
+  // when it actually sent them would see 2 slow calls and a small p90.
+  EXPECT_GT(run["p90_us"], 50000) << run.stderr_text;
+  EXPECT_GT(run["max_us"], 250000) << run.stderr_text;
+  // With 2 slots, all but 2 of those sends had to wait for a free one.
+  EXPECT_GT(run["late_sends"], 80) << run.stderr_text;
+}
+
+std::string ReadExampleConfig() {
+  std::ifstream in(std::string(ABEXP_SOURCE_DIR) +
+                   "/examples/experiments.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// abexp-server with examples/experiments.yaml, recording into a real Redis.
+class BenchToolsServerTest : public RecordingServerTest {
+ protected:
+  BenchToolsServerTest() : RecordingServerTest(ReadExampleConfig(), "bench") {}
+};
+
+TEST_F(BenchToolsServerTest, LoadgenAssignsAgainstAbexpServer) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  LoadgenRun run =
+      RunLoadgen({"--target=" + server_->address(), "--channels=2",
+                  "--inflight=4", "--duration=1s", "--warmup=200ms"});
+  ExpectSaneRun(run);
+  EXPECT_EQ(run["items"], run["requests"]);
+  EXPECT_GT(run["response_bytes"], 0);
+}
+
+TEST_F(BenchToolsServerTest, LoadgenRecordsReachRedis) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  // No warmup: every call is counted, so the loadgen's counts must be
+  // exactly what Redis holds.
+  LoadgenRun run =
+      RunLoadgen({"--target=" + server_->address(), "--call=record",
+                  "--batch=20", "--record_experiment=one_page_checkout",
+                  "--record_event=order_completed", "--channels=2",
+                  "--inflight=2", "--duration=1s", "--warmup=0s"});
+  ExpectSaneRun(run);
+  EXPECT_EQ(run["items"], 20 * run["requests"]);
+  EXPECT_EQ(run["spooled"], 0) << "Redis is up: nothing may be spooled";
+  EXPECT_EQ(run["duplicate"], 0) << "every record has a fresh key and unit";
+  EXPECT_EQ(run["conflict"], 0);
+  ASSERT_GT(run["exposures_recorded"], 0);
+  const double events_recorded = run["recorded"] - run["exposures_recorded"];
+  EXPECT_GT(events_recorded, 0) << run.stderr_text;
+
+  absl::StatusOr<ExperimentAggregates> aggregates =
+      ReadAggregates("one_page_checkout");
+  ASSERT_TRUE(aggregates.ok()) << aggregates.status();
+  int64_t exposed = 0;
+  int64_t converted = 0;
+  for (const VariantAggregate& v : aggregates->variants) {
+    exposed += v.exposed;
+    converted += MetricOf(v, "order_conversion").units;
+  }
+  // Each exposure is of a new unit. Each recorded event is the first order
+  // of a unit exposed to one_page_checkout and to no other experiment, so
+  // it converts exactly one unit there.
+  EXPECT_EQ(exposed, run["exposures_recorded"]);
+  EXPECT_EQ(converted, events_recorded);
+}
+
+TEST_F(BenchToolsServerTest, ExposuresOnlyStopAfterMaxCallsAndResultsAreRead) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  // bench/run.sh fills an experiment with exactly N exposed units this way
+  // (R6): 7 calls of 30 exposures, no events, then the run ends at once
+  // although --duration is an hour.
+  LoadgenRun fill = RunLoadgen(
+      {"--target=" + server_->address(), "--call=record", "--batch=30",
+       "--record_experiment=one_page_checkout", "--record_events=false",
+       "--max_calls=7", "--channels=1", "--inflight=2", "--duration=3600s",
+       "--warmup=0s"});
+  EXPECT_EQ(fill.exit_code, 0) << fill.stderr_text;
+  EXPECT_EQ(fill["requests"], 7) << fill.stderr_text;
+  EXPECT_EQ(fill["items"], 7 * 30);
+  EXPECT_LT(fill["duration_s"], 60);
+  // Holdout units are accepted and ignored, so a few may be missing.
+  EXPECT_GT(fill["exposures_recorded"], 7 * 30 * 0.9);
+  EXPECT_EQ(fill["recorded"], fill["exposures_recorded"]) << "no events sent";
+  absl::StatusOr<ExperimentAggregates> aggregates =
+      ReadAggregates("one_page_checkout");
+  ASSERT_TRUE(aggregates.ok()) << aggregates.status();
+  int64_t exposed = 0;
+  for (const VariantAggregate& v : aggregates->variants) exposed += v.exposed;
+  EXPECT_EQ(exposed, fill["exposures_recorded"]);
+
+  // R7 reads the results with --call=results.
+  LoadgenRun read = RunLoadgen(
+      {"--target=" + server_->address(), "--call=results",
+       "--results_experiment=one_page_checkout", "--max_calls=5",
+       "--channels=1", "--inflight=1", "--duration=3600s", "--warmup=0s"});
+  EXPECT_EQ(read.exit_code, 0) << read.stderr_text;
+  EXPECT_EQ(read["requests"], 5) << read.stderr_text;
+  EXPECT_EQ(read["errors"], 0);
+  EXPECT_GT(read["response_bytes"], 0);
+  EXPECT_GT(read["p50_us"], 0);
+
+  // An unknown experiment fails the calls, and the exit status says so.
+  LoadgenRun unknown = RunLoadgen(
+      {"--target=" + server_->address(), "--call=results",
+       "--results_experiment=no_such_experiment", "--max_calls=2",
+       "--channels=1", "--inflight=1", "--duration=3600s", "--warmup=0s"});
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.stderr_text;
+  EXPECT_EQ(unknown["errors"], 2) << unknown.stderr_text;
+}
+
+}  // namespace
+}  // namespace abexp::testing
