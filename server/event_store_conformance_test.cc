@@ -131,13 +131,15 @@ class Oracle {
   }
 
   WriteOutcome Record(const Event& e) {
-    if (!event_keys_.insert(e.idempotency_key).second)
-      return WriteOutcome::kDuplicate;
+    // An event that cannot count is ignored before its key is looked at, and
+    // its key is not remembered.
     int64_t t = absl::ToUnixMillis(e.time);
     auto it = units_.find(e.unit_id);
     if (it == units_.end() || it->second.multi || t < it->second.first_ms) {
       return WriteOutcome::kIgnored;
     }
+    if (!event_keys_.insert(e.idempotency_key).second)
+      return WriteOutcome::kDuplicate;
     Unit& u = it->second;
     bool changed = false;
     for (const Metric& m : layout_.metrics) {
@@ -662,6 +664,51 @@ TEST_P(EventStoreConformance,
   EXPECT_EQ(M(a, 0, "orders").sum, 1);
 }
 
+TEST_P(EventStoreConformance,
+       EventIgnoredBeforeItsUnitWasExposedIsNotRememberedSoItsRetryCounts) {
+  // The order arrives before the exposure that preceded it (clients buffer
+  // exposures): ignored, and its key is not remembered.
+  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 6.0, "o1");
+  EXPECT_EQ(Record(order), WriteOutcome::kIgnored);
+  ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
+  // The client's retry, after the exposure: the order is after the first
+  // exposure, so it counts, once.
+  EXPECT_EQ(Record(order), WriteOutcome::kRecorded);
+  EXPECT_EQ(Record(order), WriteOutcome::kDuplicate);
+  ExperimentAggregates a = Read();
+  EXPECT_EQ(M(a, 0, "revenue").sum, 6);
+  EXPECT_EQ(M(a, 0, "orders").sum, 1);
+  ExpectMatchesOracle();
+}
+
+TEST_P(EventStoreConformance,
+       EventBeforeFirstExposureCountsOnRetryOnceAnEarlierExposureArrived) {
+  ASSERT_EQ(Expose(X("u1", 0, kT0 + absl::Hours(2))), WriteOutcome::kRecorded);
+  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 3.0, "o1");
+  EXPECT_EQ(Record(order), WriteOutcome::kIgnored);
+  // The unit's real first exposure arrives late; the retried order is now
+  // after it.
+  ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kDuplicate);
+  EXPECT_EQ(Record(order), WriteOutcome::kRecorded);
+  EXPECT_EQ(M(Read(), 0, "revenue").sum, 3);
+  ExpectMatchesOracle();
+}
+
+TEST_P(EventStoreConformance,
+       RetryOfACountedEventAfterTheUnitBecameMultiExposedIsIgnored) {
+  ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
+  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 9.0, "o1");
+  ASSERT_EQ(Record(order), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("u1", 1, kT0 + absl::Hours(2))), WriteOutcome::kConflict);
+  // The unit is out of the experiment, which is checked before the key.
+  EXPECT_EQ(Record(order), WriteOutcome::kIgnored);
+  ExperimentAggregates a = Read();
+  EXPECT_EQ(a.multi_exposed, 1);
+  EXPECT_EQ(M(a, 0, "revenue").units, 0);
+  EXPECT_EQ(M(a, 0, "revenue").sum, 0);
+  ExpectMatchesOracle();
+}
+
 TEST_P(EventStoreConformance, WindowEndIsExclusive) {
   ASSERT_EQ(Expose(X("late", 0, kT0)), WriteOutcome::kRecorded);
   ASSERT_EQ(Expose(X("edge", 0, kT0)), WriteOutcome::kRecorded);
@@ -1007,7 +1054,7 @@ TEST(RedisEventStoreCost, ReadAggregatesCommandCountDoesNotGrowWithUnits) {
   EXPECT_EQ(a->variants[0].exposed + a->variants[1].exposed, 20000);
 }
 
-TEST(RedisEventStoreCost, BatchIsOneRoundTrip) {
+TEST(RedisEventStoreCost, BatchIsOneRoundTripForExposuresAndTwoForEvents) {
   RedisPool* pool = nullptr;
   absl::StatusOr<std::unique_ptr<EventStore>> store = MakeStore("redis", &pool);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -1024,11 +1071,30 @@ TEST(RedisEventStoreCost, BatchIsOneRoundTrip) {
     events.push_back({"w", "impression", std::nullopt, kT0 + absl::Seconds(i),
                       absl::StrCat(i)});
   }
+  std::vector<Exposure> exposures;
+  for (int i = 0; i < 10000; ++i) {
+    exposures.push_back({absl::StrCat("x", i), i % 2, kT0, "cfg",
+                         absl::StrCat("x", i)});
+  }
   int64_t trips = pool->round_trips();
+  ASSERT_TRUE((*store)->WriteExposures(layout, exposures).ok());
+  EXPECT_EQ(pool->round_trips() - trips, 1);
+
+  // Events: one round trip reads the units' records, one runs the scripts.
+  trips = pool->round_trips();
   absl::StatusOr<std::vector<WriteOutcome>> r =
       (*store)->WriteEvents(layout, events);
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(pool->round_trips() - trips, 2);
+  EXPECT_EQ(std::count(r->begin(), r->end(), WriteOutcome::kRecorded), 10000);
+
+  // When no event's unit is exposed, the read is all there is.
+  for (Event& e : events) e.unit_id = "never_exposed";
+  trips = pool->round_trips();
+  r = (*store)->WriteEvents(layout, events);
+  ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(pool->round_trips() - trips, 1);
+  EXPECT_EQ(std::count(r->begin(), r->end(), WriteOutcome::kIgnored), 10000);
 }
 
 TEST(RedisEventStoreCost, RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTrip) {

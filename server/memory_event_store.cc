@@ -114,16 +114,19 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteEvents(
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(events.size());
   for (const Event& e : events) {
-    if (!data->idempotency_keys.insert(absl::StrCat("e:", e.idempotency_key))
-             .second) {
-      outcomes.push_back(WriteOutcome::kDuplicate);
-      continue;
-    }
+    // The unit comes before the idempotency key, as in the Redis script: an
+    // event that cannot count leaves no key behind, so a retry after the
+    // unit's exposure arrived is judged afresh.
     int64_t t = StoreMillis(e.time);
     auto it = data->units.find(e.unit_id);
     if (it == data->units.end() || it->second.multi_exposed ||
         t < it->second.first_ms) {
       outcomes.push_back(WriteOutcome::kIgnored);
+      continue;
+    }
+    if (!data->idempotency_keys.insert(absl::StrCat("e:", e.idempotency_key))
+             .second) {
+      outcomes.push_back(WriteOutcome::kDuplicate);
       continue;
     }
     UnitRecord& unit = it->second;

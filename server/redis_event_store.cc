@@ -329,6 +329,34 @@ void AppendUnitArgs(int64_t buckets, const std::string& unit_id,
   args->push_back(HashField(h));
 }
 
+// The 8-byte header of a packed unit record (docs/storage.md, "Unit
+// records"): variant, flags, first exposure as 6 bytes little-endian signed
+// (Lua struct '<BBi6').
+struct UnitHeader {
+  int variant = 0;
+  bool multi_exposed = false;
+  int64_t first_ms = 0;
+};
+
+// DATA_LOSS naming `hash` when the record is shorter than its header.
+absl::StatusOr<UnitHeader> ParseUnitHeader(absl::string_view record,
+                                           absl::string_view hash) {
+  if (record.size() < 8) {
+    return absl::DataLossError(absl::StrCat(
+        "unit record in ", hash, " is shorter than its 8-byte header"));
+  }
+  UnitHeader header;
+  header.variant = static_cast<unsigned char>(record[0]);
+  header.multi_exposed = (static_cast<unsigned char>(record[1]) & 1) != 0;
+  uint64_t ms = 0;
+  for (int i = 7; i >= 2; --i) {
+    ms = (ms << 8) | static_cast<unsigned char>(record[i]);
+  }
+  if (ms & (uint64_t{1} << 47)) ms |= ~((uint64_t{1} << 48) - 1);
+  header.first_ms = static_cast<int64_t>(ms);
+  return header;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
@@ -369,40 +397,82 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
     const ExperimentLayout& layout, absl::Span<const Event> events) {
-  if (events.empty()) return std::vector<WriteOutcome>{};
+  std::vector<WriteOutcome> outcomes(events.size(), WriteOutcome::kIgnored);
+  if (events.empty()) return outcomes;
   std::string base = KeyBase(layout);
-  // Creates the meta hash if need be: even events of a phase nobody was
-  // exposed in yet have their idempotency keys remembered.
+  // A phase without bucket counts was never written (exposures store them
+  // first), so no unit is exposed in it and every event is ignored.
   absl::StatusOr<std::optional<Buckets>> buckets =
-      BucketsOf(base, /*create=*/true);
+      BucketsOf(base, /*create=*/false);
   if (!buckets.ok()) return buckets.status();
-  if (!buckets->has_value())
-    return absl::InternalError("bucket counts missing after HSETNX");
+  if (!buckets->has_value()) return outcomes;
   const Buckets& b = **buckets;
+
+  // An event fans out to every experiment with a metric on it, and most of
+  // those never exposed its unit. So first read the units' records, one
+  // HMGET per bucket hash in one round trip, and run the script only for
+  // events that can count. The script checks the record again atomically;
+  // an event skipped here is ignored as the script would have ignored it at
+  // the time of the read, and like the script it stores nothing.
+  struct UnitRef {
+    std::string bucket;
+    std::string field;
+    size_t read = 0;     // index into reads
+    size_t element = 0;  // index into that HMGET's reply
+  };
+  std::vector<RedisCommand> reads;
+  absl::flat_hash_map<std::string, size_t> read_of_bucket;
+  std::vector<UnitRef> units;
+  absl::flat_hash_map<absl::string_view, size_t> unit_index;  // by unit id
+  std::vector<size_t> unit_of(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto [it, inserted] =
+        unit_index.try_emplace(events[i].unit_id, units.size());
+    unit_of[i] = it->second;
+    if (!inserted) continue;
+    std::vector<std::string> args;
+    AppendUnitArgs(b.units, events[i].unit_id, &args);
+    UnitRef& unit = units.emplace_back();
+    unit.bucket = std::move(args[0]);
+    unit.field = std::move(args[1]);
+    auto [r, new_read] = read_of_bucket.try_emplace(unit.bucket, reads.size());
+    if (new_read) {
+      reads.push_back({"HMGET", absl::StrCat(base, "u:", unit.bucket)});
+    }
+    unit.read = r->second;
+    unit.element = reads[unit.read].size() - 2;
+    reads[unit.read].push_back(unit.field);
+  }
+  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
+  if (!records.ok()) return records.status();
+  for (size_t r = 0; r < reads.size(); ++r) {
+    const RedisReply& got = (*records)[r];
+    if (absl::Status s =
+            CheckReply(got, RedisReply::Type::kArray, "HMGET of unit records");
+        !s.ok()) {
+      return s;
+    }
+    if (got.elements.size() != reads[r].size() - 2) {
+      return absl::InternalError(absl::StrCat(
+          "Redis answered HMGET of ", reads[r].size() - 2, " fields of ",
+          reads[r][1], " with ", got.elements.size(), " values"));
+    }
+  }
 
   std::vector<std::string> signatures;
   signatures.reserve(layout.metrics.size());
   for (const Metric& m : layout.metrics)
     signatures.push_back(internal::MetricSignature(m));
-
-  std::string meta = base + "meta";
-  std::vector<RedisScriptCall> calls;
-  calls.reserve(events.size());
-  for (const Event& e : events) {
-    RedisScriptCall call;
-    call.script = &write_event_;
-    call.keys = {meta};
-    call.args = {base};
-    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "event",
-                          e.idempotency_key, &call.args);
-    AppendUnitArgs(b.units, e.unit_id, &call.args);
-    call.args.push_back(absl::StrCat(StoreMillis(e.time)));
-    call.args.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
-    size_t count_at = call.args.size();
-    call.args.push_back("");
+  // The script's metric arguments depend only on the event name.
+  absl::flat_hash_map<std::string, std::vector<std::string>> metric_args;
+  auto metric_args_of = [&](const std::string& name) {
+    auto [it, inserted] = metric_args.try_emplace(name);
+    std::vector<std::string>& args = it->second;
+    if (!inserted) return &args;
+    args.push_back("");  // the count, set below
     int count = 0;
     auto aggregation = [&](const MetricSource& source) -> const char* {
-      if (source.event != e.name) return "0";
+      if (source.event != name) return "0";
       return source.aggregation == EventAggregation::kCount ? "1" : "2";
     };
     for (size_t i = 0; i < layout.metrics.size(); ++i) {
@@ -430,20 +500,60 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
           break;
       }
       if (a[0] == '0' && d[0] == '0') continue;
-      call.args.push_back(signatures[i]);
-      call.args.push_back(type);
-      call.args.push_back(a);
-      call.args.push_back(d);
-      call.args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
-      call.args.push_back(absl::StrCat(m.retention_day));
+      args.push_back(signatures[i]);
+      args.push_back(type);
+      args.push_back(a);
+      args.push_back(d);
+      args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
+      args.push_back(absl::StrCat(m.retention_day));
       ++count;
     }
-    call.args[count_at] = absl::StrCat(count);
+    args[0] = absl::StrCat(count);
+    return &args;
+  };
+
+  std::string meta = base + "meta";
+  std::vector<RedisScriptCall> calls;
+  std::vector<size_t> called;  // event index of each call
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    const UnitRef& unit = units[unit_of[i]];
+    const RedisReply& record = (*records)[unit.read].elements[unit.element];
+    if (record.type == RedisReply::Type::kNil) continue;  // not exposed
+    if (record.type != RedisReply::Type::kString) {
+      return absl::InternalError(absl::StrCat(
+          "Redis answered HMGET of a unit record in ", reads[unit.read][1],
+          " with a reply that is not a string"));
+    }
+    absl::StatusOr<UnitHeader> header =
+        ParseUnitHeader(record.str, reads[unit.read][1]);
+    if (!header.ok()) return header.status();
+    const int64_t t = StoreMillis(e.time);
+    if (header->multi_exposed || t < header->first_ms) continue;
+
+    RedisScriptCall call;
+    call.script = &write_event_;
+    call.keys = {meta};
+    call.args = {base};
+    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "event",
+                          e.idempotency_key, &call.args);
+    call.args.push_back(unit.bucket);
+    call.args.push_back(unit.field);
+    call.args.push_back(absl::StrCat(t));
+    call.args.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+    const std::vector<std::string>* metrics = metric_args_of(e.name);
+    call.args.insert(call.args.end(), metrics->begin(), metrics->end());
     calls.push_back(std::move(call));
+    called.push_back(i);
   }
+  if (calls.empty()) return outcomes;
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
   if (!replies.ok()) return replies.status();
-  return Outcomes(layout, *replies);
+  absl::StatusOr<std::vector<WriteOutcome>> applied =
+      Outcomes(layout, *replies);
+  if (!applied.ok()) return applied.status();
+  for (size_t j = 0; j < called.size(); ++j) outcomes[called[j]] = (*applied)[j];
+  return outcomes;
 }
 
 absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
@@ -602,13 +712,13 @@ std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
       results[i] = s;
       continue;
     }
-    if (r.str.size() < 8) {
-      results[i] = absl::DataLossError(
-          absl::StrCat("unit record in ", commands[unit_reply[i]][1],
-                       " is shorter than its 8-byte header"));
+    absl::StatusOr<UnitHeader> header =
+        ParseUnitHeader(r.str, commands[unit_reply[i]][1]);
+    if (!header.ok()) {
+      results[i] = header.status();
       continue;
     }
-    results[i] = static_cast<int>(static_cast<unsigned char>(r.str[0]));
+    results[i] = header->variant;
   }
   return results;
 }

@@ -2,7 +2,11 @@
 // schema, encodings and memory cost; docs/attribution.md the rules).
 //
 // Every exposure and event is applied atomically by one Lua script call
-// (EVALSHA); a batch is one RedisPool::RunScripts call, i.e. one round trip.
+// (EVALSHA). A batch of exposures is one RedisPool::RunScripts call, i.e.
+// one round trip. A batch of events is two: one that reads the units'
+// records, then the scripts of only those events whose unit is exposed (an
+// event fans out to every experiment with a metric on it, and most of those
+// never exposed its unit).
 // Per-unit records are packed into bucketed small hashes, so an exposed unit
 // costs a few tens of bytes, and aggregates live in one hash per experiment
 // phase plus one per cohort day, so reading results never touches units.
@@ -64,6 +68,11 @@ class RedisEventStore final : public EventStore {
   absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
       const ExperimentLayout& layout,
       absl::Span<const Exposure> exposures) override;
+  // Events of units not exposed in the phase (or multi-exposed, or before
+  // their first exposure) are kIgnored without running a script or storing
+  // anything. Two round trips (one when no event's unit is exposed), plus
+  // one before them while the phase's bucket counts are not cached; a phase
+  // never written costs only that one.
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override;
   // Two round trips; 2 + (number of cohort days) commands.

@@ -49,8 +49,9 @@ local function apply_unit(key, sign, v, states, order)
     local p = v .. '|' .. redis.call('HGET', meta, 'mname|' .. id) .. '|'
     redis.call('HINCRBY', key, p .. 'units', sign)
     if #s == 0 then
-      redis.call('HINCRBYFLOAT', key, p .. 'sum', sign)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_sq', sign)
+      -- Binomial and retention sums are counts (see the event script).
+      redis.call('HINCRBY', key, p .. 'sum', sign)
+      redis.call('HINCRBY', key, p .. 'sum_sq', sign)
     elseif #s == 8 then
       local x = struct.unpack('<d', s)
       redis.call('HINCRBYFLOAT', key, p .. 'sum', sign * x)
@@ -69,13 +70,14 @@ end
 -- True when the idempotency key was seen within the TTL; else remembers it
 -- in today's bucketed hash, which expires TTL after the day ends.
 local function seen(today, span, ttl, bucket, field)
-  for d = today - span, today do
+  for d = today - span, today - 1 do
     if redis.call('HEXISTS', base .. 'i:' .. string.format('%d', d) .. ':' .. bucket, field) == 1 then
       return true
     end
   end
+  -- Today's hash is checked and written in one call.
   local k = base .. 'i:' .. string.format('%d', today) .. ':' .. bucket
-  redis.call('HSET', k, field, '')
+  if redis.call('HSETNX', k, field, '') == 0 then return true end
   if redis.call('HLEN', k) == 1 then
     redis.call('EXPIREAT', k, (today + 1) * 86400 + ttl)
   end
@@ -141,9 +143,9 @@ return 3
 )lua";
 
 constexpr char kEvent[] = R"lua(
-if seen(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]) then
-  return 1
-end
+-- The unit check comes first: an event that cannot count (unit not exposed,
+-- multi-exposed, or before its first exposure) costs one HGET and leaves no
+-- idempotency key, so a retry after the exposure arrived is judged afresh.
 local ukey = base .. 'u:' .. ARGV[7]
 local ufield = ARGV[8]
 local rec = redis.call('HGET', ukey, ufield)
@@ -151,6 +153,9 @@ if not rec then return 2 end
 local t = tonumber(ARGV[9])
 local rv, flags, first, states, order = parse(rec)
 if flags % 2 == 1 or t < first then return 2 end
+if seen(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]) then
+  return 1
+end
 
 local value = nil
 if ARGV[10] ~= '' then value = tonumber(ARGV[10]) end
@@ -170,13 +175,20 @@ local function delta_of(aggregation)
   return nil
 end
 
-for i = 0, tonumber(ARGV[11]) - 1 do
+local nmetrics = tonumber(ARGV[11])
+if nmetrics == 0 then return 2 end  -- no metric uses the event
+-- The metrics' ids, in one read.
+local mid_fields = {}
+for i = 0, nmetrics - 1 do mid_fields[i + 1] = 'mid|' .. ARGV[12 + i * 6] end
+local ids = redis.call('HMGET', meta, unpack(mid_fields))
+
+for i = 0, nmetrics - 1 do
   local o = 12 + i * 6
   local sig, typ = ARGV[o], ARGV[o + 1]
   local a_agg, b_agg = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])
   local window_end = first + tonumber(ARGV[o + 4])
   local rday = tonumber(ARGV[o + 5])
-  local id = redis.call('HGET', meta, 'mid|' .. sig)
+  local id = ids[i + 1]
   if id then id = tonumber(id) end
   local s = nil
   if id then s = states[id] end
@@ -209,9 +221,13 @@ for i = 0, tonumber(ARGV[11]) - 1 do
       redis.call('HINCRBY', dkey, p .. 'units', 1)
     end
     local deltas
+    local incr = 'HINCRBYFLOAT'
     if typ == 'b' or typ == 't' then
       states[id] = ''
       deltas = {'sum', 1, 'sum_sq', 1}
+      -- Only ever moved by whole units, so HINCRBY (cheaper) stores the same
+      -- text HINCRBYFLOAT would.
+      incr = 'HINCRBY'
       changed = true
     elseif typ == 's' then
       local x = 0
@@ -229,8 +245,8 @@ for i = 0, tonumber(ARGV[11]) - 1 do
       if not counted or nn ~= n or nd ~= d then changed = true end
     end
     for j = 1, #deltas, 2 do
-      redis.call('HINCRBYFLOAT', agg, p .. deltas[j], deltas[j + 1])
-      redis.call('HINCRBYFLOAT', dkey, p .. deltas[j], deltas[j + 1])
+      redis.call(incr, agg, p .. deltas[j], deltas[j + 1])
+      redis.call(incr, dkey, p .. deltas[j], deltas[j + 1])
     end
   end
 end

@@ -26,7 +26,9 @@ const std::string& WriteExposure();
 // aggregation (0 not this event, 1 count, 2 value), denominator aggregation,
 // window (ms), retention day.
 // Returns 0 recorded, 1 duplicate, 2 ignored, or an error "ABEXP_METRICS"
-// when the phase ran out of metric ids.
+// when the phase ran out of metric ids. The unit's record is checked before
+// the idempotency key: an event of a unit not exposed (or multi-exposed, or
+// before its first exposure) is ignored without remembering its key.
 const std::string& WriteEvent();
 
 }  // namespace abexp::redis_scripts
