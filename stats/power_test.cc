@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -255,7 +256,7 @@ TEST(DaysToPower, ContinuousUndefinedSizesSayWhy) {
 TEST(DaysToPower, CountsTheDaysTheSlowestVariantNeeds) {
   // 80682 units per variant (see CliExampleDefaults); the treatment needs
   // 40582 more at 5000 a day: 8.1 days, so 9.
-  TrafficSnapshot traffic{0.02, {40200, 40100}, {5000, 5000}};
+  TrafficSnapshot traffic{0.02, {40200, 40100}, {5000, 5000}, std::nullopt};
   auto r = DaysToPower(traffic, 0.10);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->per_variant, 80682);
@@ -264,7 +265,7 @@ TEST(DaysToPower, CountsTheDaysTheSlowestVariantNeeds) {
 }
 
 TEST(DaysToPower, ZeroWhenEveryVariantHasEnough) {
-  TrafficSnapshot traffic{0.02, {90000, 80682}, {0, 0}};
+  TrafficSnapshot traffic{0.02, {90000, 80682}, {0, 0}, std::nullopt};
   auto r = DaysToPower(traffic, 0.10);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->more_days, 0);
@@ -272,7 +273,7 @@ TEST(DaysToPower, ZeroWhenEveryVariantHasEnough) {
 }
 
 TEST(DaysToPower, NoTrafficIsNullWithAWarning) {
-  TrafficSnapshot traffic{0.02, {1000, 1000}, {300, 0}};
+  TrafficSnapshot traffic{0.02, {1000, 1000}, {300, 0}, std::nullopt};
   auto r = DaysToPower(traffic, 0.10);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->per_variant, 80682);
@@ -282,7 +283,7 @@ TEST(DaysToPower, NoTrafficIsNullWithAWarning) {
 }
 
 TEST(DaysToPower, ZeroBaselineIsNullWithAWarning) {
-  TrafficSnapshot traffic{0.0, {500, 500}, {100, 100}};
+  TrafficSnapshot traffic{0.0, {500, 500}, {100, 100}, std::nullopt};
   auto r = DaysToPower(traffic, 0.10);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->per_variant.has_value());
@@ -291,7 +292,7 @@ TEST(DaysToPower, ZeroBaselineIsNullWithAWarning) {
 }
 
 TEST(DaysToPower, MdeBeyondTheObservedBaselineIsNullWithAWarning) {
-  TrafficSnapshot traffic{0.95, {500, 500}, {100, 100}};
+  TrafficSnapshot traffic{0.95, {500, 500}, {100, 100}, std::nullopt};
   auto r = DaysToPower(traffic, 0.10);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->per_variant.has_value());
@@ -307,14 +308,16 @@ TEST(DaysToPower, RejectsBadArgumentsWithAHint) {
     std::string hint;
   };
   const std::vector<Bad> bad = {
-      {{0.02, {10, 10}, {1, 1}}, 0, "relative_mde is 0"},
-      {{1.5, {10, 10}, {1, 1}}, 0.1, "baseline is 1.5"},
-      {{nan, {10, 10}, {1, 1}}, 0.1, "baseline"},
-      {{0.02, {10, 10}, {1}}, 0.1, "one daily traffic figure per variant"},
-      {{0.02, {}, {}}, 0.1, "empty"},
-      {{0.02, {10, -3}, {1, 1}}, 0.1, "exposed[1] is -3"},
-      {{0.02, {10, 10}, {-1, 1}}, 0.1, "units_per_day[0] is -1"},
-      {{0.02, {10, 10}, {1, nan}}, 0.1, "units_per_day[1]"},
+      {{0.02, {10, 10}, {1, 1}, std::nullopt}, 0, "relative_mde is 0"},
+      {{1.5, {10, 10}, {1, 1}, std::nullopt}, 0.1, "baseline is 1.5"},
+      {{nan, {10, 10}, {1, 1}, std::nullopt}, 0.1, "baseline"},
+      {{0.02, {10, 10}, {1}, std::nullopt},
+       0.1,
+       "one daily traffic figure per variant"},
+      {{0.02, {}, {}, std::nullopt}, 0.1, "empty"},
+      {{0.02, {10, -3}, {1, 1}, std::nullopt}, 0.1, "exposed[1] is -3"},
+      {{0.02, {10, 10}, {-1, 1}, std::nullopt}, 0.1, "units_per_day[0] is -1"},
+      {{0.02, {10, 10}, {1, nan}, std::nullopt}, 0.1, "units_per_day[1]"},
   };
   for (const Bad& b : bad) {
     SCOPED_TRACE(b.hint);
@@ -325,7 +328,7 @@ TEST(DaysToPower, RejectsBadArgumentsWithAHint) {
   }
   PowerOptions bad_power;
   bad_power.power = 0.3;
-  auto r = DaysToPower({0.02, {10, 10}, {1, 1}}, 0.1, bad_power);
+  auto r = DaysToPower({0.02, {10, 10}, {1, 1}, std::nullopt}, 0.1, bad_power);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
