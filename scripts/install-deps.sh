@@ -11,6 +11,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # the Bazel build in bazel-alternative/ (Bazel 4.2.3, run offline)
+  bazel-bootstrap
   # event store, for running and for the integration tests
   redis-server redis-tools
   # cross-language tests (Debian's python3, not a pyenv one) and the README's

@@ -4,9 +4,14 @@
 # loopback port (tests/redis_process.h) and stop it afterwards, so tests never
 # share data. Exits non-zero if any test fails or is skipped.
 #
+# Then the Bazel build (bazel-alternative/README.md): the drift check that
+# both builds name the same sources, `bazel build //...` and `bazel test
+# //...` (the unit tests that need no Redis).
+#
 # Extra arguments go to ctest, e.g. ./scripts/test.sh -R bucketing
 # Environment: ABEXP_TEST_JOBS (default 2), ABEXP_TEST_TIMEOUT seconds per
-# test (default 300).
+# test (default 300), ABEXP_TEST_BAZEL=0 to skip the Bazel part,
+# ABEXP_JOBS (Bazel's --jobs, default: all cores, as for CMake).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -28,6 +33,32 @@ echo "test: ctest exited $rc"
 if [ "$rc" = 0 ] && grep -q '\*\*\*Skipped' "$ctest_log"; then
   echo "test: FAILED: these tests were skipped, and a skipped test proves nothing:" >&2
   grep '\*\*\*Skipped' "$ctest_log" >&2
-  exit 1
+  rc=1
+fi
+
+if [ "${ABEXP_TEST_BAZEL:-1}" != 0 ]; then
+  echo "test: Bazel: drift check, build and unit tests (bazel-alternative/)"
+  SECONDS=0
+  bazel_rc=0
+  bazel_jobs=--jobs=${ABEXP_JOBS:-$(nproc)}
+  bazel-alternative/check-sources.sh &&
+    bazel-alternative/bazel.sh build "$bazel_jobs" //... &&
+    bazel-alternative/bazel.sh test "$bazel_jobs" //... || bazel_rc=$?
+  if [ "$bazel_rc" = 0 ]; then
+    # As for ctest: Bazel reports a test that skips as PASSED.
+    testlogs=$(bazel-alternative/bazel.sh info bazel-testlogs 2>/dev/null) &&
+      bazel_tests=$(bazel-alternative/bazel.sh query 'tests(//...)' 2>/dev/null) || bazel_rc=$?
+    for t in ${bazel_tests:-}; do
+      log="$testlogs/${t#//:}/test.log"
+      if [ ! -f "$log" ] || grep -q '^\[  SKIPPED \]' "$log"; then
+        echo "test: FAILED: $t skipped tests (or left no log), and a skipped test proves nothing: $log" >&2
+        bazel_rc=1
+      fi
+    done
+  fi
+  # The outputs stay for the next, incremental, run; the server need not.
+  bazel-alternative/bazel.sh shutdown || true
+  echo "test: Bazel part exited $bazel_rc after ${SECONDS}s"
+  [ "$rc" != 0 ] || rc=$bazel_rc
 fi
 exit "$rc"
