@@ -155,21 +155,27 @@ namespace {
 
 // ---- proto -> core ----
 
-// `field` is how the unit is named in errors: "unit" or "units[3]".
-absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
-                                   const std::string& field) {
+// The unit's ids and attributes, without the limits and declared types
+// ValidateUnit checks. Errors: an attribute with no value. `field` is how
+// the unit is named in errors: "unit" or "units[3]".
+absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto,
+                                 const std::string& field) {
   Unit unit;
-  for (const auto& [type, id] : proto.ids()) unit.ids[type] = id;
+  // Sized once: growing a flat_hash_map rehashes every entry so far, four
+  // times for a dozen attributes.
+  unit.ids.reserve(proto.ids_size());
+  unit.attributes.reserve(proto.attributes_size());
+  for (const auto& [type, id] : proto.ids()) unit.ids.try_emplace(type, id);
   for (const auto& [name, value] : proto.attributes()) {
     switch (value.kind_case()) {
       case v1::AttributeValue::kStringValue:
-        unit.attributes[name] = value.string_value();
+        unit.attributes.try_emplace(name, value.string_value());
         break;
       case v1::AttributeValue::kNumberValue:
-        unit.attributes[name] = value.number_value();
+        unit.attributes.try_emplace(name, value.number_value());
         break;
       case v1::AttributeValue::kBoolValue:
-        unit.attributes[name] = value.bool_value();
+        unit.attributes.try_emplace(name, value.bool_value());
         break;
       case v1::AttributeValue::KIND_NOT_SET:
         return absl::InvalidArgumentError(absl::StrCat(
@@ -178,6 +184,15 @@ absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
             "leave the attribute out"));
     }
   }
+  return unit;
+}
+
+// ConvertUnit, then ValidateUnit with its messages naming `field`.
+absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
+                                   const std::string& field) {
+  absl::StatusOr<Unit> converted = ConvertUnit(proto, field);
+  if (!converted.ok()) return converted.status();
+  Unit& unit = *converted;
   absl::Status valid = ValidateUnit(config, unit);
   if (!valid.ok()) {
     // ValidateUnit names fields from "unit."; in a batch, name the index.
@@ -193,16 +208,19 @@ absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
     }
     return absl::Status(valid.code(), message);
   }
-  return unit;
+  return converted;
+}
+
+absl::Status CheckHasUnit(bool has_unit) {
+  if (has_unit) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "unit is required; set unit.ids with the id your experiments hash on, "
+      "e.g. {\"user_id\": \"u-123\"}");
 }
 
 absl::StatusOr<Unit> RequiredUnit(const Config& config, bool has_unit,
                                   const v1::Unit& proto) {
-  if (!has_unit) {
-    return absl::InvalidArgumentError(
-        "unit is required; set unit.ids with the id your experiments hash on, "
-        "e.g. {\"user_id\": \"u-123\"}");
-  }
+  if (absl::Status s = CheckHasUnit(has_unit); !s.ok()) return s;
   return UnitFromProto(config, proto, "unit");
 }
 
@@ -323,6 +341,8 @@ void AssignResultToProto(const Config& config, const AssignResult& result,
                          v1::AssignResponse* proto) {
   proto->set_config_version(config.version);
   proto->set_in_holdout(result.in_holdout);
+  proto->mutable_assignments()->Reserve(
+      static_cast<int>(result.assignments.size()));
   for (const ExperimentAssignment& a : result.assignments) {
     const Experiment& e = *a.experiment;
     v1::Assignment* pa = proto->add_assignments();
@@ -491,8 +511,11 @@ absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
                       StickyReader* sticky, const v1::AssignRequest& request,
                       v1::AssignResponse* response) {
   std::shared_ptr<const Config> config = store.Snapshot();
-  absl::StatusOr<Unit> unit =
-      RequiredUnit(*config, request.has_unit(), request.unit());
+  if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
+  // Not validated here: StickyLookups and Assign validate the unit before
+  // anything else, with the same messages ValidateUnit gives for "unit",
+  // so checking it here too would only do the work twice per call.
+  absl::StatusOr<Unit> unit = ConvertUnit(request.unit(), "unit");
   if (!unit.ok()) return unit.status();
   AssignOptions options;
   options.experiment_keys = ToVector(request.experiment_keys());
