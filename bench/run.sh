@@ -326,7 +326,11 @@ print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max
 EOF
 )
 
-model=$(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+# lscpu needs /sys (absent in a chroot); /proc/cpuinfo is the fallback.
+model=$( { lscpu 2>/dev/null || true; } | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+if [ -z "$model" ]; then
+  model=$(awk -F: '/^model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+fi
 {
   echo "## bench/run.sh $( [ "$smoke" = 1 ] && echo "--smoke (NOT a measurement)" )"
   echo
