@@ -300,7 +300,10 @@ rows = [
     ("R1", "Assign QPS / echo QPS (closed loop, max)",
      f"$assign_qps_med / $echo_qps_med", f"{r1:.2f}", ">= 0.90", verdict(r1 >= 0.90)),
     ("R2", "p99 Assign - p99 echo at $rate/s (open loop)",
-     f"$assign_p99_med us - $echo_p99_med us", f"{r2:.0f} us", "<= 50 us", verdict(r2 <= 50)),
+     f"$assign_p99_med us - $echo_p99_med us", f"{r2:.0f} us", "<= 50 us",
+     # When the ceiling's own p99 is over 1 ms, the machine's noise is 20x
+     # the budget and the difference says nothing.
+     verdict(r2 <= 50) if $echo_p99_med < 1000 else "inconclusive (echo p99 >= 1 ms)"),
     ("R3", "bucket one (unit, experiment) / one XXH3-64",
      f"{$r3_bucket:.1f} ns / {$r3_xxh:.1f} ns", f"{r3:.2f}", "<= 2", verdict(r3 <= 2)),
     ("R4", "Assign all experiments / 50 x XXH3-64",
