@@ -98,8 +98,15 @@ work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
 redis_port=""
 cleanup() {
+  # start_server runs in a command substitution (a subshell), so its pids
+  # come back through the .pid files it writes.
+  for f in "$work"/*.pid; do
+    [ -f "$f" ] && pids+=("$(cat "$f")")
+  done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   if [ -n "$redis_port" ]; then
     redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
   fi
