@@ -300,31 +300,12 @@ class CliResultsTest : public RecordingServerTest {
   // Exposes users `prefix`0 .. `prefix`(n-1) to `variant` of `experiment`.
   void Expose(const std::string& experiment, const std::string& variant,
               const std::string& prefix, int n) {
-    v1::RecordExposuresRequest request;
-    for (int i = 0; i < n; ++i) {
-      v1::ExposureRecord* e = request.add_exposures();
-      e->set_experiment_key(experiment);
-      e->set_variant_key(variant);
-      *e->mutable_unit() = User(absl::StrCat(prefix, i));
-      *e->mutable_time() = ToProto(start_);
-    }
-    v1::RecordExposuresResponse response;
-    const grpc::Status status = RecordExposures(request, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
+    ExposeUsers(experiment, variant, prefix, n, start_);
   }
 
   // Sends event `name` once for each of users `prefix`0 .. `prefix`(n-1).
   void Send(const std::string& name, const std::string& prefix, int n) {
-    v1::RecordEventsRequest request;
-    for (int i = 0; i < n; ++i) {
-      v1::EventRecord* e = request.add_events();
-      *e->mutable_unit() = User(absl::StrCat(prefix, i));
-      e->set_name(name);
-      *e->mutable_time() = ToProto(start_ + absl::Seconds(1));
-    }
-    v1::RecordEventsResponse response;
-    const grpc::Status status = RecordEvents(request, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
+    SendEvents(name, prefix, n, start_ + absl::Seconds(1));
   }
 
   // checkout: 1000 units per arm; order_conversion 100 vs 120 converted

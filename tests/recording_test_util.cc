@@ -148,6 +148,38 @@ grpc::Status RecordingServerTest::RecordEvents(
   return record_->RecordEvents(&context, request, response);
 }
 
+void RecordingServerTest::ExposeUsers(const std::string& experiment,
+                                      const std::string& variant,
+                                      const std::string& prefix, int n,
+                                      absl::Time time) {
+  v1::RecordExposuresRequest request;
+  for (int i = 0; i < n; ++i) {
+    v1::ExposureRecord* e = request.add_exposures();
+    e->set_experiment_key(experiment);
+    e->set_variant_key(variant);
+    *e->mutable_unit() = User(absl::StrCat(prefix, i));
+    *e->mutable_time() = ToProto(time);
+  }
+  v1::RecordExposuresResponse response;
+  const grpc::Status status = RecordExposures(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+}
+
+void RecordingServerTest::SendEvents(const std::string& name,
+                                     const std::string& prefix, int n,
+                                     absl::Time time) {
+  v1::RecordEventsRequest request;
+  for (int i = 0; i < n; ++i) {
+    v1::EventRecord* e = request.add_events();
+    *e->mutable_unit() = User(absl::StrCat(prefix, i));
+    e->set_name(name);
+    *e->mutable_time() = ToProto(time);
+  }
+  v1::RecordEventsResponse response;
+  const grpc::Status status = RecordEvents(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+}
+
 absl::StatusOr<ExperimentAggregates> RecordingServerTest::ReadAggregates(
     const std::string& experiment) const {
   // The server's default prefix when the fixture passes none.

@@ -103,6 +103,15 @@ class RecordingServerTest : public ::testing::Test {
   grpc::Status RecordEvents(const v1::RecordEventsRequest& request,
                             v1::RecordEventsResponse* response);
 
+  // Records, in one call, exposures of users `prefix`0 .. `prefix`(n-1) to
+  // `variant` of `experiment` at `time`. A fatal failure when the call fails.
+  void ExposeUsers(const std::string& experiment, const std::string& variant,
+                   const std::string& prefix, int n, absl::Time time);
+  // Records, in one call, event `name` once for each of users `prefix`0 ..
+  // `prefix`(n-1) at `time`. A fatal failure when the call fails.
+  void SendEvents(const std::string& name, const std::string& prefix, int n,
+                  absl::Time time);
+
   // The aggregates of `experiment` (a key of config_) in redis_, read with a
   // RedisEventStore of its own: what an analyst would see. Errors are
   // returned as they come, e.g. UNAVAILABLE while Redis is down, NOT_FOUND

@@ -98,31 +98,12 @@ class ResultsE2eTest : public RecordingServerTest {
   // Exposes users `prefix`0 .. `prefix`(n-1) to `variant` of `experiment`.
   void Expose(const std::string& experiment, const std::string& variant,
               const std::string& prefix, int n) {
-    v1::RecordExposuresRequest request;
-    for (int i = 0; i < n; ++i) {
-      v1::ExposureRecord* e = request.add_exposures();
-      e->set_experiment_key(experiment);
-      *e->mutable_unit() = User(absl::StrCat(prefix, i));
-      e->set_variant_key(variant);
-      *e->mutable_time() = ToProto(start_);
-    }
-    v1::RecordExposuresResponse response;
-    grpc::Status status = RecordExposures(request, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
+    ExposeUsers(experiment, variant, prefix, n, start_);
   }
 
   // Sends event `name` for users `prefix`0 .. `prefix`(n-1).
   void Send(const std::string& name, const std::string& prefix, int n) {
-    v1::RecordEventsRequest request;
-    for (int i = 0; i < n; ++i) {
-      v1::EventRecord* e = request.add_events();
-      *e->mutable_unit() = User(absl::StrCat(prefix, i));
-      e->set_name(name);
-      *e->mutable_time() = ToProto(start_ + absl::Seconds(1));
-    }
-    v1::RecordEventsResponse response;
-    grpc::Status status = RecordEvents(request, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
+    SendEvents(name, prefix, n, start_ + absl::Seconds(1));
   }
 
   // Sends event `name` with value values[i] for user `prefix`i.
