@@ -14,6 +14,10 @@
 //   condition evaluated for one unit, compiled as Assign evaluates it;
 //   BM_TargetingAllExperimentsByName evaluates the same conditions by
 //   attribute name, as Explain does.
+//   BM_ConfigSnapshot / BM_ConfigSnapshotMutexBaseline: ConfigStore::Snapshot()
+//   (per-thread cache, no lock while the config is unchanged) against one
+//   shared_ptr copied under a reader lock, as Snapshot() used to; 1 and 2
+//   threads.
 //
 // Every benchmark walks the same pool of units from a seeded generator, one
 // unit (or unit and experiment) per iteration, in the same order, so paired
@@ -35,6 +39,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -42,16 +47,19 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
 #include "server/assigner.h"
 #include "server/bucketing.h"
 #include "server/config.h"
 #include "server/config_parser.h"
+#include "server/config_store.h"
 #include "server/targeting.h"
 
 namespace abexp {
@@ -309,6 +317,63 @@ BENCHMARK(BM_R4_AssignAllExperiments)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_R4_Xxh3FiftyKeys)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_TargetingAllExperiments)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_TargetingAllExperimentsByName)->Unit(benchmark::kNanosecond);
+
+// ConfigStore::Snapshot(), taken on every Assign and Record call, on a store
+// serving the benchmark config, against the way it used to work (one
+// shared_ptr copied under an absl::Mutex reader lock, as below). Both return
+// and release one shared_ptr per iteration, as a request does. With threads,
+// all threads read one store, as the server's request threads do.
+ConfigStore& BenchStore() {
+  static ConfigStore* const store = [] {
+    absl::StatusOr<std::unique_ptr<ConfigStore>> opened =
+        ConfigStore::Open(g_config_path);
+    if (!opened.ok()) {
+      std::cerr << "abexp-micro-bench: " << opened.status() << "\n";
+      std::exit(1);
+    }
+    return opened->release();
+  }();
+  return *store;
+}
+
+void BM_ConfigSnapshot(benchmark::State& state) {
+  const ConfigStore& store = BenchStore();
+  for (auto _ : state) {
+    std::shared_ptr<const Config> config = store.Snapshot();
+    benchmark::DoNotOptimize(config);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// The baseline: ConfigStore::Snapshot() before it became lock-free.
+class MutexSnapshotBaseline {
+ public:
+  explicit MutexSnapshotBaseline(std::shared_ptr<const Config> config)
+      : current_(std::move(config)) {}
+  std::shared_ptr<const Config> Snapshot() const {
+    absl::ReaderMutexLock lock(&mu_);
+    return current_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Config> current_ ABSL_GUARDED_BY(mu_);
+};
+
+void BM_ConfigSnapshotMutexBaseline(benchmark::State& state) {
+  static const MutexSnapshotBaseline* const baseline =
+      new MutexSnapshotBaseline(BenchStore().Snapshot());
+  for (auto _ : state) {
+    std::shared_ptr<const Config> config = baseline->Snapshot();
+    benchmark::DoNotOptimize(config);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+BENCHMARK(BM_ConfigSnapshot)->Unit(benchmark::kNanosecond)->ThreadRange(1, 2);
+BENCHMARK(BM_ConfigSnapshotMutexBaseline)
+    ->Unit(benchmark::kNanosecond)
+    ->ThreadRange(1, 2);
 
 // Passes every report to the reporter the user chose and keeps each
 // benchmark's CPU times, to print the ratios once all have run.

@@ -2,14 +2,17 @@
 // when the file is reloaded.
 //
 // Readers call Snapshot() and keep the returned shared_ptr for the whole
-// request, so a reload never changes a response half-way. A reload parses
-// the new file without holding the snapshot lock: readers never wait for a
-// parse. An invalid file never replaces a good config.
+// request, so a reload never changes a response half-way. Snapshot() takes
+// no lock while the config is unchanged, and a reload holds the lock readers
+// may take only to swap one pointer, never while it parses: readers never
+// wait for a parse. An invalid file never replaces a good config.
 //
 // Thread-safe: all methods may be called concurrently.
 #ifndef ABEXP_SERVER_CONFIG_STORE_H_
 #define ABEXP_SERVER_CONFIG_STORE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,8 +51,10 @@ class ConfigStore {
   ConfigStore(const ConfigStore&) = delete;
   ConfigStore& operator=(const ConfigStore&) = delete;
 
-  // The config being served. Never null. Cheap: copies one shared_ptr under
-  // a reader lock that reloads hold only for the pointer swap.
+  // The config being served. Never null. Lock-free while the config is
+  // unchanged: one atomic load and one reference-count increment. A thread's
+  // first call, its first after each reload (or after it read several other
+  // stores), also takes a reader lock that reloads hold only for the swap.
   std::shared_ptr<const Config> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Re-reads the file. A byte-identical file is a no-op success
@@ -65,11 +70,19 @@ class ConfigStore {
   ConfigStore(std::string path, std::shared_ptr<const Config> config);
 
   const std::string path_;
+  // Unique in the process, never reused: names this store in the per-thread
+  // snapshot caches (config_store.cc), where a destroyed store's entries may
+  // outlive it and a new store may get its address.
+  const uint64_t id_;
 
   // Serializes Reload() so two reloads never race to install older files.
   absl::Mutex reload_mu_;
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(reload_mu_);
   std::shared_ptr<const Config> current_ ABSL_GUARDED_BY(mu_);
+  // Incremented, with mu_ held, each time current_ is replaced. Read without
+  // the lock by Snapshot() to tell whether its thread's cached config is
+  // still current_.
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace abexp
