@@ -2,8 +2,10 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -23,6 +25,10 @@ constexpr int64_t kOutcomeRecorded = 0;
 constexpr int64_t kOutcomeDuplicate = 1;
 constexpr int64_t kOutcomeIgnored = 2;
 constexpr int64_t kOutcomeConflict = 3;
+
+// Items per script call: a call blocks Redis while it runs (about 1 ms for
+// 256 items), and a batch's calls all go in one round trip anyway.
+constexpr size_t kItemsPerScript = 256;
 
 // XXH3-64 of a domain tag and the bytes, so unit ids and idempotency keys
 // never hash alike.
@@ -83,11 +89,14 @@ absl::Status CheckReply(const RedisReply& reply, RedisReply::Type want,
 }
 
 // Adds the fields of one aggregate hash (HGETALL reply) to `variants`.
-// `metric_keys` maps stored metric signatures to the layout's metric keys;
-// figures of other signatures (old definitions) are skipped.
+// `metric_keys` maps stored metric signatures to the layout's metrics;
+// figures of other signatures (old definitions) are skipped. Binomial and
+// retention metrics store only `units`: their x is 0 or 1, so Σx and Σx²
+// equal it (hashes written before that layout also hold equal `sum` and
+// `sum_sq` fields, which are skipped).
 absl::Status ParseFigures(
     const RedisReply& hash,
-    const absl::flat_hash_map<std::string, std::string>& metric_keys,
+    const absl::flat_hash_map<std::string, const Metric*>& metric_keys,
     std::vector<VariantAggregate>* variants, int64_t* multi_exposed,
     std::map<std::string, int64_t>* config_versions) {
   for (size_t i = 0; i + 1 < hash.elements.size(); i += 2) {
@@ -126,14 +135,18 @@ absl::Status ParseFigures(
     if (v < 0 || v >= static_cast<int>(variants->size())) continue;
     auto key = metric_keys.find(field.substr(first + 1, last - first - 1));
     if (key == metric_keys.end()) continue;
-    MetricAggregate& m = (*variants)[v].metrics[key->second];
+    MetricAggregate& m = (*variants)[v].metrics[key->second->key];
+    const bool zero_one = key->second->type == MetricType::kBinomial ||
+                          key->second->type == MetricType::kRetention;
     std::string stat = field.substr(last + 1);
     if (stat == "units") {
       absl::StatusOr<int64_t> n = ParseInt(value, field);
       if (!n.ok()) return n.status();
       m.units = *n;
+      if (zero_one) m.sum = m.sum_sq = *n;
       continue;
     }
+    if (zero_one) continue;
     long double* target = stat == "sum"           ? &m.sum
                           : stat == "sum_sq"      ? &m.sum_sq
                           : stat == "sum_num"     ? &m.sum_num
@@ -148,6 +161,25 @@ absl::Status ParseFigures(
     *target = *x;
   }
   return absl::OkStatus();
+}
+
+// Adds every figure of `from` to `to` (same layout).
+void AddFigures(const std::vector<VariantAggregate>& from,
+                std::vector<VariantAggregate>* to) {
+  for (size_t v = 0; v < from.size(); ++v) {
+    (*to)[v].exposed += from[v].exposed;
+    for (const auto& [key, f] : from[v].metrics) {
+      MetricAggregate& t = (*to)[v].metrics[key];
+      t.units += f.units;
+      t.sum += f.sum;
+      t.sum_sq += f.sum_sq;
+      t.sum_num += f.sum_num;
+      t.sum_den += f.sum_den;
+      t.sum_num_sq += f.sum_num_sq;
+      t.sum_den_sq += f.sum_den_sq;
+      t.sum_num_den += f.sum_num_den;
+    }
+  }
 }
 
 std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
@@ -170,6 +202,9 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
         "; retries are only safe within it, so use at least 1m (default 7 "
         "days)"));
   }
+  if (!options.clock) {
+    return absl::InvalidArgumentError("RedisEventStore needs a clock");
+  }
   constexpr int kMaxBuckets = 1 << 24;
   if (options.unit_buckets < 1 || options.unit_buckets > kMaxBuckets) {
     return absl::InvalidArgumentError(
@@ -180,7 +215,7 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
   if (options.idempotency_buckets < 1 ||
       options.idempotency_buckets > kMaxBuckets) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "idempotency_buckets is %d; use 1 to %d (default 16384)",
+        "idempotency_buckets is %d; use 1 to %d (default 65536)",
         options.idempotency_buckets, kMaxBuckets));
   }
   return std::unique_ptr<RedisEventStore>(
@@ -191,8 +226,8 @@ RedisEventStore::RedisEventStore(RedisPool* pool,
                                  RedisEventStoreOptions options)
     : pool_(pool),
       options_(std::move(options)),
-      write_exposure_(redis_scripts::WriteExposure()),
-      write_event_(redis_scripts::WriteEvent()) {}
+      write_exposures_(redis_scripts::WriteExposures()),
+      write_events_(redis_scripts::WriteEvents()) {}
 
 std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
   return absl::StrCat(pool_->options().key_prefix, ":{e:", layout.key, ":",
@@ -275,49 +310,66 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
 }
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
-    const ExperimentLayout& layout, const std::vector<RedisReply>& replies) {
+    const ExperimentLayout& layout, const std::vector<RedisReply>& replies,
+    size_t items) {
   std::vector<WriteOutcome> outcomes;
-  outcomes.reserve(replies.size());
-  for (const RedisReply& r : replies) {
-    if (r.type == RedisReply::Type::kError) return ScriptError(layout, r);
-    if (r.type != RedisReply::Type::kInteger) {
+  outcomes.reserve(items);
+  for (const RedisReply& chunk : replies) {
+    if (chunk.type == RedisReply::Type::kError)
+      return ScriptError(layout, chunk);
+    if (chunk.type != RedisReply::Type::kArray) {
       return absl::InternalError(
-          "abexp's Redis script returned a non-integer reply");
+          "abexp's Redis script returned a reply that is not an array");
     }
-    switch (r.integer) {
-      case kOutcomeRecorded:
-        outcomes.push_back(WriteOutcome::kRecorded);
-        break;
-      case kOutcomeDuplicate:
-        outcomes.push_back(WriteOutcome::kDuplicate);
-        break;
-      case kOutcomeIgnored:
-        outcomes.push_back(WriteOutcome::kIgnored);
-        break;
-      case kOutcomeConflict:
-        outcomes.push_back(WriteOutcome::kConflict);
-        break;
-      default:
+    for (const RedisReply& r : chunk.elements) {
+      if (r.type != RedisReply::Type::kInteger) {
         return absl::InternalError(
-            absl::StrCat("abexp's Redis script returned ", r.integer));
+            "abexp's Redis script returned a non-integer outcome");
+      }
+      switch (r.integer) {
+        case kOutcomeRecorded:
+          outcomes.push_back(WriteOutcome::kRecorded);
+          break;
+        case kOutcomeDuplicate:
+          outcomes.push_back(WriteOutcome::kDuplicate);
+          break;
+        case kOutcomeIgnored:
+          outcomes.push_back(WriteOutcome::kIgnored);
+          break;
+        case kOutcomeConflict:
+          outcomes.push_back(WriteOutcome::kConflict);
+          break;
+        default:
+          return absl::InternalError(
+              absl::StrCat("abexp's Redis script returned ", r.integer));
+      }
     }
+  }
+  if (outcomes.size() != items) {
+    return absl::InternalError(absl::StrCat("abexp's Redis script returned ",
+                                            outcomes.size(), " outcomes for ",
+                                            items, " items"));
   }
   return outcomes;
 }
 
 namespace {
 
-// The idempotency arguments shared by both scripts: today, span in days,
-// TTL in seconds, bucket, field.
-void AppendIdempotencyArgs(absl::Duration ttl, int64_t buckets,
-                           absl::string_view kind, const std::string& key,
+// The call-wide idempotency arguments of both scripts: the generation
+// floor(now / TTL) and when its hashes expire (the end of the next one).
+void AppendGenerationArgs(absl::Duration ttl, absl::Time now,
+                          std::vector<std::string>* args) {
+  const int64_t ttl_s = absl::ToInt64Seconds(ttl);
+  const int64_t gen = absl::ToUnixSeconds(now) / ttl_s;
+  args->push_back(absl::StrCat(gen));
+  args->push_back(absl::StrCat((gen + 2) * ttl_s));
+}
+
+// An item's idempotency arguments: bucket and field.
+void AppendIdempotencyArgs(int64_t buckets, absl::string_view kind,
+                           const std::string& key,
                            std::vector<std::string>* args) {
-  int64_t now_ms = StoreMillis(absl::Now());
-  int64_t ttl_s = absl::ToInt64Seconds(ttl);
   uint64_t h = TaggedHash(absl::StrCat("abexp.idempotency.", kind), key);
-  args->push_back(absl::StrCat(DayOfMillis(now_ms)));
-  args->push_back(absl::StrCat((ttl_s + 86399) / 86400));
-  args->push_back(absl::StrCat(ttl_s));
   args->push_back(BucketOf(h, buckets));
   args->push_back(HashField(h));
 }
@@ -372,27 +424,37 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
     return absl::InternalError("bucket counts missing after HSETNX");
   const Buckets& b = **buckets;
 
+  // Chunks of kItemsPerScript exposures, one script call each, all in one
+  // round trip.
   std::string meta = base + "meta";
-  std::string variants = internal::JoinVariantKeys(layout.variant_keys);
+  std::vector<std::string> head = {base};
+  AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &head);
+  head.push_back(internal::JoinVariantKeys(layout.variant_keys));
+  head.push_back(absl::StrCat(b.units));
+  head.push_back(absl::StrCat(b.idempotency));
   std::vector<RedisScriptCall> calls;
-  calls.reserve(exposures.size());
-  for (const Exposure& e : exposures) {
-    RedisScriptCall call;
-    call.script = &write_exposure_;
+  for (size_t start = 0; start < exposures.size(); start += kItemsPerScript) {
+    const size_t end = std::min(exposures.size(), start + kItemsPerScript);
+    RedisScriptCall& call = calls.emplace_back();
+    call.script = &write_exposures_;
     call.keys = {meta};
-    call.args = {base, variants, absl::StrCat(b.units),
-                 absl::StrCat(b.idempotency)};
-    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "exposure",
-                          e.idempotency_key, &call.args);
-    AppendUnitArgs(b.units, e.unit_id, &call.args);
-    call.args.push_back(absl::StrCat(e.variant_index));
-    call.args.push_back(absl::StrCat(StoreMillis(e.time)));
-    call.args.push_back(e.config_version);
-    calls.push_back(std::move(call));
+    call.args = head;
+    call.args.reserve(head.size() + 1 +
+                      (end - start) * redis_scripts::kExposureItemArgs);
+    call.args.push_back(absl::StrCat(end - start));
+    for (size_t i = start; i < end; ++i) {
+      const Exposure& e = exposures[i];
+      AppendIdempotencyArgs(b.idempotency, "exposure", e.idempotency_key,
+                            &call.args);
+      AppendUnitArgs(b.units, e.unit_id, &call.args);
+      call.args.push_back(absl::StrCat(e.variant_index));
+      call.args.push_back(absl::StrCat(StoreMillis(e.time)));
+      call.args.push_back(e.config_version);
+    }
   }
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
   if (!replies.ok()) return replies.status();
-  return Outcomes(layout, *replies);
+  return Outcomes(layout, *replies, exposures.size());
 }
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
@@ -512,11 +574,8 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
     return &args;
   };
 
-  std::string meta = base + "meta";
-  std::vector<RedisScriptCall> calls;
-  std::vector<size_t> called;  // event index of each call
+  std::vector<size_t> called;  // the events that go to the script
   for (size_t i = 0; i < events.size(); ++i) {
-    const Event& e = events[i];
     const UnitRef& unit = units[unit_of[i]];
     const RedisReply& record = (*records)[unit.read].elements[unit.element];
     if (record.type == RedisReply::Type::kNil) continue;  // not exposed
@@ -528,29 +587,53 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
     absl::StatusOr<UnitHeader> header =
         ParseUnitHeader(record.str, reads[unit.read][1]);
     if (!header.ok()) return header.status();
-    const int64_t t = StoreMillis(e.time);
-    if (header->multi_exposed || t < header->first_ms) continue;
-
-    RedisScriptCall call;
-    call.script = &write_event_;
-    call.keys = {meta};
-    call.args = {base};
-    AppendIdempotencyArgs(options_.idempotency_ttl, b.idempotency, "event",
-                          e.idempotency_key, &call.args);
-    call.args.push_back(unit.bucket);
-    call.args.push_back(unit.field);
-    call.args.push_back(absl::StrCat(t));
-    call.args.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
-    const std::vector<std::string>* metrics = metric_args_of(e.name);
-    call.args.insert(call.args.end(), metrics->begin(), metrics->end());
-    calls.push_back(std::move(call));
+    if (header->multi_exposed || StoreMillis(events[i].time) < header->first_ms)
+      continue;
     called.push_back(i);
   }
-  if (calls.empty()) return outcomes;
+  if (called.empty()) return outcomes;
+
+  // Chunks of kItemsPerScript events, one script call each, all in one round
+  // trip. A chunk lists the metric arguments once per event name in it.
+  std::string meta = base + "meta";
+  std::vector<RedisScriptCall> calls;
+  for (size_t start = 0; start < called.size(); start += kItemsPerScript) {
+    const size_t end = std::min(called.size(), start + kItemsPerScript);
+    RedisScriptCall& call = calls.emplace_back();
+    call.script = &write_events_;
+    call.keys = {meta};
+    call.args = {base};
+    AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &call.args);
+    call.args.push_back("");  // the group count, set below
+    const size_t group_count_arg = call.args.size() - 1;
+    absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
+    std::vector<std::string> items;
+    items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
+    items.push_back(absl::StrCat(end - start));
+    for (size_t j = start; j < end; ++j) {
+      const Event& e = events[called[j]];
+      const UnitRef& unit = units[unit_of[called[j]]];
+      auto [g, new_group] = group_of.try_emplace(
+          e.name, static_cast<int>(group_of.size()) + 1);
+      if (new_group) {
+        const std::vector<std::string>* metrics = metric_args_of(e.name);
+        call.args.insert(call.args.end(), metrics->begin(), metrics->end());
+      }
+      items.push_back(absl::StrCat(g->second));
+      AppendIdempotencyArgs(b.idempotency, "event", e.idempotency_key, &items);
+      items.push_back(unit.bucket);
+      items.push_back(unit.field);
+      items.push_back(absl::StrCat(StoreMillis(e.time)));
+      items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+    }
+    call.args[group_count_arg] = absl::StrCat(group_of.size());
+    call.args.insert(call.args.end(), std::make_move_iterator(items.begin()),
+                     std::make_move_iterator(items.end()));
+  }
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
   if (!replies.ok()) return replies.status();
   absl::StatusOr<std::vector<WriteOutcome>> applied =
-      Outcomes(layout, *replies);
+      Outcomes(layout, *replies, called.size());
   if (!applied.ok()) return applied.status();
   for (size_t j = 0; j < called.size(); ++j) outcomes[called[j]] = (*applied)[j];
   return outcomes;
@@ -559,9 +642,9 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
 absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
     const ExperimentLayout& layout) {
   std::string base = KeyBase(layout);
-  absl::flat_hash_map<std::string, std::string> metric_keys;
+  absl::flat_hash_map<std::string, const Metric*> metric_keys;
   for (const Metric& m : layout.metrics)
-    metric_keys[internal::MetricSignature(m)] = m.key;
+    metric_keys[internal::MetricSignature(m)] = &m;
 
   std::vector<RedisCommand> first = {{"HGETALL", base + "agg"},
                                      {"SMEMBERS", base + "days"}};
@@ -578,9 +661,13 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
     return s;
   }
 
+  // `agg` holds the experiment-wide counters (multi-exposed units, config
+  // versions); the figures are the sum of the cohort days. (Hashes written
+  // before that layout also keep the figures in `agg`; they are skipped.)
   ExperimentAggregates out;
   out.variants = EmptyVariants(layout);
-  if (absl::Status s = ParseFigures((*replies)[0], metric_keys, &out.variants,
+  std::vector<VariantAggregate> skipped = EmptyVariants(layout);
+  if (absl::Status s = ParseFigures((*replies)[0], metric_keys, &skipped,
                                     &out.multi_exposed, &out.config_versions);
       !s.ok()) {
     return s;
@@ -611,6 +698,7 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
         !s.ok()) {
       return s;
     }
+    AddFigures(variants, &out.variants);
     out.daily[internal::FormatDay(days[i])] = std::move(variants);
   }
   return out;

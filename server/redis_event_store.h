@@ -1,15 +1,16 @@
 // RedisEventStore: the EventStore kept in Redis (docs/storage.md has the key
 // schema, encodings and memory cost; docs/attribution.md the rules).
 //
-// Every exposure and event is applied atomically by one Lua script call
-// (EVALSHA). A batch of exposures is one RedisPool::RunScripts call, i.e.
-// one round trip. A batch of events is two: one that reads the units'
-// records, then the scripts of only those events whose unit is exposed (an
-// event fans out to every experiment with a metric on it, and most of those
-// never exposed its unit).
+// Exposures and events are applied by Lua scripts (EVALSHA), a chunk of up
+// to 256 items of one experiment phase per call, atomically and in order. A
+// batch of exposures is one RedisPool::RunScripts call, i.e. one round
+// trip. A batch of events is two: one that reads the units' records, then
+// the scripts for only those events whose unit is exposed (an event fans
+// out to every experiment with a metric on it, and most of those never
+// exposed its unit).
 // Per-unit records are packed into bucketed small hashes, so an exposed unit
-// costs a few tens of bytes, and aggregates live in one hash per experiment
-// phase plus one per cohort day, so reading results never touches units.
+// costs a few tens of bytes, and aggregates live in one hash per cohort day
+// (their sum is the experiment's), so reading results never touches units.
 //
 //   RedisOptions redis;  // address, password, db, key prefix, timeouts
 //   auto pool = RedisPool::Create(redis);
@@ -20,6 +21,7 @@
 #define ABEXP_SERVER_REDIS_EVENT_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,8 +38,9 @@ namespace abexp {
 
 struct RedisEventStoreOptions {
   // How long idempotency keys are remembered: a retry later than this may
-  // count twice. Kept in per-day hashes, so a key lives between this and
-  // this plus one day. Default: 7 days.
+  // count twice. Kept in hashes per generation of this length, of which a
+  // write checks the current and the previous one, so a key is remembered
+  // for between this and twice this. Default: 7 days.
   absl::Duration idempotency_ttl = absl::Hours(24 * 7);
   // Hashes the unit records of one experiment phase are spread over. Fixed
   // when the phase is first written (later values are ignored for it).
@@ -45,10 +48,14 @@ struct RedisEventStoreOptions {
   // Redis's hash-max-listpack-entries (128), keeping the compact encoding.
   // Default: 131072.
   int unit_buckets = 131072;
-  // Hashes per day the idempotency keys of one experiment phase are spread
-  // over; fixed like unit_buckets. About 120 keys a hash at 2 million
-  // writes a day. Default: 16384.
-  int idempotency_buckets = 16384;
+  // Hashes per generation (one TTL long) the idempotency keys of one
+  // experiment phase are spread over; fixed like unit_buckets. Each hash
+  // stays in Redis's compact encoding up to 128 keys, so up to about 8
+  // million exposures and events per experiment per TTL; beyond that the
+  // keys still work but cost about four times the memory. Default: 65536.
+  int idempotency_buckets = 65536;
+  // The clock that decides the idempotency generation. Tests move it.
+  std::function<absl::Time()> clock = absl::Now;
 };
 
 class RedisEventStore final : public EventStore {
@@ -108,13 +115,16 @@ class RedisEventStore final : public EventStore {
                                                       const RedisReply& got);
   absl::Status ScriptError(const ExperimentLayout& layout,
                            const RedisReply& reply);
+  // The outcomes in the script calls' replies (arrays of codes), in order;
+  // INTERNAL unless there are `items` of them.
   absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
-      const ExperimentLayout& layout, const std::vector<RedisReply>& replies);
+      const ExperimentLayout& layout, const std::vector<RedisReply>& replies,
+      size_t items);
 
   RedisPool* const pool_;
   const RedisEventStoreOptions options_;
-  const RedisScript write_exposure_;
-  const RedisScript write_event_;
+  const RedisScript write_exposures_;
+  const RedisScript write_events_;
 
   absl::Mutex mu_;
   // By KeyBase(); bucket counts never change once stored.

@@ -41,57 +41,97 @@ local function serialize(v, flags, first, states, order)
   return table.concat(parts)
 end
 
--- Adds sign times the unit's exposure and metric figures to hash `key`.
+-- The aggregate increments of this call, summed per hash and field and
+-- written once each by flush(): counts with HINCRBY, sums with HINCRBYFLOAT.
+-- Nothing in a script reads an aggregate, so deferring them changes nothing
+-- but the number of commands.
+local counts, sums, new_days = {}, {}, {}
+local function add_to(tbl, key, field, delta)
+  local h = tbl[key]
+  if not h then
+    h = {}
+    tbl[key] = h
+  end
+  h[field] = (h[field] or 0) + delta
+end
+local function count(key, field, delta) add_to(counts, key, field, delta) end
+local function sum(key, field, delta) add_to(sums, key, field, delta) end
+
+local function flush()
+  for key, h in pairs(counts) do
+    for field, d in pairs(h) do
+      if d ~= 0 then redis.call('HINCRBY', key, field, string.format('%d', d)) end
+    end
+  end
+  for key, h in pairs(sums) do
+    for field, d in pairs(h) do
+      if d ~= 0 then redis.call('HINCRBYFLOAT', key, field, d) end
+    end
+  end
+  local days = {}
+  for day in pairs(new_days) do days[#days + 1] = string.format('%d', day) end
+  if #days > 0 then redis.call('SADD', base .. 'days', unpack(days)) end
+end
+
+local mnames = {}
+local function mname(id)
+  local s = mnames[id]
+  if not s then
+    s = redis.call('HGET', meta, 'mname|' .. id)
+    mnames[id] = s
+  end
+  return s
+end
+
+-- Adds sign times the unit's exposure and metric figures to cohort-day hash
+-- `key`. Binomial and retention metrics keep only `units` (their sum and
+-- sum of squares equal it).
 local function apply_unit(key, sign, v, states, order)
-  redis.call('HINCRBY', key, 'exposed|' .. v, sign)
+  count(key, 'exposed|' .. v, sign)
   for _, id in ipairs(order) do
     local s = states[id]
-    local p = v .. '|' .. redis.call('HGET', meta, 'mname|' .. id) .. '|'
-    redis.call('HINCRBY', key, p .. 'units', sign)
-    if #s == 0 then
-      -- Binomial and retention sums are counts (see the event script).
-      redis.call('HINCRBY', key, p .. 'sum', sign)
-      redis.call('HINCRBY', key, p .. 'sum_sq', sign)
-    elseif #s == 8 then
+    local p = v .. '|' .. mname(id) .. '|'
+    count(key, p .. 'units', sign)
+    if #s == 8 then
       local x = struct.unpack('<d', s)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum', sign * x)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_sq', sign * (x * x))
-    else
+      sum(key, p .. 'sum', sign * x)
+      sum(key, p .. 'sum_sq', sign * (x * x))
+    elseif #s == 16 then
       local n, d = struct.unpack('<dd', s)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_num', sign * n)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_den', sign * d)
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_num_sq', sign * (n * n))
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_den_sq', sign * (d * d))
-      redis.call('HINCRBYFLOAT', key, p .. 'sum_num_den', sign * (n * d))
+      sum(key, p .. 'sum_num', sign * n)
+      sum(key, p .. 'sum_den', sign * d)
+      sum(key, p .. 'sum_num_sq', sign * (n * n))
+      sum(key, p .. 'sum_den_sq', sign * (d * d))
+      sum(key, p .. 'sum_num_den', sign * (n * d))
     end
   end
 end
 
--- True when the idempotency key was seen within the TTL; else remembers it
--- in today's bucketed hash, which expires TTL after the day ends.
-local function seen(today, span, ttl, bucket, field)
-  for d = today - span, today - 1 do
-    if redis.call('HEXISTS', base .. 'i:' .. string.format('%d', d) .. ':' .. bucket, field) == 1 then
-      return true
-    end
-  end
-  -- Today's hash is checked and written in one call.
-  local k = base .. 'i:' .. string.format('%d', today) .. ':' .. bucket
+-- Idempotency keys live in one hash per generation (g = floor(now / TTL))
+-- and bucket. A key is a duplicate when generation g - 1 or g holds it; else
+-- it is remembered in generation g, whose hashes expire at the end of
+-- generation g + 1. So a key is remembered for at least the TTL and at most
+-- twice it, at the cost of two lookups.
+local gen = tonumber(ARGV[2])
+local expire_at = ARGV[3]
+local gprev = base .. 'g:' .. string.format('%d', gen - 1) .. ':'
+local gcur = base .. 'g:' .. string.format('%d', gen) .. ':'
+local function seen(bucket, field)
+  if redis.call('HEXISTS', gprev .. bucket, field) == 1 then return true end
+  local k = gcur .. bucket
   if redis.call('HSETNX', k, field, '') == 0 then return true end
-  if redis.call('HLEN', k) == 1 then
-    redis.call('EXPIREAT', k, (today + 1) * 86400 + ttl)
-  end
+  if redis.call('HLEN', k) == 1 then redis.call('EXPIREAT', k, expire_at) end
   return false
 end
 )lua";
 
-constexpr char kExposure[] = R"lua(
-local variants = ARGV[2]
+constexpr char kExposures[] = R"lua(
+local variants = ARGV[4]
 local stored = redis.call('HGET', meta, 'variants')
 if not stored then
   redis.call('HSET', meta, 'variants', variants)
-  redis.call('HSETNX', meta, 'unit_buckets', ARGV[3])
-  redis.call('HSETNX', meta, 'idempotency_buckets', ARGV[4])
+  redis.call('HSETNX', meta, 'unit_buckets', ARGV[5])
+  redis.call('HSETNX', meta, 'idempotency_buckets', ARGV[6])
 elseif stored ~= variants then
   if #variants > #stored and string.sub(variants, 1, #stored + 1) == stored .. '\n' then
     redis.call('HSET', meta, 'variants', variants)
@@ -100,173 +140,196 @@ elseif stored ~= variants then
   end
 end
 
-if seen(tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]) then
-  return 1
-end
-redis.call('HINCRBY', agg, 'cv|' .. ARGV[14], 1)
+local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
+  if seen(ibucket, ifield) then return 1 end
+  count(agg, 'cv|' .. cv, 1)
 
-local ukey = base .. 'u:' .. ARGV[10]
-local ufield = ARGV[11]
-local v = tonumber(ARGV[12])
-local t = tonumber(ARGV[13])
-local rec = redis.call('HGET', ukey, ufield)
-if not rec then
-  redis.call('HSET', ukey, ufield, struct.pack('<BBi6', v, 0, t))
-  local day = day_of(t)
-  redis.call('HINCRBY', agg, 'exposed|' .. v, 1)
-  redis.call('HINCRBY', day_key(day), 'exposed|' .. v, 1)
-  redis.call('SADD', base .. 'days', string.format('%d', day))
-  return 0
-end
-
-local rv, flags, first, states, order = parse(rec)
-if flags % 2 == 1 then return 2 end
-if rv == v then
-  if t < first then
-    -- An earlier exposure arrived late: the cohort is the earliest day.
-    local old_day, new_day = day_of(first), day_of(t)
-    if old_day ~= new_day then
-      apply_unit(day_key(old_day), -1, rv, states, order)
-      apply_unit(day_key(new_day), 1, rv, states, order)
-      redis.call('SADD', base .. 'days', string.format('%d', new_day))
-    end
-    redis.call('HSET', ukey, ufield, serialize(rv, flags, t, states, order))
+  local ukey = base .. 'u:' .. ubucket
+  local rec = redis.call('HGET', ukey, ufield)
+  if not rec then
+    redis.call('HSET', ukey, ufield, struct.pack('<BBi6', v, 0, t))
+    local day = day_of(t)
+    count(day_key(day), 'exposed|' .. v, 1)
+    new_days[day] = true
+    return 0
   end
-  return 1
+
+  local rv, flags, first, states, order = parse(rec)
+  if flags % 2 == 1 then return 2 end
+  if rv == v then
+    if t < first then
+      -- An earlier exposure arrived late: the cohort is the earliest day.
+      local old_day, new_day = day_of(first), day_of(t)
+      if old_day ~= new_day then
+        apply_unit(day_key(old_day), -1, rv, states, order)
+        apply_unit(day_key(new_day), 1, rv, states, order)
+        new_days[new_day] = true
+      end
+      redis.call('HSET', ukey, ufield, serialize(rv, flags, t, states, order))
+    end
+    return 1
+  end
+
+  apply_unit(day_key(day_of(first)), -1, rv, states, order)
+  count(agg, 'multi', 1)
+  redis.call('HSET', ukey, ufield, struct.pack('<BBi6', rv, flags + 1, first))
+  return 3
 end
 
-apply_unit(agg, -1, rv, states, order)
-apply_unit(day_key(day_of(first)), -1, rv, states, order)
-redis.call('HINCRBY', agg, 'multi', 1)
-redis.call('HSET', ukey, ufield, struct.pack('<BBi6', rv, flags + 1, first))
-return 3
+local n = tonumber(ARGV[7])
+local out = {}
+local o = 8
+for i = 1, n do
+  out[i] = expose(ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3],
+                  tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6])
+  o = o + 7
+end
+flush()
+return out
 )lua";
 
-constexpr char kEvent[] = R"lua(
+constexpr char kEvents[] = R"lua(
+-- The metric groups: one per event name in the chunk.
+local groups, sigs, listed = {}, {}, {}
+local o = 5
+for g = 1, tonumber(ARGV[4]) do
+  local metrics = {}
+  for j = 1, tonumber(ARGV[o]) do
+    local a = o + 1 + (j - 1) * 6
+    local sig = ARGV[a]
+    metrics[j] = {sig = sig, typ = ARGV[a + 1], a = tonumber(ARGV[a + 2]),
+                  b = tonumber(ARGV[a + 3]), window = tonumber(ARGV[a + 4]),
+                  rday = tonumber(ARGV[a + 5])}
+    if not listed[sig] then
+      listed[sig] = true
+      sigs[#sigs + 1] = sig
+    end
+  end
+  o = o + 1 + #metrics * 6
+  groups[g] = metrics
+end
+
+-- Every metric's one-byte id, assigned before any item is written, so
+-- running out of ids fails the chunk without applying part of it.
+local ids = {}
+if #sigs > 0 then
+  local fields = {}
+  for j, sig in ipairs(sigs) do fields[j] = 'mid|' .. sig end
+  local got = redis.call('HMGET', meta, unpack(fields))
+  for j, sig in ipairs(sigs) do
+    local id = got[j]
+    if id then
+      id = tonumber(id)
+    else
+      id = redis.call('HINCRBY', meta, 'mnext', 1)
+      if id > 255 then
+        return redis.error_reply('ABEXP_METRICS more than 255 metric definitions in this phase')
+      end
+      redis.call('HSET', meta, 'mid|' .. sig, id, 'mname|' .. id, sig)
+    end
+    ids[sig] = id
+  end
+end
+
 -- The unit check comes first: an event that cannot count (unit not exposed,
 -- multi-exposed, or before its first exposure) costs one HGET and leaves no
 -- idempotency key, so a retry after the exposure arrived is judged afresh.
-local ukey = base .. 'u:' .. ARGV[7]
-local ufield = ARGV[8]
-local rec = redis.call('HGET', ukey, ufield)
-if not rec then return 2 end
-local t = tonumber(ARGV[9])
-local rv, flags, first, states, order = parse(rec)
-if flags % 2 == 1 or t < first then return 2 end
-if seen(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]) then
-  return 1
-end
+local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
+  local ukey = base .. 'u:' .. ubucket
+  local rec = redis.call('HGET', ukey, ufield)
+  if not rec then return 2 end
+  local rv, flags, first, states, order = parse(rec)
+  if flags % 2 == 1 or t < first then return 2 end
+  if seen(ibucket, ifield) then return 1 end
+  if #metrics == 0 then return 2 end  -- no metric uses the event
 
-local value = nil
-if ARGV[10] ~= '' then value = tonumber(ARGV[10]) end
-local dkey = day_key(day_of(first))
-local changed = false
-
-local function metric_id(sig)
-  local id = redis.call('HGET', meta, 'mid|' .. sig)
-  if id then return tonumber(id) end
-  id = redis.call('HINCRBY', meta, 'mnext', 1)
-  if id > 255 then return nil end
-  redis.call('HSET', meta, 'mid|' .. sig, id, 'mname|' .. id, sig)
-  return id
-end
-local function delta_of(aggregation)
-  if aggregation == 1 then return 1 elseif aggregation == 2 then return value end
-  return nil
-end
-
-local nmetrics = tonumber(ARGV[11])
-if nmetrics == 0 then return 2 end  -- no metric uses the event
--- The metrics' ids, in one read.
-local mid_fields = {}
-for i = 0, nmetrics - 1 do mid_fields[i + 1] = 'mid|' .. ARGV[12 + i * 6] end
-local ids = redis.call('HMGET', meta, unpack(mid_fields))
-
-for i = 0, nmetrics - 1 do
-  local o = 12 + i * 6
-  local sig, typ = ARGV[o], ARGV[o + 1]
-  local a_agg, b_agg = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])
-  local window_end = first + tonumber(ARGV[o + 4])
-  local rday = tonumber(ARGV[o + 5])
-  local id = ids[i + 1]
-  if id then id = tonumber(id) end
-  local s = nil
-  if id then s = states[id] end
-  local counted = s ~= nil
-  local p = rv .. '|' .. sig .. '|'
-
-  local inside = false
-  local dn, dd = nil, nil
-  if typ == 'b' then
-    inside = t < window_end
-  elseif typ == 't' then
-    local from = first + rday * MS_DAY
-    inside = t >= from and t < from + MS_DAY
-  else
-    dn, dd = delta_of(a_agg), delta_of(b_agg)
-    inside = (dn ~= nil or dd ~= nil) and t < window_end
+  local value = nil
+  if value_arg ~= '' then value = tonumber(value_arg) end
+  local function delta_of(aggregation)
+    if aggregation == 1 then return 1 elseif aggregation == 2 then return value end
+    return nil
   end
-  if (typ == 'b' or typ == 't') and counted then inside = false end
+  local dkey = day_key(day_of(first))
+  local changed = false
 
-  if inside then
-    if not id then
-      id = metric_id(sig)
-      if not id then
-        return redis.error_reply('ABEXP_METRICS more than 255 metric definitions in this phase')
+  for _, m in ipairs(metrics) do
+    local typ = m.typ
+    local id = ids[m.sig]
+    local s = states[id]
+    local counted = s ~= nil
+    local p = rv .. '|' .. m.sig .. '|'
+    local window_end = first + m.window
+
+    local inside = false
+    local dn, dd = nil, nil
+    if typ == 'b' then
+      inside = t < window_end and not counted
+    elseif typ == 't' then
+      local from = first + m.rday * MS_DAY
+      inside = t >= from and t < from + MS_DAY and not counted
+    else
+      dn, dd = delta_of(m.a), delta_of(m.b)
+      inside = (dn ~= nil or dd ~= nil) and t < window_end
+    end
+
+    if inside then
+      if not counted then
+        order[#order + 1] = id
+        count(dkey, p .. 'units', 1)
+      end
+      if typ == 'b' or typ == 't' then
+        states[id] = ''
+        changed = true
+      elseif typ == 's' then
+        local x = 0
+        if counted then x = struct.unpack('<d', s) end
+        states[id] = struct.pack('<d', x + dn)
+        sum(dkey, p .. 'sum', dn)
+        sum(dkey, p .. 'sum_sq', 2 * x * dn + dn * dn)
+        if not counted or dn ~= 0 then changed = true end
+      else
+        local n, d = 0, 0
+        if counted then n, d = struct.unpack('<dd', s) end
+        local nn, nd = n + (dn or 0), d + (dd or 0)
+        states[id] = struct.pack('<dd', nn, nd)
+        sum(dkey, p .. 'sum_num', nn - n)
+        sum(dkey, p .. 'sum_den', nd - d)
+        sum(dkey, p .. 'sum_num_sq', nn * nn - n * n)
+        sum(dkey, p .. 'sum_den_sq', nd * nd - d * d)
+        sum(dkey, p .. 'sum_num_den', nn * nd - n * d)
+        if not counted or nn ~= n or nd ~= d then changed = true end
       end
     end
-    if not counted then
-      order[#order + 1] = id
-      redis.call('HINCRBY', agg, p .. 'units', 1)
-      redis.call('HINCRBY', dkey, p .. 'units', 1)
-    end
-    local deltas
-    local incr = 'HINCRBYFLOAT'
-    if typ == 'b' or typ == 't' then
-      states[id] = ''
-      deltas = {'sum', 1, 'sum_sq', 1}
-      -- Only ever moved by whole units, so HINCRBY (cheaper) stores the same
-      -- text HINCRBYFLOAT would.
-      incr = 'HINCRBY'
-      changed = true
-    elseif typ == 's' then
-      local x = 0
-      if counted then x = struct.unpack('<d', s) end
-      states[id] = struct.pack('<d', x + dn)
-      deltas = {'sum', dn, 'sum_sq', 2 * x * dn + dn * dn}
-      if not counted or dn ~= 0 then changed = true end
-    else
-      local n, d = 0, 0
-      if counted then n, d = struct.unpack('<dd', s) end
-      local nn, nd = n + (dn or 0), d + (dd or 0)
-      states[id] = struct.pack('<dd', nn, nd)
-      deltas = {'sum_num', nn - n, 'sum_den', nd - d, 'sum_num_sq', nn * nn - n * n,
-                'sum_den_sq', nd * nd - d * d, 'sum_num_den', nn * nd - n * d}
-      if not counted or nn ~= n or nd ~= d then changed = true end
-    end
-    for j = 1, #deltas, 2 do
-      redis.call(incr, agg, p .. deltas[j], deltas[j + 1])
-      redis.call(incr, dkey, p .. deltas[j], deltas[j + 1])
-    end
   end
+
+  if not changed then return 2 end
+  redis.call('HSET', ukey, ufield, serialize(rv, flags, first, states, order))
+  return 0
 end
 
-if not changed then return 2 end
-redis.call('HSET', ukey, ufield, serialize(rv, flags, first, states, order))
-return 0
+local n = tonumber(ARGV[o])
+o = o + 1
+local out = {}
+for i = 1, n do
+  out[i] = record(groups[tonumber(ARGV[o])], ARGV[o + 1], ARGV[o + 2],
+                  ARGV[o + 3], ARGV[o + 4], tonumber(ARGV[o + 5]), ARGV[o + 6])
+  o = o + 7
+end
+flush()
+return out
 )lua";
 
 }  // namespace
 
-const std::string& WriteExposure() {
+const std::string& WriteExposures() {
   static const std::string* script =
-      new std::string(std::string(kCommon) + kExposure);
+      new std::string(std::string(kCommon) + kExposures);
   return *script;
 }
 
-const std::string& WriteEvent() {
+const std::string& WriteEvents() {
   static const std::string* script =
-      new std::string(std::string(kCommon) + kEvent);
+      new std::string(std::string(kCommon) + kEvents);
   return *script;
 }
 

@@ -1,6 +1,9 @@
-// The Lua scripts RedisEventStore runs with EVALSHA. Each call applies one
-// exposure or one event atomically; docs/storage.md describes the keys and
-// the packed unit records they read and write.
+// The Lua scripts RedisEventStore runs with EVALSHA. Each call applies a
+// chunk of exposures or events of one experiment phase atomically, item by
+// item in order, exactly as if each item were its own call; the aggregate
+// increments of the chunk are summed in the script and written once per
+// field at its end. docs/storage.md describes the keys and the packed unit
+// records they read and write.
 #ifndef ABEXP_SERVER_REDIS_SCRIPTS_H_
 #define ABEXP_SERVER_REDIS_SCRIPTS_H_
 
@@ -8,28 +11,39 @@
 
 namespace abexp::redis_scripts {
 
-// KEYS[1]: the experiment's meta hash.
-// ARGV: base prefix, variant keys ('\n'-joined), unit buckets, idempotency
-// buckets, today (day number), idempotency span (days), idempotency TTL (s),
-// idempotency bucket, idempotency field, unit bucket, unit field, variant
-// index, time (ms), config version.
-// Returns 0 recorded, 1 duplicate, 2 ignored, 3 conflict, or an error
-// "ABEXP_VARIANTS ..." when the variant keys are incompatible with the
-// stored ones (meta field `variants`).
-const std::string& WriteExposure();
+// Arguments per item of WriteExposures and WriteEvents.
+inline constexpr int kExposureItemArgs = 7;
+inline constexpr int kEventItemArgs = 7;
+// Arguments per metric of an event group.
+inline constexpr int kMetricArgs = 6;
 
 // KEYS[1]: the experiment's meta hash.
-// ARGV: base prefix, today, idempotency span (days), idempotency TTL (s),
-// idempotency bucket, idempotency field, unit bucket, unit field, time
-// (ms), value ("" for none), metric count M, then M groups of 6: signature,
-// type (b binomial, s sum, r ratio, t retention), source/numerator
-// aggregation (0 not this event, 1 count, 2 value), denominator aggregation,
-// window (ms), retention day.
-// Returns 0 recorded, 1 duplicate, 2 ignored, or an error "ABEXP_METRICS"
-// when the phase ran out of metric ids. The unit's record is checked before
-// the idempotency key: an event of a unit not exposed (or multi-exposed, or
-// before its first exposure) is ignored without remembering its key.
-const std::string& WriteEvent();
+// ARGV: base prefix, idempotency generation g, expiry (Unix s) of
+// generation g's hashes, variant keys ('\n'-joined), unit buckets,
+// idempotency buckets, item count N, then N groups of kExposureItemArgs:
+// idempotency bucket, idempotency field, unit bucket, unit field, variant
+// index, time (ms), config version.
+// Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
+// 3 conflict), or an error "ABEXP_VARIANTS ..." before writing anything when
+// the variant keys are incompatible with the stored ones (meta field
+// `variants`).
+const std::string& WriteExposures();
+
+// KEYS[1]: the experiment's meta hash.
+// ARGV: base prefix, idempotency generation g, expiry (Unix s) of generation
+// g's hashes, metric group count G, then per group: metric count M and M
+// groups of kMetricArgs (signature, type: b binomial, s sum, r ratio,
+// t retention; source/numerator aggregation: 0 not this event, 1 count,
+// 2 value; denominator aggregation; window (ms); retention day); then item
+// count N and N groups of kEventItemArgs: metric group (1-based),
+// idempotency bucket, idempotency field, unit bucket, unit field, time (ms),
+// value ("" for none).
+// Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored), or an
+// error "ABEXP_METRICS" before writing any item when the phase ran out of
+// metric ids. Each item's unit record is checked before its idempotency
+// key: an event of a unit not exposed (or multi-exposed, or before its
+// first exposure) is ignored without remembering its key.
+const std::string& WriteEvents();
 
 }  // namespace abexp::redis_scripts
 
