@@ -219,6 +219,24 @@ void Config::BuildIndexes() {
           static_cast<int>(i), variant);
     }
   }
+  experiments_by_event.clear();
+  for (size_t i = 0; i < experiments.size(); ++i) {
+    const Experiment& e = experiments[i];
+    if (e.status == ExperimentStatus::kDraft) continue;
+    for (const std::string& key : e.metrics) {
+      const Metric* m = FindMetric(key);
+      if (m == nullptr) continue;
+      for (const std::string* name :
+           {&m->source.event, &m->numerator.event, &m->denominator.event}) {
+        if (name->empty()) continue;
+        std::vector<int>& list = experiments_by_event[*name];
+        if (list.empty() || list.back() != static_cast<int>(i)) {
+          list.push_back(static_cast<int>(i));
+        }
+      }
+    }
+  }
+
   indexed = true;
 }
 

@@ -312,6 +312,10 @@ struct Config {
       absl::flat_hash_map<std::string, std::vector<std::pair<int, int>>>>
       qa_overrides_by_id;
 
+  // Event name -> the indexes of the non-draft experiments with a metric on
+  // it, ascending: where the recorder sends the event.
+  absl::flat_hash_map<std::string, std::vector<int>> experiments_by_event;
+
   // Fills the indexes and the precomputed assignment data from the fields
   // above. Call it once the config is complete (ParseConfig does), and
   // again after changing it.

@@ -25,6 +25,16 @@ ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment) {
   return layout;
 }
 
+std::vector<WriteResult> EventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  std::vector<WriteResult> results;
+  results.reserve(batches.size());
+  for (const EventBatch& batch : batches) {
+    results.push_back(WriteEvents(*batch.layout, batch.events));
+  }
+  return results;
+}
+
 std::vector<RecordedVariantResult> EventStore::RecordedVariants(
     absl::Span<const RecordedVariantQuery> queries) {
   std::vector<RecordedVariantResult> results;

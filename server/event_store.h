@@ -118,6 +118,15 @@ struct RecordedVariantQuery {
 // never exposed, or why the store could not tell.
 using RecordedVariantResult = absl::StatusOr<std::optional<int>>;
 
+// One experiment phase's events, for EventStore::WriteEventBatches.
+struct EventBatch {
+  const ExperimentLayout* layout = nullptr;  // not owned
+  absl::Span<const Event> events;            // not owned
+};
+
+// WriteEvents's answer for one EventBatch.
+using WriteResult = absl::StatusOr<std::vector<WriteOutcome>>;
+
 class EventStore {
  public:
   virtual ~EventStore() = default;
@@ -132,6 +141,14 @@ class EventStore {
   // As WriteExposures, for events.
   virtual absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) = 0;
+
+  // WriteEvents for several experiment phases at once (an event fans out to
+  // every experiment with a metric on it): one result per batch, in order,
+  // each as WriteEvents would have returned it. Every batch is attempted
+  // even when another fails. The default calls WriteEvents per batch; a
+  // store that can share round trips between the batches overrides it.
+  virtual std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches);
 
   // Reads the aggregates. Its cost does not depend on the number of units.
   virtual absl::StatusOr<ExperimentAggregates> ReadAggregates(

@@ -142,28 +142,6 @@ absl::Status CheckStoreReply(size_t got, size_t want, const std::string& key) {
 
 // Experiments (indexes into config.experiments) whose metrics use each event
 // name. Drafts record nothing.
-std::map<std::string, std::vector<int>> ExperimentsByEvent(
-    const Config& config) {
-  std::map<std::string, std::vector<int>> out;
-  for (size_t i = 0; i < config.experiments.size(); ++i) {
-    const Experiment& e = config.experiments[i];
-    if (e.status == ExperimentStatus::kDraft) continue;
-    for (const std::string& key : e.metrics) {
-      const Metric* m = config.FindMetric(key);
-      if (m == nullptr) continue;
-      for (const std::string* name :
-           {&m->source.event, &m->numerator.event, &m->denominator.event}) {
-        if (name->empty()) continue;
-        std::vector<int>& list = out[*name];
-        if (list.empty() || list.back() != static_cast<int>(i)) {
-          list.push_back(static_cast<int>(i));
-        }
-      }
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 const char* IgnoreReasonName(IgnoreReason reason) {
@@ -404,9 +382,26 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   RecordBatchResult batch;
   batch.config_version = config.version;
   batch.results.resize(events.size());
-  const std::map<std::string, std::vector<int>> by_event =
-      ExperimentsByEvent(config);
-  std::map<int, std::pair<std::vector<size_t>, std::vector<Event>>> groups;
+  // A config BuildIndexes() never ran on (hand-built in a test) gets its
+  // index built here.
+  std::optional<Config> indexed;
+  if (!config.indexed) {
+    indexed = config;
+    indexed->BuildIndexes();
+  }
+  const absl::flat_hash_map<std::string, std::vector<int>>& by_event =
+      indexed.has_value() ? indexed->experiments_by_event
+                          : config.experiments_by_event;
+  // What each event is sent to: filled first, so each experiment's batch is
+  // allocated once at its final size.
+  struct Send {
+    int experiment = 0;
+    size_t item = 0;
+    const std::string* unit_id = nullptr;
+  };
+  std::vector<Send> sends;
+  std::vector<std::string> keys(events.size());  // the events' idempotency keys
+  absl::flat_hash_map<int, size_t> sends_to;  // by experiment index
   // Per item: whether some experiment reported a duplicate, or spooled it.
   std::vector<bool> duplicate(events.size(), false);
   std::vector<bool> spooled(events.size(), false);
@@ -421,13 +416,19 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
     // Why nothing was sent, most telling reason last.
     IgnoreReason reason = IgnoreReason::kMissingUnitId;
     std::optional<bool> held_out;
-    std::string key;
     bool sent = false;
+    // Experiments mostly share a few id types: look each up once.
+    const std::string* last_type = nullptr;
+    const std::string* last_id = nullptr;
     for (int index : it->second) {
       const Experiment& e = config.experiments[index];
-      const std::string* unit_id = FindId(ev.unit, e.unit_id_type);
+      if (last_type == nullptr || *last_type != e.unit_id_type) {
+        last_type = &e.unit_id_type;
+        last_id = FindId(ev.unit, e.unit_id_type);
+      }
+      const std::string* unit_id = last_id;
       if (unit_id == nullptr) continue;
-      if (e.qa_overrides.contains(*unit_id)) {
+      if (!e.qa_overrides.empty() && e.qa_overrides.contains(*unit_id)) {
         if (reason != IgnoreReason::kHoldout) reason = IgnoreReason::kQaOverride;
         continue;
       }
@@ -436,29 +437,59 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
         reason = IgnoreReason::kHoldout;
         continue;
       }
-      if (key.empty()) {
-        key = ev.idempotency_key.empty() ? DeriveEventKey(ev)
-                                         : ClientKey(ev.idempotency_key);
+      if (keys[i].empty()) {
+        keys[i] = ev.idempotency_key.empty() ? DeriveEventKey(ev)
+                                             : ClientKey(ev.idempotency_key);
       }
-      Event event;
-      event.unit_id = *unit_id;
-      event.name = ev.name;
-      event.value = ev.value;
-      event.time = ev.time.value_or(now);
-      event.idempotency_key = key;
-      auto& group = groups[index];
-      group.first.push_back(i);
-      group.second.push_back(std::move(event));
+      sends.push_back({index, i, unit_id});
+      ++sends_to[index];
       sent = true;
     }
     result.ignore_reason = sent ? IgnoreReason::kNotAttributed : reason;
   }
+  std::map<int, std::pair<std::vector<size_t>, std::vector<Event>>> groups;
+  for (const auto& [index, count] : sends_to) {
+    auto& group = groups[index];
+    group.first.reserve(count);
+    group.second.reserve(count);
+  }
+  for (const Send& send : sends) {
+    const EventInput& ev = events[send.item];
+    auto& group = groups[send.experiment];
+    group.first.push_back(send.item);
+    Event& event = group.second.emplace_back();
+    event.unit_id = *send.unit_id;
+    event.name = ev.name;
+    event.value = ev.value;
+    event.time = ev.time.value_or(now);
+    event.idempotency_key = keys[send.item];
+  }
 
+  // All experiments' batches go to the store together, so a store can share
+  // its round trips between them (an event fans out to every experiment with
+  // a metric on it). Every batch is attempted; the first error fails the
+  // call, and the client's retry counts each item once.
+  std::vector<ExperimentLayout> layouts;
+  std::vector<EventBatch> writes;
+  layouts.reserve(groups.size());
+  writes.reserve(groups.size());
+  for (const auto& [index, group] : groups) {
+    layouts.push_back(LayoutOf(config, config.experiments[index]));
+    writes.push_back(EventBatch{&layouts.back(), group.second});
+  }
+  std::vector<WriteResult> written = store_->WriteEventBatches(writes);
+  if (written.size() != writes.size()) {
+    return absl::InternalError(absl::StrCat(
+        "the event store answered ", written.size(), " results for ",
+        writes.size(), " experiments"));
+  }
+  for (const WriteResult& outcomes : written) {
+    if (!outcomes.ok()) return outcomes.status();
+  }
+  size_t write = 0;
   for (auto& [index, group] : groups) {
     const Experiment& e = config.experiments[index];
-    absl::StatusOr<std::vector<WriteOutcome>> outcomes =
-        store_->WriteEvents(LayoutOf(config, e), group.second);
-    if (!outcomes.ok()) return outcomes.status();
+    const WriteResult& outcomes = written[write++];
     if (absl::Status s =
             CheckStoreReply(outcomes->size(), group.second.size(), e.key);
         !s.ok()) {
@@ -546,6 +577,15 @@ absl::StatusOr<std::vector<WriteOutcome>> DeferredEventStore::WriteEvents(
   absl::StatusOr<EventStore*> store = Get();
   if (!store.ok()) return store.status();
   return (*store)->WriteEvents(layout, events);
+}
+
+std::vector<WriteResult> DeferredEventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  absl::StatusOr<EventStore*> store = Get();
+  if (!store.ok()) {
+    return std::vector<WriteResult>(batches.size(), store.status());
+  }
+  return (*store)->WriteEventBatches(batches);
 }
 
 absl::StatusOr<ExperimentAggregates> DeferredEventStore::ReadAggregates(

@@ -179,6 +179,8 @@ class DeferredEventStore final : public EventStore {
       absl::Span<const Exposure> exposures) override;
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches) override;
   absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(

@@ -286,6 +286,42 @@ RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
   return buckets;
 }
 
+absl::StatusOr<
+    absl::flat_hash_map<std::string, std::optional<RedisEventStore::Buckets>>>
+RedisEventStore::BucketsOfPhases(const std::vector<std::string>& bases) {
+  absl::flat_hash_map<std::string, std::optional<Buckets>> phases;
+  std::vector<std::string> unknown;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& base : bases) {
+      if (phases.contains(base)) continue;
+      auto it = buckets_.find(base);
+      if (it != buckets_.end()) {
+        phases[base] = it->second;
+      } else {
+        phases[base] = std::nullopt;
+        unknown.push_back(base);
+      }
+    }
+  }
+  if (unknown.empty()) return phases;
+  std::vector<RedisCommand> reads;
+  reads.reserve(unknown.size());
+  for (const std::string& base : unknown) {
+    reads.push_back(
+        {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
+  if (!replies.ok()) return replies.status();
+  for (size_t i = 0; i < unknown.size(); ++i) {
+    absl::StatusOr<std::optional<Buckets>> buckets =
+        ParseBuckets(unknown[i], (*replies)[i]);
+    if (!buckets.ok()) return buckets.status();
+    phases[unknown[i]] = *buckets;
+  }
+  return phases;
+}
+
 absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
                                           const RedisReply& reply) {
   if (absl::StrContains(reply.str, "ABEXP_VARIANTS")) {
@@ -310,7 +346,7 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
 }
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
-    const ExperimentLayout& layout, const std::vector<RedisReply>& replies,
+    const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
     size_t items) {
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(items);
@@ -457,57 +493,164 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   return Outcomes(layout, *replies, exposures.size());
 }
 
+namespace {
+
+// The event script's arguments for the metrics of `layout` that event `name`
+// feeds: their count, then kMetricArgs each.
+std::vector<std::string> MetricArgs(const ExperimentLayout& layout,
+                                    const std::string& name) {
+  std::vector<std::string> args;
+  args.push_back("");  // the count, set below
+  int count = 0;
+  auto aggregation = [&](const MetricSource& source) -> const char* {
+    if (source.event != name) return "0";
+    return source.aggregation == EventAggregation::kCount ? "1" : "2";
+  };
+  for (size_t i = 0; i < layout.metrics.size(); ++i) {
+    const Metric& m = layout.metrics[i];
+    const char* type = "b";
+    const char* a = "0";
+    const char* d = "0";
+    switch (m.type) {
+      case MetricType::kBinomial:
+        type = "b";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kRetention:
+        type = "t";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kSum:
+        type = "s";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kRatio:
+        type = "r";
+        a = aggregation(m.numerator);
+        d = aggregation(m.denominator);
+        break;
+    }
+    if (a[0] == '0' && d[0] == '0') continue;
+    args.push_back(internal::MetricSignature(m));
+    args.push_back(type);
+    args.push_back(a);
+    args.push_back(d);
+    args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
+    args.push_back(absl::StrCat(m.retention_day));
+    ++count;
+  }
+  args[0] = absl::StrCat(count);
+  return args;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
     const ExperimentLayout& layout, absl::Span<const Event> events) {
-  std::vector<WriteOutcome> outcomes(events.size(), WriteOutcome::kIgnored);
-  if (events.empty()) return outcomes;
-  std::string base = KeyBase(layout);
-  // A phase without bucket counts was never written (exposures store them
-  // first), so no unit is exposed in it and every event is ignored.
-  absl::StatusOr<std::optional<Buckets>> buckets =
-      BucketsOf(base, /*create=*/false);
-  if (!buckets.ok()) return buckets.status();
-  if (!buckets->has_value()) return outcomes;
-  const Buckets& b = **buckets;
+  const EventBatch batch{&layout, events};
+  return std::move(WriteEventBatches(absl::MakeConstSpan(&batch, 1))[0]);
+}
 
-  // An event fans out to every experiment with a metric on it, and most of
-  // those never exposed its unit. So first read the units' records, one
-  // HMGET per bucket hash in one round trip, and run the script only for
-  // events that can count. The script checks the record again atomically;
-  // an event skipped here is ignored as the script would have ignored it at
-  // the time of the read, and like the script it stores nothing.
+std::vector<WriteResult> RedisEventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  // All batches share each round trip: one for the bucket counts not cached
+  // yet, one reading the units' records, one running the scripts.
+  std::vector<WriteResult> results;
+  results.reserve(batches.size());
+  for (const EventBatch& batch : batches) {
+    results.emplace_back(std::vector<WriteOutcome>(batch.events.size(),
+                                                   WriteOutcome::kIgnored));
+  }
   struct UnitRef {
     std::string bucket;
     std::string field;
     size_t read = 0;     // index into reads
     size_t element = 0;  // index into that HMGET's reply
   };
-  std::vector<RedisCommand> reads;
-  absl::flat_hash_map<std::string, size_t> read_of_bucket;
-  std::vector<UnitRef> units;
-  absl::flat_hash_map<absl::string_view, size_t> unit_index;  // by unit id
-  std::vector<size_t> unit_of(events.size());
-  for (size_t i = 0; i < events.size(); ++i) {
-    auto [it, inserted] =
-        unit_index.try_emplace(events[i].unit_id, units.size());
-    unit_of[i] = it->second;
-    if (!inserted) continue;
-    std::vector<std::string> args;
-    AppendUnitArgs(b.units, events[i].unit_id, &args);
-    UnitRef& unit = units.emplace_back();
-    unit.bucket = std::move(args[0]);
-    unit.field = std::move(args[1]);
-    auto [r, new_read] = read_of_bucket.try_emplace(unit.bucket, reads.size());
-    if (new_read) {
-      reads.push_back({"HMGET", absl::StrCat(base, "u:", unit.bucket)});
+  struct Plan {
+    bool active = false;  // has events and a written phase, no error yet
+    std::string base;
+    Buckets buckets;
+    std::vector<UnitRef> units;
+    std::vector<size_t> unit_of;  // event -> units index
+    std::vector<size_t> called;   // events that go to the script
+    size_t first_call = 0;        // its script calls in `calls`
+    size_t call_count = 0;
+  };
+  std::vector<Plan> plans(batches.size());
+  auto fail = [&](size_t i, const absl::Status& status) {
+    results[i] = status;
+    plans[i].active = false;
+  };
+  auto fail_active = [&](const absl::Status& status) {
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (plans[i].active) fail(i, status);
     }
-    unit.read = r->second;
-    unit.element = reads[unit.read].size() - 2;
-    reads[unit.read].push_back(unit.field);
+  };
+
+  // A phase without bucket counts was never written (exposures store them
+  // first), so no unit is exposed in it and every event is ignored.
+  std::vector<std::string> bases;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (batches[i].events.empty()) continue;
+    plans[i].base = KeyBase(*batches[i].layout);
+    bases.push_back(plans[i].base);
   }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+      phases = BucketsOfPhases(bases);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (batches[i].events.empty()) continue;
+    if (!phases.ok()) {
+      results[i] = phases.status();
+      continue;
+    }
+    const std::optional<Buckets>& buckets = (*phases)[plans[i].base];
+    if (!buckets.has_value()) continue;
+    plans[i].active = true;
+    plans[i].buckets = *buckets;
+  }
+
+  // An event fans out to every experiment with a metric on it, and most of
+  // those never exposed its unit. So first read the units' records, one
+  // HMGET per bucket hash, and run the script only for events that can
+  // count. The script checks the record again atomically; an event skipped
+  // here is ignored as the script would have ignored it at the time of the
+  // read, and like the script it stores nothing.
+  std::vector<RedisCommand> reads;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active) continue;
+    absl::Span<const Event> events = batches[i].events;
+    absl::flat_hash_map<std::string, size_t> read_of_bucket;
+    absl::flat_hash_map<absl::string_view, size_t> unit_index;  // by unit id
+    plan.unit_of.resize(events.size());
+    for (size_t j = 0; j < events.size(); ++j) {
+      auto [it, inserted] =
+          unit_index.try_emplace(events[j].unit_id, plan.units.size());
+      plan.unit_of[j] = it->second;
+      if (!inserted) continue;
+      std::vector<std::string> args;
+      AppendUnitArgs(plan.buckets.units, events[j].unit_id, &args);
+      UnitRef& unit = plan.units.emplace_back();
+      unit.bucket = std::move(args[0]);
+      unit.field = std::move(args[1]);
+      auto [r, new_read] =
+          read_of_bucket.try_emplace(unit.bucket, reads.size());
+      if (new_read) {
+        reads.push_back({"HMGET", absl::StrCat(plan.base, "u:", unit.bucket)});
+      }
+      unit.read = r->second;
+      unit.element = reads[unit.read].size() - 2;
+      reads[unit.read].push_back(unit.field);
+    }
+  }
+  if (reads.empty()) return results;
   absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
-  if (!records.ok()) return records.status();
-  for (size_t r = 0; r < reads.size(); ++r) {
+  if (!records.ok()) {
+    fail_active(records.status());
+    return results;
+  }
+  auto check_read = [&](size_t r) -> absl::Status {
     const RedisReply& got = (*records)[r];
     if (absl::Status s =
             CheckReply(got, RedisReply::Type::kArray, "HMGET of unit records");
@@ -519,124 +662,115 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
           "Redis answered HMGET of ", reads[r].size() - 2, " fields of ",
           reads[r][1], " with ", got.elements.size(), " values"));
     }
-  }
-
-  std::vector<std::string> signatures;
-  signatures.reserve(layout.metrics.size());
-  for (const Metric& m : layout.metrics)
-    signatures.push_back(internal::MetricSignature(m));
-  // The script's metric arguments depend only on the event name.
-  absl::flat_hash_map<std::string, std::vector<std::string>> metric_args;
-  auto metric_args_of = [&](const std::string& name) {
-    auto [it, inserted] = metric_args.try_emplace(name);
-    std::vector<std::string>& args = it->second;
-    if (!inserted) return &args;
-    args.push_back("");  // the count, set below
-    int count = 0;
-    auto aggregation = [&](const MetricSource& source) -> const char* {
-      if (source.event != name) return "0";
-      return source.aggregation == EventAggregation::kCount ? "1" : "2";
-    };
-    for (size_t i = 0; i < layout.metrics.size(); ++i) {
-      const Metric& m = layout.metrics[i];
-      const char* type = "b";
-      const char* a = "0";
-      const char* d = "0";
-      switch (m.type) {
-        case MetricType::kBinomial:
-          type = "b";
-          a = aggregation(m.source);
-          break;
-        case MetricType::kRetention:
-          type = "t";
-          a = aggregation(m.source);
-          break;
-        case MetricType::kSum:
-          type = "s";
-          a = aggregation(m.source);
-          break;
-        case MetricType::kRatio:
-          type = "r";
-          a = aggregation(m.numerator);
-          d = aggregation(m.denominator);
-          break;
-      }
-      if (a[0] == '0' && d[0] == '0') continue;
-      args.push_back(signatures[i]);
-      args.push_back(type);
-      args.push_back(a);
-      args.push_back(d);
-      args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
-      args.push_back(absl::StrCat(m.retention_day));
-      ++count;
-    }
-    args[0] = absl::StrCat(count);
-    return &args;
+    return absl::OkStatus();
   };
-
-  std::vector<size_t> called;  // the events that go to the script
-  for (size_t i = 0; i < events.size(); ++i) {
-    const UnitRef& unit = units[unit_of[i]];
-    const RedisReply& record = (*records)[unit.read].elements[unit.element];
-    if (record.type == RedisReply::Type::kNil) continue;  // not exposed
-    if (record.type != RedisReply::Type::kString) {
-      return absl::InternalError(absl::StrCat(
-          "Redis answered HMGET of a unit record in ", reads[unit.read][1],
-          " with a reply that is not a string"));
-    }
-    absl::StatusOr<UnitHeader> header =
-        ParseUnitHeader(record.str, reads[unit.read][1]);
-    if (!header.ok()) return header.status();
-    if (header->multi_exposed || StoreMillis(events[i].time) < header->first_ms)
-      continue;
-    called.push_back(i);
-  }
-  if (called.empty()) return outcomes;
+  std::vector<absl::Status> read_status(reads.size());
+  for (size_t r = 0; r < reads.size(); ++r) read_status[r] = check_read(r);
 
   // Chunks of kItemsPerScript events, one script call each, all in one round
   // trip. A chunk lists the metric arguments once per event name in it.
-  std::string meta = base + "meta";
   std::vector<RedisScriptCall> calls;
-  for (size_t start = 0; start < called.size(); start += kItemsPerScript) {
-    const size_t end = std::min(called.size(), start + kItemsPerScript);
-    RedisScriptCall& call = calls.emplace_back();
-    call.script = &write_events_;
-    call.keys = {meta};
-    call.args = {base};
-    AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &call.args);
-    call.args.push_back("");  // the group count, set below
-    const size_t group_count_arg = call.args.size() - 1;
-    absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
-    std::vector<std::string> items;
-    items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
-    items.push_back(absl::StrCat(end - start));
-    for (size_t j = start; j < end; ++j) {
-      const Event& e = events[called[j]];
-      const UnitRef& unit = units[unit_of[called[j]]];
-      auto [g, new_group] = group_of.try_emplace(
-          e.name, static_cast<int>(group_of.size()) + 1);
-      if (new_group) {
-        const std::vector<std::string>* metrics = metric_args_of(e.name);
-        call.args.insert(call.args.end(), metrics->begin(), metrics->end());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active) continue;
+    absl::Span<const Event> events = batches[i].events;
+    absl::Status error;
+    for (size_t j = 0; j < events.size() && error.ok(); ++j) {
+      const UnitRef& unit = plan.units[plan.unit_of[j]];
+      if (!read_status[unit.read].ok()) {
+        error = read_status[unit.read];
+        break;
       }
-      items.push_back(absl::StrCat(g->second));
-      AppendIdempotencyArgs(b.idempotency, "event", e.idempotency_key, &items);
-      items.push_back(unit.bucket);
-      items.push_back(unit.field);
-      items.push_back(absl::StrCat(StoreMillis(e.time)));
-      items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+      const RedisReply& record = (*records)[unit.read].elements[unit.element];
+      if (record.type == RedisReply::Type::kNil) continue;  // not exposed
+      if (record.type != RedisReply::Type::kString) {
+        error = absl::InternalError(absl::StrCat(
+            "Redis answered HMGET of a unit record in ", reads[unit.read][1],
+            " with a reply that is not a string"));
+        break;
+      }
+      absl::StatusOr<UnitHeader> header =
+          ParseUnitHeader(record.str, reads[unit.read][1]);
+      if (!header.ok()) {
+        error = header.status();
+        break;
+      }
+      if (header->multi_exposed || StoreMillis(events[j].time) < header->first_ms)
+        continue;
+      plan.called.push_back(j);
     }
-    call.args[group_count_arg] = absl::StrCat(group_of.size());
-    call.args.insert(call.args.end(), std::make_move_iterator(items.begin()),
-                     std::make_move_iterator(items.end()));
+    if (!error.ok()) {
+      fail(i, error);
+      continue;
+    }
+    plan.first_call = calls.size();
+    const std::string meta = plan.base + "meta";
+    absl::flat_hash_map<absl::string_view, std::vector<std::string>>
+        metric_args;  // by event name
+    for (size_t start = 0; start < plan.called.size();
+         start += kItemsPerScript) {
+      const size_t end = std::min(plan.called.size(), start + kItemsPerScript);
+      RedisScriptCall& call = calls.emplace_back();
+      call.script = &write_events_;
+      call.keys = {meta};
+      call.args = {plan.base};
+      AppendGenerationArgs(options_.idempotency_ttl, options_.clock(),
+                           &call.args);
+      call.args.push_back("");  // the group count, set below
+      const size_t group_count_arg = call.args.size() - 1;
+      absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
+      std::vector<std::string> items;
+      items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
+      items.push_back(absl::StrCat(end - start));
+      for (size_t k = start; k < end; ++k) {
+        const Event& e = events[plan.called[k]];
+        const UnitRef& unit = plan.units[plan.unit_of[plan.called[k]]];
+        auto [g, new_group] = group_of.try_emplace(
+            e.name, static_cast<int>(group_of.size()) + 1);
+        if (new_group) {
+          auto [m, new_name] = metric_args.try_emplace(e.name);
+          if (new_name) m->second = MetricArgs(*batches[i].layout, e.name);
+          call.args.insert(call.args.end(), m->second.begin(),
+                           m->second.end());
+        }
+        items.push_back(absl::StrCat(g->second));
+        AppendIdempotencyArgs(plan.buckets.idempotency, "event",
+                              e.idempotency_key, &items);
+        items.push_back(unit.bucket);
+        items.push_back(unit.field);
+        items.push_back(absl::StrCat(StoreMillis(e.time)));
+        items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+      }
+      call.args[group_count_arg] = absl::StrCat(group_of.size());
+      call.args.insert(call.args.end(),
+                       std::make_move_iterator(items.begin()),
+                       std::make_move_iterator(items.end()));
+    }
+    plan.call_count = calls.size() - plan.first_call;
   }
+  if (calls.empty()) return results;
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
-  if (!replies.ok()) return replies.status();
-  absl::StatusOr<std::vector<WriteOutcome>> applied =
-      Outcomes(layout, *replies, called.size());
-  if (!applied.ok()) return applied.status();
-  for (size_t j = 0; j < called.size(); ++j) outcomes[called[j]] = (*applied)[j];
-  return outcomes;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active || plan.call_count == 0) continue;
+    if (!replies.ok()) {
+      fail(i, replies.status());
+      continue;
+    }
+    absl::StatusOr<std::vector<WriteOutcome>> applied = Outcomes(
+        *batches[i].layout,
+        absl::MakeConstSpan(*replies).subspan(plan.first_call, plan.call_count),
+        plan.called.size());
+    if (!applied.ok()) {
+      fail(i, applied.status());
+      continue;
+    }
+    std::vector<WriteOutcome>& outcomes = *results[i];
+    for (size_t k = 0; k < plan.called.size(); ++k) {
+      outcomes[plan.called[k]] = (*applied)[k];
+    }
+  }
+  return results;
 }
 
 absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
@@ -719,41 +853,17 @@ std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
     return std::move(results);
   };
 
-  // The bucket counts of each phase: cached ones cost nothing, the others
-  // are read together in one round trip. A phase with none stored has
-  // never been written, so none of its units were exposed.
+  // A phase without bucket counts has never been written, so none of its
+  // units were exposed.
   std::vector<std::string> bases;
   bases.reserve(queries.size());
-  absl::flat_hash_map<std::string, std::optional<Buckets>> phases;
-  std::vector<std::string> unknown;
   for (const RecordedVariantQuery& q : queries) {
     bases.push_back(KeyBase(*q.layout));
-    if (phases.contains(bases.back())) continue;
-    std::optional<Buckets>& buckets = phases[bases.back()];
-    absl::MutexLock lock(&mu_);
-    auto it = buckets_.find(bases.back());
-    if (it != buckets_.end()) {
-      buckets = it->second;
-    } else {
-      unknown.push_back(bases.back());
-    }
   }
-  if (!unknown.empty()) {
-    std::vector<RedisCommand> reads;
-    reads.reserve(unknown.size());
-    for (const std::string& base : unknown) {
-      reads.push_back(
-          {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
-    }
-    absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
-    if (!replies.ok()) return fail_all(replies.status());
-    for (size_t i = 0; i < unknown.size(); ++i) {
-      absl::StatusOr<std::optional<Buckets>> buckets =
-          ParseBuckets(unknown[i], (*replies)[i]);
-      if (!buckets.ok()) return fail_all(buckets.status());
-      phases[unknown[i]] = *buckets;
-    }
-  }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+      found = BucketsOfPhases(bases);
+  if (!found.ok()) return fail_all(found.status());
+  absl::flat_hash_map<std::string, std::optional<Buckets>>& phases = *found;
 
   // One round trip for the rest: each written phase's stored variant keys
   // (so an index is never read against reordered variants) and each unit's

@@ -82,6 +82,10 @@ class RedisEventStore final : public EventStore {
   // never written costs only that one.
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  // The same round trips for all batches together (three while some phase's
+  // bucket counts are not cached, else two, fewer when nothing is exposed).
+  std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches) override;
   // Two round trips; 2 + (number of cohort days) commands.
   absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) override;
@@ -109,6 +113,11 @@ class RedisEventStore final : public EventStore {
   // when nothing is stored and !create.
   absl::StatusOr<std::optional<Buckets>> BucketsOf(const std::string& base,
                                                    bool create);
+  // The bucket counts of each phase in `bases` (KeyBase()s, repeats
+  // allowed), nullopt for a phase never written: cached ones cost nothing,
+  // the others are read together in one round trip.
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+  BucketsOfPhases(const std::vector<std::string>& bases);
   // Reads the HMGET of the meta hash's bucket counts and caches them;
   // nullopt when none are stored.
   absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
@@ -118,7 +127,7 @@ class RedisEventStore final : public EventStore {
   // The outcomes in the script calls' replies (arrays of codes), in order;
   // INTERNAL unless there are `items` of them.
   absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
-      const ExperimentLayout& layout, const std::vector<RedisReply>& replies,
+      const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
       size_t items);
 
   RedisPool* const pool_;

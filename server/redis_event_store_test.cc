@@ -186,6 +186,54 @@ TEST_F(RedisEventStoreFanOut,
   EXPECT_TRUE(KeysOf("exp00").empty());
 }
 
+// The recorder hands all experiments' batches to the store at once, and the
+// store shares its round trips between them: the bucket counts of the
+// phases it has not cached, the units' records, the scripts. Before, each
+// of the 20 experiments cost at least one round trip of its own.
+TEST_F(RedisEventStoreFanOut, AnEventFannedOutToTwentyExperimentsTakesThreeRoundTrips) {
+  for (const auto& [experiment, unit] :
+       {std::pair<std::string, std::string>{"exp07", "u1"}, {"exp11", "u2"}}) {
+    ExposureInput exposure;
+    exposure.experiment_key = experiment;
+    exposure.unit = User(unit);
+    exposure.variant_key = "control";
+    absl::StatusOr<RecordBatchResult> exposed =
+        recorder_->RecordExposures(*config_, {exposure}, now_);
+    ASSERT_TRUE(exposed.ok()) << exposed.status();
+    ASSERT_EQ(exposed->recorded, 1);
+  }
+  std::vector<EventInput> orders;
+  for (const std::string unit : {"u1", "u2", "stranger"}) {
+    EventInput order;
+    order.unit = User(unit);
+    order.name = "order_completed";
+    order.value = 10.0;
+    order.time = now_ + absl::Minutes(1);
+    orders.push_back(order);
+  }
+  for (int call = 0; call < 2; ++call) {
+    SCOPED_TRACE(absl::StrCat("call ", call));
+    const int64_t trips = pool_->round_trips();
+    absl::StatusOr<RecordBatchResult> recorded =
+        recorder_->RecordEvents(*config_, orders, now_);
+    ASSERT_TRUE(recorded.ok()) << recorded.status();
+    // The 18 phases never written, the records, the two scripts.
+    EXPECT_EQ(pool_->round_trips() - trips, 3);
+    ASSERT_EQ(recorded->results.size(), 3u);
+    const WriteOutcome want =
+        call == 0 ? WriteOutcome::kRecorded : WriteOutcome::kDuplicate;
+    EXPECT_EQ(recorded->results[0].outcome, want);
+    EXPECT_EQ(recorded->results[1].outcome, want);
+    EXPECT_EQ(recorded->results[2].outcome, WriteOutcome::kIgnored);
+  }
+  for (const std::string experiment : {"exp07", "exp11"}) {
+    absl::StatusOr<ExperimentAggregates> a = store_->ReadAggregates(
+        LayoutOf(*config_, *config_->FindExperiment(experiment)));
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->variants[0].metrics["revenue"].sum, 10) << experiment;
+  }
+}
+
 TEST_F(RedisEventStoreFanOut, EventsOfUnitsExposedNowhereRunNoScriptAndStoreNothing) {
   std::vector<EventInput> orders;
   for (int i = 0; i < 100; ++i) {

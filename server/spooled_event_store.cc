@@ -234,6 +234,42 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::WriteEvents(
   return Write(layout, {}, events);
 }
 
+std::vector<WriteResult> SpooledEventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  absl::ReaderMutexLock mode(&mode_mu_);
+  bool spooling;
+  {
+    absl::MutexLock lock(&mu_);
+    spooling = spooling_;
+  }
+  std::vector<WriteResult> results(batches.size(),
+                                   std::vector<WriteOutcome>());
+  std::vector<bool> to_spool(batches.size(), spooling);
+  if (!spooling) {
+    std::vector<WriteResult> written = backend_->WriteEventBatches(batches);
+    if (written.size() != batches.size()) {
+      return std::vector<WriteResult>(
+          batches.size(),
+          absl::InternalError(absl::StrCat(
+              options_.backend_name, " answered ", written.size(),
+              " results for ", batches.size(), " batches")));
+    }
+    for (size_t i = 0; i < batches.size(); ++i) {
+      if (!written[i].ok() && IsTransientBackendError(written[i].status())) {
+        StartSpooling(written[i].status());
+        to_spool[i] = true;
+      } else {
+        results[i] = std::move(written[i]);
+      }
+    }
+  }
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (!to_spool[i] || batches[i].events.empty()) continue;
+    results[i] = AppendToSpool(*batches[i].layout, {}, batches[i].events);
+  }
+  return results;
+}
+
 absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::Write(
     const ExperimentLayout& layout, absl::Span<const Exposure> exposures,
     absl::Span<const Event> events) {
@@ -250,26 +286,35 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::Write(
     if (outcomes.ok() || !IsTransientBackendError(outcomes.status())) {
       return outcomes;
     }
-    // From now on, until a replay empties the spool, every write is spooled,
-    // this one first.
-    bool started = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!spooling_) {
-        spooling_ = true;
-        wake_ = true;
-        spool_reason_ = outcomes.status();
-        started = true;
-      }
-    }
-    if (started) {
-      Notify(absl::StrCat(options_.backend_name, " failed (",
-                          outcomes.status().ToString(),
-                          "); acknowledging recording calls from the local "
-                          "spool ",
-                          spool_->dir(), " until it is back"));
+    StartSpooling(outcomes.status());
+  }
+  return AppendToSpool(layout, exposures, events);
+}
+
+void SpooledEventStore::StartSpooling(const absl::Status& why) {
+  // From now on, until a replay empties the spool, every write is spooled,
+  // the failed one first.
+  bool started = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!spooling_) {
+      spooling_ = true;
+      wake_ = true;
+      spool_reason_ = why;
+      started = true;
     }
   }
+  if (started) {
+    Notify(absl::StrCat(options_.backend_name, " failed (", why.ToString(),
+                        "); acknowledging recording calls from the local "
+                        "spool ",
+                        spool_->dir(), " until it is back"));
+  }
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::AppendToSpool(
+    const ExperimentLayout& layout, absl::Span<const Exposure> exposures,
+    absl::Span<const Event> events) {
   const size_t items = exposures.size() + events.size();
   const std::string record = EncodeRecord(layout, exposures, events);
   if (absl::Status s = spool_->Append({record}); !s.ok()) {

@@ -139,6 +139,10 @@ class SpooledEventStore final : public EventStore {
       absl::Span<const Exposure> exposures) override;
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  // The batches go to the backend together; each one that fails with a
+  // transient error is spooled as WriteEvents would spool it.
+  std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches) override;
 
   absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) override;
@@ -163,6 +167,14 @@ class SpooledEventStore final : public EventStore {
   absl::StatusOr<std::vector<WriteOutcome>> Write(
       const ExperimentLayout& layout, absl::Span<const Exposure> exposures,
       absl::Span<const Event> events) ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);
+  // Switches writes to the spool (if they are not already) because the
+  // backend failed with `why`, and says so once.
+  void StartSpooling(const absl::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends one write to the spool: kSpooled per item, or the spool's error
+  // (nothing acknowledged). REQUIRES: mode_mu_ held shared.
+  absl::StatusOr<std::vector<WriteOutcome>> AppendToSpool(
+      const ExperimentLayout& layout, absl::Span<const Exposure> exposures,
+      absl::Span<const Event> events) ABSL_LOCKS_EXCLUDED(mu_);
   // One replay of everything in the spool; on success switches writes back
   // to the backend (or finds more to replay).
   absl::Status ReplayOnce() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);

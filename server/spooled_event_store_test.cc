@@ -108,6 +108,11 @@ class FlakyStore final : public EventStore {
     apply_before_failing_ = apply_before_failing;
   }
   void Heal() { Fail(absl::StatusCode::kOk); }
+  // Fail() then applies only to writes of this experiment ("" for all).
+  void OnlyExperiment(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    only_key_ = key;
+  }
 
   // The next write waits, once it has started, until Release().
   void HoldNextWrite() {
@@ -126,13 +131,13 @@ class FlakyStore final : public EventStore {
   absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
       const ExperimentLayout& layout,
       absl::Span<const Exposure> exposures) override {
-    return Write<Exposure>(exposures, [&](absl::Span<const Exposure> some) {
+    return Write<Exposure>(layout, exposures, [&](absl::Span<const Exposure> some) {
       return memory_.WriteExposures(layout, some);
     });
   }
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override {
-    return Write<Event>(events, [&](absl::Span<const Event> some) {
+    return Write<Event>(layout, events, [&](absl::Span<const Event> some) {
       return memory_.WriteEvents(layout, some);
     });
   }
@@ -147,8 +152,9 @@ class FlakyStore final : public EventStore {
 
  private:
   template <typename T, typename F>
-  absl::StatusOr<std::vector<WriteOutcome>> Write(absl::Span<const T> items,
-                                                  const F& write) {
+  absl::StatusOr<std::vector<WriteOutcome>> Write(
+      const ExperimentLayout& layout, absl::Span<const T> items,
+      const F& write) {
     bool hold = false;
     absl::StatusCode code;
     size_t apply = 0;
@@ -156,7 +162,9 @@ class FlakyStore final : public EventStore {
       absl::MutexLock lock(&mu_);
       ++writes_;
       std::swap(hold, hold_next_);
-      code = fail_code_;
+      code = only_key_.empty() || only_key_ == layout.key
+                 ? fail_code_
+                 : absl::StatusCode::kOk;
       apply = apply_before_failing_;
     }
     if (hold) {
@@ -172,6 +180,7 @@ class FlakyStore final : public EventStore {
   mutable absl::Mutex mu_;
   absl::StatusCode fail_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
   size_t apply_before_failing_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string only_key_ ABSL_GUARDED_BY(mu_);
   bool hold_next_ ABSL_GUARDED_BY(mu_) = false;
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Notification held_;
@@ -691,6 +700,73 @@ TEST_F(SpooledEventStoreTest, AWriteThatCanNeverApplyIsSetAsideNotDropped) {
   EXPECT_EQ(kept[0].layout.variant_keys, reordered.variant_keys);
   ASSERT_EQ(kept[0].exposures.size(), 1u);
   EXPECT_EQ(kept[0].exposures[0].unit_id, "u2");
+}
+
+// The recorder hands every experiment's events to WriteEventBatches at once.
+// A batch the backend fails transiently is spooled (and from then on every
+// write is, until replayed); the others keep the outcome the backend gave.
+TEST_F(SpooledEventStoreTest, OnlyTheFailedBatchOfSeveralIsSpooled) {
+  Open();
+  const ExperimentLayout checkout = CheckoutLayout();
+  const ExperimentLayout search = [] {
+    ExperimentLayout layout = CheckoutLayout();
+    layout.key = "search";
+    return layout;
+  }();
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    absl::StatusOr<std::vector<WriteOutcome>> exposed =
+        store_->WriteExposures(*layout, {Expose("u1", 1, kT0)});
+    ASSERT_TRUE(exposed.ok()) << exposed.status();
+  }
+  backend_.OnlyExperiment("search");
+  backend_.Fail(absl::StatusCode::kUnavailable);
+
+  const std::vector<Event> orders = {Order("u1", 20, kT0 + absl::Hours(1), "o1")};
+  const std::vector<EventBatch> batches = {{&checkout, orders},
+                                           {&search, orders}};
+  std::vector<WriteResult> results = store_->WriteEventBatches(batches);
+  ASSERT_EQ(results.size(), 2u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_THAT(*results[0], ElementsAre(WriteOutcome::kRecorded));
+  EXPECT_THAT(*results[1], ElementsAre(WriteOutcome::kSpooled));
+  EXPECT_EQ(store_->stats().spooled_writes, 1);
+  EXPECT_TRUE(store_->stats().spooling);
+
+  backend_.Heal();
+  AwaitDrained();
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    SCOPED_TRACE(layout->key);
+    absl::StatusOr<ExperimentAggregates> a =
+        backend_.memory().ReadAggregates(*layout);
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->variants[1].metrics["revenue"].sum, 20);
+  }
+}
+
+// A batch that fails with an error a replay cannot cure is returned as is;
+// the others are still written.
+TEST_F(SpooledEventStoreTest, APermanentErrorOfOneBatchLeavesTheOthersWritten) {
+  Open();
+  const ExperimentLayout checkout = CheckoutLayout();
+  const ExperimentLayout search = [] {
+    ExperimentLayout layout = CheckoutLayout();
+    layout.key = "search";
+    return layout;
+  }();
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    ASSERT_TRUE(store_->WriteExposures(*layout, {Expose("u1", 0, kT0)}).ok());
+  }
+  backend_.OnlyExperiment("checkout");
+  backend_.Fail(absl::StatusCode::kFailedPrecondition);
+  const std::vector<Event> orders = {Order("u1", 5, kT0 + absl::Hours(1), "o1")};
+  std::vector<WriteResult> results =
+      store_->WriteEventBatches({{&checkout, orders}, {&search, orders}});
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_THAT(*results[1], ElementsAre(WriteOutcome::kRecorded));
+  EXPECT_FALSE(store_->stats().spooling);
 }
 
 TEST(SpooledWriteEncoding, RoundTripsEveryField) {
