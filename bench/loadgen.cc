@@ -20,7 +20,9 @@
 // from its *scheduled* send time, so a server that stalls cannot hide it by
 // slowing the sender (coordinated omission); sends that left more than
 // --late_after after their schedule (all --inflight slots busy, or the
-// loadgen itself behind) are counted as late_sends.
+// loadgen itself behind) are counted as late_sends. Open mode also reports
+// the percentiles from the *actual* send time (service_*): what the server
+// and the network added, without the generator's own lateness.
 //
 // Every response's status is checked: errors are counted by code, and any
 // error makes the exit status 1 unless --allow_errors. A successful Assign
@@ -377,6 +379,10 @@ std::string ErrorName(int code) {
 // What one poller thread measured; merged at the end.
 struct Stats {
   Histogram latency_ns;
+  // From the actual send, not the schedule: what the server and network
+  // added, without the generator's own lateness (the same as latency_ns in
+  // closed mode).
+  Histogram service_ns;
   int64_t requests = 0;  // measured calls, failed ones included
   int64_t items = 0;     // units assigned or records sent in ok calls
   std::array<int64_t, kErrorKinds> errors{};
@@ -397,6 +403,7 @@ struct Stats {
 
   void Merge(const Stats& o) {
     latency_ns.Merge(o.latency_ns);
+    service_ns.Merge(o.service_ns);
     requests += o.requests;
     items += o.items;
     for (int i = 0; i < kErrorKinds; ++i) errors[i] += o.errors[i];
@@ -441,6 +448,7 @@ struct Slot {
       events_reader;
   grpc::Status status;
   int64_t start_ns = 0;  // scheduled (open) or actual (closed) send time
+  int64_t sent_ns = 0;   // actual send time
   bool measured = false;
   // Record mode: the units of the last exposure batch, whose events follow.
   std::vector<std::string> exposed_units;
@@ -600,7 +608,8 @@ class Worker {
     slot->context = std::make_unique<grpc::ClientContext>();
     slot->context->set_deadline(std::chrono::system_clock::now() +
                                 absl::ToChronoNanoseconds(options_.timeout));
-    slot->start_ns = scheduled_ns >= 0 ? scheduled_ns : NowNanos();
+    slot->sent_ns = NowNanos();
+    slot->start_ns = scheduled_ns >= 0 ? scheduled_ns : slot->sent_ns;
     slot->measured = slot->start_ns >= schedule_.measure_ns &&
                      slot->start_ns < schedule_.end_ns;
     switch (slot->kind) {
@@ -647,6 +656,7 @@ class Worker {
     if (!slot->measured) return;
     ++stats_.requests;
     stats_.latency_ns.Record(now - slot->start_ns);
+    stats_.service_ns.Record(now - slot->sent_ns);
     stats_.last_completion_ns = std::max(stats_.last_completion_ns, now);
     if (!ok) {
       Fail(slot->status.error_code(), slot->status.error_message());
@@ -923,9 +933,15 @@ int Run(const LoadOptions& options) {
       Micros(h.ValueAtPercentile(99)), Micros(h.ValueAtPercentile(99.9)),
       Micros(h.max()), h.mean() / 1000, mean_bytes, cpu_cores);
   if (options.mode == Mode::kOpen) {
-    absl::StrAppendFormat(&summary, "  late sends (> %s after schedule): %d\n",
-                          absl::FormatDuration(options.late_after),
-                          total.late_sends);
+    const Histogram& service = total.service_ns;
+    absl::StrAppendFormat(
+        &summary,
+        "  late sends (> %s after schedule): %d\n"
+        "  from the actual send, us: p50 %s  p99 %s  p99.9 %s\n",
+        absl::FormatDuration(options.late_after), total.late_sends,
+        Micros(service.ValueAtPercentile(50)),
+        Micros(service.ValueAtPercentile(99)),
+        Micros(service.ValueAtPercentile(99.9)));
   }
   if (options.call == CallKind::kRecord) {
     const auto& o = total.outcomes;
@@ -958,6 +974,7 @@ int Run(const LoadOptions& options) {
         "\"items\":%lld,\"items_per_s\":%.1f,"
         "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
         "\"max_us\":%s,\"mean_us\":%.1f,"
+        "\"service_p50_us\":%s,\"service_p99_us\":%s,\"service_p999_us\":%s,"
         "\"errors\":%lld,\"errors_by_code\":{%s},\"late_sends\":%lld,"
         "\"response_bytes\":%.0f,\"loadgen_cpu\":%.2f,"
         "\"recorded\":%lld,\"exposures_recorded\":%lld,\"duplicate\":%lld,"
@@ -970,7 +987,11 @@ int Run(const LoadOptions& options) {
         Micros(h.ValueAtPercentile(90)).c_str(),
         Micros(h.ValueAtPercentile(99)).c_str(),
         Micros(h.ValueAtPercentile(99.9)).c_str(), Micros(h.max()).c_str(),
-        h.mean() / 1000, static_cast<long long>(errors),
+        h.mean() / 1000,
+        Micros(total.service_ns.ValueAtPercentile(50)).c_str(),
+        Micros(total.service_ns.ValueAtPercentile(99)).c_str(),
+        Micros(total.service_ns.ValueAtPercentile(99.9)).c_str(),
+        static_cast<long long>(errors),
         absl::StrJoin(error_json, ",").c_str(),
         static_cast<long long>(total.late_sends), mean_bytes, cpu_cores,
         static_cast<long long>(o[v1::RECORD_OUTCOME_RECORDED]),
@@ -1083,7 +1104,9 @@ int main(int argc, char** argv) {
       "requests (calls sent in the window), qps, items and items_per_s "
       "(units assigned, records sent, or results read, in successful calls), p50_us, "
       "p90_us, p99_us, p999_us, max_us, mean_us (latency in microseconds; "
-      "percentiles within 0.8% of the truth, never below it), errors, "
+      "percentiles within 0.8% of the truth, never below it; from the "
+      "scheduled send time in open mode), service_p50_us, service_p99_us, "
+      "service_p999_us (from the actual send time), errors, "
       "errors_by_code ({\"UNAVAILABLE\": n, ...}), late_sends (open mode), "
       "response_bytes (mean serialized size), loadgen_cpu (cores this "
       "process used while measuring: near the cores it may use, it is the "
