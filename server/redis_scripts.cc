@@ -17,7 +17,38 @@ local base = ARGV[1]
 local agg = base .. 'agg'
 
 local function day_of(ms) return math.floor(ms / MS_DAY) end
-local function day_key(day) return base .. 'd:' .. string.format('%d', day) end
+-- Key and field names are cached: every concatenation makes Lua intern a
+-- new string, and a chunk's items mostly share them.
+local day_keys = {}
+local function day_key(day)
+  local k = day_keys[day]
+  if not k then
+    k = base .. 'd:' .. string.format('%d', day)
+    day_keys[day] = k
+  end
+  return k
+end
+-- fields[v][sig][stat]: '<v>|<sig>|<stat>'; fields[v][0]: 'exposed|<v>'.
+local fields = {}
+local function field(v, sig, stat)
+  local by_v = fields[v]
+  if not by_v then
+    by_v = {[0] = 'exposed|' .. v}
+    fields[v] = by_v
+  end
+  if sig == nil then return by_v[0] end
+  local by_sig = by_v[sig]
+  if not by_sig then
+    by_sig = {}
+    by_v[sig] = by_sig
+  end
+  local f = by_sig[stat]
+  if not f then
+    f = v .. '|' .. sig .. '|' .. stat
+    by_sig[stat] = f
+  end
+  return f
+end
 
 local function parse(rec)
   local v, flags, first = struct.unpack('<BBi6', rec)
@@ -87,22 +118,22 @@ end
 -- `key`. Binomial and retention metrics keep only `units` (their sum and
 -- sum of squares equal it).
 local function apply_unit(key, sign, v, states, order)
-  count(key, 'exposed|' .. v, sign)
+  count(key, field(v), sign)
   for _, id in ipairs(order) do
     local s = states[id]
-    local p = v .. '|' .. mname(id) .. '|'
-    count(key, p .. 'units', sign)
+    local sig = mname(id)
+    count(key, field(v, sig, 'units'), sign)
     if #s == 8 then
       local x = struct.unpack('<d', s)
-      sum(key, p .. 'sum', sign * x)
-      sum(key, p .. 'sum_sq', sign * (x * x))
+      sum(key, field(v, sig, 'sum'), sign * x)
+      sum(key, field(v, sig, 'sum_sq'), sign * (x * x))
     elseif #s == 16 then
       local n, d = struct.unpack('<dd', s)
-      sum(key, p .. 'sum_num', sign * n)
-      sum(key, p .. 'sum_den', sign * d)
-      sum(key, p .. 'sum_num_sq', sign * (n * n))
-      sum(key, p .. 'sum_den_sq', sign * (d * d))
-      sum(key, p .. 'sum_num_den', sign * (n * d))
+      sum(key, field(v, sig, 'sum_num'), sign * n)
+      sum(key, field(v, sig, 'sum_den'), sign * d)
+      sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
+      sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
+      sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
     end
   end
 end
@@ -140,16 +171,22 @@ elseif stored ~= variants then
   end
 end
 
+local cv_fields = {}
 local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
   if seen(ibucket, ifield) then return 1 end
-  count(agg, 'cv|' .. cv, 1)
+  local cvf = cv_fields[cv]
+  if not cvf then
+    cvf = 'cv|' .. cv
+    cv_fields[cv] = cvf
+  end
+  count(agg, cvf, 1)
 
   local ukey = base .. 'u:' .. ubucket
   local rec = redis.call('HGET', ukey, ufield)
   if not rec then
     redis.call('HSET', ukey, ufield, struct.pack('<BBi6', v, 0, t))
     local day = day_of(t)
-    count(day_key(day), 'exposed|' .. v, 1)
+    count(day_key(day), field(v), 1)
     new_days[day] = true
     return 0
   end
@@ -231,6 +268,14 @@ if #sigs > 0 then
   end
 end
 
+-- An event's delta for a metric source: 1 for a count, its value for a
+-- value aggregation (nil when it has none), nil when the source is another
+-- event.
+local function delta_of(aggregation, value)
+  if aggregation == 1 then return 1 elseif aggregation == 2 then return value end
+  return nil
+end
+
 -- The unit check comes first: an event that cannot count (unit not exposed,
 -- multi-exposed, or before its first exposure) costs one HGET and leaves no
 -- idempotency key, so a retry after the exposure arrived is judged afresh.
@@ -245,10 +290,6 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
 
   local value = nil
   if value_arg ~= '' then value = tonumber(value_arg) end
-  local function delta_of(aggregation)
-    if aggregation == 1 then return 1 elseif aggregation == 2 then return value end
-    return nil
-  end
   local dkey = day_key(day_of(first))
   local changed = false
 
@@ -257,7 +298,7 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
     local id = ids[m.sig]
     local s = states[id]
     local counted = s ~= nil
-    local p = rv .. '|' .. m.sig .. '|'
+    local sig = m.sig
     local window_end = first + m.window
 
     local inside = false
@@ -268,14 +309,14 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
       local from = first + m.rday * MS_DAY
       inside = t >= from and t < from + MS_DAY and not counted
     else
-      dn, dd = delta_of(m.a), delta_of(m.b)
+      dn, dd = delta_of(m.a, value), delta_of(m.b, value)
       inside = (dn ~= nil or dd ~= nil) and t < window_end
     end
 
     if inside then
       if not counted then
         order[#order + 1] = id
-        count(dkey, p .. 'units', 1)
+        count(dkey, field(rv, sig, 'units'), 1)
       end
       if typ == 'b' or typ == 't' then
         states[id] = ''
@@ -284,19 +325,19 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
         local x = 0
         if counted then x = struct.unpack('<d', s) end
         states[id] = struct.pack('<d', x + dn)
-        sum(dkey, p .. 'sum', dn)
-        sum(dkey, p .. 'sum_sq', 2 * x * dn + dn * dn)
+        sum(dkey, field(rv, sig, 'sum'), dn)
+        sum(dkey, field(rv, sig, 'sum_sq'), 2 * x * dn + dn * dn)
         if not counted or dn ~= 0 then changed = true end
       else
         local n, d = 0, 0
         if counted then n, d = struct.unpack('<dd', s) end
         local nn, nd = n + (dn or 0), d + (dd or 0)
         states[id] = struct.pack('<dd', nn, nd)
-        sum(dkey, p .. 'sum_num', nn - n)
-        sum(dkey, p .. 'sum_den', nd - d)
-        sum(dkey, p .. 'sum_num_sq', nn * nn - n * n)
-        sum(dkey, p .. 'sum_den_sq', nd * nd - d * d)
-        sum(dkey, p .. 'sum_num_den', nn * nd - n * d)
+        sum(dkey, field(rv, sig, 'sum_num'), nn - n)
+        sum(dkey, field(rv, sig, 'sum_den'), nd - d)
+        sum(dkey, field(rv, sig, 'sum_num_sq'), nn * nn - n * n)
+        sum(dkey, field(rv, sig, 'sum_den_sq'), nd * nd - d * d)
+        sum(dkey, field(rv, sig, 'sum_num_den'), nn * nd - n * d)
         if not counted or nn ~= n or nd ~= d then changed = true end
       end
     end
