@@ -25,12 +25,19 @@ ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment) {
   return layout;
 }
 
+std::vector<Event> EventsOf(const EventBatch& batch) {
+  std::vector<Event> events;
+  events.reserve(batch.events.size());
+  for (const Event* e : batch.events) events.push_back(*e);
+  return events;
+}
+
 std::vector<WriteResult> EventStore::WriteEventBatches(
     absl::Span<const EventBatch> batches) {
   std::vector<WriteResult> results;
   results.reserve(batches.size());
   for (const EventBatch& batch : batches) {
-    results.push_back(WriteEvents(*batch.layout, batch.events));
+    results.push_back(WriteEvents(*batch.layout, EventsOf(batch)));
   }
   return results;
 }

@@ -118,11 +118,16 @@ struct RecordedVariantQuery {
 // never exposed, or why the store could not tell.
 using RecordedVariantResult = absl::StatusOr<std::optional<int>>;
 
-// One experiment phase's events, for EventStore::WriteEventBatches.
+// One experiment phase's events, for EventStore::WriteEventBatches. The
+// events are pointers so that batches can share them: an event fans out to
+// many experiments, and copying it for each cost more than writing it.
 struct EventBatch {
   const ExperimentLayout* layout = nullptr;  // not owned
-  absl::Span<const Event> events;            // not owned
+  absl::Span<const Event* const> events;     // not owned
 };
+
+// The events `batch` points at, copied (for stores that take a span).
+std::vector<Event> EventsOf(const EventBatch& batch);
 
 // WriteEvents's answer for one EventBatch.
 using WriteResult = absl::StatusOr<std::vector<WriteOutcome>>;

@@ -10,6 +10,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -394,12 +395,15 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
                           : config.experiments_by_event;
   // What each event is sent to: filled first, so each experiment's batch is
   // allocated once at its final size.
+  // The Event sent for an item is the same for every experiment of one
+  // unit id type, so it is built once and the batches point at it.
   struct Send {
     int experiment = 0;
     size_t item = 0;
-    const std::string* unit_id = nullptr;
+    size_t event = 0;  // index into `shared`
   };
   std::vector<Send> sends;
+  std::vector<Event> shared;
   std::vector<std::string> keys(events.size());  // the events' idempotency keys
   absl::flat_hash_map<int, size_t> sends_to;  // by experiment index
   // Per item: whether some experiment reported a duplicate, or spooled it.
@@ -420,6 +424,8 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
     // Experiments mostly share a few id types: look each up once.
     const std::string* last_type = nullptr;
     const std::string* last_id = nullptr;
+    // The item's Events so far, by unit id (one per id type it was sent as).
+    absl::InlinedVector<std::pair<const std::string*, size_t>, 2> built;
     for (int index : it->second) {
       const Experiment& e = config.experiments[index];
       if (last_type == nullptr || *last_type != e.unit_id_type) {
@@ -441,28 +447,36 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
         keys[i] = ev.idempotency_key.empty() ? DeriveEventKey(ev)
                                              : ClientKey(ev.idempotency_key);
       }
-      sends.push_back({index, i, unit_id});
+      auto found = std::find_if(built.begin(), built.end(), [&](const auto& b) {
+        return b.first == unit_id;
+      });
+      if (found == built.end()) {
+        Event& event = shared.emplace_back();
+        event.unit_id = *unit_id;
+        event.name = ev.name;
+        event.value = ev.value;
+        event.time = ev.time.value_or(now);
+        event.idempotency_key = keys[i];
+        built.push_back({unit_id, shared.size() - 1});
+        found = built.end() - 1;
+      }
+      sends.push_back({index, i, found->second});
       ++sends_to[index];
       sent = true;
     }
     result.ignore_reason = sent ? IgnoreReason::kNotAttributed : reason;
   }
-  std::map<int, std::pair<std::vector<size_t>, std::vector<Event>>> groups;
+  std::map<int, std::pair<std::vector<size_t>, std::vector<const Event*>>>
+      groups;
   for (const auto& [index, count] : sends_to) {
     auto& group = groups[index];
     group.first.reserve(count);
     group.second.reserve(count);
   }
   for (const Send& send : sends) {
-    const EventInput& ev = events[send.item];
     auto& group = groups[send.experiment];
     group.first.push_back(send.item);
-    Event& event = group.second.emplace_back();
-    event.unit_id = *send.unit_id;
-    event.name = ev.name;
-    event.value = ev.value;
-    event.time = ev.time.value_or(now);
-    event.idempotency_key = keys[send.item];
+    group.second.push_back(&shared[send.event]);
   }
 
   // All experiments' batches go to the store together, so a store can share

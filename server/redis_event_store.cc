@@ -547,7 +547,10 @@ std::vector<std::string> MetricArgs(const ExperimentLayout& layout,
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
     const ExperimentLayout& layout, absl::Span<const Event> events) {
-  const EventBatch batch{&layout, events};
+  std::vector<const Event*> pointers;
+  pointers.reserve(events.size());
+  for (const Event& e : events) pointers.push_back(&e);
+  const EventBatch batch{&layout, pointers};
   return std::move(WriteEventBatches(absl::MakeConstSpan(&batch, 1))[0]);
 }
 
@@ -620,17 +623,17 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   for (size_t i = 0; i < batches.size(); ++i) {
     Plan& plan = plans[i];
     if (!plan.active) continue;
-    absl::Span<const Event> events = batches[i].events;
+    absl::Span<const Event* const> events = batches[i].events;
     absl::flat_hash_map<std::string, size_t> read_of_bucket;
     absl::flat_hash_map<absl::string_view, size_t> unit_index;  // by unit id
     plan.unit_of.resize(events.size());
     for (size_t j = 0; j < events.size(); ++j) {
       auto [it, inserted] =
-          unit_index.try_emplace(events[j].unit_id, plan.units.size());
+          unit_index.try_emplace(events[j]->unit_id, plan.units.size());
       plan.unit_of[j] = it->second;
       if (!inserted) continue;
       std::vector<std::string> args;
-      AppendUnitArgs(plan.buckets.units, events[j].unit_id, &args);
+      AppendUnitArgs(plan.buckets.units, events[j]->unit_id, &args);
       UnitRef& unit = plan.units.emplace_back();
       unit.bucket = std::move(args[0]);
       unit.field = std::move(args[1]);
@@ -673,7 +676,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   for (size_t i = 0; i < batches.size(); ++i) {
     Plan& plan = plans[i];
     if (!plan.active) continue;
-    absl::Span<const Event> events = batches[i].events;
+    absl::Span<const Event* const> events = batches[i].events;
     absl::Status error;
     for (size_t j = 0; j < events.size() && error.ok(); ++j) {
       const UnitRef& unit = plan.units[plan.unit_of[j]];
@@ -695,7 +698,8 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
         error = header.status();
         break;
       }
-      if (header->multi_exposed || StoreMillis(events[j].time) < header->first_ms)
+      if (header->multi_exposed ||
+          StoreMillis(events[j]->time) < header->first_ms)
         continue;
       plan.called.push_back(j);
     }
@@ -723,7 +727,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
       items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
       items.push_back(absl::StrCat(end - start));
       for (size_t k = start; k < end; ++k) {
-        const Event& e = events[plan.called[k]];
+        const Event& e = *events[plan.called[k]];
         const UnitRef& unit = plan.units[plan.unit_of[plan.called[k]]];
         auto [g, new_group] = group_of.try_emplace(
             e.name, static_cast<int>(group_of.size()) + 1);

@@ -368,5 +368,86 @@ TEST_F(RedisEventStoreFanOut, FiguresOfTheFirstLayoutReadTheSame) {
   EXPECT_EQ(a->daily.begin()->second[1].exposed, 40);
 }
 
+// One event carries a user id and a device id; experiments bucketed by each
+// must see the event under their own id (the recorder builds one Event per
+// id type and shares it between the experiments of that type).
+TEST(RedisEventStoreIdTypes, AnEventReachesUserAndDeviceExperimentsUnderTheirOwnIds) {
+  absl::StatusOr<std::unique_ptr<testing::RedisProcess>> redis =
+      testing::RedisProcess::Start();
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  RedisOptions options;
+  options.port = (*redis)->port();
+  options.key_prefix = kPrefix;
+  absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(options);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+      RedisEventStore::Create(pool->get());
+  ASSERT_TRUE(store.ok()) << store.status();
+  Recorder recorder(store->get());
+  ParseResult parsed = ParseConfig(R"(
+metrics:
+  - {key: revenue, type: sum, event: order_completed, aggregate: value}
+experiments:
+  - key: by_user
+    status: running
+    variants: [{key: control, weight: 50}, {key: treatment, weight: 50}]
+    metrics: [revenue]
+    primary_metric: revenue
+  - key: by_device
+    status: running
+    unit: device_id
+    variants: [{key: control, weight: 50}, {key: treatment, weight: 50}]
+    metrics: [revenue]
+    primary_metric: revenue
+  - key: by_user_too
+    status: running
+    variants: [{key: control, weight: 50}, {key: treatment, weight: 50}]
+    metrics: [revenue]
+    primary_metric: revenue
+)",
+                                   "id_types.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
+  const Config& config = *parsed.config;
+  const absl::Time now = absl::Now();
+
+  std::vector<ExposureInput> exposures(3);
+  exposures[0].experiment_key = "by_user";
+  exposures[0].unit.ids["user_id"] = "u1";
+  exposures[1].experiment_key = "by_device";
+  exposures[1].unit.ids["device_id"] = "d1";
+  exposures[2].experiment_key = "by_user_too";
+  exposures[2].unit.ids["user_id"] = "u1";
+  for (ExposureInput& x : exposures) x.variant_key = "treatment";
+  absl::StatusOr<RecordBatchResult> exposed =
+      recorder.RecordExposures(config, exposures, now);
+  ASSERT_TRUE(exposed.ok()) << exposed.status();
+  ASSERT_EQ(exposed->recorded, 3);
+
+  std::vector<EventInput> orders(2);
+  orders[0].unit.ids = {{"user_id", "u1"}, {"device_id", "d1"}};
+  orders[0].value = 7.0;
+  orders[1].unit.ids = {{"device_id", "d1"}};
+  orders[1].value = 3.0;
+  for (EventInput& e : orders) {
+    e.name = "order_completed";
+    e.time = now + absl::Minutes(1);
+  }
+  absl::StatusOr<RecordBatchResult> recorded =
+      recorder.RecordEvents(config, orders, now);
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_EQ(recorded->results[0].experiments_recorded, 3);
+  EXPECT_EQ(recorded->results[1].experiments_recorded, 1);
+
+  auto revenue = [&](const std::string& experiment) {
+    absl::StatusOr<ExperimentAggregates> a = (*store)->ReadAggregates(
+        LayoutOf(config, *config.FindExperiment(experiment)));
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? a->variants[1].metrics["revenue"].sum : -1;
+  };
+  EXPECT_EQ(revenue("by_user"), 7);
+  EXPECT_EQ(revenue("by_device"), 10);
+  EXPECT_EQ(revenue("by_user_too"), 7);
+}
+
 }  // namespace
 }  // namespace abexp

@@ -265,7 +265,7 @@ std::vector<WriteResult> SpooledEventStore::WriteEventBatches(
   }
   for (size_t i = 0; i < batches.size(); ++i) {
     if (!to_spool[i] || batches[i].events.empty()) continue;
-    results[i] = AppendToSpool(*batches[i].layout, {}, batches[i].events);
+    results[i] = AppendToSpool(*batches[i].layout, {}, EventsOf(batches[i]));
   }
   return results;
 }

@@ -721,7 +721,8 @@ TEST_F(SpooledEventStoreTest, OnlyTheFailedBatchOfSeveralIsSpooled) {
   backend_.OnlyExperiment("search");
   backend_.Fail(absl::StatusCode::kUnavailable);
 
-  const std::vector<Event> orders = {Order("u1", 20, kT0 + absl::Hours(1), "o1")};
+  const Event order = Order("u1", 20, kT0 + absl::Hours(1), "o1");
+  const std::vector<const Event*> orders = {&order};  // shared by both
   const std::vector<EventBatch> batches = {{&checkout, orders},
                                            {&search, orders}};
   std::vector<WriteResult> results = store_->WriteEventBatches(batches);
@@ -759,9 +760,11 @@ TEST_F(SpooledEventStoreTest, APermanentErrorOfOneBatchLeavesTheOthersWritten) {
   }
   backend_.OnlyExperiment("checkout");
   backend_.Fail(absl::StatusCode::kFailedPrecondition);
-  const std::vector<Event> orders = {Order("u1", 5, kT0 + absl::Hours(1), "o1")};
-  std::vector<WriteResult> results =
-      store_->WriteEventBatches({{&checkout, orders}, {&search, orders}});
+  const Event order = Order("u1", 5, kT0 + absl::Hours(1), "o1");
+  const std::vector<const Event*> orders = {&order};
+  const std::vector<EventBatch> batches = {{&checkout, orders},
+                                           {&search, orders}};
+  std::vector<WriteResult> results = store_->WriteEventBatches(batches);
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0].status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(results[1].ok()) << results[1].status();
