@@ -181,15 +181,15 @@ local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
   end
   count(agg, cvf, 1)
 
+  -- A new unit (the common case) is one HSETNX; only a known one is read.
   local ukey = base .. 'u:' .. ubucket
-  local rec = redis.call('HGET', ukey, ufield)
-  if not rec then
-    redis.call('HSET', ukey, ufield, struct.pack('<BBi6', v, 0, t))
+  if redis.call('HSETNX', ukey, ufield, struct.pack('<BBi6', v, 0, t)) == 1 then
     local day = day_of(t)
     count(day_key(day), field(v), 1)
     new_days[day] = true
     return 0
   end
+  local rec = redis.call('HGET', ukey, ufield)
 
   local rv, flags, first, states, order = parse(rec)
   if flags % 2 == 1 then return 2 end
