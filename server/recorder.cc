@@ -393,10 +393,10 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   const absl::flat_hash_map<std::string, std::vector<int>>& by_event =
       indexed.has_value() ? indexed->experiments_by_event
                           : config.experiments_by_event;
-  // What each event is sent to: filled first, so each experiment's batch is
-  // allocated once at its final size.
-  // The Event sent for an item is the same for every experiment of one
-  // unit id type, so it is built once and the batches point at it.
+  // What each item is sent to, filled first so that each experiment's batch
+  // is allocated once at its final size. The Event sent for an item is the
+  // same for every experiment of one unit id type, so it is built once, in
+  // `shared`, and the batches point at it.
   struct Send {
     int experiment = 0;
     size_t item = 0;
@@ -404,7 +404,6 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   };
   std::vector<Send> sends;
   std::vector<Event> shared;
-  std::vector<std::string> keys(events.size());  // the events' idempotency keys
   absl::flat_hash_map<int, size_t> sends_to;  // by experiment index
   // Per item: whether some experiment reported a duplicate, or spooled it.
   std::vector<bool> duplicate(events.size(), false);
@@ -421,6 +420,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
     IgnoreReason reason = IgnoreReason::kMissingUnitId;
     std::optional<bool> held_out;
     bool sent = false;
+    std::string key;  // the idempotency key, derived once it is needed
     // Experiments mostly share a few id types: look each up once.
     const std::string* last_type = nullptr;
     const std::string* last_id = nullptr;
@@ -443,9 +443,9 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
         reason = IgnoreReason::kHoldout;
         continue;
       }
-      if (keys[i].empty()) {
-        keys[i] = ev.idempotency_key.empty() ? DeriveEventKey(ev)
-                                             : ClientKey(ev.idempotency_key);
+      if (key.empty()) {
+        key = ev.idempotency_key.empty() ? DeriveEventKey(ev)
+                                         : ClientKey(ev.idempotency_key);
       }
       auto found = std::find_if(built.begin(), built.end(), [&](const auto& b) {
         return b.first == unit_id;
@@ -456,7 +456,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
         event.name = ev.name;
         event.value = ev.value;
         event.time = ev.time.value_or(now);
-        event.idempotency_key = keys[i];
+        event.idempotency_key = key;
         built.push_back({unit_id, shared.size() - 1});
         found = built.end() - 1;
       }
