@@ -137,8 +137,8 @@ class EventStore {
   virtual ~EventStore() = default;
 
   // Applies each exposure atomically and returns one outcome per input, in
-  // order. The whole batch goes to the store in one round trip where the
-  // store allows. On error the batch may be partly applied; retrying it is
+  // order. The batch goes to the store in as few round trips as it allows
+  // (RedisEventStore: one for exposures, two for events). On error the batch may be partly applied; retrying it is
   // safe because of the idempotency keys.
   virtual absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
       const ExperimentLayout& layout, absl::Span<const Exposure> exposures) = 0;
