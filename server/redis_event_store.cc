@@ -234,25 +234,27 @@ std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
                       layout.phase, "}:");
 }
 
-absl::StatusOr<std::optional<RedisEventStore::Buckets>>
-RedisEventStore::BucketsOf(const std::string& base, bool create) {
+absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
+    const std::string& base) {
   {
     absl::MutexLock lock(&mu_);
     auto it = buckets_.find(base);
     if (it != buckets_.end()) return it->second;
   }
   std::string meta = base + "meta";
-  std::vector<RedisCommand> commands;
-  if (create) {
-    commands.push_back(
-        {"HSETNX", meta, "unit_buckets", absl::StrCat(options_.unit_buckets)});
-    commands.push_back({"HSETNX", meta, "idempotency_buckets",
-                        absl::StrCat(options_.idempotency_buckets)});
-  }
-  commands.push_back({"HMGET", meta, "unit_buckets", "idempotency_buckets"});
+  std::vector<RedisCommand> commands = {
+      {"HSETNX", meta, "unit_buckets", absl::StrCat(options_.unit_buckets)},
+      {"HSETNX", meta, "idempotency_buckets",
+       absl::StrCat(options_.idempotency_buckets)},
+      {"HMGET", meta, "unit_buckets", "idempotency_buckets"}};
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
   if (!replies.ok()) return replies.status();
-  return ParseBuckets(base, replies->back());
+  absl::StatusOr<std::optional<Buckets>> buckets =
+      ParseBuckets(base, replies->back());
+  if (!buckets.ok()) return buckets.status();
+  if (!buckets->has_value())
+    return absl::InternalError("bucket counts missing after HSETNX");
+  return **buckets;
 }
 
 absl::StatusOr<std::optional<RedisEventStore::Buckets>>
@@ -453,12 +455,9 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
     return s;
   if (exposures.empty()) return std::vector<WriteOutcome>{};
   std::string base = KeyBase(layout);
-  absl::StatusOr<std::optional<Buckets>> buckets =
-      BucketsOf(base, /*create=*/true);
+  absl::StatusOr<Buckets> buckets = CreateBuckets(base);
   if (!buckets.ok()) return buckets.status();
-  if (!buckets->has_value())
-    return absl::InternalError("bucket counts missing after HSETNX");
-  const Buckets& b = **buckets;
+  const Buckets& b = *buckets;
 
   // Chunks of kItemsPerScript exposures, one script call each, all in one
   // round trip.
@@ -673,6 +672,8 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   // Chunks of kItemsPerScript events, one script call each, all in one round
   // trip. A chunk lists the metric arguments once per event name in it.
   std::vector<RedisScriptCall> calls;
+  std::vector<std::string> generation;  // one clock reading for every chunk
+  AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &generation);
   for (size_t i = 0; i < batches.size(); ++i) {
     Plan& plan = plans[i];
     if (!plan.active) continue;
@@ -718,8 +719,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
       call.script = &write_events_;
       call.keys = {meta};
       call.args = {plan.base};
-      AppendGenerationArgs(options_.idempotency_ttl, options_.clock(),
-                           &call.args);
+      call.args.insert(call.args.end(), generation.begin(), generation.end());
       call.args.push_back("");  // the group count, set below
       const size_t group_count_arg = call.args.size() - 1;
       absl::flat_hash_map<absl::string_view, int> group_of;  // by event name

@@ -109,10 +109,9 @@ class RedisEventStore final : public EventStore {
   RedisEventStore(RedisPool* pool, RedisEventStoreOptions options);
 
   // The bucket counts of the experiment phase: those stored in its meta
-  // hash, else (when `create`) the options' values, stored now. nullopt
-  // when nothing is stored and !create.
-  absl::StatusOr<std::optional<Buckets>> BucketsOf(const std::string& base,
-                                                   bool create);
+  // hash, else the options' values, stored now (for its first exposures;
+  // events use BucketsOfPhases, which stores nothing).
+  absl::StatusOr<Buckets> CreateBuckets(const std::string& base);
   // The bucket counts of each phase in `bases` (KeyBase()s, repeats
   // allowed), nullopt for a phase never written: cached ones cost nothing,
   // the others are read together in one round trip.
