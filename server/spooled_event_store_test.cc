@@ -705,14 +705,17 @@ TEST_F(SpooledEventStoreTest, AWriteThatCanNeverApplyIsSetAsideNotDropped) {
 // The recorder hands every experiment's events to WriteEventBatches at once.
 // A batch the backend fails transiently is spooled (and from then on every
 // write is, until replayed); the others keep the outcome the backend gave.
+// CheckoutLayout() under another experiment key.
+ExperimentLayout SearchLayout() {
+  ExperimentLayout layout = CheckoutLayout();
+  layout.key = "search";
+  return layout;
+}
+
 TEST_F(SpooledEventStoreTest, OnlyTheFailedBatchOfSeveralIsSpooled) {
   Open();
   const ExperimentLayout checkout = CheckoutLayout();
-  const ExperimentLayout search = [] {
-    ExperimentLayout layout = CheckoutLayout();
-    layout.key = "search";
-    return layout;
-  }();
+  const ExperimentLayout search = SearchLayout();
   for (const ExperimentLayout* layout : {&checkout, &search}) {
     absl::StatusOr<std::vector<WriteOutcome>> exposed =
         store_->WriteExposures(*layout, {Expose("u1", 1, kT0)});
@@ -750,11 +753,7 @@ TEST_F(SpooledEventStoreTest, OnlyTheFailedBatchOfSeveralIsSpooled) {
 TEST_F(SpooledEventStoreTest, APermanentErrorOfOneBatchLeavesTheOthersWritten) {
   Open();
   const ExperimentLayout checkout = CheckoutLayout();
-  const ExperimentLayout search = [] {
-    ExperimentLayout layout = CheckoutLayout();
-    layout.key = "search";
-    return layout;
-  }();
+  const ExperimentLayout search = SearchLayout();
   for (const ExperimentLayout* layout : {&checkout, &search}) {
     ASSERT_TRUE(store_->WriteExposures(*layout, {Expose("u1", 0, kT0)}).ok());
   }
