@@ -50,11 +50,17 @@ struct Exposure {
   std::string idempotency_key;
 };
 
+// The largest magnitude of an event value. Metrics keep sums of squares of
+// values in doubles; at ±1e15 a square is 1e30, so no realistic count of
+// events can overflow an aggregate, while money in cents or durations in
+// microseconds still fit with room to spare.
+inline constexpr double kMaxEventValue = 1e15;
+
 // One event, as it concerns one experiment.
 struct Event {
   std::string unit_id;  // the id of the experiment's unit id type
   std::string name;
-  std::optional<double> value;  // finite when set
+  std::optional<double> value;  // finite and within ±kMaxEventValue when set
   absl::Time time;
   std::string idempotency_key;  // never empty, as for Exposure
 };
