@@ -62,7 +62,8 @@ absl::StatusOr<SampleSizeResult> Rounded(double n, double baseline,
   }
   SampleSizeResult result;
   result.per_variant_exact = n;
-  result.per_variant = static_cast<int64_t>(std::ceil(n));
+  // At least one unit: a tiny n can underflow to 0.
+  result.per_variant = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(n)));
   result.baseline = baseline;
   result.treatment = baseline * (1 + relative_mde);
   return result;
@@ -111,6 +112,12 @@ absl::StatusOr<SampleSizeResult> SampleSizeForMean(
   }
   const Quantiles z = QuantilesOf(options);
   const double delta = baseline * relative_mde;
+  if (!std::isfinite(delta) || !std::isfinite(baseline + delta)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "baseline ", baseline, " times relative_mde ", relative_mde,
+        " overflows a double; pass the baseline in larger units (e.g. "
+        "thousands) so that the treatment mean is finite"));
+  }
   // (z_a + z_b) sd / delta first, so that sd² and delta² cannot overflow
   // or underflow on their own.
   const double root = (z.alpha + z.beta) * (unit_sd / std::fabs(delta));

@@ -228,6 +228,23 @@ TEST(MeanSampleSize, RejectsImpossibleDesignsWithAHint) {
   }
 }
 
+// Found by stats_fuzz: baseline * relative_mde overflowed to infinity,
+// and the formula answered 0 units with an infinite treatment mean.
+TEST(MeanSampleSize, RejectsAnEffectTooLargeToRepresent) {
+  auto r = MeanSampleSize(std::numeric_limits<double>::max(), 0.5, 744);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("overflows"), std::string::npos) << r.status();
+}
+
+// Found by stats_fuzz: sd / delta underflowed to 0, and the formula
+// answered 0 units. Any design needs at least one unit per variant.
+TEST(MeanSampleSize, NeverAnswersFewerThanOneUnit) {
+  auto r = MeanSampleSize(1e10, 5e-324, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->per_variant, 1);
+  EXPECT_TRUE(std::isfinite(r->treatment));
+}
+
 TEST(DaysToPower, ContinuousUndefinedSizesSayWhy) {
   TrafficSnapshot traffic;
   traffic.exposed = {100, 100};
