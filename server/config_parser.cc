@@ -1,6 +1,8 @@
 #include "server/config_parser.h"
 
+#include <sys/stat.h>
 #include <xxhash.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "re2/re2.h"
 
@@ -30,8 +33,22 @@ namespace {
 constexpr size_t kMaxKeyBytes = 64;
 // Deeper conditions are almost certainly a mistake, and bound the recursion.
 constexpr int kMaxConditionDepth = 32;
+// How many segment references a chain may hold (s1 uses s2 uses s3 ...).
+// With kMaxConditionDepth this bounds the recursion of parsing and of every
+// evaluation through segments.
+constexpr size_t kMaxSegmentNesting = 16;
+// Bounds the work of evaluating one condition, with its segments expanded
+// (a segment used twice counts twice: nested segments can multiply).
+constexpr uint64_t kMaxExpandedConditionNodes = 10000;
 // Caps work on alias-heavy YAML ("billion laughs").
 constexpr size_t kMaxYamlNodes = 1000000;
+// Bounds every recursion over the YAML tree (and so stops at an alias that
+// contains itself). A condition nested kMaxConditionDepth levels with
+// all: [...] takes 2 YAML levels per level, plus the sections around it.
+constexpr size_t kMaxYamlDepth = 128;
+// Experiment start and end times; years past 9999 do not print as RFC 3339.
+constexpr int kMinYear = 2000;
+constexpr int kMaxYear = 9999;
 constexpr size_t kMaxJsonBytes = 1 << 20;
 // ComputeVariantRanges needs the scaled weight sum below 2^50.
 constexpr uint64_t kMaxWeightSum = uint64_t{1} << 50;
@@ -91,9 +108,62 @@ std::string JoinNames(const char* const (&names)[N]) {
   return absl::StrJoin(names, names + N, ", ");
 }
 
-// True for a scalar written without quotes (so `true` and `5` are typed).
-bool IsPlain(const YAML::Node& n) { return n.IsScalar() && n.Tag() == "?"; }
-bool IsQuoted(const YAML::Node& n) { return n.IsScalar() && n.Tag() != "?"; }
+constexpr absl::string_view kCoreTagPrefix = "tag:yaml.org,2002:";
+
+// True for a scalar written without quotes (so `true` and `5` are typed),
+// or with a core schema tag for a typed scalar (!!int 5).
+bool IsPlain(const YAML::Node& n) {
+  if (!n.IsScalar()) return false;
+  const std::string& tag = n.Tag();
+  if (tag == "?") return true;
+  absl::string_view type(tag);
+  return absl::ConsumePrefix(&type, kCoreTagPrefix) &&
+         (type == "int" || type == "float" || type == "bool" || type == "null");
+}
+bool IsQuoted(const YAML::Node& n) { return n.IsScalar() && !IsPlain(n); }
+
+// The byte offset of the first byte of `text` that is not part of valid
+// UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), or
+// npos.
+size_t FirstInvalidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the 2nd byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      length = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      length = 3;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      length = 4;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char b = static_cast<unsigned char>(text[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return i;
+    }
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
+// An explicit tag as written: !!str for core schema tags, else as is.
+std::string TagText(const std::string& tag) {
+  absl::string_view t(tag);
+  if (absl::ConsumePrefix(&t, kCoreTagPrefix)) return absl::StrCat("!!", t);
+  return tag;
+}
 
 std::optional<bool> PlainBool(const YAML::Node& n) {
   if (!IsPlain(n)) return std::nullopt;
@@ -269,6 +339,8 @@ struct SegmentState {
   YAML::Node node;
   enum { kUnvisited, kInProgress, kDone } state = kUnvisited;
   std::shared_ptr<const Condition> condition;
+  // The longest chain of segment references in its definition.
+  size_t chain = 0;
 };
 
 class Parser {
@@ -307,7 +379,8 @@ class Parser {
   }
 
   // ---- Generic YAML helpers.
-  void CheckYamlKeys(const YAML::Node& n);
+  bool CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path);
+  void CheckTag(const YAML::Node& n);
   std::vector<Entry> Entries(const YAML::Node& map);
   std::map<std::string, Entry> Fields(const YAML::Node& map, const std::string& what,
                                       const char* const* allowed, size_t num_allowed);
@@ -322,6 +395,7 @@ class Parser {
   bool ExpectList(const Entry& e, const std::string& what);
   std::optional<std::string> GetString(const Entry& e, const std::string& what);
   std::optional<std::string> GetKey(const Entry& e, const std::string& what);
+  bool QuotedNumber(const Entry& e, const std::string& what);
   std::optional<uint32_t> GetFraction(const Entry& e, const std::string& what);
   std::optional<uint64_t> GetWeight(const Entry& e, const std::string& what);
   std::optional<absl::Time> GetTime(const Entry& e, const std::string& what);
@@ -352,8 +426,16 @@ class Parser {
   bool ParseExperiment(const YAML::Node& n, int index, Experiment* e, YAML::Node* layer_range);
   void CheckExperiments();
 
-  // Parses a condition; null after reporting errors. `what` names the owner
-  // for messages, e.g. "experiment 'x' targeting".
+  // Parses a whole condition (targeting, a rule's when, a segment's
+  // definition); null after reporting errors. `what` names the owner for
+  // messages, e.g. "experiment 'x' targeting".
+  std::shared_ptr<const Condition> ParseRootCondition(const YAML::Node& n,
+                                                      const YAML::Mark& mark,
+                                                      const std::string& what);
+  // The number of nodes evaluating `c` can visit, its segments expanded;
+  // saturates just above kMaxExpandedConditionNodes.
+  uint64_t ExpandedSize(const Condition& c);
+  // A part of a condition, `depth` levels down.
   std::shared_ptr<const Condition> ParseCondition(const YAML::Node& n, const YAML::Mark& mark,
                                                   const std::string& what, int depth);
   std::shared_ptr<const Condition> ParseComparison(const YAML::Node& n,
@@ -368,10 +450,10 @@ class Parser {
   std::vector<Diagnostic> diags_;
   int errors_ = 0;
   size_t nodes_seen_ = 0;
-  bool too_many_nodes_ = false;
   std::unique_ptr<Config> config_ = std::make_unique<Config>();
   std::map<std::string, SegmentState> segments_;
   std::vector<std::string> segment_stack_;  // segments being resolved
+  std::map<const Condition*, uint64_t> expanded_sizes_;  // memo for ExpandedSize
   bool segments_parsed_ = false;
   // Features dropped for a bad key: references to them are not re-reported.
   std::set<std::string> broken_features_;
@@ -391,25 +473,54 @@ std::string Parser::NameFor(const char* kind, const YAML::Node& map,
   return fallback;
 }
 
-// Reports non-scalar and duplicate mapping keys anywhere in the document;
-// yaml-cpp accepts both silently.
-void Parser::CheckYamlKeys(const YAML::Node& n) {
-  if (too_many_nodes_) return;
+// Walks the whole document once, before the sections are read. Reports
+// non-scalar and duplicate mapping keys (yaml-cpp accepts both silently) and
+// tags outside the YAML core schema. Returns false, after reporting why,
+// when the document nests more than kMaxYamlDepth levels (one with an alias
+// inside its own anchor nests endlessly) or expands to more than
+// kMaxYamlNodes nodes; the sections are then not read, so every later
+// recursion over the tree is bounded. `path` holds the maps and lists
+// around `n`.
+bool Parser::CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path) {
   if (++nodes_seen_ > kMaxYamlNodes) {
-    too_many_nodes_ = true;
     Error(n, absl::StrCat("the document expands to more than ", kMaxYamlNodes,
                           " nodes (too many aliases?); write the config without "
                           "nested alias expansions"));
-    return;
+    return false;
   }
+  CheckTag(n);
+  if (!n.IsMap() && !n.IsSequence()) return true;
+  if (path->size() >= kMaxYamlDepth) {
+    // An alias cycle repeats nodes on the path; the first one repeated is
+    // where the cycle is entered, normally the anchored node.
+    for (size_t i = 0; i < path->size(); ++i) {
+      const YAML::Node& p = (*path)[i];
+      const bool repeated =
+          p.is(n) || std::any_of(path->begin() + i + 1, path->end(),
+                                 [&](const YAML::Node& q) { return q.is(p); });
+      if (repeated) {
+        Error(p, "this node contains itself through an alias (as in &x [*x]), so it never "
+                 "ends; an alias must not refer to a node that contains it: write the "
+                 "repeated part out");
+        return false;
+      }
+    }
+    Error(n, absl::StrCat("the YAML nests more than ", kMaxYamlDepth,
+                          " levels deep here; flatten it (conditions may nest at most ",
+                          kMaxConditionDepth, " levels)"));
+    return false;
+  }
+  path->push_back(n);
+  bool ok = true;
   if (n.IsMap()) {
     std::map<std::string, YAML::Mark> seen;
-    for (auto it = n.begin(); it != n.end(); ++it) {
+    for (auto it = n.begin(); ok && it != n.end(); ++it) {
       const YAML::Node& k = it->first;
       if (!k.IsScalar()) {
         Error(k, "a mapping key must be a plain name, not " + std::string(NodeKindName(k)) +
                      "; write the key as text");
       } else {
+        CheckTag(k);
         auto [pos, inserted] = seen.emplace(k.Scalar(), k.Mark());
         if (!inserted) {
           Error(k, absl::StrFormat("duplicate key '%s' (first at line %d); remove one of "
@@ -417,10 +528,37 @@ void Parser::CheckYamlKeys(const YAML::Node& n) {
                                    k.Scalar(), pos->second.line + 1));
         }
       }
-      CheckYamlKeys(it->second);
+      ok = CheckYamlNodes(it->second, path);
     }
-  } else if (n.IsSequence()) {
-    for (auto it = n.begin(); it != n.end(); ++it) CheckYamlKeys(*it);
+  } else {
+    for (auto it = n.begin(); ok && it != n.end(); ++it) ok = CheckYamlNodes(*it, path);
+  }
+  path->pop_back();
+  return ok;
+}
+
+// Reports an explicit tag that is not a YAML core schema tag (such as
+// !!python/object:...), or a core one on the wrong kind of node.
+void Parser::CheckTag(const YAML::Node& n) {
+  const std::string& tag = n.Tag();
+  // "?": no tag; "!": quoted (or the non-specific tag, which means the same).
+  if (tag.empty() || tag == "?" || tag == "!") return;
+  absl::string_view type(tag);
+  static const char* const kCoreTypes[] = {"str", "int", "float", "bool", "null", "map", "seq"};
+  if (!absl::ConsumePrefix(&type, kCoreTagPrefix) ||
+      std::find(std::begin(kCoreTypes), std::end(kCoreTypes), type) == std::end(kCoreTypes)) {
+    Error(n, absl::StrCat("tag ", TagText(tag),
+                          " is not a YAML core schema tag; remove it (abexp configs are plain "
+                          "YAML; the only tags allowed are !!str, !!int, !!float, !!bool, "
+                          "!!null, !!map and !!seq)"));
+    return;
+  }
+  const bool fits = type == "map"   ? n.IsMap()
+                    : type == "seq" ? n.IsSequence()
+                                    : n.IsScalar() || n.IsNull();
+  if (!fits) {
+    Error(n, absl::StrCat("tag ", TagText(tag), " is on ", NodeKindName(n),
+                          "; remove the tag"));
   }
 }
 
@@ -546,10 +684,13 @@ std::optional<EventAggregation> Parser::GetAggregation(const Entry& e, const std
   return std::nullopt;
 }
 
-// A duration such as 7d, 24h, 30m, 90s or 1d12h. absl::ParseDuration has
+// A duration such as 7d, 24h, 30m, 90s or 1d12h: one or more parts, each a
+// decimal number and a unit, the units in the order d, h, m, s and each at
+// most once, adding up to a whole number of seconds. absl::ParseDuration has
 // no days, and metric windows are usually written in days.
 std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::string& what) {
-  const char* const kHow = "write a number and a unit (d, h, m or s), such as 7d, 24h or 30m";
+  const char* const kHow = "write a number and a unit (d, h, m or s), such as 7d, 24h or 30m, "
+                           "or several in the order d, h, m, s, such as 1d12h";
   if (!e.value.IsScalar()) {
     Error(e, absl::StrCat(what, " must be a duration, not ", NodeKindName(e.value), "; ",
                           kHow));
@@ -568,11 +709,24 @@ std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::strin
     return std::nullopt;
   }
   static const RE2* const part = new RE2(R"((\d+(?:\.\d+)?)([dhms]))");
+  constexpr absl::string_view kUnits = "dhms";
   re2::StringPiece in(s);
   std::string number, unit;
   absl::Duration total = absl::ZeroDuration();
   bool any = false;
+  size_t next_unit = 0;  // units must come in the order of kUnits
   while (!in.empty() && RE2::Consume(&in, *part, &number, &unit)) {
+    const size_t u = kUnits.find(unit);
+    if (u + 1 == next_unit) {
+      Error(e, absl::StrCat(what, " ", Quote(s), " gives the unit ", unit,
+                            " twice; give each unit once, such as 2d or 1d12h"));
+      return std::nullopt;
+    }
+    if (u < next_unit) {
+      any = false;
+      break;
+    }
+    next_unit = u + 1;
     double v = 0;
     if (!absl::SimpleAtod(number, &v)) break;
     const absl::Duration scale = unit == "d"   ? absl::Hours(24)
@@ -588,6 +742,11 @@ std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::strin
   }
   if (total <= absl::ZeroDuration()) {
     Error(e, absl::StrCat(what, " ", s, " is not positive; use a window such as 7d"));
+    return std::nullopt;
+  }
+  if (total % absl::Seconds(1) != absl::ZeroDuration()) {
+    Error(e, absl::StrCat(what, " ", s, " is not a whole number of seconds; the finest unit "
+                                        "is 1s, so round it"));
     return std::nullopt;
   }
   if (total > kMaxMetricWindow) {
@@ -623,6 +782,15 @@ std::optional<uint64_t> ParseDecimal(absl::string_view text, int scale_digits,
   return v;
 }
 
+// Reports a quoted scalar where a number is expected: "50" is text in YAML.
+bool Parser::QuotedNumber(const Entry& e, const std::string& what) {
+  if (!IsQuoted(e.value)) return false;
+  std::string shown;
+  AppendJsonString(e.value.Scalar(), &shown);
+  Error(e, absl::StrCat(what, " ", shown, " is quoted; write the number without quotes"));
+  return true;
+}
+
 std::optional<uint32_t> Parser::GetFraction(const Entry& e, const std::string& what) {
   const char* const kHow =
       "use a fraction from 0 to 1 with at most 4 decimals (such as 0.25) or a percent "
@@ -634,6 +802,7 @@ std::optional<uint32_t> Parser::GetFraction(const Entry& e, const std::string& w
   std::string s = e.value.Scalar();
   absl::StripAsciiWhitespace(&s);
   const bool percent = !s.empty() && s.back() == '%';
+  if (!percent && QuotedNumber(e, what)) return std::nullopt;
   if (percent) s.pop_back();
   if (!s.empty() && s[0] == '-') {
     Error(e, absl::StrCat(what, " ", e.value.Scalar(), " is negative; ", kHow));
@@ -670,6 +839,7 @@ std::optional<uint64_t> Parser::GetWeight(const Entry& e, const std::string& wha
     Error(e, absl::StrCat(what, " must be a number, not ", NodeKindName(e.value), "; ", kHow));
     return std::nullopt;
   }
+  if (QuotedNumber(e, what)) return std::nullopt;
   std::string s = e.value.Scalar();
   absl::StripAsciiWhitespace(&s);
   if (!s.empty() && s[0] == '-') {
@@ -701,6 +871,12 @@ std::optional<absl::Time> Parser::GetTime(const Entry& e, const std::string& wha
   if (!absl::ParseTime(absl::RFC3339_full, e.value.Scalar(), &t, &err)) {
     Error(e, absl::StrCat(what, " ", Quote(e.value.Scalar()),
                           " is not an RFC 3339 time (with a time zone); ", kHow));
+    return std::nullopt;
+  }
+  const int64_t year = absl::ToCivilYear(t, absl::UTCTimeZone()).year();
+  if (year < kMinYear || year > kMaxYear) {
+    Error(e, absl::StrCat(what, " ", e.value.Scalar(), " is in the year ", year,
+                          "; use a time in the years ", kMinYear, " to ", kMaxYear));
     return std::nullopt;
   }
   return t;
@@ -807,7 +983,7 @@ void Parser::ResolveSegment(const std::string& name) {
   s.state = SegmentState::kInProgress;
   segment_stack_.push_back(name);
   Entry e{name, s.key_node, s.node};
-  s.condition = ParseCondition(s.node, Pos(e), absl::StrCat("segment ", Quote(name)), 0);
+  s.condition = ParseRootCondition(s.node, Pos(e), absl::StrCat("segment ", Quote(name)));
   segment_stack_.pop_back();
   s.state = SegmentState::kDone;
 }
@@ -867,6 +1043,34 @@ void Parser::ParseHoldout(const Entry& section) {
 }
 
 // ---- Conditions.
+
+std::shared_ptr<const Condition> Parser::ParseRootCondition(const YAML::Node& n,
+                                                            const YAML::Mark& mark,
+                                                            const std::string& what) {
+  std::shared_ptr<const Condition> c = ParseCondition(n, mark, what, 0);
+  if (c != nullptr && ExpandedSize(*c) > kMaxExpandedConditionNodes) {
+    Report(mark, absl::StrCat(what, ": the condition has more than ", kMaxExpandedConditionNodes,
+                              " parts once the segments it uses are written out (each use of "
+                              "a segment counts), which makes every request slow; simplify "
+                              "it"),
+           false);
+    return nullptr;
+  }
+  return c;
+}
+
+uint64_t Parser::ExpandedSize(const Condition& c) {
+  auto memo = expanded_sizes_.find(&c);
+  if (memo != expanded_sizes_.end()) return memo->second;
+  uint64_t size = 1;
+  if (c.segment != nullptr) size += ExpandedSize(*c.segment);
+  for (const auto& child : c.children) {
+    size = std::min(size + ExpandedSize(*child), kMaxExpandedConditionNodes + 1);
+  }
+  size = std::min(size, kMaxExpandedConditionNodes + 1);
+  expanded_sizes_.emplace(&c, size);
+  return size;
+}
 
 std::shared_ptr<const Condition> Parser::ParseCondition(const YAML::Node& n,
                                                         const YAML::Mark& mark,
@@ -952,8 +1156,27 @@ std::shared_ptr<const Condition> Parser::ParseCondition(const YAML::Node& n,
                             "); break the cycle by inlining one of the conditions"));
       return nullptr;
     }
+    // Bounds the recursion here and, through the chain lengths, evaluation.
+    const auto too_deep = [&] {
+      Error(e, absl::StrCat(what, ": segments refer to segments more than ", kMaxSegmentNesting,
+                            " levels deep through segment ", Quote(*name),
+                            "; write some of the chain's conditions out in place, so that a "
+                            "chain of segments is at most ",
+                            kMaxSegmentNesting, " long"));
+      return nullptr;
+    };
+    if (it->second.state == SegmentState::kUnvisited &&
+        segment_stack_.size() > kMaxSegmentNesting) {
+      return too_deep();
+    }
     ResolveSegment(*name);
     if (!it->second.condition) return nullptr;  // its errors are already reported
+    const size_t chain = it->second.chain + 1;
+    if (chain > kMaxSegmentNesting) return too_deep();
+    if (!segment_stack_.empty()) {
+      size_t& outer = segments_.at(segment_stack_.back()).chain;
+      outer = std::max(outer, chain);
+    }
     c->segment = it->second.condition;
     return c;
   }
@@ -1474,7 +1697,7 @@ void Parser::ParseFeatures(const Entry& section) {
           }
           if (rf.count("when") && !rf.at("when").value.IsNull()) {
             const Entry& w = rf.at("when");
-            rule.condition = ParseCondition(w.value, Pos(w), rwhat + " when", 0);
+            rule.condition = ParseRootCondition(w.value, Pos(w), rwhat + " when");
             if (rule.condition) rule.condition_text = rule.condition->text;
           }
           if (rf.count("rollout")) {
@@ -1611,7 +1834,7 @@ bool Parser::ParseExperiment(const YAML::Node& n, int index, Experiment* e,
   }
   if (f.count("targeting") && !f.at("targeting").value.IsNull()) {
     const Entry& t = f.at("targeting");
-    e->targeting = ParseCondition(t.value, Pos(t), what + " targeting", 0);
+    e->targeting = ParseRootCondition(t.value, Pos(t), what + " targeting");
     if (e->targeting) e->targeting_text = e->targeting->text;
   }
   if (f.count("layer")) {
@@ -1958,9 +2181,35 @@ void Parser::CheckExperiments() {
 
 ParseResult Parser::Run() {
   ParseResult result;
+  if (text_.size() > kMaxConfigBytes) {
+    Report(YAML::Mark::null_mark(), ConfigTooLargeMessage(text_.size()), false);
+    result.diagnostics = std::move(diags_);
+    return result;
+  }
+  if (const size_t bad = FirstInvalidUtf8(text_); bad != absl::string_view::npos) {
+    const absl::string_view before = text_.substr(0, bad);
+    const size_t newline = before.rfind('\n');
+    YAML::Mark mark = YAML::Mark::null_mark();
+    mark.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    // Columns count bytes, as yaml-cpp's do.
+    mark.column = static_cast<int>(newline == absl::string_view::npos ? bad : bad - newline - 1);
+    Report(mark, absl::StrFormat("byte 0x%02x is not valid UTF-8; config files must be UTF-8: "
+                                 "save the file as UTF-8 and fix or remove this character",
+                                 static_cast<unsigned char>(text_[bad])),
+           false);
+    result.diagnostics = std::move(diags_);
+    return result;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text_));
+  } catch (const YAML::DeepRecursion& ex) {
+    Report(ex.mark, absl::StrCat("the YAML nests too deeply here (more than ", ex.depth(),
+                                 " levels); flatten it (conditions may nest at most ",
+                                 kMaxConditionDepth, " levels)"),
+           false);
+    result.diagnostics = std::move(diags_);
+    return result;
   } catch (const YAML::Exception& ex) {
     // YAML forbids tabs in indentation, and yaml-cpp's message does not say so.
     const bool tab_indent = text_.find("\n\t") != absl::string_view::npos ||
@@ -1974,8 +2223,10 @@ ParseResult Parser::Run() {
     return result;
   }
   try {
-    CheckYamlKeys(root);
-    if (!root.IsNull() && !root.IsMap()) {
+    std::vector<YAML::Node> path;
+    if (!CheckYamlNodes(root, &path)) {
+      // Reported; the sections are not read (see CheckYamlNodes).
+    } else if (!root.IsNull() && !root.IsMap()) {
       Error(root, absl::StrCat("the config must be a map of sections (",
                                JoinNames(kTopLevelFields), "), not ", NodeKindName(root)));
     } else {
@@ -2040,24 +2291,44 @@ ParseResult ParseConfigFile(const std::string& path) {
   errno = 0;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   int err = 0;
+  struct stat st;
+  std::string too_large;
   if (f == nullptr) {
     err = errno;
+  } else if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+             static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    too_large = ConfigTooLargeMessage(st.st_size);  // refused without reading it
+    std::fclose(f);
   } else {
     char buf[1 << 16];
     size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+    // Past the limit, ParseConfig refuses it (a file that grew, or a pipe).
+    while (text.size() <= kMaxConfigBytes && (n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
+      text.append(buf, n);
+    }
     if (std::ferror(f)) err = errno != 0 ? errno : EIO;
     std::fclose(f);
   }
-  if (f == nullptr || err != 0) {
+  if (f == nullptr || err != 0 || !too_large.empty()) {
     ParseResult result;
     Diagnostic d;
     d.file = path;
-    d.message = absl::StrCat("cannot read file: ", std::strerror(err), "; check the path");
+    d.message = !too_large.empty() ? std::move(too_large)
+                                   : absl::StrCat("cannot read file: ", std::strerror(err),
+                                                  "; check the path");
     result.diagnostics.push_back(std::move(d));
     return result;
   }
   return ParseConfig(text, path);
+}
+
+std::string ConfigTooLargeMessage(uint64_t size_bytes) {
+  return absl::StrFormat(
+      "the config is %d bytes (%.1f MiB), more than the limit of %d MiB (%d bytes); keep it "
+      "smaller (qa_overrides are for a few test units, not for populations: target those "
+      "with an attribute)",
+      size_bytes, static_cast<double>(size_bytes) / (1 << 20), kMaxConfigBytes >> 20,
+      kMaxConfigBytes);
 }
 
 std::string ConfigVersionOf(absl::string_view text) {

@@ -7,6 +7,8 @@
 #ifndef ABEXP_SERVER_CONFIG_PARSER_H_
 #define ABEXP_SERVER_CONFIG_PARSER_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +18,11 @@
 #include "server/config.h"
 
 namespace abexp {
+
+// The largest config accepted: 16 MiB. ParseConfig refuses longer text, and
+// ParseConfigFile (like the server's config store) refuses a larger file
+// from its size, before reading it.
+inline constexpr size_t kMaxConfigBytes = size_t{16} << 20;
 
 struct Diagnostic {
   std::string file;
@@ -46,6 +53,10 @@ ParseResult ParseConfig(absl::string_view text, absl::string_view file_name);
 
 // Reads and parses a file. A file that cannot be read is a diagnostic too.
 ParseResult ParseConfigFile(const std::string& path);
+
+// The error for a config of `size_bytes` bytes, more than kMaxConfigBytes:
+// it names both sizes and says what to do.
+std::string ConfigTooLargeMessage(uint64_t size_bytes);
 
 // The config version of some config text: 16 lowercase hex digits of
 // XXH3-64 (seed 0) of the bytes.

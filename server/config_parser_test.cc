@@ -1,11 +1,13 @@
 #include "server/config_parser.h"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -1541,6 +1543,201 @@ TEST(ConfigParser, InvalidFixtureReportsEveryMarkedError) {
                        << r.FormatDiagnostics();
   }
   for (const Diagnostic& d : errors) EXPECT_EQ(d.file, path);
+}
+
+// ---- Hostile and careless input (issue 12): refused with a position, never a crash.
+
+// The 1-based column of `needle` in the 1-based line `line` of `text`.
+int ColumnOf(const std::string& text, int line, const std::string& needle) {
+  size_t start = 0;
+  for (int i = 1; i < line; ++i) start = text.find('\n', start) + 1;
+  return static_cast<int>(text.find(needle, start) - start) + 1;
+}
+
+TEST(ConfigParser, AnAliasInsideItsOwnAnchorIsRefusedNotFollowedForever) {
+  // Reported at the anchor.
+  ExpectOnlyError("zzz: &x [*x]\n", 1, 6, "contains itself through an alias");
+  // The same inside a segment and a condition, where the parser recurses too.
+  ExpectOnlyError("attributes: {c: string}\nsegments:\n  s: &x {all: [*x]}\n", 3, 6,
+                  "contains itself through an alias");
+  ExpectOnlyError("segments:\n  s: &x {not: *x}\n", 2, 6, "contains itself through an alias");
+  ExpectOnlyError(WithPrefix("  - &x {key: a, status: draft, targeting: {any: [*x]},\n"
+                             "         variants: [{key: v, weight: 1}]}\n"),
+                  13, 5, "contains itself through an alias");
+}
+
+TEST(ConfigParser, AliasesThatDoNotContainThemselvesStillWork) {
+  auto config = ParseOk(R"(attributes: {country: string}
+segments:
+  asia: &asia {attribute: country, in: [CN, SG]}
+  also_asia: {all: [*asia, *asia]}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_TRUE(Evaluate(*config->segments.at("also_asia"),
+                       Attributes{{"country", std::string("SG")}}));
+}
+
+TEST(ConfigParser, YamlNestedTooDeeplyIsRefusedWithItsPosition) {
+  // 200 nested lists in a JSON feature value: within what yaml-cpp reads,
+  // beyond what the validator walks.
+  const std::string deep = "features:\n  - {key: f, type: json, default: " +
+                           std::string(200, '[') + std::string(200, ']') + "}\n";
+  ParseResult r = Parse(deep);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(Errors(r).size(), 1u) << r.FormatDiagnostics();
+  EXPECT_EQ(Errors(r)[0].line, 2);
+  EXPECT_THAT(Errors(r)[0].message, HasSubstr("nests more than 128 levels"));
+
+  // Deeper than yaml-cpp itself reads. (Its position is where yaml-cpp
+  // stopped, which for flow lists is past them.)
+  const std::string deeper = "features:\n  - {key: f, type: json, default: " +
+                             std::string(5000, '[') + std::string(5000, ']') + "}\n";
+  r = Parse(deeper);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(Errors(r).size(), 1u) << r.FormatDiagnostics();
+  EXPECT_GT(Errors(r)[0].line, 0);
+  EXPECT_THAT(Errors(r)[0].message, HasSubstr("nests too deeply"));
+}
+
+// segments s0000 -> s0001 -> ... -> s<links>, the last a comparison.
+std::string SegmentChain(int links) {
+  std::string yaml = "attributes: {c: string}\nsegments:\n";
+  for (int i = 0; i < links; ++i) {
+    absl::StrAppendFormat(&yaml, "  s%04d: {segment: s%04d}\n", i, i + 1);
+  }
+  absl::StrAppendFormat(&yaml, "  s%04d: {attribute: c, eq: x}\n", links);
+  return yaml;
+}
+
+TEST(ConfigParser, SegmentChainsAreBoundedSoParsingAndEvaluationAre) {
+  auto config = ParseOk(SegmentChain(16));
+  ASSERT_NE(config, nullptr);
+  EXPECT_TRUE(Evaluate(*config->segments.at("s0000"), Attributes{{"c", std::string("x")}}));
+
+  // The 17th reference in a chain (s0016's, on line 19) is one too many.
+  const std::string chain = SegmentChain(17);
+  ExpectOnlyError(chain, 19, ColumnOf(chain, 19, "s0017}"),
+                  "segments refer to segments more than 16 levels deep");
+
+  // Long chains are refused rather than overflowing the stack.
+  ParseResult r = Parse(SegmentChain(5000));
+  ASSERT_FALSE(r.ok());
+  ASSERT_FALSE(Errors(r).empty());
+  EXPECT_THAT(Errors(r)[0].message, HasSubstr("more than 16 levels deep"));
+}
+
+// s0 a comparison; each next segment all: of ten uses of the one before.
+std::string SegmentFanOut(int levels) {
+  std::string yaml = "attributes: {c: string}\nsegments:\n  s0: {attribute: c, eq: x}\n";
+  for (int i = 1; i <= levels; ++i) {
+    absl::StrAppendFormat(&yaml, "  s%d: {all: [", i);
+    for (int k = 0; k < 10; ++k) {
+      absl::StrAppendFormat(&yaml, "%s{segment: s%d}", k ? ", " : "", i - 1);
+    }
+    yaml += "]}\n";
+  }
+  return yaml;
+}
+
+TEST(ConfigParser, ConditionsThatExpandTooFarThroughSegmentsAreRefused) {
+  // s3 evaluates 2,221 nodes; s4 would evaluate 22,221 on every request.
+  ParseOk(SegmentFanOut(3));
+  ExpectOnlyError(SegmentFanOut(4), 7, 7,
+                  "segment 's4': the condition has more than 10000 parts once the segments it "
+                  "uses are written out");
+}
+
+TEST(ConfigParser, InvalidUtf8IsRefusedWithItsPosition) {
+  const std::string bad = "features:\n  - {key: f, type: string, default: \"a\xff\"}\n";
+  ExpectOnlyError(bad, 2, 39, "is not valid UTF-8");
+  // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8 either.
+  ExpectOnlyError("# \xc0\xaf\n", 1, 3, "is not valid UTF-8");
+  ExpectOnlyError("# ok\n# \xed\xa0\x80\n", 2, 3, "is not valid UTF-8");
+  ExpectOnlyError("# \xf4\x90\x80\x80\n", 1, 3, "is not valid UTF-8");
+  ExpectOnlyError("# \xe4\xb8\n", 1, 3, "is not valid UTF-8");  // cut short
+  auto config = ParseOk("features:\n  - {key: f, type: string, default: \"é中😀\"}\n");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->features[0].default_value.text, "é中😀");
+}
+
+TEST(ConfigParser, ConfigsLargerThan16MiBAreRefusedBeforeParsing) {
+  EXPECT_EQ(kMaxConfigBytes, 16u << 20);
+  ParseResult r = Parse(std::string(kMaxConfigBytes + 1, '#'));
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 1u) << r.FormatDiagnostics();
+  EXPECT_EQ(r.diagnostics[0].line, 0);
+  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("16777217 bytes"));
+  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("limit of 16 MiB"));
+
+  // A file is refused from its size, whatever it holds.
+  const std::string path = ::testing::TempDir() + "/config_parser_test_big.yaml";
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << "# big\n"; }
+  std::filesystem::resize_file(path, 50u << 20);
+  r = ParseConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 1u) << r.FormatDiagnostics();
+  EXPECT_THAT(r.diagnostics[0].ToString(), HasSubstr(path + ": the config is 52428800 bytes"));
+}
+
+TEST(ConfigParser, TimesOutsideTheYears2000To9999AreRefused) {
+  const auto with_start = [](const std::string& start) {
+    return WithPrefix("  - key: a\n    status: draft\n    start: " + start +
+                      "\n    variants: [{key: v, weight: 1}]\n");
+  };
+  ExpectOnlyError(with_start("99999-01-01T00:00:00Z"), 15, 12,
+                  "start 99999-01-01T00:00:00Z is in the year 99999; use a time in the years "
+                  "2000 to 9999");
+  ExpectOnlyError(with_start("1999-12-31T23:59:59Z"), 15, 12, "is in the year 1999");
+  ParseOk(with_start("2000-01-01T00:00:00Z"));
+  ParseOk(with_start("9999-12-31T23:59:59Z"));
+}
+
+TEST(ConfigParser, MetricWindowsFollowTheDocumentedGrammar) {
+  const std::pair<std::string, std::string> kRefused[] = {
+      {"1d1d", "window '1d1d' gives the unit d twice"},
+      {"1h1d", "window '1h1d' is not a duration; write"},
+      {"0.0000001s", "window 0.0000001s is not a whole number of seconds"},
+      {"1.5s", "is not a whole number of seconds"},
+  };
+  for (const auto& [window, fragment] : kRefused) {
+    SCOPED_TRACE(window);
+    ExpectOnlyError(Metrics(kWindowHead + window + "}\n"), 2, sizeof(kWindowHead), fragment);
+  }
+  EXPECT_EQ(WindowOf("0.5m"), absl::Seconds(30));
+  EXPECT_EQ(WindowOf("1d2h3m4s"), absl::Seconds(86400 + 7200 + 180 + 4));
+}
+
+TEST(ConfigParser, QuotedNumbersAreRefusedWhereANumberIsExpected) {
+  const std::string weight =
+      WithPrefix("  - {key: x, status: draft, variants: [{key: a, weight: \"50\"}]}\n");
+  ExpectOnlyError(weight, 13, ColumnOf(weight, 13, "\"50\""),
+                  "experiment 'x' variant 'a' weight \"50\" is quoted; write the number "
+                  "without quotes");
+  const std::string traffic = WithPrefix(
+      "  - {key: x, status: draft, traffic: '0.5', variants: [{key: a, weight: 1}]}\n");
+  ExpectOnlyError(traffic, 13, ColumnOf(traffic, 13, "'0.5'"),
+                  "traffic \"0.5\" is quoted; write the number without quotes");
+  // Percent strings stay strings.
+  ParseOk(WithPrefix(
+      "  - {key: x, status: draft, traffic: \"50%\", variants: [{key: a, weight: 1}]}\n"));
+}
+
+TEST(ConfigParser, TagsOutsideTheYamlCoreSchemaAreRefused) {
+  const std::string python =
+      "features:\n  - {key: f, type: string, default: !!python/object:os.system x}\n";
+  ExpectOnlyError(python, 2, ColumnOf(python, 2, "!!python"),
+                  "tag !!python/object:os.system is not a YAML core schema tag");
+  ExpectOnlyError("!local features: []\n", 1, 1, "tag !local is not a YAML core schema tag");
+  const std::string wrong_kind = "features: !!map [{key: f, type: bool, default: false}]\n";
+  ExpectOnlyError(wrong_kind, 1, 11, "tag !!map is on a list");
+  // Core schema tags keep their meaning.
+  auto config = ParseOk(
+      "features:\n  - {key: f, type: string, default: !!str 5}\n"
+      "experiments:\n  - {key: x, status: draft, variants: [{key: a, weight: !!int 50}]}\n");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->features[0].default_value.text, "5");
+  EXPECT_EQ(config->experiments[0].variants[0].weight, 50u * 10000);
 }
 
 TEST(ConfigParser, UnreadableFileIsADiagnostic) {
