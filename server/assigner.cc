@@ -6,9 +6,11 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "server/error_text.h"
 
 namespace abexp {
 namespace {
@@ -92,14 +94,15 @@ absl::Status CheckDeclared(const std::string& name, const AttributeValue& value,
        std::holds_alternative<std::string>(value));
   if (!matches) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unit.attributes[", name, "] is ", TypeOfValue(value), ", but the config declares it ",
+        "unit.attributes[", ClipForMessage(name), "] is ", TypeOfValue(value), ", but the config declares it ",
         AttributeTypeName(type), "; send it as ", ProtoFieldFor(type)));
   }
   if (type == AttributeType::kSemver) {
     std::optional<SemVer> parsed = SemVer::Parse(std::get<std::string>(value));
     if (!parsed) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unit.attributes[", name, "] = \"", std::get<std::string>(value),
+          absl::StrCat("unit.attributes[", ClipForMessage(name), "] = \"",
+                       ClipForMessage(std::get<std::string>(value)),
                        "\" is not a version; send a semantic version such as 5.2.0"));
     }
     // Kept, so that targeting compares it without parsing it again.
@@ -130,12 +133,13 @@ absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
     }
     if (id.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "unit.ids[", type, "] is empty; pass the user or device id to bucket on, or leave ",
-          type, " out"));
+          "unit.ids[", ClipForMessage(type),
+          "] is empty; pass the user or device id to bucket on, or leave ", ClipForMessage(type),
+          " out"));
     }
     if (id.size() > kMaxUnitIdBytes) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("unit.ids[%s] is %d bytes; ids may be at most %d bytes", type,
+          absl::StrFormat("unit.ids[%s] is %d bytes; ids may be at most %d bytes", ClipForMessage(type),
                           id.size(), kMaxUnitIdBytes));
     }
   }
@@ -154,11 +158,11 @@ absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
         s != nullptr && s->size() > kMaxAttributeValueBytes) {
       return absl::InvalidArgumentError(
           absl::StrFormat("unit.attributes[%s] is %d bytes; values may be at most %d bytes",
-                          name, s->size(), kMaxAttributeValueBytes));
+                          ClipForMessage(name), s->size(), kMaxAttributeValueBytes));
     }
     if (const auto* d = std::get_if<double>(&value); d != nullptr && !std::isfinite(*d)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unit.attributes[", name, "] is not a finite number; send a real value"));
+          absl::StrCat("unit.attributes[", ClipForMessage(name), "] is not a finite number; send a real value"));
     }
   }
 
@@ -362,7 +366,7 @@ absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& optio
   for (const std::string& key : options.experiment_keys) {
     auto it = config.experiment_index.find(key);
     if (it == config.experiment_index.end()) {
-      return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", key,
+      return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", ClipForMessage(key),
                                               "' in config version ", config.version,
                                               "; list them with `abexp experiments list`"));
     }
@@ -379,7 +383,7 @@ absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& optio
   for (const std::string& key : options.feature_keys) {
     auto it = config.feature_index.find(key);
     if (it == config.feature_index.end()) {
-      return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", key,
+      return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", ClipForMessage(key),
                                               "' in config version ", config.version));
     }
     wanted.features[it->second] = true;
@@ -453,6 +457,16 @@ bool InHoldout(const Config& config, const Unit& unit) {
 
 absl::Status ValidateUnit(const Config& config, const Unit& unit) {
   return CheckUnit(config, unit, nullptr);
+}
+
+absl::Status ValidateUnit(const Config& config, const Unit& unit, absl::string_view field) {
+  absl::Status valid = CheckUnit(config, unit, nullptr);
+  if (valid.ok() || field == "unit") return valid;
+  absl::string_view message = valid.message();
+  if (absl::ConsumePrefix(&message, "unit")) {
+    return absl::Status(valid.code(), absl::StrCat(field, message));
+  }
+  return absl::Status(valid.code(), absl::StrCat(field, ": ", message));
 }
 
 absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
@@ -556,7 +570,8 @@ absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
                                       const absl::StatusOr<std::optional<int>>* recorded) {
   const Experiment* e = config.FindExperiment(experiment_key);
   if (e == nullptr) {
-    return absl::NotFoundError(absl::StrCat("experiment_key: no experiment '", experiment_key,
+    return absl::NotFoundError(absl::StrCat("experiment_key: no experiment '",
+                                            ClipForMessage(experiment_key),
                                             "' in config version ", config.version,
                                             "; list them with `abexp experiments list`"));
   }

@@ -60,6 +60,11 @@ struct Unit {
 // are allowed and ignored.
 absl::Status ValidateUnit(const Config& config, const Unit& unit);
 
+// ValidateUnit, with the unit named `field` in the message instead of
+// "unit" (e.g. "events[3].unit.attributes has 101 entries; ..."). The one
+// unit check of every RPC that takes a unit.
+absl::Status ValidateUnit(const Config& config, const Unit& unit, absl::string_view field);
+
 enum class AssignmentReason { kBucketed, kQaOverride, kRollout, kSticky };
 enum class FeatureSource { kDefault, kRule, kExperiment, kRollout };
 

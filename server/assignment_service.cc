@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,10 +21,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "google/protobuf/arena.h"
-#include "grpcpp/support/message_allocator.h"
 #include "server/assigner.h"
 #include "server/config.h"
+#include "server/error_text.h"
 
 namespace abexp {
 
@@ -155,58 +153,13 @@ namespace {
 
 // ---- proto -> core ----
 
-// The unit's ids and attributes, without the limits and declared types
-// ValidateUnit checks. Errors: an attribute with no value. `field` is how
-// the unit is named in errors: "unit" or "units[3]".
-absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto,
-                                 const std::string& field) {
-  Unit unit;
-  // Sized once: growing a flat_hash_map rehashes every entry so far, four
-  // times for a dozen attributes.
-  unit.ids.reserve(proto.ids_size());
-  unit.attributes.reserve(proto.attributes_size());
-  for (const auto& [type, id] : proto.ids()) unit.ids.try_emplace(type, id);
-  for (const auto& [name, value] : proto.attributes()) {
-    switch (value.kind_case()) {
-      case v1::AttributeValue::kStringValue:
-        unit.attributes.try_emplace(name, value.string_value());
-        break;
-      case v1::AttributeValue::kNumberValue:
-        unit.attributes.try_emplace(name, value.number_value());
-        break;
-      case v1::AttributeValue::kBoolValue:
-        unit.attributes.try_emplace(name, value.bool_value());
-        break;
-      case v1::AttributeValue::KIND_NOT_SET:
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ".attributes[", name,
-            "] has no value; set string_value, number_value or bool_value, or "
-            "leave the attribute out"));
-    }
-  }
-  return unit;
-}
-
 // ConvertUnit, then ValidateUnit with its messages naming `field`.
 absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
                                    const std::string& field) {
   absl::StatusOr<Unit> converted = ConvertUnit(proto, field);
   if (!converted.ok()) return converted.status();
-  Unit& unit = *converted;
-  absl::Status valid = ValidateUnit(config, unit);
-  if (!valid.ok()) {
-    // ValidateUnit names fields from "unit."; in a batch, name the index.
-    std::string message(valid.message());
-    if (field != "unit") {
-      if (absl::StartsWith(message, "unit.") ||
-          absl::StartsWith(message, "unit ") ||
-          absl::StartsWith(message, "unit:")) {
-        message = absl::StrCat(field, message.substr(4));
-      } else {
-        message = absl::StrCat(field, ": ", message);
-      }
-    }
-    return absl::Status(valid.code(), message);
+  if (absl::Status s = ValidateUnit(config, *converted, field); !s.ok()) {
+    return s;
   }
   return converted;
 }
@@ -454,7 +407,7 @@ absl::Status ReadRecordedVariants(
     const AssignOptions& options, StickyReader* sticky,
     std::vector<absl::flat_hash_map<const Experiment*, int>>* recorded) {
   recorded->assign(units.size(), {});
-  if (!HasSticky(config)) return absl::OkStatus();
+  if (sticky == nullptr || !HasSticky(config)) return absl::OkStatus();
   std::vector<StickyLookup> lookups;
   std::vector<size_t> unit_of;  // lookups[i] is for units[unit_of[i]]
   for (size_t u = 0; u < units.size(); ++u) {
@@ -507,7 +460,9 @@ std::string RecordAssignedExposures(const Config& config, const Unit& unit,
                       recorded.status().message());
 }
 
-absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
+}  // namespace
+
+absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
                       StickyReader* sticky, const v1::AssignRequest& request,
                       v1::AssignResponse* response) {
   std::shared_ptr<const Config> config = store.Snapshot();
@@ -540,7 +495,7 @@ absl::Status DoAssign(const ConfigStore& store, const Recorder* recorder,
   return absl::OkStatus();
 }
 
-absl::Status DoBatchAssign(const ConfigStore& store, StickyReader* sticky,
+absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
                            const v1::BatchAssignRequest& request,
                            v1::BatchAssignResponse* response) {
   if (request.units_size() > kMaxBatchUnits) {
@@ -568,7 +523,7 @@ absl::Status DoBatchAssign(const ConfigStore& store, StickyReader* sticky,
     for (const std::string& key : options.experiment_keys) {
       if (config->FindExperiment(key) == nullptr) {
         return absl::NotFoundError(absl::StrCat(
-            "experiment_keys: '", key, "' is not in config version ",
+            "experiment_keys: '", ClipForMessage(key), "' is not in config version ",
             config->version,
             "; check the spelling, or ListExperiments to see the keys"));
       }
@@ -576,7 +531,7 @@ absl::Status DoBatchAssign(const ConfigStore& store, StickyReader* sticky,
     for (const std::string& key : options.feature_keys) {
       if (config->FindFeature(key) == nullptr) {
         return absl::NotFoundError(
-            absl::StrCat("feature_keys: '", key, "' is not in config version ",
+            absl::StrCat("feature_keys: '", ClipForMessage(key), "' is not in config version ",
                          config->version,
                          "; check the spelling against the config's features"));
       }
@@ -600,7 +555,7 @@ absl::Status DoBatchAssign(const ConfigStore& store, StickyReader* sticky,
   return absl::OkStatus();
 }
 
-absl::Status DoExplain(const ConfigStore& store, StickyReader* sticky,
+absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sticky,
                        const v1::ExplainAssignmentRequest& request,
                        v1::ExplainAssignmentResponse* response) {
   if (request.experiment_key().empty()) {
@@ -616,7 +571,7 @@ absl::Status DoExplain(const ConfigStore& store, StickyReader* sticky,
   // The same lookup Assign would make, so both give the same variant.
   std::optional<RecordedVariantResult> recorded;
   const Experiment* e = config->FindExperiment(request.experiment_key());
-  if (e != nullptr && e->sticky) {
+  if (e != nullptr && e->sticky && sticky != nullptr) {
     AssignOptions options;
     options.experiment_keys = {e->key};
     options.now = now;
@@ -634,7 +589,7 @@ absl::Status DoExplain(const ConfigStore& store, StickyReader* sticky,
   return absl::OkStatus();
 }
 
-absl::Status DoListExperiments(const ConfigStore& store,
+absl::Status HandleListExperiments(const ConfigStore& store,
                                const v1::ListExperimentsRequest& request,
                                v1::ListExperimentsResponse* response) {
   bool wanted[5] = {false, false, false, false, false};
@@ -659,7 +614,7 @@ absl::Status DoListExperiments(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-absl::Status DoGetExperiment(const ConfigStore& store,
+absl::Status HandleGetExperiment(const ConfigStore& store,
                              const v1::GetExperimentRequest& request,
                              v1::Experiment* response) {
   if (request.experiment_key().empty()) {
@@ -671,7 +626,7 @@ absl::Status DoGetExperiment(const ConfigStore& store,
   const Experiment* e = config->FindExperiment(request.experiment_key());
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat(
-        "experiment_key '", request.experiment_key(),
+        "experiment_key '", ClipForMessage(request.experiment_key()),
         "' is not in config version ", config->version,
         "; check the spelling, or ListExperiments to see the keys"));
   }
@@ -679,137 +634,66 @@ absl::Status DoGetExperiment(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-// Gives each Assign call a protobuf arena that holds its request and
-// response, carved from one block allocated with the call: parsing the
-// unit's ids and attributes and building the response's assignments and
-// features then cost no malloc and free per map entry and submessage, and
-// the whole call is freed at once. (Strings longer than the small-string
-// buffer still allocate.) Thread-safe: it keeps no state.
-class ArenaAssignAllocator final
-    : public grpc::MessageAllocator<v1::AssignRequest, v1::AssignResponse> {
- public:
-  grpc::MessageHolder<v1::AssignRequest, v1::AssignResponse>* AllocateMessages()
-      override {
-    return new Holder();
-  }
-
- private:
-  class Holder final
-      : public grpc::MessageHolder<v1::AssignRequest, v1::AssignResponse> {
-   public:
-    Holder() : arena_(Options(block_, sizeof(block_))) {
-      set_request(
-          google::protobuf::Arena::CreateMessage<v1::AssignRequest>(&arena_));
-      set_response(
-          google::protobuf::Arena::CreateMessage<v1::AssignResponse>(&arena_));
-    }
-    void Release() override { delete this; }
-
-   private:
-    static google::protobuf::ArenaOptions Options(char* block, size_t size) {
-      google::protobuf::ArenaOptions options;
-      options.initial_block = block;
-      options.initial_block_size = size;
-      return options;
-    }
-
-    // A call for bench/experiments-50.yaml (11 attributes, 27 features)
-    // uses about 7.5 KiB; a larger one spills into blocks the arena mallocs.
-    alignas(16) char block_[16384];
-    google::protobuf::Arena arena_;  // after block_, which it uses
-  };
-};
-
-// A unary reactor that counts itself in-flight until OnDone.
-class CountedReactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit CountedReactor(std::atomic<int>* in_flight) : in_flight_(in_flight) {
-    in_flight_->fetch_add(1);
-  }
-  void OnDone() override {
-    in_flight_->fetch_sub(1);
-    delete this;
-  }
-
- private:
-  std::atomic<int>* const in_flight_;
-};
-
-}  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
-}
-
-grpc::ServerUnaryReactor* RunUnaryCall(
-    std::atomic<int>* in_flight, const std::function<absl::Status()>& fn) {
-  auto* reactor = new CountedReactor(in_flight);
-  absl::Status status;
-  try {
-    status = fn();
-  } catch (const std::exception& e) {
-    status = absl::InternalError(absl::StrCat(
-        "internal error: ", e.what(), "; please report this with the request"));
-  }
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
                                              const Recorder* recorder,
                                              StickyOptions sticky)
     : store_(store),
       recorder_(recorder),
-      sticky_(std::make_unique<StickyReader>(std::move(sticky))) {
-  // Stateless, so one for every service and never destroyed.
-  static ArenaAssignAllocator* const allocator = new ArenaAssignAllocator();
-  SetMessageAllocatorFor_Assign(allocator);
-}
+      sticky_(std::make_unique<StickyReader>(std::move(sticky))) {}
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
-    grpc::CallbackServerContext* context, const v1::AssignRequest* request,
-    v1::AssignResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoAssign(*store_, recorder_, sticky_.get(), *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::AssignRequest, v1::AssignResponse>(
+      &in_flight_, request, response,
+      [&](const v1::AssignRequest& req, v1::AssignResponse* resp) {
+        return HandleAssign(*store_, recorder_, sticky_.get(), req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
-    grpc::CallbackServerContext* context, const v1::BatchAssignRequest* request,
-    v1::BatchAssignResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoBatchAssign(*store_, sticky_.get(), *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::BatchAssignRequest, v1::BatchAssignResponse>(
+      &in_flight_, request, response,
+      [&](const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
+        return HandleBatchAssign(*store_, sticky_.get(), req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
-    grpc::CallbackServerContext* context,
-    const v1::ExplainAssignmentRequest* request,
-    v1::ExplainAssignmentResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoExplain(*store_, sticky_.get(), *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::ExplainAssignmentRequest,
+                     v1::ExplainAssignmentResponse>(
+      &in_flight_, request, response,
+      [&](const v1::ExplainAssignmentRequest& req,
+          v1::ExplainAssignmentResponse* resp) {
+        return HandleExplainAssignment(*store_, sticky_.get(), req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
-    grpc::CallbackServerContext* context,
-    const v1::ListExperimentsRequest* request,
-    v1::ListExperimentsResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoListExperiments(*store_, *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::ListExperimentsRequest, v1::ListExperimentsResponse>(
+      &in_flight_, request, response,
+      [&](const v1::ListExperimentsRequest& req,
+          v1::ListExperimentsResponse* resp) {
+        return HandleListExperiments(*store_, req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
-    grpc::CallbackServerContext* context,
-    const v1::GetExperimentRequest* request, v1::Experiment* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoGetExperiment(*store_, *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::GetExperimentRequest, v1::Experiment>(
+      &in_flight_, request, response,
+      [&](const v1::GetExperimentRequest& req, v1::Experiment* resp) {
+        return HandleGetExperiment(*store_, req, resp);
+      });
 }
 
 }  // namespace abexp

@@ -1,6 +1,6 @@
 // AssignmentServiceImpl serves abexp.v1.AssignmentService (gRPC callback
-// API) over a ConfigStore and the core assigner. It only adapts: protos to
-// core types, core results to protos, absl::Status to grpc::Status.
+// API, raw methods: UnaryCall parses the requests) over a ConfigStore and
+// the core assigner. The work of each RPC is in rpc_handlers.h.
 //
 // Each call takes one ConfigStore::Snapshot() and uses it throughout, so a
 // reload never tears a response; every response carries that snapshot's
@@ -31,21 +31,10 @@
 #include "server/config_store.h"
 #include "server/event_store.h"
 #include "server/recorder.h"
+#include "server/rpc_handlers.h"
+#include "server/unary_call.h"
 
 namespace abexp {
-
-// Limits on requests, beyond the per-unit limits in assigner.h.
-inline constexpr int kMaxBatchUnits = 1000;
-
-// The one place an absl::Status becomes a grpc::Status: same canonical code,
-// same message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// Runs one unary call: finishes it with fn()'s status (an exception becomes
-// INTERNAL rather than taking the server down) and counts it in *in_flight
-// until gRPC reports it done. Shared by the service classes.
-grpc::ServerUnaryReactor* RunUnaryCall(std::atomic<int>* in_flight,
-                                       const std::function<absl::Status()>& fn);
 
 // How the service reads the recorded variants of sticky experiments.
 struct StickyOptions {
@@ -67,8 +56,15 @@ struct StickyOptions {
 
 class StickyReader;
 
-class AssignmentServiceImpl final
-    : public v1::AssignmentService::CallbackService {
+// Every method raw, so that UnaryCall parses the requests.
+using RawAssignmentService = v1::AssignmentService::WithRawCallbackMethod_Assign<
+    v1::AssignmentService::WithRawCallbackMethod_BatchAssign<
+        v1::AssignmentService::WithRawCallbackMethod_ExplainAssignment<
+            v1::AssignmentService::WithRawCallbackMethod_ListExperiments<
+                v1::AssignmentService::WithRawCallbackMethod_GetExperiment<
+                    v1::AssignmentService::Service>>>>>;
+
+class AssignmentServiceImpl final : public RawAssignmentService {
  public:
   // `recorder` records the exposures of Assign calls that ask for it
   // (record_exposure); null means this server does not record, and such
@@ -84,24 +80,20 @@ class AssignmentServiceImpl final
   AssignmentServiceImpl& operator=(const AssignmentServiceImpl&) = delete;
 
   grpc::ServerUnaryReactor* Assign(grpc::CallbackServerContext* context,
-                                   const v1::AssignRequest* request,
-                                   v1::AssignResponse* response) override;
-  grpc::ServerUnaryReactor* BatchAssign(
-      grpc::CallbackServerContext* context,
-      const v1::BatchAssignRequest* request,
-      v1::BatchAssignResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* BatchAssign(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ExplainAssignment(
-      grpc::CallbackServerContext* context,
-      const v1::ExplainAssignmentRequest* request,
-      v1::ExplainAssignmentResponse* response) override;
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListExperiments(
-      grpc::CallbackServerContext* context,
-      const v1::ListExperimentsRequest* request,
-      v1::ListExperimentsResponse* response) override;
-  grpc::ServerUnaryReactor* GetExperiment(
-      grpc::CallbackServerContext* context,
-      const v1::GetExperimentRequest* request,
-      v1::Experiment* response) override;
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
   // Calls started and not yet done (their status not yet sent). Lets a
   // shutdown tell draining calls apart from idle client connections.

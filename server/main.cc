@@ -274,6 +274,16 @@ int RunServer(const ServerOptions& options) {
     return 1;
   }
 
+  if (grpc::HealthCheckServiceInterface* health =
+          server->GetHealthCheckService()) {
+    // Health checks may name a service; "" is the whole server.
+    for (const char* name : {"", v1::AssignmentService::service_full_name(),
+                             v1::RecordingService::service_full_name(),
+                             v1::ResultsService::service_full_name()}) {
+      health->SetServingStatus(name, true);
+    }
+  }
+
   std::string version = loaded.config->version;
   std::printf("abexp-server listening on %s config=%s version=%s redis=%s\n",
               WithPort(options.setup.listen_address, port).c_str(),

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "server/error_text.h"
 
 namespace abexp {
 namespace {
@@ -73,7 +74,8 @@ absl::Status ValidateKey(const std::string& key, const std::string& field) {
   return absl::OkStatus();
 }
 
-// ValidateUnit, with its "unit" field names rewritten to `field`.
+// ValidateUnit naming `field`, with a message for no ids that suits
+// recording.
 absl::Status CheckUnit(const Config& config, const Unit& unit,
                        const std::string& field) {
   if (unit.ids.empty()) {
@@ -81,15 +83,7 @@ absl::Status CheckUnit(const Config& config, const Unit& unit,
         field, ".ids is empty; send the unit's ids, e.g. {\"user_id\": "
                "\"u-123\"}"));
   }
-  absl::Status valid = ValidateUnit(config, unit);
-  if (valid.ok()) return valid;
-  std::string message(valid.message());
-  if (absl::StartsWith(message, "unit")) {
-    message = absl::StrCat(field, message.substr(4));
-  } else {
-    message = absl::StrCat(field, ": ", message);
-  }
-  return absl::Status(valid.code(), message);
+  return ValidateUnit(config, unit, field);
 }
 
 const std::string* FindId(const Unit& unit, const std::string& type) {
@@ -266,7 +260,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
       std::vector<std::string> keys;
       for (const Variant& v : e->variants) keys.push_back(v.key);
       return absl::InvalidArgumentError(absl::StrCat(
-          field, ".variant_key '", x.variant_key, "' is not a variant of '",
+          field, ".variant_key '", ClipForMessage(x.variant_key), "' is not a variant of '",
           e->key, "' in config version ", config.version, "; use one of: ",
           absl::StrJoin(keys, ", ")));
     }
@@ -370,6 +364,13 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".value is ", std::isnan(*ev.value) ? "NaN" : "infinite",
           "; send a finite number or leave value unset"));
+    }
+    if (ev.value.has_value() && std::abs(*ev.value) > kMaxEventValue) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".value is ", *ev.value, "; values must be within ±",
+          kMaxEventValue,
+          " (sums of squares must not overflow); send it in a larger unit, "
+          "e.g. dollars instead of cents"));
     }
     if (absl::Status s = ValidateTime(ev.time, now, field + ".time"); !s.ok()) {
       return s;

@@ -9,7 +9,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
-#include "server/assignment_service.h"
+#include "server/rpc_handlers.h"
+#include "server/unary_call.h"
 
 namespace abexp {
 namespace {
@@ -33,13 +34,6 @@ absl::StatusOr<std::optional<absl::Time>> TimeFromProto(
   }
   return std::optional<absl::Time>(absl::FromUnixSeconds(proto.seconds()) +
                                    absl::Nanoseconds(proto.nanos()));
-}
-
-// Only the ids matter for recording; attributes are not used.
-Unit UnitIdsFromProto(const v1::Unit& proto) {
-  Unit unit;
-  for (const auto& [type, id] : proto.ids()) unit.ids[type] = id;
-  return unit;
 }
 
 v1::RecordOutcome OutcomeToProto(WriteOutcome outcome) {
@@ -111,7 +105,9 @@ absl::Status CheckSize(int n, const char* field) {
   return absl::OkStatus();
 }
 
-absl::Status DoRecordExposures(const ConfigStore& store,
+}  // namespace
+
+absl::Status HandleRecordExposures(const ConfigStore& store,
                                const Recorder& recorder,
                                const v1::RecordExposuresRequest& request,
                                v1::RecordExposuresResponse* response) {
@@ -126,10 +122,15 @@ absl::Status DoRecordExposures(const ConfigStore& store,
     const v1::ExposureRecord& p = request.exposures(i);
     ExposureInput& x = inputs[i];
     x.experiment_key = p.experiment_key();
-    x.unit = UnitIdsFromProto(p.unit());
+    const std::string field = absl::StrCat("exposures[", i, "]");
+    // Recording uses only the ids, but the unit is checked whole (the
+    // Recorder runs ValidateUnit), as Assign checks it.
+    absl::StatusOr<Unit> unit = ConvertUnit(p.unit(), field + ".unit");
+    if (!unit.ok()) return unit.status();
+    x.unit = *std::move(unit);
     x.variant_key = p.variant_key();
-    absl::StatusOr<std::optional<absl::Time>> time = TimeFromProto(
-        p.has_time(), p.time(), absl::StrCat("exposures[", i, "].time"));
+    absl::StatusOr<std::optional<absl::Time>> time =
+        TimeFromProto(p.has_time(), p.time(), field + ".time");
     if (!time.ok()) return time.status();
     x.time = *time;
     x.idempotency_key = p.idempotency_key();
@@ -142,7 +143,7 @@ absl::Status DoRecordExposures(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-absl::Status DoRecordEvents(const ConfigStore& store, const Recorder& recorder,
+absl::Status HandleRecordEvents(const ConfigStore& store, const Recorder& recorder,
                             const v1::RecordEventsRequest& request,
                             v1::RecordEventsResponse* response) {
   if (absl::Status s = CheckSize(request.events_size(), "events"); !s.ok()) {
@@ -154,11 +155,14 @@ absl::Status DoRecordEvents(const ConfigStore& store, const Recorder& recorder,
   for (int i = 0; i < request.events_size(); ++i) {
     const v1::EventRecord& p = request.events(i);
     EventInput& ev = inputs[i];
-    ev.unit = UnitIdsFromProto(p.unit());
+    const std::string field = absl::StrCat("events[", i, "]");
+    absl::StatusOr<Unit> unit = ConvertUnit(p.unit(), field + ".unit");
+    if (!unit.ok()) return unit.status();
+    ev.unit = *std::move(unit);
     ev.name = p.name();
     if (p.has_value()) ev.value = p.value();
-    absl::StatusOr<std::optional<absl::Time>> time = TimeFromProto(
-        p.has_time(), p.time(), absl::StrCat("events[", i, "].time"));
+    absl::StatusOr<std::optional<absl::Time>> time =
+        TimeFromProto(p.has_time(), p.time(), field + ".time");
     if (!time.ok()) return time.status();
     ev.time = *time;
     ev.idempotency_key = p.idempotency_key();
@@ -170,27 +174,29 @@ absl::Status DoRecordEvents(const ConfigStore& store, const Recorder& recorder,
   return absl::OkStatus();
 }
 
-}  // namespace
-
 RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
                                            const Recorder* recorder)
     : store_(store), recorder_(recorder) {}
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
-    grpc::CallbackServerContext* context,
-    const v1::RecordExposuresRequest* request,
-    v1::RecordExposuresResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoRecordExposures(*store_, *recorder_, *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::RecordExposuresRequest, v1::RecordExposuresResponse>(
+      &in_flight_, request, response,
+      [&](const v1::RecordExposuresRequest& req,
+          v1::RecordExposuresResponse* resp) {
+        return HandleRecordExposures(*store_, *recorder_, req, resp);
+      });
 }
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
-    grpc::CallbackServerContext* context, const v1::RecordEventsRequest* request,
-    v1::RecordEventsResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    return DoRecordEvents(*store_, *recorder_, *request, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::RecordEventsRequest, v1::RecordEventsResponse>(
+      &in_flight_, request, response,
+      [&](const v1::RecordEventsRequest& req, v1::RecordEventsResponse* resp) {
+        return HandleRecordEvents(*store_, *recorder_, req, resp);
+      });
 }
 
 }  // namespace abexp

@@ -1,6 +1,6 @@
-// RecordingServiceImpl serves abexp.v1.RecordingService (gRPC callback API)
-// over a ConfigStore and a Recorder. It only adapts: protos to core types,
-// core results to protos, absl::Status to grpc::Status (ToGrpcStatus).
+// RecordingServiceImpl serves abexp.v1.RecordingService (gRPC callback API,
+// raw methods: UnaryCall parses the requests) over a ConfigStore and a
+// Recorder. The work of each RPC is in rpc_handlers.h.
 //
 // Each call takes one ConfigStore::Snapshot() and one clock reading and uses
 // them for the whole batch.
@@ -19,8 +19,13 @@
 
 namespace abexp {
 
-class RecordingServiceImpl final
-    : public v1::RecordingService::CallbackService {
+// Every method raw, so that UnaryCall parses the requests.
+using RawRecordingService =
+    v1::RecordingService::WithRawCallbackMethod_RecordExposures<
+        v1::RecordingService::WithRawCallbackMethod_RecordEvents<
+            v1::RecordingService::Service>>;
+
+class RecordingServiceImpl final : public RawRecordingService {
  public:
   // REQUIRES: store and recorder outlive this service.
   RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder);
@@ -29,13 +34,11 @@ class RecordingServiceImpl final
   RecordingServiceImpl& operator=(const RecordingServiceImpl&) = delete;
 
   grpc::ServerUnaryReactor* RecordExposures(
-      grpc::CallbackServerContext* context,
-      const v1::RecordExposuresRequest* request,
-      v1::RecordExposuresResponse* response) override;
-  grpc::ServerUnaryReactor* RecordEvents(
-      grpc::CallbackServerContext* context,
-      const v1::RecordEventsRequest* request,
-      v1::RecordEventsResponse* response) override;
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RecordEvents(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
 
   // Calls started and not yet done, as AssignmentServiceImpl counts them.
   int in_flight_calls() const { return in_flight_.load(); }

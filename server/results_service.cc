@@ -11,7 +11,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/assignment_service.h"
+#include "server/error_text.h"
+#include "server/rpc_handlers.h"
+#include "server/unary_call.h"
 #include "stats/adjust.h"
 #include "stats/bayes.h"
 #include "stats/compare.h"
@@ -157,13 +159,18 @@ absl::Status ComputeResults(const Config& config,
                             const v1::GetResultsRequest& request,
                             EventStore* store,
                             v1::GetResultsResponse* response) {
+  if (request.experiment_key().empty()) {
+    return absl::InvalidArgumentError(
+        "experiment_key is required; pass the key of the experiment to report "
+        "on (ListExperiments shows them)");
+  }
   const Experiment* experiment =
       config.FindExperiment(request.experiment_key());
   if (experiment == nullptr) {
     std::vector<std::string> keys;
     for (const Experiment& e : config.experiments) keys.push_back(e.key);
     return absl::NotFoundError(
-        absl::StrCat("no experiment \"", request.experiment_key(),
+        absl::StrCat("no experiment \"", ClipForMessage(request.experiment_key()),
                      "\" in config ", config.version, "; known experiments: ",
                      keys.empty() ? "(none)" : absl::StrJoin(keys, ", ")));
   }
@@ -181,7 +188,7 @@ absl::Status ComputeResults(const Config& config,
         stats::ParseAdjustMethod(request.adjust_method());
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("adjust_method \"", request.adjust_method(),
+          absl::StrCat("adjust_method \"", ClipForMessage(request.adjust_method()),
                        "\" is not known; use \"holm\" or \"bh\""));
     }
     method = *parsed;
@@ -191,7 +198,7 @@ absl::Status ComputeResults(const Config& config,
     for (const std::string& m : experiment->metrics) found |= m == key;
     if (!found) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "metric_keys has \"", key, "\", which is not a metric of experiment ",
+          "metric_keys has \"", ClipForMessage(key), "\", which is not a metric of experiment ",
           experiment->key, "; its metrics: ",
           experiment->metrics.empty()
               ? "(none)"
@@ -472,13 +479,21 @@ ResultsServiceImpl::ResultsServiceImpl(const ConfigStore* config_store,
                                        EventStore* event_store)
     : config_store_(config_store), event_store_(event_store) {}
 
+absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,
+                              const v1::GetResultsRequest& request,
+                              v1::GetResultsResponse* response) {
+  std::shared_ptr<const Config> config = store.Snapshot();
+  return ComputeResults(*config, request, events, response);
+}
+
 grpc::ServerUnaryReactor* ResultsServiceImpl::GetResults(
-    grpc::CallbackServerContext* context, const v1::GetResultsRequest* request,
-    v1::GetResultsResponse* response) {
-  return RunUnaryCall(&in_flight_, [&] {
-    std::shared_ptr<const Config> config = config_store_->Snapshot();
-    return ComputeResults(*config, *request, event_store_, response);
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::GetResultsRequest, v1::GetResultsResponse>(
+      &in_flight_, request, response,
+      [&](const v1::GetResultsRequest& req, v1::GetResultsResponse* resp) {
+        return HandleGetResults(*config_store_, event_store_, req, resp);
+      });
 }
 
 }  // namespace abexp

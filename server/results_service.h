@@ -4,6 +4,8 @@
 // produce the figures and a decision. docs/statistics.md ("Results RPC")
 // gives the mapping and the decision rules.
 //
+// HandleGetResults (rpc_handlers.h) is the RPC without a server.
+//
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_RESULTS_SERVICE_H_
 #define ABEXP_SERVER_RESULTS_SERVICE_H_
@@ -31,7 +33,12 @@ absl::Status ComputeResults(const Config& config,
                             EventStore* store,
                             v1::GetResultsResponse* response);
 
-class ResultsServiceImpl final : public v1::ResultsService::CallbackService {
+// Raw, so that UnaryCall parses the requests.
+using RawResultsService =
+    v1::ResultsService::WithRawCallbackMethod_GetResults<
+        v1::ResultsService::Service>;
+
+class ResultsServiceImpl final : public RawResultsService {
  public:
   // REQUIRES: config_store and event_store outlive this service.
   ResultsServiceImpl(const ConfigStore* config_store, EventStore* event_store);
@@ -39,10 +46,9 @@ class ResultsServiceImpl final : public v1::ResultsService::CallbackService {
   ResultsServiceImpl(const ResultsServiceImpl&) = delete;
   ResultsServiceImpl& operator=(const ResultsServiceImpl&) = delete;
 
-  grpc::ServerUnaryReactor* GetResults(
-      grpc::CallbackServerContext* context,
-      const v1::GetResultsRequest* request,
-      v1::GetResultsResponse* response) override;
+  grpc::ServerUnaryReactor* GetResults(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
   // Calls started and not yet done, as AssignmentServiceImpl counts them.
   int in_flight_calls() const { return in_flight_.load(); }
