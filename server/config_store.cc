@@ -1,5 +1,9 @@
 #include "server/config_store.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -24,6 +28,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
         absl::StrCat("config path ", path,
                      " is a directory; pass the experiments YAML file itself"));
   }
+  // Refused from its size: parsing costs far more memory and time than the
+  // file's bytes (50 MB of qa_overrides took 3.5 GB and 25 s).
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", ConfigTooLargeMessage(size)));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
@@ -41,10 +51,21 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return std::move(text).str();
 }
 
+// Gives the memory the parser freed back to the system. glibc keeps freed
+// heap for reuse, so a rejected 16 MiB config (about 880,000 qa_overrides ids)
+// left the process 520 MB larger; with the trim it returns to where it was
+// (measured: 557 MB RSS after two failed parses, 37 MB after the trim).
+void ReleaseFreedMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 // Parses text; INVALID_ARGUMENT with every diagnostic when it has errors.
 absl::StatusOr<LoadResult> Load(const std::string& path,
                                 const std::string& text) {
   ParseResult parsed = ParseConfig(text, path);
+  ReleaseFreedMemory();  // the YAML tree is gone, whether or not the parse failed
   LoadResult result;
   int errors = 0;
   for (const Diagnostic& d : parsed.diagnostics) {

@@ -214,6 +214,41 @@ TEST(ConfigStore, ReloadKeepsTheLastGoodConfigWhenTheFileIsInvalid) {
   EXPECT_EQ((*store)->Snapshot()->version, ConfigVersionOf(kConfigB));
 }
 
+TEST(ConfigStore, OpenRefusesAFileWhoseAliasContainsItselfInsteadOfCrashing) {
+  TempFile file;
+  file.Write("zzz: &x [*x]\n");
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(file.path());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(file.path() + ":1:6: this node contains itself"));
+}
+
+TEST(ConfigStore, AFileOver16MiBIsRefusedFromItsSizeAndTheOldConfigKept) {
+  TempFile file;
+  file.Write(kConfigA);
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(file.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::shared_ptr<const Config> good = (*store)->Snapshot();
+
+  file.Write(kConfigB);
+  std::filesystem::resize_file(file.path(), kMaxConfigBytes + 1);
+  absl::StatusOr<LoadResult> reloaded = (*store)->Reload();
+  ASSERT_FALSE(reloaded.ok());
+  EXPECT_EQ(reloaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(reloaded.status().message(),
+              HasSubstr(file.path() + ": the config is 16777217 bytes"));
+  EXPECT_THAT(reloaded.status().message(), HasSubstr("limit of 16 MiB"));
+  EXPECT_EQ((*store)->Snapshot(), good);
+
+  absl::StatusOr<std::unique_ptr<ConfigStore>> opened =
+      ConfigStore::Open(file.path());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_THAT(opened.status().message(), HasSubstr("limit of 16 MiB"));
+}
+
 TEST(ConfigStore, SnapshotStaysIntactWhileReloadsSwapConfigs) {
   TempFile file;
   file.Write(kConfigA);
