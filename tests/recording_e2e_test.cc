@@ -26,6 +26,7 @@ namespace abexp {
 namespace {
 
 using ::abexp::testing::Eventually;
+using ::abexp::testing::MetricOf;
 using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
 using ::abexp::testing::SetDeadline;
@@ -253,6 +254,87 @@ TEST_F(RecordingE2eTest, MalformedInputIsInvalidArgumentNamingTheField) {
   status = RecordExposures(exposures, &exposed);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), StartsWith("exposures[0].variant_key"));
+}
+
+TEST_F(RecordingE2eTest, UnitsAreCheckedAsAssignChecksThem) {
+  StartServer();
+  ExposeUsers("checkout", "control", "u-", 1, absl::Now() - absl::Minutes(1));
+  v1::Unit many = User("u-0");
+  for (int i = 0; i < 101; ++i) {
+    (*many.mutable_attributes())[absl::StrCat("a", i)].set_bool_value(true);
+  }
+  v1::Unit long_value = User("u-0");
+  (*long_value.mutable_attributes())["note"].set_string_value(
+      std::string(100 << 10, 'x'));
+  for (const v1::Unit& unit : {many, long_value}) {
+    v1::RecordExposuresRequest exposures;
+    v1::ExposureRecord* x = exposures.add_exposures();
+    x->set_experiment_key("checkout");
+    *x->mutable_unit() = unit;
+    x->set_variant_key("treatment");
+    v1::RecordExposuresResponse exposed;
+    grpc::Status status = RecordExposures(exposures, &exposed);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                StartsWith("exposures[0].unit.attributes"));
+    EXPECT_LT(status.error_message().size(), 1024u);
+
+    v1::RecordEventsRequest events;
+    v1::EventRecord* ev = events.add_events();
+    *ev->mutable_unit() = unit;
+    ev->set_name("order_completed");
+    ev->set_value(5);
+    v1::RecordEventsResponse recorded;
+    status = RecordEvents(events, &recorded);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                StartsWith("events[0].unit.attributes"));
+  }
+  const ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(a.variants[0].exposed, 1);
+  EXPECT_EQ(a.variants[1].exposed, 0) << "the refused exposure was stored";
+  EXPECT_EQ(MetricOf(a.variants[0], "revenue").sum, 0)
+      << "a refused event was stored";
+}
+
+TEST_F(RecordingE2eTest, EventValuesBeyondTheBoundAreRefusedWhole) {
+  StartServer();
+  ExposeUsers("checkout", "control", "u-", 1, absl::Now() - absl::Minutes(1));
+  for (double value : {1e308, -1e16}) {
+    v1::RecordEventsRequest events;
+    for (int i = 0; i < 3; ++i) {
+      v1::EventRecord* ev = events.add_events();
+      *ev->mutable_unit() = User("u-0");
+      ev->set_name("order_completed");
+      ev->set_value(i == 1 ? value : 2);
+    }
+    v1::RecordEventsResponse response;
+    grpc::Status status = RecordEvents(events, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << value;
+    EXPECT_THAT(status.error_message(),
+                StartsWith(absl::StrCat("events[1].value is ", value)));
+    EXPECT_THAT(status.error_message(), HasSubstr("within ±1e+15"));
+  }
+  ExperimentAggregates a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(MetricOf(a.variants[0], "revenue").sum, 0)
+      << "an event of a refused call was stored";
+
+  // The bound itself is a value like any other.
+  v1::RecordEventsRequest at_bound;
+  v1::EventRecord* ev = at_bound.add_events();
+  *ev->mutable_unit() = User("u-0");
+  ev->set_name("order_completed");
+  ev->set_value(kMaxEventValue);
+  v1::RecordEventsResponse response;
+  grpc::Status status = RecordEvents(at_bound, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.counts().recorded(), 1);
+  a = ReadCheckout();
+  ASSERT_EQ(a.variants.size(), 2u);
+  EXPECT_EQ(MetricOf(a.variants[0], "revenue").sum, 1e15);
 }
 
 TEST_F(RecordingE2eTest,

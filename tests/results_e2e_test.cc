@@ -464,7 +464,15 @@ TEST_F(ResultsE2eTest, SignificantlyBetterPrimaryShips) {
 TEST_F(ResultsE2eTest, BadRequestsAreRejectedWithTheReason) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
   v1::GetResultsResponse r;
-  grpc::Status status = GetResults("no_such_experiment", &r);
+  grpc::Status status = GetResults("", &r);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("experiment_key is required"));
+
+  status = GetResults(std::string(1 << 20, 'k'), &r);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LT(status.error_message().size(), 1024u);
+
+  status = GetResults("no_such_experiment", &r);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("no_such_experiment"));
   EXPECT_THAT(status.error_message(), HasSubstr("checkout, guarded, shop"));

@@ -13,6 +13,7 @@
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
+#include "abexp/v1/recording.pb.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -752,6 +753,138 @@ TEST_F(ServerE2E, HealthServiceReportsServing) {
   absl::StatusOr<int> health = testing::HealthCheck(server_->address());
   ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_EQ(*health, 1);  // SERVING
+}
+
+TEST_F(ServerE2E, HealthChecksNameEachServiceServing) {
+  for (const char* service :
+       {"abexp.v1.AssignmentService", "abexp.v1.RecordingService",
+        "abexp.v1.ResultsService"}) {
+    absl::StatusOr<int> health =
+        testing::HealthCheck(server_->address(), service);
+    ASSERT_TRUE(health.ok()) << service << ": " << health.status();
+    EXPECT_EQ(*health, 1) << service;  // SERVING
+  }
+}
+
+// Calls `method` ("/package.Service/Method") with `request` as the raw
+// request bytes, as a client with other (or broken) generated code would.
+grpc::Status RawCall(const std::string& address, const std::string& method,
+                     const std::string& request) {
+  grpc::GenericStub stub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_bytes(&slice, 1);
+  std::unique_ptr<grpc::ClientAsyncResponseReader<grpc::ByteBuffer>> call =
+      stub.PrepareUnaryCall(&context, method, request_bytes, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+TEST_F(ServerE2E, UnparseableRequestsAreInvalidArgumentForEveryMethod) {
+  // A field 1 of wire type 2 whose length runs past the end.
+  const std::string broken("\x0a\x7f\x01", 3);
+  const std::vector<std::pair<std::string, std::string>> methods = {
+      {"/abexp.v1.AssignmentService/Assign", "abexp.v1.AssignRequest"},
+      {"/abexp.v1.AssignmentService/BatchAssign",
+       "abexp.v1.BatchAssignRequest"},
+      {"/abexp.v1.AssignmentService/ExplainAssignment",
+       "abexp.v1.ExplainAssignmentRequest"},
+      {"/abexp.v1.AssignmentService/ListExperiments",
+       "abexp.v1.ListExperimentsRequest"},
+      {"/abexp.v1.AssignmentService/GetExperiment",
+       "abexp.v1.GetExperimentRequest"},
+      {"/abexp.v1.RecordingService/RecordExposures",
+       "abexp.v1.RecordExposuresRequest"},
+      {"/abexp.v1.RecordingService/RecordEvents",
+       "abexp.v1.RecordEventsRequest"},
+      {"/abexp.v1.ResultsService/GetResults", "abexp.v1.GetResultsRequest"},
+  };
+  for (const auto& [method, type] : methods) {
+    grpc::Status status = RawCall(server_->address(), method, broken);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("could not be parsed as " + type))
+        << method;
+  }
+  // The server is still there and answers well-formed calls.
+  EXPECT_EQ(MustAssign(UserUnit("u-1")).config_version(),
+            Version());
+}
+
+TEST_F(ServerE2E, NonUtf8StringsAreInvalidArgumentNamingTheField) {
+  const std::string not_utf8 = "\xff\xfe";
+  v1::AssignRequest assign;
+  (*assign.mutable_unit()->mutable_ids())["user_id"] = not_utf8;
+  v1::GetExperimentRequest get;
+  get.set_experiment_key(not_utf8);
+  v1::RecordEventsRequest events;
+  events.add_events()->set_name(not_utf8);
+  const struct {
+    std::string method;
+    std::string bytes;
+    std::string field;
+  } calls[] = {
+      {"/abexp.v1.AssignmentService/Assign", assign.SerializeAsString(),
+       "abexp.v1.Unit.IdsEntry.value"},
+      {"/abexp.v1.AssignmentService/GetExperiment", get.SerializeAsString(),
+       "abexp.v1.GetExperimentRequest.experiment_key"},
+      {"/abexp.v1.RecordingService/RecordEvents", events.SerializeAsString(),
+       "abexp.v1.EventRecord.name"},
+  };
+  for (const auto& call : calls) {
+    grpc::Status status = RawCall(server_->address(), call.method, call.bytes);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << call.method << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("not valid UTF-8"))
+        << call.method;
+    EXPECT_THAT(status.error_message(), HasSubstr(call.field)) << call.method;
+  }
+}
+
+TEST_F(ServerE2E, HugeRequestStringsAreClippedInErrors) {
+  const std::string huge(1 << 20, 'k');
+  v1::AssignRequest filtered;
+  *filtered.mutable_unit() = UserUnit("u-1");
+  filtered.add_experiment_keys(huge);
+  grpc::Status status = AssignStatus(filtered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("experiment_keys"));
+  EXPECT_THAT(status.error_message(), HasSubstr("(1048576 bytes)"));
+  EXPECT_LT(status.error_message().size(), 1024u);
+
+  v1::AssignRequest empty_id;
+  (*empty_id.mutable_unit()->mutable_ids())[huge] = "";
+  status = AssignStatus(empty_id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("unit.ids["));
+  EXPECT_LT(status.error_message().size(), 1024u);
+
+  v1::GetExperimentRequest get;
+  get.set_experiment_key(huge);
+  v1::Experiment experiment;
+  status = Call(&v1::AssignmentService::Stub::GetExperiment, get, &experiment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("experiment_key"));
+  EXPECT_LT(status.error_message().size(), 1024u);
+
+  // Bytes that are not text are escaped, so the message stays printable.
+  get.set_experiment_key(std::string("a\nb\x01", 4));
+  status = Call(&v1::AssignmentService::Stub::GetExperiment, get, &experiment);
+  EXPECT_THAT(status.error_message(), HasSubstr("'a\\nb\\x01'"));
 }
 
 // Splits a protobuf message into (field number, length-delimited payload)
