@@ -337,6 +337,20 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
         internal::CheckVariantKeys(layout, (*stored)[0].str, &merged);
     if (!s.ok()) return s;
   }
+  if (absl::StrContains(reply.str, "ABEXP_ARGS")) {
+    // The store checks what the scripts check before sending, so this is a
+    // bug; the script refused before writing anything.
+    return absl::InternalError(absl::StrCat(
+        "abexp's Redis script refused its arguments and wrote nothing (",
+        reply.str, "); this is a bug in abexp-server, please report it"));
+  }
+  if (absl::StrContains(reply.str, "ABEXP_STATE")) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "experiment '%s' phase %d holds a unit total beyond ±1e150, left by "
+        "an abexp-server that did not bound event values, so its figures "
+        "cannot be trusted; bump the experiment's `phase` to start afresh",
+        layout.key, layout.phase));
+  }
   if (absl::StrContains(reply.str, "ABEXP_METRICS")) {
     return absl::FailedPreconditionError(
         absl::StrFormat("experiment '%s' phase %d has had more than 255 metric "
@@ -419,6 +433,47 @@ void AppendUnitArgs(int64_t buckets, const std::string& unit_id,
   args->push_back(HashField(h));
 }
 
+// The times a unit record can hold: 6 bytes of signed milliseconds.
+constexpr int64_t kMaxStoreMillis = (int64_t{1} << 47) - 1;
+
+// INVALID_ARGUMENT unless `t` fits a unit record; `what` names the item.
+absl::Status CheckStoreTime(absl::Time t, absl::string_view what) {
+  const int64_t ms = StoreMillis(t);
+  if (ms >= -kMaxStoreMillis - 1 && ms <= kMaxStoreMillis) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, ".time is ", absl::FormatTime(t),
+      ", beyond the 4,459 years either side of 1970 the store can keep; send "
+      "the time it happened"));
+}
+
+// INVALID_ARGUMENT naming the first event the scripts would refuse: a value
+// that is not finite or beyond ±kMaxEventValue (its square could overflow a
+// sum of squares), or a time a unit record cannot hold. Checked before
+// anything is sent, so a caller that bypasses the recorder's checks cannot
+// reach the scripts with them.
+absl::Status CheckEvents(const ExperimentLayout& layout,
+                         absl::Span<const Event* const> events) {
+  for (size_t j = 0; j < events.size(); ++j) {
+    const std::optional<double>& value = events[j]->value;
+    // NaN fails the comparison too.
+    if (value.has_value() && !(std::fabs(*value) <= kMaxEventValue)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "events[%d].value is %g (experiment '%s'); values must be finite "
+          "and within ±%g so that sums of squares cannot overflow; send it in "
+          "a larger unit, or leave it out",
+          j, *value, layout.key, kMaxEventValue));
+    }
+    if (absl::Status s =
+            CheckStoreTime(events[j]->time, absl::StrCat("events[", j, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The 8-byte header of a packed unit record (docs/storage.md, "Unit
 // records"): variant, flags, first exposure as 6 bytes little-endian signed
 // (Lua struct '<BBi6').
@@ -453,6 +508,13 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
     const ExperimentLayout& layout, absl::Span<const Exposure> exposures) {
   if (absl::Status s = internal::CheckExposures(layout, exposures); !s.ok())
     return s;
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    if (absl::Status s = CheckStoreTime(exposures[i].time,
+                                        absl::StrCat("exposures[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
   if (exposures.empty()) return std::vector<WriteOutcome>{};
   std::string base = KeyBase(layout);
   absl::StatusOr<Buckets> buckets = CreateBuckets(base);
@@ -592,16 +654,24 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
 
   // A phase without bucket counts was never written (exposures store them
   // first), so no unit is exposed in it and every event is ignored.
+  // A batch with an event the scripts would refuse is refused whole, here.
+  std::vector<bool> valid(batches.size(), false);
   std::vector<std::string> bases;
   for (size_t i = 0; i < batches.size(); ++i) {
     if (batches[i].events.empty()) continue;
+    if (absl::Status s = CheckEvents(*batches[i].layout, batches[i].events);
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    valid[i] = true;
     plans[i].base = KeyBase(*batches[i].layout);
     bases.push_back(plans[i].base);
   }
   absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
       phases = BucketsOfPhases(bases);
   for (size_t i = 0; i < batches.size(); ++i) {
-    if (batches[i].events.empty()) continue;
+    if (!valid[i]) continue;
     if (!phases.ok()) {
       results[i] = phases.status();
       continue;

@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "absl/strings/str_format.h"
+#include "server/event_store.h"
+
 namespace abexp::redis_scripts {
 namespace {
 
@@ -15,6 +18,57 @@ local MS_DAY = 86400000
 local meta = KEYS[1]
 local base = ARGV[1]
 local agg = base .. 'agg'
+
+-- Argument checks. Each script checks every argument it will use before its
+-- first write, so a bad argument fails the call with nothing written; with
+-- them passed, no later step can fail on the data (times fit a record's 6
+-- bytes, values are within +-MAX_VALUE so no sum or square overflows).
+-- Each returns nil, or the error to return.
+local MAX_TIME = 140737488355327  -- 2^47 - 1 ms, struct 'i6'
+local MAX_BUCKET = 16777215       -- 2^24 - 1, the store's largest bucket
+local function arg_error(i, what, want)
+  local s = ARGV[i]
+  if s == nil then
+    return 'ABEXP_ARGS ARGV[' .. i .. '] (' .. what .. ') is missing'
+  end
+  if #s > 40 then s = string.sub(s, 1, 40) .. '...' end
+  return 'ABEXP_ARGS ARGV[' .. i .. '] (' .. what .. ') is "' .. s ..
+         '"; expected ' .. want
+end
+local function check_int(i, what, lo, hi)
+  local s = ARGV[i]
+  if s and #s <= 20 and string.find(s, '^%-?%d+$') then
+    local n = tonumber(s)
+    if n >= lo and n <= hi then return nil end
+  end
+  return arg_error(i, what, string.format('an integer from %.0f to %.0f', lo, hi))
+end
+local function check_text(i, what)
+  local s = ARGV[i]
+  if s and s ~= '' then return nil end
+  return arg_error(i, what, 'a non-empty string')
+end
+-- Unit and idempotency fields are 8-byte hashes.
+local function check_field(i, what)
+  local s = ARGV[i]
+  if s and #s == 8 then return nil end
+  return arg_error(i, what, 'an 8-byte hash')
+end
+local function check_count(i, what, first, width)
+  local err = check_int(i, what, 0, #ARGV)
+  if err then return err end
+  if #ARGV ~= first - 1 + tonumber(ARGV[i]) * width then
+    return 'ABEXP_ARGS ' .. #ARGV .. ' arguments for ' .. ARGV[i] .. ' ' ..
+           what .. '; expected ' .. (first - 1) .. ' + ' .. width .. ' per item'
+  end
+  return nil
+end
+-- The call-wide arguments both scripts start with.
+local function check_head()
+  return check_text(1, 'key base') or
+         check_int(2, 'idempotency generation', 0, MAX_TIME) or
+         check_int(3, 'expiry', 0, MAX_TIME)
+end
 
 local function day_of(ms) return math.floor(ms / MS_DAY) end
 -- Key and field names are cached: every concatenation makes Lua intern a
@@ -143,7 +197,7 @@ end
 -- it is remembered in generation g, whose hashes expire at the end of
 -- generation g + 1. So a key is remembered for at least the TTL and at most
 -- twice it, at the cost of two lookups.
-local gen = tonumber(ARGV[2])
+local gen = tonumber(ARGV[2]) or 0  -- check_head() refuses a bad one before use
 local expire_at = ARGV[3]
 local gprev = base .. 'g:' .. string.format('%d', gen - 1) .. ':'
 local gcur = base .. 'g:' .. string.format('%d', gen) .. ':'
@@ -157,6 +211,27 @@ end
 )lua";
 
 constexpr char kExposures[] = R"lua(
+local function check_args()
+  local err = check_head() or check_text(4, 'variant keys') or
+              check_int(5, 'unit buckets', 1, MAX_BUCKET + 1) or
+              check_int(6, 'idempotency buckets', 1, MAX_BUCKET + 1) or
+              check_count(7, 'exposures', 8, 7)
+  if err then return err end
+  local _, newlines = string.gsub(ARGV[4], '\n', '')
+  for o = 8, #ARGV, 7 do
+    err = check_int(o, 'idempotency bucket', 0, MAX_BUCKET) or
+          check_field(o + 1, 'idempotency field') or
+          check_int(o + 2, 'unit bucket', 0, MAX_BUCKET) or
+          check_field(o + 3, 'unit field') or
+          check_int(o + 4, 'variant index', 0, math.min(newlines, 254)) or
+          check_int(o + 5, 'time (ms)', -MAX_TIME - 1, MAX_TIME)
+    if err then return err end
+  end
+  return nil
+end
+local args_error = check_args()
+if args_error then return redis.error_reply(args_error) end
+
 local variants = ARGV[4]
 local stored = redis.call('HGET', meta, 'variants')
 if not stored then
@@ -226,6 +301,51 @@ return out
 )lua";
 
 constexpr char kEvents[] = R"lua(
+local function check_args()
+  local err = check_head() or check_int(4, 'metric groups', 0, #ARGV)
+  if err then return err end
+  local o = 5
+  for _ = 1, tonumber(ARGV[4]) do
+    err = check_int(o, 'metric count', 0, (#ARGV - o) / 6)
+    if err then return err end
+    for a = o + 1, o + tonumber(ARGV[o]) * 6, 6 do
+      err = check_text(a, 'metric signature')
+      if not err and not string.find(ARGV[a + 1], '^[bsrt]$') then
+        err = arg_error(a + 1, 'metric type', 'b, s, r or t')
+      end
+      err = err or check_int(a + 2, 'source aggregation', 0, 2) or
+            check_int(a + 3, 'denominator aggregation', 0, 2) or
+            check_int(a + 4, 'window (ms)', 0, 2^63) or
+            check_int(a + 5, 'retention day', 0, MAX_TIME / MS_DAY)
+      if err then return err end
+    end
+    o = o + 1 + tonumber(ARGV[o]) * 6
+  end
+  err = check_count(o, 'events', o + 1, 7)
+  if err then return err end
+  for i = o + 1, #ARGV, 7 do
+    err = check_int(i, 'metric group', 1, tonumber(ARGV[4])) or
+          check_int(i + 1, 'idempotency bucket', 0, MAX_BUCKET) or
+          check_field(i + 2, 'idempotency field') or
+          check_int(i + 3, 'unit bucket', 0, MAX_BUCKET) or
+          check_field(i + 4, 'unit field') or
+          check_int(i + 5, 'time (ms)', -MAX_TIME - 1, MAX_TIME)
+    if err then return err end
+    local v = ARGV[i + 6]
+    if v ~= '' then
+      local x = #v <= 40 and tonumber(v)
+      -- NaN fails both comparisons.
+      if not (x and x >= -MAX_VALUE and x <= MAX_VALUE) then
+        return arg_error(i + 6, 'value', string.format(
+            '"" or a number within +-%.0f', MAX_VALUE))
+      end
+    end
+  end
+  return nil
+end
+local args_error = check_args()
+if args_error then return redis.error_reply(args_error) end
+
 -- The metric groups: one per event name in the chunk.
 local groups, sigs, listed = {}, {}, {}
 local o = 5
@@ -246,25 +366,69 @@ for g = 1, tonumber(ARGV[4]) do
   groups[g] = metrics
 end
 
--- Every metric's one-byte id, assigned before any item is written, so
--- running out of ids fails the chunk without applying part of it.
+-- Every item's unit record, read before the first write. With values
+-- within +-MAX_VALUE a unit's total stays far below +-MAX_STATE; one beyond
+-- it (written by an abexp before values were bounded) could overflow a
+-- square, so it fails the chunk here, whole. record() reads this cache.
+local MAX_STATE = 1e150
+local function state_ok(x) return x >= -MAX_STATE and x <= MAX_STATE end
+local unit_records = {}
+for i = o + 1, #ARGV, 7 do
+  local ukey = base .. 'u:' .. ARGV[i + 3]
+  local by_field = unit_records[ukey]
+  if not by_field then
+    by_field = {}
+    unit_records[ukey] = by_field
+  end
+  local ufield = ARGV[i + 4]
+  if by_field[ufield] == nil then
+    local rec = redis.call('HGET', ukey, ufield)
+    by_field[ufield] = rec
+    local pos = 9
+    while rec and pos <= #rec do
+      local len = string.byte(rec, pos + 1)
+      local ok = true
+      if len == 8 then
+        ok = state_ok(struct.unpack('<d', rec, pos + 2))
+      elseif len == 16 then
+        local n, d = struct.unpack('<dd', rec, pos + 2)
+        ok = state_ok(n) and state_ok(d)
+      end
+      if not ok then
+        return redis.error_reply('ABEXP_STATE a unit record in ' .. ukey ..
+                                 ' holds a total beyond +-1e150')
+      end
+      pos = pos + 2 + len
+    end
+  end
+end
+
+-- Every metric's one-byte id, assigned before any item is written; the
+-- new ones only once all fit, so running out of ids writes nothing.
 local ids = {}
 if #sigs > 0 then
   local fields = {}
   for j, sig in ipairs(sigs) do fields[j] = 'mid|' .. sig end
   local got = redis.call('HMGET', meta, unpack(fields))
+  local new_sigs = {}
   for j, sig in ipairs(sigs) do
-    local id = got[j]
-    if id then
-      id = tonumber(id)
+    if got[j] then
+      ids[sig] = tonumber(got[j])
     else
-      id = redis.call('HINCRBY', meta, 'mnext', 1)
-      if id > 255 then
-        return redis.error_reply('ABEXP_METRICS more than 255 metric definitions in this phase')
-      end
-      redis.call('HSET', meta, 'mid|' .. sig, id, 'mname|' .. id, sig)
+      new_sigs[#new_sigs + 1] = sig
     end
-    ids[sig] = id
+  end
+  if #new_sigs > 0 then
+    local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
+    if last + #new_sigs > 255 then
+      return redis.error_reply('ABEXP_METRICS more than 255 metric definitions in this phase')
+    end
+    for _, sig in ipairs(new_sigs) do
+      last = last + 1
+      redis.call('HSET', meta, 'mid|' .. sig, last, 'mname|' .. last, sig)
+      ids[sig] = last
+    end
+    redis.call('HSET', meta, 'mnext', last)
   end
 end
 
@@ -281,7 +445,8 @@ end
 -- idempotency key, so a retry after the exposure arrived is judged afresh.
 local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
   local ukey = base .. 'u:' .. ubucket
-  local rec = redis.call('HGET', ukey, ufield)
+  local by_field = unit_records[ukey]
+  local rec = by_field[ufield]
   if not rec then return 2 end
   local rv, flags, first, states, order = parse(rec)
   if flags % 2 == 1 or t < first then return 2 end
@@ -344,7 +509,9 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
   end
 
   if not changed then return 2 end
-  redis.call('HSET', ukey, ufield, serialize(rv, flags, first, states, order))
+  rec = serialize(rv, flags, first, states, order)
+  redis.call('HSET', ukey, ufield, rec)
+  by_field[ufield] = rec
   return 0
 end
 
@@ -362,15 +529,23 @@ return out
 
 }  // namespace
 
+namespace {
+
+// The C++ bound, so the scripts and the store cannot disagree on it.
+std::string Script(const char* body) {
+  return absl::StrFormat("local MAX_VALUE = %.17g\n%s%s", kMaxEventValue,
+                         kCommon, body);
+}
+
+}  // namespace
+
 const std::string& WriteExposures() {
-  static const std::string* script =
-      new std::string(std::string(kCommon) + kExposures);
+  static const std::string* script = new std::string(Script(kExposures));
   return *script;
 }
 
 const std::string& WriteEvents() {
-  static const std::string* script =
-      new std::string(std::string(kCommon) + kEvents);
+  static const std::string* script = new std::string(Script(kEvents));
   return *script;
 }
 

@@ -4,6 +4,12 @@
 // increments of the chunk are summed in the script and written once per
 // field at its end. docs/storage.md describes the keys and the packed unit
 // records they read and write.
+//
+// Both check every argument before their first write (integers in range,
+// 8-byte hash fields, times that fit a record, values finite and within
+// ±kMaxEventValue, the argument count) and fail with an error
+// "ABEXP_ARGS ARGV[i] (...) is ...; expected ..." that wrote nothing, so a
+// chunk is applied whole or not at all whatever the arguments.
 #ifndef ABEXP_SERVER_REDIS_SCRIPTS_H_
 #define ABEXP_SERVER_REDIS_SCRIPTS_H_
 
@@ -39,8 +45,9 @@ const std::string& WriteExposures();
 // idempotency bucket, idempotency field, unit bucket, unit field, time (ms),
 // value ("" for none).
 // Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored), or an
-// error "ABEXP_METRICS" before writing any item when the phase ran out of
-// metric ids. Each item's unit record is checked before its idempotency
+// error before writing anything: "ABEXP_METRICS" when the phase ran out of
+// metric ids, "ABEXP_STATE" when an item's unit record holds a total beyond
+// ±1e150 (left by a version that did not bound values). Each item's unit record is checked before its idempotency
 // key: an event of a unit not exposed (or multi-exposed, or before its
 // first exposure) is ignored without remembering its key.
 const std::string& WriteEvents();
