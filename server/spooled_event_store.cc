@@ -121,6 +121,16 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
   return record.SerializeAsString();
 }
 
+// The backend's errors for a write that can never apply, which replay sets
+// aside: FAILED_PRECONDITION (variants clash with the recorded ones, the
+// phase ran out of metric ids) and INVALID_ARGUMENT (an item the store
+// refuses, e.g. a value beyond kMaxEventValue; the store checks before
+// writing, so nothing of the write was applied).
+bool IsPermanentReplayError(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kFailedPrecondition ||
+         status.code() == absl::StatusCode::kInvalidArgument;
+}
+
 }  // namespace
 
 std::string EncodeSpooledWrite(const SpooledWrite& write) {
@@ -378,7 +388,7 @@ absl::Status SpooledEventStore::ApplyRecords(
       stats_.replayed_items += static_cast<int64_t>(items);
       continue;
     }
-    if (outcomes.status().code() == absl::StatusCode::kFailedPrecondition) {
+    if (IsPermanentReplayError(outcomes.status())) {
       if (absl::Status s = Reject(record, items, outcomes.status()); !s.ok()) {
         return s;
       }

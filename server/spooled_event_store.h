@@ -30,9 +30,10 @@
 //    retries later, nothing is dropped.
 //  - Replay retries every backend error with backoff (a wrong password or
 //    db index is fixed by the operator, and nothing is lost meanwhile),
-//    except FAILED_PRECONDITION, which the store returns for one write that
-//    can never apply (its variants clash with the recorded ones, or the
-//    phase has too many metric definitions). Such a write, or a record that
+//    except FAILED_PRECONDITION and INVALID_ARGUMENT, which the store
+//    returns for one write that can never apply (its variants clash with
+//    the recorded ones, the phase has too many metric definitions, or an
+//    item has a value beyond kMaxEventValue). Such a write, or a record that
 //    does not decode, is moved to a second spool in `<spool dir>/rejected`
 //    and reported through `notify`, so that it neither blocks the writes
 //    behind it nor disappears. abexp-server never replays that directory.

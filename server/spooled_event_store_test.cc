@@ -28,6 +28,7 @@
 namespace abexp {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::Each;
 using ::testing::ElementsAre;
@@ -769,6 +770,39 @@ TEST_F(SpooledEventStoreTest, APermanentErrorOfOneBatchLeavesTheOthersWritten) {
   ASSERT_TRUE(results[1].ok()) << results[1].status();
   EXPECT_THAT(*results[1], ElementsAre(WriteOutcome::kRecorded));
   EXPECT_FALSE(store_->stats().spooling);
+}
+
+// A spooled event the store refuses at replay as INVALID_ARGUMENT (a value
+// beyond kMaxEventValue, from a caller that bypassed the recorder) is set
+// aside with a notice, not retried forever nor reported drained as applied;
+// the writes behind it are applied.
+TEST_F(SpooledEventStoreTest, AWriteTheStoreRefusesAsInvalidIsSetAside) {
+  Open();
+  const ExperimentLayout checkout = CheckoutLayout();
+  const ExperimentLayout search = SearchLayout();
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    ASSERT_TRUE(store_->WriteExposures(*layout, {Expose("u1", 1, kT0)}).ok());
+  }
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  const absl::Time t = kT0 + absl::Hours(1);
+  ASSERT_TRUE(store_->WriteEvents(checkout, {Order("u1", 20, t, "o1")}).ok());
+  ASSERT_TRUE(store_->WriteEvents(search, {Order("u1", 1e308, t, "o2")}).ok());
+  ASSERT_TRUE(store_->WriteEvents(checkout, {Order("u1", 5, t, "o3")}).ok());
+
+  backend_.OnlyExperiment("search");
+  backend_.Fail(absl::StatusCode::kInvalidArgument);
+  AwaitDrained();
+  const SpooledEventStoreStats stats = store_->stats();
+  EXPECT_EQ(stats.rejected_writes, 1);
+  EXPECT_EQ(stats.rejected_items, 1);
+  EXPECT_EQ(stats.replayed_writes, 2);
+  EXPECT_THAT(Notices(), Contains(AllOf(HasSubstr("set aside"),
+                                        HasSubstr("INVALID_ARGUMENT"))));
+  absl::StatusOr<ExperimentAggregates> a =
+      backend_.memory().ReadAggregates(checkout);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->variants[1].metrics["revenue"].sum, 25);
+  EXPECT_TRUE(fs::exists(dir_ + "/rejected"));
 }
 
 TEST(SpooledWriteEncoding, RoundTripsEveryField) {
