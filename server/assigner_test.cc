@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/config_parser.h"
+#include "server/error_text.h"
 
 namespace abexp {
 namespace {
@@ -727,6 +728,31 @@ TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
     }
   }
   EXPECT_GT(sticky, 50);
+}
+
+}  // namespace
+}  // namespace abexp
+
+namespace abexp {
+namespace {
+
+TEST(ClipForMessage, ShortPrintableTextIsQuotedUnchanged) {
+  EXPECT_EQ(ClipForMessage("u-123"), "u-123");
+  EXPECT_EQ(ClipForMessage(""), "");
+}
+
+TEST(ClipForMessage, LongTextKeepsAShortPrefixAndSaysItsLength) {
+  const std::string clipped = ClipForMessage(std::string(1 << 20, 'k'));
+  EXPECT_EQ(clipped, std::string(kMaxQuotedBytes, 'k') + "... (1048576 bytes)");
+}
+
+TEST(ClipForMessage, BytesThatAreNotPrintableAreEscaped) {
+  EXPECT_EQ(ClipForMessage(std::string("a\nb\xff\x00", 5)), "a\\nb\\xff\\x00");
+  const std::string clipped = ClipForMessage(std::string(100, '\xfe'));
+  for (char c : clipped) {
+    EXPECT_TRUE(c >= 0x20 && c <= 0x7e) << static_cast<int>(c);
+  }
+  EXPECT_THAT(clipped, ::testing::EndsWith("... (100 bytes)"));
 }
 
 }  // namespace

@@ -855,6 +855,33 @@ TEST_F(ServerE2E, NonUtf8StringsAreInvalidArgumentNamingTheField) {
   }
 }
 
+TEST_F(ServerE2E, ProtobufErrorLinesAreRateLimited) {
+  v1::AssignRequest assign;
+  (*assign.mutable_unit()->mutable_ids())["user_id"] = "\xff\xfe";
+  const std::string bytes = assign.SerializeAsString();
+  auto lines = [] {
+    const std::string err = server_->Stderr();
+    int n = 0;
+    for (size_t p = err.find("[libprotobuf"); p != std::string::npos;
+         p = err.find("[libprotobuf", p + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const int before = lines();
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(RawCall(server_->address(), "/abexp.v1.AssignmentService/Assign",
+                      bytes)
+                  .error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // At most one line per 10s, however many bad requests.
+  const int allowed =
+      1 + static_cast<int>((absl::Now() - start) / absl::Seconds(10));
+  EXPECT_LE(lines() - before, allowed) << server_->Stderr();
+}
+
 TEST_F(ServerE2E, HugeRequestStringsAreClippedInErrors) {
   const std::string huge(1 << 20, 'k');
   v1::AssignRequest filtered;
