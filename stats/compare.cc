@@ -222,6 +222,11 @@ Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
                             static_cast<double>(control.units) +
                                 static_cast<double>(treatment.units),
                             options);
+    if (!result.sequential.ci_low) {
+      result.warnings.push_back(
+          "the always-valid interval is too wide to represent as a double; the "
+          "values are too large, so record them in larger units");
+    }
   } else if (d == 0) {
     // The sequential p-value tends to 1 as z -> 0.
     result.sequential.p_value = 1.0;
@@ -479,8 +484,12 @@ absl::StatusOr<SequentialInterval> ConfidenceSequence(
   // instead of multiplying inf by 0.
   const double log_p = 0.5 * std::log(a) - rho2 * n * z * z / (2 * a);
   SequentialInterval result;
-  result.ci_low = estimate - half_width;
-  result.ci_high = estimate + half_width;
+  // A huge standard error on few units can overflow the bounds: leave them
+  // out rather than present infinity (the p-value is still defined).
+  if (std::isfinite(estimate - half_width) && std::isfinite(estimate + half_width)) {
+    result.ci_low = estimate - half_width;
+    result.ci_high = estimate + half_width;
+  }
   result.p_value = std::isfinite(log_p) ? std::min(1.0, std::exp(log_p)) : 0.0;
   return result;
 }

@@ -150,6 +150,7 @@ absl::StatusOr<Comparison> CompareRatios(const RatioArm& control,
 // fixed-horizon standard error `standard_error` > 0 measured on
 // `total_units` > 0 units (both arms together). The Compare* functions call
 // it; it is public for simulations and for callers with their own estimates.
+// ci_low and ci_high are nullopt when a bound overflows a double.
 absl::StatusOr<SequentialInterval> ConfidenceSequence(
     double estimate, double standard_error, double total_units,
     const CompareOptions& options = {});

@@ -374,6 +374,18 @@ TEST(CompareValidation, RejectsImpossibleCountsNamingTheArm) {
                 "treatment has 0 units");
 }
 
+// Found by stats_fuzz: a huge standard error on few units made the
+// interval's half width overflow, and the bounds came back infinite.
+TEST(ConfidenceSequence, LeavesOutBoundsThatOverflowInsteadOfReturningInfinity) {
+  auto s = ConfidenceSequence(948, 8.8e307, 0.5675);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->ci_low.has_value());
+  EXPECT_FALSE(s->ci_high.has_value());
+  ASSERT_TRUE(s->p_value.has_value());
+  EXPECT_GE(*s->p_value, 0);
+  EXPECT_LE(*s->p_value, 1);
+}
+
 TEST(ConfidenceSequence, RejectsWhatItCannotUse) {
   ExpectInvalid(ConfidenceSequence(0.1, 0, 100), "standard_error");
   ExpectInvalid(ConfidenceSequence(0.1, -1, 100), "standard_error");
