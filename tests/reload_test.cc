@@ -291,6 +291,60 @@ experiments: [{key: exp_c, status: runing, variants: [{key: only, weight: 1}]}]
   EXPECT_EQ(*served, VersionOf(kConfigB));
 }
 
+// Files that crashed the server (an alias inside its own anchor) or took
+// gigabytes to reject (a huge file): each reload fails, is logged, and the
+// server keeps serving the last good config.
+TEST(Reload, AHostileFileKeepsTheServerAliveAndServingTheLastGoodConfig) {
+  TempDir dir;
+  std::string path = dir.Write("experiments.yaml", kConfigA);
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<v1::AssignmentService::Stub> stub =
+      NewStub((*server)->address());
+  const std::string version_a = VersionOf(kConfigA);
+
+  const std::string oversized = "# padding\n" + std::string(17 << 20, '#');
+  const std::pair<std::string, std::string> kHostile[] = {
+      {"zzz: &x [*x]\n", path + ":1:6: this node contains itself through an alias"},
+      {"segments:\n  s: &x {not: *x}\n", path + ":2:6: this node contains itself"},
+      {oversized, "the config is 17825802 bytes"},
+  };
+  int reloads = 0;
+  for (const auto& [text, logged] : kHostile) {
+    SCOPED_TRACE(logged);
+    dir.Write("experiments.yaml", text);
+    ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
+    ASSERT_TRUE((*server)
+                    ->WaitForStderr("keeping version=", absl::Seconds(20), ++reloads)
+                    .ok())
+        << (*server)->Stderr();
+    EXPECT_THAT((*server)->Stderr(), HasSubstr(logged));
+    absl::StatusOr<std::string> served = ServedVersion(stub.get());
+    ASSERT_TRUE(served.ok()) << served.status();
+    EXPECT_EQ(*served, version_a);
+  }
+  EXPECT_EQ(testing::HealthCheck((*server)->address()).value_or(-1), 1);
+
+  ASSERT_TRUE((*server)->Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = (*server)->WaitForExit(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(Reload, StartingOnAFileWhoseAliasContainsItselfIsRefusedNotACrash) {
+  TempDir dir;
+  std::string path = dir.Write("experiments.yaml", "zzz: &x [*x]\n");
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(path);
+  ASSERT_FALSE(server.ok());
+  // Start's error holds the exit status (128 + the signal for a crash) and stderr.
+  EXPECT_THAT(server.status().message(), HasSubstr("(exited with status 1)"));
+  EXPECT_THAT(server.status().message(),
+              HasSubstr(path + ":1:6: this node contains itself through an alias"));
+  EXPECT_THAT(server.status().message(), HasSubstr("not starting: fix the config"));
+}
+
 TEST(Reload, AnUnchangedFileKeepsTheSameVersion) {
   TempDir dir;
   std::string path = dir.Write("experiments.yaml", kConfigA);
