@@ -105,9 +105,14 @@ void Run(FuzzedDataProvider& in) {
   for (int i = 0; i < files; ++i) {
     std::string name;
     if (in.ConsumeIntegralInRange<int>(0, 7) == 0) {
-      // 20 characters that may not be a number that fits in 64 bits.
+      // 20 digits that may not be a number that fits in 64 bits, or a
+      // letter among them.
       std::string digits = in.ConsumeBytesAsString(20);
       digits.resize(20, '9');
+      for (char& c : digits) {
+        const int b = static_cast<unsigned char>(c) % 11;
+        c = b == 10 ? 'x' : static_cast<char>('0' + b);
+      }
       name = "spool-" + digits + ".log";
     } else {
       name = absl::StrFormat("spool-%020u.log", segment);
