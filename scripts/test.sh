@@ -8,9 +8,15 @@
 # both builds name the same sources, `bazel build //...` and `bazel test
 # //...` (the unit tests that need no Redis).
 #
+# Then fuzzing (docs/fuzzing.md): scripts/fuzz.sh runs every fuzz target's
+# seed corpus as a regression test and fuzzes each target briefly, two at a
+# time, in its own Clang build (build-fuzz).
+#
 # Extra arguments go to ctest, e.g. ./scripts/test.sh -R bucketing
 # Environment: ABEXP_TEST_JOBS (default 2), ABEXP_TEST_TIMEOUT seconds per
 # test (default 300), ABEXP_TEST_BAZEL=0 to skip the Bazel part,
+# ABEXP_TEST_FUZZ=0 to skip fuzzing, ABEXP_TEST_FUZZ_SECONDS fuzzing time per
+# fuzz target (default 30),
 # ABEXP_JOBS (Bazel's --jobs, default: all cores, as for CMake).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +40,15 @@ if [ "$rc" = 0 ] && grep -q '\*\*\*Skipped' "$ctest_log"; then
   echo "test: FAILED: these tests were skipped, and a skipped test proves nothing:" >&2
   grep '\*\*\*Skipped' "$ctest_log" >&2
   rc=1
+fi
+
+if [ "${ABEXP_TEST_FUZZ:-1}" != 0 ]; then
+  echo "test: fuzzing: each target's corpus, then ${ABEXP_TEST_FUZZ_SECONDS:-30}s of fuzzing per target, two at a time"
+  SECONDS=0
+  fuzz_rc=0
+  scripts/fuzz.sh --seconds "${ABEXP_TEST_FUZZ_SECONDS:-30}" --jobs 2 || fuzz_rc=$?
+  echo "test: fuzzing exited $fuzz_rc after ${SECONDS}s"
+  [ "$rc" != 0 ] || rc=$fuzz_rc
 fi
 
 if [ "${ABEXP_TEST_BAZEL:-1}" != 0 ]; then
