@@ -15,6 +15,7 @@ namespace {
 // keeps precision for tiny p-values, where 1 - cdf would round to 0.
 double UpperTail(double statistic, int df) {
   if (statistic <= 0) return 1.0;
+  if (!std::isfinite(statistic)) return 0.0;  // Boost refuses infinity
   const boost::math::chi_squared_distribution<double> dist(df);
   return boost::math::cdf(boost::math::complement(dist, statistic));
 }
@@ -61,6 +62,11 @@ absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
   if (total <= 0) {
     return absl::InvalidArgumentError(
         "the observed counts sum to zero; there is nothing to test yet");
+  }
+  if (!std::isfinite(total) || !std::isfinite(expected_sum)) {
+    return absl::InvalidArgumentError(
+        "the observed counts or expected proportions sum to more than a double "
+        "holds; scale them down");
   }
 
   ChiSquareResult result;

@@ -27,7 +27,8 @@ struct ChiSquareResult {
 // their sum, so weights such as {20, 30, 50} can be passed as they are.
 //
 // Returns INVALID_ARGUMENT when there are fewer than 2 categories, the sizes
-// differ, a count is negative or not finite, the total count is zero, or an
+// differ, a count is negative or not finite, the total count is zero or
+// overflows a double (as does the sum of the proportions), or an
 // expected proportion is not positive and finite (drop categories that
 // cannot occur before calling).
 absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(

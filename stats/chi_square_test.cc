@@ -20,6 +20,20 @@ void ExpectClose(double expected, double actual) {
       << "expected " << expected << ", got " << actual;
 }
 
+// Found by stats_fuzz: counts whose sum overflows made the statistic NaN,
+// and Boost threw from the p-value (std::terminate in the server).
+TEST(ChiSquareGoodnessOfFit, RejectsCountsWhoseSumOverflows) {
+  auto r = ChiSquareGoodnessOfFit({1e308, 1e308}, {1, 1});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+}
+
+// A statistic that overflows to infinity has p-value 0 (Boost refuses it).
+TEST(ChiSquareGoodnessOfFit, AnInfiniteStatisticHasPValueZero) {
+  auto r = ChiSquareGoodnessOfFit({1e300, 0}, {1, 1});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->p_value, 0);
+}
+
 TEST(ChiSquareGoodnessOfFit, BalancedSplitMatchesScipy) {
   // chisquare([5020, 4980]) -> statistic=0.16, pvalue=0.6891565167793516
   auto r = ChiSquareGoodnessOfFit({5020, 4980}, {1, 1});
