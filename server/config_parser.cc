@@ -515,7 +515,7 @@ bool Parser::CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path) 
   if (n.IsMap()) {
     std::map<std::string, YAML::Mark> seen;
     for (auto it = n.begin(); ok && it != n.end(); ++it) {
-      const YAML::Node& k = it->first;
+      const YAML::Node k = it->first;  // a copy: it-> yields a temporary
       if (!k.IsScalar()) {
         Error(k, "a mapping key must be a plain name, not " + std::string(NodeKindName(k)) +
                      "; write the key as text");
