@@ -31,6 +31,10 @@ constexpr int64_t kCheckpointBytes = 20;
 constexpr absl::string_view kSegmentPrefix = "spool-";
 constexpr absl::string_view kSegmentSuffix = ".log";
 constexpr int kSegmentDigits = 20;
+// Segments are numbered from 1 and one more each time the active one fills,
+// so no spool abexp-server writes comes near this; a number past it is a
+// file that abexp did not write, and counting on from it would wrap.
+constexpr uint64_t kMaxSegment = uint64_t{1} << 62;
 constexpr char kCheckpointName[] = "CHECKPOINT";
 constexpr char kCheckpointTmpName[] = "CHECKPOINT.tmp";
 constexpr char kLockName[] = "LOCK";
@@ -338,6 +342,12 @@ absl::Status Spool::Recover() {
         absl::StrCat("cannot list spool directory ", dir_, ": ", ec.message()));
   }
   std::sort(segments.begin(), segments.end());
+  if (!segments.empty() && segments.back() > kMaxSegment) {
+    return absl::DataLossError(absl::StrCat(
+        "spool segment ", SegmentPath(segments.back()), " is numbered beyond ",
+        kMaxSegment, ", which abexp-server never writes; move it out of ",
+        dir_, " (it is not a spool segment)"));
+  }
   std::filesystem::remove(absl::StrCat(dir_, "/", kCheckpointTmpName), ec);
 
   // Where replay resumes.
@@ -362,6 +372,13 @@ absl::Status Spool::Recover() {
       }
       pos.segment = GetU64(buf);
       pos.offset = GetU64(buf + 8);
+      if (pos.segment > kMaxSegment) {
+        return absl::DataLossError(absl::StrCat(
+            "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
+            ", beyond any abexp-server writes. Deleting it replays the whole "
+            "spool from its oldest segment, which is safe: records carry "
+            "idempotency keys"));
+      }
     } else if (!segments.empty()) {
       pos.segment = segments.front();
     }

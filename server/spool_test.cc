@@ -386,6 +386,29 @@ TEST_F(SpoolTest, MissingSegmentIsDataLoss) {
   EXPECT_THAT(reopened.status().message(), HasSubstr(segments[1]));
 }
 
+// Found by spool_fuzz: a segment numbered 2^64-1 was accepted, the next
+// segment's number wrapped to 0, and the spool could not be opened again.
+TEST_F(SpoolTest, SegmentNumberedNearTheLimitIsRefusedNamingTheFile) {
+  fs::create_directories(dir_);
+  const std::string foreign = dir_ + "/spool-18446744073709551615.log";
+  { std::ofstream f(foreign, std::ios::binary); }
+
+  absl::StatusOr<std::unique_ptr<Spool>> opened =
+      Spool::Open(dir_, FastOptions());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(opened.status().message(), HasSubstr(foreign));
+
+  // Moving it away, as the message says, gives a spool that works.
+  fs::remove(foreign);
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("r", 0, 2)).ok());
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, Records("r", 0, 2));
+}
+
 TEST_F(SpoolTest, CorruptCheckpointIsDataLossSayingHowToRecover) {
   std::unique_ptr<Spool> spool = MustOpen(FastOptions());
   ASSERT_NE(spool, nullptr);
