@@ -28,6 +28,15 @@ absl::Status CheckCount(double count, absl::string_view what) {
   return absl::OkStatus();
 }
 
+// One cell's (observed - expected)^2 / expected. An expected count that
+// underflowed to 0 contributes nothing when nothing was observed there and
+// makes the statistic infinite otherwise, rather than 0/0 = NaN.
+double CellTerm(double observed, double expected) {
+  if (expected <= 0) return observed == 0 ? 0.0 : HUGE_VAL;
+  const double d = observed - expected;
+  return d * d / expected;
+}
+
 }  // namespace
 
 absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
@@ -71,9 +80,8 @@ absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
 
   ChiSquareResult result;
   for (size_t i = 0; i < observed.size(); ++i) {
-    const double e = total * expected[i] / expected_sum;
-    const double d = observed[i] - e;
-    result.statistic += d * d / e;
+    // The share first: total * expected[i] alone can overflow.
+    result.statistic += CellTerm(observed[i], total * (expected[i] / expected_sum));
   }
   result.degrees_of_freedom = static_cast<int>(observed.size()) - 1;
   result.p_value = UpperTail(result.statistic, result.degrees_of_freedom);
@@ -112,6 +120,10 @@ absl::StatusOr<ChiSquareResult> ChiSquareIndependence(
       total += table[r][c];
     }
   }
+  if (!std::isfinite(total)) {
+    return absl::InvalidArgumentError(
+        "the table's counts sum to more than a double holds; scale them down");
+  }
   for (size_t r = 0; r < rows; ++r) {
     if (row_sums[r] <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -128,9 +140,8 @@ absl::StatusOr<ChiSquareResult> ChiSquareIndependence(
   ChiSquareResult result;
   for (size_t r = 0; r < rows; ++r) {
     for (size_t c = 0; c < cols; ++c) {
-      const double e = row_sums[r] * col_sums[c] / total;
-      const double d = table[r][c] - e;
-      result.statistic += d * d / e;
+      // The column's share first: row_sums[r] * col_sums[c] can overflow.
+      result.statistic += CellTerm(table[r][c], row_sums[r] * (col_sums[c] / total));
     }
   }
   result.degrees_of_freedom = static_cast<int>((rows - 1) * (cols - 1));

@@ -40,7 +40,8 @@ absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
 //
 // Returns INVALID_ARGUMENT when the table has fewer than 2 rows or columns,
 // rows of different lengths, a negative or non-finite count, or a row or
-// column whose total is zero (its expected counts would be zero; remove it).
+// column whose total is zero (its expected counts would be zero; remove it),
+// or counts whose sum overflows a double.
 absl::StatusOr<ChiSquareResult> ChiSquareIndependence(
     const std::vector<std::vector<double>>& table);
 
