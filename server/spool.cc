@@ -372,7 +372,7 @@ absl::Status Spool::Recover() {
       }
       pos.segment = GetU64(buf);
       pos.offset = GetU64(buf + 8);
-      if (pos.segment > kMaxSegment) {
+      if (pos.segment >= kMaxSegment) {
         return absl::DataLossError(absl::StrCat(
             "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
             ", beyond any abexp-server writes. Deleting it replays the whole "
@@ -607,7 +607,12 @@ absl::Status Spool::Append(absl::Span<const std::string> records) {
   bool rolled = false;
   bool poisoned = false;
   uint64_t syncs = 0;
-  if (status.ok() && roll) {
+  if (status.ok() && roll && old_segment >= kMaxSegment) {
+    // Open() refuses segments past kMaxSegment, so never write one.
+    status = absl::ResourceExhaustedError(absl::StrCat(
+        "local spool ", dir_, " has used every segment number up to ",
+        kMaxSegment, "; let it drain, then stop the server and delete it"));
+  } else if (status.ok() && roll) {
     const std::string path = SegmentPath(old_segment + 1);
     int fd = ::open(path.c_str(),
                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);

@@ -409,6 +409,27 @@ TEST_F(SpoolTest, SegmentNumberedNearTheLimitIsRefusedNamingTheFile) {
   EXPECT_EQ(*got, Records("r", 0, 2));
 }
 
+// Found by spool_fuzz: a spool recovered at the last segment number it
+// accepts must not roll past it, or it could not be opened again.
+TEST_F(SpoolTest, TheLastSegmentNumberIsNeverRolledPast) {
+  fs::create_directories(dir_);
+  { std::ofstream f(dir_ + "/spool-04611686018427387904.log", std::ios::binary); }
+  SpoolOptions options = FastOptions();
+  options.segment_bytes = 20;
+  std::unique_ptr<Spool> spool = MustOpen(options);
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append({"record-000"}).ok());
+  absl::Status rolled = spool->Append({"record-001"});
+  EXPECT_EQ(rolled.code(), absl::StatusCode::kResourceExhausted) << rolled;
+  spool.reset();
+
+  spool = MustOpen(options);
+  ASSERT_NE(spool, nullptr);
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, std::vector<std::string>{"record-000"});
+}
+
 TEST_F(SpoolTest, CorruptCheckpointIsDataLossSayingHowToRecover) {
   std::unique_ptr<Spool> spool = MustOpen(FastOptions());
   ASSERT_NE(spool, nullptr);
