@@ -114,7 +114,7 @@ run_target() {
     if [ "$failed" = 1 ]; then
       echo "fuzz: $name: not fuzzed: its corpus already fails; fix that first" >>"$report"
     else
-      local rc=0
+      local rc=0 started=$SECONDS
       "$bin" "${limits[@]}" "${dict[@]}" -max_total_time="$seconds" -max_len=32768 \
         -print_final_stats=1 -artifact_prefix="$dir/crashes/" \
         "$dir/corpus" "$corpus" >"$dir/fuzz.log" 2>&1 || rc=$?
@@ -126,7 +126,7 @@ run_target() {
       ft=$(grep -o 'ft: [0-9]*' "$dir/fuzz.log" | tail -1 | sed 's/ft: //' || true)
       local findings
       findings=$(find "$dir/crashes" -type f | sort)
-      echo "fuzz: $name: fuzzed ${seconds}s: ${execs:-?} executions (${rate:-?}/s), cov: ${cov:-?} ft: ${ft:-?}, ${added:-?} new inputs, $(printf '%s' "$findings" | grep -c . || true) findings" >>"$report"
+      echo "fuzz: $name: fuzzed $((SECONDS - started))s of ${seconds}s: ${execs:-?} executions (${rate:-?}/s), cov: ${cov:-?} ft: ${ft:-?}, ${added:-?} new inputs, $(printf '%s' "$findings" | grep -c . || true) findings" >>"$report"
       if [ "$rc" != 0 ] || [ -n "$findings" ]; then
         failed=1
         {
