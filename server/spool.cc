@@ -372,7 +372,7 @@ absl::Status Spool::Recover() {
       }
       pos.segment = GetU64(buf);
       pos.offset = GetU64(buf + 8);
-      if (pos.segment >= kMaxSegment) {
+      if (pos.segment > kMaxSegment) {
         return absl::DataLossError(absl::StrCat(
             "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
             ", beyond any abexp-server writes. Deleting it replays the whole "
@@ -397,7 +397,11 @@ absl::Status Spool::Recover() {
   if (segments.empty()) {
     // Nothing left (or segments deleted by hand): start afresh after the
     // checkpoint.
-    const uint64_t first = pos.offset > 0 ? pos.segment + 1 : pos.segment;
+    // Nothing is pending, so numbering may start again at 1 rather than
+    // pass the last number Open accepts.
+    const uint64_t first = pos.offset == 0       ? pos.segment
+                           : pos.segment < kMaxSegment ? pos.segment + 1
+                                                       : 1;
     if (first != pos.segment) {
       pos = Position{first, 0};
       absl::Status s = WriteCheckpoint(pos);
@@ -753,6 +757,8 @@ absl::Status Spool::DeleteSegmentsBefore(uint64_t segment) {
 
 absl::Status Spool::RollIfDrained() {
   uint64_t next = 0;
+  uint64_t old = 0;
+  bool wrapped = false;
   {
     absl::MutexLock lock(&mu_);
     if (!writers_.empty() || !failed_.ok() || active_size_ == 0 ||
@@ -761,7 +767,11 @@ absl::Status Spool::RollIfDrained() {
       return absl::OkStatus();
     }
     // No leader is running, so the active segment is ours to replace.
-    next = active_segment_ + 1;
+    // Everything is replayed, so at the last number Open accepts the
+    // numbering starts again at 1.
+    wrapped = active_segment_ >= kMaxSegment;
+    old = active_segment_;
+    next = wrapped ? 1 : active_segment_ + 1;
     const std::string path = SegmentPath(next);
     int fd = ::open(path.c_str(),
                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
@@ -777,6 +787,17 @@ absl::Status Spool::RollIfDrained() {
     active_segment_ = next;
     active_size_ = 0;
     segment_sizes_[next] = 0;
+  }
+  if (wrapped) {
+    // The old segment goes before the checkpoint moves: a crash in between
+    // leaves a checkpoint past every segment, which Open reads as drained.
+    const std::string path = SegmentPath(old);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot delete replayed spool segment", path, errno);
+    }
+    absl::MutexLock lock(&mu_);
+    disk_bytes_ -= segment_sizes_[old];
+    segment_sizes_.erase(old);
   }
   const Position pos{next, 0};
   absl::Status s = WriteCheckpoint(pos);

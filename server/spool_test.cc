@@ -428,6 +428,17 @@ TEST_F(SpoolTest, TheLastSegmentNumberIsNeverRolledPast) {
   absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, std::vector<std::string>{"record-000"});
+  spool.reset();
+
+  // Drained there, it opens again and takes records.
+  spool = MustOpen(options);
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append({"record-002"}).ok());
+  got = ReplayAll(*spool, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, std::vector<std::string>{"record-002"});
+  spool.reset();
+  EXPECT_NE(MustOpen(options), nullptr);
 }
 
 TEST_F(SpoolTest, CorruptCheckpointIsDataLossSayingHowToRecover) {
