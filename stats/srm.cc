@@ -120,7 +120,15 @@ absl::StatusOr<SrmResult> CheckSampleRatio(const std::vector<int64_t>& exposed,
   absl::StatusOr<ChiSquareResult> fit =
       ChiSquareGoodnessOfFit(observed, tested_weights);
   if (!fit.ok()) return fit.status();  // inputs were validated above
-  result.chi2 = fit->statistic;
+  if (std::isinf(fit->statistic)) {
+    // A weight so small that its arm's expected count is a denormal: any
+    // unit there is too many for a double to say by how much.
+    result.warnings.push_back(
+        "chi2 is null: it is infinite, because units reached a variant whose "
+        "weight is too small for its expected count to be told from 0");
+  } else {
+    result.chi2 = fit->statistic;
+  }
   result.p_value = fit->p_value;
   result.mismatch = fit->p_value < options.threshold;
 

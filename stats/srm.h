@@ -31,7 +31,7 @@ struct SrmOptions {
 struct SrmResult {
   // Pearson's X^2. Null when the test is undefined (no units yet, fewer
   // than 2 arms with a positive weight) or infinite (units in an arm whose
-  // weight is 0).
+  // weight is 0, or so small that its expected count is a denormal).
   std::optional<double> chi2;
   // P(X^2 >= chi2) under the configured weights. 0 when units reached an arm
   // whose weight is 0 (impossible under the configuration); null when the

@@ -156,6 +156,17 @@ TEST(SampleRatioMismatch, UnitsInAZeroWeightArmAreAMismatch) {
   EXPECT_TRUE(AnyWarningContains(*r, "do not trust"));
 }
 
+// Found by stats_fuzz: a weight so small that its expected count is a
+// denormal made X^2 infinite, and it was reported as a number.
+TEST(SampleRatioMismatch, AnInfiniteStatisticIsNullAndAMismatch) {
+  auto r = CheckSampleRatio({1, 1}, {5e-324, 1});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->chi2.has_value()) << *r->chi2;
+  ASSERT_TRUE(r->p_value.has_value());
+  EXPECT_EQ(*r->p_value, 0.0);
+  EXPECT_TRUE(r->mismatch);
+}
+
 TEST(SampleRatioMismatch, SmallExpectedCountsWarnThatPIsApproximate) {
   auto r = CheckSampleRatio({1, 3}, {1, 1});  // 2 expected per arm
   ASSERT_TRUE(r.ok()) << r.status();
