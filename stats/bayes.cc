@@ -319,10 +319,26 @@ absl::StatusOr<BayesResult> BayesGaussian(double difference,
   const double above =
       boost::math::cdf(boost::math::complement(unit, z));  // Φ(-z)
   result.chance_to_beat_control = below;
+  // Each term is finite (s·φ(z) <= 0.4 s, |d|·Φ <= |d|), but the larger
+  // loss exceeds |d| and can pass the largest double when |d| or s is near
+  // it: then it is null, not infinity.
+  const auto loss = [&](double value, absl::string_view which) {
+    std::optional<double> out;
+    if (std::isfinite(value)) {
+      out = std::max(value, 0.0);
+    } else {
+      result.warnings.push_back(absl::StrCat(
+          "the expected loss of ", which,
+          " is undefined: it overflows a double (difference ", difference,
+          ", standard_error ", standard_error,
+          "); rescale the metric (e.g. to thousands)"));
+    }
+    return out;
+  };
   result.expected_loss_ship =
-      std::max(standard_error * density - difference * above, 0.0);
+      loss(standard_error * density - difference * above, "shipping");
   result.expected_loss_keep =
-      std::max(standard_error * density + difference * below, 0.0);
+      loss(standard_error * density + difference * below, "keeping");
   return result;
 }
 

@@ -65,7 +65,9 @@ absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
 // when both are set; when they are not, the comparison's warnings already say
 // why, and there is nothing to call this with.
 //
-// standard_error == 0 makes every figure nullopt, with a warning.
+// standard_error == 0 makes every figure nullopt, with a warning. A loss
+// larger than the largest double (|difference| or standard_error near
+// 1.8e308) is nullopt, with a warning; the other figures stay defined.
 // Returns INVALID_ARGUMENT when `difference` is not finite or
 // `standard_error` is negative or not finite.
 absl::StatusOr<BayesResult> BayesGaussian(double difference,
