@@ -161,8 +161,19 @@ void FillTest(Lift& lift, double standard_error, std::optional<double> df,
     }
   }
   lift.p_value = std::min(1.0, 2 * tail);
-  lift.ci_low = estimate - quantile * standard_error;
-  lift.ci_high = estimate + quantile * standard_error;
+  // A standard error near the largest double can push a bound past it:
+  // leave the interval out rather than present infinity.
+  const double low = estimate - quantile * standard_error;
+  const double high = estimate + quantile * standard_error;
+  if (std::isfinite(low) && std::isfinite(high)) {
+    lift.ci_low = low;
+    lift.ci_high = high;
+  } else {
+    warnings.push_back(absl::StrCat(
+        "the ", what,
+        "'s interval is too wide to represent as a double, so it is left "
+        "out; record the values in larger units"));
+  }
 }
 
 // Welch-Satterthwaite degrees of freedom, scaled by the larger variance so
@@ -197,19 +208,31 @@ Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
   const double t = static_cast<double>(*treatment.estimate);
   const double d = static_cast<double>(d_exact);
   result.absolute.estimate = d;
-  const bool has_relative = c_exact != 0;
-  if (has_relative) {
-    // d / c, not t / c - 1, which would lose the digits that t and c share.
-    result.relative.estimate = static_cast<double>(d_exact / c_exact);
-  } else {
+  bool has_relative = false;
+  if (c_exact == 0) {
     result.warnings.push_back(absl::StrCat(
         "relative lift is undefined: the control ", noun, " is 0"));
+  } else {
+    // d / c, not t / c - 1, which would lose the digits that t and c share.
+    const double relative = static_cast<double>(d_exact / c_exact);
+    if (std::isfinite(relative)) {
+      result.relative.estimate = relative;
+      has_relative = true;
+    } else {
+      result.warnings.push_back(absl::StrCat(
+          "relative lift is undefined: it overflows a double (the control ",
+          noun, " is ", c, ", nearly 0, against a difference of ", d, ")"));
+    }
   }
   if (!control.variance || !treatment.variance) return result;
 
   const double v_c = *control.variance;
   const double v_t = *treatment.variance;
-  const double se = std::sqrt(v_c + v_t);
+  // v_c + v_t can overflow when both are near the largest double; halved,
+  // the sum cannot, and only then is it used (ordinary inputs round alike).
+  const double se = std::isfinite(v_c + v_t)
+                        ? std::sqrt(v_c + v_t)
+                        : std::sqrt(v_c / 2 + v_t / 2) * std::sqrt(2.0);
   std::optional<double> df;
   if (welch && se > 0) df = WelchDf(control, treatment);
   FillTest(result.absolute, se, df, options.alpha, "absolute difference",
@@ -236,10 +259,23 @@ Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
     // Delta method for t / c with independent arms:
     // Var ≈ v_t / c² + t² v_c / c⁴ = (v_t + (t / c)² v_c) / c².
     const double ratio = t / c;
-    const double se_relative =
-        std::sqrt(v_t + ratio * ratio * v_c) / std::fabs(c);
-    FillTest(result.relative, se_relative, std::nullopt, options.alpha,
-             "relative lift", result.warnings);
+    double se_relative = std::sqrt(v_t + ratio * ratio * v_c) / std::fabs(c);
+    if (!std::isfinite(se_relative)) {
+      // With c near 0, (t / c)² overflows (and times v_c = 0 is NaN); long
+      // double's range holds every such product, so redo it there.
+      const long double r = static_cast<long double>(t) / c;
+      se_relative = static_cast<double>(
+          std::sqrt(v_t + r * r * v_c) / std::fabs(static_cast<long double>(c)));
+    }
+    if (std::isfinite(se_relative)) {
+      FillTest(result.relative, se_relative, std::nullopt, options.alpha,
+               "relative lift", result.warnings);
+    } else {
+      result.warnings.push_back(absl::StrCat(
+          "the relative lift's standard error overflows a double (the "
+          "control ", noun, " is ", c,
+          ", nearly 0), so its intervals and p-value are undefined"));
+    }
   }
   return result;
 }

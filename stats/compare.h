@@ -14,7 +14,9 @@
 //
 // A quantity that the data cannot define (a relative lift over a zero
 // baseline, a variance from fewer than 2 units, an interval when the standard
-// error is 0, ...) is std::nullopt, never NaN or infinite, and
+// error is 0, ...), or that passes the largest double (a relative lift or its
+// standard error over a control near 0, an interval bound when the standard
+// error is near 1e308), is std::nullopt, never NaN or infinite, and
 // Comparison::warnings says why. Bad input (negative counts, more conversions
 // than units, alpha outside (0, 1), ...) is INVALID_ARGUMENT instead.
 //

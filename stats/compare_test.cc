@@ -374,6 +374,83 @@ TEST(CompareValidation, RejectsImpossibleCountsNamingTheArm) {
                 "treatment has 0 units");
 }
 
+// Each of 10 control units has 1e-301 over 1: c = 1e-301, Var(control) = 0,
+// so the relative lift's delta-method standard error is sqrt(v_t) / c.
+const RatioArm kControlNearZero{10, 1e-300L, 10, 1e-601L, 10, 1e-300L};
+
+// Treatment 0.05 over 100 units, with the given Σnum² setting its variance.
+RatioArm Treatment(long double sum_num_sq) {
+  return {100, 5, 100, sum_num_sq, 100, 5};
+}
+
+// Found by stats_fuzz: a control ratio near 0 with no variance made the
+// relative lift's standard error NaN ((t/c)² overflowed, then inf·0).
+TEST(CompareRatios, RelativeLiftOverAControlNearZeroHasAFiniteStandardError) {
+  auto r = CompareRatios(kControlNearZero, Treatment(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->control_variance, 0.0);
+  ASSERT_TRUE(r->relative.standard_error.has_value());
+  EXPECT_NEAR(*r->relative.standard_error / 1e301,
+              std::sqrt(*r->treatment_variance), 1e-12);
+  ASSERT_TRUE(r->relative.ci_low.has_value());
+  EXPECT_LT(*r->relative.ci_low, *r->relative.ci_high);
+  EXPECT_TRUE(std::isfinite(*r->relative.ci_high));
+}
+
+// A relative lift beyond the largest double is undefined, not infinite.
+TEST(CompareRatios, RelativeLiftThatOverflowsIsNullWithAWarning) {
+  // Control 1e-310, treatment 0.05: the lift is 5e308.
+  auto r = CompareRatios({10, 1e-309L, 10, 1e-619L, 10, 1e-309L}, Treatment(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->relative.estimate.has_value()) << *r->relative.estimate;
+  EXPECT_FALSE(r->relative.standard_error.has_value());
+  EXPECT_FALSE(r->relative.p_value.has_value());
+  EXPECT_TRUE(r->absolute.p_value.has_value());
+  EXPECT_THAT(absl::StrJoin(r->warnings, "\n"),
+              HasSubstr("relative lift is undefined: it overflows a double"));
+}
+
+// sqrt(v_t) / c beyond the largest double: the lift is defined, its
+// standard error, intervals and p-value are not.
+TEST(CompareRatios, RelativeStandardErrorThatOverflowsIsNullWithAWarning) {
+  auto r = CompareRatios(kControlNearZero, Treatment(1e21L));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->relative.estimate.has_value());
+  EXPECT_FALSE(r->relative.standard_error || r->relative.ci_low ||
+               r->relative.p_value);
+  EXPECT_THAT(absl::StrJoin(r->warnings, "\n"),
+              HasSubstr("relative lift's standard error overflows a double"));
+}
+
+// A standard error near the largest double: the interval bounds would pass
+// it, so they are left out; the p-value is still defined.
+TEST(CompareRatios, RelativeIntervalThatOverflowsIsNullWithAWarning) {
+  // sqrt(v_t) ≈ 1e7 over a control of 1e-301: a standard error of ~1e308.
+  auto r = CompareRatios(kControlNearZero, Treatment(1e18L));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->relative.standard_error.has_value());
+  EXPECT_TRUE(std::isfinite(*r->relative.standard_error));
+  EXPECT_FALSE(r->relative.ci_low.has_value()) << *r->relative.ci_low;
+  EXPECT_FALSE(r->relative.ci_high.has_value());
+  ASSERT_TRUE(r->relative.p_value.has_value());
+  EXPECT_GE(*r->relative.p_value, 0);
+  EXPECT_LE(*r->relative.p_value, 1);
+  EXPECT_THAT(absl::StrJoin(r->warnings, "\n"),
+              HasSubstr("the relative lift's interval is too wide"));
+}
+
+// Two variances near the largest double: their sum overflows, the standard
+// error sqrt(v_c + v_t) does not.
+TEST(CompareMeanSummaries, HugeVariancesStillHaveAStandardError) {
+  auto r = CompareMeanSummaries({2, 0, 1.4e154}, {2, 0, 1.4e154});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->absolute.standard_error.has_value());
+  EXPECT_NEAR(*r->absolute.standard_error / 1.4e154, 1.0, 1e-12);
+  EXPECT_EQ(r->absolute.p_value, 1.0);
+  ASSERT_TRUE(r->absolute.ci_low.has_value());
+  EXPECT_TRUE(std::isfinite(*r->absolute.ci_low));
+}
+
 // Found by stats_fuzz: a huge standard error on few units made the
 // interval's half width overflow, and the bounds came back infinite.
 TEST(ConfidenceSequence, LeavesOutBoundsThatOverflowInsteadOfReturningInfinity) {
