@@ -72,10 +72,12 @@ absl::StatusOr<SrmResult> CheckSampleRatio(const std::vector<int64_t>& exposed,
   std::vector<double> observed;
   std::vector<double> tested_weights;
   std::vector<int64_t> tested_exposed;
-  int64_t total = 0;
+  // A double: six counts near INT64_MAX would overflow an int64_t, and the
+  // test works in doubles anyway (exact below 2^53 units).
+  double total = 0;
   SrmResult result;
   for (size_t i = 0; i < exposed.size(); ++i) {
-    total += exposed[i];
+    total += static_cast<double>(exposed[i]);
     if (weights[i] > 0) {
       observed.push_back(static_cast<double>(exposed[i]));
       tested_weights.push_back(weights[i]);
@@ -96,7 +98,7 @@ absl::StatusOr<SrmResult> CheckSampleRatio(const std::vector<int64_t>& exposed,
     result.mismatch = true;
     std::vector<double> expected;
     for (double w : weights) {
-      expected.push_back(static_cast<double>(total) * w / weight_sum);
+      expected.push_back(total * w / weight_sum);
     }
     result.warnings.push_back(
         "chi2 is null: it is infinite, because units reached a "
@@ -138,7 +140,7 @@ absl::StatusOr<SrmResult> CheckSampleRatio(const std::vector<int64_t>& exposed,
   for (size_t i = 0, arm = 0; i < exposed.size(); ++i) {
     if (weights[i] <= 0) continue;
     const double e =
-        static_cast<double>(total) * tested_weights[arm++] / tested_weight_sum;
+        total * tested_weights[arm++] / tested_weight_sum;
     expected.push_back(e);
     if (e < kMinExpectedCount) {
       result.warnings.push_back(absl::StrCat(

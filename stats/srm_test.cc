@@ -174,6 +174,18 @@ TEST(SampleRatioMismatch, SmallExpectedCountsWarnThatPIsApproximate) {
   EXPECT_TRUE(AnyWarningContains(*r, "only approximate"));
 }
 
+// Found by stats_fuzz: the total of the counts overflowed int64_t (and
+// wrapped negative, giving negative expected counts in the warnings).
+TEST(SampleRatioMismatch, CountsWhoseSumPassesInt64AreStillTested) {
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  auto r = CheckSampleRatio({max, max}, {1, 1});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->chi2, 0.0);
+  EXPECT_EQ(r->p_value, 1.0);
+  EXPECT_FALSE(r->mismatch);
+  EXPECT_TRUE(r->warnings.empty()) << r->warnings[0];
+}
+
 TEST(SampleRatioMismatch, RejectsBadInputWithAHint) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
