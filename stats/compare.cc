@@ -189,10 +189,12 @@ double WelchDf(const ArmFigures& control, const ArmFigures& treatment) {
 
 // Everything after the per-arm figures; the same for every kind of metric.
 // `noun` names the arm estimate in warnings ("rate", "mean", "ratio").
-Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
-                   bool welch, absl::string_view noun,
-                   const CompareOptions& options,
-                   std::vector<std::string> warnings) {
+// INVALID_ARGUMENT when the difference of the estimates overflows a double.
+absl::StatusOr<Comparison> Compare(const ArmFigures& control,
+                                   const ArmFigures& treatment, bool welch,
+                                   absl::string_view noun,
+                                   const CompareOptions& options,
+                                   std::vector<std::string> warnings) {
   Comparison result;
   if (control.estimate) result.control = *control.estimate;
   if (treatment.estimate) result.treatment = *treatment.estimate;
@@ -207,6 +209,12 @@ Comparison Compare(const ArmFigures& control, const ArmFigures& treatment,
   const double c = static_cast<double>(c_exact);
   const double t = static_cast<double>(*treatment.estimate);
   const double d = static_cast<double>(d_exact);
+  if (!std::isfinite(d)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the difference treatment - control overflows a double (control ",
+        noun, " ", c, ", treatment ", noun, " ", t,
+        "); rescale the metric (e.g. to thousands)"));
+  }
   result.absolute.estimate = d;
   bool has_relative = false;
   if (c_exact == 0) {

@@ -18,7 +18,8 @@
 // standard error over a control near 0, an interval bound when the standard
 // error is near 1e308), is std::nullopt, never NaN or infinite, and
 // Comparison::warnings says why. Bad input (negative counts, more conversions
-// than units, alpha outside (0, 1), ...) is INVALID_ARGUMENT instead.
+// than units, alpha outside (0, 1), arm estimates whose difference overflows
+// a double, ...) is INVALID_ARGUMENT instead.
 //
 // Thread-safe: pure functions.
 #ifndef ABEXP_STATS_COMPARE_H_
@@ -136,7 +137,8 @@ absl::StatusOr<Comparison> CompareMeans(const MeanArm& control,
                                         const CompareOptions& options = {});
 
 // As CompareMeans, from summaries. INVALID_ARGUMENT for negative units, a
-// non-finite mean, or a negative or non-finite SD.
+// non-finite mean, a negative or non-finite SD, or means whose difference
+// overflows a double.
 absl::StatusOr<Comparison> CompareMeanSummaries(
     const MeanSummary& control, const MeanSummary& treatment,
     const CompareOptions& options = {});

@@ -439,6 +439,13 @@ TEST(CompareRatios, RelativeIntervalThatOverflowsIsNullWithAWarning) {
               HasSubstr("the relative lift's interval is too wide"));
 }
 
+// Found by stats_fuzz: means of opposite sign near the largest double have
+// a difference beyond it; that is bad input, like a mean that overflows.
+TEST(CompareMeanSummaries, ADifferenceThatOverflowsIsRejectedWithAHint) {
+  ExpectInvalid(CompareMeanSummaries({10, -1e308, 1}, {10, 1e308, 1}),
+                "treatment - control overflows a double");
+}
+
 // Two variances near the largest double: their sum overflows, the standard
 // error sqrt(v_c + v_t) does not.
 TEST(CompareMeanSummaries, HugeVariancesStillHaveAStandardError) {
