@@ -6,6 +6,7 @@
 #include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -39,11 +40,15 @@ Quotient Divide(long double a, long double b) {
 }
 
 absl::Status ValidateOptions(const CompareOptions& options) {
-  if (!(options.alpha > 0 && options.alpha < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("alpha is ", options.alpha,
-                     "; pass a two-sided significance level in (0, 1), "
-                     "e.g. 0.05"));
+  // Below the smallest normal double, alpha / 2 rounds to 0 and has no
+  // quantile.
+  if (!(options.alpha >= std::numeric_limits<double>::min() &&
+        options.alpha < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alpha is ", options.alpha,
+        "; pass a two-sided significance level in (0, 1), e.g. 0.05, not "
+        "below ",
+        std::numeric_limits<double>::min(), " (the smallest normal double)"));
   }
   if (!(options.sequential_tuning > 0) ||
       !std::isfinite(options.sequential_tuning)) {

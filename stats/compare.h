@@ -37,7 +37,8 @@ namespace stats {
 
 struct CompareOptions {
   // Two-sided significance level: intervals cover 1 - alpha. Must be in
-  // (0, 1). Default: 0.05.
+  // (0, 1) and not below the smallest normal double, 2.2e-308 (alpha / 2
+  // must not round to 0). Default: 0.05.
   double alpha = 0.05;
   // N*, the tuning of the always-valid confidence sequence: the total number
   // of units (both arms) at which the sequence is narrowest relative to the

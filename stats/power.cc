@@ -4,6 +4,7 @@
 #include <boost/math/distributions/normal.hpp>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -23,10 +24,14 @@ absl::Status CheckDesign(double relative_mde, const PowerOptions& options) {
         "; pass the relative lift to detect as a non-zero fraction, e.g. 0.10 "
         "for +10%"));
   }
-  if (!(options.alpha > 0 && options.alpha < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("alpha is ", options.alpha,
-                     "; the significance level must be in (0, 1), e.g. 0.05"));
+  // Below the smallest normal double, alpha / 2 rounds to 0 and has no
+  // quantile.
+  if (!(options.alpha >= std::numeric_limits<double>::min() &&
+        options.alpha < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alpha is ", options.alpha,
+        "; the significance level must be in (0, 1), e.g. 0.05, and not below ",
+        std::numeric_limits<double>::min(), " (the smallest normal double)"));
   }
   if (!(options.power >= 0.5 && options.power < 1)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -24,7 +24,8 @@ namespace abexp {
 namespace stats {
 
 struct PowerOptions {
-  // Two-sided significance level, in (0, 1). Default: 0.05.
+  // Two-sided significance level, in (0, 1) and not below the smallest
+  // normal double, 2.2e-308 (alpha / 2 must not round to 0). Default: 0.05.
   double alpha = 0.05;
   // Chance of detecting a true lift of exactly the MDE, in [0.5, 1).
   // Default: 0.8.
@@ -43,7 +44,7 @@ struct SampleSizeResult {
 //
 // Returns INVALID_ARGUMENT when baseline is not in (0, 1), relative_mde is 0
 // or not finite, p2 = baseline (1 + relative_mde) is not in (0, 1), alpha
-// is not in (0, 1), power is not in [0.5, 1), or the answer exceeds 2^53
+// is not in (0, 1) or below 2.2e-308, power is not in [0.5, 1), or the answer exceeds 2^53
 // units (the MDE is too small to ever detect).
 absl::StatusOr<SampleSizeResult> BinomialSampleSize(
     double baseline, double relative_mde, const PowerOptions& options = {});
@@ -60,7 +61,7 @@ absl::StatusOr<SampleSizeResult> BinomialSampleSize(
 // Returns INVALID_ARGUMENT when baseline is 0 or not finite (a relative
 // change of 0 is no change), unit_sd is not finite and positive,
 // relative_mde is 0 or not finite, the treatment mean baseline (1 + mde)
-// overflows a double, alpha is not in (0, 1), power is not in [0.5, 1), or
+// overflows a double, alpha is not in (0, 1) or below 2.2e-308, power is not in [0.5, 1), or
 // the answer exceeds 2^53 units. The answer is at least 1 unit.
 absl::StatusOr<SampleSizeResult> MeanSampleSize(
     double baseline, double unit_sd, double relative_mde,

@@ -96,6 +96,14 @@ TEST(BinomialSampleSize, StricterDesignsNeedMoreUnits) {
   EXPECT_GT(higher_power->per_variant, base->per_variant);
 }
 
+TEST(BinomialSampleSize, AlphaDownToTheSmallestNormalDoubleIsAccepted) {
+  PowerOptions options;
+  options.alpha = std::numeric_limits<double>::min();
+  auto strict = BinomialSampleSize(0.02, 0.1, options);
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  EXPECT_GT(strict->per_variant, BinomialSampleSize(0.02, 0.1)->per_variant);
+}
+
 TEST(BinomialSampleSize, RejectsImpossibleDesignsWithAHint) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
@@ -121,6 +129,8 @@ TEST(BinomialSampleSize, RejectsImpossibleDesignsWithAHint) {
       {0.02, 0.1, 0, 0.8, "alpha is 0"},
       {0.02, 0.1, 1, 0.8, "alpha is 1"},
       {0.02, 0.1, nan, 0.8, "alpha"},
+      // Found by stats_fuzz: alpha / 2 rounds to 0, and Boost threw.
+      {0.02, 0.1, 5e-324, 0.8, "not below 2.22507e-308"},
       {0.02, 0.1, 0.05, 0.4, "power is 0.4"},
       {0.02, 0.1, 0.05, 1, "power is 1"},
       {0.02, 0.1, 0.05, nan, "power"},
