@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -177,9 +178,13 @@ absl::Status ComputeResults(const Config& config,
   double alpha = 0.05;
   if (request.has_alpha()) {
     alpha = request.alpha();
-    if (!std::isfinite(alpha) || alpha <= 0 || alpha >= 1) {
+    // Below the smallest normal double, alpha / 2 is 0 and the statistics
+    // refuse it (stats/compare.h); refuse it here, once, for the call.
+    if (!std::isfinite(alpha) || alpha < std::numeric_limits<double>::min() ||
+        alpha >= 1) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "alpha is ", alpha, "; it must be in (0, 1), e.g. 0.05"));
+          "alpha is ", alpha,
+          "; it must be in (0, 1) and at least 2.2e-308, e.g. 0.05"));
     }
   }
   stats::AdjustMethod method = stats::AdjustMethod::kHolm;

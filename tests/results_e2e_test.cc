@@ -484,6 +484,13 @@ TEST_F(ResultsE2eTest, BadRequestsAreRejectedWithTheReason) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("alpha"));
 
+  // A denormal alpha, which the statistics cannot halve, is refused for the
+  // whole call rather than failing every comparison in it.
+  bad_alpha.set_alpha(5e-324);
+  status = GetResults(bad_alpha, &r);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("at least 2.2e-308"));
+
   v1::GetResultsRequest bad_metric;
   bad_metric.set_experiment_key("checkout");
   bad_metric.add_metric_keys("errors");  // a metric, but not checkout's
