@@ -610,8 +610,12 @@ class Worker {
                                 absl::ToChronoNanoseconds(options_.timeout));
     slot->sent_ns = NowNanos();
     slot->start_ns = scheduled_ns >= 0 ? scheduled_ns : slot->sent_ns;
+    // A closed-loop call (not scheduled) is sent only when its sender saw
+    // the clock before end_ns, but reading the clock again here may already
+    // pass it: it is sent, so it is counted, or the server would hold
+    // records the run does not report.
     slot->measured = slot->start_ns >= schedule_.measure_ns &&
-                     slot->start_ns < schedule_.end_ns;
+                     (scheduled_ns < 0 || slot->start_ns < schedule_.end_ns);
     switch (slot->kind) {
       case Slot::Kind::kAssign:
         slot->assign_reader = slot->channel->assign->PrepareAsyncAssign(
