@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -173,10 +174,23 @@ void ExpectSaneRun(const LoadgenRun& run) {
               0.01 * run["qps"] + 0.1);
 }
 
-// Established TCP connections from a local client to loopback port `port`,
-// from /proc/net/tcp and tcp6 (gRPC uses IPv4-mapped IPv6 sockets); ports
-// are in hex, and state 01 is ESTABLISHED.
-int ClientConnectionsTo(int port) {
+// Established TCP connections that the process `pid` accepted on its
+// listening port `port`: sockets of that process (by inode, from
+// /proc/PID/fd) in /proc/net/tcp and tcp6 (gRPC uses IPv4-mapped IPv6
+// sockets) whose local port is `port` and whose state is 01, ESTABLISHED.
+// Counting by process matters: the port may be one an earlier server used,
+// whose clients in other tests can still hold connections to it.
+int ConnectionsAcceptedBy(pid_t pid, int port) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  for (const auto& entry : std::filesystem::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    absl::string_view inode = target;
+    if (!ec && absl::ConsumePrefix(&inode, "socket:[") && absl::ConsumeSuffix(&inode, "]")) {
+      inodes.insert(std::string(inode));
+    }
+  }
   char want[16];
   std::snprintf(want, sizeof(want), ":%04X", port);
   int n = 0;
@@ -186,9 +200,10 @@ int ClientConnectionsTo(int port) {
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
       std::istringstream fields(line);
-      std::string slot, local, remote, state;
-      fields >> slot >> local >> remote >> state;
-      if (state == "01" && absl::EndsWith(remote, want)) ++n;
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode;
+      if (state == "01" && absl::EndsWith(local, want) && inodes.count(inode) > 0) ++n;
     }
   }
   return n;
@@ -205,7 +220,7 @@ TEST(BenchTools, LoadgenLoadsTheEchoServerOverSeparateConnections) {
   });
   int most = 0;
   for (int i = 0; i < 40 && most < 3; ++i) {
-    most = std::max(most, ClientConnectionsTo((*echo)->port()));
+    most = std::max(most, ConnectionsAcceptedBy((*echo)->pid(), (*echo)->port()));
     absl::SleepFor(absl::Milliseconds(25));
   }
   loadgen.join();
