@@ -55,12 +55,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
-#include "server/assigner.h"
-#include "server/bucketing.h"
-#include "server/config.h"
-#include "server/config_parser.h"
-#include "server/config_store.h"
-#include "server/targeting.h"
+#include "server/core/assigner.h"
+#include "server/core/bucketing.h"
+#include "server/core/config.h"
+#include "server/core/config_parser.h"
+#include "server/core/config_store.h"
+#include "server/core/targeting.h"
 
 namespace abexp {
 namespace {

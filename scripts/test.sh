@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies (redis-server among them), builds, and runs every test
 # with ctest. Tests that need Redis start their own redis-server on a free
-# loopback port (tests/redis_process.h) and stop it afterwards, so tests never
+# loopback port (server/testing/redis_process.h) and stop it afterwards, so tests never
 # share data. Exits non-zero if any test fails or is skipped.
 #
 # Then the Bazel build (bazel-alternative/README.md): the drift check that

@@ -9,8 +9,8 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "server/config.h"
-#include "server/config_parser.h"
+#include "server/core/config.h"
+#include "server/core/config_parser.h"
 
 namespace abexp {
 namespace {

@@ -35,8 +35,8 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "tests/recording_test_util.h"
-#include "tests/server_process.h"
+#include "server/testing/recording_test_util.h"
+#include "server/testing/server_process.h"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-// bucket_tool: runs abexp's bucketing (server/bucketing.h) on lines from
+// bucket_tool: runs abexp's bucketing (server/core/bucketing.h) on lines from
 // stdin, so other implementations of docs/bucketing.md can be checked
 // against it.
 //
@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "server/bucketing.h"
+#include "server/core/bucketing.h"
 
 namespace {
 
@@ -104,7 +104,7 @@ std::string Handle(absl::string_view line, std::string* error) {
       t.bucket != abexp::Bucket(*purpose, f[1], unit_id)) {
     *error =
         "TraceBucket disagrees with BucketHash/Bucket (a bug in "
-        "server/bucketing.cc)";
+        "server/core/bucketing.cc)";
     return "";
   }
   char hash_hex[17];

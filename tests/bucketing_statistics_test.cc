@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
-#include "server/bucketing.h"
+#include "server/core/bucketing.h"
 #include "stats/chi_square.h"
 
 namespace abexp {

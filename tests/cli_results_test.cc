@@ -29,8 +29,8 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "stats/testing/golden.h"
-#include "tests/recording_test_util.h"
-#include "tests/server_process.h"
+#include "server/testing/recording_test_util.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

@@ -19,7 +19,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "stats/testing/golden.h"
-#include "tests/server_process.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

@@ -17,9 +17,9 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "server/bucketing.h"
-#include "server/config_parser.h"
-#include "tests/server_process.h"
+#include "server/core/bucketing.h"
+#include "server/core/config_parser.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

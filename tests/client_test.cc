@@ -17,8 +17,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "server/bucketing.h"
-#include "tests/server_process.h"
+#include "server/core/bucketing.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

@@ -30,8 +30,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/event_store.h"
-#include "tests/recording_test_util.h"
+#include "server/core/event_store.h"
+#include "server/testing/recording_test_util.h"
 
 namespace abexp {
 namespace {

@@ -25,8 +25,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/event_store.h"
-#include "tests/recording_test_util.h"
+#include "server/core/event_store.h"
+#include "server/testing/recording_test_util.h"
 
 namespace abexp {
 namespace {

@@ -18,9 +18,9 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/event_store.h"
-#include "tests/recording_test_util.h"
-#include "tests/server_process.h"
+#include "server/core/event_store.h"
+#include "server/testing/recording_test_util.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

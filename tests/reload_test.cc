@@ -18,7 +18,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/server_process.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

@@ -22,9 +22,9 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/recording_test_util.h"
-#include "tests/redis_process.h"
-#include "tests/server_process.h"
+#include "server/testing/recording_test_util.h"
+#include "server/testing/redis_process.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

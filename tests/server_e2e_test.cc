@@ -25,7 +25,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/server_process.h"
+#include "server/testing/server_process.h"
 
 namespace abexp {
 namespace {

@@ -25,7 +25,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/recording_test_util.h"
+#include "server/testing/recording_test_util.h"
 
 namespace abexp {
 namespace {

@@ -18,8 +18,8 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
-#include "server/config_diff.h"
-#include "server/config_parser.h"
+#include "server/core/config_diff.h"
+#include "server/core/config_parser.h"
 
 namespace abexp::cli {
 

@@ -33,8 +33,8 @@
 #include "client/cli/results_command.h"
 #include "client/cli/stats_command.h"
 #include "client/client.h"
-#include "server/config_diff.h"
-#include "server/config_parser.h"
+#include "server/core/config_diff.h"
+#include "server/core/config_parser.h"
 
 namespace abexp::cli {
 namespace {

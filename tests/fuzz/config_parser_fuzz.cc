@@ -1,4 +1,4 @@
-// Fuzzes the config parser (server/config_parser.h) with YAML text.
+// Fuzzes the config parser (server/core/config_parser.h) with YAML text.
 //
 // Any text must give a config or diagnostics, never a crash. For a config
 // that parses, this also does what the server does with one: assigns a
@@ -14,9 +14,9 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/assigner.h"
-#include "server/config_diff.h"
-#include "server/config_parser.h"
+#include "server/core/assigner.h"
+#include "server/core/config_diff.h"
+#include "server/core/config_parser.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace abexp {

@@ -29,10 +29,10 @@
 #include "grpc/grpc.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
-#include "server/config_store.h"
-#include "server/memory_event_store.h"
-#include "server/recorder.h"
-#include "server/rpc_handlers.h"
+#include "server/core/config_store.h"
+#include "server/testing/memory_event_store.h"
+#include "server/core/recorder.h"
+#include "server/service/rpc_handlers.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace abexp {

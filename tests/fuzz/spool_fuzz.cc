@@ -1,4 +1,4 @@
-// Fuzzes the spool's recovery (server/spool.h): the input becomes segment
+// Fuzzes the spool's recovery (server/storage/spool/spool.h): the input becomes segment
 // files and a CHECKPOINT in an empty directory, then Open() recovers it.
 //
 // Segments are written from well-formed frames mixed with raw bytes,
@@ -21,7 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
-#include "server/spool.h"
+#include "server/storage/spool/spool.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace abexp {

@@ -1,4 +1,4 @@
-// Fuzzes targeting and semver evaluation (server/targeting.h).
+// Fuzzes targeting and semver evaluation (server/core/targeting.h).
 //
 // The input describes a few segments and a condition tree over four
 // attributes of fuzzed types, and a unit's attributes of the declared
@@ -19,7 +19,7 @@
 
 #include "absl/types/span.h"
 #include "re2/re2.h"
-#include "server/targeting.h"
+#include "server/core/targeting.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace abexp {

@@ -1,0 +1,331 @@
+// The in-memory form of an abexp experiment config, as produced by
+// ParseConfig (config_parser.h) after validation.
+//
+// A Config is immutable once built and is shared between threads through
+// std::shared_ptr<const Config>; every field is safe to read concurrently.
+#ifndef ABEXP_SERVER_CORE_CONFIG_H_
+#define ABEXP_SERVER_CORE_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "server/core/bucketing.h"
+#include "server/core/targeting.h"
+
+namespace abexp {
+
+// Where something was written in the config file (1-based, as printed in
+// diagnostics).
+struct SourceLocation {
+  int line = 0;
+  int column = 0;
+};
+
+enum class ValueType { kBool, kNumber, kString, kJson };
+
+// A typed feature value. For kJson, `text` holds compact JSON.
+struct FeatureValue {
+  ValueType type = ValueType::kBool;
+  bool bool_value = false;
+  double number_value = 0;
+  std::string text;  // kString: the string; kJson: compact JSON text
+
+  bool operator==(const FeatureValue& o) const;
+  bool operator!=(const FeatureValue& o) const { return !(*this == o); }
+};
+
+// "bool", "number", "string", "json".
+const char* ValueTypeName(ValueType type);
+// Human-readable rendering: true, 1.5, "text", {"a":1}.
+std::string FormatFeatureValue(const FeatureValue& value);
+
+// How one decision hashes a unit (docs/bucketing.md, section 3), computed
+// by Config::BuildIndexes() so that assignment frames only the unit id.
+struct HashPlan {
+  std::string prefix;  // HashPrefix(purpose, salt)
+  int id_slot = -1;    // the id type's index in Config::id_types
+};
+
+struct Variant {
+  std::string key;
+  // Weight scaled by kWeightScale so decimal weights stay exact integers.
+  uint64_t weight = 0;
+  std::string weight_text;  // as written, e.g. "33.3"
+  // Feature key -> value this variant sets.
+  std::map<std::string, FeatureValue> features;
+  // The variant's range at full traffic, and at the experiment's traffic.
+  BucketRange full_range;
+  BucketRange active_range;
+  SourceLocation location;
+
+  // Filled by Config::BuildIndexes(): for each entry of `features`, in map
+  // order, the feature's index in Config::features (-1: not a feature).
+  std::vector<int> feature_indices;
+};
+
+// Decimal weights may have up to 4 digits after the point.
+inline constexpr uint64_t kWeightScale = 10000;
+
+enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
+// "draft", "running", "paused", "stopped".
+const char* ExperimentStatusName(ExperimentStatus status);
+
+enum class MetricType {
+  kBinomial,   // the unit converts if it sends the event within the window
+  kSum,        // per-unit total of the event's value (or count); analysed as
+               // the mean per exposed unit, e.g. ARPU, orders per unit
+  kRatio,      // sum of numerator over sum of denominator across units, e.g.
+               // average order value = revenue / orders
+  kRetention,  // the unit sends the event on day k after first exposure
+};
+// "binomial", "sum", "ratio", "retention".
+const char* MetricTypeName(MetricType type);
+
+// What a metric takes from each matching event: one per event (kCount) or
+// the event's numeric value (kValue; events without a value add nothing).
+enum class EventAggregation { kCount, kValue };
+
+struct MetricSource {
+  std::string event;  // event name, e.g. "order_completed"
+  EventAggregation aggregation = EventAggregation::kCount;
+};
+
+struct Metric {
+  std::string key;
+  std::string description;
+  MetricType type = MetricType::kBinomial;
+  // kBinomial, kSum, kRetention: the event counted.
+  MetricSource source;
+  // kRatio only.
+  MetricSource numerator;
+  MetricSource denominator;
+  // Events count only in [first exposure, first exposure + window).
+  // Default: 14 days. Unused by kRetention.
+  absl::Duration window = absl::Hours(24 * 14);
+  // kRetention: active on day k means an event in
+  // [first exposure + k days, first exposure + (k+1) days).
+  int retention_day = 1;
+  // A guardrail must not get worse; results flag it when it does.
+  bool guardrail = false;
+  // False for metrics where lower is better (bounce, abandonment).
+  // Default: true.
+  bool higher_is_better = true;
+  SourceLocation location;
+};
+
+struct Experiment {
+  std::string key;
+  std::string description;
+  std::string owner;
+  ExperimentStatus status = ExperimentStatus::kDraft;
+  // Required when stopped: the variant whose feature values every eligible
+  // unit gets.
+  std::string rollout_variant;
+  // Which of the unit's ids to hash on. Default: "user_id".
+  std::string unit_id_type = "user_id";
+  // Default: the key.
+  std::string salt;
+  // Bumped by the product team to re-randomize deliberately. Default: 1.
+  int phase = 1;
+  // Share of eligible units in the experiment, in basis points.
+  // Default: 10000 (everyone).
+  uint32_t traffic_bp = kNumBuckets;
+  std::vector<Variant> variants;  // at least one
+  // Null when the experiment targets everyone.
+  std::shared_ptr<const Condition> targeting;
+  std::string targeting_text;  // as written, for display
+  // Empty when the experiment is in no layer.
+  std::string layer;
+  // The experiment's share of the layer's buckets. Full when no layer.
+  BucketRange layer_range{0, kNumBuckets};
+  std::optional<absl::Time> start_time;
+  std::optional<absl::Time> end_time;
+  // QA overrides: unit id (of unit_id_type) -> variant key.
+  absl::flat_hash_map<std::string, std::string> qa_overrides;
+  // Metric keys from the config's `metrics` section, in the order written.
+  std::vector<std::string> metrics;
+  // One of `metrics`; the metric the decision is made on. Required when
+  // `metrics` is non-empty.
+  std::string primary_metric;
+  // When true, a unit that was exposed keeps its recorded variant even if
+  // weights or traffic change later (the assignment call consults the
+  // event store). Default: false, and assignment is pure computation.
+  bool sticky = false;
+  SourceLocation location;
+
+  // Filled by Config::BuildIndexes(), from the fields above.
+  HashPlan variant_hash;  // purpose "variant", `salt`, `unit_id_type`
+  // Index in Config::layer_plans; kNoLayer when `layer` is empty,
+  // kUnknownLayer when it names no layer (no unit is in range).
+  int layer_index = -1;
+  static constexpr int kNoLayer = -1;
+  static constexpr int kUnknownLayer = -2;
+  int rollout_variant_index =
+      -1;  // VariantIndex(rollout_variant); -1 when empty
+  std::shared_ptr<const CompiledCondition>
+      compiled_targeting;  // null iff targeting is
+  // Indexes in Config::features of the features some variant sets, ascending.
+  std::vector<int> settable_features;
+
+  // Index of the variant with this key, or -1.
+  int VariantIndex(const std::string& variant_key) const;
+};
+
+// A feature's own rule, checked in order after experiments: the first rule
+// whose condition matches and whose rollout includes the unit sets the value.
+struct FeatureRule {
+  // Null: every unit matches.
+  std::shared_ptr<const Condition> condition;
+  std::string condition_text;
+  // Share of matching units that get `value`, in basis points. Default: 10000.
+  uint32_t rollout_bp = kNumBuckets;
+  // Rollout hashing (ramp-safe: raising rollout_bp only adds units).
+  std::string salt;  // Default: "<feature key>.rule<index>"
+  std::string unit_id_type = "user_id";
+  FeatureValue value;
+  SourceLocation location;
+
+  // Filled by Config::BuildIndexes().
+  HashPlan rollout_hash;  // purpose "rollout", `salt`, `unit_id_type`
+  std::shared_ptr<const CompiledCondition>
+      compiled_condition;  // null iff condition is
+};
+
+struct Feature {
+  std::string key;
+  std::string description;
+  ValueType type = ValueType::kBool;
+  FeatureValue default_value;
+  std::vector<FeatureRule> rules;
+  SourceLocation location;
+};
+
+// A layer: experiments in one layer never share a unit. Each owns a range
+// of the layer's buckets (Experiment::layer_range).
+struct Layer {
+  std::string key;
+  std::string description;
+  // Default: the key.
+  std::string salt;
+  // Every experiment in the layer must hash on this id type. Default: "user_id".
+  std::string unit_id_type = "user_id";
+  SourceLocation location;
+};
+
+// A global holdout: a share of units kept out of every experiment; they get
+// default feature values (feature rules still apply).
+struct Holdout {
+  uint32_t bp = 0;  // buckets below this are held out
+  std::string salt = "abexp-global-holdout";
+  std::string unit_id_type = "user_id";
+};
+
+// One layer as assignment uses it: how to hash the unit, and which
+// experiments own which slice. Filled by Config::BuildIndexes().
+struct LayerPlan {
+  HashPlan hash;  // purpose "layer", the layer's salt and unit id type
+  struct Slice {
+    BucketRange range;    // the experiment's layer_range
+    int experiment = -1;  // index in Config::experiments
+  };
+  // Every experiment of the layer but the stopped ones (whose rollout
+  // ignores the layer).
+  std::vector<Slice> slices;
+};
+
+// What Assign reads of every experiment on every request, packed into one
+// cache line per experiment: an Experiment spreads these over ten, and
+// most requests need nothing else of most experiments. Filled by
+// Config::BuildIndexes() from the Experiment of the same index.
+struct ExperimentPlan {
+  ExperimentStatus status = ExperimentStatus::kDraft;
+  bool sticky = false;
+  bool has_start = false;  // start_time is set
+  bool has_end = false;    // end_time is set
+  int id_slot = -1;        // variant_hash.id_slot
+  int layer_index = Experiment::kNoLayer;
+  BucketRange layer_range;
+  absl::Time start;  // *start_time, when has_start
+  absl::Time end;    // *end_time, when has_end
+  // compiled_targeting.get(): owned by the Experiment (null: everyone).
+  const CompiledCondition* targeting = nullptr;
+};
+
+struct Config {
+  // Content hash of the file bytes: 16 lowercase hex digits (ConfigVersionOf).
+  std::string version;
+  std::string source_path;
+  // Declared attribute types; targeting may use only these.
+  std::map<std::string, AttributeType> attributes;
+  // Named reusable conditions.
+  std::map<std::string, std::shared_ptr<const Condition>> segments;
+  std::map<std::string, Layer> layers;
+  std::vector<Metric> metrics;          // in file order
+  std::vector<Feature> features;        // in file order
+  std::vector<Experiment> experiments;  // in file order
+  std::optional<Holdout> holdout;
+
+  // Lookup indexes, filled by BuildIndexes().
+  absl::flat_hash_map<std::string, int> feature_index;
+  absl::flat_hash_map<std::string, int> experiment_index;
+  absl::flat_hash_map<std::string, int> metric_index;
+
+  // What assignment needs precomputed, so that a request does no string
+  // lookups beyond one per id type and one per attribute it sends. Filled
+  // by BuildIndexes(), with the fields it fills in Experiment, Variant and
+  // FeatureRule.
+  bool indexed = false;  // BuildIndexes() has run
+  // Every id type a decision hashes on; HashPlan::id_slot indexes it.
+  std::vector<std::string> id_types;
+  // Attributes::hasher of each id type, so a request finds its ids without
+  // hashing the names. (absl hashes are seeded per process: these are valid
+  // in the process that built them, and a Config is never serialized.)
+  std::vector<size_t> id_type_hashes;
+  std::vector<ExperimentPlan> experiment_plans;  // by experiment index
+  // The layers in `layers` order; Experiment::layer_index indexes it.
+  std::vector<LayerPlan> layer_plans;
+  // The experiments whose outcome does not depend on a layer slice: those in
+  // no layer, and stopped ones. With the slices a unit's layer buckets fall
+  // in and the unit's QA overrides, they are every experiment that can
+  // assign the unit.
+  std::vector<int> layer_free_experiments;
+  HashPlan holdout_hash;  // when `holdout` is set
+  // Attribute name -> slot (CompiledCondition): the declared attributes
+  // first, in `attributes` order, then any other attribute a condition names.
+  absl::flat_hash_map<std::string, int> attribute_slots;
+  // By slot: the name, its Attributes::hasher hash (see id_type_hashes),
+  // and the declared type (nullopt for an undeclared attribute).
+  std::vector<std::string> attribute_slot_names;
+  std::vector<size_t> attribute_slot_hashes;
+  std::vector<std::optional<AttributeType>> attribute_slot_types;
+  // By id slot: unit id -> the (experiment index, variant index) pairs its
+  // QA overrides force. Entries naming no variant are left out.
+  std::vector<
+      absl::flat_hash_map<std::string, std::vector<std::pair<int, int>>>>
+      qa_overrides_by_id;
+
+  // Event name -> the indexes of the non-draft experiments with a metric on
+  // it, ascending: where the recorder sends the event.
+  absl::flat_hash_map<std::string, std::vector<int>> experiments_by_event;
+
+  // Fills the indexes and the precomputed assignment data from the fields
+  // above. Call it once the config is complete (ParseConfig does), and
+  // again after changing it.
+  void BuildIndexes();
+  const Experiment* FindExperiment(const std::string& key) const;
+  const Feature* FindFeature(const std::string& key) const;
+  const Layer* FindLayer(const std::string& key) const;
+  const Metric* FindMetric(const std::string& key) const;
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_CORE_CONFIG_H_

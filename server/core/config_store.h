@@ -1,0 +1,90 @@
+// A ConfigStore holds the config the server currently serves and swaps it
+// when the file is reloaded.
+//
+// Readers call Snapshot() and keep the returned shared_ptr for the whole
+// request, so a reload never changes a response half-way. Snapshot() takes
+// no lock while the config is unchanged, and a reload holds the lock readers
+// may take only to swap one pointer, never while it parses: readers never
+// wait for a parse. An invalid file never replaces a good config.
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef ABEXP_SERVER_CORE_CONFIG_STORE_H_
+#define ABEXP_SERVER_CORE_CONFIG_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/core/config.h"
+
+namespace abexp {
+
+// What a successful Open or Reload did.
+struct LoadResult {
+  // The config now served.
+  std::shared_ptr<const Config> config;
+  // False when the file was byte-identical to the served config (nothing was
+  // swapped).
+  bool changed = false;
+  // Warning diagnostics, one formatted line each ("file:line:col: warning:
+  // ...").
+  std::vector<std::string> warnings;
+};
+
+class ConfigStore {
+ public:
+  // Reads and validates the config file at `path`.
+  //
+  // Errors: INVALID_ARGUMENT listing every diagnostic, one per line, when the
+  // file is invalid; NOT_FOUND / PERMISSION_DENIED etc. when it cannot be
+  // read. If `result` is non-null it receives the loaded config and its
+  // warnings.
+  static absl::StatusOr<std::unique_ptr<ConfigStore>> Open(
+      const std::string& path, LoadResult* result = nullptr);
+
+  ConfigStore(const ConfigStore&) = delete;
+  ConfigStore& operator=(const ConfigStore&) = delete;
+
+  // The config being served. Never null. Lock-free while the config is
+  // unchanged: one atomic load and one reference-count increment. A thread's
+  // first call, its first after each reload (or after it read several other
+  // stores), also takes a reader lock that reloads hold only for the swap.
+  std::shared_ptr<const Config> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Re-reads the file. A byte-identical file is a no-op success
+  // (changed = false). On any error the last good config stays in place and
+  // the error is returned with every diagnostic (INVALID_ARGUMENT) or the
+  // read error; the caller decides how to log it. Concurrent reloads are
+  // serialized.
+  absl::StatusOr<LoadResult> Reload() ABSL_LOCKS_EXCLUDED(reload_mu_, mu_);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  ConfigStore(std::string path, std::shared_ptr<const Config> config);
+
+  const std::string path_;
+  // Unique in the process, never reused: names this store in the per-thread
+  // snapshot caches (config_store.cc), where a destroyed store's entries may
+  // outlive it and a new store may get its address.
+  const uint64_t id_;
+
+  // Serializes Reload() so two reloads never race to install older files.
+  absl::Mutex reload_mu_;
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(reload_mu_);
+  std::shared_ptr<const Config> current_ ABSL_GUARDED_BY(mu_);
+  // Incremented, with mu_ held, each time current_ is replaced. Read without
+  // the lock by Snapshot() to tell whether its thread's cached config is
+  // still current_.
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_CORE_CONFIG_STORE_H_

@@ -1,0 +1,190 @@
+// An EventStore keeps, per experiment, who was exposed to which variant and
+// the sufficient statistics of every metric, updated as exposures and events
+// are written (docs/attribution.md, docs/storage.md).
+//
+// Implementations: RedisEventStore (redis_event_store.h), the real one, and
+// MemoryEventStore (memory_event_store.h) for unit tests. Both pass the same
+// conformance tests (event_store_conformance_test.cc).
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef ABEXP_SERVER_CORE_EVENT_STORE_H_
+#define ABEXP_SERVER_CORE_EVENT_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/core/config.h"
+
+namespace abexp {
+
+// What the store needs to know of one experiment. Built from the Config by
+// LayoutOf(); stored data is keyed by (key, phase), so a new phase starts
+// from zero.
+struct ExperimentLayout {
+  std::string key;
+  int phase = 1;
+  // Variant keys in config order; exposures refer to them by index.
+  std::vector<std::string> variant_keys;
+  // The experiment's metric definitions, in the experiment's order.
+  std::vector<Metric> metrics;
+};
+
+// REQUIRES: every metric key of `experiment` is defined in `config`.
+ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment);
+
+// One exposure: the unit was shown `variant_index` of the experiment.
+struct Exposure {
+  std::string unit_id;  // the id of the experiment's unit id type
+  int variant_index = 0;
+  absl::Time time;
+  std::string config_version;  // the config that produced the assignment
+  // Retries with the same key are applied once. Never empty: the recorder
+  // derives one when the caller gave none.
+  std::string idempotency_key;
+};
+
+// The largest magnitude of an event value. Metrics keep sums of squares of
+// values in doubles; at ±1e15 a square is 1e30, so no realistic count of
+// events can overflow an aggregate, while money in cents or durations in
+// microseconds still fit with room to spare.
+inline constexpr double kMaxEventValue = 1e15;
+
+// One event, as it concerns one experiment.
+struct Event {
+  std::string unit_id;  // the id of the experiment's unit id type
+  std::string name;
+  std::optional<double> value;  // finite and within ±kMaxEventValue when set
+  absl::Time time;
+  std::string idempotency_key;  // never empty, as for Exposure
+};
+
+enum class WriteOutcome {
+  kRecorded,   // changed the unit's record or a metric
+  kDuplicate,  // the idempotency key was seen before, or a repeat exposure
+               // to the same variant
+  kIgnored,    // an event of a unit never exposed, before its first
+               // exposure, outside every metric's window, or of a unit
+               // excluded as multi-exposed
+  kConflict,   // an exposure to a second variant: the unit is now counted
+               // as multi-exposed and removed from every metric
+  kSpooled,    // accepted durably into the local spool while the backend
+               // failed; applied later, and its final outcome is not
+               // reported (only SpooledEventStore returns it)
+};
+
+// Sufficient statistics of one metric in one variant. Per-unit totals x are
+// over the units exposed to the variant (and not multi-exposed).
+struct MetricAggregate {
+  // Units with at least one counted event for the metric: converted (binomial),
+  // active on the day (retention), or with an event in the window (sum,
+  // ratio), even if the event's value was 0.
+  int64_t units = 0;
+  long double sum = 0;    // Σx (kSum), or the number of converted units
+  long double sum_sq = 0; // Σx²
+  // kRatio: per-unit numerator n and denominator d totals.
+  long double sum_num = 0;
+  long double sum_den = 0;
+  long double sum_num_sq = 0;
+  long double sum_den_sq = 0;
+  long double sum_num_den = 0;
+};
+
+struct VariantAggregate {
+  int64_t exposed = 0;  // units first exposed to this variant, less the
+                        // multi-exposed ones
+  std::map<std::string, MetricAggregate> metrics;  // by metric key
+};
+
+struct ExperimentAggregates {
+  std::vector<VariantAggregate> variants;  // by variant index
+  // Units exposed to more than one variant; kept out of the metrics.
+  int64_t multi_exposed = 0;
+  // Config version -> exposures recorded under it.
+  std::map<std::string, int64_t> config_versions;
+  // Cohort day ("2026-11-23", UTC) -> the same figures restricted to the
+  // units first exposed that day, including their later events; the days add
+  // up to the totals (docs/attribution.md, "Cohort days").
+  std::map<std::string, std::vector<VariantAggregate>> daily;
+};
+
+// One unit in one experiment phase, for EventStore::RecordedVariants.
+struct RecordedVariantQuery {
+  const ExperimentLayout* layout = nullptr;  // not owned
+  std::string unit_id;  // the id of the experiment's unit id type
+};
+
+// RecordedVariant's answer: the variant index, nullopt when the unit was
+// never exposed, or why the store could not tell.
+using RecordedVariantResult = absl::StatusOr<std::optional<int>>;
+
+// One experiment phase's events, for EventStore::WriteEventBatches. The
+// events are pointers so that batches can share them: an event fans out to
+// many experiments, and copying it for each cost more than writing it.
+struct EventBatch {
+  const ExperimentLayout* layout = nullptr;  // not owned
+  absl::Span<const Event* const> events;     // not owned
+};
+
+// The events `batch` points at, copied (for stores that take a span).
+std::vector<Event> EventsOf(const EventBatch& batch);
+
+// WriteEvents's answer for one EventBatch.
+using WriteResult = absl::StatusOr<std::vector<WriteOutcome>>;
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Applies each exposure atomically and returns one outcome per input, in
+  // order. The batch goes to the store in as few round trips as it allows
+  // (RedisEventStore: one for exposures, two for events). On error the batch may be partly applied; retrying it is
+  // safe because of the idempotency keys.
+  virtual absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout, absl::Span<const Exposure> exposures) = 0;
+
+  // As WriteExposures, for events.
+  virtual absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) = 0;
+
+  // WriteEvents for several experiment phases at once (an event fans out to
+  // every experiment with a metric on it): one result per batch, in order,
+  // each as WriteEvents would have returned it. Every batch is attempted
+  // even when another fails. The default calls WriteEvents per batch; a
+  // store that can share round trips between the batches overrides it.
+  virtual std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches);
+
+  // Reads the aggregates. Its cost does not depend on the number of units.
+  virtual absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) = 0;
+
+  // The variant the unit was first exposed to, for sticky experiments;
+  // nullopt when it was never exposed. Errors as for RecordedVariants.
+  virtual absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) = 0;
+
+  // RecordedVariant for many (experiment phase, unit) pairs, e.g. every
+  // sticky experiment of one Assign call or every unit of a BatchAssign: one
+  // result per query, in order, in one round trip where the store allows.
+  // The index refers to the query layout's variant keys: when they are
+  // incompatible with the keys first recorded for the phase (reordered,
+  // renamed; see CheckVariantKeys in event_store_internal.h) that query
+  // fails with FAILED_PRECONDITION rather than name another variant. When the
+  // store is unreachable every query fails with its error.
+  //
+  // The default calls RecordedVariant once per query; stores and decorators
+  // override it to batch.
+  virtual std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_CORE_EVENT_STORE_H_

@@ -1,0 +1,57 @@
+// Helpers shared by the event stores (not part of the public API): how a
+// metric definition is named in stored data, and how times become days.
+// Both stores must agree on these so they pass the same conformance tests.
+#ifndef ABEXP_SERVER_CORE_EVENT_STORE_INTERNAL_H_
+#define ABEXP_SERVER_CORE_EVENT_STORE_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/core/config.h"
+#include "server/core/event_store.h"
+
+namespace abexp::internal {
+
+// Stores work in whole milliseconds since the Unix epoch (rounded down).
+inline int64_t StoreMillis(absl::Time t) { return absl::ToUnixMillis(t); }
+
+inline constexpr int64_t kMillisPerDay = 86400000;
+
+// The UTC day number of a millisecond time (days since 1970-01-01).
+inline int64_t DayOfMillis(int64_t ms) {
+  return ms >= 0 ? ms / kMillisPerDay
+                 : -((-ms + kMillisPerDay - 1) / kMillisPerDay);
+}
+
+// "2026-11-23" for a day number.
+std::string FormatDay(int64_t day);
+
+// "<metric key>@<8 hex digits>": the metric's key and a fingerprint of the
+// parts of its definition that decide what is counted (type, events,
+// aggregation, window, retention day). Stored figures are keyed by it, so
+// changing a metric's definition starts its figures afresh instead of
+// mixing two definitions; guardrail and description changes do not.
+std::string MetricSignature(const Metric& metric);
+
+// Variant keys as remembered by a store: joined by '\n'.
+std::string JoinVariantKeys(const std::vector<std::string>& keys);
+
+// Checks the layout's variant keys against those stored at the first write
+// of the experiment phase (`stored`, joined). Appending variants, or
+// dropping trailing ones, keeps every index meaning the same variant and is
+// allowed; *merged gets the longer list. Anything else (reorder, rename,
+// insert) is FAILED_PRECONDITION saying to restore the order or bump phase.
+absl::Status CheckVariantKeys(const ExperimentLayout& layout,
+                              const std::string& stored, std::string* merged);
+
+// INVALID_ARGUMENT unless every exposure's variant index is in the layout.
+absl::Status CheckExposures(const ExperimentLayout& layout,
+                            absl::Span<const Exposure> exposures);
+
+}  // namespace abexp::internal
+
+#endif  // ABEXP_SERVER_CORE_EVENT_STORE_INTERNAL_H_

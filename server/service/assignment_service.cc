@@ -1,0 +1,699 @@
+#include "server/service/assignment_service.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/core/assigner.h"
+#include "server/core/config.h"
+#include "server/core/error_text.h"
+
+namespace abexp {
+
+// Reads recorded variants for sticky lookups, and turns store failures into
+// per-lookup statuses, a rate-limited log line and a short pause; it never
+// fails a call. Thread-safe.
+class StickyReader {
+ public:
+  explicit StickyReader(StickyOptions options) : options_(std::move(options)) {
+    if (!options_.log) {
+      options_.log = [](absl::string_view line) {
+        std::fprintf(stderr, "%s\n", std::string(line).c_str());
+      };
+    }
+  }
+
+  // One result per lookup, in order, from one store call.
+  std::vector<RecordedVariantResult> Read(
+      const Config& config, absl::Span<const StickyLookup> lookups)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    if (lookups.empty()) return {};
+    if (options_.store == nullptr) {
+      // A server built without a store: nothing to warn about per call.
+      return std::vector<RecordedVariantResult>(
+          lookups.size(),
+          absl::FailedPreconditionError(
+              "this abexp-server has no event store to read recorded "
+              "exposures from, so sticky experiments are bucketed by hash"));
+    }
+    absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      if (now < paused_until_) {
+        unlogged_failures_ += static_cast<int64_t>(lookups.size());
+        return std::vector<RecordedVariantResult>(
+            lookups.size(), absl::UnavailableError(absl::StrCat(
+                                "sticky lookups are paused until ",
+                                absl::FormatTime("%H:%M:%E3SZ", paused_until_,
+                                                 absl::UTCTimeZone()),
+                                " after the event store failed with ",
+                                pause_reason_.ToString())));
+      }
+    }
+    // std::map: the queries point at its layouts, which must not move.
+    std::map<const Experiment*, ExperimentLayout> layouts;
+    for (const StickyLookup& l : lookups) {
+      if (!layouts.count(l.experiment)) {
+        layouts.emplace(l.experiment, LayoutOf(config, *l.experiment));
+      }
+    }
+    std::vector<RecordedVariantQuery> queries;
+    queries.reserve(lookups.size());
+    for (const StickyLookup& l : lookups) {
+      queries.push_back({&layouts.at(l.experiment), l.unit_id});
+    }
+    std::vector<RecordedVariantResult> results =
+        options_.store->RecordedVariants(queries);
+    if (results.size() != lookups.size()) {
+      // A store breaking its contract must not take the call down.
+      results.assign(lookups.size(),
+                     absl::InternalError(absl::StrFormat(
+                         "the event store answered %d of %d sticky lookups",
+                         results.size(), lookups.size())));
+    }
+    ReportFailures(lookups, results, now);
+    return results;
+  }
+
+ private:
+  void ReportFailures(absl::Span<const StickyLookup> lookups,
+                      const std::vector<RecordedVariantResult>& results,
+                      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_) {
+    int64_t failures = 0;
+    absl::Status first;
+    std::set<std::string> experiments;
+    bool store_down = false;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) continue;
+      const absl::Status& s = results[i].status();
+      if (first.ok()) first = s;
+      ++failures;
+      experiments.insert(lookups[i].experiment->key);
+      store_down =
+          store_down || absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+    }
+    if (failures == 0) return;
+    std::string line;
+    {
+      absl::MutexLock lock(&mu_);
+      if (store_down) {
+        paused_until_ = now + options_.retry_after;
+        pause_reason_ = first;
+      }
+      if (now < next_log_) {
+        unlogged_failures_ += failures;
+        return;
+      }
+      line = absl::StrCat(
+          "warning: sticky assignment could not read the recorded variants "
+          "of experiment(s) ",
+          absl::StrJoin(experiments, ", "), ": ", first.ToString(),
+          "; serving the variants computed from the config instead (an "
+          "exposed unit may see another variant than before)",
+          store_down ? absl::StrCat("; retrying in ",
+                                    absl::FormatDuration(options_.retry_after))
+                     : std::string(),
+          unlogged_failures_ > 0
+              ? absl::StrCat(" (", unlogged_failures_,
+                             " more lookups were not served from the record "
+                             "since the last such line)")
+              : std::string());
+      unlogged_failures_ = 0;
+      next_log_ = now + options_.log_interval;
+    }
+    options_.log(line);
+  }
+
+  StickyOptions options_;
+  absl::Mutex mu_;
+  absl::Time paused_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Status pause_reason_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t unlogged_failures_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+namespace {
+
+// ---- proto -> core ----
+
+// ConvertUnit, then ValidateUnit with its messages naming `field`.
+absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
+                                   const std::string& field) {
+  absl::StatusOr<Unit> converted = ConvertUnit(proto, field);
+  if (!converted.ok()) return converted.status();
+  if (absl::Status s = ValidateUnit(config, *converted, field); !s.ok()) {
+    return s;
+  }
+  return converted;
+}
+
+absl::Status CheckHasUnit(bool has_unit) {
+  if (has_unit) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "unit is required; set unit.ids with the id your experiments hash on, "
+      "e.g. {\"user_id\": \"u-123\"}");
+}
+
+absl::StatusOr<Unit> RequiredUnit(const Config& config, bool has_unit,
+                                  const v1::Unit& proto) {
+  if (absl::Status s = CheckHasUnit(has_unit); !s.ok()) return s;
+  return UnitFromProto(config, proto, "unit");
+}
+
+// ---- core -> proto ----
+
+void FeatureValueToProto(const FeatureValue& value, v1::FeatureValue* proto) {
+  switch (value.type) {
+    case ValueType::kBool:
+      proto->set_bool_value(value.bool_value);
+      break;
+    case ValueType::kNumber:
+      proto->set_number_value(value.number_value);
+      break;
+    case ValueType::kString:
+      proto->set_string_value(value.text);
+      break;
+    case ValueType::kJson:
+      proto->set_json_value(value.text);
+      break;
+  }
+}
+
+v1::AssignmentReason ReasonToProto(AssignmentReason reason) {
+  switch (reason) {
+    case AssignmentReason::kBucketed:
+      return v1::ASSIGNMENT_REASON_BUCKETED;
+    case AssignmentReason::kQaOverride:
+      return v1::ASSIGNMENT_REASON_QA_OVERRIDE;
+    case AssignmentReason::kRollout:
+      return v1::ASSIGNMENT_REASON_ROLLOUT;
+    case AssignmentReason::kSticky:
+      return v1::ASSIGNMENT_REASON_STICKY;
+  }
+  return v1::ASSIGNMENT_REASON_UNSPECIFIED;
+}
+
+v1::FeatureSource SourceToProto(FeatureSource source) {
+  switch (source) {
+    case FeatureSource::kDefault:
+      return v1::FEATURE_SOURCE_DEFAULT;
+    case FeatureSource::kRule:
+      return v1::FEATURE_SOURCE_RULE;
+    case FeatureSource::kExperiment:
+      return v1::FEATURE_SOURCE_EXPERIMENT;
+    case FeatureSource::kRollout:
+      return v1::FEATURE_SOURCE_ROLLOUT;
+  }
+  return v1::FEATURE_SOURCE_UNSPECIFIED;
+}
+
+v1::ExperimentStatus StatusToProto(ExperimentStatus status) {
+  switch (status) {
+    case ExperimentStatus::kDraft:
+      return v1::EXPERIMENT_STATUS_DRAFT;
+    case ExperimentStatus::kRunning:
+      return v1::EXPERIMENT_STATUS_RUNNING;
+    case ExperimentStatus::kPaused:
+      return v1::EXPERIMENT_STATUS_PAUSED;
+    case ExperimentStatus::kStopped:
+      return v1::EXPERIMENT_STATUS_STOPPED;
+  }
+  return v1::EXPERIMENT_STATUS_UNSPECIFIED;
+}
+
+void RangeToProto(const BucketRange& range, v1::BucketRange* proto) {
+  proto->set_start(range.start);
+  proto->set_end(range.end);
+}
+
+void HashToProto(const BucketTrace& trace, const std::string& salt,
+                 const std::string& unit_id_type, const std::string& unit_id,
+                 v1::HashTrace* proto) {
+  proto->set_input_hex(absl::BytesToHexString(trace.input));
+  proto->set_hash_hex(absl::StrFormat("%016x", trace.hash));
+  proto->set_bucket(trace.bucket);
+  proto->set_salt(salt);
+  proto->set_unit_id_type(unit_id_type);
+  proto->set_unit_id(unit_id);
+}
+
+std::string FormatTime(const std::optional<absl::Time>& time) {
+  if (!time.has_value()) return "";
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", *time, absl::UTCTimeZone());
+}
+
+void ExperimentToProto(const Experiment& e, const std::string& version,
+                       v1::Experiment* proto) {
+  proto->set_key(e.key);
+  proto->set_description(e.description);
+  proto->set_owner(e.owner);
+  proto->set_status(StatusToProto(e.status));
+  proto->set_rollout_variant(e.rollout_variant);
+  proto->set_unit_id_type(e.unit_id_type);
+  proto->set_salt(e.salt);
+  proto->set_phase(e.phase);
+  proto->set_traffic_bp(e.traffic_bp);
+  for (const Variant& v : e.variants) {
+    v1::ExperimentVariant* pv = proto->add_variants();
+    pv->set_key(v.key);
+    pv->set_weight(v.weight_text);
+    RangeToProto(v.full_range, pv->mutable_full_range());
+    RangeToProto(v.active_range, pv->mutable_active_range());
+    for (const auto& [feature, value] : v.features) {
+      FeatureValueToProto(value, &(*pv->mutable_features())[feature]);
+    }
+  }
+  proto->set_targeting(e.targeting_text);
+  proto->set_layer(e.layer);
+  RangeToProto(e.layer_range, proto->mutable_layer_range());
+  proto->set_start_time(FormatTime(e.start_time));
+  proto->set_end_time(FormatTime(e.end_time));
+  for (const std::string& m : e.metrics) proto->add_metrics(m);
+  proto->set_qa_override_count(static_cast<int32_t>(e.qa_overrides.size()));
+  proto->set_config_version(version);
+}
+
+void AssignResultToProto(const Config& config, const AssignResult& result,
+                         v1::AssignResponse* proto) {
+  proto->set_config_version(config.version);
+  proto->set_in_holdout(result.in_holdout);
+  proto->mutable_assignments()->Reserve(
+      static_cast<int>(result.assignments.size()));
+  for (const ExperimentAssignment& a : result.assignments) {
+    const Experiment& e = *a.experiment;
+    v1::Assignment* pa = proto->add_assignments();
+    pa->set_experiment_key(e.key);
+    pa->set_variant_key(e.variants[a.variant_index].key);
+    pa->set_reason(ReasonToProto(a.reason));
+    pa->set_layer(e.layer);
+    pa->set_phase(e.phase);
+    pa->set_unit_id_type(e.unit_id_type);
+  }
+  auto& features = *proto->mutable_features();
+  for (const ResolvedFeature& f : result.features) {
+    v1::ResolvedFeature& pf = features[f.feature->key];
+    FeatureValueToProto(*f.value, pf.mutable_value());
+    pf.set_source(SourceToProto(f.source));
+    if (f.experiment != nullptr) {
+      pf.set_experiment_key(f.experiment->key);
+      if (f.variant_index >= 0) {
+        pf.set_variant_key(f.experiment->variants[f.variant_index].key);
+      }
+    }
+    if (f.source == FeatureSource::kRule) pf.set_rule_index(f.rule_index);
+  }
+}
+
+std::string UnitIdOf(const Unit& unit, const std::string& type) {
+  auto it = unit.ids.find(type);
+  return it == unit.ids.end() ? std::string() : it->second;
+}
+
+void ExplainToProto(const Config& config, const Unit& unit,
+                    const ExplainResult& r,
+                    v1::ExplainAssignmentResponse* proto) {
+  const Experiment& e = *r.experiment;
+  proto->set_config_version(config.version);
+  proto->set_experiment_key(e.key);
+  if (r.variant_index >= 0) {
+    proto->set_variant_key(e.variants[r.variant_index].key);
+    proto->set_reason(ReasonToProto(r.reason));
+  }
+  proto->set_summary(r.summary);
+  for (const ExplainStep& s : r.steps) {
+    v1::ExplainStep* ps = proto->add_steps();
+    ps->set_check(s.check);
+    ps->set_passed(s.passed);
+    ps->set_detail(s.detail);
+  }
+  for (const RuleTraceEntry& t : r.targeting) {
+    v1::RuleTrace* pt = proto->add_targeting();
+    pt->set_depth(t.depth);
+    pt->set_rule(t.rule);
+    pt->set_matched(t.matched);
+    pt->set_actual(t.actual);
+  }
+  if (r.has_variant_hash) {
+    HashToProto(r.variant_hash, e.salt, e.unit_id_type, r.unit_id,
+                proto->mutable_variant_hash());
+  }
+  if (r.variant_index >= 0 && r.reason == AssignmentReason::kBucketed) {
+    RangeToProto(e.variants[r.variant_index].active_range,
+                 proto->mutable_matched_range());
+  }
+  for (const Variant& v : e.variants) {
+    v1::VariantRange* pv = proto->add_variant_ranges();
+    pv->set_variant_key(v.key);
+    RangeToProto(v.active_range, pv->mutable_range());
+  }
+  if (r.has_layer) {
+    v1::LayerTrace* pl = proto->mutable_layer();
+    pl->set_layer(e.layer);
+    const Layer* layer = config.FindLayer(e.layer);
+    std::string salt = layer != nullptr ? layer->salt : e.layer;
+    std::string type = layer != nullptr ? layer->unit_id_type : e.unit_id_type;
+    HashToProto(r.layer_hash, salt, type, UnitIdOf(unit, type),
+                pl->mutable_hash());
+    RangeToProto(e.layer_range, pl->mutable_experiment_range());
+    pl->set_in_range(r.in_layer_range);
+  }
+  if (r.has_holdout && config.holdout.has_value()) {
+    const Holdout& h = *config.holdout;
+    v1::HoldoutTrace* ph = proto->mutable_holdout();
+    HashToProto(r.holdout_hash, h.salt, h.unit_id_type,
+                UnitIdOf(unit, h.unit_id_type), ph->mutable_hash());
+    ph->set_threshold(h.bp);
+    ph->set_held_out(r.held_out);
+  }
+}
+
+std::vector<std::string> ToVector(
+    const google::protobuf::RepeatedPtrField<std::string>& keys) {
+  return std::vector<std::string>(keys.begin(), keys.end());
+}
+
+// ---- the calls ----
+
+// Whether any experiment of the config is sticky: otherwise no call looks
+// anything up.
+bool HasSticky(const Config& config) {
+  return std::any_of(config.experiments.begin(), config.experiments.end(),
+                     [](const Experiment& e) { return e.sticky; });
+}
+
+// Reads, in one store call, the recorded variants each unit's Assign would
+// consult, into (*recorded)[i] for units[i]. Store failures leave a unit's
+// map without the experiment (the variant is computed). Errors: those
+// Assign would return for the units and options.
+absl::Status ReadRecordedVariants(
+    const Config& config, absl::Span<const Unit> units,
+    const AssignOptions& options, StickyReader* sticky,
+    std::vector<absl::flat_hash_map<const Experiment*, int>>* recorded) {
+  recorded->assign(units.size(), {});
+  if (sticky == nullptr || !HasSticky(config)) return absl::OkStatus();
+  std::vector<StickyLookup> lookups;
+  std::vector<size_t> unit_of;  // lookups[i] is for units[unit_of[i]]
+  for (size_t u = 0; u < units.size(); ++u) {
+    absl::StatusOr<std::vector<StickyLookup>> mine =
+        StickyLookups(config, units[u], options);
+    if (!mine.ok()) return mine.status();
+    for (StickyLookup& l : *mine) {
+      lookups.push_back(std::move(l));
+      unit_of.push_back(u);
+    }
+  }
+  std::vector<RecordedVariantResult> results = sticky->Read(config, lookups);
+  for (size_t i = 0; i < lookups.size(); ++i) {
+    if (results[i].ok() && results[i]->has_value()) {
+      (*recorded)[unit_of[i]][lookups[i].experiment] = **results[i];
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Records an exposure for each bucketed or sticky assignment; QA overrides
+// and rollouts are never counted. Returns why that failed, or "".
+std::string RecordAssignedExposures(const Config& config, const Unit& unit,
+                                    const AssignResult& result, absl::Time now,
+                                    const Recorder* recorder) {
+  std::vector<ExposureInput> exposures;
+  for (const ExperimentAssignment& a : result.assignments) {
+    if (a.reason != AssignmentReason::kBucketed &&
+        a.reason != AssignmentReason::kSticky) {
+      continue;
+    }
+    ExposureInput x;
+    x.experiment_key = a.experiment->key;
+    x.unit.ids = unit.ids;
+    x.variant_key = a.experiment->variants[a.variant_index].key;
+    // No client time: the derived key is then the same for every page view
+    // of this unit and variant, so repeats cost no new idempotency key.
+    x.config_version = config.version;
+    exposures.push_back(std::move(x));
+  }
+  if (exposures.empty()) return "";
+  if (recorder == nullptr) {
+    return "FAILED_PRECONDITION: this abexp-server does not record exposures; "
+           "start it with --redis=HOST:PORT";
+  }
+  absl::StatusOr<RecordBatchResult> recorded =
+      recorder->RecordExposures(config, exposures, now);
+  if (recorded.ok()) return "";
+  return absl::StrCat(absl::StatusCodeToString(recorded.status().code()), ": ",
+                      recorded.status().message());
+}
+
+}  // namespace
+
+absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
+                      StickyReader* sticky, const v1::AssignRequest& request,
+                      v1::AssignResponse* response) {
+  std::shared_ptr<const Config> config = store.Snapshot();
+  if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
+  // Not validated here: StickyLookups and Assign validate the unit before
+  // anything else, with the same messages ValidateUnit gives for "unit",
+  // so checking it here too would only do the work twice per call.
+  absl::StatusOr<Unit> unit = ConvertUnit(request.unit(), "unit");
+  if (!unit.ok()) return unit.status();
+  AssignOptions options;
+  options.experiment_keys = ToVector(request.experiment_keys());
+  options.feature_keys = ToVector(request.feature_keys());
+  options.now = absl::Now();
+  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
+  // A span over the unit itself: `{*unit}` would copy all its ids and
+  // attributes on every call.
+  if (absl::Status s = ReadRecordedVariants(
+          *config, absl::MakeConstSpan(&*unit, 1), options, sticky, &recorded);
+      !s.ok()) {
+    return s;
+  }
+  options.recorded_variants = std::move(recorded[0]);
+  absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
+  if (!result.ok()) return result.status();
+  AssignResultToProto(*config, *result, response);
+  if (request.record_exposure()) {
+    response->set_exposure_error(RecordAssignedExposures(
+        *config, *unit, *result, options.now, recorder));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
+                           const v1::BatchAssignRequest& request,
+                           v1::BatchAssignResponse* response) {
+  if (request.units_size() > kMaxBatchUnits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "units has ", request.units_size(), " entries; send at most ",
+        kMaxBatchUnits, " per BatchAssign call and split larger batches"));
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  AssignOptions options;
+  options.experiment_keys = ToVector(request.experiment_keys());
+  options.feature_keys = ToVector(request.feature_keys());
+  options.now = absl::Now();  // one clock reading: one answer for the batch
+  // Validate every unit before assigning any, so an error costs no work.
+  std::vector<Unit> units;
+  units.reserve(request.units_size());
+  for (int i = 0; i < request.units_size(); ++i) {
+    absl::StatusOr<Unit> unit = UnitFromProto(*config, request.units(i),
+                                              absl::StrCat("units[", i, "]"));
+    if (!unit.ok()) return unit.status();
+    units.push_back(*std::move(unit));
+  }
+  if (units.empty()) {
+    // Assign checks the filters; with no units, check them here so a typo
+    // is NOT_FOUND whatever the batch size.
+    for (const std::string& key : options.experiment_keys) {
+      if (config->FindExperiment(key) == nullptr) {
+        return absl::NotFoundError(absl::StrCat(
+            "experiment_keys: '", ClipForMessage(key), "' is not in config version ",
+            config->version,
+            "; check the spelling, or ListExperiments to see the keys"));
+      }
+    }
+    for (const std::string& key : options.feature_keys) {
+      if (config->FindFeature(key) == nullptr) {
+        return absl::NotFoundError(
+            absl::StrCat("feature_keys: '", ClipForMessage(key), "' is not in config version ",
+                         config->version,
+                         "; check the spelling against the config's features"));
+      }
+    }
+  }
+  // Every unit's sticky lookups in one store call.
+  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
+  if (absl::Status s =
+          ReadRecordedVariants(*config, units, options, sticky, &recorded);
+      !s.ok()) {
+    return s;
+  }
+  response->set_config_version(config->version);
+  for (size_t i = 0; i < units.size(); ++i) {
+    const Unit& unit = units[i];
+    options.recorded_variants = std::move(recorded[i]);
+    absl::StatusOr<AssignResult> result = abexp::Assign(*config, unit, options);
+    if (!result.ok()) return result.status();
+    AssignResultToProto(*config, *result, response->add_results());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sticky,
+                       const v1::ExplainAssignmentRequest& request,
+                       v1::ExplainAssignmentResponse* response) {
+  if (request.experiment_key().empty()) {
+    return absl::InvalidArgumentError(
+        "experiment_key is required; pass the key of the experiment to explain "
+        "(ListExperiments shows them)");
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  absl::StatusOr<Unit> unit =
+      RequiredUnit(*config, request.has_unit(), request.unit());
+  if (!unit.ok()) return unit.status();
+  const absl::Time now = absl::Now();
+  // The same lookup Assign would make, so both give the same variant.
+  std::optional<RecordedVariantResult> recorded;
+  const Experiment* e = config->FindExperiment(request.experiment_key());
+  if (e != nullptr && e->sticky && sticky != nullptr) {
+    AssignOptions options;
+    options.experiment_keys = {e->key};
+    options.now = now;
+    absl::StatusOr<std::vector<StickyLookup>> lookups =
+        StickyLookups(*config, *unit, options);
+    if (lookups.ok() && !lookups->empty()) {
+      recorded = std::move(sticky->Read(*config, *lookups)[0]);
+    }
+  }
+  absl::StatusOr<ExplainResult> result =
+      abexp::Explain(*config, *unit, request.experiment_key(), now,
+                     recorded.has_value() ? &*recorded : nullptr);
+  if (!result.ok()) return result.status();
+  ExplainToProto(*config, *unit, *result, response);
+  return absl::OkStatus();
+}
+
+absl::Status HandleListExperiments(const ConfigStore& store,
+                               const v1::ListExperimentsRequest& request,
+                               v1::ListExperimentsResponse* response) {
+  bool wanted[5] = {false, false, false, false, false};
+  for (int i = 0; i < request.statuses_size(); ++i) {
+    int s = request.statuses(i);
+    if (s <= v1::EXPERIMENT_STATUS_UNSPECIFIED ||
+        s > v1::EXPERIMENT_STATUS_STOPPED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "statuses[", i, "] is ", s,
+          ", not a status to filter on; use EXPERIMENT_STATUS_DRAFT, _RUNNING, "
+          "_PAUSED or _STOPPED, or leave statuses empty to list all"));
+    }
+    wanted[s] = true;
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  response->set_config_version(config->version);
+  for (const Experiment& e : config->experiments) {
+    if (request.statuses_size() > 0 && !wanted[StatusToProto(e.status)])
+      continue;
+    ExperimentToProto(e, config->version, response->add_experiments());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HandleGetExperiment(const ConfigStore& store,
+                             const v1::GetExperimentRequest& request,
+                             v1::Experiment* response) {
+  if (request.experiment_key().empty()) {
+    return absl::InvalidArgumentError(
+        "experiment_key is required; pass the key of an experiment "
+        "(ListExperiments shows them)");
+  }
+  std::shared_ptr<const Config> config = store.Snapshot();
+  const Experiment* e = config->FindExperiment(request.experiment_key());
+  if (e == nullptr) {
+    return absl::NotFoundError(absl::StrCat(
+        "experiment_key '", ClipForMessage(request.experiment_key()),
+        "' is not in config version ", config->version,
+        "; check the spelling, or ListExperiments to see the keys"));
+  }
+  ExperimentToProto(*e, config->version, response);
+  return absl::OkStatus();
+}
+
+AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
+                                             const Recorder* recorder,
+                                             StickyOptions sticky)
+    : store_(store),
+      recorder_(recorder),
+      sticky_(std::make_unique<StickyReader>(std::move(sticky))) {}
+
+AssignmentServiceImpl::~AssignmentServiceImpl() = default;
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::AssignRequest, v1::AssignResponse>(
+      &in_flight_, request, response,
+      [&](const v1::AssignRequest& req, v1::AssignResponse* resp) {
+        return HandleAssign(*store_, recorder_, sticky_.get(), req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::BatchAssignRequest, v1::BatchAssignResponse>(
+      &in_flight_, request, response,
+      [&](const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
+        return HandleBatchAssign(*store_, sticky_.get(), req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::ExplainAssignmentRequest,
+                     v1::ExplainAssignmentResponse>(
+      &in_flight_, request, response,
+      [&](const v1::ExplainAssignmentRequest& req,
+          v1::ExplainAssignmentResponse* resp) {
+        return HandleExplainAssignment(*store_, sticky_.get(), req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::ListExperimentsRequest, v1::ListExperimentsResponse>(
+      &in_flight_, request, response,
+      [&](const v1::ListExperimentsRequest& req,
+          v1::ListExperimentsResponse* resp) {
+        return HandleListExperiments(*store_, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::GetExperimentRequest, v1::Experiment>(
+      &in_flight_, request, response,
+      [&](const v1::GetExperimentRequest& req, v1::Experiment* resp) {
+        return HandleGetExperiment(*store_, req, resp);
+      });
+}
+
+}  // namespace abexp

@@ -1,0 +1,111 @@
+// AssignmentServiceImpl serves abexp.v1.AssignmentService (gRPC callback
+// API, raw methods: UnaryCall parses the requests) over a ConfigStore and
+// the core assigner. The work of each RPC is in rpc_handlers.h.
+//
+// Each call takes one ConfigStore::Snapshot() and uses it throughout, so a
+// reload never tears a response; every response carries that snapshot's
+// config_version. Schedules (start/end) are checked against absl::Now().
+//
+// Sticky experiments (sticky: true) are the only ones that read storage:
+// for the experiments StickyLookups (assigner.h) names, each call reads the
+// units' recorded variants in one EventStore::RecordedVariants call (one
+// Redis round trip, however many experiments and units) and serves them
+// with reason STICKY. A store failure never fails a call: the variants are
+// then computed from the config, the failure is logged (rate-limited) and
+// ExplainAssignment shows it in its "sticky" step.
+//
+// Thread-safe: calls may run concurrently on gRPC's callback threads.
+#ifndef ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_
+#define ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "abexp/v1/assignment.grpc.pb.h"
+#include "abexp/v1/assignment.pb.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/core/config_store.h"
+#include "server/core/event_store.h"
+#include "server/core/recorder.h"
+#include "server/service/rpc_handlers.h"
+#include "server/service/unary_call.h"
+
+namespace abexp {
+
+// How the service reads the recorded variants of sticky experiments.
+struct StickyOptions {
+  // Where exposures are recorded (the Recorder's store). Null: nowhere, and
+  // sticky experiments are bucketed by hash like the others. Not owned.
+  EventStore* store = nullptr;
+  // Receives a warning line when lookups fail, at most one per
+  // log_interval (with a count of the failures not logged). Default (empty):
+  // the line is written to stderr.
+  std::function<void(absl::string_view)> log;
+  // Default: 10s.
+  absl::Duration log_interval = absl::Seconds(10);
+  // After the store fails with UNAVAILABLE or DEADLINE_EXCEEDED, calls skip
+  // the lookups for this long and serve computed variants, so a hung Redis
+  // holds up about one call per interval for its command timeout rather than
+  // every call. Default: 1s.
+  absl::Duration retry_after = absl::Seconds(1);
+};
+
+class StickyReader;
+
+// Every method raw, so that UnaryCall parses the requests.
+using RawAssignmentService = v1::AssignmentService::WithRawCallbackMethod_Assign<
+    v1::AssignmentService::WithRawCallbackMethod_BatchAssign<
+        v1::AssignmentService::WithRawCallbackMethod_ExplainAssignment<
+            v1::AssignmentService::WithRawCallbackMethod_ListExperiments<
+                v1::AssignmentService::WithRawCallbackMethod_GetExperiment<
+                    v1::AssignmentService::Service>>>>>;
+
+class AssignmentServiceImpl final : public RawAssignmentService {
+ public:
+  // `recorder` records the exposures of Assign calls that ask for it
+  // (record_exposure); null means this server does not record, and such
+  // calls report it in exposure_error. `sticky` says where recorded variants
+  // of sticky experiments are read; pass the Recorder's store.
+  // REQUIRES: store, recorder and sticky.store outlive this service.
+  explicit AssignmentServiceImpl(const ConfigStore* store,
+                                 const Recorder* recorder = nullptr,
+                                 StickyOptions sticky = {});
+  ~AssignmentServiceImpl() override;
+
+  AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
+  AssignmentServiceImpl& operator=(const AssignmentServiceImpl&) = delete;
+
+  grpc::ServerUnaryReactor* Assign(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* BatchAssign(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ExplainAssignment(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListExperiments(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+
+  // Calls started and not yet done (their status not yet sent). Lets a
+  // shutdown tell draining calls apart from idle client connections.
+  int in_flight_calls() const { return in_flight_.load(); }
+
+ private:
+  const ConfigStore* const store_;  // not owned
+  const Recorder* const recorder_;  // not owned; may be null
+  const std::unique_ptr<StickyReader> sticky_;
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_

@@ -1,0 +1,202 @@
+#include "server/service/recording_service.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "server/service/rpc_handlers.h"
+#include "server/service/unary_call.h"
+
+namespace abexp {
+namespace {
+
+// Timestamp's valid range: 0001-01-01 to 9999-12-31.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+
+absl::StatusOr<std::optional<absl::Time>> TimeFromProto(
+    bool has_time, const google::protobuf::Timestamp& proto,
+    const std::string& field) {
+  if (!has_time) return std::optional<absl::Time>();
+  if (proto.nanos() < 0 || proto.nanos() > 999999999 ||
+      proto.seconds() < kMinTimestampSeconds ||
+      proto.seconds() > kMaxTimestampSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is not a valid Timestamp (seconds ", proto.seconds(),
+        ", nanos ", proto.nanos(),
+        "); nanos must be in [0, 999999999] and seconds a date in years "
+        "1 to 9999"));
+  }
+  return std::optional<absl::Time>(absl::FromUnixSeconds(proto.seconds()) +
+                                   absl::Nanoseconds(proto.nanos()));
+}
+
+v1::RecordOutcome OutcomeToProto(WriteOutcome outcome) {
+  switch (outcome) {
+    case WriteOutcome::kRecorded:
+      return v1::RECORD_OUTCOME_RECORDED;
+    case WriteOutcome::kDuplicate:
+      return v1::RECORD_OUTCOME_DUPLICATE;
+    case WriteOutcome::kIgnored:
+      return v1::RECORD_OUTCOME_IGNORED;
+    case WriteOutcome::kConflict:
+      return v1::RECORD_OUTCOME_CONFLICT;
+    case WriteOutcome::kSpooled:
+      return v1::RECORD_OUTCOME_SPOOLED;
+  }
+  return v1::RECORD_OUTCOME_UNSPECIFIED;
+}
+
+v1::IgnoreReason ReasonToProto(IgnoreReason reason) {
+  switch (reason) {
+    case IgnoreReason::kNone:
+      return v1::IGNORE_REASON_UNSPECIFIED;
+    case IgnoreReason::kUnknownExperiment:
+      return v1::IGNORE_REASON_UNKNOWN_EXPERIMENT;
+    case IgnoreReason::kNotRunning:
+      return v1::IGNORE_REASON_NOT_RUNNING;
+    case IgnoreReason::kQaOverride:
+      return v1::IGNORE_REASON_QA_OVERRIDE;
+    case IgnoreReason::kHoldout:
+      return v1::IGNORE_REASON_HOLDOUT;
+    case IgnoreReason::kMissingUnitId:
+      return v1::IGNORE_REASON_MISSING_UNIT_ID;
+    case IgnoreReason::kNoMetric:
+      return v1::IGNORE_REASON_NO_METRIC;
+    case IgnoreReason::kNotAttributed:
+      return v1::IGNORE_REASON_NOT_ATTRIBUTED;
+    case IgnoreReason::kMultiExposed:
+      return v1::IGNORE_REASON_MULTI_EXPOSED;
+  }
+  return v1::IGNORE_REASON_UNSPECIFIED;
+}
+
+template <typename Response>
+void BatchToProto(const RecordBatchResult& batch, Response* response) {
+  response->set_config_version(batch.config_version);
+  v1::RecordCounts* counts = response->mutable_counts();
+  counts->set_recorded(batch.recorded);
+  counts->set_duplicate(batch.duplicate);
+  counts->set_ignored(batch.ignored);
+  counts->set_conflict(batch.conflict);
+  counts->set_spooled(batch.spooled);
+  response->mutable_results()->Reserve(static_cast<int>(batch.results.size()));
+  for (const RecordResult& r : batch.results) {
+    v1::RecordResult* p = response->add_results();
+    p->set_outcome(OutcomeToProto(r.outcome));
+    if (r.outcome == WriteOutcome::kIgnored) {
+      p->set_ignore_reason(ReasonToProto(r.ignore_reason));
+    }
+    p->set_experiments_recorded(r.experiments_recorded);
+  }
+}
+
+absl::Status CheckSize(int n, const char* field) {
+  if (static_cast<size_t>(n) > kMaxRecordBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " has ", n, " items; send at most ",
+                     kMaxRecordBatch, " per call and split larger batches"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status HandleRecordExposures(const ConfigStore& store,
+                               const Recorder& recorder,
+                               const v1::RecordExposuresRequest& request,
+                               v1::RecordExposuresResponse* response) {
+  if (absl::Status s = CheckSize(request.exposures_size(), "exposures");
+      !s.ok()) {
+    return s;
+  }
+  const absl::Time now = absl::Now();
+  std::shared_ptr<const Config> config = store.Snapshot();
+  std::vector<ExposureInput> inputs(request.exposures_size());
+  for (int i = 0; i < request.exposures_size(); ++i) {
+    const v1::ExposureRecord& p = request.exposures(i);
+    ExposureInput& x = inputs[i];
+    x.experiment_key = p.experiment_key();
+    const std::string field = absl::StrCat("exposures[", i, "]");
+    // Recording uses only the ids, but the unit is checked whole (the
+    // Recorder runs ValidateUnit), as Assign checks it.
+    absl::StatusOr<Unit> unit = ConvertUnit(p.unit(), field + ".unit");
+    if (!unit.ok()) return unit.status();
+    x.unit = *std::move(unit);
+    x.variant_key = p.variant_key();
+    absl::StatusOr<std::optional<absl::Time>> time =
+        TimeFromProto(p.has_time(), p.time(), field + ".time");
+    if (!time.ok()) return time.status();
+    x.time = *time;
+    x.idempotency_key = p.idempotency_key();
+    x.config_version = p.config_version();
+  }
+  absl::StatusOr<RecordBatchResult> batch =
+      recorder.RecordExposures(*config, inputs, now);
+  if (!batch.ok()) return batch.status();
+  BatchToProto(*batch, response);
+  return absl::OkStatus();
+}
+
+absl::Status HandleRecordEvents(const ConfigStore& store, const Recorder& recorder,
+                            const v1::RecordEventsRequest& request,
+                            v1::RecordEventsResponse* response) {
+  if (absl::Status s = CheckSize(request.events_size(), "events"); !s.ok()) {
+    return s;
+  }
+  const absl::Time now = absl::Now();
+  std::shared_ptr<const Config> config = store.Snapshot();
+  std::vector<EventInput> inputs(request.events_size());
+  for (int i = 0; i < request.events_size(); ++i) {
+    const v1::EventRecord& p = request.events(i);
+    EventInput& ev = inputs[i];
+    const std::string field = absl::StrCat("events[", i, "]");
+    absl::StatusOr<Unit> unit = ConvertUnit(p.unit(), field + ".unit");
+    if (!unit.ok()) return unit.status();
+    ev.unit = *std::move(unit);
+    ev.name = p.name();
+    if (p.has_value()) ev.value = p.value();
+    absl::StatusOr<std::optional<absl::Time>> time =
+        TimeFromProto(p.has_time(), p.time(), field + ".time");
+    if (!time.ok()) return time.status();
+    ev.time = *time;
+    ev.idempotency_key = p.idempotency_key();
+  }
+  absl::StatusOr<RecordBatchResult> batch =
+      recorder.RecordEvents(*config, inputs, now);
+  if (!batch.ok()) return batch.status();
+  BatchToProto(*batch, response);
+  return absl::OkStatus();
+}
+
+RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
+                                           const Recorder* recorder)
+    : store_(store), recorder_(recorder) {}
+
+grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::RecordExposuresRequest, v1::RecordExposuresResponse>(
+      &in_flight_, request, response,
+      [&](const v1::RecordExposuresRequest& req,
+          v1::RecordExposuresResponse* resp) {
+        return HandleRecordExposures(*store_, *recorder_, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeInline<v1::RecordEventsRequest, v1::RecordEventsResponse>(
+      &in_flight_, request, response,
+      [&](const v1::RecordEventsRequest& req, v1::RecordEventsResponse* resp) {
+        return HandleRecordEvents(*store_, *recorder_, req, resp);
+      });
+}
+
+}  // namespace abexp

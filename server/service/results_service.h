@@ -1,0 +1,64 @@
+// ResultsServiceImpl serves abexp.v1.ResultsService: it reads one
+// experiment's aggregates from the EventStore and runs the stats library on
+// them (comparisons, Bayes, SRM, multiple-comparison adjustment, power) to
+// produce the figures and a decision. docs/statistics.md ("Results RPC")
+// gives the mapping and the decision rules.
+//
+// HandleGetResults (rpc_handlers.h) is the RPC without a server.
+//
+// Thread-safe: calls may run concurrently on gRPC's callback threads.
+#ifndef ABEXP_SERVER_SERVICE_RESULTS_SERVICE_H_
+#define ABEXP_SERVER_SERVICE_RESULTS_SERVICE_H_
+
+#include <atomic>
+
+#include "abexp/v1/results.grpc.pb.h"
+#include "abexp/v1/results.pb.h"
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+#include "server/core/config.h"
+#include "server/core/config_store.h"
+#include "server/core/event_store.h"
+
+namespace abexp {
+
+// The relative change the "keep running" rule sizes the primary metric
+// for: 80% power to detect +5%.
+inline constexpr double kResultsRelativeMde = 0.05;
+
+// Computes the response from a config snapshot and the experiment's
+// aggregates. Public so it can be tested without a server.
+absl::Status ComputeResults(const Config& config,
+                            const v1::GetResultsRequest& request,
+                            EventStore* store,
+                            v1::GetResultsResponse* response);
+
+// Raw, so that UnaryCall parses the requests.
+using RawResultsService =
+    v1::ResultsService::WithRawCallbackMethod_GetResults<
+        v1::ResultsService::Service>;
+
+class ResultsServiceImpl final : public RawResultsService {
+ public:
+  // REQUIRES: config_store and event_store outlive this service.
+  ResultsServiceImpl(const ConfigStore* config_store, EventStore* event_store);
+
+  ResultsServiceImpl(const ResultsServiceImpl&) = delete;
+  ResultsServiceImpl& operator=(const ResultsServiceImpl&) = delete;
+
+  grpc::ServerUnaryReactor* GetResults(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+
+  // Calls started and not yet done, as AssignmentServiceImpl counts them.
+  int in_flight_calls() const { return in_flight_.load(); }
+
+ private:
+  const ConfigStore* const config_store_;  // not owned
+  EventStore* const event_store_;          // not owned
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_SERVICE_RESULTS_SERVICE_H_

@@ -1,0 +1,998 @@
+#include "server/storage/redis/redis_event_store.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/core/event_store_internal.h"
+#include "server/storage/redis/redis_scripts.h"
+
+namespace abexp {
+namespace {
+
+using internal::DayOfMillis;
+using internal::StoreMillis;
+
+constexpr int64_t kOutcomeRecorded = 0;
+constexpr int64_t kOutcomeDuplicate = 1;
+constexpr int64_t kOutcomeIgnored = 2;
+constexpr int64_t kOutcomeConflict = 3;
+
+// Items per script call: a call blocks Redis while it runs (about 1 ms for
+// 256 items), and a batch's calls all go in one round trip anyway.
+constexpr size_t kItemsPerScript = 256;
+
+// XXH3-64 of a domain tag and the bytes, so unit ids and idempotency keys
+// never hash alike.
+uint64_t TaggedHash(absl::string_view tag, absl::string_view bytes) {
+  std::string input = absl::StrCat(tag, absl::string_view("\0", 1), bytes);
+  return XXH3_64bits(input.data(), input.size());
+}
+
+// 8 raw bytes, big-endian: the hash field of a unit or idempotency key.
+std::string HashField(uint64_t h) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(h & 0xff);
+    h >>= 8;
+  }
+  return out;
+}
+
+// The bucket is taken from the high half so it is independent of the low
+// bits Redis's own dict hashing would see.
+std::string BucketOf(uint64_t h, int64_t buckets) {
+  return absl::StrCat((h >> 32) % static_cast<uint64_t>(buckets));
+}
+
+// Shortest text that parses back to exactly the same double.
+std::string DoubleArg(double v) { return absl::StrFormat("%.17g", v); }
+
+absl::StatusOr<int64_t> ParseInt(const std::string& s, absl::string_view what) {
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(s, &v)) {
+    return absl::DataLossError(absl::StrFormat(
+        "Redis holds '%s' for %s; expected an integer", s, what));
+  }
+  return v;
+}
+
+absl::StatusOr<long double> ParseFloat(const std::string& s,
+                                       absl::string_view what) {
+  char* end = nullptr;
+  long double v = std::strtold(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    return absl::DataLossError(
+        absl::StrFormat("Redis holds '%s' for %s; expected a number", s, what));
+  }
+  return v;
+}
+
+absl::Status CheckReply(const RedisReply& reply, RedisReply::Type want,
+                        absl::string_view what) {
+  if (reply.type == RedisReply::Type::kError) {
+    return RedisErrorStatus(reply.str, what);
+  }
+  if (reply.type != want) {
+    return absl::InternalError(
+        absl::StrCat("unexpected Redis reply type to ", what));
+  }
+  return absl::OkStatus();
+}
+
+// Adds the fields of one aggregate hash (HGETALL reply) to `variants`.
+// `metric_keys` maps stored metric signatures to the layout's metrics;
+// figures of other signatures (old definitions) are skipped. Binomial and
+// retention metrics store only `units`: their x is 0 or 1, so Σx and Σx²
+// equal it (hashes written before that layout also hold equal `sum` and
+// `sum_sq` fields, which are skipped).
+absl::Status ParseFigures(
+    const RedisReply& hash,
+    const absl::flat_hash_map<std::string, const Metric*>& metric_keys,
+    std::vector<VariantAggregate>* variants, int64_t* multi_exposed,
+    std::map<std::string, int64_t>* config_versions) {
+  for (size_t i = 0; i + 1 < hash.elements.size(); i += 2) {
+    const std::string& field = hash.elements[i].str;
+    const std::string& value = hash.elements[i + 1].str;
+    if (field == "multi") {
+      if (multi_exposed == nullptr) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      *multi_exposed = *n;
+      continue;
+    }
+    if (absl::StartsWith(field, "cv|")) {
+      if (config_versions == nullptr) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      (*config_versions)[field.substr(3)] = *n;
+      continue;
+    }
+    if (absl::StartsWith(field, "exposed|")) {
+      int v = 0;
+      if (!absl::SimpleAtoi(absl::string_view(field).substr(8), &v)) continue;
+      if (v < 0 || v >= static_cast<int>(variants->size())) continue;
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      (*variants)[v].exposed = *n;
+      continue;
+    }
+    // "<variant>|<metric signature>|<statistic>"
+    size_t first = field.find('|');
+    size_t last = field.rfind('|');
+    if (first == std::string::npos || first == last) continue;
+    int v = 0;
+    if (!absl::SimpleAtoi(absl::string_view(field).substr(0, first), &v))
+      continue;
+    if (v < 0 || v >= static_cast<int>(variants->size())) continue;
+    auto key = metric_keys.find(field.substr(first + 1, last - first - 1));
+    if (key == metric_keys.end()) continue;
+    MetricAggregate& m = (*variants)[v].metrics[key->second->key];
+    const bool zero_one = key->second->type == MetricType::kBinomial ||
+                          key->second->type == MetricType::kRetention;
+    std::string stat = field.substr(last + 1);
+    if (stat == "units") {
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      m.units = *n;
+      if (zero_one) m.sum = m.sum_sq = *n;
+      continue;
+    }
+    if (zero_one) continue;
+    long double* target = stat == "sum"           ? &m.sum
+                          : stat == "sum_sq"      ? &m.sum_sq
+                          : stat == "sum_num"     ? &m.sum_num
+                          : stat == "sum_den"     ? &m.sum_den
+                          : stat == "sum_num_sq"  ? &m.sum_num_sq
+                          : stat == "sum_den_sq"  ? &m.sum_den_sq
+                          : stat == "sum_num_den" ? &m.sum_num_den
+                                                  : nullptr;
+    if (target == nullptr) continue;
+    absl::StatusOr<long double> x = ParseFloat(value, field);
+    if (!x.ok()) return x.status();
+    *target = *x;
+  }
+  return absl::OkStatus();
+}
+
+// Adds every figure of `from` to `to` (same layout).
+void AddFigures(const std::vector<VariantAggregate>& from,
+                std::vector<VariantAggregate>* to) {
+  for (size_t v = 0; v < from.size(); ++v) {
+    (*to)[v].exposed += from[v].exposed;
+    for (const auto& [key, f] : from[v].metrics) {
+      MetricAggregate& t = (*to)[v].metrics[key];
+      t.units += f.units;
+      t.sum += f.sum;
+      t.sum_sq += f.sum_sq;
+      t.sum_num += f.sum_num;
+      t.sum_den += f.sum_den;
+      t.sum_num_sq += f.sum_num_sq;
+      t.sum_den_sq += f.sum_den_sq;
+      t.sum_num_den += f.sum_num_den;
+    }
+  }
+}
+
+std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
+  std::vector<VariantAggregate> variants(layout.variant_keys.size());
+  for (VariantAggregate& v : variants) {
+    for (const Metric& m : layout.metrics) v.metrics[m.key];
+  }
+  return variants;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
+    RedisPool* pool, RedisEventStoreOptions options) {
+  if (pool == nullptr)
+    return absl::InvalidArgumentError("RedisEventStore needs a RedisPool");
+  if (options.idempotency_ttl < absl::Minutes(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "idempotency_ttl is ", absl::FormatDuration(options.idempotency_ttl),
+        "; retries are only safe within it, so use at least 1m (default 7 "
+        "days)"));
+  }
+  if (!options.clock) {
+    return absl::InvalidArgumentError("RedisEventStore needs a clock");
+  }
+  constexpr int kMaxBuckets = 1 << 24;
+  if (options.unit_buckets < 1 || options.unit_buckets > kMaxBuckets) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unit_buckets is %d; use 1 to %d (default 131072, for "
+                        "~10 million units)",
+                        options.unit_buckets, kMaxBuckets));
+  }
+  if (options.idempotency_buckets < 1 ||
+      options.idempotency_buckets > kMaxBuckets) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "idempotency_buckets is %d; use 1 to %d (default 65536)",
+        options.idempotency_buckets, kMaxBuckets));
+  }
+  return std::unique_ptr<RedisEventStore>(
+      new RedisEventStore(pool, std::move(options)));
+}
+
+RedisEventStore::RedisEventStore(RedisPool* pool,
+                                 RedisEventStoreOptions options)
+    : pool_(pool),
+      options_(std::move(options)),
+      write_exposures_(redis_scripts::WriteExposures()),
+      write_events_(redis_scripts::WriteEvents()) {}
+
+std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
+  return absl::StrCat(pool_->options().key_prefix, ":{e:", layout.key, ":",
+                      layout.phase, "}:");
+}
+
+absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
+    const std::string& base) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = buckets_.find(base);
+    if (it != buckets_.end()) return it->second;
+  }
+  std::string meta = base + "meta";
+  std::vector<RedisCommand> commands = {
+      {"HSETNX", meta, "unit_buckets", absl::StrCat(options_.unit_buckets)},
+      {"HSETNX", meta, "idempotency_buckets",
+       absl::StrCat(options_.idempotency_buckets)},
+      {"HMGET", meta, "unit_buckets", "idempotency_buckets"}};
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  if (!replies.ok()) return replies.status();
+  absl::StatusOr<std::optional<Buckets>> buckets =
+      ParseBuckets(base, replies->back());
+  if (!buckets.ok()) return buckets.status();
+  if (!buckets->has_value())
+    return absl::InternalError("bucket counts missing after HSETNX");
+  return **buckets;
+}
+
+absl::StatusOr<std::optional<RedisEventStore::Buckets>>
+RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
+  std::string meta = base + "meta";
+  if (absl::Status s =
+          CheckReply(got, RedisReply::Type::kArray, "reading " + meta);
+      !s.ok()) {
+    return s;
+  }
+  if (got.elements.size() != 2 ||
+      got.elements[0].type != RedisReply::Type::kString ||
+      got.elements[1].type != RedisReply::Type::kString) {
+    return std::nullopt;
+  }
+  Buckets buckets;
+  absl::StatusOr<int64_t> units =
+      ParseInt(got.elements[0].str, meta + " unit_buckets");
+  if (!units.ok()) return units.status();
+  absl::StatusOr<int64_t> idem =
+      ParseInt(got.elements[1].str, meta + " idempotency_buckets");
+  if (!idem.ok()) return idem.status();
+  if (*units < 1 || *idem < 1) {
+    return absl::DataLossError(
+        absl::StrCat(meta, " holds bucket counts below 1"));
+  }
+  buckets.units = *units;
+  buckets.idempotency = *idem;
+  absl::MutexLock lock(&mu_);
+  buckets_[base] = buckets;
+  return buckets;
+}
+
+absl::StatusOr<
+    absl::flat_hash_map<std::string, std::optional<RedisEventStore::Buckets>>>
+RedisEventStore::BucketsOfPhases(const std::vector<std::string>& bases) {
+  absl::flat_hash_map<std::string, std::optional<Buckets>> phases;
+  std::vector<std::string> unknown;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& base : bases) {
+      if (phases.contains(base)) continue;
+      auto it = buckets_.find(base);
+      if (it != buckets_.end()) {
+        phases[base] = it->second;
+      } else {
+        phases[base] = std::nullopt;
+        unknown.push_back(base);
+      }
+    }
+  }
+  if (unknown.empty()) return phases;
+  std::vector<RedisCommand> reads;
+  reads.reserve(unknown.size());
+  for (const std::string& base : unknown) {
+    reads.push_back(
+        {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
+  if (!replies.ok()) return replies.status();
+  for (size_t i = 0; i < unknown.size(); ++i) {
+    absl::StatusOr<std::optional<Buckets>> buckets =
+        ParseBuckets(unknown[i], (*replies)[i]);
+    if (!buckets.ok()) return buckets.status();
+    phases[unknown[i]] = *buckets;
+  }
+  return phases;
+}
+
+absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
+                                          const RedisReply& reply) {
+  if (absl::StrContains(reply.str, "ABEXP_VARIANTS")) {
+    // Redis flattens newlines in error replies, so read the stored keys.
+    std::string meta = KeyBase(layout) + "meta";
+    std::vector<RedisCommand> get = {{"HGET", meta, "variants"}};
+    absl::StatusOr<std::vector<RedisReply>> stored = pool_->Pipeline(get);
+    if (!stored.ok()) return stored.status();
+    std::string merged;
+    absl::Status s =
+        internal::CheckVariantKeys(layout, (*stored)[0].str, &merged);
+    if (!s.ok()) return s;
+  }
+  if (absl::StrContains(reply.str, "ABEXP_ARGS")) {
+    // The store checks what the scripts check before sending, so this is a
+    // bug; the script refused before writing anything.
+    return absl::InternalError(absl::StrCat(
+        "abexp's Redis script refused its arguments and wrote nothing (",
+        reply.str, "); this is a bug in abexp-server, please report it"));
+  }
+  if (absl::StrContains(reply.str, "ABEXP_STATE")) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "experiment '%s' phase %d holds a unit total beyond ±1e150, left by "
+        "an abexp-server that did not bound event values, so its figures "
+        "cannot be trusted; bump the experiment's `phase` to start afresh",
+        layout.key, layout.phase));
+  }
+  if (absl::StrContains(reply.str, "ABEXP_METRICS")) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("experiment '%s' phase %d has had more than 255 metric "
+                        "definitions; bump the "
+                        "experiment's `phase` to start afresh",
+                        layout.key, layout.phase));
+  }
+  return RedisErrorStatus(reply.str, "abexp's Redis script");
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
+    const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
+    size_t items) {
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(items);
+  for (const RedisReply& chunk : replies) {
+    if (chunk.type == RedisReply::Type::kError)
+      return ScriptError(layout, chunk);
+    if (chunk.type != RedisReply::Type::kArray) {
+      return absl::InternalError(
+          "abexp's Redis script returned a reply that is not an array");
+    }
+    for (const RedisReply& r : chunk.elements) {
+      if (r.type != RedisReply::Type::kInteger) {
+        return absl::InternalError(
+            "abexp's Redis script returned a non-integer outcome");
+      }
+      switch (r.integer) {
+        case kOutcomeRecorded:
+          outcomes.push_back(WriteOutcome::kRecorded);
+          break;
+        case kOutcomeDuplicate:
+          outcomes.push_back(WriteOutcome::kDuplicate);
+          break;
+        case kOutcomeIgnored:
+          outcomes.push_back(WriteOutcome::kIgnored);
+          break;
+        case kOutcomeConflict:
+          outcomes.push_back(WriteOutcome::kConflict);
+          break;
+        default:
+          return absl::InternalError(
+              absl::StrCat("abexp's Redis script returned ", r.integer));
+      }
+    }
+  }
+  if (outcomes.size() != items) {
+    return absl::InternalError(absl::StrCat("abexp's Redis script returned ",
+                                            outcomes.size(), " outcomes for ",
+                                            items, " items"));
+  }
+  return outcomes;
+}
+
+namespace {
+
+// The call-wide idempotency arguments of both scripts: the generation
+// floor(now / TTL) and when its hashes expire (the end of the next one).
+void AppendGenerationArgs(absl::Duration ttl, absl::Time now,
+                          std::vector<std::string>* args) {
+  const int64_t ttl_s = absl::ToInt64Seconds(ttl);
+  const int64_t gen = absl::ToUnixSeconds(now) / ttl_s;
+  args->push_back(absl::StrCat(gen));
+  args->push_back(absl::StrCat((gen + 2) * ttl_s));
+}
+
+// An item's idempotency arguments: bucket and field.
+void AppendIdempotencyArgs(int64_t buckets, absl::string_view kind,
+                           const std::string& key,
+                           std::vector<std::string>* args) {
+  uint64_t h = TaggedHash(absl::StrCat("abexp.idempotency.", kind), key);
+  args->push_back(BucketOf(h, buckets));
+  args->push_back(HashField(h));
+}
+
+void AppendUnitArgs(int64_t buckets, const std::string& unit_id,
+                    std::vector<std::string>* args) {
+  uint64_t h = TaggedHash("abexp.unit", unit_id);
+  args->push_back(BucketOf(h, buckets));
+  args->push_back(HashField(h));
+}
+
+// The times a unit record can hold: 6 bytes of signed milliseconds.
+constexpr int64_t kMaxStoreMillis = (int64_t{1} << 47) - 1;
+
+// INVALID_ARGUMENT unless `t` fits a unit record; `what` names the item.
+absl::Status CheckStoreTime(absl::Time t, absl::string_view what) {
+  const int64_t ms = StoreMillis(t);
+  if (ms >= -kMaxStoreMillis - 1 && ms <= kMaxStoreMillis) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, ".time is ", absl::FormatTime(t),
+      ", beyond the 4,459 years either side of 1970 the store can keep; send "
+      "the time it happened"));
+}
+
+// INVALID_ARGUMENT naming the first event the scripts would refuse: a value
+// that is not finite or beyond ±kMaxEventValue (its square could overflow a
+// sum of squares), or a time a unit record cannot hold. Checked before
+// anything is sent, so a caller that bypasses the recorder's checks cannot
+// reach the scripts with them.
+absl::Status CheckEvents(const ExperimentLayout& layout,
+                         absl::Span<const Event* const> events) {
+  for (size_t j = 0; j < events.size(); ++j) {
+    const std::optional<double>& value = events[j]->value;
+    // NaN fails the comparison too.
+    if (value.has_value() && !(std::fabs(*value) <= kMaxEventValue)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "events[%d].value is %g (experiment '%s'); values must be finite "
+          "and within ±%g so that sums of squares cannot overflow; send it in "
+          "a larger unit, or leave it out",
+          j, *value, layout.key, kMaxEventValue));
+    }
+    if (absl::Status s =
+            CheckStoreTime(events[j]->time, absl::StrCat("events[", j, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The 8-byte header of a packed unit record (docs/storage.md, "Unit
+// records"): variant, flags, first exposure as 6 bytes little-endian signed
+// (Lua struct '<BBi6').
+struct UnitHeader {
+  int variant = 0;
+  bool multi_exposed = false;
+  int64_t first_ms = 0;
+};
+
+// DATA_LOSS naming `hash` when the record is shorter than its header.
+absl::StatusOr<UnitHeader> ParseUnitHeader(absl::string_view record,
+                                           absl::string_view hash) {
+  if (record.size() < 8) {
+    return absl::DataLossError(absl::StrCat(
+        "unit record in ", hash, " is shorter than its 8-byte header"));
+  }
+  UnitHeader header;
+  header.variant = static_cast<unsigned char>(record[0]);
+  header.multi_exposed = (static_cast<unsigned char>(record[1]) & 1) != 0;
+  uint64_t ms = 0;
+  for (int i = 7; i >= 2; --i) {
+    ms = (ms << 8) | static_cast<unsigned char>(record[i]);
+  }
+  if (ms & (uint64_t{1} << 47)) ms |= ~((uint64_t{1} << 48) - 1);
+  header.first_ms = static_cast<int64_t>(ms);
+  return header;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
+    const ExperimentLayout& layout, absl::Span<const Exposure> exposures) {
+  if (absl::Status s = internal::CheckExposures(layout, exposures); !s.ok())
+    return s;
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    if (absl::Status s = CheckStoreTime(exposures[i].time,
+                                        absl::StrCat("exposures[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (exposures.empty()) return std::vector<WriteOutcome>{};
+  std::string base = KeyBase(layout);
+  absl::StatusOr<Buckets> buckets = CreateBuckets(base);
+  if (!buckets.ok()) return buckets.status();
+  const Buckets& b = *buckets;
+
+  // Chunks of kItemsPerScript exposures, one script call each, all in one
+  // round trip.
+  std::string meta = base + "meta";
+  std::vector<std::string> head = {base};
+  AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &head);
+  head.push_back(internal::JoinVariantKeys(layout.variant_keys));
+  head.push_back(absl::StrCat(b.units));
+  head.push_back(absl::StrCat(b.idempotency));
+  std::vector<RedisScriptCall> calls;
+  for (size_t start = 0; start < exposures.size(); start += kItemsPerScript) {
+    const size_t end = std::min(exposures.size(), start + kItemsPerScript);
+    RedisScriptCall& call = calls.emplace_back();
+    call.script = &write_exposures_;
+    call.keys = {meta};
+    call.args = head;
+    call.args.reserve(head.size() + 1 +
+                      (end - start) * redis_scripts::kExposureItemArgs);
+    call.args.push_back(absl::StrCat(end - start));
+    for (size_t i = start; i < end; ++i) {
+      const Exposure& e = exposures[i];
+      AppendIdempotencyArgs(b.idempotency, "exposure", e.idempotency_key,
+                            &call.args);
+      AppendUnitArgs(b.units, e.unit_id, &call.args);
+      call.args.push_back(absl::StrCat(e.variant_index));
+      call.args.push_back(absl::StrCat(StoreMillis(e.time)));
+      call.args.push_back(e.config_version);
+    }
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  if (!replies.ok()) return replies.status();
+  return Outcomes(layout, *replies, exposures.size());
+}
+
+namespace {
+
+// The event script's arguments for the metrics of `layout` that event `name`
+// feeds: their count, then kMetricArgs each.
+std::vector<std::string> MetricArgs(const ExperimentLayout& layout,
+                                    const std::string& name) {
+  std::vector<std::string> args;
+  args.push_back("");  // the count, set below
+  int count = 0;
+  auto aggregation = [&](const MetricSource& source) -> const char* {
+    if (source.event != name) return "0";
+    return source.aggregation == EventAggregation::kCount ? "1" : "2";
+  };
+  for (size_t i = 0; i < layout.metrics.size(); ++i) {
+    const Metric& m = layout.metrics[i];
+    const char* type = "b";
+    const char* a = "0";
+    const char* d = "0";
+    switch (m.type) {
+      case MetricType::kBinomial:
+        type = "b";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kRetention:
+        type = "t";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kSum:
+        type = "s";
+        a = aggregation(m.source);
+        break;
+      case MetricType::kRatio:
+        type = "r";
+        a = aggregation(m.numerator);
+        d = aggregation(m.denominator);
+        break;
+    }
+    if (a[0] == '0' && d[0] == '0') continue;
+    args.push_back(internal::MetricSignature(m));
+    args.push_back(type);
+    args.push_back(a);
+    args.push_back(d);
+    args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
+    args.push_back(absl::StrCat(m.retention_day));
+    ++count;
+  }
+  args[0] = absl::StrCat(count);
+  return args;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
+    const ExperimentLayout& layout, absl::Span<const Event> events) {
+  std::vector<const Event*> pointers;
+  pointers.reserve(events.size());
+  for (const Event& e : events) pointers.push_back(&e);
+  const EventBatch batch{&layout, pointers};
+  return std::move(WriteEventBatches(absl::MakeConstSpan(&batch, 1))[0]);
+}
+
+std::vector<WriteResult> RedisEventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  // All batches share each round trip: one for the bucket counts not cached
+  // yet, one reading the units' records, one running the scripts.
+  std::vector<WriteResult> results;
+  results.reserve(batches.size());
+  for (const EventBatch& batch : batches) {
+    results.emplace_back(std::vector<WriteOutcome>(batch.events.size(),
+                                                   WriteOutcome::kIgnored));
+  }
+  struct UnitRef {
+    std::string bucket;
+    std::string field;
+    size_t read = 0;     // index into reads
+    size_t element = 0;  // index into that HMGET's reply
+  };
+  struct Plan {
+    bool active = false;  // has events and a written phase, no error yet
+    std::string base;
+    Buckets buckets;
+    std::vector<UnitRef> units;
+    std::vector<size_t> unit_of;  // event -> units index
+    std::vector<size_t> called;   // events that go to the script
+    size_t first_call = 0;        // its script calls in `calls`
+    size_t call_count = 0;
+  };
+  std::vector<Plan> plans(batches.size());
+  auto fail = [&](size_t i, const absl::Status& status) {
+    results[i] = status;
+    plans[i].active = false;
+  };
+  auto fail_active = [&](const absl::Status& status) {
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (plans[i].active) fail(i, status);
+    }
+  };
+
+  // A phase without bucket counts was never written (exposures store them
+  // first), so no unit is exposed in it and every event is ignored.
+  // A batch with an event the scripts would refuse is refused whole, here.
+  std::vector<bool> valid(batches.size(), false);
+  std::vector<std::string> bases;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (batches[i].events.empty()) continue;
+    if (absl::Status s = CheckEvents(*batches[i].layout, batches[i].events);
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    valid[i] = true;
+    plans[i].base = KeyBase(*batches[i].layout);
+    bases.push_back(plans[i].base);
+  }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+      phases = BucketsOfPhases(bases);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (!valid[i]) continue;
+    if (!phases.ok()) {
+      results[i] = phases.status();
+      continue;
+    }
+    const std::optional<Buckets>& buckets = (*phases)[plans[i].base];
+    if (!buckets.has_value()) continue;
+    plans[i].active = true;
+    plans[i].buckets = *buckets;
+  }
+
+  // An event fans out to every experiment with a metric on it, and most of
+  // those never exposed its unit. So first read the units' records, one
+  // HMGET per bucket hash, and run the script only for events that can
+  // count. The script checks the record again atomically; an event skipped
+  // here is ignored as the script would have ignored it at the time of the
+  // read, and like the script it stores nothing.
+  std::vector<RedisCommand> reads;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active) continue;
+    absl::Span<const Event* const> events = batches[i].events;
+    absl::flat_hash_map<std::string, size_t> read_of_bucket;
+    absl::flat_hash_map<absl::string_view, size_t> unit_index;  // by unit id
+    plan.unit_of.resize(events.size());
+    for (size_t j = 0; j < events.size(); ++j) {
+      auto [it, inserted] =
+          unit_index.try_emplace(events[j]->unit_id, plan.units.size());
+      plan.unit_of[j] = it->second;
+      if (!inserted) continue;
+      std::vector<std::string> args;
+      AppendUnitArgs(plan.buckets.units, events[j]->unit_id, &args);
+      UnitRef& unit = plan.units.emplace_back();
+      unit.bucket = std::move(args[0]);
+      unit.field = std::move(args[1]);
+      auto [r, new_read] =
+          read_of_bucket.try_emplace(unit.bucket, reads.size());
+      if (new_read) {
+        reads.push_back({"HMGET", absl::StrCat(plan.base, "u:", unit.bucket)});
+      }
+      unit.read = r->second;
+      unit.element = reads[unit.read].size() - 2;
+      reads[unit.read].push_back(unit.field);
+    }
+  }
+  if (reads.empty()) return results;
+  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
+  if (!records.ok()) {
+    fail_active(records.status());
+    return results;
+  }
+  auto check_read = [&](size_t r) -> absl::Status {
+    const RedisReply& got = (*records)[r];
+    if (absl::Status s =
+            CheckReply(got, RedisReply::Type::kArray, "HMGET of unit records");
+        !s.ok()) {
+      return s;
+    }
+    if (got.elements.size() != reads[r].size() - 2) {
+      return absl::InternalError(absl::StrCat(
+          "Redis answered HMGET of ", reads[r].size() - 2, " fields of ",
+          reads[r][1], " with ", got.elements.size(), " values"));
+    }
+    return absl::OkStatus();
+  };
+  std::vector<absl::Status> read_status(reads.size());
+  for (size_t r = 0; r < reads.size(); ++r) read_status[r] = check_read(r);
+
+  // Chunks of kItemsPerScript events, one script call each, all in one round
+  // trip. A chunk lists the metric arguments once per event name in it.
+  std::vector<RedisScriptCall> calls;
+  std::vector<std::string> generation;  // one clock reading for every chunk
+  AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &generation);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active) continue;
+    absl::Span<const Event* const> events = batches[i].events;
+    absl::Status error;
+    for (size_t j = 0; j < events.size() && error.ok(); ++j) {
+      const UnitRef& unit = plan.units[plan.unit_of[j]];
+      if (!read_status[unit.read].ok()) {
+        error = read_status[unit.read];
+        break;
+      }
+      const RedisReply& record = (*records)[unit.read].elements[unit.element];
+      if (record.type == RedisReply::Type::kNil) continue;  // not exposed
+      if (record.type != RedisReply::Type::kString) {
+        error = absl::InternalError(absl::StrCat(
+            "Redis answered HMGET of a unit record in ", reads[unit.read][1],
+            " with a reply that is not a string"));
+        break;
+      }
+      absl::StatusOr<UnitHeader> header =
+          ParseUnitHeader(record.str, reads[unit.read][1]);
+      if (!header.ok()) {
+        error = header.status();
+        break;
+      }
+      if (header->multi_exposed ||
+          StoreMillis(events[j]->time) < header->first_ms)
+        continue;
+      plan.called.push_back(j);
+    }
+    if (!error.ok()) {
+      fail(i, error);
+      continue;
+    }
+    plan.first_call = calls.size();
+    const std::string meta = plan.base + "meta";
+    absl::flat_hash_map<absl::string_view, std::vector<std::string>>
+        metric_args;  // by event name
+    for (size_t start = 0; start < plan.called.size();
+         start += kItemsPerScript) {
+      const size_t end = std::min(plan.called.size(), start + kItemsPerScript);
+      RedisScriptCall& call = calls.emplace_back();
+      call.script = &write_events_;
+      call.keys = {meta};
+      call.args = {plan.base};
+      call.args.insert(call.args.end(), generation.begin(), generation.end());
+      call.args.push_back("");  // the group count, set below
+      const size_t group_count_arg = call.args.size() - 1;
+      absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
+      std::vector<std::string> items;
+      items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
+      items.push_back(absl::StrCat(end - start));
+      for (size_t k = start; k < end; ++k) {
+        const Event& e = *events[plan.called[k]];
+        const UnitRef& unit = plan.units[plan.unit_of[plan.called[k]]];
+        auto [g, new_group] = group_of.try_emplace(
+            e.name, static_cast<int>(group_of.size()) + 1);
+        if (new_group) {
+          auto [m, new_name] = metric_args.try_emplace(e.name);
+          if (new_name) m->second = MetricArgs(*batches[i].layout, e.name);
+          call.args.insert(call.args.end(), m->second.begin(),
+                           m->second.end());
+        }
+        items.push_back(absl::StrCat(g->second));
+        AppendIdempotencyArgs(plan.buckets.idempotency, "event",
+                              e.idempotency_key, &items);
+        items.push_back(unit.bucket);
+        items.push_back(unit.field);
+        items.push_back(absl::StrCat(StoreMillis(e.time)));
+        items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+      }
+      call.args[group_count_arg] = absl::StrCat(group_of.size());
+      call.args.insert(call.args.end(),
+                       std::make_move_iterator(items.begin()),
+                       std::make_move_iterator(items.end()));
+    }
+    plan.call_count = calls.size() - plan.first_call;
+  }
+  if (calls.empty()) return results;
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    Plan& plan = plans[i];
+    if (!plan.active || plan.call_count == 0) continue;
+    if (!replies.ok()) {
+      fail(i, replies.status());
+      continue;
+    }
+    absl::StatusOr<std::vector<WriteOutcome>> applied = Outcomes(
+        *batches[i].layout,
+        absl::MakeConstSpan(*replies).subspan(plan.first_call, plan.call_count),
+        plan.called.size());
+    if (!applied.ok()) {
+      fail(i, applied.status());
+      continue;
+    }
+    std::vector<WriteOutcome>& outcomes = *results[i];
+    for (size_t k = 0; k < plan.called.size(); ++k) {
+      outcomes[plan.called[k]] = (*applied)[k];
+    }
+  }
+  return results;
+}
+
+absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
+    const ExperimentLayout& layout) {
+  std::string base = KeyBase(layout);
+  absl::flat_hash_map<std::string, const Metric*> metric_keys;
+  for (const Metric& m : layout.metrics)
+    metric_keys[internal::MetricSignature(m)] = &m;
+
+  std::vector<RedisCommand> first = {{"HGETALL", base + "agg"},
+                                     {"SMEMBERS", base + "days"}};
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(first);
+  if (!replies.ok()) return replies.status();
+  if (absl::Status s =
+          CheckReply((*replies)[0], RedisReply::Type::kArray, "HGETALL agg");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckReply((*replies)[1], RedisReply::Type::kArray, "SMEMBERS days");
+      !s.ok()) {
+    return s;
+  }
+
+  // `agg` holds the experiment-wide counters (multi-exposed units, config
+  // versions); the figures are the sum of the cohort days. (Hashes written
+  // before that layout also keep the figures in `agg`; they are skipped.)
+  ExperimentAggregates out;
+  out.variants = EmptyVariants(layout);
+  std::vector<VariantAggregate> skipped = EmptyVariants(layout);
+  if (absl::Status s = ParseFigures((*replies)[0], metric_keys, &skipped,
+                                    &out.multi_exposed, &out.config_versions);
+      !s.ok()) {
+    return s;
+  }
+
+  std::vector<int64_t> days;
+  std::vector<RedisCommand> day_reads;
+  for (const RedisReply& member : (*replies)[1].elements) {
+    absl::StatusOr<int64_t> day = ParseInt(member.str, base + "days member");
+    if (!day.ok()) return day.status();
+    days.push_back(*day);
+    day_reads.push_back({"HGETALL", absl::StrCat(base, "d:", *day)});
+  }
+  if (day_reads.empty()) return out;
+  absl::StatusOr<std::vector<RedisReply>> day_replies =
+      pool_->Pipeline(day_reads);
+  if (!day_replies.ok()) return day_replies.status();
+  for (size_t i = 0; i < days.size(); ++i) {
+    const RedisReply& hash = (*day_replies)[i];
+    if (absl::Status s =
+            CheckReply(hash, RedisReply::Type::kArray, "HGETALL day");
+        !s.ok()) {
+      return s;
+    }
+    std::vector<VariantAggregate> variants = EmptyVariants(layout);
+    if (absl::Status s =
+            ParseFigures(hash, metric_keys, &variants, nullptr, nullptr);
+        !s.ok()) {
+      return s;
+    }
+    AddFigures(variants, &out.variants);
+    out.daily[internal::FormatDay(days[i])] = std::move(variants);
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<int>> RedisEventStore::RecordedVariant(
+    const ExperimentLayout& layout, absl::string_view unit_id) {
+  RecordedVariantQuery query{&layout, std::string(unit_id)};
+  return std::move(RecordedVariants({query})[0]);
+}
+
+std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  std::vector<RecordedVariantResult> results(queries.size(),
+                                             std::optional<int>());
+  auto fail_all = [&results](const absl::Status& status) {
+    for (RecordedVariantResult& r : results) r = status;
+    return std::move(results);
+  };
+
+  // A phase without bucket counts has never been written, so none of its
+  // units were exposed.
+  std::vector<std::string> bases;
+  bases.reserve(queries.size());
+  for (const RecordedVariantQuery& q : queries) {
+    bases.push_back(KeyBase(*q.layout));
+  }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+      found = BucketsOfPhases(bases);
+  if (!found.ok()) return fail_all(found.status());
+  absl::flat_hash_map<std::string, std::optional<Buckets>>& phases = *found;
+
+  // One round trip for the rest: each written phase's stored variant keys
+  // (so an index is never read against reordered variants) and each unit's
+  // record.
+  std::vector<RedisCommand> commands;
+  absl::flat_hash_map<std::string, size_t> variants_reply;  // by base
+  std::vector<size_t> unit_reply(queries.size(), 0);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const std::optional<Buckets>& buckets = phases[bases[i]];
+    if (!buckets.has_value()) continue;
+    if (!variants_reply.contains(bases[i])) {
+      variants_reply[bases[i]] = commands.size();
+      commands.push_back({"HGET", bases[i] + "meta", "variants"});
+    }
+    std::vector<std::string> unit;
+    AppendUnitArgs(buckets->units, queries[i].unit_id, &unit);
+    unit_reply[i] = commands.size();
+    commands.push_back(
+        {"HGET", absl::StrCat(bases[i], "u:", unit[0]), unit[1]});
+  }
+  if (commands.empty()) return results;
+  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  if (!replies.ok()) return fail_all(replies.status());
+
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (!phases[bases[i]].has_value()) continue;  // never written: nullopt
+    const RedisReply& stored = (*replies)[variants_reply[bases[i]]];
+    if (stored.type == RedisReply::Type::kError) {
+      results[i] =
+          CheckReply(stored, RedisReply::Type::kString, "HGET variants");
+      continue;
+    }
+    std::string merged;
+    if (absl::Status s =
+            internal::CheckVariantKeys(*queries[i].layout, stored.str, &merged);
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    const RedisReply& r = (*replies)[unit_reply[i]];
+    if (r.type == RedisReply::Type::kNil) continue;  // never exposed
+    if (absl::Status s = CheckReply(r, RedisReply::Type::kString, "HGET unit");
+        !s.ok()) {
+      results[i] = s;
+      continue;
+    }
+    absl::StatusOr<UnitHeader> header =
+        ParseUnitHeader(r.str, commands[unit_reply[i]][1]);
+    if (!header.ok()) {
+      results[i] = header.status();
+      continue;
+    }
+    results[i] = header->variant;
+  }
+  return results;
+}
+
+}  // namespace abexp

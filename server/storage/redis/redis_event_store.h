@@ -1,0 +1,144 @@
+// RedisEventStore: the EventStore kept in Redis (docs/storage.md has the key
+// schema, encodings and memory cost; docs/attribution.md the rules).
+//
+// Exposures and events are applied by Lua scripts (EVALSHA), a chunk of up
+// to 256 items of one experiment phase per call, atomically and in order. A
+// batch of exposures is one RedisPool::RunScripts call, i.e. one round
+// trip. A batch of events is two: one that reads the units' records, then
+// the scripts for only those events whose unit is exposed (an event fans
+// out to every experiment with a metric on it, and most of those never
+// exposed its unit).
+// Per-unit records are packed into bucketed small hashes, so an exposed unit
+// costs a few tens of bytes, and aggregates live in one hash per cohort day
+// (their sum is the experiment's), so reading results never touches units.
+//
+//   RedisOptions redis;  // address, password, db, key prefix, timeouts
+//   auto pool = RedisPool::Create(redis);
+//   auto store = RedisEventStore::Create(pool->get());
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef ABEXP_SERVER_STORAGE_REDIS_REDIS_EVENT_STORE_H_
+#define ABEXP_SERVER_STORAGE_REDIS_REDIS_EVENT_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/core/event_store.h"
+#include "server/storage/redis/redis_connection.h"
+
+namespace abexp {
+
+struct RedisEventStoreOptions {
+  // How long idempotency keys are remembered: a retry later than this may
+  // count twice. Kept in hashes per generation of this length, of which a
+  // write checks the current and the previous one, so a key is remembered
+  // for between this and twice this. Default: 7 days.
+  absl::Duration idempotency_ttl = absl::Hours(24 * 7);
+  // Hashes the unit records of one experiment phase are spread over. Fixed
+  // when the phase is first written (later values are ignored for it).
+  // Sized so each hash holds about 76 units at 10 million units, below
+  // Redis's hash-max-listpack-entries (128), keeping the compact encoding.
+  // Default: 131072.
+  int unit_buckets = 131072;
+  // Hashes per generation (one TTL long) the idempotency keys of one
+  // experiment phase are spread over; fixed like unit_buckets. Each hash
+  // stays in Redis's compact encoding up to 128 keys, so up to about 8
+  // million exposures and events per experiment per TTL; beyond that the
+  // keys still work but cost about four times the memory. Default: 65536.
+  int idempotency_buckets = 65536;
+  // The clock that decides the idempotency generation. Tests move it.
+  std::function<absl::Time()> clock = absl::Now;
+};
+
+class RedisEventStore final : public EventStore {
+ public:
+  // `pool` must outlive the store. INVALID_ARGUMENT for bad options.
+  // Does not talk to Redis; the scripts are loaded on first use.
+  static absl::StatusOr<std::unique_ptr<RedisEventStore>> Create(
+      RedisPool* pool, RedisEventStoreOptions options = {});
+
+  RedisEventStore(const RedisEventStore&) = delete;
+  RedisEventStore& operator=(const RedisEventStore&) = delete;
+
+  // FAILED_PRECONDITION when the layout's variant keys are incompatible
+  // with those first recorded for the phase (see CheckVariantKeys in
+  // docs/storage.md); errors of the RedisPool (UNAVAILABLE,
+  // DEADLINE_EXCEEDED) otherwise. Retrying a failed batch is safe.
+  absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures) override;
+  // Events of units not exposed in the phase (or multi-exposed, or before
+  // their first exposure) are kIgnored without running a script or storing
+  // anything. Two round trips (one when no event's unit is exposed), plus
+  // one before them while the phase's bucket counts are not cached; a phase
+  // never written costs only that one.
+  absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  // The same round trips for all batches together (three while some phase's
+  // bucket counts are not cached, else two, fewer when nothing is exposed).
+  std::vector<WriteResult> WriteEventBatches(
+      absl::Span<const EventBatch> batches) override;
+  // Two round trips; 2 + (number of cohort days) commands.
+  absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) override;
+  absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) override;
+  // One round trip, plus one before it when some phase's bucket counts are
+  // not cached yet (always so for a phase never written).
+  std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries) override;
+
+  // "<key_prefix>:{e:<experiment key>:<phase>}:", the start of every key of
+  // the experiment phase; the braces are the Redis Cluster hash tag.
+  std::string KeyBase(const ExperimentLayout& layout) const;
+
+ private:
+  struct Buckets {
+    int64_t units = 0;
+    int64_t idempotency = 0;
+  };
+
+  RedisEventStore(RedisPool* pool, RedisEventStoreOptions options);
+
+  // The bucket counts of the experiment phase: those stored in its meta
+  // hash, else the options' values, stored now (for its first exposures;
+  // events use BucketsOfPhases, which stores nothing).
+  absl::StatusOr<Buckets> CreateBuckets(const std::string& base);
+  // The bucket counts of each phase in `bases` (KeyBase()s, repeats
+  // allowed), nullopt for a phase never written: cached ones cost nothing,
+  // the others are read together in one round trip.
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+  BucketsOfPhases(const std::vector<std::string>& bases);
+  // Reads the HMGET of the meta hash's bucket counts and caches them;
+  // nullopt when none are stored.
+  absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
+                                                      const RedisReply& got);
+  absl::Status ScriptError(const ExperimentLayout& layout,
+                           const RedisReply& reply);
+  // The outcomes in the script calls' replies (arrays of codes), in order;
+  // INTERNAL unless there are `items` of them.
+  absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
+      const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
+      size_t items);
+
+  RedisPool* const pool_;
+  const RedisEventStoreOptions options_;
+  const RedisScript write_exposures_;
+  const RedisScript write_events_;
+
+  absl::Mutex mu_;
+  // By KeyBase(); bucket counts never change once stored.
+  absl::flat_hash_map<std::string, Buckets> buckets_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_STORAGE_REDIS_REDIS_EVENT_STORE_H_

@@ -1,0 +1,902 @@
+#include "server/storage/spool/spool.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+
+namespace abexp {
+namespace {
+
+constexpr int64_t kFrameHeaderBytes = 8;
+constexpr int64_t kMaxPayloadBytes = std::numeric_limits<uint32_t>::max();
+constexpr int64_t kReadChunkBytes = 1 << 20;
+constexpr int64_t kCheckpointBytes = 20;
+constexpr absl::string_view kSegmentPrefix = "spool-";
+constexpr absl::string_view kSegmentSuffix = ".log";
+constexpr int kSegmentDigits = 20;
+// Segments are numbered from 1 and one more each time the active one fills,
+// so no spool abexp-server writes comes near this; a number past it is a
+// file that abexp did not write, and counting on from it would wrap.
+constexpr uint64_t kMaxSegment = uint64_t{1} << 62;
+constexpr char kCheckpointName[] = "CHECKPOINT";
+constexpr char kCheckpointTmpName[] = "CHECKPOINT.tmp";
+constexpr char kLockName[] = "LOCK";
+
+void PutU32(uint32_t v, char* out) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void PutU64(uint64_t v, char* out) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// Seeding with the length makes the checksum cover it too, and keeps an
+// all-zero header from matching (XXH32 of nothing with seed 0 is not 0).
+uint32_t FrameChecksum(const char* payload, uint32_t length) {
+  return XXH32(payload, length, length);
+}
+
+absl::Status IoError(absl::string_view what, const std::string& path, int err) {
+  return absl::InternalError(
+      absl::StrCat(what, " ", path, ": ", std::strerror(err)));
+}
+
+// Closes a descriptor on scope exit.
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+absl::Status WriteAll(int fd, const char* data, size_t n,
+                      const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot write", path, errno);
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+// Reads up to n bytes at offset; *got < n only at end of file.
+absl::Status PreadAll(int fd, char* data, size_t n, int64_t offset,
+                      const std::string& path, size_t* got) {
+  *got = 0;
+  while (*got < n) {
+    ssize_t r = ::pread(fd, data + *got, n - *got, offset + *got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot read", path, errno);
+    }
+    if (r == 0) break;
+    *got += static_cast<size_t>(r);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SyncFd(int fd, const std::string& path) {
+  if (::fdatasync(fd) != 0) return IoError("cannot fdatasync", path, errno);
+  return absl::OkStatus();
+}
+
+// Reads frames of one segment file, buffering large chunks.
+class SegmentReader {
+ public:
+  enum class Frame { kOk, kEnd, kTruncated, kBadChecksum };
+
+  // Reads bytes [0, end) of the file, which must be that long.
+  SegmentReader(int fd, std::string path, int64_t end)
+      : fd_(fd), path_(std::move(path)), end_(end) {}
+  ~SegmentReader() { ::close(fd_); }
+  SegmentReader(const SegmentReader&) = delete;
+  SegmentReader& operator=(const SegmentReader&) = delete;
+
+  static absl::StatusOr<std::unique_ptr<SegmentReader>> Open(
+      const std::string& path, int64_t end) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoError("cannot open spool segment", path, errno);
+    return std::make_unique<SegmentReader>(fd, path, end);
+  }
+
+  const std::string& path() const { return path_; }
+
+  // The file has grown (appends became durable); bytes below the old end
+  // never change, so buffered data stays valid.
+  void ExtendTo(int64_t end) { end_ = end; }
+
+  // Reads the frame at `offset`. On kOk, *payload (valid until the next
+  // call) is set; on kOk and kBadChecksum, *next (the offset after the frame).
+  absl::Status Read(int64_t offset, Frame* kind, absl::string_view* payload,
+                    int64_t* next) {
+    if (offset >= end_) {
+      *kind = Frame::kEnd;
+      return absl::OkStatus();
+    }
+    bool ok = false;
+    absl::Status s = Fill(offset, kFrameHeaderBytes, &ok);
+    if (!s.ok()) return s;
+    if (!ok) {
+      *kind = Frame::kTruncated;
+      return absl::OkStatus();
+    }
+    const uint32_t length = GetU32(At(offset));
+    const uint32_t checksum = GetU32(At(offset) + 4);
+    s = Fill(offset, kFrameHeaderBytes + length, &ok);
+    if (!s.ok()) return s;
+    if (!ok) {
+      *kind = Frame::kTruncated;
+      return absl::OkStatus();
+    }
+    const char* data = At(offset) + kFrameHeaderBytes;
+    *next = offset + kFrameHeaderBytes + length;
+    if (FrameChecksum(data, length) != checksum) {
+      *kind = Frame::kBadChecksum;
+      return absl::OkStatus();
+    }
+    *kind = Frame::kOk;
+    *payload = absl::string_view(data, length);
+    return absl::OkStatus();
+  }
+
+  // Whether bytes [offset, end) are all zero, as a file extended by a crash
+  // before its data reached the disk reads.
+  absl::StatusOr<bool> AllZeroFrom(int64_t offset) {
+    std::string chunk;
+    while (offset < end_) {
+      const int64_t n = std::min(kReadChunkBytes, end_ - offset);
+      chunk.resize(static_cast<size_t>(n));
+      size_t got = 0;
+      absl::Status s =
+          PreadAll(fd_, chunk.data(), chunk.size(), offset, path_, &got);
+      if (!s.ok()) return s;
+      for (size_t i = 0; i < got; ++i) {
+        if (chunk[i] != 0) return false;
+      }
+      if (got < chunk.size()) break;
+      offset += n;
+    }
+    return true;
+  }
+
+ private:
+  const char* At(int64_t offset) const {
+    return buf_.data() + (offset - buf_offset_);
+  }
+
+  // Makes [offset, offset + n) available in buf_; *ok is false when the
+  // file ends first.
+  absl::Status Fill(int64_t offset, int64_t n, bool* ok) {
+    if (offset >= buf_offset_ &&
+        offset + n <= buf_offset_ + static_cast<int64_t>(buf_.size())) {
+      *ok = true;
+      return absl::OkStatus();
+    }
+    if (offset + n > end_) {
+      *ok = false;
+      return absl::OkStatus();
+    }
+    const int64_t want = std::max(n, std::min(kReadChunkBytes, end_ - offset));
+    buf_.resize(static_cast<size_t>(want));
+    buf_offset_ = offset;
+    size_t got = 0;
+    absl::Status s =
+        PreadAll(fd_, buf_.data(), buf_.size(), offset, path_, &got);
+    if (!s.ok()) return s;
+    buf_.resize(got);
+    *ok = static_cast<int64_t>(got) >= n;
+    return absl::OkStatus();
+  }
+
+  const int fd_;
+  const std::string path_;
+  int64_t end_;
+  std::string buf_;
+  int64_t buf_offset_ = 0;
+};
+
+bool ParseSegmentName(absl::string_view name, uint64_t* segment) {
+  if (name.size() !=
+          kSegmentPrefix.size() + kSegmentDigits + kSegmentSuffix.size() ||
+      !absl::StartsWith(name, kSegmentPrefix) ||
+      !absl::EndsWith(name, kSegmentSuffix)) {
+    return false;
+  }
+  absl::string_view digits = name.substr(kSegmentPrefix.size(), kSegmentDigits);
+  if (!std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  return absl::SimpleAtoi(digits, segment);
+}
+
+absl::Status SyncDirectory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open directory", dir, errno);
+  FdCloser closer(fd);
+  if (::fsync(fd) != 0) return IoError("cannot fsync directory", dir, errno);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct Spool::Writer {
+  absl::Span<const std::string> records;
+  int64_t bytes = 0;  // framed
+  bool done = false;
+  absl::Status status;
+};
+
+Spool::Spool(std::string dir, SpoolOptions options, int lock_fd)
+    : dir_(std::move(dir)), options_(options), lock_fd_(lock_fd) {}
+
+Spool::~Spool() {
+  if (active_fd_ >= 0) ::close(active_fd_);
+  ::close(lock_fd_);  // releases the flock
+}
+
+std::string Spool::SegmentPath(uint64_t segment) const {
+  return absl::StrFormat("%s/%s%020d%s", dir_, kSegmentPrefix, segment,
+                         kSegmentSuffix);
+}
+
+absl::Status Spool::SyncDir() {
+  return options_.sync ? SyncDirectory(dir_) : absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& dir,
+                                                   SpoolOptions options) {
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        "spool directory is empty; pass a directory on a local disk");
+  }
+  if (options.max_bytes <= 0 || options.segment_bytes <= 0 ||
+      options.max_group_bytes <= 0 || options.max_group_records <= 0 ||
+      options.group_commit_window < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "spool options out of range (max_bytes=%d segment_bytes=%d "
+        "max_group_bytes=%d max_group_records=%d group_commit_window=%s); "
+        "sizes and counts must be positive and the window not negative",
+        options.max_bytes, options.segment_bytes, options.max_group_bytes,
+        options.max_group_records,
+        absl::FormatDuration(options.group_commit_window)));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot create spool directory ",
+                                            dir, ": ", ec.message()));
+  }
+  const std::string lock_path = absl::StrCat(dir, "/", kLockName);
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return IoError("cannot open", lock_path, errno);
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "spool directory ", dir,
+          " is in use by another abexp process (or another Spool in this "
+          "one); give each server its own spool directory"));
+    }
+    return IoError("cannot lock", lock_path, err);
+  }
+  std::unique_ptr<Spool> spool(new Spool(dir, options, lock_fd));
+  absl::Status s = spool->Recover();
+  if (!s.ok()) return s;
+  return spool;
+}
+
+absl::Status Spool::Recover() {
+  absl::MutexLock replay_lock(&replay_mu_);
+  absl::MutexLock lock(&mu_);
+
+  // Segments, and leftovers of an interrupted checkpoint write.
+  std::vector<uint64_t> segments;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t segment = 0;
+    if (ParseSegmentName(name, &segment)) segments.push_back(segment);
+  }
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot list spool directory ", dir_, ": ", ec.message()));
+  }
+  std::sort(segments.begin(), segments.end());
+  if (!segments.empty() && segments.back() > kMaxSegment) {
+    return absl::DataLossError(absl::StrCat(
+        "spool segment ", SegmentPath(segments.back()), " is numbered beyond ",
+        kMaxSegment, ", which abexp-server never writes; move it out of ",
+        dir_, " (it is not a spool segment)"));
+  }
+  std::filesystem::remove(absl::StrCat(dir_, "/", kCheckpointTmpName), ec);
+
+  // Where replay resumes.
+  Position pos;
+  const std::string checkpoint_path = absl::StrCat(dir_, "/", kCheckpointName);
+  {
+    int fd = ::open(checkpoint_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+      return IoError("cannot open", checkpoint_path, errno);
+    }
+    if (fd >= 0) {
+      FdCloser closer(fd);
+      char buf[kCheckpointBytes + 1];
+      size_t got = 0;
+      absl::Status s = PreadAll(fd, buf, sizeof(buf), 0, checkpoint_path, &got);
+      if (!s.ok()) return s;
+      if (got != kCheckpointBytes || XXH32(buf, 16, 0) != GetU32(buf + 16)) {
+        return absl::DataLossError(absl::StrCat(
+            "spool checkpoint ", checkpoint_path,
+            " is corrupt. Deleting it replays the whole spool from its "
+            "oldest segment, which is safe: records carry idempotency keys"));
+      }
+      pos.segment = GetU64(buf);
+      pos.offset = GetU64(buf + 8);
+      if (pos.segment > kMaxSegment) {
+        return absl::DataLossError(absl::StrCat(
+            "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
+            ", beyond any abexp-server writes. Deleting it replays the whole "
+            "spool from its oldest segment, which is safe: records carry "
+            "idempotency keys"));
+      }
+    } else if (!segments.empty()) {
+      pos.segment = segments.front();
+    }
+  }
+
+  // Segments before the checkpoint were replayed; their deletion was cut
+  // short.
+  while (!segments.empty() && segments.front() < pos.segment) {
+    const std::string path = SegmentPath(segments.front());
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot delete replayed spool segment", path, errno);
+    }
+    segments.erase(segments.begin());
+  }
+
+  if (segments.empty()) {
+    // Nothing left (or segments deleted by hand): start afresh after the
+    // checkpoint.
+    // Nothing is pending, so numbering may start again at 1 rather than
+    // pass the last number Open accepts.
+    const uint64_t first = pos.offset == 0       ? pos.segment
+                           : pos.segment < kMaxSegment ? pos.segment + 1
+                                                       : 1;
+    if (first != pos.segment) {
+      pos = Position{first, 0};
+      absl::Status s = WriteCheckpoint(pos);
+      if (!s.ok()) return s;
+    }
+    const std::string path = SegmentPath(first);
+    active_fd_ =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (active_fd_ < 0) {
+      return IoError("cannot create spool segment", path, errno);
+    }
+    absl::Status s = SyncDir();
+    if (!s.ok()) return s;
+    active_segment_ = first;
+    active_size_ = 0;
+    segment_sizes_[first] = 0;
+    read_pos_ = pos;
+    return absl::OkStatus();
+  }
+
+  if (segments.front() != pos.segment) {
+    return absl::DataLossError(absl::StrCat(
+        "spool segment ", SegmentPath(pos.segment),
+        " named by the checkpoint is missing while later segments exist; "
+        "records were lost. Delete ",
+        checkpoint_path, " to replay the remaining segments"));
+  }
+  for (size_t i = 1; i < segments.size(); ++i) {
+    if (segments[i] != segments[i - 1] + 1) {
+      return absl::DataLossError(absl::StrCat(
+          "spool segment ", SegmentPath(segments[i - 1] + 1),
+          " is missing between ", SegmentPath(segments[i - 1]), " and ",
+          SegmentPath(segments[i]), "; records were lost"));
+    }
+  }
+
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const uint64_t segment = segments[i];
+    const bool last = i + 1 == segments.size();
+    const std::string path = SegmentPath(segment);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0)
+      return IoError("cannot stat", path, errno);
+    const int64_t size = st.st_size;
+    int64_t offset =
+        segment == pos.segment ? static_cast<int64_t>(pos.offset) : 0;
+    if (offset > size) {
+      return absl::DataLossError(absl::StrFormat(
+          "spool segment %s is %d bytes long but the checkpoint %s says "
+          "%d bytes were replayed; the file was truncated",
+          path, size, checkpoint_path, offset));
+    }
+    absl::StatusOr<std::unique_ptr<SegmentReader>> reader =
+        SegmentReader::Open(path, size);
+    if (!reader.ok()) return reader.status();
+    int64_t valid_end = size;
+    while (true) {
+      SegmentReader::Frame kind;
+      absl::string_view payload;
+      int64_t next = 0;
+      absl::Status s = (*reader)->Read(offset, &kind, &payload, &next);
+      if (!s.ok()) return s;
+      if (kind == SegmentReader::Frame::kEnd) break;
+      if (kind == SegmentReader::Frame::kOk) {
+        ++pending_records_;
+        offset = next;
+        continue;
+      }
+      // A torn tail: the last write of the last segment did not complete
+      // (the record runs past the end, or the end was never written and
+      // reads as zeros or garbage up to end of file). Its Append() never
+      // returned OK.
+      bool torn = false;
+      if (last) {
+        if (kind == SegmentReader::Frame::kTruncated) {
+          torn = true;
+        } else {
+          // A bad last frame, or zeros from here to the end.
+          torn = next == size;
+          if (!torn) {
+            absl::StatusOr<bool> zeros = (*reader)->AllZeroFrom(offset);
+            if (!zeros.ok()) return zeros.status();
+            torn = *zeros;
+          }
+        }
+      }
+      if (!torn) {
+        return absl::DataLossError(absl::StrFormat(
+            "spool segment %s is corrupt at offset %d (%s) and valid data "
+            "may follow; acknowledged records were damaged on disk. Move the "
+            "spool directory %s aside to start the server, and inspect it",
+            path, offset,
+            kind == SegmentReader::Frame::kTruncated
+                ? "record runs past the end of a sealed segment"
+                : "checksum mismatch",
+            dir_));
+      }
+      valid_end = offset;
+      break;
+    }
+    if (valid_end < size) {
+      int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return IoError("cannot open", path, errno);
+      FdCloser closer(fd);
+      if (::ftruncate(fd, valid_end) != 0) {
+        return IoError("cannot truncate torn tail of", path, errno);
+      }
+      if (options_.sync) {
+        absl::Status s = SyncFd(fd, path);
+        if (!s.ok()) return s;
+      }
+      torn_bytes_dropped_ = size - valid_end;
+    }
+    segment_sizes_[segment] = valid_end;
+    disk_bytes_ += valid_end;
+    if (last) {
+      int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd < 0) return IoError("cannot open", path, errno);
+      active_fd_ = fd;
+      active_segment_ = segment;
+      active_size_ = valid_end;
+    }
+  }
+  read_pos_ = pos;
+  return absl::OkStatus();
+}
+
+absl::Status Spool::Append(absl::Span<const std::string> records) {
+  if (records.empty()) return absl::OkStatus();
+  Writer w;
+  w.records = records;
+  for (const std::string& r : records) {
+    if (static_cast<int64_t>(r.size()) > kMaxPayloadBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "spool record of %d bytes is larger than the 4 GiB limit of the "
+          "format; split it",
+          r.size()));
+    }
+    w.bytes += kFrameHeaderBytes + static_cast<int64_t>(r.size());
+  }
+  if (w.bytes > options_.max_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d spool records take %d bytes, more than the whole spool (max_bytes "
+        "%d); append them in smaller batches or raise max_bytes",
+        records.size(), w.bytes, options_.max_bytes));
+  }
+
+  mu_.Lock();
+  if (!failed_.ok()) {
+    absl::Status s = failed_;
+    mu_.Unlock();
+    return s;
+  }
+  if (disk_bytes_ + queued_bytes_ + w.bytes > options_.max_bytes) {
+    const int64_t used = disk_bytes_ + queued_bytes_;
+    mu_.Unlock();
+    return absl::UnavailableError(absl::StrFormat(
+        "local spool %s is full (%d of %d bytes used, %d more needed) while "
+        "Redis is unavailable; retry later: the spool drains into Redis as "
+        "soon as it is back. To ride out longer outages raise the spool's "
+        "max_bytes",
+        dir_, used, options_.max_bytes, w.bytes));
+  }
+  writers_.push_back(&w);
+  queued_bytes_ += w.bytes;
+  queued_records_ += static_cast<int64_t>(records.size());
+
+  auto leader_or_done = [this, &w]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return w.done || writers_.front() == &w;
+  };
+  mu_.Await(absl::Condition(&leader_or_done));
+  if (w.done) {
+    absl::Status s = w.status;
+    mu_.Unlock();
+    return s;
+  }
+
+  // This append leads a group: wait briefly for others to join, then write
+  // and sync them all at once.
+  if (options_.group_commit_window > absl::ZeroDuration()) {
+    auto group_full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return queued_records_ >= options_.max_group_records ||
+             queued_bytes_ >= options_.max_group_bytes;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&group_full),
+                         options_.group_commit_window);
+  }
+  std::vector<Writer*> group;
+  int64_t group_bytes = 0;
+  int64_t group_records = 0;
+  for (Writer* g : writers_) {
+    if (!group.empty() && group_bytes + g->bytes > options_.max_group_bytes) {
+      break;
+    }
+    group.push_back(g);
+    group_bytes += g->bytes;
+    group_records += static_cast<int64_t>(g->records.size());
+  }
+  const bool roll =
+      active_size_ > 0 && active_size_ + group_bytes > options_.segment_bytes;
+  const uint64_t old_segment = active_segment_;
+  const int64_t old_size = active_size_;
+  absl::Status status = failed_;
+  mu_.Unlock();
+
+  // Only the leader touches the active segment's descriptor.
+  bool rolled = false;
+  bool poisoned = false;
+  uint64_t syncs = 0;
+  if (status.ok() && roll && old_segment >= kMaxSegment) {
+    // Open() refuses segments past kMaxSegment, so never write one.
+    status = absl::ResourceExhaustedError(absl::StrCat(
+        "local spool ", dir_, " has used every segment number up to ",
+        kMaxSegment, "; let it drain, then stop the server and delete it"));
+  } else if (status.ok() && roll) {
+    const std::string path = SegmentPath(old_segment + 1);
+    int fd = ::open(path.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      status = absl::UnavailableError(absl::StrCat(
+          "cannot create spool segment ", path, ": ", std::strerror(errno)));
+    } else {
+      status = SyncDir();
+      if (status.ok()) {
+        ::close(active_fd_);
+        active_fd_ = fd;
+        rolled = true;
+      } else {
+        ::close(fd);
+        ::unlink(path.c_str());
+      }
+    }
+  }
+  const uint64_t segment = rolled ? old_segment + 1 : old_segment;
+  const int64_t start_size = rolled ? 0 : old_size;
+  const std::string path = SegmentPath(segment);
+  if (status.ok()) {
+    group_buffer_.clear();
+    group_buffer_.reserve(static_cast<size_t>(group_bytes));
+    char header[kFrameHeaderBytes];
+    for (const Writer* g : group) {
+      for (const std::string& r : g->records) {
+        const uint32_t length = static_cast<uint32_t>(r.size());
+        PutU32(length, header);
+        PutU32(FrameChecksum(r.data(), length), header + 4);
+        group_buffer_.append(header, sizeof(header));
+        group_buffer_.append(r);
+      }
+    }
+    status =
+        WriteAll(active_fd_, group_buffer_.data(), group_buffer_.size(), path);
+    if (!status.ok()) {
+      // Undo the partial write so later frames follow complete ones.
+      if (::ftruncate(active_fd_, start_size) != 0) {
+        poisoned = true;
+        status = absl::UnavailableError(absl::StrCat(
+            status.message(), "; then cannot truncate the partial write: ",
+            std::strerror(errno)));
+      } else {
+        status = absl::UnavailableError(status.message());
+      }
+    } else if (options_.sync) {
+      ++syncs;
+      status = SyncFd(active_fd_, path);
+      if (!status.ok()) {
+        // After a failed fdatasync the kernel may have dropped the dirty
+        // pages; nothing written to this file can be trusted any more.
+        poisoned = true;
+        status = absl::UnavailableError(status.message());
+      }
+    }
+    if (group_buffer_.capacity() >
+        static_cast<size_t>(options_.max_group_bytes)) {
+      std::string().swap(group_buffer_);
+    }
+  }
+
+  mu_.Lock();
+  if (rolled) {
+    active_segment_ = segment;
+    active_size_ = 0;
+    segment_sizes_[segment] = 0;
+  }
+  if (status.ok()) {
+    active_size_ += group_bytes;
+    segment_sizes_[segment] += group_bytes;
+    disk_bytes_ += group_bytes;
+    pending_records_ += group_records;
+    stats_.appends += group.size();
+    stats_.records += static_cast<uint64_t>(group_records);
+  } else if (poisoned && failed_.ok()) {
+    failed_ = absl::UnavailableError(absl::StrCat(
+        "local spool ", dir_, " stopped accepting records after an I/O error (",
+        status.message(),
+        "); fix the disk and restart the server, which recovers the spool"));
+  }
+  ++stats_.group_commits;
+  stats_.syncs += syncs;
+  for (Writer* g : group) {
+    writers_.pop_front();
+    if (g != &w) {
+      g->status = status;
+      g->done = true;
+    }
+  }
+  queued_bytes_ -= group_bytes;
+  queued_records_ -= group_records;
+  mu_.Unlock();
+  return status;
+}
+
+absl::Status Spool::WriteCheckpoint(Position pos) {
+  char buf[kCheckpointBytes];
+  PutU64(pos.segment, buf);
+  PutU64(pos.offset, buf + 8);
+  PutU32(XXH32(buf, 16, 0), buf + 16);
+  const std::string tmp = absl::StrCat(dir_, "/", kCheckpointTmpName);
+  const std::string path = absl::StrCat(dir_, "/", kCheckpointName);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot create", tmp, errno);
+  {
+    FdCloser closer(fd);
+    absl::Status s = WriteAll(fd, buf, sizeof(buf), tmp);
+    if (s.ok() && options_.sync) s = SyncFd(fd, tmp);
+    if (!s.ok()) return s;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return IoError("cannot rename checkpoint to", path, errno);
+  }
+  return SyncDir();
+}
+
+absl::Status Spool::DeleteSegmentsBefore(uint64_t segment) {
+  std::vector<std::pair<uint64_t, int64_t>> doomed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = segment_sizes_.begin();
+         it != segment_sizes_.end() && it->first < segment; ++it) {
+      doomed.push_back(*it);
+    }
+  }
+  for (const auto& [seg, size] : doomed) {
+    const std::string path = SegmentPath(seg);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot delete replayed spool segment", path, errno);
+    }
+    absl::MutexLock lock(&mu_);
+    segment_sizes_.erase(seg);
+    disk_bytes_ -= size;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Spool::RollIfDrained() {
+  uint64_t next = 0;
+  uint64_t old = 0;
+  bool wrapped = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!writers_.empty() || !failed_.ok() || active_size_ == 0 ||
+        read_pos_.segment != active_segment_ ||
+        static_cast<int64_t>(read_pos_.offset) != active_size_) {
+      return absl::OkStatus();
+    }
+    // No leader is running, so the active segment is ours to replace.
+    // Everything is replayed, so at the last number Open accepts the
+    // numbering starts again at 1.
+    wrapped = active_segment_ >= kMaxSegment;
+    old = active_segment_;
+    next = wrapped ? 1 : active_segment_ + 1;
+    const std::string path = SegmentPath(next);
+    int fd = ::open(path.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return IoError("cannot create spool segment", path, errno);
+    absl::Status s = SyncDir();
+    if (!s.ok()) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    }
+    ::close(active_fd_);
+    active_fd_ = fd;
+    active_segment_ = next;
+    active_size_ = 0;
+    segment_sizes_[next] = 0;
+  }
+  if (wrapped) {
+    // The old segment goes before the checkpoint moves: a crash in between
+    // leaves a checkpoint past every segment, which Open reads as drained.
+    const std::string path = SegmentPath(old);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot delete replayed spool segment", path, errno);
+    }
+    absl::MutexLock lock(&mu_);
+    disk_bytes_ -= segment_sizes_[old];
+    segment_sizes_.erase(old);
+  }
+  const Position pos{next, 0};
+  absl::Status s = WriteCheckpoint(pos);
+  if (!s.ok()) return s;
+  read_pos_ = pos;
+  return DeleteSegmentsBefore(next);
+}
+
+absl::Status Spool::Replay(
+    const std::function<absl::Status(absl::Span<const std::string> batch)>&
+        sink,
+    size_t max_batch) {
+  if (max_batch == 0) {
+    return absl::InvalidArgumentError(
+        "max_batch is 0; pass the number of records the sink takes at once");
+  }
+  absl::MutexLock replay_lock(&replay_mu_);
+  std::unique_ptr<SegmentReader> reader;
+  uint64_t reader_segment = 0;
+  std::vector<std::string> batch;
+  while (true) {
+    uint64_t active = 0;
+    int64_t end = -1;
+    {
+      absl::MutexLock lock(&mu_);
+      active = active_segment_;
+      auto it = segment_sizes_.find(read_pos_.segment);
+      if (it != segment_sizes_.end()) end = it->second;
+    }
+    if (end < 0) {
+      return absl::InternalError(
+          absl::StrCat("spool replay position names unknown segment ",
+                       SegmentPath(read_pos_.segment)));
+    }
+    if (static_cast<int64_t>(read_pos_.offset) >= end) {
+      if (read_pos_.segment == active) return RollIfDrained();
+      // Done with a sealed segment: move on, then delete it.
+      const Position next{read_pos_.segment + 1, 0};
+      absl::Status s = WriteCheckpoint(next);
+      if (!s.ok()) return s;
+      read_pos_ = next;
+      reader.reset();
+      s = DeleteSegmentsBefore(next.segment);
+      if (!s.ok()) return s;
+      continue;
+    }
+    // The active segment grows as appends land; read up to its durable end.
+    if (reader == nullptr || reader_segment != read_pos_.segment) {
+      absl::StatusOr<std::unique_ptr<SegmentReader>> r =
+          SegmentReader::Open(SegmentPath(read_pos_.segment), end);
+      if (!r.ok()) return r.status();
+      reader = *std::move(r);
+      reader_segment = read_pos_.segment;
+    }
+    reader->ExtendTo(end);
+    batch.clear();
+    int64_t offset = static_cast<int64_t>(read_pos_.offset);
+    while (batch.size() < max_batch) {
+      SegmentReader::Frame kind;
+      absl::string_view payload;
+      int64_t next = 0;
+      absl::Status s = reader->Read(offset, &kind, &payload, &next);
+      if (!s.ok()) return s;
+      if (kind == SegmentReader::Frame::kEnd) break;
+      if (kind != SegmentReader::Frame::kOk) {
+        return absl::DataLossError(absl::StrFormat(
+            "spool segment %s is corrupt at offset %d (%s): an acknowledged "
+            "record was damaged on disk after it was written",
+            reader->path(), offset,
+            kind == SegmentReader::Frame::kTruncated ? "file too short"
+                                                     : "checksum mismatch"));
+      }
+      batch.emplace_back(payload);
+      offset = next;
+    }
+    absl::Status s = sink(absl::MakeConstSpan(batch));
+    if (!s.ok()) return s;
+    const Position next{read_pos_.segment, static_cast<uint64_t>(offset)};
+    s = WriteCheckpoint(next);
+    if (!s.ok()) return s;
+    read_pos_ = next;
+    absl::MutexLock lock(&mu_);
+    pending_records_ -= static_cast<int64_t>(batch.size());
+  }
+}
+
+int64_t Spool::size_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return disk_bytes_;
+}
+
+int64_t Spool::pending_records() const {
+  absl::MutexLock lock(&mu_);
+  return pending_records_;
+}
+
+SpoolStats Spool::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace abexp

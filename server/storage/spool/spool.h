@@ -1,0 +1,188 @@
+// A Spool is a durable local queue of opaque records: an append-only log in
+// a directory, used to acknowledge recording calls while Redis is down or
+// slow, and replayed into Redis, in append order, when it is back and after
+// a restart.
+//
+// Guarantees:
+//  - Append() returns OK only after its records are written and fdatasync'ed
+//    (when SpoolOptions::sync is on). Concurrent appends share one sync
+//    (group commit), so many small calls cost few syncs.
+//  - Replay() delivers records in append order, at least once: a batch is
+//    removed only after the sink accepted it and the new position is
+//    durable; a failed sink sees the same records again next time.
+//  - Disk use stays under SpoolOptions::max_bytes: when the spool is full,
+//    Append() fails with UNAVAILABLE instead of dropping records.
+//  - Open() after a crash truncates a torn tail (a record whose write never
+//    completed, hence was never acknowledged) and reports its size; any other
+//    damage is DATA_LOSS naming the file and offset, never skipped silently.
+//
+// On disk (docs/storage.md): segment files "spool-<20-digit number>.log",
+// each a sequence of frames [u32 length][u32 checksum][payload] (little
+// endian; checksum = XXH32 of the payload seeded with its length); a
+// "CHECKPOINT" file [u64 segment][u64 offset][u32 XXH32 of those 16 bytes]
+// naming the first record not yet replayed, replaced atomically by rename;
+// and a "LOCK" file held with flock() so that one process uses a directory
+// at a time. Fully replayed segments are deleted.
+//
+// Thread-safe: Append() may be called from any number of threads, also
+// while Replay() runs (one Replay() runs at a time; others wait). The sink
+// runs on the thread that called Replay() and may call Append().
+#ifndef ABEXP_SERVER_STORAGE_SPOOL_SPOOL_H_
+#define ABEXP_SERVER_STORAGE_SPOOL_SPOOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace abexp {
+
+struct SpoolOptions {
+  // Disk space the spool may use, framing included. An Append() that would
+  // go over it fails with UNAVAILABLE. Default: 1 GiB.
+  int64_t max_bytes = int64_t{1} << 30;
+  // A new segment file is started once the current one would grow past this,
+  // so that replayed data can be deleted a segment at a time. A single
+  // append larger than this gets a segment of its own. Default: 64 MiB.
+  int64_t segment_bytes = int64_t{64} << 20;
+  // How long the first of a group of concurrent appends waits for others to
+  // join before writing and syncing them together. Zero writes at once;
+  // appends that arrive during a sync still share the next one.
+  // Default: 2ms.
+  absl::Duration group_commit_window = absl::Milliseconds(2);
+  // The wait above ends early once this many records are queued.
+  // Default: 4096.
+  int max_group_records = 4096;
+  // Appends are added to a group while it stays under this size; bounds the
+  // memory of one write. Default: 4 MiB.
+  int64_t max_group_bytes = int64_t{4} << 20;
+  // fdatasync() each group and fsync() the directory on file changes. Off
+  // only in tests: without it an acknowledged record can be lost in a
+  // machine crash. Default: true.
+  bool sync = true;
+};
+
+// Counters for monitoring and tests.
+struct SpoolStats {
+  uint64_t appends = 0;        // Append() calls that returned OK
+  uint64_t records = 0;        // records they wrote
+  uint64_t group_commits = 0;  // writes, each of one or more appends
+  uint64_t syncs = 0;          // fdatasync() calls on segment files
+};
+
+class Spool {
+ public:
+  // Opens the spool in `dir`, creating the directory if it does not exist,
+  // and recovers it: verifies every record not yet replayed, truncates a
+  // torn tail of the last segment (see torn_bytes_dropped()).
+  // Errors: INVALID_ARGUMENT for bad options; FAILED_PRECONDITION when
+  // another Spool (in this or another process) has `dir` open; DATA_LOSS
+  // naming the file and offset of a corrupt record or checkpoint; INTERNAL
+  // on I/O errors.
+  static absl::StatusOr<std::unique_ptr<Spool>> Open(const std::string& dir,
+                                                     SpoolOptions options);
+
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+  // REQUIRES: no Append() or Replay() is running.
+  ~Spool();
+
+  // Appends `records` (each under 4 GiB; empty strings are fine)
+  // and returns once they are durable. All of them or none are acknowledged;
+  // after an error none were, though some may still be replayed later.
+  // Errors: UNAVAILABLE when the spool is full (retry after a replay frees
+  // space) or a write failed; INVALID_ARGUMENT for a record that can never
+  // fit.
+  absl::Status Append(absl::Span<const std::string> records);
+
+  // Delivers the records not yet replayed, oldest first, in batches of at
+  // most `max_batch`, until none are left (records appended meanwhile
+  // included). Each batch is removed durably after `sink` returns OK. When
+  // `sink` fails, returns its status and the same records are delivered
+  // again by the next Replay(), in this process or after a restart.
+  // Errors: the sink's status; INVALID_ARGUMENT when max_batch is 0;
+  // DATA_LOSS when a record no longer matches its checksum; INTERNAL on I/O
+  // errors.
+  absl::Status Replay(
+      const std::function<absl::Status(absl::Span<const std::string> batch)>&
+          sink,
+      size_t max_batch);
+
+  // Bytes of segment files on disk (the figure max_bytes limits). Zero once
+  // everything has been replayed.
+  int64_t size_bytes() const;
+  // Records appended and not yet replayed.
+  int64_t pending_records() const;
+  bool empty() const { return pending_records() == 0; }
+  // Bytes of a torn tail that Open() truncated. Those records never
+  // completed their Append(), so none of them was acknowledged.
+  int64_t torn_bytes_dropped() const { return torn_bytes_dropped_; }
+  SpoolStats stats() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct Writer;
+  struct Position {
+    uint64_t segment = 0;
+    uint64_t offset = 0;
+  };
+
+  Spool(std::string dir, SpoolOptions options, int lock_fd);
+
+  // Scans the directory at Open(): checkpoint, segments, torn tail.
+  absl::Status Recover();
+  // Replaces CHECKPOINT atomically (write, sync, rename, sync dir).
+  absl::Status WriteCheckpoint(Position pos);
+  absl::Status SyncDir();
+  std::string SegmentPath(uint64_t segment) const;
+  // Starts a fresh segment when everything is replayed, so the old one can
+  // be deleted and size_bytes() drops to zero.
+  absl::Status RollIfDrained() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replay_mu_);
+  // Deletes replayed segment files.
+  absl::Status DeleteSegmentsBefore(uint64_t segment);
+
+  const std::string dir_;
+  const SpoolOptions options_;
+  const int lock_fd_;               // flock()ed LOCK file
+  int64_t torn_bytes_dropped_ = 0;  // set by Open()
+
+  mutable absl::Mutex mu_;
+  // Pending appends; the front one is the group leader.
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_records_ ABSL_GUARDED_BY(mu_) = 0;
+  // Segment being appended to, and its durable size. Only the group leader
+  // changes them (or Replay() while writers_ is empty).
+  uint64_t active_segment_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t active_size_ ABSL_GUARDED_BY(mu_) = 0;
+  // Sizes of all segment files, the active one included.
+  std::map<uint64_t, int64_t> segment_sizes_ ABSL_GUARDED_BY(mu_);
+  int64_t disk_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t pending_records_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set when a failed write could not be undone; every Append() fails.
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
+  SpoolStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // Owned by the group leader (or by Replay() while writers_ is empty and
+  // mu_ is held): the active segment's descriptor and the write buffer.
+  int active_fd_ = -1;
+  std::string group_buffer_;
+
+  absl::Mutex replay_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // First record not yet replayed; equals the CHECKPOINT file.
+  Position read_pos_ ABSL_GUARDED_BY(replay_mu_);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_STORAGE_SPOOL_SPOOL_H_

@@ -1,0 +1,272 @@
+#include "server/testing/memory_event_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/core/event_store_internal.h"
+
+namespace abexp {
+namespace {
+
+using internal::DayOfMillis;
+using internal::kMillisPerDay;
+using internal::StoreMillis;
+
+// Sums move by double deltas into long double, as HINCRBYFLOAT does.
+void Add(long double* field, double delta) {
+  *field += static_cast<long double>(delta);
+}
+
+}  // namespace
+
+MemoryEventStore::ExperimentData* MemoryEventStore::Data(
+    const ExperimentLayout& layout) {
+  return &experiments_[absl::StrCat(layout.key, "\n", layout.phase)];
+}
+
+void MemoryEventStore::ApplyUnit(int sign, const UnitRecord& unit,
+                                 Figures* figures) {
+  figures->exposed[unit.variant] += sign;
+  for (const auto& [signature, state] : unit.states) {
+    MetricAggregate& m = figures->metrics[{unit.variant, signature}];
+    m.units += sign;
+    switch (state.type) {
+      case MetricType::kBinomial:
+      case MetricType::kRetention:
+        Add(&m.sum, sign);
+        Add(&m.sum_sq, sign);
+        break;
+      case MetricType::kSum:
+        Add(&m.sum, sign * state.a);
+        Add(&m.sum_sq, sign * (state.a * state.a));
+        break;
+      case MetricType::kRatio:
+        Add(&m.sum_num, sign * state.a);
+        Add(&m.sum_den, sign * state.b);
+        Add(&m.sum_num_sq, sign * (state.a * state.a));
+        Add(&m.sum_den_sq, sign * (state.b * state.b));
+        Add(&m.sum_num_den, sign * (state.a * state.b));
+        break;
+    }
+  }
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
+    const ExperimentLayout& layout, absl::Span<const Exposure> exposures) {
+  if (absl::Status s = internal::CheckExposures(layout, exposures); !s.ok())
+    return s;
+  absl::MutexLock lock(&mu_);
+  ExperimentData* data = Data(layout);
+  std::string merged;
+  if (absl::Status s =
+          internal::CheckVariantKeys(layout, data->variant_keys, &merged);
+      !s.ok()) {
+    return s;
+  }
+  data->variant_keys = merged;
+
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(exposures.size());
+  for (const Exposure& e : exposures) {
+    if (!data->idempotency_keys.insert(absl::StrCat("x:", e.idempotency_key))
+             .second) {
+      outcomes.push_back(WriteOutcome::kDuplicate);
+      continue;
+    }
+    data->config_versions[e.config_version] += 1;
+    int64_t t = StoreMillis(e.time);
+    auto [it, inserted] = data->units.try_emplace(e.unit_id);
+    UnitRecord& unit = it->second;
+    if (inserted) {
+      unit.variant = e.variant_index;
+      unit.first_ms = t;
+      ApplyUnit(+1, unit, &data->total);
+      ApplyUnit(+1, unit, &data->days[DayOfMillis(t)]);
+      outcomes.push_back(WriteOutcome::kRecorded);
+    } else if (unit.multi_exposed) {
+      outcomes.push_back(WriteOutcome::kIgnored);
+    } else if (unit.variant == e.variant_index) {
+      if (t < unit.first_ms) {
+        // An earlier exposure arrived late: the unit's cohort is its day.
+        ApplyUnit(-1, unit, &data->days[DayOfMillis(unit.first_ms)]);
+        unit.first_ms = t;
+        ApplyUnit(+1, unit, &data->days[DayOfMillis(unit.first_ms)]);
+      }
+      outcomes.push_back(WriteOutcome::kDuplicate);
+    } else {
+      ApplyUnit(-1, unit, &data->total);
+      ApplyUnit(-1, unit, &data->days[DayOfMillis(unit.first_ms)]);
+      data->multi_exposed += 1;
+      unit.multi_exposed = true;
+      unit.states.clear();
+      outcomes.push_back(WriteOutcome::kConflict);
+    }
+  }
+  return outcomes;
+}
+
+absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteEvents(
+    const ExperimentLayout& layout, absl::Span<const Event> events) {
+  std::vector<std::string> signatures;
+  for (const Metric& m : layout.metrics)
+    signatures.push_back(internal::MetricSignature(m));
+
+  absl::MutexLock lock(&mu_);
+  ExperimentData* data = Data(layout);
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(events.size());
+  for (const Event& e : events) {
+    // The unit comes before the idempotency key, as in the Redis script: an
+    // event that cannot count leaves no key behind, so a retry after the
+    // unit's exposure arrived is judged afresh.
+    int64_t t = StoreMillis(e.time);
+    auto it = data->units.find(e.unit_id);
+    if (it == data->units.end() || it->second.multi_exposed ||
+        t < it->second.first_ms) {
+      outcomes.push_back(WriteOutcome::kIgnored);
+      continue;
+    }
+    if (!data->idempotency_keys.insert(absl::StrCat("e:", e.idempotency_key))
+             .second) {
+      outcomes.push_back(WriteOutcome::kDuplicate);
+      continue;
+    }
+    UnitRecord& unit = it->second;
+    Figures& day = data->days[DayOfMillis(unit.first_ms)];
+    bool changed = false;
+    for (size_t i = 0; i < layout.metrics.size(); ++i) {
+      const Metric& metric = layout.metrics[i];
+      const std::string& sig = signatures[i];
+      int64_t window_end =
+          unit.first_ms + absl::ToInt64Milliseconds(metric.window);
+      auto delta_of = [&](const MetricSource& source) -> std::optional<double> {
+        if (source.event != e.name) return std::nullopt;
+        if (source.aggregation == EventAggregation::kCount) return 1.0;
+        return e.value;
+      };
+      MetricAggregate* aggs[2] = {&data->total.metrics[{unit.variant, sig}],
+                                  &day.metrics[{unit.variant, sig}]};
+      auto state_it = unit.states.find(sig);
+      bool counted = state_it != unit.states.end();
+      switch (metric.type) {
+        case MetricType::kBinomial:
+        case MetricType::kRetention: {
+          if (metric.source.event != e.name || counted) break;
+          bool in = false;
+          if (metric.type == MetricType::kBinomial) {
+            in = t < window_end;
+          } else {
+            int64_t from = unit.first_ms + metric.retention_day * kMillisPerDay;
+            in = t >= from && t < from + kMillisPerDay;
+          }
+          if (!in) break;
+          unit.states[sig] = MetricState{metric.type, 0, 0};
+          for (MetricAggregate* m : aggs) {
+            m->units += 1;
+            Add(&m->sum, 1);
+            Add(&m->sum_sq, 1);
+          }
+          changed = true;
+          break;
+        }
+        case MetricType::kSum: {
+          std::optional<double> delta = delta_of(metric.source);
+          if (!delta || t >= window_end) break;
+          double x = counted ? state_it->second.a : 0;
+          double v = *delta;
+          unit.states[sig] = MetricState{metric.type, x + v, 0};
+          for (MetricAggregate* m : aggs) {
+            if (!counted) m->units += 1;
+            Add(&m->sum, v);
+            Add(&m->sum_sq, 2 * x * v + v * v);
+          }
+          changed = changed || !counted || v != 0;
+          break;
+        }
+        case MetricType::kRatio: {
+          std::optional<double> dn = delta_of(metric.numerator);
+          std::optional<double> dd = delta_of(metric.denominator);
+          if ((!dn && !dd) || t >= window_end) break;
+          double n = counted ? state_it->second.a : 0;
+          double d = counted ? state_it->second.b : 0;
+          double nn = n + dn.value_or(0);
+          double nd = d + dd.value_or(0);
+          unit.states[sig] = MetricState{metric.type, nn, nd};
+          for (MetricAggregate* m : aggs) {
+            if (!counted) m->units += 1;
+            Add(&m->sum_num, nn - n);
+            Add(&m->sum_den, nd - d);
+            Add(&m->sum_num_sq, nn * nn - n * n);
+            Add(&m->sum_den_sq, nd * nd - d * d);
+            Add(&m->sum_num_den, nn * nd - n * d);
+          }
+          changed = changed || !counted || nn != n || nd != d;
+          break;
+        }
+      }
+    }
+    outcomes.push_back(changed ? WriteOutcome::kRecorded
+                               : WriteOutcome::kIgnored);
+  }
+  return outcomes;
+}
+
+VariantAggregate MemoryEventStore::ToVariant(const ExperimentLayout& layout,
+                                             const Figures& figures, int v) {
+  VariantAggregate out;
+  if (auto it = figures.exposed.find(v); it != figures.exposed.end())
+    out.exposed = it->second;
+  for (const Metric& metric : layout.metrics) {
+    MetricAggregate& m = out.metrics[metric.key];
+    auto it = figures.metrics.find({v, internal::MetricSignature(metric)});
+    if (it != figures.metrics.end()) m = it->second;
+  }
+  return out;
+}
+
+absl::StatusOr<ExperimentAggregates> MemoryEventStore::ReadAggregates(
+    const ExperimentLayout& layout) {
+  absl::MutexLock lock(&mu_);
+  const ExperimentData* data = Data(layout);
+  ExperimentAggregates out;
+  int n = static_cast<int>(layout.variant_keys.size());
+  for (int v = 0; v < n; ++v)
+    out.variants.push_back(ToVariant(layout, data->total, v));
+  out.multi_exposed = data->multi_exposed;
+  out.config_versions = data->config_versions;
+  for (const auto& [day, figures] : data->days) {
+    std::vector<VariantAggregate>& daily = out.daily[internal::FormatDay(day)];
+    for (int v = 0; v < n; ++v) daily.push_back(ToVariant(layout, figures, v));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<int>> MemoryEventStore::RecordedVariant(
+    const ExperimentLayout& layout, absl::string_view unit_id) {
+  RecordedVariantQuery query{&layout, std::string(unit_id)};
+  return std::move(RecordedVariants({query})[0]);
+}
+
+std::vector<RecordedVariantResult> MemoryEventStore::RecordedVariants(
+    absl::Span<const RecordedVariantQuery> queries) {
+  std::vector<RecordedVariantResult> results;
+  results.reserve(queries.size());
+  absl::MutexLock lock(&mu_);
+  for (const RecordedVariantQuery& q : queries) {
+    const ExperimentData* data = Data(*q.layout);
+    std::string merged;
+    if (absl::Status s =
+            internal::CheckVariantKeys(*q.layout, data->variant_keys, &merged);
+        !s.ok()) {
+      results.push_back(s);
+      continue;
+    }
+    auto it = data->units.find(q.unit_id);
+    if (it == data->units.end()) {
+      results.push_back(std::nullopt);
+    } else {
+      results.push_back(it->second.variant);
+    }
+  }
+  return results;
+}
+
+}  // namespace abexp

@@ -1,0 +1,92 @@
+// MemoryEventStore: the reference implementation of the EventStore
+// semantics (docs/attribution.md), kept in process memory. Used by unit
+// tests and as the oracle the Redis store is checked against. Nothing
+// survives the process.
+//
+// It stores times in whole milliseconds and accumulates sums in long double
+// from per-event double deltas, as RedisEventStore does, so both give the
+// same figures. Unlike Redis it remembers idempotency keys for ever.
+//
+// Thread-safe: one mutex guards all data.
+#ifndef ABEXP_SERVER_TESTING_MEMORY_EVENT_STORE_H_
+#define ABEXP_SERVER_TESTING_MEMORY_EVENT_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "server/core/event_store.h"
+
+namespace abexp {
+
+class MemoryEventStore final : public EventStore {
+ public:
+  MemoryEventStore() = default;
+  MemoryEventStore(const MemoryEventStore&) = delete;
+  MemoryEventStore& operator=(const MemoryEventStore&) = delete;
+
+  absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
+      const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures) override;
+  absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
+      const ExperimentLayout& layout, absl::Span<const Event> events) override;
+  absl::StatusOr<ExperimentAggregates> ReadAggregates(
+      const ExperimentLayout& layout) override;
+  absl::StatusOr<std::optional<int>> RecordedVariant(
+      const ExperimentLayout& layout, absl::string_view unit_id) override;
+  std::vector<RecordedVariantResult> RecordedVariants(
+      absl::Span<const RecordedVariantQuery> queries) override;
+
+ private:
+  // A unit's running state in one metric (by metric signature).
+  struct MetricState {
+    MetricType type = MetricType::kBinomial;
+    double a = 0;  // kSum: x; kRatio: numerator
+    double b = 0;  // kRatio: denominator
+  };
+  struct UnitRecord {
+    int variant = 0;
+    bool multi_exposed = false;
+    int64_t first_ms = 0;
+    std::map<std::string, MetricState> states;
+  };
+  // Figures of all units, or of one cohort day.
+  struct Figures {
+    std::map<int, int64_t> exposed;
+    std::map<std::pair<int, std::string>, MetricAggregate>
+        metrics;  // (variant, signature)
+  };
+  struct ExperimentData {
+    std::string variant_keys;  // joined, as first written
+    absl::flat_hash_set<std::string> idempotency_keys;
+    absl::flat_hash_map<std::string, UnitRecord> units;
+    Figures total;
+    int64_t multi_exposed = 0;
+    std::map<std::string, int64_t> config_versions;
+    std::map<int64_t, Figures> days;
+  };
+
+  // Adds (sign +1) or removes (-1) the unit's exposure and every metric
+  // contribution to `figures`.
+  static void ApplyUnit(int sign, const UnitRecord& unit, Figures* figures);
+  static VariantAggregate ToVariant(const ExperimentLayout& layout,
+                                    const Figures& figures, int v);
+
+  ExperimentData* Data(const ExperimentLayout& layout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  // By "<key>\n<phase>".
+  std::map<std::string, ExperimentData> experiments_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_TESTING_MEMORY_EVENT_STORE_H_
