@@ -804,7 +804,9 @@ absl::StatusOr<RecordTarget> DiscoverRecordTarget(Channel* channel,
   return target;
 }
 
-int Run(const LoadOptions& options) {
+// One channel per --channels, each with its own subchannel pool, connected;
+// empty after printing why when one cannot connect within 5 s.
+std::vector<std::unique_ptr<Channel>> OpenChannels(const LoadOptions& options) {
   // Channels that differ in an argument, each with its own subchannel pool,
   // never share a connection.
   std::vector<std::unique_ptr<Channel>> channels;
@@ -827,21 +829,24 @@ int Run(const LoadOptions& options) {
                    "abexp-loadgen: cannot connect to %s within 5s; is the "
                    "server running there? (--target=HOST:PORT)\n",
                    options.target.c_str());
-      return 1;
+      return {};
     }
   }
-  RecordTarget record;
-  if (options.call == CallKind::kRecord) {
-    absl::StatusOr<RecordTarget> found =
-        DiscoverRecordTarget(channels[0].get(), options.record_experiment);
-    if (!found.ok()) {
-      std::fprintf(stderr, "abexp-loadgen: %s\n",
-                   std::string(found.status().message()).c_str());
-      return 1;
-    }
-    record = *std::move(found);
-  }
+  return channels;
+}
 
+// What one run measured, over the measured window.
+struct RunTotals {
+  Stats stats;
+  int64_t window_ns = 1;  // the measured window, at least 1 ns
+  double cpu_cores = 0;   // cores the loadgen used in it
+};
+
+// Spreads --inflight call slots over the channels and the poller threads,
+// runs the workers through warmup and the measured window, and merges what
+// they saw.
+RunTotals RunWorkers(const LoadOptions& options, const RecordTarget& record,
+                     const std::vector<std::unique_ptr<Channel>>& channels) {
   std::vector<std::unique_ptr<Slot>> slots;
   std::vector<std::vector<Slot*>> slots_of_thread(options.threads);
   for (int s = 0; s < options.inflight; ++s) {
@@ -884,58 +889,80 @@ int Run(const LoadOptions& options) {
   const double cpu_seconds =
       std::max<int64_t>(1, NowNanos() - cpu_start_ns) / 1e9;
 
-  Stats total;
-  for (auto& w : workers) total.Merge(w->stats());
-  const int64_t window_ns =
+  RunTotals totals;
+  for (auto& w : workers) totals.stats.Merge(w->stats());
+  const Stats& total = totals.stats;
+  totals.window_ns =
       std::max<int64_t>(1, (options.max_calls > 0
                                 ? total.last_completion_ns
                                 : std::max(total.last_completion_ns,
                                            schedule.end_ns)) -
                                schedule.measure_ns);
-  const double seconds = window_ns / 1e9;
-  const double qps = total.requests / seconds;
-  const double items_per_s = total.items / seconds;
-  const double cpu_cores = cpu_used / cpu_seconds;
-  const int64_t errors = total.error_count();
-  const double mean_bytes =
-      total.ok_calls == 0 ? 0 : double(total.response_bytes) / total.ok_calls;
-  const Histogram& h = total.latency_ns;
+  totals.cpu_cores = cpu_used / cpu_seconds;
+  return totals;
+}
 
-  const std::string call_name = options.call == CallKind::kAssign ? "assign"
-                                : options.call == CallKind::kRecord ? "record"
-                                                                    : "results";
-  const std::string mode_name =
-      options.mode == Mode::kClosed ? "closed" : "open";
-  std::vector<std::string> error_parts;
-  std::vector<std::string> error_json;
+// The figures both reports print, derived once from the totals.
+struct Figures {
+  std::string call_name;
+  std::string mode_name;
+  double seconds = 0;
+  double qps = 0;
+  double items_per_s = 0;
+  int64_t errors = 0;
+  double mean_bytes = 0;
+  std::vector<std::string> error_parts;  // "UNAVAILABLE 3"
+  std::vector<std::string> error_json;   // "\"UNAVAILABLE\":3"
+};
+
+Figures FiguresOf(const LoadOptions& options, const RunTotals& totals) {
+  const Stats& total = totals.stats;
+  Figures f;
+  f.call_name = options.call == CallKind::kAssign   ? "assign"
+                : options.call == CallKind::kRecord ? "record"
+                                                    : "results";
+  f.mode_name = options.mode == Mode::kClosed ? "closed" : "open";
+  f.seconds = totals.window_ns / 1e9;
+  f.qps = total.requests / f.seconds;
+  f.items_per_s = total.items / f.seconds;
+  f.errors = total.error_count();
+  f.mean_bytes =
+      total.ok_calls == 0 ? 0 : double(total.response_bytes) / total.ok_calls;
   for (int code = 1; code < kErrorKinds; ++code) {
     if (total.errors[code] == 0) continue;
-    error_parts.push_back(
+    f.error_parts.push_back(
         absl::StrCat(ErrorName(code), " ", total.errors[code]));
-    error_json.push_back(
+    f.error_json.push_back(
         absl::StrFormat("\"%s\":%d", ErrorName(code), total.errors[code]));
   }
+  return f;
+}
 
+// The human summary, on stderr.
+void PrintSummary(const LoadOptions& options, const RunTotals& totals,
+                  const Figures& f) {
+  const Stats& total = totals.stats;
+  const Histogram& h = total.latency_ns;
   std::string summary = absl::StrFormat(
       "abexp-loadgen: %s %s-loop against %s, %d channels, %d in flight, "
       "%d poller thread(s)%s; %s measured after %s warmup\n"
       "  requests %d  qps %.1f  items/s %.1f  errors %d%s\n"
       "  latency us: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %.1f\n"
       "  responses %.0f bytes on average; the loadgen used %.2f cores\n",
-      call_name, mode_name, options.target, options.channels, options.inflight,
-      options.threads,
+      f.call_name, f.mode_name, options.target, options.channels,
+      options.inflight, options.threads,
       options.mode == Mode::kOpen
           ? absl::StrFormat(", %.0f calls/s scheduled", options.rate)
           : "",
       absl::FormatDuration(options.duration),
-      absl::FormatDuration(options.warmup), total.requests, qps, items_per_s,
-      errors,
-      error_parts.empty()
+      absl::FormatDuration(options.warmup), total.requests, f.qps,
+      f.items_per_s, f.errors,
+      f.error_parts.empty()
           ? ""
-          : absl::StrCat(" (", absl::StrJoin(error_parts, ", "), ")"),
+          : absl::StrCat(" (", absl::StrJoin(f.error_parts, ", "), ")"),
       Micros(h.ValueAtPercentile(50)), Micros(h.ValueAtPercentile(90)),
       Micros(h.ValueAtPercentile(99)), Micros(h.ValueAtPercentile(99.9)),
-      Micros(h.max()), h.mean() / 1000, mean_bytes, cpu_cores);
+      Micros(h.max()), h.mean() / 1000, f.mean_bytes, totals.cpu_cores);
   if (options.mode == Mode::kOpen) {
     const Histogram& service = total.service_ns;
     absl::StrAppendFormat(
@@ -968,50 +995,75 @@ int Run(const LoadOptions& options) {
     absl::StrAppend(&summary, "  first error: ", total.first_error, "\n");
   }
   std::fputs(summary.c_str(), stderr);
+}
 
-  if (options.json) {
-    const auto& o = total.outcomes;
-    std::printf(
-        "{\"call\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\","
-        "\"channels\":%d,\"inflight\":%d,\"threads\":%d,\"rate\":%.1f,"
-        "\"duration_s\":%.3f,\"requests\":%lld,\"qps\":%.1f,"
-        "\"items\":%lld,\"items_per_s\":%.1f,"
-        "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
-        "\"max_us\":%s,\"mean_us\":%.1f,"
-        "\"service_p50_us\":%s,\"service_p99_us\":%s,\"service_p999_us\":%s,"
-        "\"errors\":%lld,\"errors_by_code\":{%s},\"late_sends\":%lld,"
-        "\"response_bytes\":%.0f,\"loadgen_cpu\":%.2f,"
-        "\"recorded\":%lld,\"exposures_recorded\":%lld,\"duplicate\":%lld,"
-        "\"ignored\":%lld,\"conflict\":%lld,\"spooled\":%lld}\n",
-        call_name.c_str(), mode_name.c_str(), options.target.c_str(),
-        options.channels, options.inflight, options.threads, options.rate,
-        seconds, static_cast<long long>(total.requests), qps,
-        static_cast<long long>(total.items), items_per_s,
-        Micros(h.ValueAtPercentile(50)).c_str(),
-        Micros(h.ValueAtPercentile(90)).c_str(),
-        Micros(h.ValueAtPercentile(99)).c_str(),
-        Micros(h.ValueAtPercentile(99.9)).c_str(), Micros(h.max()).c_str(),
-        h.mean() / 1000,
-        Micros(total.service_ns.ValueAtPercentile(50)).c_str(),
-        Micros(total.service_ns.ValueAtPercentile(99)).c_str(),
-        Micros(total.service_ns.ValueAtPercentile(99.9)).c_str(),
-        static_cast<long long>(errors),
-        absl::StrJoin(error_json, ",").c_str(),
-        static_cast<long long>(total.late_sends), mean_bytes, cpu_cores,
-        static_cast<long long>(o[v1::RECORD_OUTCOME_RECORDED]),
-        static_cast<long long>(total.exposures_recorded),
-        static_cast<long long>(o[v1::RECORD_OUTCOME_DUPLICATE]),
-        static_cast<long long>(o[v1::RECORD_OUTCOME_IGNORED]),
-        static_cast<long long>(o[v1::RECORD_OUTCOME_CONFLICT]),
-        static_cast<long long>(o[v1::RECORD_OUTCOME_SPOOLED]));
-    std::fflush(stdout);
+// The --json line, on stdout.
+void PrintJson(const LoadOptions& options, const RunTotals& totals,
+               const Figures& f) {
+  const Stats& total = totals.stats;
+  const Histogram& h = total.latency_ns;
+  const auto& o = total.outcomes;
+  std::printf(
+      "{\"call\":\"%s\",\"mode\":\"%s\",\"target\":\"%s\","
+      "\"channels\":%d,\"inflight\":%d,\"threads\":%d,\"rate\":%.1f,"
+      "\"duration_s\":%.3f,\"requests\":%lld,\"qps\":%.1f,"
+      "\"items\":%lld,\"items_per_s\":%.1f,"
+      "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
+      "\"max_us\":%s,\"mean_us\":%.1f,"
+      "\"service_p50_us\":%s,\"service_p99_us\":%s,\"service_p999_us\":%s,"
+      "\"errors\":%lld,\"errors_by_code\":{%s},\"late_sends\":%lld,"
+      "\"response_bytes\":%.0f,\"loadgen_cpu\":%.2f,"
+      "\"recorded\":%lld,\"exposures_recorded\":%lld,\"duplicate\":%lld,"
+      "\"ignored\":%lld,\"conflict\":%lld,\"spooled\":%lld}\n",
+      f.call_name.c_str(), f.mode_name.c_str(), options.target.c_str(),
+      options.channels, options.inflight, options.threads, options.rate,
+      f.seconds, static_cast<long long>(total.requests), f.qps,
+      static_cast<long long>(total.items), f.items_per_s,
+      Micros(h.ValueAtPercentile(50)).c_str(),
+      Micros(h.ValueAtPercentile(90)).c_str(),
+      Micros(h.ValueAtPercentile(99)).c_str(),
+      Micros(h.ValueAtPercentile(99.9)).c_str(), Micros(h.max()).c_str(),
+      h.mean() / 1000,
+      Micros(total.service_ns.ValueAtPercentile(50)).c_str(),
+      Micros(total.service_ns.ValueAtPercentile(99)).c_str(),
+      Micros(total.service_ns.ValueAtPercentile(99.9)).c_str(),
+      static_cast<long long>(f.errors),
+      absl::StrJoin(f.error_json, ",").c_str(),
+      static_cast<long long>(total.late_sends), f.mean_bytes, totals.cpu_cores,
+      static_cast<long long>(o[v1::RECORD_OUTCOME_RECORDED]),
+      static_cast<long long>(total.exposures_recorded),
+      static_cast<long long>(o[v1::RECORD_OUTCOME_DUPLICATE]),
+      static_cast<long long>(o[v1::RECORD_OUTCOME_IGNORED]),
+      static_cast<long long>(o[v1::RECORD_OUTCOME_CONFLICT]),
+      static_cast<long long>(o[v1::RECORD_OUTCOME_SPOOLED]));
+  std::fflush(stdout);
+}
+
+int Run(const LoadOptions& options) {
+  std::vector<std::unique_ptr<Channel>> channels = OpenChannels(options);
+  if (channels.empty()) return 1;
+  RecordTarget record;
+  if (options.call == CallKind::kRecord) {
+    absl::StatusOr<RecordTarget> found =
+        DiscoverRecordTarget(channels[0].get(), options.record_experiment);
+    if (!found.ok()) {
+      std::fprintf(stderr, "abexp-loadgen: %s\n",
+                   std::string(found.status().message()).c_str());
+      return 1;
+    }
+    record = *std::move(found);
   }
-  if (total.requests == 0) {
+
+  const RunTotals totals = RunWorkers(options, record, channels);
+  const Figures figures = FiguresOf(options, totals);
+  PrintSummary(options, totals, figures);
+  if (options.json) PrintJson(options, totals, figures);
+  if (totals.stats.requests == 0) {
     std::fprintf(stderr,
                  "abexp-loadgen: no call completed in the measured window\n");
     return 1;
   }
-  return errors > 0 && !options.allow_errors ? 1 : 0;
+  return figures.errors > 0 && !options.allow_errors ? 1 : 0;
 }
 
 // Reads the flags into *options; on a bad flag returns a message saying how
