@@ -166,11 +166,32 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 }
 
 absl::Status ServerProcess::Launch(const std::vector<std::string>& argv) {
+  if (absl::Status s = SpawnWithReaders(argv); !s.ok()) return s;
+  const std::string address = AwaitListeningAddress();
+  if (address.empty()) {
+    return LaunchFailure("did not print its listening line", argv);
+  }
+  if (address_.empty()) {
+    address_ = address;
+  } else if (address != address_) {
+    return LaunchFailure(absl::StrCat("listens on ", address, " instead of ",
+                                      address_, " after a restart"),
+                         argv);
+  }
+  if (absl::Status s = AwaitServing(); !s.ok()) {
+    return LaunchFailure(s.message(), argv);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerProcess::SpawnWithReaders(
+    const std::vector<std::string>& argv) {
   absl::StatusOr<Pipe> out = MakePipe();
   if (!out.ok()) return out.status();
   absl::StatusOr<Pipe> err = MakePipe();
   if (!err.ok()) return err.status();
-  absl::StatusOr<pid_t> pid = Spawn(argv, out->write.get(), err->write.get());
+  absl::StatusOr<pid_t> pid =
+      Spawn(argv, out->write.get(), err->write.get());
   if (!pid.ok()) return pid.status();
   out->write.reset();
   err->write.reset();
@@ -191,60 +212,29 @@ absl::Status ServerProcess::Launch(const std::vector<std::string>& argv) {
       std::thread([this, out_fd] { Drain(out_fd, &stdout_, &stdout_eof_); });
   stderr_reader_ =
       std::thread([this, err_fd] { Drain(err_fd, &stderr_, &stderr_eof_); });
+  return absl::OkStatus();
+}
 
-  auto failure = [&](absl::string_view what) {
-    // A server that closed stdout is exiting: let it finish, so the message
-    // has its exit status and all of its stderr. (The destructor stops it
-    // otherwise.)
-    bool exiting;
-    {
-      absl::MutexLock lock(&mu_);
-      exiting = stdout_eof_;
-    }
-    if (exiting) (void)WaitForExit(absl::Seconds(5));
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stderr_eof_),
-                         exiting ? absl::Seconds(5) : absl::ZeroDuration());
-    ReapIfExited(/*block=*/false);
-    std::string status = reaped_
-                             ? absl::StrCat("exited with status ", exit_code_)
-                             : std::string("still running");
-    return absl::UnavailableError(absl::StrCat(
-        "abexp-server ", what, " (", status,
-        "); command: ", absl::StrJoin(argv, " "), "\n--- stderr ---\n", stderr_,
-        "--- stdout ---\n", stdout_));
-  };
-
+std::string ServerProcess::AwaitListeningAddress() {
   // Wait for the listening line, or for stdout to close (the server exited).
-  std::string address;
-  {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      if (stdout_eof_) return true;
-      size_t pos = stdout_.find(kListeningPrefix);
-      return pos != std::string::npos &&
-             stdout_.find('\n', pos) != std::string::npos;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stdout_eof_) return true;
     size_t pos = stdout_.find(kListeningPrefix);
-    size_t eol = pos == std::string::npos ? pos : stdout_.find('\n', pos);
-    if (eol != std::string::npos) {
-      listening_line_ = stdout_.substr(pos, eol - pos);
-      absl::string_view rest = absl::string_view(listening_line_)
-                                   .substr(std::strlen(kListeningPrefix));
-      address = std::string(rest.substr(0, rest.find(' ')));
-    }
-  }
-  if (address.empty()) {
-    return failure("did not print its listening line");
-  }
-  if (address_.empty()) {
-    address_ = address;
-  } else if (address != address_) {
-    return failure(absl::StrCat("listens on ", address, " instead of ",
-                                address_, " after a restart"));
-  }
+    return pos != std::string::npos &&
+           stdout_.find('\n', pos) != std::string::npos;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
+  size_t pos = stdout_.find(kListeningPrefix);
+  size_t eol = pos == std::string::npos ? pos : stdout_.find('\n', pos);
+  if (eol == std::string::npos) return "";
+  listening_line_ = stdout_.substr(pos, eol - pos);
+  absl::string_view rest = absl::string_view(listening_line_)
+                               .substr(std::strlen(kListeningPrefix));
+  return std::string(rest.substr(0, rest.find(' ')));
+}
 
+absl::Status ServerProcess::AwaitServing() {
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   absl::Status last;
   while (absl::Now() < deadline) {
@@ -260,8 +250,33 @@ absl::Status ServerProcess::Launch(const std::vector<std::string>& argv) {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return failure(absl::StrCat("never reported SERVING on ", address_,
-                              " (last health check: ", last.ToString(), ")"));
+  return absl::UnavailableError(
+      absl::StrCat("never reported SERVING on ", address_,
+                   " (last health check: ", last.ToString(), ")"));
+}
+
+absl::Status ServerProcess::LaunchFailure(
+    absl::string_view what, const std::vector<std::string>& argv) {
+  // A server that closed stdout is exiting: let it finish, so the message
+  // has its exit status and all of its stderr. (The destructor stops it
+  // otherwise.)
+  bool exiting;
+  {
+    absl::MutexLock lock(&mu_);
+    exiting = stdout_eof_;
+  }
+  if (exiting) (void)WaitForExit(absl::Seconds(5));
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stderr_eof_),
+                       exiting ? absl::Seconds(5) : absl::ZeroDuration());
+  ReapIfExited(/*block=*/false);
+  std::string status = reaped_
+                           ? absl::StrCat("exited with status ", exit_code_)
+                           : std::string("still running");
+  return absl::UnavailableError(absl::StrCat(
+      "abexp-server ", what, " (", status, "); command: ",
+      absl::StrJoin(argv, " "), "\n--- stderr ---\n", stderr_,
+      "--- stdout ---\n", stdout_));
 }
 
 absl::Status ServerProcess::Kill() {

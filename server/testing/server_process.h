@@ -94,6 +94,19 @@ class ServerProcess {
   // Spawns argv, waits for its listening line and SERVING. On the first
   // launch sets address_; later ones must print the same address.
   absl::Status Launch(const std::vector<std::string>& argv);
+  // Spawns argv with its stdout and stderr drained into stdout_/stderr_ by
+  // two reader threads.
+  absl::Status SpawnWithReaders(const std::vector<std::string>& argv);
+  // The address of the listening line, or "" when stdout closed (or 30 s
+  // passed) without one.
+  std::string AwaitListeningAddress();
+  // Polls the health service at address_ until SERVING (OK), the server
+  // exits, or 30 s pass; the error says the last health answer.
+  absl::Status AwaitServing();
+  // UNAVAILABLE: "abexp-server <what> (<exit status>); command: ..." with
+  // the server's stderr and stdout, after letting an exiting server finish.
+  absl::Status LaunchFailure(absl::string_view what,
+                             const std::vector<std::string>& argv);
 
   // Appends everything read from fd to *out until EOF, then sets *eof.
   void Drain(int fd, std::string* out, bool* eof);
