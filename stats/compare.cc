@@ -192,6 +192,52 @@ double WelchDf(const ArmFigures& control, const ArmFigures& treatment) {
           t * t / static_cast<double>(treatment.units - 1));
 }
 
+// The always-valid interval and p-value of the difference d with standard
+// error se over `units` units in all, into result->sequential.
+void FillSequential(double d, double se, double units,
+                    const CompareOptions& options, Comparison* result) {
+  if (se > 0) {
+    // Inputs are validated and se > 0, so this cannot fail.
+    result->sequential = *ConfidenceSequence(d, se, units, options);
+    if (!result->sequential.ci_low) {
+      result->warnings.push_back(
+          "the always-valid interval is too wide to represent as a double; the "
+          "values are too large, so record them in larger units");
+    }
+  } else if (d == 0) {
+    // The sequential p-value tends to 1 as z -> 0.
+    result->sequential.p_value = 1.0;
+  }
+}
+
+// The relative lift's test from the arm estimates t and c (c != 0) and
+// their variances, into result->relative, or a warning when its standard
+// error overflows.
+void FillRelative(double t, double c, double v_t, double v_c,
+                  absl::string_view noun, const CompareOptions& options,
+                  Comparison* result) {
+  // Delta method for t / c with independent arms:
+  // Var ≈ v_t / c² + t² v_c / c⁴ = (v_t + (t / c)² v_c) / c².
+  const double ratio = t / c;
+  double se_relative = std::sqrt(v_t + ratio * ratio * v_c) / std::fabs(c);
+  if (!std::isfinite(se_relative)) {
+    // With c near 0, (t / c)² overflows (and times v_c = 0 is NaN); long
+    // double's range holds every such product, so redo it there.
+    const long double r = static_cast<long double>(t) / c;
+    se_relative = static_cast<double>(
+        std::sqrt(v_t + r * r * v_c) / std::fabs(static_cast<long double>(c)));
+  }
+  if (std::isfinite(se_relative)) {
+    FillTest(result->relative, se_relative, std::nullopt, options.alpha,
+             "relative lift", result->warnings);
+  } else {
+    result->warnings.push_back(absl::StrCat(
+        "the relative lift's standard error overflows a double (the "
+        "control ", noun, " is ", c,
+        ", nearly 0), so its intervals and p-value are undefined"));
+  }
+}
+
 // Everything after the per-arm figures; the same for every kind of metric.
 // `noun` names the arm estimate in warnings ("rate", "mean", "ratio").
 // INVALID_ARGUMENT when the difference of the estimates overflows a double.
@@ -251,45 +297,11 @@ absl::StatusOr<Comparison> Compare(const ArmFigures& control,
   FillTest(result.absolute, se, df, options.alpha, "absolute difference",
            result.warnings);
 
-  if (se > 0) {
-    // Inputs are validated and se > 0, so this cannot fail.
-    result.sequential =
-        *ConfidenceSequence(d, se,
-                            static_cast<double>(control.units) +
-                                static_cast<double>(treatment.units),
-                            options);
-    if (!result.sequential.ci_low) {
-      result.warnings.push_back(
-          "the always-valid interval is too wide to represent as a double; the "
-          "values are too large, so record them in larger units");
-    }
-  } else if (d == 0) {
-    // The sequential p-value tends to 1 as z -> 0.
-    result.sequential.p_value = 1.0;
-  }
-
-  if (has_relative) {
-    // Delta method for t / c with independent arms:
-    // Var ≈ v_t / c² + t² v_c / c⁴ = (v_t + (t / c)² v_c) / c².
-    const double ratio = t / c;
-    double se_relative = std::sqrt(v_t + ratio * ratio * v_c) / std::fabs(c);
-    if (!std::isfinite(se_relative)) {
-      // With c near 0, (t / c)² overflows (and times v_c = 0 is NaN); long
-      // double's range holds every such product, so redo it there.
-      const long double r = static_cast<long double>(t) / c;
-      se_relative = static_cast<double>(
-          std::sqrt(v_t + r * r * v_c) / std::fabs(static_cast<long double>(c)));
-    }
-    if (std::isfinite(se_relative)) {
-      FillTest(result.relative, se_relative, std::nullopt, options.alpha,
-               "relative lift", result.warnings);
-    } else {
-      result.warnings.push_back(absl::StrCat(
-          "the relative lift's standard error overflows a double (the "
-          "control ", noun, " is ", c,
-          ", nearly 0), so its intervals and p-value are undefined"));
-    }
-  }
+  FillSequential(d, se,
+                 static_cast<double>(control.units) +
+                     static_cast<double>(treatment.units),
+                 options, &result);
+  if (has_relative) FillRelative(t, c, v_t, v_c, noun, options, &result);
   return result;
 }
 

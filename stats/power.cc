@@ -145,12 +145,11 @@ absl::StatusOr<SampleSizeResult> MeanSampleSize(double baseline,
   return SampleSizeForMean(baseline, unit_sd, relative_mde, options);
 }
 
-absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
-                                              double relative_mde,
-                                              const PowerOptions& options) {
-  if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
-  const bool continuous = traffic.unit_sd.has_value();
-  if (continuous) {
+namespace {
+
+// OK, or INVALID_ARGUMENT saying which observed figure is wrong and why.
+absl::Status CheckTraffic(const TrafficSnapshot& traffic) {
+  if (traffic.unit_sd.has_value()) {
     if (!std::isfinite(traffic.baseline)) {
       return absl::InvalidArgumentError(
           absl::StrCat("baseline is ", traffic.baseline,
@@ -191,44 +190,38 @@ absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
                        "; daily traffic must be finite and non-negative"));
     }
   }
+  return absl::OkStatus();
+}
 
-  DaysToPowerResult result;
-  absl::StatusOr<SampleSizeResult> size =
-      continuous ? SampleSizeForMean(traffic.baseline, *traffic.unit_sd,
-                                     relative_mde, options)
-                 : SampleSizeForBaseline(traffic.baseline, relative_mde,
-                                         options);
-  if (!size.ok()) {
-    // The design is valid (checked above), so the observed data are what
-    // make the size undefined, e.g. no conversions yet.
-    if (continuous && traffic.baseline == 0) {
-      result.warnings.push_back(
-          "the sample size is undefined: the control mean is 0 so far, so a "
-          "relative MDE is no change at all");
-    } else if (continuous && *traffic.unit_sd == 0) {
-      result.warnings.push_back(
-          "the sample size is undefined: every control unit has the same "
-          "value so far (standard deviation 0)");
-    } else if (continuous) {
-      result.warnings.push_back(absl::StrCat("the sample size is undefined: ",
-                                             size.status().message()));
-    } else if (traffic.baseline == 0) {
-      result.warnings.push_back(
-          "the sample size is undefined: the control has no conversions yet "
-          "(observed baseline 0), so a relative MDE is no change at all");
-    } else if (traffic.baseline == 1) {
-      result.warnings.push_back(
-          "the sample size is undefined: every control unit converted "
-          "(observed baseline 1), so the rate has no room to change");
-    } else {
-      result.warnings.push_back(absl::StrCat("the sample size is undefined: ",
-                                             size.status().message()));
-    }
-    return result;
+// Why the sample size is undefined for valid inputs: the observed data
+// make it so (e.g. no conversions yet). `error` is the sample size's error.
+std::string UndefinedSizeWarning(const TrafficSnapshot& traffic,
+                                 const absl::Status& error) {
+  const bool continuous = traffic.unit_sd.has_value();
+  if (continuous && traffic.baseline == 0) {
+    return "the sample size is undefined: the control mean is 0 so far, so a "
+           "relative MDE is no change at all";
   }
-  const int64_t needed = size->per_variant;
-  result.per_variant = needed;
+  if (continuous && *traffic.unit_sd == 0) {
+    return "the sample size is undefined: every control unit has the same "
+           "value so far (standard deviation 0)";
+  }
+  if (!continuous && traffic.baseline == 0) {
+    return "the sample size is undefined: the control has no conversions yet "
+           "(observed baseline 0), so a relative MDE is no change at all";
+  }
+  if (!continuous && traffic.baseline == 1) {
+    return "the sample size is undefined: every control unit converted "
+           "(observed baseline 1), so the rate has no room to change";
+  }
+  return absl::StrCat("the sample size is undefined: ", error.message());
+}
 
+// The days until every variant has `needed` units at its current daily
+// traffic, into result->more_days, or a warning saying why there is no such
+// figure.
+void FillMoreDays(const TrafficSnapshot& traffic, int64_t needed,
+                  DaysToPowerResult* result) {
   double most_days = 0;
   bool stalled = false;
   for (size_t i = 0; i < traffic.exposed.size(); ++i) {
@@ -237,7 +230,7 @@ absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
     const double rate = traffic.units_per_day[i];
     if (rate <= 0) {
       stalled = true;
-      result.warnings.push_back(absl::StrCat(
+      result->warnings.push_back(absl::StrCat(
           "variant ", i, " has ", traffic.exposed[i], " of the ", needed,
           " units it needs and no new units per day; at this traffic it never "
           "reaches the sample size"));
@@ -245,15 +238,39 @@ absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
     }
     most_days = std::max(most_days, std::ceil(missing / rate));
   }
-  if (stalled) return result;
+  if (stalled) return;
   if (most_days > kMaxExactCount) {
-    result.warnings.push_back(
+    result->warnings.push_back(
         absl::StrCat("more_days is null: reaching ", needed,
                      " units per variant at the current traffic takes ",
                      most_days, " days, beyond any experiment"));
+    return;
+  }
+  result->more_days = static_cast<int64_t>(most_days);
+}
+
+}  // namespace
+
+absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
+                                              double relative_mde,
+                                              const PowerOptions& options) {
+  if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
+  if (absl::Status s = CheckTraffic(traffic); !s.ok()) return s;
+
+  DaysToPowerResult result;
+  absl::StatusOr<SampleSizeResult> size =
+      traffic.unit_sd.has_value()
+          ? SampleSizeForMean(traffic.baseline, *traffic.unit_sd,
+                              relative_mde, options)
+          : SampleSizeForBaseline(traffic.baseline, relative_mde, options);
+  if (!size.ok()) {
+    // The design is valid (checked above), so the observed data are what
+    // make the size undefined.
+    result.warnings.push_back(UndefinedSizeWarning(traffic, size.status()));
     return result;
   }
-  result.more_days = static_cast<int64_t>(most_days);
+  result.per_variant = size->per_variant;
+  FillMoreDays(traffic, size->per_variant, &result);
   return result;
 }
 
