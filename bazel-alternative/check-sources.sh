@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Drift check between the CMake build and the Bazel build in this folder.
-# Fails (exit 1), naming each file, when a source in proto/, server/,
-# client/ or stats/
+# Fails (exit 1), naming each file, when a source (C++, .proto, or a .lua
+# script that a build embeds) in proto/, server/, client/ or stats/
 #   - is built by CMake (named in a CMakeLists.txt there) but not named in
 #     bazel-alternative/BUILD.bazel;
-#   - is a .cc or .proto named in BUILD.bazel but in no CMakeLists.txt;
+#   - is a .cc, .proto or .lua named in BUILD.bazel but in no CMakeLists.txt;
 #   - is a header (CMake does not list headers) not named in BUILD.bazel;
-#   - is a .cc or .proto on disk that neither build names;
+#   - is a .cc, .proto or .lua on disk that neither build names;
 #   - is named in either build but does not exist.
-# Generated files (*.pb.h, *.pb.cc) are not sources and are skipped.
+# Generated files (*.pb.h, *.pb.cc, *.gen.h, *.gen.cc) are not sources and
+# are skipped.
 #
 # Usage: bazel-alternative/check-sources.sh [REPO_ROOT]
 # (REPO_ROOT defaults to this script's parent folder.) Needs only python3.
@@ -22,8 +23,8 @@ import sys
 
 root = os.path.abspath(sys.argv[1])
 FOLDERS = ("proto", "server", "client", "stats")
-SOURCE = re.compile(r"\.(cc|cpp|c|h|hpp|proto)$")
-GENERATED = re.compile(r"\.pb\.(h|cc)$")
+SOURCE = re.compile(r"\.(cc|cpp|c|h|hpp|proto|lua)$")
+GENERATED = re.compile(r"\.(pb|gen)\.(h|cc)$")
 BUILD = "bazel-alternative/BUILD.bazel"
 
 
@@ -75,7 +76,7 @@ def cmake_sources():
             with open(cmake_file, encoding="utf-8") as f:
                 text = strip_comments(f.read(), '"')
             for token in re.split(r"[\s()\"]+", text):
-                if not SOURCE.search(token):
+                if not SOURCE.search(token) or GENERATED.search(token):
                     continue
                 for var in ("${CMAKE_CURRENT_SOURCE_DIR}/", "${CMAKE_CURRENT_LIST_DIR}/"):
                     if token.startswith(var):
@@ -122,8 +123,10 @@ disk = disk_sources()
 problems = []
 
 for path in sorted(set(cmake) - bazel):
+    target = ("the srcs of the genrule that embeds it" if path.endswith(".lua")
+              else "the matching target")
     problems.append(f"{path}: built by CMake ({cmake[path]}) but missing from "
-                    f"{BUILD}; add it to the matching target there")
+                    f"{BUILD}; add it to {target} there")
 for path in sorted(bazel - set(cmake)):
     if not path.endswith((".h", ".hpp")):
         problems.append(f"{path}: named in {BUILD} but in no CMakeLists.txt; "

@@ -615,82 +615,62 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
   return std::move(WriteEventBatches(absl::MakeConstSpan(&batch, 1))[0]);
 }
 
-std::vector<WriteResult> RedisEventStore::WriteEventBatches(
-    absl::Span<const EventBatch> batches) {
-  // All batches share each round trip: one for the bucket counts not cached
-  // yet, one reading the units' records, one running the scripts.
-  std::vector<WriteResult> results;
-  results.reserve(batches.size());
-  for (const EventBatch& batch : batches) {
-    results.emplace_back(std::vector<WriteOutcome>(batch.events.size(),
-                                                   WriteOutcome::kIgnored));
-  }
-  struct UnitRef {
-    std::string bucket;
-    std::string field;
-    size_t read = 0;     // index into reads
-    size_t element = 0;  // index into that HMGET's reply
-  };
-  struct Plan {
-    bool active = false;  // has events and a written phase, no error yet
-    std::string base;
-    Buckets buckets;
-    std::vector<UnitRef> units;
-    std::vector<size_t> unit_of;  // event -> units index
-    std::vector<size_t> called;   // events that go to the script
-    size_t first_call = 0;        // its script calls in `calls`
-    size_t call_count = 0;
-  };
-  std::vector<Plan> plans(batches.size());
-  auto fail = [&](size_t i, const absl::Status& status) {
-    results[i] = status;
-    plans[i].active = false;
-  };
-  auto fail_active = [&](const absl::Status& status) {
-    for (size_t i = 0; i < plans.size(); ++i) {
-      if (plans[i].active) fail(i, status);
-    }
-  };
+// A unit an event batch names, and where its record is in the reads.
+struct RedisEventStore::UnitRef {
+  std::string bucket;
+  std::string field;
+  size_t read = 0;     // index into reads
+  size_t element = 0;  // index into that HMGET's reply
+};
 
-  // A phase without bucket counts was never written (exposures store them
-  // first), so no unit is exposed in it and every event is ignored.
-  // A batch with an event the scripts would refuse is refused whole, here.
+// What WriteEventBatches does with one batch.
+struct RedisEventStore::EventPlan {
+  bool active = false;  // has events and a written phase, no error yet
+  std::string base;
+  Buckets buckets;
+  std::vector<UnitRef> units;
+  std::vector<size_t> unit_of;  // event -> units index
+  std::vector<size_t> called;   // events that go to the script
+  size_t first_call = 0;        // its script calls in `calls`
+  size_t call_count = 0;
+};
+
+void RedisEventStore::PlanPhases(absl::Span<const EventBatch> batches,
+                                 std::vector<EventPlan>* plans,
+                                 std::vector<WriteResult>* results) {
   std::vector<bool> valid(batches.size(), false);
   std::vector<std::string> bases;
   for (size_t i = 0; i < batches.size(); ++i) {
     if (batches[i].events.empty()) continue;
     if (absl::Status s = CheckEvents(*batches[i].layout, batches[i].events);
         !s.ok()) {
-      results[i] = s;
+      (*results)[i] = s;
       continue;
     }
     valid[i] = true;
-    plans[i].base = KeyBase(*batches[i].layout);
-    bases.push_back(plans[i].base);
+    (*plans)[i].base = KeyBase(*batches[i].layout);
+    bases.push_back((*plans)[i].base);
   }
   absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
       phases = BucketsOfPhases(bases);
   for (size_t i = 0; i < batches.size(); ++i) {
     if (!valid[i]) continue;
     if (!phases.ok()) {
-      results[i] = phases.status();
+      (*results)[i] = phases.status();
       continue;
     }
-    const std::optional<Buckets>& buckets = (*phases)[plans[i].base];
+    const std::optional<Buckets>& buckets = (*phases)[(*plans)[i].base];
     if (!buckets.has_value()) continue;
-    plans[i].active = true;
-    plans[i].buckets = *buckets;
+    (*plans)[i].active = true;
+    (*plans)[i].buckets = *buckets;
   }
+}
 
-  // An event fans out to every experiment with a metric on it, and most of
-  // those never exposed its unit. So first read the units' records, one
-  // HMGET per bucket hash, and run the script only for events that can
-  // count. The script checks the record again atomically; an event skipped
-  // here is ignored as the script would have ignored it at the time of the
-  // read, and like the script it stores nothing.
+std::vector<RedisCommand> RedisEventStore::PlanUnitReads(
+    absl::Span<const EventBatch> batches, std::vector<EventPlan>* plans) {
   std::vector<RedisCommand> reads;
   for (size_t i = 0; i < batches.size(); ++i) {
-    Plan& plan = plans[i];
+    EventPlan& plan = (*plans)[i];
     if (!plan.active) continue;
     absl::Span<const Event* const> events = batches[i].events;
     absl::flat_hash_map<std::string, size_t> read_of_bucket;
@@ -716,28 +696,141 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
       reads[unit.read].push_back(unit.field);
     }
   }
-  if (reads.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
-  if (!records.ok()) {
-    fail_active(records.status());
-    return results;
-  }
-  auto check_read = [&](size_t r) -> absl::Status {
-    const RedisReply& got = (*records)[r];
-    if (absl::Status s =
-            CheckReply(got, RedisReply::Type::kArray, "HMGET of unit records");
-        !s.ok()) {
-      return s;
-    }
-    if (got.elements.size() != reads[r].size() - 2) {
-      return absl::InternalError(absl::StrCat(
+  return reads;
+}
+
+namespace {
+
+// Per HMGET of unit records: OK, or why its reply cannot be used.
+std::vector<absl::Status> CheckUnitReads(
+    const std::vector<RedisCommand>& reads,
+    const std::vector<RedisReply>& records) {
+  std::vector<absl::Status> read_status(reads.size());
+  for (size_t r = 0; r < reads.size(); ++r) {
+    const RedisReply& got = records[r];
+    read_status[r] =
+        CheckReply(got, RedisReply::Type::kArray, "HMGET of unit records");
+    if (read_status[r].ok() && got.elements.size() != reads[r].size() - 2) {
+      read_status[r] = absl::InternalError(absl::StrCat(
           "Redis answered HMGET of ", reads[r].size() - 2, " fields of ",
           reads[r][1], " with ", got.elements.size(), " values"));
     }
-    return absl::OkStatus();
+  }
+  return read_status;
+}
+
+}  // namespace
+
+absl::Status RedisEventStore::SelectEventsThatCount(
+    const EventBatch& batch, const std::vector<RedisCommand>& reads,
+    const std::vector<RedisReply>& records,
+    const std::vector<absl::Status>& read_status, EventPlan* plan) {
+  absl::Span<const Event* const> events = batch.events;
+  for (size_t j = 0; j < events.size(); ++j) {
+    const UnitRef& unit = plan->units[plan->unit_of[j]];
+    if (!read_status[unit.read].ok()) return read_status[unit.read];
+    const RedisReply& record = records[unit.read].elements[unit.element];
+    if (record.type == RedisReply::Type::kNil) continue;  // not exposed
+    if (record.type != RedisReply::Type::kString) {
+      return absl::InternalError(absl::StrCat(
+          "Redis answered HMGET of a unit record in ", reads[unit.read][1],
+          " with a reply that is not a string"));
+    }
+    absl::StatusOr<UnitHeader> header =
+        ParseUnitHeader(record.str, reads[unit.read][1]);
+    if (!header.ok()) return header.status();
+    if (header->multi_exposed ||
+        StoreMillis(events[j]->time) < header->first_ms)
+      continue;
+    plan->called.push_back(j);
+  }
+  return absl::OkStatus();
+}
+
+void RedisEventStore::AppendEventCalls(
+    const EventBatch& batch, const std::vector<std::string>& generation,
+    EventPlan* plan, std::vector<RedisScriptCall>* calls) {
+  absl::Span<const Event* const> events = batch.events;
+  plan->first_call = calls->size();
+  const std::string meta = plan->base + "meta";
+  absl::flat_hash_map<absl::string_view, std::vector<std::string>>
+      metric_args;  // by event name
+  for (size_t start = 0; start < plan->called.size();
+       start += kItemsPerScript) {
+    const size_t end = std::min(plan->called.size(), start + kItemsPerScript);
+    RedisScriptCall& call = calls->emplace_back();
+    call.script = &write_events_;
+    call.keys = {meta};
+    call.args = {plan->base};
+    call.args.insert(call.args.end(), generation.begin(), generation.end());
+    call.args.push_back("");  // the group count, set below
+    const size_t group_count_arg = call.args.size() - 1;
+    absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
+    std::vector<std::string> items;
+    items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
+    items.push_back(absl::StrCat(end - start));
+    for (size_t k = start; k < end; ++k) {
+      const Event& e = *events[plan->called[k]];
+      const UnitRef& unit = plan->units[plan->unit_of[plan->called[k]]];
+      auto [g, new_group] = group_of.try_emplace(
+          e.name, static_cast<int>(group_of.size()) + 1);
+      if (new_group) {
+        auto [m, new_name] = metric_args.try_emplace(e.name);
+        if (new_name) m->second = MetricArgs(*batch.layout, e.name);
+        call.args.insert(call.args.end(), m->second.begin(), m->second.end());
+      }
+      items.push_back(absl::StrCat(g->second));
+      AppendIdempotencyArgs(plan->buckets.idempotency, "event",
+                            e.idempotency_key, &items);
+      items.push_back(unit.bucket);
+      items.push_back(unit.field);
+      items.push_back(absl::StrCat(StoreMillis(e.time)));
+      items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
+    }
+    call.args[group_count_arg] = absl::StrCat(group_of.size());
+    call.args.insert(call.args.end(), std::make_move_iterator(items.begin()),
+                     std::make_move_iterator(items.end()));
+  }
+  plan->call_count = calls->size() - plan->first_call;
+}
+
+std::vector<WriteResult> RedisEventStore::WriteEventBatches(
+    absl::Span<const EventBatch> batches) {
+  // All batches share each round trip: one for the bucket counts not cached
+  // yet, one reading the units' records, one running the scripts.
+  std::vector<WriteResult> results;
+  results.reserve(batches.size());
+  for (const EventBatch& batch : batches) {
+    results.emplace_back(std::vector<WriteOutcome>(batch.events.size(),
+                                                   WriteOutcome::kIgnored));
+  }
+  std::vector<EventPlan> plans(batches.size());
+  auto fail = [&](size_t i, const absl::Status& status) {
+    results[i] = status;
+    plans[i].active = false;
   };
-  std::vector<absl::Status> read_status(reads.size());
-  for (size_t r = 0; r < reads.size(); ++r) read_status[r] = check_read(r);
+
+  // A phase without bucket counts was never written (exposures store them
+  // first), so no unit is exposed in it and every event is ignored.
+  // A batch with an event the scripts would refuse is refused whole, here.
+  PlanPhases(batches, &plans, &results);
+
+  // An event fans out to every experiment with a metric on it, and most of
+  // those never exposed its unit. So first read the units' records, one
+  // HMGET per bucket hash, and run the script only for events that can
+  // count. The script checks the record again atomically; an event skipped
+  // here is ignored as the script would have ignored it at the time of the
+  // read, and like the script it stores nothing.
+  const std::vector<RedisCommand> reads = PlanUnitReads(batches, &plans);
+  if (reads.empty()) return results;
+  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
+  if (!records.ok()) {
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (plans[i].active) fail(i, records.status());
+    }
+    return results;
+  }
+  const std::vector<absl::Status> read_status = CheckUnitReads(reads, *records);
 
   // Chunks of kItemsPerScript events, one script call each, all in one round
   // trip. A chunk lists the metric arguments once per event name in it.
@@ -745,87 +838,20 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   std::vector<std::string> generation;  // one clock reading for every chunk
   AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &generation);
   for (size_t i = 0; i < batches.size(); ++i) {
-    Plan& plan = plans[i];
+    EventPlan& plan = plans[i];
     if (!plan.active) continue;
-    absl::Span<const Event* const> events = batches[i].events;
-    absl::Status error;
-    for (size_t j = 0; j < events.size() && error.ok(); ++j) {
-      const UnitRef& unit = plan.units[plan.unit_of[j]];
-      if (!read_status[unit.read].ok()) {
-        error = read_status[unit.read];
-        break;
-      }
-      const RedisReply& record = (*records)[unit.read].elements[unit.element];
-      if (record.type == RedisReply::Type::kNil) continue;  // not exposed
-      if (record.type != RedisReply::Type::kString) {
-        error = absl::InternalError(absl::StrCat(
-            "Redis answered HMGET of a unit record in ", reads[unit.read][1],
-            " with a reply that is not a string"));
-        break;
-      }
-      absl::StatusOr<UnitHeader> header =
-          ParseUnitHeader(record.str, reads[unit.read][1]);
-      if (!header.ok()) {
-        error = header.status();
-        break;
-      }
-      if (header->multi_exposed ||
-          StoreMillis(events[j]->time) < header->first_ms)
-        continue;
-      plan.called.push_back(j);
-    }
-    if (!error.ok()) {
-      fail(i, error);
+    if (absl::Status s = SelectEventsThatCount(batches[i], reads, *records,
+                                               read_status, &plan);
+        !s.ok()) {
+      fail(i, s);
       continue;
     }
-    plan.first_call = calls.size();
-    const std::string meta = plan.base + "meta";
-    absl::flat_hash_map<absl::string_view, std::vector<std::string>>
-        metric_args;  // by event name
-    for (size_t start = 0; start < plan.called.size();
-         start += kItemsPerScript) {
-      const size_t end = std::min(plan.called.size(), start + kItemsPerScript);
-      RedisScriptCall& call = calls.emplace_back();
-      call.script = &write_events_;
-      call.keys = {meta};
-      call.args = {plan.base};
-      call.args.insert(call.args.end(), generation.begin(), generation.end());
-      call.args.push_back("");  // the group count, set below
-      const size_t group_count_arg = call.args.size() - 1;
-      absl::flat_hash_map<absl::string_view, int> group_of;  // by event name
-      std::vector<std::string> items;
-      items.reserve(1 + (end - start) * redis_scripts::kEventItemArgs);
-      items.push_back(absl::StrCat(end - start));
-      for (size_t k = start; k < end; ++k) {
-        const Event& e = *events[plan.called[k]];
-        const UnitRef& unit = plan.units[plan.unit_of[plan.called[k]]];
-        auto [g, new_group] = group_of.try_emplace(
-            e.name, static_cast<int>(group_of.size()) + 1);
-        if (new_group) {
-          auto [m, new_name] = metric_args.try_emplace(e.name);
-          if (new_name) m->second = MetricArgs(*batches[i].layout, e.name);
-          call.args.insert(call.args.end(), m->second.begin(),
-                           m->second.end());
-        }
-        items.push_back(absl::StrCat(g->second));
-        AppendIdempotencyArgs(plan.buckets.idempotency, "event",
-                              e.idempotency_key, &items);
-        items.push_back(unit.bucket);
-        items.push_back(unit.field);
-        items.push_back(absl::StrCat(StoreMillis(e.time)));
-        items.push_back(e.value.has_value() ? DoubleArg(*e.value) : "");
-      }
-      call.args[group_count_arg] = absl::StrCat(group_of.size());
-      call.args.insert(call.args.end(),
-                       std::make_move_iterator(items.begin()),
-                       std::make_move_iterator(items.end()));
-    }
-    plan.call_count = calls.size() - plan.first_call;
+    AppendEventCalls(batches[i], generation, &plan, &calls);
   }
   if (calls.empty()) return results;
   absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
   for (size_t i = 0; i < batches.size(); ++i) {
-    Plan& plan = plans[i];
+    EventPlan& plan = plans[i];
     if (!plan.active || plan.call_count == 0) continue;
     if (!replies.ok()) {
       fail(i, replies.status());

@@ -121,6 +121,29 @@ class RedisEventStore final : public EventStore {
   // nullopt when none are stored.
   absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
                                                       const RedisReply& got);
+  // WriteEventBatches()'s steps, over one plan per batch.
+  struct UnitRef;
+  struct EventPlan;
+  // Refuses batches with an event the scripts would refuse; activates those
+  // whose phase was written, with its bucket counts (one round trip for
+  // counts not cached).
+  void PlanPhases(absl::Span<const EventBatch> batches,
+                  std::vector<EventPlan>* plans,
+                  std::vector<WriteResult>* results);
+  // One HMGET per bucket hash holding a unit of an active plan's events;
+  // records in each plan where its units' records will be.
+  std::vector<RedisCommand> PlanUnitReads(absl::Span<const EventBatch> batches,
+                                          std::vector<EventPlan>* plans);
+  // Adds to plan->called the events whose unit record (read) shows them
+  // able to count: exposed, not multi-exposed, not before the exposure.
+  absl::Status SelectEventsThatCount(
+      const EventBatch& batch, const std::vector<RedisCommand>& reads,
+      const std::vector<RedisReply>& records,
+      const std::vector<absl::Status>& read_status, EventPlan* plan);
+  // The write_events script calls for plan->called, kItemsPerScript each.
+  void AppendEventCalls(const EventBatch& batch,
+                        const std::vector<std::string>& generation,
+                        EventPlan* plan, std::vector<RedisScriptCall>* calls);
   absl::Status ScriptError(const ExperimentLayout& layout,
                            const RedisReply& reply);
   // The outcomes in the script calls' replies (arrays of codes), in order;

@@ -325,11 +325,40 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& dir,
   return spool;
 }
 
-absl::Status Spool::Recover() {
-  absl::MutexLock replay_lock(&replay_mu_);
-  absl::MutexLock lock(&mu_);
+// The CHECKPOINT file's position, or nullopt when there is none.
+absl::StatusOr<std::optional<Spool::Position>> Spool::ReadCheckpoint() const {
+  const std::string checkpoint_path = absl::StrCat(dir_, "/", kCheckpointName);
+  int fd = ::open(checkpoint_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno != ENOENT) {
+    return IoError("cannot open", checkpoint_path, errno);
+  }
+  if (fd < 0) return std::nullopt;
+  FdCloser closer(fd);
+  char buf[kCheckpointBytes + 1];
+  size_t got = 0;
+  absl::Status s = PreadAll(fd, buf, sizeof(buf), 0, checkpoint_path, &got);
+  if (!s.ok()) return s;
+  if (got != kCheckpointBytes || XXH32(buf, 16, 0) != GetU32(buf + 16)) {
+    return absl::DataLossError(absl::StrCat(
+        "spool checkpoint ", checkpoint_path,
+        " is corrupt. Deleting it replays the whole spool from its "
+        "oldest segment, which is safe: records carry idempotency keys"));
+  }
+  Position pos;
+  pos.segment = GetU64(buf);
+  pos.offset = GetU64(buf + 8);
+  if (pos.segment > kMaxSegment) {
+    return absl::DataLossError(absl::StrCat(
+        "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
+        ", beyond any abexp-server writes. Deleting it replays the whole "
+        "spool from its oldest segment, which is safe: records carry "
+        "idempotency keys"));
+  }
+  return pos;
+}
 
-  // Segments, and leftovers of an interrupted checkpoint write.
+// The segment numbers in the directory, ascending.
+absl::StatusOr<std::vector<uint64_t>> Spool::ListSegments() const {
   std::vector<uint64_t> segments;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
@@ -348,40 +377,150 @@ absl::Status Spool::Recover() {
         kMaxSegment, ", which abexp-server never writes; move it out of ",
         dir_, " (it is not a spool segment)"));
   }
+  return segments;
+}
+
+absl::Status Spool::StartAfresh(Position pos) {
+  // Nothing is pending, so numbering may start again at 1 rather than
+  // pass the last number Open accepts.
+  const uint64_t first = pos.offset == 0       ? pos.segment
+                         : pos.segment < kMaxSegment ? pos.segment + 1
+                                                     : 1;
+  if (first != pos.segment) {
+    pos = Position{first, 0};
+    absl::Status s = WriteCheckpoint(pos);
+    if (!s.ok()) return s;
+  }
+  const std::string path = SegmentPath(first);
+  active_fd_ =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (active_fd_ < 0) {
+    return IoError("cannot create spool segment", path, errno);
+  }
+  absl::Status s = SyncDir();
+  if (!s.ok()) return s;
+  active_segment_ = first;
+  active_size_ = 0;
+  segment_sizes_[first] = 0;
+  read_pos_ = pos;
+  return absl::OkStatus();
+}
+
+// The checkpoint's segment must be the first one left, and the rest must
+// follow it without a gap.
+absl::Status Spool::CheckSegmentsFollow(const std::vector<uint64_t>& segments,
+                                        Position pos) const {
+  if (segments.front() != pos.segment) {
+    return absl::DataLossError(absl::StrCat(
+        "spool segment ", SegmentPath(pos.segment),
+        " named by the checkpoint is missing while later segments exist; "
+        "records were lost. Delete ",
+        absl::StrCat(dir_, "/", kCheckpointName),
+        " to replay the remaining segments"));
+  }
+  for (size_t i = 1; i < segments.size(); ++i) {
+    if (segments[i] != segments[i - 1] + 1) {
+      return absl::DataLossError(absl::StrCat(
+          "spool segment ", SegmentPath(segments[i - 1] + 1),
+          " is missing between ", SegmentPath(segments[i - 1]), " and ",
+          SegmentPath(segments[i]), "; records were lost"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Spool::ScanSegment(const std::string& path,
+                                           int64_t size, int64_t offset,
+                                           bool last) {
+  if (offset > size) {
+    return absl::DataLossError(absl::StrFormat(
+        "spool segment %s is %d bytes long but the checkpoint %s says "
+        "%d bytes were replayed; the file was truncated",
+        path, size, absl::StrCat(dir_, "/", kCheckpointName), offset));
+  }
+  absl::StatusOr<std::unique_ptr<SegmentReader>> reader =
+      SegmentReader::Open(path, size);
+  if (!reader.ok()) return reader.status();
+  while (true) {
+    SegmentReader::Frame kind;
+    absl::string_view payload;
+    int64_t next = 0;
+    absl::Status s = (*reader)->Read(offset, &kind, &payload, &next);
+    if (!s.ok()) return s;
+    if (kind == SegmentReader::Frame::kEnd) return size;
+    if (kind == SegmentReader::Frame::kOk) {
+      ++pending_records_;
+      offset = next;
+      continue;
+    }
+    // A torn tail: the last write of the last segment did not complete
+    // (the record runs past the end, or the end was never written and
+    // reads as zeros or garbage up to end of file). Its Append() never
+    // returned OK.
+    bool torn = false;
+    if (last) {
+      if (kind == SegmentReader::Frame::kTruncated) {
+        torn = true;
+      } else {
+        // A bad last frame, or zeros from here to the end.
+        torn = next == size;
+        if (!torn) {
+          absl::StatusOr<bool> zeros = (*reader)->AllZeroFrom(offset);
+          if (!zeros.ok()) return zeros.status();
+          torn = *zeros;
+        }
+      }
+    }
+    if (!torn) {
+      return absl::DataLossError(absl::StrFormat(
+          "spool segment %s is corrupt at offset %d (%s) and valid data "
+          "may follow; acknowledged records were damaged on disk. Move the "
+          "spool directory %s aside to start the server, and inspect it",
+          path, offset,
+          kind == SegmentReader::Frame::kTruncated
+              ? "record runs past the end of a sealed segment"
+              : "checksum mismatch",
+          dir_));
+    }
+    return offset;
+  }
+}
+
+absl::Status Spool::TruncateTornTail(const std::string& path, int64_t size,
+                                     int64_t valid_end) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  FdCloser closer(fd);
+  if (::ftruncate(fd, valid_end) != 0) {
+    return IoError("cannot truncate torn tail of", path, errno);
+  }
+  if (options_.sync) {
+    absl::Status s = SyncFd(fd, path);
+    if (!s.ok()) return s;
+  }
+  torn_bytes_dropped_ = size - valid_end;
+  return absl::OkStatus();
+}
+
+absl::Status Spool::Recover() {
+  absl::MutexLock replay_lock(&replay_mu_);
+  absl::MutexLock lock(&mu_);
+
+  // Segments, and leftovers of an interrupted checkpoint write.
+  absl::StatusOr<std::vector<uint64_t>> listed = ListSegments();
+  if (!listed.ok()) return listed.status();
+  std::vector<uint64_t>& segments = *listed;
+  std::error_code ec;
   std::filesystem::remove(absl::StrCat(dir_, "/", kCheckpointTmpName), ec);
 
   // Where replay resumes.
+  absl::StatusOr<std::optional<Position>> checkpoint = ReadCheckpoint();
+  if (!checkpoint.ok()) return checkpoint.status();
   Position pos;
-  const std::string checkpoint_path = absl::StrCat(dir_, "/", kCheckpointName);
-  {
-    int fd = ::open(checkpoint_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno != ENOENT) {
-      return IoError("cannot open", checkpoint_path, errno);
-    }
-    if (fd >= 0) {
-      FdCloser closer(fd);
-      char buf[kCheckpointBytes + 1];
-      size_t got = 0;
-      absl::Status s = PreadAll(fd, buf, sizeof(buf), 0, checkpoint_path, &got);
-      if (!s.ok()) return s;
-      if (got != kCheckpointBytes || XXH32(buf, 16, 0) != GetU32(buf + 16)) {
-        return absl::DataLossError(absl::StrCat(
-            "spool checkpoint ", checkpoint_path,
-            " is corrupt. Deleting it replays the whole spool from its "
-            "oldest segment, which is safe: records carry idempotency keys"));
-      }
-      pos.segment = GetU64(buf);
-      pos.offset = GetU64(buf + 8);
-      if (pos.segment > kMaxSegment) {
-        return absl::DataLossError(absl::StrCat(
-            "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
-            ", beyond any abexp-server writes. Deleting it replays the whole "
-            "spool from its oldest segment, which is safe: records carry "
-            "idempotency keys"));
-      }
-    } else if (!segments.empty()) {
-      pos.segment = segments.front();
-    }
+  if (checkpoint->has_value()) {
+    pos = **checkpoint;
+  } else if (!segments.empty()) {
+    pos.segment = segments.front();
   }
 
   // Segments before the checkpoint were replayed; their deletion was cut
@@ -394,145 +533,64 @@ absl::Status Spool::Recover() {
     segments.erase(segments.begin());
   }
 
-  if (segments.empty()) {
-    // Nothing left (or segments deleted by hand): start afresh after the
-    // checkpoint.
-    // Nothing is pending, so numbering may start again at 1 rather than
-    // pass the last number Open accepts.
-    const uint64_t first = pos.offset == 0       ? pos.segment
-                           : pos.segment < kMaxSegment ? pos.segment + 1
-                                                       : 1;
-    if (first != pos.segment) {
-      pos = Position{first, 0};
-      absl::Status s = WriteCheckpoint(pos);
-      if (!s.ok()) return s;
-    }
-    const std::string path = SegmentPath(first);
-    active_fd_ =
-        ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (active_fd_ < 0) {
-      return IoError("cannot create spool segment", path, errno);
-    }
-    absl::Status s = SyncDir();
-    if (!s.ok()) return s;
-    active_segment_ = first;
-    active_size_ = 0;
-    segment_sizes_[first] = 0;
-    read_pos_ = pos;
-    return absl::OkStatus();
-  }
+  // Nothing left (or segments deleted by hand): start afresh after the
+  // checkpoint.
+  if (segments.empty()) return StartAfresh(pos);
 
-  if (segments.front() != pos.segment) {
-    return absl::DataLossError(absl::StrCat(
-        "spool segment ", SegmentPath(pos.segment),
-        " named by the checkpoint is missing while later segments exist; "
-        "records were lost. Delete ",
-        checkpoint_path, " to replay the remaining segments"));
-  }
-  for (size_t i = 1; i < segments.size(); ++i) {
-    if (segments[i] != segments[i - 1] + 1) {
-      return absl::DataLossError(absl::StrCat(
-          "spool segment ", SegmentPath(segments[i - 1] + 1),
-          " is missing between ", SegmentPath(segments[i - 1]), " and ",
-          SegmentPath(segments[i]), "; records were lost"));
-    }
-  }
-
+  absl::Status s = CheckSegmentsFollow(segments, pos);
+  if (!s.ok()) return s;
   for (size_t i = 0; i < segments.size(); ++i) {
     const uint64_t segment = segments[i];
     const bool last = i + 1 == segments.size();
     const std::string path = SegmentPath(segment);
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-      return IoError("cannot stat", path, errno);
-    const int64_t size = st.st_size;
-    int64_t offset =
+    const int64_t offset =
         segment == pos.segment ? static_cast<int64_t>(pos.offset) : 0;
-    if (offset > size) {
-      return absl::DataLossError(absl::StrFormat(
-          "spool segment %s is %d bytes long but the checkpoint %s says "
-          "%d bytes were replayed; the file was truncated",
-          path, size, checkpoint_path, offset));
-    }
-    absl::StatusOr<std::unique_ptr<SegmentReader>> reader =
-        SegmentReader::Open(path, size);
-    if (!reader.ok()) return reader.status();
-    int64_t valid_end = size;
-    while (true) {
-      SegmentReader::Frame kind;
-      absl::string_view payload;
-      int64_t next = 0;
-      absl::Status s = (*reader)->Read(offset, &kind, &payload, &next);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return IoError("cannot stat", path, errno);
+    absl::StatusOr<int64_t> valid_end =
+        ScanSegment(path, st.st_size, offset, last);
+    if (!valid_end.ok()) return valid_end.status();
+    if (*valid_end < st.st_size) {
+      s = TruncateTornTail(path, st.st_size, *valid_end);
       if (!s.ok()) return s;
-      if (kind == SegmentReader::Frame::kEnd) break;
-      if (kind == SegmentReader::Frame::kOk) {
-        ++pending_records_;
-        offset = next;
-        continue;
-      }
-      // A torn tail: the last write of the last segment did not complete
-      // (the record runs past the end, or the end was never written and
-      // reads as zeros or garbage up to end of file). Its Append() never
-      // returned OK.
-      bool torn = false;
-      if (last) {
-        if (kind == SegmentReader::Frame::kTruncated) {
-          torn = true;
-        } else {
-          // A bad last frame, or zeros from here to the end.
-          torn = next == size;
-          if (!torn) {
-            absl::StatusOr<bool> zeros = (*reader)->AllZeroFrom(offset);
-            if (!zeros.ok()) return zeros.status();
-            torn = *zeros;
-          }
-        }
-      }
-      if (!torn) {
-        return absl::DataLossError(absl::StrFormat(
-            "spool segment %s is corrupt at offset %d (%s) and valid data "
-            "may follow; acknowledged records were damaged on disk. Move the "
-            "spool directory %s aside to start the server, and inspect it",
-            path, offset,
-            kind == SegmentReader::Frame::kTruncated
-                ? "record runs past the end of a sealed segment"
-                : "checksum mismatch",
-            dir_));
-      }
-      valid_end = offset;
-      break;
     }
-    if (valid_end < size) {
-      int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) return IoError("cannot open", path, errno);
-      FdCloser closer(fd);
-      if (::ftruncate(fd, valid_end) != 0) {
-        return IoError("cannot truncate torn tail of", path, errno);
-      }
-      if (options_.sync) {
-        absl::Status s = SyncFd(fd, path);
-        if (!s.ok()) return s;
-      }
-      torn_bytes_dropped_ = size - valid_end;
-    }
-    segment_sizes_[segment] = valid_end;
-    disk_bytes_ += valid_end;
+    segment_sizes_[segment] = *valid_end;
+    disk_bytes_ += *valid_end;
     if (last) {
       int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd < 0) return IoError("cannot open", path, errno);
       active_fd_ = fd;
       active_segment_ = segment;
-      active_size_ = valid_end;
+      active_size_ = *valid_end;
     }
   }
   read_pos_ = pos;
   return absl::OkStatus();
 }
 
-absl::Status Spool::Append(absl::Span<const std::string> records) {
-  if (records.empty()) return absl::OkStatus();
-  Writer w;
-  w.records = records;
+// One group commit: the appends its leader writes and syncs together.
+struct Spool::Group {
+  std::vector<Writer*> writers;
+  int64_t bytes = 0;    // framed
+  int64_t records = 0;
+  // Whether the group starts a new segment, and the active segment and its
+  // durable size when the group was formed.
+  bool roll = false;
+  uint64_t old_segment = 0;
+  int64_t old_size = 0;
+  // Filled in by the write: whether a new segment was opened, whether the
+  // failure leaves the segment untrustworthy, fdatasync calls, the outcome.
+  bool rolled = false;
+  bool poisoned = false;
+  uint64_t syncs = 0;
+  absl::Status status;
+
+  uint64_t segment() const { return rolled ? old_segment + 1 : old_segment; }
+};
+
+absl::StatusOr<int64_t> Spool::FramedBytes(
+    absl::Span<const std::string> records) const {
+  int64_t bytes = 0;
   for (const std::string& r : records) {
     if (static_cast<int64_t>(r.size()) > kMaxPayloadBytes) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -540,35 +598,180 @@ absl::Status Spool::Append(absl::Span<const std::string> records) {
           "format; split it",
           r.size()));
     }
-    w.bytes += kFrameHeaderBytes + static_cast<int64_t>(r.size());
+    bytes += kFrameHeaderBytes + static_cast<int64_t>(r.size());
   }
-  if (w.bytes > options_.max_bytes) {
+  if (bytes > options_.max_bytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%d spool records take %d bytes, more than the whole spool (max_bytes "
         "%d); append them in smaller batches or raise max_bytes",
-        records.size(), w.bytes, options_.max_bytes));
+        records.size(), bytes, options_.max_bytes));
   }
+  return bytes;
+}
 
-  mu_.Lock();
-  if (!failed_.ok()) {
-    absl::Status s = failed_;
-    mu_.Unlock();
-    return s;
-  }
-  if (disk_bytes_ + queued_bytes_ + w.bytes > options_.max_bytes) {
+absl::Status Spool::Enqueue(Writer* w) {
+  if (!failed_.ok()) return failed_;
+  if (disk_bytes_ + queued_bytes_ + w->bytes > options_.max_bytes) {
     const int64_t used = disk_bytes_ + queued_bytes_;
-    mu_.Unlock();
     return absl::UnavailableError(absl::StrFormat(
         "local spool %s is full (%d of %d bytes used, %d more needed) while "
         "Redis is unavailable; retry later: the spool drains into Redis as "
         "soon as it is back. To ride out longer outages raise the spool's "
         "max_bytes",
-        dir_, used, options_.max_bytes, w.bytes));
+        dir_, used, options_.max_bytes, w->bytes));
   }
-  writers_.push_back(&w);
-  queued_bytes_ += w.bytes;
-  queued_records_ += static_cast<int64_t>(records.size());
+  writers_.push_back(w);
+  queued_bytes_ += w->bytes;
+  queued_records_ += static_cast<int64_t>(w->records.size());
+  return absl::OkStatus();
+}
 
+Spool::Group Spool::FormGroup() {
+  // Wait briefly for others to join, then write and sync them all at once.
+  if (options_.group_commit_window > absl::ZeroDuration()) {
+    auto group_full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return queued_records_ >= options_.max_group_records ||
+             queued_bytes_ >= options_.max_group_bytes;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&group_full),
+                         options_.group_commit_window);
+  }
+  Group group;
+  for (Writer* g : writers_) {
+    if (!group.writers.empty() &&
+        group.bytes + g->bytes > options_.max_group_bytes) {
+      break;
+    }
+    group.writers.push_back(g);
+    group.bytes += g->bytes;
+    group.records += static_cast<int64_t>(g->records.size());
+  }
+  group.roll =
+      active_size_ > 0 && active_size_ + group.bytes > options_.segment_bytes;
+  group.old_segment = active_segment_;
+  group.old_size = active_size_;
+  group.status = failed_;
+  return group;
+}
+
+void Spool::RollSegment(Group* group) {
+  if (group->old_segment >= kMaxSegment) {
+    // Open() refuses segments past kMaxSegment, so never write one.
+    group->status = absl::ResourceExhaustedError(absl::StrCat(
+        "local spool ", dir_, " has used every segment number up to ",
+        kMaxSegment, "; let it drain, then stop the server and delete it"));
+    return;
+  }
+  const std::string path = SegmentPath(group->old_segment + 1);
+  int fd = ::open(path.c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    group->status = absl::UnavailableError(absl::StrCat(
+        "cannot create spool segment ", path, ": ", std::strerror(errno)));
+    return;
+  }
+  group->status = SyncDir();
+  if (group->status.ok()) {
+    ::close(active_fd_);
+    active_fd_ = fd;
+    group->rolled = true;
+  } else {
+    ::close(fd);
+    ::unlink(path.c_str());
+  }
+}
+
+void Spool::WriteGroup(Group* group) {
+  const int64_t start_size = group->rolled ? 0 : group->old_size;
+  const std::string path = SegmentPath(group->segment());
+  group_buffer_.clear();
+  group_buffer_.reserve(static_cast<size_t>(group->bytes));
+  char header[kFrameHeaderBytes];
+  for (const Writer* g : group->writers) {
+    for (const std::string& r : g->records) {
+      const uint32_t length = static_cast<uint32_t>(r.size());
+      PutU32(length, header);
+      PutU32(FrameChecksum(r.data(), length), header + 4);
+      group_buffer_.append(header, sizeof(header));
+      group_buffer_.append(r);
+    }
+  }
+  absl::Status& status = group->status;
+  status =
+      WriteAll(active_fd_, group_buffer_.data(), group_buffer_.size(), path);
+  if (!status.ok()) {
+    // Undo the partial write so later frames follow complete ones.
+    if (::ftruncate(active_fd_, start_size) != 0) {
+      group->poisoned = true;
+      status = absl::UnavailableError(absl::StrCat(
+          status.message(), "; then cannot truncate the partial write: ",
+          std::strerror(errno)));
+    } else {
+      status = absl::UnavailableError(status.message());
+    }
+  } else if (options_.sync) {
+    ++group->syncs;
+    status = SyncFd(active_fd_, path);
+    if (!status.ok()) {
+      // After a failed fdatasync the kernel may have dropped the dirty
+      // pages; nothing written to this file can be trusted any more.
+      group->poisoned = true;
+      status = absl::UnavailableError(status.message());
+    }
+  }
+  if (group_buffer_.capacity() >
+      static_cast<size_t>(options_.max_group_bytes)) {
+    std::string().swap(group_buffer_);
+  }
+}
+
+void Spool::FinishGroup(const Group& group, const Writer* leader) {
+  const uint64_t segment = group.segment();
+  if (group.rolled) {
+    active_segment_ = segment;
+    active_size_ = 0;
+    segment_sizes_[segment] = 0;
+  }
+  if (group.status.ok()) {
+    active_size_ += group.bytes;
+    segment_sizes_[segment] += group.bytes;
+    disk_bytes_ += group.bytes;
+    pending_records_ += group.records;
+    stats_.appends += group.writers.size();
+    stats_.records += static_cast<uint64_t>(group.records);
+  } else if (group.poisoned && failed_.ok()) {
+    failed_ = absl::UnavailableError(absl::StrCat(
+        "local spool ", dir_, " stopped accepting records after an I/O error (",
+        group.status.message(),
+        "); fix the disk and restart the server, which recovers the spool"));
+  }
+  ++stats_.group_commits;
+  stats_.syncs += group.syncs;
+  for (Writer* g : group.writers) {
+    writers_.pop_front();
+    if (g != leader) {
+      g->status = group.status;
+      g->done = true;
+    }
+  }
+  queued_bytes_ -= group.bytes;
+  queued_records_ -= group.records;
+}
+
+absl::Status Spool::Append(absl::Span<const std::string> records) {
+  if (records.empty()) return absl::OkStatus();
+  Writer w;
+  w.records = records;
+  absl::StatusOr<int64_t> bytes = FramedBytes(records);
+  if (!bytes.ok()) return bytes.status();
+  w.bytes = *bytes;
+
+  mu_.Lock();
+  absl::Status queued = Enqueue(&w);
+  if (!queued.ok()) {
+    mu_.Unlock();
+    return queued;
+  }
   auto leader_or_done = [this, &w]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return w.done || writers_.front() == &w;
   };
@@ -578,139 +781,18 @@ absl::Status Spool::Append(absl::Span<const std::string> records) {
     mu_.Unlock();
     return s;
   }
-
-  // This append leads a group: wait briefly for others to join, then write
-  // and sync them all at once.
-  if (options_.group_commit_window > absl::ZeroDuration()) {
-    auto group_full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return queued_records_ >= options_.max_group_records ||
-             queued_bytes_ >= options_.max_group_bytes;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&group_full),
-                         options_.group_commit_window);
-  }
-  std::vector<Writer*> group;
-  int64_t group_bytes = 0;
-  int64_t group_records = 0;
-  for (Writer* g : writers_) {
-    if (!group.empty() && group_bytes + g->bytes > options_.max_group_bytes) {
-      break;
-    }
-    group.push_back(g);
-    group_bytes += g->bytes;
-    group_records += static_cast<int64_t>(g->records.size());
-  }
-  const bool roll =
-      active_size_ > 0 && active_size_ + group_bytes > options_.segment_bytes;
-  const uint64_t old_segment = active_segment_;
-  const int64_t old_size = active_size_;
-  absl::Status status = failed_;
+  // This append leads a group.
+  Group group = FormGroup();
   mu_.Unlock();
 
   // Only the leader touches the active segment's descriptor.
-  bool rolled = false;
-  bool poisoned = false;
-  uint64_t syncs = 0;
-  if (status.ok() && roll && old_segment >= kMaxSegment) {
-    // Open() refuses segments past kMaxSegment, so never write one.
-    status = absl::ResourceExhaustedError(absl::StrCat(
-        "local spool ", dir_, " has used every segment number up to ",
-        kMaxSegment, "; let it drain, then stop the server and delete it"));
-  } else if (status.ok() && roll) {
-    const std::string path = SegmentPath(old_segment + 1);
-    int fd = ::open(path.c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      status = absl::UnavailableError(absl::StrCat(
-          "cannot create spool segment ", path, ": ", std::strerror(errno)));
-    } else {
-      status = SyncDir();
-      if (status.ok()) {
-        ::close(active_fd_);
-        active_fd_ = fd;
-        rolled = true;
-      } else {
-        ::close(fd);
-        ::unlink(path.c_str());
-      }
-    }
-  }
-  const uint64_t segment = rolled ? old_segment + 1 : old_segment;
-  const int64_t start_size = rolled ? 0 : old_size;
-  const std::string path = SegmentPath(segment);
-  if (status.ok()) {
-    group_buffer_.clear();
-    group_buffer_.reserve(static_cast<size_t>(group_bytes));
-    char header[kFrameHeaderBytes];
-    for (const Writer* g : group) {
-      for (const std::string& r : g->records) {
-        const uint32_t length = static_cast<uint32_t>(r.size());
-        PutU32(length, header);
-        PutU32(FrameChecksum(r.data(), length), header + 4);
-        group_buffer_.append(header, sizeof(header));
-        group_buffer_.append(r);
-      }
-    }
-    status =
-        WriteAll(active_fd_, group_buffer_.data(), group_buffer_.size(), path);
-    if (!status.ok()) {
-      // Undo the partial write so later frames follow complete ones.
-      if (::ftruncate(active_fd_, start_size) != 0) {
-        poisoned = true;
-        status = absl::UnavailableError(absl::StrCat(
-            status.message(), "; then cannot truncate the partial write: ",
-            std::strerror(errno)));
-      } else {
-        status = absl::UnavailableError(status.message());
-      }
-    } else if (options_.sync) {
-      ++syncs;
-      status = SyncFd(active_fd_, path);
-      if (!status.ok()) {
-        // After a failed fdatasync the kernel may have dropped the dirty
-        // pages; nothing written to this file can be trusted any more.
-        poisoned = true;
-        status = absl::UnavailableError(status.message());
-      }
-    }
-    if (group_buffer_.capacity() >
-        static_cast<size_t>(options_.max_group_bytes)) {
-      std::string().swap(group_buffer_);
-    }
-  }
+  if (group.status.ok() && group.roll) RollSegment(&group);
+  if (group.status.ok()) WriteGroup(&group);
 
   mu_.Lock();
-  if (rolled) {
-    active_segment_ = segment;
-    active_size_ = 0;
-    segment_sizes_[segment] = 0;
-  }
-  if (status.ok()) {
-    active_size_ += group_bytes;
-    segment_sizes_[segment] += group_bytes;
-    disk_bytes_ += group_bytes;
-    pending_records_ += group_records;
-    stats_.appends += group.size();
-    stats_.records += static_cast<uint64_t>(group_records);
-  } else if (poisoned && failed_.ok()) {
-    failed_ = absl::UnavailableError(absl::StrCat(
-        "local spool ", dir_, " stopped accepting records after an I/O error (",
-        status.message(),
-        "); fix the disk and restart the server, which recovers the spool"));
-  }
-  ++stats_.group_commits;
-  stats_.syncs += syncs;
-  for (Writer* g : group) {
-    writers_.pop_front();
-    if (g != &w) {
-      g->status = status;
-      g->done = true;
-    }
-  }
-  queued_bytes_ -= group_bytes;
-  queued_records_ -= group_records;
+  FinishGroup(group, &w);
   mu_.Unlock();
-  return status;
+  return group.status;
 }
 
 absl::Status Spool::WriteCheckpoint(Position pos) {

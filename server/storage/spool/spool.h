@@ -36,7 +36,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -132,6 +134,7 @@ class Spool {
 
  private:
   struct Writer;
+  struct Group;
   struct Position {
     uint64_t segment = 0;
     uint64_t offset = 0;
@@ -141,6 +144,47 @@ class Spool {
 
   // Scans the directory at Open(): checkpoint, segments, torn tail.
   absl::Status Recover();
+  // Recover()'s steps. The segment numbers on disk, ascending; DATA_LOSS
+  // for one beyond kMaxSegment.
+  absl::StatusOr<std::vector<uint64_t>> ListSegments() const;
+  // The CHECKPOINT file's position; nullopt when there is none, DATA_LOSS
+  // when it is corrupt.
+  absl::StatusOr<std::optional<Position>> ReadCheckpoint() const;
+  // With no segment left: opens an empty active segment at (or after) `pos`.
+  absl::Status StartAfresh(Position pos)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(replay_mu_, mu_);
+  // DATA_LOSS unless `segments` start at the checkpoint's and have no gap.
+  absl::Status CheckSegmentsFollow(const std::vector<uint64_t>& segments,
+                                   Position pos) const;
+  // Counts the records of segment file `path` (`size` bytes) from `offset`
+  // into pending_records_ and returns where its valid frames end: `size`,
+  // or the start of a torn tail when `last`. DATA_LOSS for any other damage.
+  absl::StatusOr<int64_t> ScanSegment(const std::string& path, int64_t size,
+                                      int64_t offset, bool last)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cuts the torn tail off `path` at `valid_end` and records its length.
+  absl::Status TruncateTornTail(const std::string& path, int64_t size,
+                                int64_t valid_end);
+  // Append()'s steps. The framed size of `records`; INVALID_ARGUMENT for
+  // a record or a batch that can never fit.
+  absl::StatusOr<int64_t> FramedBytes(
+      absl::Span<const std::string> records) const;
+  // Queues `w` behind the appends pending, or says why the spool refuses it
+  // (full, or failed).
+  absl::Status Enqueue(Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Run by the leader, the front of writers_: waits up to the group commit
+  // window, then takes the queued appends that fit one group.
+  Group FormGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leader only, without mu_: opens the next segment as the active one, or
+  // sets group->status saying why it cannot.
+  void RollSegment(Group* group);
+  // Leader only, without mu_: writes and syncs the group's frames to the
+  // active segment, undoing a partial write; sets group->status.
+  void WriteGroup(Group* group);
+  // Publishes the group's outcome: sizes and counters, each member's
+  // status, failed_ when the segment can no longer be trusted.
+  void FinishGroup(const Group& group, const Writer* leader)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces CHECKPOINT atomically (write, sync, rename, sync dir).
   absl::Status WriteCheckpoint(Position pos);
   absl::Status SyncDir();
