@@ -290,6 +290,29 @@ std::string RecordAssignedExposures(const Config& config, const Unit& unit,
                       recorded.status().message());
 }
 
+// NOT_FOUND, as Assign answers it, for the first key of
+// options.experiment_keys or options.feature_keys not in the config.
+absl::Status CheckFilterKeys(const Config& config,
+                             const AssignOptions& options) {
+  for (const std::string& key : options.experiment_keys) {
+    if (config.FindExperiment(key) == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "experiment_keys: '", ClipForMessage(key),
+          "' is not in config version ", config.version,
+          "; check the spelling, or ListExperiments to see the keys"));
+    }
+  }
+  for (const std::string& key : options.feature_keys) {
+    if (config.FindFeature(key) == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "feature_keys: '", ClipForMessage(key), "' is not in config version ",
+          config.version,
+          "; check the spelling against the config's features"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
@@ -347,22 +370,7 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
   if (units.empty()) {
     // Assign checks the filters; with no units, check them here so a typo
     // is NOT_FOUND whatever the batch size.
-    for (const std::string& key : options.experiment_keys) {
-      if (config->FindExperiment(key) == nullptr) {
-        return absl::NotFoundError(absl::StrCat(
-            "experiment_keys: '", ClipForMessage(key), "' is not in config version ",
-            config->version,
-            "; check the spelling, or ListExperiments to see the keys"));
-      }
-    }
-    for (const std::string& key : options.feature_keys) {
-      if (config->FindFeature(key) == nullptr) {
-        return absl::NotFoundError(
-            absl::StrCat("feature_keys: '", ClipForMessage(key), "' is not in config version ",
-                         config->version,
-                         "; check the spelling against the config's features"));
-      }
-    }
+    if (absl::Status s = CheckFilterKeys(*config, options); !s.ok()) return s;
   }
   // Every unit's sticky lookups in one store call.
   absl::StatusOr<std::vector<RecordedVariants>> recorded =
