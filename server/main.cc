@@ -40,14 +40,14 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "server/service/assignment_service.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/server_setup.h"
+#include "server/service/assignment_service.h"
 #include "server/service/recording_service.h"
 #include "server/service/results_service.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
-#include "server/server_setup.h"
 #include "server/storage/spool/spool.h"
 #include "server/storage/spool/spooled_event_store.h"
 
@@ -162,26 +162,23 @@ void HandleSignals(const sigset_t& signals, ConfigStore* store,
   }
 }
 
-int RunServer(const ServerOptions& options) {
-  // Block the signals before gRPC starts threads, so all of them inherit the
-  // mask and only the sigwait thread sees the signals.
+// Blocks SIGHUP, SIGTERM and SIGINT in this thread, and so in every thread
+// started after it (gRPC's among them), so only HandleSignals sees them.
+// Returns the set, for sigwait.
+sigset_t BlockServerSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
-  LoadResult loaded;
-  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
-      ConfigStore::Open(options.config_path, &loaded);
-  if (!store.ok()) {
-    Log(store.status().message());
-    Log("not starting: fix the config and start again");
-    return 1;
-  }
-  LogWarnings(loaded.warnings);
-
+// Opens the spool of --spool_dir and logs what an earlier run left in it.
+// Null, after logging why the server does not start, when it cannot be
+// opened.
+std::unique_ptr<Spool> OpenSpool(const ServerOptions& options) {
   SpoolOptions spool_options;
   spool_options.max_bytes = options.spool_max_bytes;
   absl::StatusOr<std::unique_ptr<Spool>> spool =
@@ -204,7 +201,7 @@ int RunServer(const ServerOptions& options) {
         Log("not starting: pass a --spool_dir this user can create and "
             "write, on a local disk");
     }
-    return 1;
+    return nullptr;
   }
   if ((*spool)->torn_bytes_dropped() > 0) {
     Log(absl::StrCat("spool ", options.spool_dir, ": dropped a torn tail of ",
@@ -218,28 +215,34 @@ int RunServer(const ServerOptions& options) {
                      " bytes) from an earlier run are pending; replaying them "
                      "into Redis as soon as it is up, before new writes"));
   }
+  return *std::move(spool);
+}
 
-  // Redis may be down now; the store connects when it can.
-  const std::string redis_address =
-      absl::StrCat(options.redis.host, ":", options.redis.port);
-  DeferredEventStore event_store(
-      [redis = options.redis]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
-        absl::StatusOr<std::unique_ptr<RedisPool>> pool =
-            RedisPool::Create(redis);
-        if (!pool.ok()) return pool.status();
-        absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-            RedisEventStore::Create(pool->get());
-        if (!store.ok()) return store.status();
-        // The store borrows the pool: keep both alive together.
-        struct Both {
-          std::unique_ptr<RedisPool> pool;
-          std::unique_ptr<RedisEventStore> store;
-        };
-        auto both = std::make_shared<Both>(
-            Both{*std::move(pool), *std::move(store)});
-        return std::shared_ptr<EventStore>(both, both->store.get());
-      });
-  if (absl::Status redis = event_store.Connect(); !redis.ok()) {
+// Makes the Redis event store (its connection pool and the store over it).
+DeferredEventStore::Factory RedisStoreFactory(const RedisOptions& redis) {
+  return [redis]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
+    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(redis);
+    if (!pool.ok()) return pool.status();
+    absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+        RedisEventStore::Create(pool->get());
+    if (!store.ok()) return store.status();
+    // The store borrows the pool: keep both alive together.
+    struct Both {
+      std::unique_ptr<RedisPool> pool;
+      std::unique_ptr<RedisEventStore> store;
+    };
+    auto both =
+        std::make_shared<Both>(Both{*std::move(pool), *std::move(store)});
+    return std::shared_ptr<EventStore>(both, both->store.get());
+  };
+}
+
+// Tries Redis once at startup to log where recording goes; Redis being
+// down is only a warning.
+void ConnectToRedis(const ServerOptions& options,
+                    const std::string& redis_address,
+                    DeferredEventStore* event_store) {
+  if (absl::Status redis = event_store->Connect(); !redis.ok()) {
     Log(absl::StrCat("warning: Redis at ", redis_address,
                      " is not usable: ", redis.message(),
                      "; serving assignments anyway, recording calls are kept "
@@ -249,31 +252,28 @@ int RunServer(const ServerOptions& options) {
     Log(absl::StrCat("recording to Redis at ", redis_address, " db=",
                      options.redis.db, " prefix=", options.redis.key_prefix));
   }
-  SpooledEventStoreOptions spooled_options;
-  spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
-  spooled_options.notify = [](const std::string& message) { Log(message); };
-  SpooledEventStore spooled_store(&event_store, *std::move(spool),
-                                  spooled_options);
-  Recorder recorder(&spooled_store);
-  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log});
-  RecordingServiceImpl recording(store->get(), &recorder);
-  // Results read Redis directly (not the spool): figures are what Redis has.
-  ResultsServiceImpl results(store->get(), &event_store);
+}
+
+// Starts the gRPC server with the three services; *port is the port bound.
+// Null (after logging why) when the address cannot be bound.
+std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
+                                          AssignmentServiceImpl* assignment,
+                                          RecordingServiceImpl* recording,
+                                          ResultsServiceImpl* results,
+                                          int* port) {
   EnableServerPlugins();
   grpc::ServerBuilder builder;
-  int port = 0;
-  ConfigureServerBuilder(options.setup, &builder, &port);
-  builder.RegisterService(&service);
-  builder.RegisterService(&recording);
-  builder.RegisterService(&results);
+  ConfigureServerBuilder(options.setup, &builder, port);
+  builder.RegisterService(assignment);
+  builder.RegisterService(recording);
+  builder.RegisterService(results);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
+  if (server == nullptr || *port == 0) {
     Log(absl::StrCat("cannot listen on ", options.setup.listen_address,
                      ": the address is invalid or already in use; pass "
                      "--listen=HOST:PORT with a free port (port 0 picks one)"));
-    return 1;
+    return nullptr;
   }
-
   if (grpc::HealthCheckServiceInterface* health =
           server->GetHealthCheckService()) {
     // Health checks may name a service; "" is the whole server.
@@ -283,37 +283,35 @@ int RunServer(const ServerOptions& options) {
       health->SetServingStatus(name, true);
     }
   }
+  return server;
+}
 
-  std::string version = loaded.config->version;
+// The startup line on stdout (tests and scripts read the port from it) and
+// its log line.
+void AnnounceServing(const ServerOptions& options, int port,
+                     const std::string& redis_address, const Config& config) {
   std::printf("abexp-server listening on %s config=%s version=%s redis=%s\n",
               WithPort(options.setup.listen_address, port).c_str(),
-              options.config_path.c_str(), version.c_str(),
+              options.config_path.c_str(), config.version.c_str(),
               redis_address.c_str());
   std::fflush(stdout);
-  Log(absl::StrCat("serving ", options.config_path, " version=", version,
-                   " with ", loaded.config->experiments.size(),
-                   " experiments and ", loaded.config->features.size(),
-                   " features"));
+  Log(absl::StrCat("serving ", options.config_path, " version=",
+                   config.version, " with ", config.experiments.size(),
+                   " experiments and ", config.features.size(), " features"));
+}
 
-  std::function<int()> in_flight_calls = [&service, &recording, &results] {
-    return service.in_flight_calls() + recording.in_flight_calls() +
-           results.in_flight_calls();
-  };
-  std::thread signal_thread(HandleSignals, signals, store->get(), server.get(),
-                            in_flight_calls, options.shutdown_grace);
-  server->Wait();
-  signal_thread.join();
-
-  // No call runs any more: move what the spool holds into Redis.
-  const SpooledEventStoreStats before = spooled_store.stats();
+// Once no call runs any more: moves what the spool holds into Redis for up
+// to --shutdown_grace and logs what the spool did in this run.
+void DrainSpool(const ServerOptions& options, SpooledEventStore* spooled_store) {
+  const SpooledEventStoreStats before = spooled_store->stats();
   if (before.pending_records > 0) {
     Log(absl::StrCat("replaying ", before.pending_records,
                      " spooled writes into Redis (up to ",
                      absl::FormatDuration(options.shutdown_grace), ")"));
   }
-  absl::Status drained = spooled_store.Drain(options.shutdown_grace);
+  absl::Status drained = spooled_store->Drain(options.shutdown_grace);
   if (!drained.ok()) Log(drained.message());
-  const SpooledEventStoreStats stats = spooled_store.stats();
+  const SpooledEventStoreStats stats = spooled_store->stats();
   if (stats.spooled_writes > 0 || stats.replayed_writes > 0 ||
       stats.pending_records > 0) {
     Log(absl::StrCat(
@@ -326,6 +324,56 @@ int RunServer(const ServerOptions& options) {
                            options.spool_dir, "/rejected")
             : std::string()));
   }
+}
+
+int RunServer(const ServerOptions& options) {
+  // Before gRPC starts threads, so all of them inherit the mask.
+  const sigset_t signals = BlockServerSignals();
+
+  LoadResult loaded;
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(options.config_path, &loaded);
+  if (!store.ok()) {
+    Log(store.status().message());
+    Log("not starting: fix the config and start again");
+    return 1;
+  }
+  LogWarnings(loaded.warnings);
+
+  std::unique_ptr<Spool> spool = OpenSpool(options);
+  if (spool == nullptr) return 1;
+
+  // Redis may be down now; the store connects when it can.
+  const std::string redis_address =
+      absl::StrCat(options.redis.host, ":", options.redis.port);
+  DeferredEventStore event_store(RedisStoreFactory(options.redis));
+  ConnectToRedis(options, redis_address, &event_store);
+  SpooledEventStoreOptions spooled_options;
+  spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
+  spooled_options.notify = [](const std::string& message) { Log(message); };
+  SpooledEventStore spooled_store(&event_store, std::move(spool),
+                                  spooled_options);
+  Recorder recorder(&spooled_store);
+  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log});
+  RecordingServiceImpl recording(store->get(), &recorder);
+  // Results read Redis directly (not the spool): figures are what Redis has.
+  ResultsServiceImpl results(store->get(), &event_store);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server =
+      StartServer(options, &service, &recording, &results, &port);
+  if (server == nullptr) return 1;
+  AnnounceServing(options, port, redis_address, *loaded.config);
+
+  std::function<int()> in_flight_calls = [&service, &recording, &results] {
+    return service.in_flight_calls() + recording.in_flight_calls() +
+           results.in_flight_calls();
+  };
+  std::thread signal_thread(HandleSignals, signals, store->get(), server.get(),
+                            in_flight_calls, options.shutdown_grace);
+  server->Wait();
+  signal_thread.join();
+
+  DrainSpool(options, &spooled_store);
   Log("shut down");
   return 0;
 }

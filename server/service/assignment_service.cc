@@ -1,153 +1,24 @@
 #include "server/service/assignment_service.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "server/core/assigner.h"
 #include "server/core/config.h"
 #include "server/core/error_text.h"
+#include "server/core/exposure_policy.h"
+#include "server/core/sticky.h"
 
 namespace abexp {
-
-// Reads recorded variants for sticky lookups, and turns store failures into
-// per-lookup statuses, a rate-limited log line and a short pause; it never
-// fails a call. Thread-safe.
-class StickyReader {
- public:
-  explicit StickyReader(StickyOptions options) : options_(std::move(options)) {
-    if (!options_.log) {
-      options_.log = [](absl::string_view line) {
-        std::fprintf(stderr, "%s\n", std::string(line).c_str());
-      };
-    }
-  }
-
-  // One result per lookup, in order, from one store call.
-  std::vector<RecordedVariantResult> Read(
-      const Config& config, absl::Span<const StickyLookup> lookups)
-      ABSL_LOCKS_EXCLUDED(mu_) {
-    if (lookups.empty()) return {};
-    if (options_.store == nullptr) {
-      // A server built without a store: nothing to warn about per call.
-      return std::vector<RecordedVariantResult>(
-          lookups.size(),
-          absl::FailedPreconditionError(
-              "this abexp-server has no event store to read recorded "
-              "exposures from, so sticky experiments are bucketed by hash"));
-    }
-    absl::Time now = absl::Now();
-    {
-      absl::MutexLock lock(&mu_);
-      if (now < paused_until_) {
-        unlogged_failures_ += static_cast<int64_t>(lookups.size());
-        return std::vector<RecordedVariantResult>(
-            lookups.size(), absl::UnavailableError(absl::StrCat(
-                                "sticky lookups are paused until ",
-                                absl::FormatTime("%H:%M:%E3SZ", paused_until_,
-                                                 absl::UTCTimeZone()),
-                                " after the event store failed with ",
-                                pause_reason_.ToString())));
-      }
-    }
-    // std::map: the queries point at its layouts, which must not move.
-    std::map<const Experiment*, ExperimentLayout> layouts;
-    for (const StickyLookup& l : lookups) {
-      if (!layouts.count(l.experiment)) {
-        layouts.emplace(l.experiment, LayoutOf(config, *l.experiment));
-      }
-    }
-    std::vector<RecordedVariantQuery> queries;
-    queries.reserve(lookups.size());
-    for (const StickyLookup& l : lookups) {
-      queries.push_back({&layouts.at(l.experiment), l.unit_id});
-    }
-    std::vector<RecordedVariantResult> results =
-        options_.store->RecordedVariants(queries);
-    if (results.size() != lookups.size()) {
-      // A store breaking its contract must not take the call down.
-      results.assign(lookups.size(),
-                     absl::InternalError(absl::StrFormat(
-                         "the event store answered %d of %d sticky lookups",
-                         results.size(), lookups.size())));
-    }
-    ReportFailures(lookups, results, now);
-    return results;
-  }
-
- private:
-  void ReportFailures(absl::Span<const StickyLookup> lookups,
-                      const std::vector<RecordedVariantResult>& results,
-                      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_) {
-    int64_t failures = 0;
-    absl::Status first;
-    std::set<std::string> experiments;
-    bool store_down = false;
-    for (size_t i = 0; i < results.size(); ++i) {
-      if (results[i].ok()) continue;
-      const absl::Status& s = results[i].status();
-      if (first.ok()) first = s;
-      ++failures;
-      experiments.insert(lookups[i].experiment->key);
-      store_down =
-          store_down || absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
-    }
-    if (failures == 0) return;
-    std::string line;
-    {
-      absl::MutexLock lock(&mu_);
-      if (store_down) {
-        paused_until_ = now + options_.retry_after;
-        pause_reason_ = first;
-      }
-      if (now < next_log_) {
-        unlogged_failures_ += failures;
-        return;
-      }
-      line = absl::StrCat(
-          "warning: sticky assignment could not read the recorded variants "
-          "of experiment(s) ",
-          absl::StrJoin(experiments, ", "), ": ", first.ToString(),
-          "; serving the variants computed from the config instead (an "
-          "exposed unit may see another variant than before)",
-          store_down ? absl::StrCat("; retrying in ",
-                                    absl::FormatDuration(options_.retry_after))
-                     : std::string(),
-          unlogged_failures_ > 0
-              ? absl::StrCat(" (", unlogged_failures_,
-                             " more lookups were not served from the record "
-                             "since the last such line)")
-              : std::string());
-      unlogged_failures_ = 0;
-      next_log_ = now + options_.log_interval;
-    }
-    options_.log(line);
-  }
-
-  StickyOptions options_;
-  absl::Mutex mu_;
-  absl::Time paused_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Status pause_reason_ ABSL_GUARDED_BY(mu_);
-  absl::Time next_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  int64_t unlogged_failures_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 namespace {
 
@@ -391,63 +262,22 @@ std::vector<std::string> ToVector(
 
 // ---- the calls ----
 
-// Whether any experiment of the config is sticky: otherwise no call looks
-// anything up.
-bool HasSticky(const Config& config) {
-  return std::any_of(config.experiments.begin(), config.experiments.end(),
-                     [](const Experiment& e) { return e.sticky; });
-}
-
-// Reads, in one store call, the recorded variants each unit's Assign would
-// consult, into (*recorded)[i] for units[i]. Store failures leave a unit's
-// map without the experiment (the variant is computed). Errors: those
-// Assign would return for the units and options.
-absl::Status ReadRecordedVariants(
+// The recorded variants of each unit's sticky lookups, one map per unit;
+// none at all without a reader. Errors: those Assign would return.
+absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
     const Config& config, absl::Span<const Unit> units,
-    const AssignOptions& options, StickyReader* sticky,
-    std::vector<absl::flat_hash_map<const Experiment*, int>>* recorded) {
-  recorded->assign(units.size(), {});
-  if (sticky == nullptr || !HasSticky(config)) return absl::OkStatus();
-  std::vector<StickyLookup> lookups;
-  std::vector<size_t> unit_of;  // lookups[i] is for units[unit_of[i]]
-  for (size_t u = 0; u < units.size(); ++u) {
-    absl::StatusOr<std::vector<StickyLookup>> mine =
-        StickyLookups(config, units[u], options);
-    if (!mine.ok()) return mine.status();
-    for (StickyLookup& l : *mine) {
-      lookups.push_back(std::move(l));
-      unit_of.push_back(u);
-    }
-  }
-  std::vector<RecordedVariantResult> results = sticky->Read(config, lookups);
-  for (size_t i = 0; i < lookups.size(); ++i) {
-    if (results[i].ok() && results[i]->has_value()) {
-      (*recorded)[unit_of[i]][lookups[i].experiment] = **results[i];
-    }
-  }
-  return absl::OkStatus();
+    const AssignOptions& options, StickyReader* sticky) {
+  if (sticky == nullptr) return std::vector<RecordedVariants>(units.size());
+  return sticky->ReadForUnits(config, units, options);
 }
 
-// Records an exposure for each bucketed or sticky assignment; QA overrides
-// and rollouts are never counted. Returns why that failed, or "".
+// Records ExposuresToRecord(result). Returns why that failed, as
+// "CODE: message", or "".
 std::string RecordAssignedExposures(const Config& config, const Unit& unit,
                                     const AssignResult& result, absl::Time now,
                                     const Recorder* recorder) {
-  std::vector<ExposureInput> exposures;
-  for (const ExperimentAssignment& a : result.assignments) {
-    if (a.reason != AssignmentReason::kBucketed &&
-        a.reason != AssignmentReason::kSticky) {
-      continue;
-    }
-    ExposureInput x;
-    x.experiment_key = a.experiment->key;
-    x.unit.ids = unit.ids;
-    x.variant_key = a.experiment->variants[a.variant_index].key;
-    // No client time: the derived key is then the same for every page view
-    // of this unit and variant, so repeats cost no new idempotency key.
-    x.config_version = config.version;
-    exposures.push_back(std::move(x));
-  }
+  const std::vector<ExposureInput> exposures =
+      ExposuresToRecord(config, unit, result);
   if (exposures.empty()) return "";
   if (recorder == nullptr) {
     return "FAILED_PRECONDITION: this abexp-server does not record exposures; "
@@ -458,6 +288,29 @@ std::string RecordAssignedExposures(const Config& config, const Unit& unit,
   if (recorded.ok()) return "";
   return absl::StrCat(absl::StatusCodeToString(recorded.status().code()), ": ",
                       recorded.status().message());
+}
+
+// NOT_FOUND, as Assign answers it, for the first key of
+// options.experiment_keys or options.feature_keys not in the config.
+absl::Status CheckFilterKeys(const Config& config,
+                             const AssignOptions& options) {
+  for (const std::string& key : options.experiment_keys) {
+    if (config.FindExperiment(key) == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "experiment_keys: '", ClipForMessage(key),
+          "' is not in config version ", config.version,
+          "; check the spelling, or ListExperiments to see the keys"));
+    }
+  }
+  for (const std::string& key : options.feature_keys) {
+    if (config.FindFeature(key) == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "feature_keys: '", ClipForMessage(key), "' is not in config version ",
+          config.version,
+          "; check the spelling against the config's features"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -476,15 +329,12 @@ absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
   options.experiment_keys = ToVector(request.experiment_keys());
   options.feature_keys = ToVector(request.feature_keys());
   options.now = absl::Now();
-  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
   // A span over the unit itself: `{*unit}` would copy all its ids and
   // attributes on every call.
-  if (absl::Status s = ReadRecordedVariants(
-          *config, absl::MakeConstSpan(&*unit, 1), options, sticky, &recorded);
-      !s.ok()) {
-    return s;
-  }
-  options.recorded_variants = std::move(recorded[0]);
+  absl::StatusOr<std::vector<RecordedVariants>> recorded = ReadRecordedVariants(
+      *config, absl::MakeConstSpan(&*unit, 1), options, sticky);
+  if (!recorded.ok()) return recorded.status();
+  options.recorded_variants = std::move((*recorded)[0]);
   absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
   if (!result.ok()) return result.status();
   AssignResultToProto(*config, *result, response);
@@ -520,34 +370,16 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
   if (units.empty()) {
     // Assign checks the filters; with no units, check them here so a typo
     // is NOT_FOUND whatever the batch size.
-    for (const std::string& key : options.experiment_keys) {
-      if (config->FindExperiment(key) == nullptr) {
-        return absl::NotFoundError(absl::StrCat(
-            "experiment_keys: '", ClipForMessage(key), "' is not in config version ",
-            config->version,
-            "; check the spelling, or ListExperiments to see the keys"));
-      }
-    }
-    for (const std::string& key : options.feature_keys) {
-      if (config->FindFeature(key) == nullptr) {
-        return absl::NotFoundError(
-            absl::StrCat("feature_keys: '", ClipForMessage(key), "' is not in config version ",
-                         config->version,
-                         "; check the spelling against the config's features"));
-      }
-    }
+    if (absl::Status s = CheckFilterKeys(*config, options); !s.ok()) return s;
   }
   // Every unit's sticky lookups in one store call.
-  std::vector<absl::flat_hash_map<const Experiment*, int>> recorded;
-  if (absl::Status s =
-          ReadRecordedVariants(*config, units, options, sticky, &recorded);
-      !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<std::vector<RecordedVariants>> recorded =
+      ReadRecordedVariants(*config, units, options, sticky);
+  if (!recorded.ok()) return recorded.status();
   response->set_config_version(config->version);
   for (size_t i = 0; i < units.size(); ++i) {
     const Unit& unit = units[i];
-    options.recorded_variants = std::move(recorded[i]);
+    options.recorded_variants = std::move((*recorded)[i]);
     absl::StatusOr<AssignResult> result = abexp::Assign(*config, unit, options);
     if (!result.ok()) return result.status();
     AssignResultToProto(*config, *result, response->add_results());
@@ -571,15 +403,8 @@ absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sti
   // The same lookup Assign would make, so both give the same variant.
   std::optional<RecordedVariantResult> recorded;
   const Experiment* e = config->FindExperiment(request.experiment_key());
-  if (e != nullptr && e->sticky && sticky != nullptr) {
-    AssignOptions options;
-    options.experiment_keys = {e->key};
-    options.now = now;
-    absl::StatusOr<std::vector<StickyLookup>> lookups =
-        StickyLookups(*config, *unit, options);
-    if (lookups.ok() && !lookups->empty()) {
-      recorded = std::move(sticky->Read(*config, *lookups)[0]);
-    }
+  if (e != nullptr && sticky != nullptr) {
+    recorded = sticky->ReadForExplain(*config, *unit, *e, now);
   }
   absl::StatusOr<ExplainResult> result =
       abexp::Explain(*config, *unit, request.experiment_key(), now,

@@ -7,54 +7,32 @@
 // config_version. Schedules (start/end) are checked against absl::Now().
 //
 // Sticky experiments (sticky: true) are the only ones that read storage:
-// for the experiments StickyLookups (assigner.h) names, each call reads the
-// units' recorded variants in one EventStore::RecordedVariants call (one
-// Redis round trip, however many experiments and units) and serves them
-// with reason STICKY. A store failure never fails a call: the variants are
-// then computed from the config, the failure is logged (rate-limited) and
-// ExplainAssignment shows it in its "sticky" step.
+// each call reads the units' recorded variants through one StickyReader
+// (server/core/sticky.h: one EventStore::RecordedVariants call, however many
+// experiments and units) and serves them with reason STICKY. A store
+// failure never fails a call: the variants are then computed from the
+// config, the failure is logged (rate-limited) and ExplainAssignment shows
+// it in its "sticky" step. Which assignments record_exposure records is
+// ExposuresToRecord (server/core/exposure_policy.h).
 //
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_
 #define ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_
 
 #include <atomic>
-#include <functional>
 #include <memory>
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
-#include "server/core/event_store.h"
 #include "server/core/recorder.h"
+#include "server/core/sticky.h"
 #include "server/service/rpc_handlers.h"
 #include "server/service/unary_call.h"
 
 namespace abexp {
-
-// How the service reads the recorded variants of sticky experiments.
-struct StickyOptions {
-  // Where exposures are recorded (the Recorder's store). Null: nowhere, and
-  // sticky experiments are bucketed by hash like the others. Not owned.
-  EventStore* store = nullptr;
-  // Receives a warning line when lookups fail, at most one per
-  // log_interval (with a count of the failures not logged). Default (empty):
-  // the line is written to stderr.
-  std::function<void(absl::string_view)> log;
-  // Default: 10s.
-  absl::Duration log_interval = absl::Seconds(10);
-  // After the store fails with UNAVAILABLE or DEADLINE_EXCEEDED, calls skip
-  // the lookups for this long and serve computed variants, so a hung Redis
-  // holds up about one call per interval for its command timeout rather than
-  // every call. Default: 1s.
-  absl::Duration retry_after = absl::Seconds(1);
-};
-
-class StickyReader;
 
 // Every method raw, so that UnaryCall parses the requests.
 using RawAssignmentService = v1::AssignmentService::WithRawCallbackMethod_Assign<

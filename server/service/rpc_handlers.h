@@ -27,6 +27,7 @@
 #include "server/core/config_store.h"
 #include "server/core/event_store.h"
 #include "server/core/recorder.h"
+#include "server/core/sticky.h"
 
 namespace abexp {
 
@@ -50,8 +51,6 @@ void InstallProtobufLogLimiter();
 // INVALID_ARGUMENT for an attribute with no value. `field` names the unit
 // in errors, e.g. "unit" or "events[3].unit".
 absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto, absl::string_view field);
-
-class StickyReader;  // assignment_service.cc
 
 // AssignmentService. `recorder` records Assign's exposures when asked
 // (null: this server does not record, said in exposure_error). `sticky`
