@@ -535,6 +535,94 @@ Value StrOrNull(const std::string& s) {
   return v;
 }
 
+Value ConfigVersionsJson(const v1::GetResultsResponse& r) {
+  Value versions;
+  versions.mutable_list_value();
+  for (const v1::ConfigVersionSeen& seen : r.config_versions()) {
+    Value v;
+    Object(&v)["version"] = Str(seen.version());
+    Object(&v)["exposures"] = Num(static_cast<double>(seen.exposures()));
+    *versions.mutable_list_value()->add_values() = std::move(v);
+  }
+  return versions;
+}
+
+Value SrmJson(const v1::SampleRatio& srm) {
+  Value v;
+  Fields& f = Object(&v);
+  f["chi2"] = Num(Opt(srm.has_chi2(), srm.chi2()));
+  f["p_value"] = Num(Opt(srm.has_p_value(), srm.p_value()));
+  f["mismatch"] = Bool(srm.mismatch());
+  f["warnings"] = Strings(
+      std::vector<std::string>(srm.warnings().begin(), srm.warnings().end()));
+  return v;
+}
+
+// The variants without their metrics.
+Value VariantsJson(const v1::GetResultsResponse& r) {
+  Value variants;
+  variants.mutable_list_value();
+  for (const v1::VariantResult& v : r.variants()) {
+    Value item;
+    Object(&item)["key"] = Str(v.key());
+    Object(&item)["is_control"] = Bool(v.is_control());
+    Object(&item)["exposed_units"] =
+        Num(static_cast<double>(v.exposed_units()));
+    *variants.mutable_list_value()->add_values() = std::move(item);
+  }
+  return variants;
+}
+
+// One metric: its definition (from the first variant that has it) and one
+// cell per variant.
+Value MetricJson(const v1::GetResultsResponse& r, const std::string& key) {
+  Value metric;
+  Fields& mf = Object(&metric);
+  Value cells;
+  cells.mutable_list_value();
+  for (const v1::VariantResult& v : r.variants()) {
+    const v1::MetricResult* m = FindMetric(v, key);
+    if (m == nullptr) continue;
+    if (mf.empty()) {
+      mf["key"] = Str(key);
+      mf["type"] = Str(m->type());
+      mf["primary"] = Bool(m->primary());
+      mf["guardrail"] = Bool(m->guardrail());
+      mf["higher_is_better"] = Bool(m->higher_is_better());
+    }
+    *cells.mutable_list_value()->add_values() = CellJson(v, *m);
+  }
+  mf["variants"] = std::move(cells);
+  return metric;
+}
+
+Value GuardrailsJson(const v1::GetResultsResponse& r) {
+  Value guardrails;
+  guardrails.mutable_list_value();
+  for (const v1::GuardrailVerdict& g : r.guardrails()) {
+    Value v;
+    Fields& gf = Object(&v);
+    gf["metric"] = Str(g.metric_key());
+    gf["variant"] = Str(g.variant_key());
+    gf["worse"] = Bool(g.worse());
+    gf["p_value"] = Num(Opt(g.has_p_value(), g.p_value()));
+    *guardrails.mutable_list_value()->add_values() = std::move(v);
+  }
+  return guardrails;
+}
+
+Value DecisionJson(const v1::Decision& d) {
+  Value decision;
+  Fields& df = Object(&decision);
+  df["kind"] = Str(DecisionKindName(d.kind()));
+  df["text"] = Str(d.text());
+  df["variant"] = StrOrNull(d.variant());
+  df["metric"] = StrOrNull(d.metric());
+  df["more_days"] =
+      Num(Opt(d.has_more_days(), static_cast<double>(d.more_days())));
+  return decision;
+}
+
 // ---- CSV ----
 
 constexpr const char* kCsvColumns[] = {
@@ -630,86 +718,20 @@ std::string ResultsJson(const v1::GetResultsResponse& r) {
   f["experiment"] = Str(r.experiment_key());
   f["phase"] = Num(r.phase());
   f["config_version"] = Str(r.config_version());
-  Value versions;
-  versions.mutable_list_value();
-  for (const v1::ConfigVersionSeen& seen : r.config_versions()) {
-    Value v;
-    Object(&v)["version"] = Str(seen.version());
-    Object(&v)["exposures"] = Num(static_cast<double>(seen.exposures()));
-    *versions.mutable_list_value()->add_values() = std::move(v);
-  }
-  f["config_versions"] = std::move(versions);
+  f["config_versions"] = ConfigVersionsJson(r);
   f["alpha"] = Num(r.alpha());
   f["adjust_method"] = Str(r.adjust_method());
   f["multi_exposed_units"] = Num(static_cast<double>(r.multi_exposed_units()));
-  Value srm;
-  Fields& sf = Object(&srm);
-  sf["chi2"] = Num(Opt(r.srm().has_chi2(), r.srm().chi2()));
-  sf["p_value"] = Num(Opt(r.srm().has_p_value(), r.srm().p_value()));
-  sf["mismatch"] = Bool(r.srm().mismatch());
-  sf["warnings"] = Strings(std::vector<std::string>(r.srm().warnings().begin(),
-                                                    r.srm().warnings().end()));
-  f["srm"] = std::move(srm);
-
-  Value variants;
-  variants.mutable_list_value();
-  for (const v1::VariantResult& v : r.variants()) {
-    Value item;
-    Object(&item)["key"] = Str(v.key());
-    Object(&item)["is_control"] = Bool(v.is_control());
-    Object(&item)["exposed_units"] =
-        Num(static_cast<double>(v.exposed_units()));
-    *variants.mutable_list_value()->add_values() = std::move(item);
-  }
-  f["variants"] = std::move(variants);
-
+  f["srm"] = SrmJson(r.srm());
+  f["variants"] = VariantsJson(r);
   Value metrics;
   metrics.mutable_list_value();
   for (const std::string& key : MetricKeys(r)) {
-    Value metric;
-    Fields& mf = Object(&metric);
-    Value cells;
-    cells.mutable_list_value();
-    for (const v1::VariantResult& v : r.variants()) {
-      const v1::MetricResult* m = FindMetric(v, key);
-      if (m == nullptr) continue;
-      if (mf.empty()) {
-        mf["key"] = Str(key);
-        mf["type"] = Str(m->type());
-        mf["primary"] = Bool(m->primary());
-        mf["guardrail"] = Bool(m->guardrail());
-        mf["higher_is_better"] = Bool(m->higher_is_better());
-      }
-      *cells.mutable_list_value()->add_values() = CellJson(v, *m);
-    }
-    mf["variants"] = std::move(cells);
-    *metrics.mutable_list_value()->add_values() = std::move(metric);
+    *metrics.mutable_list_value()->add_values() = MetricJson(r, key);
   }
   f["metrics"] = std::move(metrics);
-
-  Value guardrails;
-  guardrails.mutable_list_value();
-  for (const v1::GuardrailVerdict& g : r.guardrails()) {
-    Value v;
-    Fields& gf = Object(&v);
-    gf["metric"] = Str(g.metric_key());
-    gf["variant"] = Str(g.variant_key());
-    gf["worse"] = Bool(g.worse());
-    gf["p_value"] = Num(Opt(g.has_p_value(), g.p_value()));
-    *guardrails.mutable_list_value()->add_values() = std::move(v);
-  }
-  f["guardrails"] = std::move(guardrails);
-
-  Value decision;
-  Fields& df = Object(&decision);
-  const v1::Decision& d = r.decision();
-  df["kind"] = Str(DecisionKindName(d.kind()));
-  df["text"] = Str(d.text());
-  df["variant"] = StrOrNull(d.variant());
-  df["metric"] = StrOrNull(d.metric());
-  df["more_days"] =
-      Num(Opt(d.has_more_days(), static_cast<double>(d.more_days())));
-  f["decision"] = std::move(decision);
+  f["guardrails"] = GuardrailsJson(r);
+  f["decision"] = DecisionJson(r.decision());
   return ToJson(s);
 }
 
