@@ -342,59 +342,77 @@ void PrintLegend(const v1::GetResultsResponse& r, std::ostream& out) {
       "", "", out);
 }
 
-void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
-                 std::ostream& out) {
-  // The rows of this metric, control first.
-  std::vector<std::pair<const v1::VariantResult*, const v1::MetricResult*>>
-      rows;
+// One metric's rows, control first: each variant that has the metric.
+using MetricRows =
+    std::vector<std::pair<const v1::VariantResult*, const v1::MetricResult*>>;
+
+MetricRows RowsOf(const v1::GetResultsResponse& r, const std::string& key) {
+  MetricRows rows;
   for (const v1::VariantResult& v : r.variants()) {
     if (const v1::MetricResult* m = FindMetric(v, key))
       rows.emplace_back(&v, m);
   }
-  if (rows.empty()) return;
-  const v1::MetricResult& first = *rows[0].second;
-  const double scale = Scale(first);
+  return rows;
+}
 
+// The decimals of one metric's number columns, and the absolute-lift
+// intervals its bar must span.
+struct MetricScale {
   // Relative lifts are approximate (the delta method): two digits do.
-  Column estimate(3), absolute(3), relative(2);
+  Column estimate{3}, absolute{3}, relative{2};
   std::vector<std::pair<double, double>> intervals;
+};
+
+MetricScale ScaleOf(const MetricRows& rows, double scale) {
+  MetricScale s;
   for (const auto& [variant, m] : rows) {
-    estimate.Add(Opt(m->has_estimate(), m->estimate() * scale));
+    s.estimate.Add(Opt(m->has_estimate(), m->estimate() * scale));
     const v1::Effect& a = m->absolute();
     const v1::SequentialFigures& seq = m->sequential();
-    absolute.Add(Opt(a.has_estimate(), a.estimate() * scale));
-    absolute.Add(Opt(a.has_ci_low(), a.ci_low() * scale));
-    absolute.Add(Opt(a.has_ci_high(), a.ci_high() * scale));
-    absolute.Add(Opt(seq.has_ci_low(), seq.ci_low() * scale));
-    absolute.Add(Opt(seq.has_ci_high(), seq.ci_high() * scale));
+    s.absolute.Add(Opt(a.has_estimate(), a.estimate() * scale));
+    s.absolute.Add(Opt(a.has_ci_low(), a.ci_low() * scale));
+    s.absolute.Add(Opt(a.has_ci_high(), a.ci_high() * scale));
+    s.absolute.Add(Opt(seq.has_ci_low(), seq.ci_low() * scale));
+    s.absolute.Add(Opt(seq.has_ci_high(), seq.ci_high() * scale));
     const v1::Effect& rel = m->relative();
-    relative.Add(Opt(rel.has_estimate(), rel.estimate() * 100));
-    relative.Add(Opt(rel.has_ci_low(), rel.ci_low() * 100));
-    relative.Add(Opt(rel.has_ci_high(), rel.ci_high() * 100));
+    s.relative.Add(Opt(rel.has_estimate(), rel.estimate() * 100));
+    s.relative.Add(Opt(rel.has_ci_low(), rel.ci_low() * 100));
+    s.relative.Add(Opt(rel.has_ci_high(), rel.ci_high() * 100));
     if (!variant->is_control() && a.has_ci_low() && a.has_ci_high()) {
-      intervals.emplace_back(a.ci_low(), a.ci_high());
+      s.intervals.emplace_back(a.ci_low(), a.ci_high());
     }
   }
+  return s;
+}
 
+// "conversion (binomial, primary, higher is better)".
+void PrintMetricTitle(const std::string& key, const v1::MetricResult& first,
+                      std::ostream& out) {
   std::vector<std::string> traits = {first.type()};
   if (first.primary()) traits.push_back("primary");
   if (first.guardrail()) traits.push_back("guardrail");
   traits.push_back(first.higher_is_better() ? "higher is better"
                                             : "lower is better");
   out << "\n" << key << " (" << absl::StrJoin(traits, ", ") << ")\n";
+}
 
+// The header and one row per variant, every column but the bar, which is
+// drawn once their width is known.
+std::vector<std::vector<std::string>> MetricCells(const MetricRows& rows,
+                                                  double scale,
+                                                  const MetricScale& s) {
+  const v1::MetricResult& first = *rows[0].second;
   const std::string unit = IsRate(first) ? " pp" : "";
   const char* estimate_name = IsRate(first)             ? "RATE"
                               : first.type() == "ratio" ? "RATIO"
                                                         : "MEAN";
-  // Every column but the bar, which is drawn once their width is known.
   std::vector<std::vector<std::string>> cells = {
       {"VARIANT", "UNITS", estimate_name, absl::StrCat("ABS LIFT", unit),
        "REL LIFT %", "P", "ADJ P", "CHANCE", "ALWAYS-VALID"}};
   for (const auto& [variant, m] : rows) {
     std::string est = "-";
     if (m->has_estimate()) {
-      est = Fixed(m->estimate() * scale, estimate.decimals());
+      est = Fixed(m->estimate() * scale, s.estimate.decimals());
       if (IsRate(*m)) est += "%";
     }
     if (variant->is_control()) {
@@ -406,18 +424,23 @@ void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
     const v1::SequentialFigures& seq = m->sequential();
     cells.push_back(
         {variant->key(), absl::StrCat(variant->exposed_units()), est,
-         Lift(a, scale, absolute.decimals()),
-         Lift(m->relative(), 100, relative.decimals()),
+         Lift(a, scale, s.absolute.decimals()),
+         Lift(m->relative(), 100, s.relative.decimals()),
          PValue(Opt(a.has_p_value(), a.p_value())),
          PValue(Opt(a.has_adjusted_p_value(), a.adjusted_p_value())),
          Chance(Opt(m->bayes().has_chance_to_beat_control(),
                     m->bayes().chance_to_beat_control())),
          Interval(Opt(seq.has_ci_low(), seq.ci_low()),
                   Opt(seq.has_ci_high(), seq.ci_high()), scale,
-                  absolute.decimals())});
+                  s.absolute.decimals())});
   }
-  // Table::Print's layout: each column as wide as its widest cell, two
-  // spaces apart.
+  return cells;
+}
+
+// What is left of kTextWidth for the bar beside `cells`, laid out as
+// Table::Print does (each column as wide as its widest cell, two spaces
+// apart), within [kMinBarWidth, kMaxBarWidth].
+int BarWidth(const std::vector<std::vector<std::string>>& cells) {
   size_t used = 0;
   for (size_t c = 0; c < cells[0].size(); ++c) {
     size_t width = 0;
@@ -426,10 +449,21 @@ void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
     }
     used += width + 2;
   }
-  const int bar_width = static_cast<int>(std::clamp<size_t>(
+  return static_cast<int>(std::clamp<size_t>(
       used < kTextWidth ? kTextWidth - used : 0, kMinBarWidth, kMaxBarWidth));
-  const std::optional<Bar> bar = Bar::Of(intervals, bar_width);
+}
 
+void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
+                 std::ostream& out) {
+  const MetricRows rows = RowsOf(r, key);
+  if (rows.empty()) return;
+  const v1::MetricResult& first = *rows[0].second;
+  const double scale = Scale(first);
+  const MetricScale s = ScaleOf(rows, scale);
+  PrintMetricTitle(key, first, out);
+
+  std::vector<std::vector<std::string>> cells = MetricCells(rows, scale, s);
+  const std::optional<Bar> bar = Bar::Of(s.intervals, BarWidth(cells));
   Table t;
   for (size_t i = 0; i < cells.size(); ++i) {
     std::vector<std::string> row = std::move(cells[i]);
@@ -444,9 +478,9 @@ void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
   }
   t.Print(out);
   if (bar) {
-    out << "bar scale: " << Fixed(bar->lo() * scale, absolute.decimals())
-        << " to " << Fixed(bar->hi() * scale, absolute.decimals()) << unit
-        << "\n";
+    out << "bar scale: " << Fixed(bar->lo() * scale, s.absolute.decimals())
+        << " to " << Fixed(bar->hi() * scale, s.absolute.decimals())
+        << (IsRate(first) ? " pp" : "") << "\n";
   }
   for (const auto& [variant, m] : rows) {
     for (const std::string& w : m->warnings()) {
@@ -533,6 +567,94 @@ Value StrOrNull(const std::string& s) {
   Value v;
   v.set_null_value(google::protobuf::NULL_VALUE);
   return v;
+}
+
+Value ConfigVersionsJson(const v1::GetResultsResponse& r) {
+  Value versions;
+  versions.mutable_list_value();
+  for (const v1::ConfigVersionSeen& seen : r.config_versions()) {
+    Value v;
+    Object(&v)["version"] = Str(seen.version());
+    Object(&v)["exposures"] = Num(static_cast<double>(seen.exposures()));
+    *versions.mutable_list_value()->add_values() = std::move(v);
+  }
+  return versions;
+}
+
+Value SrmJson(const v1::SampleRatio& srm) {
+  Value v;
+  Fields& f = Object(&v);
+  f["chi2"] = Num(Opt(srm.has_chi2(), srm.chi2()));
+  f["p_value"] = Num(Opt(srm.has_p_value(), srm.p_value()));
+  f["mismatch"] = Bool(srm.mismatch());
+  f["warnings"] = Strings(
+      std::vector<std::string>(srm.warnings().begin(), srm.warnings().end()));
+  return v;
+}
+
+// The variants without their metrics.
+Value VariantsJson(const v1::GetResultsResponse& r) {
+  Value variants;
+  variants.mutable_list_value();
+  for (const v1::VariantResult& v : r.variants()) {
+    Value item;
+    Object(&item)["key"] = Str(v.key());
+    Object(&item)["is_control"] = Bool(v.is_control());
+    Object(&item)["exposed_units"] =
+        Num(static_cast<double>(v.exposed_units()));
+    *variants.mutable_list_value()->add_values() = std::move(item);
+  }
+  return variants;
+}
+
+// One metric: its definition (from the first variant that has it) and one
+// cell per variant.
+Value MetricJson(const v1::GetResultsResponse& r, const std::string& key) {
+  Value metric;
+  Fields& mf = Object(&metric);
+  Value cells;
+  cells.mutable_list_value();
+  for (const v1::VariantResult& v : r.variants()) {
+    const v1::MetricResult* m = FindMetric(v, key);
+    if (m == nullptr) continue;
+    if (mf.empty()) {
+      mf["key"] = Str(key);
+      mf["type"] = Str(m->type());
+      mf["primary"] = Bool(m->primary());
+      mf["guardrail"] = Bool(m->guardrail());
+      mf["higher_is_better"] = Bool(m->higher_is_better());
+    }
+    *cells.mutable_list_value()->add_values() = CellJson(v, *m);
+  }
+  mf["variants"] = std::move(cells);
+  return metric;
+}
+
+Value GuardrailsJson(const v1::GetResultsResponse& r) {
+  Value guardrails;
+  guardrails.mutable_list_value();
+  for (const v1::GuardrailVerdict& g : r.guardrails()) {
+    Value v;
+    Fields& gf = Object(&v);
+    gf["metric"] = Str(g.metric_key());
+    gf["variant"] = Str(g.variant_key());
+    gf["worse"] = Bool(g.worse());
+    gf["p_value"] = Num(Opt(g.has_p_value(), g.p_value()));
+    *guardrails.mutable_list_value()->add_values() = std::move(v);
+  }
+  return guardrails;
+}
+
+Value DecisionJson(const v1::Decision& d) {
+  Value decision;
+  Fields& df = Object(&decision);
+  df["kind"] = Str(DecisionKindName(d.kind()));
+  df["text"] = Str(d.text());
+  df["variant"] = StrOrNull(d.variant());
+  df["metric"] = StrOrNull(d.metric());
+  df["more_days"] =
+      Num(Opt(d.has_more_days(), static_cast<double>(d.more_days())));
+  return decision;
 }
 
 // ---- CSV ----
@@ -630,86 +752,20 @@ std::string ResultsJson(const v1::GetResultsResponse& r) {
   f["experiment"] = Str(r.experiment_key());
   f["phase"] = Num(r.phase());
   f["config_version"] = Str(r.config_version());
-  Value versions;
-  versions.mutable_list_value();
-  for (const v1::ConfigVersionSeen& seen : r.config_versions()) {
-    Value v;
-    Object(&v)["version"] = Str(seen.version());
-    Object(&v)["exposures"] = Num(static_cast<double>(seen.exposures()));
-    *versions.mutable_list_value()->add_values() = std::move(v);
-  }
-  f["config_versions"] = std::move(versions);
+  f["config_versions"] = ConfigVersionsJson(r);
   f["alpha"] = Num(r.alpha());
   f["adjust_method"] = Str(r.adjust_method());
   f["multi_exposed_units"] = Num(static_cast<double>(r.multi_exposed_units()));
-  Value srm;
-  Fields& sf = Object(&srm);
-  sf["chi2"] = Num(Opt(r.srm().has_chi2(), r.srm().chi2()));
-  sf["p_value"] = Num(Opt(r.srm().has_p_value(), r.srm().p_value()));
-  sf["mismatch"] = Bool(r.srm().mismatch());
-  sf["warnings"] = Strings(std::vector<std::string>(r.srm().warnings().begin(),
-                                                    r.srm().warnings().end()));
-  f["srm"] = std::move(srm);
-
-  Value variants;
-  variants.mutable_list_value();
-  for (const v1::VariantResult& v : r.variants()) {
-    Value item;
-    Object(&item)["key"] = Str(v.key());
-    Object(&item)["is_control"] = Bool(v.is_control());
-    Object(&item)["exposed_units"] =
-        Num(static_cast<double>(v.exposed_units()));
-    *variants.mutable_list_value()->add_values() = std::move(item);
-  }
-  f["variants"] = std::move(variants);
-
+  f["srm"] = SrmJson(r.srm());
+  f["variants"] = VariantsJson(r);
   Value metrics;
   metrics.mutable_list_value();
   for (const std::string& key : MetricKeys(r)) {
-    Value metric;
-    Fields& mf = Object(&metric);
-    Value cells;
-    cells.mutable_list_value();
-    for (const v1::VariantResult& v : r.variants()) {
-      const v1::MetricResult* m = FindMetric(v, key);
-      if (m == nullptr) continue;
-      if (mf.empty()) {
-        mf["key"] = Str(key);
-        mf["type"] = Str(m->type());
-        mf["primary"] = Bool(m->primary());
-        mf["guardrail"] = Bool(m->guardrail());
-        mf["higher_is_better"] = Bool(m->higher_is_better());
-      }
-      *cells.mutable_list_value()->add_values() = CellJson(v, *m);
-    }
-    mf["variants"] = std::move(cells);
-    *metrics.mutable_list_value()->add_values() = std::move(metric);
+    *metrics.mutable_list_value()->add_values() = MetricJson(r, key);
   }
   f["metrics"] = std::move(metrics);
-
-  Value guardrails;
-  guardrails.mutable_list_value();
-  for (const v1::GuardrailVerdict& g : r.guardrails()) {
-    Value v;
-    Fields& gf = Object(&v);
-    gf["metric"] = Str(g.metric_key());
-    gf["variant"] = Str(g.variant_key());
-    gf["worse"] = Bool(g.worse());
-    gf["p_value"] = Num(Opt(g.has_p_value(), g.p_value()));
-    *guardrails.mutable_list_value()->add_values() = std::move(v);
-  }
-  f["guardrails"] = std::move(guardrails);
-
-  Value decision;
-  Fields& df = Object(&decision);
-  const v1::Decision& d = r.decision();
-  df["kind"] = Str(DecisionKindName(d.kind()));
-  df["text"] = Str(d.text());
-  df["variant"] = StrOrNull(d.variant());
-  df["metric"] = StrOrNull(d.metric());
-  df["more_days"] =
-      Num(Opt(d.has_more_days(), static_cast<double>(d.more_days())));
-  f["decision"] = std::move(decision);
+  f["guardrails"] = GuardrailsJson(r);
+  f["decision"] = DecisionJson(r.decision());
   return ToJson(s);
 }
 

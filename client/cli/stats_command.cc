@@ -559,8 +559,8 @@ constexpr Form kObserved{"observed", "exposed units per variant", "5040,4960"};
 constexpr Form kWeights{"weights", "one weight per variant", "0.5,0.5"};
 constexpr Form kThreshold{"threshold", "a p-value in (0, 1)", "0.001"};
 
-int RunSrm(const std::vector<std::string>& argv) {
-  const Command command{
+Command SrmCommand() {
+  return Command{
       "stats srm",
       absl::StrCat(
           "usage: abexp stats srm --observed N1,N2,... [--weights "
@@ -581,47 +581,107 @@ int RunSrm(const std::vector<std::string>& argv) {
           "weighted variants).\n"),
       {"observed", "weights", "threshold", "format"},
       {}};
-  Args args;
-  bool json = false;
-  if (std::optional<int> done = Begin(command, argv, &args, &json)) {
-    return *done;
-  }
-  absl::StatusOr<std::string> observed_text = Required(args, kObserved);
-  if (!observed_text.ok()) {
-    return Error(command, observed_text.status());
-  }
+}
+
+// --observed: at least one count of units.
+absl::StatusOr<std::vector<int64_t>> ParseObserved(const Args& args) {
+  absl::StatusOr<std::string> text = Required(args, kObserved);
+  if (!text.ok()) return text.status();
   absl::StatusOr<std::vector<int64_t>> observed = ParseList<int64_t>(
-      *observed_text, kObserved,
+      *text, kObserved,
       [](absl::string_view item) -> std::optional<int64_t> {
         int64_t n = 0;
         if (!absl::SimpleAtoi(item, &n) || n < 0) return std::nullopt;
         return n;
       },
       "is not a whole number of units, 0 or more");
+  if (observed.ok() && observed->empty()) {
+    return Bad(kObserved, "", "no variants");
+  }
+  return observed;
+}
+
+// --weights: one per variant; equal weights when absent.
+absl::StatusOr<std::vector<double>> ParseWeights(const Args& args,
+                                                 size_t variants) {
+  if (args.flags.count(kWeights.flag) == 0) {
+    return std::vector<double>(variants, 1.0);
+  }
+  const std::string text = args.Get(kWeights.flag, "");
+  absl::StatusOr<std::vector<double>> weights = ParseList<double>(
+      text, kWeights,
+      [](absl::string_view item) -> std::optional<double> {
+        double w = 0;
+        if (!ParseFinite(item, &w) || w < 0) return std::nullopt;
+        return w;
+      },
+      "is not a weight (a finite number, 0 or more)");
+  if (weights.ok() && weights->size() != variants) {
+    return Bad(kWeights, text,
+               absl::StrCat(weights->size(), " weights for ", variants,
+                            " variants in --observed"));
+  }
+  return weights;
+}
+
+void PrintSrmJson(const stats::SrmResult& r) {
+  Struct s;
+  Fields& f = *s.mutable_fields();
+  f["chi2"] = Num(r.chi2);
+  f["p_value"] = Num(r.p_value);
+  f["mismatch"].set_bool_value(r.mismatch);
+  f["df"] = Num(r.degrees_of_freedom);
+  f["warnings"] = Strings(r.warnings);
+  std::cout << ToJson(s);
+}
+
+// The observed and expected shares per variant, the test, and the verdict.
+void PrintSrmText(const std::vector<int64_t>& observed,
+                  const std::vector<double>& weights, const stats::SrmResult& r,
+                  double threshold) {
+  double total = 0;
+  double weight_sum = 0;
+  for (size_t i = 0; i < observed.size(); ++i) {
+    total += static_cast<double>(observed[i]);
+    weight_sum += weights[i];
+  }
+  Table t;
+  t.AddRow({"variant", "observed", "share", "expected share"});
+  for (size_t i = 0; i < observed.size(); ++i) {
+    t.AddRow({absl::StrCat(i), absl::StrCat(observed[i]),
+              total > 0 ? absl::StrFormat("%.2f%%", observed[i] / total * 100)
+                        : "n/a",
+              weight_sum > 0
+                  ? absl::StrFormat("%.2f%%", weights[i] / weight_sum * 100)
+                  : "n/a"});
+  }
+  t.Print(std::cout);
+  std::cout << "\nchi2 = " << Plain(r.chi2) << ", df = " << r.degrees_of_freedom
+            << ", p = " << Plain(r.p_value) << "\n";
+  PrintWarnings(r.warnings, std::cout);
+  if (r.mismatch) {
+    std::cout << "MISMATCH: do not trust the results of these variants (p < "
+              << threshold
+              << "); find why units were lost or added unevenly first\n";
+  } else if (r.p_value) {
+    std::cout << "OK: no sample-ratio mismatch (p >= " << threshold << ")\n";
+  } else {
+    std::cout << "no verdict: the check is undefined (see the warnings)\n";
+  }
+}
+
+int RunSrm(const std::vector<std::string>& argv) {
+  const Command command = SrmCommand();
+  Args args;
+  bool json = false;
+  if (std::optional<int> done = Begin(command, argv, &args, &json)) {
+    return *done;
+  }
+  absl::StatusOr<std::vector<int64_t>> observed = ParseObserved(args);
   if (!observed.ok()) return Error(command, observed.status());
-  if (observed->empty()) {
-    return Error(command, Bad(kObserved, "", "no variants"));
-  }
-  std::vector<double> weights(observed->size(), 1.0);
-  if (args.flags.count(kWeights.flag) > 0) {
-    const std::string text = args.Get(kWeights.flag, "");
-    absl::StatusOr<std::vector<double>> parsed = ParseList<double>(
-        text, kWeights,
-        [](absl::string_view item) -> std::optional<double> {
-          double w = 0;
-          if (!ParseFinite(item, &w) || w < 0) return std::nullopt;
-          return w;
-        },
-        "is not a weight (a finite number, 0 or more)");
-    if (!parsed.ok()) return Error(command, parsed.status());
-    if (parsed->size() != observed->size()) {
-      return Error(command, Bad(kWeights, text,
-                                absl::StrCat(parsed->size(), " weights for ",
-                                             observed->size(),
-                                             " variants in --observed")));
-    }
-    weights = *std::move(parsed);
-  }
+  absl::StatusOr<std::vector<double>> weights =
+      ParseWeights(args, observed->size());
+  if (!weights.ok()) return Error(command, weights.status());
   stats::SrmOptions options;
   absl::StatusOr<double> threshold =
       ParseBetween(args, kThreshold, options.threshold, 0, 1);
@@ -629,54 +689,15 @@ int RunSrm(const std::vector<std::string>& argv) {
   options.threshold = *threshold;
 
   absl::StatusOr<stats::SrmResult> r =
-      stats::CheckSampleRatio(*observed, weights, options);
+      stats::CheckSampleRatio(*observed, *weights, options);
   if (!r.ok()) {
     // Left for the library: e.g. all weights 0.
     return Error(command, Prefixed("--observed/--weights", r.status()));
   }
-
   if (json) {
-    Struct s;
-    Fields& f = *s.mutable_fields();
-    f["chi2"] = Num(r->chi2);
-    f["p_value"] = Num(r->p_value);
-    f["mismatch"].set_bool_value(r->mismatch);
-    f["df"] = Num(r->degrees_of_freedom);
-    f["warnings"] = Strings(r->warnings);
-    std::cout << ToJson(s);
-    return kExitOk;
-  }
-  double total = 0;
-  double weight_sum = 0;
-  for (size_t i = 0; i < observed->size(); ++i) {
-    total += static_cast<double>((*observed)[i]);
-    weight_sum += weights[i];
-  }
-  Table t;
-  t.AddRow({"variant", "observed", "share", "expected share"});
-  for (size_t i = 0; i < observed->size(); ++i) {
-    t.AddRow({absl::StrCat(i), absl::StrCat((*observed)[i]),
-              total > 0
-                  ? absl::StrFormat("%.2f%%", (*observed)[i] / total * 100)
-                  : "n/a",
-              weight_sum > 0
-                  ? absl::StrFormat("%.2f%%", weights[i] / weight_sum * 100)
-                  : "n/a"});
-  }
-  t.Print(std::cout);
-  std::cout << "\nchi2 = " << Plain(r->chi2)
-            << ", df = " << r->degrees_of_freedom
-            << ", p = " << Plain(r->p_value) << "\n";
-  PrintWarnings(r->warnings, std::cout);
-  if (r->mismatch) {
-    std::cout << "MISMATCH: do not trust the results of these variants (p < "
-              << options.threshold
-              << "); find why units were lost or added unevenly first\n";
-  } else if (r->p_value) {
-    std::cout << "OK: no sample-ratio mismatch (p >= " << options.threshold
-              << ")\n";
+    PrintSrmJson(*r);
   } else {
-    std::cout << "no verdict: the check is undefined (see the warnings)\n";
+    PrintSrmText(*observed, *weights, *r, options.threshold);
   }
   return kExitOk;
 }
@@ -685,8 +706,8 @@ constexpr Form kBaseline{"baseline", "a conversion rate in (0, 1)", "0.02"};
 constexpr Form kMde{"mde", "a relative lift, non-zero", "0.10 for +10%"};
 constexpr Form kPower{"power", "a probability in [0.5, 1)", "0.8"};
 
-int RunSampleSize(const std::vector<std::string>& argv) {
-  const Command command{
+Command SampleSizeCommand() {
+  return Command{
       "stats sample-size",
       absl::StrCat(
           "usage: abexp stats sample-size --baseline P --mde M [--alpha A] "
@@ -705,6 +726,50 @@ int RunSampleSize(const std::vector<std::string>& argv) {
           kFormatFlag, "\nJSON: {per_variant, per_variant_exact, ...}.\n"),
       {"baseline", "mde", "alpha", "power", "format"},
       {}};
+}
+
+// --alpha and --power.
+absl::StatusOr<stats::PowerOptions> ParsePowerOptions(const Args& args) {
+  stats::PowerOptions options;
+  absl::StatusOr<double> alpha = ParseBetween(args, kAlpha, 0.05, 0, 1);
+  if (!alpha.ok()) return alpha.status();
+  options.alpha = *alpha;
+  absl::StatusOr<double> power = ParseNumber(args, kPower, options.power);
+  if (!power.ok()) return power.status();
+  if (!(*power >= 0.5 && *power < 1)) {
+    return Bad(kPower, args.Get(kPower.flag, ""), "must be in [0.5, 1)");
+  }
+  options.power = *power;
+  return options;
+}
+
+void PrintSampleSize(const stats::SampleSizeResult& r, double mde,
+                     const stats::PowerOptions& options, bool json) {
+  if (json) {
+    Struct s;
+    Fields& f = *s.mutable_fields();
+    f["per_variant"] = Num(static_cast<double>(r.per_variant));
+    f["per_variant_exact"] = Num(r.per_variant_exact);
+    f["baseline"] = Num(r.baseline);
+    f["treatment"] = Num(r.treatment);
+    f["mde"] = Num(mde);
+    f["alpha"] = Num(options.alpha);
+    f["power"] = Num(options.power);
+    std::cout << ToJson(s);
+    return;
+  }
+  Table t;
+  t.AddRow({"per variant", absl::StrCat(r.per_variant, " units")});
+  t.AddRow({"rates",
+            absl::StrFormat("%.4g%% -> %.4g%% (%+.4g%% relative)",
+                            r.baseline * 100, r.treatment * 100, mde * 100)});
+  t.AddRow({"test", absl::StrFormat("two-sided, α=%g, power %g%%",
+                                    options.alpha, options.power * 100)});
+  t.Print(std::cout);
+}
+
+int RunSampleSize(const std::vector<std::string>& argv) {
+  const Command command = SampleSizeCommand();
   Args args;
   bool json = false;
   if (std::optional<int> done = Begin(command, argv, &args, &json)) {
@@ -723,20 +788,11 @@ int RunSampleSize(const std::vector<std::string>& argv) {
     return Error(command, Bad(kMde, args.Get(kMde.flag, ""),
                               "a lift of 0 cannot be detected"));
   }
-  stats::PowerOptions options;
-  absl::StatusOr<double> alpha = ParseBetween(args, kAlpha, 0.05, 0, 1);
-  if (!alpha.ok()) return Error(command, alpha.status());
-  options.alpha = *alpha;
-  absl::StatusOr<double> power = ParseNumber(args, kPower, options.power);
-  if (!power.ok()) return Error(command, power.status());
-  if (!(*power >= 0.5 && *power < 1)) {
-    return Error(command,
-                 Bad(kPower, args.Get(kPower.flag, ""), "must be in [0.5, 1)"));
-  }
-  options.power = *power;
+  absl::StatusOr<stats::PowerOptions> options = ParsePowerOptions(args);
+  if (!options.ok()) return Error(command, options.status());
 
   absl::StatusOr<stats::SampleSizeResult> r =
-      stats::BinomialSampleSize(*baseline, *mde, options);
+      stats::BinomialSampleSize(*baseline, *mde, *options);
   if (!r.ok()) {
     // Left for the library: a treatment rate outside (0, 1), or an MDE too
     // small to ever detect.
@@ -744,28 +800,7 @@ int RunSampleSize(const std::vector<std::string>& argv) {
                                                 " --mde ", *mde),
                                    r.status()));
   }
-
-  if (json) {
-    Struct s;
-    Fields& f = *s.mutable_fields();
-    f["per_variant"] = Num(static_cast<double>(r->per_variant));
-    f["per_variant_exact"] = Num(r->per_variant_exact);
-    f["baseline"] = Num(r->baseline);
-    f["treatment"] = Num(r->treatment);
-    f["mde"] = Num(*mde);
-    f["alpha"] = Num(options.alpha);
-    f["power"] = Num(options.power);
-    std::cout << ToJson(s);
-    return kExitOk;
-  }
-  Table t;
-  t.AddRow({"per variant", absl::StrCat(r->per_variant, " units")});
-  t.AddRow({"rates", absl::StrFormat("%.4g%% -> %.4g%% (%+.4g%% relative)",
-                                     r->baseline * 100, r->treatment * 100,
-                                     *mde * 100)});
-  t.AddRow({"test", absl::StrFormat("two-sided, α=%g, power %g%%",
-                                    options.alpha, options.power * 100)});
-  t.Print(std::cout);
+  PrintSampleSize(*r, *mde, *options, json);
   return kExitOk;
 }
 

@@ -1,8 +1,8 @@
-// ResultsServiceImpl serves abexp.v1.ResultsService: it reads one
-// experiment's aggregates from the EventStore and runs the stats library on
-// them (comparisons, Bayes, SRM, multiple-comparison adjustment, power) to
-// produce the figures and a decision. docs/statistics.md ("Results RPC")
-// gives the mapping and the decision rules.
+// ResultsServiceImpl serves abexp.v1.ResultsService: it checks the request,
+// reads one experiment's aggregates from the EventStore, has the core compute
+// the figures and the decision (server/core/results.h) and converts them to
+// the response. docs/statistics.md ("Results RPC") gives the mapping and the
+// decision rules.
 //
 // HandleGetResults (rpc_handlers.h) is the RPC without a server.
 //
@@ -14,29 +14,15 @@
 
 #include "abexp/v1/results.grpc.pb.h"
 #include "abexp/v1/results.pb.h"
-#include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
-#include "server/core/config.h"
 #include "server/core/config_store.h"
 #include "server/core/event_store.h"
 
 namespace abexp {
 
-// The relative change the "keep running" rule sizes the primary metric
-// for: 80% power to detect +5%.
-inline constexpr double kResultsRelativeMde = 0.05;
-
-// Computes the response from a config snapshot and the experiment's
-// aggregates. Public so it can be tested without a server.
-absl::Status ComputeResults(const Config& config,
-                            const v1::GetResultsRequest& request,
-                            EventStore* store,
-                            v1::GetResultsResponse* response);
-
 // Raw, so that UnaryCall parses the requests.
-using RawResultsService =
-    v1::ResultsService::WithRawCallbackMethod_GetResults<
-        v1::ResultsService::Service>;
+using RawResultsService = v1::ResultsService::WithRawCallbackMethod_GetResults<
+    v1::ResultsService::Service>;
 
 class ResultsServiceImpl final : public RawResultsService {
  public:

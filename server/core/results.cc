@@ -1,0 +1,437 @@
+#include "server/core/results.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace abexp {
+namespace {
+
+const MetricAggregate& MetricIn(const VariantAggregate& variant,
+                                const std::string& key) {
+  static const MetricAggregate* const kZero = new MetricAggregate();
+  auto it = variant.metrics.find(key);
+  return it == variant.metrics.end() ? *kZero : it->second;
+}
+
+bool IsBinomialLike(MetricType type) {
+  return type == MetricType::kBinomial || type == MetricType::kRetention;
+}
+
+// The arm's estimate: a rate, a mean per exposed unit, or Σnum / Σden.
+std::optional<double> ArmEstimate(const Metric& metric,
+                                  const VariantAggregate& variant) {
+  const MetricAggregate& m = MetricIn(variant, metric.key);
+  if (metric.type == MetricType::kRatio) {
+    if (m.sum_den == 0) return std::nullopt;
+    return static_cast<double>(m.sum_num / m.sum_den);
+  }
+  if (variant.exposed == 0) return std::nullopt;
+  return static_cast<double>(m.sum / variant.exposed);
+}
+
+// For binomial and retention metrics `sum` is the number of converted (or
+// active) units, and every exposed unit is a trial.
+stats::BinomialArm BinomialArmOf(const VariantAggregate& variant,
+                                 const MetricAggregate& m) {
+  return {variant.exposed, static_cast<int64_t>(std::llround(m.sum))};
+}
+
+// The frequentist comparison of `metric` between the arms.
+absl::StatusOr<stats::Comparison> CompareArms(
+    const Metric& metric, const VariantAggregate& control,
+    const VariantAggregate& treatment, const stats::CompareOptions& options) {
+  const MetricAggregate& c = MetricIn(control, metric.key);
+  const MetricAggregate& t = MetricIn(treatment, metric.key);
+  if (IsBinomialLike(metric.type)) {
+    return stats::CompareProportions(BinomialArmOf(control, c),
+                                     BinomialArmOf(treatment, t), options);
+  }
+  if (metric.type == MetricType::kSum) {
+    // Units without events have x = 0, so n is every exposed unit.
+    return stats::CompareMeans({control.exposed, c.sum, c.sum_sq},
+                               {treatment.exposed, t.sum, t.sum_sq}, options);
+  }
+  return stats::CompareRatios({control.exposed, c.sum_num, c.sum_den,
+                               c.sum_num_sq, c.sum_den_sq, c.sum_num_den},
+                              {treatment.exposed, t.sum_num, t.sum_den,
+                               t.sum_num_sq, t.sum_den_sq, t.sum_num_den},
+                              options);
+}
+
+// The Bayesian figures beside `comparison`: Beta posteriors for
+// binomial-like metrics, the Gaussian approximation otherwise. Null when the
+// comparison leaves nothing to base the approximation on.
+std::optional<absl::StatusOr<stats::BayesResult>> BayesOf(
+    const Metric& metric, const VariantAggregate& control,
+    const VariantAggregate& treatment, const stats::Comparison& comparison) {
+  if (IsBinomialLike(metric.type)) {
+    return stats::BayesProportions(
+        BinomialArmOf(control, MetricIn(control, metric.key)),
+        BinomialArmOf(treatment, MetricIn(treatment, metric.key)));
+  }
+  if (!comparison.absolute.estimate.has_value() ||
+      !comparison.absolute.standard_error.has_value()) {
+    return std::nullopt;
+  }
+  return stats::BayesGaussian(*comparison.absolute.estimate,
+                              *comparison.absolute.standard_error);
+}
+
+// Fills the comparison, Bayes figures and warnings of `cell`, a non-control
+// variant's metric.
+void CompareWithControl(const Metric& metric, const VariantAggregate& control,
+                        const VariantAggregate& treatment,
+                        const stats::CompareOptions& options,
+                        MetricResult* cell) {
+  absl::StatusOr<stats::Comparison> comparison =
+      CompareArms(metric, control, treatment, options);
+  if (!comparison.ok()) {
+    // Aggregates no real data produce; report rather than fail the call.
+    cell->warnings.push_back(
+        absl::StrCat("cannot compare: ", comparison.status().message()));
+    return;
+  }
+  std::optional<absl::StatusOr<stats::BayesResult>> bayes =
+      BayesOf(metric, control, treatment, *comparison);
+  if (bayes.has_value()) {
+    if (bayes->ok()) {
+      cell->bayes = **std::move(bayes);
+    } else {
+      cell->warnings.push_back(std::string(bayes->status().message()));
+    }
+  }
+  cell->comparison = *std::move(comparison);
+  cell->warnings.insert(cell->warnings.end(),
+                        cell->comparison->warnings.begin(),
+                        cell->comparison->warnings.end());
+  if (cell->bayes) {
+    cell->warnings.insert(cell->warnings.end(), cell->bayes->warnings.begin(),
+                          cell->bayes->warnings.end());
+  }
+}
+
+// Whether `estimate` points the good way for `metric`.
+bool IsBetter(const Metric& metric, double estimate) {
+  return metric.higher_is_better ? estimate > 0 : estimate < 0;
+}
+bool IsWorse(const Metric& metric, double estimate) {
+  return metric.higher_is_better ? estimate < 0 : estimate > 0;
+}
+
+// Exposed units per day per variant: the exposures over the days from the
+// first cohort day to `now` (UTC), both included, so a stalled experiment
+// shows its lower traffic.
+std::vector<double> UnitsPerDay(const ExperimentAggregates& aggregates,
+                                absl::Time now) {
+  std::vector<double> per_day(aggregates.variants.size(), 0);
+  if (aggregates.daily.empty()) return per_day;
+  absl::Time first;
+  std::string err;
+  int64_t days = 1;
+  if (absl::ParseTime("%Y-%m-%d", aggregates.daily.begin()->first,
+                      absl::UTCTimeZone(), &first, &err)) {
+    days = std::max<int64_t>(1, absl::ToInt64Hours(now - first) / 24 + 1);
+  }
+  for (size_t i = 0; i < per_day.size(); ++i) {
+    per_day[i] = static_cast<double>(aggregates.variants[i].exposed) /
+                 static_cast<double>(days);
+  }
+  return per_day;
+}
+
+std::vector<int64_t> ExposedUnits(const ExperimentAggregates& aggregates) {
+  std::vector<int64_t> exposed;
+  for (const VariantAggregate& v : aggregates.variants) {
+    exposed.push_back(v.exposed);
+  }
+  return exposed;
+}
+
+// The sample-ratio check against the configured weights.
+stats::SrmResult CheckSampleRatioOf(const Experiment& experiment,
+                                    const ExperimentAggregates& aggregates) {
+  std::vector<double> weights;
+  for (const Variant& v : experiment.variants) {
+    weights.push_back(static_cast<double>(v.weight));
+  }
+  absl::StatusOr<stats::SrmResult> srm =
+      stats::CheckSampleRatio(ExposedUnits(aggregates), weights);
+  if (srm.ok()) return *std::move(srm);
+  stats::SrmResult impossible;
+  impossible.warnings.push_back(
+      absl::StrCat("SRM check not possible: ", srm.status().message()));
+  return impossible;
+}
+
+// Multiple comparisons: one family of absolute p-values (and one of
+// relative ones) over non-control variants x non-guardrail metrics.
+// Guardrails are protective, so they keep their raw p-values.
+absl::Status AdjustFamilies(const std::vector<Metric>& metrics,
+                            stats::AdjustMethod method,
+                            std::vector<VariantResults>* variants) {
+  std::vector<std::optional<double>> abs_family, rel_family;
+  for (size_t m = 0; m < metrics.size(); ++m) {
+    if (metrics[m].guardrail) continue;
+    for (size_t v = 1; v < variants->size(); ++v) {
+      const MetricResult& cell = (*variants)[v].metrics[m];
+      abs_family.push_back(cell.comparison ? cell.comparison->absolute.p_value
+                                           : std::nullopt);
+      rel_family.push_back(cell.comparison ? cell.comparison->relative.p_value
+                                           : std::nullopt);
+    }
+  }
+  absl::StatusOr<stats::AdjustResult> abs_adj =
+      stats::AdjustPValues(abs_family, method);
+  absl::StatusOr<stats::AdjustResult> rel_adj =
+      stats::AdjustPValues(rel_family, method);
+  if (!abs_adj.ok()) return abs_adj.status();
+  if (!rel_adj.ok()) return rel_adj.status();
+  size_t k = 0;
+  for (size_t m = 0; m < metrics.size(); ++m) {
+    for (size_t v = 1; v < variants->size(); ++v) {
+      MetricResult& cell = (*variants)[v].metrics[m];
+      if (metrics[m].guardrail) {
+        if (cell.comparison) {
+          cell.adjusted_absolute_p_value = cell.comparison->absolute.p_value;
+          cell.adjusted_relative_p_value = cell.comparison->relative.p_value;
+        }
+      } else {
+        cell.adjusted_absolute_p_value = abs_adj->adjusted[k];
+        cell.adjusted_relative_p_value = rel_adj->adjusted[k];
+        ++k;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Every variant's figures, compared with the control, before the
+// adjustment.
+std::vector<VariantResults> CompareVariants(
+    const Experiment& experiment, const ExperimentLayout& layout,
+    const ExperimentAggregates& aggregates, double alpha) {
+  stats::CompareOptions options;
+  options.alpha = alpha;
+  std::vector<VariantResults> variants(layout.variant_keys.size());
+  for (size_t v = 0; v < variants.size(); ++v) {
+    VariantResults& out = variants[v];
+    out.key = layout.variant_keys[v];
+    out.exposed_units = aggregates.variants[v].exposed;
+    out.is_control = v == 0;
+    for (const Metric& metric : layout.metrics) {
+      MetricResult& cell = out.metrics.emplace_back();
+      cell.metric_key = metric.key;
+      cell.type = metric.type;
+      cell.guardrail = metric.guardrail;
+      cell.primary = metric.key == experiment.primary_metric;
+      cell.higher_is_better = metric.higher_is_better;
+      cell.estimate = ArmEstimate(metric, aggregates.variants[v]);
+      if (v == 0) continue;
+      CompareWithControl(metric, aggregates.variants[0], aggregates.variants[v],
+                         options, &cell);
+    }
+  }
+  return variants;
+}
+
+std::vector<GuardrailVerdict> GuardrailVerdicts(
+    const std::vector<Metric>& metrics,
+    const std::vector<VariantResults>& variants, double alpha) {
+  std::vector<GuardrailVerdict> verdicts;
+  for (size_t m = 0; m < metrics.size(); ++m) {
+    const Metric& metric = metrics[m];
+    if (!metric.guardrail) continue;
+    for (size_t v = 1; v < variants.size(); ++v) {
+      const MetricResult& cell = variants[v].metrics[m];
+      GuardrailVerdict& g = verdicts.emplace_back();
+      g.metric_key = metric.key;
+      g.variant_key = variants[v].key;
+      if (cell.comparison && cell.comparison->absolute.p_value) {
+        const stats::Lift& absolute = cell.comparison->absolute;
+        g.p_value = absolute.p_value;
+        g.worse = *absolute.p_value < alpha && absolute.estimate &&
+                  IsWorse(metric, *absolute.estimate);
+      }
+    }
+  }
+  return verdicts;
+}
+
+// The index in layout.metrics of the primary metric, or -1.
+int PrimaryIndex(const Experiment& experiment, const ExperimentLayout& layout) {
+  int primary = -1;
+  for (size_t m = 0; m < layout.metrics.size(); ++m) {
+    if (layout.metrics[m].key == experiment.primary_metric) primary = m;
+  }
+  return primary;
+}
+
+// The variant whose primary-metric difference is significant (adjusted)
+// and best in the good direction, or -1.
+int BestSignificantVariant(const Metric& metric, int primary,
+                           const std::vector<VariantResults>& variants,
+                           double alpha) {
+  int best = -1;
+  double best_estimate = 0;
+  for (size_t v = 1; v < variants.size(); ++v) {
+    const MetricResult& cell = variants[v].metrics[primary];
+    if (!cell.comparison || !cell.adjusted_absolute_p_value ||
+        !cell.comparison->absolute.estimate) {
+      continue;
+    }
+    const double e = *cell.comparison->absolute.estimate;
+    if (*cell.adjusted_absolute_p_value < alpha && IsBetter(metric, e) &&
+        (best < 0 || IsBetter(metric, e - best_estimate))) {
+      best = v;
+      best_estimate = e;
+    }
+  }
+  return best;
+}
+
+// The traffic DaysToPower sizes the primary metric on: the control's
+// observed conversion rate for binomial-like metrics; its mean or ratio and
+// per-unit SD otherwise. Null without them (fewer than 2 units, no spread,
+// no traffic for a continuous metric).
+std::optional<stats::TrafficSnapshot> PrimaryTraffic(
+    const Metric& metric, const MetricResult& first_treatment_cell,
+    const ExperimentAggregates& aggregates, absl::Time now) {
+  std::optional<stats::TrafficSnapshot> traffic;
+  const std::optional<double> baseline =
+      ArmEstimate(metric, aggregates.variants[0]);
+  if (IsBinomialLike(metric.type)) {
+    traffic.emplace();
+    traffic->baseline = baseline.value_or(0);
+  } else {
+    // The variance of the control's estimate times its units is the
+    // per-unit variance (of the linearized unit, for a ratio). Any
+    // treatment arm's comparison carries the same control figures.
+    const std::optional<stats::Comparison>& comparison =
+        first_treatment_cell.comparison;
+    if (baseline && comparison && comparison->control_variance.has_value()) {
+      traffic.emplace();
+      traffic->baseline = *baseline;
+      traffic->unit_sd =
+          std::sqrt(*comparison->control_variance *
+                    static_cast<double>(aggregates.variants[0].exposed));
+    }
+  }
+  if (traffic) {
+    traffic->exposed = ExposedUnits(aggregates);
+    traffic->units_per_day = UnitsPerDay(aggregates, now);
+  }
+  return traffic;
+}
+
+// The decision rules, in order (docs/statistics.md, "Decision rules"). Sets
+// results->decision, and results->power when the last rules size the
+// experiment.
+void Decide(const Experiment& experiment, const ExperimentLayout& layout,
+            const ExperimentAggregates& aggregates, double alpha,
+            absl::Time now, ExperimentResults* results) {
+  Decision& decision = results->decision;
+  if (results->srm.mismatch) {
+    decision.kind = DecisionKind::kDoNotTrust;
+    decision.text = "do not trust: sample ratio mismatch";
+    return;
+  }
+  for (const GuardrailVerdict& g : results->guardrails) {
+    if (!g.worse) continue;
+    decision.kind = DecisionKind::kGuardrailWorse;
+    decision.metric = g.metric_key;
+    decision.variant = g.variant_key;
+    decision.text = absl::StrCat("guardrail ", g.metric_key, " worse");
+    return;
+  }
+  const int primary = PrimaryIndex(experiment, layout);
+  if (primary >= 0) {
+    const Metric& metric = layout.metrics[primary];
+    const int best =
+        BestSignificantVariant(metric, primary, results->variants, alpha);
+    if (best >= 0) {
+      decision.kind = DecisionKind::kShip;
+      decision.variant = layout.variant_keys[best];
+      decision.metric = metric.key;
+      decision.text = absl::StrCat("ship ", layout.variant_keys[best]);
+      return;
+    }
+  }
+  // Without the control's figures the experiment keeps running without a
+  // day count.
+  decision.kind = DecisionKind::kKeepRunning;
+  decision.text = "keep running";
+  if (primary < 0 || results->variants.size() < 2) return;
+  std::optional<stats::TrafficSnapshot> traffic =
+      PrimaryTraffic(layout.metrics[primary],
+                     results->variants[1].metrics[primary], aggregates, now);
+  if (!traffic) return;
+  stats::PowerOptions power;
+  power.alpha = alpha;
+  absl::StatusOr<stats::DaysToPowerResult> days =
+      stats::DaysToPower(*traffic, kResultsRelativeMde, power);
+  if (!days.ok()) return;
+  results->power = *days;
+  if (!days->more_days.has_value()) return;
+  if (*days->more_days == 0) {
+    decision.kind = DecisionKind::kNoDetectableEffect;
+    decision.text = "no detectable effect";
+  } else {
+    decision.more_days = *days->more_days;
+    decision.text = absl::StrCat("keep running (about ", *days->more_days,
+                                 " more days to reach 80% power)");
+  }
+}
+
+}  // namespace
+
+absl::Status CheckResultsAlpha(double alpha) {
+  if (!std::isfinite(alpha) || alpha < std::numeric_limits<double>::min() ||
+      alpha >= 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alpha is ", alpha,
+        "; it must be in (0, 1) and at least 2.2e-308, e.g. 0.05"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExperimentResults> ComputeResults(
+    const Config& config, const Experiment& experiment,
+    ExperimentAggregates aggregates, const ResultsOptions& options,
+    absl::Time now) {
+  if (absl::Status alpha = CheckResultsAlpha(options.alpha); !alpha.ok()) {
+    return alpha;
+  }
+  const ExperimentLayout layout = LayoutOf(config, experiment);
+  aggregates.variants.resize(layout.variant_keys.size());
+
+  ExperimentResults results;
+  results.experiment_key = experiment.key;
+  results.phase = experiment.phase;
+  results.config_version = config.version;
+  results.alpha = options.alpha;
+  results.adjust_method = options.adjust_method;
+  results.multi_exposed_units = aggregates.multi_exposed;
+  results.config_versions = aggregates.config_versions;
+  results.srm = CheckSampleRatioOf(experiment, aggregates);
+  results.variants =
+      CompareVariants(experiment, layout, aggregates, options.alpha);
+  if (absl::Status adjusted = AdjustFamilies(
+          layout.metrics, options.adjust_method, &results.variants);
+      !adjusted.ok()) {
+    return adjusted;
+  }
+  results.guardrails =
+      GuardrailVerdicts(layout.metrics, results.variants, options.alpha);
+  Decide(experiment, layout, aggregates, options.alpha, now, &results);
+  return results;
+}
+
+}  // namespace abexp

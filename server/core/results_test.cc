@@ -1,0 +1,373 @@
+#include "server/core/results.h"
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "server/core/config.h"
+#include "server/core/config_parser.h"
+#include "server/core/event_store.h"
+#include "stats/testing/golden.h"
+
+// The expected figures below were computed once with Debian's Python
+// (SciPy 1.10, statsmodels 0.13), not with this code:
+//  - a difference of rates, its p-value and 95% interval:
+//    statsmodels.stats.proportion.test_proportions_2indep(x_t, n_t, x_c, n_c,
+//    method="wald", compare="diff") and confint_proportions_2indep(...,
+//    method="wald", compare="diff");
+//  - adjusted p-values: statsmodels.stats.multitest.multipletests(family,
+//    method="holm" / "fdr_bh");
+//  - the sample-ratio check: scipy.stats.chisquare(exposed) (equal weights);
+//  - the units per variant to detect +5% at a 10% rate (alpha 0.05, power
+//    0.8): Fleiss' formula with scipy.stats.norm quantiles, 57762.65 ->
+//    57763 (statsmodels' NormalIndPower on Cohen's h, a close approximation,
+//    gives 57755.6).
+
+namespace abexp {
+namespace {
+
+using stats::testing::ExpectClose;
+
+constexpr char kConfig[] = R"yaml(
+metrics:
+  - key: conversion
+    type: binomial
+    event: order_completed
+  - key: signup
+    type: binomial
+    event: signed_up
+  - key: errors
+    type: binomial
+    event: error_shown
+    guardrail: true
+    higher_is_better: false
+
+experiments:
+  - key: checkout
+    status: running
+    variants:
+      - {key: control, weight: 1}
+      - {key: a, weight: 1}
+      - {key: b, weight: 1}
+    metrics: [conversion, signup, errors]
+    primary_metric: conversion
+)yaml";
+
+constexpr int64_t kUnits = 10000;
+
+// Statsmodels' figures for conversions of kUnits units against a control
+// with `control` conversions of kUnits.
+struct RateDifference {
+  double estimate, p_value, ci_low, ci_high;
+};
+// 1150 vs 1000: a winner.
+constexpr RateDifference kConversionA = {
+    0.015, 0.0006141806486937244, 0.006416901693801845, 0.023583098306198154};
+// 880 vs 1000: a loser.
+constexpr RateDifference kConversionB = {
+    -0.01200000000000001, 0.003634709118830882, -0.020087220863659536,
+    -0.003912779136340484};
+// 520 vs 500: inconclusive.
+constexpr RateDifference kSignupA = {0.001999999999999995, 0.5203294641590712,
+                                     -0.00409785083458024, 0.00809785083458023};
+// 490 vs 500.
+constexpr double kSignupBP = 0.7444300935306625;
+// Errors 205 and 260 vs 200.
+constexpr double kErrorsAP = 0.8018088278520673;
+constexpr RateDifference kErrorsWorse = {
+    0.005999999999999998, 0.00464290442991212, 0.001845800966962908,
+    0.01015419903303709};
+
+class ResultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ParseResult parsed = ParseConfig(kConfig, "results_test.yaml");
+    ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
+    config_ = parsed.config;
+    experiment_ = config_->FindExperiment("checkout");
+    ASSERT_NE(experiment_, nullptr);
+  }
+
+  // A variant of `exposed` units, with the converted units of each binomial
+  // metric (x is 0 or 1 per unit, so Σx = Σx² = conversions).
+  static VariantAggregate Arm(int64_t exposed,
+                              const std::map<std::string, int64_t>& converted) {
+    VariantAggregate arm;
+    arm.exposed = exposed;
+    for (const auto& [key, x] : converted) {
+      MetricAggregate& m = arm.metrics[key];
+      m.units = x;
+      m.sum = x;
+      m.sum_sq = x;
+    }
+    return arm;
+  }
+
+  // Control; a wins on conversion; b loses on it. Nothing else differs
+  // significantly; errors in b is `errors_b`.
+  static ExperimentAggregates WinnerAndLoser(int64_t errors_b = 210) {
+    ExperimentAggregates agg;
+    agg.variants = {
+        Arm(kUnits, {{"conversion", 1000}, {"signup", 500}, {"errors", 200}}),
+        Arm(kUnits, {{"conversion", 1150}, {"signup", 520}, {"errors", 205}}),
+        Arm(kUnits,
+            {{"conversion", 880}, {"signup", 490}, {"errors", errors_b}}),
+    };
+    return agg;
+  }
+
+  ExperimentResults Compute(ExperimentAggregates agg,
+                            ResultsOptions options = {},
+                            absl::Time now = absl::UnixEpoch()) {
+    absl::StatusOr<ExperimentResults> results =
+        ComputeResults(*config_, *experiment_, std::move(agg), options, now);
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() ? *std::move(results) : ExperimentResults();
+  }
+
+  static const MetricResult& Cell(const ExperimentResults& results,
+                                  const std::string& variant,
+                                  const std::string& metric) {
+    for (const VariantResults& v : results.variants) {
+      if (v.key != variant) continue;
+      for (const MetricResult& m : v.metrics) {
+        if (m.metric_key == metric) return m;
+      }
+    }
+    ADD_FAILURE() << "no cell " << variant << "/" << metric;
+    static const MetricResult* const kNone = new MetricResult();
+    return *kNone;
+  }
+
+  static void ExpectDifference(const MetricResult& cell,
+                               const RateDifference& want) {
+    ASSERT_TRUE(cell.comparison.has_value()) << cell.metric_key;
+    const stats::Lift& got = cell.comparison->absolute;
+    ASSERT_TRUE(got.estimate && got.p_value && got.ci_low && got.ci_high);
+    ExpectClose(*got.estimate, want.estimate, "estimate");
+    ExpectClose(*got.p_value, want.p_value, "p_value");
+    ExpectClose(*got.ci_low, want.ci_low, "ci_low");
+    ExpectClose(*got.ci_high, want.ci_high, "ci_high");
+  }
+
+  std::shared_ptr<const Config> config_;
+  const Experiment* experiment_ = nullptr;
+};
+
+TEST_F(ResultsTest, ShipsTheVariantWhosePrimaryMetricIsSignificantlyBetter) {
+  const ExperimentResults r = Compute(WinnerAndLoser());
+
+  EXPECT_EQ(r.experiment_key, "checkout");
+  EXPECT_EQ(r.config_version, config_->version);
+  ASSERT_EQ(r.variants.size(), 3u);
+  EXPECT_TRUE(r.variants[0].is_control);
+  EXPECT_EQ(r.variants[1].exposed_units, kUnits);
+  const MetricResult& control = Cell(r, "control", "conversion");
+  ASSERT_TRUE(control.estimate.has_value());
+  EXPECT_DOUBLE_EQ(*control.estimate, 0.1);
+  EXPECT_TRUE(control.primary);
+  EXPECT_FALSE(control.comparison.has_value());
+
+  const MetricResult& a = Cell(r, "a", "conversion");
+  ASSERT_TRUE(a.estimate.has_value());
+  EXPECT_DOUBLE_EQ(*a.estimate, 0.115);
+  ExpectDifference(a, kConversionA);
+  ASSERT_TRUE(a.bayes && a.bayes->chance_to_beat_control);
+  EXPECT_GT(*a.bayes->chance_to_beat_control, 0.99);
+
+  EXPECT_EQ(r.decision.kind, DecisionKind::kShip);
+  EXPECT_EQ(r.decision.variant, "a");
+  EXPECT_EQ(r.decision.metric, "conversion");
+  EXPECT_EQ(r.decision.text, "ship a");
+  // Equal exposures under equal weights: chi2 = 0, p = 1.
+  ASSERT_TRUE(r.srm.chi2 && r.srm.p_value);
+  EXPECT_EQ(*r.srm.chi2, 0);
+  ExpectClose(*r.srm.p_value, 1, "srm p");
+  EXPECT_FALSE(r.srm.mismatch);
+}
+
+TEST_F(ResultsTest, ASignificantlyWorseVariantIsReportedButNeverShipped) {
+  const ExperimentResults r = Compute(WinnerAndLoser());
+  const MetricResult& b = Cell(r, "b", "conversion");
+  ExpectDifference(b, kConversionB);
+  EXPECT_EQ(r.decision.variant, "a");
+
+  // With only the loser significant, nothing ships.
+  ExperimentAggregates agg = WinnerAndLoser();
+  agg.variants[1].metrics["conversion"] = agg.variants[0].metrics["conversion"];
+  const ExperimentResults loser_only = Compute(std::move(agg));
+  ExpectDifference(Cell(loser_only, "b", "conversion"), kConversionB);
+  EXPECT_EQ(loser_only.decision.kind, DecisionKind::kKeepRunning);
+  // No cohort days, so no traffic to count days with.
+  EXPECT_EQ(loser_only.decision.text, "keep running");
+  EXPECT_FALSE(loser_only.decision.more_days.has_value());
+}
+
+TEST_F(ResultsTest, AnInconclusiveMetricHasAnIntervalAcrossZero) {
+  const ExperimentResults r = Compute(WinnerAndLoser());
+  const MetricResult& signup = Cell(r, "a", "signup");
+  ExpectDifference(signup, kSignupA);
+  EXPECT_LT(signup.comparison->absolute.ci_low.value(), 0);
+  EXPECT_GT(signup.comparison->absolute.ci_high.value(), 0);
+  ASSERT_TRUE(signup.adjusted_absolute_p_value.has_value());
+  EXPECT_GT(*signup.adjusted_absolute_p_value, r.alpha);
+  EXPECT_FALSE(signup.primary);
+}
+
+TEST_F(ResultsTest, AGuardrailSignificantlyWorseOutranksAWinner) {
+  const ExperimentResults r = Compute(WinnerAndLoser(/*errors_b=*/260));
+
+  ASSERT_EQ(r.guardrails.size(), 2u);
+  EXPECT_EQ(r.guardrails[0].metric_key, "errors");
+  EXPECT_EQ(r.guardrails[0].variant_key, "a");
+  EXPECT_FALSE(r.guardrails[0].worse);
+  ExpectClose(r.guardrails[0].p_value.value(), kErrorsAP, "errors a p");
+  EXPECT_EQ(r.guardrails[1].variant_key, "b");
+  EXPECT_TRUE(r.guardrails[1].worse);
+  ExpectClose(r.guardrails[1].p_value.value(), kErrorsWorse.p_value,
+              "errors b p");
+
+  // Tested unadjusted: adding metrics never makes a guardrail harder to trip.
+  const MetricResult& errors = Cell(r, "b", "errors");
+  ExpectDifference(errors, kErrorsWorse);
+  EXPECT_TRUE(errors.guardrail);
+  EXPECT_FALSE(errors.higher_is_better);
+  ExpectClose(errors.adjusted_absolute_p_value.value(), kErrorsWorse.p_value,
+              "errors b adjusted p");
+
+  EXPECT_EQ(r.decision.kind, DecisionKind::kGuardrailWorse);
+  EXPECT_EQ(r.decision.metric, "errors");
+  EXPECT_EQ(r.decision.variant, "b");
+  EXPECT_EQ(r.decision.text, "guardrail errors worse");
+}
+
+TEST_F(ResultsTest, ASampleRatioMismatchMeansDoNotTrust) {
+  ExperimentAggregates agg = WinnerAndLoser();
+  agg.variants[2].exposed = 9500;
+  const ExperimentResults r = Compute(std::move(agg));
+
+  ASSERT_TRUE(r.srm.chi2 && r.srm.p_value);
+  ExpectClose(*r.srm.chi2, 16.94915254237288, "chi2");
+  ExpectClose(*r.srm.p_value, 0.00020870761199019385, "srm p");
+  EXPECT_TRUE(r.srm.mismatch);
+  EXPECT_EQ(r.decision.kind, DecisionKind::kDoNotTrust);
+  EXPECT_EQ(r.decision.text, "do not trust: sample ratio mismatch");
+}
+
+TEST_F(ResultsTest, HolmAdjustsOneFamilyOfTheNonGuardrailComparisons) {
+  const ExperimentResults r = Compute(WinnerAndLoser());
+  // The family, in (metric, variant) order: conversion a, conversion b,
+  // signup a, signup b. multipletests(method="holm"):
+  EXPECT_EQ(r.adjust_method, stats::AdjustMethod::kHolm);
+  ExpectClose(Cell(r, "a", "conversion").adjusted_absolute_p_value.value(),
+              0.0024567225947748975, "conversion a");
+  ExpectClose(Cell(r, "b", "conversion").adjusted_absolute_p_value.value(),
+              0.010904127356492646, "conversion b");
+  ExpectClose(Cell(r, "a", "signup").adjusted_absolute_p_value.value(), 1.0,
+              "signup a");
+  ExpectClose(Cell(r, "b", "signup").adjusted_absolute_p_value.value(), 1.0,
+              "signup b");
+  // The guardrail keeps its raw p-value.
+  ExpectClose(Cell(r, "a", "errors").adjusted_absolute_p_value.value(),
+              kErrorsAP, "errors a");
+  // The control is compared with nothing.
+  EXPECT_FALSE(
+      Cell(r, "control", "conversion").adjusted_absolute_p_value.has_value());
+}
+
+TEST_F(ResultsTest, BenjaminiHochbergAdjustsTheSameFamily) {
+  ResultsOptions options;
+  options.adjust_method = stats::AdjustMethod::kBenjaminiHochberg;
+  const ExperimentResults r = Compute(WinnerAndLoser(), options);
+  // multipletests(method="fdr_bh") over the same four p-values.
+  EXPECT_EQ(r.adjust_method, stats::AdjustMethod::kBenjaminiHochberg);
+  ExpectClose(Cell(r, "a", "conversion").adjusted_absolute_p_value.value(),
+              0.0024567225947748975, "conversion a");
+  ExpectClose(Cell(r, "b", "conversion").adjusted_absolute_p_value.value(),
+              0.007269418237661764, "conversion b");
+  ExpectClose(Cell(r, "a", "signup").adjusted_absolute_p_value.value(),
+              0.6937726188787616, "signup a");
+  ExpectClose(Cell(r, "b", "signup").adjusted_absolute_p_value.value(),
+              kSignupBP, "signup b");
+}
+
+TEST_F(ResultsTest, AStricterAlphaWithholdsTheShipDecision) {
+  ResultsOptions options;
+  options.alpha = 0.001;  // below a's adjusted p of 0.0025
+  const ExperimentResults r = Compute(WinnerAndLoser(), options);
+  EXPECT_EQ(r.alpha, 0.001);
+  EXPECT_EQ(r.decision.kind, DecisionKind::kKeepRunning);
+}
+
+// Equal arms with no difference, so the sizing rules decide: at a 10% rate,
+// +5% needs 57763 units per variant.
+ExperimentAggregates NoDifference(int64_t units) {
+  ExperimentAggregates agg;
+  for (int v = 0; v < 3; ++v) {
+    VariantAggregate& arm = agg.variants.emplace_back();
+    arm.exposed = units;
+    MetricAggregate& m = arm.metrics["conversion"];
+    m.units = units / 10;
+    m.sum = m.units;
+    m.sum_sq = m.units;
+  }
+  agg.daily["2026-11-01"] = agg.variants;
+  return agg;
+}
+
+TEST_F(ResultsTest, KeepRunningCountsTheDaysToPowerAtTheObservedTraffic) {
+  // Ten days (Nov 1 to Nov 10, both included) of 1000 units per variant.
+  const absl::Time now = absl::FromCivil(
+      absl::CivilSecond(2026, 11, 10, 12, 0, 0), absl::UTCTimeZone());
+  const ExperimentResults r = Compute(NoDifference(kUnits), {}, now);
+  ASSERT_TRUE(r.power.has_value());
+  EXPECT_EQ(r.power->per_variant, 57763);
+  // ceil((57763 - 10000) / 1000)
+  EXPECT_EQ(r.decision.kind, DecisionKind::kKeepRunning);
+  EXPECT_EQ(r.decision.more_days, 48);
+  EXPECT_EQ(r.decision.text,
+            "keep running (about 48 more days to reach 80% power)");
+}
+
+TEST_F(ResultsTest, NoDetectableEffectOnceEveryVariantHasTheUnits) {
+  const ExperimentResults r = Compute(NoDifference(60000));
+  EXPECT_EQ(r.decision.kind, DecisionKind::kNoDetectableEffect);
+  EXPECT_EQ(r.decision.text, "no detectable effect");
+  EXPECT_FALSE(r.decision.more_days.has_value());
+}
+
+TEST_F(ResultsTest, VariantsMissingFromTheAggregatesCountAsEmpty) {
+  ExperimentAggregates agg = WinnerAndLoser();
+  agg.variants.resize(1);
+  const ExperimentResults r = Compute(std::move(agg));
+  ASSERT_EQ(r.variants.size(), 3u);
+  EXPECT_EQ(r.variants[2].exposed_units, 0);
+  EXPECT_FALSE(Cell(r, "b", "conversion").estimate.has_value());
+}
+
+TEST_F(ResultsTest, AlphaOutsideTheOpenUnitIntervalIsRefused) {
+  for (double alpha : {0.0, 1.0, -0.1, 1e-309, std::nan("")}) {
+    EXPECT_EQ(CheckResultsAlpha(alpha).code(),
+              absl::StatusCode::kInvalidArgument)
+        << alpha;
+    ResultsOptions options;
+    options.alpha = alpha;
+    EXPECT_EQ(ComputeResults(*config_, *experiment_, WinnerAndLoser(), options,
+                             absl::UnixEpoch())
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument)
+        << alpha;
+  }
+  EXPECT_TRUE(CheckResultsAlpha(2.3e-308).ok());
+  EXPECT_TRUE(CheckResultsAlpha(0.999).ok());
+}
+
+}  // namespace
+}  // namespace abexp
