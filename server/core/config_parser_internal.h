@@ -82,14 +82,10 @@ std::string Quote(const std::string& s);
 // The candidate nearest to `name` within 2 edits, or "" (for "did you
 // mean" hints).
 std::string Closest(const std::string& name, const std::vector<std::string>& candidates);
-// Levenshtein distance.
-size_t EditDistance(absl::string_view a, absl::string_view b);
 // The byte offset of the first byte of `text` that is not part of valid
 // UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), or
 // npos.
 size_t FirstInvalidUtf8(absl::string_view text);
-// An explicit tag as written: !!str for core schema tags, else as is.
-std::string TagText(const std::string& tag);
 // Appends `s` as a JSON string, quotes included.
 void AppendJsonString(absl::string_view s, std::string* out);
 // Appends compact JSON for any YAML node. Returns false when the output
@@ -100,11 +96,6 @@ bool AppendJson(const YAML::Node& n, std::string* out);
 std::string OperandText(const YAML::Node& n);
 // YAML-ish decimal numbers, for number values.
 const RE2& NumberPattern();
-// Parses "D[.DDDD]" exactly into units of 10^-scale_digits (parse_values.cc).
-// Returns nullopt when the text is not such a decimal; *too_precise when it
-// has more than scale_digits significant decimals.
-std::optional<uint64_t> ParseDecimal(absl::string_view text, int scale_digits,
-                                     bool* too_precise);
 
 template <size_t N>
 std::string JoinNames(const char* const (&names)[N]) {

@@ -31,7 +31,7 @@ struct LayerDraft {
 
 struct HoldoutDraft {
   std::string what;
-  Holdout holdout;
+  Holdout holdout{};
 };
 
 // One experiment while it is read.
@@ -41,7 +41,7 @@ struct ExperimentDraft {
   Experiment* e;
   YAML::Node* layer_range;  // receives the layer_range node when valid
   bool key_ok = false;
-  std::map<std::string, int> variant_lines;  // the line of each variant key
+  std::map<std::string, int> variant_lines{};  // the line of each variant key
 };
 
 // One variant while it is read.

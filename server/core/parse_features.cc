@@ -23,7 +23,7 @@ struct FeatureDraft {
   Feature* feature;
   std::map<std::string, int>* first_line;  // of each feature key so far
   bool ok = false;                          // it has a usable, unique key
-  std::optional<ValueType> type;
+  std::optional<ValueType> type{};
 };
 
 // One rule of a feature while it is read.

@@ -24,13 +24,13 @@ struct MetricDraft {
   Metric* metric;
   std::map<std::string, int>* first_line;  // of each metric key so far
   bool ok = false;                          // it has a usable, unique key
-  std::optional<MetricType> type;
+  std::optional<MetricType> type{};
 };
 
 // A ratio's numerator or denominator while it is read.
 struct SourceDraft {
   std::string what;
-  MetricSource source;
+  MetricSource source{};
   bool event_ok = false;
   bool aggregate_ok = false;
 };

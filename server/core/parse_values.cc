@@ -170,6 +170,8 @@ std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::strin
   return total;
 }
 
+namespace {
+
 // Parses "D[.DDDD]" exactly into units of 10^-scale_digits. Returns nullopt
 // when the text is not such a decimal; *too_precise when it has more than
 // scale_digits significant decimals.
@@ -195,6 +197,8 @@ std::optional<uint64_t> ParseDecimal(absl::string_view text, int scale_digits,
   for (char c : frac_part) v = v * 10 + (c - '0');
   return v;
 }
+
+}  // namespace
 
 // Reports a quoted scalar where a number is expected: "50" is text in YAML.
 bool Parser::QuotedNumber(const Entry& e, const std::string& what) {

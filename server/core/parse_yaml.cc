@@ -77,11 +77,16 @@ size_t FirstInvalidUtf8(absl::string_view text) {
   return absl::string_view::npos;
 }
 
+namespace {
+
+// An explicit tag as written: !!str for core schema tags, else as is.
 std::string TagText(const std::string& tag) {
   absl::string_view t(tag);
   if (absl::ConsumePrefix(&t, kCoreTagPrefix)) return absl::StrCat("!!", t);
   return tag;
 }
+
+}  // namespace
 
 std::optional<bool> PlainBool(const YAML::Node& n) {
   if (!IsPlain(n)) return std::nullopt;
@@ -115,6 +120,9 @@ const char* NodeKindName(const YAML::Node& n) {
 
 std::string Quote(const std::string& s) { return absl::StrCat("'", s, "'"); }
 
+namespace {
+
+// Levenshtein distance, for "did you mean" hints on field names.
 size_t EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -129,6 +137,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   }
   return row[b.size()];
 }
+
+}  // namespace
 
 std::string Closest(const std::string& name, const std::vector<std::string>& candidates) {
   std::string best;
