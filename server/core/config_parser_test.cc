@@ -938,7 +938,8 @@ TEST(ConfigParser, DiagnosticsAtOnePositionKeepTheOrderFieldsAreChecked) {
   EXPECT_EQ(r.diagnostics[0].line, r.diagnostics[1].line);
   EXPECT_EQ(r.diagnostics[0].column, r.diagnostics[1].column);
   EXPECT_THAT(r.diagnostics[0].message, HasSubstr("rule #1 value must be a string"));
-  EXPECT_THAT(r.diagnostics[1].message, HasSubstr("rule #1 when: a condition needs exactly one of"));
+  EXPECT_THAT(r.diagnostics[1].message,
+              HasSubstr("rule #1 when: a condition needs exactly one of"));
 }
 
 TEST(ConfigParser, KeysMustHaveTheDocumentedFormat) {
