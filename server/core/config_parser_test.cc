@@ -874,6 +874,74 @@ TEST(ConfigParser, UnknownFieldsNameTheAllowedOnes) {
                   "experiments");
 }
 
+// Each kind of map names every field it accepts (docs/config.md), in the
+// documented order, when it meets one it does not.
+TEST(ConfigParser, UnknownFieldsListEveryAllowedFieldOfTheirMap) {
+  const struct {
+    std::string yaml;
+    std::string owner;
+    std::string allowed;
+  } cases[] = {
+      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1}], zzzzzz: 1}]\n",
+       "experiment 'a'",
+       "key, description, owner, status, rollout_variant, unit, salt, phase, traffic, start, "
+       "end, targeting, layer, layer_range, variants, qa_overrides, metrics, primary_metric, "
+       "sticky"},
+      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1, zzzzzz: 1}]}]\n",
+       "experiment 'a' variant #1", "key, weight, features"},
+      {"metrics: [{key: m, type: binomial, event: e, zzzzzz: 1}]\n", "metric 'm'",
+       "key, type, description, event, aggregate, numerator, denominator, window, day, "
+       "guardrail, higher_is_better"},
+      {"metrics: [{key: m, type: ratio, numerator: {event: e, aggregate: count, zzzzzz: 1}, "
+       "denominator: {event: f, aggregate: count}}]\n",
+       "metric 'm' numerator", "event, aggregate"},
+      {"features: [{key: f, type: bool, default: false, zzzzzz: 1}]\n", "feature 'f'",
+       "key, type, default, description, rules"},
+      {"features: [{key: f, type: bool, default: false, rules: [{value: true, zzzzzz: 1}]}]\n",
+       "feature 'f' rule #1", "when, value, rollout, unit, salt"},
+      {"layers: {l: {zzzzzz: 1}}\n", "layer 'l'", "description, unit, salt"},
+      {"holdout: {fraction: 0.1, zzzzzz: 1}\n", "holdout", "fraction, unit, salt"},
+  };
+  for (const auto& c : cases) {
+    ParseResult r = Parse(c.yaml);
+    std::vector<Diagnostic> errors = Errors(r);
+    ASSERT_EQ(errors.size(), 1u) << c.yaml << r.FormatDiagnostics();
+    EXPECT_EQ(errors[0].message, c.owner + ": unknown field 'zzzzzz'; allowed fields are " +
+                                     c.allowed)
+        << c.yaml;
+  }
+}
+
+// Diagnostics are sorted by position; two at one position (through an
+// alias) keep the order in which the fields are checked.
+TEST(ConfigParser, DiagnosticsAtOnePositionKeepTheOrderFieldsAreChecked) {
+  // variants before rollout_variant, which is checked against them.
+  ParseResult r = Parse(R"(experiments:
+  - key: x
+    status: stopped
+    variants: &v []
+    rollout_variant: *v
+)");
+  ASSERT_EQ(r.diagnostics.size(), 2u) << r.FormatDiagnostics();
+  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("variants is empty"));
+  EXPECT_THAT(r.diagnostics[1].message, HasSubstr("rollout_variant must be text"));
+  // A rule's value before its when.
+  r = Parse(R"(features:
+  - key: f
+    type: string
+    default: a
+    rules:
+      - when: &c {x: 1}
+        value: *c
+)");
+  ASSERT_EQ(r.diagnostics.size(), 2u) << r.FormatDiagnostics();
+  EXPECT_EQ(r.diagnostics[0].line, r.diagnostics[1].line);
+  EXPECT_EQ(r.diagnostics[0].column, r.diagnostics[1].column);
+  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("rule #1 value must be a string"));
+  EXPECT_THAT(r.diagnostics[1].message,
+              HasSubstr("rule #1 when: a condition needs exactly one of"));
+}
+
 TEST(ConfigParser, KeysMustHaveTheDocumentedFormat) {
   ExpectOnlyError(WithPrefix(R"(  - key: -bad
     status: draft
