@@ -76,7 +76,7 @@ absl::Status ValidateKey(const std::string& key, const std::string& field) {
 
 // ValidateUnit naming `field`, with a message for no ids that suits
 // recording.
-absl::Status CheckUnit(const Config& config, const Unit& unit,
+absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit,
                        const std::string& field) {
   if (unit.ids.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -221,7 +221,7 @@ std::string ClientKey(const std::string& key) { return absl::StrCat("c:", key); 
 Recorder::Recorder(EventStore* store) : store_(store) {}
 
 absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
-    const Config& config, absl::Span<const ExposureInput> exposures,
+    const IndexedConfig& config, absl::Span<const ExposureInput> exposures,
     absl::Time now) const {
   if (absl::Status s = CheckBatchSize(exposures.size(), "exposures"); !s.ok()) {
     return s;
@@ -281,8 +281,8 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
   for (size_t i = 0; i < exposures.size(); ++i) {
     const ExposureInput& x = exposures[i];
     RecordResult& result = batch.results[i];
-    auto it = config.experiment_index.find(x.experiment_key);
-    if (it == config.experiment_index.end()) {
+    auto it = config.experiment_by_key.find(x.experiment_key);
+    if (it == config.experiment_by_key.end()) {
       result.ignore_reason = IgnoreReason::kUnknownExperiment;
       continue;
     }
@@ -340,7 +340,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
 }
 
 absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
-    const Config& config, absl::Span<const EventInput> events,
+    const IndexedConfig& config, absl::Span<const EventInput> events,
     absl::Time now) const {
   if (absl::Status s = CheckBatchSize(events.size(), "events"); !s.ok()) {
     return s;
@@ -384,16 +384,8 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   RecordBatchResult batch;
   batch.config_version = config.version;
   batch.results.resize(events.size());
-  // A config BuildIndexes() never ran on (hand-built in a test) gets its
-  // index built here.
-  std::optional<Config> indexed;
-  if (!config.indexed) {
-    indexed = config;
-    indexed->BuildIndexes();
-  }
   const absl::flat_hash_map<std::string, std::vector<int>>& by_event =
-      indexed.has_value() ? indexed->experiments_by_event
-                          : config.experiments_by_event;
+      config.experiments_by_event;
   // What each item is sent to, filled first so that each experiment's batch
   // is allocated once at its final size. The Event sent for an item is the
   // same for every experiment of one unit id type, so it is built once, in
