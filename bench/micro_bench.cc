@@ -83,8 +83,8 @@ struct Fixture {
   size_t num_experiments = 0;
 
   // For unit u, its attributes by the config's slots
-  // (IndexedConfig::attribute_slots),
-  // with semver values parsed, as Assign prepares them for targeting.
+  // (IndexedConfig::attribute_slots), with semver values parsed, as Assign
+  // prepares them for targeting.
   std::vector<std::vector<SlotValue>> slots;
 
   absl::string_view key(size_t i) const {
