@@ -72,7 +72,7 @@ constexpr uint64_t kSeed = 20261130;
 
 // The units and every (unit, experiment) hash key, built once.
 struct Fixture {
-  std::shared_ptr<const Config> config;
+  std::shared_ptr<const IndexedConfig> config;
   std::vector<Unit> units;
   // For unit u and experiment e, entry u * num_experiments + e: the id the
   // experiment hashes on (pointing into `units`), and that pair's HashInput
@@ -82,8 +82,9 @@ struct Fixture {
   std::vector<size_t> key_offsets;  // one more than the number of keys
   size_t num_experiments = 0;
 
-  // For unit u, its attributes by the config's slots (Config::attribute_slots),
-  // with semver values parsed, as Assign prepares them for targeting.
+  // For unit u, its attributes by the config's slots
+  // (IndexedConfig::attribute_slots), with semver values parsed, as Assign
+  // prepares them for targeting.
   std::vector<std::vector<SlotValue>> slots;
 
   absl::string_view key(size_t i) const {
@@ -146,7 +147,7 @@ std::string BuildFixture(Fixture* f) {
                            parsed.FormatDiagnostics());
   }
   f->config = parsed.config;
-  const Config& config = *f->config;
+  const IndexedConfig& config = *f->config;
   f->num_experiments = config.experiments.size();
   if (f->num_experiments == 0)
     return g_config_path + " has no experiments to benchmark";
@@ -189,12 +190,11 @@ std::string BuildFixture(Fixture* f) {
 // R3, the abexp side: step 7 of docs/bucketing.md for one (unit, experiment).
 void BM_R3_BucketOneExperiment(benchmark::State& state) {
   const Fixture& f = *g_fixture;
-  const std::vector<Experiment>& experiments = f.config->experiments;
   const size_t num_pairs = kPoolSize * f.num_experiments;
   size_t i = 0;
   size_t e = 0;  // i % num_experiments, without a division in the loop
   for (auto _ : state) {
-    const int variant = BucketedVariant(experiments[e], f.ids[i]);
+    const int variant = BucketedVariant(*f.config, e, f.ids[i]);
     benchmark::DoNotOptimize(variant);
     if (++e == f.num_experiments) e = 0;
     if (++i == num_pairs) i = 0;
@@ -265,8 +265,8 @@ void BM_R4_Xxh3FiftyKeys(benchmark::State& state) {
 void BM_TargetingAllExperiments(benchmark::State& state) {
   const Fixture& f = *g_fixture;
   std::vector<const CompiledCondition*> conditions;
-  for (const Experiment& e : f.config->experiments) {
-    if (e.compiled_targeting) conditions.push_back(e.compiled_targeting.get());
+  for (const ExperimentIndex& x : f.config->experiment_indexes) {
+    if (x.targeting) conditions.push_back(x.targeting.get());
   }
   size_t u = 0;
   int64_t matched = 0;
@@ -339,7 +339,7 @@ ConfigStore& BenchStore() {
 void BM_ConfigSnapshot(benchmark::State& state) {
   const ConfigStore& store = BenchStore();
   for (auto _ : state) {
-    std::shared_ptr<const Config> config = store.Snapshot();
+    std::shared_ptr<const IndexedConfig> config = store.Snapshot();
     benchmark::DoNotOptimize(config);
   }
   state.SetItemsProcessed(state.iterations());
@@ -348,23 +348,23 @@ void BM_ConfigSnapshot(benchmark::State& state) {
 // The baseline: ConfigStore::Snapshot() before it became lock-free.
 class MutexSnapshotBaseline {
  public:
-  explicit MutexSnapshotBaseline(std::shared_ptr<const Config> config)
+  explicit MutexSnapshotBaseline(std::shared_ptr<const IndexedConfig> config)
       : current_(std::move(config)) {}
-  std::shared_ptr<const Config> Snapshot() const {
+  std::shared_ptr<const IndexedConfig> Snapshot() const {
     absl::ReaderMutexLock lock(&mu_);
     return current_;
   }
 
  private:
   mutable absl::Mutex mu_;
-  std::shared_ptr<const Config> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const IndexedConfig> current_ ABSL_GUARDED_BY(mu_);
 };
 
 void BM_ConfigSnapshotMutexBaseline(benchmark::State& state) {
   static const MutexSnapshotBaseline* const baseline =
       new MutexSnapshotBaseline(BenchStore().Snapshot());
   for (auto _ : state) {
-    std::shared_ptr<const Config> config = baseline->Snapshot();
+    std::shared_ptr<const IndexedConfig> config = baseline->Snapshot();
     benchmark::DoNotOptimize(config);
   }
   state.SetItemsProcessed(state.iterations());

@@ -41,14 +41,8 @@ bool InSchedule(const ExperimentPlan& p, absl::Time now) {
   return true;
 }
 
-absl::Status NotIndexedError() {
-  return absl::FailedPreconditionError(
-      "the config has no assignment indexes; call Config::BuildIndexes() once it is "
-      "complete (ParseConfig does)");
-}
-
 // The unit as one Assign or StickyLookups call sees it: ids, attributes and
-// QA overrides looked up once, by the slots Config::BuildIndexes() gave
+// QA overrides looked up once, by the slots IndexedConfig::Build gave
 // them, and each layer's bucket hashed at most once.
 struct UnitView {
   static constexpr int kNotHashed = -1;
@@ -112,12 +106,11 @@ absl::Status CheckDeclared(const std::string& name, const AttributeValue& value,
 }
 
 // Attributes::hasher is the hasher of every string-keyed map here, so the
-// hashes BuildIndexes() computed find keys in a unit's maps too.
+// hashes IndexedConfig::Build computed find keys in a unit's maps too.
 static_assert(std::is_same_v<decltype(Unit::ids)::hasher, Attributes::hasher>);
 
-// ValidateUnit, also filling view->attributes when view is not null.
-// REQUIRES: view == nullptr || config.indexed.
-absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
+// The limits on the unit's ids.
+absl::Status CheckIds(const Unit& unit) {
   if (unit.ids.empty()) {
     return absl::InvalidArgumentError(
         "unit.ids is empty; pass at least one id to bucket on, e.g. user_id");
@@ -143,6 +136,11 @@ absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
                           id.size(), kMaxUnitIdBytes));
     }
   }
+  return absl::OkStatus();
+}
+
+// The limits on the unit's attributes, whatever the config declares.
+absl::Status CheckAttributeLimits(const Unit& unit) {
   if (unit.attributes.size() > kMaxAttributes) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "unit.attributes has %d entries; send at most %d (only those targeting uses)",
@@ -165,17 +163,14 @@ absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
           absl::StrCat("unit.attributes[", ClipForMessage(name), "] is not a finite number; send a real value"));
     }
   }
+  return absl::OkStatus();
+}
 
-  // Declared types, and the slots of the attributes conditions use; other
-  // attributes are ignored.
-  if (!config.indexed) {
-    for (const auto& [name, value] : unit.attributes) {
-      auto it = config.attributes.find(name);
-      if (it == config.attributes.end()) continue;
-      if (absl::Status s = CheckDeclared(name, value, it->second, nullptr); !s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
+// The declared types of the attributes the unit sends, filling the slots
+// of view->attributes when view is not null. Attributes no condition uses
+// and the config does not declare are ignored.
+absl::Status CheckAttributeTypes(const IndexedConfig& config, const Unit& unit,
+                                 UnitView* view) {
   auto check_slot = [&](int slot, const std::string& name, const AttributeValue& value) {
     SlotValue* sent = view != nullptr ? &view->attributes[slot] : nullptr;
     if (sent != nullptr) sent->value = &value;
@@ -207,7 +202,14 @@ absl::Status CheckUnit(const Config& config, const Unit& unit, UnitView* view) {
   return absl::OkStatus();
 }
 
-bool HeldOut(const Config& config, const UnitView& view) {
+// ValidateUnit, also filling view->attributes when view is not null.
+absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit, UnitView* view) {
+  if (absl::Status s = CheckIds(unit); !s.ok()) return s;
+  if (absl::Status s = CheckAttributeLimits(unit); !s.ok()) return s;
+  return CheckAttributeTypes(config, unit, view);
+}
+
+bool HeldOut(const IndexedConfig& config, const UnitView& view) {
   if (!config.holdout || config.holdout->bp == 0) return false;
   const std::string* id = view.ids[config.holdout_hash.id_slot];
   if (id == nullptr) return false;
@@ -215,8 +217,7 @@ bool HeldOut(const Config& config, const UnitView& view) {
 }
 
 // Validates the unit and looks up what every experiment will need.
-// REQUIRES: config.indexed.
-absl::Status BuildView(const Config& config, const Unit& unit, UnitView* view) {
+absl::Status BuildView(const IndexedConfig& config, const Unit& unit, UnitView* view) {
   view->attributes.resize(config.attribute_slot_types.size());
   if (absl::Status s = CheckUnit(config, unit, view); !s.ok()) return s;
   const size_t num_ids = config.id_types.size();
@@ -236,7 +237,7 @@ absl::Status BuildView(const Config& config, const Unit& unit, UnitView* view) {
 }
 
 // The unit's bucket in layer l, or UnitView::kNoId; hashed on first use.
-int LayerBucket(const Config& config, int l, UnitView& view) {
+int LayerBucket(const IndexedConfig& config, int l, UnitView& view) {
   int& bucket = view.layer_buckets[l];
   if (bucket == UnitView::kNotHashed) {
     const HashPlan& layer = config.layer_plans[l].hash;
@@ -247,8 +248,8 @@ int LayerBucket(const Config& config, int l, UnitView& view) {
   return bucket;
 }
 
-bool InLayerRange(const Config& config, const ExperimentPlan& p, UnitView& view) {
-  if (p.layer_index == Experiment::kNoLayer) return true;
+bool InLayerRange(const IndexedConfig& config, const ExperimentPlan& p, UnitView& view) {
+  if (p.layer_index == ExperimentPlan::kNoLayer) return true;
   if (p.layer_index < 0) return false;  // kUnknownLayer
   const int bucket = LayerBucket(config, p.layer_index, view);
   return bucket >= 0 && p.layer_range.Contains(static_cast<uint32_t>(bucket));
@@ -274,7 +275,7 @@ int QaOverride(const ExperimentPlan& p, size_t i, const UnitView& view) {
 // All must pass, so their order changes only the cost: the layer goes
 // first, as its bucket is hashed once per layer and rules out every other
 // experiment of the layer.
-bool PassesGates(const Config& config, const ExperimentPlan& p, UnitView& view) {
+bool PassesGates(const IndexedConfig& config, const ExperimentPlan& p, UnitView& view) {
   if (view.in_holdout) return false;
   return InLayerRange(config, p, view) && Targeted(p, view);
 }
@@ -282,7 +283,7 @@ bool PassesGates(const Config& config, const ExperimentPlan& p, UnitView& view) 
 // The unit's id when Evaluate would reach the recorded-variant check of a
 // sticky experiment: running, in schedule, id present, no QA override,
 // through the gates. Null otherwise.
-const std::string* StickyCandidate(const Config& config, size_t i, UnitView& view,
+const std::string* StickyCandidate(const IndexedConfig& config, size_t i, UnitView& view,
                                    absl::Time now) {
   const ExperimentPlan& p = config.experiment_plans[i];
   if (!p.sticky || p.status != ExperimentStatus::kRunning || !InSchedule(p, now)) {
@@ -309,15 +310,16 @@ std::optional<int> RecordedVariantOf(
 
 // The decision procedure of docs/bucketing.md for experiment i, without
 // tracing.
-Outcome Evaluate(const Config& config, size_t i, UnitView& view, absl::Time now,
+Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view, absl::Time now,
                  const absl::flat_hash_map<const Experiment*, int>& recorded) {
   const ExperimentPlan& p = config.experiment_plans[i];
   const Experiment& e = config.experiments[i];
   if (p.status == ExperimentStatus::kStopped) {
-    // rollout_variant_index is -1 without a rollout_variant.
-    if (e.rollout_variant_index < 0 || view.in_holdout) return Outcome{};
+    // rollout_variant is -1 without a rollout_variant.
+    const int rollout = config.experiment_indexes[i].rollout_variant;
+    if (rollout < 0 || view.in_holdout) return Outcome{};
     if (!Targeted(p, view)) return Outcome{};
-    return Outcome{e.rollout_variant_index, AssignmentReason::kRollout};
+    return Outcome{rollout, AssignmentReason::kRollout};
   }
   if (p.status != ExperimentStatus::kRunning || !InSchedule(p, now)) return Outcome{};
   const std::string* id = view.ids[p.id_slot];
@@ -331,18 +333,18 @@ Outcome Evaluate(const Config& config, size_t i, UnitView& view, absl::Time now,
       return Outcome{*sticky, AssignmentReason::kSticky};
     }
   }
-  return Outcome{BucketedVariant(e, *id), AssignmentReason::kBucketed};
+  return Outcome{BucketedVariant(config, i, *id), AssignmentReason::kBucketed};
 }
 
-bool RuleApplies(const FeatureRule& rule, const UnitView& view) {
-  if (rule.compiled_condition != nullptr &&
-      !abexp::Evaluate(*rule.compiled_condition, view.attributes)) {
+bool RuleApplies(const FeatureRule& rule, const FeatureRuleIndex& index,
+                 const UnitView& view) {
+  if (index.condition != nullptr && !abexp::Evaluate(*index.condition, view.attributes)) {
     return false;
   }
   if (rule.rollout_bp >= kNumBuckets) return true;
-  const std::string* id = view.ids[rule.rollout_hash.id_slot];
+  const std::string* id = view.ids[index.rollout_hash.id_slot];
   if (id == nullptr) return false;
-  return BucketWithPrefix(rule.rollout_hash.prefix, *id) < rule.rollout_bp;
+  return BucketWithPrefix(index.rollout_hash.prefix, *id) < rule.rollout_bp;
 }
 
 // Which experiments Assign returns and which features it resolves.
@@ -356,7 +358,7 @@ struct Wanted {
 };
 
 // NOT_FOUND for an unknown filter key.
-absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& options) {
+absl::StatusOr<Wanted> WantedBy(const IndexedConfig& config, const AssignOptions& options) {
   Wanted wanted;
   if (options.experiment_keys.empty() && options.feature_keys.empty()) return wanted;
   wanted.everything = false;
@@ -364,8 +366,8 @@ absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& optio
   const size_t num_features = config.features.size();
   wanted.experiments.assign(num_experiments, options.experiment_keys.empty());
   for (const std::string& key : options.experiment_keys) {
-    auto it = config.experiment_index.find(key);
-    if (it == config.experiment_index.end()) {
+    auto it = config.experiment_by_key.find(key);
+    if (it == config.experiment_by_key.end()) {
       return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", ClipForMessage(key),
                                               "' in config version ", config.version,
                                               "; list them with `abexp experiments list`"));
@@ -377,12 +379,12 @@ absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& optio
     // Filtering by experiment returns the features those experiments set.
     for (size_t i = 0; i < num_experiments; ++i) {
       if (!wanted.experiments[i]) continue;
-      for (int f : config.experiments[i].settable_features) wanted.features[f] = true;
+      for (int f : config.experiment_indexes[i].settable_features) wanted.features[f] = true;
     }
   }
   for (const std::string& key : options.feature_keys) {
-    auto it = config.feature_index.find(key);
-    if (it == config.feature_index.end()) {
+    auto it = config.feature_by_key.find(key);
+    if (it == config.feature_by_key.end()) {
       return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", ClipForMessage(key),
                                               "' in config version ", config.version));
     }
@@ -393,9 +395,9 @@ absl::StatusOr<Wanted> WantedBy(const Config& config, const AssignOptions& optio
 
 // Whether Assign evaluates experiment i: it is returned, or may set a
 // wanted feature.
-bool Needed(const Config& config, size_t i, const Wanted& wanted) {
+bool Needed(const IndexedConfig& config, size_t i, const Wanted& wanted) {
   if (wanted.experiment(i)) return true;
-  for (int f : config.experiments[i].settable_features) {
+  for (int f : config.experiment_indexes[i].settable_features) {
     if (wanted.features[f]) return true;
   }
   return false;
@@ -406,7 +408,7 @@ bool Needed(const Config& config, size_t i, const Wanted& wanted) {
 // and those a QA override names the unit in. Any other experiment is in a
 // layer and fails its layer check, so skipping it changes no answer; most
 // of a large config is skipped this way, at one hash per layer.
-absl::InlinedVector<int, 16> Candidates(const Config& config, UnitView& view) {
+absl::InlinedVector<int, 16> Candidates(const IndexedConfig& config, UnitView& view) {
   absl::InlinedVector<int, 16> candidates(config.layer_free_experiments.begin(),
                                           config.layer_free_experiments.end());
   for (size_t l = 0; l < config.layer_plans.size(); ++l) {
@@ -431,11 +433,11 @@ absl::InlinedVector<int, 16> Candidates(const Config& config, UnitView& view) {
 
 }  // namespace
 
-int BucketedVariant(const Experiment& e, absl::string_view unit_id) {
-  // An empty prefix: BuildIndexes has not run on the experiment's config.
-  const uint32_t bucket = e.variant_hash.prefix.empty()
-                              ? Bucket(HashPurpose::kVariant, e.salt, unit_id)
-                              : BucketWithPrefix(e.variant_hash.prefix, unit_id);
+int BucketedVariant(const IndexedConfig& config, size_t experiment,
+                    absl::string_view unit_id) {
+  const Experiment& e = config.experiments[experiment];
+  const uint32_t bucket =
+      BucketWithPrefix(config.experiment_indexes[experiment].variant_hash.prefix, unit_id);
   // Active ranges never overlap, so the last match is the only one. Looking
   // at every range, without a branch on the bucket, costs less than the
   // mispredicted branch a search would take on every other unit.
@@ -455,11 +457,11 @@ bool InHoldout(const Config& config, const Unit& unit) {
   return Bucket(HashPurpose::kHoldout, config.holdout->salt, *id) < config.holdout->bp;
 }
 
-absl::Status ValidateUnit(const Config& config, const Unit& unit) {
+absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit) {
   return CheckUnit(config, unit, nullptr);
 }
 
-absl::Status ValidateUnit(const Config& config, const Unit& unit, absl::string_view field) {
+absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit, absl::string_view field) {
   absl::Status valid = CheckUnit(config, unit, nullptr);
   if (valid.ok() || field == "unit") return valid;
   absl::string_view message = valid.message();
@@ -469,9 +471,8 @@ absl::Status ValidateUnit(const Config& config, const Unit& unit, absl::string_v
   return absl::Status(valid.code(), absl::StrCat(field, ": ", message));
 }
 
-absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
+absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& unit,
                                     const AssignOptions& options) {
-  if (!config.indexed) return NotIndexedError();
   UnitView view;
   if (absl::Status s = BuildView(config, unit, &view); !s.ok()) return s;
   const size_t num_features = config.features.size();
@@ -489,9 +490,12 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
   resolved.resize(num_features);
   auto set_features = [&](const ExperimentAssignment& a, FeatureSource source) {
     const Variant& variant = a.experiment->variants[a.variant_index];
+    const size_t i = static_cast<size_t>(a.experiment - config.experiments.data());
+    const std::vector<int>& indices =
+        config.experiment_indexes[i].variant_features[a.variant_index];
     size_t k = 0;
     for (const auto& [feature_key, value] : variant.features) {
-      const int f = variant.feature_indices[k++];
+      const int f = indices[k++];
       if (f < 0 || resolved[f].feature != nullptr) continue;
       resolved[f] = {&config.features[f], &value, source, a.experiment, a.variant_index, -1};
     }
@@ -526,7 +530,7 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
       const Feature& feature = config.features[f];
       resolved[f] = {&feature, &feature.default_value, FeatureSource::kDefault, nullptr, -1, -1};
       for (size_t r = 0; r < feature.rules.size(); ++r) {
-        if (RuleApplies(feature.rules[r], view)) {
+        if (RuleApplies(feature.rules[r], config.rule_indexes[f][r], view)) {
           resolved[f] = {&feature, &feature.rules[r].value, FeatureSource::kRule, nullptr, -1,
                          static_cast<int>(r)};
           break;
@@ -540,10 +544,9 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
   return result;
 }
 
-absl::StatusOr<std::vector<StickyLookup>> StickyLookups(const Config& config,
+absl::StatusOr<std::vector<StickyLookup>> StickyLookups(const IndexedConfig& config,
                                                         const Unit& unit,
                                                         const AssignOptions& options) {
-  if (!config.indexed) return NotIndexedError();
   UnitView view;
   if (absl::Status s = BuildView(config, unit, &view); !s.ok()) return s;
   absl::StatusOr<Wanted> wanted = WantedBy(config, options);
@@ -565,7 +568,7 @@ std::string RangeText(const BucketRange& r) { return absl::StrFormat("[%d, %d)",
 
 }  // namespace
 
-absl::StatusOr<ExplainResult> Explain(const Config& config, const Unit& unit,
+absl::StatusOr<ExplainResult> Explain(const IndexedConfig& config, const Unit& unit,
                                       const std::string& experiment_key, absl::Time now,
                                       const absl::StatusOr<std::optional<int>>* recorded) {
   const Experiment* e = config.FindExperiment(experiment_key);

@@ -11,7 +11,8 @@
 // Cost: Assign does its string lookups once per request (ids, attributes,
 // QA overrides) and hashes each layer once; it evaluates only the
 // experiments whose layer slice holds the unit, layer-free and stopped ones,
-// and QA overrides. Config::BuildIndexes() prepares all of this at load.
+// and QA overrides. IndexedConfig::Build prepares all of this at load, so
+// every function here that needs it takes an IndexedConfig.
 //
 // Sticky experiments: the caller reads the variant each unit was first
 // exposed to (EventStore::RecordedVariant) for the experiments StickyLookups
@@ -39,6 +40,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/config.h"
+#include "server/core/indexed_config.h"
 
 namespace abexp {
 
@@ -58,12 +60,13 @@ struct Unit {
 // the unit breaks a limit, or sends an attribute whose type differs from the
 // type the config declares for it. Attributes the config does not declare
 // are allowed and ignored.
-absl::Status ValidateUnit(const Config& config, const Unit& unit);
+absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit);
 
 // ValidateUnit, with the unit named `field` in the message instead of
 // "unit" (e.g. "events[3].unit.attributes has 101 entries; ..."). The one
 // unit check of every RPC that takes a unit.
-absl::Status ValidateUnit(const Config& config, const Unit& unit, absl::string_view field);
+absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit,
+                          absl::string_view field);
 
 enum class AssignmentReason { kBucketed, kQaOverride, kRollout, kSticky };
 enum class FeatureSource { kDefault, kRule, kExperiment, kRollout };
@@ -117,14 +120,16 @@ struct AssignResult {
 bool InHoldout(const Config& config, const Unit& unit);
 
 // Step 7 of docs/bucketing.md alone: the index of the variant whose active
-// range holds the unit's variant bucket in `e`, or -1 when the bucket is in
-// none (traffic below 1). The checks before it are the caller's.
-int BucketedVariant(const Experiment& e, absl::string_view unit_id);
+// range holds the unit's variant bucket in config.experiments[experiment],
+// or -1 when the bucket is in none (traffic below 1). The checks before it
+// are the caller's.
+// REQUIRES: experiment < config.experiments.size().
+int BucketedVariant(const IndexedConfig& config, size_t experiment,
+                    absl::string_view unit_id);
 
-// REQUIRES: ValidateUnit(config, unit).ok(), or errors are returned for it.
-// FAILED_PRECONDITION when config.BuildIndexes() has not run (ParseConfig
-// runs it).
-absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
+// Errors: ValidateUnit's for an invalid unit; NOT_FOUND for an unknown key
+// in options.
+absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& unit,
                                     const AssignOptions& options);
 
 // The experiments whose options.recorded_variants entry Assign would use for
@@ -134,7 +139,7 @@ absl::StatusOr<AssignResult> Assign(const Config& config, const Unit& unit,
 // the holdout, passes targeting and is in the layer range. Only these need
 // a store lookup. Errors as for Assign (options.recorded_variants unused).
 absl::StatusOr<std::vector<StickyLookup>> StickyLookups(
-    const Config& config, const Unit& unit, const AssignOptions& options);
+    const IndexedConfig& config, const Unit& unit, const AssignOptions& options);
 
 // Explain's answer for one unit and one experiment.
 struct ExplainStep {
@@ -170,7 +175,7 @@ struct ExplainResult {
 // read), explained in a "sticky" step before "traffic"; null when it was
 // not looked up (not sticky, or StickyLookups does not name it).
 absl::StatusOr<ExplainResult> Explain(
-    const Config& config, const Unit& unit, const std::string& experiment_key,
+    const IndexedConfig& config, const Unit& unit, const std::string& experiment_key,
     absl::Time now,
     const absl::StatusOr<std::optional<int>>* recorded = nullptr);
 

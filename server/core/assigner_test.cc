@@ -97,7 +97,7 @@ experiments:
       - {key: a, weight: 1}
 )yaml";
 
-std::shared_ptr<const Config> Load(const std::string& yaml) {
+std::shared_ptr<const IndexedConfig> Load(const std::string& yaml) {
   ParseResult r = ParseConfig(yaml, "test.yaml");
   EXPECT_TRUE(r.ok()) << r.FormatDiagnostics();
   return r.config;
@@ -135,7 +135,7 @@ class AssignerTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : AssignResult{};
   }
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
 };
 
 TEST_F(AssignerTest, VariantIsTheRangeHoldingTheSpecBucket) {
@@ -227,7 +227,7 @@ TEST_F(AssignerTest, StoppedExperimentServesItsRolloutVariantToEligibleUnits) {
 // unit's layer bucket; a QA override and a stopped experiment's rollout
 // must still reach a unit outside the slice.
 TEST(Assigner, QaOverridesAndRolloutsIgnoreTheLayerSlice) {
-  std::shared_ptr<const Config> config = Load(R"yaml(
+  std::shared_ptr<const IndexedConfig> config = Load(R"yaml(
 layers:
   l: {}
 experiments:
@@ -270,18 +270,14 @@ experiments:
   EXPECT_GT(outside, 0);  // 1% slice: nearly every id is outside
 }
 
-TEST(Assigner, ConfigWithoutIndexesIsRefusedNotMisassigned) {
-  std::shared_ptr<const Config> parsed = Load(kConfig);
+TEST(Assigner, AConfigAssembledInCodeAssignsOnceIndexed) {
+  std::shared_ptr<const IndexedConfig> parsed = Load(kConfig);
   ASSERT_NE(parsed, nullptr);
-  Config unindexed;
-  unindexed.experiments = parsed->experiments;
-  unindexed.features = parsed->features;
-  absl::StatusOr<AssignResult> r = Assign(unindexed, User("u-1"), {});
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
-  EXPECT_EQ(StickyLookups(unindexed, User("u-1"), {}).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  unindexed.BuildIndexes();
-  EXPECT_TRUE(Assign(unindexed, User("u-1"), {}).ok());
+  Config assembled;
+  assembled.experiments = parsed->experiments;
+  assembled.features = parsed->features;
+  std::shared_ptr<const IndexedConfig> indexed = IndexedConfig::Build(std::move(assembled));
+  EXPECT_TRUE(Assign(*indexed, User("u-1"), {}).ok());
 }
 
 TEST_F(AssignerTest, PausedAndNotYetStartedExperimentsAssignNobody) {
@@ -355,7 +351,7 @@ TEST_F(AssignerTest, UnitWithoutTheHashedIdTypeIsInNoExperiment) {
 }
 
 TEST(Assigner, HoldoutUnitsGetNoExperimentAndDefaults) {
-  std::shared_ptr<const Config> config = Load(R"yaml(
+  std::shared_ptr<const IndexedConfig> config = Load(R"yaml(
 holdout: {fraction: 0.05, salt: hold}
 features:
   - {key: color, type: string, default: grey}
@@ -400,7 +396,7 @@ experiments:
       - {key: c, weight: 1}
 )yaml"));
   };
-  const std::vector<std::shared_ptr<const Config>> ramps = {config_at("0.05"), config_at("0.2"),
+  const std::vector<std::shared_ptr<const IndexedConfig>> ramps = {config_at("0.05"), config_at("0.2"),
                                                             config_at("0.5"), config_at("1")};
   for (int i = 0; i < 20000; ++i) {
     const Unit unit = User(absl::StrCat("ramp-", i));
@@ -568,7 +564,7 @@ class StickyAssignerTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : AssignResult{};
   }
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
   const Experiment* paint_ = nullptr;
   const Experiment* sizing_ = nullptr;
 };

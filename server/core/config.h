@@ -1,8 +1,11 @@
 // The in-memory form of an abexp experiment config, as produced by
 // ParseConfig (config_parser.h) after validation.
 //
-// A Config is immutable once built and is shared between threads through
-// std::shared_ptr<const Config>; every field is safe to read concurrently.
+// A Config is the model alone; IndexedConfig::Build (indexed_config.h)
+// takes it over and adds what assignment and recording precompute. Once
+// built it is immutable and shared between threads through
+// std::shared_ptr<const IndexedConfig>; every field is safe to read
+// concurrently.
 #ifndef ABEXP_SERVER_CORE_CONFIG_H_
 #define ABEXP_SERVER_CORE_CONFIG_H_
 
@@ -47,13 +50,6 @@ const char* ValueTypeName(ValueType type);
 // Human-readable rendering: true, 1.5, "text", {"a":1}.
 std::string FormatFeatureValue(const FeatureValue& value);
 
-// How one decision hashes a unit (docs/bucketing.md, section 3), computed
-// by Config::BuildIndexes() so that assignment frames only the unit id.
-struct HashPlan {
-  std::string prefix;  // HashPrefix(purpose, salt)
-  int id_slot = -1;    // the id type's index in Config::id_types
-};
-
 struct Variant {
   std::string key;
   // Weight scaled by kWeightScale so decimal weights stay exact integers.
@@ -65,10 +61,6 @@ struct Variant {
   BucketRange full_range;
   BucketRange active_range;
   SourceLocation location;
-
-  // Filled by Config::BuildIndexes(): for each entry of `features`, in map
-  // order, the feature's index in Config::features (-1: not a feature).
-  std::vector<int> feature_indices;
 };
 
 // Decimal weights may have up to 4 digits after the point.
@@ -161,20 +153,6 @@ struct Experiment {
   bool sticky = false;
   SourceLocation location;
 
-  // Filled by Config::BuildIndexes(), from the fields above.
-  HashPlan variant_hash;  // purpose "variant", `salt`, `unit_id_type`
-  // Index in Config::layer_plans; kNoLayer when `layer` is empty,
-  // kUnknownLayer when it names no layer (no unit is in range).
-  int layer_index = -1;
-  static constexpr int kNoLayer = -1;
-  static constexpr int kUnknownLayer = -2;
-  int rollout_variant_index =
-      -1;  // VariantIndex(rollout_variant); -1 when empty
-  std::shared_ptr<const CompiledCondition>
-      compiled_targeting;  // null iff targeting is
-  // Indexes in Config::features of the features some variant sets, ascending.
-  std::vector<int> settable_features;
-
   // Index of the variant with this key, or -1.
   int VariantIndex(const std::string& variant_key) const;
 };
@@ -192,11 +170,6 @@ struct FeatureRule {
   std::string unit_id_type = "user_id";
   FeatureValue value;
   SourceLocation location;
-
-  // Filled by Config::BuildIndexes().
-  HashPlan rollout_hash;  // purpose "rollout", `salt`, `unit_id_type`
-  std::shared_ptr<const CompiledCondition>
-      compiled_condition;  // null iff condition is
 };
 
 struct Feature {
@@ -228,37 +201,6 @@ struct Holdout {
   std::string unit_id_type = "user_id";
 };
 
-// One layer as assignment uses it: how to hash the unit, and which
-// experiments own which slice. Filled by Config::BuildIndexes().
-struct LayerPlan {
-  HashPlan hash;  // purpose "layer", the layer's salt and unit id type
-  struct Slice {
-    BucketRange range;    // the experiment's layer_range
-    int experiment = -1;  // index in Config::experiments
-  };
-  // Every experiment of the layer but the stopped ones (whose rollout
-  // ignores the layer).
-  std::vector<Slice> slices;
-};
-
-// What Assign reads of every experiment on every request, packed into one
-// cache line per experiment: an Experiment spreads these over ten, and
-// most requests need nothing else of most experiments. Filled by
-// Config::BuildIndexes() from the Experiment of the same index.
-struct ExperimentPlan {
-  ExperimentStatus status = ExperimentStatus::kDraft;
-  bool sticky = false;
-  bool has_start = false;  // start_time is set
-  bool has_end = false;    // end_time is set
-  int id_slot = -1;        // variant_hash.id_slot
-  int layer_index = Experiment::kNoLayer;
-  BucketRange layer_range;
-  absl::Time start;  // *start_time, when has_start
-  absl::Time end;    // *end_time, when has_end
-  // compiled_targeting.get(): owned by the Experiment (null: everyone).
-  const CompiledCondition* targeting = nullptr;
-};
-
 struct Config {
   // Content hash of the file bytes: 16 lowercase hex digits (ConfigVersionOf).
   std::string version;
@@ -273,53 +215,9 @@ struct Config {
   std::vector<Experiment> experiments;  // in file order
   std::optional<Holdout> holdout;
 
-  // Lookup indexes, filled by BuildIndexes().
-  absl::flat_hash_map<std::string, int> feature_index;
-  absl::flat_hash_map<std::string, int> experiment_index;
-  absl::flat_hash_map<std::string, int> metric_index;
-
-  // What assignment needs precomputed, so that a request does no string
-  // lookups beyond one per id type and one per attribute it sends. Filled
-  // by BuildIndexes(), with the fields it fills in Experiment, Variant and
-  // FeatureRule.
-  bool indexed = false;  // BuildIndexes() has run
-  // Every id type a decision hashes on; HashPlan::id_slot indexes it.
-  std::vector<std::string> id_types;
-  // Attributes::hasher of each id type, so a request finds its ids without
-  // hashing the names. (absl hashes are seeded per process: these are valid
-  // in the process that built them, and a Config is never serialized.)
-  std::vector<size_t> id_type_hashes;
-  std::vector<ExperimentPlan> experiment_plans;  // by experiment index
-  // The layers in `layers` order; Experiment::layer_index indexes it.
-  std::vector<LayerPlan> layer_plans;
-  // The experiments whose outcome does not depend on a layer slice: those in
-  // no layer, and stopped ones. With the slices a unit's layer buckets fall
-  // in and the unit's QA overrides, they are every experiment that can
-  // assign the unit.
-  std::vector<int> layer_free_experiments;
-  HashPlan holdout_hash;  // when `holdout` is set
-  // Attribute name -> slot (CompiledCondition): the declared attributes
-  // first, in `attributes` order, then any other attribute a condition names.
-  absl::flat_hash_map<std::string, int> attribute_slots;
-  // By slot: the name, its Attributes::hasher hash (see id_type_hashes),
-  // and the declared type (nullopt for an undeclared attribute).
-  std::vector<std::string> attribute_slot_names;
-  std::vector<size_t> attribute_slot_hashes;
-  std::vector<std::optional<AttributeType>> attribute_slot_types;
-  // By id slot: unit id -> the (experiment index, variant index) pairs its
-  // QA overrides force. Entries naming no variant are left out.
-  std::vector<
-      absl::flat_hash_map<std::string, std::vector<std::pair<int, int>>>>
-      qa_overrides_by_id;
-
-  // Event name -> the indexes of the non-draft experiments with a metric on
-  // it, ascending: where the recorder sends the event.
-  absl::flat_hash_map<std::string, std::vector<int>> experiments_by_event;
-
-  // Fills the indexes and the precomputed assignment data from the fields
-  // above. Call it once the config is complete (ParseConfig does), and
-  // again after changing it.
-  void BuildIndexes();
+  // Lookups by key, null when there is none: linear for experiments,
+  // features and metrics (an IndexedConfig answers those by hash), by map
+  // for layers.
   const Experiment* FindExperiment(const std::string& key) const;
   const Feature* FindFeature(const std::string& key) const;
   const Layer* FindLayer(const std::string& key) const;

@@ -437,22 +437,6 @@ void NoteConfigChanges(const Config& o, const Config& n,
   }
 }
 
-// Linear lookups: configs hold tens of experiments, and this needs no
-// indexes built on the inputs.
-const Experiment* FindExp(const Config& c, const std::string& key) {
-  for (const Experiment& e : c.experiments) {
-    if (e.key == key) return &e;
-  }
-  return nullptr;
-}
-
-const Feature* FindFeat(const Config& c, const std::string& key) {
-  for (const Feature& f : c.features) {
-    if (f.key == key) return &f;
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 Share Share::Of(uint64_t numerator, uint64_t denominator) {
@@ -488,20 +472,20 @@ ConfigDiff DiffConfigs(const Config& old_config, const Config& new_config) {
   diff.new_version = new_config.version;
   for (const Experiment& n : new_config.experiments) {
     diff.experiments.push_back(
-        DiffExperiment(old_config, FindExp(old_config, n.key), new_config, &n));
+        DiffExperiment(old_config, old_config.FindExperiment(n.key), new_config, &n));
   }
   for (const Experiment& o : old_config.experiments) {
-    if (FindExp(new_config, o.key) == nullptr) {
+    if (new_config.FindExperiment(o.key) == nullptr) {
       diff.experiments.push_back(
           DiffExperiment(old_config, &o, new_config, nullptr));
     }
   }
   for (const Feature& n : new_config.features) {
-    FeatureDiff f = DiffFeature(FindFeat(old_config, n.key), &n);
+    FeatureDiff f = DiffFeature(old_config.FindFeature(n.key), &n);
     if (f.change != DiffChange::kUnchanged) diff.features.push_back(f);
   }
   for (const Feature& o : old_config.features) {
-    if (FindFeat(new_config, o.key) == nullptr) {
+    if (new_config.FindFeature(o.key) == nullptr) {
       diff.features.push_back(DiffFeature(&o, nullptr));
     }
   }

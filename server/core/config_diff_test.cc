@@ -53,7 +53,6 @@ Config MakeConfig(std::vector<Experiment> experiments) {
   layer.salt = "checkout";
   c.layers["checkout"] = layer;
   c.experiments = std::move(experiments);
-  c.BuildIndexes();
   return c;
 }
 

@@ -69,8 +69,7 @@ ParseResult Parser::Run() {
   if (errors_ > 0) return result;
   config_->version = ConfigVersionOf(text_);
   config_->source_path = file_;
-  config_->BuildIndexes();
-  result.config = std::move(config_);
+  result.config = IndexedConfig::Build(std::move(*config_));
   return result;
 }
 

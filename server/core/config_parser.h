@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/core/config.h"
+#include "server/core/indexed_config.h"
 
 namespace abexp {
 
@@ -38,7 +39,7 @@ struct Diagnostic {
 
 struct ParseResult {
   // Null when any error (not warning) was found.
-  std::shared_ptr<const Config> config;
+  std::shared_ptr<const IndexedConfig> config;
   // Errors and warnings, ordered by position.
   std::vector<Diagnostic> diagnostics;
 

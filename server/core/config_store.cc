@@ -103,7 +103,7 @@ absl::StatusOr<LoadResult> Load(const std::string& path,
 struct CachedSnapshot {
   uint64_t store_id = 0;  // 0 is no store's id: the entry is empty
   uint64_t generation = 0;
-  std::weak_ptr<const Config> config;
+  std::weak_ptr<const IndexedConfig> config;
 };
 
 // A few entries, chosen by store id, so that a thread alternating between
@@ -115,7 +115,8 @@ std::atomic<uint64_t> g_next_store_id{1};
 
 }  // namespace
 
-ConfigStore::ConfigStore(std::string path, std::shared_ptr<const Config> config)
+ConfigStore::ConfigStore(std::string path,
+                         std::shared_ptr<const IndexedConfig> config)
     : path_(std::move(path)),
       id_(g_next_store_id.fetch_add(1, std::memory_order_relaxed)),
       current_(std::move(config)) {}
@@ -131,7 +132,7 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(
   return store;
 }
 
-std::shared_ptr<const Config> ConfigStore::Snapshot() const {
+std::shared_ptr<const IndexedConfig> ConfigStore::Snapshot() const {
   // A reload that finished before this call has bumped generation_, so the
   // cached entry misses and the slow path reads the new current_ under mu_.
   const uint64_t generation = generation_.load(std::memory_order_acquire);
@@ -139,11 +140,11 @@ std::shared_ptr<const Config> ConfigStore::Snapshot() const {
   if (cached.store_id == id_ && cached.generation == generation) {
     // Fails only when a reload replaced the config and every holder
     // released it after the load above: then it is not current anyway.
-    if (std::shared_ptr<const Config> config = cached.config.lock()) {
+    if (std::shared_ptr<const IndexedConfig> config = cached.config.lock()) {
       return config;
     }
   }
-  std::shared_ptr<const Config> config;
+  std::shared_ptr<const IndexedConfig> config;
   {
     absl::ReaderMutexLock lock(&mu_);
     config = current_;
@@ -157,7 +158,7 @@ std::shared_ptr<const Config> ConfigStore::Snapshot() const {
 
 absl::StatusOr<LoadResult> ConfigStore::Reload() {
   absl::MutexLock reload_lock(&reload_mu_);
-  std::shared_ptr<const Config> old = Snapshot();
+  std::shared_ptr<const IndexedConfig> old = Snapshot();
   absl::StatusOr<std::string> text = ReadFile(path_);
   if (!text.ok()) return text.status();
   if (ConfigVersionOf(*text) == old->version) {

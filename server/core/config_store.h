@@ -21,14 +21,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/core/config.h"
+#include "server/core/indexed_config.h"
 
 namespace abexp {
 
 // What a successful Open or Reload did.
 struct LoadResult {
   // The config now served.
-  std::shared_ptr<const Config> config;
+  std::shared_ptr<const IndexedConfig> config;
   // False when the file was byte-identical to the served config (nothing was
   // swapped).
   bool changed = false;
@@ -55,7 +55,8 @@ class ConfigStore {
   // unchanged: one atomic load and one reference-count increment. A thread's
   // first call, its first after each reload (or after it read several other
   // stores), also takes a reader lock that reloads hold only for the swap.
-  std::shared_ptr<const Config> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const IndexedConfig> Snapshot() const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Re-reads the file. A byte-identical file is a no-op success
   // (changed = false). On any error the last good config stays in place and
@@ -67,7 +68,7 @@ class ConfigStore {
   const std::string& path() const { return path_; }
 
  private:
-  ConfigStore(std::string path, std::shared_ptr<const Config> config);
+  ConfigStore(std::string path, std::shared_ptr<const IndexedConfig> config);
 
   const std::string path_;
   // Unique in the process, never reused: names this store in the per-thread
@@ -78,7 +79,7 @@ class ConfigStore {
   // Serializes Reload() so two reloads never race to install older files.
   absl::Mutex reload_mu_;
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(reload_mu_);
-  std::shared_ptr<const Config> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const IndexedConfig> current_ ABSL_GUARDED_BY(mu_);
   // Incremented, with mu_ held, each time current_ is replaced. Read without
   // the lock by Snapshot() to tell whether its thread's cached config is
   // still current_.

@@ -125,7 +125,7 @@ class ExposurePolicyTest : public ::testing::Test {
     return keys;
   }
 
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
 };
 
 TEST_F(ExposurePolicyTest, ABucketedAssignmentIsOneExposureOfTheServedVariant) {

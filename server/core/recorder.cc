@@ -76,7 +76,7 @@ absl::Status ValidateKey(const std::string& key, const std::string& field) {
 
 // ValidateUnit naming `field`, with a message for no ids that suits
 // recording.
-absl::Status CheckUnit(const Config& config, const Unit& unit,
+absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit,
                        const std::string& field) {
   if (unit.ids.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -95,6 +95,92 @@ bool InSchedule(const Experiment& e, absl::Time t) {
   if (e.start_time.has_value() && t < *e.start_time) return false;
   if (e.end_time.has_value() && t >= *e.end_time) return false;
   return true;
+}
+
+// The checks of one exposure, exposures[i] of the batch.
+absl::Status ValidateExposure(const IndexedConfig& config,
+                              const ExposureInput& x, size_t i,
+                              absl::Time now) {
+  const std::string field = absl::StrCat("exposures[", i, "]");
+  if (x.experiment_key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".experiment_key is empty; send the key of the experiment "
+               "whose variant was shown"));
+  }
+  if (x.variant_key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".variant_key is empty; send the variant that was shown"));
+  }
+  if (absl::Status s = CheckUnit(config, x.unit, field + ".unit"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateTime(x.time, now, field + ".time"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateKey(x.idempotency_key, field + ".idempotency_key");
+      !s.ok()) {
+    return s;
+  }
+  if (x.config_version.size() > kMaxConfigVersionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".config_version is ", x.config_version.size(),
+        " bytes; send the config_version of the assignment (16 hex digits)"));
+  }
+  const Experiment* e = config.FindExperiment(x.experiment_key);
+  if (e == nullptr) return absl::OkStatus();  // ignored later, not an error
+  if (e->VariantIndex(x.variant_key) < 0) {
+    std::vector<std::string> keys;
+    for (const Variant& v : e->variants) keys.push_back(v.key);
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".variant_key '", ClipForMessage(x.variant_key), "' is not a variant of '",
+        e->key, "' in config version ", config.version, "; use one of: ",
+        absl::StrJoin(keys, ", ")));
+  }
+  if (FindId(x.unit, e->unit_id_type) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".unit.ids has no '", e->unit_id_type,
+        "', the id type experiment '", e->key,
+        "' hashes on; add it (the id the variant was chosen with)"));
+  }
+  return absl::OkStatus();
+}
+
+// The checks of one event, events[i] of the batch.
+absl::Status ValidateEvent(const IndexedConfig& config, const EventInput& ev,
+                           size_t i, absl::Time now) {
+  const std::string field = absl::StrCat("events[", i, "]");
+  if (absl::Status s = CheckUnit(config, ev.unit, field + ".unit"); !s.ok()) {
+    return s;
+  }
+  if (ev.name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".name is empty; send the event name, e.g. \"order_completed\""));
+  }
+  if (ev.name.size() > kMaxEventNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".name is ", ev.name.size(), " bytes; event names are at most ",
+        kMaxEventNameBytes, " bytes"));
+  }
+  if (ev.value.has_value() && !std::isfinite(*ev.value)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".value is ", std::isnan(*ev.value) ? "NaN" : "infinite",
+        "; send a finite number or leave value unset"));
+  }
+  if (ev.value.has_value() && std::abs(*ev.value) > kMaxEventValue) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".value is ", *ev.value, "; values must be within ±",
+        kMaxEventValue,
+        " (sums of squares must not overflow); send it in a larger unit, "
+        "e.g. dollars instead of cents"));
+  }
+  if (absl::Status s = ValidateTime(ev.time, now, field + ".time"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateKey(ev.idempotency_key, field + ".idempotency_key");
+      !s.ok()) {
+    return s;
+  }
+  return absl::OkStatus();
 }
 
 void Tally(RecordBatchResult* batch) {
@@ -221,54 +307,16 @@ std::string ClientKey(const std::string& key) { return absl::StrCat("c:", key); 
 Recorder::Recorder(EventStore* store) : store_(store) {}
 
 absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
-    const Config& config, absl::Span<const ExposureInput> exposures,
+    const IndexedConfig& config, absl::Span<const ExposureInput> exposures,
     absl::Time now) const {
   if (absl::Status s = CheckBatchSize(exposures.size(), "exposures"); !s.ok()) {
     return s;
   }
   // Validate everything before writing anything.
   for (size_t i = 0; i < exposures.size(); ++i) {
-    const ExposureInput& x = exposures[i];
-    const std::string field = absl::StrCat("exposures[", i, "]");
-    if (x.experiment_key.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".experiment_key is empty; send the key of the experiment "
-                 "whose variant was shown"));
-    }
-    if (x.variant_key.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".variant_key is empty; send the variant that was shown"));
-    }
-    if (absl::Status s = CheckUnit(config, x.unit, field + ".unit"); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = ValidateTime(x.time, now, field + ".time"); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = ValidateKey(x.idempotency_key, field + ".idempotency_key");
+    if (absl::Status s = ValidateExposure(config, exposures[i], i, now);
         !s.ok()) {
       return s;
-    }
-    if (x.config_version.size() > kMaxConfigVersionBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".config_version is ", x.config_version.size(),
-          " bytes; send the config_version of the assignment (16 hex digits)"));
-    }
-    const Experiment* e = config.FindExperiment(x.experiment_key);
-    if (e == nullptr) continue;  // ignored below, not an error
-    if (e->VariantIndex(x.variant_key) < 0) {
-      std::vector<std::string> keys;
-      for (const Variant& v : e->variants) keys.push_back(v.key);
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".variant_key '", ClipForMessage(x.variant_key), "' is not a variant of '",
-          e->key, "' in config version ", config.version, "; use one of: ",
-          absl::StrJoin(keys, ", ")));
-    }
-    if (FindId(x.unit, e->unit_id_type) == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".unit.ids has no '", e->unit_id_type,
-          "', the id type experiment '", e->key,
-          "' hashes on; add it (the id the variant was chosen with)"));
     }
   }
 
@@ -281,8 +329,8 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
   for (size_t i = 0; i < exposures.size(); ++i) {
     const ExposureInput& x = exposures[i];
     RecordResult& result = batch.results[i];
-    auto it = config.experiment_index.find(x.experiment_key);
-    if (it == config.experiment_index.end()) {
+    auto it = config.experiment_by_key.find(x.experiment_key);
+    if (it == config.experiment_by_key.end()) {
       result.ignore_reason = IgnoreReason::kUnknownExperiment;
       continue;
     }
@@ -340,43 +388,13 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
 }
 
 absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
-    const Config& config, absl::Span<const EventInput> events,
+    const IndexedConfig& config, absl::Span<const EventInput> events,
     absl::Time now) const {
   if (absl::Status s = CheckBatchSize(events.size(), "events"); !s.ok()) {
     return s;
   }
   for (size_t i = 0; i < events.size(); ++i) {
-    const EventInput& ev = events[i];
-    const std::string field = absl::StrCat("events[", i, "]");
-    if (absl::Status s = CheckUnit(config, ev.unit, field + ".unit"); !s.ok()) {
-      return s;
-    }
-    if (ev.name.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".name is empty; send the event name, e.g. \"order_completed\""));
-    }
-    if (ev.name.size() > kMaxEventNameBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".name is ", ev.name.size(), " bytes; event names are at most ",
-          kMaxEventNameBytes, " bytes"));
-    }
-    if (ev.value.has_value() && !std::isfinite(*ev.value)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".value is ", std::isnan(*ev.value) ? "NaN" : "infinite",
-          "; send a finite number or leave value unset"));
-    }
-    if (ev.value.has_value() && std::abs(*ev.value) > kMaxEventValue) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".value is ", *ev.value, "; values must be within ±",
-          kMaxEventValue,
-          " (sums of squares must not overflow); send it in a larger unit, "
-          "e.g. dollars instead of cents"));
-    }
-    if (absl::Status s = ValidateTime(ev.time, now, field + ".time"); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = ValidateKey(ev.idempotency_key, field + ".idempotency_key");
-        !s.ok()) {
+    if (absl::Status s = ValidateEvent(config, events[i], i, now); !s.ok()) {
       return s;
     }
   }
@@ -384,16 +402,8 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   RecordBatchResult batch;
   batch.config_version = config.version;
   batch.results.resize(events.size());
-  // A config BuildIndexes() never ran on (hand-built in a test) gets its
-  // index built here.
-  std::optional<Config> indexed;
-  if (!config.indexed) {
-    indexed = config;
-    indexed->BuildIndexes();
-  }
   const absl::flat_hash_map<std::string, std::vector<int>>& by_event =
-      indexed.has_value() ? indexed->experiments_by_event
-                          : config.experiments_by_event;
+      config.experiments_by_event;
   // What each item is sent to, filled first so that each experiment's batch
   // is allocated once at its final size. The Event sent for an item is the
   // same for every experiment of one unit id type, so it is built once, in

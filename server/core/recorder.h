@@ -37,6 +37,7 @@
 #include "absl/types/span.h"
 #include "server/core/assigner.h"
 #include "server/core/config.h"
+#include "server/core/indexed_config.h"
 #include "server/core/event_store.h"
 
 namespace abexp {
@@ -142,12 +143,12 @@ class Recorder {
   // which case the batch may be partly written and retrying it is safe.
   // Items the store spooled (SpooledEventStore) succeed with kSpooled.
   absl::StatusOr<RecordBatchResult> RecordExposures(
-      const Config& config, absl::Span<const ExposureInput> exposures,
+      const IndexedConfig& config, absl::Span<const ExposureInput> exposures,
       absl::Time now) const;
 
   // As RecordExposures, for events.
   absl::StatusOr<RecordBatchResult> RecordEvents(
-      const Config& config, absl::Span<const EventInput> events,
+      const IndexedConfig& config, absl::Span<const EventInput> events,
       absl::Time now) const;
 
  private:

@@ -143,7 +143,7 @@ class RecorderTest : public ::testing::Test {
     return n;
   }
 
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
   std::vector<std::string> held_out_;
   std::vector<std::string> counted_;
   MemoryEventStore store_;

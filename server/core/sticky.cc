@@ -24,7 +24,7 @@ bool HasSticky(const Config& config) {
 }  // namespace
 
 absl::StatusOr<UnitStickyLookups> StickyLookupsForUnits(
-    const Config& config, absl::Span<const Unit> units,
+    const IndexedConfig& config, absl::Span<const Unit> units,
     const AssignOptions& options) {
   UnitStickyLookups all;
   if (!HasSticky(config)) return all;
@@ -64,7 +64,7 @@ StickyReader::StickyReader(StickyOptions options)
 }
 
 std::vector<RecordedVariantResult> StickyReader::Read(
-    const Config& config, absl::Span<const StickyLookup> lookups) {
+    const IndexedConfig& config, absl::Span<const StickyLookup> lookups) {
   if (lookups.empty()) return {};
   if (options_.store == nullptr) {
     // A server built without a store: nothing to warn about per call.
@@ -114,7 +114,7 @@ std::vector<RecordedVariantResult> StickyReader::Read(
 }
 
 absl::StatusOr<std::vector<RecordedVariants>> StickyReader::ReadForUnits(
-    const Config& config, absl::Span<const Unit> units,
+    const IndexedConfig& config, absl::Span<const Unit> units,
     const AssignOptions& options) {
   absl::StatusOr<UnitStickyLookups> lookups =
       StickyLookupsForUnits(config, units, options);
@@ -125,7 +125,7 @@ absl::StatusOr<std::vector<RecordedVariants>> StickyReader::ReadForUnits(
 }
 
 std::optional<RecordedVariantResult> StickyReader::ReadForExplain(
-    const Config& config, const Unit& unit, const Experiment& experiment,
+    const IndexedConfig& config, const Unit& unit, const Experiment& experiment,
     absl::Time now) {
   if (!experiment.sticky) return std::nullopt;
   AssignOptions options;

@@ -41,6 +41,7 @@
 #include "server/core/assigner.h"
 #include "server/core/config.h"
 #include "server/core/event_store.h"
+#include "server/core/indexed_config.h"
 
 namespace abexp {
 
@@ -81,7 +82,7 @@ struct UnitStickyLookups {
 // INVALID_ARGUMENT for a unit that breaks a limit, NOT_FOUND for an unknown
 // key in options.experiment_keys).
 absl::StatusOr<UnitStickyLookups> StickyLookupsForUnits(
-    const Config& config, absl::Span<const Unit> units,
+    const IndexedConfig& config, absl::Span<const Unit> units,
     const AssignOptions& options);
 
 // Each unit's recorded variants: result i answers lookups.lookups[i]. A
@@ -113,14 +114,14 @@ class StickyReader {
   // Store errors are logged (rate-limited) and UNAVAILABLE or
   // DEADLINE_EXCEEDED starts a pause of options.retry_after.
   std::vector<RecordedVariantResult> Read(
-      const Config& config, absl::Span<const StickyLookup> lookups)
+      const IndexedConfig& config, absl::Span<const StickyLookup> lookups)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // StickyLookupsForUnits, Read and ApplyRecordedVariants: the
   // recorded_variants each unit's Assign should use, one map per unit.
   // Errors as for StickyLookupsForUnits (never a store error).
   absl::StatusOr<std::vector<RecordedVariants>> ReadForUnits(
-      const Config& config, absl::Span<const Unit> units,
+      const IndexedConfig& config, absl::Span<const Unit> units,
       const AssignOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The lookup Assign would make for `unit` in `experiment` at `now`, for
@@ -129,7 +130,7 @@ class StickyReader {
   // name it (including when the unit fails its checks).
   // REQUIRES: `experiment` points into `config`.
   std::optional<RecordedVariantResult> ReadForExplain(
-      const Config& config, const Unit& unit, const Experiment& experiment,
+      const IndexedConfig& config, const Unit& unit, const Experiment& experiment,
       absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:

@@ -70,7 +70,7 @@ experiments:
 
 const absl::Time kStart = absl::FromUnixSeconds(1795000000);  // 2026-11-19
 
-std::shared_ptr<const Config> Parse(const char* yaml) {
+std::shared_ptr<const IndexedConfig> Parse(const char* yaml) {
   ParseResult parsed = ParseConfig(yaml, "sticky_test.yaml");
   EXPECT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
   return parsed.config;
@@ -171,7 +171,7 @@ class StickyReadTest : public ::testing::Test {
     return {StickyLookup{paint_, user}};
   }
 
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
   const Experiment* paint_ = nullptr;
   FlakyStore store_;
   std::vector<std::string> log_;
@@ -210,7 +210,7 @@ TEST_F(StickyReadTest, QaOverrideHoldoutAndMissingIdNeedNoLookup) {
 }
 
 TEST_F(StickyReadTest, AConfigWithoutStickyExperimentsNeverReadsTheStore) {
-  std::shared_ptr<const Config> plain = Parse(kNothingSticky);
+  std::shared_ptr<const IndexedConfig> plain = Parse(kNothingSticky);
   ASSERT_NE(plain, nullptr);
   StickyReader reader(Options());
   absl::StatusOr<std::vector<RecordedVariants>> recorded =

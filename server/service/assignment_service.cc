@@ -25,7 +25,7 @@ namespace {
 // ---- proto -> core ----
 
 // ConvertUnit, then ValidateUnit with its messages naming `field`.
-absl::StatusOr<Unit> UnitFromProto(const Config& config, const v1::Unit& proto,
+absl::StatusOr<Unit> UnitFromProto(const IndexedConfig& config, const v1::Unit& proto,
                                    const std::string& field) {
   absl::StatusOr<Unit> converted = ConvertUnit(proto, field);
   if (!converted.ok()) return converted.status();
@@ -42,7 +42,7 @@ absl::Status CheckHasUnit(bool has_unit) {
       "e.g. {\"user_id\": \"u-123\"}");
 }
 
-absl::StatusOr<Unit> RequiredUnit(const Config& config, bool has_unit,
+absl::StatusOr<Unit> RequiredUnit(const IndexedConfig& config, bool has_unit,
                                   const v1::Unit& proto) {
   if (absl::Status s = CheckHasUnit(has_unit); !s.ok()) return s;
   return UnitFromProto(config, proto, "unit");
@@ -265,7 +265,7 @@ std::vector<std::string> ToVector(
 // The recorded variants of each unit's sticky lookups, one map per unit;
 // none at all without a reader. Errors: those Assign would return.
 absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
-    const Config& config, absl::Span<const Unit> units,
+    const IndexedConfig& config, absl::Span<const Unit> units,
     const AssignOptions& options, StickyReader* sticky) {
   if (sticky == nullptr) return std::vector<RecordedVariants>(units.size());
   return sticky->ReadForUnits(config, units, options);
@@ -273,7 +273,7 @@ absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
 
 // Records ExposuresToRecord(result). Returns why that failed, as
 // "CODE: message", or "".
-std::string RecordAssignedExposures(const Config& config, const Unit& unit,
+std::string RecordAssignedExposures(const IndexedConfig& config, const Unit& unit,
                                     const AssignResult& result, absl::Time now,
                                     const Recorder* recorder) {
   const std::vector<ExposureInput> exposures =
@@ -318,7 +318,7 @@ absl::Status CheckFilterKeys(const Config& config,
 absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
                       StickyReader* sticky, const v1::AssignRequest& request,
                       v1::AssignResponse* response) {
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
   // Not validated here: StickyLookups and Assign validate the unit before
   // anything else, with the same messages ValidateUnit gives for "unit",
@@ -353,7 +353,7 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
         "units has ", request.units_size(), " entries; send at most ",
         kMaxBatchUnits, " per BatchAssign call and split larger batches"));
   }
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   AssignOptions options;
   options.experiment_keys = ToVector(request.experiment_keys());
   options.feature_keys = ToVector(request.feature_keys());
@@ -395,7 +395,7 @@ absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sti
         "experiment_key is required; pass the key of the experiment to explain "
         "(ListExperiments shows them)");
   }
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   absl::StatusOr<Unit> unit =
       RequiredUnit(*config, request.has_unit(), request.unit());
   if (!unit.ok()) return unit.status();
@@ -429,7 +429,7 @@ absl::Status HandleListExperiments(const ConfigStore& store,
     }
     wanted[s] = true;
   }
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   response->set_config_version(config->version);
   for (const Experiment& e : config->experiments) {
     if (request.statuses_size() > 0 && !wanted[StatusToProto(e.status)])
@@ -447,7 +447,7 @@ absl::Status HandleGetExperiment(const ConfigStore& store,
         "experiment_key is required; pass the key of an experiment "
         "(ListExperiments shows them)");
   }
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   const Experiment* e = config->FindExperiment(request.experiment_key());
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat(

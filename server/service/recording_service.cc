@@ -116,7 +116,7 @@ absl::Status HandleRecordExposures(const ConfigStore& store,
     return s;
   }
   const absl::Time now = absl::Now();
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   std::vector<ExposureInput> inputs(request.exposures_size());
   for (int i = 0; i < request.exposures_size(); ++i) {
     const v1::ExposureRecord& p = request.exposures(i);
@@ -150,7 +150,7 @@ absl::Status HandleRecordEvents(const ConfigStore& store, const Recorder& record
     return s;
   }
   const absl::Time now = absl::Now();
-  std::shared_ptr<const Config> config = store.Snapshot();
+  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   std::vector<EventInput> inputs(request.events_size());
   for (int i = 0; i < request.events_size(); ++i) {
     const v1::EventRecord& p = request.events(i);

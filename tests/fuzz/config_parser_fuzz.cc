@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -25,7 +26,7 @@ namespace {
 void Check(bool ok, const char* what) { FuzzCheck(ok, "config_parser_fuzz", what); }
 
 const Config& Example() {
-  static const Config* example = [] {
+  static const auto* example = [] {
     const std::string path = std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml";
     ParseResult parsed = ParseConfigFile(path);
     if (!parsed.ok()) {
@@ -33,14 +34,14 @@ const Config& Example() {
               parsed.FormatDiagnostics().c_str());
       abort();
     }
-    return new Config(*parsed.config);
+    return new std::shared_ptr<const IndexedConfig>(std::move(parsed.config));
   }();
-  return *example;
+  return **example;
 }
 
 // A unit with every id type the config hashes on and every declared
 // attribute, with a value of its declared type.
-Unit UnitFor(const Config& config) {
+Unit UnitFor(const IndexedConfig& config) {
   Unit unit;
   for (const std::string& id_type : config.id_types) unit.ids[id_type] = "fuzz-unit-1";
   for (const auto& [name, type] : config.attributes) {
@@ -62,7 +63,7 @@ Unit UnitFor(const Config& config) {
   return unit;
 }
 
-void Use(const Config& config) {
+void Use(const IndexedConfig& config) {
   const Unit unit = UnitFor(config);
   const absl::Status valid = ValidateUnit(config, unit);
   if (valid.ok()) {

@@ -135,7 +135,7 @@ class RedisEventStoreFanOut : public WithRedis {
   }
 
   std::unique_ptr<Recorder> recorder_;
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const IndexedConfig> config_;
   const absl::Time now_ = absl::Now();
 };
 
@@ -424,7 +424,7 @@ experiments:
 )",
                                    "id_types.yaml");
   ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
-  const Config& config = *parsed.config;
+  const IndexedConfig& config = *parsed.config;
   const absl::Time now = absl::Now();
 
   std::vector<ExposureInput> exposures(3);
