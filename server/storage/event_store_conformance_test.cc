@@ -207,7 +207,7 @@ class Oracle {
           if (!tot.counted) continue;
           const Metric& m =
               *std::find_if(layout_.metrics.begin(), layout_.metrics.end(),
-                            [&](const Metric& x) { return x.key == key; });
+                            [&k = key](const Metric& x) { return x.key == k; });
           MetricAggregate& a = va->metrics[key];
           a.units += 1;
           long double x = tot.x, nn = tot.n, dd = tot.d;
