@@ -732,7 +732,7 @@ TEST_P(EventStoreConformance, BinomialConvertsOnce) {
   Record(E("u1", "order_completed", kT0 + absl::Hours(1), 1.0));
   Record(E("u1", "order_completed", kT0 + absl::Hours(2), 1.0));
   Record(E("u1", "order_completed", kT0 + absl::Hours(3), 1.0));
-  const MetricAggregate& m = M(Read(), 1, "order_conversion");
+  const MetricAggregate m = M(Read(), 1, "order_conversion");
   EXPECT_EQ(m.units, 1);
   EXPECT_EQ(m.sum, 1);
   EXPECT_EQ(m.sum_sq, 1);
