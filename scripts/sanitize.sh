@@ -24,15 +24,13 @@ build=${ABEXP_CLANG_BUILD_DIR:-build-clang}
 export ABEXP_CLANG_BUILD_DIR=$build
 scripts/clang-build.sh
 
-logs="$root/$build/sanitizer-logs"
+logs="$(cd "$build" && pwd)/sanitizer-logs"
 rm -rf "$logs"
 mkdir -p "$logs"
-supp="$root/scripts/sanitizers"
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$logs/report"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/report"
-export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 
-ctest_log="$logs/../ctest.log"
+ctest_log="$build/ctest.log"
 echo "sanitize: running ctest in $build (reports go to $logs/)"
 SECONDS=0
 set +e
