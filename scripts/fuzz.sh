@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz/, docs/fuzzing.md) in a Clang
-# build with AddressSanitizer and UndefinedBehaviorSanitizer, then for each
+# Builds the libFuzzer targets (tests/fuzz/, docs/fuzzing.md) in the Clang
+# build with AddressSanitizer and UndefinedBehaviorSanitizer that
+# scripts/sanitize.sh also uses (scripts/clang-build.sh), then for each
 # target:
 #  1. runs every input of its seed corpus tests/fuzz/corpus/<target>/ once,
 #     as a regression test;
@@ -17,9 +18,9 @@
 #   --jobs N           targets fuzzed at a time (default 1)
 #   --target NAME      only this target (repeatable), e.g. spool_fuzz
 #   --regression-only  run the corpora, do not fuzz
-# Environment: ABEXP_FUZZ_BUILD_DIR (default build-fuzz), ABEXP_JOBS (build
-# parallelism, default: all cores), ABEXP_FUZZ_WORK (scratch directory,
-# default <build dir>/fuzz-work).
+# Environment: ABEXP_CLANG_BUILD_DIR (default build-clang, the build
+# scripts/sanitize.sh shares), ABEXP_JOBS (build parallelism, default: all
+# cores), ABEXP_FUZZ_WORK (scratch directory, default <build dir>/fuzz-work).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -53,21 +54,12 @@ for t in "${targets[@]}"; do
   fi
 done
 
-build=${ABEXP_FUZZ_BUILD_DIR:-build-fuzz}
+build=${ABEXP_CLANG_BUILD_DIR:-build-clang}
 work=${ABEXP_FUZZ_WORK:-$build/fuzz-work}
 
-# The sanitizers apply to our code; Debian's libraries are not instrumented.
-# -fsanitize=fuzzer-no-link adds libFuzzer's coverage hooks everywhere, and
-# only the fuzz targets link libFuzzer itself, so the same tree can build
-# the unit tests with the sanitizers too.
-launcher=()
-command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-echo "fuzz: configuring $build (clang++, ASan + UBSan + libFuzzer)"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
-  -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" \
-  -DABEXP_FUZZ=ON >/dev/null
-ninja -C "$build" -j "${ABEXP_JOBS:-$(nproc)}" "${targets[@]}"
+# The fuzz targets build in the Clang build that scripts/sanitize.sh runs the
+# tests in (scripts/clang-build.sh: ASan + UBSan + libFuzzer coverage).
+ABEXP_CLANG_BUILD_DIR=$build scripts/clang-build.sh "${targets[@]}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -11,8 +11,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
-  # the fuzz build (scripts/fuzz.sh): Clang, its libFuzzer and sanitizer
-  # runtimes, and llvm-symbolizer for readable stack traces
+  # the Clang build of scripts/sanitize.sh and scripts/fuzz.sh: Clang, its
+  # libFuzzer and sanitizer runtimes, and llvm-symbolizer for readable stack
+  # traces
   clang libclang-rt-14-dev llvm
   # the Bazel build in bazel-alternative/ (Bazel 4.2.3, run offline)
   bazel-bootstrap

@@ -8,14 +8,20 @@
 # both builds name the same sources, `bazel build //...` and `bazel test
 # //...` (the unit tests that need no Redis).
 #
+# Then the sanitizers (docs/sanitizers.md): scripts/sanitize.sh builds
+# everything with Clang, ASan + UBSan and -Wthread-safety -Werror
+# (build-clang) and runs the same ctest suite there; a sanitizer report fails
+# the run.
+#
 # Then fuzzing (docs/fuzzing.md): scripts/fuzz.sh runs every fuzz target's
 # seed corpus as a regression test and fuzzes each target briefly, two at a
-# time, in its own Clang build (build-fuzz).
+# time, in the same Clang build.
 #
 # Extra arguments go to ctest, e.g. ./scripts/test.sh -R bucketing
 # Environment: ABEXP_TEST_JOBS (default 2), ABEXP_TEST_TIMEOUT seconds per
 # test (default 300), ABEXP_TEST_BAZEL=0 to skip the Bazel part,
-# ABEXP_TEST_FUZZ=0 to skip fuzzing, ABEXP_TEST_FUZZ_SECONDS fuzzing time per
+# ABEXP_TEST_SANITIZE=0 to skip the sanitizer build and its ctest run (the
+# extra ctest arguments apply to it too), ABEXP_TEST_FUZZ=0 to skip fuzzing, ABEXP_TEST_FUZZ_SECONDS fuzzing time per
 # fuzz target (default 30),
 # ABEXP_JOBS (Bazel's --jobs, default: all cores, as for CMake).
 set -euo pipefail
@@ -40,6 +46,15 @@ if [ "$rc" = 0 ] && grep -q '\*\*\*Skipped' "$ctest_log"; then
   echo "test: FAILED: these tests were skipped, and a skipped test proves nothing:" >&2
   grep '\*\*\*Skipped' "$ctest_log" >&2
   rc=1
+fi
+
+if [ "${ABEXP_TEST_SANITIZE:-1}" != 0 ]; then
+  echo "test: sanitizers: Clang build with ASan + UBSan and -Wthread-safety -Werror, then ctest in it"
+  SECONDS=0
+  sanitize_rc=0
+  scripts/sanitize.sh "$@" || sanitize_rc=$?
+  echo "test: sanitizers exited $sanitize_rc after ${SECONDS}s"
+  [ "$rc" != 0 ] || rc=$sanitize_rc
 fi
 
 if [ "${ABEXP_TEST_FUZZ:-1}" != 0 ]; then

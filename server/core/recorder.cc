@@ -325,7 +325,6 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
   batch.results.resize(exposures.size());
   // Experiment index -> (item index, exposure), in request order.
   std::map<int, std::pair<std::vector<size_t>, std::vector<Exposure>>> groups;
-  std::optional<bool> holdout_cache;
   for (size_t i = 0; i < exposures.size(); ++i) {
     const ExposureInput& x = exposures[i];
     RecordResult& result = batch.results[i];

@@ -207,7 +207,7 @@ class Oracle {
           if (!tot.counted) continue;
           const Metric& m =
               *std::find_if(layout_.metrics.begin(), layout_.metrics.end(),
-                            [&](const Metric& x) { return x.key == key; });
+                            [&k = key](const Metric& x) { return x.key == k; });
           MetricAggregate& a = va->metrics[key];
           a.units += 1;
           long double x = tot.x, nn = tot.n, dd = tot.d;
@@ -732,7 +732,7 @@ TEST_P(EventStoreConformance, BinomialConvertsOnce) {
   Record(E("u1", "order_completed", kT0 + absl::Hours(1), 1.0));
   Record(E("u1", "order_completed", kT0 + absl::Hours(2), 1.0));
   Record(E("u1", "order_completed", kT0 + absl::Hours(3), 1.0));
-  const MetricAggregate& m = M(Read(), 1, "order_conversion");
+  const MetricAggregate m = M(Read(), 1, "order_conversion");
   EXPECT_EQ(m.units, 1);
   EXPECT_EQ(m.sum, 1);
   EXPECT_EQ(m.sum_sq, 1);
