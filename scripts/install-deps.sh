@@ -15,6 +15,8 @@ packages=(
   # libFuzzer and sanitizer runtimes, and llvm-symbolizer for readable stack
   # traces
   clang libclang-rt-14-dev llvm
+  # scripts/check-format.sh: the layout .clang-format describes
+  clang-format-14
   # the Bazel build in bazel-alternative/ (Bazel 4.2.3, run offline)
   bazel-bootstrap
   # event store, for running and for the integration tests

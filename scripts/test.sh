@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs dependencies (redis-server among them), builds, and runs every test
-# with ctest. Tests that need Redis start their own redis-server on a free
+# Installs dependencies (redis-server among them), checks that every C++
+# file is laid out as .clang-format says (scripts/check-format.sh), builds,
+# and runs every test with ctest. Tests that need Redis start their own redis-server on a free
 # loopback port (server/testing/redis_process.h) and stop it afterwards, so tests never
 # share data. Exits non-zero if any test fails or is skipped.
 #
@@ -29,6 +30,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 ./scripts/install-deps.sh
+
+# A layout problem fails the run, but after every test has run.
+format_rc=0
+scripts/check-format.sh || format_rc=$?
+
 ./scripts/build.sh
 
 ctest_log=$(mktemp "${TMPDIR:-/tmp}/abexp-ctest.XXXXXX")
@@ -90,5 +96,9 @@ if [ "${ABEXP_TEST_BAZEL:-1}" != 0 ]; then
   bazel-alternative/bazel.sh shutdown || true
   echo "test: Bazel part exited $bazel_rc after ${SECONDS}s"
   [ "$rc" != 0 ] || rc=$bazel_rc
+fi
+if [ "$format_rc" != 0 ]; then
+  echo "test: FAILED: scripts/check-format.sh found files not laid out as .clang-format says (see above)" >&2
+  [ "$rc" != 0 ] || rc=$format_rc
 fi
 exit "$rc"
