@@ -566,6 +566,238 @@ namespace {
 
 std::string RangeText(const BucketRange& r) { return absl::StrFormat("[%d, %d)", r.start, r.end); }
 
+// The account Explain builds for one experiment: the result so far, and
+// what the traces gathered before the walk found.
+struct Account {
+  const Experiment& e;
+  ExplainResult result;
+  const std::string* id = nullptr;  // the unit's id e hashes on; null: not sent
+  const Layer* layer = nullptr;     // e's layer; null: none, or not in the config
+  bool targeted = true;             // e's targeting matched, or it has none
+
+  // Appends a step; a failed step's detail becomes the summary. Returns
+  // `passed`.
+  bool Step(const char* check, bool passed, std::string detail) {
+    result.steps.push_back({check, passed, std::move(detail)});
+    if (!passed) result.summary = result.steps.back().detail;
+    return passed;
+  }
+
+  // Ends the account with the unit in variant `index`.
+  void Finish(int index, AssignmentReason reason, std::string summary) {
+    result.variant_index = index;
+    result.reason = reason;
+    result.summary = std::move(summary);
+  }
+};
+
+// Every hash and the targeting trace, taken before the decision is walked.
+void GatherTraces(const IndexedConfig& config, const Unit& unit, Account& a) {
+  const Experiment& e = a.e;
+  ExplainResult& x = a.result;
+  a.id = FindId(unit, e.unit_id_type);
+  if (a.id != nullptr) {
+    x.unit_id = *a.id;
+    x.has_variant_hash = true;
+    x.variant_hash = TraceBucket(HashPurpose::kVariant, e.salt, *a.id);
+  }
+  if (config.holdout && config.holdout->bp > 0) {
+    if (const std::string* hid = FindId(unit, config.holdout->unit_id_type)) {
+      x.has_holdout = true;
+      x.holdout_hash = TraceBucket(HashPurpose::kHoldout, config.holdout->salt, *hid);
+      x.held_out = x.holdout_hash.bucket < config.holdout->bp;
+    }
+  }
+  if (e.targeting) {
+    a.targeted = EvaluateWithTrace(*e.targeting, unit.attributes, &x.targeting);
+  }
+  a.layer = e.layer.empty() ? nullptr : config.FindLayer(e.layer);
+  if (a.layer != nullptr) {
+    if (const std::string* lid = FindId(unit, a.layer->unit_id_type)) {
+      x.has_layer = true;
+      x.layer_hash = TraceBucket(HashPurpose::kLayer, a.layer->salt, *lid);
+      x.in_layer_range = e.layer_range.Contains(x.layer_hash.bucket);
+    }
+  }
+}
+
+// A stopped experiment: its rollout variant, to units outside the holdout
+// that its targeting matches.
+void ExplainStopped(Account& a) {
+  const Experiment& e = a.e;
+  const bool held_out = a.result.held_out;
+  if (!a.Step("status", !e.rollout_variant.empty(),
+              e.rollout_variant.empty()
+                  ? "experiment is stopped with no rollout_variant: nobody is assigned"
+                  : absl::StrCat("experiment is stopped; rollout_variant '", e.rollout_variant,
+                                 "' is served to every eligible unit"))) {
+    return;
+  }
+  if (!a.Step("holdout", !held_out,
+              held_out ? "unit is in the global holdout: it gets default feature values"
+                       : "unit is not in the global holdout")) {
+    return;
+  }
+  if (!a.Step("targeting", a.targeted,
+              a.targeted ? "targeting matched" : "targeting did not match: no variant")) {
+    return;
+  }
+  a.Finish(e.VariantIndex(e.rollout_variant), AssignmentReason::kRollout,
+           absl::StrCat("stopped experiment: rollout variant '", e.rollout_variant,
+                        "' is served"));
+}
+
+// Each Explain* step below appends its steps to the account and returns
+// true when the account is finished: a check failed or a variant is chosen.
+
+bool ExplainStatusAndSchedule(Account& a, absl::Time now) {
+  const Experiment& e = a.e;
+  if (!a.Step("status", e.status == ExperimentStatus::kRunning,
+              e.status == ExperimentStatus::kRunning
+                  ? "experiment is running"
+                  : absl::StrCat("experiment is ", ExperimentStatusName(e.status),
+                                 ": only running experiments assign"))) {
+    return true;
+  }
+  const bool scheduled = InSchedule(e, now);
+  return !a.Step(
+      "schedule", scheduled,
+      scheduled ? "now is inside the experiment's start/end window"
+                : absl::StrCat("now (", absl::FormatTime(absl::RFC3339_sec, now, absl::UTCTimeZone()),
+                               ") is outside the experiment's start/end window"));
+}
+
+bool ExplainUnitId(Account& a) {
+  const Experiment& e = a.e;
+  return !a.Step("unit_id", a.id != nullptr,
+                 a.id != nullptr
+                     ? absl::StrCat("hashing ", e.unit_id_type, " \"", *a.id, "\"")
+                     : absl::StrCat("unit has no ", e.unit_id_type,
+                                    ", which this experiment hashes on: no variant"));
+}
+
+// REQUIRES: a.id != nullptr.
+bool ExplainQaOverride(Account& a) {
+  const Experiment& e = a.e;
+  auto it = e.qa_overrides.find(*a.id);
+  if (it == e.qa_overrides.end()) {
+    a.Step("qa_override", true, "no QA override for this unit");
+    return false;
+  }
+  a.Step("qa_override", true,
+         absl::StrCat("QA override forces variant '", it->second, "' (not counted in results)"));
+  a.Finish(e.VariantIndex(it->second), AssignmentReason::kQaOverride,
+           absl::StrCat("QA override forces variant '", it->second, "'"));
+  return true;
+}
+
+bool ExplainHoldout(const IndexedConfig& config, Account& a) {
+  if (!config.holdout || config.holdout->bp == 0) return false;
+  const ExplainResult& x = a.result;
+  std::string detail =
+      !x.has_holdout
+          ? absl::StrCat("unit has no ", config.holdout->unit_id_type,
+                         " for the holdout hash: not held out")
+          : absl::StrFormat("holdout bucket %d %s threshold %d: %s", x.holdout_hash.bucket,
+                            x.held_out ? "<" : ">=", config.holdout->bp,
+                            x.held_out ? "unit is in the global holdout" : "not held out");
+  return !a.Step("holdout", !x.held_out, std::move(detail));
+}
+
+bool ExplainTargeting(Account& a) {
+  const Experiment& e = a.e;
+  return !a.Step("targeting", a.targeted,
+                 !e.targeting ? "no targeting: every unit is eligible"
+                              : (a.targeted ? absl::StrCat("targeting matched: ", e.targeting_text)
+                                            : absl::StrCat("targeting did not match: ",
+                                                           e.targeting_text)));
+}
+
+bool ExplainLayer(Account& a) {
+  const Experiment& e = a.e;
+  if (e.layer.empty()) return false;
+  const ExplainResult& x = a.result;
+  std::string detail;
+  bool passed = false;
+  if (a.layer == nullptr || !x.has_layer) {
+    detail = absl::StrCat("unit has no ", a.layer ? a.layer->unit_id_type : "id", " for layer '",
+                          e.layer, "'");
+  } else {
+    passed = x.in_layer_range;
+    detail = absl::StrFormat("layer '%s' bucket %d is %s the experiment's layer range %s",
+                             e.layer, x.layer_hash.bucket, passed ? "inside" : "outside",
+                             RangeText(e.layer_range));
+  }
+  return !a.Step("layer", passed, std::move(detail));
+}
+
+// What the event store said about a sticky experiment's unit; decides only
+// when it names one of the experiment's variants.
+// REQUIRES: the unit has the experiment's id (its variant hash is traced).
+bool ExplainSticky(Account& a, const absl::StatusOr<std::optional<int>>* recorded) {
+  const Experiment& e = a.e;
+  if (!e.sticky || recorded == nullptr) return false;
+  const uint32_t bucket = a.result.variant_hash.bucket;
+  const int num_variants = static_cast<int>(e.variants.size());
+  if (!recorded->ok()) {
+    a.Step("sticky", false,
+           absl::StrCat("could not read the unit's recorded exposure (",
+                        recorded->status().ToString(),
+                        "): serving the variant its bucket gives, which may differ from the "
+                        "one it was shown"));
+    return false;
+  }
+  if (!recorded->value().has_value()) {
+    a.Step("sticky", true,
+           absl::StrFormat("no recorded exposure in phase %d: bucketing by hash", e.phase));
+    return false;
+  }
+  const int index = *recorded->value();
+  if (index < 0 || index >= num_variants) {
+    a.Step("sticky", true,
+           absl::StrFormat("recorded variant index %d is not among the %d variants any more: "
+                           "ignored, bucketing by hash",
+                           index, num_variants));
+    return false;
+  }
+  std::string by_hash = absl::StrFormat("bucket %d alone would give no variant at traffic %.2f%%",
+                                        bucket, e.traffic_bp / 100.0);
+  for (const Variant& v : e.variants) {
+    if (v.active_range.Contains(bucket)) {
+      by_hash = absl::StrFormat("bucket %d alone would give '%s'", bucket, v.key);
+    }
+  }
+  const std::string& key = e.variants[index].key;
+  a.Step("sticky", true,
+         absl::StrFormat("unit was first exposed to variant '%s' in phase %d and keeps it "
+                         "(sticky: true); %s",
+                         key, e.phase, by_hash));
+  a.Finish(index, AssignmentReason::kSticky,
+           absl::StrFormat("sticky: unit keeps variant '%s', the one it was first exposed to",
+                           key));
+  return true;
+}
+
+// The last step: the variant whose active range holds the unit's bucket.
+void ExplainTraffic(Account& a) {
+  const Experiment& e = a.e;
+  const uint32_t bucket = a.result.variant_hash.bucket;
+  for (size_t i = 0; i < e.variants.size(); ++i) {
+    const Variant& v = e.variants[i];
+    if (v.active_range.Contains(bucket)) {
+      std::string detail = absl::StrFormat("bucket %d is in variant '%s' range %s", bucket,
+                                           v.key, RangeText(v.active_range));
+      a.Step("traffic", true, detail);
+      a.Finish(static_cast<int>(i), AssignmentReason::kBucketed, std::move(detail));
+      return;
+    }
+  }
+  a.Step("traffic", false,
+         absl::StrFormat("bucket %d is outside every variant's active range at traffic %.2f%%: "
+                         "not in the experiment",
+                         bucket, e.traffic_bp / 100.0));
+}
+
 }  // namespace
 
 absl::StatusOr<ExplainResult> Explain(const IndexedConfig& config, const Unit& unit,
@@ -580,178 +812,19 @@ absl::StatusOr<ExplainResult> Explain(const IndexedConfig& config, const Unit& u
   }
   if (absl::Status s = ValidateUnit(config, unit); !s.ok()) return s;
 
-  ExplainResult x;
-  x.experiment = e;
+  Account a{*e};
+  a.result.experiment = e;
   // Gather every trace first, then walk the decision in spec order.
-  const std::string* id = FindId(unit, e->unit_id_type);
-  if (id != nullptr) {
-    x.unit_id = *id;
-    x.has_variant_hash = true;
-    x.variant_hash = TraceBucket(HashPurpose::kVariant, e->salt, *id);
-  }
-  if (config.holdout && config.holdout->bp > 0) {
-    if (const std::string* hid = FindId(unit, config.holdout->unit_id_type)) {
-      x.has_holdout = true;
-      x.holdout_hash = TraceBucket(HashPurpose::kHoldout, config.holdout->salt, *hid);
-      x.held_out = x.holdout_hash.bucket < config.holdout->bp;
-    }
-  }
-  bool targeted = true;
-  if (e->targeting) {
-    targeted = EvaluateWithTrace(*e->targeting, unit.attributes, &x.targeting);
-  }
-  const Layer* layer = e->layer.empty() ? nullptr : config.FindLayer(e->layer);
-  if (layer != nullptr) {
-    if (const std::string* lid = FindId(unit, layer->unit_id_type)) {
-      x.has_layer = true;
-      x.layer_hash = TraceBucket(HashPurpose::kLayer, layer->salt, *lid);
-      x.in_layer_range = e->layer_range.Contains(x.layer_hash.bucket);
-    }
-  }
-
-  auto step = [&x](const char* check, bool passed, std::string detail) {
-    x.steps.push_back({check, passed, std::move(detail)});
-    if (!passed) x.summary = x.steps.back().detail;
-    return passed;
-  };
-  auto finish_with_variant = [&](int index, AssignmentReason reason, std::string summary) {
-    x.variant_index = index;
-    x.reason = reason;
-    x.summary = std::move(summary);
-    return x;
-  };
-
-  const std::string status = ExperimentStatusName(e->status);
+  GatherTraces(config, unit, a);
   if (e->status == ExperimentStatus::kStopped) {
-    if (!step("status", !e->rollout_variant.empty(),
-              e->rollout_variant.empty()
-                  ? "experiment is stopped with no rollout_variant: nobody is assigned"
-                  : absl::StrCat("experiment is stopped; rollout_variant '", e->rollout_variant,
-                                 "' is served to every eligible unit"))) {
-      return x;
-    }
-    if (!step("holdout", !x.held_out,
-              x.held_out ? "unit is in the global holdout: it gets default feature values"
-                         : "unit is not in the global holdout")) {
-      return x;
-    }
-    if (!step("targeting", targeted,
-              targeted ? "targeting matched" : "targeting did not match: no variant")) {
-      return x;
-    }
-    return finish_with_variant(e->VariantIndex(e->rollout_variant), AssignmentReason::kRollout,
-                               absl::StrCat("stopped experiment: rollout variant '",
-                                            e->rollout_variant, "' is served"));
+    ExplainStopped(a);
+    return std::move(a.result);
   }
-  if (!step("status", e->status == ExperimentStatus::kRunning,
-            e->status == ExperimentStatus::kRunning
-                ? "experiment is running"
-                : absl::StrCat("experiment is ", status, ": only running experiments assign"))) {
-    return x;
-  }
-  const bool scheduled = InSchedule(*e, now);
-  if (!step("schedule", scheduled,
-            scheduled ? "now is inside the experiment's start/end window"
-                      : absl::StrCat("now (", absl::FormatTime(absl::RFC3339_sec, now,
-                                                               absl::UTCTimeZone()),
-                                     ") is outside the experiment's start/end window"))) {
-    return x;
-  }
-  if (!step("unit_id", id != nullptr,
-            id != nullptr ? absl::StrCat("hashing ", e->unit_id_type, " \"", *id, "\"")
-                          : absl::StrCat("unit has no ", e->unit_id_type,
-                                         ", which this experiment hashes on: no variant"))) {
-    return x;
-  }
-  if (auto it = e->qa_overrides.find(*id); it != e->qa_overrides.end()) {
-    step("qa_override", true,
-         absl::StrCat("QA override forces variant '", it->second, "' (not counted in results)"));
-    return finish_with_variant(e->VariantIndex(it->second), AssignmentReason::kQaOverride,
-                               absl::StrCat("QA override forces variant '", it->second, "'"));
-  }
-  step("qa_override", true, "no QA override for this unit");
-  if (config.holdout && config.holdout->bp > 0) {
-    const std::string detail =
-        !x.has_holdout
-            ? absl::StrCat("unit has no ", config.holdout->unit_id_type,
-                           " for the holdout hash: not held out")
-            : absl::StrFormat("holdout bucket %d %s threshold %d: %s", x.holdout_hash.bucket,
-                              x.held_out ? "<" : ">=", config.holdout->bp,
-                              x.held_out ? "unit is in the global holdout" : "not held out");
-    if (!step("holdout", !x.held_out, detail)) return x;
-  }
-  if (!step("targeting", targeted,
-            !e->targeting ? "no targeting: every unit is eligible"
-                          : (targeted ? absl::StrCat("targeting matched: ", e->targeting_text)
-                                      : absl::StrCat("targeting did not match: ",
-                                                     e->targeting_text)))) {
-    return x;
-  }
-  if (!e->layer.empty()) {
-    std::string detail;
-    bool passed = false;
-    if (layer == nullptr || !x.has_layer) {
-      detail = absl::StrCat("unit has no ", layer ? layer->unit_id_type : "id",
-                            " for layer '", e->layer, "'");
-    } else {
-      passed = x.in_layer_range;
-      detail = absl::StrFormat("layer '%s' bucket %d is %s the experiment's layer range %s",
-                               e->layer, x.layer_hash.bucket, passed ? "inside" : "outside",
-                               RangeText(e->layer_range));
-    }
-    if (!step("layer", passed, detail)) return x;
-  }
-  const uint32_t bucket = x.variant_hash.bucket;
-  if (e->sticky && recorded != nullptr) {
-    const int num_variants = static_cast<int>(e->variants.size());
-    if (!recorded->ok()) {
-      step("sticky", false,
-           absl::StrCat("could not read the unit's recorded exposure (",
-                        recorded->status().ToString(),
-                        "): serving the variant its bucket gives, which may differ from the "
-                        "one it was shown"));
-    } else if (!recorded->value().has_value()) {
-      step("sticky", true,
-           absl::StrFormat("no recorded exposure in phase %d: bucketing by hash", e->phase));
-    } else if (int index = *recorded->value(); index < 0 || index >= num_variants) {
-      step("sticky", true,
-           absl::StrFormat("recorded variant index %d is not among the %d variants any more: "
-                           "ignored, bucketing by hash",
-                           index, num_variants));
-    } else {
-      std::string by_hash = absl::StrFormat(
-          "bucket %d alone would give no variant at traffic %.2f%%", bucket,
-          e->traffic_bp / 100.0);
-      for (const Variant& v : e->variants) {
-        if (v.active_range.Contains(bucket)) {
-          by_hash = absl::StrFormat("bucket %d alone would give '%s'", bucket, v.key);
-        }
-      }
-      const std::string& key = e->variants[index].key;
-      step("sticky", true,
-           absl::StrFormat("unit was first exposed to variant '%s' in phase %d and keeps it "
-                           "(sticky: true); %s",
-                           key, e->phase, by_hash));
-      return finish_with_variant(
-          index, AssignmentReason::kSticky,
-          absl::StrFormat("sticky: unit keeps variant '%s', the one it was first exposed to",
-                          key));
-    }
-  }
-  for (size_t i = 0; i < e->variants.size(); ++i) {
-    const Variant& v = e->variants[i];
-    if (v.active_range.Contains(bucket)) {
-      std::string detail = absl::StrFormat("bucket %d is in variant '%s' range %s", bucket,
-                                           v.key, RangeText(v.active_range));
-      step("traffic", true, detail);
-      return finish_with_variant(static_cast<int>(i), AssignmentReason::kBucketed, detail);
-    }
-  }
-  step("traffic", false,
-       absl::StrFormat("bucket %d is outside every variant's active range at traffic %.2f%%: "
-                       "not in the experiment",
-                       bucket, e->traffic_bp / 100.0));
-  return x;
+  const bool finished = ExplainStatusAndSchedule(a, now) || ExplainUnitId(a) ||
+                        ExplainQaOverride(a) || ExplainHoldout(config, a) ||
+                        ExplainTargeting(a) || ExplainLayer(a) || ExplainSticky(a, recorded);
+  if (!finished) ExplainTraffic(a);
+  return std::move(a.result);
 }
 
 }  // namespace abexp

@@ -179,6 +179,61 @@ void ComputeShares(const Side& o, const Side& n, ExperimentDiff* diff) {
   diff->removed = Share::Of(l.both * old_not_new + l.old_only * old_any, total);
 }
 
+// The notes on an experiment's layer: which layer, its hash, its range.
+void NoteLayerChanges(const Config& oc, const Experiment& o, const Config& nc,
+                      const Experiment& n, std::vector<std::string>* notes) {
+  if (o.layer != n.layer) {
+    notes->push_back(absl::StrCat("layer '", o.layer, "' -> '", n.layer, "'"));
+  } else if (!o.layer.empty()) {
+    const Layer* ol = oc.FindLayer(o.layer);
+    const Layer* nl = nc.FindLayer(n.layer);
+    if (ol != nullptr && nl != nullptr &&
+        (ol->salt != nl->salt || ol->unit_id_type != nl->unit_id_type)) {
+      notes->push_back(absl::StrCat("layer '", o.layer,
+                                    "' hash changed (salt or unit): its units "
+                                    "are reshuffled"));
+    }
+  }
+  if (!(o.layer_range == n.layer_range) && !n.layer.empty()) {
+    notes->push_back(absl::StrCat("layer_range ", FormatRange(o.layer_range),
+                                  " -> ", FormatRange(n.layer_range)));
+  }
+}
+
+// How the features a variant sets changed: new, changed, then unset keys.
+std::vector<std::string> FeatureChanges(const Variant& ov, const Variant& nv) {
+  std::vector<std::string> changes;
+  for (const auto& [key, value] : nv.features) {
+    auto it = ov.features.find(key);
+    if (it == ov.features.end()) {
+      changes.push_back(
+          absl::StrCat(key, " (new) = ", FormatFeatureValue(value)));
+    } else if (it->second != value) {
+      changes.push_back(absl::StrCat(key, " ", FormatFeatureValue(it->second),
+                                     " -> ", FormatFeatureValue(value)));
+    }
+  }
+  for (const auto& [key, value] : ov.features) {
+    if (nv.features.count(key) == 0) {
+      changes.push_back(absl::StrCat(key, " no longer set"));
+    }
+  }
+  return changes;
+}
+
+// One note per variant, in both configs, whose features changed.
+void NoteFeatureChanges(const Experiment& o, const Experiment& n,
+                        std::vector<std::string>* notes) {
+  for (const Variant& nv : n.variants) {
+    const int oi = o.VariantIndex(nv.key);
+    if (oi < 0) continue;
+    const Variant& ov = o.variants[oi];
+    if (ov.features == nv.features) continue;
+    notes->push_back(absl::StrCat("variant ", nv.key, " features: ",
+                                  absl::StrJoin(FeatureChanges(ov, nv), ", ")));
+  }
+}
+
 void NoteExperimentChanges(const Config& oc, const Experiment& o,
                            const Config& nc, const Experiment& n,
                            ExperimentDiff* diff) {
@@ -208,22 +263,7 @@ void NoteExperimentChanges(const Config& oc, const Experiment& o,
   if (Weights(o) != Weights(n)) {
     notes.push_back(absl::StrCat("variants ", Weights(o), " -> ", Weights(n)));
   }
-  if (o.layer != n.layer) {
-    notes.push_back(absl::StrCat("layer '", o.layer, "' -> '", n.layer, "'"));
-  } else if (!o.layer.empty()) {
-    const Layer* ol = oc.FindLayer(o.layer);
-    const Layer* nl = nc.FindLayer(n.layer);
-    if (ol != nullptr && nl != nullptr &&
-        (ol->salt != nl->salt || ol->unit_id_type != nl->unit_id_type)) {
-      notes.push_back(absl::StrCat("layer '", o.layer,
-                                   "' hash changed (salt or unit): its units "
-                                   "are reshuffled"));
-    }
-  }
-  if (!(o.layer_range == n.layer_range) && !n.layer.empty()) {
-    notes.push_back(absl::StrCat("layer_range ", FormatRange(o.layer_range),
-                                 " -> ", FormatRange(n.layer_range)));
-  }
+  NoteLayerChanges(oc, o, nc, n, &notes);
   if (o.targeting_text != n.targeting_text) {
     notes.push_back(absl::StrCat(
         "targeting changed (not computed): '",
@@ -240,30 +280,7 @@ void NoteExperimentChanges(const Config& oc, const Experiment& o,
                                  o.qa_overrides.size(), " -> ",
                                  n.qa_overrides.size(), " units)"));
   }
-  for (const Variant& nv : n.variants) {
-    const int oi = o.VariantIndex(nv.key);
-    if (oi < 0) continue;
-    const Variant& ov = o.variants[oi];
-    if (ov.features == nv.features) continue;
-    std::vector<std::string> changes;
-    for (const auto& [key, value] : nv.features) {
-      auto it = ov.features.find(key);
-      if (it == ov.features.end()) {
-        changes.push_back(
-            absl::StrCat(key, " (new) = ", FormatFeatureValue(value)));
-      } else if (it->second != value) {
-        changes.push_back(absl::StrCat(key, " ", FormatFeatureValue(it->second),
-                                       " -> ", FormatFeatureValue(value)));
-      }
-    }
-    for (const auto& [key, value] : ov.features) {
-      if (nv.features.count(key) == 0) {
-        changes.push_back(absl::StrCat(key, " no longer set"));
-      }
-    }
-    notes.push_back(absl::StrCat("variant ", nv.key,
-                                 " features: ", absl::StrJoin(changes, ", ")));
-  }
+  NoteFeatureChanges(o, n, &notes);
 }
 
 // True when any variant key's full-traffic range differs between the two

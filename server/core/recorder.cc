@@ -221,8 +221,6 @@ absl::Status CheckStoreReply(size_t got, size_t want, const std::string& key) {
       " writes to experiment '", key, "'; please report this bug"));
 }
 
-// Experiments (indexes into config.experiments) whose metrics use each event
-// name. Drafts record nothing.
 }  // namespace
 
 const char* IgnoreReasonName(IgnoreReason reason) {
@@ -386,6 +384,187 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
   return batch;
 }
 
+namespace {
+
+// What RecordEvents sends for a batch, filled before anything is written so
+// that each experiment's batch is allocated once at its final size. The
+// Event sent for an item is the same for every experiment of one unit id
+// type, so it is built once, in `shared`, and the batches point at it.
+struct EventFanOut {
+  struct Send {
+    int experiment = 0;
+    size_t item = 0;
+    size_t event = 0;  // index into `shared`
+  };
+  std::vector<Send> sends;
+  std::vector<Event> shared;
+  absl::flat_hash_map<int, size_t> sends_to;  // by experiment index
+};
+
+// Sends item i, `ev`, to every experiment with a metric on its event that
+// counts it, into *fan_out. Returns the item's ignore_reason until the
+// store answers: kNotAttributed when it was sent anywhere, otherwise why
+// not.
+IgnoreReason FanOutEvent(const IndexedConfig& config, const EventInput& ev, size_t i,
+                         absl::Time now, EventFanOut* fan_out) {
+  auto it = config.experiments_by_event.find(ev.name);
+  if (it == config.experiments_by_event.end()) return IgnoreReason::kNoMetric;
+  // Why nothing was sent, most telling reason last.
+  IgnoreReason reason = IgnoreReason::kMissingUnitId;
+  std::optional<bool> held_out;
+  bool sent = false;
+  std::string key;  // the idempotency key, derived once it is needed
+  // Experiments mostly share a few id types: look each up once.
+  const std::string* last_type = nullptr;
+  const std::string* last_id = nullptr;
+  // The item's Events so far, by unit id (one per id type it was sent as).
+  absl::InlinedVector<std::pair<const std::string*, size_t>, 2> built;
+  for (int index : it->second) {
+    const Experiment& e = config.experiments[index];
+    if (last_type == nullptr || *last_type != e.unit_id_type) {
+      last_type = &e.unit_id_type;
+      last_id = FindId(ev.unit, e.unit_id_type);
+    }
+    const std::string* unit_id = last_id;
+    if (unit_id == nullptr) continue;
+    if (!e.qa_overrides.empty() && e.qa_overrides.contains(*unit_id)) {
+      if (reason != IgnoreReason::kHoldout) reason = IgnoreReason::kQaOverride;
+      continue;
+    }
+    if (!held_out.has_value()) held_out = InHoldout(config, ev.unit);
+    if (*held_out) {
+      reason = IgnoreReason::kHoldout;
+      continue;
+    }
+    if (key.empty()) {
+      key = ev.idempotency_key.empty() ? DeriveEventKey(ev) : ClientKey(ev.idempotency_key);
+    }
+    auto found = std::find_if(built.begin(), built.end(),
+                              [&](const auto& b) { return b.first == unit_id; });
+    if (found == built.end()) {
+      Event& event = fan_out->shared.emplace_back();
+      event.unit_id = *unit_id;
+      event.name = ev.name;
+      event.value = ev.value;
+      event.time = ev.time.value_or(now);
+      event.idempotency_key = key;
+      built.push_back({unit_id, fan_out->shared.size() - 1});
+      found = built.end() - 1;
+    }
+    fan_out->sends.push_back({index, i, found->second});
+    ++fan_out->sends_to[index];
+    sent = true;
+  }
+  return sent ? IgnoreReason::kNotAttributed : reason;
+}
+
+// By experiment index: the items sent to it and their Events, in request
+// order. The Events point into the EventFanOut they came from.
+using EventGroups =
+    std::map<int, std::pair<std::vector<size_t>, std::vector<const Event*>>>;
+
+EventGroups GroupByExperiment(const EventFanOut& fan_out) {
+  EventGroups groups;
+  for (const auto& [index, count] : fan_out.sends_to) {
+    auto& group = groups[index];
+    group.first.reserve(count);
+    group.second.reserve(count);
+  }
+  for (const EventFanOut::Send& send : fan_out.sends) {
+    auto& group = groups[send.experiment];
+    group.first.push_back(send.item);
+    group.second.push_back(&fan_out.shared[send.event]);
+  }
+  return groups;
+}
+
+// All experiments' batches go to the store together, so a store can share
+// its round trips between them (an event fans out to every experiment with
+// a metric on it). Every batch is attempted; the first error fails the
+// call, and the client's retry counts each item once. On success, one
+// result per group, in the groups' order, each of them OK.
+absl::StatusOr<std::vector<WriteResult>> WriteGroups(EventStore& store,
+                                                     const IndexedConfig& config,
+                                                     const EventGroups& groups) {
+  std::vector<ExperimentLayout> layouts;
+  std::vector<EventBatch> writes;
+  // Reserved, so that the batches' pointers into `layouts` stay valid.
+  layouts.reserve(groups.size());
+  writes.reserve(groups.size());
+  for (const auto& [index, group] : groups) {
+    layouts.push_back(LayoutOf(config, config.experiments[index]));
+    writes.push_back(EventBatch{&layouts.back(), group.second});
+  }
+  std::vector<WriteResult> written = store.WriteEventBatches(writes);
+  if (written.size() != writes.size()) {
+    return absl::InternalError(absl::StrCat(
+        "the event store answered ", written.size(), " results for ",
+        writes.size(), " experiments"));
+  }
+  for (const WriteResult& outcomes : written) {
+    if (!outcomes.ok()) return outcomes.status();
+  }
+  return written;
+}
+
+// Maps the store's outcomes for `groups` back to the items of *batch: an
+// item is spooled when any experiment spooled it, else recorded when any
+// recorded it, else a duplicate when any reported one, else ignored.
+// REQUIRES: `written` is WriteGroups's OK answer for `groups`.
+absl::Status MapOutcomesToItems(const IndexedConfig& config, const EventGroups& groups,
+                                const std::vector<WriteResult>& written,
+                                RecordBatchResult* batch) {
+  const size_t num_items = batch->results.size();
+  // Per item: whether some experiment reported a duplicate, or spooled it.
+  std::vector<bool> duplicate(num_items, false);
+  std::vector<bool> spooled(num_items, false);
+  size_t write = 0;
+  for (const auto& [index, group] : groups) {
+    const Experiment& e = config.experiments[index];
+    const WriteResult& outcomes = written[write++];
+    if (absl::Status s =
+            CheckStoreReply(outcomes->size(), group.second.size(), e.key);
+        !s.ok()) {
+      return s;
+    }
+    for (size_t j = 0; j < outcomes->size(); ++j) {
+      const size_t item = group.first[j];
+      switch ((*outcomes)[j]) {
+        case WriteOutcome::kRecorded:
+        case WriteOutcome::kConflict:  // not produced for events
+          ++batch->results[item].experiments_recorded;
+          break;
+        case WriteOutcome::kDuplicate:
+          duplicate[item] = true;
+          break;
+        case WriteOutcome::kSpooled:
+          spooled[item] = true;
+          break;
+        case WriteOutcome::kIgnored:
+          break;
+      }
+    }
+  }
+  for (size_t i = 0; i < num_items; ++i) {
+    RecordResult& result = batch->results[i];
+    if (spooled[i]) {
+      result.outcome = WriteOutcome::kSpooled;
+      result.ignore_reason = IgnoreReason::kNone;
+    } else if (result.experiments_recorded > 0) {
+      result.outcome = WriteOutcome::kRecorded;
+      result.ignore_reason = IgnoreReason::kNone;
+    } else if (duplicate[i]) {
+      result.outcome = WriteOutcome::kDuplicate;
+      result.ignore_reason = IgnoreReason::kNone;
+    } else {
+      result.outcome = WriteOutcome::kIgnored;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
     const IndexedConfig& config, absl::Span<const EventInput> events,
     absl::Time now) const {
@@ -401,156 +580,15 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   RecordBatchResult batch;
   batch.config_version = config.version;
   batch.results.resize(events.size());
-  const absl::flat_hash_map<std::string, std::vector<int>>& by_event =
-      config.experiments_by_event;
-  // What each item is sent to, filled first so that each experiment's batch
-  // is allocated once at its final size. The Event sent for an item is the
-  // same for every experiment of one unit id type, so it is built once, in
-  // `shared`, and the batches point at it.
-  struct Send {
-    int experiment = 0;
-    size_t item = 0;
-    size_t event = 0;  // index into `shared`
-  };
-  std::vector<Send> sends;
-  std::vector<Event> shared;
-  absl::flat_hash_map<int, size_t> sends_to;  // by experiment index
-  // Per item: whether some experiment reported a duplicate, or spooled it.
-  std::vector<bool> duplicate(events.size(), false);
-  std::vector<bool> spooled(events.size(), false);
+  EventFanOut fan_out;
   for (size_t i = 0; i < events.size(); ++i) {
-    const EventInput& ev = events[i];
-    RecordResult& result = batch.results[i];
-    auto it = by_event.find(ev.name);
-    if (it == by_event.end()) {
-      result.ignore_reason = IgnoreReason::kNoMetric;
-      continue;
-    }
-    // Why nothing was sent, most telling reason last.
-    IgnoreReason reason = IgnoreReason::kMissingUnitId;
-    std::optional<bool> held_out;
-    bool sent = false;
-    std::string key;  // the idempotency key, derived once it is needed
-    // Experiments mostly share a few id types: look each up once.
-    const std::string* last_type = nullptr;
-    const std::string* last_id = nullptr;
-    // The item's Events so far, by unit id (one per id type it was sent as).
-    absl::InlinedVector<std::pair<const std::string*, size_t>, 2> built;
-    for (int index : it->second) {
-      const Experiment& e = config.experiments[index];
-      if (last_type == nullptr || *last_type != e.unit_id_type) {
-        last_type = &e.unit_id_type;
-        last_id = FindId(ev.unit, e.unit_id_type);
-      }
-      const std::string* unit_id = last_id;
-      if (unit_id == nullptr) continue;
-      if (!e.qa_overrides.empty() && e.qa_overrides.contains(*unit_id)) {
-        if (reason != IgnoreReason::kHoldout) reason = IgnoreReason::kQaOverride;
-        continue;
-      }
-      if (!held_out.has_value()) held_out = InHoldout(config, ev.unit);
-      if (*held_out) {
-        reason = IgnoreReason::kHoldout;
-        continue;
-      }
-      if (key.empty()) {
-        key = ev.idempotency_key.empty() ? DeriveEventKey(ev)
-                                         : ClientKey(ev.idempotency_key);
-      }
-      auto found = std::find_if(built.begin(), built.end(), [&](const auto& b) {
-        return b.first == unit_id;
-      });
-      if (found == built.end()) {
-        Event& event = shared.emplace_back();
-        event.unit_id = *unit_id;
-        event.name = ev.name;
-        event.value = ev.value;
-        event.time = ev.time.value_or(now);
-        event.idempotency_key = key;
-        built.push_back({unit_id, shared.size() - 1});
-        found = built.end() - 1;
-      }
-      sends.push_back({index, i, found->second});
-      ++sends_to[index];
-      sent = true;
-    }
-    result.ignore_reason = sent ? IgnoreReason::kNotAttributed : reason;
+    batch.results[i].ignore_reason = FanOutEvent(config, events[i], i, now, &fan_out);
   }
-  std::map<int, std::pair<std::vector<size_t>, std::vector<const Event*>>>
-      groups;
-  for (const auto& [index, count] : sends_to) {
-    auto& group = groups[index];
-    group.first.reserve(count);
-    group.second.reserve(count);
-  }
-  for (const Send& send : sends) {
-    auto& group = groups[send.experiment];
-    group.first.push_back(send.item);
-    group.second.push_back(&shared[send.event]);
-  }
-
-  // All experiments' batches go to the store together, so a store can share
-  // its round trips between them (an event fans out to every experiment with
-  // a metric on it). Every batch is attempted; the first error fails the
-  // call, and the client's retry counts each item once.
-  std::vector<ExperimentLayout> layouts;
-  std::vector<EventBatch> writes;
-  layouts.reserve(groups.size());
-  writes.reserve(groups.size());
-  for (const auto& [index, group] : groups) {
-    layouts.push_back(LayoutOf(config, config.experiments[index]));
-    writes.push_back(EventBatch{&layouts.back(), group.second});
-  }
-  std::vector<WriteResult> written = store_->WriteEventBatches(writes);
-  if (written.size() != writes.size()) {
-    return absl::InternalError(absl::StrCat(
-        "the event store answered ", written.size(), " results for ",
-        writes.size(), " experiments"));
-  }
-  for (const WriteResult& outcomes : written) {
-    if (!outcomes.ok()) return outcomes.status();
-  }
-  size_t write = 0;
-  for (auto& [index, group] : groups) {
-    const Experiment& e = config.experiments[index];
-    const WriteResult& outcomes = written[write++];
-    if (absl::Status s =
-            CheckStoreReply(outcomes->size(), group.second.size(), e.key);
-        !s.ok()) {
-      return s;
-    }
-    for (size_t j = 0; j < outcomes->size(); ++j) {
-      const size_t item = group.first[j];
-      switch ((*outcomes)[j]) {
-        case WriteOutcome::kRecorded:
-        case WriteOutcome::kConflict:  // not produced for events
-          ++batch.results[item].experiments_recorded;
-          break;
-        case WriteOutcome::kDuplicate:
-          duplicate[item] = true;
-          break;
-        case WriteOutcome::kSpooled:
-          spooled[item] = true;
-          break;
-        case WriteOutcome::kIgnored:
-          break;
-      }
-    }
-  }
-  for (size_t i = 0; i < events.size(); ++i) {
-    RecordResult& result = batch.results[i];
-    if (spooled[i]) {
-      result.outcome = WriteOutcome::kSpooled;
-      result.ignore_reason = IgnoreReason::kNone;
-    } else if (result.experiments_recorded > 0) {
-      result.outcome = WriteOutcome::kRecorded;
-      result.ignore_reason = IgnoreReason::kNone;
-    } else if (duplicate[i]) {
-      result.outcome = WriteOutcome::kDuplicate;
-      result.ignore_reason = IgnoreReason::kNone;
-    } else {
-      result.outcome = WriteOutcome::kIgnored;
-    }
+  const EventGroups groups = GroupByExperiment(fan_out);
+  absl::StatusOr<std::vector<WriteResult>> written = WriteGroups(*store_, config, groups);
+  if (!written.ok()) return written.status();
+  if (absl::Status s = MapOutcomesToItems(config, groups, *written, &batch); !s.ok()) {
+    return s;
   }
   Tally(&batch);
   return batch;

@@ -103,6 +103,75 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
   return outcomes;
 }
 
+bool MemoryEventStore::CountEvent(const Metric& metric,
+                                  const std::string& signature, const Event& e,
+                                  int64_t t,
+                                  absl::Span<MetricAggregate* const> aggs,
+                                  UnitRecord* unit) {
+  int64_t window_end = unit->first_ms + absl::ToInt64Milliseconds(metric.window);
+  auto delta_of = [&](const MetricSource& source) -> std::optional<double> {
+    if (source.event != e.name) return std::nullopt;
+    if (source.aggregation == EventAggregation::kCount) return 1.0;
+    return e.value;
+  };
+  auto state_it = unit->states.find(signature);
+  bool counted = state_it != unit->states.end();
+  switch (metric.type) {
+    case MetricType::kBinomial:
+    case MetricType::kRetention: {
+      if (metric.source.event != e.name || counted) return false;
+      bool in = false;
+      if (metric.type == MetricType::kBinomial) {
+        in = t < window_end;
+      } else {
+        int64_t from = unit->first_ms + metric.retention_day * kMillisPerDay;
+        in = t >= from && t < from + kMillisPerDay;
+      }
+      if (!in) return false;
+      unit->states[signature] = MetricState{metric.type, 0, 0};
+      for (MetricAggregate* m : aggs) {
+        m->units += 1;
+        Add(&m->sum, 1);
+        Add(&m->sum_sq, 1);
+      }
+      return true;
+    }
+    case MetricType::kSum: {
+      std::optional<double> delta = delta_of(metric.source);
+      if (!delta || t >= window_end) return false;
+      double x = counted ? state_it->second.a : 0;
+      double v = *delta;
+      unit->states[signature] = MetricState{metric.type, x + v, 0};
+      for (MetricAggregate* m : aggs) {
+        if (!counted) m->units += 1;
+        Add(&m->sum, v);
+        Add(&m->sum_sq, 2 * x * v + v * v);
+      }
+      return !counted || v != 0;
+    }
+    case MetricType::kRatio: {
+      std::optional<double> dn = delta_of(metric.numerator);
+      std::optional<double> dd = delta_of(metric.denominator);
+      if ((!dn && !dd) || t >= window_end) return false;
+      double n = counted ? state_it->second.a : 0;
+      double d = counted ? state_it->second.b : 0;
+      double nn = n + dn.value_or(0);
+      double nd = d + dd.value_or(0);
+      unit->states[signature] = MetricState{metric.type, nn, nd};
+      for (MetricAggregate* m : aggs) {
+        if (!counted) m->units += 1;
+        Add(&m->sum_num, nn - n);
+        Add(&m->sum_den, nd - d);
+        Add(&m->sum_num_sq, nn * nn - n * n);
+        Add(&m->sum_den_sq, nd * nd - d * d);
+        Add(&m->sum_num_den, nn * nd - n * d);
+      }
+      return !counted || nn != n || nd != d;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteEvents(
     const ExperimentLayout& layout, absl::Span<const Event> events) {
   std::vector<std::string> signatures;
@@ -133,75 +202,10 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteEvents(
     Figures& day = data->days[DayOfMillis(unit.first_ms)];
     bool changed = false;
     for (size_t i = 0; i < layout.metrics.size(); ++i) {
-      const Metric& metric = layout.metrics[i];
       const std::string& sig = signatures[i];
-      int64_t window_end =
-          unit.first_ms + absl::ToInt64Milliseconds(metric.window);
-      auto delta_of = [&](const MetricSource& source) -> std::optional<double> {
-        if (source.event != e.name) return std::nullopt;
-        if (source.aggregation == EventAggregation::kCount) return 1.0;
-        return e.value;
-      };
       MetricAggregate* aggs[2] = {&data->total.metrics[{unit.variant, sig}],
                                   &day.metrics[{unit.variant, sig}]};
-      auto state_it = unit.states.find(sig);
-      bool counted = state_it != unit.states.end();
-      switch (metric.type) {
-        case MetricType::kBinomial:
-        case MetricType::kRetention: {
-          if (metric.source.event != e.name || counted) break;
-          bool in = false;
-          if (metric.type == MetricType::kBinomial) {
-            in = t < window_end;
-          } else {
-            int64_t from = unit.first_ms + metric.retention_day * kMillisPerDay;
-            in = t >= from && t < from + kMillisPerDay;
-          }
-          if (!in) break;
-          unit.states[sig] = MetricState{metric.type, 0, 0};
-          for (MetricAggregate* m : aggs) {
-            m->units += 1;
-            Add(&m->sum, 1);
-            Add(&m->sum_sq, 1);
-          }
-          changed = true;
-          break;
-        }
-        case MetricType::kSum: {
-          std::optional<double> delta = delta_of(metric.source);
-          if (!delta || t >= window_end) break;
-          double x = counted ? state_it->second.a : 0;
-          double v = *delta;
-          unit.states[sig] = MetricState{metric.type, x + v, 0};
-          for (MetricAggregate* m : aggs) {
-            if (!counted) m->units += 1;
-            Add(&m->sum, v);
-            Add(&m->sum_sq, 2 * x * v + v * v);
-          }
-          changed = changed || !counted || v != 0;
-          break;
-        }
-        case MetricType::kRatio: {
-          std::optional<double> dn = delta_of(metric.numerator);
-          std::optional<double> dd = delta_of(metric.denominator);
-          if ((!dn && !dd) || t >= window_end) break;
-          double n = counted ? state_it->second.a : 0;
-          double d = counted ? state_it->second.b : 0;
-          double nn = n + dn.value_or(0);
-          double nd = d + dd.value_or(0);
-          unit.states[sig] = MetricState{metric.type, nn, nd};
-          for (MetricAggregate* m : aggs) {
-            if (!counted) m->units += 1;
-            Add(&m->sum_num, nn - n);
-            Add(&m->sum_den, nd - d);
-            Add(&m->sum_num_sq, nn * nn - n * n);
-            Add(&m->sum_den_sq, nd * nd - d * d);
-            Add(&m->sum_num_den, nn * nd - n * d);
-          }
-          changed = changed || !counted || nn != n || nd != d;
-          break;
-        }
-      }
+      if (CountEvent(layout.metrics[i], sig, e, t, aggs, &unit)) changed = true;
     }
     outcomes.push_back(changed ? WriteOutcome::kRecorded
                                : WriteOutcome::kIgnored);

@@ -76,6 +76,14 @@ class MemoryEventStore final : public EventStore {
   // Adds (sign +1) or removes (-1) the unit's exposure and every metric
   // contribution to `figures`.
   static void ApplyUnit(int sign, const UnitRecord& unit, Figures* figures);
+  // Counts event `e`, at store time `t`, in `metric` (whose signature is
+  // `signature`): in the unit's state and in each of `aggs` (the unit's
+  // aggregates among all units and in its cohort day). Returns whether any
+  // figure changed.
+  static bool CountEvent(const Metric& metric, const std::string& signature,
+                         const Event& e, int64_t t,
+                         absl::Span<MetricAggregate* const> aggs,
+                         UnitRecord* unit);
   static VariantAggregate ToVariant(const ExperimentLayout& layout,
                                     const Figures& figures, int v);
 
