@@ -427,8 +427,12 @@ struct Channel {
 // One call slot: at most one call in flight, its buffers reused.
 struct Slot {
   Channel* channel = nullptr;
-  enum class Kind { kAssign, kExposures, kEvents, kResults } kind =
-      Kind::kAssign;
+  enum class Kind {
+    kAssign,
+    kExposures,
+    kEvents,
+    kResults
+  } kind = Kind::kAssign;
   std::unique_ptr<grpc::ClientContext> context;
   v1::AssignRequest assign_request;
   v1::AssignResponse assign_response;
@@ -892,12 +896,11 @@ RunTotals RunWorkers(const LoadOptions& options, const RecordTarget& record,
   RunTotals totals;
   for (auto& w : workers) totals.stats.Merge(w->stats());
   const Stats& total = totals.stats;
-  totals.window_ns =
-      std::max<int64_t>(1, (options.max_calls > 0
-                                ? total.last_completion_ns
-                                : std::max(total.last_completion_ns,
-                                           schedule.end_ns)) -
-                               schedule.measure_ns);
+  totals.window_ns = std::max<int64_t>(
+      1, (options.max_calls > 0
+              ? total.last_completion_ns
+              : std::max(total.last_completion_ns, schedule.end_ns)) -
+             schedule.measure_ns);
   totals.cpu_cores = cpu_used / cpu_seconds;
   return totals;
 }
@@ -1023,8 +1026,7 @@ void PrintJson(const LoadOptions& options, const RunTotals& totals,
       Micros(h.ValueAtPercentile(90)).c_str(),
       Micros(h.ValueAtPercentile(99)).c_str(),
       Micros(h.ValueAtPercentile(99.9)).c_str(), Micros(h.max()).c_str(),
-      h.mean() / 1000,
-      Micros(total.service_ns.ValueAtPercentile(50)).c_str(),
+      h.mean() / 1000, Micros(total.service_ns.ValueAtPercentile(50)).c_str(),
       Micros(total.service_ns.ValueAtPercentile(99)).c_str(),
       Micros(total.service_ns.ValueAtPercentile(99.9)).c_str(),
       static_cast<long long>(f.errors),
@@ -1158,7 +1160,8 @@ int main(int argc, char** argv) {
       "target, channels, inflight, threads, rate, duration_s (measured "
       "window: warmup excluded, until the last measured call answered), "
       "requests (calls sent in the window), qps, items and items_per_s "
-      "(units assigned, records sent, or results read, in successful calls), p50_us, "
+      "(units assigned, records sent, or results read, in successful calls), "
+      "p50_us, "
       "p90_us, p99_us, p999_us, max_us, mean_us (latency in microseconds; "
       "percentiles within 0.8% of the truth, never below it; from the "
       "scheduled send time in open mode), service_p50_us, service_p99_us, "

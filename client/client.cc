@@ -130,10 +130,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
         "; it must be positive (the default is 50ms)"));
   }
   if (options.record_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ClientOptions.record_deadline is ",
-        absl::FormatDuration(options.record_deadline),
-        "; it must be positive (the default is 5s)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.record_deadline is ",
+                     absl::FormatDuration(options.record_deadline),
+                     "; it must be positive (the default is 5s)"));
   }
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError(

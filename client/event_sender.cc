@@ -19,8 +19,8 @@ namespace abexp {
 namespace {
 
 // The server's limits (server/core/recorder.h, server/core/assigner.h,
-// server/core/bucketing.h). The server stays the authority; checking here makes a
-// bad record fail in the caller's stack instead of in the background.
+// server/core/bucketing.h). The server stays the authority; checking here makes
+// a bad record fail in the caller's stack instead of in the background.
 constexpr int kMaxUnitIds = 16;
 constexpr size_t kMaxUnitIdBytes = 256;
 constexpr size_t kMaxEventNameBytes = 128;

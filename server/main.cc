@@ -6,7 +6,8 @@
 //                [--spool_dir=abexp-spool] [--spool_max_bytes=1073741824]
 //
 // On start it prints one line to stdout:
-//   abexp-server listening on HOST:PORT config=PATH version=VERSION redis=HOST:PORT
+//   abexp-server listening on HOST:PORT config=PATH version=VERSION
+//   redis=HOST:PORT
 // Logs go to stderr. SIGHUP reloads the config (an invalid file keeps the
 // last good one); SIGTERM and SIGINT drain in-flight calls (recording ones
 // included) and exit 0. Exits 1 when the config is invalid, the address
@@ -295,14 +296,15 @@ void AnnounceServing(const ServerOptions& options, int port,
               options.config_path.c_str(), config.version.c_str(),
               redis_address.c_str());
   std::fflush(stdout);
-  Log(absl::StrCat("serving ", options.config_path, " version=",
-                   config.version, " with ", config.experiments.size(),
-                   " experiments and ", config.features.size(), " features"));
+  Log(absl::StrCat("serving ", options.config_path, " version=", config.version,
+                   " with ", config.experiments.size(), " experiments and ",
+                   config.features.size(), " features"));
 }
 
 // Once no call runs any more: moves what the spool holds into Redis for up
 // to --shutdown_grace and logs what the spool did in this run.
-void DrainSpool(const ServerOptions& options, SpooledEventStore* spooled_store) {
+void DrainSpool(const ServerOptions& options,
+                SpooledEventStore* spooled_store) {
   const SpooledEventStoreStats before = spooled_store->stats();
   if (before.pending_records > 0) {
     Log(absl::StrCat("replaying ", before.pending_records,

@@ -327,11 +327,11 @@ absl::StatusOr<BayesResult> BayesGaussian(double difference,
     if (std::isfinite(value)) {
       out = std::max(value, 0.0);
     } else {
-      result.warnings.push_back(absl::StrCat(
-          "the expected loss of ", which,
-          " is undefined: it overflows a double (difference ", difference,
-          ", standard_error ", standard_error,
-          "); rescale the metric (e.g. to thousands)"));
+      result.warnings.push_back(
+          absl::StrCat("the expected loss of ", which,
+                       " is undefined: it overflows a double (difference ",
+                       difference, ", standard_error ", standard_error,
+                       "); rescale the metric (e.g. to thousands)"));
     }
     return out;
   };

@@ -288,14 +288,17 @@ TEST(BayesGaussian, ALossBeyondTheLargestDoubleIsNullWithAWarning) {
     EXPECT_LE(*r->chance_to_beat_control, 1);
     // The larger loss is at least |d| + something, beyond any double; the
     // smaller one is s·φ(z) - |d|·Φ(-|z|), a finite number.
-    std::optional<double> larger = d > 0 ? r->expected_loss_keep : r->expected_loss_ship;
-    std::optional<double> smaller = d > 0 ? r->expected_loss_ship : r->expected_loss_keep;
+    std::optional<double> larger =
+        d > 0 ? r->expected_loss_keep : r->expected_loss_ship;
+    std::optional<double> smaller =
+        d > 0 ? r->expected_loss_ship : r->expected_loss_keep;
     EXPECT_FALSE(larger.has_value()) << *larger;
     ASSERT_TRUE(smaller.has_value());
     EXPECT_TRUE(std::isfinite(*smaller));
     EXPECT_GT(*smaller, 0);
     ASSERT_EQ(r->warnings.size(), 1u);
-    EXPECT_THAT(r->warnings[0], HasSubstr(d > 0 ? "loss of keeping" : "loss of shipping"));
+    EXPECT_THAT(r->warnings[0],
+                HasSubstr(d > 0 ? "loss of keeping" : "loss of shipping"));
     EXPECT_THAT(r->warnings[0], HasSubstr("overflows a double"));
   }
 }

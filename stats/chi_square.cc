@@ -81,7 +81,8 @@ absl::StatusOr<ChiSquareResult> ChiSquareGoodnessOfFit(
   ChiSquareResult result;
   for (size_t i = 0; i < observed.size(); ++i) {
     // The share first: total * expected[i] alone can overflow.
-    result.statistic += CellTerm(observed[i], total * (expected[i] / expected_sum));
+    result.statistic +=
+        CellTerm(observed[i], total * (expected[i] / expected_sum));
   }
   result.degrees_of_freedom = static_cast<int>(observed.size()) - 1;
   result.p_value = UpperTail(result.statistic, result.degrees_of_freedom);
@@ -141,7 +142,8 @@ absl::StatusOr<ChiSquareResult> ChiSquareIndependence(
   for (size_t r = 0; r < rows; ++r) {
     for (size_t c = 0; c < cols; ++c) {
       // The column's share first: row_sums[r] * col_sums[c] can overflow.
-      result.statistic += CellTerm(table[r][c], row_sums[r] * (col_sums[c] / total));
+      result.statistic +=
+          CellTerm(table[r][c], row_sums[r] * (col_sums[c] / total));
     }
   }
   result.degrees_of_freedom = static_cast<int>((rows - 1) * (cols - 1));

@@ -24,7 +24,8 @@ void ExpectClose(double expected, double actual) {
 // and Boost threw from the p-value (std::terminate in the server).
 TEST(ChiSquareGoodnessOfFit, RejectsCountsWhoseSumOverflows) {
   auto r = ChiSquareGoodnessOfFit({1e308, 1e308}, {1, 1});
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << r.status();
 }
 
 // A statistic that overflows to infinity has p-value 0 (Boost refuses it).

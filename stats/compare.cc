@@ -224,8 +224,8 @@ void FillRelative(double t, double c, double v_t, double v_c,
     // With c near 0, (t / c)² overflows (and times v_c = 0 is NaN); long
     // double's range holds every such product, so redo it there.
     const long double r = static_cast<long double>(t) / c;
-    se_relative = static_cast<double>(
-        std::sqrt(v_t + r * r * v_c) / std::fabs(static_cast<long double>(c)));
+    se_relative = static_cast<double>(std::sqrt(v_t + r * r * v_c) /
+                                      std::fabs(static_cast<long double>(c)));
   }
   if (std::isfinite(se_relative)) {
     FillTest(result->relative, se_relative, std::nullopt, options.alpha,
@@ -233,7 +233,8 @@ void FillRelative(double t, double c, double v_t, double v_c,
   } else {
     result->warnings.push_back(absl::StrCat(
         "the relative lift's standard error overflows a double (the "
-        "control ", noun, " is ", c,
+        "control ",
+        noun, " is ", c,
         ", nearly 0), so its intervals and p-value are undefined"));
   }
 }
@@ -262,8 +263,8 @@ absl::StatusOr<Comparison> Compare(const ArmFigures& control,
   const double d = static_cast<double>(d_exact);
   if (!std::isfinite(d)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the difference treatment - control overflows a double (control ",
-        noun, " ", c, ", treatment ", noun, " ", t,
+        "the difference treatment - control overflows a double (control ", noun,
+        " ", c, ", treatment ", noun, " ", t,
         "); rescale the metric (e.g. to thousands)"));
   }
   result.absolute.estimate = d;
@@ -297,10 +298,10 @@ absl::StatusOr<Comparison> Compare(const ArmFigures& control,
   FillTest(result.absolute, se, df, options.alpha, "absolute difference",
            result.warnings);
 
-  FillSequential(d, se,
-                 static_cast<double>(control.units) +
-                     static_cast<double>(treatment.units),
-                 options, &result);
+  FillSequential(
+      d, se,
+      static_cast<double>(control.units) + static_cast<double>(treatment.units),
+      options, &result);
   if (has_relative) FillRelative(t, c, v_t, v_c, noun, options, &result);
   return result;
 }
@@ -547,7 +548,8 @@ absl::StatusOr<SequentialInterval> ConfidenceSequence(
   SequentialInterval result;
   // A huge standard error on few units can overflow the bounds: leave them
   // out rather than present infinity (the p-value is still defined).
-  if (std::isfinite(estimate - half_width) && std::isfinite(estimate + half_width)) {
+  if (std::isfinite(estimate - half_width) &&
+      std::isfinite(estimate + half_width)) {
     result.ci_low = estimate - half_width;
     result.ci_high = estimate + half_width;
   }

@@ -466,7 +466,8 @@ TEST(CompareMeanSummaries, HugeVariancesStillHaveAStandardError) {
 
 // Found by stats_fuzz: a huge standard error on few units made the
 // interval's half width overflow, and the bounds came back infinite.
-TEST(ConfidenceSequence, LeavesOutBoundsThatOverflowInsteadOfReturningInfinity) {
+TEST(ConfidenceSequence,
+     LeavesOutBoundsThatOverflowInsteadOfReturningInfinity) {
   auto s = ConfidenceSequence(948, 8.8e307, 0.5675);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_FALSE(s->ci_low.has_value());

@@ -106,9 +106,9 @@ absl::StatusOr<SampleSizeResult> SampleSizeForMean(
     double baseline, double unit_sd, double relative_mde,
     const PowerOptions& options) {
   if (!std::isfinite(baseline) || baseline == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "baseline is ", baseline,
-        "; a relative MDE needs a finite, non-zero control mean"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("baseline is ", baseline,
+                     "; a relative MDE needs a finite, non-zero control mean"));
   }
   if (!std::isfinite(unit_sd) || unit_sd <= 0) {
     return absl::InvalidArgumentError(
@@ -137,8 +137,7 @@ absl::StatusOr<SampleSizeResult> BinomialSampleSize(
   return SampleSizeForBaseline(baseline, relative_mde, options);
 }
 
-absl::StatusOr<SampleSizeResult> MeanSampleSize(double baseline,
-                                                double unit_sd,
+absl::StatusOr<SampleSizeResult> MeanSampleSize(double baseline, double unit_sd,
                                                 double relative_mde,
                                                 const PowerOptions& options) {
   if (absl::Status s = CheckDesign(relative_mde, options); !s.ok()) return s;
@@ -260,8 +259,8 @@ absl::StatusOr<DaysToPowerResult> DaysToPower(const TrafficSnapshot& traffic,
   DaysToPowerResult result;
   absl::StatusOr<SampleSizeResult> size =
       traffic.unit_sd.has_value()
-          ? SampleSizeForMean(traffic.baseline, *traffic.unit_sd,
-                              relative_mde, options)
+          ? SampleSizeForMean(traffic.baseline, *traffic.unit_sd, relative_mde,
+                              options)
           : SampleSizeForBaseline(traffic.baseline, relative_mde, options);
   if (!size.ok()) {
     // The design is valid (checked above), so the observed data are what

@@ -44,8 +44,8 @@ struct SampleSizeResult {
 //
 // Returns INVALID_ARGUMENT when baseline is not in (0, 1), relative_mde is 0
 // or not finite, p2 = baseline (1 + relative_mde) is not in (0, 1), alpha
-// is not in (0, 1) or below 2.2e-308, power is not in [0.5, 1), or the answer exceeds 2^53
-// units (the MDE is too small to ever detect).
+// is not in (0, 1) or below 2.2e-308, power is not in [0.5, 1), or the answer
+// exceeds 2^53 units (the MDE is too small to ever detect).
 absl::StatusOr<SampleSizeResult> BinomialSampleSize(
     double baseline, double relative_mde, const PowerOptions& options = {});
 
@@ -61,8 +61,8 @@ absl::StatusOr<SampleSizeResult> BinomialSampleSize(
 // Returns INVALID_ARGUMENT when baseline is 0 or not finite (a relative
 // change of 0 is no change), unit_sd is not finite and positive,
 // relative_mde is 0 or not finite, the treatment mean baseline (1 + mde)
-// overflows a double, alpha is not in (0, 1) or below 2.2e-308, power is not in [0.5, 1), or
-// the answer exceeds 2^53 units. The answer is at least 1 unit.
+// overflows a double, alpha is not in (0, 1) or below 2.2e-308, power is not in
+// [0.5, 1), or the answer exceeds 2^53 units. The answer is at least 1 unit.
 absl::StatusOr<SampleSizeResult> MeanSampleSize(
     double baseline, double unit_sd, double relative_mde,
     const PowerOptions& options = {});

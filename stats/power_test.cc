@@ -243,7 +243,8 @@ TEST(MeanSampleSize, RejectsImpossibleDesignsWithAHint) {
 TEST(MeanSampleSize, RejectsAnEffectTooLargeToRepresent) {
   auto r = MeanSampleSize(std::numeric_limits<double>::max(), 0.5, 744);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("overflows"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("overflows"), std::string::npos)
+      << r.status();
 }
 
 // Found by stats_fuzz: sd / delta underflowed to 0, and the formula

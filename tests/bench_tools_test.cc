@@ -185,9 +185,11 @@ int ConnectionsAcceptedBy(pid_t pid, int port) {
   const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
   for (const auto& entry : std::filesystem::directory_iterator(fd_dir)) {
     std::error_code ec;
-    const std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    const std::string target =
+        std::filesystem::read_symlink(entry.path(), ec).string();
     absl::string_view inode = target;
-    if (!ec && absl::ConsumePrefix(&inode, "socket:[") && absl::ConsumeSuffix(&inode, "]")) {
+    if (!ec && absl::ConsumePrefix(&inode, "socket:[") &&
+        absl::ConsumeSuffix(&inode, "]")) {
       inodes.insert(std::string(inode));
     }
   }
@@ -200,10 +202,13 @@ int ConnectionsAcceptedBy(pid_t pid, int port) {
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
       std::istringstream fields(line);
-      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
-          timeout >> inode;
-      if (state == "01" && absl::EndsWith(local, want) && inodes.count(inode) > 0) ++n;
+      std::string slot, local, remote, state, queues, timer, retransmits, uid,
+          timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >>
+          retransmits >> uid >> timeout >> inode;
+      if (state == "01" && absl::EndsWith(local, want) &&
+          inodes.count(inode) > 0)
+        ++n;
     }
   }
   return n;
@@ -220,7 +225,8 @@ TEST(BenchTools, LoadgenLoadsTheEchoServerOverSeparateConnections) {
   });
   int most = 0;
   for (int i = 0; i < 40 && most < 3; ++i) {
-    most = std::max(most, ConnectionsAcceptedBy((*echo)->pid(), (*echo)->port()));
+    most =
+        std::max(most, ConnectionsAcceptedBy((*echo)->pid(), (*echo)->port()));
     absl::SleepFor(absl::Milliseconds(25));
   }
   loadgen.join();
@@ -343,11 +349,11 @@ TEST_F(BenchToolsServerTest, ExposuresOnlyStopAfterMaxCallsAndResultsAreRead) {
   // bench/run.sh fills an experiment with exactly N exposed units this way
   // (R6): 7 calls of 30 exposures, no events, then the run ends at once
   // although --duration is an hour.
-  LoadgenRun fill = RunLoadgen(
-      {"--target=" + server_->address(), "--call=record", "--batch=30",
-       "--record_experiment=one_page_checkout", "--record_events=false",
-       "--max_calls=7", "--channels=1", "--inflight=2", "--duration=3600s",
-       "--warmup=0s"});
+  LoadgenRun fill =
+      RunLoadgen({"--target=" + server_->address(), "--call=record",
+                  "--batch=30", "--record_experiment=one_page_checkout",
+                  "--record_events=false", "--max_calls=7", "--channels=1",
+                  "--inflight=2", "--duration=3600s", "--warmup=0s"});
   EXPECT_EQ(fill.exit_code, 0) << fill.stderr_text;
   EXPECT_EQ(fill["requests"], 7) << fill.stderr_text;
   EXPECT_EQ(fill["items"], 7 * 30);

@@ -28,9 +28,9 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "stats/testing/golden.h"
 #include "server/testing/recording_test_util.h"
 #include "server/testing/server_process.h"
+#include "stats/testing/golden.h"
 
 namespace abexp {
 namespace {

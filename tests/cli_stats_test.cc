@@ -18,8 +18,8 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "stats/testing/golden.h"
 #include "server/testing/server_process.h"
+#include "stats/testing/golden.h"
 
 namespace abexp {
 namespace {
@@ -146,8 +146,9 @@ void ExpectComparison(const Struct& s, const GoldenCase& c) {
 // Scripts diff and hash the output: the same input must print the same bytes,
 // with keys in sorted order at every level.
 TEST(CliStatsJson, KeysAreSortedSoTheSameInputPrintsTheSameBytes) {
-  const std::vector<std::string> args = {"proportions", "--control", "120/1000",
-                                         "--treatment", "140/1000", "--format=json"};
+  const std::vector<std::string> args = {"proportions", "--control",
+                                         "120/1000",    "--treatment",
+                                         "140/1000",    "--format=json"};
   const Result first = Stats(args);
   ASSERT_EQ(first.code, 0) << first.err;
   const size_t bayes = first.out.find("\"bayes\"");

@@ -311,8 +311,7 @@ TEST_F(RecordingE2eTest, EventValuesBeyondTheBoundAreRefusedWhole) {
     }
     v1::RecordEventsResponse response;
     grpc::Status status = RecordEvents(events, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-        << value;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << value;
     EXPECT_THAT(status.error_message(),
                 StartsWith(absl::StrCat("events[1].value is ", value)));
     EXPECT_THAT(status.error_message(), HasSubstr("within ±1e+15"));

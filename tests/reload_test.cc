@@ -306,8 +306,10 @@ TEST(Reload, AHostileFileKeepsTheServerAliveAndServingTheLastGoodConfig) {
 
   const std::string oversized = "# padding\n" + std::string(17 << 20, '#');
   const std::pair<std::string, std::string> kHostile[] = {
-      {"zzz: &x [*x]\n", path + ":1:6: this node contains itself through an alias"},
-      {"segments:\n  s: &x {not: *x}\n", path + ":2:6: this node contains itself"},
+      {"zzz: &x [*x]\n",
+       path + ":1:6: this node contains itself through an alias"},
+      {"segments:\n  s: &x {not: *x}\n",
+       path + ":2:6: this node contains itself"},
       {oversized, "the config is 17825802 bytes"},
   };
   int reloads = 0;
@@ -315,9 +317,10 @@ TEST(Reload, AHostileFileKeepsTheServerAliveAndServingTheLastGoodConfig) {
     SCOPED_TRACE(logged);
     dir.Write("experiments.yaml", text);
     ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
-    ASSERT_TRUE((*server)
-                    ->WaitForStderr("keeping version=", absl::Seconds(20), ++reloads)
-                    .ok())
+    ASSERT_TRUE(
+        (*server)
+            ->WaitForStderr("keeping version=", absl::Seconds(20), ++reloads)
+            .ok())
         << (*server)->Stderr();
     EXPECT_THAT((*server)->Stderr(), HasSubstr(logged));
     absl::StatusOr<std::string> served = ServedVersion(stub.get());
@@ -338,11 +341,14 @@ TEST(Reload, StartingOnAFileWhoseAliasContainsItselfIsRefusedNotACrash) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(path);
   ASSERT_FALSE(server.ok());
-  // Start's error holds the exit status (128 + the signal for a crash) and stderr.
+  // Start's error holds the exit status (128 + the signal for a crash) and
+  // stderr.
   EXPECT_THAT(server.status().message(), HasSubstr("(exited with status 1)"));
+  EXPECT_THAT(
+      server.status().message(),
+      HasSubstr(path + ":1:6: this node contains itself through an alias"));
   EXPECT_THAT(server.status().message(),
-              HasSubstr(path + ":1:6: this node contains itself through an alias"));
-  EXPECT_THAT(server.status().message(), HasSubstr("not starting: fix the config"));
+              HasSubstr("not starting: fix the config"));
 }
 
 TEST(Reload, AnUnchangedFileKeepsTheSameVersion) {

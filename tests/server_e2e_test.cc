@@ -194,9 +194,7 @@ class ServerE2E : public ::testing::Test {
                                     grpc::InsecureChannelCredentials()))
                 .release();
   }
-  void SetUp() override {
-    ASSERT_EQ(start_error_, nullptr) << *start_error_;
-  }
+  void SetUp() override { ASSERT_EQ(start_error_, nullptr) << *start_error_; }
   static void TearDownTestSuite() {
     delete start_error_;
     start_error_ = nullptr;
@@ -821,8 +819,7 @@ TEST_F(ServerE2E, UnparseableRequestsAreInvalidArgumentForEveryMethod) {
         << method;
   }
   // The server is still there and answers well-formed calls.
-  EXPECT_EQ(MustAssign(UserUnit("u-1")).config_version(),
-            Version());
+  EXPECT_EQ(MustAssign(UserUnit("u-1")).config_version(), Version());
 }
 
 TEST_F(ServerE2E, NonUtf8StringsAreInvalidArgumentNamingTheField) {
@@ -871,10 +868,10 @@ TEST_F(ServerE2E, ProtobufErrorLinesAreRateLimited) {
   const int before = lines();
   const absl::Time start = absl::Now();
   for (int i = 0; i < 50; ++i) {
-    EXPECT_EQ(RawCall(server_->address(), "/abexp.v1.AssignmentService/Assign",
-                      bytes)
-                  .error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(
+        RawCall(server_->address(), "/abexp.v1.AssignmentService/Assign", bytes)
+            .error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT);
   }
   // At most one line per 10s, however many bad requests.
   const int allowed =
@@ -1062,7 +1059,8 @@ TEST(ServerProcessTest, MissingOrUnreadableConfigExitsOne) {
 
 TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
   TempDir dir;
-  const std::string config = "--config=" + dir.Write("experiments.yaml", kConfig);
+  const std::string config =
+      "--config=" + dir.Write("experiments.yaml", kConfig);
   struct Case {
     std::string flag;
     std::string message;
@@ -1074,7 +1072,8 @@ TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
            {"--redis_connect_timeout=-1s", "--redis_connect_timeout"},
            {"--redis_pool_size=-2", "--redis_pool_size"}}) {
     std::string out, err;
-    absl::StatusOr<int> code = RunProcess({ABEXP_SERVER_BIN, config, c.flag}, &out, &err);
+    absl::StatusOr<int> code =
+        RunProcess({ABEXP_SERVER_BIN, config, c.flag}, &out, &err);
     ASSERT_TRUE(code.ok()) << code.status();
     EXPECT_EQ(*code, 1) << c.flag;
     EXPECT_THAT(err, HasSubstr(c.message)) << c.flag;

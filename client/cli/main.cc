@@ -4,11 +4,10 @@
 //   abexp explain one_page_checkout --id user_id=u-123
 //   abexp experiments list | experiments get KEY
 //   abexp track --id user_id=u-123 --event order_completed --value 59.90
-//   abexp expose --experiment one_page_checkout --variant treatment --id user_id=u-123
-//   abexp validate FILE
-//   abexp diff OLD NEW
-//   abexp stats proportions --control 120/1000 --treatment 140/1000
-//   abexp results one_page_checkout --format csv
+//   abexp expose --experiment one_page_checkout --variant treatment --id
+//   user_id=u-123 abexp validate FILE abexp diff OLD NEW abexp stats
+//   proportions --control 120/1000 --treatment 140/1000 abexp results
+//   one_page_checkout --format csv
 //
 // Exit codes: 0 success, 1 failure (invalid config, breaking diff, server
 // error), 2 usage error (and a diff input that fails validation), 3 server

@@ -6,9 +6,9 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "server/core/error_text.h"
 
@@ -82,22 +82,24 @@ const char* ProtoFieldFor(AttributeType type) {
 absl::Status CheckDeclared(const std::string& name, const AttributeValue& value,
                            AttributeType type, std::optional<SemVer>* version) {
   const bool matches =
-      (type == AttributeType::kNumber && std::holds_alternative<double>(value)) ||
+      (type == AttributeType::kNumber &&
+       std::holds_alternative<double>(value)) ||
       (type == AttributeType::kBool && std::holds_alternative<bool>(value)) ||
       ((type == AttributeType::kString || type == AttributeType::kSemver) &&
        std::holds_alternative<std::string>(value));
   if (!matches) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unit.attributes[", ClipForMessage(name), "] is ", TypeOfValue(value), ", but the config declares it ",
-        AttributeTypeName(type), "; send it as ", ProtoFieldFor(type)));
+        "unit.attributes[", ClipForMessage(name), "] is ", TypeOfValue(value),
+        ", but the config declares it ", AttributeTypeName(type),
+        "; send it as ", ProtoFieldFor(type)));
   }
   if (type == AttributeType::kSemver) {
     std::optional<SemVer> parsed = SemVer::Parse(std::get<std::string>(value));
     if (!parsed) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unit.attributes[", ClipForMessage(name), "] = \"",
-                       ClipForMessage(std::get<std::string>(value)),
-                       "\" is not a version; send a semantic version such as 5.2.0"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unit.attributes[", ClipForMessage(name), "] = \"",
+          ClipForMessage(std::get<std::string>(value)),
+          "\" is not a version; send a semantic version such as 5.2.0"));
     }
     // Kept, so that targeting compares it without parsing it again.
     if (version != nullptr) *version = std::move(parsed);
@@ -116,24 +118,26 @@ absl::Status CheckIds(const Unit& unit) {
         "unit.ids is empty; pass at least one id to bucket on, e.g. user_id");
   }
   if (unit.ids.size() > kMaxUnitIds) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "unit.ids has %d entries; pass at most %d id types", unit.ids.size(), kMaxUnitIds));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unit.ids has %d entries; pass at most %d id types",
+                        unit.ids.size(), kMaxUnitIds));
   }
   for (const auto& [type, id] : unit.ids) {
     if (type.empty()) {
       return absl::InvalidArgumentError(
-          "unit.ids has an entry with an empty id type; name it, e.g. user_id or device_id");
+          "unit.ids has an entry with an empty id type; name it, e.g. user_id "
+          "or device_id");
     }
     if (id.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unit.ids[", ClipForMessage(type),
-          "] is empty; pass the user or device id to bucket on, or leave ", ClipForMessage(type),
-          " out"));
+          "] is empty; pass the user or device id to bucket on, or leave ",
+          ClipForMessage(type), " out"));
     }
     if (id.size() > kMaxUnitIdBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unit.ids[%s] is %d bytes; ids may be at most %d bytes", ClipForMessage(type),
-                          id.size(), kMaxUnitIdBytes));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "unit.ids[%s] is %d bytes; ids may be at most %d bytes",
+          ClipForMessage(type), id.size(), kMaxUnitIdBytes));
     }
   }
   return absl::OkStatus();
@@ -142,25 +146,28 @@ absl::Status CheckIds(const Unit& unit) {
 // The limits on the unit's attributes, whatever the config declares.
 absl::Status CheckAttributeLimits(const Unit& unit) {
   if (unit.attributes.size() > kMaxAttributes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "unit.attributes has %d entries; send at most %d (only those targeting uses)",
-        unit.attributes.size(), kMaxAttributes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unit.attributes has %d entries; send at most %d (only "
+                        "those targeting uses)",
+                        unit.attributes.size(), kMaxAttributes));
   }
   for (const auto& [name, value] : unit.attributes) {
     if (name.empty() || name.size() > kMaxAttributeNameBytes) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "unit.attributes has a name of %d bytes; names must be 1 to %d bytes", name.size(),
-          kMaxAttributeNameBytes));
+          "unit.attributes has a name of %d bytes; names must be 1 to %d bytes",
+          name.size(), kMaxAttributeNameBytes));
     }
     if (const auto* s = std::get_if<std::string>(&value);
         s != nullptr && s->size() > kMaxAttributeValueBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unit.attributes[%s] is %d bytes; values may be at most %d bytes",
-                          ClipForMessage(name), s->size(), kMaxAttributeValueBytes));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "unit.attributes[%s] is %d bytes; values may be at most %d bytes",
+          ClipForMessage(name), s->size(), kMaxAttributeValueBytes));
     }
-    if (const auto* d = std::get_if<double>(&value); d != nullptr && !std::isfinite(*d)) {
+    if (const auto* d = std::get_if<double>(&value);
+        d != nullptr && !std::isfinite(*d)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unit.attributes[", ClipForMessage(name), "] is not a finite number; send a real value"));
+          absl::StrCat("unit.attributes[", ClipForMessage(name),
+                       "] is not a finite number; send a real value"));
     }
   }
   return absl::OkStatus();
@@ -171,12 +178,15 @@ absl::Status CheckAttributeLimits(const Unit& unit) {
 // and the config does not declare are ignored.
 absl::Status CheckAttributeTypes(const IndexedConfig& config, const Unit& unit,
                                  UnitView* view) {
-  auto check_slot = [&](int slot, const std::string& name, const AttributeValue& value) {
+  auto check_slot = [&](int slot, const std::string& name,
+                        const AttributeValue& value) {
     SlotValue* sent = view != nullptr ? &view->attributes[slot] : nullptr;
     if (sent != nullptr) sent->value = &value;
-    const std::optional<AttributeType>& declared = config.attribute_slot_types[slot];
+    const std::optional<AttributeType>& declared =
+        config.attribute_slot_types[slot];
     if (!declared) return absl::OkStatus();
-    return CheckDeclared(name, value, *declared, sent != nullptr ? &sent->version : nullptr);
+    return CheckDeclared(name, value, *declared,
+                         sent != nullptr ? &sent->version : nullptr);
   };
   const size_t num_slots = config.attribute_slot_names.size();
   if (4 * unit.attributes.size() < num_slots) {
@@ -185,7 +195,8 @@ absl::Status CheckAttributeTypes(const IndexedConfig& config, const Unit& unit,
     for (const auto& [name, value] : unit.attributes) {
       auto it = config.attribute_slots.find(name);
       if (it == config.attribute_slots.end()) continue;
-      if (absl::Status s = check_slot(it->second, name, value); !s.ok()) return s;
+      if (absl::Status s = check_slot(it->second, name, value); !s.ok())
+        return s;
     }
   } else {
     // Look each known name up in the unit's map with the hash computed at
@@ -194,7 +205,9 @@ absl::Status CheckAttributeTypes(const IndexedConfig& config, const Unit& unit,
       auto it = unit.attributes.find(config.attribute_slot_names[slot],
                                      config.attribute_slot_hashes[slot]);
       if (it == unit.attributes.end()) continue;
-      if (absl::Status s = check_slot(static_cast<int>(slot), it->first, it->second); !s.ok()) {
+      if (absl::Status s =
+              check_slot(static_cast<int>(slot), it->first, it->second);
+          !s.ok()) {
         return s;
       }
     }
@@ -203,7 +216,8 @@ absl::Status CheckAttributeTypes(const IndexedConfig& config, const Unit& unit,
 }
 
 // ValidateUnit, also filling view->attributes when view is not null.
-absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit, UnitView* view) {
+absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit,
+                       UnitView* view) {
   if (absl::Status s = CheckIds(unit); !s.ok()) return s;
   if (absl::Status s = CheckAttributeLimits(unit); !s.ok()) return s;
   return CheckAttributeTypes(config, unit, view);
@@ -217,19 +231,22 @@ bool HeldOut(const IndexedConfig& config, const UnitView& view) {
 }
 
 // Validates the unit and looks up what every experiment will need.
-absl::Status BuildView(const IndexedConfig& config, const Unit& unit, UnitView* view) {
+absl::Status BuildView(const IndexedConfig& config, const Unit& unit,
+                       UnitView* view) {
   view->attributes.resize(config.attribute_slot_types.size());
   if (absl::Status s = CheckUnit(config, unit, view); !s.ok()) return s;
   const size_t num_ids = config.id_types.size();
   view->ids.resize(num_ids);
   view->qa.resize(num_ids);
   for (size_t slot = 0; slot < num_ids; ++slot) {
-    auto found = unit.ids.find(config.id_types[slot], config.id_type_hashes[slot]);
+    auto found =
+        unit.ids.find(config.id_types[slot], config.id_type_hashes[slot]);
     const std::string* id = found == unit.ids.end() ? nullptr : &found->second;
     view->ids[slot] = id;
     const auto& forced = config.qa_overrides_by_id[slot];
     if (id == nullptr || forced.empty()) continue;
-    if (auto it = forced.find(*id); it != forced.end()) view->qa[slot] = &it->second;
+    if (auto it = forced.find(*id); it != forced.end())
+      view->qa[slot] = &it->second;
   }
   view->layer_buckets.assign(config.layer_plans.size(), UnitView::kNotHashed);
   view->in_holdout = HeldOut(config, *view);
@@ -242,13 +259,15 @@ int LayerBucket(const IndexedConfig& config, int l, UnitView& view) {
   if (bucket == UnitView::kNotHashed) {
     const HashPlan& layer = config.layer_plans[l].hash;
     const std::string* id = view.ids[layer.id_slot];
-    bucket = id == nullptr ? UnitView::kNoId
-                           : static_cast<int>(BucketWithPrefix(layer.prefix, *id));
+    bucket = id == nullptr
+                 ? UnitView::kNoId
+                 : static_cast<int>(BucketWithPrefix(layer.prefix, *id));
   }
   return bucket;
 }
 
-bool InLayerRange(const IndexedConfig& config, const ExperimentPlan& p, UnitView& view) {
+bool InLayerRange(const IndexedConfig& config, const ExperimentPlan& p,
+                  UnitView& view) {
   if (p.layer_index == ExperimentPlan::kNoLayer) return true;
   if (p.layer_index < 0) return false;  // kUnknownLayer
   const int bucket = LayerBucket(config, p.layer_index, view);
@@ -256,7 +275,8 @@ bool InLayerRange(const IndexedConfig& config, const ExperimentPlan& p, UnitView
 }
 
 bool Targeted(const ExperimentPlan& p, const UnitView& view) {
-  return p.targeting == nullptr || abexp::Evaluate(*p.targeting, view.attributes);
+  return p.targeting == nullptr ||
+         abexp::Evaluate(*p.targeting, view.attributes);
 }
 
 // The variant a QA override forces on the unit in experiment i, or -1.
@@ -275,7 +295,8 @@ int QaOverride(const ExperimentPlan& p, size_t i, const UnitView& view) {
 // All must pass, so their order changes only the cost: the layer goes
 // first, as its bucket is hashed once per layer and rules out every other
 // experiment of the layer.
-bool PassesGates(const IndexedConfig& config, const ExperimentPlan& p, UnitView& view) {
+bool PassesGates(const IndexedConfig& config, const ExperimentPlan& p,
+                 UnitView& view) {
   if (view.in_holdout) return false;
   return InLayerRange(config, p, view) && Targeted(p, view);
 }
@@ -283,10 +304,11 @@ bool PassesGates(const IndexedConfig& config, const ExperimentPlan& p, UnitView&
 // The unit's id when Evaluate would reach the recorded-variant check of a
 // sticky experiment: running, in schedule, id present, no QA override,
 // through the gates. Null otherwise.
-const std::string* StickyCandidate(const IndexedConfig& config, size_t i, UnitView& view,
-                                   absl::Time now) {
+const std::string* StickyCandidate(const IndexedConfig& config, size_t i,
+                                   UnitView& view, absl::Time now) {
   const ExperimentPlan& p = config.experiment_plans[i];
-  if (!p.sticky || p.status != ExperimentStatus::kRunning || !InSchedule(p, now)) {
+  if (!p.sticky || p.status != ExperimentStatus::kRunning ||
+      !InSchedule(p, now)) {
     return nullptr;
   }
   const std::string* id = view.ids[p.id_slot];
@@ -298,7 +320,8 @@ const std::string* StickyCandidate(const IndexedConfig& config, size_t i, UnitVi
 // The caller's recorded variant of a sticky experiment, when it is one of
 // the experiment's variants.
 std::optional<int> RecordedVariantOf(
-    const Experiment& e, const absl::flat_hash_map<const Experiment*, int>& recorded) {
+    const Experiment& e,
+    const absl::flat_hash_map<const Experiment*, int>& recorded) {
   if (!e.sticky || recorded.empty()) return std::nullopt;
   auto it = recorded.find(&e);
   if (it == recorded.end() || it->second < 0 ||
@@ -310,7 +333,8 @@ std::optional<int> RecordedVariantOf(
 
 // The decision procedure of docs/bucketing.md for experiment i, without
 // tracing.
-Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view, absl::Time now,
+Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view,
+                 absl::Time now,
                  const absl::flat_hash_map<const Experiment*, int>& recorded) {
   const ExperimentPlan& p = config.experiment_plans[i];
   const Experiment& e = config.experiments[i];
@@ -321,7 +345,8 @@ Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view, absl::Ti
     if (!Targeted(p, view)) return Outcome{};
     return Outcome{rollout, AssignmentReason::kRollout};
   }
-  if (p.status != ExperimentStatus::kRunning || !InSchedule(p, now)) return Outcome{};
+  if (p.status != ExperimentStatus::kRunning || !InSchedule(p, now))
+    return Outcome{};
   const std::string* id = view.ids[p.id_slot];
   if (id == nullptr) return Outcome{};
   if (const int forced = QaOverride(p, i, view); forced >= 0) {
@@ -338,7 +363,8 @@ Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view, absl::Ti
 
 bool RuleApplies(const FeatureRule& rule, const FeatureRuleIndex& index,
                  const UnitView& view) {
-  if (index.condition != nullptr && !abexp::Evaluate(*index.condition, view.attributes)) {
+  if (index.condition != nullptr &&
+      !abexp::Evaluate(*index.condition, view.attributes)) {
     return false;
   }
   if (rule.rollout_bp >= kNumBuckets) return true;
@@ -358,9 +384,11 @@ struct Wanted {
 };
 
 // NOT_FOUND for an unknown filter key.
-absl::StatusOr<Wanted> WantedBy(const IndexedConfig& config, const AssignOptions& options) {
+absl::StatusOr<Wanted> WantedBy(const IndexedConfig& config,
+                                const AssignOptions& options) {
   Wanted wanted;
-  if (options.experiment_keys.empty() && options.feature_keys.empty()) return wanted;
+  if (options.experiment_keys.empty() && options.feature_keys.empty())
+    return wanted;
   wanted.everything = false;
   const size_t num_experiments = config.experiments.size();
   const size_t num_features = config.features.size();
@@ -368,9 +396,10 @@ absl::StatusOr<Wanted> WantedBy(const IndexedConfig& config, const AssignOptions
   for (const std::string& key : options.experiment_keys) {
     auto it = config.experiment_by_key.find(key);
     if (it == config.experiment_by_key.end()) {
-      return absl::NotFoundError(absl::StrCat("experiment_keys: no experiment '", ClipForMessage(key),
-                                              "' in config version ", config.version,
-                                              "; list them with `abexp experiments list`"));
+      return absl::NotFoundError(
+          absl::StrCat("experiment_keys: no experiment '", ClipForMessage(key),
+                       "' in config version ", config.version,
+                       "; list them with `abexp experiments list`"));
     }
     wanted.experiments[it->second] = true;
   }
@@ -379,14 +408,16 @@ absl::StatusOr<Wanted> WantedBy(const IndexedConfig& config, const AssignOptions
     // Filtering by experiment returns the features those experiments set.
     for (size_t i = 0; i < num_experiments; ++i) {
       if (!wanted.experiments[i]) continue;
-      for (int f : config.experiment_indexes[i].settable_features) wanted.features[f] = true;
+      for (int f : config.experiment_indexes[i].settable_features)
+        wanted.features[f] = true;
     }
   }
   for (const std::string& key : options.feature_keys) {
     auto it = config.feature_by_key.find(key);
     if (it == config.feature_by_key.end()) {
-      return absl::NotFoundError(absl::StrCat("feature_keys: no feature '", ClipForMessage(key),
-                                              "' in config version ", config.version));
+      return absl::NotFoundError(
+          absl::StrCat("feature_keys: no feature '", ClipForMessage(key),
+                       "' in config version ", config.version));
     }
     wanted.features[it->second] = true;
   }
@@ -408,7 +439,8 @@ bool Needed(const IndexedConfig& config, size_t i, const Wanted& wanted) {
 // and those a QA override names the unit in. Any other experiment is in a
 // layer and fails its layer check, so skipping it changes no answer; most
 // of a large config is skipped this way, at one hash per layer.
-absl::InlinedVector<int, 16> Candidates(const IndexedConfig& config, UnitView& view) {
+absl::InlinedVector<int, 16> Candidates(const IndexedConfig& config,
+                                        UnitView& view) {
   absl::InlinedVector<int, 16> candidates(config.layer_free_experiments.begin(),
                                           config.layer_free_experiments.end());
   for (size_t l = 0; l < config.layer_plans.size(); ++l) {
@@ -424,10 +456,12 @@ absl::InlinedVector<int, 16> Candidates(const IndexedConfig& config, UnitView& v
   }
   for (const std::vector<std::pair<int, int>>* forced : view.qa) {
     if (forced == nullptr) continue;
-    for (const auto& [experiment, variant] : *forced) candidates.push_back(experiment);
+    for (const auto& [experiment, variant] : *forced)
+      candidates.push_back(experiment);
   }
   std::sort(candidates.begin(), candidates.end());
-  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()),
+                   candidates.end());
   return candidates;
 }
 
@@ -436,8 +470,8 @@ absl::InlinedVector<int, 16> Candidates(const IndexedConfig& config, UnitView& v
 int BucketedVariant(const IndexedConfig& config, size_t experiment,
                     absl::string_view unit_id) {
   const Experiment& e = config.experiments[experiment];
-  const uint32_t bucket =
-      BucketWithPrefix(config.experiment_indexes[experiment].variant_hash.prefix, unit_id);
+  const uint32_t bucket = BucketWithPrefix(
+      config.experiment_indexes[experiment].variant_hash.prefix, unit_id);
   // Active ranges never overlap, so the last match is the only one. Looking
   // at every range, without a branch on the bucket, costs less than the
   // mispredicted branch a search would take on every other unit.
@@ -454,14 +488,16 @@ bool InHoldout(const Config& config, const Unit& unit) {
   if (!config.holdout || config.holdout->bp == 0) return false;
   const std::string* id = FindId(unit, config.holdout->unit_id_type);
   if (id == nullptr) return false;
-  return Bucket(HashPurpose::kHoldout, config.holdout->salt, *id) < config.holdout->bp;
+  return Bucket(HashPurpose::kHoldout, config.holdout->salt, *id) <
+         config.holdout->bp;
 }
 
 absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit) {
   return CheckUnit(config, unit, nullptr);
 }
 
-absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit, absl::string_view field) {
+absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit,
+                          absl::string_view field) {
   absl::Status valid = CheckUnit(config, unit, nullptr);
   if (valid.ok() || field == "unit") return valid;
   absl::string_view message = valid.message();
@@ -471,7 +507,8 @@ absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit, absl::s
   return absl::Status(valid.code(), absl::StrCat(field, ": ", message));
 }
 
-absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& unit,
+absl::StatusOr<AssignResult> Assign(const IndexedConfig& config,
+                                    const Unit& unit,
                                     const AssignOptions& options) {
   UnitView view;
   if (absl::Status s = BuildView(config, unit, &view); !s.ok()) return s;
@@ -482,7 +519,8 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
 
   AssignResult result;
   result.in_holdout = view.in_holdout;
-  const absl::Time now = options.now == absl::InfinitePast() ? absl::Now() : options.now;
+  const absl::Time now =
+      options.now == absl::InfinitePast() ? absl::Now() : options.now;
 
   // result.features first holds every feature by config index (feature ==
   // null: not decided yet), and keeps only the wanted ones at the end.
@@ -490,14 +528,16 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
   resolved.resize(num_features);
   auto set_features = [&](const ExperimentAssignment& a, FeatureSource source) {
     const Variant& variant = a.experiment->variants[a.variant_index];
-    const size_t i = static_cast<size_t>(a.experiment - config.experiments.data());
+    const size_t i =
+        static_cast<size_t>(a.experiment - config.experiments.data());
     const std::vector<int>& indices =
         config.experiment_indexes[i].variant_features[a.variant_index];
     size_t k = 0;
     for (const auto& [feature_key, value] : variant.features) {
       const int f = indices[k++];
       if (f < 0 || resolved[f].feature != nullptr) continue;
-      resolved[f] = {&config.features[f], &value, source, a.experiment, a.variant_index, -1};
+      resolved[f] = {&config.features[f], &value,          source,
+                     a.experiment,        a.variant_index, -1};
     }
   };
 
@@ -509,10 +549,11 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
   for (const int candidate : candidates) {
     const size_t i = static_cast<size_t>(candidate);
     if (!Needed(config, i, *wanted)) continue;
-    const Outcome outcome = Evaluate(config, i, view, now, options.recorded_variants);
+    const Outcome outcome =
+        Evaluate(config, i, view, now, options.recorded_variants);
     if (!outcome.assigned()) continue;
-    const ExperimentAssignment assignment{&config.experiments[i], outcome.variant_index,
-                                          outcome.reason};
+    const ExperimentAssignment assignment{
+        &config.experiments[i], outcome.variant_index, outcome.reason};
     if (wanted->experiment(i)) result.assignments.push_back(assignment);
     if (outcome.reason == AssignmentReason::kRollout) {
       rollouts.push_back(assignment);
@@ -528,11 +569,17 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
     if (!wanted->feature(f)) continue;
     if (resolved[f].feature == nullptr) {
       const Feature& feature = config.features[f];
-      resolved[f] = {&feature, &feature.default_value, FeatureSource::kDefault, nullptr, -1, -1};
+      resolved[f] = {&feature,
+                     &feature.default_value,
+                     FeatureSource::kDefault,
+                     nullptr,
+                     -1,
+                     -1};
       for (size_t r = 0; r < feature.rules.size(); ++r) {
         if (RuleApplies(feature.rules[r], config.rule_indexes[f][r], view)) {
-          resolved[f] = {&feature, &feature.rules[r].value, FeatureSource::kRule, nullptr, -1,
-                         static_cast<int>(r)};
+          resolved[f] = {
+              &feature, &feature.rules[r].value, FeatureSource::kRule, nullptr,
+              -1,       static_cast<int>(r)};
           break;
         }
       }
@@ -544,17 +591,19 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
   return result;
 }
 
-absl::StatusOr<std::vector<StickyLookup>> StickyLookups(const IndexedConfig& config,
-                                                        const Unit& unit,
-                                                        const AssignOptions& options) {
+absl::StatusOr<std::vector<StickyLookup>> StickyLookups(
+    const IndexedConfig& config, const Unit& unit,
+    const AssignOptions& options) {
   UnitView view;
   if (absl::Status s = BuildView(config, unit, &view); !s.ok()) return s;
   absl::StatusOr<Wanted> wanted = WantedBy(config, options);
   if (!wanted.ok()) return wanted.status();
-  const absl::Time now = options.now == absl::InfinitePast() ? absl::Now() : options.now;
+  const absl::Time now =
+      options.now == absl::InfinitePast() ? absl::Now() : options.now;
   std::vector<StickyLookup> lookups;
   for (size_t i = 0; i < config.experiments.size(); ++i) {
-    if (!config.experiment_plans[i].sticky || !Needed(config, i, *wanted)) continue;
+    if (!config.experiment_plans[i].sticky || !Needed(config, i, *wanted))
+      continue;
     if (const std::string* id = StickyCandidate(config, i, view, now)) {
       lookups.push_back({&config.experiments[i], *id});
     }
@@ -564,7 +613,9 @@ absl::StatusOr<std::vector<StickyLookup>> StickyLookups(const IndexedConfig& con
 
 namespace {
 
-std::string RangeText(const BucketRange& r) { return absl::StrFormat("[%d, %d)", r.start, r.end); }
+std::string RangeText(const BucketRange& r) {
+  return absl::StrFormat("[%d, %d)", r.start, r.end);
+}
 
 // The account Explain builds for one experiment: the result so far, and
 // what the traces gathered before the walk found.
@@ -572,8 +623,8 @@ struct Account {
   const Experiment& e;
   ExplainResult result;
   const std::string* id = nullptr;  // the unit's id e hashes on; null: not sent
-  const Layer* layer = nullptr;     // e's layer; null: none, or not in the config
-  bool targeted = true;             // e's targeting matched, or it has none
+  const Layer* layer = nullptr;  // e's layer; null: none, or not in the config
+  bool targeted = true;          // e's targeting matched, or it has none
 
   // Appends a step; a failed step's detail becomes the summary. Returns
   // `passed`.
@@ -604,7 +655,8 @@ void GatherTraces(const IndexedConfig& config, const Unit& unit, Account& a) {
   if (config.holdout && config.holdout->bp > 0) {
     if (const std::string* hid = FindId(unit, config.holdout->unit_id_type)) {
       x.has_holdout = true;
-      x.holdout_hash = TraceBucket(HashPurpose::kHoldout, config.holdout->salt, *hid);
+      x.holdout_hash =
+          TraceBucket(HashPurpose::kHoldout, config.holdout->salt, *hid);
       x.held_out = x.holdout_hash.bucket < config.holdout->bp;
     }
   }
@@ -628,23 +680,28 @@ void ExplainStopped(Account& a) {
   const bool held_out = a.result.held_out;
   if (!a.Step("status", !e.rollout_variant.empty(),
               e.rollout_variant.empty()
-                  ? "experiment is stopped with no rollout_variant: nobody is assigned"
-                  : absl::StrCat("experiment is stopped; rollout_variant '", e.rollout_variant,
+                  ? "experiment is stopped with no rollout_variant: nobody is "
+                    "assigned"
+                  : absl::StrCat("experiment is stopped; rollout_variant '",
+                                 e.rollout_variant,
                                  "' is served to every eligible unit"))) {
     return;
   }
-  if (!a.Step("holdout", !held_out,
-              held_out ? "unit is in the global holdout: it gets default feature values"
-                       : "unit is not in the global holdout")) {
+  if (!a.Step(
+          "holdout", !held_out,
+          held_out
+              ? "unit is in the global holdout: it gets default feature values"
+              : "unit is not in the global holdout")) {
     return;
   }
   if (!a.Step("targeting", a.targeted,
-              a.targeted ? "targeting matched" : "targeting did not match: no variant")) {
+              a.targeted ? "targeting matched"
+                         : "targeting did not match: no variant")) {
     return;
   }
   a.Finish(e.VariantIndex(e.rollout_variant), AssignmentReason::kRollout,
-           absl::StrCat("stopped experiment: rollout variant '", e.rollout_variant,
-                        "' is served"));
+           absl::StrCat("stopped experiment: rollout variant '",
+                        e.rollout_variant, "' is served"));
 }
 
 // Each Explain* step below appends its steps to the account and returns
@@ -652,28 +709,33 @@ void ExplainStopped(Account& a) {
 
 bool ExplainStatusAndSchedule(Account& a, absl::Time now) {
   const Experiment& e = a.e;
-  if (!a.Step("status", e.status == ExperimentStatus::kRunning,
-              e.status == ExperimentStatus::kRunning
-                  ? "experiment is running"
-                  : absl::StrCat("experiment is ", ExperimentStatusName(e.status),
-                                 ": only running experiments assign"))) {
+  if (!a.Step(
+          "status", e.status == ExperimentStatus::kRunning,
+          e.status == ExperimentStatus::kRunning
+              ? "experiment is running"
+              : absl::StrCat("experiment is ", ExperimentStatusName(e.status),
+                             ": only running experiments assign"))) {
     return true;
   }
   const bool scheduled = InSchedule(e, now);
   return !a.Step(
       "schedule", scheduled,
-      scheduled ? "now is inside the experiment's start/end window"
-                : absl::StrCat("now (", absl::FormatTime(absl::RFC3339_sec, now, absl::UTCTimeZone()),
-                               ") is outside the experiment's start/end window"));
+      scheduled
+          ? "now is inside the experiment's start/end window"
+          : absl::StrCat(
+                "now (",
+                absl::FormatTime(absl::RFC3339_sec, now, absl::UTCTimeZone()),
+                ") is outside the experiment's start/end window"));
 }
 
 bool ExplainUnitId(Account& a) {
   const Experiment& e = a.e;
-  return !a.Step("unit_id", a.id != nullptr,
-                 a.id != nullptr
-                     ? absl::StrCat("hashing ", e.unit_id_type, " \"", *a.id, "\"")
-                     : absl::StrCat("unit has no ", e.unit_id_type,
-                                    ", which this experiment hashes on: no variant"));
+  return !a.Step(
+      "unit_id", a.id != nullptr,
+      a.id != nullptr
+          ? absl::StrCat("hashing ", e.unit_id_type, " \"", *a.id, "\"")
+          : absl::StrCat("unit has no ", e.unit_id_type,
+                         ", which this experiment hashes on: no variant"));
 }
 
 // REQUIRES: a.id != nullptr.
@@ -685,7 +747,8 @@ bool ExplainQaOverride(Account& a) {
     return false;
   }
   a.Step("qa_override", true,
-         absl::StrCat("QA override forces variant '", it->second, "' (not counted in results)"));
+         absl::StrCat("QA override forces variant '", it->second,
+                      "' (not counted in results)"));
   a.Finish(e.VariantIndex(it->second), AssignmentReason::kQaOverride,
            absl::StrCat("QA override forces variant '", it->second, "'"));
   return true;
@@ -698,19 +761,22 @@ bool ExplainHoldout(const IndexedConfig& config, Account& a) {
       !x.has_holdout
           ? absl::StrCat("unit has no ", config.holdout->unit_id_type,
                          " for the holdout hash: not held out")
-          : absl::StrFormat("holdout bucket %d %s threshold %d: %s", x.holdout_hash.bucket,
-                            x.held_out ? "<" : ">=", config.holdout->bp,
-                            x.held_out ? "unit is in the global holdout" : "not held out");
+          : absl::StrFormat(
+                "holdout bucket %d %s threshold %d: %s", x.holdout_hash.bucket,
+                x.held_out ? "<" : ">=", config.holdout->bp,
+                x.held_out ? "unit is in the global holdout" : "not held out");
   return !a.Step("holdout", !x.held_out, std::move(detail));
 }
 
 bool ExplainTargeting(Account& a) {
   const Experiment& e = a.e;
-  return !a.Step("targeting", a.targeted,
-                 !e.targeting ? "no targeting: every unit is eligible"
-                              : (a.targeted ? absl::StrCat("targeting matched: ", e.targeting_text)
-                                            : absl::StrCat("targeting did not match: ",
-                                                           e.targeting_text)));
+  return !a.Step(
+      "targeting", a.targeted,
+      !e.targeting
+          ? "no targeting: every unit is eligible"
+          : (a.targeted ? absl::StrCat("targeting matched: ", e.targeting_text)
+                        : absl::StrCat("targeting did not match: ",
+                                       e.targeting_text)));
 }
 
 bool ExplainLayer(Account& a) {
@@ -720,13 +786,15 @@ bool ExplainLayer(Account& a) {
   std::string detail;
   bool passed = false;
   if (a.layer == nullptr || !x.has_layer) {
-    detail = absl::StrCat("unit has no ", a.layer ? a.layer->unit_id_type : "id", " for layer '",
-                          e.layer, "'");
+    detail =
+        absl::StrCat("unit has no ", a.layer ? a.layer->unit_id_type : "id",
+                     " for layer '", e.layer, "'");
   } else {
     passed = x.in_layer_range;
-    detail = absl::StrFormat("layer '%s' bucket %d is %s the experiment's layer range %s",
-                             e.layer, x.layer_hash.bucket, passed ? "inside" : "outside",
-                             RangeText(e.layer_range));
+    detail = absl::StrFormat(
+        "layer '%s' bucket %d is %s the experiment's layer range %s", e.layer,
+        x.layer_hash.bucket, passed ? "inside" : "outside",
+        RangeText(e.layer_range));
   }
   return !a.Step("layer", passed, std::move(detail));
 }
@@ -734,7 +802,8 @@ bool ExplainLayer(Account& a) {
 // What the event store said about a sticky experiment's unit; decides only
 // when it names one of the experiment's variants.
 // REQUIRES: the unit has the experiment's id (its variant hash is traced).
-bool ExplainSticky(Account& a, const absl::StatusOr<std::optional<int>>* recorded) {
+bool ExplainSticky(Account& a,
+                   const absl::StatusOr<std::optional<int>>* recorded) {
   const Experiment& e = a.e;
   if (!e.sticky || recorded == nullptr) return false;
   const uint32_t bucket = a.result.variant_hash.bucket;
@@ -743,38 +812,47 @@ bool ExplainSticky(Account& a, const absl::StatusOr<std::optional<int>>* recorde
     a.Step("sticky", false,
            absl::StrCat("could not read the unit's recorded exposure (",
                         recorded->status().ToString(),
-                        "): serving the variant its bucket gives, which may differ from the "
+                        "): serving the variant its bucket gives, which may "
+                        "differ from the "
                         "one it was shown"));
     return false;
   }
   if (!recorded->value().has_value()) {
     a.Step("sticky", true,
-           absl::StrFormat("no recorded exposure in phase %d: bucketing by hash", e.phase));
+           absl::StrFormat(
+               "no recorded exposure in phase %d: bucketing by hash", e.phase));
     return false;
   }
   const int index = *recorded->value();
   if (index < 0 || index >= num_variants) {
-    a.Step("sticky", true,
-           absl::StrFormat("recorded variant index %d is not among the %d variants any more: "
-                           "ignored, bucketing by hash",
-                           index, num_variants));
+    a.Step(
+        "sticky", true,
+        absl::StrFormat(
+            "recorded variant index %d is not among the %d variants any more: "
+            "ignored, bucketing by hash",
+            index, num_variants));
     return false;
   }
-  std::string by_hash = absl::StrFormat("bucket %d alone would give no variant at traffic %.2f%%",
-                                        bucket, e.traffic_bp / 100.0);
+  std::string by_hash =
+      absl::StrFormat("bucket %d alone would give no variant at traffic %.2f%%",
+                      bucket, e.traffic_bp / 100.0);
   for (const Variant& v : e.variants) {
     if (v.active_range.Contains(bucket)) {
-      by_hash = absl::StrFormat("bucket %d alone would give '%s'", bucket, v.key);
+      by_hash =
+          absl::StrFormat("bucket %d alone would give '%s'", bucket, v.key);
     }
   }
   const std::string& key = e.variants[index].key;
   a.Step("sticky", true,
-         absl::StrFormat("unit was first exposed to variant '%s' in phase %d and keeps it "
-                         "(sticky: true); %s",
-                         key, e.phase, by_hash));
-  a.Finish(index, AssignmentReason::kSticky,
-           absl::StrFormat("sticky: unit keeps variant '%s', the one it was first exposed to",
-                           key));
+         absl::StrFormat(
+             "unit was first exposed to variant '%s' in phase %d and keeps it "
+             "(sticky: true); %s",
+             key, e.phase, by_hash));
+  a.Finish(
+      index, AssignmentReason::kSticky,
+      absl::StrFormat(
+          "sticky: unit keeps variant '%s', the one it was first exposed to",
+          key));
   return true;
 }
 
@@ -785,30 +863,34 @@ void ExplainTraffic(Account& a) {
   for (size_t i = 0; i < e.variants.size(); ++i) {
     const Variant& v = e.variants[i];
     if (v.active_range.Contains(bucket)) {
-      std::string detail = absl::StrFormat("bucket %d is in variant '%s' range %s", bucket,
-                                           v.key, RangeText(v.active_range));
+      std::string detail =
+          absl::StrFormat("bucket %d is in variant '%s' range %s", bucket,
+                          v.key, RangeText(v.active_range));
       a.Step("traffic", true, detail);
-      a.Finish(static_cast<int>(i), AssignmentReason::kBucketed, std::move(detail));
+      a.Finish(static_cast<int>(i), AssignmentReason::kBucketed,
+               std::move(detail));
       return;
     }
   }
   a.Step("traffic", false,
-         absl::StrFormat("bucket %d is outside every variant's active range at traffic %.2f%%: "
+         absl::StrFormat("bucket %d is outside every variant's active range at "
+                         "traffic %.2f%%: "
                          "not in the experiment",
                          bucket, e.traffic_bp / 100.0));
 }
 
 }  // namespace
 
-absl::StatusOr<ExplainResult> Explain(const IndexedConfig& config, const Unit& unit,
-                                      const std::string& experiment_key, absl::Time now,
-                                      const absl::StatusOr<std::optional<int>>* recorded) {
+absl::StatusOr<ExplainResult> Explain(
+    const IndexedConfig& config, const Unit& unit,
+    const std::string& experiment_key, absl::Time now,
+    const absl::StatusOr<std::optional<int>>* recorded) {
   const Experiment* e = config.FindExperiment(experiment_key);
   if (e == nullptr) {
-    return absl::NotFoundError(absl::StrCat("experiment_key: no experiment '",
-                                            ClipForMessage(experiment_key),
-                                            "' in config version ", config.version,
-                                            "; list them with `abexp experiments list`"));
+    return absl::NotFoundError(absl::StrCat(
+        "experiment_key: no experiment '", ClipForMessage(experiment_key),
+        "' in config version ", config.version,
+        "; list them with `abexp experiments list`"));
   }
   if (absl::Status s = ValidateUnit(config, unit); !s.ok()) return s;
 
@@ -822,7 +904,8 @@ absl::StatusOr<ExplainResult> Explain(const IndexedConfig& config, const Unit& u
   }
   const bool finished = ExplainStatusAndSchedule(a, now) || ExplainUnitId(a) ||
                         ExplainQaOverride(a) || ExplainHoldout(config, a) ||
-                        ExplainTargeting(a) || ExplainLayer(a) || ExplainSticky(a, recorded);
+                        ExplainTargeting(a) || ExplainLayer(a) ||
+                        ExplainSticky(a, recorded);
   if (!finished) ExplainTraffic(a);
   return std::move(a.result);
 }

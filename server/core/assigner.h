@@ -78,8 +78,8 @@ struct ExperimentAssignment {
 };
 
 struct ResolvedFeature {
-  const Feature* feature = nullptr;      // points into the Config
-  const FeatureValue* value = nullptr;   // points into the Config
+  const Feature* feature = nullptr;     // points into the Config
+  const FeatureValue* value = nullptr;  // points into the Config
   FeatureSource source = FeatureSource::kDefault;
   const Experiment* experiment = nullptr;  // kExperiment, kRollout
   int variant_index = -1;                  // kExperiment, kRollout
@@ -129,7 +129,8 @@ int BucketedVariant(const IndexedConfig& config, size_t experiment,
 
 // Errors: ValidateUnit's for an invalid unit; NOT_FOUND for an unknown key
 // in options.
-absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& unit,
+absl::StatusOr<AssignResult> Assign(const IndexedConfig& config,
+                                    const Unit& unit,
                                     const AssignOptions& options);
 
 // The experiments whose options.recorded_variants entry Assign would use for
@@ -139,7 +140,8 @@ absl::StatusOr<AssignResult> Assign(const IndexedConfig& config, const Unit& uni
 // the holdout, passes targeting and is in the layer range. Only these need
 // a store lookup. Errors as for Assign (options.recorded_variants unused).
 absl::StatusOr<std::vector<StickyLookup>> StickyLookups(
-    const IndexedConfig& config, const Unit& unit, const AssignOptions& options);
+    const IndexedConfig& config, const Unit& unit,
+    const AssignOptions& options);
 
 // Explain's answer for one unit and one experiment.
 struct ExplainStep {
@@ -175,8 +177,8 @@ struct ExplainResult {
 // read), explained in a "sticky" step before "traffic"; null when it was
 // not looked up (not sticky, or StickyLookups does not name it).
 absl::StatusOr<ExplainResult> Explain(
-    const IndexedConfig& config, const Unit& unit, const std::string& experiment_key,
-    absl::Time now,
+    const IndexedConfig& config, const Unit& unit,
+    const std::string& experiment_key, absl::Time now,
     const absl::StatusOr<std::optional<int>>* recorded = nullptr);
 
 }  // namespace abexp

@@ -110,14 +110,16 @@ Unit User(const std::string& id, Attributes attributes = {}) {
   return u;
 }
 
-const ExperimentAssignment* Find(const AssignResult& r, const std::string& key) {
+const ExperimentAssignment* Find(const AssignResult& r,
+                                 const std::string& key) {
   for (const auto& a : r.assignments) {
     if (a.experiment->key == key) return &a;
   }
   return nullptr;
 }
 
-const ResolvedFeature* FindFeature(const AssignResult& r, const std::string& key) {
+const ResolvedFeature* FindFeature(const AssignResult& r,
+                                   const std::string& key) {
   for (const auto& f : r.features) {
     if (f.feature->key == key) return &f;
   }
@@ -142,7 +144,8 @@ TEST_F(AssignerTest, VariantIsTheRangeHoldingTheSpecBucket) {
   const Experiment* e = config_->FindExperiment("landing_headline");
   for (int i = 0; i < 2000; ++i) {
     const std::string id = absl::StrCat("user-", i);
-    const uint32_t bucket = Bucket(HashPurpose::kVariant, "landing_headline", id);
+    const uint32_t bucket =
+        Bucket(HashPurpose::kVariant, "landing_headline", id);
     const std::string expected = bucket < 5000 ? "control" : "benefit";
     const AssignResult r = MustAssign(User(id));
     const ExperimentAssignment* a = Find(r, "landing_headline");
@@ -186,19 +189,24 @@ TEST_F(AssignerTest, ExperimentsInOneLayerNeverShareAUnit) {
 TEST_F(AssignerTest, LayerMembershipFollowsTheLayerHash) {
   for (int i = 0; i < 500; ++i) {
     const std::string id = absl::StrCat("u", i);
-    const bool expect_first = Bucket(HashPurpose::kLayer, "checkout", id) < 5000;
+    const bool expect_first =
+        Bucket(HashPurpose::kLayer, "checkout", id) < 5000;
     const AssignResult r = MustAssign(User(id));
     EXPECT_EQ(Find(r, "one_page_checkout") != nullptr, expect_first) << id;
   }
 }
 
 TEST_F(AssignerTest, TargetingFailureMeansNoVariant) {
-  const AssignResult active = MustAssign(User("u-1", {{"days_since_last_active", 3.0}}));
+  const AssignResult active =
+      MustAssign(User("u-1", {{"days_since_last_active", 3.0}}));
   EXPECT_EQ(Find(active, "recall_push"), nullptr);
-  EXPECT_EQ(FindFeature(active, "recall_copy")->source, FeatureSource::kDefault);
-  const AssignResult churned = MustAssign(User("u-1", {{"days_since_last_active", 45.0}}));
+  EXPECT_EQ(FindFeature(active, "recall_copy")->source,
+            FeatureSource::kDefault);
+  const AssignResult churned =
+      MustAssign(User("u-1", {{"days_since_last_active", 45.0}}));
   ASSERT_NE(Find(churned, "recall_push"), nullptr);
-  EXPECT_EQ(FindFeature(churned, "recall_copy")->source, FeatureSource::kExperiment);
+  EXPECT_EQ(FindFeature(churned, "recall_copy")->source,
+            FeatureSource::kExperiment);
 }
 
 TEST_F(AssignerTest, MissingAttributeFailsTargeting) {
@@ -214,12 +222,14 @@ TEST_F(AssignerTest, QaOverrideForcesTheVariantAndSaysSo) {
 }
 
 TEST_F(AssignerTest, StoppedExperimentServesItsRolloutVariantToEligibleUnits) {
-  const AssignResult new_user = MustAssign(User("u-7", {{"days_since_signup", 2.0}}));
+  const AssignResult new_user =
+      MustAssign(User("u-7", {{"days_since_signup", 2.0}}));
   const ExperimentAssignment* a = Find(new_user, "onboarding_v1");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->reason, AssignmentReason::kRollout);
   EXPECT_EQ(a->experiment->variants[a->variant_index].key, "guided");
-  const AssignResult old_user = MustAssign(User("u-7", {{"days_since_signup", 200.0}}));
+  const AssignResult old_user =
+      MustAssign(User("u-7", {{"days_since_signup", 200.0}}));
   EXPECT_EQ(Find(old_user, "onboarding_v1"), nullptr);
 }
 
@@ -253,7 +263,8 @@ experiments:
   int outside = 0;
   for (int i = 0; i < 5; ++i) {
     const std::string id = "qa-" + std::to_string(i);
-    // Buckets of 100 and up are outside [0, 0.01) of the layer (spec, section 5).
+    // Buckets of 100 and up are outside [0, 0.01) of the layer (spec, section
+    // 5).
     if (Bucket(HashPurpose::kLayer, "l", id) < 100) continue;
     ++outside;
     absl::StatusOr<AssignResult> r = Assign(*config, User(id), {});
@@ -276,7 +287,8 @@ TEST(Assigner, AConfigAssembledInCodeAssignsOnceIndexed) {
   Config assembled;
   assembled.experiments = parsed->experiments;
   assembled.features = parsed->features;
-  std::shared_ptr<const IndexedConfig> indexed = IndexedConfig::Build(std::move(assembled));
+  std::shared_ptr<const IndexedConfig> indexed =
+      IndexedConfig::Build(std::move(assembled));
   EXPECT_TRUE(Assign(*indexed, User("u-1"), {}).ok());
 }
 
@@ -291,7 +303,8 @@ TEST_F(AssignerTest, PausedAndNotYetStartedExperimentsAssignNobody) {
 }
 
 TEST_F(AssignerTest, FeatureRulesApplyInOrderAfterExperiments) {
-  const AssignResult forced = MustAssign(User("u-1", {{"country", std::string("XX")}}));
+  const AssignResult forced =
+      MustAssign(User("u-1", {{"country", std::string("XX")}}));
   EXPECT_EQ(FindFeature(forced, "new_search")->source, FeatureSource::kRule);
   EXPECT_EQ(FindFeature(forced, "new_search")->rule_index, 0);
   EXPECT_TRUE(FindFeature(forced, "new_search")->value->bool_value);
@@ -301,9 +314,11 @@ TEST_F(AssignerTest, FeatureRulesApplyInOrderAfterExperiments) {
     const std::string id = absl::StrCat("flag-user-", i);
     const AssignResult r = MustAssign(User(id));
     const ResolvedFeature* f = FindFeature(r, "new_search");
-    const bool expected = Bucket(HashPurpose::kRollout, "new_search.rule1", id) < 1000;
+    const bool expected =
+        Bucket(HashPurpose::kRollout, "new_search.rule1", id) < 1000;
     ASSERT_EQ(f->value->bool_value, expected) << id;
-    EXPECT_EQ(f->source, expected ? FeatureSource::kRule : FeatureSource::kDefault);
+    EXPECT_EQ(f->source,
+              expected ? FeatureSource::kRule : FeatureSource::kDefault);
     on += expected;
   }
   EXPECT_NEAR(on, 2000, 5 * 42);  // 10% +- 5 sigma
@@ -327,7 +342,8 @@ TEST_F(AssignerTest, FeatureFilterStillResolvesFromEveryExperiment) {
     const AssignResult full = MustAssign(User(id));
     const AssignResult filtered = MustAssign(User(id), options);
     ASSERT_EQ(filtered.features.size(), 1u);
-    EXPECT_EQ(*filtered.features[0].value, *FindFeature(full, "checkout_flow")->value);
+    EXPECT_EQ(*filtered.features[0].value,
+              *FindFeature(full, "checkout_flow")->value);
   }
 }
 
@@ -339,7 +355,8 @@ TEST_F(AssignerTest, UnknownFilterKeysAreNotFound) {
   EXPECT_THAT(r.status().message(), HasSubstr("no_such_experiment"));
   AssignOptions features;
   features.feature_keys = {"nope"};
-  EXPECT_EQ(Assign(*config_, User("u"), features).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Assign(*config_, User("u"), features).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(AssignerTest, UnitWithoutTheHashedIdTypeIsInNoExperiment) {
@@ -396,8 +413,8 @@ experiments:
       - {key: c, weight: 1}
 )yaml"));
   };
-  const std::vector<std::shared_ptr<const IndexedConfig>> ramps = {config_at("0.05"), config_at("0.2"),
-                                                            config_at("0.5"), config_at("1")};
+  const std::vector<std::shared_ptr<const IndexedConfig>> ramps = {
+      config_at("0.05"), config_at("0.2"), config_at("0.5"), config_at("1")};
   for (int i = 0; i < 20000; ++i) {
     const Unit unit = User(absl::StrCat("ramp-", i));
     int previous = -1;
@@ -405,7 +422,8 @@ experiments:
       ASSERT_NE(config, nullptr);
       absl::StatusOr<AssignResult> r = Assign(*config, unit, {});
       ASSERT_TRUE(r.ok());
-      const int now = r->assignments.empty() ? -1 : r->assignments[0].variant_index;
+      const int now =
+          r->assignments.empty() ? -1 : r->assignments[0].variant_index;
       if (previous >= 0) {
         ASSERT_EQ(now, previous) << "unit ramp-" << i << " moved";
       }
@@ -424,7 +442,8 @@ TEST_F(AssignerTest, InvalidUnitsAreRejectedNamingTheField) {
   Unit empty_id = User("");
   Unit long_id = User(std::string(257, 'x'));
   Unit many_attributes = User("u");
-  for (int i = 0; i < 101; ++i) many_attributes.attributes[absl::StrCat("a", i)] = 1.0;
+  for (int i = 0; i < 101; ++i)
+    many_attributes.attributes[absl::StrCat("a", i)] = 1.0;
   Unit wrong_type = User("u", {{"days_since_signup", std::string("three")}});
   Unit bad_version = User("u", {{"app_version", std::string("latest")}});
   Unit not_finite = User("u", {{"days_since_signup", std::nan("")}});
@@ -443,7 +462,8 @@ TEST_F(AssignerTest, InvalidUnitsAreRejectedNamingTheField) {
     EXPECT_THAT(r.status().message(), HasSubstr(c.field));
   }
   // Exactly at the limits is fine, and undeclared attributes are ignored.
-  Unit at_limit = User(std::string(256, 'x'), {{"undeclared", std::string("anything")}});
+  Unit at_limit =
+      User(std::string(256, 'x'), {{"undeclared", std::string("anything")}});
   EXPECT_TRUE(Assign(*config_, at_limit, {}).ok());
 }
 
@@ -452,10 +472,13 @@ TEST_F(AssignerTest, ExplainShowsHashInputBucketAndMatchedRange) {
       Explain(*config_, User("u-123"), "one_page_checkout", absl::Now());
   ASSERT_TRUE(x.ok()) << x.status();
   ASSERT_TRUE(x->has_variant_hash);
-  EXPECT_EQ(x->variant_hash.input, HashInput(HashPurpose::kVariant, "one_page_checkout", "u-123"));
-  EXPECT_EQ(x->variant_hash.bucket, Bucket(HashPurpose::kVariant, "one_page_checkout", "u-123"));
+  EXPECT_EQ(x->variant_hash.input,
+            HashInput(HashPurpose::kVariant, "one_page_checkout", "u-123"));
+  EXPECT_EQ(x->variant_hash.bucket,
+            Bucket(HashPurpose::kVariant, "one_page_checkout", "u-123"));
   ASSERT_TRUE(x->has_layer);
-  EXPECT_EQ(x->layer_hash.bucket, Bucket(HashPurpose::kLayer, "checkout", "u-123"));
+  EXPECT_EQ(x->layer_hash.bucket,
+            Bucket(HashPurpose::kLayer, "checkout", "u-123"));
   // Explain and Assign agree.
   const AssignResult r = MustAssign(User("u-123"));
   const ExperimentAssignment* a = Find(r, "one_page_checkout");
@@ -471,8 +494,9 @@ TEST_F(AssignerTest, ExplainShowsHashInputBucketAndMatchedRange) {
 }
 
 TEST_F(AssignerTest, ExplainReportsTheRuleThatFailed) {
-  absl::StatusOr<ExplainResult> x = Explain(
-      *config_, User("u-1", {{"days_since_last_active", 2.0}}), "recall_push", absl::Now());
+  absl::StatusOr<ExplainResult> x =
+      Explain(*config_, User("u-1", {{"days_since_last_active", 2.0}}),
+              "recall_push", absl::Now());
   ASSERT_TRUE(x.ok());
   EXPECT_EQ(x->variant_index, -1);
   EXPECT_EQ(x->steps.back().check, "targeting");
@@ -489,13 +513,16 @@ TEST_F(AssignerTest, ExplainOfUnknownExperimentIsNotFound) {
 
 TEST_F(AssignerTest, ExplainAgreesWithAssignForManyUnits) {
   for (int i = 0; i < 3000; ++i) {
-    const Unit unit = User(absl::StrCat("x", i), {{"days_since_last_active", double(i % 60)}});
+    const Unit unit = User(absl::StrCat("x", i),
+                           {{"days_since_last_active", double(i % 60)}});
     const AssignResult r = MustAssign(unit);
     for (const Experiment& e : config_->experiments) {
-      absl::StatusOr<ExplainResult> x = Explain(*config_, unit, e.key, absl::Now());
+      absl::StatusOr<ExplainResult> x =
+          Explain(*config_, unit, e.key, absl::Now());
       ASSERT_TRUE(x.ok());
       const ExperimentAssignment* a = Find(r, e.key);
-      ASSERT_EQ(x->variant_index, a ? a->variant_index : -1) << e.key << " x" << i;
+      ASSERT_EQ(x->variant_index, a ? a->variant_index : -1)
+          << e.key << " x" << i;
     }
   }
 }
@@ -554,8 +581,10 @@ class StickyAssignerTest : public ::testing::Test {
   static Unit Dutch(const std::string& id) {
     return User(id, {{"country", std::string("NL")}});
   }
-  std::vector<StickyLookup> Lookups(const Unit& unit, AssignOptions options = {}) {
-    absl::StatusOr<std::vector<StickyLookup>> l = StickyLookups(*config_, unit, options);
+  std::vector<StickyLookup> Lookups(const Unit& unit,
+                                    AssignOptions options = {}) {
+    absl::StatusOr<std::vector<StickyLookup>> l =
+        StickyLookups(*config_, unit, options);
     EXPECT_TRUE(l.ok()) << l.status();
     return l.ok() ? *l : std::vector<StickyLookup>{};
   }
@@ -569,7 +598,8 @@ class StickyAssignerTest : public ::testing::Test {
   const Experiment* sizing_ = nullptr;
 };
 
-TEST_F(StickyAssignerTest, RecordedVariantWinsOverWeightsAndTrafficWithItsFeatures) {
+TEST_F(StickyAssignerTest,
+       RecordedVariantWinsOverWeightsAndTrafficWithItsFeatures) {
   int eligible = 0, outside_traffic = 0;
   for (int i = 0; i < 3000; ++i) {
     const std::string id = absl::StrCat("s", i);
@@ -579,7 +609,8 @@ TEST_F(StickyAssignerTest, RecordedVariantWinsOverWeightsAndTrafficWithItsFeatur
     const AssignResult r = MustAssign(Dutch(id), options);
     const ExperimentAssignment* a = Find(r, "paint");
     if (!Eligible(id)) {
-      EXPECT_EQ(a, nullptr) << id << ": the record must not bypass holdout or layer";
+      EXPECT_EQ(a, nullptr)
+          << id << ": the record must not bypass holdout or layer";
       continue;
     }
     ++eligible;
@@ -597,19 +628,24 @@ TEST_F(StickyAssignerTest, RecordedVariantWinsOverWeightsAndTrafficWithItsFeatur
   EXPECT_GT(outside_traffic, 200);
 }
 
-TEST_F(StickyAssignerTest, RecordsOfNonStickyExperimentsAndUnknownIndexesAreIgnored) {
+TEST_F(StickyAssignerTest,
+       RecordsOfNonStickyExperimentsAndUnknownIndexesAreIgnored) {
   for (int i = 0; i < 500; ++i) {
     const std::string id = absl::StrCat("n", i);
     const AssignResult plain = MustAssign(Dutch(id));
-    const ExperimentAssignment* sizing = Find(plain, "sizing");  // null if held out
+    const ExperimentAssignment* sizing =
+        Find(plain, "sizing");  // null if held out
     for (int bad : {-1, 2, 7}) {
       AssignOptions options;
       options.recorded_variants[paint_] = bad;
-      options.recorded_variants[sizing_] = sizing ? 1 - sizing->variant_index : 0;
+      options.recorded_variants[sizing_] =
+          sizing ? 1 - sizing->variant_index : 0;
       const AssignResult r = MustAssign(Dutch(id), options);
       ASSERT_EQ(r.assignments.size(), plain.assignments.size()) << id;
       for (size_t k = 0; k < r.assignments.size(); ++k) {
-        EXPECT_EQ(r.assignments[k].variant_index, plain.assignments[k].variant_index) << id;
+        EXPECT_EQ(r.assignments[k].variant_index,
+                  plain.assignments[k].variant_index)
+            << id;
         EXPECT_EQ(r.assignments[k].reason, AssignmentReason::kBucketed) << id;
       }
     }
@@ -638,7 +674,8 @@ TEST_F(StickyAssignerTest, TargetingStillDropsARecordedUnit) {
   }
 }
 
-TEST_F(StickyAssignerTest, LookupsNameExactlyTheStickyExperimentsAssignWouldConsult) {
+TEST_F(StickyAssignerTest,
+       LookupsNameExactlyTheStickyExperimentsAssignWouldConsult) {
   int looked_up = 0;
   for (int i = 0; i < 2000; ++i) {
     const std::string id = absl::StrCat("l", i);
@@ -685,11 +722,14 @@ TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
     absl::StatusOr<std::optional<int>> recorded = std::optional<int>();
     if (kind == 0) recorded = std::optional<int>(1);
     if (kind == 2) recorded = std::optional<int>(5);
-    if (kind == 3) recorded = absl::UnavailableError("Redis at 127.0.0.1:1 is down");
-    if (recorded.ok() && recorded->has_value()) options.recorded_variants[paint_] = **recorded;
+    if (kind == 3)
+      recorded = absl::UnavailableError("Redis at 127.0.0.1:1 is down");
+    if (recorded.ok() && recorded->has_value())
+      options.recorded_variants[paint_] = **recorded;
     const AssignResult r = MustAssign(unit, options);
     const ExperimentAssignment* a = Find(r, "paint");
-    absl::StatusOr<ExplainResult> x = Explain(*config_, unit, "paint", absl::Now(), &recorded);
+    absl::StatusOr<ExplainResult> x =
+        Explain(*config_, unit, "paint", absl::Now(), &recorded);
     ASSERT_TRUE(x.ok()) << x.status();
     ASSERT_EQ(x->variant_index, a ? a->variant_index : -1) << id;
     if (a != nullptr) {
@@ -712,7 +752,8 @@ TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
         EXPECT_THAT(step->detail, HasSubstr("no recorded exposure"));
         break;
       case 2:
-        EXPECT_THAT(step->detail, HasSubstr("index 5 is not among the 2 variants"));
+        EXPECT_THAT(step->detail,
+                    HasSubstr("index 5 is not among the 2 variants"));
         break;
       case 3:
         EXPECT_FALSE(step->passed);

@@ -111,9 +111,11 @@ VariantRanges ComputeVariantRanges(const std::vector<uint64_t>& weights,
   ranges.active.reserve(weights.size());
   uint64_t cumulative = 0;
   for (uint64_t w : weights) {
-    const uint32_t start = static_cast<uint32_t>(kNumBuckets * cumulative / total);
+    const uint32_t start =
+        static_cast<uint32_t>(kNumBuckets * cumulative / total);
     cumulative += w;
-    const uint32_t end = static_cast<uint32_t>(kNumBuckets * cumulative / total);
+    const uint32_t end =
+        static_cast<uint32_t>(kNumBuckets * cumulative / total);
     const uint32_t active_len =
         static_cast<uint32_t>(uint64_t{end - start} * traffic_bp / kNumBuckets);
     ranges.full.push_back({start, end});

@@ -44,13 +44,17 @@ struct BucketRange {
   uint32_t start = 0;
   uint32_t end = 0;
 
-  bool Contains(uint32_t bucket) const { return bucket >= start && bucket < end; }
+  bool Contains(uint32_t bucket) const {
+    return bucket >= start && bucket < end;
+  }
   uint32_t size() const { return end > start ? end - start : 0; }
   bool empty() const { return end <= start; }
   bool Overlaps(const BucketRange& o) const {
     return !empty() && !o.empty() && start < o.end && o.start < end;
   }
-  bool operator==(const BucketRange& o) const { return start == o.start && end == o.end; }
+  bool operator==(const BucketRange& o) const {
+    return start == o.start && end == o.end;
+  }
 };
 
 // The exact bytes hashed: for each of (purpose tag, salt, unit id), its
@@ -66,7 +70,8 @@ uint64_t BucketHash(HashPurpose purpose, absl::string_view salt,
 // BucketHash(...) % kNumBuckets.
 inline uint32_t Bucket(HashPurpose purpose, absl::string_view salt,
                        absl::string_view unit_id) {
-  return static_cast<uint32_t>(BucketHash(purpose, salt, unit_id) % kNumBuckets);
+  return static_cast<uint32_t>(BucketHash(purpose, salt, unit_id) %
+                               kNumBuckets);
 }
 
 // The (purpose tag, salt) fields that start HashInput(purpose, salt, ...),

@@ -20,7 +20,8 @@ TEST(Bucketing, HashInputIsLengthPrefixedPurposeSaltAndId) {
 TEST(Bucketing, FramingCannotCollideAcrossTheSaltIdBoundary) {
   EXPECT_NE(HashInput(HashPurpose::kVariant, "exp1", "23"),
             HashInput(HashPurpose::kVariant, "exp12", "3"));
-  EXPECT_NE(HashInput(HashPurpose::kVariant, "", "ab"), HashInput(HashPurpose::kVariant, "a", "b"));
+  EXPECT_NE(HashInput(HashPurpose::kVariant, "", "ab"),
+            HashInput(HashPurpose::kVariant, "a", "b"));
 }
 
 TEST(Bucketing, EmptyIdIsFramedWithAZeroLength) {
@@ -31,13 +32,17 @@ TEST(Bucketing, EmptyIdIsFramedWithAZeroLength) {
 
 TEST(Bucketing, BucketIsXxh3OfTheFrameModuloTenThousand) {
   const std::string long_id(600, 'x');  // longer than the stack buffer
-  for (const std::string& id : {std::string("u-1"), std::string("用户42"),
-                                std::string("\xF0\x9F\x98\x80"), std::string(), long_id}) {
-    const std::string input = HashInput(HashPurpose::kRollout, "flag.rule0", id);
+  for (const std::string& id :
+       {std::string("u-1"), std::string("用户42"),
+        std::string("\xF0\x9F\x98\x80"), std::string(), long_id}) {
+    const std::string input =
+        HashInput(HashPurpose::kRollout, "flag.rule0", id);
     const uint64_t expected = XXH3_64bits(input.data(), input.size());
     EXPECT_EQ(BucketHash(HashPurpose::kRollout, "flag.rule0", id), expected);
-    EXPECT_EQ(Bucket(HashPurpose::kRollout, "flag.rule0", id), expected % 10000);
-    const BucketTrace trace = TraceBucket(HashPurpose::kRollout, "flag.rule0", id);
+    EXPECT_EQ(Bucket(HashPurpose::kRollout, "flag.rule0", id),
+              expected % 10000);
+    const BucketTrace trace =
+        TraceBucket(HashPurpose::kRollout, "flag.rule0", id);
     EXPECT_EQ(trace.input, input);
     EXPECT_EQ(trace.hash, expected);
     EXPECT_EQ(trace.bucket, expected % 10000);
@@ -50,16 +55,18 @@ TEST(Bucketing, BucketIsXxh3OfTheFrameModuloTenThousand) {
 TEST(Bucketing, PrecomputedPrefixGivesTheSpecBucket) {
   const std::string long_salt(300, 's');
   const std::string long_id(kMaxUnitIdBytes, 'x');
-  for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer, HashPurpose::kHoldout,
-                        HashPurpose::kRollout}) {
-    for (const std::string& salt : {std::string(), std::string("exp1"), long_salt}) {
+  for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer,
+                        HashPurpose::kHoldout, HashPurpose::kRollout}) {
+    for (const std::string& salt :
+         {std::string(), std::string("exp1"), long_salt}) {
       const std::string prefix = HashPrefix(p, salt);
       EXPECT_EQ(prefix + std::string(4, '\0'), HashInput(p, salt, ""));
-      for (const std::string& id :
-           {std::string(), std::string("23"), std::string("u-\0-\t", 5), long_id}) {
+      for (const std::string& id : {std::string(), std::string("23"),
+                                    std::string("u-\0-\t", 5), long_id}) {
         const std::string input = HashInput(p, salt, id);
         const uint64_t expected = XXH3_64bits(input.data(), input.size());
-        EXPECT_EQ(BucketHashWithPrefix(prefix, id), expected) << salt.size() << " " << id;
+        EXPECT_EQ(BucketHashWithPrefix(prefix, id), expected)
+            << salt.size() << " " << id;
         EXPECT_EQ(BucketWithPrefix(prefix, id), expected % 10000);
       }
     }
@@ -68,8 +75,8 @@ TEST(Bucketing, PrecomputedPrefixGivesTheSpecBucket) {
 
 TEST(Bucketing, PurposesAreHashedApart) {
   std::set<uint64_t> hashes;
-  for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer, HashPurpose::kHoldout,
-                        HashPurpose::kRollout}) {
+  for (HashPurpose p : {HashPurpose::kVariant, HashPurpose::kLayer,
+                        HashPurpose::kHoldout, HashPurpose::kRollout}) {
     hashes.insert(BucketHash(p, "same-salt", "same-id"));
   }
   EXPECT_EQ(hashes.size(), 4u);
@@ -87,7 +94,8 @@ TEST(Bucketing, FullTrafficRangesTileTheBucketSpace) {
 
 TEST(Bucketing, DecimalWeightsSplitByTheirExactShare) {
   // 33.3 / 33.3 / 33.4 scaled by 10^4.
-  const VariantRanges r = ComputeVariantRanges({333000, 333000, 334000}, kNumBuckets);
+  const VariantRanges r =
+      ComputeVariantRanges({333000, 333000, 334000}, kNumBuckets);
   EXPECT_EQ(r.full[0], (BucketRange{0, 3330}));
   EXPECT_EQ(r.full[1], (BucketRange{3330, 6660}));
   EXPECT_EQ(r.full[2], (BucketRange{6660, 10000}));
@@ -107,7 +115,11 @@ TEST(Bucketing, ZeroWeightVariantGetsNoBuckets) {
 
 TEST(Bucketing, RaisingTrafficNeverMovesAnAssignedUnit) {
   const std::vector<std::vector<uint64_t>> weight_sets = {
-      {50, 50}, {1, 1, 1}, {10, 20, 70}, {333000, 333000, 334000}, {1, 0, 3, 7, 2}};
+      {50, 50},
+      {1, 1, 1},
+      {10, 20, 70},
+      {333000, 333000, 334000},
+      {1, 0, 3, 7, 2}};
   for (const auto& weights : weight_sets) {
     for (uint32_t low = 0; low <= kNumBuckets; low += 700) {
       for (uint32_t high = low; high <= kNumBuckets; high += 1300) {
@@ -117,7 +129,8 @@ TEST(Bucketing, RaisingTrafficNeverMovesAnAssignedUnit) {
           const int was = FindRange(before.active, b);
           if (was >= 0) {
             ASSERT_EQ(FindRange(after.active, b), was)
-                << "bucket " << b << " moved when traffic rose " << low << " -> " << high;
+                << "bucket " << b << " moved when traffic rose " << low
+                << " -> " << high;
           }
         }
       }

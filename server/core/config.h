@@ -188,7 +188,8 @@ struct Layer {
   std::string description;
   // Default: the key.
   std::string salt;
-  // Every experiment in the layer must hash on this id type. Default: "user_id".
+  // Every experiment in the layer must hash on this id type. Default:
+  // "user_id".
   std::string unit_id_type = "user_id";
   SourceLocation location;
 };

@@ -332,7 +332,8 @@ ExperimentDiff DiffExperiment(const Config& oc, const Experiment* o,
       diff.notes.push_back("new phase, results restart");
     }
   }
-  diff.allocation_changed = o != nullptr && n != nullptr && AllocationChanged(*o, *n);
+  diff.allocation_changed =
+      o != nullptr && n != nullptr && AllocationChanged(*o, *n);
   diff.breaking = n != nullptr && n->status == ExperimentStatus::kRunning &&
                   !diff.new_phase_declared &&
                   (!diff.moved.zero() || diff.allocation_changed);
@@ -488,8 +489,8 @@ ConfigDiff DiffConfigs(const Config& old_config, const Config& new_config) {
   diff.old_version = old_config.version;
   diff.new_version = new_config.version;
   for (const Experiment& n : new_config.experiments) {
-    diff.experiments.push_back(
-        DiffExperiment(old_config, old_config.FindExperiment(n.key), new_config, &n));
+    diff.experiments.push_back(DiffExperiment(
+        old_config, old_config.FindExperiment(n.key), new_config, &n));
   }
   for (const Experiment& o : old_config.experiments) {
     if (new_config.FindExperiment(o.key) == nullptr) {

@@ -33,16 +33,23 @@ struct DocumentDraft {
 // Conditions need attributes, experiments need the rest: the late
 // sections are read after attributes, segments and layers.
 const FieldRule<DocumentDraft> kSections[] = {
-    {"attributes", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseAttributes(e); }},
-    {"segments", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseSegments(e); }},
-    {"holdout", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseHoldout(e); },
+    {"attributes",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseAttributes(e); }},
+    {"segments",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseSegments(e); }},
+    {"holdout",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseHoldout(e); },
      nullptr, nullptr, /*late=*/true},
-    {"layers", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseLayers(e); }},
-    {"metrics", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseMetrics(e); },
+    {"layers",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseLayers(e); }},
+    {"metrics",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseMetrics(e); },
      nullptr, nullptr, /*late=*/true},
-    {"features", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseFeatures(e); },
+    {"features",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseFeatures(e); },
      nullptr, nullptr, /*late=*/true},
-    {"experiments", [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseExperiments(e); },
+    {"experiments",
+     [](Parser& p, const Entry& e, DocumentDraft&) { p.ParseExperiments(e); },
      nullptr, nullptr, /*late=*/true},
 };
 
@@ -78,35 +85,44 @@ std::optional<YAML::Node> Parser::Load() {
     Report(YAML::Mark::null_mark(), ConfigTooLargeMessage(text_.size()), false);
     return std::nullopt;
   }
-  if (const size_t bad = FirstInvalidUtf8(text_); bad != absl::string_view::npos) {
+  if (const size_t bad = FirstInvalidUtf8(text_);
+      bad != absl::string_view::npos) {
     const absl::string_view before = text_.substr(0, bad);
     const size_t newline = before.rfind('\n');
     YAML::Mark mark = YAML::Mark::null_mark();
-    mark.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    mark.line =
+        static_cast<int>(std::count(before.begin(), before.end(), '\n'));
     // Columns count bytes, as yaml-cpp's do.
-    mark.column = static_cast<int>(newline == absl::string_view::npos ? bad : bad - newline - 1);
-    Report(mark, absl::StrFormat("byte 0x%02x is not valid UTF-8; config files must be UTF-8: "
-                                 "save the file as UTF-8 and fix or remove this character",
-                                 static_cast<unsigned char>(text_[bad])),
+    mark.column = static_cast<int>(
+        newline == absl::string_view::npos ? bad : bad - newline - 1);
+    Report(mark,
+           absl::StrFormat(
+               "byte 0x%02x is not valid UTF-8; config files must be UTF-8: "
+               "save the file as UTF-8 and fix or remove this character",
+               static_cast<unsigned char>(text_[bad])),
            false);
     return std::nullopt;
   }
   try {
     return YAML::Load(std::string(text_));
   } catch (const YAML::DeepRecursion& ex) {
-    Report(ex.mark, absl::StrCat("the YAML nests too deeply here (more than ", ex.depth(),
-                                 " levels); flatten it (conditions may nest at most ",
-                                 kMaxConditionDepth, " levels)"),
-           false);
+    Report(
+        ex.mark,
+        absl::StrCat("the YAML nests too deeply here (more than ", ex.depth(),
+                     " levels); flatten it (conditions may nest at most ",
+                     kMaxConditionDepth, " levels)"),
+        false);
   } catch (const YAML::Exception& ex) {
     // YAML forbids tabs in indentation, and yaml-cpp's message does not say so.
     const bool tab_indent = text_.find("\n\t") != absl::string_view::npos ||
                             absl::StartsWith(text_, "\t");
-    Report(ex.mark, absl::StrCat("YAML syntax error: ", ex.msg,
-                                 tab_indent ? "; indent with spaces, not tabs"
-                                            : "; fix the YAML (check indentation, colons "
-                                              "and quotes)"),
-           false);
+    Report(
+        ex.mark,
+        absl::StrCat("YAML syntax error: ", ex.msg,
+                     tab_indent ? "; indent with spaces, not tabs"
+                                : "; fix the YAML (check indentation, colons "
+                                  "and quotes)"),
+        false);
   }
   return std::nullopt;
 }
@@ -118,29 +134,35 @@ void Parser::ParseDocument(const YAML::Node& root) {
       // Reported; the sections are not read (see CheckYamlNodes).
     } else if (!root.IsNull() && !root.IsMap()) {
       Error(root, absl::StrCat("the config must be a map of sections (",
-                               JoinFieldNames(kSections), "), not ", NodeKindName(root)));
+                               JoinFieldNames(kSections), "), not ",
+                               NodeKindName(root)));
     } else {
       DocumentDraft d;
       ReadFields(kSections, Fields(root, d.what, kSections), root, d);
       CheckExperiments();
     }
   } catch (const YAML::Exception& ex) {
-    // yaml-cpp only throws here on a bug in our traversal; report it rather than crash.
-    Report(ex.mark, absl::StrCat("internal error reading the YAML: ", ex.msg,
-                                 "; please report this with the config"),
+    // yaml-cpp only throws here on a bug in our traversal; report it rather
+    // than crash.
+    Report(ex.mark,
+           absl::StrCat("internal error reading the YAML: ", ex.msg,
+                        "; please report this with the config"),
            false);
   }
 }
 
 void Parser::SortDiagnostics() {
-  std::stable_sort(diags_.begin(), diags_.end(), [](const Diagnostic& a, const Diagnostic& b) {
-    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-  });
+  std::stable_sort(diags_.begin(), diags_.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     return std::tie(a.line, a.column) <
+                            std::tie(b.line, b.column);
+                   });
   // Aliases can make the same problem show up twice.
   diags_.erase(std::unique(diags_.begin(), diags_.end(),
                            [](const Diagnostic& a, const Diagnostic& b) {
                              return a.line == b.line && a.column == b.column &&
-                                    a.message == b.message && a.warning == b.warning;
+                                    a.message == b.message &&
+                                    a.warning == b.warning;
                            }),
                diags_.end());
 }
@@ -156,7 +178,8 @@ std::string Diagnostic::ToString() const {
 
 std::string ParseResult::FormatDiagnostics() const {
   std::string out;
-  for (const Diagnostic& d : diagnostics) absl::StrAppend(&out, d.ToString(), "\n");
+  for (const Diagnostic& d : diagnostics)
+    absl::StrAppend(&out, d.ToString(), "\n");
   return out;
 }
 
@@ -175,13 +198,15 @@ ParseResult ParseConfigFile(const std::string& path) {
     err = errno;
   } else if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
              static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
-    too_large = ConfigTooLargeMessage(st.st_size);  // refused without reading it
+    too_large =
+        ConfigTooLargeMessage(st.st_size);  // refused without reading it
     std::fclose(f);
   } else {
     char buf[1 << 16];
     size_t n;
     // Past the limit, ParseConfig refuses it (a file that grew, or a pipe).
-    while (text.size() <= kMaxConfigBytes && (n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
+    while (text.size() <= kMaxConfigBytes &&
+           (n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
       text.append(buf, n);
     }
     if (std::ferror(f)) err = errno != 0 ? errno : EIO;
@@ -191,9 +216,10 @@ ParseResult ParseConfigFile(const std::string& path) {
     ParseResult result;
     Diagnostic d;
     d.file = path;
-    d.message = !too_large.empty() ? std::move(too_large)
-                                   : absl::StrCat("cannot read file: ", std::strerror(err),
-                                                  "; check the path");
+    d.message = !too_large.empty()
+                    ? std::move(too_large)
+                    : absl::StrCat("cannot read file: ", std::strerror(err),
+                                   "; check the path");
     result.diagnostics.push_back(std::move(d));
     return result;
   }
@@ -202,11 +228,13 @@ ParseResult ParseConfigFile(const std::string& path) {
 
 std::string ConfigTooLargeMessage(uint64_t size_bytes) {
   return absl::StrFormat(
-      "the config is %d bytes (%.1f MiB), more than the limit of %d MiB (%d bytes); keep it "
-      "smaller (qa_overrides are for a few test units, not for populations: target those "
+      "the config is %d bytes (%.1f MiB), more than the limit of %d MiB (%d "
+      "bytes); keep it "
+      "smaller (qa_overrides are for a few test units, not for populations: "
+      "target those "
       "with an attribute)",
-      size_bytes, static_cast<double>(size_bytes) / (1 << 20), kMaxConfigBytes >> 20,
-      kMaxConfigBytes);
+      size_bytes, static_cast<double>(size_bytes) / (1 << 20),
+      kMaxConfigBytes >> 20, kMaxConfigBytes);
 }
 
 std::string ConfigVersionOf(absl::string_view text) {
@@ -214,4 +242,3 @@ std::string ConfigVersionOf(absl::string_view text) {
 }
 
 }  // namespace abexp
-

@@ -27,10 +27,10 @@ inline constexpr size_t kMaxConfigBytes = size_t{16} << 20;
 
 struct Diagnostic {
   std::string file;
-  int line = 0;    // 1-based; 0 when the problem has no single position
-  int column = 0;  // 1-based
-  std::string message;  // what is wrong, and how to fix it
-  bool warning = false; // warnings do not make a config invalid
+  int line = 0;          // 1-based; 0 when the problem has no single position
+  int column = 0;        // 1-based
+  std::string message;   // what is wrong, and how to fix it
+  bool warning = false;  // warnings do not make a config invalid
 
   // "file:line:column: message" (or "file: message" without a position),
   // with "warning: " before the message for warnings.

@@ -81,7 +81,8 @@ const char* NodeKindName(const YAML::Node& n);
 std::string Quote(const std::string& s);
 // The candidate nearest to `name` within 2 edits, or "" (for "did you
 // mean" hints).
-std::string Closest(const std::string& name, const std::vector<std::string>& candidates);
+std::string Closest(const std::string& name,
+                    const std::vector<std::string>& candidates);
 // The byte offset of the first byte of `text` that is not part of valid
 // UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), or
 // npos.
@@ -186,7 +187,8 @@ class Parser {
   }
   // An empty value has no useful position of its own: point at its key.
   static YAML::Mark Pos(const Entry& e) {
-    return e.value.IsNull() || !e.value.IsDefined() ? e.key_node.Mark() : e.value.Mark();
+    return e.value.IsNull() || !e.value.IsDefined() ? e.key_node.Mark()
+                                                    : e.value.Mark();
   }
 
   // ---- Generic YAML helpers (parse_yaml.cc).
@@ -196,8 +198,8 @@ class Parser {
   std::vector<Entry> Entries(const YAML::Node& map);
   // The entries whose keys are in `allowed`; reports the others, with a
   // hint when one is near an allowed name.
-  FieldMap Fields(const YAML::Node& map, const std::string& what, const char* const* allowed,
-                  size_t num_allowed);
+  FieldMap Fields(const YAML::Node& map, const std::string& what,
+                  const char* const* allowed, size_t num_allowed);
   template <size_t N>
   FieldMap Fields(const YAML::Node& map, const std::string& what,
                   const char* const (&allowed)[N]) {
@@ -223,8 +225,9 @@ class Parser {
         if (it != fields.end()) {
           if (rule.read != nullptr) rule.read(*this, it->second, draft);
         } else if (rule.missing_fix != nullptr) {
-          Error(missing_at, absl::StrCat(draft.what, ": missing required field '", rule.name,
-                                         "'; ", rule.missing_fix));
+          Error(missing_at,
+                absl::StrCat(draft.what, ": missing required field '",
+                             rule.name, "'; ", rule.missing_fix));
         } else if (rule.absent != nullptr) {
           rule.absent(*this, draft);
         }
@@ -232,9 +235,10 @@ class Parser {
     }
   }
   // "experiment 'x'" when the map has a scalar key field, else `fallback`.
-  std::string NameFor(const char* kind, const YAML::Node& map, const std::string& fallback);
-  bool ExpectMap(const YAML::Node& n, const YAML::Mark& mark, const std::string& what,
-                 const char* example);
+  std::string NameFor(const char* kind, const YAML::Node& map,
+                      const std::string& fallback);
+  bool ExpectMap(const YAML::Node& n, const YAML::Mark& mark,
+                 const std::string& what, const char* example);
   bool ExpectList(const Entry& e, const std::string& what);
 
   // ---- Scalars (parse_values.cc). Each reports a problem and returns
@@ -247,15 +251,20 @@ class Parser {
   std::optional<absl::Time> GetTime(const Entry& e, const std::string& what);
   std::optional<FeatureValue> GetValue(const Entry& e, ValueType type,
                                        const std::string& what);
-  bool CheckKeyFormat(const YAML::Node& at, const std::string& key, const std::string& what);
+  bool CheckKeyFormat(const YAML::Node& at, const std::string& key,
+                      const std::string& what);
   std::optional<bool> GetBool(const Entry& e, const std::string& what);
-  std::optional<std::string> GetEventName(const Entry& e, const std::string& what);
-  std::optional<EventAggregation> GetAggregation(const Entry& e, const std::string& what);
-  std::optional<absl::Duration> GetWindow(const Entry& e, const std::string& what);
+  std::optional<std::string> GetEventName(const Entry& e,
+                                          const std::string& what);
+  std::optional<EventAggregation> GetAggregation(const Entry& e,
+                                                 const std::string& what);
+  std::optional<absl::Duration> GetWindow(const Entry& e,
+                                          const std::string& what);
   // The value that the scalar `e` names in `names`; else reports "<what>
   // <the value> is not valid; <fix>".
   template <typename T, size_t N>
-  std::optional<T> GetNamed(const Entry& e, const std::pair<const char*, T> (&names)[N],
+  std::optional<T> GetNamed(const Entry& e,
+                            const std::pair<const char*, T> (&names)[N],
                             const std::string& what, const char* fix) {
     if (e.value.IsScalar()) {
       for (const auto& [name, value] : names) {
@@ -263,7 +272,8 @@ class Parser {
       }
     }
     Error(e, absl::StrCat(what, " ",
-                          e.value.IsScalar() ? Quote(e.value.Scalar()) : NodeKindName(e.value),
+                          e.value.IsScalar() ? Quote(e.value.Scalar())
+                                             : NodeKindName(e.value),
                           " is not valid; ", fix));
     return std::nullopt;
   }
@@ -271,7 +281,8 @@ class Parser {
   // renames *what to "<kind> '<key>'". False, after reporting, when the key
   // is not usable or a key before it (in *first_line) is the same.
   bool GetItemKey(const Entry& e, const char* kind, int line,
-                  std::map<std::string, int>* first_line, std::string* what, std::string* key);
+                  std::map<std::string, int>* first_line, std::string* what,
+                  std::string* key);
 
   // ---- Attributes, segments and conditions (parse_conditions.cc).
   void ParseAttributes(const Entry& section);
@@ -287,54 +298,62 @@ class Parser {
   // saturates just above kMaxExpandedConditionNodes.
   uint64_t ExpandedSize(const Condition& c);
   // A part of a condition, `depth` levels down.
-  std::shared_ptr<const Condition> ParseCondition(const YAML::Node& n, const YAML::Mark& mark,
-                                                  const std::string& what, int depth);
+  std::shared_ptr<const Condition> ParseCondition(const YAML::Node& n,
+                                                  const YAML::Mark& mark,
+                                                  const std::string& what,
+                                                  int depth);
   // The one form (all, any, not, segment, attribute) of the condition map
   // `n`, or "" after reporting none or several.
   std::string ConditionForm(const YAML::Node& n, const YAML::Mark& mark,
                             const std::string& what);
-  std::shared_ptr<const Condition> ParseSegmentReference(const Entry& e,
-                                                         const std::string& what);
+  std::shared_ptr<const Condition> ParseSegmentReference(
+      const Entry& e, const std::string& what);
   // all: [...] or any: [...].
-  std::shared_ptr<const Condition> ParseConditionList(const Entry& e, const std::string& form,
-                                                      const std::string& what, int depth);
-  std::shared_ptr<const Condition> ParseComparison(const YAML::Node& n, const FieldMap& fields,
+  std::shared_ptr<const Condition> ParseConditionList(const Entry& e,
+                                                      const std::string& form,
+                                                      const std::string& what,
+                                                      int depth);
+  std::shared_ptr<const Condition> ParseComparison(const YAML::Node& n,
+                                                   const FieldMap& fields,
                                                    const std::string& what);
   // Sets c->regex or c->operands from the operator's value, and returns
   // the operand as Condition::text shows it; nullopt after reporting.
-  std::optional<std::string> ParseComparisonOperands(const Entry& op_entry,
-                                                     const std::string& attribute,
-                                                     const std::string& ctx, Condition* c);
-  std::optional<Operand> ParseOperand(const YAML::Node& n, const YAML::Mark& mark,
-                                      AttributeType type, const std::string& attribute,
+  std::optional<std::string> ParseComparisonOperands(
+      const Entry& op_entry, const std::string& attribute,
+      const std::string& ctx, Condition* c);
+  std::optional<Operand> ParseOperand(const YAML::Node& n,
+                                      const YAML::Mark& mark,
+                                      AttributeType type,
+                                      const std::string& attribute,
                                       CompareOp op, const std::string& what);
 
   // ---- Metrics (parse_metrics.cc).
   void ParseMetrics(const Entry& section);
   // Reads the metric map `n`; false when it cannot be kept.
-  bool ParseMetric(const YAML::Node& n, int index, std::map<std::string, int>* first_line,
-                   Metric* metric);
+  bool ParseMetric(const YAML::Node& n, int index,
+                   std::map<std::string, int>* first_line, Metric* metric);
   // Fills *metric's type-specific fields; `n` is the metric's map.
   void ParseMetricBody(const YAML::Node& n, const FieldMap& f, MetricType type,
                        const std::string& what, Metric* metric);
-  void ParseRatioSources(const YAML::Node& n, const FieldMap& f, const std::string& what,
-                         Metric* metric);
+  void ParseRatioSources(const YAML::Node& n, const FieldMap& f,
+                         const std::string& what, Metric* metric);
   void ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType type,
                         const std::string& what, Metric* metric);
-  void ParseRetentionDay(const YAML::Node& n, const FieldMap& f, const std::string& what,
-                         Metric* metric);
+  void ParseRetentionDay(const YAML::Node& n, const FieldMap& f,
+                         const std::string& what, Metric* metric);
   // Reports `field` when present: it does not apply to a metric of `type`.
   void FieldNotForType(const FieldMap& f, const char* field, MetricType type,
                        const std::string& what, const char* fix);
   // A ratio's numerator or denominator: {event, aggregate}.
-  std::optional<MetricSource> ParseMetricSource(const Entry& e, const std::string& what);
+  std::optional<MetricSource> ParseMetricSource(const Entry& e,
+                                                const std::string& what);
   const Metric* DefinedMetric(const std::string& key) const;
 
   // ---- Features (parse_features.cc).
   void ParseFeatures(const Entry& section);
   // Reads the feature map `n`; false when it cannot be kept.
-  bool ParseFeature(const YAML::Node& n, int index, std::map<std::string, int>* first_line,
-                    Feature* feature);
+  bool ParseFeature(const YAML::Node& n, int index,
+                    std::map<std::string, int>* first_line, Feature* feature);
   void ParseRules(const Entry& rules, const std::optional<ValueType>& type,
                   const std::string& what, Feature* feature);
 
@@ -344,26 +363,36 @@ class Parser {
   void ParseExperiments(const Entry& section);
   // *layer_range receives the layer_range node when it was valid. False
   // when the experiment has no usable key (it is still checked).
-  bool ParseExperiment(const YAML::Node& n, int index, Experiment* e, YAML::Node* layer_range);
-  void ParseExperimentPhase(const Entry& p, const std::string& what, Experiment* e);
-  void ParseExperimentLayer(const FieldMap& f, const std::string& what, Experiment* e);
-  void ParseLayerRange(const FieldMap& f, const std::string& what, Experiment* e,
+  bool ParseExperiment(const YAML::Node& n, int index, Experiment* e,
                        YAML::Node* layer_range);
+  void ParseExperimentPhase(const Entry& p, const std::string& what,
+                            Experiment* e);
+  void ParseExperimentLayer(const FieldMap& f, const std::string& what,
+                            Experiment* e);
+  void ParseLayerRange(const FieldMap& f, const std::string& what,
+                       Experiment* e, YAML::Node* layer_range);
   // Fills e->variants; *variant_lines gets each variant key's line.
   void ParseVariants(const Entry& vs, const std::string& what, Experiment* e,
                      std::map<std::string, int>* variant_lines);
   // Reads the variant map `n` (named `vwhat`, in experiment `what`) into
   // *v; false when its weight is missing or unusable.
-  bool ParseVariant(const YAML::Node& n, const std::string& vwhat, const std::string& what,
+  bool ParseVariant(const YAML::Node& n, const std::string& vwhat,
+                    const std::string& what,
                     std::map<std::string, int>* variant_lines, Variant* v);
-  void ParseVariantFeatures(const Entry& fs, const std::string& vwhat, Variant* v);
-  void SetVariantRanges(const Entry& vs, const std::string& what, Experiment* e);
+  void ParseVariantFeatures(const Entry& fs, const std::string& vwhat,
+                            Variant* v);
+  void SetVariantRanges(const Entry& vs, const std::string& what,
+                        Experiment* e);
   void ParseRolloutVariant(const Entry& rv, const std::string& what,
-                           const std::map<std::string, int>& variant_lines, Experiment* e);
+                           const std::map<std::string, int>& variant_lines,
+                           Experiment* e);
   void ParseQaOverrides(const Entry& qa, const std::string& what,
-                        const std::map<std::string, int>& variant_lines, Experiment* e);
-  void ParseExperimentMetrics(const Entry& m, const std::string& what, Experiment* e);
-  void ParsePrimaryMetric(const Entry& pm, const std::string& what, Experiment* e);
+                        const std::map<std::string, int>& variant_lines,
+                        Experiment* e);
+  void ParseExperimentMetrics(const Entry& m, const std::string& what,
+                              Experiment* e);
+  void ParsePrimaryMetric(const Entry& pm, const std::string& what,
+                          Experiment* e);
   // The first listed metric of e that can be primary, for hints.
   std::string PrimaryMetricHint(const Experiment& e) const;
 
@@ -391,7 +420,8 @@ class Parser {
   std::unique_ptr<Config> config_ = std::make_unique<Config>();
   std::map<std::string, SegmentState> segments_;
   std::vector<std::string> segment_stack_;  // segments being resolved
-  std::map<const Condition*, uint64_t> expanded_sizes_;  // memo for ExpandedSize
+  std::map<const Condition*, uint64_t>
+      expanded_sizes_;  // memo for ExpandedSize
   // Features dropped for a bad key: references to them are not re-reported.
   std::set<std::string> broken_features_;
   // Metrics dropped for a bad key, likewise.

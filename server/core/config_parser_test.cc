@@ -24,7 +24,9 @@ std::string RepoPath(const std::string& relative) {
   return here.substr(0, pos) + relative;
 }
 
-ParseResult Parse(const std::string& yaml) { return ParseConfig(yaml, "test.yaml"); }
+ParseResult Parse(const std::string& yaml) {
+  return ParseConfig(yaml, "test.yaml");
+}
 
 std::vector<Diagnostic> Errors(const ParseResult& r) {
   std::vector<Diagnostic> out;
@@ -36,7 +38,8 @@ std::vector<Diagnostic> Errors(const ParseResult& r) {
 
 // Asserts the config is rejected with exactly one error, at line:column,
 // whose message contains `fragment`.
-void ExpectOnlyError(const std::string& yaml, int line, int column, const std::string& fragment) {
+void ExpectOnlyError(const std::string& yaml, int line, int column,
+                     const std::string& fragment) {
   ParseResult r = Parse(yaml);
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.config, nullptr);
@@ -69,18 +72,22 @@ features:
 experiments:
 )";
 
-std::string WithPrefix(const std::string& experiments) { return kPrefix + experiments; }
+std::string WithPrefix(const std::string& experiments) {
+  return kPrefix + experiments;
+}
 
 // ---- Weights.
 
 TEST(ConfigParser, WeightsThatSumToZeroAreAnError) {
-  ExpectOnlyError(WithPrefix(R"(  - key: x
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: x
     status: running
     variants:
       - {key: a, weight: 0}
       - {key: b, weight: 0.0}
 )"),
-                  15, 5, "experiment 'x': variant weights sum to 0; give at least one variant");
+      15, 5,
+      "experiment 'x': variant weights sum to 0; give at least one variant");
 }
 
 TEST(ConfigParser, NegativeWeightIsAnError) {
@@ -163,7 +170,8 @@ TEST(ConfigParser, DuplicateExperimentKeyIsAnError) {
     status: draft
     variants: [{key: a, weight: 1}]
 )"),
-                  16, 10, "duplicate experiment key 'x' (first defined at line 13)");
+                  16, 10,
+                  "duplicate experiment key 'x' (first defined at line 13)");
 }
 
 TEST(ConfigParser, DuplicateFeatureKeyIsAnError) {
@@ -258,7 +266,8 @@ TEST(ConfigParser, RegexOnNumberAttributeIsAnError) {
 segments:
   s: {attribute: days, regex: "^1"}
 )",
-                  3, 24, "operator 'regex' does not apply to a number attribute");
+                  3, 24,
+                  "operator 'regex' does not apply to a number attribute");
 }
 
 TEST(ConfigParser, InListOnBoolAttributeIsAnError) {
@@ -287,7 +296,8 @@ features:
       - when: {attribute: city, eq: Paris}
         value: true
 )",
-                  7, 27, "attribute 'city' is not declared; add it under attributes:");
+                  7, 27,
+                  "attribute 'city' is not declared; add it under attributes:");
 }
 
 TEST(ConfigParser, SegmentCycleIsAnError) {
@@ -297,7 +307,8 @@ segments:
   b: {not: {segment: c}}
   c: {segment: a}
 )",
-                  5, 16, "segments refer to each other in a cycle (a -> b -> c -> a)");
+                  5, 16,
+                  "segments refer to each other in a cycle (a -> b -> c -> a)");
 }
 
 TEST(ConfigParser, SegmentReferringToItselfIsAnError) {
@@ -313,10 +324,12 @@ segments:
   s: {lt: 7}
 )",
                   3, 6, "operator 'lt' has no attribute");
-  ExpectOnlyError(R"(segments:
+  ExpectOnlyError(
+      R"(segments:
   s: {}
 )",
-                  2, 6, "a condition needs exactly one of all, any, not, segment, attribute");
+      2, 6,
+      "a condition needs exactly one of all, any, not, segment, attribute");
 }
 
 TEST(ConfigParser, ConditionWithSeveralFormsIsAnError) {
@@ -383,9 +396,10 @@ experiments:
   ASSERT_NE(config, nullptr);
   const Experiment& e = config->experiments[0];
   ASSERT_NE(e.targeting, nullptr);
-  EXPECT_EQ(e.targeting_text,
-            "any(segment new_in_asia, not(app_version gte 5.2), vip exists false, "
-            "country regex ^U)");
+  EXPECT_EQ(
+      e.targeting_text,
+      "any(segment new_in_asia, not(app_version gte 5.2), vip exists false, "
+      "country regex ^U)");
   EXPECT_EQ(config->segments.at("asia")->text, "country in [CN, SG]");
   EXPECT_EQ(config->segments.at("new_users")->text, "days lt 7");
 
@@ -412,20 +426,27 @@ experiments:
   EXPECT_NE(any.children[3]->regex, nullptr);
 
   // And they evaluate as written.
-  EXPECT_TRUE(Evaluate(*e.targeting, Attributes{{"days", 3.0}, {"country", std::string("SG")},
-                                                {"vip", true}, {"app_version", std::string("6.0")}}));
-  EXPECT_FALSE(Evaluate(*e.targeting, Attributes{{"days", 30.0}, {"country", std::string("SG")},
-                                                 {"vip", true},
-                                                 {"app_version", std::string("6.0")}}));
-  EXPECT_TRUE(Evaluate(*e.targeting, Attributes{{"country", std::string("US")},
-                                                {"vip", true},
-                                                {"app_version", std::string("6.0")}}));
+  EXPECT_TRUE(
+      Evaluate(*e.targeting, Attributes{{"days", 3.0},
+                                        {"country", std::string("SG")},
+                                        {"vip", true},
+                                        {"app_version", std::string("6.0")}}));
+  EXPECT_FALSE(
+      Evaluate(*e.targeting, Attributes{{"days", 30.0},
+                                        {"country", std::string("SG")},
+                                        {"vip", true},
+                                        {"app_version", std::string("6.0")}}));
+  EXPECT_TRUE(
+      Evaluate(*e.targeting, Attributes{{"country", std::string("US")},
+                                        {"vip", true},
+                                        {"app_version", std::string("6.0")}}));
 }
 
 // ---- Layers.
 
 TEST(ConfigParser, OverlappingLayerRangesAreAnError) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: running
     layer: checkout
     layer_range: [0, 0.5]
@@ -436,7 +457,7 @@ TEST(ConfigParser, OverlappingLayerRangesAreAnError) {
     layer_range: [0.4999, 1]
     variants: [{key: v, weight: 1}]
 )"),
-                  21, 18, "overlaps experiment 'a' [0, 0.5) (line 13) in layer 'checkout'");
+      21, 18, "overlaps experiment 'a' [0, 0.5) (line 13) in layer 'checkout'");
 }
 
 TEST(ConfigParser, StoppedExperimentsMayOverlapInALayer) {
@@ -463,25 +484,29 @@ TEST(ConfigParser, StoppedExperimentsMayOverlapInALayer) {
 }
 
 TEST(ConfigParser, UndeclaredLayerIsAnError) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: draft
     layer: checkuot
     layer_range: [0, 1]
     variants: [{key: v, weight: 1}]
 )"),
-                  15, 12, "layer 'checkuot' is not declared; declare it under layers: or use "
-                          "one of checkout");
+      15, 12,
+      "layer 'checkuot' is not declared; declare it under layers: or use "
+      "one of checkout");
 }
 
 TEST(ConfigParser, ExperimentUnitMustMatchItsLayer) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: draft
     unit: device_id
     layer: checkout
     layer_range: [0, 1]
     variants: [{key: v, weight: 1}]
 )"),
-                  15, 11, "unit 'device_id' differs from layer 'checkout''s unit 'user_id'");
+      15, 11,
+      "unit 'device_id' differs from layer 'checkout''s unit 'user_id'");
 }
 
 TEST(ConfigParser, LayerRangeIsRequiredWithALayer) {
@@ -526,13 +551,15 @@ TEST(ConfigParser, LayerRangeMustHaveTwoBounds) {
 // ---- Rollout variant.
 
 TEST(ConfigParser, RolloutVariantMustExist) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: stopped
     rollout_variant: winner
     variants: [{key: control, weight: 1}, {key: treatment, weight: 1}]
 )"),
-                  15, 22, "rollout_variant 'winner' is not a variant of this experiment; use "
-                          "one of control, treatment");
+      15, 22,
+      "rollout_variant 'winner' is not a variant of this experiment; use "
+      "one of control, treatment");
 }
 
 TEST(ConfigParser, RolloutVariantNeedsAStoppedExperiment) {
@@ -541,7 +568,8 @@ TEST(ConfigParser, RolloutVariantNeedsAStoppedExperiment) {
     rollout_variant: treatment
     variants: [{key: control, weight: 1}, {key: treatment, weight: 1}]
 )"),
-                  15, 22, "rollout_variant is only allowed when status is stopped");
+                  15, 22,
+                  "rollout_variant is only allowed when status is stopped");
 }
 
 // ---- Fractions.
@@ -594,8 +622,10 @@ TEST(ConfigParser, RuleRolloutOutOfRangeIsAnError) {
 }
 
 TEST(ConfigParser, HoldoutFractionIsRequiredAndInRange) {
-  ExpectOnlyError("holdout: {salt: x}\n", 1, 1, "missing required field 'fraction'");
-  ExpectOnlyError("holdout: {fraction: 2}\n", 1, 21, "holdout fraction 2 is more than 1");
+  ExpectOnlyError("holdout: {salt: x}\n", 1, 1,
+                  "missing required field 'fraction'");
+  ExpectOnlyError("holdout: {fraction: 2}\n", 1, 21,
+                  "holdout fraction 2 is more than 1");
 }
 
 TEST(ConfigParser, FractionsAreExactBasisPointsAndAcceptPercentStrings) {
@@ -646,7 +676,8 @@ TEST(ConfigParser, VariantFeatureMustBeDeclared) {
         weight: 1
         features: {flow: one_page, colour: red}
 )"),
-                  18, 36, "feature 'colour' is not declared; add it under features:");
+                  18, 36,
+                  "feature 'colour' is not declared; add it under features:");
 }
 
 TEST(ConfigParser, VariantFeatureValueMustHaveTheFeatureType) {
@@ -665,23 +696,27 @@ TEST(ConfigParser, VariantFeatureValueMustHaveTheFeatureType) {
         weight: 1
         features: {limit: ten}
 )"),
-                  18, 27, "must be a number (the feature is number), not 'ten'");
+                  18, 27,
+                  "must be a number (the feature is number), not 'ten'");
 }
 
 TEST(ConfigParser, FeatureDefaultMustHaveTheFeatureType) {
-  ExpectOnlyError(R"(features:
+  ExpectOnlyError(
+      R"(features:
   - key: f
     type: number
     default: [1]
 )",
-                  4, 14, "default must be a number (the feature is number), not a list");
+      4, 14, "default must be a number (the feature is number), not a list");
 }
 
 TEST(ConfigParser, FeatureTypeMustBeKnown) {
-  ExpectOnlyError(R"(features:
+  ExpectOnlyError(
+      R"(features:
   - {key: f, type: integer, default: 1}
 )",
-                  2, 20, "type 'integer' is not valid; use one of bool, number, string, json");
+      2, 20,
+      "type 'integer' is not valid; use one of bool, number, string, json");
 }
 
 TEST(ConfigParser, FeatureValuesAreTyped) {
@@ -717,9 +752,10 @@ TEST(ConfigParser, JsonFeatureValuesBecomeCompactJson) {
   - {key: m, type: json, default: }
 )");
   ASSERT_NE(config, nullptr);
-  EXPECT_EQ(config->FindFeature("j")->default_value.text,
-            R"({"a":1,"b":[true,"x",null,1.5e3,-0.25],"c":"5","d":"say \"hi\"\\there",)"
-            R"("e":{},"f":[],"g":"007","h":false})");
+  EXPECT_EQ(
+      config->FindFeature("j")->default_value.text,
+      R"({"a":1,"b":[true,"x",null,1.5e3,-0.25],"c":"5","d":"say \"hi\"\\there",)"
+      R"("e":{},"f":[],"g":"007","h":false})");
   EXPECT_EQ(config->FindFeature("j")->default_value.type, ValueType::kJson);
   EXPECT_EQ(config->FindFeature("k")->default_value.text, "12");
   EXPECT_EQ(config->FindFeature("l")->default_value.text, R"("text")");
@@ -727,21 +763,25 @@ TEST(ConfigParser, JsonFeatureValuesBecomeCompactJson) {
 }
 
 TEST(ConfigParser, JsonStringsEscapeControlCharacters) {
-  auto config = ParseOk("features:\n  - {key: j, type: json, default: [\"a\\nb\\u0001\\t\"]}\n");
+  auto config = ParseOk(
+      "features:\n  - {key: j, type: json, default: [\"a\\nb\\u0001\\t\"]}\n");
   ASSERT_NE(config, nullptr);
-  EXPECT_EQ(config->FindFeature("j")->default_value.text, R"(["a\nb\u0001\t"])");
+  EXPECT_EQ(config->FindFeature("j")->default_value.text,
+            R"(["a\nb\u0001\t"])");
 }
 
 // ---- QA overrides.
 
 TEST(ConfigParser, QaOverrideNamingUnknownVariantIsAnError) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: draft
     variants: [{key: control, weight: 1}]
     qa_overrides:
       treatment: [qa-1]
 )"),
-                  17, 7, "qa_overrides names unknown variant 'treatment'; use one of control");
+      17, 7,
+      "qa_overrides names unknown variant 'treatment'; use one of control");
 }
 
 TEST(ConfigParser, QaOverrideListingAUnitTwiceIsAnError) {
@@ -752,8 +792,9 @@ TEST(ConfigParser, QaOverrideListingAUnitTwiceIsAnError) {
       control: [qa-1, qa-2]
       treatment: [qa-3, qa-1]
 )"),
-                  18, 25, "unit id 'qa-1' is listed twice in qa_overrides (first under "
-                          "'control' at line 17)");
+                  18, 25,
+                  "unit id 'qa-1' is listed twice in qa_overrides (first under "
+                  "'control' at line 17)");
 }
 
 TEST(ConfigParser, QaOverridesMapUnitsToVariants) {
@@ -802,19 +843,23 @@ TEST(ConfigParser, TimesAreParsed) {
   const Experiment& e = config->experiments[0];
   ASSERT_TRUE(e.start_time.has_value());
   ASSERT_TRUE(e.end_time.has_value());
-  EXPECT_EQ(*e.start_time, absl::FromCivil(absl::CivilSecond(2026, 11, 1, 0, 0, 0),
-                                           absl::UTCTimeZone()));
-  EXPECT_EQ(*e.end_time, absl::FromCivil(absl::CivilSecond(2026, 12, 15, 0, 0, 0),
-                                         absl::UTCTimeZone()));
+  EXPECT_EQ(*e.start_time,
+            absl::FromCivil(absl::CivilSecond(2026, 11, 1, 0, 0, 0),
+                            absl::UTCTimeZone()));
+  EXPECT_EQ(*e.end_time,
+            absl::FromCivil(absl::CivilSecond(2026, 12, 15, 0, 0, 0),
+                            absl::UTCTimeZone()));
 }
 
 TEST(ConfigParser, InvalidStatusIsAnError) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: active
     variants: [{key: v, weight: 1}]
 )"),
-                  14, 13, "status 'active' is not valid; use one of draft, running, paused, "
-                          "stopped");
+      14, 13,
+      "status 'active' is not valid; use one of draft, running, paused, "
+      "stopped");
 }
 
 TEST(ConfigParser, PhaseBelowOneIsAnError) {
@@ -841,8 +886,10 @@ TEST(ConfigParser, MissingRequiredFieldsAreErrors) {
   ASSERT_FALSE(r.ok());
   std::vector<Diagnostic> errors = Errors(r);
   ASSERT_EQ(errors.size(), 2u) << r.FormatDiagnostics();
-  EXPECT_THAT(errors[0].message, HasSubstr("experiment 'a': missing required field 'status'"));
-  EXPECT_THAT(errors[1].message, HasSubstr("experiment 'a': missing required field 'variants'"));
+  EXPECT_THAT(errors[0].message,
+              HasSubstr("experiment 'a': missing required field 'status'"));
+  EXPECT_THAT(errors[1].message,
+              HasSubstr("experiment 'a': missing required field 'variants'"));
   EXPECT_EQ(errors[0].line, 13);
   EXPECT_EQ(errors[0].column, 5);
 
@@ -861,17 +908,21 @@ TEST(ConfigParser, MissingRequiredFieldsAreErrors) {
 }
 
 TEST(ConfigParser, UnknownFieldsNameTheAllowedOnes) {
-  ExpectOnlyError(WithPrefix(R"(  - key: a
+  ExpectOnlyError(
+      WithPrefix(R"(  - key: a
     status: draft
     trafic: 0.5
     variants: [{key: v, weight: 1}]
 )"),
-                  15, 5, "unknown field 'trafic' (did you mean 'traffic'?); allowed fields "
-                         "are key, description, owner, status");
-  ExpectOnlyError("experiment: []\n", 1, 1,
-                  "unknown field 'experiment' (did you mean 'experiments'?); allowed fields "
-                  "are attributes, segments, holdout, layers, metrics, features, "
-                  "experiments");
+      15, 5,
+      "unknown field 'trafic' (did you mean 'traffic'?); allowed fields "
+      "are key, description, owner, status");
+  ExpectOnlyError(
+      "experiment: []\n", 1, 1,
+      "unknown field 'experiment' (did you mean 'experiments'?); allowed "
+      "fields "
+      "are attributes, segments, holdout, layers, metrics, features, "
+      "experiments");
 }
 
 // Each kind of map names every field it accepts (docs/config.md), in the
@@ -882,32 +933,42 @@ TEST(ConfigParser, UnknownFieldsListEveryAllowedFieldOfTheirMap) {
     std::string owner;
     std::string allowed;
   } cases[] = {
-      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1}], zzzzzz: 1}]\n",
+      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1}], "
+       "zzzzzz: 1}]\n",
        "experiment 'a'",
-       "key, description, owner, status, rollout_variant, unit, salt, phase, traffic, start, "
-       "end, targeting, layer, layer_range, variants, qa_overrides, metrics, primary_metric, "
+       "key, description, owner, status, rollout_variant, unit, salt, phase, "
+       "traffic, start, "
+       "end, targeting, layer, layer_range, variants, qa_overrides, metrics, "
+       "primary_metric, "
        "sticky"},
-      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1, zzzzzz: 1}]}]\n",
+      {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1, "
+       "zzzzzz: 1}]}]\n",
        "experiment 'a' variant #1", "key, weight, features"},
-      {"metrics: [{key: m, type: binomial, event: e, zzzzzz: 1}]\n", "metric 'm'",
-       "key, type, description, event, aggregate, numerator, denominator, window, day, "
+      {"metrics: [{key: m, type: binomial, event: e, zzzzzz: 1}]\n",
+       "metric 'm'",
+       "key, type, description, event, aggregate, numerator, denominator, "
+       "window, day, "
        "guardrail, higher_is_better"},
-      {"metrics: [{key: m, type: ratio, numerator: {event: e, aggregate: count, zzzzzz: 1}, "
+      {"metrics: [{key: m, type: ratio, numerator: {event: e, aggregate: "
+       "count, zzzzzz: 1}, "
        "denominator: {event: f, aggregate: count}}]\n",
        "metric 'm' numerator", "event, aggregate"},
-      {"features: [{key: f, type: bool, default: false, zzzzzz: 1}]\n", "feature 'f'",
-       "key, type, default, description, rules"},
-      {"features: [{key: f, type: bool, default: false, rules: [{value: true, zzzzzz: 1}]}]\n",
+      {"features: [{key: f, type: bool, default: false, zzzzzz: 1}]\n",
+       "feature 'f'", "key, type, default, description, rules"},
+      {"features: [{key: f, type: bool, default: false, rules: [{value: true, "
+       "zzzzzz: 1}]}]\n",
        "feature 'f' rule #1", "when, value, rollout, unit, salt"},
       {"layers: {l: {zzzzzz: 1}}\n", "layer 'l'", "description, unit, salt"},
-      {"holdout: {fraction: 0.1, zzzzzz: 1}\n", "holdout", "fraction, unit, salt"},
+      {"holdout: {fraction: 0.1, zzzzzz: 1}\n", "holdout",
+       "fraction, unit, salt"},
   };
   for (const auto& c : cases) {
     ParseResult r = Parse(c.yaml);
     std::vector<Diagnostic> errors = Errors(r);
     ASSERT_EQ(errors.size(), 1u) << c.yaml << r.FormatDiagnostics();
-    EXPECT_EQ(errors[0].message, c.owner + ": unknown field 'zzzzzz'; allowed fields are " +
-                                     c.allowed)
+    EXPECT_EQ(
+        errors[0].message,
+        c.owner + ": unknown field 'zzzzzz'; allowed fields are " + c.allowed)
         << c.yaml;
   }
 }
@@ -924,7 +985,8 @@ TEST(ConfigParser, DiagnosticsAtOnePositionKeepTheOrderFieldsAreChecked) {
 )");
   ASSERT_EQ(r.diagnostics.size(), 2u) << r.FormatDiagnostics();
   EXPECT_THAT(r.diagnostics[0].message, HasSubstr("variants is empty"));
-  EXPECT_THAT(r.diagnostics[1].message, HasSubstr("rollout_variant must be text"));
+  EXPECT_THAT(r.diagnostics[1].message,
+              HasSubstr("rollout_variant must be text"));
   // A rule's value before its when.
   r = Parse(R"(features:
   - key: f
@@ -937,7 +999,8 @@ TEST(ConfigParser, DiagnosticsAtOnePositionKeepTheOrderFieldsAreChecked) {
   ASSERT_EQ(r.diagnostics.size(), 2u) << r.FormatDiagnostics();
   EXPECT_EQ(r.diagnostics[0].line, r.diagnostics[1].line);
   EXPECT_EQ(r.diagnostics[0].column, r.diagnostics[1].column);
-  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("rule #1 value must be a string"));
+  EXPECT_THAT(r.diagnostics[0].message,
+              HasSubstr("rule #1 value must be a string"));
   EXPECT_THAT(r.diagnostics[1].message,
               HasSubstr("rule #1 when: a condition needs exactly one of"));
 }
@@ -976,7 +1039,8 @@ TEST(ConfigParser, TabIndentationSaysToUseSpaces) {
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.diagnostics.size(), 1u);
   EXPECT_EQ(r.diagnostics[0].line, 2);
-  EXPECT_THAT(r.diagnostics[0].message, HasSubstr("indent with spaces, not tabs"));
+  EXPECT_THAT(r.diagnostics[0].message,
+              HasSubstr("indent with spaces, not tabs"));
 }
 
 TEST(ConfigParser, ConfigMustBeAMap) {
@@ -1110,8 +1174,10 @@ TEST(ConfigParser, MetricWindowMustBeAPositiveDurationOfAtMostAYear) {
     SCOPED_TRACE(window);
     ExpectOnlyError(Metrics(kWindowHead + window + "}\n"), 2, column, fragment);
   };
-  expect("7", "metric 'm' window 7 has no unit; write 7d for days, 7h for hours");
-  expect("\"7 days\"", "window '7 days' is not a duration; write a number and a unit");
+  expect("7",
+         "metric 'm' window 7 has no unit; write 7d for days, 7h for hours");
+  expect("\"7 days\"",
+         "window '7 days' is not a duration; write a number and a unit");
   expect("300ms", "window '300ms' is not a duration");
   expect("0d", "window 0d is not positive");
   expect("-1d", "window -1d is negative");
@@ -1120,41 +1186,48 @@ TEST(ConfigParser, MetricWindowMustBeAPositiveDurationOfAtMostAYear) {
 }
 
 TEST(ConfigParser, MetricTypeMustBeKnown) {
-  ExpectOnlyError(Metrics("  - {key: m, type: bernoulli, event: e}\n"), 2, 20,
-                  "metric 'm': type 'bernoulli' is not valid; use one of binomial");
+  ExpectOnlyError(
+      Metrics("  - {key: m, type: bernoulli, event: e}\n"), 2, 20,
+      "metric 'm': type 'bernoulli' is not valid; use one of binomial");
 }
 
 TEST(ConfigParser, MetricRequiredFieldsAreErrors) {
   ExpectOnlyError(Metrics("  - {type: binomial, event: e}\n"), 2, 5,
                   "metric #1: missing required field 'key'");
-  ExpectOnlyError(Metrics("  - {key: m, event: e}\n"), 2, 5,
-                  "metric 'm': missing required field 'type'; add type: with one of "
-                  "binomial, sum, ratio, retention");
+  ExpectOnlyError(
+      Metrics("  - {key: m, event: e}\n"), 2, 5,
+      "metric 'm': missing required field 'type'; add type: with one of "
+      "binomial, sum, ratio, retention");
   ExpectOnlyError(Metrics("  - {key: m, type: sum}\n"), 2, 5,
                   "metric 'm': missing required field 'event'");
-  ExpectOnlyError(Metrics("  - {key: m, type: ratio, denominator: {event: o, aggregate: count}}\n"),
+  ExpectOnlyError(Metrics("  - {key: m, type: ratio, denominator: {event: o, "
+                          "aggregate: count}}\n"),
                   2, 5, "metric 'm': missing required field 'numerator'");
-  ExpectOnlyError(Metrics("  - {key: m, type: ratio, numerator: {event: o, aggregate: value}}\n"),
+  ExpectOnlyError(Metrics("  - {key: m, type: ratio, numerator: {event: o, "
+                          "aggregate: value}}\n"),
                   2, 5, "metric 'm': missing required field 'denominator'");
-  ExpectOnlyError(Metrics("  - {key: m, type: retention, event: app_open}\n"), 2, 5,
-                  "metric 'm': missing required field 'day'");
+  ExpectOnlyError(Metrics("  - {key: m, type: retention, event: app_open}\n"),
+                  2, 5, "metric 'm': missing required field 'day'");
 }
 
 TEST(ConfigParser, RatioPartsNeedAnEventAndAnAggregate) {
   // No default aggregate: counting events that carry no value would give 0.
-  ExpectOnlyError(Metrics(R"(  - key: aov
+  ExpectOnlyError(
+      Metrics(R"(  - key: aov
     type: ratio
     numerator: {event: order_completed}
     denominator: {event: order_completed, aggregate: count}
 )"),
-                  4, 16, "metric 'aov' numerator: missing required field 'aggregate'; add "
-                         "aggregate: value");
+      4, 16,
+      "metric 'aov' numerator: missing required field 'aggregate'; add "
+      "aggregate: value");
   ExpectOnlyError(Metrics(R"(  - key: ctr
     type: ratio
     numerator: {event: click, aggregate: count}
     denominator: {aggregate: count}
 )"),
-                  5, 18, "metric 'ctr' denominator: missing required field 'event'");
+                  5, 18,
+                  "metric 'ctr' denominator: missing required field 'event'");
   ExpectOnlyError(Metrics(R"(  - key: aov
     type: ratio
     numerator: {event: order_completed, aggregate: total}
@@ -1167,13 +1240,15 @@ TEST(ConfigParser, RatioPartsNeedAnEventAndAnAggregate) {
     denominator: {event: order_completed, aggregate: count}
 )"),
                   4, 16, "metric 'aov' numerator must be a map, not a scalar");
-  ExpectOnlyError(Metrics(R"(  - key: aov
+  ExpectOnlyError(
+      Metrics(R"(  - key: aov
     type: ratio
     numerator: {event: order_completed, aggregate: count}
     denominator: {event: order_completed, aggregate: count}
 )"),
-                  5, 18, "numerator and denominator are the same (event 'order_completed', "
-                         "aggregate count), so the ratio is always 1");
+      5, 18,
+      "numerator and denominator are the same (event 'order_completed', "
+      "aggregate count), so the ratio is always 1");
   ExpectOnlyError(Metrics(R"(  - key: aov
     type: ratio
     numerator: {event: order_completed, aggregate: value, window: 7d}
@@ -1189,20 +1264,23 @@ TEST(ConfigParser, MetricFieldsThatDoNotApplyToTheTypeAreErrors) {
     day: 1
     window: 7d
 )"),
-                  6, 5, "metric 'm': window does not apply to a retention metric");
+                  6, 5,
+                  "metric 'm': window does not apply to a retention metric");
   ExpectOnlyError(Metrics(R"(  - key: m
     type: binomial
     event: signup
     day: 7
 )"),
                   5, 5, "metric 'm': day does not apply to a binomial metric");
-  ExpectOnlyError(Metrics(R"(  - key: m
+  ExpectOnlyError(
+      Metrics(R"(  - key: m
     type: binomial
     event: signup
     aggregate: count
 )"),
-                  5, 5, "aggregate does not apply to a binomial metric; a binomial metric "
-                        "counts the units that send the event");
+      5, 5,
+      "aggregate does not apply to a binomial metric; a binomial metric "
+      "counts the units that send the event");
   ExpectOnlyError(Metrics(R"(  - key: m
     type: ratio
     event: order_completed
@@ -1219,45 +1297,54 @@ TEST(ConfigParser, MetricFieldsThatDoNotApplyToTheTypeAreErrors) {
 }
 
 TEST(ConfigParser, RetentionDayIsAWholeNumberFromOneToNinety) {
-  const std::string head = "  - {key: m, type: retention, event: app_open, day: ";
+  const std::string head =
+      "  - {key: m, type: retention, event: app_open, day: ";
   const int column = static_cast<int>(head.size()) + 1;
   ExpectOnlyError(Metrics(head + "0}\n"), 2, column,
                   "day 0 is out of range; use a day from 1 to 90");
   ExpectOnlyError(Metrics(head + "91}\n"), 2, column, "day 91 is out of range");
-  ExpectOnlyError(Metrics(head + "one}\n"), 2, column, "day 'one' is not a whole number");
-  ExpectOnlyError(Metrics(head + "1.5}\n"), 2, column, "day '1.5' is not a whole number");
+  ExpectOnlyError(Metrics(head + "one}\n"), 2, column,
+                  "day 'one' is not a whole number");
+  ExpectOnlyError(Metrics(head + "1.5}\n"), 2, column,
+                  "day '1.5' is not a whole number");
   auto config = ParseOk(Metrics(head + "90}\n"));
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->metrics[0].retention_day, 90);
 }
 
 TEST(ConfigParser, EventNamesHaveTheDocumentedFormat) {
-  ExpectOnlyError(Metrics(R"(  - key: m
+  ExpectOnlyError(
+      Metrics(R"(  - key: m
     type: binomial
     event: "order completed"
 )"),
-                  4, 12, "metric 'm' event 'order completed' is not a valid event name");
-  ExpectOnlyError(Metrics("  - key: m\n    type: sum\n    event: " + std::string(65, 'e') + "\n"),
+      4, 12, "metric 'm' event 'order completed' is not a valid event name");
+  ExpectOnlyError(Metrics("  - key: m\n    type: sum\n    event: " +
+                          std::string(65, 'e') + "\n"),
                   4, 12, "is 65 bytes long; shorten it to at most 64");
   ExpectOnlyError(Metrics("  - key: m\n    type: sum\n    event:\n"), 4, 5,
                   "metric 'm' event must be text, not empty");
-  ParseOk(Metrics("  - {key: m, type: sum, event: " + std::string(60, 'e') + ".:-_}\n"));
+  ParseOk(Metrics("  - {key: m, type: sum, event: " + std::string(60, 'e') +
+                  ".:-_}\n"));
 }
 
 TEST(ConfigParser, GuardrailAndHigherIsBetterAreBooleans) {
-  ExpectOnlyError(Metrics(R"(  - key: m
+  ExpectOnlyError(
+      Metrics(R"(  - key: m
     type: binomial
     event: e
     guardrail: "true"
 )"),
-                  5, 16, "metric 'm' guardrail must be true or false, not 'true'; write true "
-                         "or false without quotes");
-  ExpectOnlyError(Metrics(R"(  - key: m
+      5, 16,
+      "metric 'm' guardrail must be true or false, not 'true'; write true "
+      "or false without quotes");
+  ExpectOnlyError(
+      Metrics(R"(  - key: m
     type: binomial
     event: e
     higher_is_better: lower
 )"),
-                  5, 23, "metric 'm' higher_is_better must be true or false, not 'lower'");
+      5, 23, "metric 'm' higher_is_better must be true or false, not 'lower'");
 }
 
 TEST(ConfigParser, MetricKeysAreValidAndUnique) {
@@ -1265,8 +1352,8 @@ TEST(ConfigParser, MetricKeysAreValidAndUnique) {
   - {key: m, type: sum, event: e}
 )"),
                   3, 11, "duplicate metric key 'm' (first defined at line 2)");
-  ExpectOnlyError(Metrics("  - {key: \"arpu usd\", type: sum, event: e}\n"), 2, 11,
-                  "metric key 'arpu usd' is not a valid key");
+  ExpectOnlyError(Metrics("  - {key: \"arpu usd\", type: sum, event: e}\n"), 2,
+                  11, "metric key 'arpu usd' is not a valid key");
 }
 
 TEST(ConfigParser, UnknownMetricFieldSuggestsTheRightOne) {
@@ -1275,11 +1362,13 @@ TEST(ConfigParser, UnknownMetricFieldSuggestsTheRightOne) {
     event: e
     windw: 7d
 )"),
-                  5, 5, "metric 'm': unknown field 'windw' (did you mean 'window'?)");
+                  5, 5,
+                  "metric 'm': unknown field 'windw' (did you mean 'window'?)");
 }
 
 TEST(ConfigParser, MetricsSectionIsAList) {
-  ExpectOnlyError("metrics: {m: {type: sum}}\n", 1, 10, "metrics must be a list");
+  ExpectOnlyError("metrics: {m: {type: sum}}\n", 1, 10,
+                  "metrics must be a list");
 }
 
 // Metric definitions for experiment tests, written after the experiments
@@ -1292,13 +1381,16 @@ const char kMetricDefs[] = R"(metrics:
 
 // An experiment at line 13 whose fields after `variants` start at line 16.
 std::string ExperimentWith(const std::string& fields) {
-  return WithPrefix("  - key: a\n    status: running\n    variants: [{key: v, weight: 1}]\n" +
-                    fields) +
+  return WithPrefix(
+             "  - key: a\n    status: running\n    variants: [{key: v, weight: "
+             "1}]\n" +
+             fields) +
          kMetricDefs;
 }
 
 TEST(ConfigParser, ExperimentMetricsMustBeDefined) {
-  ParseResult r = Parse(ExperimentWith(R"(    metrics: [conversion, revnue, pageviews]
+  ParseResult r =
+      Parse(ExperimentWith(R"(    metrics: [conversion, revnue, pageviews]
     primary_metric: conversion
 )"));
   ASSERT_FALSE(r.ok());
@@ -1306,21 +1398,25 @@ TEST(ConfigParser, ExperimentMetricsMustBeDefined) {
   ASSERT_EQ(errors.size(), 2u) << r.FormatDiagnostics();
   EXPECT_EQ(errors[0].line, 16);
   EXPECT_EQ(errors[0].column, 27);
-  EXPECT_THAT(errors[0].message,
-              HasSubstr("experiment 'a': metric 'revnue' is not defined (did you mean "
-                        "'revenue'?)"));
+  EXPECT_THAT(
+      errors[0].message,
+      HasSubstr("experiment 'a': metric 'revnue' is not defined (did you mean "
+                "'revenue'?)"));
   EXPECT_EQ(errors[1].line, 16);
   EXPECT_EQ(errors[1].column, 35);
-  EXPECT_THAT(errors[1].message,
-              HasSubstr("metric 'pageviews' is not defined; define it under metrics:"));
+  EXPECT_THAT(
+      errors[1].message,
+      HasSubstr("metric 'pageviews' is not defined; define it under metrics:"));
 
-  auto config = ParseOk(ExperimentWith(R"(    metrics: [revenue, bounce, conversion]
+  auto config =
+      ParseOk(ExperimentWith(R"(    metrics: [revenue, bounce, conversion]
     primary_metric: conversion
 )"));
   ASSERT_NE(config, nullptr);
   const Experiment* e = config->FindExperiment("a");
   ASSERT_NE(e, nullptr);
-  EXPECT_EQ(e->metrics, (std::vector<std::string>{"revenue", "bounce", "conversion"}));
+  EXPECT_EQ(e->metrics,
+            (std::vector<std::string>{"revenue", "bounce", "conversion"}));
   EXPECT_EQ(e->primary_metric, "conversion");
   EXPECT_FALSE(e->sticky);
 }
@@ -1338,42 +1434,49 @@ metrics:
 }
 
 TEST(ConfigParser, PrimaryMetricIsRequiredWithMetrics) {
-  ExpectOnlyError(ExperimentWith("    metrics: [bounce, revenue]\n"), 16, 5,
-                  "experiment 'a': metrics are listed but primary_metric is missing; name "
-                  "the metric the decision is made on, such as primary_metric: revenue");
+  ExpectOnlyError(
+      ExperimentWith("    metrics: [bounce, revenue]\n"), 16, 5,
+      "experiment 'a': metrics are listed but primary_metric is missing; name "
+      "the metric the decision is made on, such as primary_metric: revenue");
 }
 
 TEST(ConfigParser, PrimaryMetricMustBeOneOfTheExperimentsMetrics) {
-  ExpectOnlyError(ExperimentWith(R"(    metrics: [conversion, bounce]
+  ExpectOnlyError(
+      ExperimentWith(R"(    metrics: [conversion, bounce]
     primary_metric: revenue
 )"),
-                  17, 21, "experiment 'a': primary_metric 'revenue' is not one of the "
-                          "experiment's metrics (conversion, bounce); name one of them, or "
-                          "add it to metrics");
+      17, 21,
+      "experiment 'a': primary_metric 'revenue' is not one of the "
+      "experiment's metrics (conversion, bounce); name one of them, or "
+      "add it to metrics");
   ExpectOnlyError(ExperimentWith(R"(    metrics: [conversion, bounce]
     primary_metric: conversoin
 )"),
                   17, 21, "(did you mean 'conversion'?)");
   ExpectOnlyError(ExperimentWith("    primary_metric: conversion\n"), 16, 21,
-                  "primary_metric 'conversion' is not in the experiment's metrics; list them, "
+                  "primary_metric 'conversion' is not in the experiment's "
+                  "metrics; list them, "
                   "such as metrics: [conversion]");
 }
 
 TEST(ConfigParser, GuardrailCannotBeThePrimaryMetric) {
-  ExpectOnlyError(ExperimentWith(R"(    metrics: [bounce, conversion]
+  ExpectOnlyError(
+      ExperimentWith(R"(    metrics: [bounce, conversion]
     primary_metric: bounce
 )"),
-                  17, 21, "experiment 'a': primary_metric 'bounce' is a guardrail, and a "
-                          "guardrail cannot be the primary metric; name the metric the "
-                          "decision is made on, such as conversion");
+      17, 21,
+      "experiment 'a': primary_metric 'bounce' is a guardrail, and a "
+      "guardrail cannot be the primary metric; name the metric the "
+      "decision is made on, such as conversion");
 }
 
 TEST(ConfigParser, StickyIsTrueOrFalse) {
   auto config = ParseOk(ExperimentWith("    sticky: true\n"));
   ASSERT_NE(config, nullptr);
   EXPECT_TRUE(config->FindExperiment("a")->sticky);
-  ExpectOnlyError(ExperimentWith("    sticky: sometimes\n"), 16, 13,
-                  "experiment 'a' sticky must be true or false, not 'sometimes'");
+  ExpectOnlyError(
+      ExperimentWith("    sticky: sometimes\n"), 16, 13,
+      "experiment 'a' sticky must be true or false, not 'sometimes'");
 }
 
 // ---- Warnings.
@@ -1392,9 +1495,11 @@ TEST(ConfigParser, RunningExperimentsOutsideOneLayerSettingOneFeatureWarn) {
   EXPECT_TRUE(d.warning);
   EXPECT_EQ(d.line, 16);
   EXPECT_EQ(d.column, 5);
-  EXPECT_THAT(d.message, HasSubstr("experiment 'b' and experiment 'a' (line 13)"));
+  EXPECT_THAT(d.message,
+              HasSubstr("experiment 'b' and experiment 'a' (line 13)"));
   EXPECT_THAT(d.message, HasSubstr("feature flow"));
-  EXPECT_THAT(d.ToString(), HasSubstr("test.yaml:16:5: warning: experiment 'b'"));
+  EXPECT_THAT(d.ToString(),
+              HasSubstr("test.yaml:16:5: warning: experiment 'b'"));
 }
 
 TEST(ConfigParser, ExperimentsInOneLayerOrNotRunningDoNotWarn) {
@@ -1533,7 +1638,8 @@ TEST(ConfigParser, ExampleFileLoadsWithoutErrorsOrWarnings) {
   // and not a guardrail, and the example shows every kind of metric.
   for (const Experiment& e : c.experiments) {
     EXPECT_FALSE(e.metrics.empty()) << e.key;
-    for (const std::string& m : e.metrics) EXPECT_NE(c.FindMetric(m), nullptr) << m;
+    for (const std::string& m : e.metrics)
+      EXPECT_NE(c.FindMetric(m), nullptr) << m;
     const Metric* primary = c.FindMetric(e.primary_metric);
     ASSERT_NE(primary, nullptr) << e.key;
     EXPECT_FALSE(primary->guardrail) << e.key;
@@ -1577,7 +1683,8 @@ TEST(ConfigParser, ExperimentWithoutKeyIsStillValidated) {
   ASSERT_FALSE(r.ok());
   std::vector<Diagnostic> errors = Errors(r);
   ASSERT_EQ(errors.size(), 3u) << r.FormatDiagnostics();
-  EXPECT_THAT(errors[0].message, HasSubstr("experiment #1: missing required field 'key'"));
+  EXPECT_THAT(errors[0].message,
+              HasSubstr("experiment #1: missing required field 'key'"));
   EXPECT_THAT(errors[1].message, HasSubstr("status 'sometimes' is not valid"));
   EXPECT_THAT(errors[2].message, HasSubstr("variant weights sum to 0"));
 }
@@ -1605,15 +1712,18 @@ TEST(ConfigParser, InvalidFixtureReportsEveryMarkedError) {
   for (const auto& [n, fragment] : expected) {
     bool found = false;
     for (const Diagnostic& d : errors) {
-      if (d.line == n && d.message.find(fragment) != std::string::npos) found = true;
+      if (d.line == n && d.message.find(fragment) != std::string::npos)
+        found = true;
     }
-    EXPECT_TRUE(found) << "line " << n << ": no error containing \"" << fragment << "\"\n"
+    EXPECT_TRUE(found) << "line " << n << ": no error containing \"" << fragment
+                       << "\"\n"
                        << r.FormatDiagnostics();
   }
   for (const Diagnostic& d : errors) EXPECT_EQ(d.file, path);
 }
 
-// ---- Hostile and careless input (issue 12): refused with a position, never a crash.
+// ---- Hostile and careless input (issue 12): refused with a position, never a
+// crash.
 
 // The 1-based column of `needle` in the 1-based line `line` of `text`.
 int ColumnOf(const std::string& text, int line, const std::string& needle) {
@@ -1626,12 +1736,14 @@ TEST(ConfigParser, AnAliasInsideItsOwnAnchorIsRefusedNotFollowedForever) {
   // Reported at the anchor.
   ExpectOnlyError("zzz: &x [*x]\n", 1, 6, "contains itself through an alias");
   // The same inside a segment and a condition, where the parser recurses too.
-  ExpectOnlyError("attributes: {c: string}\nsegments:\n  s: &x {all: [*x]}\n", 3, 6,
+  ExpectOnlyError("attributes: {c: string}\nsegments:\n  s: &x {all: [*x]}\n",
+                  3, 6, "contains itself through an alias");
+  ExpectOnlyError("segments:\n  s: &x {not: *x}\n", 2, 6,
                   "contains itself through an alias");
-  ExpectOnlyError("segments:\n  s: &x {not: *x}\n", 2, 6, "contains itself through an alias");
-  ExpectOnlyError(WithPrefix("  - &x {key: a, status: draft, targeting: {any: [*x]},\n"
-                             "         variants: [{key: v, weight: 1}]}\n"),
-                  13, 5, "contains itself through an alias");
+  ExpectOnlyError(
+      WithPrefix("  - &x {key: a, status: draft, targeting: {any: [*x]},\n"
+                 "         variants: [{key: v, weight: 1}]}\n"),
+      13, 5, "contains itself through an alias");
 }
 
 TEST(ConfigParser, AliasesThatDoNotContainThemselvesStillWork) {
@@ -1648,8 +1760,9 @@ segments:
 TEST(ConfigParser, YamlNestedTooDeeplyIsRefusedWithItsPosition) {
   // 200 nested lists in a JSON feature value: within what yaml-cpp reads,
   // beyond what the validator walks.
-  const std::string deep = "features:\n  - {key: f, type: json, default: " +
-                           std::string(200, '[') + std::string(200, ']') + "}\n";
+  const std::string deep =
+      "features:\n  - {key: f, type: json, default: " + std::string(200, '[') +
+      std::string(200, ']') + "}\n";
   ParseResult r = Parse(deep);
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(Errors(r).size(), 1u) << r.FormatDiagnostics();
@@ -1658,8 +1771,9 @@ TEST(ConfigParser, YamlNestedTooDeeplyIsRefusedWithItsPosition) {
 
   // Deeper than yaml-cpp itself reads. (Its position is where yaml-cpp
   // stopped, which for flow lists is past them.)
-  const std::string deeper = "features:\n  - {key: f, type: json, default: " +
-                             std::string(5000, '[') + std::string(5000, ']') + "}\n";
+  const std::string deeper =
+      "features:\n  - {key: f, type: json, default: " + std::string(5000, '[') +
+      std::string(5000, ']') + "}\n";
   r = Parse(deeper);
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(Errors(r).size(), 1u) << r.FormatDiagnostics();
@@ -1680,7 +1794,8 @@ std::string SegmentChain(int links) {
 TEST(ConfigParser, SegmentChainsAreBoundedSoParsingAndEvaluationAre) {
   auto config = ParseOk(SegmentChain(16));
   ASSERT_NE(config, nullptr);
-  EXPECT_TRUE(Evaluate(*config->segments.at("s0000"), Attributes{{"c", std::string("x")}}));
+  EXPECT_TRUE(Evaluate(*config->segments.at("s0000"),
+                       Attributes{{"c", std::string("x")}}));
 
   // The 17th reference in a chain (s0016's, on line 19) is one too many.
   const std::string chain = SegmentChain(17);
@@ -1696,7 +1811,8 @@ TEST(ConfigParser, SegmentChainsAreBoundedSoParsingAndEvaluationAre) {
 
 // s0 a comparison; each next segment all: of ten uses of the one before.
 std::string SegmentFanOut(int levels) {
-  std::string yaml = "attributes: {c: string}\nsegments:\n  s0: {attribute: c, eq: x}\n";
+  std::string yaml =
+      "attributes: {c: string}\nsegments:\n  s0: {attribute: c, eq: x}\n";
   for (int i = 1; i <= levels; ++i) {
     absl::StrAppendFormat(&yaml, "  s%d: {all: [", i);
     for (int k = 0; k < 10; ++k) {
@@ -1711,19 +1827,23 @@ TEST(ConfigParser, ConditionsThatExpandTooFarThroughSegmentsAreRefused) {
   // s3 evaluates 2,221 nodes; s4 would evaluate 22,221 on every request.
   ParseOk(SegmentFanOut(3));
   ExpectOnlyError(SegmentFanOut(4), 7, 7,
-                  "segment 's4': the condition has more than 10000 parts once the segments it "
+                  "segment 's4': the condition has more than 10000 parts once "
+                  "the segments it "
                   "uses are written out");
 }
 
 TEST(ConfigParser, InvalidUtf8IsRefusedWithItsPosition) {
-  const std::string bad = "features:\n  - {key: f, type: string, default: \"a\xff\"}\n";
+  const std::string bad =
+      "features:\n  - {key: f, type: string, default: \"a\xff\"}\n";
   ExpectOnlyError(bad, 2, 39, "is not valid UTF-8");
-  // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8 either.
+  // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not
+  // UTF-8 either.
   ExpectOnlyError("# \xc0\xaf\n", 1, 3, "is not valid UTF-8");
   ExpectOnlyError("# ok\n# \xed\xa0\x80\n", 2, 3, "is not valid UTF-8");
   ExpectOnlyError("# \xf4\x90\x80\x80\n", 1, 3, "is not valid UTF-8");
   ExpectOnlyError("# \xe4\xb8\n", 1, 3, "is not valid UTF-8");  // cut short
-  auto config = ParseOk("features:\n  - {key: f, type: string, default: \"é中😀\"}\n");
+  auto config =
+      ParseOk("features:\n  - {key: f, type: string, default: \"é中😀\"}\n");
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->features[0].default_value.text, "é中😀");
 }
@@ -1738,14 +1858,16 @@ TEST(ConfigParser, ConfigsLargerThan16MiBAreRefusedBeforeParsing) {
   EXPECT_THAT(r.diagnostics[0].message, HasSubstr("limit of 16 MiB"));
 
   // A file is refused from its size, whatever it holds.
-  const std::string path = ::testing::TempDir() + "/config_parser_test_big.yaml";
+  const std::string path =
+      ::testing::TempDir() + "/config_parser_test_big.yaml";
   { std::ofstream(path, std::ios::binary | std::ios::trunc) << "# big\n"; }
   std::filesystem::resize_file(path, 50u << 20);
   r = ParseConfigFile(path);
   std::filesystem::remove(path);
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.diagnostics.size(), 1u) << r.FormatDiagnostics();
-  EXPECT_THAT(r.diagnostics[0].ToString(), HasSubstr(path + ": the config is 52428800 bytes"));
+  EXPECT_THAT(r.diagnostics[0].ToString(),
+              HasSubstr(path + ": the config is 52428800 bytes"));
 }
 
 TEST(ConfigParser, TimesOutsideTheYears2000To9999AreRefused) {
@@ -1754,9 +1876,11 @@ TEST(ConfigParser, TimesOutsideTheYears2000To9999AreRefused) {
                       "\n    variants: [{key: v, weight: 1}]\n");
   };
   ExpectOnlyError(with_start("99999-01-01T00:00:00Z"), 15, 12,
-                  "start 99999-01-01T00:00:00Z is in the year 99999; use a time in the years "
+                  "start 99999-01-01T00:00:00Z is in the year 99999; use a "
+                  "time in the years "
                   "2000 to 9999");
-  ExpectOnlyError(with_start("1999-12-31T23:59:59Z"), 15, 12, "is in the year 1999");
+  ExpectOnlyError(with_start("1999-12-31T23:59:59Z"), 15, 12,
+                  "is in the year 1999");
   ParseOk(with_start("2000-01-01T00:00:00Z"));
   ParseOk(with_start("9999-12-31T23:59:59Z"));
 }
@@ -1770,39 +1894,48 @@ TEST(ConfigParser, MetricWindowsFollowTheDocumentedGrammar) {
   };
   for (const auto& [window, fragment] : kRefused) {
     SCOPED_TRACE(window);
-    ExpectOnlyError(Metrics(kWindowHead + window + "}\n"), 2, sizeof(kWindowHead), fragment);
+    ExpectOnlyError(Metrics(kWindowHead + window + "}\n"), 2,
+                    sizeof(kWindowHead), fragment);
   }
   EXPECT_EQ(WindowOf("0.5m"), absl::Seconds(30));
   EXPECT_EQ(WindowOf("1d2h3m4s"), absl::Seconds(86400 + 7200 + 180 + 4));
 }
 
 TEST(ConfigParser, QuotedNumbersAreRefusedWhereANumberIsExpected) {
-  const std::string weight =
-      WithPrefix("  - {key: x, status: draft, variants: [{key: a, weight: \"50\"}]}\n");
-  ExpectOnlyError(weight, 13, ColumnOf(weight, 13, "\"50\""),
-                  "experiment 'x' variant 'a' weight \"50\" is quoted; write the number "
-                  "without quotes");
+  const std::string weight = WithPrefix(
+      "  - {key: x, status: draft, variants: [{key: a, weight: \"50\"}]}\n");
+  ExpectOnlyError(
+      weight, 13, ColumnOf(weight, 13, "\"50\""),
+      "experiment 'x' variant 'a' weight \"50\" is quoted; write the number "
+      "without quotes");
   const std::string traffic = WithPrefix(
-      "  - {key: x, status: draft, traffic: '0.5', variants: [{key: a, weight: 1}]}\n");
+      "  - {key: x, status: draft, traffic: '0.5', variants: [{key: a, weight: "
+      "1}]}\n");
   ExpectOnlyError(traffic, 13, ColumnOf(traffic, 13, "'0.5'"),
                   "traffic \"0.5\" is quoted; write the number without quotes");
   // Percent strings stay strings.
-  ParseOk(WithPrefix(
-      "  - {key: x, status: draft, traffic: \"50%\", variants: [{key: a, weight: 1}]}\n"));
+  ParseOk(
+      WithPrefix("  - {key: x, status: draft, traffic: \"50%\", variants: "
+                 "[{key: a, weight: 1}]}\n"));
 }
 
 TEST(ConfigParser, TagsOutsideTheYamlCoreSchemaAreRefused) {
   const std::string python =
-      "features:\n  - {key: f, type: string, default: !!python/object:os.system x}\n";
-  ExpectOnlyError(python, 2, ColumnOf(python, 2, "!!python"),
-                  "tag !!python/object:os.system is not a YAML core schema tag");
-  ExpectOnlyError("!local features: []\n", 1, 1, "tag !local is not a YAML core schema tag");
-  const std::string wrong_kind = "features: !!map [{key: f, type: bool, default: false}]\n";
+      "features:\n  - {key: f, type: string, default: "
+      "!!python/object:os.system x}\n";
+  ExpectOnlyError(
+      python, 2, ColumnOf(python, 2, "!!python"),
+      "tag !!python/object:os.system is not a YAML core schema tag");
+  ExpectOnlyError("!local features: []\n", 1, 1,
+                  "tag !local is not a YAML core schema tag");
+  const std::string wrong_kind =
+      "features: !!map [{key: f, type: bool, default: false}]\n";
   ExpectOnlyError(wrong_kind, 1, 11, "tag !!map is on a list");
   // Core schema tags keep their meaning.
   auto config = ParseOk(
       "features:\n  - {key: f, type: string, default: !!str 5}\n"
-      "experiments:\n  - {key: x, status: draft, variants: [{key: a, weight: !!int 50}]}\n");
+      "experiments:\n  - {key: x, status: draft, variants: [{key: a, weight: "
+      "!!int 50}]}\n");
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->features[0].default_value.text, "5");
   EXPECT_EQ(config->experiments[0].variants[0].weight, 50u * 10000);
@@ -1813,14 +1946,16 @@ TEST(ConfigParser, UnreadableFileIsADiagnostic) {
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.diagnostics.size(), 1u);
   EXPECT_EQ(r.diagnostics[0].ToString(),
-            "/nonexistent/abexp.yaml: cannot read file: No such file or directory; check the "
+            "/nonexistent/abexp.yaml: cannot read file: No such file or "
+            "directory; check the "
             "path");
 }
 
 TEST(ConfigParser, VersionIsXxh3OfTheBytesAndChangesWithAnyByte) {
   // XXH3-64 of no bytes, from the xxHash test vectors.
   EXPECT_EQ(ConfigVersionOf(""), "2d06800538d394c2");
-  const std::string a = WithPrefix("  - {key: x, status: draft, variants: [{key: v, weight: 1}]}\n");
+  const std::string a = WithPrefix(
+      "  - {key: x, status: draft, variants: [{key: v, weight: 1}]}\n");
   std::string b = a;
   b.back() = ' ';  // trailing whitespace: same config, different bytes
   auto ca = ParseOk(a);
@@ -1829,7 +1964,8 @@ TEST(ConfigParser, VersionIsXxh3OfTheBytesAndChangesWithAnyByte) {
   ASSERT_NE(cb, nullptr);
   EXPECT_EQ(ca->version, ConfigVersionOf(a));
   EXPECT_EQ(ca->version.size(), 16u);
-  EXPECT_EQ(ca->version.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(ca->version.find_first_not_of("0123456789abcdef"),
+            std::string::npos);
   EXPECT_NE(ca->version, cb->version);
   EXPECT_EQ(ParseOk(a)->version, ca->version);
 }

@@ -32,7 +32,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   // file's bytes (50 MB of qa_overrides took 3.5 GB and 25 s).
   const std::uintmax_t size = std::filesystem::file_size(path, ec);
   if (!ec && size > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", ConfigTooLargeMessage(size)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", ConfigTooLargeMessage(size)));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -65,7 +66,8 @@ void ReleaseFreedMemory() {
 absl::StatusOr<LoadResult> Load(const std::string& path,
                                 const std::string& text) {
   ParseResult parsed = ParseConfig(text, path);
-  ReleaseFreedMemory();  // the YAML tree is gone, whether or not the parse failed
+  ReleaseFreedMemory();  // the YAML tree is gone, whether or not the parse
+                         // failed
   LoadResult result;
   int errors = 0;
   for (const Diagnostic& d : parsed.diagnostics) {

@@ -86,8 +86,8 @@ struct MetricAggregate {
   // active on the day (retention), or with an event in the window (sum,
   // ratio), even if the event's value was 0.
   int64_t units = 0;
-  long double sum = 0;    // Σx (kSum), or the number of converted units
-  long double sum_sq = 0; // Σx²
+  long double sum = 0;     // Σx (kSum), or the number of converted units
+  long double sum_sq = 0;  // Σx²
   // kRatio: per-unit numerator n and denominator d totals.
   long double sum_num = 0;
   long double sum_den = 0;
@@ -144,8 +144,8 @@ class EventStore {
 
   // Applies each exposure atomically and returns one outcome per input, in
   // order. The batch goes to the store in as few round trips as it allows
-  // (RedisEventStore: one for exposures, two for events). On error the batch may be partly applied; retrying it is
-  // safe because of the idempotency keys.
+  // (RedisEventStore: one for exposures, two for events). On error the batch
+  // may be partly applied; retrying it is safe because of the idempotency keys.
   virtual absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
       const ExperimentLayout& layout, absl::Span<const Exposure> exposures) = 0;
 

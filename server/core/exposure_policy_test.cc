@@ -96,9 +96,9 @@ class ExposurePolicyTest : public ::testing::Test {
     return unit;
   }
 
-  AssignResult AssignNow(const Unit& unit,
-                         absl::flat_hash_map<const Experiment*, int> recorded =
-                             {}) const {
+  AssignResult AssignNow(
+      const Unit& unit,
+      absl::flat_hash_map<const Experiment*, int> recorded = {}) const {
     AssignOptions options;
     options.now = kNow;
     options.recorded_variants = std::move(recorded);

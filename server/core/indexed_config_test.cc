@@ -29,7 +29,8 @@ Experiment RunningExperiment(const std::string& key) {
   }
   // Half the buckets each, at full traffic.
   e.variants[0].full_range = e.variants[0].active_range = {0, kNumBuckets / 2};
-  e.variants[1].full_range = e.variants[1].active_range = {kNumBuckets / 2, kNumBuckets};
+  e.variants[1].full_range =
+      e.variants[1].active_range = {kNumBuckets / 2, kNumBuckets};
   return e;
 }
 
@@ -43,7 +44,8 @@ TEST(IndexedConfig, BuildTakesTheConfigOverWithoutCopyingIt) {
   Config config;
   config.experiments.push_back(RunningExperiment("checkout"));
   const Experiment* experiments = config.experiments.data();
-  std::shared_ptr<const IndexedConfig> indexed = IndexedConfig::Build(std::move(config));
+  std::shared_ptr<const IndexedConfig> indexed =
+      IndexedConfig::Build(std::move(config));
   EXPECT_EQ(indexed->experiments.data(), experiments);
 }
 
@@ -132,7 +134,8 @@ TEST(IndexedConfig, AnExperimentInAMissingLayerAssignsOnlyItsQaOverrides) {
   e.layer = "ghost";
   e.qa_overrides["qa-1"] = "treatment";
   config.experiments.push_back(std::move(e));
-  std::shared_ptr<const IndexedConfig> indexed = IndexedConfig::Build(std::move(config));
+  std::shared_ptr<const IndexedConfig> indexed =
+      IndexedConfig::Build(std::move(config));
 
   for (const std::string id : {"u-1", "u-2", "u-3", "u-4"}) {
     absl::StatusOr<AssignResult> r = Assign(*indexed, User(id), {});

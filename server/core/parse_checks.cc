@@ -28,18 +28,21 @@ void Parser::CheckLayerOverlaps() {
     for (size_t i = 0; i < j; ++i) {
       const Experiment& a = exps[i];
       if (a.layer != b.layer || a.status == ExperimentStatus::kStopped ||
-          !layer_range_nodes_[i].IsDefined() || layer_range_nodes_[i].IsNull()) {
+          !layer_range_nodes_[i].IsDefined() ||
+          layer_range_nodes_[i].IsNull()) {
         continue;
       }
       if (a.layer_range.Overlaps(b.layer_range)) {
         const YAML::Node& ra = layer_range_nodes_[i];
         const YAML::Node& rb = layer_range_nodes_[j];
-        Error(rb, absl::StrFormat(
-                      "experiment '%s': layer_range [%s, %s) overlaps experiment '%s' "
-                      "[%s, %s) (line %d) in layer '%s'; give experiments in one layer "
-                      "ranges that do not overlap, or stop one",
-                      b.key, rb[0].Scalar(), rb[1].Scalar(), a.key, ra[0].Scalar(),
-                      ra[1].Scalar(), a.location.line, b.layer));
+        Error(rb, absl::StrFormat("experiment '%s': layer_range [%s, %s) "
+                                  "overlaps experiment '%s' "
+                                  "[%s, %s) (line %d) in layer '%s'; give "
+                                  "experiments in one layer "
+                                  "ranges that do not overlap, or stop one",
+                                  b.key, rb[0].Scalar(), rb[1].Scalar(), a.key,
+                                  ra[0].Scalar(), ra[1].Scalar(),
+                                  a.location.line, b.layer));
       }
     }
   }
@@ -69,13 +72,15 @@ void Parser::CheckSharedFeatures() {
         if (a_features.count(k)) shared.push_back(k);
       }
       if (shared.empty()) continue;
-      Warning(experiment_nodes_[j],
-              absl::StrFormat("experiment '%s' and experiment '%s' (line %d) are both running "
-                              "and both set feature%s %s, but are not in one layer, so a unit "
-                              "can be in both; put them in the same layer with disjoint "
-                              "layer_range values",
-                              b.key, a.key, a.location.line, shared.size() > 1 ? "s" : "",
-                              absl::StrJoin(shared, ", ")));
+      Warning(
+          experiment_nodes_[j],
+          absl::StrFormat(
+              "experiment '%s' and experiment '%s' (line %d) are both running "
+              "and both set feature%s %s, but are not in one layer, so a unit "
+              "can be in both; put them in the same layer with disjoint "
+              "layer_range values",
+              b.key, a.key, a.location.line, shared.size() > 1 ? "s" : "",
+              absl::StrJoin(shared, ", ")));
     }
   }
 }

@@ -57,7 +57,8 @@ struct VariantDraft {
 const FieldRule<LayerDraft> kLayerRules[] = {
     {"description",
      [](Parser& p, const Entry& e, LayerDraft& d) {
-       if (auto s = p.GetString(e, d.what + " description")) d.layer->description = *s;
+       if (auto s = p.GetString(e, d.what + " description"))
+         d.layer->description = *s;
      }},
     {"unit",
      [](Parser& p, const Entry& e, LayerDraft& d) {
@@ -101,7 +102,8 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
      "add key: <name>"},
     {"description",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
-       if (auto s = p.GetString(e, d.what + " description")) d.e->description = *s;
+       if (auto s = p.GetString(e, d.what + " description"))
+         d.e->description = *s;
      }},
     {"owner",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
@@ -134,7 +136,8 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
      }},
     {"traffic",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
-       if (auto bp = p.GetFraction(e, d.what + " traffic")) d.e->traffic_bp = *bp;
+       if (auto bp = p.GetFraction(e, d.what + " traffic"))
+         d.e->traffic_bp = *bp;
      }},
     {"start",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
@@ -143,8 +146,10 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
     {"end",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
        d.e->end_time = p.GetTime(e, d.what + " end");
-       if (d.e->start_time && d.e->end_time && *d.e->start_time >= *d.e->end_time) {
-         p.Error(e, absl::StrCat(d.what, ": end ", e.value.Scalar(), " is not after start ",
+       if (d.e->start_time && d.e->end_time &&
+           *d.e->start_time >= *d.e->end_time) {
+         p.Error(e, absl::StrCat(d.what, ": end ", e.value.Scalar(),
+                                 " is not after start ",
                                  d.fields.at("start").value.Scalar(),
                                  "; make end later than start"));
        }
@@ -152,7 +157,8 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
     {"targeting",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
        if (e.value.IsNull()) return;
-       d.e->targeting = p.ParseRootCondition(e.value, Parser::Pos(e), d.what + " targeting");
+       d.e->targeting =
+           p.ParseRootCondition(e.value, Parser::Pos(e), d.what + " targeting");
        if (d.e->targeting) d.e->targeting_text = d.e->targeting->text;
      }},
     {"layer",
@@ -169,11 +175,13 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
          p.ParseVariants(e, d.what, d.e, &d.variant_lines);
        }
      },
-     "add at least one, such as variants: [{key: control, weight: 50}, {key: treatment, "
+     "add at least one, such as variants: [{key: control, weight: 50}, {key: "
+     "treatment, "
      "weight: 50}]"},
     {"qa_overrides",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
-       if (!e.value.IsNull()) p.ParseQaOverrides(e, d.what, d.variant_lines, d.e);
+       if (!e.value.IsNull())
+         p.ParseQaOverrides(e, d.what, d.variant_lines, d.e);
      },
      nullptr, nullptr, /*late=*/true},
     {"metrics",
@@ -182,16 +190,20 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
      },
      nullptr, nullptr, /*late=*/true},
     {"primary_metric",
-     [](Parser& p, const Entry& e, ExperimentDraft& d) { p.ParsePrimaryMetric(e, d.what, d.e); },
+     [](Parser& p, const Entry& e, ExperimentDraft& d) {
+       p.ParsePrimaryMetric(e, d.what, d.e);
+     },
      nullptr,
      [](Parser& p, ExperimentDraft& d) {
        if (d.e->metrics.empty()) return;
        const std::string hint = p.PrimaryMetricHint(*d.e);
-       p.Error(d.fields.at("metrics").key_node,
-               absl::StrCat(d.what,
-                            ": metrics are listed but primary_metric is missing; name the "
-                            "metric the decision is made on, such as primary_metric: ",
-                            hint.empty() ? d.e->metrics[0] : hint));
+       p.Error(
+           d.fields.at("metrics").key_node,
+           absl::StrCat(
+               d.what,
+               ": metrics are listed but primary_metric is missing; name the "
+               "metric the decision is made on, such as primary_metric: ",
+               hint.empty() ? d.e->metrics[0] : hint));
      },
      /*late=*/true},
     {"sticky",
@@ -211,9 +223,10 @@ const FieldRule<VariantDraft> kVariantRules[] = {
        d.what = absl::StrCat(d.exp_what, " variant ", Quote(*k));
        auto [pos, inserted] = d.variant_lines->emplace(*k, d.v->location.line);
        if (!inserted) {
-         p.Error(e, absl::StrCat(d.exp_what, ": duplicate variant key ", Quote(*k),
-                                 " (first at line ", pos->second,
-                                 "); variant keys must be unique in an experiment"));
+         p.Error(e, absl::StrCat(
+                        d.exp_what, ": duplicate variant key ", Quote(*k),
+                        " (first at line ", pos->second,
+                        "); variant keys must be unique in an experiment"));
        }
      },
      "add key: <name>"},
@@ -248,7 +261,8 @@ void Parser::ParseLayers(const Entry& section) {
     layer.location = {e.key_node.Mark().line + 1, e.key_node.Mark().column + 1};
     LayerDraft d{absl::StrCat("layer ", Quote(e.key)), &layer};
     if (!e.value.IsNull()) {
-      if (!ExpectMap(e.value, Pos(e), d.what, "checkout: {description: ..., unit: user_id}")) {
+      if (!ExpectMap(e.value, Pos(e), d.what,
+                     "checkout: {description: ..., unit: user_id}")) {
         continue;
       }
       ReadFields(kLayerRules, Fields(e.value, d.what, kLayerRules), e.value, d);
@@ -258,9 +272,12 @@ void Parser::ParseLayers(const Entry& section) {
 }
 
 void Parser::ParseHoldout(const Entry& section) {
-  if (!ExpectMap(section.value, Pos(section), "holdout", "holdout: {fraction: 0.02}")) return;
+  if (!ExpectMap(section.value, Pos(section), "holdout",
+                 "holdout: {fraction: 0.02}"))
+    return;
   HoldoutDraft d{"holdout"};
-  ReadFields(kHoldoutRules, Fields(section.value, d.what, kHoldoutRules), section.key_node, d);
+  ReadFields(kHoldoutRules, Fields(section.value, d.what, kHoldoutRules),
+             section.key_node, d);
   config_->holdout = d.holdout;
 }
 
@@ -269,7 +286,8 @@ void Parser::ParseExperiments(const Entry& section) {
   if (!ExpectList(section, "experiments")) return;
   std::map<std::string, int> first_line;
   int index = 0;
-  for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+  for (auto it = section.value.begin(); it != section.value.end();
+       ++it, ++index) {
     Experiment e;
     YAML::Node layer_range;
     if (!ParseExperiment(*it, index, &e, &layer_range)) continue;
@@ -279,10 +297,11 @@ void Parser::ParseExperiments(const Entry& section) {
       for (const Entry& f : Entries(*it)) {
         if (f.key == "key") key_entry = f;
       }
-      Error(key_entry, absl::StrCat("duplicate experiment key ", Quote(e.key),
-                                    " (first defined at line ", pos->second,
-                                    "); experiment keys must be unique, rename or remove "
-                                    "one"));
+      Error(key_entry,
+            absl::StrCat("duplicate experiment key ", Quote(e.key),
+                         " (first defined at line ", pos->second,
+                         "); experiment keys must be unique, rename or remove "
+                         "one"));
       continue;
     }
     config_->experiments.push_back(std::move(e));
@@ -294,10 +313,12 @@ void Parser::ParseExperiments(const Entry& section) {
 bool Parser::ParseExperiment(const YAML::Node& n, int index, Experiment* e,
                              YAML::Node* layer_range) {
   std::string what = absl::StrCat("experiment #", index + 1);
-  if (!ExpectMap(n, n.Mark(), what, "- {key: my_test, status: draft, variants: [...]}")) {
+  if (!ExpectMap(n, n.Mark(), what,
+                 "- {key: my_test, status: draft, variants: [...]}")) {
     return false;
   }
-  const FieldMap f = Fields(n, NameFor("experiment", n, what), kExperimentRules);
+  const FieldMap f =
+      Fields(n, NameFor("experiment", n, what), kExperimentRules);
   e->location = {n.Mark().line + 1, n.Mark().column + 1};
   // Without a usable key, keep validating the rest but drop the experiment.
   ExperimentDraft d{std::move(what), f, e, layer_range};
@@ -305,21 +326,26 @@ bool Parser::ParseExperiment(const YAML::Node& n, int index, Experiment* e,
   return d.key_ok;
 }
 
-void Parser::ParseExperimentPhase(const Entry& p, const std::string& what, Experiment* e) {
+void Parser::ParseExperimentPhase(const Entry& p, const std::string& what,
+                                  Experiment* e) {
   int phase = 0;
   if (!IsPlain(p.value) || !absl::SimpleAtoi(p.value.Scalar(), &phase)) {
     Error(p, absl::StrCat(what, ": phase ",
-                          p.value.IsScalar() ? Quote(p.value.Scalar()) : NodeKindName(p.value),
+                          p.value.IsScalar() ? Quote(p.value.Scalar())
+                                             : NodeKindName(p.value),
                           " is not an integer; use a whole number from 1 up"));
   } else if (phase < 1) {
-    Error(p, absl::StrCat(what, ": phase ", phase,
-                          " is less than 1; phases start at 1 (bump it to re-randomize)"));
+    Error(p,
+          absl::StrCat(
+              what, ": phase ", phase,
+              " is less than 1; phases start at 1 (bump it to re-randomize)"));
   } else {
     e->phase = phase;
   }
 }
 
-void Parser::ParseExperimentLayer(const FieldMap& f, const std::string& what, Experiment* e) {
+void Parser::ParseExperimentLayer(const FieldMap& f, const std::string& what,
+                                  Experiment* e) {
   if (auto s = GetString(f.at("layer"), what + " layer")) {
     e->layer = *s;
     const Layer* layer = config_->FindLayer(*s);
@@ -327,34 +353,43 @@ void Parser::ParseExperimentLayer(const FieldMap& f, const std::string& what, Ex
       std::vector<std::string> known;
       for (const auto& [k, v] : config_->layers) known.push_back(k);
       Error(f.at("layer"),
-            absl::StrCat(what, ": layer ", Quote(*s), " is not declared; ",
-                         known.empty() ? "declare it under layers:"
-                                       : absl::StrCat("declare it under layers: or use one of ",
-                                                      absl::StrJoin(known, ", "))));
+            absl::StrCat(
+                what, ": layer ", Quote(*s), " is not declared; ",
+                known.empty()
+                    ? "declare it under layers:"
+                    : absl::StrCat("declare it under layers: or use one of ",
+                                   absl::StrJoin(known, ", "))));
     } else if (layer->unit_id_type != e->unit_id_type) {
       const Entry& at = f.count("unit") ? f.at("unit") : f.at("layer");
-      Error(at, absl::StrCat(what, ": unit ", Quote(e->unit_id_type), " differs from layer ",
-                             Quote(*s), "'s unit ", Quote(layer->unit_id_type),
-                             "; experiments in a layer must hash on the layer's unit"));
+      Error(at,
+            absl::StrCat(
+                what, ": unit ", Quote(e->unit_id_type), " differs from layer ",
+                Quote(*s), "'s unit ", Quote(layer->unit_id_type),
+                "; experiments in a layer must hash on the layer's unit"));
     }
   }
   if (!f.count("layer_range")) {
-    Error(f.at("layer"),
-          absl::StrCat(what, ": missing layer_range; add the experiment's share of the "
-                             "layer, such as layer_range: [0, 0.5]"));
+    Error(
+        f.at("layer"),
+        absl::StrCat(what,
+                     ": missing layer_range; add the experiment's share of the "
+                     "layer, such as layer_range: [0, 0.5]"));
   }
 }
 
-void Parser::ParseLayerRange(const FieldMap& f, const std::string& what, Experiment* e,
-                             YAML::Node* layer_range) {
+void Parser::ParseLayerRange(const FieldMap& f, const std::string& what,
+                             Experiment* e, YAML::Node* layer_range) {
   const Entry& r = f.at("layer_range");
   if (!f.count("layer")) {
-    Error(r.key_node, absl::StrCat(what, ": layer_range is set but layer is not; add "
-                                         "layer: <key> or remove layer_range"));
+    Error(r.key_node, absl::StrCat(what,
+                                   ": layer_range is set but layer is not; add "
+                                   "layer: <key> or remove layer_range"));
   }
   if (!r.value.IsSequence() || r.value.size() != 2) {
-    Error(r, absl::StrCat(what, ": layer_range must be a list of two fractions [from, to), "
-                                "such as [0, 0.5]"));
+    Error(r, absl::StrCat(
+                 what,
+                 ": layer_range must be a list of two fractions [from, to), "
+                 "such as [0, 0.5]"));
     return;
   }
   Entry from{"layer_range", r.key_node, r.value[0]};
@@ -364,17 +399,20 @@ void Parser::ParseLayerRange(const FieldMap& f, const std::string& what, Experim
   if (!a || !b) return;
   if (*a >= *b) {
     Error(r, absl::StrCat(what, ": layer_range [", r.value[0].Scalar(), ", ",
-                          r.value[1].Scalar(), ") is empty; the start must be below the end"));
+                          r.value[1].Scalar(),
+                          ") is empty; the start must be below the end"));
   } else if (f.count("layer")) {
     e->layer_range = BucketRange{*a, *b};
     *layer_range = r.value;
   }
 }
 
-void Parser::ParseVariants(const Entry& vs, const std::string& what, Experiment* e,
+void Parser::ParseVariants(const Entry& vs, const std::string& what,
+                           Experiment* e,
                            std::map<std::string, int>* variant_lines) {
   if (vs.value.size() == 0) {
-    Error(vs, absl::StrCat(what, ": variants is empty; add at least one variant"));
+    Error(vs,
+          absl::StrCat(what, ": variants is empty; add at least one variant"));
   }
   int vi = 0;
   bool weights_ok = true;
@@ -391,8 +429,10 @@ void Parser::ParseVariants(const Entry& vs, const std::string& what, Experiment*
   if (weights_ok && !e->variants.empty()) SetVariantRanges(vs, what, e);
 }
 
-bool Parser::ParseVariant(const YAML::Node& n, const std::string& vwhat, const std::string& what,
-                          std::map<std::string, int>* variant_lines, Variant* v) {
+bool Parser::ParseVariant(const YAML::Node& n, const std::string& vwhat,
+                          const std::string& what,
+                          std::map<std::string, int>* variant_lines,
+                          Variant* v) {
   VariantDraft d{vwhat, what, v, variant_lines};
   const FieldMap f = Fields(n, d.what, kVariantRules);
   v->location = {n.Mark().line + 1, n.Mark().column + 1};
@@ -400,8 +440,10 @@ bool Parser::ParseVariant(const YAML::Node& n, const std::string& vwhat, const s
   return d.weight_ok;
 }
 
-void Parser::ParseVariantFeatures(const Entry& fs, const std::string& vwhat, Variant* v) {
-  if (!ExpectMap(fs.value, Pos(fs), vwhat + " features", "features: {checkout_flow: one_page}")) {
+void Parser::ParseVariantFeatures(const Entry& fs, const std::string& vwhat,
+                                  Variant* v) {
+  if (!ExpectMap(fs.value, Pos(fs), vwhat + " features",
+                 "features: {checkout_flow: one_page}")) {
     return;
   }
   for (const Entry& fe : Entries(fs.value)) {
@@ -411,29 +453,36 @@ void Parser::ParseVariantFeatures(const Entry& fs, const std::string& vwhat, Var
     }
     if (feature == nullptr) {
       if (broken_features_.count(fe.key)) continue;
-      Error(fe.key_node, absl::StrCat(vwhat, ": feature ", Quote(fe.key),
-                                      " is not declared; add it under features: with a type "
-                                      "and default"));
+      Error(fe.key_node,
+            absl::StrCat(vwhat, ": feature ", Quote(fe.key),
+                         " is not declared; add it under features: with a type "
+                         "and default"));
       continue;
     }
-    if (auto val = GetValue(fe, feature->type,
-                            absl::StrCat(vwhat, ": value of feature ", Quote(fe.key)))) {
+    if (auto val = GetValue(
+            fe, feature->type,
+            absl::StrCat(vwhat, ": value of feature ", Quote(fe.key)))) {
       v->features[fe.key] = *val;
     }
   }
 }
 
-void Parser::SetVariantRanges(const Entry& vs, const std::string& what, Experiment* e) {
+void Parser::SetVariantRanges(const Entry& vs, const std::string& what,
+                              Experiment* e) {
   uint64_t sum = 0;
   for (const Variant& v : e->variants) sum += v.weight;
   if (sum == 0) {
-    Error(vs.key_node, absl::StrCat(what, ": variant weights sum to 0; give at least one "
-                                          "variant a positive weight"));
+    Error(vs.key_node,
+          absl::StrCat(what,
+                       ": variant weights sum to 0; give at least one "
+                       "variant a positive weight"));
     return;
   }
   if (sum >= kMaxWeightSum / kWeightScale) {
-    Error(vs.key_node, absl::StrCat(what, ": variant weights are too large; use relative "
-                                          "weights such as 50/50"));
+    Error(vs.key_node,
+          absl::StrCat(what,
+                       ": variant weights are too large; use relative "
+                       "weights such as 50/50"));
     return;
   }
   std::vector<uint64_t> weights;
@@ -445,15 +494,16 @@ void Parser::SetVariantRanges(const Entry& vs, const std::string& what, Experime
   }
 }
 
-void Parser::ParseRolloutVariant(const Entry& rv, const std::string& what,
-                                 const std::map<std::string, int>& variant_lines,
-                                 Experiment* e) {
+void Parser::ParseRolloutVariant(
+    const Entry& rv, const std::string& what,
+    const std::map<std::string, int>& variant_lines, Experiment* e) {
   std::optional<std::string> s = GetString(rv, what + " rollout_variant");
   if (!s) return;
   e->rollout_variant = *s;
   if (e->status != ExperimentStatus::kStopped) {
-    Error(rv, absl::StrCat(what, ": rollout_variant is only allowed when status is "
-                                 "stopped; set status: stopped to roll out ",
+    Error(rv, absl::StrCat(what,
+                           ": rollout_variant is only allowed when status is "
+                           "stopped; set status: stopped to roll out ",
                            Quote(*s), ", or remove rollout_variant"));
   }
   if (!variant_lines.empty() && !variant_lines.count(*s)) {
@@ -466,38 +516,50 @@ void Parser::ParseRolloutVariant(const Entry& rv, const std::string& what,
 }
 
 void Parser::ParseQaOverrides(const Entry& qa, const std::string& what,
-                              const std::map<std::string, int>& variant_lines, Experiment* e) {
-  if (!ExpectMap(qa.value, Pos(qa), what + " qa_overrides", "qa_overrides: {treatment: [qa-1]}")) {
+                              const std::map<std::string, int>& variant_lines,
+                              Experiment* e) {
+  if (!ExpectMap(qa.value, Pos(qa), what + " qa_overrides",
+                 "qa_overrides: {treatment: [qa-1]}")) {
     return;
   }
-  std::map<std::string, std::pair<std::string, int>> seen;  // unit -> (variant, line)
+  std::map<std::string, std::pair<std::string, int>>
+      seen;  // unit -> (variant, line)
   for (const Entry& q : Entries(qa.value)) {
     if (!variant_lines.empty() && !variant_lines.count(q.key)) {
       std::vector<std::string> known;
       for (const auto& [k, line] : variant_lines) known.push_back(k);
-      Error(q.key_node, absl::StrCat(what, ": qa_overrides names unknown variant ", Quote(q.key),
-                                     "; use one of ", absl::StrJoin(known, ", ")));
+      Error(q.key_node,
+            absl::StrCat(what, ": qa_overrides names unknown variant ",
+                         Quote(q.key), "; use one of ",
+                         absl::StrJoin(known, ", ")));
       continue;
     }
-    if (!ExpectList(q, absl::StrCat(what, " qa_overrides ", Quote(q.key)))) continue;
+    if (!ExpectList(q, absl::StrCat(what, " qa_overrides ", Quote(q.key))))
+      continue;
     for (auto u = q.value.begin(); u != q.value.end(); ++u) {
       if (!u->IsScalar() || u->Scalar().empty()) {
-        Error(*u, absl::StrCat(what, ": qa_overrides ", Quote(q.key),
-                               " lists an empty or non-text unit id; list unit ids as text"));
+        Error(
+            *u,
+            absl::StrCat(
+                what, ": qa_overrides ", Quote(q.key),
+                " lists an empty or non-text unit id; list unit ids as text"));
         continue;
       }
       const std::string& id = u->Scalar();
       if (id.size() > kMaxUnitIdBytes) {
-        Error(*u, absl::StrCat(what, ": qa_overrides unit id is longer than ", kMaxUnitIdBytes,
-                               " bytes; use the real unit id"));
+        Error(*u,
+              absl::StrCat(what, ": qa_overrides unit id is longer than ",
+                           kMaxUnitIdBytes, " bytes; use the real unit id"));
         continue;
       }
-      auto [pos, inserted] = seen.emplace(id, std::make_pair(q.key, u->Mark().line + 1));
+      auto [pos, inserted] =
+          seen.emplace(id, std::make_pair(q.key, u->Mark().line + 1));
       if (!inserted) {
-        Error(*u, absl::StrCat(what, ": unit id ", Quote(id),
-                               " is listed twice in qa_overrides (first under ",
-                               Quote(pos->second.first), " at line ", pos->second.second,
-                               "); list each unit id once"));
+        Error(*u,
+              absl::StrCat(what, ": unit id ", Quote(id),
+                           " is listed twice in qa_overrides (first under ",
+                           Quote(pos->second.first), " at line ",
+                           pos->second.second, "); list each unit id once"));
         continue;
       }
       e->qa_overrides[id] = q.key;
@@ -505,30 +567,36 @@ void Parser::ParseQaOverrides(const Entry& qa, const std::string& what,
   }
 }
 
-void Parser::ParseExperimentMetrics(const Entry& m, const std::string& what, Experiment* e) {
+void Parser::ParseExperimentMetrics(const Entry& m, const std::string& what,
+                                    Experiment* e) {
   if (!ExpectList(m, what + " metrics")) return;
   std::set<std::string> seen;
   for (auto it = m.value.begin(); it != m.value.end(); ++it) {
     if (!it->IsScalar() || it->Scalar().empty()) {
-      Error(*it, absl::StrCat(what, ": metrics must be names, such as order_conversion"));
+      Error(*it,
+            absl::StrCat(what,
+                         ": metrics must be names, such as order_conversion"));
       continue;
     }
     const std::string& name = it->Scalar();
     if (!seen.insert(name).second) {
-      Error(*it, absl::StrCat(what, ": metric ", Quote(name), " is listed twice; list it once"));
+      Error(*it, absl::StrCat(what, ": metric ", Quote(name),
+                              " is listed twice; list it once"));
       continue;
     }
     e->metrics.push_back(name);
     if (DefinedMetric(name) == nullptr && !broken_metrics_.count(name)) {
       std::vector<std::string> known;
-      for (const Metric& defined : config_->metrics) known.push_back(defined.key);
+      for (const Metric& defined : config_->metrics)
+        known.push_back(defined.key);
       const std::string near = Closest(name, known);
-      Error(*it, absl::StrCat(what, ": metric ", Quote(name), " is not defined",
-                              near.empty()
-                                  ? "; define it under metrics: with a type and an event"
-                                  : absl::StrCat(" (did you mean ", Quote(near),
-                                                 "?); fix the name, or define it under "
-                                                 "metrics:")));
+      Error(*it, absl::StrCat(
+                     what, ": metric ", Quote(name), " is not defined",
+                     near.empty()
+                         ? "; define it under metrics: with a type and an event"
+                         : absl::StrCat(" (did you mean ", Quote(near),
+                                        "?); fix the name, or define it under "
+                                        "metrics:")));
     }
   }
 }
@@ -541,34 +609,39 @@ std::string Parser::PrimaryMetricHint(const Experiment& e) const {
   return "";
 }
 
-void Parser::ParsePrimaryMetric(const Entry& pm, const std::string& what, Experiment* e) {
+void Parser::ParsePrimaryMetric(const Entry& pm, const std::string& what,
+                                Experiment* e) {
   std::optional<std::string> s = GetString(pm, what + " primary_metric");
   if (!s) return;
   e->primary_metric = *s;
   const Metric* m = DefinedMetric(*s);
   if (std::find(e->metrics.begin(), e->metrics.end(), *s) == e->metrics.end()) {
     if (e->metrics.empty()) {
-      Error(pm, absl::StrCat(what, ": primary_metric ", Quote(*s),
-                             " is not in the experiment's metrics; list them, such as "
-                             "metrics: [",
-                             *s, "]"));
+      Error(pm, absl::StrCat(
+                    what, ": primary_metric ", Quote(*s),
+                    " is not in the experiment's metrics; list them, such as "
+                    "metrics: [",
+                    *s, "]"));
     } else {
       const std::string near = Closest(*s, e->metrics);
       Error(pm, absl::StrCat(what, ": primary_metric ", Quote(*s),
                              " is not one of the experiment's metrics (",
                              absl::StrJoin(e->metrics, ", "), ")",
                              near.empty() ? ""
-                                          : absl::StrCat(" (did you mean ", Quote(near), "?)"),
+                                          : absl::StrCat(" (did you mean ",
+                                                         Quote(near), "?)"),
                              "; name one of them, or add it to metrics"));
     }
   } else if (m != nullptr && m->guardrail) {
     const std::string hint = PrimaryMetricHint(*e);
-    Error(pm, absl::StrCat(what, ": primary_metric ", Quote(*s),
-                           " is a guardrail, and a guardrail cannot be the primary metric; "
-                           "name the metric the decision is made on",
-                           hint.empty() ? " (add one to metrics)"
-                                        : absl::StrCat(", such as ", hint),
-                           ", and keep ", *s, " in metrics as a guardrail"));
+    Error(pm,
+          absl::StrCat(
+              what, ": primary_metric ", Quote(*s),
+              " is a guardrail, and a guardrail cannot be the primary metric; "
+              "name the metric the decision is made on",
+              hint.empty() ? " (add one to metrics)"
+                           : absl::StrCat(", such as ", hint),
+              ", and keep ", *s, " in metrics as a guardrail"));
   }
 }
 

@@ -11,10 +11,11 @@ namespace abexp {
 namespace config_parser_internal {
 namespace {
 
-const std::pair<const char*, ValueType> kValueTypes[] = {{"bool", ValueType::kBool},
-                                                         {"number", ValueType::kNumber},
-                                                         {"string", ValueType::kString},
-                                                         {"json", ValueType::kJson}};
+const std::pair<const char*, ValueType> kValueTypes[] = {
+    {"bool", ValueType::kBool},
+    {"number", ValueType::kNumber},
+    {"string", ValueType::kString},
+    {"json", ValueType::kJson}};
 
 // One feature while it is read.
 struct FeatureDraft {
@@ -22,7 +23,7 @@ struct FeatureDraft {
   YAML::Node node;  // the feature's map
   Feature* feature;
   std::map<std::string, int>* first_line;  // of each feature key so far
-  bool ok = false;                          // it has a usable, unique key
+  bool ok = false;                         // it has a usable, unique key
   std::optional<ValueType> type{};
 };
 
@@ -38,8 +39,8 @@ struct RuleDraft {
 const FieldRule<FeatureDraft> kFeatureRules[] = {
     {"key",
      [](Parser& p, const Entry& e, FeatureDraft& d) {
-       d.ok = p.GetItemKey(e, "feature", d.feature->location.line, d.first_line, &d.what,
-                           &d.feature->key);
+       d.ok = p.GetItemKey(e, "feature", d.feature->location.line, d.first_line,
+                           &d.what, &d.feature->key);
      },
      "add key: <name>"},
     {"type",
@@ -52,24 +53,28 @@ const FieldRule<FeatureDraft> kFeatureRules[] = {
     {"default",
      [](Parser& p, const Entry& e, FeatureDraft& d) {
        if (!d.type) return;
-       if (auto v = p.GetValue(e, *d.type, d.what + " default")) d.feature->default_value = *v;
+       if (auto v = p.GetValue(e, *d.type, d.what + " default"))
+         d.feature->default_value = *v;
      },
      nullptr,
      [](Parser& p, FeatureDraft& d) {
        if (!d.type) return;
        const ValueType t = *d.type;
        p.Error(d.node,
-               absl::StrCat(d.what, ": missing required field 'default'; add the value units "
-                                    "get when nothing else applies, e.g. default: ",
-                            t == ValueType::kBool     ? "false"
-                            : t == ValueType::kNumber ? "0"
-                            : t == ValueType::kString ? "off"
-                                                      : "{}"));
+               absl::StrCat(
+                   d.what,
+                   ": missing required field 'default'; add the value units "
+                   "get when nothing else applies, e.g. default: ",
+                   t == ValueType::kBool     ? "false"
+                   : t == ValueType::kNumber ? "0"
+                   : t == ValueType::kString ? "off"
+                                             : "{}"));
      },
      /*late=*/true},
     {"description",
      [](Parser& p, const Entry& e, FeatureDraft& d) {
-       if (auto s = p.GetString(e, d.what + " description")) d.feature->description = *s;
+       if (auto s = p.GetString(e, d.what + " description"))
+         d.feature->description = *s;
      }},
     {"rules",
      [](Parser& p, const Entry& e, FeatureDraft& d) {
@@ -84,19 +89,22 @@ const FieldRule<RuleDraft> kRuleRules[] = {
     {"when",
      [](Parser& p, const Entry& e, RuleDraft& d) {
        if (e.value.IsNull()) return;
-       d.rule->condition = p.ParseRootCondition(e.value, Parser::Pos(e), d.what + " when");
+       d.rule->condition =
+           p.ParseRootCondition(e.value, Parser::Pos(e), d.what + " when");
        if (d.rule->condition) d.rule->condition_text = d.rule->condition->text;
      },
      nullptr, nullptr, /*late=*/true},
     {"value",
      [](Parser& p, const Entry& e, RuleDraft& d) {
        if (!d.type) return;
-       if (auto v = p.GetValue(e, *d.type, d.what + " value")) d.rule->value = *v;
+       if (auto v = p.GetValue(e, *d.type, d.what + " value"))
+         d.rule->value = *v;
      },
      "add the value this rule sets"},
     {"rollout",
      [](Parser& p, const Entry& e, RuleDraft& d) {
-       if (auto bp = p.GetFraction(e, d.what + " rollout")) d.rule->rollout_bp = *bp;
+       if (auto bp = p.GetFraction(e, d.what + " rollout"))
+         d.rule->rollout_bp = *bp;
      },
      nullptr, nullptr, /*late=*/true},
     {"unit",
@@ -118,7 +126,8 @@ void Parser::ParseFeatures(const Entry& section) {
   if (!ExpectList(section, "features")) return;
   std::map<std::string, int> first_line;
   int index = 0;
-  for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+  for (auto it = section.value.begin(); it != section.value.end();
+       ++it, ++index) {
     Feature feature;
     if (ParseFeature(*it, index, &first_line, &feature)) {
       config_->features.push_back(std::move(feature));
@@ -127,9 +136,11 @@ void Parser::ParseFeatures(const Entry& section) {
 }
 
 bool Parser::ParseFeature(const YAML::Node& n, int index,
-                          std::map<std::string, int>* first_line, Feature* feature) {
+                          std::map<std::string, int>* first_line,
+                          Feature* feature) {
   FeatureDraft d{absl::StrCat("feature #", index + 1), n, feature, first_line};
-  if (!ExpectMap(n, n.Mark(), d.what, "- {key: new_search, type: bool, default: false}")) {
+  if (!ExpectMap(n, n.Mark(), d.what,
+                 "- {key: new_search, type: bool, default: false}")) {
     return false;
   }
   const FieldMap f = Fields(n, NameFor("feature", n, d.what), kFeatureRules);
@@ -141,13 +152,15 @@ bool Parser::ParseFeature(const YAML::Node& n, int index,
   return d.ok;
 }
 
-void Parser::ParseRules(const Entry& rules, const std::optional<ValueType>& type,
+void Parser::ParseRules(const Entry& rules,
+                        const std::optional<ValueType>& type,
                         const std::string& what, Feature* feature) {
   if (!ExpectList(rules, what + " rules")) return;
   int ri = 0;
   for (auto r = rules.value.begin(); r != rules.value.end(); ++r, ++ri) {
     RuleDraft d{absl::StrCat(what, " rule #", ri + 1), nullptr, type};
-    if (!ExpectMap(*r, r->Mark(), d.what, "- {when: {segment: new_users}, value: true}")) {
+    if (!ExpectMap(*r, r->Mark(), d.what,
+                   "- {when: {segment: new_users}, value: true}")) {
       continue;
     }
     const FieldMap f = Fields(*r, d.what, kRuleRules);

@@ -23,7 +23,7 @@ struct MetricDraft {
   std::string what;
   Metric* metric;
   std::map<std::string, int>* first_line;  // of each metric key so far
-  bool ok = false;                          // it has a usable, unique key
+  bool ok = false;                         // it has a usable, unique key
   std::optional<MetricType> type{};
 };
 
@@ -40,20 +40,22 @@ struct SourceDraft {
 const FieldRule<MetricDraft> kMetricRules[] = {
     {"key",
      [](Parser& p, const Entry& e, MetricDraft& d) {
-       d.ok = p.GetItemKey(e, "metric", d.metric->location.line, d.first_line, &d.what,
-                           &d.metric->key);
+       d.ok = p.GetItemKey(e, "metric", d.metric->location.line, d.first_line,
+                           &d.what, &d.metric->key);
      },
      "add key: <name>"},
     {"type",
      [](Parser& p, const Entry& e, MetricDraft& d) {
-       d.type = p.GetNamed(e, kMetricTypes, d.what + ": type",
-                           "use one of binomial (converted or not), sum (a total per unit), "
-                           "ratio (a total over a total) or retention (active on day k)");
+       d.type = p.GetNamed(
+           e, kMetricTypes, d.what + ": type",
+           "use one of binomial (converted or not), sum (a total per unit), "
+           "ratio (a total over a total) or retention (active on day k)");
      },
      "add type: with one of binomial, sum, ratio, retention"},
     {"description",
      [](Parser& p, const Entry& e, MetricDraft& d) {
-       if (auto s = p.GetString(e, d.what + " description")) d.metric->description = *s;
+       if (auto s = p.GetString(e, d.what + " description"))
+         d.metric->description = *s;
      }},
     {"event", nullptr},
     {"aggregate", nullptr},
@@ -63,11 +65,13 @@ const FieldRule<MetricDraft> kMetricRules[] = {
     {"day", nullptr},
     {"guardrail",
      [](Parser& p, const Entry& e, MetricDraft& d) {
-       if (auto b = p.GetBool(e, d.what + " guardrail")) d.metric->guardrail = *b;
+       if (auto b = p.GetBool(e, d.what + " guardrail"))
+         d.metric->guardrail = *b;
      }},
     {"higher_is_better",
      [](Parser& p, const Entry& e, MetricDraft& d) {
-       if (auto b = p.GetBool(e, d.what + " higher_is_better")) d.metric->higher_is_better = *b;
+       if (auto b = p.GetBool(e, d.what + " higher_is_better"))
+         d.metric->higher_is_better = *b;
      }},
 };
 
@@ -83,11 +87,13 @@ const FieldRule<SourceDraft> kSourceRules[] = {
      "add the event, such as event: order_completed"},
     {"aggregate",
      [](Parser& p, const Entry& e, SourceDraft& d) {
-       std::optional<EventAggregation> a = p.GetAggregation(e, d.what + " aggregate");
+       std::optional<EventAggregation> a =
+           p.GetAggregation(e, d.what + " aggregate");
        if (a) d.source.aggregation = *a;
        d.aggregate_ok = a.has_value();
      },
-     "add aggregate: value to add up the events' values, or aggregate: count to count the "
+     "add aggregate: value to add up the events' values, or aggregate: count "
+     "to count the "
      "events"},
 };
 
@@ -98,7 +104,8 @@ void Parser::ParseMetrics(const Entry& section) {
   if (!ExpectList(section, "metrics")) return;
   std::map<std::string, int> first_line;
   int index = 0;
-  for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+  for (auto it = section.value.begin(); it != section.value.end();
+       ++it, ++index) {
     Metric metric;
     if (ParseMetric(*it, index, &first_line, &metric)) {
       config_->metrics.push_back(std::move(metric));
@@ -106,11 +113,13 @@ void Parser::ParseMetrics(const Entry& section) {
   }
 }
 
-bool Parser::ParseMetric(const YAML::Node& n, int index, std::map<std::string, int>* first_line,
+bool Parser::ParseMetric(const YAML::Node& n, int index,
+                         std::map<std::string, int>* first_line,
                          Metric* metric) {
   MetricDraft d{absl::StrCat("metric #", index + 1), metric, first_line};
   if (!ExpectMap(n, n.Mark(), d.what,
-                 "- {key: order_conversion, type: binomial, event: order_completed}")) {
+                 "- {key: order_conversion, type: binomial, event: "
+                 "order_completed}")) {
     return false;
   }
   const FieldMap f = Fields(n, NameFor("metric", n, d.what), kMetricRules);
@@ -123,16 +132,19 @@ bool Parser::ParseMetric(const YAML::Node& n, int index, std::map<std::string, i
   return d.ok;
 }
 
-void Parser::FieldNotForType(const FieldMap& f, const char* field, MetricType type,
-                             const std::string& what, const char* fix) {
+void Parser::FieldNotForType(const FieldMap& f, const char* field,
+                             MetricType type, const std::string& what,
+                             const char* fix) {
   // Fields that some other type needs are errors, not silently unused.
   if (!f.count(field)) return;
-  Error(f.at(field).key_node, absl::StrCat(what, ": ", field, " does not apply to a ",
-                                           MetricTypeName(type), " metric; ", fix));
+  Error(f.at(field).key_node,
+        absl::StrCat(what, ": ", field, " does not apply to a ",
+                     MetricTypeName(type), " metric; ", fix));
 }
 
-void Parser::ParseMetricBody(const YAML::Node& n, const FieldMap& f, MetricType type,
-                             const std::string& what, Metric* metric) {
+void Parser::ParseMetricBody(const YAML::Node& n, const FieldMap& f,
+                             MetricType type, const std::string& what,
+                             Metric* metric) {
   metric->type = type;
   if (type == MetricType::kRatio) {
     ParseRatioSources(n, f, what, metric);
@@ -140,21 +152,24 @@ void Parser::ParseMetricBody(const YAML::Node& n, const FieldMap& f, MetricType 
     ParseEventSource(n, f, type, what, metric);
   }
   if (type == MetricType::kRetention) {
-    FieldNotForType(f, "window", type, what,
-                    "a retention metric counts the events of day k after first exposure, "
-                    "[k days, k+1 days); remove window");
+    FieldNotForType(
+        f, "window", type, what,
+        "a retention metric counts the events of day k after first exposure, "
+        "[k days, k+1 days); remove window");
     ParseRetentionDay(n, f, what, metric);
   } else {
-    FieldNotForType(f, "day", type, what,
-                    "day is for retention metrics; bound the metric with window: instead");
+    FieldNotForType(
+        f, "day", type, what,
+        "day is for retention metrics; bound the metric with window: instead");
     if (f.count("window")) {
-      if (auto w = GetWindow(f.at("window"), what + " window")) metric->window = *w;
+      if (auto w = GetWindow(f.at("window"), what + " window"))
+        metric->window = *w;
     }
   }
 }
 
-void Parser::ParseRatioSources(const YAML::Node& n, const FieldMap& f, const std::string& what,
-                               Metric* metric) {
+void Parser::ParseRatioSources(const YAML::Node& n, const FieldMap& f,
+                               const std::string& what, Metric* metric) {
   const MetricType type = MetricType::kRatio;
   FieldNotForType(f, "event", type, what,
                   "give the events in numerator: and denominator:, such as "
@@ -163,30 +178,37 @@ void Parser::ParseRatioSources(const YAML::Node& n, const FieldMap& f, const std
                   "set aggregate inside numerator: and denominator:");
   std::optional<MetricSource> num, den;
   if (!f.count("numerator")) {
-    Error(n, absl::StrCat(what, ": missing required field 'numerator'; add it, such as "
-                                "numerator: {event: order_completed, aggregate: value}"));
+    Error(n, absl::StrCat(
+                 what,
+                 ": missing required field 'numerator'; add it, such as "
+                 "numerator: {event: order_completed, aggregate: value}"));
   } else {
     num = ParseMetricSource(f.at("numerator"), what + " numerator");
   }
   if (!f.count("denominator")) {
-    Error(n, absl::StrCat(what, ": missing required field 'denominator'; add it, such as "
-                                "denominator: {event: order_completed, aggregate: count}"));
+    Error(n, absl::StrCat(
+                 what,
+                 ": missing required field 'denominator'; add it, such as "
+                 "denominator: {event: order_completed, aggregate: count}"));
   } else {
     den = ParseMetricSource(f.at("denominator"), what + " denominator");
   }
-  if (num && den && num->event == den->event && num->aggregation == den->aggregation) {
+  if (num && den && num->event == den->event &&
+      num->aggregation == den->aggregation) {
     Error(f.at("denominator"),
-          absl::StrCat(what, ": numerator and denominator are the same (event ",
-                       Quote(num->event), ", aggregate ",
-                       num->aggregation == EventAggregation::kValue ? "value" : "count",
-                       "), so the ratio is always 1; change one of them"));
+          absl::StrCat(
+              what, ": numerator and denominator are the same (event ",
+              Quote(num->event), ", aggregate ",
+              num->aggregation == EventAggregation::kValue ? "value" : "count",
+              "), so the ratio is always 1; change one of them"));
   }
   if (num) metric->numerator = *num;
   if (den) metric->denominator = *den;
 }
 
-void Parser::ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType type,
-                              const std::string& what, Metric* metric) {
+void Parser::ParseEventSource(const YAML::Node& n, const FieldMap& f,
+                              MetricType type, const std::string& what,
+                              Metric* metric) {
   FieldNotForType(f, "numerator", type, what,
                   "numerator and denominator are for ratio metrics; use event: "
                   "(or set type: ratio)");
@@ -194,8 +216,10 @@ void Parser::ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType
                   "numerator and denominator are for ratio metrics; use "
                   "event: (or set type: ratio)");
   if (!f.count("event")) {
-    Error(n, absl::StrCat(what, ": missing required field 'event'; add the event that "
-                                "counts, such as event: order_completed"));
+    Error(n,
+          absl::StrCat(what,
+                       ": missing required field 'event'; add the event that "
+                       "counts, such as event: order_completed"));
   } else if (auto ev = GetEventName(f.at("event"), what + " event")) {
     metric->source.event = *ev;
   }
@@ -209,39 +233,46 @@ void Parser::ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType
     return;
   }
   metric->source.aggregation = EventAggregation::kCount;
-  FieldNotForType(f, "aggregate", type, what,
-                  type == MetricType::kBinomial
-                      ? "a binomial metric counts the units that send the event; remove "
-                        "aggregate (or set type: sum)"
-                      : "a retention metric counts the units active on the day; remove "
-                        "aggregate");
+  FieldNotForType(
+      f, "aggregate", type, what,
+      type == MetricType::kBinomial
+          ? "a binomial metric counts the units that send the event; remove "
+            "aggregate (or set type: sum)"
+          : "a retention metric counts the units active on the day; remove "
+            "aggregate");
 }
 
-void Parser::ParseRetentionDay(const YAML::Node& n, const FieldMap& f, const std::string& what,
-                               Metric* metric) {
+void Parser::ParseRetentionDay(const YAML::Node& n, const FieldMap& f,
+                               const std::string& what, Metric* metric) {
   if (!f.count("day")) {
-    Error(n, absl::StrCat(what, ": missing required field 'day'; add the day after first "
-                                "exposure on which the unit must be active, such as day: 1 "
-                                "or day: 7"));
+    Error(n, absl::StrCat(
+                 what,
+                 ": missing required field 'day'; add the day after first "
+                 "exposure on which the unit must be active, such as day: 1 "
+                 "or day: 7"));
     return;
   }
   const Entry& d = f.at("day");
   int day = 0;
   if (!IsPlain(d.value) || !absl::SimpleAtoi(d.value.Scalar(), &day)) {
     Error(d, absl::StrCat(what, " day ",
-                          d.value.IsScalar() ? Quote(d.value.Scalar()) : NodeKindName(d.value),
-                          " is not a whole number; use a day from 1 to ", kMaxRetentionDay,
-                          ", such as day: 7"));
+                          d.value.IsScalar() ? Quote(d.value.Scalar())
+                                             : NodeKindName(d.value),
+                          " is not a whole number; use a day from 1 to ",
+                          kMaxRetentionDay, ", such as day: 7"));
   } else if (day < 1 || day > kMaxRetentionDay) {
-    Error(d, absl::StrCat(what, " day ", day, " is out of range; use a day from 1 to ",
-                          kMaxRetentionDay, " (day 1 is the day after first exposure)"));
+    Error(d, absl::StrCat(
+                 what, " day ", day, " is out of range; use a day from 1 to ",
+                 kMaxRetentionDay, " (day 1 is the day after first exposure)"));
   } else {
     metric->retention_day = day;
   }
 }
 
-std::optional<MetricSource> Parser::ParseMetricSource(const Entry& e, const std::string& what) {
-  if (!ExpectMap(e.value, Pos(e), what, "{event: order_completed, aggregate: value}")) {
+std::optional<MetricSource> Parser::ParseMetricSource(const Entry& e,
+                                                      const std::string& what) {
+  if (!ExpectMap(e.value, Pos(e), what,
+                 "{event: order_completed, aggregate: value}")) {
     return std::nullopt;
   }
   const FieldMap f = Fields(e.value, what, kSourceRules);

@@ -28,7 +28,8 @@ const RE2& EventNamePattern() {
 
 }  // namespace
 
-std::optional<std::string> Parser::GetString(const Entry& e, const std::string& what) {
+std::optional<std::string> Parser::GetString(const Entry& e,
+                                             const std::string& what) {
   if (e.value.IsScalar()) return e.value.Scalar();
   Error(e, absl::StrCat(what, " must be text, not ", NodeKindName(e.value),
                         "; give it a value such as ", e.key, ": example"));
@@ -38,21 +39,23 @@ std::optional<std::string> Parser::GetString(const Entry& e, const std::string& 
 bool Parser::CheckKeyFormat(const YAML::Node& at, const std::string& key,
                             const std::string& what) {
   if (key.size() > kMaxKeyBytes) {
-    Error(at, absl::StrFormat("%s '%s' is %d bytes long; shorten it to at most %d", what, key,
-                              key.size(), kMaxKeyBytes));
+    Error(at,
+          absl::StrFormat("%s '%s' is %d bytes long; shorten it to at most %d",
+                          what, key, key.size(), kMaxKeyBytes));
     return false;
   }
   if (!RE2::FullMatch(key, KeyPattern())) {
-    Error(at, absl::StrFormat(
-                  "%s '%s' is not a valid key; use letters, digits, '_', '.' and '-', "
-                  "starting with a letter or digit",
-                  what, key));
+    Error(at, absl::StrFormat("%s '%s' is not a valid key; use letters, "
+                              "digits, '_', '.' and '-', "
+                              "starting with a letter or digit",
+                              what, key));
     return false;
   }
   return true;
 }
 
-std::optional<std::string> Parser::GetKey(const Entry& e, const std::string& what) {
+std::optional<std::string> Parser::GetKey(const Entry& e,
+                                          const std::string& what) {
   std::optional<std::string> s = GetString(e, what);
   if (!s) return std::nullopt;
   if (!CheckKeyFormat(e.value, *s, what)) return std::nullopt;
@@ -61,40 +64,48 @@ std::optional<std::string> Parser::GetKey(const Entry& e, const std::string& wha
 
 std::optional<bool> Parser::GetBool(const Entry& e, const std::string& what) {
   if (std::optional<bool> b = PlainBool(e.value)) return b;
-  Error(e, absl::StrCat(what, " must be true or false, not ",
-                        e.value.IsScalar() ? Quote(e.value.Scalar()) : NodeKindName(e.value),
-                        IsQuoted(e.value) ? "; write true or false without quotes"
-                                          : "; write true or false"));
+  Error(e,
+        absl::StrCat(what, " must be true or false, not ",
+                     e.value.IsScalar() ? Quote(e.value.Scalar())
+                                        : NodeKindName(e.value),
+                     IsQuoted(e.value) ? "; write true or false without quotes"
+                                       : "; write true or false"));
   return std::nullopt;
 }
 
-std::optional<std::string> Parser::GetEventName(const Entry& e, const std::string& what) {
+std::optional<std::string> Parser::GetEventName(const Entry& e,
+                                                const std::string& what) {
   std::optional<std::string> s = GetString(e, what);
   if (!s) return std::nullopt;
   if (s->size() > kMaxKeyBytes) {
-    Error(e, absl::StrFormat("%s '%s' is %d bytes long; shorten it to at most %d", what, *s,
-                             s->size(), kMaxKeyBytes));
+    Error(e,
+          absl::StrFormat("%s '%s' is %d bytes long; shorten it to at most %d",
+                          what, *s, s->size(), kMaxKeyBytes));
     return std::nullopt;
   }
   if (!RE2::FullMatch(*s, EventNamePattern())) {
-    Error(e, absl::StrFormat("%s '%s' is not a valid event name; use letters, digits, '_', "
-                             "'.', ':' and '-', starting with a letter or digit, as the "
-                             "services send it (such as order_completed)",
-                             what, *s));
+    Error(e, absl::StrFormat(
+                 "%s '%s' is not a valid event name; use letters, digits, '_', "
+                 "'.', ':' and '-', starting with a letter or digit, as the "
+                 "services send it (such as order_completed)",
+                 what, *s));
     return std::nullopt;
   }
   return s;
 }
 
-std::optional<EventAggregation> Parser::GetAggregation(const Entry& e, const std::string& what) {
+std::optional<EventAggregation> Parser::GetAggregation(
+    const Entry& e, const std::string& what) {
   if (e.value.IsScalar()) {
     if (e.value.Scalar() == "value") return EventAggregation::kValue;
     if (e.value.Scalar() == "count") return EventAggregation::kCount;
   }
-  Error(e, absl::StrCat(what, " ",
-                        e.value.IsScalar() ? Quote(e.value.Scalar()) : NodeKindName(e.value),
-                        " is not valid; use value (add up the events' values) or count "
-                        "(count the events)"));
+  Error(e, absl::StrCat(
+               what, " ",
+               e.value.IsScalar() ? Quote(e.value.Scalar())
+                                  : NodeKindName(e.value),
+               " is not valid; use value (add up the events' values) or count "
+               "(count the events)"));
   return std::nullopt;
 }
 
@@ -102,24 +113,28 @@ std::optional<EventAggregation> Parser::GetAggregation(const Entry& e, const std
 // decimal number and a unit, the units in the order d, h, m, s and each at
 // most once, adding up to a whole number of seconds. absl::ParseDuration has
 // no days, and metric windows are usually written in days.
-std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::string& what) {
-  const char* const kHow = "write a number and a unit (d, h, m or s), such as 7d, 24h or 30m, "
-                           "or several in the order d, h, m, s, such as 1d12h";
+std::optional<absl::Duration> Parser::GetWindow(const Entry& e,
+                                                const std::string& what) {
+  const char* const kHow =
+      "write a number and a unit (d, h, m or s), such as 7d, 24h or 30m, "
+      "or several in the order d, h, m, s, such as 1d12h";
   if (!e.value.IsScalar()) {
-    Error(e, absl::StrCat(what, " must be a duration, not ", NodeKindName(e.value), "; ",
-                          kHow));
+    Error(e, absl::StrCat(what, " must be a duration, not ",
+                          NodeKindName(e.value), "; ", kHow));
     return std::nullopt;
   }
   std::string s = e.value.Scalar();
   absl::StripAsciiWhitespace(&s);
   if (!s.empty() && s[0] == '-') {
-    Error(e, absl::StrCat(what, " ", s, " is negative; a window starts at the unit's first "
-                                        "exposure and must be positive, such as 7d"));
+    Error(e, absl::StrCat(what, " ", s,
+                          " is negative; a window starts at the unit's first "
+                          "exposure and must be positive, such as 7d"));
     return std::nullopt;
   }
   if (RE2::FullMatch(s, NumberPattern())) {
-    Error(e, absl::StrCat(what, " ", s, " has no unit; write ", s, "d for days, ", s,
-                          "h for hours or ", s, "m for minutes"));
+    Error(e,
+          absl::StrCat(what, " ", s, " has no unit; write ", s, "d for days, ",
+                       s, "h for hours or ", s, "m for minutes"));
     return std::nullopt;
   }
   static const RE2* const part = new RE2(R"((\d+(?:\.\d+)?)([dhms]))");
@@ -132,8 +147,9 @@ std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::strin
   while (!in.empty() && RE2::Consume(&in, *part, &number, &unit)) {
     const size_t u = kUnits.find(unit);
     if (u + 1 == next_unit) {
-      Error(e, absl::StrCat(what, " ", Quote(s), " gives the unit ", unit,
-                            " twice; give each unit once, such as 2d or 1d12h"));
+      Error(e,
+            absl::StrCat(what, " ", Quote(s), " gives the unit ", unit,
+                         " twice; give each unit once, such as 2d or 1d12h"));
       return std::nullopt;
     }
     if (u < next_unit) {
@@ -155,16 +171,20 @@ std::optional<absl::Duration> Parser::GetWindow(const Entry& e, const std::strin
     return std::nullopt;
   }
   if (total <= absl::ZeroDuration()) {
-    Error(e, absl::StrCat(what, " ", s, " is not positive; use a window such as 7d"));
+    Error(e, absl::StrCat(what, " ", s,
+                          " is not positive; use a window such as 7d"));
     return std::nullopt;
   }
   if (total % absl::Seconds(1) != absl::ZeroDuration()) {
-    Error(e, absl::StrCat(what, " ", s, " is not a whole number of seconds; the finest unit "
-                                        "is 1s, so round it"));
+    Error(e, absl::StrCat(what, " ", s,
+                          " is not a whole number of seconds; the finest unit "
+                          "is 1s, so round it"));
     return std::nullopt;
   }
   if (total > kMaxMetricWindow) {
-    Error(e, absl::StrCat(what, " ", s, " is longer than 365d; use a window of at most 365d"));
+    Error(e,
+          absl::StrCat(what, " ", s,
+                       " is longer than 365d; use a window of at most 365d"));
     return std::nullopt;
   }
   return total;
@@ -180,7 +200,8 @@ std::optional<uint64_t> ParseDecimal(absl::string_view text, int scale_digits,
   *too_precise = false;
   static const RE2* const re = new RE2(R"((\d*)(?:\.(\d*))?)");
   std::string int_part, frac_part;
-  if (!RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re, &int_part, &frac_part)) {
+  if (!RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re,
+                      &int_part, &frac_part)) {
     return std::nullopt;
   }
   if (int_part.empty() && frac_part.empty()) return std::nullopt;
@@ -205,16 +226,20 @@ bool Parser::QuotedNumber(const Entry& e, const std::string& what) {
   if (!IsQuoted(e.value)) return false;
   std::string shown;
   AppendJsonString(e.value.Scalar(), &shown);
-  Error(e, absl::StrCat(what, " ", shown, " is quoted; write the number without quotes"));
+  Error(e, absl::StrCat(what, " ", shown,
+                        " is quoted; write the number without quotes"));
   return true;
 }
 
-std::optional<uint32_t> Parser::GetFraction(const Entry& e, const std::string& what) {
+std::optional<uint32_t> Parser::GetFraction(const Entry& e,
+                                            const std::string& what) {
   const char* const kHow =
-      "use a fraction from 0 to 1 with at most 4 decimals (such as 0.25) or a percent "
+      "use a fraction from 0 to 1 with at most 4 decimals (such as 0.25) or a "
+      "percent "
       "string (such as \"12.5%\")";
   if (!e.value.IsScalar()) {
-    Error(e, absl::StrCat(what, " must be a number, not ", NodeKindName(e.value), "; ", kHow));
+    Error(e, absl::StrCat(what, " must be a number, not ",
+                          NodeKindName(e.value), "; ", kHow));
     return std::nullopt;
   }
   std::string s = e.value.Scalar();
@@ -229,13 +254,15 @@ std::optional<uint32_t> Parser::GetFraction(const Entry& e, const std::string& w
   bool too_precise = false;
   std::optional<uint64_t> v = ParseDecimal(s, percent ? 2 : 4, &too_precise);
   if (too_precise) {
-    Error(e, absl::StrCat(what, " ", e.value.Scalar(),
-                          " has more than 4 decimal places (0.0001 is the finest step); "
-                          "round it"));
+    Error(e, absl::StrCat(
+                 what, " ", e.value.Scalar(),
+                 " has more than 4 decimal places (0.0001 is the finest step); "
+                 "round it"));
     return std::nullopt;
   }
   if (!v) {
-    Error(e, absl::StrCat(what, " ", Quote(e.value.Scalar()), " is not a number; ", kHow));
+    Error(e, absl::StrCat(what, " ", Quote(e.value.Scalar()),
+                          " is not a number; ", kHow));
     return std::nullopt;
   }
   if (*v > kNumBuckets) {
@@ -250,11 +277,14 @@ std::optional<uint32_t> Parser::GetFraction(const Entry& e, const std::string& w
   return static_cast<uint32_t>(*v);
 }
 
-std::optional<uint64_t> Parser::GetWeight(const Entry& e, const std::string& what) {
-  const char* const kHow = "use 0 or a positive integer or decimal with at most 4 places, "
-                           "such as 50 or 33.3";
+std::optional<uint64_t> Parser::GetWeight(const Entry& e,
+                                          const std::string& what) {
+  const char* const kHow =
+      "use 0 or a positive integer or decimal with at most 4 places, "
+      "such as 50 or 33.3";
   if (!e.value.IsScalar()) {
-    Error(e, absl::StrCat(what, " must be a number, not ", NodeKindName(e.value), "; ", kHow));
+    Error(e, absl::StrCat(what, " must be a number, not ",
+                          NodeKindName(e.value), "; ", kHow));
     return std::nullopt;
   }
   if (QuotedNumber(e, what)) return std::nullopt;
@@ -267,8 +297,9 @@ std::optional<uint64_t> Parser::GetWeight(const Entry& e, const std::string& wha
   bool too_precise = false;
   std::optional<uint64_t> v = ParseDecimal(s, 4, &too_precise);
   if (too_precise) {
-    Error(e, absl::StrCat(what, " ", s, " has more than 4 decimal places; round it to at "
-                                        "most 4"));
+    Error(e, absl::StrCat(what, " ", s,
+                          " has more than 4 decimal places; round it to at "
+                          "most 4"));
     return std::nullopt;
   }
   if (!v) {
@@ -278,23 +309,28 @@ std::optional<uint64_t> Parser::GetWeight(const Entry& e, const std::string& wha
   return v;
 }
 
-std::optional<absl::Time> Parser::GetTime(const Entry& e, const std::string& what) {
-  const char* const kHow = "write an RFC 3339 time such as 2026-11-01T00:00:00Z";
+std::optional<absl::Time> Parser::GetTime(const Entry& e,
+                                          const std::string& what) {
+  const char* const kHow =
+      "write an RFC 3339 time such as 2026-11-01T00:00:00Z";
   if (!e.value.IsScalar()) {
-    Error(e, absl::StrCat(what, " must be a time, not ", NodeKindName(e.value), "; ", kHow));
+    Error(e, absl::StrCat(what, " must be a time, not ", NodeKindName(e.value),
+                          "; ", kHow));
     return std::nullopt;
   }
   absl::Time t;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, e.value.Scalar(), &t, &err)) {
-    Error(e, absl::StrCat(what, " ", Quote(e.value.Scalar()),
-                          " is not an RFC 3339 time (with a time zone); ", kHow));
+    Error(e,
+          absl::StrCat(what, " ", Quote(e.value.Scalar()),
+                       " is not an RFC 3339 time (with a time zone); ", kHow));
     return std::nullopt;
   }
   const int64_t year = absl::ToCivilYear(t, absl::UTCTimeZone()).year();
   if (year < kMinYear || year > kMaxYear) {
     Error(e, absl::StrCat(what, " ", e.value.Scalar(), " is in the year ", year,
-                          "; use a time in the years ", kMinYear, " to ", kMaxYear));
+                          "; use a time in the years ", kMinYear, " to ",
+                          kMaxYear));
     return std::nullopt;
   }
   return t;
@@ -311,16 +347,18 @@ std::optional<FeatureValue> Parser::GetValue(const Entry& e, ValueType type,
         v.bool_value = *b;
         return v;
       }
-      Error(e, absl::StrCat(what, " must be true or false (the feature is bool), not ",
-                            n.IsScalar() ? Quote(n.Scalar()) : NodeKindName(n),
-                            "; write true or false without quotes"));
+      Error(e, absl::StrCat(
+                   what, " must be true or false (the feature is bool), not ",
+                   n.IsScalar() ? Quote(n.Scalar()) : NodeKindName(n),
+                   "; write true or false without quotes"));
       return std::nullopt;
     case ValueType::kNumber:
       if (std::optional<double> d = PlainNumber(n)) {
         v.number_value = *d;
         return v;
       }
-      Error(e, absl::StrCat(what, " must be a number (the feature is number), not ",
+      Error(e, absl::StrCat(what,
+                            " must be a number (the feature is number), not ",
                             n.IsScalar() ? Quote(n.Scalar()) : NodeKindName(n),
                             IsQuoted(n) ? "; write the number without quotes"
                                         : "; write a number such as 3 or 0.5"));
@@ -330,9 +368,11 @@ std::optional<FeatureValue> Parser::GetValue(const Entry& e, ValueType type,
         v.text = n.Scalar();
         return v;
       }
-      Error(e, absl::StrCat(what, " must be a string (the feature is string), not ",
-                            NodeKindName(n), "; write text, quoted if it has special "
-                                             "characters"));
+      Error(e, absl::StrCat(what,
+                            " must be a string (the feature is string), not ",
+                            NodeKindName(n),
+                            "; write text, quoted if it has special "
+                            "characters"));
       return std::nullopt;
     case ValueType::kJson:
       if (!AppendJson(n, &v.text)) {
@@ -346,16 +386,16 @@ std::optional<FeatureValue> Parser::GetValue(const Entry& e, ValueType type,
 }
 
 bool Parser::GetItemKey(const Entry& e, const char* kind, int line,
-                        std::map<std::string, int>* first_line, std::string* what,
-                        std::string* key) {
+                        std::map<std::string, int>* first_line,
+                        std::string* what, std::string* key) {
   std::optional<std::string> k = GetKey(e, absl::StrCat(kind, " key"));
   if (!k) return false;
   *key = *k;
   *what = absl::StrCat(kind, " ", Quote(*k));
   auto [pos, inserted] = first_line->emplace(*k, line);
   if (!inserted) {
-    Error(e, absl::StrCat("duplicate ", kind, " key ", Quote(*k), " (first defined at line ",
-                          pos->second, "); ", kind,
+    Error(e, absl::StrCat("duplicate ", kind, " key ", Quote(*k),
+                          " (first defined at line ", pos->second, "); ", kind,
                           " keys must be unique, rename or remove one"));
     return false;
   }

@@ -23,14 +23,16 @@ namespace {
 constexpr absl::string_view kCoreTagPrefix = "tag:yaml.org,2002:";
 
 const RE2& JsonNumberPattern() {
-  static const RE2* const re = new RE2(R"(-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?)");
+  static const RE2* const re =
+      new RE2(R"(-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?)");
   return *re;
 }
 
 }  // namespace
 
 const RE2& NumberPattern() {  // YAML-ish decimal numbers, for number values
-  static const RE2* const re = new RE2(R"([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)");
+  static const RE2* const re =
+      new RE2(R"([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)");
   return *re;
 }
 
@@ -97,9 +99,11 @@ std::optional<bool> PlainBool(const YAML::Node& n) {
 }
 
 std::optional<double> PlainNumber(const YAML::Node& n) {
-  if (!IsPlain(n) || !RE2::FullMatch(n.Scalar(), NumberPattern())) return std::nullopt;
+  if (!IsPlain(n) || !RE2::FullMatch(n.Scalar(), NumberPattern()))
+    return std::nullopt;
   double d = 0;
-  if (!absl::SimpleAtod(n.Scalar(), &d) || !std::isfinite(d)) return std::nullopt;
+  if (!absl::SimpleAtod(n.Scalar(), &d) || !std::isfinite(d))
+    return std::nullopt;
   return d;
 }
 
@@ -131,7 +135,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t cur = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
       prev = cur;
     }
   }
@@ -140,7 +145,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
 
 }  // namespace
 
-std::string Closest(const std::string& name, const std::vector<std::string>& candidates) {
+std::string Closest(const std::string& name,
+                    const std::vector<std::string>& candidates) {
   std::string best;
   size_t best_distance = 3;  // only suggest names within 2 edits
   for (const std::string& c : candidates) {
@@ -266,11 +272,13 @@ std::string Parser::NameFor(const char* kind, const YAML::Node& map,
 // kMaxYamlNodes nodes; the sections are then not read, so every later
 // recursion over the tree is bounded. `path` holds the maps and lists
 // around `n`.
-bool Parser::CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path) {
+bool Parser::CheckYamlNodes(const YAML::Node& n,
+                            std::vector<YAML::Node>* path) {
   if (++nodes_seen_ > kMaxYamlNodes) {
-    Error(n, absl::StrCat("the document expands to more than ", kMaxYamlNodes,
-                          " nodes (too many aliases?); write the config without "
-                          "nested alias expansions"));
+    Error(n,
+          absl::StrCat("the document expands to more than ", kMaxYamlNodes,
+                       " nodes (too many aliases?); write the config without "
+                       "nested alias expansions"));
     return false;
   }
   CheckTag(n);
@@ -284,15 +292,19 @@ bool Parser::CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path) 
           p.is(n) || std::any_of(path->begin() + i + 1, path->end(),
                                  [&](const YAML::Node& q) { return q.is(p); });
       if (repeated) {
-        Error(p, "this node contains itself through an alias (as in &x [*x]), so it never "
-                 "ends; an alias must not refer to a node that contains it: write the "
-                 "repeated part out");
+        Error(p,
+              "this node contains itself through an alias (as in &x [*x]), so "
+              "it never "
+              "ends; an alias must not refer to a node that contains it: write "
+              "the "
+              "repeated part out");
         return false;
       }
     }
-    Error(n, absl::StrCat("the YAML nests more than ", kMaxYamlDepth,
-                          " levels deep here; flatten it (conditions may nest at most ",
-                          kMaxConditionDepth, " levels)"));
+    Error(n, absl::StrCat(
+                 "the YAML nests more than ", kMaxYamlDepth,
+                 " levels deep here; flatten it (conditions may nest at most ",
+                 kMaxConditionDepth, " levels)"));
     return false;
   }
   path->push_back(n);
@@ -302,21 +314,23 @@ bool Parser::CheckYamlNodes(const YAML::Node& n, std::vector<YAML::Node>* path) 
     for (auto it = n.begin(); ok && it != n.end(); ++it) {
       const YAML::Node k = it->first;  // a copy: it-> yields a temporary
       if (!k.IsScalar()) {
-        Error(k, "a mapping key must be a plain name, not " + std::string(NodeKindName(k)) +
-                     "; write the key as text");
+        Error(k, "a mapping key must be a plain name, not " +
+                     std::string(NodeKindName(k)) + "; write the key as text");
       } else {
         CheckTag(k);
         auto [pos, inserted] = seen.emplace(k.Scalar(), k.Mark());
         if (!inserted) {
-          Error(k, absl::StrFormat("duplicate key '%s' (first at line %d); remove one of "
-                                   "them or rename it",
-                                   k.Scalar(), pos->second.line + 1));
+          Error(k, absl::StrFormat(
+                       "duplicate key '%s' (first at line %d); remove one of "
+                       "them or rename it",
+                       k.Scalar(), pos->second.line + 1));
         }
       }
       ok = CheckYamlNodes(it->second, path);
     }
   } else {
-    for (auto it = n.begin(); ok && it != n.end(); ++it) ok = CheckYamlNodes(*it, path);
+    for (auto it = n.begin(); ok && it != n.end(); ++it)
+      ok = CheckYamlNodes(*it, path);
   }
   path->pop_back();
   return ok;
@@ -329,13 +343,18 @@ void Parser::CheckTag(const YAML::Node& n) {
   // "?": no tag; "!": quoted (or the non-specific tag, which means the same).
   if (tag.empty() || tag == "?" || tag == "!") return;
   absl::string_view type(tag);
-  static const char* const kCoreTypes[] = {"str", "int", "float", "bool", "null", "map", "seq"};
+  static const char* const kCoreTypes[] = {"str",  "int", "float", "bool",
+                                           "null", "map", "seq"};
   if (!absl::ConsumePrefix(&type, kCoreTagPrefix) ||
-      std::find(std::begin(kCoreTypes), std::end(kCoreTypes), type) == std::end(kCoreTypes)) {
-    Error(n, absl::StrCat("tag ", TagText(tag),
-                          " is not a YAML core schema tag; remove it (abexp configs are plain "
-                          "YAML; the only tags allowed are !!str, !!int, !!float, !!bool, "
-                          "!!null, !!map and !!seq)"));
+      std::find(std::begin(kCoreTypes), std::end(kCoreTypes), type) ==
+          std::end(kCoreTypes)) {
+    Error(n,
+          absl::StrCat(
+              "tag ", TagText(tag),
+              " is not a YAML core schema tag; remove it (abexp configs are "
+              "plain "
+              "YAML; the only tags allowed are !!str, !!int, !!float, !!bool, "
+              "!!null, !!map and !!seq)"));
     return;
   }
   const bool fits = type == "map"   ? n.IsMap()
@@ -359,8 +378,10 @@ std::vector<Entry> Parser::Entries(const YAML::Node& map) {
   return out;
 }
 
-std::map<std::string, Entry> Parser::Fields(const YAML::Node& map, const std::string& what,
-                                            const char* const* allowed, size_t num_allowed) {
+std::map<std::string, Entry> Parser::Fields(const YAML::Node& map,
+                                            const std::string& what,
+                                            const char* const* allowed,
+                                            size_t num_allowed) {
   std::map<std::string, Entry> out;
   for (Entry& e : Entries(map)) {
     const bool known = std::any_of(allowed, allowed + num_allowed,
@@ -373,9 +394,10 @@ std::map<std::string, Entry> Parser::Fields(const YAML::Node& map, const std::st
           break;
         }
       }
-      Error(e.key_node, absl::StrCat(what, ": unknown field ", Quote(e.key), hint,
-                                     "; allowed fields are ",
-                                     absl::StrJoin(allowed, allowed + num_allowed, ", ")));
+      Error(e.key_node,
+            absl::StrCat(what, ": unknown field ", Quote(e.key), hint,
+                         "; allowed fields are ",
+                         absl::StrJoin(allowed, allowed + num_allowed, ", ")));
       continue;
     }
     out.emplace(e.key, std::move(e));
@@ -383,11 +405,12 @@ std::map<std::string, Entry> Parser::Fields(const YAML::Node& map, const std::st
   return out;
 }
 
-bool Parser::ExpectMap(const YAML::Node& n, const YAML::Mark& mark, const std::string& what,
-                       const char* example) {
+bool Parser::ExpectMap(const YAML::Node& n, const YAML::Mark& mark,
+                       const std::string& what, const char* example) {
   if (n.IsMap()) return true;
-  Report(mark, absl::StrCat(what, " must be a map, not ", NodeKindName(n), "; write it like ",
-                            example),
+  Report(mark,
+         absl::StrCat(what, " must be a map, not ", NodeKindName(n),
+                      "; write it like ", example),
          false);
   return false;
 }

@@ -22,7 +22,8 @@ namespace abexp {
 namespace {
 
 // Times before this are bugs (an unset or zeroed clock), not late data.
-const absl::Time kEarliestTime = absl::FromUnixSeconds(946684800);  // 2000-01-01
+const absl::Time kEarliestTime =
+    absl::FromUnixSeconds(946684800);  // 2000-01-01
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", t, absl::UTCTimeZone());
@@ -31,8 +32,9 @@ std::string Rfc3339(absl::Time t) {
 // Appends a length-prefixed field, so ("ab","c") and ("a","bc") differ.
 void AppendField(std::string* out, absl::string_view field) {
   const uint32_t n = static_cast<uint32_t>(field.size());
-  char len[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
-                 static_cast<char>((n >> 16) & 0xff), static_cast<char>(n >> 24)};
+  char len[4] = {
+      static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+      static_cast<char>((n >> 16) & 0xff), static_cast<char>(n >> 24)};
   out->append(len, 4);
   out->append(field.data(), field.size());
 }
@@ -79,9 +81,10 @@ absl::Status ValidateKey(const std::string& key, const std::string& field) {
 absl::Status CheckUnit(const IndexedConfig& config, const Unit& unit,
                        const std::string& field) {
   if (unit.ids.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".ids is empty; send the unit's ids, e.g. {\"user_id\": "
-               "\"u-123\"}"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ".ids is empty; send the unit's ids, e.g. {\"user_id\": "
+                     "\"u-123\"}"));
   }
   return ValidateUnit(config, unit, field);
 }
@@ -103,9 +106,10 @@ absl::Status ValidateExposure(const IndexedConfig& config,
                               absl::Time now) {
   const std::string field = absl::StrCat("exposures[", i, "]");
   if (x.experiment_key.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".experiment_key is empty; send the key of the experiment "
-               "whose variant was shown"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ".experiment_key is empty; send the key of the experiment "
+                     "whose variant was shown"));
   }
   if (x.variant_key.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -117,7 +121,8 @@ absl::Status ValidateExposure(const IndexedConfig& config,
   if (absl::Status s = ValidateTime(x.time, now, field + ".time"); !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateKey(x.idempotency_key, field + ".idempotency_key");
+  if (absl::Status s =
+          ValidateKey(x.idempotency_key, field + ".idempotency_key");
       !s.ok()) {
     return s;
   }
@@ -132,9 +137,9 @@ absl::Status ValidateExposure(const IndexedConfig& config,
     std::vector<std::string> keys;
     for (const Variant& v : e->variants) keys.push_back(v.key);
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ".variant_key '", ClipForMessage(x.variant_key), "' is not a variant of '",
-        e->key, "' in config version ", config.version, "; use one of: ",
-        absl::StrJoin(keys, ", ")));
+        field, ".variant_key '", ClipForMessage(x.variant_key),
+        "' is not a variant of '", e->key, "' in config version ",
+        config.version, "; use one of: ", absl::StrJoin(keys, ", ")));
   }
   if (FindId(x.unit, e->unit_id_type) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -154,7 +159,8 @@ absl::Status ValidateEvent(const IndexedConfig& config, const EventInput& ev,
   }
   if (ev.name.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ".name is empty; send the event name, e.g. \"order_completed\""));
+        field,
+        ".name is empty; send the event name, e.g. \"order_completed\""));
   }
   if (ev.name.size() > kMaxEventNameBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -176,7 +182,8 @@ absl::Status ValidateEvent(const IndexedConfig& config, const EventInput& ev,
   if (absl::Status s = ValidateTime(ev.time, now, field + ".time"); !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateKey(ev.idempotency_key, field + ".idempotency_key");
+  if (absl::Status s =
+          ValidateKey(ev.idempotency_key, field + ".idempotency_key");
       !s.ok()) {
     return s;
   }
@@ -300,7 +307,9 @@ std::string DeriveEventKey(const EventInput& event) {
   return absl::StrCat("de:", Hash128Hex(bytes));
 }
 
-std::string ClientKey(const std::string& key) { return absl::StrCat("c:", key); }
+std::string ClientKey(const std::string& key) {
+  return absl::StrCat("c:", key);
+}
 
 Recorder::Recorder(EventStore* store) : store_(store) {}
 
@@ -405,8 +414,8 @@ struct EventFanOut {
 // counts it, into *fan_out. Returns the item's ignore_reason until the
 // store answers: kNotAttributed when it was sent anywhere, otherwise why
 // not.
-IgnoreReason FanOutEvent(const IndexedConfig& config, const EventInput& ev, size_t i,
-                         absl::Time now, EventFanOut* fan_out) {
+IgnoreReason FanOutEvent(const IndexedConfig& config, const EventInput& ev,
+                         size_t i, absl::Time now, EventFanOut* fan_out) {
   auto it = config.experiments_by_event.find(ev.name);
   if (it == config.experiments_by_event.end()) return IgnoreReason::kNoMetric;
   // Why nothing was sent, most telling reason last.
@@ -437,10 +446,12 @@ IgnoreReason FanOutEvent(const IndexedConfig& config, const EventInput& ev, size
       continue;
     }
     if (key.empty()) {
-      key = ev.idempotency_key.empty() ? DeriveEventKey(ev) : ClientKey(ev.idempotency_key);
+      key = ev.idempotency_key.empty() ? DeriveEventKey(ev)
+                                       : ClientKey(ev.idempotency_key);
     }
-    auto found = std::find_if(built.begin(), built.end(),
-                              [&](const auto& b) { return b.first == unit_id; });
+    auto found = std::find_if(built.begin(), built.end(), [&](const auto& b) {
+      return b.first == unit_id;
+    });
     if (found == built.end()) {
       Event& event = fan_out->shared.emplace_back();
       event.unit_id = *unit_id;
@@ -483,9 +494,8 @@ EventGroups GroupByExperiment(const EventFanOut& fan_out) {
 // a metric on it). Every batch is attempted; the first error fails the
 // call, and the client's retry counts each item once. On success, one
 // result per group, in the groups' order, each of them OK.
-absl::StatusOr<std::vector<WriteResult>> WriteGroups(EventStore& store,
-                                                     const IndexedConfig& config,
-                                                     const EventGroups& groups) {
+absl::StatusOr<std::vector<WriteResult>> WriteGroups(
+    EventStore& store, const IndexedConfig& config, const EventGroups& groups) {
   std::vector<ExperimentLayout> layouts;
   std::vector<EventBatch> writes;
   // Reserved, so that the batches' pointers into `layouts` stay valid.
@@ -497,9 +507,9 @@ absl::StatusOr<std::vector<WriteResult>> WriteGroups(EventStore& store,
   }
   std::vector<WriteResult> written = store.WriteEventBatches(writes);
   if (written.size() != writes.size()) {
-    return absl::InternalError(absl::StrCat(
-        "the event store answered ", written.size(), " results for ",
-        writes.size(), " experiments"));
+    return absl::InternalError(absl::StrCat("the event store answered ",
+                                            written.size(), " results for ",
+                                            writes.size(), " experiments"));
   }
   for (const WriteResult& outcomes : written) {
     if (!outcomes.ok()) return outcomes.status();
@@ -511,7 +521,8 @@ absl::StatusOr<std::vector<WriteResult>> WriteGroups(EventStore& store,
 // item is spooled when any experiment spooled it, else recorded when any
 // recorded it, else a duplicate when any reported one, else ignored.
 // REQUIRES: `written` is WriteGroups's OK answer for `groups`.
-absl::Status MapOutcomesToItems(const IndexedConfig& config, const EventGroups& groups,
+absl::Status MapOutcomesToItems(const IndexedConfig& config,
+                                const EventGroups& groups,
                                 const std::vector<WriteResult>& written,
                                 RecordBatchResult* batch) {
   const size_t num_items = batch->results.size();
@@ -582,12 +593,15 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordEvents(
   batch.results.resize(events.size());
   EventFanOut fan_out;
   for (size_t i = 0; i < events.size(); ++i) {
-    batch.results[i].ignore_reason = FanOutEvent(config, events[i], i, now, &fan_out);
+    batch.results[i].ignore_reason =
+        FanOutEvent(config, events[i], i, now, &fan_out);
   }
   const EventGroups groups = GroupByExperiment(fan_out);
-  absl::StatusOr<std::vector<WriteResult>> written = WriteGroups(*store_, config, groups);
+  absl::StatusOr<std::vector<WriteResult>> written =
+      WriteGroups(*store_, config, groups);
   if (!written.ok()) return written.status();
-  if (absl::Status s = MapOutcomesToItems(config, groups, *written, &batch); !s.ok()) {
+  if (absl::Status s = MapOutcomesToItems(config, groups, *written, &batch);
+      !s.ok()) {
     return s;
   }
   Tally(&batch);
@@ -616,10 +630,9 @@ absl::StatusOr<EventStore*> DeferredEventStore::Get() {
   if (!store.ok()) {
     // A timeout is the backend being away, like a refused connection;
     // other codes (a wrong password) say what to fix.
-    last_error_ =
-        store.status().code() == absl::StatusCode::kDeadlineExceeded
-            ? absl::UnavailableError(store.status().message())
-            : store.status();
+    last_error_ = store.status().code() == absl::StatusCode::kDeadlineExceeded
+                      ? absl::UnavailableError(store.status().message())
+                      : store.status();
     next_attempt_ = absl::Now() + retry_interval_;
     return last_error_;
   }

@@ -37,8 +37,8 @@
 #include "absl/types/span.h"
 #include "server/core/assigner.h"
 #include "server/core/config.h"
-#include "server/core/indexed_config.h"
 #include "server/core/event_store.h"
+#include "server/core/indexed_config.h"
 
 namespace abexp {
 

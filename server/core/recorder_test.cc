@@ -169,14 +169,16 @@ TEST_F(RecorderTest, MalformedItemFailsTheBatchNamingTheFieldAndWritesNothing) {
        "events[1].time", "before 2000"},
       {[](EventInput* e) { e->name.clear(); }, "events[1].name is empty",
        "order_completed"},
-      {[](EventInput* e) { e->name = std::string(kMaxEventNameBytes + 1, 'x'); },
+      {[](EventInput* e) {
+         e->name = std::string(kMaxEventNameBytes + 1, 'x');
+       },
        "events[1].name is", "at most"},
       {[](EventInput* e) {
          e->idempotency_key = std::string(kMaxIdempotencyKeyBytes + 1, 'k');
        },
        "events[1].idempotency_key", "at most"},
-      {[](EventInput* e) { e->unit.ids.clear(); }, "events[1].unit.ids is empty",
-       "user_id"},
+      {[](EventInput* e) { e->unit.ids.clear(); },
+       "events[1].unit.ids is empty", "user_id"},
   };
   ASSERT_TRUE(recorder_
                   .RecordExposures(*config_,
@@ -184,9 +186,8 @@ TEST_F(RecorderTest, MalformedItemFailsTheBatchNamingTheFieldAndWritesNothing) {
                                    kNow)
                   .ok());
   for (const Case& c : cases) {
-    std::vector<EventInput> batch = {
-        Track(counted_[0], "order_completed", 10),
-        Track(counted_[0], "order_completed", 20)};
+    std::vector<EventInput> batch = {Track(counted_[0], "order_completed", 10),
+                                     Track(counted_[0], "order_completed", 20)};
     c.mutate(&batch[1]);
     absl::StatusOr<RecordBatchResult> r =
         recorder_.RecordEvents(*config_, batch, kNow);
@@ -199,11 +200,11 @@ TEST_F(RecorderTest, MalformedItemFailsTheBatchNamingTheFieldAndWritesNothing) {
 }
 
 TEST_F(RecorderTest, ExposureToAVariantTheExperimentLacksIsInvalid) {
-  absl::StatusOr<RecordBatchResult> r = recorder_.RecordExposures(
-      *config_,
-      {Expose("checkout", counted_[0], "control"),
-       Expose("checkout", counted_[1], "treatmnet")},
-      kNow);
+  absl::StatusOr<RecordBatchResult> r =
+      recorder_.RecordExposures(*config_,
+                                {Expose("checkout", counted_[0], "control"),
+                                 Expose("checkout", counted_[1], "treatmnet")},
+                                kNow);
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(),
               HasSubstr("exposures[1].variant_key 'treatmnet' is not a variant "
@@ -243,12 +244,12 @@ TEST_F(RecorderTest, UnknownExperimentsAndEventsAreAcceptedAndIgnored) {
 }
 
 TEST_F(RecorderTest, ExposuresOutsideARunningScheduleAreIgnored) {
-  absl::StatusOr<RecordBatchResult> r = recorder_.RecordExposures(
-      *config_,
-      {Expose("later", counted_[0], "control"),
-       Expose("drafted", counted_[0], "control"),
-       Expose("paused_one", counted_[0], "control")},
-      kNow);
+  absl::StatusOr<RecordBatchResult> r =
+      recorder_.RecordExposures(*config_,
+                                {Expose("later", counted_[0], "control"),
+                                 Expose("drafted", counted_[0], "control"),
+                                 Expose("paused_one", counted_[0], "control")},
+                                kNow);
   ASSERT_TRUE(r.ok()) << r.status();
   for (const RecordResult& result : r->results) {
     EXPECT_EQ(result.outcome, WriteOutcome::kIgnored);
@@ -259,12 +260,12 @@ TEST_F(RecorderTest, ExposuresOutsideARunningScheduleAreIgnored) {
 }
 
 TEST_F(RecorderTest, QaOverrideAndHoldoutUnitsAreExcluded) {
-  absl::StatusOr<RecordBatchResult> r = recorder_.RecordExposures(
-      *config_,
-      {Expose("checkout", "qa-user", "treatment"),
-       Expose("checkout", held_out_[0], "control"),
-       Expose("checkout", counted_[0], "control")},
-      kNow);
+  absl::StatusOr<RecordBatchResult> r =
+      recorder_.RecordExposures(*config_,
+                                {Expose("checkout", "qa-user", "treatment"),
+                                 Expose("checkout", held_out_[0], "control"),
+                                 Expose("checkout", counted_[0], "control")},
+                                kNow);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->results[0].ignore_reason, IgnoreReason::kQaOverride);
   EXPECT_EQ(r->results[1].ignore_reason, IgnoreReason::kHoldout);
@@ -275,14 +276,14 @@ TEST_F(RecorderTest, QaOverrideAndHoldoutUnitsAreExcluded) {
 
   // qa-user is forced only in checkout; in pricing it counts as usual.
   ASSERT_TRUE(recorder_
-                  .RecordExposures(*config_,
-                                   {Expose("pricing", "qa-user", "cheap")}, kNow)
+                  .RecordExposures(
+                      *config_, {Expose("pricing", "qa-user", "cheap")}, kNow)
                   .ok());
-  absl::StatusOr<RecordBatchResult> e = recorder_.RecordEvents(
-      *config_,
-      {Track("qa-user", "order_completed", 5),
-       Track(held_out_[0], "order_completed", 5)},
-      kNow);
+  absl::StatusOr<RecordBatchResult> e =
+      recorder_.RecordEvents(*config_,
+                             {Track("qa-user", "order_completed", 5),
+                              Track(held_out_[0], "order_completed", 5)},
+                             kNow);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->results[0].outcome, WriteOutcome::kRecorded);
   EXPECT_EQ(e->results[0].experiments_recorded, 1);
@@ -311,11 +312,11 @@ TEST_F(RecorderTest, AnEventCountsInEveryExperimentWhoseMetricsUseIt) {
   ExperimentAggregates checkout = Aggregates("checkout");
   EXPECT_EQ(checkout.variants[1].exposed, 1);
   EXPECT_EQ(checkout.variants[1].metrics["order_conversion"].units, 1);
-  EXPECT_DOUBLE_EQ(static_cast<double>(checkout.variants[1].metrics["revenue"].sum),
-                   59.9);
+  EXPECT_DOUBLE_EQ(
+      static_cast<double>(checkout.variants[1].metrics["revenue"].sum), 59.9);
   ExperimentAggregates pricing = Aggregates("pricing");
-  EXPECT_DOUBLE_EQ(static_cast<double>(pricing.variants[1].metrics["revenue"].sum),
-                   59.9);
+  EXPECT_DOUBLE_EQ(
+      static_cast<double>(pricing.variants[1].metrics["revenue"].sum), 59.9);
   EXPECT_EQ(pricing.variants[0].metrics["revenue"].units, 0);
 }
 
@@ -333,9 +334,10 @@ TEST_F(RecorderTest, EventsFollowTheUnitIdTypeOfEachExperiment) {
   EXPECT_EQ(r->results[0].outcome, WriteOutcome::kIgnored);
   EXPECT_EQ(r->results[0].ignore_reason, IgnoreReason::kMissingUnitId);
   EXPECT_EQ(r->results[1].outcome, WriteOutcome::kRecorded);
-  EXPECT_DOUBLE_EQ(static_cast<double>(
-                       Aggregates("onboarding").variants[1].metrics["device_opens"].sum),
-                   1);
+  EXPECT_DOUBLE_EQ(
+      static_cast<double>(
+          Aggregates("onboarding").variants[1].metrics["device_opens"].sum),
+      1);
 }
 
 TEST_F(RecorderTest, AnAssignmentAloneIsNotAnExposure) {
@@ -398,7 +400,9 @@ TEST_F(RecorderTest, DistinctEventsAtTheSameInstantNeedTheirOwnKeys) {
   EXPECT_EQ(r->recorded, 2);
   EXPECT_EQ(r->duplicate, 1);
   EXPECT_DOUBLE_EQ(
-      static_cast<double>(Aggregates("checkout").variants[0].metrics["revenue"].sum), 20);
+      static_cast<double>(
+          Aggregates("checkout").variants[0].metrics["revenue"].sum),
+      20);
 }
 
 TEST_F(RecorderTest, AnExposureToASecondVariantIsAConflict) {

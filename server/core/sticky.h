@@ -130,8 +130,8 @@ class StickyReader {
   // name it (including when the unit fails its checks).
   // REQUIRES: `experiment` points into `config`.
   std::optional<RecordedVariantResult> ReadForExplain(
-      const IndexedConfig& config, const Unit& unit, const Experiment& experiment,
-      absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+      const IndexedConfig& config, const Unit& unit,
+      const Experiment& experiment, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // Logs the failures among `results` (rate-limited) and starts a pause

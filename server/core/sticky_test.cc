@@ -310,7 +310,8 @@ TEST_F(StickyReadTest, StoreDownOpensTheBreakerForOneSecondThenItCloses) {
   Expose("paint", "u1", "blue");
   StickyReader reader(Options());
   store_.Fail(absl::UnavailableError("Redis at 127.0.0.1:9 is unreachable"));
-  std::vector<RecordedVariantResult> r = reader.Read(*config_, PaintLookup("u1"));
+  std::vector<RecordedVariantResult> r =
+      reader.Read(*config_, PaintLookup("u1"));
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(store_.read_calls(), 1);
@@ -396,14 +397,16 @@ TEST_F(StickyReadTest, WithoutAStoreLookupsFailQuietly) {
   StickyOptions options = Options();
   options.store = nullptr;
   StickyReader reader(options);
-  std::vector<RecordedVariantResult> r = reader.Read(*config_, PaintLookup("u1"));
+  std::vector<RecordedVariantResult> r =
+      reader.Read(*config_, PaintLookup("u1"));
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(r[0].status().message(), HasSubstr("no event store"));
   EXPECT_THAT(log_, IsEmpty());
 }
 
-TEST_F(StickyReadTest, AStoreAnsweringTooFewLookupsFailsThemAllWithoutFailingTheCall) {
+TEST_F(StickyReadTest,
+       AStoreAnsweringTooFewLookupsFailsThemAllWithoutFailingTheCall) {
   Expose("paint", "u1", "blue");
   store_.AnswerFewer();
   StickyReader reader(Options());

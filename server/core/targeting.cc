@@ -11,7 +11,8 @@ namespace abexp {
 namespace {
 
 bool IsNumericIdentifier(absl::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && std::all_of(s.begin(), s.end(),
+                                   [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Precedence of two pre-release identifiers (semver.org rule 11.4).
@@ -60,8 +61,8 @@ constexpr int kIncomparable = 2;
 
 // Compares the unit's value with one operand: -1, 0, 1 or kIncomparable.
 // For kSemver, `version` is the value parsed (null when it does not parse).
-int CompareValue(const Condition& c, const AttributeValue& value, const SemVer* version,
-                 const Operand& operand) {
+int CompareValue(const Condition& c, const AttributeValue& value,
+                 const SemVer* version, const Operand& operand) {
   switch (c.attribute_type) {
     case AttributeType::kString: {
       const auto* v = std::get_if<std::string>(&value);
@@ -93,15 +94,16 @@ int CompareValue(const Condition& c, const AttributeValue& value, const SemVer* 
 
 // Whether the unit's value equals one operand: 1, 0 or kIncomparable, as
 // CompareValue(...) == 0 but with one pass over strings.
-int EqualValue(const Condition& c, const AttributeValue& value, const SemVer* version,
-               const Operand& operand) {
+int EqualValue(const Condition& c, const AttributeValue& value,
+               const SemVer* version, const Operand& operand) {
   if (c.attribute_type == AttributeType::kString) {
     const auto* v = std::get_if<std::string>(&value);
     const auto* o = std::get_if<std::string>(&operand);
     if (v == nullptr || o == nullptr) return kIncomparable;
     // Most operands of an `in` list differ from the value in length or in
     // the first byte; look at those before calling memcmp.
-    return v->size() == o->size() && (v->empty() || ((*v)[0] == (*o)[0] && *v == *o));
+    return v->size() == o->size() &&
+           (v->empty() || ((*v)[0] == (*o)[0] && *v == *o));
   }
   const int cmp = CompareValue(c, value, version, operand);
   return cmp == kIncomparable ? kIncomparable : cmp == 0;
@@ -115,7 +117,8 @@ bool CompareHolds(const Condition& c, const AttributeValue* value,
                   const std::optional<SemVer>* parsed) {
   const bool present = value != nullptr;
   if (c.op == CompareOp::kExists) {
-    const bool want = c.operands.empty() || std::get_if<bool>(&c.operands[0]) == nullptr ||
+    const bool want = c.operands.empty() ||
+                      std::get_if<bool>(&c.operands[0]) == nullptr ||
                       *std::get_if<bool>(&c.operands[0]);
     return present == want;
   }
@@ -124,7 +127,8 @@ bool CompareHolds(const Condition& c, const AttributeValue* value,
   const SemVer* version = nullptr;
   if (c.attribute_type == AttributeType::kSemver) {
     if (parsed == nullptr) {
-      if (const auto* s = std::get_if<std::string>(value)) parsed_here = SemVer::Parse(*s);
+      if (const auto* s = std::get_if<std::string>(value))
+        parsed_here = SemVer::Parse(*s);
       parsed = &parsed_here;
     }
     if (parsed->has_value()) version = &**parsed;
@@ -132,7 +136,8 @@ bool CompareHolds(const Condition& c, const AttributeValue* value,
   switch (c.op) {
     case CompareOp::kRegex: {
       const auto* s = std::get_if<std::string>(value);
-      return s != nullptr && c.regex != nullptr && RE2::PartialMatch(*s, *c.regex);
+      return s != nullptr && c.regex != nullptr &&
+             RE2::PartialMatch(*s, *c.regex);
     }
     case CompareOp::kIn:
     case CompareOp::kNotIn: {
@@ -163,13 +168,15 @@ bool CompareHolds(const Condition& c, const AttributeValue* value,
 
 bool EvaluateCompare(const Condition& c, const Attributes& attributes) {
   const auto it = attributes.find(c.attribute);
-  return CompareHolds(c, it == attributes.end() ? nullptr : &it->second, nullptr);
+  return CompareHolds(c, it == attributes.end() ? nullptr : &it->second,
+                      nullptr);
 }
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 bool IsIdentifierChar(char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
+  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         c == '-';
 }
 
 }  // namespace
@@ -231,7 +238,8 @@ std::optional<SemVer> SemVer::Parse(absl::string_view text) {
     uint64_t value = 0;
     for (; i < n && IsDigit(text[i]); ++i) {
       const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
-      if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return false;
+      if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10)
+        return false;
       value = value * 10 + digit;
     }
     *out = value;
@@ -265,7 +273,8 @@ std::optional<SemVer> SemVer::Parse(absl::string_view text) {
   }
   if (i < n && text[i] == '+') {
     ++i;
-    if (!identifiers()) return std::nullopt;  // build metadata: checked, not kept
+    if (!identifiers())
+      return std::nullopt;  // build metadata: checked, not kept
   }
   if (i != n) return std::nullopt;
   return v;
@@ -288,7 +297,8 @@ int SemVer::Compare(const SemVer& other) const {
 
 std::string SemVer::ToString() const {
   std::string out = absl::StrCat(major, ".", minor, ".", patch);
-  if (!prerelease.empty()) absl::StrAppend(&out, "-", absl::StrJoin(prerelease, "."));
+  if (!prerelease.empty())
+    absl::StrAppend(&out, "-", absl::StrJoin(prerelease, "."));
   return out;
 }
 
@@ -311,9 +321,11 @@ bool Evaluate(const Condition& condition, const Attributes& attributes) {
       }
       return false;
     case ConditionKind::kNot:
-      return condition.children.empty() || !Evaluate(*condition.children[0], attributes);
+      return condition.children.empty() ||
+             !Evaluate(*condition.children[0], attributes);
     case ConditionKind::kSegment:
-      return condition.segment != nullptr && Evaluate(*condition.segment, attributes);
+      return condition.segment != nullptr &&
+             Evaluate(*condition.segment, attributes);
     case ConditionKind::kCompare:
       return EvaluateCompare(condition, attributes);
   }
@@ -329,29 +341,34 @@ bool EvaluateWithTrace(const Condition& condition, const Attributes& attributes,
     case ConditionKind::kAll: {
       matched = true;
       for (const auto& child : condition.children) {
-        matched = EvaluateWithTrace(*child, attributes, trace, depth + 1) && matched;
+        matched =
+            EvaluateWithTrace(*child, attributes, trace, depth + 1) && matched;
       }
       break;
     }
     case ConditionKind::kAny: {
       for (const auto& child : condition.children) {
-        matched = EvaluateWithTrace(*child, attributes, trace, depth + 1) || matched;
+        matched =
+            EvaluateWithTrace(*child, attributes, trace, depth + 1) || matched;
       }
       break;
     }
     case ConditionKind::kNot:
       matched = condition.children.empty() ||
-                !EvaluateWithTrace(*condition.children[0], attributes, trace, depth + 1);
+                !EvaluateWithTrace(*condition.children[0], attributes, trace,
+                                   depth + 1);
       break;
     case ConditionKind::kSegment:
-      matched = condition.segment != nullptr &&
-                EvaluateWithTrace(*condition.segment, attributes, trace, depth + 1);
+      matched =
+          condition.segment != nullptr &&
+          EvaluateWithTrace(*condition.segment, attributes, trace, depth + 1);
       break;
     case ConditionKind::kCompare: {
       matched = EvaluateCompare(condition, attributes);
       const auto it = attributes.find(condition.attribute);
-      (*trace)[slot].actual =
-          it == attributes.end() ? "<missing>" : FormatAttributeValue(it->second);
+      (*trace)[slot].actual = it == attributes.end()
+                                  ? "<missing>"
+                                  : FormatAttributeValue(it->second);
       break;
     }
   }
@@ -360,7 +377,8 @@ bool EvaluateWithTrace(const Condition& condition, const Attributes& attributes,
 }
 
 int ConditionCompiler::SlotOf(const std::string& attribute) {
-  auto [it, inserted] = slots_.emplace(attribute, static_cast<int>(slot_names_.size()));
+  auto [it, inserted] =
+      slots_.emplace(attribute, static_cast<int>(slot_names_.size()));
   if (inserted) slot_names_.push_back(attribute);
   return it->second;
 }
@@ -397,16 +415,19 @@ std::shared_ptr<const CompiledCondition> ConditionCompiler::Compile(
   return compiled;
 }
 
-bool Evaluate(const CompiledCondition& condition, absl::Span<const SlotValue> slots) {
+bool Evaluate(const CompiledCondition& condition,
+              absl::Span<const SlotValue> slots) {
   // Comparisons first, and branches rather than a switch: they are most of
   // the nodes, and a jump table's indirect branch mispredicts more often.
   if (condition.kind == ConditionKind::kCompare) {
     const size_t slot = static_cast<size_t>(condition.slot);
-    if (slot >= slots.size()) return CompareHolds(*condition.compare, nullptr, nullptr);
+    if (slot >= slots.size())
+      return CompareHolds(*condition.compare, nullptr, nullptr);
     const SlotValue& sent = slots[slot];
     // A version the request parsed already; otherwise CompareHolds parses.
     const bool parsed = sent.version.has_value();
-    return CompareHolds(*condition.compare, sent.value, parsed ? &sent.version : nullptr);
+    return CompareHolds(*condition.compare, sent.value,
+                        parsed ? &sent.version : nullptr);
   }
   if (condition.kind == ConditionKind::kAll) {
     for (const auto& child : condition.children) {
@@ -421,7 +442,8 @@ bool Evaluate(const CompiledCondition& condition, absl::Span<const SlotValue> sl
     return false;
   }
   if (condition.kind == ConditionKind::kNot) {
-    return condition.children.empty() || !Evaluate(*condition.children[0], slots);
+    return condition.children.empty() ||
+           !Evaluate(*condition.children[0], slots);
   }
   // kSegment: its definition, or false when it was not resolved.
   return !condition.children.empty() && Evaluate(*condition.children[0], slots);

@@ -49,7 +49,18 @@ using AttributeValue = std::variant<std::string, double, bool>;
 using Attributes = absl::flat_hash_map<std::string, AttributeValue>;
 
 enum class ConditionKind { kAll, kAny, kNot, kSegment, kCompare };
-enum class CompareOp { kEq, kNe, kIn, kNotIn, kLt, kLte, kGt, kGte, kRegex, kExists };
+enum class CompareOp {
+  kEq,
+  kNe,
+  kIn,
+  kNotIn,
+  kLt,
+  kLte,
+  kGt,
+  kGte,
+  kRegex,
+  kExists
+};
 // The operator as written in YAML: "eq", "ne", "in", ...
 const char* CompareOpName(CompareOp op);
 
@@ -85,7 +96,8 @@ struct RuleTraceEntry {
   int depth = 0;
   std::string rule;
   bool matched = false;
-  std::string actual;  // the unit's value, or "<missing>"; empty for combinators
+  std::string
+      actual;  // the unit's value, or "<missing>"; empty for combinators
 };
 
 // True when the attributes satisfy the condition.
@@ -137,12 +149,15 @@ class ConditionCompiler {
  private:
   absl::flat_hash_map<std::string, int> slots_;
   std::vector<std::string> slot_names_;
-  absl::flat_hash_map<const Condition*, std::shared_ptr<const CompiledCondition>> segments_;
+  absl::flat_hash_map<const Condition*,
+                      std::shared_ptr<const CompiledCondition>>
+      segments_;
 };
 
 // The same answer as Evaluate(*source, attributes) when slots[i] holds the
 // attribute of slot i (slots beyond the end count as not sent).
-bool Evaluate(const CompiledCondition& condition, absl::Span<const SlotValue> slots);
+bool Evaluate(const CompiledCondition& condition,
+              absl::Span<const SlotValue> slots);
 
 }  // namespace abexp
 

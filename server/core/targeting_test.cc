@@ -15,7 +15,8 @@
 namespace abexp {
 namespace {
 
-std::shared_ptr<Condition> Compare(std::string attribute, AttributeType type, CompareOp op,
+std::shared_ptr<Condition> Compare(std::string attribute, AttributeType type,
+                                   CompareOp op,
                                    std::vector<Operand> operands) {
   auto c = std::make_shared<Condition>();
   c->kind = ConditionKind::kCompare;
@@ -27,12 +28,15 @@ std::shared_ptr<Condition> Compare(std::string attribute, AttributeType type, Co
   return c;
 }
 
-std::shared_ptr<Condition> Combine(ConditionKind kind,
-                                   std::vector<std::shared_ptr<const Condition>> children) {
+std::shared_ptr<Condition> Combine(
+    ConditionKind kind,
+    std::vector<std::shared_ptr<const Condition>> children) {
   auto c = std::make_shared<Condition>();
   c->kind = kind;
   c->children = std::move(children);
-  c->text = kind == ConditionKind::kAll ? "all" : (kind == ConditionKind::kAny ? "any" : "not");
+  c->text = kind == ConditionKind::kAll
+                ? "all"
+                : (kind == ConditionKind::kAny ? "any" : "not");
   return c;
 }
 
@@ -50,7 +54,8 @@ TEST(SemVer, ParsesShortFormsAndPrefix) {
 }
 
 TEST(SemVer, RejectsWhatIsNotAVersion) {
-  for (const char* bad : {"", "abc", "1.2.3.4", "1..2", "1.2.x", "-1.0.0", "1.0.0-", "1.0 .0"}) {
+  for (const char* bad :
+       {"", "abc", "1.2.3.4", "1..2", "1.2.x", "-1.0.0", "1.0.0-", "1.0 .0"}) {
     EXPECT_FALSE(SemVer::Parse(bad).has_value()) << bad;
   }
 }
@@ -80,12 +85,35 @@ TEST(SemVer, ParseAcceptsExactlyTheDocumentedGrammar) {
     EXPECT_EQ(parsed->patch, want.patch) << text;
     EXPECT_EQ(absl::StrJoin(parsed->prerelease, "."), prerelease) << text;
   };
-  for (const char* text :
-       {"", "v", "vv1", "V1", "1", "01.002.0003", "1.", "1..2", ".1", "1.2.3.4", "1.2.3-",
-        "1.2.3-.", "1.2.3-a.", "1.2.3-a..b", "1.2.3+", "1.2.3+b.", "1-2", "1-2.3", "1+2-3",
-        "1.2.3-x-y.-.z+b-c.d", "1.2.3+b-1+c", "18446744073709551615",
-        "18446744073709551616", "1.99999999999999999999", " 1.2.3", "1.2.3 ", "1.2.3-\xc3\xa9",
-        "5.2.0-beta.2", "v6"}) {
+  for (const char* text : {"",
+                           "v",
+                           "vv1",
+                           "V1",
+                           "1",
+                           "01.002.0003",
+                           "1.",
+                           "1..2",
+                           ".1",
+                           "1.2.3.4",
+                           "1.2.3-",
+                           "1.2.3-.",
+                           "1.2.3-a.",
+                           "1.2.3-a..b",
+                           "1.2.3+",
+                           "1.2.3+b.",
+                           "1-2",
+                           "1-2.3",
+                           "1+2-3",
+                           "1.2.3-x-y.-.z+b-c.d",
+                           "1.2.3+b-1+c",
+                           "18446744073709551615",
+                           "18446744073709551616",
+                           "1.99999999999999999999",
+                           " 1.2.3",
+                           "1.2.3 ",
+                           "1.2.3-\xc3\xa9",
+                           "5.2.0-beta.2",
+                           "v6"}) {
     check(text);
   }
   std::mt19937_64 rng(5);
@@ -99,22 +127,29 @@ TEST(SemVer, ParseAcceptsExactlyTheDocumentedGrammar) {
 
 TEST(SemVer, OrdersByTheSemverPrecedenceRules) {
   // The precedence chain from semver.org, section 11.
-  const char* chain[] = {"1.0.0-alpha",  "1.0.0-alpha.1",  "1.0.0-alpha.beta", "1.0.0-beta",
-                         "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",       "1.0.0",
-                         "1.0.1",        "1.2.0",         "1.10.0",           "2.0.0"};
+  const char* chain[] = {"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
+                         "1.0.0-beta",  "1.0.0-beta.2",  "1.0.0-beta.11",
+                         "1.0.0-rc.1",  "1.0.0",         "1.0.1",
+                         "1.2.0",       "1.10.0",        "2.0.0"};
   for (size_t i = 0; i + 1 < std::size(chain); ++i) {
-    EXPECT_LT(V(chain[i]).Compare(V(chain[i + 1])), 0) << chain[i] << " < " << chain[i + 1];
+    EXPECT_LT(V(chain[i]).Compare(V(chain[i + 1])), 0)
+        << chain[i] << " < " << chain[i + 1];
     EXPECT_GT(V(chain[i + 1]).Compare(V(chain[i])), 0);
   }
 }
 
 TEST(Targeting, NumberComparisons) {
   const Attributes a = {{"days_since_signup", 3.0}};
-  auto lt7 = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kLt, {7.0});
-  auto gte3 = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kGte, {3.0});
-  auto gt3 = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kGt, {3.0});
-  auto lte2 = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kLte, {2.0});
-  auto in = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kIn, {1.0, 3.0});
+  auto lt7 = Compare("days_since_signup", AttributeType::kNumber,
+                     CompareOp::kLt, {7.0});
+  auto gte3 = Compare("days_since_signup", AttributeType::kNumber,
+                      CompareOp::kGte, {3.0});
+  auto gt3 = Compare("days_since_signup", AttributeType::kNumber,
+                     CompareOp::kGt, {3.0});
+  auto lte2 = Compare("days_since_signup", AttributeType::kNumber,
+                      CompareOp::kLte, {2.0});
+  auto in = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kIn,
+                    {1.0, 3.0});
   EXPECT_TRUE(Evaluate(*lt7, a));
   EXPECT_TRUE(Evaluate(*gte3, a));
   EXPECT_FALSE(Evaluate(*gt3, a));
@@ -129,7 +164,8 @@ TEST(Targeting, StringMembershipAndEquality) {
                     {std::string("CN"), std::string("SG")});
   auto not_in = Compare("country", AttributeType::kString, CompareOp::kNotIn,
                         {std::string("CN"), std::string("SG")});
-  auto ne = Compare("country", AttributeType::kString, CompareOp::kNe, {std::string("CN")});
+  auto ne = Compare("country", AttributeType::kString, CompareOp::kNe,
+                    {std::string("CN")});
   EXPECT_TRUE(Evaluate(*in, cn));
   EXPECT_FALSE(Evaluate(*in, us));
   EXPECT_FALSE(Evaluate(*not_in, cn));
@@ -139,7 +175,8 @@ TEST(Targeting, StringMembershipAndEquality) {
 }
 
 TEST(Targeting, SemverAttributesCompareAsVersionsNotStrings) {
-  auto gte = Compare("app_version", AttributeType::kSemver, CompareOp::kGte, {V("5.2.0")});
+  auto gte = Compare("app_version", AttributeType::kSemver, CompareOp::kGte,
+                     {V("5.2.0")});
   // As strings "5.10.0" < "5.2.0"; as versions it is higher.
   EXPECT_TRUE(Evaluate(*gte, {{"app_version", std::string("5.10.0")}}));
   EXPECT_TRUE(Evaluate(*gte, {{"app_version", std::string("5.2")}}));
@@ -148,24 +185,37 @@ TEST(Targeting, SemverAttributesCompareAsVersionsNotStrings) {
 }
 
 TEST(Targeting, RegexMatchesAnywhereUnlessAnchored) {
-  auto c = Compare("acquisition_channel", AttributeType::kString, CompareOp::kRegex, {});
+  auto c = Compare("acquisition_channel", AttributeType::kString,
+                   CompareOp::kRegex, {});
   c->regex = std::make_shared<RE2>("^paid_");
-  EXPECT_TRUE(Evaluate(*c, {{"acquisition_channel", std::string("paid_search")}}));
-  EXPECT_FALSE(Evaluate(*c, {{"acquisition_channel", std::string("organic_paid_")}}));
+  EXPECT_TRUE(
+      Evaluate(*c, {{"acquisition_channel", std::string("paid_search")}}));
+  EXPECT_FALSE(
+      Evaluate(*c, {{"acquisition_channel", std::string("organic_paid_")}}));
   c->regex = std::make_shared<RE2>("social");
-  EXPECT_TRUE(Evaluate(*c, {{"acquisition_channel", std::string("paid_social_tiktok")}}));
+  EXPECT_TRUE(Evaluate(
+      *c, {{"acquisition_channel", std::string("paid_social_tiktok")}}));
 }
 
 TEST(Targeting, MissingAttributeFailsEveryComparisonButNotExists) {
   const Attributes none;
-  for (CompareOp op : {CompareOp::kEq, CompareOp::kNe, CompareOp::kLt, CompareOp::kGte}) {
-    EXPECT_FALSE(Evaluate(*Compare("days", AttributeType::kNumber, op, {1.0}), none));
+  for (CompareOp op :
+       {CompareOp::kEq, CompareOp::kNe, CompareOp::kLt, CompareOp::kGte}) {
+    EXPECT_FALSE(
+        Evaluate(*Compare("days", AttributeType::kNumber, op, {1.0}), none));
   }
-  EXPECT_FALSE(Evaluate(*Compare("days", AttributeType::kNumber, CompareOp::kNotIn, {1.0}), none));
-  EXPECT_FALSE(Evaluate(*Compare("days", AttributeType::kNumber, CompareOp::kExists, {true}), none));
-  EXPECT_TRUE(Evaluate(*Compare("days", AttributeType::kNumber, CompareOp::kExists, {false}), none));
-  EXPECT_TRUE(Evaluate(*Compare("days", AttributeType::kNumber, CompareOp::kExists, {true}),
-                       {{"days", 0.0}}));
+  EXPECT_FALSE(Evaluate(
+      *Compare("days", AttributeType::kNumber, CompareOp::kNotIn, {1.0}),
+      none));
+  EXPECT_FALSE(Evaluate(
+      *Compare("days", AttributeType::kNumber, CompareOp::kExists, {true}),
+      none));
+  EXPECT_TRUE(Evaluate(
+      *Compare("days", AttributeType::kNumber, CompareOp::kExists, {false}),
+      none));
+  EXPECT_TRUE(Evaluate(
+      *Compare("days", AttributeType::kNumber, CompareOp::kExists, {true}),
+      {{"days", 0.0}}));
 }
 
 TEST(Targeting, BoolEquality) {
@@ -175,20 +225,27 @@ TEST(Targeting, BoolEquality) {
 }
 
 TEST(Targeting, CombinatorsAndSegments) {
-  auto new_user = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kLt, {7.0});
+  auto new_user = Compare("days_since_signup", AttributeType::kNumber,
+                          CompareOp::kLt, {7.0});
   auto segment = std::make_shared<Condition>();
   segment->kind = ConditionKind::kSegment;
   segment->segment_name = "new_users";
   segment->segment = new_user;
   segment->text = "segment new_users";
-  auto cn = Compare("country", AttributeType::kString, CompareOp::kEq, {std::string("CN")});
-  auto all = Combine(ConditionKind::kAll, {segment, Combine(ConditionKind::kNot, {cn})});
+  auto cn = Compare("country", AttributeType::kString, CompareOp::kEq,
+                    {std::string("CN")});
+  auto all = Combine(ConditionKind::kAll,
+                     {segment, Combine(ConditionKind::kNot, {cn})});
   auto any = Combine(ConditionKind::kAny, {segment, cn});
 
-  const Attributes new_us = {{"days_since_signup", 2.0}, {"country", std::string("US")}};
-  const Attributes new_cn = {{"days_since_signup", 2.0}, {"country", std::string("CN")}};
-  const Attributes old_cn = {{"days_since_signup", 90.0}, {"country", std::string("CN")}};
-  const Attributes old_us = {{"days_since_signup", 90.0}, {"country", std::string("US")}};
+  const Attributes new_us = {{"days_since_signup", 2.0},
+                             {"country", std::string("US")}};
+  const Attributes new_cn = {{"days_since_signup", 2.0},
+                             {"country", std::string("CN")}};
+  const Attributes old_cn = {{"days_since_signup", 90.0},
+                             {"country", std::string("CN")}};
+  const Attributes old_us = {{"days_since_signup", 90.0},
+                             {"country", std::string("US")}};
   EXPECT_TRUE(Evaluate(*all, new_us));
   EXPECT_FALSE(Evaluate(*all, new_cn));
   EXPECT_TRUE(Evaluate(*any, old_cn));
@@ -198,8 +255,10 @@ TEST(Targeting, CombinatorsAndSegments) {
 }
 
 TEST(Targeting, TraceRecordsEveryRuleWithoutShortCircuit) {
-  auto new_user = Compare("days_since_signup", AttributeType::kNumber, CompareOp::kLt, {7.0});
-  auto cn = Compare("country", AttributeType::kString, CompareOp::kEq, {std::string("CN")});
+  auto new_user = Compare("days_since_signup", AttributeType::kNumber,
+                          CompareOp::kLt, {7.0});
+  auto cn = Compare("country", AttributeType::kString, CompareOp::kEq,
+                    {std::string("CN")});
   auto all = Combine(ConditionKind::kAll, {new_user, cn});
   std::vector<RuleTraceEntry> trace;
   const Attributes a = {{"days_since_signup", 30.0}};
@@ -252,7 +311,8 @@ experiments:
   const Config& config = *r.config;
   // Every node of the experiment's condition, so each answer is compared.
   std::vector<std::shared_ptr<const Condition>> conditions;
-  std::vector<std::shared_ptr<const Condition>> pending = {config.experiments[0].targeting};
+  std::vector<std::shared_ptr<const Condition>> pending = {
+      config.experiments[0].targeting};
   while (!pending.empty()) {
     std::shared_ptr<const Condition> c = pending.back();
     pending.pop_back();
@@ -265,14 +325,18 @@ experiments:
   for (const auto& c : conditions) compiled.push_back(compiler.Compile(c));
 
   std::mt19937_64 rng(11);
-  auto pick = [&rng](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  auto pick = [&rng](const std::vector<std::string>& v) {
+    return v[rng() % v.size()];
+  };
   int matched = 0;
   for (int i = 0; i < 5000; ++i) {
     Attributes attributes;
-    if (rng() % 4) attributes["country"] = pick({"CN", "US", "DE", "", "JPN", "sg"});
+    if (rng() % 4)
+      attributes["country"] = pick({"CN", "US", "DE", "", "JPN", "sg"});
     if (rng() % 4) {
-      attributes["app_version"] = pick({"5.2.0", "5.2", "5.2.0-beta.1", "5.2.0-beta.10", "6.0.0-rc.1",
-                                        "7", "4.9.9", "not a version"});
+      attributes["app_version"] =
+          pick({"5.2.0", "5.2", "5.2.0-beta.1", "5.2.0-beta.10", "6.0.0-rc.1",
+                "7", "4.9.9", "not a version"});
     }
     if (rng() % 4) attributes["score"] = static_cast<double>(rng() % 30) / 2;
     if (rng() % 4) attributes["vip"] = rng() % 2 == 0;

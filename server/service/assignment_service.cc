@@ -25,7 +25,8 @@ namespace {
 // ---- proto -> core ----
 
 // ConvertUnit, then ValidateUnit with its messages naming `field`.
-absl::StatusOr<Unit> UnitFromProto(const IndexedConfig& config, const v1::Unit& proto,
+absl::StatusOr<Unit> UnitFromProto(const IndexedConfig& config,
+                                   const v1::Unit& proto,
                                    const std::string& field) {
   absl::StatusOr<Unit> converted = ConvertUnit(proto, field);
   if (!converted.ok()) return converted.status();
@@ -273,7 +274,8 @@ absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
 
 // Records ExposuresToRecord(result). Returns why that failed, as
 // "CODE: message", or "".
-std::string RecordAssignedExposures(const IndexedConfig& config, const Unit& unit,
+std::string RecordAssignedExposures(const IndexedConfig& config,
+                                    const Unit& unit,
                                     const AssignResult& result, absl::Time now,
                                     const Recorder* recorder) {
   const std::vector<ExposureInput> exposures =
@@ -304,10 +306,10 @@ absl::Status CheckFilterKeys(const Config& config,
   }
   for (const std::string& key : options.feature_keys) {
     if (config.FindFeature(key) == nullptr) {
-      return absl::NotFoundError(absl::StrCat(
-          "feature_keys: '", ClipForMessage(key), "' is not in config version ",
-          config.version,
-          "; check the spelling against the config's features"));
+      return absl::NotFoundError(
+          absl::StrCat("feature_keys: '", ClipForMessage(key),
+                       "' is not in config version ", config.version,
+                       "; check the spelling against the config's features"));
     }
   }
   return absl::OkStatus();
@@ -316,8 +318,9 @@ absl::Status CheckFilterKeys(const Config& config,
 }  // namespace
 
 absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
-                      StickyReader* sticky, const v1::AssignRequest& request,
-                      v1::AssignResponse* response) {
+                          StickyReader* sticky,
+                          const v1::AssignRequest& request,
+                          v1::AssignResponse* response) {
   std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
   // Not validated here: StickyLookups and Assign validate the unit before
@@ -346,8 +349,8 @@ absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
 }
 
 absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
-                           const v1::BatchAssignRequest& request,
-                           v1::BatchAssignResponse* response) {
+                               const v1::BatchAssignRequest& request,
+                               v1::BatchAssignResponse* response) {
   if (request.units_size() > kMaxBatchUnits) {
     return absl::InvalidArgumentError(absl::StrCat(
         "units has ", request.units_size(), " entries; send at most ",
@@ -387,9 +390,10 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
   return absl::OkStatus();
 }
 
-absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sticky,
-                       const v1::ExplainAssignmentRequest& request,
-                       v1::ExplainAssignmentResponse* response) {
+absl::Status HandleExplainAssignment(
+    const ConfigStore& store, StickyReader* sticky,
+    const v1::ExplainAssignmentRequest& request,
+    v1::ExplainAssignmentResponse* response) {
   if (request.experiment_key().empty()) {
     return absl::InvalidArgumentError(
         "experiment_key is required; pass the key of the experiment to explain "
@@ -415,8 +419,8 @@ absl::Status HandleExplainAssignment(const ConfigStore& store, StickyReader* sti
 }
 
 absl::Status HandleListExperiments(const ConfigStore& store,
-                               const v1::ListExperimentsRequest& request,
-                               v1::ListExperimentsResponse* response) {
+                                   const v1::ListExperimentsRequest& request,
+                                   v1::ListExperimentsResponse* response) {
   bool wanted[5] = {false, false, false, false, false};
   for (int i = 0; i < request.statuses_size(); ++i) {
     int s = request.statuses(i);
@@ -440,8 +444,8 @@ absl::Status HandleListExperiments(const ConfigStore& store,
 }
 
 absl::Status HandleGetExperiment(const ConfigStore& store,
-                             const v1::GetExperimentRequest& request,
-                             v1::Experiment* response) {
+                                 const v1::GetExperimentRequest& request,
+                                 v1::Experiment* response) {
   if (request.experiment_key().empty()) {
     return absl::InvalidArgumentError(
         "experiment_key is required; pass the key of an experiment "

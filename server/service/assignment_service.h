@@ -35,12 +35,13 @@
 namespace abexp {
 
 // Every method raw, so that UnaryCall parses the requests.
-using RawAssignmentService = v1::AssignmentService::WithRawCallbackMethod_Assign<
-    v1::AssignmentService::WithRawCallbackMethod_BatchAssign<
-        v1::AssignmentService::WithRawCallbackMethod_ExplainAssignment<
-            v1::AssignmentService::WithRawCallbackMethod_ListExperiments<
-                v1::AssignmentService::WithRawCallbackMethod_GetExperiment<
-                    v1::AssignmentService::Service>>>>>;
+using RawAssignmentService =
+    v1::AssignmentService::WithRawCallbackMethod_Assign<
+        v1::AssignmentService::WithRawCallbackMethod_BatchAssign<
+            v1::AssignmentService::WithRawCallbackMethod_ExplainAssignment<
+                v1::AssignmentService::WithRawCallbackMethod_ListExperiments<
+                    v1::AssignmentService::WithRawCallbackMethod_GetExperiment<
+                        v1::AssignmentService::Service>>>>>;
 
 class AssignmentServiceImpl final : public RawAssignmentService {
  public:

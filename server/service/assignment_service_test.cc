@@ -27,8 +27,8 @@
 #include "gtest/gtest.h"
 #include "server/core/bucketing.h"
 #include "server/core/config_store.h"
-#include "server/testing/memory_event_store.h"
 #include "server/core/recorder.h"
+#include "server/testing/memory_event_store.h"
 #include "server/testing/recording_test_util.h"
 #include "server/testing/server_process.h"
 

@@ -108,9 +108,9 @@ absl::Status CheckSize(int n, const char* field) {
 }  // namespace
 
 absl::Status HandleRecordExposures(const ConfigStore& store,
-                               const Recorder& recorder,
-                               const v1::RecordExposuresRequest& request,
-                               v1::RecordExposuresResponse* response) {
+                                   const Recorder& recorder,
+                                   const v1::RecordExposuresRequest& request,
+                                   v1::RecordExposuresResponse* response) {
   if (absl::Status s = CheckSize(request.exposures_size(), "exposures");
       !s.ok()) {
     return s;
@@ -143,9 +143,10 @@ absl::Status HandleRecordExposures(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-absl::Status HandleRecordEvents(const ConfigStore& store, const Recorder& recorder,
-                            const v1::RecordEventsRequest& request,
-                            v1::RecordEventsResponse* response) {
+absl::Status HandleRecordEvents(const ConfigStore& store,
+                                const Recorder& recorder,
+                                const v1::RecordEventsRequest& request,
+                                v1::RecordEventsResponse* response) {
   if (absl::Status s = CheckSize(request.events_size(), "events"); !s.ok()) {
     return s;
   }

@@ -44,8 +44,8 @@ class RecordingServiceImpl final : public RawRecordingService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  const ConfigStore* const store_;   // not owned
-  const Recorder* const recorder_;   // not owned
+  const ConfigStore* const store_;  // not owned
+  const Recorder* const recorder_;  // not owned
   std::atomic<int> in_flight_{0};
 };
 

@@ -50,22 +50,24 @@ void InstallProtobufLogLimiter();
 // The unit's ids and attributes, before ValidateUnit. Errors:
 // INVALID_ARGUMENT for an attribute with no value. `field` names the unit
 // in errors, e.g. "unit" or "events[3].unit".
-absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto, absl::string_view field);
+absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto,
+                                 absl::string_view field);
 
 // AssignmentService. `recorder` records Assign's exposures when asked
 // (null: this server does not record, said in exposure_error). `sticky`
 // reads the recorded variants of sticky experiments; null: they are
 // bucketed by hash like the others.
 absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
-                          StickyReader* sticky, const v1::AssignRequest& request,
+                          StickyReader* sticky,
+                          const v1::AssignRequest& request,
                           v1::AssignResponse* response);
 absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
                                const v1::BatchAssignRequest& request,
                                v1::BatchAssignResponse* response);
-absl::Status HandleExplainAssignment(const ConfigStore& store,
-                                     StickyReader* sticky,
-                                     const v1::ExplainAssignmentRequest& request,
-                                     v1::ExplainAssignmentResponse* response);
+absl::Status HandleExplainAssignment(
+    const ConfigStore& store, StickyReader* sticky,
+    const v1::ExplainAssignmentRequest& request,
+    v1::ExplainAssignmentResponse* response);
 absl::Status HandleListExperiments(const ConfigStore& store,
                                    const v1::ListExperimentsRequest& request,
                                    v1::ListExperimentsResponse* response);

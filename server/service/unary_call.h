@@ -13,7 +13,8 @@
 //   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext*,
 //       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
 //     return ServeInline<v1::Req, v1::Resp>(&in_flight_, request, response,
-//         [&](const v1::Req& req, v1::Resp* resp) { return Handle(req, resp); });
+//         [&](const v1::Req& req, v1::Resp* resp) { return Handle(req, resp);
+//         });
 //   }
 //
 // Thread safety: Finish may be called from any thread, once: inline, or
@@ -101,7 +102,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
     return options;
   }
 
-  std::atomic<int>* const in_flight_;     // not owned
+  std::atomic<int>* const in_flight_;       // not owned
   grpc::ByteBuffer* const response_bytes_;  // not owned
   // An Assign for bench/experiments-50.yaml (11 attributes, 27 features)
   // uses about 7.5 KiB; a larger call spills into blocks the arena mallocs.
@@ -118,8 +119,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* ServeInline(std::atomic<int>* in_flight,
                                       const grpc::ByteBuffer* request_bytes,
-                                      grpc::ByteBuffer* response_bytes,
-                                      Fn fn) {
+                                      grpc::ByteBuffer* response_bytes, Fn fn) {
   auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
   if (!call->Parse(*request_bytes).ok()) return call;
   absl::Status status;

@@ -23,9 +23,9 @@
 #include "gtest/gtest.h"
 #include "server/core/event_store.h"
 #include "server/core/event_store_internal.h"
-#include "server/testing/memory_event_store.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
+#include "server/testing/memory_event_store.h"
 #include "server/testing/redis_process.h"
 
 namespace abexp {
@@ -602,7 +602,8 @@ TEST_P(EventStoreConformance, RecordedVariantsAnswersEveryQueryInOrder) {
   EXPECT_TRUE(store_->RecordedVariants({}).empty());
 }
 
-TEST_P(EventStoreConformance, RecordedVariantsRefusesReorderedVariantsPerQuery) {
+TEST_P(EventStoreConformance,
+       RecordedVariantsRefusesReorderedVariantsPerQuery) {
   ExperimentLayout other = layout_;
   other.key = "other_experiment";
   ASSERT_EQ(Expose(X("u1", 1, kT0)), WriteOutcome::kRecorded);
@@ -668,7 +669,8 @@ TEST_P(EventStoreConformance,
        EventIgnoredBeforeItsUnitWasExposedIsNotRememberedSoItsRetryCounts) {
   // The order arrives before the exposure that preceded it (clients buffer
   // exposures): ignored, and its key is not remembered.
-  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 6.0, "o1");
+  const Event order =
+      E("u1", "order_completed", kT0 + absl::Hours(1), 6.0, "o1");
   EXPECT_EQ(Record(order), WriteOutcome::kIgnored);
   ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
   // The client's retry, after the exposure: the order is after the first
@@ -684,7 +686,8 @@ TEST_P(EventStoreConformance,
 TEST_P(EventStoreConformance,
        EventBeforeFirstExposureCountsOnRetryOnceAnEarlierExposureArrived) {
   ASSERT_EQ(Expose(X("u1", 0, kT0 + absl::Hours(2))), WriteOutcome::kRecorded);
-  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 3.0, "o1");
+  const Event order =
+      E("u1", "order_completed", kT0 + absl::Hours(1), 3.0, "o1");
   EXPECT_EQ(Record(order), WriteOutcome::kIgnored);
   // The unit's real first exposure arrives late; the retried order is now
   // after it.
@@ -697,7 +700,8 @@ TEST_P(EventStoreConformance,
 TEST_P(EventStoreConformance,
        RetryOfACountedEventAfterTheUnitBecameMultiExposedIsIgnored) {
   ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
-  const Event order = E("u1", "order_completed", kT0 + absl::Hours(1), 9.0, "o1");
+  const Event order =
+      E("u1", "order_completed", kT0 + absl::Hours(1), 9.0, "o1");
   ASSERT_EQ(Record(order), WriteOutcome::kRecorded);
   ASSERT_EQ(Expose(X("u1", 1, kT0 + absl::Hours(2))), WriteOutcome::kConflict);
   // The unit is out of the experiment, which is checked before the key.
@@ -1075,8 +1079,8 @@ TEST(RedisEventStoreCost, BatchIsOneRoundTripForExposuresAndTwoForEvents) {
   }
   std::vector<Exposure> exposures;
   for (int i = 0; i < 10000; ++i) {
-    exposures.push_back({absl::StrCat("x", i), i % 2, kT0, "cfg",
-                         absl::StrCat("x", i)});
+    exposures.push_back(
+        {absl::StrCat("x", i), i % 2, kT0, "cfg", absl::StrCat("x", i)});
   }
   int64_t trips = pool->round_trips();
   ASSERT_TRUE((*store)->WriteExposures(layout, exposures).ok());
@@ -1099,7 +1103,8 @@ TEST(RedisEventStoreCost, BatchIsOneRoundTripForExposuresAndTwoForEvents) {
   EXPECT_EQ(std::count(r->begin(), r->end(), WriteOutcome::kIgnored), 10000);
 }
 
-TEST(RedisEventStoreCost, RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTrip) {
+TEST(RedisEventStoreCost,
+     RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTrip) {
   RedisPool* pool = nullptr;
   absl::StatusOr<std::unique_ptr<EventStore>> store = MakeStore("redis", &pool);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -1127,8 +1132,8 @@ TEST(RedisEventStoreCost, RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTri
   for (size_t i = 0; i < got.size(); ++i) {
     const int u = static_cast<int>(i / 3), e = static_cast<int>(i % 3);
     ASSERT_TRUE(got[i].ok()) << got[i].status();
-    EXPECT_EQ(*got[i], u < 100 ? std::optional<int>((u + e) % 2)
-                               : std::optional<int>())
+    EXPECT_EQ(*got[i],
+              u < 100 ? std::optional<int>((u + e) % 2) : std::optional<int>())
         << "unit " << u << " experiment " << e;
   }
   // A phase never written adds one read of its (missing) bucket counts.
@@ -1142,7 +1147,6 @@ TEST(RedisEventStoreCost, RecordedVariantsOfManyUnitsAndExperimentsIsOneRoundTri
   EXPECT_EQ(*got.back(), std::nullopt);
 }
 
-
 // A Redis at maxmemory answers writes with OOM. That must be UNAVAILABLE, so
 // the server spools the batch and the client retries, instead of INTERNAL,
 // which would fail the call for good.
@@ -1151,7 +1155,8 @@ TEST(RedisEventStoreErrors, FullRedisIsUnavailableAndTheRetryCountsOnce) {
   absl::StatusOr<std::unique_ptr<EventStore>> store = MakeStore("redis", &pool);
   ASSERT_TRUE(store.ok()) << store.status();
   ExperimentLayout layout = CheckoutLayout();
-  ASSERT_TRUE((*store)->WriteExposures(layout, {{"a", 0, kT0, "cfg", "a"}}).ok());
+  ASSERT_TRUE(
+      (*store)->WriteExposures(layout, {{"a", 0, kT0, "cfg", "a"}}).ok());
 
   std::vector<RedisCommand> full = {{"CONFIG", "SET", "maxmemory", "1"}};
   ASSERT_TRUE(pool->Pipeline(full).ok());

@@ -108,7 +108,8 @@ bool MemoryEventStore::CountEvent(const Metric& metric,
                                   int64_t t,
                                   absl::Span<MetricAggregate* const> aggs,
                                   UnitRecord* unit) {
-  int64_t window_end = unit->first_ms + absl::ToInt64Milliseconds(metric.window);
+  int64_t window_end =
+      unit->first_ms + absl::ToInt64Milliseconds(metric.window);
   auto delta_of = [&](const MetricSource& source) -> std::optional<double> {
     if (source.event != e.name) return std::nullopt;
     if (source.aggregation == EventAggregation::kCount) return 1.0;

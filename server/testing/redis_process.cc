@@ -47,14 +47,16 @@ std::string FindRedisServer() {
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
-  if (access("/usr/bin/redis-server", X_OK) == 0) return "/usr/bin/redis-server";
+  if (access("/usr/bin/redis-server", X_OK) == 0)
+    return "/usr/bin/redis-server";
   return "";
 }
 
 // A port the kernel just handed out on 127.0.0.1; free unless someone races us.
 absl::StatusOr<int> PickFreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -64,24 +66,27 @@ absl::StatusOr<int> PickFreePort() {
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     int err = errno;
     close(fd);
-    return absl::InternalError(absl::StrCat("picking a free port: ", std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("picking a free port: ", std::strerror(err)));
   }
   close(fd);
   return ntohs(addr.sin_port);
 }
 
 // Sends one command; returns the reply's text (status, string or error).
-absl::StatusOr<std::string> Command(redisContext* c, const std::vector<std::string>& cmd) {
+absl::StatusOr<std::string> Command(redisContext* c,
+                                    const std::vector<std::string>& cmd) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   for (const std::string& a : cmd) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  ReplyPtr reply(static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
+  ReplyPtr reply(static_cast<redisReply*>(redisCommandArgv(
+      c, static_cast<int>(argv.size()), argv.data(), lens.data())));
   if (reply == nullptr) return absl::UnavailableError(c->errstr);
-  if (reply->type == REDIS_REPLY_ERROR) return absl::UnavailableError(std::string(reply->str, reply->len));
+  if (reply->type == REDIS_REPLY_ERROR)
+    return absl::UnavailableError(std::string(reply->str, reply->len));
   if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
     return std::string(reply->str, reply->len);
   }
@@ -90,20 +95,23 @@ absl::StatusOr<std::string> Command(redisContext* c, const std::vector<std::stri
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start(RedisProcessOptions options) {
+absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start(
+    RedisProcessOptions options) {
   std::unique_ptr<RedisProcess> p(new RedisProcess());
   p->options_ = std::move(options);
   p->binary_ = FindRedisServer();
   if (p->binary_.empty()) {
     return absl::FailedPreconditionError(
-        "redis-server is not on PATH or at /usr/bin/redis-server; install redis-server "
+        "redis-server is not on PATH or at /usr/bin/redis-server; install "
+        "redis-server "
         "(scripts/install-deps.sh does)");
   }
   const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ =
-      absl::StrCat(base != nullptr && *base ? base : "/tmp", "/abexp-redis-XXXXXX");
+  std::string templ = absl::StrCat(base != nullptr && *base ? base : "/tmp",
+                                   "/abexp-redis-XXXXXX");
   if (mkdtemp(templ.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("mkdtemp(", templ, "): ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("mkdtemp(", templ, "): ", std::strerror(errno)));
   }
   p->dir_ = templ;
   // Another process may grab the picked port before Redis binds it: retry.
@@ -127,7 +135,9 @@ RedisProcess::~RedisProcess() {
   }
 }
 
-std::string RedisProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
+std::string RedisProcess::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
 
 std::string RedisProcess::Log() const {
   std::ifstream in(dir_ + "/redis.log");
@@ -139,20 +149,29 @@ std::string RedisProcess::Log() const {
 absl::Status RedisProcess::Launch() {
   std::vector<std::string> args = {
       binary_,
-      "--port", absl::StrCat(port_),
-      "--bind", "127.0.0.1",
-      "--dir", dir_,
-      "--appendonly", "yes",
-      "--appendfsync", options_.appendfsync,
-      "--save", "",
-      "--daemonize", "no",
-      "--enable-debug-command", "local",
+      "--port",
+      absl::StrCat(port_),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir_,
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      options_.appendfsync,
+      "--save",
+      "",
+      "--daemonize",
+      "no",
+      "--enable-debug-command",
+      "local",
   };
   if (!options_.password.empty()) {
     args.push_back("--requirepass");
     args.push_back(options_.password);
   }
-  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+  args.insert(args.end(), options_.extra_args.begin(),
+              options_.extra_args.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -160,15 +179,18 @@ absl::Status RedisProcess::Launch() {
   const std::string log = dir_ + "/redis.log";
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                   O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, binary_.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, binary_.c_str(), &actions, nullptr,
+                             argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("cannot run ", binary_, ": ", std::strerror(rc)));
+    return absl::InternalError(
+        absl::StrCat("cannot run ", binary_, ": ", std::strerror(rc)));
   }
   pid_ = pid;
   absl::Status ready = WaitUntilReady();
@@ -183,23 +205,29 @@ absl::Status RedisProcess::WaitUntilReady() {
     int wstatus = 0;
     if (waitpid(pid_, &wstatus, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::UnavailableError(absl::StrCat("redis-server exited during startup (status ",
-                                                 wstatus, "); its log:\n", Log()));
+      return absl::UnavailableError(
+          absl::StrCat("redis-server exited during startup (status ", wstatus,
+                       "); its log:\n", Log()));
     }
     timeval tv = {0, 200 * 1000};
     ContextPtr c(redisConnectWithTimeout("127.0.0.1", port_, tv));
-    if (c != nullptr && c->err == 0 && redisSetTimeout(c.get(), tv) == REDIS_OK) {
+    if (c != nullptr && c->err == 0 &&
+        redisSetTimeout(c.get(), tv) == REDIS_OK) {
       absl::Status auth = absl::OkStatus();
-      if (!options_.password.empty()) auth = Command(c.get(), {"AUTH", options_.password}).status();
+      if (!options_.password.empty())
+        auth = Command(c.get(), {"AUTH", options_.password}).status();
       absl::StatusOr<std::string> pong =
-          auth.ok() ? Command(c.get(), {"PING"}) : absl::StatusOr<std::string>(auth);
+          auth.ok() ? Command(c.get(), {"PING"})
+                    : absl::StatusOr<std::string>(auth);
       if (pong.ok() && *pong == "PONG") {
-        absl::StatusOr<std::string> info = Command(c.get(), {"INFO", "persistence"});
+        absl::StatusOr<std::string> info =
+            Command(c.get(), {"INFO", "persistence"});
         if (info.ok() && absl::StrContains(*info, "loading:0") &&
             !absl::StrContains(*info, "async_loading:1")) {
           return absl::OkStatus();
         }
-        last = info.ok() ? "still loading" : std::string(info.status().message());
+        last =
+            info.ok() ? "still loading" : std::string(info.status().message());
       } else {
         last = pong.ok() ? *pong : std::string(pong.status().message());
       }
@@ -208,15 +236,17 @@ absl::Status RedisProcess::WaitUntilReady() {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::UnavailableError(absl::StrCat("redis-server on port ", port_, " not ready after ",
-                                             absl::FormatDuration(options_.startup_timeout),
-                                             " (last: ", last, "); its log:\n", Log()));
+  return absl::UnavailableError(
+      absl::StrCat("redis-server on port ", port_, " not ready after ",
+                   absl::FormatDuration(options_.startup_timeout),
+                   " (last: ", last, "); its log:\n", Log()));
 }
 
 absl::Status RedisProcess::Stop(int sig) {
   if (pid_ <= 0) return absl::OkStatus();
   kill(pid_, sig);
-  if (sig != SIGKILL) kill(pid_, SIGCONT);  // a stopped process would not see SIGTERM
+  if (sig != SIGKILL)
+    kill(pid_, SIGCONT);  // a stopped process would not see SIGTERM
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   int wstatus = 0;
   while (true) {
@@ -241,7 +271,8 @@ absl::Status RedisProcess::Restart() {
 }
 
 absl::Status RedisProcess::Signal(int sig) {
-  if (pid_ <= 0) return absl::FailedPreconditionError("redis-server is not running");
+  if (pid_ <= 0)
+    return absl::FailedPreconditionError("redis-server is not running");
   if (kill(pid_, sig) != 0) return absl::InternalError(std::strerror(errno));
   return absl::OkStatus();
 }

@@ -39,7 +39,8 @@ class RedisProcess {
   // clients, on 127.0.0.1 and a free port, in a fresh temp dir. Returns once
   // it answers PING. FAILED_PRECONDITION when redis-server is not installed;
   // UNAVAILABLE (with the Redis log) when it does not come up.
-  static absl::StatusOr<std::unique_ptr<RedisProcess>> Start(RedisProcessOptions options = {});
+  static absl::StatusOr<std::unique_ptr<RedisProcess>> Start(
+      RedisProcessOptions options = {});
 
   RedisProcess(const RedisProcess&) = delete;
   RedisProcess& operator=(const RedisProcess&) = delete;

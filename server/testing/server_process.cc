@@ -190,8 +190,7 @@ absl::Status ServerProcess::SpawnWithReaders(
   if (!out.ok()) return out.status();
   absl::StatusOr<Pipe> err = MakePipe();
   if (!err.ok()) return err.status();
-  absl::StatusOr<pid_t> pid =
-      Spawn(argv, out->write.get(), err->write.get());
+  absl::StatusOr<pid_t> pid = Spawn(argv, out->write.get(), err->write.get());
   if (!pid.ok()) return pid.status();
   out->write.reset();
   err->write.reset();
@@ -229,8 +228,8 @@ std::string ServerProcess::AwaitListeningAddress() {
   size_t eol = pos == std::string::npos ? pos : stdout_.find('\n', pos);
   if (eol == std::string::npos) return "";
   listening_line_ = stdout_.substr(pos, eol - pos);
-  absl::string_view rest = absl::string_view(listening_line_)
-                               .substr(std::strlen(kListeningPrefix));
+  absl::string_view rest =
+      absl::string_view(listening_line_).substr(std::strlen(kListeningPrefix));
   return std::string(rest.substr(0, rest.find(' ')));
 }
 
@@ -270,13 +269,12 @@ absl::Status ServerProcess::LaunchFailure(
   mu_.AwaitWithTimeout(absl::Condition(&stderr_eof_),
                        exiting ? absl::Seconds(5) : absl::ZeroDuration());
   ReapIfExited(/*block=*/false);
-  std::string status = reaped_
-                           ? absl::StrCat("exited with status ", exit_code_)
-                           : std::string("still running");
-  return absl::UnavailableError(absl::StrCat(
-      "abexp-server ", what, " (", status, "); command: ",
-      absl::StrJoin(argv, " "), "\n--- stderr ---\n", stderr_,
-      "--- stdout ---\n", stdout_));
+  std::string status = reaped_ ? absl::StrCat("exited with status ", exit_code_)
+                               : std::string("still running");
+  return absl::UnavailableError(
+      absl::StrCat("abexp-server ", what, " (", status,
+                   "); command: ", absl::StrJoin(argv, " "),
+                   "\n--- stderr ---\n", stderr_, "--- stdout ---\n", stdout_));
 }
 
 absl::Status ServerProcess::Kill() {

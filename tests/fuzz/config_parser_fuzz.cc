@@ -23,15 +23,18 @@
 namespace abexp {
 namespace {
 
-void Check(bool ok, const char* what) { FuzzCheck(ok, "config_parser_fuzz", what); }
+void Check(bool ok, const char* what) {
+  FuzzCheck(ok, "config_parser_fuzz", what);
+}
 
 const Config& Example() {
   static const auto* example = [] {
-    const std::string path = std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml";
+    const std::string path =
+        std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml";
     ParseResult parsed = ParseConfigFile(path);
     if (!parsed.ok()) {
-      fprintf(stderr, "config_parser_fuzz: %s does not parse:\n%s\n", path.c_str(),
-              parsed.FormatDiagnostics().c_str());
+      fprintf(stderr, "config_parser_fuzz: %s does not parse:\n%s\n",
+              path.c_str(), parsed.FormatDiagnostics().c_str());
       abort();
     }
     return new std::shared_ptr<const IndexedConfig>(std::move(parsed.config));
@@ -43,7 +46,8 @@ const Config& Example() {
 // attribute, with a value of its declared type.
 Unit UnitFor(const IndexedConfig& config) {
   Unit unit;
-  for (const std::string& id_type : config.id_types) unit.ids[id_type] = "fuzz-unit-1";
+  for (const std::string& id_type : config.id_types)
+    unit.ids[id_type] = "fuzz-unit-1";
   for (const auto& [name, type] : config.attributes) {
     switch (type) {
       case AttributeType::kString:
@@ -69,22 +73,26 @@ void Use(const IndexedConfig& config) {
   if (valid.ok()) {
     AssignOptions options;
     options.now = absl::FromUnixSeconds(1'750'000'000);
-    absl::StatusOr<std::vector<StickyLookup>> sticky = StickyLookups(config, unit, options);
+    absl::StatusOr<std::vector<StickyLookup>> sticky =
+        StickyLookups(config, unit, options);
     Check(sticky.ok(), "StickyLookups failed on a valid config and unit");
     absl::StatusOr<AssignResult> assigned = Assign(config, unit, options);
     Check(assigned.ok(), "Assign failed on a valid config and unit");
     size_t explained = 0;
     for (const Experiment& e : config.experiments) {
       if (++explained > 16) break;
-      Check(Explain(config, unit, e.key, options.now).ok(), "Explain failed for a config's experiment");
+      Check(Explain(config, unit, e.key, options.now).ok(),
+            "Explain failed for a config's experiment");
     }
   }
 
   const ConfigDiff same = DiffConfigs(config, config);
   Check(same.ok(), "a config diffed against itself is breaking");
-  Check(same.features.empty(), "a config diffed against itself changes features");
+  Check(same.features.empty(),
+        "a config diffed against itself changes features");
   for (const ExperimentDiff& e : same.experiments) {
-    Check(e.change == DiffChange::kUnchanged, "a config diffed against itself changes an experiment");
+    Check(e.change == DiffChange::kUnchanged,
+          "a config diffed against itself changes an experiment");
     Check(e.moved.zero() && e.added.zero() && e.removed.zero(),
           "a config diffed against itself moves units");
   }
@@ -97,8 +105,10 @@ void Use(const IndexedConfig& config) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const abexp::ParseResult parsed = abexp::ParseConfig(
-      absl::string_view(reinterpret_cast<const char*>(data), size), "fuzz.yaml");
-  abexp::Check(parsed.ok() || !parsed.diagnostics.empty(), "a config was refused without a diagnostic");
+      absl::string_view(reinterpret_cast<const char*>(data), size),
+      "fuzz.yaml");
+  abexp::Check(parsed.ok() || !parsed.diagnostics.empty(),
+               "a config was refused without a diagnostic");
   if (parsed.ok()) abexp::Use(*parsed.config);
   return 0;
 }

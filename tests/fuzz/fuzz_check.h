@@ -9,7 +9,8 @@
 namespace abexp {
 
 // Aborts with "<target>: property violated: <what> (<detail>)" unless ok.
-inline void FuzzCheck(bool ok, const char* target, const char* what, const char* detail = "") {
+inline void FuzzCheck(bool ok, const char* target, const char* what,
+                      const char* detail = "") {
   if (ok) return;
   fprintf(stderr, "%s: property violated: %s (%s)\n", target, what, detail);
   abort();

@@ -30,9 +30,9 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "server/core/config_store.h"
-#include "server/testing/memory_event_store.h"
 #include "server/core/recorder.h"
 #include "server/service/rpc_handlers.h"
+#include "server/testing/memory_event_store.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace abexp {
@@ -69,8 +69,10 @@ Server& TheServer() {
   static Server* server = [] {
     grpc_init();
     auto* s = new Server();
-    const std::string path = std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml";
-    absl::StatusOr<std::unique_ptr<ConfigStore>> store = ConfigStore::Open(path);
+    const std::string path =
+        std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml";
+    absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+        ConfigStore::Open(path);
     if (!store.ok()) {
       fprintf(stderr, "rpc_requests_fuzz: %s: %s\n", path.c_str(),
               std::string(store.status().message()).c_str());
@@ -96,21 +98,24 @@ void Run(const uint8_t* data, size_t size, Handle handle) {
   const std::string message(status.message());
   Check(message.size() <= kMaxMessageBytes, "status message too long",
         absl::StrCat(message.size(), " bytes"));
-  Check(google::protobuf::internal::IsStructurallyValidUTF8(message.data(),
-                                                          static_cast<int>(message.size())),
+  Check(google::protobuf::internal::IsStructurallyValidUTF8(
+            message.data(), static_cast<int>(message.size())),
         "status message is not UTF-8");
   if (!status.ok()) {
     const absl::StatusCode code = status.code();
-    Check(code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+    Check(code == absl::StatusCode::kInvalidArgument ||
+              code == absl::StatusCode::kNotFound ||
               code == absl::StatusCode::kFailedPrecondition ||
               code == absl::StatusCode::kResourceExhausted,
-          "a request was refused with a code clients cannot act on", status.ToString());
+          "a request was refused with a code clients cannot act on",
+          status.ToString());
     return;
   }
   std::string wire;
   Check(response.SerializeToString(&wire), "response does not serialize");
   Response back;
-  Check(back.ParseFromString(wire), "response bytes do not parse back (invalid UTF-8?)",
+  Check(back.ParseFromString(wire),
+        "response bytes do not parse back (invalid UTF-8?)",
         response.ShortDebugString().substr(0, 512));
 }
 
@@ -127,9 +132,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   --size;
   switch (method) {
     case 0:
-      Run<v1::AssignRequest, v1::AssignResponse>(data, size, [&](const auto& req, auto* resp) {
-        return HandleAssign(*s.config, s.recorder.get(), nullptr, req, resp);
-      });
+      Run<v1::AssignRequest, v1::AssignResponse>(
+          data, size, [&](const auto& req, auto* resp) {
+            return HandleAssign(*s.config, s.recorder.get(), nullptr, req,
+                                resp);
+          });
       break;
     case 1:
       Run<v1::BatchAssignRequest, v1::BatchAssignResponse>(
@@ -150,9 +157,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           });
       break;
     case 4:
-      Run<v1::GetExperimentRequest, v1::Experiment>(data, size, [&](const auto& req, auto* resp) {
-        return HandleGetExperiment(*s.config, req, resp);
-      });
+      Run<v1::GetExperimentRequest, v1::Experiment>(
+          data, size, [&](const auto& req, auto* resp) {
+            return HandleGetExperiment(*s.config, req, resp);
+          });
       break;
     case 5:
       Run<v1::RecordExposuresRequest, v1::RecordExposuresResponse>(

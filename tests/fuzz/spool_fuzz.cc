@@ -1,5 +1,6 @@
-// Fuzzes the spool's recovery (server/storage/spool/spool.h): the input becomes segment
-// files and a CHECKPOINT in an empty directory, then Open() recovers it.
+// Fuzzes the spool's recovery (server/storage/spool/spool.h): the input becomes
+// segment files and a CHECKPOINT in an empty directory, then Open() recovers
+// it.
 //
 // Segments are written from well-formed frames mixed with raw bytes,
 // zeros and frames with wrong lengths, so that recovery sees both valid
@@ -27,15 +28,18 @@
 namespace abexp {
 namespace {
 
-void Check(bool ok, const char* what, const absl::Status& status = absl::OkStatus()) {
+void Check(bool ok, const char* what,
+           const absl::Status& status = absl::OkStatus()) {
   FuzzCheck(ok, "spool_fuzz", what, status.ToString().c_str());
 }
 
 void PutU32(uint32_t v, std::string* out) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < 4; ++i)
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 void PutU64(uint64_t v, std::string* out) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < 8; ++i)
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 // One directory per process, emptied before each input.
@@ -57,7 +61,8 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 }
 
 // A segment's bytes, and the offsets where its frames start.
-std::string SegmentBytes(FuzzedDataProvider& in, std::vector<uint64_t>* boundaries) {
+std::string SegmentBytes(FuzzedDataProvider& in,
+                         std::vector<uint64_t>* boundaries) {
   std::string out;
   const int chunks = in.ConsumeIntegralInRange<int>(0, 8);
   for (int i = 0; i < chunks && in.remaining_bytes() > 0; ++i) {
@@ -97,8 +102,9 @@ void Run(FuzzedDataProvider& in) {
   }
 
   // Numbers near both ends of the range, and runs with gaps.
-  uint64_t segment = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 3)
-                                      : in.ConsumeIntegral<uint64_t>();
+  uint64_t segment = in.ConsumeBool()
+                         ? in.ConsumeIntegralInRange<uint64_t>(0, 3)
+                         : in.ConsumeIntegral<uint64_t>();
   std::vector<uint64_t> segments;
   std::vector<std::vector<uint64_t>> boundaries;
   const int files = in.ConsumeIntegralInRange<int>(0, 3);
@@ -125,9 +131,10 @@ void Run(FuzzedDataProvider& in) {
 
   switch (in.ConsumeIntegralInRange<int>(0, 3)) {
     case 0:
-      break;  // no checkpoint
+      break;   // no checkpoint
     case 1: {  // raw bytes, often the right length
-      std::string bytes = in.ConsumeBytesAsString(in.ConsumeIntegralInRange<size_t>(0, 24));
+      std::string bytes =
+          in.ConsumeBytesAsString(in.ConsumeIntegralInRange<size_t>(0, 24));
       WriteFile(dir + "/CHECKPOINT", bytes);
       break;
     }
@@ -135,10 +142,12 @@ void Run(FuzzedDataProvider& in) {
       uint64_t at_segment = in.ConsumeIntegral<uint64_t>();
       uint64_t at_offset = in.ConsumeIntegral<uint64_t>();
       if (!segments.empty() && in.ConsumeBool()) {
-        const size_t i = in.ConsumeIntegralInRange<size_t>(0, segments.size() - 1);
+        const size_t i =
+            in.ConsumeIntegralInRange<size_t>(0, segments.size() - 1);
         at_segment = segments[i];
         if (!boundaries[i].empty() && in.ConsumeBool()) {
-          at_offset = boundaries[i][in.ConsumeIntegralInRange<size_t>(0, boundaries[i].size() - 1)];
+          at_offset = boundaries[i][in.ConsumeIntegralInRange<size_t>(
+              0, boundaries[i].size() - 1)];
         } else {
           at_offset = in.ConsumeIntegralInRange<uint64_t>(0, 512);
         }
@@ -150,7 +159,8 @@ void Run(FuzzedDataProvider& in) {
       WriteFile(dir + "/CHECKPOINT", bytes);
     }
   }
-  if (in.ConsumeBool()) WriteFile(dir + "/CHECKPOINT.tmp", in.ConsumeRandomLengthString(24));
+  if (in.ConsumeBool())
+    WriteFile(dir + "/CHECKPOINT.tmp", in.ConsumeRandomLengthString(24));
 
   SpoolOptions options;
   options.sync = false;
@@ -160,7 +170,8 @@ void Run(FuzzedDataProvider& in) {
 
   absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(dir, options);
   if (!spool.ok()) {
-    Check(!spool.status().message().empty(), "Open() failed without a message", spool.status());
+    Check(!spool.status().message().empty(), "Open() failed without a message",
+          spool.status());
     return;
   }
   const int64_t pending = (*spool)->pending_records();
@@ -172,7 +183,8 @@ void Run(FuzzedDataProvider& in) {
       },
       max_batch);
   Check(s.ok(), "Replay() failed after Open() verified the spool", s);
-  Check(delivered == pending, "Replay() did not deliver pending_records() records");
+  Check(delivered == pending,
+        "Replay() did not deliver pending_records() records");
   Check((*spool)->empty(), "the spool is not empty after a full replay");
 
   const std::vector<std::string> record = {"after recovery"};

@@ -29,7 +29,9 @@ namespace {
 
 const char* g_call = "";  // the entry point being checked, for reports
 
-void Check(bool ok, const char* what) { FuzzCheck(ok, "stats_fuzz", what, g_call); }
+void Check(bool ok, const char* what) {
+  FuzzCheck(ok, "stats_fuzz", what, g_call);
+}
 
 void Finite(double v, const char* what) { Check(std::isfinite(v), what); }
 void Finite(const std::optional<double>& v, const char* what) {
@@ -38,8 +40,8 @@ void Finite(const std::optional<double>& v, const char* what) {
 void Probability(const std::optional<double>& p, const char* what) {
   if (p) Check(*p >= 0 && *p <= 1, what);
 }
-void Interval(const std::optional<double>& low, const std::optional<double>& high,
-              const char* what) {
+void Interval(const std::optional<double>& low,
+              const std::optional<double>& high, const char* what) {
   Finite(low, what);
   Finite(high, what);
   if (low && high) Check(*low <= *high, what);
@@ -91,12 +93,15 @@ void CheckComparison(const absl::StatusOr<Comparison>& c) {
   Finite(c->treatment, "treatment estimate");
   Finite(c->control_variance, "control variance");
   Finite(c->treatment_variance, "treatment variance");
-  if (c->control_variance) Check(*c->control_variance >= 0, "negative control variance");
-  if (c->treatment_variance) Check(*c->treatment_variance >= 0, "negative treatment variance");
+  if (c->control_variance)
+    Check(*c->control_variance >= 0, "negative control variance");
+  if (c->treatment_variance)
+    Check(*c->treatment_variance >= 0, "negative treatment variance");
   for (const Lift* lift : {&c->absolute, &c->relative}) {
     Finite(lift->estimate, "lift estimate");
     Finite(lift->standard_error, "lift standard error");
-    if (lift->standard_error) Check(*lift->standard_error >= 0, "negative standard error");
+    if (lift->standard_error)
+      Check(*lift->standard_error >= 0, "negative standard error");
     Finite(lift->df, "degrees of freedom");
     Interval(lift->ci_low, lift->ci_high, "lift interval");
     Probability(lift->p_value, "lift p-value");
@@ -110,8 +115,10 @@ void CheckBayes(const absl::StatusOr<BayesResult>& b) {
   Probability(b->chance_to_beat_control, "chance to beat control");
   Finite(b->expected_loss_ship, "expected loss of shipping");
   Finite(b->expected_loss_keep, "expected loss of keeping");
-  if (b->expected_loss_ship) Check(*b->expected_loss_ship >= 0, "negative expected loss");
-  if (b->expected_loss_keep) Check(*b->expected_loss_keep >= 0, "negative expected loss");
+  if (b->expected_loss_ship)
+    Check(*b->expected_loss_ship >= 0, "negative expected loss");
+  if (b->expected_loss_keep)
+    Check(*b->expected_loss_keep >= 0, "negative expected loss");
 }
 
 void CheckChiSquare(const absl::StatusOr<ChiSquareResult>& r) {
@@ -158,27 +165,32 @@ void Run(FuzzedDataProvider& in) {
     }
     case 1: {
       g_call = "CompareMeans";
-      MeanArm a{Count(in), Number(in), Number(in)}, b{Count(in), Number(in), Number(in)};
+      MeanArm a{Count(in), Number(in), Number(in)},
+          b{Count(in), Number(in), Number(in)};
       CheckComparison(CompareMeans(a, b, Options(in)));
       break;
     }
     case 2: {
       g_call = "CompareMeanSummaries";
-      MeanSummary a{Count(in), Number(in), Number(in)}, b{Count(in), Number(in), Number(in)};
+      MeanSummary a{Count(in), Number(in), Number(in)},
+          b{Count(in), Number(in), Number(in)};
       CheckComparison(CompareMeanSummaries(a, b, Options(in)));
       break;
     }
     case 3: {
       g_call = "CompareRatios";
-      RatioArm a{Count(in), Number(in), Number(in), Number(in), Number(in), Number(in)};
-      RatioArm b{Count(in), Number(in), Number(in), Number(in), Number(in), Number(in)};
+      RatioArm a{Count(in),  Number(in), Number(in),
+                 Number(in), Number(in), Number(in)};
+      RatioArm b{Count(in),  Number(in), Number(in),
+                 Number(in), Number(in), Number(in)};
       CheckComparison(CompareRatios(a, b, Options(in)));
       break;
     }
     case 4: {
       g_call = "ConfidenceSequence";
       const double estimate = Number(in), se = Number(in), units = Number(in);
-      absl::StatusOr<SequentialInterval> s = ConfidenceSequence(estimate, se, units, Options(in));
+      absl::StatusOr<SequentialInterval> s =
+          ConfidenceSequence(estimate, se, units, Options(in));
       if (s.ok()) {
         Interval(s->ci_low, s->ci_high, "sequential interval");
         Probability(s->p_value, "sequential p-value");
@@ -187,7 +199,8 @@ void Run(FuzzedDataProvider& in) {
     }
     case 5: {
       g_call = "BayesProportions";
-      CheckBayes(BayesProportions({Count(in), Count(in)}, {Count(in), Count(in)}));
+      CheckBayes(
+          BayesProportions({Count(in), Count(in)}, {Count(in), Count(in)}));
       break;
     }
     case 6: {
@@ -236,20 +249,27 @@ void Run(FuzzedDataProvider& in) {
     }
     case 10: {
       g_call = "AdjustPValues";
-      std::vector<std::optional<double>> p(in.ConsumeIntegralInRange<size_t>(0, 8));
+      std::vector<std::optional<double>> p(
+          in.ConsumeIntegralInRange<size_t>(0, 8));
       for (auto& x : p) {
-        if (in.ConsumeBool()) x = in.ConsumeBool() ? in.ConsumeProbability<double>() : Number(in);
+        if (in.ConsumeBool())
+          x = in.ConsumeBool() ? in.ConsumeProbability<double>() : Number(in);
       }
-      const AdjustMethod method = in.ConsumeBool() ? AdjustMethod::kHolm : AdjustMethod::kBenjaminiHochberg;
+      const AdjustMethod method = in.ConsumeBool()
+                                      ? AdjustMethod::kHolm
+                                      : AdjustMethod::kBenjaminiHochberg;
       absl::StatusOr<AdjustResult> r = AdjustPValues(p, method);
       if (r.ok()) {
         Check(r->adjusted.size() == p.size(), "one adjusted p-value per input");
         for (size_t i = 0; i < p.size(); ++i) {
-          Check(r->adjusted[i].has_value() == p[i].has_value(), "null where the raw p-value is null");
+          Check(r->adjusted[i].has_value() == p[i].has_value(),
+                "null where the raw p-value is null");
           if (!p[i]) continue;
-          Check(*r->adjusted[i] >= *p[i] && *r->adjusted[i] <= 1, "adjusted p-value out of [raw, 1]");
+          Check(*r->adjusted[i] >= *p[i] && *r->adjusted[i] <= 1,
+                "adjusted p-value out of [raw, 1]");
           for (size_t j = 0; j < p.size(); ++j) {
-            if (p[j] && *p[i] < *p[j]) Check(*r->adjusted[i] <= *r->adjusted[j], "order not preserved");
+            if (p[j] && *p[i] < *p[j])
+              Check(*r->adjusted[i] <= *r->adjusted[j], "order not preserved");
           }
         }
       }
@@ -279,7 +299,8 @@ void Run(FuzzedDataProvider& in) {
       const double mde = Number(in);
       absl::StatusOr<DaysToPowerResult> r = DaysToPower(t, mde, Power(in));
       if (r.ok()) {
-        if (r->per_variant) Check(*r->per_variant > 0, "per_variant not positive");
+        if (r->per_variant)
+          Check(*r->per_variant > 0, "per_variant not positive");
         if (r->more_days) Check(*r->more_days >= 0, "negative more_days");
       }
     }

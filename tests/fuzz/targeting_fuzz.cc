@@ -42,7 +42,8 @@ void CheckSemVer(FuzzedDataProvider& in) {
     if (!version) continue;
     const std::optional<SemVer> again = SemVer::Parse(version->ToString());
     Check(again.has_value(), "SemVer::Parse(v.ToString()) fails");
-    Check(again->Compare(*version) == 0 && again->prerelease == version->prerelease,
+    Check(again->Compare(*version) == 0 &&
+              again->prerelease == version->prerelease,
           "SemVer::Parse(v.ToString()) differs from v");
   }
   for (int i = 0; i < 3; ++i) {
@@ -70,9 +71,11 @@ struct Builder {
 
   // A version string, sometimes not a version at all.
   std::string VersionText() {
-    static const char* const kVersions[] = {"1.2.3", "1.2.3-alpha.1", "1.2", "v2", "1.2.3+b.1",
-                                            "0.0.0-0", "1.2.3-rc.10", "1.2.3-rc.9"};
-    if (in.ConsumeBool()) return kVersions[in.ConsumeIntegralInRange<int>(0, 7)];
+    static const char* const kVersions[] = {
+        "1.2.3",     "1.2.3-alpha.1", "1.2",         "v2",
+        "1.2.3+b.1", "0.0.0-0",       "1.2.3-rc.10", "1.2.3-rc.9"};
+    if (in.ConsumeBool())
+      return kVersions[in.ConsumeIntegralInRange<int>(0, 7)];
     return in.ConsumeRandomLengthString(24);
   }
 
@@ -118,7 +121,8 @@ struct Builder {
         c->operands.push_back(in.ConsumeBool());
         break;
       case CompareOp::kRegex:
-        c->regex = std::make_shared<RE2>(in.ConsumeRandomLengthString(16), RE2::Quiet);
+        c->regex =
+            std::make_shared<RE2>(in.ConsumeRandomLengthString(16), RE2::Quiet);
         break;
       case CompareOp::kIn:
       case CompareOp::kNotIn: {
@@ -143,13 +147,18 @@ struct Builder {
       c->text = "segment";
       // Unresolved now and then, as a compiled condition allows.
       if (!segments.empty() && in.ConsumeIntegralInRange<int>(0, 7) != 0) {
-        c->segment = segments[in.ConsumeIntegralInRange<size_t>(0, segments.size() - 1)];
+        c->segment =
+            segments[in.ConsumeIntegralInRange<size_t>(0, segments.size() - 1)];
       }
       return c;
     }
-    c->kind = pick == 1 ? ConditionKind::kAll : pick == 2 ? ConditionKind::kAny : ConditionKind::kNot;
+    c->kind = pick == 1   ? ConditionKind::kAll
+              : pick == 2 ? ConditionKind::kAny
+                          : ConditionKind::kNot;
     c->text = "combinator";
-    const int n = c->kind == ConditionKind::kNot ? 1 : in.ConsumeIntegralInRange<int>(0, 4);
+    const int n = c->kind == ConditionKind::kNot
+                      ? 1
+                      : in.ConsumeIntegralInRange<int>(0, 4);
     for (int i = 0; i < n; ++i) c->children.push_back(Node(depth + 1));
     return c;
   }
@@ -166,14 +175,17 @@ void Run(FuzzedDataProvider& in) {
   CheckSemVer(in);
 
   Builder b{in, {}, {}, 0};
-  for (auto& type : b.types) type = static_cast<AttributeType>(in.ConsumeIntegralInRange<int>(0, 3));
+  for (auto& type : b.types)
+    type = static_cast<AttributeType>(in.ConsumeIntegralInRange<int>(0, 3));
   const int segments = in.ConsumeIntegralInRange<int>(0, kMaxSegments);
-  for (int i = 0; i < segments; ++i) b.segments.push_back(b.Node(0));  // uses earlier ones only
+  for (int i = 0; i < segments; ++i)
+    b.segments.push_back(b.Node(0));  // uses earlier ones only
   const std::shared_ptr<const Condition> root = b.Node(0);
 
   Attributes attributes;
   for (int a = 0; a < kAttributes; ++a) {
-    if (in.ConsumeBool()) attributes["a" + std::to_string(a)] = b.Value(b.types[a]);
+    if (in.ConsumeBool())
+      attributes["a" + std::to_string(a)] = b.Value(b.types[a]);
   }
   // An attribute no condition names is ignored.
   if (in.ConsumeBool()) attributes["other"] = in.ConsumeRandomLengthString(8);
@@ -182,7 +194,8 @@ void Run(FuzzedDataProvider& in) {
   std::vector<RuleTraceEntry> trace;
   const bool traced = EvaluateWithTrace(*root, attributes, &trace);
   Check(plain == traced, "Evaluate and EvaluateWithTrace disagree");
-  Check(trace.size() == TreeSize(*root), "the trace does not have one entry per node");
+  Check(trace.size() == TreeSize(*root),
+        "the trace does not have one entry per node");
   Check(trace[0].matched == plain, "the trace's first entry is not the result");
 
   ConditionCompiler compiler;
@@ -206,8 +219,8 @@ void Run(FuzzedDataProvider& in) {
   if (!slots.empty()) {
     Attributes fewer = attributes;
     fewer.erase(compiler.slot_names().back());
-    Check(Evaluate(*compiled, absl::MakeConstSpan(slots).first(slots.size() - 1)) ==
-              Evaluate(*root, fewer),
+    Check(Evaluate(*compiled, absl::MakeConstSpan(slots).first(
+                                  slots.size() - 1)) == Evaluate(*root, fewer),
           "a missing slot is not the same as an attribute not sent");
   }
 }

@@ -39,7 +39,8 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 timeval TimeoutTimeval(absl::Duration d) {
   timeval tv = absl::ToTimeval(d);
-  if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;  // 0 would mean "block forever"
+  if (tv.tv_sec == 0 && tv.tv_usec == 0)
+    tv.tv_usec = 1;  // 0 would mean "block forever"
   return tv;
 }
 
@@ -65,7 +66,8 @@ RedisReply CopyReply(const redisReply& r) {
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::kArray;
       out.elements.reserve(r.elements);
-      for (size_t i = 0; i < r.elements; ++i) out.elements.push_back(CopyReply(*r.element[i]));
+      for (size_t i = 0; i < r.elements; ++i)
+        out.elements.push_back(CopyReply(*r.element[i]));
       break;
     case REDIS_REPLY_NIL:
     default:
@@ -75,18 +77,22 @@ RedisReply CopyReply(const redisReply& r) {
   return out;
 }
 
-std::string Endpoint(const RedisOptions& o) { return absl::StrCat(o.host, ":", o.port); }
+std::string Endpoint(const RedisOptions& o) {
+  return absl::StrCat(o.host, ":", o.port);
+}
 
 // Turns a failed context into a status. A socket timeout surfaces in hiredis
 // as an I/O error with EAGAIN.
-absl::Status ContextError(const redisContext& c, int saved_errno, const RedisOptions& o,
-                          absl::string_view during) {
-  std::string what = c.errstr[0] != '\0' ? std::string(c.errstr) : "unknown error";
+absl::Status ContextError(const redisContext& c, int saved_errno,
+                          const RedisOptions& o, absl::string_view during) {
+  std::string what =
+      c.errstr[0] != '\0' ? std::string(c.errstr) : "unknown error";
   if (c.err == REDIS_ERR_IO &&
       (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK ||
        absl::StrContains(what, "temporarily unavailable"))) {
     return absl::DeadlineExceededError(absl::StrFormat(
-        "Redis at %s did not answer %s within command_timeout (%s); the connection was "
+        "Redis at %s did not answer %s within command_timeout (%s); the "
+        "connection was "
         "dropped. Check that Redis is not overloaded, or raise command_timeout",
         Endpoint(o), during, absl::FormatDuration(o.command_timeout)));
   }
@@ -94,17 +100,20 @@ absl::Status ContextError(const redisContext& c, int saved_errno, const RedisOpt
     return absl::ResourceExhaustedError(
         absl::StrCat("out of memory while talking to Redis at ", Endpoint(o)));
   }
-  return absl::UnavailableError(absl::StrFormat(
-      "lost the connection to Redis at %s during %s: %s; it will be re-made on a later call",
-      Endpoint(o), during, what));
+  return absl::UnavailableError(
+      absl::StrFormat("lost the connection to Redis at %s during %s: %s; it "
+                      "will be re-made on a later call",
+                      Endpoint(o), during, what));
 }
 
 }  // namespace
 
-absl::Status ParseRedisAddress(const std::string& address, RedisOptions* options) {
+absl::Status ParseRedisAddress(const std::string& address,
+                               RedisOptions* options) {
   const auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "Redis address \"%s\" %s; write it as host:port, e.g. 127.0.0.1:6379", address, why));
+        "Redis address \"%s\" %s; write it as host:port, e.g. 127.0.0.1:6379",
+        address, why));
   };
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) return bad("has no port");
@@ -120,7 +129,8 @@ absl::Status ParseRedisAddress(const std::string& address, RedisOptions* options
   int port = 0;
   const char* end = port_text.data() + port_text.size();
   const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
-  if (port_text.empty() || ec != std::errc() || ptr != end || port < 1 || port > 65535) {
+  if (port_text.empty() || ec != std::errc() || ptr != end || port < 1 ||
+      port > 65535) {
     return bad("has no valid port (1-65535)");
   }
   options->host = std::move(host);
@@ -130,8 +140,8 @@ absl::Status ParseRedisAddress(const std::string& address, RedisOptions* options
 
 absl::Status RedisErrorStatus(absl::string_view error, absl::string_view what) {
   static constexpr absl::string_view kTransient[] = {
-      "LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "MISCONF",
-      "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"};
+      "LOADING", "BUSY",       "OOM",      "READONLY",   "MASTERDOWN",
+      "MISCONF", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"};
   const absl::string_view code = error.substr(0, error.find(' '));
   for (absl::string_view transient : kTransient) {
     if (code == transient) {
@@ -147,7 +157,8 @@ namespace {
 
 std::string Sha1Hex(const std::string& data) {
   unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+       digest);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   hex.reserve(2 * SHA_DIGEST_LENGTH);
@@ -204,30 +215,34 @@ struct RedisPool::Impl {
   // commands_sent when `count` (handshakes are not, so counts stay
   // deterministic). On a non-OK status other than INVALID_ARGUMENT the
   // connection must be discarded.
-  absl::StatusOr<std::vector<RedisReply>> RoundTrip(Connection& conn,
-                                                    absl::Span<const RedisCommand> commands,
-                                                    bool count = true);
-  absl::StatusOr<std::vector<RedisReply>> RunScriptsOn(Connection& conn,
-                                                       absl::Span<const RedisScriptCall> calls);
+  absl::StatusOr<std::vector<RedisReply>> RoundTrip(
+      Connection& conn, absl::Span<const RedisCommand> commands,
+      bool count = true);
+  absl::StatusOr<std::vector<RedisReply>> RunScriptsOn(
+      Connection& conn, absl::Span<const RedisScriptCall> calls);
 };
 
 absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
   const RedisOptions& o = options;
   errno = 0;
-  ContextPtr ctx(redisConnectWithTimeout(o.host.c_str(), o.port, TimeoutTimeval(o.connect_timeout)));
+  ContextPtr ctx(redisConnectWithTimeout(o.host.c_str(), o.port,
+                                         TimeoutTimeval(o.connect_timeout)));
   if (ctx == nullptr) {
-    return absl::ResourceExhaustedError("cannot allocate a Redis connection context");
+    return absl::ResourceExhaustedError(
+        "cannot allocate a Redis connection context");
   }
   if (ctx->err != 0) {
-    return absl::UnavailableError(absl::StrFormat(
-        "cannot connect to Redis at %s: %s; check that redis-server is running and the "
-        "address is right",
-        Endpoint(o), ctx->errstr));
-  }
-  if (redisSetTimeout(ctx.get(), TimeoutTimeval(o.command_timeout)) != REDIS_OK) {
     return absl::UnavailableError(
-        absl::StrFormat("cannot set the command timeout on the Redis connection to %s: %s",
+        absl::StrFormat("cannot connect to Redis at %s: %s; check that "
+                        "redis-server is running and the "
+                        "address is right",
                         Endpoint(o), ctx->errstr));
+  }
+  if (redisSetTimeout(ctx.get(), TimeoutTimeval(o.command_timeout)) !=
+      REDIS_OK) {
+    return absl::UnavailableError(absl::StrFormat(
+        "cannot set the command timeout on the Redis connection to %s: %s",
+        Endpoint(o), ctx->errstr));
   }
   auto conn = std::make_unique<Connection>();
   conn->ctx = std::move(ctx);
@@ -239,39 +254,44 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
   hello.push_back({"PING"});
   auto replies = RoundTrip(*conn, hello, /*count=*/false);
   if (!replies.ok()) {
-    return absl::UnavailableError(absl::StrCat("Redis handshake failed: ", replies.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("Redis handshake failed: ", replies.status().message()));
   }
   size_t i = 0;
   if (!o.password.empty()) {
     const RedisReply& r = (*replies)[i++];
     if (r.type == RedisReply::Type::kError) {
-      return absl::PermissionDeniedError(absl::StrFormat(
-          "Redis at %s rejected the password (AUTH said: %s); set the password to the "
-          "server's requirepass",
-          Endpoint(o), r.str));
+      return absl::PermissionDeniedError(
+          absl::StrFormat("Redis at %s rejected the password (AUTH said: %s); "
+                          "set the password to the "
+                          "server's requirepass",
+                          Endpoint(o), r.str));
     }
   }
   if (o.db != 0) {
     const RedisReply& r = (*replies)[i++];
     if (r.type == RedisReply::Type::kError) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "Redis at %s rejected db %d (SELECT said: %s); use a db index below the server's "
-          "'databases' setting",
-          Endpoint(o), o.db, r.str));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("Redis at %s rejected db %d (SELECT said: %s); use a "
+                          "db index below the server's "
+                          "'databases' setting",
+                          Endpoint(o), o.db, r.str));
     }
   }
   const RedisReply& ping = (*replies)[i];
   if (ping.type == RedisReply::Type::kError) {
     if (absl::StartsWith(ping.str, "NOAUTH")) {
       return absl::PermissionDeniedError(absl::StrFormat(
-          "Redis at %s requires a password (%s); set the password option", Endpoint(o), ping.str));
+          "Redis at %s requires a password (%s); set the password option",
+          Endpoint(o), ping.str));
     }
     if (absl::StartsWith(ping.str, "LOADING")) {
       return absl::UnavailableError(absl::StrFormat(
-          "Redis at %s is still loading its data set; retry shortly", Endpoint(o)));
+          "Redis at %s is still loading its data set; retry shortly",
+          Endpoint(o)));
     }
-    return absl::UnavailableError(
-        absl::StrFormat("Redis at %s answered PING with an error: %s", Endpoint(o), ping.str));
+    return absl::UnavailableError(absl::StrFormat(
+        "Redis at %s answered PING with an error: %s", Endpoint(o), ping.str));
   }
   return conn;
 }
@@ -288,8 +308,10 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
     const absl::Time now = absl::Now();
     if (now < retry_at) {
       return absl::UnavailableError(absl::StrFormat(
-          "Redis at %s is unreachable (%s); next reconnect attempt in %s", Endpoint(options),
-          last_connect_error, absl::FormatDuration(absl::Ceil(retry_at - now, absl::Milliseconds(1)))));
+          "Redis at %s is unreachable (%s); next reconnect attempt in %s",
+          Endpoint(options), last_connect_error,
+          absl::FormatDuration(
+              absl::Ceil(retry_at - now, absl::Milliseconds(1)))));
     }
     ++open;
   }
@@ -329,9 +351,12 @@ void RedisPool::Impl::Release(std::unique_ptr<Connection> conn, bool healthy) {
 
 absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
     Connection& conn, absl::Span<const RedisCommand> commands, bool count) {
-  // Validate first: nothing may be queued on the connection unless all of it is sent.
+  // Validate first: nothing may be queued on the connection unless all of it is
+  // sent.
   for (const RedisCommand& cmd : commands) {
-    if (cmd.empty()) return absl::InvalidArgumentError("empty Redis command; argv[0] must name it");
+    if (cmd.empty())
+      return absl::InvalidArgumentError(
+          "empty Redis command; argv[0] must name it");
   }
   redisContext* c = conn.ctx.get();
   std::vector<const char*> argv;
@@ -343,14 +368,15 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
       argv.push_back(arg.data());
       argvlen.push_back(arg.size());
     }
-    if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), argvlen.data()) !=
-        REDIS_OK) {
+    if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(),
+                               argvlen.data()) != REDIS_OK) {
       return ContextError(*c, errno, options, "queueing a command");
     }
   }
   if (count) {
     round_trips.fetch_add(1, std::memory_order_relaxed);
-    commands_sent.fetch_add(static_cast<int64_t>(commands.size()), std::memory_order_relaxed);
+    commands_sent.fetch_add(static_cast<int64_t>(commands.size()),
+                            std::memory_order_relaxed);
   }
   std::vector<RedisReply> out;
   out.reserve(commands.size());
@@ -376,9 +402,11 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
   std::vector<RedisCommand> commands;
   std::vector<const RedisScript*> preloaded;
   for (const RedisScriptCall& call : calls) {
-    if (call.script == nullptr) return absl::InvalidArgumentError("RedisScriptCall has no script");
+    if (call.script == nullptr)
+      return absl::InvalidArgumentError("RedisScriptCall has no script");
     if (conn.loaded_scripts.contains(call.script->sha1()) ||
-        std::find(preloaded.begin(), preloaded.end(), call.script) != preloaded.end()) {
+        std::find(preloaded.begin(), preloaded.end(), call.script) !=
+            preloaded.end()) {
       continue;
     }
     preloaded.push_back(call.script);
@@ -396,9 +424,11 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
   };
   for (const RedisScriptCall& call : calls) commands.push_back(evalsha(call));
 
-  const auto check_load = [&](const RedisReply& r, const RedisScript& script) -> absl::Status {
+  const auto check_load = [&](const RedisReply& r,
+                              const RedisScript& script) -> absl::Status {
     if (r.type == RedisReply::Type::kError) {
-      return RedisErrorStatus(r.str, absl::StrCat("loading Lua script ", script.sha1()));
+      return RedisErrorStatus(
+          r.str, absl::StrCat("loading Lua script ", script.sha1()));
     }
     conn.loaded_scripts.insert(script.sha1());
     return absl::OkStatus();
@@ -407,15 +437,18 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
   absl::StatusOr<std::vector<RedisReply>> replies = RoundTrip(conn, commands);
   if (!replies.ok()) return replies.status();
   for (size_t i = 0; i < preloaded.size(); ++i) {
-    if (absl::Status s = check_load((*replies)[i], *preloaded[i]); !s.ok()) return s;
+    if (absl::Status s = check_load((*replies)[i], *preloaded[i]); !s.ok())
+      return s;
   }
-  std::vector<RedisReply> out(std::make_move_iterator(replies->begin() + preloaded.size()),
-                              std::make_move_iterator(replies->end()));
+  std::vector<RedisReply> out(
+      std::make_move_iterator(replies->begin() + preloaded.size()),
+      std::make_move_iterator(replies->end()));
 
   // NOSCRIPT means the call did not run (e.g. SCRIPT FLUSH): load and retry.
   std::vector<size_t> retry;
   for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i].type == RedisReply::Type::kError && absl::StartsWith(out[i].str, "NOSCRIPT")) {
+    if (out[i].type == RedisReply::Type::kError &&
+        absl::StartsWith(out[i].str, "NOSCRIPT")) {
       retry.push_back(i);
     }
   }
@@ -424,7 +457,9 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
   preloaded.clear();
   for (size_t i : retry) {
     const RedisScript* script = calls[i].script;
-    if (std::find(preloaded.begin(), preloaded.end(), script) != preloaded.end()) continue;
+    if (std::find(preloaded.begin(), preloaded.end(), script) !=
+        preloaded.end())
+      continue;
     preloaded.push_back(script);
     commands.push_back({"SCRIPT", "LOAD", script->source()});
   }
@@ -432,7 +467,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RunScriptsOn(
   replies = RoundTrip(conn, commands);
   if (!replies.ok()) return replies.status();
   for (size_t i = 0; i < preloaded.size(); ++i) {
-    if (absl::Status s = check_load((*replies)[i], *preloaded[i]); !s.ok()) return s;
+    if (absl::Status s = check_load((*replies)[i], *preloaded[i]); !s.ok())
+      return s;
   }
   for (size_t j = 0; j < retry.size(); ++j) {
     out[retry[j]] = std::move((*replies)[preloaded.size() + j]);
@@ -445,25 +481,29 @@ RedisPool::~RedisPool() = default;
 
 const RedisOptions& RedisPool::options() const { return impl_->options; }
 
-absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(RedisOptions options) {
+absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(
+    RedisOptions options) {
   if (options.host.empty()) {
-    return absl::InvalidArgumentError("Redis host is empty; set it, e.g. 127.0.0.1");
+    return absl::InvalidArgumentError(
+        "Redis host is empty; set it, e.g. 127.0.0.1");
   }
   if (options.port < 1 || options.port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("Redis port %d is out of range; use 1-65535", options.port));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Redis port %d is out of range; use 1-65535", options.port));
   }
   if (options.db < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("Redis db %d is negative; use 0 or a higher index", options.db));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Redis db %d is negative; use 0 or a higher index", options.db));
   }
   if (options.pool_size < 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "Redis pool_size %d is negative; use 0 for twice the number of cores", options.pool_size));
+        "Redis pool_size %d is negative; use 0 for twice the number of cores",
+        options.pool_size));
   }
   if (options.connect_timeout <= absl::ZeroDuration() ||
       options.command_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("Redis connect_timeout and command_timeout must be positive");
+    return absl::InvalidArgumentError(
+        "Redis connect_timeout and command_timeout must be positive");
   }
   if (options.initial_backoff <= absl::ZeroDuration() ||
       options.max_backoff < options.initial_backoff) {
@@ -472,7 +512,8 @@ absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(RedisOptions option
   }
   int max_connections = options.pool_size;
   if (max_connections == 0) {
-    max_connections = 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    max_connections =
+        2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
   auto impl = std::make_unique<Impl>(std::move(options));
   impl->max_connections = max_connections;
@@ -491,9 +532,12 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Pipeline(
   if (commands.empty()) return std::vector<RedisReply>();
   absl::StatusOr<std::unique_ptr<Connection>> conn = impl_->Acquire();
   if (!conn.ok()) return conn.status();
-  absl::StatusOr<std::vector<RedisReply>> replies = impl_->RoundTrip(**conn, commands);
-  // An error before anything was sent (an empty argv) leaves the connection usable.
-  const bool healthy = replies.ok() || absl::IsInvalidArgument(replies.status());
+  absl::StatusOr<std::vector<RedisReply>> replies =
+      impl_->RoundTrip(**conn, commands);
+  // An error before anything was sent (an empty argv) leaves the connection
+  // usable.
+  const bool healthy =
+      replies.ok() || absl::IsInvalidArgument(replies.status());
   impl_->Release(*std::move(conn), healthy);
   return replies;
 }
@@ -503,8 +547,10 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::RunScripts(
   if (calls.empty()) return std::vector<RedisReply>();
   absl::StatusOr<std::unique_ptr<Connection>> conn = impl_->Acquire();
   if (!conn.ok()) return conn.status();
-  absl::StatusOr<std::vector<RedisReply>> replies = impl_->RunScriptsOn(**conn, calls);
-  const bool healthy = replies.ok() || absl::IsInvalidArgument(replies.status()) ||
+  absl::StatusOr<std::vector<RedisReply>> replies =
+      impl_->RunScriptsOn(**conn, calls);
+  const bool healthy = replies.ok() ||
+                       absl::IsInvalidArgument(replies.status()) ||
                        absl::IsInternal(replies.status());
   impl_->Release(*std::move(conn), healthy);
   return replies;

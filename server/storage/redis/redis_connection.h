@@ -40,14 +40,15 @@ struct RedisOptions {
 };
 
 // Parses "host:port" into options.host/port. INVALID_ARGUMENT on bad input.
-absl::Status ParseRedisAddress(const std::string& address, RedisOptions* options);
+absl::Status ParseRedisAddress(const std::string& address,
+                               RedisOptions* options);
 
 // A reply, copied out of hiredis so it outlives the connection.
 struct RedisReply {
   enum class Type { kNil, kInteger, kString, kStatus, kArray, kError };
   Type type = Type::kNil;
   int64_t integer = 0;
-  std::string str;  // kString, kStatus, kError
+  std::string str;                   // kString, kStatus, kError
   std::vector<RedisReply> elements;  // kArray
 };
 
@@ -87,7 +88,8 @@ class RedisPool {
   // Connects the first connection to check the address, password and db.
   // Errors: UNAVAILABLE when Redis cannot be reached, PERMISSION_DENIED
   // when AUTH fails, INVALID_ARGUMENT for bad options.
-  static absl::StatusOr<std::unique_ptr<RedisPool>> Create(RedisOptions options);
+  static absl::StatusOr<std::unique_ptr<RedisPool>> Create(
+      RedisOptions options);
 
   ~RedisPool();
   RedisPool(const RedisPool&) = delete;
@@ -100,7 +102,8 @@ class RedisPool {
   // failed call. UNAVAILABLE when the connection fails (the connection is
   // discarded and re-made with backoff on a later call); DEADLINE_EXCEEDED
   // when Redis does not answer in command_timeout.
-  absl::StatusOr<std::vector<RedisReply>> Pipeline(absl::Span<const RedisCommand> commands);
+  absl::StatusOr<std::vector<RedisReply>> Pipeline(
+      absl::Span<const RedisCommand> commands);
 
   // Runs the script calls with EVALSHA in one round trip; on NOSCRIPT it
   // loads the script (SCRIPT LOAD) and retries the calls that failed so.
@@ -108,7 +111,8 @@ class RedisPool {
   // in the same round trip, so after a Redis restart calls are not reordered.
   // INTERNAL when Redis rejects a script's source. After UNAVAILABLE or
   // DEADLINE_EXCEEDED some calls may have run: make them idempotent.
-  absl::StatusOr<std::vector<RedisReply>> RunScripts(absl::Span<const RedisScriptCall> calls);
+  absl::StatusOr<std::vector<RedisReply>> RunScripts(
+      absl::Span<const RedisScriptCall> calls);
 
   // Counts round trips made so far (for tests that show a read's cost does
   // not grow with the data).

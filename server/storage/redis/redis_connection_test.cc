@@ -115,7 +115,8 @@ TEST(RedisPool, TenThousandCommandsTakeOneRoundTrip) {
   ASSERT_TRUE(replies.ok()) << replies.status();
   EXPECT_EQ(pool->round_trips() - trips, 1);
   ASSERT_EQ(replies->size(), 10000u);
-  for (int i = 0; i < 10000; ++i) ASSERT_EQ((*replies)[i].integer, i + 1) << "reply " << i;
+  for (int i = 0; i < 10000; ++i)
+    ASSERT_EQ((*replies)[i].integer, i + 1) << "reply " << i;
 }
 
 TEST(RedisPool, ErrorReplyIsAReplyNotAFailedCall) {
@@ -124,8 +125,10 @@ TEST(RedisPool, ErrorReplyIsAReplyNotAFailedCall) {
   auto pool = Connect(OptionsFor(*redis));
   ASSERT_NE(pool, nullptr);
 
-  auto replies = pool->Pipeline(
-      {{"SET", "k", "not a number"}, {"INCR", "k"}, {"NOSUCHCOMMAND"}, {"GET", "k"}});
+  auto replies = pool->Pipeline({{"SET", "k", "not a number"},
+                                 {"INCR", "k"},
+                                 {"NOSUCHCOMMAND"},
+                                 {"GET", "k"}});
   ASSERT_TRUE(replies.ok()) << replies.status();
   ASSERT_EQ(replies->size(), 4u);
   EXPECT_EQ((*replies)[1].type, Type::kError);
@@ -145,7 +148,8 @@ TEST(RedisPool, EmptyCommandIsInvalidArgumentAndSendsNothing) {
   ASSERT_NE(pool, nullptr);
 
   auto replies = pool->Pipeline({{"SET", "k", "v"}, {}});
-  EXPECT_EQ(replies.status().code(), absl::StatusCode::kInvalidArgument) << replies.status();
+  EXPECT_EQ(replies.status().code(), absl::StatusCode::kInvalidArgument)
+      << replies.status();
   // Nothing of the rejected batch reached Redis, and the connection is clean.
   auto after = pool->Pipeline({{"EXISTS", "k"}, {"PING"}});
   ASSERT_TRUE(after.ok()) << after.status();
@@ -171,7 +175,8 @@ TEST(RedisPool, ArgumentsAreBinarySafe) {
   ASSERT_TRUE(replies.ok()) << replies.status();
   EXPECT_EQ((*replies)[1].str, value);
   EXPECT_EQ((*replies)[3].str, value);
-  EXPECT_EQ((*replies)[4].integer, 0) << "an argument was interpreted as a command";
+  EXPECT_EQ((*replies)[4].integer, 0)
+      << "an argument was interpreted as a command";
   EXPECT_EQ((*replies)[5].integer, static_cast<int64_t>(value.size()));
 }
 
@@ -198,13 +203,17 @@ TEST(RedisPool, WrongOrMissingPasswordIsPermissionDenied) {
   RedisOptions options = OptionsFor(*redis);
   options.password = "wrong";
   auto wrong = RedisPool::Create(options);
-  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied) << wrong.status();
-  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "password")) << wrong.status();
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied)
+      << wrong.status();
+  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "password"))
+      << wrong.status();
 
   options.password = "";
   auto missing = RedisPool::Create(options);
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kPermissionDenied) << missing.status();
-  EXPECT_TRUE(absl::StrContains(missing.status().message(), "password")) << missing.status();
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kPermissionDenied)
+      << missing.status();
+  EXPECT_TRUE(absl::StrContains(missing.status().message(), "password"))
+      << missing.status();
 }
 
 TEST(RedisPool, DbIndexIsHonoured) {
@@ -242,8 +251,10 @@ TEST(RedisPool, DbIndexOutOfRangeIsInvalidArgument) {
   RedisOptions options = OptionsFor(*redis);
   options.db = 16;  // redis-server defaults to 16 databases: 0..15
   auto pool = RedisPool::Create(options);
-  EXPECT_EQ(pool.status().code(), absl::StatusCode::kInvalidArgument) << pool.status();
-  EXPECT_TRUE(absl::StrContains(pool.status().message(), "db 16")) << pool.status();
+  EXPECT_EQ(pool.status().code(), absl::StatusCode::kInvalidArgument)
+      << pool.status();
+  EXPECT_TRUE(absl::StrContains(pool.status().message(), "db 16"))
+      << pool.status();
 }
 
 TEST(RedisPool, CreateFailsWithUnavailableWhenNothingListens) {
@@ -257,8 +268,10 @@ TEST(RedisPool, CreateFailsWithUnavailableWhenNothingListens) {
   options.port = port;
   const absl::Time start = absl::Now();
   auto pool = RedisPool::Create(options);
-  EXPECT_EQ(pool.status().code(), absl::StatusCode::kUnavailable) << pool.status();
-  EXPECT_TRUE(absl::StrContains(pool.status().message(), absl::StrCat("127.0.0.1:", port)))
+  EXPECT_EQ(pool.status().code(), absl::StatusCode::kUnavailable)
+      << pool.status();
+  EXPECT_TRUE(absl::StrContains(pool.status().message(),
+                                absl::StrCat("127.0.0.1:", port)))
       << pool.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
@@ -266,16 +279,20 @@ TEST(RedisPool, CreateFailsWithUnavailableWhenNothingListens) {
 TEST(RedisPool, CreateRejectsBadOptions) {
   RedisOptions options;
   options.port = 0;
-  EXPECT_EQ(RedisPool::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisPool::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options = RedisOptions();
   options.db = -1;
-  EXPECT_EQ(RedisPool::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisPool::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options = RedisOptions();
   options.command_timeout = absl::ZeroDuration();
-  EXPECT_EQ(RedisPool::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisPool::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options = RedisOptions();
   options.max_backoff = absl::Milliseconds(1);
-  EXPECT_EQ(RedisPool::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisPool::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RedisScript, Sha1IsTheOneRedisComputes) {
@@ -300,10 +317,11 @@ TEST(RedisPool, RunScriptsPassesKeysAndArgsInOneRoundTrip) {
   const RedisScript echo("return {KEYS[1], KEYS[2], ARGV[1]}");
 
   const int64_t trips = pool->round_trips();
-  auto replies = pool->RunScripts({{&incr, {"a"}, {"5"}},
-                                   {&echo, {"k1", std::string("k\0 2", 4)}, {"x"}},
-                                   {&incr, {"a"}, {"-2"}},
-                                   {&incr, {"a"}, {"not a number"}}});
+  auto replies =
+      pool->RunScripts({{&incr, {"a"}, {"5"}},
+                        {&echo, {"k1", std::string("k\0 2", 4)}, {"x"}},
+                        {&incr, {"a"}, {"-2"}},
+                        {&incr, {"a"}, {"not a number"}}});
   ASSERT_TRUE(replies.ok()) << replies.status();
   EXPECT_EQ(pool->round_trips() - trips, 1);
   ASSERT_EQ(replies->size(), 4u);
@@ -342,7 +360,8 @@ TEST(RedisPool, RunScriptsReloadsScriptsAfterScriptFlush) {
   ASSERT_EQ(exists.elements.size(), 1u);
   EXPECT_EQ(exists.elements[0].integer, 0);
 
-  auto replies = pool->RunScripts({{&incr, {"c"}, {"1"}}, {&get, {"c"}, {}}, {&incr, {"c"}, {"1"}}});
+  auto replies = pool->RunScripts(
+      {{&incr, {"c"}, {"1"}}, {&get, {"c"}, {}}, {&incr, {"c"}, {"1"}}});
   ASSERT_TRUE(replies.ok()) << replies.status();
   ASSERT_EQ(replies->size(), 3u);
   // Each call ran exactly once despite NOSCRIPT.
@@ -363,7 +382,8 @@ TEST(RedisPool, RunScriptsRejectsABrokenScriptWithItsError) {
   const RedisScript broken("this is not lua (");
   auto replies = pool->RunScripts({{&broken, {}, {}}});
   EXPECT_FALSE(replies.ok());
-  EXPECT_TRUE(absl::StrContains(replies.status().message(), broken.sha1())) << replies.status();
+  EXPECT_TRUE(absl::StrContains(replies.status().message(), broken.sha1()))
+      << replies.status();
   EXPECT_EQ(One(*pool, {"PING"}).str, "PONG");
 }
 
@@ -385,14 +405,16 @@ TEST(RedisPool, RedisKilledFailsFastThenReconnectsAfterRestart) {
     auto r = pool->Pipeline({{"GET", "kept"}});
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
     EXPECT_LT(absl::Now() - start, absl::Milliseconds(500)) << r.status();
-    if (absl::StrContains(r.status().message(), "next reconnect attempt in")) ++in_backoff;
+    if (absl::StrContains(r.status().message(), "next reconnect attempt in"))
+      ++in_backoff;
   }
   EXPECT_GT(in_backoff, 0);
 
   ASSERT_TRUE(redis->Restart().ok()) << redis->Log();
   // No action needed by the caller: the pool reconnects on a later call.
   ASSERT_TRUE(WaitForPing(*pool, absl::Seconds(5)).ok());
-  EXPECT_EQ(One(*pool, {"GET", "kept"}).str, "yes");  // AOF with appendfsync always
+  EXPECT_EQ(One(*pool, {"GET", "kept"}).str,
+            "yes");  // AOF with appendfsync always
   const RedisScript seven("return 7");
   auto scripted = pool->RunScripts({{&seven, {}, {}}});
   ASSERT_TRUE(scripted.ok()) << scripted.status();
@@ -416,7 +438,8 @@ TEST(RedisPool, ManyThreadsShareThePoolWithoutMixingReplies) {
       const std::string key = absl::StrCat("thread:", t);
       for (int i = 0; i < kRounds; ++i) {
         const std::string value = absl::StrCat(t, "/", i);
-        auto r = pool->Pipeline({{"SET", key, value}, {"INCR", "total"}, {"GET", key}});
+        auto r = pool->Pipeline(
+            {{"SET", key, value}, {"INCR", "total"}, {"GET", key}});
         if (!r.ok() || (*r)[2].str != value) failures.fetch_add(1);
       }
     });
@@ -430,7 +453,8 @@ TEST(RedisPool, ManyThreadsShareThePoolWithoutMixingReplies) {
   const size_t at = info.find("connected_clients:");
   ASSERT_NE(at, std::string::npos) << info;
   int clients = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(info.substr(at + 18, info.find('\r', at) - at - 18), &clients));
+  ASSERT_TRUE(absl::SimpleAtoi(
+      info.substr(at + 18, info.find('\r', at) - at - 18), &clients));
   EXPECT_LE(clients, 3);
 }
 
@@ -445,9 +469,11 @@ TEST(RedisPool, SlowCommandTimesOutAndThePoolRecovers) {
   const absl::Time start = absl::Now();
   auto r = pool->Pipeline({{"DEBUG", "SLEEP", "1.5"}});
   const absl::Duration took = absl::Now() - start;
-  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status()) || absl::IsUnavailable(r.status()))
+  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status()) ||
+              absl::IsUnavailable(r.status()))
       << r.status();
-  EXPECT_LT(took, absl::Seconds(1)) << "the call waited for Redis instead of timing out";
+  EXPECT_LT(took, absl::Seconds(1))
+      << "the call waited for Redis instead of timing out";
 
   ASSERT_TRUE(WaitForPing(*pool, absl::Seconds(10)).ok());
   EXPECT_EQ(One(*pool, {"SET", "after", "1"}).str, "OK");
@@ -484,8 +510,8 @@ TEST(ParseRedisAddress, AcceptsHostAndPort) {
 }
 
 TEST(ParseRedisAddress, RejectsBadAddressesAndLeavesOptionsAlone) {
-  for (const char* bad : {"", "localhost", ":6379", "host:", "host:0", "host:65536",
-                          "host:63x9", "::1:6379", "host:-1"}) {
+  for (const char* bad : {"", "localhost", ":6379", "host:", "host:0",
+                          "host:65536", "host:63x9", "::1:6379", "host:-1"}) {
     RedisOptions o;
     absl::Status s = ParseRedisAddress(bad, &o);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -494,7 +520,6 @@ TEST(ParseRedisAddress, RejectsBadAddressesAndLeavesOptionsAlone) {
     EXPECT_EQ(o.port, 6379) << bad;
   }
 }
-
 
 TEST(RedisErrorStatus, RepliesThatPassAreUnavailableOthersInternal) {
   for (const char* reply :
@@ -505,15 +530,19 @@ TEST(RedisErrorStatus, RepliesThatPassAreUnavailableOthersInternal) {
         "MASTERDOWN Link with MASTER is down",
         "MISCONF Redis is configured to save RDB snapshots",
         "TRYAGAIN Multiple keys request during rehashing of slot",
-        "CLUSTERDOWN The cluster is down", "NOREPLICAS Not enough good replicas"}) {
+        "CLUSTERDOWN The cluster is down",
+        "NOREPLICAS Not enough good replicas"}) {
     absl::Status s = RedisErrorStatus(reply, "the write");
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << reply;
     EXPECT_THAT(std::string(s.message()), HasSubstr(reply));
   }
-  for (const char* reply : {"ERR wrong number of arguments",
-                            "WRONGTYPE Operation against a key holding the wrong kind of value",
-                            "NOSCRIPT No matching script", "LOADINGX not a code we know"}) {
-    EXPECT_EQ(RedisErrorStatus(reply, "the write").code(), absl::StatusCode::kInternal) << reply;
+  for (const char* reply :
+       {"ERR wrong number of arguments",
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+        "NOSCRIPT No matching script", "LOADINGX not a code we know"}) {
+    EXPECT_EQ(RedisErrorStatus(reply, "the write").code(),
+              absl::StatusCode::kInternal)
+        << reply;
   }
 }
 

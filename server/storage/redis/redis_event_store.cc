@@ -772,8 +772,8 @@ void RedisEventStore::AppendEventCalls(
     for (size_t k = start; k < end; ++k) {
       const Event& e = *events[plan->called[k]];
       const UnitRef& unit = plan->units[plan->unit_of[plan->called[k]]];
-      auto [g, new_group] = group_of.try_emplace(
-          e.name, static_cast<int>(group_of.size()) + 1);
+      auto [g, new_group] =
+          group_of.try_emplace(e.name, static_cast<int>(group_of.size()) + 1);
       if (new_group) {
         auto [m, new_name] = metric_args.try_emplace(e.name);
         if (new_name) m->second = MetricArgs(*batch.layout, e.name);
@@ -801,8 +801,8 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   std::vector<WriteResult> results;
   results.reserve(batches.size());
   for (const EventBatch& batch : batches) {
-    results.emplace_back(std::vector<WriteOutcome>(batch.events.size(),
-                                                   WriteOutcome::kIgnored));
+    results.emplace_back(
+        std::vector<WriteOutcome>(batch.events.size(), WriteOutcome::kIgnored));
   }
   std::vector<EventPlan> plans(batches.size());
   auto fail = [&](size_t i, const absl::Status& status) {

@@ -5,6 +5,8 @@
 // on a real redis-server through INFO commandstats and the keys it holds.
 // Also (issue 12): the scripts apply a chunk whole or not at all whatever
 // arguments reach them, checked with DEBUG DIGEST.
+#include "server/storage/redis/redis_event_store.h"
+
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -20,10 +22,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/config_parser.h"
+#include "server/core/event_store_internal.h"
 #include "server/core/recorder.h"
 #include "server/storage/redis/redis_connection.h"
-#include "server/core/event_store_internal.h"
-#include "server/storage/redis/redis_event_store.h"
 #include "server/storage/redis/redis_scripts.h"
 #include "server/testing/redis_process.h"
 
@@ -73,7 +74,8 @@ class WithRedis : public ::testing::Test {
     RedisOptions options;
     options.port = redis_->port();
     options.key_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(options);
+    absl::StatusOr<std::unique_ptr<RedisPool>> pool =
+        RedisPool::Create(options);
     ASSERT_TRUE(pool.ok()) << pool.status();
     pool_ = std::move(*pool);
     absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
@@ -113,16 +115,16 @@ class RedisEventStoreFanOut : public WithRedis {
     if (at == std::string::npos) return 0;
     at += tag.size();
     int64_t calls = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(
-        info.substr(at, info.find(',', at) - at), &calls))
+    EXPECT_TRUE(
+        absl::SimpleAtoi(info.substr(at, info.find(',', at) - at), &calls))
         << info;
     return calls;
   }
 
   // Every key Redis holds for the experiment's phase 1.
   std::vector<std::string> KeysOf(const std::string& experiment) {
-    RedisReply r = Command(
-        {"KEYS", absl::StrCat(kPrefix, ":{e:", experiment, ":1}:*")});
+    RedisReply r =
+        Command({"KEYS", absl::StrCat(kPrefix, ":{e:", experiment, ":1}:*")});
     std::vector<std::string> keys;
     for (const RedisReply& k : r.elements) keys.push_back(k.str);
     return keys;
@@ -186,8 +188,8 @@ TEST_F(RedisEventStoreFanOut,
   }
   EXPECT_EQ(remembered, 2);
 
-  absl::StatusOr<ExperimentAggregates> a =
-      store_->ReadAggregates(LayoutOf(*config_, *config_->FindExperiment("exp07")));
+  absl::StatusOr<ExperimentAggregates> a = store_->ReadAggregates(
+      LayoutOf(*config_, *config_->FindExperiment("exp07")));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->variants[1].exposed, 1);
   EXPECT_EQ(a->variants[1].metrics["revenue"].sum, 25);
@@ -207,7 +209,8 @@ TEST_F(RedisEventStoreFanOut,
 // store shares its round trips between them: the bucket counts of the
 // phases it has not cached, the units' records, the scripts. Before, each
 // of the 20 experiments cost at least one round trip of its own.
-TEST_F(RedisEventStoreFanOut, AnEventFannedOutToTwentyExperimentsTakesThreeRoundTrips) {
+TEST_F(RedisEventStoreFanOut,
+       AnEventFannedOutToTwentyExperimentsTakesThreeRoundTrips) {
   for (const auto& [experiment, unit] :
        {std::pair<std::string, std::string>{"exp07", "u1"}, {"exp11", "u2"}}) {
     ExposureInput exposure;
@@ -251,7 +254,8 @@ TEST_F(RedisEventStoreFanOut, AnEventFannedOutToTwentyExperimentsTakesThreeRound
   }
 }
 
-TEST_F(RedisEventStoreFanOut, EventsOfUnitsExposedNowhereRunNoScriptAndStoreNothing) {
+TEST_F(RedisEventStoreFanOut,
+       EventsOfUnitsExposedNowhereRunNoScriptAndStoreNothing) {
   std::vector<EventInput> orders;
   for (int i = 0; i < 100; ++i) {
     EventInput order;
@@ -356,12 +360,20 @@ TEST_F(RedisEventStoreFanOut, FiguresOfTheFirstLayoutReadTheSame) {
   const std::string base = store_->KeyBase(layout);
   const int64_t day = internal::DayOfMillis(absl::ToUnixMillis(now_));
   const std::vector<std::string> figures = {
-      "exposed|1", "40", absl::StrCat("1|", conversion, "|units"), "6",
-      absl::StrCat("1|", conversion, "|sum"), "6",
-      absl::StrCat("1|", conversion, "|sum_sq"), "6",
-      absl::StrCat("1|", revenue, "|units"), "6",
-      absl::StrCat("1|", revenue, "|sum"), "150.5",
-      absl::StrCat("1|", revenue, "|sum_sq"), "4000.25"};
+      "exposed|1",
+      "40",
+      absl::StrCat("1|", conversion, "|units"),
+      "6",
+      absl::StrCat("1|", conversion, "|sum"),
+      "6",
+      absl::StrCat("1|", conversion, "|sum_sq"),
+      "6",
+      absl::StrCat("1|", revenue, "|units"),
+      "6",
+      absl::StrCat("1|", revenue, "|sum"),
+      "150.5",
+      absl::StrCat("1|", revenue, "|sum_sq"),
+      "4000.25"};
   RedisCommand day_hash = {"HSET", absl::StrCat(base, "d:", day)};
   RedisCommand agg_hash = {"HSET", base + "agg", "multi", "2", "cv|v7", "42"};
   day_hash.insert(day_hash.end(), figures.begin(), figures.end());
@@ -388,7 +400,8 @@ TEST_F(RedisEventStoreFanOut, FiguresOfTheFirstLayoutReadTheSame) {
 // One event carries a user id and a device id; experiments bucketed by each
 // must see the event under their own id (the recorder builds one Event per
 // id type and shares it between the experiments of that type).
-TEST(RedisEventStoreIdTypes, AnEventReachesUserAndDeviceExperimentsUnderTheirOwnIds) {
+TEST(RedisEventStoreIdTypes,
+     AnEventReachesUserAndDeviceExperimentsUnderTheirOwnIds) {
   absl::StatusOr<std::unique_ptr<testing::RedisProcess>> redis =
       testing::RedisProcess::Start();
   ASSERT_TRUE(redis.ok()) << redis.status();
@@ -537,8 +550,8 @@ class RedisScriptsHostileArgs : public WithRedis {
   // WriteExposures of kItems new units from `first`, alternating variants.
   Args Exposures(int first) const {
     Args args = Head();
-    args.insert(args.end(),
-                {"control\ntreatment", "131072", "65536", absl::StrCat(kItems)});
+    args.insert(args.end(), {"control\ntreatment", "131072", "65536",
+                             absl::StrCat(kItems)});
     for (int i = first; i < first + kItems; ++i) {
       args.insert(args.end(),
                   {absl::StrCat(i % 5), Field('x', i), absl::StrCat(i % 7),
@@ -567,11 +580,11 @@ class RedisScriptsHostileArgs : public WithRedis {
     }
     args.push_back(absl::StrCat(kItems));
     for (int i = 0; i < kItems; ++i) {
-      args.insert(args.end(),
-                  {"1", absl::StrCat((first + i) % 5), Field('e', first + i),
-                   absl::StrCat(i % 7), Field('u', i),
-                   absl::StrCat(absl::ToUnixMillis(now_ + absl::Minutes(1))),
-                   value});
+      args.insert(
+          args.end(),
+          {"1", absl::StrCat((first + i) % 5), Field('e', first + i),
+           absl::StrCat(i % 7), Field('u', i),
+           absl::StrCat(absl::ToUnixMillis(now_ + absl::Minutes(1))), value});
     }
     return args;
   }

@@ -374,8 +374,8 @@ absl::StatusOr<std::vector<uint64_t>> Spool::ListSegments() const {
   if (!segments.empty() && segments.back() > kMaxSegment) {
     return absl::DataLossError(absl::StrCat(
         "spool segment ", SegmentPath(segments.back()), " is numbered beyond ",
-        kMaxSegment, ", which abexp-server never writes; move it out of ",
-        dir_, " (it is not a spool segment)"));
+        kMaxSegment, ", which abexp-server never writes; move it out of ", dir_,
+        " (it is not a spool segment)"));
   }
   return segments;
 }
@@ -383,7 +383,7 @@ absl::StatusOr<std::vector<uint64_t>> Spool::ListSegments() const {
 absl::Status Spool::StartAfresh(Position pos) {
   // Nothing is pending, so numbering may start again at 1 rather than
   // pass the last number Open accepts.
-  const uint64_t first = pos.offset == 0       ? pos.segment
+  const uint64_t first = pos.offset == 0             ? pos.segment
                          : pos.segment < kMaxSegment ? pos.segment + 1
                                                      : 1;
   if (first != pos.segment) {
@@ -546,7 +546,8 @@ absl::Status Spool::Recover() {
     const int64_t offset =
         segment == pos.segment ? static_cast<int64_t>(pos.offset) : 0;
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return IoError("cannot stat", path, errno);
+    if (::stat(path.c_str(), &st) != 0)
+      return IoError("cannot stat", path, errno);
     absl::StatusOr<int64_t> valid_end =
         ScanSegment(path, st.st_size, offset, last);
     if (!valid_end.ok()) return valid_end.status();
@@ -571,7 +572,7 @@ absl::Status Spool::Recover() {
 // One group commit: the appends its leader writes and syncs together.
 struct Spool::Group {
   std::vector<Writer*> writers;
-  int64_t bytes = 0;    // framed
+  int64_t bytes = 0;  // framed
   int64_t records = 0;
   // Whether the group starts a new segment, and the active segment and its
   // durable size when the group was formed.
@@ -704,8 +705,8 @@ void Spool::WriteGroup(Group* group) {
     if (::ftruncate(active_fd_, start_size) != 0) {
       group->poisoned = true;
       status = absl::UnavailableError(absl::StrCat(
-          status.message(), "; then cannot truncate the partial write: ",
-          std::strerror(errno)));
+          status.message(),
+          "; then cannot truncate the partial write: ", std::strerror(errno)));
     } else {
       status = absl::UnavailableError(status.message());
     }

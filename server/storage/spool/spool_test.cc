@@ -413,7 +413,9 @@ TEST_F(SpoolTest, SegmentNumberedNearTheLimitIsRefusedNamingTheFile) {
 // accepts must not roll past it, or it could not be opened again.
 TEST_F(SpoolTest, TheLastSegmentNumberIsNeverRolledPast) {
   fs::create_directories(dir_);
-  { std::ofstream f(dir_ + "/spool-04611686018427387904.log", std::ios::binary); }
+  {
+    std::ofstream f(dir_ + "/spool-04611686018427387904.log", std::ios::binary);
+  }
   SpoolOptions options = FastOptions();
   options.segment_bytes = 20;
   std::unique_ptr<Spool> spool = MustOpen(options);

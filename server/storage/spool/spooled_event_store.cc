@@ -252,17 +252,16 @@ std::vector<WriteResult> SpooledEventStore::WriteEventBatches(
     absl::MutexLock lock(&mu_);
     spooling = spooling_;
   }
-  std::vector<WriteResult> results(batches.size(),
-                                   std::vector<WriteOutcome>());
+  std::vector<WriteResult> results(batches.size(), std::vector<WriteOutcome>());
   std::vector<bool> to_spool(batches.size(), spooling);
   if (!spooling) {
     std::vector<WriteResult> written = backend_->WriteEventBatches(batches);
     if (written.size() != batches.size()) {
       return std::vector<WriteResult>(
           batches.size(),
-          absl::InternalError(absl::StrCat(
-              options_.backend_name, " answered ", written.size(),
-              " results for ", batches.size(), " batches")));
+          absl::InternalError(absl::StrCat(options_.backend_name, " answered ",
+                                           written.size(), " results for ",
+                                           batches.size(), " batches")));
     }
     for (size_t i = 0; i < batches.size(); ++i) {
       if (!written[i].ok() && IsTransientBackendError(written[i].status())) {

@@ -1,8 +1,8 @@
 // A SpooledEventStore keeps recording calls acknowledged while the backend
 // (Redis) is down or slow: a write the backend fails with a transient error
-// is appended, whole, to a local Spool (server/storage/spool/spool.h) and reported as
-// WriteOutcome::kSpooled; a background thread replays the spool into the
-// backend, in order, once it answers again (docs/storage.md, "Spool").
+// is appended, whole, to a local Spool (server/storage/spool/spool.h) and
+// reported as WriteOutcome::kSpooled; a background thread replays the spool
+// into the backend, in order, once it answers again (docs/storage.md, "Spool").
 //
 //   SpooledEventStore store(&redis_store, *std::move(spool), options);
 //   Recorder recorder(&store);

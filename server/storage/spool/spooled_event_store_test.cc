@@ -22,8 +22,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/testing/memory_event_store.h"
 #include "server/storage/spool/spool.h"
+#include "server/testing/memory_event_store.h"
 
 namespace abexp {
 namespace {
@@ -132,9 +132,10 @@ class FlakyStore final : public EventStore {
   absl::StatusOr<std::vector<WriteOutcome>> WriteExposures(
       const ExperimentLayout& layout,
       absl::Span<const Exposure> exposures) override {
-    return Write<Exposure>(layout, exposures, [&](absl::Span<const Exposure> some) {
-      return memory_.WriteExposures(layout, some);
-    });
+    return Write<Exposure>(layout, exposures,
+                           [&](absl::Span<const Exposure> some) {
+                             return memory_.WriteExposures(layout, some);
+                           });
   }
   absl::StatusOr<std::vector<WriteOutcome>> WriteEvents(
       const ExperimentLayout& layout, absl::Span<const Event> events) override {
