@@ -621,7 +621,7 @@ std::string RangeText(const BucketRange& r) {
 // what the traces gathered before the walk found.
 struct Account {
   const Experiment& e;
-  ExplainResult result;
+  ExplainResult result = {};
   const std::string* id = nullptr;  // the unit's id e hashes on; null: not sent
   const Layer* layer = nullptr;  // e's layer; null: none, or not in the config
   bool targeted = true;          // e's targeting matched, or it has none

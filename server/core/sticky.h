@@ -63,7 +63,7 @@ struct StickyOptions {
   absl::Duration retry_after = absl::Seconds(1);
   // The clock for the pause and the log interval. Default (empty):
   // absl::Now.
-  std::function<absl::Time()> clock;
+  std::function<absl::Time()> clock = nullptr;
 };
 
 // One unit's recorded variants: experiment (pointing into the Config) ->
