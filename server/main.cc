@@ -47,6 +47,7 @@
 #include "server/service/assignment_service.h"
 #include "server/service/recording_service.h"
 #include "server/service/results_service.h"
+#include "server/service/storage_executor.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
 #include "server/storage/spool/spool.h"
@@ -80,6 +81,16 @@ ABSL_FLAG(
     "On SIGTERM/SIGINT, how long in-flight calls may take to finish before "
     "they are cancelled, and then how long the spool may take to replay into "
     "Redis.");
+ABSL_FLAG(int, storage_threads, 16,
+          "Threads that run the calls that wait on storage (recording, "
+          "results, Assign with record_exposure), so that gRPC's own threads "
+          "never wait on Redis or the disk and plain Assign calls keep being "
+          "served whatever Redis does.");
+ABSL_FLAG(int, storage_max_calls, 256,
+          "Calls that wait on storage, queued or running, at most (at least "
+          "--storage_threads). Past it, such calls are answered "
+          "RESOURCE_EXHAUSTED at once (retry with backoff) instead of "
+          "queueing without limit while Redis is slow.");
 ABSL_FLAG(std::string, spool_dir, "abexp-spool",
           "Directory of the local spool that keeps recording calls while "
           "Redis is down or slow, until they are replayed into it. Relative "
@@ -104,6 +115,8 @@ struct ServerOptions {
   std::string spool_dir = "abexp-spool";
   // Default: 1 GiB.
   int64_t spool_max_bytes = int64_t{1} << 30;
+  // Where calls that wait on storage run.
+  StorageExecutorOptions storage;
 };
 
 // One log line per message line, each prefixed with a UTC timestamp, written
@@ -356,10 +369,14 @@ int RunServer(const ServerOptions& options) {
   SpooledEventStore spooled_store(&event_store, std::move(spool),
                                   spooled_options);
   Recorder recorder(&spooled_store);
-  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log});
-  RecordingServiceImpl recording(store->get(), &recorder);
+  // Reset below, once the server has stopped, while everything its tasks
+  // use still exists.
+  auto executor = std::make_unique<StorageExecutor>(options.storage);
+  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log},
+                                executor.get());
+  RecordingServiceImpl recording(store->get(), &recorder, executor.get());
   // Results read Redis directly (not the spool): figures are what Redis has.
-  ResultsServiceImpl results(store->get(), &event_store);
+  ResultsServiceImpl results(store->get(), &event_store, executor.get());
   int port = 0;
   std::unique_ptr<grpc::Server> server =
       StartServer(options, &service, &recording, &results, &port);
@@ -374,6 +391,7 @@ int RunServer(const ServerOptions& options) {
                             in_flight_calls, options.shutdown_grace);
   server->Wait();
   signal_thread.join();
+  executor.reset();
 
   DrainSpool(options, &spooled_store);
   Log("shut down");
@@ -433,6 +451,18 @@ int main(int argc, char** argv) {
                  "abexp-server: --redis_connect_timeout and "
                  "--redis_command_timeout must be positive (e.g. 500ms, 2s) "
                  "and --redis_pool_size 0 (twice the cores) or more\n");
+    return 1;
+  }
+  options.storage.threads = absl::GetFlag(FLAGS_storage_threads);
+  options.storage.max_calls = absl::GetFlag(FLAGS_storage_max_calls);
+  if (options.storage.threads < 1 ||
+      options.storage.max_calls < options.storage.threads) {
+    std::fprintf(
+        stderr,
+        "abexp-server: --storage_threads=%d and --storage_max_calls=%d:"
+        " pass at least 1 thread and at least as many calls as "
+        "threads (defaults 16 and 256)\n",
+        options.storage.threads, options.storage.max_calls);
     return 1;
   }
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);

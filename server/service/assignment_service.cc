@@ -465,21 +465,30 @@ absl::Status HandleGetExperiment(const ConfigStore& store,
 
 AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
                                              const Recorder* recorder,
-                                             StickyOptions sticky)
+                                             StickyOptions sticky,
+                                             StorageExecutor* executor)
     : store_(store),
       recorder_(recorder),
-      sticky_(std::make_unique<StickyReader>(std::move(sticky))) {}
+      sticky_(std::make_unique<StickyReader>(std::move(sticky))),
+      executor_(executor) {}
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::AssignRequest, v1::AssignResponse>(
-      &in_flight_, request, response,
-      [&](const v1::AssignRequest& req, v1::AssignResponse* resp) {
-        return HandleAssign(*store_, recorder_, sticky_.get(), req, resp);
-      });
+  auto handle = [this](const v1::AssignRequest& req, v1::AssignResponse* resp) {
+    return HandleAssign(*store_, recorder_, sticky_.get(), req, resp);
+  };
+  if (executor_ == nullptr || recorder_ == nullptr) {
+    return ServeInline<v1::AssignRequest, v1::AssignResponse>(
+        &in_flight_, request, response, handle);
+  }
+  // Recording the exposure waits on the store; plain assignment does not.
+  return ServeOnExecutorIf<v1::AssignRequest, v1::AssignResponse>(
+      executor_, context, &in_flight_, request, response,
+      [](const v1::AssignRequest& req) { return req.record_exposure(); },
+      handle);
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(

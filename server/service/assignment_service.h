@@ -30,6 +30,7 @@
 #include "server/core/recorder.h"
 #include "server/core/sticky.h"
 #include "server/service/rpc_handlers.h"
+#include "server/service/storage_executor.h"
 #include "server/service/unary_call.h"
 
 namespace abexp {
@@ -48,11 +49,15 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   // `recorder` records the exposures of Assign calls that ask for it
   // (record_exposure); null means this server does not record, and such
   // calls report it in exposure_error. `sticky` says where recorded variants
-  // of sticky experiments are read; pass the Recorder's store.
-  // REQUIRES: store, recorder and sticky.store outlive this service.
+  // of sticky experiments are read; pass the Recorder's store. An Assign
+  // that records its exposure runs on `executor` (storage_executor.h), so
+  // that no gRPC thread waits for the store; null: inline.
+  // REQUIRES: store, recorder, sticky.store and executor outlive this
+  // service.
   explicit AssignmentServiceImpl(const ConfigStore* store,
                                  const Recorder* recorder = nullptr,
-                                 StickyOptions sticky = {});
+                                 StickyOptions sticky = {},
+                                 StorageExecutor* executor = nullptr);
   ~AssignmentServiceImpl() override;
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
@@ -82,6 +87,7 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null
   const std::unique_ptr<StickyReader> sticky_;
+  StorageExecutor* const executor_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

@@ -176,16 +176,18 @@ absl::Status HandleRecordEvents(const ConfigStore& store,
 }
 
 RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
-                                           const Recorder* recorder)
-    : store_(store), recorder_(recorder) {}
+                                           const Recorder* recorder,
+                                           StorageExecutor* executor)
+    : store_(store), recorder_(recorder), executor_(executor) {}
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::RecordExposuresRequest, v1::RecordExposuresResponse>(
-      &in_flight_, request, response,
-      [&](const v1::RecordExposuresRequest& req,
-          v1::RecordExposuresResponse* resp) {
+  return ServeOnExecutor<v1::RecordExposuresRequest,
+                         v1::RecordExposuresResponse>(
+      executor_, context, &in_flight_, request, response,
+      [this](const v1::RecordExposuresRequest& req,
+             v1::RecordExposuresResponse* resp) {
         return HandleRecordExposures(*store_, *recorder_, req, resp);
       });
 }
@@ -193,9 +195,10 @@ grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::RecordEventsRequest, v1::RecordEventsResponse>(
-      &in_flight_, request, response,
-      [&](const v1::RecordEventsRequest& req, v1::RecordEventsResponse* resp) {
+  return ServeOnExecutor<v1::RecordEventsRequest, v1::RecordEventsResponse>(
+      executor_, context, &in_flight_, request, response,
+      [this](const v1::RecordEventsRequest& req,
+             v1::RecordEventsResponse* resp) {
         return HandleRecordEvents(*store_, *recorder_, req, resp);
       });
 }

@@ -16,6 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/service/storage_executor.h"
 
 namespace abexp {
 
@@ -28,7 +29,11 @@ using RawRecordingService =
 class RecordingServiceImpl final : public RawRecordingService {
  public:
   // REQUIRES: store and recorder outlive this service.
-  RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder);
+  // Every call runs on `executor` (storage_executor.h): recording waits on
+  // the store, which no gRPC thread may do.
+  // REQUIRES: executor outlives this service too.
+  RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder,
+                       StorageExecutor* executor);
 
   RecordingServiceImpl(const RecordingServiceImpl&) = delete;
   RecordingServiceImpl& operator=(const RecordingServiceImpl&) = delete;
@@ -44,8 +49,9 @@ class RecordingServiceImpl final : public RawRecordingService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  const ConfigStore* const store_;  // not owned
-  const Recorder* const recorder_;  // not owned
+  const ConfigStore* const store_;   // not owned
+  const Recorder* const recorder_;   // not owned
+  StorageExecutor* const executor_;  // not owned
   std::atomic<int> in_flight_{0};
 };
 

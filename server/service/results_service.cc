@@ -233,8 +233,11 @@ void FillResponse(const ExperimentResults& results,
 }  // namespace
 
 ResultsServiceImpl::ResultsServiceImpl(const ConfigStore* config_store,
-                                       EventStore* event_store)
-    : config_store_(config_store), event_store_(event_store) {}
+                                       EventStore* event_store,
+                                       StorageExecutor* executor)
+    : config_store_(config_store),
+      event_store_(event_store),
+      executor_(executor) {}
 
 absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,
                               const v1::GetResultsRequest& request,
@@ -256,9 +259,9 @@ absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,
 grpc::ServerUnaryReactor* ResultsServiceImpl::GetResults(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::GetResultsRequest, v1::GetResultsResponse>(
-      &in_flight_, request, response,
-      [&](const v1::GetResultsRequest& req, v1::GetResultsResponse* resp) {
+  return ServeOnExecutor<v1::GetResultsRequest, v1::GetResultsResponse>(
+      executor_, context, &in_flight_, request, response,
+      [this](const v1::GetResultsRequest& req, v1::GetResultsResponse* resp) {
         return HandleGetResults(*config_store_, event_store_, req, resp);
       });
 }

@@ -17,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/event_store.h"
+#include "server/service/storage_executor.h"
 
 namespace abexp {
 
@@ -26,8 +27,11 @@ using RawResultsService = v1::ResultsService::WithRawCallbackMethod_GetResults<
 
 class ResultsServiceImpl final : public RawResultsService {
  public:
-  // REQUIRES: config_store and event_store outlive this service.
-  ResultsServiceImpl(const ConfigStore* config_store, EventStore* event_store);
+  // Every call runs on `executor` (storage_executor.h): reading the
+  // aggregates waits on the store, which no gRPC thread may do.
+  // REQUIRES: config_store, event_store and executor outlive this service.
+  ResultsServiceImpl(const ConfigStore* config_store, EventStore* event_store,
+                     StorageExecutor* executor);
 
   ResultsServiceImpl(const ResultsServiceImpl&) = delete;
   ResultsServiceImpl& operator=(const ResultsServiceImpl&) = delete;
@@ -42,6 +46,7 @@ class ResultsServiceImpl final : public RawResultsService {
  private:
   const ConfigStore* const config_store_;  // not owned
   EventStore* const event_store_;          // not owned
+  StorageExecutor* const executor_;        // not owned
   std::atomic<int> in_flight_{0};
 };
 

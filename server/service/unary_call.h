@@ -23,8 +23,10 @@
 #define ABEXP_SERVER_SERVICE_UNARY_CALL_H_
 
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +34,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "server/service/rpc_handlers.h"
+#include "server/service/storage_executor.h"
 
 namespace abexp {
 
@@ -112,25 +115,102 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   Response* const response_;       // on arena_
 };
 
+// fn(request, response) -> absl::Status, with an exception from fn turned
+// into INTERNAL rather than taking the server down.
+template <typename Request, typename Response, typename Fn>
+absl::Status RunHandler(Fn& fn, const Request& request, Response* response) {
+  try {
+    return fn(request, response);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(
+        "internal error: ", e.what(), "; please report this with the request"));
+  }
+}
+
 // Serves a call whose work finishes without waiting: parses the request,
 // runs fn(request, response) -> absl::Status on the calling thread and
-// finishes the call with its result. An exception from fn becomes INTERNAL
-// rather than taking the server down.
+// finishes the call with its result.
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* ServeInline(std::atomic<int>* in_flight,
                                       const grpc::ByteBuffer* request_bytes,
                                       grpc::ByteBuffer* response_bytes, Fn fn) {
   auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
   if (!call->Parse(*request_bytes).ok()) return call;
-  absl::Status status;
-  try {
-    status = fn(call->request(), call->response());
-  } catch (const std::exception& e) {
-    status = absl::InternalError(absl::StrCat(
-        "internal error: ", e.what(), "; please report this with the request"));
-  }
-  call->Finish(status);
+  call->Finish(RunHandler(fn, call->request(), call->response()));
   return call;
+}
+
+// Why a call that was to wait on storage is not started, or OK to start it:
+// CANCELLED when the client cancelled it, DEADLINE_EXCEEDED when its
+// deadline has passed.
+inline absl::Status CheckStillWanted(grpc::CallbackServerContext* context) {
+  if (context->IsCancelled()) {
+    return absl::CancelledError(
+        "the call was cancelled before abexp-server started it; nothing of "
+        "it was done");
+  }
+  if (context->deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError(
+        "the call's deadline passed before abexp-server could start it "
+        "(storage was busy); nothing of it was done, so it is safe to retry "
+        "with a longer deadline");
+  }
+  return absl::OkStatus();
+}
+
+// RESOURCE_EXHAUSTED for a call refused because `executor` is full.
+inline absl::Status StorageBusyError(const StorageExecutor& executor) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "abexp-server already has ", executor.options().max_calls,
+      " calls waiting for storage (--storage_max_calls); nothing of this "
+      "call was done: retry it after a backoff (e.g. 100 ms, doubling), "
+      "with the same idempotency keys"));
+}
+
+// Serves a call whose work may wait on storage: parses the request on the
+// calling thread, then, when waits_on_storage(request) says so, runs
+// fn(request, response) -> absl::Status on `executor` and finishes the call
+// from there, so the gRPC thread never waits; otherwise runs fn inline. A
+// call for the executor is not started (and nothing of it done) when the
+// executor is full (RESOURCE_EXHAUSTED), or when by the time a thread takes
+// it the client has cancelled it or its deadline has passed
+// (CheckStillWanted).
+// REQUIRES: fn may be copied, and whatever it refers to outlives the call.
+template <typename Request, typename Response, typename Pred, typename Fn>
+grpc::ServerUnaryReactor* ServeOnExecutorIf(
+    StorageExecutor* executor, grpc::CallbackServerContext* context,
+    std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
+    grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn fn) {
+  auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
+  if (!call->Parse(*request_bytes).ok()) return call;
+  if (!waits_on_storage(call->request())) {
+    call->Finish(RunHandler(fn, call->request(), call->response()));
+    return call;
+  }
+  if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
+    call->Finish(wanted);
+    return call;
+  }
+  const bool accepted = executor->TrySubmit([call, context, fn]() mutable {
+    absl::Status status = CheckStillWanted(context);
+    if (status.ok()) status = RunHandler(fn, call->request(), call->response());
+    call->Finish(status);
+  });
+  if (!accepted) call->Finish(StorageBusyError(*executor));
+  return call;
+}
+
+// ServeOnExecutorIf for a call that always waits on storage.
+template <typename Request, typename Response, typename Fn>
+grpc::ServerUnaryReactor* ServeOnExecutor(StorageExecutor* executor,
+                                          grpc::CallbackServerContext* context,
+                                          std::atomic<int>* in_flight,
+                                          const grpc::ByteBuffer* request_bytes,
+                                          grpc::ByteBuffer* response_bytes,
+                                          Fn fn) {
+  return ServeOnExecutorIf<Request, Response>(
+      executor, context, in_flight, request_bytes, response_bytes,
+      [](const Request&) { return true; }, std::move(fn));
 }
 
 }  // namespace abexp

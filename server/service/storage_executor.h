@@ -1,0 +1,70 @@
+// A StorageExecutor runs the part of a call that may wait on storage (a
+// Redis round trip, the wait for a pool connection, the spool's fsync) on
+// threads of its own, so that gRPC's callback threads never wait: the gRPC
+// callback API requires reactions not to block, and when they do, every
+// callback thread ends up parked on Redis and nothing else, not even a
+// plain Assign, is served.
+//
+// It is bounded: at most `max_calls` tasks are queued or running at once.
+// Past that, TrySubmit refuses the task and the caller answers
+// RESOURCE_EXHAUSTED, so a stuck Redis costs a bounded number of threads
+// and a bounded amount of memory, never an unbounded queue.
+//
+//   StorageExecutor executor(StorageExecutorOptions{});  // 16 threads, 256
+//   if (!executor.TrySubmit([call] { call->Run(); })) call->Refuse();
+//
+// Thread-safe. The destructor stops taking tasks, runs every task already
+// accepted, and joins the threads.
+#ifndef ABEXP_SERVER_SERVICE_STORAGE_EXECUTOR_H_
+#define ABEXP_SERVER_SERVICE_STORAGE_EXECUTOR_H_
+
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace abexp {
+
+struct StorageExecutorOptions {
+  // Threads that run tasks. Default: 16.
+  int threads = 16;
+  // Tasks queued or running at once, at least `threads`. Default: 256.
+  int max_calls = 256;
+};
+
+class StorageExecutor {
+ public:
+  // REQUIRES: options.threads >= 1 and options.max_calls >= options.threads.
+  explicit StorageExecutor(StorageExecutorOptions options);
+  ~StorageExecutor();
+
+  StorageExecutor(const StorageExecutor&) = delete;
+  StorageExecutor& operator=(const StorageExecutor&) = delete;
+
+  // Queues `task` to run on one of the threads and returns true, or returns
+  // false without running it when max_calls tasks are already queued or
+  // running (or the executor is being destroyed).
+  bool TrySubmit(std::function<void()> task);
+
+  // Tasks queued or running now.
+  int in_flight() const;
+
+  const StorageExecutorOptions& options() const { return options_; }
+
+ private:
+  void Work();
+
+  const StorageExecutorOptions options_;
+  mutable absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // queued + running
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_SERVICE_STORAGE_EXECUTOR_H_

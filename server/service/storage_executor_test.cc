@@ -1,0 +1,77 @@
+#include "server/service/storage_executor.h"
+
+#include <atomic>
+#include <memory>
+
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace abexp {
+namespace {
+
+StorageExecutorOptions Options(int threads, int max_calls) {
+  StorageExecutorOptions options;
+  options.threads = threads;
+  options.max_calls = max_calls;
+  return options;
+}
+
+TEST(StorageExecutorTest, RefusesPastMaxCallsAndRunsWhatItAccepted) {
+  std::atomic<int> ran{0};
+  {
+    StorageExecutor executor(Options(2, 3));
+    absl::Notification release;
+    absl::BlockingCounter started(2);
+    auto blocked = [&] {
+      started.DecrementCount();
+      release.WaitForNotification();
+      ++ran;
+    };
+    ASSERT_TRUE(executor.TrySubmit(blocked));
+    ASSERT_TRUE(executor.TrySubmit(blocked));
+    started.Wait();  // both threads are busy
+    absl::Notification third_ran;
+    ASSERT_TRUE(executor.TrySubmit([&] {
+      ++ran;
+      third_ran.Notify();
+    }));
+    EXPECT_EQ(executor.in_flight(), 3);
+    // Full: two running, one queued.
+    EXPECT_FALSE(
+        executor.TrySubmit([&] { ADD_FAILURE() << "ran a refused task"; }));
+    EXPECT_EQ(executor.in_flight(), 3);
+
+    release.Notify();
+    third_ran.WaitForNotification();
+    // Room again once tasks finish.
+    absl::Notification fourth_ran;
+    while (!executor.TrySubmit([&] { fourth_ran.Notify(); })) {
+      // Refused only while the two released tasks are still finishing.
+    }
+    fourth_ran.WaitForNotification();
+  }
+  // The three accepted tasks, once each; never the refused one.
+  EXPECT_EQ(ran.load(), 3);
+}
+
+TEST(StorageExecutorTest, DestructionRunsEveryAcceptedTask) {
+  std::atomic<int> ran{0};
+  absl::Notification release;
+  {
+    StorageExecutor executor(Options(1, 10));
+    ASSERT_TRUE(executor.TrySubmit([&] {
+      release.WaitForNotification();
+      ++ran;
+    }));
+    for (int i = 0; i < 9; ++i) {
+      ASSERT_TRUE(executor.TrySubmit([&] { ++ran; }));
+    }
+    release.Notify();
+  }
+  // Each accepted task finishes a call; none may be dropped.
+  EXPECT_EQ(ran.load(), 10);
+}
+
+}  // namespace
+}  // namespace abexp
