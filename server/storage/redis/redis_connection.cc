@@ -299,7 +299,22 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
 absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
   {
     absl::MutexLock lock(&mu);
-    while (idle.empty() && open >= max_connections) freed.Wait(&mu);
+    const absl::Duration wait_limit =
+        options.pool_wait_timeout > absl::ZeroDuration()
+            ? options.pool_wait_timeout
+            : options.command_timeout;
+    const absl::Time give_up = absl::Now() + wait_limit;
+    while (idle.empty() && open >= max_connections) {
+      if (freed.WaitWithDeadline(&mu, give_up) && idle.empty() &&
+          open >= max_connections) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "no connection to Redis at %s became free within %s: all %d are "
+            "busy, so Redis is slow or stuck (or --redis_pool_size is too "
+            "small for the load)",
+            Endpoint(options), absl::FormatDuration(wait_limit),
+            max_connections));
+      }
+    }
     if (!idle.empty()) {
       std::unique_ptr<Connection> conn = std::move(idle.back());
       idle.pop_back();

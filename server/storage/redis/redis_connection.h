@@ -34,6 +34,11 @@ struct RedisOptions {
   absl::Duration command_timeout = absl::Seconds(2);         // Default: 2s
   // Connections kept open. Default: 0, meaning twice the number of cores.
   int pool_size = 0;
+  // How long a call waits for a connection when all pool_size are busy
+  // (Redis slow or stuck) before it fails with DEADLINE_EXCEEDED, so that
+  // no caller queues for a connection without limit. Default: 0, meaning
+  // command_timeout.
+  absl::Duration pool_wait_timeout = absl::ZeroDuration();
   // Reconnect backoff: doubles from initial to max between failed attempts.
   absl::Duration initial_backoff = absl::Milliseconds(50);  // Default: 50ms
   absl::Duration max_backoff = absl::Seconds(2);            // Default: 2s

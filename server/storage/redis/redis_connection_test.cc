@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -477,6 +478,53 @@ TEST(RedisPool, SlowCommandTimesOutAndThePoolRecovers) {
 
   ASSERT_TRUE(WaitForPing(*pool, absl::Seconds(10)).ok());
   EXPECT_EQ(One(*pool, {"SET", "after", "1"}).str, "OK");
+}
+
+// With every connection held by a call Redis does not answer, another call
+// does not queue for a connection without limit: it fails after the pool
+// wait (DEADLINE_EXCEEDED, saying why), and the held call still completes
+// once Redis answers.
+TEST(RedisPool, WaitForABusyPoolIsBounded) {
+  auto redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  RedisOptions options = OptionsFor(*redis);
+  options.pool_size = 1;
+  options.command_timeout = absl::Seconds(120);
+  options.pool_wait_timeout = absl::Milliseconds(300);
+  auto pool = Connect(options);
+  ASSERT_NE(pool, nullptr);
+  ASSERT_EQ(One(*pool, {"SET", "before", "1"}).str, "OK");
+
+  ASSERT_TRUE(redis->Signal(SIGSTOP).ok());
+  absl::Mutex mu;
+  std::vector<absl::Status> finished;
+  std::vector<std::thread> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.emplace_back([&, i] {
+      auto r = pool->Pipeline({{"SET", absl::StrCat("k", i), "v"}});
+      absl::MutexLock lock(&mu);
+      finished.push_back(r.status());
+    });
+  }
+  {
+    // One call holds the only connection on the frozen Redis; the other
+    // gives up waiting for it.
+    absl::MutexLock lock(&mu);
+    auto one_finished = [&] {
+      mu.AssertHeld();
+      return !finished.empty();
+    };
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&one_finished), absl::Seconds(60)))
+        << "a call waited for a connection for over 60s";
+    EXPECT_TRUE(absl::IsDeadlineExceeded(finished[0])) << finished[0];
+    EXPECT_THAT(finished[0].message(), HasSubstr("no connection to Redis at"));
+    EXPECT_THAT(finished[0].message(), HasSubstr("all 1 are busy"));
+  }
+  ASSERT_TRUE(redis->Signal(SIGCONT).ok());
+  for (std::thread& t : calls) t.join();
+  ASSERT_EQ(finished.size(), 2u);
+  EXPECT_TRUE(finished[1].ok()) << finished[1];
 }
 
 TEST(RedisPool, HungRedisTimesOutInsteadOfHanging) {
