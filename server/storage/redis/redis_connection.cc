@@ -191,6 +191,9 @@ struct RedisPool::Impl {
 
   const RedisOptions options;
   int max_connections = 1;
+  // How long Acquire waits for a busy pool: options.pool_wait_timeout, or
+  // the command timeout when that is 0.
+  absl::Duration pool_wait;
 
   std::atomic<int64_t> round_trips{0};
   std::atomic<int64_t> commands_sent{0};
@@ -299,20 +302,19 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
 absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
   {
     absl::MutexLock lock(&mu);
-    const absl::Duration wait_limit =
-        options.pool_wait_timeout > absl::ZeroDuration()
-            ? options.pool_wait_timeout
-            : options.command_timeout;
-    const absl::Time give_up = absl::Now() + wait_limit;
-    while (idle.empty() && open >= max_connections) {
-      if (freed.WaitWithDeadline(&mu, give_up) && idle.empty() &&
-          open >= max_connections) {
-        return absl::DeadlineExceededError(absl::StrFormat(
-            "no connection to Redis at %s became free within %s: all %d are "
-            "busy, so Redis is slow or stuck (or --redis_pool_size is too "
-            "small for the load)",
-            Endpoint(options), absl::FormatDuration(wait_limit),
-            max_connections));
+    if (idle.empty() && open >= max_connections) {
+      // Only a call that must wait reads the clock.
+      const absl::Time give_up = absl::Now() + pool_wait;
+      while (idle.empty() && open >= max_connections) {
+        if (freed.WaitWithDeadline(&mu, give_up) && idle.empty() &&
+            open >= max_connections) {
+          return absl::DeadlineExceededError(absl::StrFormat(
+              "no connection to Redis at %s became free within %s: all %d "
+              "are busy, so Redis is slow or stuck (or --redis_pool_size is "
+              "too small for the load)",
+              Endpoint(options), absl::FormatDuration(pool_wait),
+              max_connections));
+        }
       }
     }
     if (!idle.empty()) {
@@ -532,6 +534,9 @@ absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(
   }
   auto impl = std::make_unique<Impl>(std::move(options));
   impl->max_connections = max_connections;
+  impl->pool_wait = impl->options.pool_wait_timeout > absl::ZeroDuration()
+                        ? impl->options.pool_wait_timeout
+                        : impl->options.command_timeout;
   absl::StatusOr<std::unique_ptr<Connection>> first = impl->Connect();
   if (!first.ok()) return first.status();
   {
