@@ -91,6 +91,17 @@ ABSL_FLAG(int, storage_max_calls, 256,
           "--storage_threads). Past it, such calls are answered "
           "RESOURCE_EXHAUSTED at once (retry with backoff) instead of "
           "queueing without limit while Redis is slow.");
+ABSL_FLAG(absl::Duration, sticky_read_budget, absl::Milliseconds(5),
+          "How long an assignment may wait for the recorded variants of "
+          "sticky experiments (the Redis read, the connection and the wait "
+          "for a thread). Past it the call answers with the variants "
+          "computed from the config, reason ASSIGNMENT_REASON_STICKY_UNREAD, "
+          "so a slow or frozen Redis never holds an Assign longer.");
+ABSL_FLAG(int, sticky_read_threads, 8,
+          "Threads that read the recorded variants of sticky experiments, so "
+          "that gRPC's own threads never wait on Redis. Calls beyond 8 per "
+          "thread waiting for one are answered at once without reading "
+          "(reason ASSIGNMENT_REASON_STICKY_UNREAD).");
 ABSL_FLAG(std::string, spool_dir, "abexp-spool",
           "Directory of the local spool that keeps recording calls while "
           "Redis is down or slow, until they are replayed into it. Relative "
@@ -117,7 +128,23 @@ struct ServerOptions {
   int64_t spool_max_bytes = int64_t{1} << 30;
   // Where calls that wait on storage run.
   StorageExecutorOptions storage;
+  // Default: 5ms.
+  absl::Duration sticky_read_budget = absl::Milliseconds(5);
+  // Where calls that read sticky experiments' recorded variants run.
+  StorageExecutorOptions sticky_reads;
 };
+
+// The connection options for reading sticky experiments' recorded
+// variants: every wait (connect, a free connection, the reply) bounded by
+// the budget, and a connection for each thread that may read.
+RedisOptions StickyRedisOptions(const ServerOptions& options) {
+  RedisOptions redis = options.redis;
+  redis.connect_timeout = options.sticky_read_budget;
+  redis.command_timeout = options.sticky_read_budget;
+  redis.pool_wait_timeout = options.sticky_read_budget;
+  redis.pool_size = options.sticky_reads.threads + options.storage.threads;
+  return redis;
+}
 
 // One log line per message line, each prefixed with a UTC timestamp, written
 // with one call so lines from different threads do not interleave.
@@ -369,11 +396,21 @@ int RunServer(const ServerOptions& options) {
   SpooledEventStore spooled_store(&event_store, std::move(spool),
                                   spooled_options);
   Recorder recorder(&spooled_store);
-  // Reset below, once the server has stopped, while everything its tasks
+  // Sticky reads go to Redis on connections of their own, whose timeouts
+  // are the budget (not the spool: it holds writes, not recorded variants).
+  DeferredEventStore sticky_store(
+      RedisStoreFactory(StickyRedisOptions(options)));
+  StickyOptions sticky;
+  sticky.store = &sticky_store;
+  sticky.log = Log;
+  sticky.budget = options.sticky_read_budget;
+  // Reset below, once the server has stopped, while everything their tasks
   // use still exists.
   auto executor = std::make_unique<StorageExecutor>(options.storage);
-  AssignmentServiceImpl service(store->get(), &recorder, {&spooled_store, Log},
-                                executor.get());
+  auto sticky_executor =
+      std::make_unique<StorageExecutor>(options.sticky_reads);
+  AssignmentServiceImpl service(store->get(), &recorder, std::move(sticky),
+                                executor.get(), sticky_executor.get());
   RecordingServiceImpl recording(store->get(), &recorder, executor.get());
   // Results read Redis directly (not the spool): figures are what Redis has.
   ResultsServiceImpl results(store->get(), &event_store, executor.get());
@@ -392,6 +429,7 @@ int RunServer(const ServerOptions& options) {
   server->Wait();
   signal_thread.join();
   executor.reset();
+  sticky_executor.reset();
 
   DrainSpool(options, &spooled_store);
   Log("shut down");
@@ -463,6 +501,17 @@ int main(int argc, char** argv) {
         " pass at least 1 thread and at least as many calls as "
         "threads (defaults 16 and 256)\n",
         options.storage.threads, options.storage.max_calls);
+    return 1;
+  }
+  options.sticky_read_budget = absl::GetFlag(FLAGS_sticky_read_budget);
+  options.sticky_reads.threads = absl::GetFlag(FLAGS_sticky_read_threads);
+  options.sticky_reads.max_calls = 8 * options.sticky_reads.threads;
+  if (options.sticky_read_budget <= absl::ZeroDuration() ||
+      options.sticky_reads.threads < 1) {
+    std::fprintf(stderr,
+                 "abexp-server: --sticky_read_budget must be positive (e.g. "
+                 "5ms, the default) and --sticky_read_threads at least 1 "
+                 "(default 8)\n");
     return 1;
   }
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);

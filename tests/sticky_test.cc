@@ -96,8 +96,15 @@ class StickyTest : public RecordingServerTest {
 
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(RecordingServerTest::SetUp());
-    ASSERT_NO_FATAL_FAILURE(StartServer());
+    ASSERT_NO_FATAL_FAILURE(
+        StartServer({absl::StrCat("--sticky_read_budget=", budget_)}));
   }
+
+  // How long the server may wait for a recorded variant. These tests check
+  // stickiness on a machine that may be loaded (sanitizers, parallel
+  // tests), where a read can take longer than the default 5ms; the budget
+  // itself is StickyBudgetTest's.
+  std::string budget_ = "2s";
 
   v1::AssignResponse Assign(const std::string& id) {
     v1::AssignRequest request;
@@ -184,8 +191,8 @@ class StickyTest : public RecordingServerTest {
   }
 
   // Asserts that each unit of `ids` is assigned the variant of paint the
-  // spec computes at 50:50, as BUCKETED: what Assign answers when it cannot
-  // read the recorded variants.
+  // spec computes at 50:50, as STICKY_UNREAD: what Assign answers when it
+  // cannot read the recorded variants.
   void ExpectComputedPaint(const std::vector<std::string>& ids) {
     for (const std::string& id : ids) {
       const std::optional<v1::Assignment> paint =
@@ -194,7 +201,7 @@ class StickyTest : public RecordingServerTest {
       EXPECT_EQ(paint->variant_key(),
                 BySpec("paint", id, 50, 50, "red", "blue"))
           << id;
-      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
+      EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD) << id;
     }
   }
 };
@@ -306,6 +313,63 @@ TEST_F(StickyTest, WithRedisHungAssignStillAnswers) {
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
   WaitUntilSticky("u1", "blue");
   WaitUntilSticky("u2", "red");
+}
+
+// With the default-sized budget, a frozen Redis holds no sticky call for
+// its command timeout (2s): each answers within a deadline far shorter.
+class StickyBudgetTest : public StickyTest {
+ protected:
+  StickyBudgetTest() { budget_ = "20ms"; }
+
+  // Assign for `id` with a 1s deadline, below the server's 2s Redis command
+  // timeout and far above its 20ms budget.
+  grpc::Status AssignWithin1s(const std::string& id,
+                              v1::AssignResponse* response) {
+    v1::AssignRequest request;
+    *request.mutable_unit() = User(id);
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(1));
+    return assign_->Assign(&context, request, response);
+  }
+};
+
+TEST_F(StickyBudgetTest, WithRedisFrozenStickyCallsAnswerWithinTheirDeadline) {
+  std::map<std::string, std::string> shown;
+  for (int i = 0; i < 20; ++i) shown[absl::StrCat("u", i)] = "blue";
+  Expose("paint", shown);
+  WaitUntilSticky("u1", "blue");
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  // Each call is a new chance to read (a pause starts only once a read has
+  // failed), so the first ones wait for Redis within the budget.
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = absl::StrCat("u", i);
+    v1::AssignResponse response;
+    const grpc::Status s = AssignWithin1s(id, &response);
+    ASSERT_TRUE(s.ok()) << id << ": " << s.error_code() << " "
+                        << s.error_message();
+    const std::optional<v1::Assignment> paint =
+        FindAssignment(response, "paint");
+    ASSERT_TRUE(paint.has_value()) << id;
+    EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"))
+        << id;
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD) << id;
+  }
+  v1::ExplainAssignmentRequest explain_request;
+  *explain_request.mutable_unit() = User("u1");
+  explain_request.set_experiment_key("paint");
+  v1::ExplainAssignmentResponse explained;
+  grpc::ClientContext context;
+  SetDeadline(&context, absl::Seconds(1));
+  const grpc::Status s =
+      assign_->ExplainAssignment(&context, explain_request, &explained);
+  ASSERT_TRUE(s.ok()) << s.error_code() << " " << s.error_message();
+  EXPECT_EQ(explained.reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD);
+  const std::optional<v1::ExplainStep> step = FindStep(explained, "sticky");
+  ASSERT_TRUE(step.has_value());
+  EXPECT_FALSE(step->passed());
+
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  WaitUntilSticky("u1", "blue");
 }
 
 }  // namespace

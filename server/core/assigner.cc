@@ -331,6 +331,13 @@ std::optional<int> RecordedVariantOf(
   return it->second;
 }
 
+// Whether `recorded` says the lookup of sticky experiment e failed.
+bool IsUnread(const Experiment& e,
+              const absl::flat_hash_map<const Experiment*, int>& recorded) {
+  auto it = recorded.find(&e);
+  return it != recorded.end() && it->second == kUnreadVariant;
+}
+
 // The decision procedure of docs/bucketing.md for experiment i, without
 // tracing.
 Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view,
@@ -353,12 +360,14 @@ Outcome Evaluate(const IndexedConfig& config, size_t i, UnitView& view,
     return Outcome{forced, AssignmentReason::kQaOverride};
   }
   if (!PassesGates(config, p, view)) return Outcome{};
+  AssignmentReason by_hash = AssignmentReason::kBucketed;
   if (p.sticky) {
     if (std::optional<int> sticky = RecordedVariantOf(e, recorded)) {
       return Outcome{*sticky, AssignmentReason::kSticky};
     }
+    if (IsUnread(e, recorded)) by_hash = AssignmentReason::kStickyUnread;
   }
-  return Outcome{BucketedVariant(config, i, *id), AssignmentReason::kBucketed};
+  return Outcome{BucketedVariant(config, i, *id), by_hash};
 }
 
 bool RuleApplies(const FeatureRule& rule, const FeatureRuleIndex& index,
@@ -625,6 +634,7 @@ struct Account {
   const std::string* id = nullptr;  // the unit's id e hashes on; null: not sent
   const Layer* layer = nullptr;  // e's layer; null: none, or not in the config
   bool targeted = true;          // e's targeting matched, or it has none
+  bool sticky_unread = false;    // e is sticky and its lookup failed
 
   // Appends a step; a failed step's detail becomes the summary. Returns
   // `passed`.
@@ -809,6 +819,7 @@ bool ExplainSticky(Account& a,
   const uint32_t bucket = a.result.variant_hash.bucket;
   const int num_variants = static_cast<int>(e.variants.size());
   if (!recorded->ok()) {
+    a.sticky_unread = true;
     a.Step("sticky", false,
            absl::StrCat("could not read the unit's recorded exposure (",
                         recorded->status().ToString(),
@@ -867,7 +878,9 @@ void ExplainTraffic(Account& a) {
           absl::StrFormat("bucket %d is in variant '%s' range %s", bucket,
                           v.key, RangeText(v.active_range));
       a.Step("traffic", true, detail);
-      a.Finish(static_cast<int>(i), AssignmentReason::kBucketed,
+      a.Finish(static_cast<int>(i),
+               a.sticky_unread ? AssignmentReason::kStickyUnread
+                               : AssignmentReason::kBucketed,
                std::move(detail));
       return;
     }

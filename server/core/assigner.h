@@ -68,7 +68,20 @@ absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit);
 absl::Status ValidateUnit(const IndexedConfig& config, const Unit& unit,
                           absl::string_view field);
 
-enum class AssignmentReason { kBucketed, kQaOverride, kRollout, kSticky };
+// kStickyUnread: a sticky experiment whose recorded variant could not be
+// read (the store failed, was paused after failing, or did not answer
+// within its budget), so the unit got the variant its bucket gives, as
+// kBucketed would, and may have been shown another one before.
+enum class AssignmentReason {
+  kBucketed,
+  kQaOverride,
+  kRollout,
+  kSticky,
+  kStickyUnread
+};
+
+// A recorded_variants value (see AssignOptions) saying the lookup failed.
+inline constexpr int kUnreadVariant = -1;
 enum class FeatureSource { kDefault, kRule, kExperiment, kRollout };
 
 struct ExperimentAssignment {
@@ -95,9 +108,11 @@ struct AssignOptions {
   absl::Time now = absl::InfinitePast();
   // Sticky experiments only: the variant index the unit was first exposed to
   // in the experiment's current phase, by experiment (pointing into the
-  // Config). Served with reason kSticky where StickyLookups says so; an index
-  // that is not one of the experiment's variants is ignored. Experiments not
-  // in the map are bucketed by hash. Default: empty.
+  // Config). Served with reason kSticky where StickyLookups says so.
+  // kUnreadVariant: the lookup failed, and the unit is bucketed by hash with
+  // reason kStickyUnread. Any other index that is not one of the
+  // experiment's variants is ignored. Experiments not in the map are
+  // bucketed by hash. Default: empty.
   absl::flat_hash_map<const Experiment*, int> recorded_variants;
 };
 

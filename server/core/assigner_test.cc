@@ -635,7 +635,7 @@ TEST_F(StickyAssignerTest,
     const AssignResult plain = MustAssign(Dutch(id));
     const ExperimentAssignment* sizing =
         Find(plain, "sizing");  // null if held out
-    for (int bad : {-1, 2, 7}) {
+    for (int bad : {-2, 2, 7}) {
       AssignOptions options;
       options.recorded_variants[paint_] = bad;
       options.recorded_variants[sizing_] =
@@ -650,6 +650,30 @@ TEST_F(StickyAssignerTest,
       }
     }
   }
+}
+
+TEST_F(StickyAssignerTest, AnUnreadRecordServesTheHashedVariantAndSaysSo) {
+  int in_paint = 0;
+  for (int i = 0; i < 500; ++i) {
+    const std::string id = absl::StrCat("n", i);
+    const AssignResult plain = MustAssign(Dutch(id));
+    AssignOptions options;
+    options.recorded_variants[paint_] = kUnreadVariant;
+    const AssignResult r = MustAssign(Dutch(id), options);
+    ASSERT_EQ(r.assignments.size(), plain.assignments.size()) << id;
+    for (size_t k = 0; k < r.assignments.size(); ++k) {
+      EXPECT_EQ(r.assignments[k].variant_index,
+                plain.assignments[k].variant_index)
+          << id;
+      // Only the sticky experiment whose read failed says so.
+      const bool paint = r.assignments[k].experiment == paint_;
+      in_paint += paint ? 1 : 0;
+      EXPECT_EQ(r.assignments[k].reason, paint ? AssignmentReason::kStickyUnread
+                                               : AssignmentReason::kBucketed)
+          << id;
+    }
+  }
+  EXPECT_GT(in_paint, 30);  // the sample reaches the sticky experiment
 }
 
 TEST_F(StickyAssignerTest, QaOverrideStillBeatsTheRecord) {
@@ -726,6 +750,8 @@ TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
       recorded = absl::UnavailableError("Redis at 127.0.0.1:1 is down");
     if (recorded.ok() && recorded->has_value())
       options.recorded_variants[paint_] = **recorded;
+    // What ApplyRecordedVariants passes for a failed read.
+    if (!recorded.ok()) options.recorded_variants[paint_] = kUnreadVariant;
     const AssignResult r = MustAssign(unit, options);
     const ExperimentAssignment* a = Find(r, "paint");
     absl::StatusOr<ExplainResult> x =
@@ -758,6 +784,9 @@ TEST_F(StickyAssignerTest, ExplainAgreesWithAssignAndShowsTheRecord) {
       case 3:
         EXPECT_FALSE(step->passed);
         EXPECT_THAT(step->detail, HasSubstr("Redis at 127.0.0.1:1 is down"));
+        if (x->variant_index >= 0) {
+          EXPECT_EQ(x->reason, AssignmentReason::kStickyUnread) << id;
+        }
         break;
     }
     if (kind != 0) {

@@ -10,6 +10,7 @@ bool IsCounted(AssignmentReason reason) {
   switch (reason) {
     case AssignmentReason::kBucketed:
     case AssignmentReason::kSticky:
+    case AssignmentReason::kStickyUnread:
       return true;
     case AssignmentReason::kQaOverride:
     case AssignmentReason::kRollout:

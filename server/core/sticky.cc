@@ -45,9 +45,11 @@ std::vector<RecordedVariants> ApplyRecordedVariants(
     absl::Span<const RecordedVariantResult> results, size_t unit_count) {
   std::vector<RecordedVariants> recorded(unit_count);
   for (size_t i = 0; i < lookups.lookups.size(); ++i) {
-    if (results[i].ok() && results[i]->has_value()) {
-      recorded[lookups.unit_of[i]][lookups.lookups[i].experiment] =
-          **results[i];
+    RecordedVariants& mine = recorded[lookups.unit_of[i]];
+    if (!results[i].ok()) {
+      mine[lookups.lookups[i].experiment] = kUnreadVariant;
+    } else if (results[i]->has_value()) {
+      mine[lookups.lookups[i].experiment] = **results[i];
     }
   }
   return recorded;
@@ -124,9 +126,28 @@ absl::StatusOr<std::vector<RecordedVariants>> StickyReader::ReadForUnits(
   return ApplyRecordedVariants(*lookups, results, units.size());
 }
 
+absl::StatusOr<std::vector<RecordedVariants>> StickyReader::SkipForUnits(
+    const IndexedConfig& config, absl::Span<const Unit> units,
+    const AssignOptions& options, const absl::Status& why) {
+  absl::StatusOr<UnitStickyLookups> lookups =
+      StickyLookupsForUnits(config, units, options);
+  if (!lookups.ok()) return lookups.status();
+  const std::vector<RecordedVariantResult> results(lookups->lookups.size(),
+                                                   why);
+  ReportFailures(lookups->lookups, results, options_.clock());
+  return ApplyRecordedVariants(*lookups, results, units.size());
+}
+
+bool StickyReader::WouldRead(const IndexedConfig& config) {
+  if (options_.store == nullptr || !HasSticky(config)) return false;
+  const absl::Time now = options_.clock();
+  absl::MutexLock lock(&mu_);
+  return now >= paused_until_;
+}
+
 std::optional<RecordedVariantResult> StickyReader::ReadForExplain(
     const IndexedConfig& config, const Unit& unit, const Experiment& experiment,
-    absl::Time now) {
+    absl::Time now, const absl::Status& skip) {
   if (!experiment.sticky) return std::nullopt;
   AssignOptions options;
   options.experiment_keys = {experiment.key};
@@ -134,6 +155,11 @@ std::optional<RecordedVariantResult> StickyReader::ReadForExplain(
   absl::StatusOr<std::vector<StickyLookup>> lookups =
       StickyLookups(config, unit, options);
   if (!lookups.ok() || lookups->empty()) return std::nullopt;
+  if (!skip.ok()) {
+    const std::vector<RecordedVariantResult> results(lookups->size(), skip);
+    ReportFailures(*lookups, results, options_.clock());
+    return results[0];
+  }
   return std::move(Read(config, *lookups)[0]);
 }
 

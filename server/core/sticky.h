@@ -9,8 +9,9 @@
 //    logged at most once per interval, and after UNAVAILABLE or
 //    DEADLINE_EXCEEDED lookups are skipped for a short pause;
 //  - ApplyRecordedVariants: turns the answers into each unit's
-//    AssignOptions::recorded_variants (failures and units never exposed are
-//    left out, so those units are bucketed by hash).
+//    AssignOptions::recorded_variants (units never exposed are left out, so
+//    they are bucketed by hash; a failed lookup is kUnreadVariant, so the
+//    unit is bucketed by hash with reason kStickyUnread).
 //
 //   StickyReader reader(options);
 //   absl::StatusOr<std::vector<RecordedVariants>> recorded =
@@ -61,6 +62,12 @@ struct StickyOptions {
   // holds up about one call per interval for its command timeout rather than
   // every call. Default: 1s.
   absl::Duration retry_after = absl::Seconds(1);
+  // How long a call may wait for its recorded variants, all told. The
+  // reader does not enforce it: its user sets the store's timeouts to it
+  // (abexp-server's --sticky_read_budget), and a call that has waited this
+  // long for a thread to read on skips the read (SkipForUnits). Default:
+  // no limit.
+  absl::Duration budget = absl::InfiniteDuration();
   // The clock for the pause and the log interval. Default (empty):
   // absl::Now.
   std::function<absl::Time()> clock = nullptr;
@@ -86,8 +93,9 @@ absl::StatusOr<UnitStickyLookups> StickyLookupsForUnits(
     const AssignOptions& options);
 
 // Each unit's recorded variants: result i answers lookups.lookups[i]. A
-// failed result or a unit never exposed adds nothing (the unit is bucketed
-// by hash). Returns `unit_count` maps.
+// unit never exposed adds nothing (the unit is bucketed by hash); a failed
+// result adds kUnreadVariant (bucketed by hash, reason kStickyUnread).
+// Returns `unit_count` maps.
 // REQUIRES: results.size() == lookups.lookups.size(), and every
 // lookups.unit_of[i] < unit_count.
 std::vector<RecordedVariants> ApplyRecordedVariants(
@@ -124,14 +132,34 @@ class StickyReader {
       const IndexedConfig& config, absl::Span<const Unit> units,
       const AssignOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // As ReadForUnits, without calling the store: every lookup fails with
+  // `why`, which is logged as a store failure would be (and starts a pause
+  // if UNAVAILABLE or DEADLINE_EXCEEDED). For a call that cannot wait for
+  // the store, e.g. when no thread is free to wait for it.
+  // REQUIRES: !why.ok().
+  absl::StatusOr<std::vector<RecordedVariants>> SkipForUnits(
+      const IndexedConfig& config, absl::Span<const Unit> units,
+      const AssignOptions& options, const absl::Status& why)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const StickyOptions& options() const { return options_; }
+
+  // Whether a call on `config` may call the store: there is a store, some
+  // experiment is sticky, and lookups are not paused. When false, Read
+  // answers without waiting on anything.
+  bool WouldRead(const IndexedConfig& config) ABSL_LOCKS_EXCLUDED(mu_);
+
   // The lookup Assign would make for `unit` in `experiment` at `now`, for
   // Explain (its `recorded` argument), so that both give the same variant:
   // nullopt when the experiment is not sticky or StickyLookups does not
-  // name it (including when the unit fails its checks).
+  // name it (including when the unit fails its checks). When `skip` is not
+  // OK, the store is not called and the lookup's result is `skip`, as in
+  // SkipForUnits.
   // REQUIRES: `experiment` points into `config`.
   std::optional<RecordedVariantResult> ReadForExplain(
       const IndexedConfig& config, const Unit& unit,
-      const Experiment& experiment, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+      const Experiment& experiment, absl::Time now,
+      const absl::Status& skip = absl::OkStatus()) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // Logs the failures among `results` (rate-limited) and starts a pause

@@ -270,7 +270,7 @@ TEST_F(StickyReadTest, RecordedVariantWinsOverTheHash) {
   }
 }
 
-TEST_F(StickyReadTest, FailedAndMissingRecordsAddNothing) {
+TEST_F(StickyReadTest, FailedRecordsAreMarkedUnreadAndMissingOnesAddNothing) {
   UnitStickyLookups lookups;
   lookups.lookups = {{paint_, "u0"}, {paint_, "u1"}, {paint_, "u2"}};
   lookups.unit_of = {0, 1, 2};
@@ -283,7 +283,8 @@ TEST_F(StickyReadTest, FailedAndMissingRecordsAddNothing) {
   ASSERT_EQ(recorded[0].size(), 1u);
   EXPECT_EQ(recorded[0].at(paint_), 1);
   EXPECT_THAT(recorded[1], IsEmpty());  // never exposed
-  EXPECT_THAT(recorded[2], IsEmpty());  // the store failed
+  ASSERT_EQ(recorded[2].size(), 1u);    // the store failed
+  EXPECT_EQ(recorded[2].at(paint_), kUnreadVariant);
   EXPECT_THAT(recorded[3], IsEmpty());  // no lookup
 }
 
@@ -304,7 +305,49 @@ TEST_F(StickyReadTest, ExplainReadsWhatAssignWouldRead) {
                    .has_value());
 }
 
+TEST_F(StickyReadTest, SkippingMarksEveryLookupUnreadWithoutTheStore) {
+  Expose("paint", "u1", "blue");
+  StickyReader reader(Options());
+  const absl::Status why =
+      absl::ResourceExhaustedError("no sticky-read thread was free");
+  const std::vector<Unit> units = {User("u1"), User("u2")};
+  absl::StatusOr<std::vector<RecordedVariants>> skipped =
+      reader.SkipForUnits(*config_, units, AssignAt(kStart), why);
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  ASSERT_EQ(skipped->size(), 2u);
+  for (const RecordedVariants& unit : *skipped) {
+    ASSERT_EQ(unit.size(), 1u);
+    EXPECT_EQ(unit.at(paint_), kUnreadVariant);
+  }
+  std::optional<RecordedVariantResult> explained =
+      reader.ReadForExplain(*config_, User("u1"), *paint_, kStart, why);
+  ASSERT_TRUE(explained.has_value());
+  EXPECT_EQ(explained->status(), why);
+  EXPECT_EQ(store_.read_calls(), 0);
+  // Logged like a store failure, but a full thread pool is no reason to
+  // stop reading: the next read goes to the store.
+  ASSERT_EQ(log_.size(), 1u);
+  EXPECT_THAT(log_[0], HasSubstr("no sticky-read thread was free"));
+  EXPECT_TRUE(reader.WouldRead(*config_));
+  ASSERT_TRUE(reader.ReadForUnits(*config_, units, AssignAt(kStart)).ok());
+  EXPECT_EQ(store_.read_calls(), 1);
+}
+
 // ---- the circuit breaker ----
+
+TEST_F(StickyReadTest, WouldReadIsFalseWhilePausedAndWithoutStickyOrStore) {
+  StickyReader reader(Options());
+  EXPECT_TRUE(reader.WouldRead(*config_));
+  store_.Fail(absl::DeadlineExceededError("Redis did not answer in 5ms"));
+  reader.Read(*config_, PaintLookup("u1"));
+  EXPECT_FALSE(reader.WouldRead(*config_));
+  now_ += absl::Seconds(1);
+  EXPECT_TRUE(reader.WouldRead(*config_));
+
+  StickyOptions no_store = Options();
+  no_store.store = nullptr;
+  EXPECT_FALSE(StickyReader(no_store).WouldRead(*config_));
+}
 
 TEST_F(StickyReadTest, StoreDownOpensTheBreakerForOneSecondThenItCloses) {
   Expose("paint", "u1", "blue");

@@ -78,6 +78,8 @@ v1::AssignmentReason ReasonToProto(AssignmentReason reason) {
       return v1::ASSIGNMENT_REASON_ROLLOUT;
     case AssignmentReason::kSticky:
       return v1::ASSIGNMENT_REASON_STICKY;
+    case AssignmentReason::kStickyUnread:
+      return v1::ASSIGNMENT_REASON_STICKY_UNREAD;
   }
   return v1::ASSIGNMENT_REASON_UNSPECIFIED;
 }
@@ -226,7 +228,8 @@ void ExplainToProto(const Config& config, const Unit& unit,
     HashToProto(r.variant_hash, e.salt, e.unit_id_type, r.unit_id,
                 proto->mutable_variant_hash());
   }
-  if (r.variant_index >= 0 && r.reason == AssignmentReason::kBucketed) {
+  if (r.variant_index >= 0 && (r.reason == AssignmentReason::kBucketed ||
+                               r.reason == AssignmentReason::kStickyUnread)) {
     RangeToProto(e.variants[r.variant_index].active_range,
                  proto->mutable_matched_range());
   }
@@ -267,9 +270,14 @@ std::vector<std::string> ToVector(
 // none at all without a reader. Errors: those Assign would return.
 absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
     const IndexedConfig& config, absl::Span<const Unit> units,
-    const AssignOptions& options, StickyReader* sticky) {
-  if (sticky == nullptr) return std::vector<RecordedVariants>(units.size());
-  return sticky->ReadForUnits(config, units, options);
+    const AssignOptions& options, const StickyRead& sticky) {
+  if (sticky.reader == nullptr) {
+    return std::vector<RecordedVariants>(units.size());
+  }
+  if (!sticky.skip.ok()) {
+    return sticky.reader->SkipForUnits(config, units, options, sticky.skip);
+  }
+  return sticky.reader->ReadForUnits(config, units, options);
 }
 
 // Records ExposuresToRecord(result). Returns why that failed, as
@@ -317,11 +325,10 @@ absl::Status CheckFilterKeys(const Config& config,
 
 }  // namespace
 
-absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
-                          StickyReader* sticky,
+absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
+                          const StickyRead& sticky,
                           const v1::AssignRequest& request,
                           v1::AssignResponse* response) {
-  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
   // Not validated here: StickyLookups and Assign validate the unit before
   // anything else, with the same messages ValidateUnit gives for "unit",
@@ -335,20 +342,21 @@ absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
   // A span over the unit itself: `{*unit}` would copy all its ids and
   // attributes on every call.
   absl::StatusOr<std::vector<RecordedVariants>> recorded = ReadRecordedVariants(
-      *config, absl::MakeConstSpan(&*unit, 1), options, sticky);
+      config, absl::MakeConstSpan(&*unit, 1), options, sticky);
   if (!recorded.ok()) return recorded.status();
   options.recorded_variants = std::move((*recorded)[0]);
-  absl::StatusOr<AssignResult> result = abexp::Assign(*config, *unit, options);
+  absl::StatusOr<AssignResult> result = abexp::Assign(config, *unit, options);
   if (!result.ok()) return result.status();
-  AssignResultToProto(*config, *result, response);
+  AssignResultToProto(config, *result, response);
   if (request.record_exposure()) {
-    response->set_exposure_error(RecordAssignedExposures(
-        *config, *unit, *result, options.now, recorder));
+    response->set_exposure_error(
+        RecordAssignedExposures(config, *unit, *result, options.now, recorder));
   }
   return absl::OkStatus();
 }
 
-absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
+absl::Status HandleBatchAssign(const IndexedConfig& config,
+                               const StickyRead& sticky,
                                const v1::BatchAssignRequest& request,
                                v1::BatchAssignResponse* response) {
   if (request.units_size() > kMaxBatchUnits) {
@@ -356,7 +364,6 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
         "units has ", request.units_size(), " entries; send at most ",
         kMaxBatchUnits, " per BatchAssign call and split larger batches"));
   }
-  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   AssignOptions options;
   options.experiment_keys = ToVector(request.experiment_keys());
   options.feature_keys = ToVector(request.feature_keys());
@@ -365,33 +372,33 @@ absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
   std::vector<Unit> units;
   units.reserve(request.units_size());
   for (int i = 0; i < request.units_size(); ++i) {
-    absl::StatusOr<Unit> unit = UnitFromProto(*config, request.units(i),
-                                              absl::StrCat("units[", i, "]"));
+    absl::StatusOr<Unit> unit =
+        UnitFromProto(config, request.units(i), absl::StrCat("units[", i, "]"));
     if (!unit.ok()) return unit.status();
     units.push_back(*std::move(unit));
   }
   if (units.empty()) {
     // Assign checks the filters; with no units, check them here so a typo
     // is NOT_FOUND whatever the batch size.
-    if (absl::Status s = CheckFilterKeys(*config, options); !s.ok()) return s;
+    if (absl::Status s = CheckFilterKeys(config, options); !s.ok()) return s;
   }
   // Every unit's sticky lookups in one store call.
   absl::StatusOr<std::vector<RecordedVariants>> recorded =
-      ReadRecordedVariants(*config, units, options, sticky);
+      ReadRecordedVariants(config, units, options, sticky);
   if (!recorded.ok()) return recorded.status();
-  response->set_config_version(config->version);
+  response->set_config_version(config.version);
   for (size_t i = 0; i < units.size(); ++i) {
     const Unit& unit = units[i];
     options.recorded_variants = std::move((*recorded)[i]);
-    absl::StatusOr<AssignResult> result = abexp::Assign(*config, unit, options);
+    absl::StatusOr<AssignResult> result = abexp::Assign(config, unit, options);
     if (!result.ok()) return result.status();
-    AssignResultToProto(*config, *result, response->add_results());
+    AssignResultToProto(config, *result, response->add_results());
   }
   return absl::OkStatus();
 }
 
 absl::Status HandleExplainAssignment(
-    const ConfigStore& store, StickyReader* sticky,
+    const IndexedConfig& config, const StickyRead& sticky,
     const v1::ExplainAssignmentRequest& request,
     v1::ExplainAssignmentResponse* response) {
   if (request.experiment_key().empty()) {
@@ -399,22 +406,22 @@ absl::Status HandleExplainAssignment(
         "experiment_key is required; pass the key of the experiment to explain "
         "(ListExperiments shows them)");
   }
-  std::shared_ptr<const IndexedConfig> config = store.Snapshot();
   absl::StatusOr<Unit> unit =
-      RequiredUnit(*config, request.has_unit(), request.unit());
+      RequiredUnit(config, request.has_unit(), request.unit());
   if (!unit.ok()) return unit.status();
   const absl::Time now = absl::Now();
   // The same lookup Assign would make, so both give the same variant.
   std::optional<RecordedVariantResult> recorded;
-  const Experiment* e = config->FindExperiment(request.experiment_key());
-  if (e != nullptr && sticky != nullptr) {
-    recorded = sticky->ReadForExplain(*config, *unit, *e, now);
+  const Experiment* e = config.FindExperiment(request.experiment_key());
+  if (e != nullptr && sticky.reader != nullptr) {
+    recorded =
+        sticky.reader->ReadForExplain(config, *unit, *e, now, sticky.skip);
   }
   absl::StatusOr<ExplainResult> result =
-      abexp::Explain(*config, *unit, request.experiment_key(), now,
+      abexp::Explain(config, *unit, request.experiment_key(), now,
                      recorded.has_value() ? &*recorded : nullptr);
   if (!result.ok()) return result.status();
-  ExplainToProto(*config, *unit, *result, response);
+  ExplainToProto(config, *unit, *result, response);
   return absl::OkStatus();
 }
 
@@ -466,51 +473,117 @@ absl::Status HandleGetExperiment(const ConfigStore& store,
 AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
                                              const Recorder* recorder,
                                              StickyOptions sticky,
-                                             StorageExecutor* executor)
+                                             StorageExecutor* executor,
+                                             StorageExecutor* sticky_executor)
     : store_(store),
       recorder_(recorder),
       sticky_(std::make_unique<StickyReader>(std::move(sticky))),
-      executor_(executor) {}
+      executor_(executor),
+      sticky_executor_(sticky_executor) {}
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
+
+template <typename Request, typename Response, typename MakeFn>
+void AssignmentServiceImpl::ServeReadingSticky(
+    grpc::CallbackServerContext* context, const IndexedConfig& config,
+    UnaryCall<Request, Response>* call, MakeFn make_fn) {
+  StickyReader* const reader = sticky_.get();
+  if (sticky_executor_ == nullptr || !reader->WouldRead(config)) {
+    auto fn = make_fn(StickyRead{reader, absl::OkStatus()});
+    call->Finish(RunHandler(fn, call->request(), call->response()));
+    return;
+  }
+  if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
+    call->Finish(wanted);
+    return;
+  }
+  // The budget counts from now: a call that waited it all for a thread
+  // does not read.
+  const absl::Duration budget = reader->options().budget;
+  const absl::Time queued = absl::Now();
+  auto on_thread = [make_fn, reader, budget, queued](const Request& request,
+                                                     Response* response) {
+    StickyRead read{reader, absl::OkStatus()};
+    const absl::Duration waited = absl::Now() - queued;
+    if (waited >= budget) {
+      read.skip = absl::ResourceExhaustedError(absl::StrCat(
+          "the call waited ", absl::FormatDuration(waited),
+          " for a sticky-read thread, its whole --sticky_read_budget"));
+    }
+    auto fn = make_fn(read);
+    return fn(request, response);
+  };
+  if (TrySubmitCall(sticky_executor_, context, call, on_thread)) return;
+  auto fn = make_fn(StickyRead{
+      reader, absl::ResourceExhaustedError(absl::StrCat(
+                  "all ", sticky_executor_->options().max_calls,
+                  " places for calls reading sticky variants are taken "
+                  "(--sticky_read_threads)"))});
+  call->Finish(RunHandler(fn, call->request(), call->response()));
+}
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  auto handle = [this](const v1::AssignRequest& req, v1::AssignResponse* resp) {
-    return HandleAssign(*store_, recorder_, sticky_.get(), req, resp);
+  using Call = UnaryCall<v1::AssignRequest, v1::AssignResponse>;
+  auto* call = new Call(&in_flight_, response);
+  if (!call->Parse(*request).ok()) return call;
+  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
+  auto make_fn = [this, config](const StickyRead& sticky) {
+    return [this, config, sticky](const v1::AssignRequest& req,
+                                  v1::AssignResponse* resp) {
+      return HandleAssign(*config, recorder_, sticky, req, resp);
+    };
   };
-  if (executor_ == nullptr || recorder_ == nullptr) {
-    return ServeInline<v1::AssignRequest, v1::AssignResponse>(
-        &in_flight_, request, response, handle);
+  if (executor_ != nullptr && recorder_ != nullptr &&
+      call->request().record_exposure()) {
+    // Recording the exposure waits on the store: the storage executor.
+    if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
+      call->Finish(wanted);
+    } else if (!TrySubmitCall(
+                   executor_, context, call,
+                   make_fn(StickyRead{sticky_.get(), absl::OkStatus()}))) {
+      call->Finish(StorageBusyError(*executor_));
+    }
+    return call;
   }
-  // Recording the exposure waits on the store; plain assignment does not.
-  return ServeOnExecutorIf<v1::AssignRequest, v1::AssignResponse>(
-      executor_, context, &in_flight_, request, response,
-      [](const v1::AssignRequest& req) { return req.record_exposure(); },
-      handle);
+  ServeReadingSticky(context, *config, call, make_fn);
+  return call;
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::BatchAssignRequest, v1::BatchAssignResponse>(
-      &in_flight_, request, response,
-      [&](const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
-        return HandleBatchAssign(*store_, sticky_.get(), req, resp);
+  using Call = UnaryCall<v1::BatchAssignRequest, v1::BatchAssignResponse>;
+  auto* call = new Call(&in_flight_, response);
+  if (!call->Parse(*request).ok()) return call;
+  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
+  ServeReadingSticky(
+      context, *config, call, [config](const StickyRead& sticky) {
+        return [config, sticky](const v1::BatchAssignRequest& req,
+                                v1::BatchAssignResponse* resp) {
+          return HandleBatchAssign(*config, sticky, req, resp);
+        };
       });
+  return call;
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeInline<v1::ExplainAssignmentRequest,
-                     v1::ExplainAssignmentResponse>(
-      &in_flight_, request, response,
-      [&](const v1::ExplainAssignmentRequest& req,
-          v1::ExplainAssignmentResponse* resp) {
-        return HandleExplainAssignment(*store_, sticky_.get(), req, resp);
+  using Call =
+      UnaryCall<v1::ExplainAssignmentRequest, v1::ExplainAssignmentResponse>;
+  auto* call = new Call(&in_flight_, response);
+  if (!call->Parse(*request).ok()) return call;
+  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
+  ServeReadingSticky(
+      context, *config, call, [config](const StickyRead& sticky) {
+        return [config, sticky](const v1::ExplainAssignmentRequest& req,
+                                v1::ExplainAssignmentResponse* resp) {
+          return HandleExplainAssignment(*config, sticky, req, resp);
+        };
       });
+  return call;
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(

@@ -11,9 +11,10 @@
 // (server/core/sticky.h: one EventStore::RecordedVariants call, however many
 // experiments and units) and serves them with reason STICKY. A store
 // failure never fails a call: the variants are then computed from the
-// config, the failure is logged (rate-limited) and ExplainAssignment shows
-// it in its "sticky" step. Which assignments record_exposure records is
-// ExposuresToRecord (server/core/exposure_policy.h).
+// config and served with reason STICKY_UNREAD, the failure is logged
+// (rate-limited) and ExplainAssignment shows it in its "sticky" step. Which
+// assignments record_exposure records is ExposuresToRecord
+// (server/core/exposure_policy.h).
 //
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_SERVICE_ASSIGNMENT_SERVICE_H_
@@ -49,15 +50,20 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   // `recorder` records the exposures of Assign calls that ask for it
   // (record_exposure); null means this server does not record, and such
   // calls report it in exposure_error. `sticky` says where recorded variants
-  // of sticky experiments are read; pass the Recorder's store. An Assign
-  // that records its exposure runs on `executor` (storage_executor.h), so
-  // that no gRPC thread waits for the store; null: inline.
-  // REQUIRES: store, recorder, sticky.store and executor outlive this
+  // of sticky experiments are read, and within what budget. An Assign that
+  // records its exposure runs on `executor` (storage_executor.h), so that
+  // no gRPC thread waits for the store; null: inline. Assign, BatchAssign
+  // and ExplainAssignment calls that read recorded variants run on
+  // `sticky_executor`; when it is full, or a call waited sticky.budget for
+  // it, the call does not read and answers at once, each sticky experiment
+  // it would have read with reason STICKY_UNREAD. Null: they read inline.
+  // REQUIRES: store, recorder, sticky.store and the executors outlive this
   // service.
   explicit AssignmentServiceImpl(const ConfigStore* store,
                                  const Recorder* recorder = nullptr,
                                  StickyOptions sticky = {},
-                                 StorageExecutor* executor = nullptr);
+                                 StorageExecutor* executor = nullptr,
+                                 StorageExecutor* sticky_executor = nullptr);
   ~AssignmentServiceImpl() override;
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
@@ -84,10 +90,19 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
+  // Finishes `call` with make_fn(StickyRead) -> fn(request, response):
+  // inline when no read of the store can happen (WouldRead), else on
+  // sticky_executor_, or inline without reading when that is full.
+  template <typename Request, typename Response, typename MakeFn>
+  void ServeReadingSticky(grpc::CallbackServerContext* context,
+                          const IndexedConfig& config,
+                          UnaryCall<Request, Response>* call, MakeFn make_fn);
+
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null
   const std::unique_ptr<StickyReader> sticky_;
-  StorageExecutor* const executor_;  // not owned; may be null
+  StorageExecutor* const executor_;         // not owned; may be null
+  StorageExecutor* const sticky_executor_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

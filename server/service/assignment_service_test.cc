@@ -526,7 +526,8 @@ TEST_F(StickyServiceTest, ReorderedVariantsAreNotReadAgainstTheRecord) {
         FindAssignment(Assign(id), "paint");
     ASSERT_TRUE(paint.has_value());
     EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "blue", "red"));
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED);
+    // The record could not be read against the new order: said so.
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD);
   }
   const std::optional<v1::ExplainStep> step =
       FindStep(Explain(User("u1"), "paint"), "sticky");
@@ -644,7 +645,7 @@ TEST_F(StickyServiceTest, StoreFailureServesComputedVariantsLogsOnceAndPauses) {
         FindAssignment(Assign(id), "paint");
     ASSERT_TRUE(paint.has_value()) << id;
     EXPECT_EQ(paint->variant_key(), BySpec("paint", id, 50, 50, "red", "blue"));
-    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED);
+    EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD);
   }
   // The first failure paused lookups: the store was asked once.
   EXPECT_EQ(store_.batch_calls(), 1);
@@ -658,7 +659,7 @@ TEST_F(StickyServiceTest, StoreFailureServesComputedVariantsLogsOnceAndPauses) {
   EXPECT_FALSE(step->passed());
   EXPECT_THAT(step->detail(), HasSubstr("paused"));
   EXPECT_THAT(step->detail(), HasSubstr("Redis at 127.0.0.1:9 is unreachable"));
-  EXPECT_EQ(x.reason(), v1::ASSIGNMENT_REASON_BUCKETED);
+  EXPECT_EQ(x.reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD);
 }
 
 TEST_F(StickyServiceTest,
@@ -688,7 +689,7 @@ TEST_F(StickyServiceTest,
 }
 
 TEST_F(StickyServiceTest,
-       WithoutAStoreStickyExperimentsAreBucketedAndExplainSaysWhy) {
+       WithoutAStoreStickyExperimentsAreUnreadAndExplainSaysWhy) {
   StickyOptions none;
   none.log = [this](absl::string_view line) {
     absl::MutexLock lock(&log_mu_);
@@ -700,7 +701,7 @@ TEST_F(StickyServiceTest,
       FindAssignment(Assign("u1"), "paint");
   ASSERT_TRUE(paint.has_value());
   EXPECT_EQ(paint->variant_key(), BySpec("paint", "u1", 50, 50, "red", "blue"));
-  EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED);
+  EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_STICKY_UNREAD);
   const std::optional<v1::ExplainStep> step =
       FindStep(Explain(User("u1"), "paint"), "sticky");
   ASSERT_TRUE(step.has_value());

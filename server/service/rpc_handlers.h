@@ -53,19 +53,29 @@ void InstallProtobufLogLimiter();
 absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto,
                                  absl::string_view field);
 
-// AssignmentService. `recorder` records Assign's exposures when asked
-// (null: this server does not record, said in exposure_error). `sticky`
-// reads the recorded variants of sticky experiments; null: they are
-// bucketed by hash like the others.
-absl::Status HandleAssign(const ConfigStore& store, const Recorder* recorder,
-                          StickyReader* sticky,
+// How an assignment call gets the recorded variants of sticky experiments.
+struct StickyRead {
+  // Null: it does not, and they are bucketed by hash like the others.
+  StickyReader* reader = nullptr;
+  // Not OK: the store is not called, and each lookup fails with this
+  // status (StickyReader::SkipForUnits): the unit is bucketed by hash with
+  // reason ASSIGNMENT_REASON_STICKY_UNREAD. For a call that must not wait.
+  absl::Status skip;
+};
+
+// AssignmentService, on one config snapshot. `recorder` records Assign's
+// exposures when asked (null: this server does not record, said in
+// exposure_error).
+absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
+                          const StickyRead& sticky,
                           const v1::AssignRequest& request,
                           v1::AssignResponse* response);
-absl::Status HandleBatchAssign(const ConfigStore& store, StickyReader* sticky,
+absl::Status HandleBatchAssign(const IndexedConfig& config,
+                               const StickyRead& sticky,
                                const v1::BatchAssignRequest& request,
                                v1::BatchAssignResponse* response);
 absl::Status HandleExplainAssignment(
-    const ConfigStore& store, StickyReader* sticky,
+    const IndexedConfig& config, const StickyRead& sticky,
     const v1::ExplainAssignmentRequest& request,
     v1::ExplainAssignmentResponse* response);
 absl::Status HandleListExperiments(const ConfigStore& store,

@@ -167,6 +167,23 @@ inline absl::Status StorageBusyError(const StorageExecutor& executor) {
       "with the same idempotency keys"));
 }
 
+// Runs fn(request, response) -> absl::Status for `call` on `executor` and
+// finishes the call from there with its result, or with CheckStillWanted's
+// error, without running fn, when by the time a thread takes it the client
+// has cancelled it or its deadline has passed. Returns false, with the call
+// neither run nor finished, when the executor is full.
+// REQUIRES: fn may be copied, and whatever it refers to outlives the call.
+template <typename Request, typename Response, typename Fn>
+bool TrySubmitCall(StorageExecutor* executor,
+                   grpc::CallbackServerContext* context,
+                   UnaryCall<Request, Response>* call, Fn fn) {
+  return executor->TrySubmit([call, context, fn]() mutable {
+    absl::Status status = CheckStillWanted(context);
+    if (status.ok()) status = RunHandler(fn, call->request(), call->response());
+    call->Finish(status);
+  });
+}
+
 // Serves a call whose work may wait on storage: parses the request on the
 // calling thread, then, when waits_on_storage(request) says so, runs
 // fn(request, response) -> absl::Status on `executor` and finishes the call
@@ -191,12 +208,9 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
     call->Finish(wanted);
     return call;
   }
-  const bool accepted = executor->TrySubmit([call, context, fn]() mutable {
-    absl::Status status = CheckStillWanted(context);
-    if (status.ok()) status = RunHandler(fn, call->request(), call->response());
-    call->Finish(status);
-  });
-  if (!accepted) call->Finish(StorageBusyError(*executor));
+  if (!TrySubmitCall(executor, context, call, std::move(fn))) {
+    call->Finish(StorageBusyError(*executor));
+  }
   return call;
 }
 

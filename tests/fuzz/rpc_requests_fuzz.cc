@@ -134,20 +134,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0:
       Run<v1::AssignRequest, v1::AssignResponse>(
           data, size, [&](const auto& req, auto* resp) {
-            return HandleAssign(*s.config, s.recorder.get(), nullptr, req,
-                                resp);
+            return HandleAssign(*s.config->Snapshot(), s.recorder.get(),
+                                StickyRead{}, req, resp);
           });
       break;
     case 1:
       Run<v1::BatchAssignRequest, v1::BatchAssignResponse>(
           data, size, [&](const auto& req, auto* resp) {
-            return HandleBatchAssign(*s.config, nullptr, req, resp);
+            return HandleBatchAssign(*s.config->Snapshot(), StickyRead{}, req,
+                                     resp);
           });
       break;
     case 2:
       Run<v1::ExplainAssignmentRequest, v1::ExplainAssignmentResponse>(
           data, size, [&](const auto& req, auto* resp) {
-            return HandleExplainAssignment(*s.config, nullptr, req, resp);
+            return HandleExplainAssignment(*s.config->Snapshot(), StickyRead{},
+                                           req, resp);
           });
       break;
     case 3:
