@@ -62,10 +62,22 @@ class RequestPathTest : public RecordingServerTest {
     // Redis waits long enough that a frozen Redis holds the accepted calls
     // for the whole test, instead of failing them over to the spool.
     ASSERT_NO_FATAL_FAILURE(
-        StartServer({absl::StrCat("--storage_threads=", kStorageThreads),
-                     absl::StrCat("--storage_max_calls=", kStorageMaxCalls),
+        StartServer({absl::StrCat("--storage_threads=", storage_threads_),
+                     absl::StrCat("--storage_max_calls=", storage_max_calls_),
                      "--redis_command_timeout=120s"}));
   }
+
+  // RecordExposures of Exposures(prefix) with `deadline`.
+  grpc::Status RecordWithin(const std::string& prefix,
+                            absl::Duration deadline) {
+    grpc::ClientContext context;
+    SetDeadline(&context, deadline);
+    v1::RecordExposuresResponse response;
+    return record_->RecordExposures(&context, Exposures(prefix), &response);
+  }
+
+  int storage_threads_ = kStorageThreads;
+  int storage_max_calls_ = kStorageMaxCalls;
 
   // Exposes users `prefix`0 .. `prefix`(kUsersPerCall-1) to control.
   v1::RecordExposuresRequest Exposures(const std::string& prefix) const {
@@ -193,6 +205,72 @@ TEST_F(RequestPathTest, FrozenRedisParksOnlyRecordingAndBoundsIt) {
   EXPECT_EQ(accepted, kStorageMaxCalls);
   // Each accepted call once; nothing of a refused one.
   const int64_t want = 5 + int64_t{kStorageMaxCalls} * kUsersPerCall;
+  EXPECT_TRUE(
+      ::abexp::testing::Eventually([&] { return ExposedToControl() == want; },
+                                   absl::Seconds(60), absl::Milliseconds(100)))
+      << "control has " << ExposedToControl() << " exposed units, want "
+      << want;
+}
+
+// One storage thread and room for one call: whatever holds it holds every
+// recording call.
+class CallDeadlineTest : public RequestPathTest {
+ protected:
+  CallDeadlineTest() {
+    storage_threads_ = 1;
+    storage_max_calls_ = 1;
+  }
+};
+
+TEST_F(CallDeadlineTest, ARedisWaitEndsAtTheCallsDeadlineNotTheTimeout) {
+  ASSERT_NO_FATAL_FAILURE(ExposeUsers("checkout", "control", "warm", 5,
+                                      absl::Now() - absl::Minutes(1)));
+  ASSERT_EQ(ExposedToControl(), 5);
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+
+  // The server would wait 120s (--redis_command_timeout) for Redis; this
+  // call gives up after 1s, and so must the server's wait for it.
+  const grpc::Status first = RecordWithin("first-", absl::Seconds(1));
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << first.error_message();
+
+  // Then the one storage thread is free again for the next call, long
+  // before 120s: calls are refused only until then. A call taken ends
+  // within its own deadline too (or is spooled at once).
+  std::vector<std::string> taken = {"first-"};
+  grpc::Status next;
+  const bool freed = ::abexp::testing::Eventually(
+      [&] {
+        const std::string prefix = absl::StrCat("next", taken.size(), "-");
+        next = RecordWithin(prefix, absl::Seconds(3));
+        if (next.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          return false;
+        }
+        taken.push_back(prefix);
+        return true;
+      },
+      absl::Seconds(60), absl::Milliseconds(100));
+  EXPECT_TRUE(freed) << "the storage thread stayed taken: " << next.error_code()
+                     << " " << next.error_message();
+  EXPECT_TRUE(next.ok() ||
+              next.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      << next.error_code() << " " << next.error_message();
+
+  // A client that did not hear back retries with the same request; each
+  // call then counts exactly once, whether it reached Redis, the spool, or
+  // neither before its deadline.
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  for (const std::string& prefix : taken) {
+    grpc::Status retried;
+    EXPECT_TRUE(::abexp::testing::Eventually(
+        [&] {
+          retried = RecordWithin(prefix, absl::Seconds(30));
+          return retried.ok();
+        },
+        absl::Seconds(60), absl::Milliseconds(100)))
+        << prefix << ": " << retried.error_message();
+  }
+  const int64_t want = 5 + static_cast<int64_t>(taken.size()) * kUsersPerCall;
   EXPECT_TRUE(
       ::abexp::testing::Eventually([&] { return ExposedToControl() == want; },
                                    absl::Seconds(60), absl::Milliseconds(100)))

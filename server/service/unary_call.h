@@ -33,6 +33,7 @@
 #include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
+#include "server/core/call_scope.h"
 #include "server/service/rpc_handlers.h"
 #include "server/service/storage_executor.h"
 
@@ -170,8 +171,10 @@ inline absl::Status StorageBusyError(const StorageExecutor& executor) {
 // Runs fn(request, response) -> absl::Status for `call` on `executor` and
 // finishes the call from there with its result, or with CheckStillWanted's
 // error, without running fn, when by the time a thread takes it the client
-// has cancelled it or its deadline has passed. Returns false, with the call
-// neither run nor finished, when the executor is full.
+// has cancelled it or its deadline has passed. fn runs in a CallScope with
+// the call's deadline and cancellation, so storage stops waiting when the
+// client does. Returns false, with the call neither run nor finished, when
+// the executor is full.
 // REQUIRES: fn may be copied, and whatever it refers to outlives the call.
 template <typename Request, typename Response, typename Fn>
 bool TrySubmitCall(StorageExecutor* executor,
@@ -179,7 +182,11 @@ bool TrySubmitCall(StorageExecutor* executor,
                    UnaryCall<Request, Response>* call, Fn fn) {
   return executor->TrySubmit([call, context, fn]() mutable {
     absl::Status status = CheckStillWanted(context);
-    if (status.ok()) status = RunHandler(fn, call->request(), call->response());
+    if (status.ok()) {
+      CallScope scope(absl::FromChrono(context->deadline()),
+                      [context] { return context->IsCancelled(); });
+      status = RunHandler(fn, call->request(), call->response());
+    }
     call->Finish(status);
   });
 }

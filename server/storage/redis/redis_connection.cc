@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "server/core/call_scope.h"
 
 namespace abexp {
 namespace {
@@ -81,15 +82,28 @@ std::string Endpoint(const RedisOptions& o) {
   return absl::StrCat(o.host, ":", o.port);
 }
 
+// How long a round trip may wait for Redis's answer, and why that long.
+struct ReplyWait {
+  absl::Duration timeout;
+  bool call_deadline = false;  // the call's deadline, not command_timeout
+};
+
 // Turns a failed context into a status. A socket timeout surfaces in hiredis
 // as an I/O error with EAGAIN.
 absl::Status ContextError(const redisContext& c, int saved_errno,
-                          const RedisOptions& o, absl::string_view during) {
+                          const RedisOptions& o, absl::string_view during,
+                          const ReplyWait& wait) {
   std::string what =
       c.errstr[0] != '\0' ? std::string(c.errstr) : "unknown error";
   if (c.err == REDIS_ERR_IO &&
       (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK ||
        absl::StrContains(what, "temporarily unavailable"))) {
+    if (wait.call_deadline) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "Redis at %s did not answer %s before the call's deadline (%s "
+          "left); the connection was dropped",
+          Endpoint(o), during, absl::FormatDuration(wait.timeout)));
+    }
     return absl::DeadlineExceededError(absl::StrFormat(
         "Redis at %s did not answer %s within command_timeout (%s); the "
         "connection was "
@@ -182,7 +196,14 @@ namespace {
 struct Connection {
   ContextPtr ctx;
   absl::flat_hash_set<std::string> loaded_scripts;
+  // The socket's read/write timeout now: command_timeout, or less for a
+  // call whose deadline was sooner.
+  absl::Duration timeout;
 };
+
+// While a call that is waiting for a pool connection checks whether it was
+// cancelled.
+constexpr absl::Duration kCancelCheckInterval = absl::Milliseconds(50);
 
 }  // namespace
 
@@ -211,6 +232,13 @@ struct RedisPool::Impl {
   absl::StatusOr<std::unique_ptr<Connection>> Connect();
   // Borrows an idle connection or makes a new one (outside the lock).
   absl::StatusOr<std::unique_ptr<Connection>> Acquire();
+  // Waits until a connection is idle or may be opened: at most pool_wait,
+  // and not past the call's deadline or once it is cancelled (CallScope).
+  absl::Status WaitForFreeConnection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // How long a round trip on `conn` may wait for the answer, with the
+  // socket's timeout set to it: command_timeout, or what is left of the
+  // call's deadline (at least 1ms: Acquire refused calls past it).
+  absl::StatusOr<ReplyWait> SetReplyWait(Connection& conn);
   // Returns a healthy connection; a null one releases its slot.
   void Release(std::unique_ptr<Connection> conn, bool healthy);
 
@@ -249,6 +277,7 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
   }
   auto conn = std::make_unique<Connection>();
   conn->ctx = std::move(ctx);
+  conn->timeout = o.command_timeout;
 
   // Handshake in one round trip: [AUTH] [SELECT] PING.
   std::vector<RedisCommand> hello;
@@ -300,22 +329,17 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
+  if (const absl::Time deadline = CallScope::Deadline();
+      deadline != absl::InfiniteFuture() && deadline <= absl::Now()) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "the call's deadline passed before it could send anything to Redis "
+        "at %s; nothing of it was sent",
+        Endpoint(options)));
+  }
   {
     absl::MutexLock lock(&mu);
     if (idle.empty() && open >= max_connections) {
-      // Only a call that must wait reads the clock.
-      const absl::Time give_up = absl::Now() + pool_wait;
-      while (idle.empty() && open >= max_connections) {
-        if (freed.WaitWithDeadline(&mu, give_up) && idle.empty() &&
-            open >= max_connections) {
-          return absl::DeadlineExceededError(absl::StrFormat(
-              "no connection to Redis at %s became free within %s: all %d "
-              "are busy, so Redis is slow or stuck (or --redis_pool_size is "
-              "too small for the load)",
-              Endpoint(options), absl::FormatDuration(pool_wait),
-              max_connections));
-        }
-      }
+      if (absl::Status s = WaitForFreeConnection(); !s.ok()) return s;
     }
     if (!idle.empty()) {
       std::unique_ptr<Connection> conn = std::move(idle.back());
@@ -349,6 +373,62 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
   return conn.status();
 }
 
+absl::Status RedisPool::Impl::WaitForFreeConnection() {
+  // Only a call that must wait reads the clock.
+  const absl::Time call_deadline = CallScope::Deadline();
+  const absl::Time give_up = std::min(absl::Now() + pool_wait, call_deadline);
+  while (idle.empty() && open >= max_connections) {
+    if (CallScope::Cancelled()) {
+      return absl::CancelledError(absl::StrFormat(
+          "the call was cancelled while it waited for a connection to Redis "
+          "at %s; nothing of it was sent",
+          Endpoint(options)));
+    }
+    const absl::Time now = absl::Now();
+    if (now >= give_up) {
+      if (give_up == call_deadline) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "the call's deadline passed while it waited for a connection to "
+            "Redis at %s (all %d are busy: Redis is slow or stuck); nothing "
+            "of it was sent",
+            Endpoint(options), max_connections));
+      }
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "no connection to Redis at %s became free within %s: all %d "
+          "are busy, so Redis is slow or stuck (or --redis_pool_size is "
+          "too small for the load)",
+          Endpoint(options), absl::FormatDuration(pool_wait), max_connections));
+    }
+    // Wakes to look at cancellation now and then, when the call has a scope.
+    const absl::Time wake = call_deadline == absl::InfiniteFuture()
+                                ? give_up
+                                : std::min(give_up, now + kCancelCheckInterval);
+    freed.WaitWithDeadline(&mu, wake);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReplyWait> RedisPool::Impl::SetReplyWait(Connection& conn) {
+  ReplyWait wait{options.command_timeout, false};
+  const absl::Time deadline = CallScope::Deadline();
+  if (deadline != absl::InfiniteFuture()) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left < wait.timeout) {
+      wait = ReplyWait{std::max(left, absl::Milliseconds(1)), true};
+    }
+  }
+  if (wait.timeout != conn.timeout) {
+    if (redisSetTimeout(conn.ctx.get(), TimeoutTimeval(wait.timeout)) !=
+        REDIS_OK) {
+      return absl::UnavailableError(absl::StrFormat(
+          "cannot set the timeout on the Redis connection to %s: %s",
+          Endpoint(options), conn.ctx->errstr));
+    }
+    conn.timeout = wait.timeout;
+  }
+  return wait;
+}
+
 void RedisPool::Impl::Release(std::unique_ptr<Connection> conn, bool healthy) {
   absl::MutexLock lock(&mu);
   if (healthy) {
@@ -375,6 +455,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
       return absl::InvalidArgumentError(
           "empty Redis command; argv[0] must name it");
   }
+  absl::StatusOr<ReplyWait> wait = SetReplyWait(conn);
+  if (!wait.ok()) return wait.status();
   redisContext* c = conn.ctx.get();
   std::vector<const char*> argv;
   std::vector<size_t> argvlen;
@@ -387,7 +469,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
     }
     if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(),
                                argvlen.data()) != REDIS_OK) {
-      return ContextError(*c, errno, options, "queueing a command");
+      return ContextError(*c, errno, options, "queueing a command", *wait);
     }
   }
   if (count) {
@@ -404,7 +486,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
     const int saved_errno = errno;
     ReplyPtr reply(static_cast<redisReply*>(raw));
     if (rc != REDIS_OK || reply == nullptr) {
-      return ContextError(*c, saved_errno, options, "a pipelined command");
+      return ContextError(*c, saved_errno, options, "a pipelined command",
+                          *wait);
     }
     out.push_back(CopyReply(*reply));
   }

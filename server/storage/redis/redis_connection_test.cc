@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/call_scope.h"
 #include "server/testing/redis_process.h"
 
 namespace abexp {
@@ -525,6 +526,93 @@ TEST(RedisPool, WaitForABusyPoolIsBounded) {
   for (std::thread& t : calls) t.join();
   ASSERT_EQ(finished.size(), 2u);
   EXPECT_TRUE(finished[1].ok()) << finished[1];
+}
+
+// A frozen Redis holds a one-connection pool whose waits (the answer, a
+// free connection) are all 120s; calls in a CallScope stop waiting when
+// their call ends instead.
+class RedisPoolCallScopeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    redis_ = StartRedis();
+    ASSERT_NE(redis_, nullptr);
+    RedisOptions options = OptionsFor(*redis_);
+    options.pool_size = 1;
+    options.command_timeout = absl::Seconds(120);
+    pool_ = Connect(options);
+    ASSERT_NE(pool_, nullptr);
+    ASSERT_EQ(One(*pool_, {"SET", "before", "1"}).str, "OK");
+    ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  }
+
+  void TearDown() override {
+    if (redis_ != nullptr) EXPECT_TRUE(redis_->Signal(SIGCONT).ok());
+    if (holder_.joinable()) holder_.join();
+  }
+
+  // Takes the pool's one connection with a SET the frozen Redis does not
+  // answer until SIGCONT (no scope: the 120s timeout), and returns once the
+  // connection is taken.
+  void HoldTheConnection() {
+    holder_ = std::thread([&] {
+      absl::StatusOr<std::vector<RedisReply>> r =
+          pool_->Pipeline({{"SET", "held", "1"}});
+      EXPECT_TRUE(r.ok()) << r.status();
+    });
+    // The pool counts a round trip once it has the connection, just before
+    // it sends.
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (pool_->round_trips() < 2 && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_GE(pool_->round_trips(), 2) << "the SET never took the connection";
+  }
+
+  std::unique_ptr<RedisProcess> redis_;
+  std::unique_ptr<RedisPool> pool_;
+  std::thread holder_;
+};
+
+TEST_F(RedisPoolCallScopeTest, TheAnswerIsAwaitedOnlyUntilTheCallsDeadline) {
+  CallScope scope(absl::Now() + absl::Milliseconds(500), nullptr);
+  absl::StatusOr<std::vector<RedisReply>> r =
+      pool_->Pipeline({{"SET", "k", "v"}});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("before the call's deadline"));
+}
+
+TEST_F(RedisPoolCallScopeTest, ACallPastItsDeadlineSendsNothing) {
+  CallScope scope(absl::Now() - absl::Milliseconds(1), nullptr);
+  absl::StatusOr<std::vector<RedisReply>> r =
+      pool_->Pipeline({{"SET", "k", "v"}});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("nothing of it was sent"));
+  EXPECT_EQ(pool_->round_trips(), 1);  // the SET before the freeze only
+}
+
+TEST_F(RedisPoolCallScopeTest, TheWaitForAConnectionEndsAtTheCallsDeadline) {
+  ASSERT_NO_FATAL_FAILURE(HoldTheConnection());
+  CallScope scope(absl::Now() + absl::Milliseconds(500), nullptr);
+  absl::StatusOr<std::vector<RedisReply>> r =
+      pool_->Pipeline({{"SET", "k", "v"}});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("deadline passed while it waited for a connection"));
+}
+
+TEST_F(RedisPoolCallScopeTest, ACancelledCallStopsWaitingForAConnection) {
+  ASSERT_NO_FATAL_FAILURE(HoldTheConnection());
+  std::atomic<bool> cancelled{false};
+  absl::Status status;
+  std::thread waiter([&] {
+    CallScope scope(absl::Now() + absl::Seconds(600),
+                    [&] { return cancelled.load(); });
+    status = pool_->Pipeline({{"SET", "k", "v"}}).status();
+  });
+  cancelled = true;
+  waiter.join();
+  EXPECT_TRUE(absl::IsCancelled(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("nothing of it was sent"));
 }
 
 TEST(RedisPool, HungRedisTimesOutInsteadOfHanging) {
