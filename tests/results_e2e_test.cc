@@ -6,6 +6,8 @@
 //    counts these tests record;
 //  - the sample size, SRM chi-square and Holm adjustment: computed by hand
 //    with Python's statistics.NormalDist / math.erfc (see each constant).
+#include <signal.h>
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -89,8 +91,8 @@ class ResultsE2eTest : public RecordingServerTest {
  protected:
   ResultsE2eTest() : RecordingServerTest(kConfig, "results") {}
 
-  void StartAll() {
-    ASSERT_NO_FATAL_FAILURE(StartServer());
+  void StartAll(const std::vector<std::string>& server_args = {}) {
+    ASSERT_NO_FATAL_FAILURE(StartServer(server_args));
     results_ = v1::ResultsService::NewStub(grpc::CreateChannel(
         server_->address(), grpc::InsecureChannelCredentials()));
   }
@@ -514,6 +516,23 @@ TEST_F(ResultsE2eTest, RedisDownIsUnavailableAndSaysSo) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << status.error_message();
   EXPECT_THAT(status.error_message(), HasSubstr("Redis is unavailable"));
+}
+
+TEST_F(ResultsE2eTest, RedisFrozenIsUnavailableSayingRedisDidNotAnswer) {
+  // The read gives up after 1s, well within the call's 30s deadline.
+  ASSERT_NO_FATAL_FAILURE(StartAll({"--redis_command_timeout=1s"}));
+  ASSERT_NO_FATAL_FAILURE(Expose("checkout", "control", "c", 3));
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  v1::GetResultsResponse r;
+  grpc::Status status = GetResults("checkout", &r);
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("Redis is unavailable"));
+  EXPECT_THAT(status.error_message(), HasSubstr("did not answer"));
+  // Redis back, the same call answers.
+  status = GetResults("checkout", &r);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 }  // namespace
