@@ -93,6 +93,7 @@ void IndexedConfig::IndexExperiments(ConditionCompiler& compiler) {
     ExperimentPlan& p = experiment_plans.emplace_back();
     p.status = e.status;
     p.sticky = e.sticky;
+    any_sticky = any_sticky || e.sticky;
     p.has_start = e.start_time.has_value();
     p.has_end = e.end_time.has_value();
     if (p.has_start) p.start = *e.start_time;

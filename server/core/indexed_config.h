@@ -135,6 +135,9 @@ class IndexedConfig final : public Config {
   // in and the unit's QA overrides, they are every experiment that can
   // assign the unit.
   std::vector<int> layer_free_experiments;
+  // Whether any experiment is sticky, so that calls on a config without
+  // one need not look.
+  bool any_sticky = false;
   HashPlan holdout_hash;  // when `holdout` is set
   // Attribute name -> slot (CompiledCondition): the declared attributes
   // first, in `attributes` order, then any other attribute a condition names.

@@ -16,10 +16,7 @@ namespace {
 
 // Whether any experiment of the config is sticky: otherwise no call looks
 // anything up.
-bool HasSticky(const Config& config) {
-  return std::any_of(config.experiments.begin(), config.experiments.end(),
-                     [](const Experiment& e) { return e.sticky; });
-}
+bool HasSticky(const IndexedConfig& config) { return config.any_sticky; }
 
 }  // namespace
 
