@@ -130,6 +130,7 @@ struct LoadgenRun {
   int exit_code = -1;
   std::string stderr_text;
   std::map<std::string, double> numbers;  // the JSON's numeric keys
+  std::map<std::string, double> errors_by_code;
   double operator[](const std::string& key) const {
     auto it = numbers.find(key);
     return it == numbers.end() ? -1 : it->second;
@@ -153,6 +154,12 @@ LoadgenRun RunLoadgen(const std::vector<std::string>& args) {
   for (const auto& [key, value] : json.fields()) {
     if (value.kind_case() == google::protobuf::Value::kNumberValue) {
       run.numbers[key] = value.number_value();
+    }
+  }
+  auto codes = json.fields().find("errors_by_code");
+  if (codes != json.fields().end()) {
+    for (const auto& [code, n] : codes->second.struct_value().fields()) {
+      run.errors_by_code[code] = n.number_value();
     }
   }
   return run;
@@ -386,6 +393,64 @@ TEST_F(BenchToolsServerTest, ExposuresOnlyStopAfterMaxCallsAndResultsAreRead) {
        "--channels=1", "--inflight=1", "--duration=3600s", "--warmup=0s"});
   EXPECT_EQ(unknown.exit_code, 1) << unknown.stderr_text;
   EXPECT_EQ(unknown["errors"], 2) << unknown.stderr_text;
+}
+
+TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
+  // Redis frozen, and the server waits for it longer than any call here
+  // may take: every record call ends at its own 300ms deadline.
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--redis_command_timeout=60s"}));
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  const std::vector<std::string> record = {
+      "--target=" + server_->address(),
+      "--call=record",
+      "--batch=5",
+      "--record_experiment=one_page_checkout",
+      "--channels=1",
+      "--inflight=2",
+      "--timeout=300ms",
+      "--max_calls=4",
+      "--duration=3600s",
+      "--warmup=0s"};
+  auto with = [&](const std::string& flag) {
+    std::vector<std::string> args = record;
+    args.push_back(flag);
+    return args;
+  };
+
+  // The default is strict: any failed call fails the run.
+  LoadgenRun strict = RunLoadgen(record);
+  EXPECT_EQ(strict.exit_code, 1) << strict.stderr_text;
+  EXPECT_EQ(strict["requests"], 4) << strict.stderr_text;
+  EXPECT_EQ(strict["errors"], 4);
+  EXPECT_EQ(strict["unexpected_errors"], 4);
+  EXPECT_EQ(strict.errors_by_code,
+            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+
+  // Named codes are counted by code, and the run succeeds.
+  LoadgenRun allowed =
+      RunLoadgen(with("--allowed_errors=DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,"
+                      "UNAVAILABLE"));
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.stderr_text;
+  EXPECT_EQ(allowed["errors"], 4) << allowed.stderr_text;
+  EXPECT_EQ(allowed["unexpected_errors"], 0);
+  EXPECT_EQ(allowed.errors_by_code,
+            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+
+  // A code the list does not name still fails the run.
+  LoadgenRun other = RunLoadgen(with("--allowed_errors=UNAVAILABLE"));
+  EXPECT_EQ(other.exit_code, 1) << other.stderr_text;
+  EXPECT_EQ(other["unexpected_errors"], 4) << other.stderr_text;
+
+  // A name that is not a code is a usage error.
+  std::vector<std::string> typo = with("--allowed_errors=TIMEOUT");
+  typo.insert(typo.begin(), ABEXP_LOADGEN_BIN);
+  std::string out, err;
+  absl::StatusOr<int> code = RunProcess(typo, &out, &err, absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 2) << err;
+  EXPECT_TRUE(absl::StrContains(err, "DEADLINE_EXCEEDED"))
+      << "the message lists the codes: " << err;
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
 }
 
 }  // namespace
