@@ -191,9 +191,13 @@ rows = [
     ("R9", "plain Assign p99, Redis frozen / live (same runs)",
      f"$pf us / $pl us", f"{p:.2f}", "<= 1.5", verdict(p <= 1.5)),
     ("R9", "sticky Assign p99, Redis frozen / read budget",
-     f"$sf us / ${r9_budget_ms} ms ($flag_note)", f"{s:.2f}", "<= 2",
-     # A failed or stalled sticky call is a miss whatever the p99.
-     verdict(s <= 2 and $r9_sticky_errors + $r9_sticky_stalled == 0)),
+     f"$sf us (slowest {$smax / 1000:.0f} ms) / ${r9_budget_ms} ms ($flag_note)",
+     f"{s:.2f}", "<= 2, none > 1 s",
+     # After a failed read the server skips sticky reads for a second, so a
+     # call held for the 2 s Redis command timeout shows in the slowest
+     # call, not in the p99. A failed or stalled call is a miss too.
+     verdict(s <= 2 and $smax < 1e6
+             and $r9_sticky_errors + $r9_sticky_stalled == 0)),
 ]
 for row in rows:
     print("| " + " | ".join(row) + " |")

@@ -17,7 +17,7 @@
 # or more cores, the servers and Redis run on core 0 and the load generators
 # on the others (taskset), so they do not compete for the same core.
 #
-# --smoke: one short round of everything (about 45 s), to check that the
+# --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
 # --only R9: measure R9 alone (its rows of the table).
 #
