@@ -123,7 +123,7 @@ r9_phase() {
     kill -CONT "$r9_redis_pid"
     r9_wait_recording_healthy
   fi
-  local qps p99 sp99 smax serr note
+  local qps p99 sp99 smax serr note spooled
   qps=$(echo "$aj" | field qps)
   p99=$(echo "$aj" | field p99_us)
   sp99=$(echo "$sj" | field p99_us)
@@ -135,10 +135,14 @@ r9_phase() {
     r9_sticky_stalled=$((r9_sticky_stalled + 1))
   fi
   r9_sticky_errors=$((r9_sticky_errors + serr))
-  note="$(echo "$r9_rec_json" | field qps) calls/s of 20 records, $(echo "$r9_rec_json" | field spooled) records spooled, failed calls: $(echo "$r9_rec_json" | r9_codes)"
+  spooled=$(echo "$r9_rec_json" | field spooled)
+  note="$(echo "$r9_rec_json" | field qps) calls/s of 20 records, $spooled records spooled, failed calls: $(echo "$r9_rec_json" | r9_codes)"
   if [ "$state" = live ]; then
     r9_qps_live+=("$qps"); r9_p99_live+=("$p99")
     r9_sticky_p99_live+=("$sp99"); r9_rec_note_live=$note
+    # The server found Redis too slow (its log says why) and spooled: this
+    # live phase was not all live.
+    if [ "$spooled" != 0 ]; then r9_live_spooled=$((r9_live_spooled + 1)); fi
   else
     r9_qps_frozen+=("$qps"); r9_p99_frozen+=("$p99")
     r9_sticky_p99_frozen+=("$sp99"); r9_sticky_max_frozen+=("$smax")
@@ -167,6 +171,7 @@ run_r9() {
   r9_sticky_p99_live=() r9_sticky_p99_frozen=() r9_sticky_max_frozen=()
   r9_sticky_errors=0
   r9_sticky_stalled=0
+  r9_live_spooled=0
   for r in $(seq 1 "$rounds"); do
     r9_phase live "$r"
     r9_phase frozen "$r"
@@ -204,5 +209,6 @@ for row in rows:
 EOF
 )
   r9_notes="R9 recorders (last round), Redis live: $r9_rec_note_live; Redis frozen: $r9_rec_note_frozen.
+R9 live phases in which abexp-server spooled records all the same (it found Redis too slow): $r9_live_spooled of $rounds.
 R9 sticky Assign: p99 $sl us with Redis live; with Redis frozen the slowest call took $smax us; $r9_sticky_errors sticky calls failed over all phases; in $r9_sticky_stalled phase(s) no sticky call completed within the window (its length counted as the p99)."
 }
