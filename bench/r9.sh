@@ -158,7 +158,8 @@ run_r9() {
   sticky_args=(--config "$root/bench/experiments-sticky.yaml"
                --listen 127.0.0.1:0 --redis "127.0.0.1:$redis_port"
                --redis_prefix abexp-r9-sticky --spool_dir "$work/spool-sticky")
-  help=$("$bin/abexp-server" --help 2>&1 || true)
+  # --helpfull: abexp-server's --help does not list its own flags.
+  help=$("$bin/abexp-server" --helpfull 2>&1 || true)
   case $help in
     *sticky_read_budget*)
       sticky_args+=(--sticky_read_budget "${r9_budget_ms}ms")
