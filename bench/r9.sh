@@ -80,17 +80,19 @@ r9_stop_recorders() {
   r9_rec_json=$(cat "$work/r9-recorders.json")
 }
 
-# Waits until a record reaches Redis, not the spool: the server has
-# replayed everything it spooled while Redis was frozen.
+# Waits until records reach Redis, not the spool: the server has replayed
+# everything it spooled while Redis was frozen. (A batch, because a record
+# of a holdout unit is ignored, neither recorded nor spooled.)
 r9_wait_recording_healthy() {
   local j
   for _ in $(seq 1 240); do
     j=$(loadgen --target "$abexp_addr" --call record \
-        --record_experiment checkout_exp01 --record_events=false --batch 1 \
+        --record_experiment checkout_exp01 --record_events=false --batch 10 \
         --mode closed --channels 1 --inflight 1 --threads 1 --max_calls 1 \
         --duration 60s --warmup 0s --allow_errors)
     if [ "$(echo "$j" | field spooled)" = 0 ] &&
-       [ "$(echo "$j" | field errors)" = 0 ]; then
+       [ "$(echo "$j" | field errors)" = 0 ] &&
+       [ "$(echo "$j" | field recorded)" != 0 ]; then
       return 0
     fi
     sleep 0.25
