@@ -25,10 +25,20 @@
 // and the network added, without the generator's own lateness.
 //
 // Every response's status is checked: errors are counted by code, and any
-// error makes the exit status 1 unless --allow_errors. A successful Assign
+// error makes the exit status 1 unless --allow_errors, or unless its code is
+// one of --allowed_errors (a load that expects refusals, such as recording
+// while Redis is frozen, names the codes it accepts; any other error still
+// fails the run). --timeout is each call's deadline. A successful Assign
 // response without a config_version, or with no assignment and no feature,
 // counts as the error EMPTY_RESPONSE; a record response without one result
 // per record as BAD_RESPONSE.
+//
+// SIGINT or SIGTERM ends the run early: no more calls are sent, the calls
+// in flight are awaited (each at most --timeout), and the run is reported
+// over the window measured so far. With --ready_file, the file is created
+// when the warmup is over, so a script can run this load in the background
+// (e.g. --duration=3600s), start what it measures alongside once the file
+// exists, and stop it with SIGINT.
 //
 // --inflight is the total over all channels. Latencies go into an HDR-style
 // histogram (bench/histogram.h): percentiles are within 0.8% of the truth.
@@ -36,6 +46,7 @@
 // Output: a summary on stderr; with --json also one JSON object on stdout
 // (see --help for the keys). Exit status: 0 ok, 1 errors or the target
 // unreachable (or an unknown flag), 2 a flag value out of range.
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -136,6 +147,14 @@ ABSL_FLAG(int64_t, max_calls, 0,
 ABSL_FLAG(bool, json, false, "Also print one JSON object on stdout.");
 ABSL_FLAG(bool, allow_errors, false,
           "Exit 0 even when calls failed (they are still counted).");
+ABSL_FLAG(std::vector<std::string>, allowed_errors, {},
+          "Error codes (comma-separated names as in errors_by_code, e.g. "
+          "DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,UNAVAILABLE) that are counted "
+          "by code but do not fail the run; any other error still makes the "
+          "exit status 1. Default: none, every error fails the run.");
+ABSL_FLAG(std::string, ready_file, "",
+          "Created (empty) when the warmup is over and measuring starts. "
+          "Default: none.");
 
 namespace abexp::bench {
 namespace {
@@ -166,6 +185,10 @@ struct LoadOptions {
   int64_t max_calls = 0;
   bool json = false;
   bool allow_errors = false;
+  // Indexed by error code (ErrorName): true for the codes of
+  // --allowed_errors.
+  std::vector<bool> allowed_errors;
+  std::string ready_file;
 };
 
 // What record mode needs to know about its experiment.
@@ -463,7 +486,8 @@ struct Slot {
 struct Schedule {
   int64_t start_ns = 0;    // sending starts
   int64_t measure_ns = 0;  // measurement starts (after the warmup)
-  int64_t end_ns = 0;      // no call is sent from here on
+  // No call is sent from here on; brought forward by SIGINT/SIGTERM.
+  std::atomic<int64_t> end_ns{0};
   // Calls sent so far over all threads, for --max_calls.
   std::atomic<int64_t>* calls_sent = nullptr;
 };
@@ -513,7 +537,11 @@ class Worker {
       bool ok;
       grpc::CompletionQueue::NextStatus next = cq_.AsyncNext(
           &tag, &ok,
-          DeadlineIn(sending ? schedule_.end_ns - NowNanos() : kDrainPollNs));
+          // Waits stay short while sending: a signal may bring end_ns
+          // forward.
+          DeadlineIn(sending
+                         ? std::min(schedule_.end_ns - NowNanos(), kDrainPollNs)
+                         : kDrainPollNs));
       if (next == grpc::CompletionQueue::SHUTDOWN) return;
       const int64_t now = NowNanos();
       if (now >= schedule_.end_ns) sending = false;
@@ -763,11 +791,6 @@ double CpuSeconds() {
          (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
-void SleepUntil(int64_t ns) {
-  const int64_t now = NowNanos();
-  if (ns > now) absl::SleepFor(absl::Nanoseconds(ns - now));
-}
-
 std::string Micros(int64_t ns) { return absl::StrFormat("%.1f", ns / 1000.0); }
 
 // Reads the variants and unit id type of the experiment record mode uses.
@@ -844,13 +867,60 @@ struct RunTotals {
   Stats stats;
   int64_t window_ns = 1;  // the measured window, at least 1 ns
   double cpu_cores = 0;   // cores the loadgen used in it
+  // False when --ready_file was given and could not be created.
+  bool ready_file_written = true;
 };
+
+// Set by SIGINT and SIGTERM: end the run now.
+std::atomic<bool> stop_requested{false};
+
+void RequestStop(int) { stop_requested.store(true); }
+
+// SIGINT and SIGTERM end the run early instead of killing the process; a
+// second one kills it as usual.
+void StopOnSignals() {
+  struct sigaction action {};
+  action.sa_handler = RequestStop;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+// Sleeps until `until_ns`, or until every worker has finished (--max_calls),
+// or until a stop is requested, which brings the schedule's end forward to
+// now.
+void WaitForEnd(Schedule* schedule, int64_t until_ns,
+                const std::atomic<int>& running) {
+  constexpr int64_t kPollNs = 20'000'000;
+  for (;;) {
+    const int64_t now = NowNanos();
+    if (stop_requested.load()) {
+      if (now < schedule->end_ns) schedule->end_ns = now;
+      return;
+    }
+    if (now >= until_ns || running.load() == 0) return;
+    absl::SleepFor(absl::Nanoseconds(std::min(until_ns - now, kPollNs)));
+  }
+}
+
+// Creates `path` (empty); false after saying why when it cannot.
+bool TouchFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr || std::fclose(f) != 0) {
+    std::fprintf(stderr, "abexp-loadgen: cannot create --ready_file=%s\n",
+                 path.c_str());
+    return false;
+  }
+  return true;
+}
 
 // Spreads --inflight call slots over the channels and the poller threads,
 // runs the workers through warmup and the measured window, and merges what
 // they saw.
 RunTotals RunWorkers(const LoadOptions& options, const RecordTarget& record,
                      const std::vector<std::unique_ptr<Channel>>& channels) {
+  RunTotals totals;
   std::vector<std::unique_ptr<Slot>> slots;
   std::vector<std::vector<Slot*>> slots_of_thread(options.threads);
   for (int s = 0; s < options.inflight; ++s) {
@@ -880,26 +950,34 @@ RunTotals RunWorkers(const LoadOptions& options, const RecordTarget& record,
     workers.push_back(std::make_unique<Worker>(options, record, schedule, t,
                                                nonce, slots_of_thread[t]));
   }
+  std::atomic<int> running{options.threads};
   std::vector<std::thread> threads;
-  for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
-  SleepUntil(schedule.measure_ns);
+  for (auto& w : workers) {
+    threads.emplace_back([&w, &running] {
+      w->Run();
+      --running;
+    });
+  }
+  WaitForEnd(&schedule, schedule.measure_ns, running);
+  if (!options.ready_file.empty()) {
+    totals.ready_file_written = TouchFile(options.ready_file);
+  }
   const double cpu_start = CpuSeconds();
   const int64_t cpu_start_ns = NowNanos();
   // With --max_calls the run ends when the last call answers, which may be
   // long before --duration is over.
-  if (options.max_calls == 0) SleepUntil(schedule.end_ns);
+  WaitForEnd(&schedule, schedule.end_ns, running);
   for (std::thread& t : threads) t.join();
   const double cpu_used = CpuSeconds() - cpu_start;
   const double cpu_seconds =
       std::max<int64_t>(1, NowNanos() - cpu_start_ns) / 1e9;
 
-  RunTotals totals;
   for (auto& w : workers) totals.stats.Merge(w->stats());
   const Stats& total = totals.stats;
   totals.window_ns = std::max<int64_t>(
       1, (options.max_calls > 0
               ? total.last_completion_ns
-              : std::max(total.last_completion_ns, schedule.end_ns)) -
+              : std::max(total.last_completion_ns, schedule.end_ns.load())) -
              schedule.measure_ns);
   totals.cpu_cores = cpu_used / cpu_seconds;
   return totals;
@@ -913,6 +991,7 @@ struct Figures {
   double qps = 0;
   double items_per_s = 0;
   int64_t errors = 0;
+  int64_t unexpected_errors = 0;  // errors whose code --allowed_errors lacks
   double mean_bytes = 0;
   std::vector<std::string> error_parts;  // "UNAVAILABLE 3"
   std::vector<std::string> error_json;   // "\"UNAVAILABLE\":3"
@@ -933,6 +1012,9 @@ Figures FiguresOf(const LoadOptions& options, const RunTotals& totals) {
       total.ok_calls == 0 ? 0 : double(total.response_bytes) / total.ok_calls;
   for (int code = 1; code < kErrorKinds; ++code) {
     if (total.errors[code] == 0) continue;
+    if (!options.allowed_errors[code]) {
+      f.unexpected_errors += total.errors[code];
+    }
     f.error_parts.push_back(
         absl::StrCat(ErrorName(code), " ", total.errors[code]));
     f.error_json.push_back(
@@ -994,6 +1076,12 @@ void PrintSummary(const LoadOptions& options, const RunTotals& totals,
           o[v1::RECORD_OUTCOME_SPOOLED]);
     }
   }
+  if (f.errors > f.unexpected_errors) {
+    absl::StrAppendFormat(&summary,
+                          "  %d of the errors have a code --allowed_errors "
+                          "names\n",
+                          f.errors - f.unexpected_errors);
+  }
   if (!total.first_error.empty()) {
     absl::StrAppend(&summary, "  first error: ", total.first_error, "\n");
   }
@@ -1014,7 +1102,8 @@ void PrintJson(const LoadOptions& options, const RunTotals& totals,
       "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"p999_us\":%s,"
       "\"max_us\":%s,\"mean_us\":%.1f,"
       "\"service_p50_us\":%s,\"service_p99_us\":%s,\"service_p999_us\":%s,"
-      "\"errors\":%lld,\"errors_by_code\":{%s},\"late_sends\":%lld,"
+      "\"errors\":%lld,\"unexpected_errors\":%lld,"
+      "\"errors_by_code\":{%s},\"late_sends\":%lld,"
       "\"response_bytes\":%.0f,\"loadgen_cpu\":%.2f,"
       "\"recorded\":%lld,\"exposures_recorded\":%lld,\"duplicate\":%lld,"
       "\"ignored\":%lld,\"conflict\":%lld,\"spooled\":%lld}\n",
@@ -1030,6 +1119,7 @@ void PrintJson(const LoadOptions& options, const RunTotals& totals,
       Micros(total.service_ns.ValueAtPercentile(99)).c_str(),
       Micros(total.service_ns.ValueAtPercentile(99.9)).c_str(),
       static_cast<long long>(f.errors),
+      static_cast<long long>(f.unexpected_errors),
       absl::StrJoin(f.error_json, ",").c_str(),
       static_cast<long long>(total.late_sends), f.mean_bytes, totals.cpu_cores,
       static_cast<long long>(o[v1::RECORD_OUTCOME_RECORDED]),
@@ -1056,6 +1146,7 @@ int Run(const LoadOptions& options) {
     record = *std::move(found);
   }
 
+  StopOnSignals();
   const RunTotals totals = RunWorkers(options, record, channels);
   const Figures figures = FiguresOf(options, totals);
   PrintSummary(options, totals, figures);
@@ -1065,7 +1156,8 @@ int Run(const LoadOptions& options) {
                  "abexp-loadgen: no call completed in the measured window\n");
     return 1;
   }
-  return figures.errors > 0 && !options.allow_errors ? 1 : 0;
+  if (!totals.ready_file_written) return 1;
+  return figures.unexpected_errors > 0 && !options.allow_errors ? 1 : 0;
 }
 
 // Reads the flags into *options; on a bad flag returns a message saying how
@@ -1133,6 +1225,20 @@ std::string ParseOptions(LoadOptions* options) {
   }
   options->json = absl::GetFlag(FLAGS_json);
   options->allow_errors = absl::GetFlag(FLAGS_allow_errors);
+  options->allowed_errors.assign(kErrorKinds, false);
+  for (const std::string& name : absl::GetFlag(FLAGS_allowed_errors)) {
+    int code = 1;
+    while (code < kErrorKinds && ErrorName(code) != name) ++code;
+    if (code == kErrorKinds) {
+      std::vector<std::string> names;
+      for (int c = 1; c < kErrorKinds; ++c) names.push_back(ErrorName(c));
+      return absl::StrCat("--allowed_errors: '", name,
+                          "' is not an error code; use names from ",
+                          absl::StrJoin(names, ", "));
+    }
+    options->allowed_errors[code] = true;
+  }
+  options->ready_file = absl::GetFlag(FLAGS_ready_file);
   if (options->call == CallKind::kRecord && options->record_event.empty()) {
     return "--record_event is empty; name an event a metric of "
            "--record_experiment uses, e.g. order_completed";
@@ -1166,14 +1272,17 @@ int main(int argc, char** argv) {
       "percentiles within 0.8% of the truth, never below it; from the "
       "scheduled send time in open mode), service_p50_us, service_p99_us, "
       "service_p999_us (from the actual send time), errors, "
+      "unexpected_errors (errors whose code --allowed_errors does not name), "
       "errors_by_code ({\"UNAVAILABLE\": n, ...}), late_sends (open mode), "
       "response_bytes (mean serialized size), loadgen_cpu (cores this "
       "process used while measuring: near the cores it may use, it is the "
       "bottleneck), and for --call=record the outcome counts recorded, "
       "exposures_recorded, duplicate, ignored, conflict and spooled "
       "(spooled: Redis was down or slow, the server kept the records in its "
-      "spool). Exit status: 0 ok, 1 failed calls (unless --allow_errors), the "
-      "target unreachable or an unknown flag, 2 a flag value out of range.");
+      "spool). SIGINT or SIGTERM ends the run early and reports it. "
+      "Exit status: 0 ok, 1 failed calls (unless --allow_errors, or their "
+      "codes are all --allowed_errors), the target unreachable or an unknown "
+      "flag, 2 a flag value out of range.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
     std::fprintf(stderr,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/run.sh: measures abexp against its ceilings (gRPC itself, Redis
-# itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown.
+# itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, with
+# issue 14's R9 (Assign while Redis is frozen; bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--out FILE]
+#                [--only R9] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -18,6 +19,7 @@
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
+# --only R9: measure R9 alone (its rows of the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
 # directory, default build/), redis-server and redis-benchmark
@@ -35,8 +37,9 @@ rounds=3
 duration=8
 units=1000000
 out=""
+only=""
 usage() {
-  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -45,11 +48,16 @@ while [ $# -gt 0 ]; do
     --duration) duration=${2:?--duration needs seconds}; shift ;;
     --units) units=${2:?--units needs a number}; shift ;;
     --out) out=${2:?--out needs a file}; shift ;;
+    --only) only=${2:?--only needs a figure}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
   shift
 done
+case $only in
+  ''|R9) ;;
+  *) echo "bench/run.sh: --only takes R9, not '$only'" >&2; exit 2 ;;
+esac
 if [ "$smoke" = 1 ]; then
   rounds=1
   duration=1
@@ -94,10 +102,14 @@ else
   pinning="one core: no pinning, servers and load generators share it"
 fi
 
+# R9's functions (r9_cleanup, run_r9).
+source "$root/bench/r9.sh"
+
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
 redis_port=""
 cleanup() {
+  r9_cleanup  # before the servers stop: Redis may be frozen
   # start_server runs in a command substitution (a subshell), so its pids
   # come back through the .pid files it writes.
   for f in "$work"/*.pid; do
@@ -169,6 +181,33 @@ field() {
 median() {
   "$py" -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
 }
+
+# Prints the run's conditions and the table $1, also to --out.
+print_report() {
+  local model
+  # lscpu needs /sys (absent in a chroot); /proc/cpuinfo is the fallback.
+  model=$( { lscpu 2>/dev/null || true; } | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+  if [ -z "$model" ]; then
+    model=$(awk -F: '/^model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+  fi
+  {
+    echo "## bench/run.sh $( [ "$smoke" = 1 ] && echo "--smoke (NOT a measurement)" )"
+    echo
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "- CPU: ${model:-unknown}, $ncpu cores; $pinning"
+    echo "- command: \`bench/run.sh --rounds $rounds --duration $duration --units $units${only:+ --only $only}\`"
+    echo "- $rounds round(s) per pair, alternating; ${duration} s per run after ${warmup} s warmup"
+    echo
+    echo "$1"
+  } | tee ${out:+"$out"}
+}
+
+if [ "$only" = R9 ]; then
+  run_r9
+  print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
+    "|---|---|---|---|---|---|" "$r9_rows" "" "$r9_notes")"
+  exit 0
+fi
 
 lg_threads=$(( ncpu >= 3 ? 2 : 1 ))
 closed=(--mode closed --channels 4 --inflight 32 --threads "$lg_threads"
@@ -296,6 +335,10 @@ done
 read_large_med=$(median "${read_large[@]}")
 read_small_med=$(median "${read_small[@]}")
 
+# ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
+# Redis and leaves the server replaying its spool ----
+run_r9
+
 # ---- The table ----
 table=$("$py" - <<EOF
 r1 = $assign_qps_med / $echo_qps_med
@@ -333,6 +376,7 @@ print("| # | figure | measured (medians) | ratio | goal | |")
 print("|---|---|---|---|---|---|")
 for row in rows:
     print("| " + " | ".join(row) + " |")
+print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
 print(f"Open-loop late sends (> 1 ms behind schedule), worst run: $late_max.")
@@ -340,21 +384,8 @@ print(f"R2 from the actual send time (the generator's lateness left out): "
       f"p99 Assign $assign_svc99_med us - echo $echo_svc99_med us = "
       f"{$assign_svc99_med - $echo_svc99_med:.0f} us.")
 print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max items.")
+print("""$r9_notes""")
 EOF
 )
 
-# lscpu needs /sys (absent in a chroot); /proc/cpuinfo is the fallback.
-model=$( { lscpu 2>/dev/null || true; } | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
-if [ -z "$model" ]; then
-  model=$(awk -F: '/^model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
-fi
-{
-  echo "## bench/run.sh $( [ "$smoke" = 1 ] && echo "--smoke (NOT a measurement)" )"
-  echo
-  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "- CPU: ${model:-unknown}, $ncpu cores; $pinning"
-  echo "- command: \`bench/run.sh --rounds $rounds --duration $duration --units $units\`"
-  echo "- $rounds round(s) per pair, alternating; ${duration} s per run after ${warmup} s warmup"
-  echo
-  echo "$table"
-} | tee ${out:+"$out"}
+print_report "$table"

@@ -130,11 +130,31 @@ struct LoadgenRun {
   int exit_code = -1;
   std::string stderr_text;
   std::map<std::string, double> numbers;  // the JSON's numeric keys
+  std::map<std::string, double> errors_by_code;
   double operator[](const std::string& key) const {
     auto it = numbers.find(key);
     return it == numbers.end() ? -1 : it->second;
   }
 };
+
+// Parses `out`, abexp-loadgen's --json stdout, into *run.
+void ParseLoadgenJson(const std::string& out, LoadgenRun* run) {
+  google::protobuf::Struct json;
+  auto parsed = google::protobuf::util::JsonStringToMessage(out, &json);
+  EXPECT_TRUE(parsed.ok()) << "stdout is not one JSON object: " << out
+                           << "\nstderr: " << run->stderr_text;
+  for (const auto& [key, value] : json.fields()) {
+    if (value.kind_case() == google::protobuf::Value::kNumberValue) {
+      run->numbers[key] = value.number_value();
+    }
+  }
+  auto codes = json.fields().find("errors_by_code");
+  if (codes != json.fields().end()) {
+    for (const auto& [code, n] : codes->second.struct_value().fields()) {
+      run->errors_by_code[code] = n.number_value();
+    }
+  }
+}
 
 // Runs abexp-loadgen --json with `args` and parses its stdout as JSON.
 LoadgenRun RunLoadgen(const std::vector<std::string>& args) {
@@ -146,15 +166,7 @@ LoadgenRun RunLoadgen(const std::vector<std::string>& args) {
       RunProcess(argv, &out, &run.stderr_text, absl::Seconds(60));
   EXPECT_TRUE(code.ok()) << code.status();
   run.exit_code = code.value_or(-1);
-  google::protobuf::Struct json;
-  auto parsed = google::protobuf::util::JsonStringToMessage(out, &json);
-  EXPECT_TRUE(parsed.ok()) << "stdout is not one JSON object: " << out
-                           << "\nstderr: " << run.stderr_text;
-  for (const auto& [key, value] : json.fields()) {
-    if (value.kind_case() == google::protobuf::Value::kNumberValue) {
-      run.numbers[key] = value.number_value();
-    }
-  }
+  ParseLoadgenJson(out, &run);
   return run;
 }
 
@@ -286,12 +298,75 @@ TEST(BenchTools, OpenLoopCountsAStallFromTheScheduledSendTime) {
   EXPECT_LE(run["service_p50_us"], run["p50_us"]) << run.stderr_text;
 }
 
-std::string ReadExampleConfig() {
-  std::ifstream in(std::string(ABEXP_SOURCE_DIR) +
-                   "/examples/experiments.yaml");
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+TEST(BenchTools, SigintEndsARunAfterItsReadyFileAndReportsIt) {
+  // bench/run.sh's R9 keeps recorders running this way: an hour-long run in
+  // the background, its ready file awaited, then SIGINT.
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo = EchoServer::Start();
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  TempDir dir;
+  const std::string ready = dir.path() + "/ready";
+  const std::string out = dir.path() + "/out.json";
+  const std::string err = dir.path() + "/err.txt";
+  std::vector<std::string> argv = {ABEXP_LOADGEN_BIN,
+                                   "--json",
+                                   "--target=" + (*echo)->address(),
+                                   "--channels=1",
+                                   "--inflight=2",
+                                   "--duration=3600s",
+                                   "--warmup=200ms",
+                                   "--ready_file=" + ready};
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  const int rc =
+      posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ASSERT_EQ(rc, 0);
+
+  // The file appears once the warmup is over (polled: it is the signal).
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  bool exited = false;
+  int status = 0;
+  while (!std::filesystem::exists(ready) && absl::Now() < give_up) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (!exited) {
+    EXPECT_TRUE(std::filesystem::exists(ready)) << ReadFile(err);
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  }
+  EXPECT_FALSE(exited) << "the loadgen ended before SIGINT: " << ReadFile(err);
+  ASSERT_TRUE(WIFEXITED(status)) << "SIGINT must end the run, not kill it";
+  LoadgenRun run;
+  run.exit_code = WEXITSTATUS(status);
+  run.stderr_text = ReadFile(err);
+  ParseLoadgenJson(ReadFile(out), &run);
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_GT(run["requests"], 0) << run.stderr_text;
+  EXPECT_EQ(run["errors"], 0) << run.stderr_text;
+  EXPECT_LT(run["duration_s"], 600) << "the hour-long run ended at SIGINT";
+}
+
+std::string ReadExampleConfig() {
+  return ReadFile(std::string(ABEXP_SOURCE_DIR) + "/examples/experiments.yaml");
 }
 
 // abexp-server with examples/experiments.yaml, recording into a real Redis.
@@ -386,6 +461,64 @@ TEST_F(BenchToolsServerTest, ExposuresOnlyStopAfterMaxCallsAndResultsAreRead) {
        "--channels=1", "--inflight=1", "--duration=3600s", "--warmup=0s"});
   EXPECT_EQ(unknown.exit_code, 1) << unknown.stderr_text;
   EXPECT_EQ(unknown["errors"], 2) << unknown.stderr_text;
+}
+
+TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
+  // Redis frozen, and the server waits for it longer than any call here
+  // may take: every record call ends at its own 300ms deadline.
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--redis_command_timeout=60s"}));
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  const std::vector<std::string> record = {
+      "--target=" + server_->address(),
+      "--call=record",
+      "--batch=5",
+      "--record_experiment=one_page_checkout",
+      "--channels=1",
+      "--inflight=2",
+      "--timeout=300ms",
+      "--max_calls=4",
+      "--duration=3600s",
+      "--warmup=0s"};
+  auto with = [&](const std::string& flag) {
+    std::vector<std::string> args = record;
+    args.push_back(flag);
+    return args;
+  };
+
+  // The default is strict: any failed call fails the run.
+  LoadgenRun strict = RunLoadgen(record);
+  EXPECT_EQ(strict.exit_code, 1) << strict.stderr_text;
+  EXPECT_EQ(strict["requests"], 4) << strict.stderr_text;
+  EXPECT_EQ(strict["errors"], 4);
+  EXPECT_EQ(strict["unexpected_errors"], 4);
+  EXPECT_EQ(strict.errors_by_code,
+            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+
+  // Named codes are counted by code, and the run succeeds.
+  LoadgenRun allowed =
+      RunLoadgen(with("--allowed_errors=DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,"
+                      "UNAVAILABLE"));
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.stderr_text;
+  EXPECT_EQ(allowed["errors"], 4) << allowed.stderr_text;
+  EXPECT_EQ(allowed["unexpected_errors"], 0);
+  EXPECT_EQ(allowed.errors_by_code,
+            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+
+  // A code the list does not name still fails the run.
+  LoadgenRun other = RunLoadgen(with("--allowed_errors=UNAVAILABLE"));
+  EXPECT_EQ(other.exit_code, 1) << other.stderr_text;
+  EXPECT_EQ(other["unexpected_errors"], 4) << other.stderr_text;
+
+  // A name that is not a code is a usage error.
+  std::vector<std::string> typo = with("--allowed_errors=TIMEOUT");
+  typo.insert(typo.begin(), ABEXP_LOADGEN_BIN);
+  std::string out, err;
+  absl::StatusOr<int> code = RunProcess(typo, &out, &err, absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 2) << err;
+  EXPECT_TRUE(absl::StrContains(err, "DEADLINE_EXCEEDED"))
+      << "the message lists the codes: " << err;
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
 }
 
 }  // namespace
