@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "abexp/v1/recording.grpc.pb.h"
+#include "abexp/v1/results.grpc.pb.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -34,6 +36,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/testing/recording_test_util.h"
 #include "server/testing/server_process.h"
@@ -464,10 +467,45 @@ TEST_F(BenchToolsServerTest, ExposuresOnlyStopAfterMaxCallsAndResultsAreRead) {
 }
 
 TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
-  // Redis frozen, and the server waits for it longer than any call here
-  // may take: every record call ends at its own 300ms deadline.
-  ASSERT_NO_FATAL_FAILURE(StartServer({"--redis_command_timeout=60s"}));
+  // One storage slot, held by a recording call parked on a frozen Redis:
+  // every record call of the loadgen is refused RESOURCE_EXHAUSTED at once.
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--storage_threads=1", "--storage_max_calls=1",
+                   "--redis_command_timeout=120s"}));
   ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  std::thread parked([&] {
+    // Retried while a probe below holds the slot, until it is the holder.
+    for (;;) {
+      v1::RecordExposuresRequest request;
+      v1::ExposureRecord* e = request.add_exposures();
+      e->set_experiment_key("one_page_checkout");
+      e->set_variant_key("control");
+      (*e->mutable_unit()->mutable_ids())["user_id"] = "parked";
+      grpc::ClientContext context;
+      SetDeadline(&context, absl::Seconds(110));
+      v1::RecordExposuresResponse response;
+      const grpc::Status s =
+          record_->RecordExposures(&context, request, &response);
+      if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return;
+    }
+  });
+  // A results read needs the slot too, and spools nothing: once one is
+  // refused, the parked call holds the slot.
+  auto results = v1::ResultsService::NewStub(grpc::CreateChannel(
+      server_->address(), grpc::InsecureChannelCredentials()));
+  grpc::Status probe;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        v1::GetResultsRequest request;
+        request.set_experiment_key("one_page_checkout");
+        grpc::ClientContext context;
+        SetDeadline(&context, absl::Milliseconds(500));
+        v1::GetResultsResponse response;
+        probe = results->GetResults(&context, request, &response);
+        return probe.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      },
+      absl::Seconds(60), absl::Milliseconds(10)))
+      << probe.error_code() << " " << probe.error_message();
   const std::vector<std::string> record = {
       "--target=" + server_->address(),
       "--call=record",
@@ -475,7 +513,7 @@ TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
       "--record_experiment=one_page_checkout",
       "--channels=1",
       "--inflight=2",
-      "--timeout=300ms",
+      "--timeout=30s",
       "--max_calls=4",
       "--duration=3600s",
       "--warmup=0s"};
@@ -492,7 +530,7 @@ TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
   EXPECT_EQ(strict["errors"], 4);
   EXPECT_EQ(strict["unexpected_errors"], 4);
   EXPECT_EQ(strict.errors_by_code,
-            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+            (std::map<std::string, double>{{"RESOURCE_EXHAUSTED", 4}}));
 
   // Named codes are counted by code, and the run succeeds.
   LoadgenRun allowed =
@@ -502,7 +540,7 @@ TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
   EXPECT_EQ(allowed["errors"], 4) << allowed.stderr_text;
   EXPECT_EQ(allowed["unexpected_errors"], 0);
   EXPECT_EQ(allowed.errors_by_code,
-            (std::map<std::string, double>{{"DEADLINE_EXCEEDED", 4}}));
+            (std::map<std::string, double>{{"RESOURCE_EXHAUSTED", 4}}));
 
   // A code the list does not name still fails the run.
   LoadgenRun other = RunLoadgen(with("--allowed_errors=UNAVAILABLE"));
@@ -519,6 +557,7 @@ TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
   EXPECT_TRUE(absl::StrContains(err, "DEADLINE_EXCEEDED"))
       << "the message lists the codes: " << err;
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  parked.join();
 }
 
 }  // namespace

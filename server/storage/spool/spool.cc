@@ -892,7 +892,7 @@ absl::Status Spool::RollIfDrained() {
 absl::Status Spool::Replay(
     const std::function<absl::Status(absl::Span<const std::string> batch)>&
         sink,
-    size_t max_batch) {
+    size_t max_batch, size_t max_records) {
   if (max_batch == 0) {
     return absl::InvalidArgumentError(
         "max_batch is 0; pass the number of records the sink takes at once");
@@ -901,7 +901,8 @@ absl::Status Spool::Replay(
   std::unique_ptr<SegmentReader> reader;
   uint64_t reader_segment = 0;
   std::vector<std::string> batch;
-  while (true) {
+  size_t delivered = 0;
+  while (max_records == 0 || delivered < max_records) {
     uint64_t active = 0;
     int64_t end = -1;
     {
@@ -962,9 +963,11 @@ absl::Status Spool::Replay(
     s = WriteCheckpoint(next);
     if (!s.ok()) return s;
     read_pos_ = next;
+    delivered += batch.size();
     absl::MutexLock lock(&mu_);
     pending_records_ -= static_cast<int64_t>(batch.size());
   }
+  return absl::OkStatus();
 }
 
 int64_t Spool::size_bytes() const {

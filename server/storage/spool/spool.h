@@ -109,7 +109,9 @@ class Spool {
 
   // Delivers the records not yet replayed, oldest first, in batches of at
   // most `max_batch`, until none are left (records appended meanwhile
-  // included). Each batch is removed durably after `sink` returns OK. When
+  // included) or, when `max_records` is not 0, once at least that many
+  // were delivered by this call. Each batch is removed durably after `sink`
+  // returns OK. When
   // `sink` fails, returns its status and the same records are delivered
   // again by the next Replay(), in this process or after a restart.
   // Errors: the sink's status; INVALID_ARGUMENT when max_batch is 0;
@@ -118,7 +120,7 @@ class Spool {
   absl::Status Replay(
       const std::function<absl::Status(absl::Span<const std::string> batch)>&
           sink,
-      size_t max_batch);
+      size_t max_batch, size_t max_records = 0);
 
   // Bytes of segment files on disk (the figure max_bytes limits). Zero once
   // everything has been replayed.

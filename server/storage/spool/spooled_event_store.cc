@@ -383,6 +383,7 @@ absl::Status SpooledEventStore::ApplyRecords(
                   : backend_->WriteEvents(write->layout, write->events);
     if (outcomes.ok()) {
       absl::MutexLock lock(&mu_);
+      catching_up_ = true;  // the backend takes writes again
       ++stats_.replayed_writes;
       stats_.replayed_items += static_cast<int64_t>(items);
       continue;
@@ -437,20 +438,43 @@ absl::Status SpooledEventStore::Reject(const std::string& record, size_t items,
   return absl::OkStatus();
 }
 
-absl::Status SpooledEventStore::ReplayOnce() {
+absl::Status SpooledEventStore::ReplayStep() {
+  // One batch: the spool grows while it replays, and a step that chased
+  // its end could last as long as writers keep writing.
   absl::Status s = spool_->Replay(
       [this](absl::Span<const std::string> records) {
         return ApplyRecords(records);
       },
-      options_.replay_batch_records);
+      options_.replay_batch_records, options_.replay_batch_records);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
+    catching_up_ = false;
     stats_.last_replay_error = s;
-    return s;
+  }
+  return s;
+}
+
+absl::Status SpooledEventStore::ReplayOnce() {
+  bool catching_up = false;
+  {
+    absl::MutexLock lock(&mu_);
+    catching_up = catching_up_;
+  }
+  // Until a step succeeds (the backend still failing), writers spool
+  // without waiting for the replay.
+  if (!catching_up) {
+    if (absl::Status s = ReplayStep(); !s.ok()) return s;
   }
   // No writer holds mode_mu_ now, so none is between deciding to spool and
   // appending: an empty spool stays empty until writers see spooling_ off.
   absl::WriterMutexLock mode(&mode_mu_);
+  if (catching_up) {
+    // The backend took the last step: it is back. Writers wait for each
+    // step, so the spool shrinks even when they write faster than one
+    // thread replays; otherwise steady recording would keep every write
+    // spooled with Redis healthy.
+    if (absl::Status s = ReplayStep(); !s.ok()) return s;
+  }
   if (!spool_->empty()) return absl::OkStatus();  // more arrived: go again
   SpooledEventStoreStats stats;
   {

@@ -179,6 +179,9 @@ class SpooledEventStore final : public EventStore {
   // One replay of everything in the spool; on success switches writes back
   // to the backend (or finds more to replay).
   absl::Status ReplayOnce() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);
+  // Replays one batch; on failure clears catching_up_ and keeps the error
+  // in the stats.
+  absl::Status ReplayStep() ABSL_LOCKS_EXCLUDED(mu_);
   // Spool::Replay's sink.
   absl::Status ApplyRecords(absl::Span<const std::string> records);
   // Moves a record the backend will never take to the rejected spool.
@@ -205,6 +208,9 @@ class SpooledEventStore final : public EventStore {
   absl::Status spool_reason_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;  // replay now, skip the backoff
+  // The backend took the last replayed write and no step failed since: it
+  // is back, and writers wait for each step until the spool has drained.
+  bool catching_up_ ABSL_GUARDED_BY(mu_) = false;
 
   // Held while setting a record aside (an fsync), apart from mu_.
   absl::Mutex rejected_mu_;

@@ -636,6 +636,46 @@ TEST_F(SpooledEventStoreTest, ConcurrentWritersNeverOvertakeTheSpool) {
       << "some event was applied before its unit's exposure";
 }
 
+TEST_F(SpooledEventStoreTest, SteadyWritersDoNotKeepTheSpoolFromDraining) {
+  Open();
+  const ExperimentLayout layout = CheckoutLayout();
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(store_->WriteExposures(layout, {Expose("first", 0, kT0)}).ok());
+  ASSERT_TRUE(store_->stats().spooling);
+  backend_.Heal();
+  // Writers that never pause: while the replay empties the spool, more
+  // always arrives behind it. The spool must still drain, with them
+  // writing, and then writes go straight to the backend.
+  constexpr int kThreads = 4;
+  std::atomic<bool> drained{false};
+  std::atomic<int64_t> written{1};
+  std::atomic<int> failures{0};
+  const absl::Time give_up = absl::Now() + kWait;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int u = 0; !drained.load() && absl::Now() < give_up; ++u) {
+        const std::string unit = absl::StrCat("t", t, "-u", u);
+        if (store_->WriteExposures(layout, {Expose(unit, u % 2, kT0)}).ok()) {
+          ++written;
+        } else {
+          ++failures;
+        }
+        if (!store_->stats().spooling) drained.store(true);
+      }
+    });
+  }
+  for (std::thread& w : writers) w.join();
+  EXPECT_TRUE(drained.load())
+      << "the spool never drained while writers kept writing; "
+      << store_->stats().pending_records << " writes still pending";
+  EXPECT_EQ(failures.load(), 0);
+  AwaitDrained();
+  absl::StatusOr<ExperimentAggregates> a = store_->ReadAggregates(layout);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->variants[0].exposed + a->variants[1].exposed, written.load());
+}
+
 TEST_F(SpooledEventStoreTest, DrainReplaysOrSaysWhatRemains) {
   Open();
   const ExperimentLayout layout = CheckoutLayout();
