@@ -6,9 +6,12 @@
 // clients take for "wrong server". It serializes the response when the call
 // finishes.
 //
-// The request and response live in a protobuf arena that comes with the
-// call (one allocation; parsing the request and building the response cost
-// no malloc per map entry or submessage, and all is freed at once).
+// The request and response live in a protobuf arena (parsing the request
+// and building the response cost no malloc per map entry or submessage, and
+// all is freed at once). A call that finishes before its method returns
+// keeps them in a per-thread block (ScopedMessages) and ends with the
+// context's default reactor; only a call that outlives its method (one
+// that waits on storage) gets a UnaryCall, its own heap arena and reactor.
 //
 //   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext*,
 //       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
@@ -45,6 +48,61 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
 }
+
+// Serializes `response` into *bytes; returns how the call should end (OK, or
+// INTERNAL when it does not serialize).
+template <typename Response>
+grpc::Status SerializeResponse(const Response& response,
+                               grpc::ByteBuffer* bytes) {
+  grpc::ByteBuffer serialized;
+  bool own_buffer = false;
+  grpc::Status status = grpc::SerializationTraits<Response>::Serialize(
+      response, &serialized, &own_buffer);
+  if (status.ok()) bytes->Swap(&serialized);
+  return status;
+}
+
+inline google::protobuf::ArenaOptions ArenaOptionsFor(char* block,
+                                                      size_t size) {
+  google::protobuf::ArenaOptions options;
+  options.initial_block = block;
+  options.initial_block_size = size;
+  return options;
+}
+
+// The first arena block of a call's messages. An Assign for
+// bench/experiments-50.yaml (11 attributes, 27 features) uses about 7.5 KiB;
+// a larger call spills into blocks the arena mallocs.
+inline constexpr size_t kCallArenaBlockSize = 16384;
+
+// The request and response of a call served within the method that
+// received it (ServeInline, and ServeOnExecutorIf's calls that do not wait),
+// in an arena whose first block belongs to the serving thread: such a call
+// mallocs nothing for its messages, and needs no reactor of its own.
+// REQUIRES: at most one alive per thread at a time (handlers never nest).
+template <typename Request, typename Response>
+class ScopedMessages {
+ public:
+  ScopedMessages()
+      : arena_(ArenaOptionsFor(thread_block_, sizeof(thread_block_))),
+        request_(google::protobuf::Arena::CreateMessage<Request>(&arena_)),
+        response_(google::protobuf::Arena::CreateMessage<Response>(&arena_)) {}
+  ScopedMessages(const ScopedMessages&) = delete;
+  ScopedMessages& operator=(const ScopedMessages&) = delete;
+
+  Request* request() { return request_; }
+  Response* response() { return response_; }
+
+ private:
+  alignas(16) static thread_local char thread_block_[kCallArenaBlockSize];
+  google::protobuf::Arena arena_;
+  Request* const request_;    // on arena_
+  Response* const response_;  // on arena_
+};
+
+template <typename Request, typename Response>
+alignas(16) thread_local char ScopedMessages<
+    Request, Response>::thread_block_[kCallArenaBlockSize];
 
 template <typename Request, typename Response>
 class UnaryCall final : public grpc::ServerUnaryReactor {
@@ -83,12 +141,8 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
       grpc::ServerUnaryReactor::Finish(ToGrpcStatus(status));
       return;
     }
-    grpc::ByteBuffer bytes;
-    bool own_buffer = false;
-    grpc::Status serialized = grpc::SerializationTraits<Response>::Serialize(
-        *response_, &bytes, &own_buffer);
-    if (serialized.ok()) response_bytes_->Swap(&bytes);
-    grpc::ServerUnaryReactor::Finish(serialized);
+    grpc::ServerUnaryReactor::Finish(
+        SerializeResponse(*response_, response_bytes_));
   }
 
   void OnDone() override {
@@ -97,19 +151,9 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  static google::protobuf::ArenaOptions ArenaOptionsFor(char* block,
-                                                        size_t size) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = size;
-    return options;
-  }
-
   std::atomic<int>* const in_flight_;       // not owned
   grpc::ByteBuffer* const response_bytes_;  // not owned
-  // An Assign for bench/experiments-50.yaml (11 attributes, 27 features)
-  // uses about 7.5 KiB; a larger call spills into blocks the arena mallocs.
-  alignas(16) char block_[16384];
+  alignas(16) char block_[kCallArenaBlockSize];
   google::protobuf::Arena arena_;  // after block_, which it uses
   Request* const request_;         // on arena_
   Response* const response_;       // on arena_
@@ -181,12 +225,30 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
     std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn fn) {
+  {
+    ScopedMessages<Request, Response> messages;
+    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    if (!status.ok() || !waits_on_storage(*messages.request())) {
+      // Finished before returning, so the context's own reactor does: gRPC
+      // runs its OnDone inline, where one of ours would be handed to gRPC's
+      // executor thread, a thread switch per call.
+      in_flight->fetch_add(1);
+      if (status.ok()) {
+        status = RunHandler(fn, *messages.request(), messages.response());
+      }
+      const grpc::Status finish =
+          status.ok() ? SerializeResponse(*messages.response(), response_bytes)
+                      : ToGrpcStatus(status);
+      in_flight->fetch_sub(1);
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(finish);
+      return reactor;
+    }
+  }
+  // The call outlives this method: its messages move to an arena of its own
+  // (parsed again: a call that waits on storage can afford it).
   auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
   if (!call->Parse(*request_bytes).ok()) return call;
-  if (!waits_on_storage(call->request())) {
-    call->Finish(RunHandler(fn, call->request(), call->response()));
-    return call;
-  }
   if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
     call->Finish(wanted);
     return call;
