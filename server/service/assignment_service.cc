@@ -482,7 +482,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
   };
   if (executor_ == nullptr || recorder_ == nullptr) {
     return ServeInline<v1::AssignRequest, v1::AssignResponse>(
-        &in_flight_, request, response, handle);
+        context, &in_flight_, request, response, handle);
   }
   // Recording the exposure waits on the store; plain assignment does not.
   return ServeOnExecutorIf<v1::AssignRequest, v1::AssignResponse>(
@@ -495,7 +495,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::BatchAssignRequest, v1::BatchAssignResponse>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
         return HandleBatchAssign(*store_, sticky_.get(), req, resp);
       });
@@ -506,7 +506,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::ByteBuffer* response) {
   return ServeInline<v1::ExplainAssignmentRequest,
                      v1::ExplainAssignmentResponse>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::ExplainAssignmentRequest& req,
           v1::ExplainAssignmentResponse* resp) {
         return HandleExplainAssignment(*store_, sticky_.get(), req, resp);
@@ -517,7 +517,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::ListExperimentsRequest, v1::ListExperimentsResponse>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::ListExperimentsRequest& req,
           v1::ListExperimentsResponse* resp) {
         return HandleListExperiments(*store_, req, resp);
@@ -528,7 +528,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::GetExperimentRequest, v1::Experiment>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::GetExperimentRequest& req, v1::Experiment* resp) {
         return HandleGetExperiment(*store_, req, resp);
       });

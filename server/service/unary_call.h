@@ -15,7 +15,8 @@
 //
 //   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext*,
 //       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-//     return ServeInline<v1::Req, v1::Resp>(&in_flight_, request, response,
+//     return ServeInline<v1::Req, v1::Resp>(
+//         context, &in_flight_, request, response,
 //         [&](const v1::Req& req, v1::Resp* resp) { return Handle(req, resp);
 //         });
 //   }
@@ -171,19 +172,6 @@ absl::Status RunHandler(Fn& fn, const Request& request, Response* response) {
   }
 }
 
-// Serves a call whose work finishes without waiting: parses the request,
-// runs fn(request, response) -> absl::Status on the calling thread and
-// finishes the call with its result.
-template <typename Request, typename Response, typename Fn>
-grpc::ServerUnaryReactor* ServeInline(std::atomic<int>* in_flight,
-                                      const grpc::ByteBuffer* request_bytes,
-                                      grpc::ByteBuffer* response_bytes, Fn fn) {
-  auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
-  if (!call->Parse(*request_bytes).ok()) return call;
-  call->Finish(RunHandler(fn, call->request(), call->response()));
-  return call;
-}
-
 // Why a call that was to wait on storage is not started, or OK to start it:
 // CANCELLED when the client cancelled it, DEADLINE_EXCEEDED when its
 // deadline has passed.
@@ -211,6 +199,53 @@ inline absl::Status StorageBusyError(const StorageExecutor& executor) {
       "with the same idempotency keys"));
 }
 
+// Serves the call within this method unless it is to wait on storage:
+// parses the request into ScopedMessages; when it does not parse, or
+// waits_on_storage(request) is false, runs fn(request, response) ->
+// absl::Status, finishes the call with the result and returns the reactor.
+// Returns null, having kept nothing, for a call that is to wait.
+//
+// Such a call ends with the context's default reactor: gRPC runs its
+// OnDone inline, where one of ours would be handed to gRPC's executor
+// thread, a thread switch per call.
+template <typename Request, typename Response, typename Pred, typename Fn>
+grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
+                                         std::atomic<int>* in_flight,
+                                         const grpc::ByteBuffer* request_bytes,
+                                         grpc::ByteBuffer* response_bytes,
+                                         Pred waits_on_storage, Fn& fn) {
+  grpc::Status finish;
+  {
+    ScopedMessages<Request, Response> messages;
+    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    if (status.ok() && waits_on_storage(*messages.request())) return nullptr;
+    in_flight->fetch_add(1);
+    if (status.ok()) {
+      status = RunHandler(fn, *messages.request(), messages.response());
+    }
+    finish = status.ok()
+                 ? SerializeResponse(*messages.response(), response_bytes)
+                 : ToGrpcStatus(status);
+    in_flight->fetch_sub(1);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(finish);
+  return reactor;
+}
+
+// Serves a call whose work finishes without waiting: parses the request,
+// runs fn(request, response) -> absl::Status on the calling thread and
+// finishes the call with its result (ServeNowUnless).
+template <typename Request, typename Response, typename Fn>
+grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
+                                      std::atomic<int>* in_flight,
+                                      const grpc::ByteBuffer* request_bytes,
+                                      grpc::ByteBuffer* response_bytes, Fn fn) {
+  return ServeNowUnless<Request, Response>(
+      context, in_flight, request_bytes, response_bytes,
+      [](const Request&) { return false; }, fn);
+}
+
 // Serves a call whose work may wait on storage: parses the request on the
 // calling thread, then, when waits_on_storage(request) says so, runs
 // fn(request, response) -> absl::Status on `executor` and finishes the call
@@ -225,25 +260,10 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
     std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn fn) {
-  {
-    ScopedMessages<Request, Response> messages;
-    absl::Status status = ParseRequest(*request_bytes, messages.request());
-    if (!status.ok() || !waits_on_storage(*messages.request())) {
-      // Finished before returning, so the context's own reactor does: gRPC
-      // runs its OnDone inline, where one of ours would be handed to gRPC's
-      // executor thread, a thread switch per call.
-      in_flight->fetch_add(1);
-      if (status.ok()) {
-        status = RunHandler(fn, *messages.request(), messages.response());
-      }
-      const grpc::Status finish =
-          status.ok() ? SerializeResponse(*messages.response(), response_bytes)
-                      : ToGrpcStatus(status);
-      in_flight->fetch_sub(1);
-      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-      reactor->Finish(finish);
-      return reactor;
-    }
+  if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
+          context, in_flight, request_bytes, response_bytes, waits_on_storage,
+          fn)) {
+    return served;
   }
   // The call outlives this method: its messages move to an arena of its own
   // (parsed again: a call that waits on storage can afford it).
