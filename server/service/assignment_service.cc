@@ -178,18 +178,19 @@ void AssignResultToProto(const Config& config, const AssignResult& result,
     pa->set_phase(e.phase);
     pa->set_unit_id_type(e.unit_id_type);
   }
-  auto& features = *proto->mutable_features();
+  proto->mutable_features()->Reserve(static_cast<int>(result.features.size()));
   for (const ResolvedFeature& f : result.features) {
-    v1::ResolvedFeature& pf = features[f.feature->key];
-    FeatureValueToProto(*f.value, pf.mutable_value());
-    pf.set_source(SourceToProto(f.source));
+    v1::ResolvedFeature* pf = proto->add_features();
+    pf->set_key(f.feature->key);
+    FeatureValueToProto(*f.value, pf->mutable_value());
+    pf->set_source(SourceToProto(f.source));
     if (f.experiment != nullptr) {
-      pf.set_experiment_key(f.experiment->key);
+      pf->set_experiment_key(f.experiment->key);
       if (f.variant_index >= 0) {
-        pf.set_variant_key(f.experiment->variants[f.variant_index].key);
+        pf->set_variant_key(f.experiment->variants[f.variant_index].key);
       }
     }
-    if (f.source == FeatureSource::kRule) pf.set_rule_index(f.rule_index);
+    if (f.source == FeatureSource::kRule) pf->set_rule_index(f.rule_index);
   }
 }
 
