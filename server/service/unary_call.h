@@ -1,6 +1,6 @@
-// UnaryCall serves one call of a raw callback method (the generated
+// Serving one call of a raw callback method (the generated
 // WithRawCallbackMethod_<Method>, which hands over the request's bytes).
-// It parses the request itself with ParseRequest (rpc_handlers.h), so a
+// The call parses the request itself with ParseRequest (rpc_handlers.h), so a
 // request that does not parse is answered INVALID_ARGUMENT saying why;
 // gRPC's own parse would answer UNIMPLEMENTED with an empty message, which
 // clients take for "wrong server". It serializes the response when the call
@@ -76,6 +76,13 @@ inline google::protobuf::ArenaOptions ArenaOptionsFor(char* block,
 // a larger call spills into blocks the arena mallocs.
 inline constexpr size_t kCallArenaBlockSize = 16384;
 
+// The serving thread's first arena block for ScopedMessages, one per thread
+// for every method's calls: a thread's calls never nest.
+inline char* CallArenaThreadBlock() {
+  alignas(16) static thread_local char block[kCallArenaBlockSize];
+  return block;
+}
+
 // The request and response of a call served within the method that
 // received it (ServeInline, and ServeOnExecutorIf's calls that do not wait),
 // in an arena whose first block belongs to the serving thread: such a call
@@ -85,7 +92,7 @@ template <typename Request, typename Response>
 class ScopedMessages {
  public:
   ScopedMessages()
-      : arena_(ArenaOptionsFor(thread_block_, sizeof(thread_block_))),
+      : arena_(ArenaOptionsFor(CallArenaThreadBlock(), kCallArenaBlockSize)),
         request_(google::protobuf::Arena::CreateMessage<Request>(&arena_)),
         response_(google::protobuf::Arena::CreateMessage<Response>(&arena_)) {}
   ScopedMessages(const ScopedMessages&) = delete;
@@ -95,15 +102,10 @@ class ScopedMessages {
   Response* response() { return response_; }
 
  private:
-  alignas(16) static thread_local char thread_block_[kCallArenaBlockSize];
   google::protobuf::Arena arena_;
   Request* const request_;    // on arena_
   Response* const response_;  // on arena_
 };
-
-template <typename Request, typename Response>
-alignas(16) thread_local char ScopedMessages<
-    Request, Response>::thread_block_[kCallArenaBlockSize];
 
 template <typename Request, typename Response>
 class UnaryCall final : public grpc::ServerUnaryReactor {
@@ -207,7 +209,8 @@ inline absl::Status StorageBusyError(const StorageExecutor& executor) {
 //
 // Such a call ends with the context's default reactor: gRPC runs its
 // OnDone inline, where one of ours would be handed to gRPC's executor
-// thread, a thread switch per call.
+// thread, a thread switch per call. It counts in *in_flight while fn runs;
+// gRPC sends the answer after, within ShutdownServer's quiet period.
 template <typename Request, typename Response, typename Pred, typename Fn>
 grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
                                          std::atomic<int>* in_flight,
