@@ -75,12 +75,18 @@ std::optional<std::string> Assignment::variant(
   return std::nullopt;
 }
 
-const v1::FeatureValue* Assignment::Find(absl::string_view feature_key) const {
-  auto it = response_.features().find(std::string(feature_key));
-  if (it == response_.features().end() || !it->second.has_value()) {
-    return nullptr;
+const v1::ResolvedFeature* FindFeature(const v1::AssignResponse& response,
+                                       absl::string_view feature_key) {
+  for (const v1::ResolvedFeature& f : response.features()) {
+    if (f.key() == feature_key) return &f;
   }
-  return &it->second.value();
+  return nullptr;
+}
+
+const v1::FeatureValue* Assignment::Find(absl::string_view feature_key) const {
+  const v1::ResolvedFeature* f = FindFeature(response_, feature_key);
+  if (f == nullptr || !f->has_value()) return nullptr;
+  return &f->value();
 }
 
 bool Assignment::GetBool(absl::string_view feature_key, bool fallback) const {

@@ -100,6 +100,14 @@ class UnitBuilder {
   v1::Unit unit_;
 };
 
+// The resolved feature `feature_key` of a raw response (an
+// Assignment::response(), or one of a BatchAssign's results), or null when
+// the response does not carry it. A linear scan of the response's list:
+// with a few dozen features it is as fast as a map lookup; to look up many
+// keys in a large response, index it once instead.
+const v1::ResolvedFeature* FindFeature(const v1::AssignResponse& response,
+                                       absl::string_view feature_key);
+
 // One unit's answer from Assign, with typed access to feature values.
 // Immutable, so safe to read from several threads.
 class Assignment {

@@ -25,6 +25,8 @@ packages=(
   # Python client example
   python3 python3-xxhash python3-grpcio python3-grpc-tools
   python3-scipy python3-statsmodels
+  # bench/h2load.sh: R1 measured by a load generator that is not abexp's own
+  nghttp2-client
 )
 
 missing=()

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/client.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -166,15 +167,15 @@ TEST(Reload, EveryCallSucceedsWithOneWholeConfigWhileReloading20Times) {
             continue;
           }
           for (const v1::AssignResponse& r : response.results()) {
+            const v1::ResolvedFeature* color = FindFeature(r, "color");
             if (r.config_version() != response.config_version() ||
-                r.assignments_size() != 1) {
+                r.assignments_size() != 1 || color == nullptr) {
               failures.Add(absl::StrCat("BatchAssign result mixes configs: ",
                                         r.ShortDebugString()));
               break;
             }
             check(response.config_version(), r.assignments(0).experiment_key(),
-                  r.features().at("color").value().string_value(),
-                  "BatchAssign");
+                  color->value().string_value(), "BatchAssign");
           }
           continue;
         }
@@ -187,14 +188,14 @@ TEST(Reload, EveryCallSucceedsWithOneWholeConfigWhileReloading20Times) {
           failures.Add(absl::StrCat("Assign: ", s.error_message()));
           continue;
         }
-        if (response.assignments_size() != 1 ||
-            response.features().count("color") != 1) {
+        const v1::ResolvedFeature* color = FindFeature(response, "color");
+        if (response.assignments_size() != 1 || color == nullptr) {
           failures.Add(absl::StrCat("Assign: ", response.ShortDebugString()));
           continue;
         }
         check(response.config_version(),
               response.assignments(0).experiment_key(),
-              response.features().at("color").value().string_value(), "Assign");
+              color->value().string_value(), "Assign");
       }
     });
   }

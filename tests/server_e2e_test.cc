@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/client.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -273,8 +274,9 @@ TEST_F(ServerE2E, AssignReturnsQaOverrideVariantFeaturesAndConfigVersion) {
   EXPECT_EQ(a->phase(), 1);
   EXPECT_EQ(a->unit_id_type(), "user_id");
 
-  ASSERT_EQ(r.features().count("checkout_flow"), 1u);
-  const v1::ResolvedFeature& f = r.features().at("checkout_flow");
+  const v1::ResolvedFeature* flow = FindFeature(r, "checkout_flow");
+  ASSERT_NE(flow, nullptr);
+  const v1::ResolvedFeature& f = *flow;
   EXPECT_EQ(f.value().string_value(), "one_page");
   EXPECT_EQ(f.source(), v1::FEATURE_SOURCE_EXPERIMENT);
   EXPECT_EQ(f.experiment_key(), "one_page_checkout");
@@ -297,8 +299,10 @@ TEST_F(ServerE2E, BucketedUnitsGetTheVariantTheSpecComputes) {
     EXPECT_EQ(r.in_holdout(), expect_held) << id;
 
     const v1::Assignment* a = FindAssignment(r, "one_page_checkout");
-    const v1::ResolvedFeature& flow = r.features().at("checkout_flow");
-    const v1::ResolvedFeature& banner = r.features().at("banner");
+    ASSERT_NE(FindFeature(r, "checkout_flow"), nullptr) << id;
+    ASSERT_NE(FindFeature(r, "banner"), nullptr) << id;
+    const v1::ResolvedFeature& flow = *FindFeature(r, "checkout_flow");
+    const v1::ResolvedFeature& banner = *FindFeature(r, "banner");
     if (expect_held) {
       ++held_out;
       EXPECT_THAT(r.assignments(), IsEmpty()) << id;
@@ -350,14 +354,16 @@ TEST_F(ServerE2E, TargetingAndTrafficDecideWhoIsInAnExperiment) {
     // FR is outside the north_america segment: never in na_search.
     v1::AssignResponse fr = MustAssign(UserIn(id, "FR"));
     EXPECT_EQ(FindAssignment(fr, "na_search"), nullptr) << id;
-    EXPECT_EQ(fr.features().at("search_limit").source(),
+    ASSERT_NE(FindFeature(fr, "search_limit"), nullptr) << id;
+    EXPECT_EQ(FindFeature(fr, "search_limit")->source(),
               v1::FEATURE_SOURCE_DEFAULT);
 
     // traffic 0.5 over weights 1:1 -> active ranges [0, 2500) and [5000, 7500).
     v1::AssignResponse us = MustAssign(UserIn(id, "US"));
     uint32_t bucket = SpecBucket("variant", "na_search", id);
     const v1::Assignment* a = FindAssignment(us, "na_search");
-    const v1::ResolvedFeature& limit = us.features().at("search_limit");
+    ASSERT_NE(FindFeature(us, "search_limit"), nullptr) << id;
+    const v1::ResolvedFeature& limit = *FindFeature(us, "search_limit");
     if (bucket < 2500 || (bucket >= 5000 && bucket < 7500)) {
       ++assigned;
       std::string variant = bucket < 2500 ? "control" : "bigger";
@@ -379,13 +385,15 @@ TEST_F(ServerE2E, TargetingAndTrafficDecideWhoIsInAnExperiment) {
 
 TEST_F(ServerE2E, FeatureRuleSetsValueAndNamesTheRule) {
   v1::AssignResponse cn = MustAssign(UserIn("u-1", "CN"));
-  const v1::ResolvedFeature& f = cn.features().at("new_search");
+  ASSERT_NE(FindFeature(cn, "new_search"), nullptr);
+  const v1::ResolvedFeature& f = *FindFeature(cn, "new_search");
   EXPECT_TRUE(f.value().bool_value());
   EXPECT_EQ(f.source(), v1::FEATURE_SOURCE_RULE);
   EXPECT_EQ(f.rule_index(), 0);
 
   v1::AssignResponse de = MustAssign(UserIn("u-1", "DE"));
-  const v1::ResolvedFeature& g = de.features().at("new_search");
+  ASSERT_NE(FindFeature(de, "new_search"), nullptr);
+  const v1::ResolvedFeature& g = *FindFeature(de, "new_search");
   EXPECT_TRUE(g.value().has_bool_value());
   EXPECT_FALSE(g.value().bool_value());
   EXPECT_EQ(g.source(), v1::FEATURE_SOURCE_DEFAULT);
@@ -401,7 +409,7 @@ TEST_F(ServerE2E, FiltersLimitExperimentsAndFeatures) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(FindAssignment(r, "one_page_checkout"), nullptr);
   EXPECT_EQ(r.features().size(), 1u);
-  EXPECT_EQ(r.features().count("new_search"), 1u);
+  EXPECT_NE(FindFeature(r, "new_search"), nullptr);
   EXPECT_EQ(r.config_version(), Version());
 }
 

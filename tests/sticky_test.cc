@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/client.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
@@ -242,9 +243,9 @@ TEST_F(StickyTest,
       EXPECT_EQ(paint->variant_key(), paint_hash) << id;
       EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
     }
-    EXPECT_EQ(r.features().at("color").value().string_value(),
-              paint->variant_key())
-        << id;
+    const v1::ResolvedFeature* color = FindFeature(r, "color");
+    ASSERT_NE(color, nullptr) << id;
+    EXPECT_EQ(color->value().string_value(), paint->variant_key()) << id;
     EXPECT_EQ(sizing->variant_key(), sizing_hash) << id;
     EXPECT_EQ(sizing->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
   }

@@ -213,15 +213,19 @@ void PrintAssign(const v1::AssignResponse& response, std::ostream& out) {
     out << "features: none\n";
     return;
   }
-  // Map order is unspecified; sort for stable output.
-  std::vector<std::string> keys;
-  for (const auto& [key, f] : response.features()) keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
+  // By key, as this table always was (the response is in config order).
+  std::vector<const v1::ResolvedFeature*> features;
+  for (const v1::ResolvedFeature& f : response.features()) {
+    features.push_back(&f);
+  }
+  std::sort(features.begin(), features.end(),
+            [](const v1::ResolvedFeature* a, const v1::ResolvedFeature* b) {
+              return a->key() < b->key();
+            });
   Table t;
   t.AddRow({"FEATURE", "VALUE", "SOURCE"});
-  for (const std::string& key : keys) {
-    const v1::ResolvedFeature& f = response.features().at(key);
-    t.AddRow({key, FormatValue(f.value()), FeatureSource(f)});
+  for (const v1::ResolvedFeature* f : features) {
+    t.AddRow({f->key(), FormatValue(f->value()), FeatureSource(*f)});
   }
   t.Print(out);
 }

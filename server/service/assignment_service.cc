@@ -180,18 +180,19 @@ void AssignResultToProto(const Config& config, const AssignResult& result,
     pa->set_phase(e.phase);
     pa->set_unit_id_type(e.unit_id_type);
   }
-  auto& features = *proto->mutable_features();
+  proto->mutable_features()->Reserve(static_cast<int>(result.features.size()));
   for (const ResolvedFeature& f : result.features) {
-    v1::ResolvedFeature& pf = features[f.feature->key];
-    FeatureValueToProto(*f.value, pf.mutable_value());
-    pf.set_source(SourceToProto(f.source));
+    v1::ResolvedFeature* pf = proto->add_features();
+    pf->set_key(f.feature->key);
+    FeatureValueToProto(*f.value, pf->mutable_value());
+    pf->set_source(SourceToProto(f.source));
     if (f.experiment != nullptr) {
-      pf.set_experiment_key(f.experiment->key);
+      pf->set_experiment_key(f.experiment->key);
       if (f.variant_index >= 0) {
-        pf.set_variant_key(f.experiment->variants[f.variant_index].key);
+        pf->set_variant_key(f.experiment->variants[f.variant_index].key);
       }
     }
-    if (f.source == FeatureSource::kRule) pf.set_rule_index(f.rule_index);
+    if (f.source == FeatureSource::kRule) pf->set_rule_index(f.rule_index);
   }
 }
 
@@ -483,26 +484,50 @@ AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
-template <typename Request, typename Response, typename MakeFn>
-void AssignmentServiceImpl::ServeReadingSticky(
-    grpc::CallbackServerContext* context, const IndexedConfig& config,
-    UnaryCall<Request, Response>* call, MakeFn make_fn) {
+template <typename Request, typename Response, typename Handle,
+          typename Records>
+grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
+    grpc::ByteBuffer* response_bytes, Handle handle, Records records) {
+  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
   StickyReader* const reader = sticky_.get();
-  if (sticky_executor_ == nullptr || !reader->WouldRead(config)) {
-    auto fn = make_fn(StickyRead{reader, absl::OkStatus()});
-    call->Finish(RunHandler(fn, call->request(), call->response()));
-    return;
+  const bool reads = sticky_executor_ != nullptr && reader->WouldRead(*config);
+  // With a config this call may read no store for, and nothing to record,
+  // it is pure computation: this thread serves it.
+  auto now = [&](const Request& req, Response* resp) {
+    return handle(*config, StickyRead{reader, absl::OkStatus()}, req, resp);
+  };
+  if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
+          context, &in_flight_, request_bytes, response_bytes,
+          [&](const Request& req) { return reads || records(req); }, now)) {
+    return served;
   }
+  // The call outlives this method: its messages move to an arena of its own
+  // (parsed again: a call that waits on storage can afford it).
+  auto* call = new UnaryCall<Request, Response>(&in_flight_, response_bytes);
+  if (!call->Parse(*request_bytes).ok()) return call;
   if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
     call->Finish(wanted);
-    return;
+    return call;
   }
-  // The budget counts from now: a call that waited it all for a thread
-  // does not read.
+  if (records(call->request())) {
+    // Recording waits on the store: the storage executor.
+    auto on_thread = [handle, config, reader](const Request& req,
+                                              Response* resp) {
+      return handle(*config, StickyRead{reader, absl::OkStatus()}, req, resp);
+    };
+    if (!TrySubmitCall(executor_, context, call, on_thread)) {
+      call->Finish(StorageBusyError(*executor_));
+    }
+    return call;
+  }
+  // Reading recorded variants: the sticky-read threads, within the budget,
+  // which counts from now (a call that waited it all for a thread does not
+  // read).
   const absl::Duration budget = reader->options().budget;
   const absl::Time queued = absl::Now();
-  auto on_thread = [make_fn, reader, budget, queued](const Request& request,
-                                                     Response* response) {
+  auto on_thread = [handle, config, reader, budget, queued](
+                       const Request& req, Response* resp) {
     StickyRead read{reader, absl::OkStatus()};
     const absl::Duration waited = absl::Now() - queued;
     if (waited >= budget) {
@@ -510,87 +535,67 @@ void AssignmentServiceImpl::ServeReadingSticky(
           "the call waited ", absl::FormatDuration(waited),
           " for a sticky-read thread, its whole --sticky_read_budget"));
     }
-    auto fn = make_fn(read);
-    return fn(request, response);
+    return handle(*config, read, req, resp);
   };
-  if (TrySubmitCall(sticky_executor_, context, call, on_thread)) return;
-  auto fn = make_fn(StickyRead{
+  if (TrySubmitCall(sticky_executor_, context, call, on_thread)) return call;
+  const StickyRead skip{
       reader, absl::ResourceExhaustedError(absl::StrCat(
                   "all ", sticky_executor_->options().max_calls,
                   " places for calls reading sticky variants are taken "
-                  "(--sticky_read_threads)"))});
-  call->Finish(RunHandler(fn, call->request(), call->response()));
+                  "(--sticky_read_threads)"))};
+  auto without_reading = [&](const Request& req, Response* resp) {
+    return handle(*config, skip, req, resp);
+  };
+  call->Finish(RunHandler(without_reading, call->request(), call->response()));
+  return call;
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  using Call = UnaryCall<v1::AssignRequest, v1::AssignResponse>;
-  auto* call = new Call(&in_flight_, response);
-  if (!call->Parse(*request).ok()) return call;
-  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
-  auto make_fn = [this, config](const StickyRead& sticky) {
-    return [this, config, sticky](const v1::AssignRequest& req,
-                                  v1::AssignResponse* resp) {
-      return HandleAssign(*config, recorder_, sticky, req, resp);
-    };
-  };
-  if (executor_ != nullptr && recorder_ != nullptr &&
-      call->request().record_exposure()) {
-    // Recording the exposure waits on the store: the storage executor.
-    if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
-      call->Finish(wanted);
-    } else if (!TrySubmitCall(
-                   executor_, context, call,
-                   make_fn(StickyRead{sticky_.get(), absl::OkStatus()}))) {
-      call->Finish(StorageBusyError(*executor_));
-    }
-    return call;
-  }
-  ServeReadingSticky(context, *config, call, make_fn);
-  return call;
+  const Recorder* const recorder = recorder_;
+  const bool can_record = executor_ != nullptr && recorder != nullptr;
+  return Serve<v1::AssignRequest, v1::AssignResponse>(
+      context, request, response,
+      [recorder](const IndexedConfig& config, const StickyRead& sticky,
+                 const v1::AssignRequest& req, v1::AssignResponse* resp) {
+        return HandleAssign(config, recorder, sticky, req, resp);
+      },
+      [can_record](const v1::AssignRequest& req) {
+        return can_record && req.record_exposure();
+      });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  using Call = UnaryCall<v1::BatchAssignRequest, v1::BatchAssignResponse>;
-  auto* call = new Call(&in_flight_, response);
-  if (!call->Parse(*request).ok()) return call;
-  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
-  ServeReadingSticky(
-      context, *config, call, [config](const StickyRead& sticky) {
-        return [config, sticky](const v1::BatchAssignRequest& req,
-                                v1::BatchAssignResponse* resp) {
-          return HandleBatchAssign(*config, sticky, req, resp);
-        };
-      });
-  return call;
+  return Serve<v1::BatchAssignRequest, v1::BatchAssignResponse>(
+      context, request, response,
+      [](const IndexedConfig& config, const StickyRead& sticky,
+         const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
+        return HandleBatchAssign(config, sticky, req, resp);
+      },
+      [](const v1::BatchAssignRequest&) { return false; });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  using Call =
-      UnaryCall<v1::ExplainAssignmentRequest, v1::ExplainAssignmentResponse>;
-  auto* call = new Call(&in_flight_, response);
-  if (!call->Parse(*request).ok()) return call;
-  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
-  ServeReadingSticky(
-      context, *config, call, [config](const StickyRead& sticky) {
-        return [config, sticky](const v1::ExplainAssignmentRequest& req,
-                                v1::ExplainAssignmentResponse* resp) {
-          return HandleExplainAssignment(*config, sticky, req, resp);
-        };
-      });
-  return call;
+  return Serve<v1::ExplainAssignmentRequest, v1::ExplainAssignmentResponse>(
+      context, request, response,
+      [](const IndexedConfig& config, const StickyRead& sticky,
+         const v1::ExplainAssignmentRequest& req,
+         v1::ExplainAssignmentResponse* resp) {
+        return HandleExplainAssignment(config, sticky, req, resp);
+      },
+      [](const v1::ExplainAssignmentRequest&) { return false; });
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::ListExperimentsRequest, v1::ListExperimentsResponse>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::ListExperimentsRequest& req,
           v1::ListExperimentsResponse* resp) {
         return HandleListExperiments(*store_, req, resp);
@@ -601,7 +606,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::GetExperimentRequest, v1::Experiment>(
-      &in_flight_, request, response,
+      context, &in_flight_, request, response,
       [&](const v1::GetExperimentRequest& req, v1::Experiment* resp) {
         return HandleGetExperiment(*store_, req, resp);
       });

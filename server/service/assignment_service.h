@@ -90,13 +90,18 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  // Finishes `call` with make_fn(StickyRead) -> fn(request, response):
-  // inline when no read of the store can happen (WouldRead), else on
-  // sticky_executor_, or inline without reading when that is full.
-  template <typename Request, typename Response, typename MakeFn>
-  void ServeReadingSticky(grpc::CallbackServerContext* context,
-                          const IndexedConfig& config,
-                          UnaryCall<Request, Response>* call, MakeFn make_fn);
+  // Serves one call: handle(config, StickyRead, request, response) ->
+  // absl::Status on one config snapshot. On this thread when it can read no
+  // store (no sticky reads possible: StickyReader::WouldRead) and
+  // records(request) is false; on executor_ when records(request); else on
+  // sticky_executor_ within the sticky budget, or on this thread without
+  // reading when that is full.
+  template <typename Request, typename Response, typename Handle,
+            typename Records>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request_bytes,
+                                  grpc::ByteBuffer* response_bytes,
+                                  Handle handle, Records records);
 
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null

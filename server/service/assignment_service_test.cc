@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "client/client.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
@@ -363,10 +364,11 @@ TEST_F(StickyServiceTest,
       EXPECT_EQ(paint->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;
     }
     // The feature follows the variant served, sticky or not.
-    const v1::ResolvedFeature& color = r.features().at("color");
-    EXPECT_EQ(color.value().string_value(), paint->variant_key()) << id;
-    EXPECT_EQ(color.source(), v1::FEATURE_SOURCE_EXPERIMENT) << id;
-    EXPECT_EQ(color.variant_key(), paint->variant_key()) << id;
+    const v1::ResolvedFeature* color = FindFeature(r, "color");
+    ASSERT_NE(color, nullptr) << id;
+    EXPECT_EQ(color->value().string_value(), paint->variant_key()) << id;
+    EXPECT_EQ(color->source(), v1::FEATURE_SOURCE_EXPERIMENT) << id;
+    EXPECT_EQ(color->variant_key(), paint->variant_key()) << id;
     // Not sticky: follows the new weights, exposed or not.
     EXPECT_EQ(sizing->variant_key(), sizing_hash) << id;
     EXPECT_EQ(sizing->reason(), v1::ASSIGNMENT_REASON_BUCKETED) << id;

@@ -1,18 +1,22 @@
-// UnaryCall serves one call of a raw callback method (the generated
+// Serving one call of a raw callback method (the generated
 // WithRawCallbackMethod_<Method>, which hands over the request's bytes).
-// It parses the request itself with ParseRequest (rpc_handlers.h), so a
+// The call parses the request itself with ParseRequest (rpc_handlers.h), so a
 // request that does not parse is answered INVALID_ARGUMENT saying why;
 // gRPC's own parse would answer UNIMPLEMENTED with an empty message, which
 // clients take for "wrong server". It serializes the response when the call
 // finishes.
 //
-// The request and response live in a protobuf arena that comes with the
-// call (one allocation; parsing the request and building the response cost
-// no malloc per map entry or submessage, and all is freed at once).
+// The request and response live in a protobuf arena (parsing the request
+// and building the response cost no malloc per map entry or submessage, and
+// all is freed at once). A call that finishes before its method returns
+// keeps them in a per-thread block (ScopedMessages) and ends with the
+// context's default reactor; only a call that outlives its method (one
+// that waits on storage) gets a UnaryCall, its own heap arena and reactor.
 //
 //   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext*,
 //       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-//     return ServeInline<v1::Req, v1::Resp>(&in_flight_, request, response,
+//     return ServeInline<v1::Req, v1::Resp>(
+//         context, &in_flight_, request, response,
 //         [&](const v1::Req& req, v1::Resp* resp) { return Handle(req, resp);
 //         });
 //   }
@@ -46,6 +50,63 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
 }
+
+// Serializes `response` into *bytes; returns how the call should end (OK, or
+// INTERNAL when it does not serialize).
+template <typename Response>
+grpc::Status SerializeResponse(const Response& response,
+                               grpc::ByteBuffer* bytes) {
+  grpc::ByteBuffer serialized;
+  bool own_buffer = false;
+  grpc::Status status = grpc::SerializationTraits<Response>::Serialize(
+      response, &serialized, &own_buffer);
+  if (status.ok()) bytes->Swap(&serialized);
+  return status;
+}
+
+inline google::protobuf::ArenaOptions ArenaOptionsFor(char* block,
+                                                      size_t size) {
+  google::protobuf::ArenaOptions options;
+  options.initial_block = block;
+  options.initial_block_size = size;
+  return options;
+}
+
+// The first arena block of a call's messages. An Assign for
+// bench/experiments-50.yaml (11 attributes, 27 features) uses about 7.5 KiB;
+// a larger call spills into blocks the arena mallocs.
+inline constexpr size_t kCallArenaBlockSize = 16384;
+
+// The serving thread's first arena block for ScopedMessages, one per thread
+// for every method's calls: a thread's calls never nest.
+inline char* CallArenaThreadBlock() {
+  alignas(16) static thread_local char block[kCallArenaBlockSize];
+  return block;
+}
+
+// The request and response of a call served within the method that
+// received it (ServeInline, and ServeOnExecutorIf's calls that do not wait),
+// in an arena whose first block belongs to the serving thread: such a call
+// mallocs nothing for its messages, and needs no reactor of its own.
+// REQUIRES: at most one alive per thread at a time (handlers never nest).
+template <typename Request, typename Response>
+class ScopedMessages {
+ public:
+  ScopedMessages()
+      : arena_(ArenaOptionsFor(CallArenaThreadBlock(), kCallArenaBlockSize)),
+        request_(google::protobuf::Arena::CreateMessage<Request>(&arena_)),
+        response_(google::protobuf::Arena::CreateMessage<Response>(&arena_)) {}
+  ScopedMessages(const ScopedMessages&) = delete;
+  ScopedMessages& operator=(const ScopedMessages&) = delete;
+
+  Request* request() { return request_; }
+  Response* response() { return response_; }
+
+ private:
+  google::protobuf::Arena arena_;
+  Request* const request_;    // on arena_
+  Response* const response_;  // on arena_
+};
 
 template <typename Request, typename Response>
 class UnaryCall final : public grpc::ServerUnaryReactor {
@@ -84,12 +145,8 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
       grpc::ServerUnaryReactor::Finish(ToGrpcStatus(status));
       return;
     }
-    grpc::ByteBuffer bytes;
-    bool own_buffer = false;
-    grpc::Status serialized = grpc::SerializationTraits<Response>::Serialize(
-        *response_, &bytes, &own_buffer);
-    if (serialized.ok()) response_bytes_->Swap(&bytes);
-    grpc::ServerUnaryReactor::Finish(serialized);
+    grpc::ServerUnaryReactor::Finish(
+        SerializeResponse(*response_, response_bytes_));
   }
 
   void OnDone() override {
@@ -98,19 +155,9 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  static google::protobuf::ArenaOptions ArenaOptionsFor(char* block,
-                                                        size_t size) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = size;
-    return options;
-  }
-
   std::atomic<int>* const in_flight_;       // not owned
   grpc::ByteBuffer* const response_bytes_;  // not owned
-  // An Assign for bench/experiments-50.yaml (11 attributes, 27 features)
-  // uses about 7.5 KiB; a larger call spills into blocks the arena mallocs.
-  alignas(16) char block_[16384];
+  alignas(16) char block_[kCallArenaBlockSize];
   google::protobuf::Arena arena_;  // after block_, which it uses
   Request* const request_;         // on arena_
   Response* const response_;       // on arena_
@@ -126,19 +173,6 @@ absl::Status RunHandler(Fn& fn, const Request& request, Response* response) {
     return absl::InternalError(absl::StrCat(
         "internal error: ", e.what(), "; please report this with the request"));
   }
-}
-
-// Serves a call whose work finishes without waiting: parses the request,
-// runs fn(request, response) -> absl::Status on the calling thread and
-// finishes the call with its result.
-template <typename Request, typename Response, typename Fn>
-grpc::ServerUnaryReactor* ServeInline(std::atomic<int>* in_flight,
-                                      const grpc::ByteBuffer* request_bytes,
-                                      grpc::ByteBuffer* response_bytes, Fn fn) {
-  auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
-  if (!call->Parse(*request_bytes).ok()) return call;
-  call->Finish(RunHandler(fn, call->request(), call->response()));
-  return call;
 }
 
 // Why a call that was to wait on storage is not started, or OK to start it:
@@ -191,6 +225,54 @@ bool TrySubmitCall(StorageExecutor* executor,
   });
 }
 
+// Serves the call within this method unless it is to wait on storage:
+// parses the request into ScopedMessages; when it does not parse, or
+// waits_on_storage(request) is false, runs fn(request, response) ->
+// absl::Status, finishes the call with the result and returns the reactor.
+// Returns null, having kept nothing, for a call that is to wait.
+//
+// Such a call ends with the context's default reactor: gRPC runs its
+// OnDone inline, where one of ours would be handed to gRPC's executor
+// thread, a thread switch per call. It counts in *in_flight while fn runs;
+// gRPC sends the answer after, within ShutdownServer's quiet period.
+template <typename Request, typename Response, typename Pred, typename Fn>
+grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
+                                         std::atomic<int>* in_flight,
+                                         const grpc::ByteBuffer* request_bytes,
+                                         grpc::ByteBuffer* response_bytes,
+                                         Pred waits_on_storage, Fn& fn) {
+  grpc::Status finish;
+  {
+    ScopedMessages<Request, Response> messages;
+    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    if (status.ok() && waits_on_storage(*messages.request())) return nullptr;
+    in_flight->fetch_add(1);
+    if (status.ok()) {
+      status = RunHandler(fn, *messages.request(), messages.response());
+    }
+    finish = status.ok()
+                 ? SerializeResponse(*messages.response(), response_bytes)
+                 : ToGrpcStatus(status);
+    in_flight->fetch_sub(1);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(finish);
+  return reactor;
+}
+
+// Serves a call whose work finishes without waiting: parses the request,
+// runs fn(request, response) -> absl::Status on the calling thread and
+// finishes the call with its result (ServeNowUnless).
+template <typename Request, typename Response, typename Fn>
+grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
+                                      std::atomic<int>* in_flight,
+                                      const grpc::ByteBuffer* request_bytes,
+                                      grpc::ByteBuffer* response_bytes, Fn fn) {
+  return ServeNowUnless<Request, Response>(
+      context, in_flight, request_bytes, response_bytes,
+      [](const Request&) { return false; }, fn);
+}
+
 // Serves a call whose work may wait on storage: parses the request on the
 // calling thread, then, when waits_on_storage(request) says so, runs
 // fn(request, response) -> absl::Status on `executor` and finishes the call
@@ -205,12 +287,15 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
     std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn fn) {
+  if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
+          context, in_flight, request_bytes, response_bytes, waits_on_storage,
+          fn)) {
+    return served;
+  }
+  // The call outlives this method: its messages move to an arena of its own
+  // (parsed again: a call that waits on storage can afford it).
   auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
   if (!call->Parse(*request_bytes).ok()) return call;
-  if (!waits_on_storage(call->request())) {
-    call->Finish(RunHandler(fn, call->request(), call->response()));
-    return call;
-  }
   if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
     call->Finish(wanted);
     return call;
