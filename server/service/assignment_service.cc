@@ -526,8 +526,8 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
   // read).
   const absl::Duration budget = reader->options().budget;
   const absl::Time queued = absl::Now();
-  auto on_thread = [handle, config, reader, budget, queued](
-                       const Request& req, Response* resp) {
+  auto on_thread = [handle, config, reader, budget, queued](const Request& req,
+                                                            Response* resp) {
     StickyRead read{reader, absl::OkStatus()};
     const absl::Duration waited = absl::Now() - queued;
     if (waited >= budget) {
