@@ -493,6 +493,8 @@ int main(int argc, char** argv) {
   }
   options.storage.threads = absl::GetFlag(FLAGS_storage_threads);
   options.storage.max_calls = absl::GetFlag(FLAGS_storage_max_calls);
+  // Recording and results yield the CPU to assignments when both want it.
+  options.storage.nice = 10;
   if (options.storage.threads < 1 ||
       options.storage.max_calls < options.storage.threads) {
     std::fprintf(

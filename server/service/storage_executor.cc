@@ -1,5 +1,10 @@
 #include "server/service/storage_executor.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <utility>
 
 namespace abexp {
@@ -34,6 +39,13 @@ int StorageExecutor::in_flight() const {
 }
 
 void StorageExecutor::Work() {
+  if (options_.nice != 0) {
+    // Linux: a thread's nice value is its own, set by its thread id.
+    const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+    if (setpriority(PRIO_PROCESS, tid, options_.nice) != 0) {
+      std::perror("abexp-server: cannot lower the storage threads' priority");
+    }
+  }
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || !queue_.empty();
   };

@@ -33,6 +33,10 @@ struct StorageExecutorOptions {
   int threads = 16;
   // Tasks queued or running at once, at least `threads`. Default: 256.
   int max_calls = 256;
+  // The threads' nice value (setpriority), 0 to 19: above 0, the threads
+  // serving calls that need no storage (plain Assign) get the CPU first
+  // when both want it. Default: 0, as the process.
+  int nice = 0;
 };
 
 class StorageExecutor {

@@ -1,5 +1,9 @@
 #include "server/service/storage_executor.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <memory>
 
@@ -71,6 +75,23 @@ TEST(StorageExecutorTest, DestructionRunsEveryAcceptedTask) {
   }
   // Each accepted task finishes a call; none may be dropped.
   EXPECT_EQ(ran.load(), 10);
+}
+
+TEST(StorageExecutorTest, TasksRunAtTheRequestedNiceValueAndCallersKeepTheirs) {
+  const int before = getpriority(PRIO_PROCESS, 0);
+  ASSERT_LT(before, 10) << "the test needs a process not already niced";
+  StorageExecutorOptions options = Options(2, 2);
+  options.nice = 10;
+  StorageExecutor executor(options);
+  std::atomic<int> seen{-100};
+  absl::Notification ran;
+  ASSERT_TRUE(executor.TrySubmit([&] {
+    seen = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+    ran.Notify();
+  }));
+  ran.WaitForNotification();
+  EXPECT_EQ(seen.load(), 10);
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), before);
 }
 
 }  // namespace
