@@ -17,6 +17,7 @@
 #include "server/core/error_text.h"
 #include "server/core/exposure_policy.h"
 #include "server/core/sticky.h"
+#include "server/service/assign_response.h"
 
 namespace abexp {
 
@@ -50,53 +51,6 @@ absl::StatusOr<Unit> RequiredUnit(const IndexedConfig& config, bool has_unit,
 }
 
 // ---- core -> proto ----
-
-void FeatureValueToProto(const FeatureValue& value, v1::FeatureValue* proto) {
-  switch (value.type) {
-    case ValueType::kBool:
-      proto->set_bool_value(value.bool_value);
-      break;
-    case ValueType::kNumber:
-      proto->set_number_value(value.number_value);
-      break;
-    case ValueType::kString:
-      proto->set_string_value(value.text);
-      break;
-    case ValueType::kJson:
-      proto->set_json_value(value.text);
-      break;
-  }
-}
-
-v1::AssignmentReason ReasonToProto(AssignmentReason reason) {
-  switch (reason) {
-    case AssignmentReason::kBucketed:
-      return v1::ASSIGNMENT_REASON_BUCKETED;
-    case AssignmentReason::kQaOverride:
-      return v1::ASSIGNMENT_REASON_QA_OVERRIDE;
-    case AssignmentReason::kRollout:
-      return v1::ASSIGNMENT_REASON_ROLLOUT;
-    case AssignmentReason::kSticky:
-      return v1::ASSIGNMENT_REASON_STICKY;
-    case AssignmentReason::kStickyUnread:
-      return v1::ASSIGNMENT_REASON_STICKY_UNREAD;
-  }
-  return v1::ASSIGNMENT_REASON_UNSPECIFIED;
-}
-
-v1::FeatureSource SourceToProto(FeatureSource source) {
-  switch (source) {
-    case FeatureSource::kDefault:
-      return v1::FEATURE_SOURCE_DEFAULT;
-    case FeatureSource::kRule:
-      return v1::FEATURE_SOURCE_RULE;
-    case FeatureSource::kExperiment:
-      return v1::FEATURE_SOURCE_EXPERIMENT;
-    case FeatureSource::kRollout:
-      return v1::FEATURE_SOURCE_ROLLOUT;
-  }
-  return v1::FEATURE_SOURCE_UNSPECIFIED;
-}
 
 v1::ExperimentStatus StatusToProto(ExperimentStatus status) {
   switch (status) {
@@ -162,38 +116,6 @@ void ExperimentToProto(const Experiment& e, const std::string& version,
   for (const std::string& m : e.metrics) proto->add_metrics(m);
   proto->set_qa_override_count(static_cast<int32_t>(e.qa_overrides.size()));
   proto->set_config_version(version);
-}
-
-void AssignResultToProto(const Config& config, const AssignResult& result,
-                         v1::AssignResponse* proto) {
-  proto->set_config_version(config.version);
-  proto->set_in_holdout(result.in_holdout);
-  proto->mutable_assignments()->Reserve(
-      static_cast<int>(result.assignments.size()));
-  for (const ExperimentAssignment& a : result.assignments) {
-    const Experiment& e = *a.experiment;
-    v1::Assignment* pa = proto->add_assignments();
-    pa->set_experiment_key(e.key);
-    pa->set_variant_key(e.variants[a.variant_index].key);
-    pa->set_reason(ReasonToProto(a.reason));
-    pa->set_layer(e.layer);
-    pa->set_phase(e.phase);
-    pa->set_unit_id_type(e.unit_id_type);
-  }
-  proto->mutable_features()->Reserve(static_cast<int>(result.features.size()));
-  for (const ResolvedFeature& f : result.features) {
-    v1::ResolvedFeature* pf = proto->add_features();
-    pf->set_key(f.feature->key);
-    FeatureValueToProto(*f.value, pf->mutable_value());
-    pf->set_source(SourceToProto(f.source));
-    if (f.experiment != nullptr) {
-      pf->set_experiment_key(f.experiment->key);
-      if (f.variant_index >= 0) {
-        pf->set_variant_key(f.experiment->variants[f.variant_index].key);
-      }
-    }
-    if (f.source == FeatureSource::kRule) pf->set_rule_index(f.rule_index);
-  }
 }
 
 std::string UnitIdOf(const Unit& unit, const std::string& type) {
@@ -326,10 +248,18 @@ absl::Status CheckFilterKeys(const Config& config,
 
 }  // namespace
 
-absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
-                          const StickyRead& sticky,
-                          const v1::AssignRequest& request,
-                          v1::AssignResponse* response) {
+namespace {
+
+// What Assign decided for one request, before it becomes an answer.
+struct AssignOutcome {
+  AssignResult result;
+  std::string exposure_error;  // set when the request asked to record
+};
+
+absl::StatusOr<AssignOutcome> ComputeAssign(const IndexedConfig& config,
+                                            const Recorder* recorder,
+                                            const StickyRead& sticky,
+                                            const v1::AssignRequest& request) {
   if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
   // Not validated here: StickyLookups and Assign validate the unit before
   // anything else, with the same messages ValidateUnit gives for "unit",
@@ -348,12 +278,59 @@ absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
   options.recorded_variants = std::move((*recorded)[0]);
   absl::StatusOr<AssignResult> result = abexp::Assign(config, *unit, options);
   if (!result.ok()) return result.status();
-  AssignResultToProto(config, *result, response);
+  AssignOutcome outcome;
   if (request.record_exposure()) {
-    response->set_exposure_error(
-        RecordAssignedExposures(config, *unit, *result, options.now, recorder));
+    outcome.exposure_error =
+        RecordAssignedExposures(config, *unit, *result, options.now, recorder);
   }
+  outcome.result = *std::move(result);
+  return outcome;
+}
+
+}  // namespace
+
+absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
+                          const StickyRead& sticky,
+                          const v1::AssignRequest& request,
+                          v1::AssignResponse* response) {
+  absl::StatusOr<AssignOutcome> outcome =
+      ComputeAssign(config, recorder, sticky, request);
+  if (!outcome.ok()) return outcome.status();
+  AssignResultToProto(config, outcome->result, response);
+  response->set_exposure_error(outcome->exposure_error);
   return absl::OkStatus();
+}
+
+absl::Status HandleAssignEncoded(const IndexedConfig& config,
+                                 const AssignResponseEncoder& encoder,
+                                 const Recorder* recorder,
+                                 const StickyRead& sticky,
+                                 const v1::AssignRequest& request,
+                                 std::string* response_bytes) {
+  absl::StatusOr<AssignOutcome> outcome =
+      ComputeAssign(config, recorder, sticky, request);
+  if (!outcome.ok()) return outcome.status();
+  encoder.Encode(outcome->result, outcome->exposure_error, response_bytes);
+  return absl::OkStatus();
+}
+
+const AssignResponseEncoder& EncoderFor(
+    const std::shared_ptr<const IndexedConfig>& config) {
+  // One per thread: building one costs a few milliseconds once per config,
+  // and no call waits on another thread's.
+  struct Cached {
+    const IndexedConfig* config = nullptr;
+    std::weak_ptr<const IndexedConfig> alive;  // config, while it lives
+    std::unique_ptr<AssignResponseEncoder> encoder;
+  };
+  thread_local Cached cached;
+  // The same address is the same config only while the cached one lives.
+  if (cached.config != config.get() || cached.alive.expired()) {
+    cached.encoder = std::make_unique<AssignResponseEncoder>(*config);
+    cached.config = config.get();
+    cached.alive = config;
+  }
+  return *cached.encoder;
 }
 
 absl::Status HandleBatchAssign(const IndexedConfig& config,
@@ -491,7 +468,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
     grpc::ByteBuffer* response_bytes, Handle handle, Records records) {
   std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
   StickyReader* const reader = sticky_.get();
-  const bool reads = sticky_executor_ != nullptr && reader->WouldRead(*config);
+  const bool reads = MayReadStore(*config);
   // With a config this call may read no store for, and nothing to record,
   // it is pure computation: this thread serves it.
   auto now = [&](const Request& req, Response* resp) {
@@ -502,6 +479,23 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
           [&](const Request& req) { return reads || records(req); }, now)) {
     return served;
   }
+  return ServeWaiting<Request, Response>(context, std::move(config),
+                                         request_bytes, response_bytes,
+                                         std::move(handle), records);
+}
+
+bool AssignmentServiceImpl::MayReadStore(const IndexedConfig& config) const {
+  return sticky_executor_ != nullptr && sticky_->WouldRead(config);
+}
+
+template <typename Request, typename Response, typename Handle,
+          typename Records>
+grpc::ServerUnaryReactor* AssignmentServiceImpl::ServeWaiting(
+    grpc::CallbackServerContext* context,
+    std::shared_ptr<const IndexedConfig> config,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Handle handle, Records records) {
+  StickyReader* const reader = sticky_.get();
   // The call outlives this method: its messages move to an arena of its own
   // (parsed again: a call that waits on storage can afford it).
   auto* call = new UnaryCall<Request, Response>(&in_flight_, response_bytes);
@@ -555,15 +549,35 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::ByteBuffer* response) {
   const Recorder* const recorder = recorder_;
   const bool can_record = executor_ != nullptr && recorder != nullptr;
-  return Serve<v1::AssignRequest, v1::AssignResponse>(
-      context, request, response,
-      [recorder](const IndexedConfig& config, const StickyRead& sticky,
-                 const v1::AssignRequest& req, v1::AssignResponse* resp) {
-        return HandleAssign(config, recorder, sticky, req, resp);
-      },
-      [can_record](const v1::AssignRequest& req) {
-        return can_record && req.record_exposure();
-      });
+  auto handle = [recorder](
+                    const IndexedConfig& config, const StickyRead& sticky,
+                    const v1::AssignRequest& req, v1::AssignResponse* resp) {
+    return HandleAssign(config, recorder, sticky, req, resp);
+  };
+  auto records = [can_record](const v1::AssignRequest& req) {
+    return can_record && req.record_exposure();
+  };
+  std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
+  const bool reads = MayReadStore(*config);
+  // The plain Assign every page view makes: served on this thread, its
+  // answer written from pieces encoded once per config.
+  const AssignResponseEncoder& encoder = EncoderFor(config);
+  const StickyRead no_reads{sticky_.get(), absl::OkStatus()};
+  auto now = [&](const v1::AssignRequest& req, std::string* bytes) {
+    return HandleAssignEncoded(*config, encoder, recorder, no_reads, req,
+                               bytes);
+  };
+  if (grpc::ServerUnaryReactor* served =
+          ServeEncodedNowUnless<v1::AssignRequest>(
+              context, &in_flight_, request, response,
+              [&](const v1::AssignRequest& req) {
+                return reads || records(req);
+              },
+              now)) {
+    return served;
+  }
+  return ServeWaiting<v1::AssignRequest, v1::AssignResponse>(
+      context, std::move(config), request, response, handle, records);
 }
 
 grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(

@@ -102,6 +102,18 @@ class AssignmentServiceImpl final : public RawAssignmentService {
                                   const grpc::ByteBuffer* request_bytes,
                                   grpc::ByteBuffer* response_bytes,
                                   Handle handle, Records records);
+  // Serve's part for a call that is not served on this thread: it is
+  // parsed again into a UnaryCall and run on an executor.
+  template <typename Request, typename Response, typename Handle,
+            typename Records>
+  grpc::ServerUnaryReactor* ServeWaiting(
+      grpc::CallbackServerContext* context,
+      std::shared_ptr<const IndexedConfig> config,
+      const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+      Handle handle, Records records);
+  // Whether calls on `config` may read the store for recorded variants
+  // (then they run on sticky_executor_).
+  bool MayReadStore(const IndexedConfig& config) const;
 
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null

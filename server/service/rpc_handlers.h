@@ -13,6 +13,7 @@
 #ifndef ABEXP_SERVER_SERVICE_RPC_HANDLERS_H_
 #define ABEXP_SERVER_SERVICE_RPC_HANDLERS_H_
 
+#include <memory>
 #include <string>
 
 #include "abexp/v1/assignment.pb.h"
@@ -28,6 +29,7 @@
 #include "server/core/event_store.h"
 #include "server/core/recorder.h"
 #include "server/core/sticky.h"
+#include "server/service/assign_response.h"
 
 namespace abexp {
 
@@ -70,6 +72,19 @@ absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
                           const StickyRead& sticky,
                           const v1::AssignRequest& request,
                           v1::AssignResponse* response);
+// HandleAssign, answering with the response's encoding (appended to
+// *response_bytes): the bytes HandleAssign's response serializes to, written
+// by `encoder`.
+// REQUIRES: `encoder` was made for `config`.
+absl::Status HandleAssignEncoded(const IndexedConfig& config,
+                                 const AssignResponseEncoder& encoder,
+                                 const Recorder* recorder,
+                                 const StickyRead& sticky,
+                                 const v1::AssignRequest& request,
+                                 std::string* response_bytes);
+// The calling thread's encoder for `config`, made on its first use there.
+const AssignResponseEncoder& EncoderFor(
+    const std::shared_ptr<const IndexedConfig>& config);
 absl::Status HandleBatchAssign(const IndexedConfig& config,
                                const StickyRead& sticky,
                                const v1::BatchAssignRequest& request,

@@ -260,6 +260,38 @@ grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// ServeNowUnless for a method that writes its response's encoding itself:
+// fn(request, std::string* response_bytes) -> absl::Status. The bytes go
+// to gRPC as they are.
+template <typename Request, typename Pred, typename Fn>
+grpc::ServerUnaryReactor* ServeEncodedNowUnless(
+    grpc::CallbackServerContext* context, std::atomic<int>* in_flight,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Pred waits_on_storage, Fn& fn) {
+  // Reused by the thread's calls: its capacity is kept.
+  thread_local std::string encoded;
+  grpc::Status finish;
+  {
+    ScopedMessages<Request, Request> messages;  // the second one unused
+    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    if (status.ok() && waits_on_storage(*messages.request())) return nullptr;
+    in_flight->fetch_add(1);
+    encoded.clear();
+    if (status.ok()) status = RunHandler(fn, *messages.request(), &encoded);
+    if (status.ok()) {
+      grpc::Slice slice(encoded.data(), encoded.size());
+      grpc::ByteBuffer bytes(&slice, 1);
+      response_bytes->Swap(&bytes);
+    } else {
+      finish = ToGrpcStatus(status);
+    }
+    in_flight->fetch_sub(1);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(finish);
+  return reactor;
+}
+
 // Serves a call whose work finishes without waiting: parses the request,
 // runs fn(request, response) -> absl::Status on the calling thread and
 // finishes the call with its result (ServeNowUnless).
