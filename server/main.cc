@@ -33,7 +33,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -440,6 +442,14 @@ int RunServer(const ServerOptions& options) {
 }  // namespace abexp
 
 int main(int argc, char** argv) {
+  // --help lists this file's flags: by default absl lists those of a file
+  // named like the program (abexp-server.cc), so it listed none.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "Serves abexp experiment assignments and records exposures and events "
       "over gRPC.\n"

@@ -37,6 +37,7 @@ using ::abexp::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr char kConfig[] = R"yaml(
 attributes:
@@ -1087,6 +1088,21 @@ TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
     EXPECT_THAT(err, HasSubstr(c.message)) << c.flag;
     EXPECT_THAT(out, IsEmpty()) << c.flag << ": no listening line";
   }
+}
+
+TEST(ServerProcessTest, HelpListsTheServersFlags) {
+  std::string out, err;
+  absl::StatusOr<int> code =
+      RunProcess({ABEXP_SERVER_BIN, "--help"}, &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  const std::string help = out + err;
+  for (const char* flag :
+       {"--config", "--listen", "--redis", "--storage_threads",
+        "--storage_max_calls", "--sticky_read_budget", "--sticky_read_threads",
+        "--spool_dir", "--shutdown_grace"}) {
+    EXPECT_THAT(help, HasSubstr(flag)) << help;
+  }
+  EXPECT_THAT(help, Not(HasSubstr("No flags matched")));
 }
 
 TEST(ServerProcessTest, AddressInUseExitsOneWithAClearError) {
