@@ -174,6 +174,9 @@ class Spool {
   // Queues `w` behind the appends pending, or says why the spool refuses it
   // (full, or failed).
   absl::Status Enqueue(Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the queued appends fill a group (max_group_records or
+  // max_group_bytes), so the leader stops waiting for more.
+  bool GroupFull() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Run by the leader, the front of writers_: waits up to the group commit
   // window, then takes the queued appends that fit one group.
   Group FormGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -6,6 +6,7 @@
 #include "abexp/internal/spool.pb.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/arena.h"
 
 namespace abexp {
 namespace {
@@ -78,11 +79,22 @@ absl::Status WithContext(const absl::Status& status, absl::string_view what) {
                       absl::StrCat(what, ": ", status.message()));
 }
 
-// The spool record of one write; `exposures` or `events` is empty.
+// The spool record of one write: `exposures` or the events `event_at(i)`
+// for i < `events`, one of the two empty.
+template <typename EventAt>
 std::string EncodeRecord(const ExperimentLayout& experiment,
-                         absl::Span<const Exposure> exposures,
-                         absl::Span<const Event> events) {
-  pb::SpoolRecord record;
+                         absl::Span<const Exposure> exposures, size_t events,
+                         const EventAt& event_at) {
+  // On an arena: a record of a batch holds a few strings per item, and
+  // one heap allocation (and free) per string was most of this function's
+  // cost while Redis was away and every write came here.
+  char first_block[8192];
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = first_block;
+  arena_options.initial_block_size = sizeof(first_block);
+  google::protobuf::Arena arena(arena_options);
+  pb::SpoolRecord& record =
+      *google::protobuf::Arena::CreateMessage<pb::SpoolRecord>(&arena);
   pb::ExperimentLayout* layout = record.mutable_layout();
   layout->set_key(experiment.key);
   layout->set_phase(experiment.phase);
@@ -110,7 +122,8 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_config_version(x.config_version);
     p->set_idempotency_key(x.idempotency_key);
   }
-  for (const Event& e : events) {
+  for (size_t i = 0; i < events; ++i) {
+    const Event& e = event_at(i);
     pb::Event* p = record.add_events();
     p->set_unit_id(e.unit_id);
     p->set_name(e.name);
@@ -119,6 +132,35 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_idempotency_key(e.idempotency_key);
   }
   return record.SerializeAsString();
+}
+
+std::string EncodeRecord(const ExperimentLayout& experiment,
+                         absl::Span<const Exposure> exposures,
+                         absl::Span<const Event> events) {
+  return EncodeRecord(experiment, exposures, events.size(),
+                      [&](size_t i) -> const Event& { return events[i]; });
+}
+
+// The record of an EventBatch, without copying its events first.
+std::string EncodeRecord(const EventBatch& batch) {
+  return EncodeRecord(
+      *batch.layout, {}, batch.events.size(),
+      [&](size_t i) -> const Event& { return *batch.events[i]; });
+}
+
+// "experiment 'a'", or "experiments 'a', 'b' and 'c'" (at most 3 named).
+std::string ExperimentsNamed(const std::vector<const ExperimentLayout*>& all) {
+  if (all.size() == 1) return absl::StrCat("experiment '", all[0]->key, "'");
+  std::string out = "experiments ";
+  const size_t named = std::min<size_t>(all.size(), 3);
+  for (size_t i = 0; i < named; ++i) {
+    if (i > 0) absl::StrAppend(&out, i + 1 == all.size() ? " and " : ", ");
+    absl::StrAppend(&out, "'", all[i]->key, "'");
+  }
+  if (named < all.size()) {
+    absl::StrAppend(&out, " and ", all.size() - named, " more");
+  }
+  return out;
 }
 
 // The backend's errors for a write that can never apply, which replay sets
@@ -272,9 +314,30 @@ std::vector<WriteResult> SpooledEventStore::WriteEventBatches(
       }
     }
   }
+  // One append for all of them: one event fans out to every experiment
+  // with a metric on it, and an append per experiment cost a group-commit
+  // turn (a wake and a lock round) each.
+  std::vector<size_t> picked;
+  std::vector<std::string> records;
+  std::vector<const ExperimentLayout*> layouts;
+  size_t items = 0;
   for (size_t i = 0; i < batches.size(); ++i) {
     if (!to_spool[i] || batches[i].events.empty()) continue;
-    results[i] = AppendToSpool(*batches[i].layout, {}, EventsOf(batches[i]));
+    picked.push_back(i);
+    records.push_back(EncodeRecord(batches[i]));
+    layouts.push_back(batches[i].layout);
+    items += batches[i].events.size();
+  }
+  if (records.empty()) return results;
+  const absl::Status appended =
+      AppendRecords(records, items, ExperimentsNamed(layouts));
+  for (size_t i : picked) {
+    if (appended.ok()) {
+      results[i] = std::vector<WriteOutcome>(batches[i].events.size(),
+                                             WriteOutcome::kSpooled);
+    } else {
+      results[i] = appended;
+    }
   }
   return results;
 }
@@ -326,7 +389,18 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::AppendToSpool(
     absl::Span<const Event> events) {
   const size_t items = exposures.size() + events.size();
   const std::string record = EncodeRecord(layout, exposures, events);
-  if (absl::Status s = spool_->Append({record}); !s.ok()) {
+  if (absl::Status s =
+          AppendRecords({record}, items, ExperimentsNamed({&layout}));
+      !s.ok()) {
+    return s;
+  }
+  return std::vector<WriteOutcome>(items, WriteOutcome::kSpooled);
+}
+
+absl::Status SpooledEventStore::AppendRecords(
+    absl::Span<const std::string> records, size_t items,
+    absl::string_view experiments) {
+  if (absl::Status s = spool_->Append(records); !s.ok()) {
     absl::Status reason;
     {
       absl::MutexLock lock(&mu_);
@@ -336,20 +410,18 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::AppendToSpool(
     // client to retry; nothing of this write was acknowledged.
     return absl::Status(
         s.code(),
-        absl::StrCat("cannot accept ", items, " items for experiment '",
-                     layout.key, "': ", options_.backend_name,
+        absl::StrCat("cannot accept ", items, " items for ", experiments, ": ",
+                     options_.backend_name,
                      reason.ok() ? std::string(" is still taking older "
                                                "spooled writes")
                                  : absl::StrCat(" has been failing (",
                                                 reason.ToString(), ")"),
                      " and ", s.message()));
   }
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.spooled_writes;
-    stats_.spooled_items += static_cast<int64_t>(items);
-  }
-  return std::vector<WriteOutcome>(items, WriteOutcome::kSpooled);
+  absl::MutexLock lock(&mu_);
+  stats_.spooled_writes += static_cast<int64_t>(records.size());
+  stats_.spooled_items += static_cast<int64_t>(items);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ExperimentAggregates> SpooledEventStore::ReadAggregates(

@@ -176,6 +176,12 @@ class SpooledEventStore final : public EventStore {
   absl::StatusOr<std::vector<WriteOutcome>> AppendToSpool(
       const ExperimentLayout& layout, absl::Span<const Exposure> exposures,
       absl::Span<const Event> events) ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends `records`, whole writes of `items` items in all, in one spool
+  // append: all are acknowledged or none. `experiments` names their
+  // experiments for the error. REQUIRES: mode_mu_ held shared.
+  absl::Status AppendRecords(absl::Span<const std::string> records,
+                             size_t items, absl::string_view experiments)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // One replay of everything in the spool; on success switches writes back
   // to the backend (or finds more to replay).
   absl::Status ReplayOnce() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);

@@ -255,6 +255,7 @@ class SpooledEventStoreTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Spool>> spool =
         Spool::Open(dir_, spool_options);
     ASSERT_TRUE(spool.ok()) << spool.status();
+    spool_ = spool->get();
     SpooledEventStoreOptions options;
     options.backend_name = "the flaky store";
     options.initial_backoff = absl::Milliseconds(1);
@@ -290,6 +291,7 @@ class SpooledEventStoreTest : public ::testing::Test {
   std::string dir_;
   FlakyStore backend_;
   std::unique_ptr<SpooledEventStore> store_;
+  Spool* spool_ = nullptr;  // owned by store_
   absl::Mutex notices_mu_;
   std::vector<std::string> notices_ ABSL_GUARDED_BY(notices_mu_);
 };
@@ -778,6 +780,81 @@ TEST_F(SpooledEventStoreTest, OnlyTheFailedBatchOfSeveralIsSpooled) {
   EXPECT_THAT(*results[1], ElementsAre(WriteOutcome::kSpooled));
   EXPECT_EQ(store_->stats().spooled_writes, 1);
   EXPECT_TRUE(store_->stats().spooling);
+
+  backend_.Heal();
+  AwaitDrained();
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    SCOPED_TRACE(layout->key);
+    absl::StatusOr<ExperimentAggregates> a =
+        backend_.memory().ReadAggregates(*layout);
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->variants[1].metrics["revenue"].sum, 20);
+  }
+}
+
+// One event fans out to every experiment with a metric on it. While the
+// backend fails, all of a call's batches go to the spool in one append:
+// acknowledged together or not at all, so a nearly full spool never keeps
+// part of a call, and the call costs one group-commit turn, not one per
+// experiment.
+TEST_F(SpooledEventStoreTest, AFanOutIsSpooledWholeOrNotAtAll) {
+  const ExperimentLayout checkout = CheckoutLayout();
+  const ExperimentLayout search = SearchLayout();
+  const Event order = Order("u1", 20, kT0 + absl::Hours(1), "o1");
+  const std::vector<const Event*> orders = {&order};
+  const std::vector<EventBatch> batches = {{&checkout, orders},
+                                           {&search, orders}};
+  // Each record is framed by an 8-byte header (spool.h).
+  const int64_t both =
+      16 +
+      static_cast<int64_t>(EncodeSpooledWrite({checkout, {}, {order}}).size() +
+                           EncodeSpooledWrite({search, {}, {order}}).size());
+
+  // A spool holding one exposure write, with room left for one of the
+  // two event records but not both.
+  const Exposure earlier = Expose("u0", 0, kT0);
+  const int64_t first =
+      8 + static_cast<int64_t>(
+              EncodeSpooledWrite({checkout, {earlier}, {}}).size());
+  SpoolOptions room_for_one = FastSpool();
+  room_for_one.max_bytes = first + both - 1;
+  Open(room_for_one);
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  absl::StatusOr<std::vector<WriteOutcome>> kept =
+      store_->WriteExposures(checkout, {earlier});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  std::vector<WriteResult> refused = store_->WriteEventBatches(batches);
+  ASSERT_EQ(refused.size(), 2u);
+  for (const WriteResult& r : refused) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(r.status().message(),
+                HasSubstr("cannot accept 2 items for experiments 'checkout' "
+                          "and 'search'"));
+    EXPECT_THAT(r.status().message(), HasSubstr("full"));
+  }
+  EXPECT_EQ(store_->stats().spooled_writes, 1);
+  EXPECT_EQ(spool_->pending_records(), 1);
+  store_.reset();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  backend_.Heal();
+
+  SpoolOptions room_for_both = FastSpool();
+  room_for_both.max_bytes = both;
+  Open(room_for_both);
+  for (const ExperimentLayout* layout : {&checkout, &search}) {
+    ASSERT_TRUE(store_->WriteExposures(*layout, {Expose("u1", 1, kT0)}).ok());
+  }
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  std::vector<WriteResult> spooled = store_->WriteEventBatches(batches);
+  ASSERT_EQ(spooled.size(), 2u);
+  for (const WriteResult& r : spooled) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_THAT(*r, ElementsAre(WriteOutcome::kSpooled));
+  }
+  EXPECT_EQ(store_->stats().spooled_writes, 2);
+  EXPECT_EQ(spool_->stats().appends, 1u);
+  EXPECT_EQ(spool_->stats().records, 2u);
 
   backend_.Heal();
   AwaitDrained();
