@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -39,6 +40,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/testing/auth_test_util.h"
 #include "server/testing/recording_test_util.h"
 #include "server/testing/server_process.h"
 #include "server/testing/test_certs.h"
@@ -597,6 +599,46 @@ TEST(BenchTools, TheEchoServerServesTlsWithAbexpServersFlags) {
   EXPECT_TRUE(absl::StrContains(
       err, "--tls_cert_file is set but --tls_key_file is not"))
       << err;
+}
+
+// The echo server takes abexp-server's --auth_tokens_file and checks each
+// Assign's token with the same code, so that a benchmark of Assign with a
+// token compares with echo with a token; reflection is admin only there too.
+TEST(BenchTools, TheEchoServerChecksTokensAsAbexpServerDoes) {
+  TempDir dir;
+  const std::string assign_token = MakeToken('a', "1");
+  const std::string results_token = MakeToken('s', "2");
+  const std::string admin_token = MakeToken('d', "3");
+  const std::string tokens = dir.Write(
+      "tokens.txt", TokenFileLine("frontend", "assign", assign_token) +
+                        TokenFileLine("analyst", "results", results_token) +
+                        TokenFileLine("ops", "admin", admin_token));
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo =
+      EchoServer::Start({"--auth_tokens_file=" + tokens});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+      (*echo)->address(), grpc::InsecureChannelCredentials());
+  auto assign = [&](const Authorization& authorization) {
+    auto stub = v1::AssignmentService::NewStub(channel);
+    v1::AssignResponse response;
+    grpc::ClientContext context;
+    PrepareContext(authorization, &context);
+    return stub->Assign(&context, v1::AssignRequest(), &response).error_code();
+  };
+  EXPECT_EQ(assign(std::nullopt), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(assign(Bearer(MakeToken('u', "4"))),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(assign(Bearer(results_token)), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(assign(Bearer(assign_token)), grpc::StatusCode::OK);
+
+  std::vector<std::string> services;
+  EXPECT_EQ(ListServices(channel, Bearer(assign_token), &services).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status listed = ListServices(channel, Bearer(admin_token), &services);
+  ASSERT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_NE(
+      std::find(services.begin(), services.end(), "abexp.v1.AssignmentService"),
+      services.end());
 }
 
 }  // namespace
