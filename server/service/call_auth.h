@@ -56,14 +56,17 @@ struct RpcAccess {
 
   // Whether the caller may call the RPC at all.
   absl::Status CheckCaller(const grpc::ServerContextBase& context) const {
-    if (authorizer == nullptr) return absl::OkStatus();
+    if (authorizer == nullptr || !authorizer->enabled()) {
+      return absl::OkStatus();
+    }
     return authorizer->Check(context, roles, rpc);
   }
   // Whether the caller may make this request (its token was checked by
   // CheckCaller before).
   absl::Status CheckRequest(const grpc::ServerContextBase& context,
                             const Request& request) const {
-    if (authorizer == nullptr || request_roles == nullptr) {
+    if (authorizer == nullptr || !authorizer->enabled() ||
+        request_roles == nullptr) {
       return absl::OkStatus();
     }
     const Roles more = request_roles(request);
