@@ -7,14 +7,23 @@
 // ready in gRPC's message allocator so no call even copies it. Benchmarks
 // compare abexp-server's Assign QPS and latency with this server's under
 // the same load (docs/PERFORMANCE.md). The other methods are UNIMPLEMENTED.
+// With --auth_tokens_file, each Assign checks its bearer token for the role
+// assign with abexp-server's code (server/service/call_auth.h), and
+// reflection needs admin, as on abexp-server.
 //
 //   abexp-echo-server [--listen=127.0.0.1:50052] [--response_assignments=2]
-//                     [--response_features=27]
+//                     [--response_features=27] [--auth_tokens_file=PATH]
+//                     [--tls_cert_file=F --tls_key_file=F
+//                      [--tls_client_ca_file=F]]
+//
+// The --tls_* flags are abexp-server's (server/server_tls.h), so Assign over
+// TLS can be compared with echo over TLS; the echo server does not reload
+// them (it has no SIGHUP), nor the token file.
 //
 // On start it prints one line to stdout:
 //   abexp-echo-server listening on HOST:PORT response_bytes=N
 // SIGTERM and SIGINT stop it (exit 0). Exits 1 when the address cannot be
-// bound.
+// bound, when the --tls_* files are unusable or the token file is invalid.
 #include <pthread.h>
 #include <signal.h>
 
@@ -30,6 +39,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -37,7 +48,12 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/core/token_store.h"
+#include "server/core/token_table.h"
 #include "server/server_setup.h"
+#include "server/server_tls.h"
+#include "server/service/call_auth.h"
+#include "server/service/unary_call.h"
 
 // The defaults match what abexp-server answers for bench/experiments-50.yaml
 // with abexp-loadgen's units. Its 50 experiments sit in 5 layers, so a unit
@@ -53,6 +69,19 @@ ABSL_FLAG(int, response_assignments, 2,
           "Experiment assignments in the canned AssignResponse.");
 ABSL_FLAG(int, response_features, 27,
           "Resolved features in the canned AssignResponse.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "abexp-server's token file (NAME ROLES sha256:HEX per line): when "
+          "set, Assign needs a bearer token with the role assign, checked as "
+          "abexp-server checks it, and reflection the role admin. Default: "
+          "none, every call is allowed.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain to serve TLS with, as abexp-server's flag; "
+          "needs --tls_key_file. Default: none, plain text.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file, unencrypted.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificate(s) that client certificates must be signed by "
+          "(mTLS); needs --tls_cert_file and --tls_key_file.");
 
 namespace abexp {
 namespace {
@@ -163,8 +192,10 @@ class CannedResponseAllocator final
 class EchoAssignmentService final
     : public v1::AssignmentService::CallbackService {
  public:
-  // REQUIRES: `allocator` outlives the server.
-  explicit EchoAssignmentService(CannedResponseAllocator* allocator) {
+  // REQUIRES: `allocator` and `authorizer` outlive the server.
+  EchoAssignmentService(CannedResponseAllocator* allocator,
+                        const CallAuthorizer* authorizer)
+      : authorizer_(authorizer) {
     SetMessageAllocatorFor_Assign(allocator);
   }
 
@@ -173,12 +204,18 @@ class EchoAssignmentService final
                                    const v1::AssignRequest* request,
                                    v1::AssignResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
+    absl::Status admitted = authorizer_->Check(
+        *context, kRoleAssign, "abexp.v1.AssignmentService/Assign");
+    reactor->Finish(ToGrpcStatus(admitted));
     return reactor;
   }
+
+ private:
+  const CallAuthorizer* const authorizer_;
 };
 
-int Run(const ServerSetup& setup, int assignments, int features) {
+int Run(ServerSetup setup, const TlsFiles& tls_files, int assignments,
+        int features, const std::string& auth_tokens_file) {
   // Block the signals before gRPC starts threads, so only sigwait sees them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -186,15 +223,49 @@ int Run(const ServerSetup& setup, int assignments, int features) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<TokenStore> tokens;
+  if (!auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenStore>> opened =
+        TokenStore::Open(auth_tokens_file);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "abexp-echo-server: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    tokens = *std::move(opened);
+  }
+  const CallAuthorizer authorizer(tokens.get());
+
   v1::AssignResponse canned = CannedResponse(assignments, features);
   const size_t response_bytes = canned.ByteSizeLong();
   CannedResponseAllocator allocator(std::move(canned));
-  EchoAssignmentService service(&allocator);
+  EchoAssignmentService service(&allocator, &authorizer);
+  std::unique_ptr<ReflectionService> reflection = MakeReflectionService(
+      {v1::AssignmentService::service_full_name()}, &authorizer);
+  // Outlives the server, which reads the files it serves.
+  std::unique_ptr<ServerTls> tls;
+  if (tls_files.enabled()) {
+    absl::StatusOr<std::unique_ptr<ServerTls>> created =
+        ServerTls::Create(tls_files);
+    if (!created.ok()) {
+      std::fprintf(stderr, "abexp-echo-server: %s\n",
+                   std::string(created.status().message()).c_str());
+      return 1;
+    }
+    tls = *std::move(created);
+    setup.credentials = tls->credentials();
+  } else if (!IsLoopbackListenAddress(setup.listen_address)) {
+    std::fprintf(stderr,
+                 "abexp-echo-server: warning: listening on %s in plain text; "
+                 "pass --tls_cert_file and --tls_key_file for TLS\n",
+                 setup.listen_address.c_str());
+  }
   EnableServerPlugins();
   grpc::ServerBuilder builder;
   int port = 0;
   ConfigureServerBuilder(setup, &builder, &port);
   builder.RegisterService(&service);
+  builder.RegisterService(reflection.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr,
@@ -238,7 +309,10 @@ int main(int argc, char** argv) {
       "once with a canned response, on the same gRPC server setup as "
       "abexp-server.\n"
       "Usage: abexp-echo-server [--listen=127.0.0.1:50052] "
-      "[--response_assignments=2] [--response_features=27]\n"
+      "[--response_assignments=2] [--response_features=27] "
+      "[--auth_tokens_file=PATH]\n"
+      "       [--tls_cert_file=cert.pem --tls_key_file=key.pem "
+      "[--tls_client_ca_file=clients-ca.pem]]\n"
       "Prints 'abexp-echo-server listening on HOST:PORT response_bytes=N' "
       "when ready; SIGTERM or SIGINT stops it.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
@@ -257,7 +331,17 @@ int main(int argc, char** argv) {
                  "--response_features must be 0 or more\n");
     return 1;
   }
+  abexp::TlsFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  if (absl::Status s = abexp::CheckTlsFlags(tls); !s.ok()) {
+    std::fprintf(stderr, "abexp-echo-server: %s\n",
+                 std::string(s.message()).c_str());
+    return 1;
+  }
   abexp::ServerSetup setup;
   setup.listen_address = absl::GetFlag(FLAGS_listen);
-  return abexp::Run(setup, assignments, features);
+  return abexp::Run(std::move(setup), tls, assignments, features,
+                    absl::GetFlag(FLAGS_auth_tokens_file));
 }
