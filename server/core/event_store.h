@@ -40,11 +40,6 @@ struct ExperimentLayout {
 // REQUIRES: every metric key of `experiment` is defined in `config`.
 ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment);
 
-// The most variants an experiment may have: a unit record keeps its
-// variant index in one byte (docs/storage.md). The config parser refuses
-// more, so a config that loads can always be recorded.
-inline constexpr int kMaxVariants = 255;
-
 // How many distinct config versions a store counts per experiment phase by
 // default (ExperimentAggregates::config_versions). Exposures under any
 // further version are counted under kOtherConfigVersion, so that callers

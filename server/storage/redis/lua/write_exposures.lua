@@ -228,7 +228,7 @@ end
 -- END shared
 
 -- A unit record keeps its variant index in one byte: kMaxVariants in
--- server/core/event_store.h (redis_scripts_test checks).
+-- server/core/config.h (redis_scripts_test checks).
 local MAX_VARIANTS = 255
 -- kMaxStoredConfigVersionBytes in server/core/event_store.h.
 local MAX_VERSION_BYTES = 64
