@@ -129,8 +129,9 @@ ABSL_FLAG(int, max_concurrent_streams, 256,
           "on that connection wait in the client until one ends.");
 ABSL_FLAG(int64_t, max_request_memory_bytes, int64_t{1} << 30,
           "Memory gRPC may hold for all connections and calls together "
-          "(default 1 GiB); past it, calls are refused or cancelled with "
-          "RESOURCE_EXHAUSTED instead of the server growing.");
+          "(default 1 GiB); a request it cannot hold is refused with "
+          "RESOURCE_EXHAUSTED instead of the server growing. At least "
+          "67108864, the largest request.");
 
 namespace abexp {
 namespace {

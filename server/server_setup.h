@@ -35,9 +35,9 @@ struct ServerSetup {
   // connection cannot make the server hold more. Default: 256.
   int max_concurrent_streams = 256;
   // Memory gRPC may hold for all connections and calls together
-  // (grpc::ResourceQuota): past it gRPC reclaims buffers and refuses or
-  // cancels calls with RESOURCE_EXHAUSTED instead of growing. Default:
-  // 1 GiB, room for 16 requests of max_receive_message_bytes at once.
+  // (grpc::ResourceQuota): a request it cannot hold is refused with
+  // RESOURCE_EXHAUSTED instead of the server growing. Default: 1 GiB, room
+  // for 16 requests of max_receive_message_bytes at once.
   int64_t max_request_memory_bytes = int64_t{1} << 30;
 };
 
