@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -25,7 +26,6 @@ constexpr int kMaxUnitIds = 16;
 constexpr size_t kMaxUnitIdBytes = 256;
 constexpr size_t kMaxEventNameBytes = 128;
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
-constexpr size_t kMaxConfigVersionBytes = 64;
 constexpr absl::Duration kMaxFutureSkew = absl::Hours(24);
 const absl::Time kEarliestTime =
     absl::FromUnixSeconds(946684800);  // 2000-01-01
@@ -122,10 +122,19 @@ absl::Status CheckExposure(absl::string_view experiment_key,
     return absl::InvalidArgumentError(
         "variant_key is empty; pass the variant that was shown");
   }
-  if (config_version.size() > kMaxConfigVersionBytes) {
+  // The server counts exposures per config version and accepts only its
+  // own form (ConfigVersionOf in server/core/config_parser.h).
+  const bool hex16 =
+      config_version.size() == 16 &&
+      std::all_of(config_version.begin(), config_version.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
+  if (!config_version.empty() && !hex16) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "config_version is ", config_version.size(),
-        " bytes; pass the assignment's config_version() (16 hex digits)"));
+        "config_version is \"", absl::CHexEscape(config_version.substr(0, 64)),
+        config_version.size() > 64 ? "...\"" : "\"",
+        "; pass the assignment's config_version() (16 lowercase hex digits), "
+        "or leave it empty for the config the server serves now"));
   }
   if (absl::Status s = CheckUnit(unit); !s.ok()) return s;
   return time.has_value() ? CheckTime(*time, now) : absl::OkStatus();

@@ -147,6 +147,26 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
           "by one of them (mTLS). Needs --tls_cert_file and --tls_key_file. "
           "SIGHUP re-reads it.");
 
+// Limits on what callers can make the server hold, and hardening
+// (docs/storage.md, docs/architecture.md).
+ABSL_FLAG(std::string, redis_user, "",
+          "Redis ACL user (Redis 6+) to authenticate as, with "
+          "--redis_password, on every connection (AUTH user password). "
+          "Default: none (Redis's default user), or the ABEXP_REDIS_USER "
+          "environment variable.");
+ABSL_FLAG(int, max_config_versions, abexp::kDefaultMaxConfigVersions,
+          "Distinct config versions whose exposures are counted apart per "
+          "experiment phase (the results list them); exposures under "
+          "further versions are counted as 'other'. 1 to 1000.");
+ABSL_FLAG(int, max_concurrent_streams, 256,
+          "Calls one client connection may have open at once; further calls "
+          "on that connection wait in the client until one ends.");
+ABSL_FLAG(int64_t, max_request_memory_bytes, int64_t{1} << 30,
+          "Memory gRPC may hold for all connections and calls together "
+          "(default 1 GiB); a request it cannot hold is refused with "
+          "RESOURCE_EXHAUSTED instead of the server growing. At least "
+          "67108864, the largest request.");
+
 namespace abexp {
 namespace {
 
@@ -173,6 +193,9 @@ struct ServerOptions {
   std::string auth_tokens_file;
   // The --tls_* files. Default: none, plain text.
   TlsFiles tls;
+  // How recording is kept in Redis (max_config_versions). Default:
+  // RedisEventStoreOptions' defaults.
+  RedisEventStoreOptions store;
 };
 
 // The connection options for reading sticky experiments' recorded
@@ -357,12 +380,19 @@ std::unique_ptr<Spool> OpenSpool(const ServerOptions& options) {
 }
 
 // Makes the Redis event store (its connection pool and the store over it).
-DeferredEventStore::Factory RedisStoreFactory(const RedisOptions& redis) {
-  return [redis]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
+// Redis refusing the user or password is Redis being unusable to this
+// server, as when it is down: UNAVAILABLE, so that recording is kept in the
+// spool (and replayed once the credentials are fixed) and the log says why.
+DeferredEventStore::Factory RedisStoreFactory(
+    const RedisOptions& redis, const RedisEventStoreOptions& options) {
+  return [redis, options]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
     absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(redis);
+    if (pool.status().code() == absl::StatusCode::kPermissionDenied) {
+      return absl::UnavailableError(pool.status().message());
+    }
     if (!pool.ok()) return pool.status();
     absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool->get());
+        RedisEventStore::Create(pool->get(), options);
     if (!store.ok()) return store.status();
     // The store borrows the pool: keep both alive together.
     struct Both {
@@ -526,7 +556,8 @@ int RunServer(const ServerOptions& options) {
   // Redis may be down now; the store connects when it can.
   const std::string redis_address =
       absl::StrCat(options.redis.host, ":", options.redis.port);
-  DeferredEventStore event_store(RedisStoreFactory(options.redis));
+  DeferredEventStore event_store(
+      RedisStoreFactory(options.redis, options.store));
   ConnectToRedis(options, redis_address, &event_store);
   SpooledEventStoreOptions spooled_options;
   spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
@@ -537,7 +568,7 @@ int RunServer(const ServerOptions& options) {
   // Sticky reads go to Redis on connections of their own, whose timeouts
   // are the budget (not the spool: it holds writes, not recorded variants).
   DeferredEventStore sticky_store(
-      RedisStoreFactory(StickyRedisOptions(options)));
+      RedisStoreFactory(StickyRedisOptions(options), options.store));
   StickyOptions sticky;
   sticky.store = &sticky_store;
   sticky.log = Log;
@@ -583,6 +614,44 @@ int RunServer(const ServerOptions& options) {
   DrainSpool(options, &spooled_store);
   Log("shut down");
   return 0;
+}
+
+// Reads the flags of the limits block into *options; false after printing
+// what is wrong.
+bool ReadLimitFlags(ServerOptions* options) {
+  options->redis.user = absl::GetFlag(FLAGS_redis_user);
+  if (options->redis.user.empty()) {
+    if (const char* env = std::getenv("ABEXP_REDIS_USER")) {
+      options->redis.user = env;
+    }
+  }
+  options->store.max_config_versions = absl::GetFlag(FLAGS_max_config_versions);
+  if (options->store.max_config_versions < 1 ||
+      options->store.max_config_versions > 1000) {
+    std::fprintf(stderr,
+                 "abexp-server: --max_config_versions=%d; pass 1 to 1000 "
+                 "(default %d)\n",
+                 options->store.max_config_versions, kDefaultMaxConfigVersions);
+    return false;
+  }
+  options->setup.max_concurrent_streams =
+      absl::GetFlag(FLAGS_max_concurrent_streams);
+  options->setup.max_request_memory_bytes =
+      absl::GetFlag(FLAGS_max_request_memory_bytes);
+  if (options->setup.max_concurrent_streams < 1 ||
+      options->setup.max_request_memory_bytes <
+          options->setup.max_receive_message_bytes) {
+    std::fprintf(
+        stderr,
+        "abexp-server: --max_concurrent_streams=%d and "
+        "--max_request_memory_bytes=%lld: pass at least 1 stream and at "
+        "least %d bytes, the largest request (defaults 256 and 1073741824)\n",
+        options->setup.max_concurrent_streams,
+        static_cast<long long>(options->setup.max_request_memory_bytes),
+        options->setup.max_receive_message_bytes);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -692,6 +761,7 @@ int main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 1;
   }
+  if (!abexp::ReadLimitFlags(&options)) return 1;
   if (options.config_path.empty()) {
     std::fprintf(
         stderr,

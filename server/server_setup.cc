@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "grpc/grpc.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 
 namespace abexp {
 
@@ -42,6 +43,14 @@ void ConfigureServerBuilder(const ServerSetup& setup,
   // share a port that is already in use.
   builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder->SetMaxReceiveMessageSize(setup.max_receive_message_bytes);
+
+  // Resource limits: what one connection, and all of them, may make the
+  // server hold.
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                              setup.max_concurrent_streams);
+  grpc::ResourceQuota quota("abexp-server");
+  quota.Resize(static_cast<size_t>(setup.max_request_memory_bytes));
+  builder->SetResourceQuota(quota);
 }
 
 std::string WithPort(const std::string& address, int port) {

@@ -11,6 +11,7 @@
 #ifndef ABEXP_SERVER_SERVER_SETUP_H_
 #define ABEXP_SERVER_SERVER_SETUP_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,18 @@ struct ServerSetup {
   // The listening port's credentials, e.g. ServerTls::credentials()
   // (server/server_tls.h). Default: null, plain text.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+
+  // Resource limits (docs/architecture.md, "Resource limits").
+  // Calls one client connection may have open at once
+  // (GRPC_ARG_MAX_CONCURRENT_STREAMS, sent to the client in HTTP/2
+  // SETTINGS): further calls wait in the client until one ends, so one
+  // connection cannot make the server hold more. Default: 256.
+  int max_concurrent_streams = 256;
+  // Memory gRPC may hold for all connections and calls together
+  // (grpc::ResourceQuota): a request it cannot hold is refused with
+  // RESOURCE_EXHAUSTED instead of the server growing. Default: 1 GiB, room
+  // for 16 requests of max_receive_message_bytes at once.
+  int64_t max_request_memory_bytes = int64_t{1} << 30;
 };
 
 // Turns on gRPC's health service (grpc.health.v1) for every server built

@@ -434,8 +434,10 @@ TEST(EventSender, CloseReportsWhatWasNotSentWithItsTimeAndKey) {
   v1::Unit unit = User("u-1");
   (*unit.mutable_attributes())["country"].set_string_value("CN");
   const absl::Time before = absl::Now();
-  ASSERT_TRUE(
-      sender->Expose("checkout", unit, "control", std::nullopt, "v1").ok());
+  ASSERT_TRUE(sender
+                  ->Expose("checkout", unit, "control", std::nullopt,
+                           "0123456789abcdef")
+                  .ok());
   ASSERT_TRUE(sender->Track(unit, "order_completed", 9.5).ok());
   ASSERT_TRUE(sender->Track(unit, "order_completed").ok());
   const absl::Time after = absl::Now();
@@ -465,7 +467,7 @@ TEST(EventSender, CloseReportsWhatWasNotSentWithItsTimeAndKey) {
   const v1::ExposureRecord& x = exposures[0];
   EXPECT_EQ(x.experiment_key(), "checkout");
   EXPECT_EQ(x.variant_key(), "control");
-  EXPECT_EQ(x.config_version(), "v1");
+  EXPECT_EQ(x.config_version(), "0123456789abcdef");
   EXPECT_EQ(x.unit().ids().at("user_id"), "u-1");
   EXPECT_TRUE(x.unit().attributes().empty());
   ASSERT_TRUE(x.has_time());
@@ -561,7 +563,12 @@ TEST(EventSender, InvalidRecordsAreRejectedAtOnceNamingTheField) {
        "time is", "more than 24h"},
       {sender->Expose("checkout", ok, "control", std::nullopt,
                       std::string(65, 'v')),
-       "config_version is 65 bytes"},
+       "config_version is \"vvvv", "16 lowercase hex digits"},
+      {sender->Expose("checkout", ok, "control", std::nullopt, "v1"),
+       "config_version is \"v1\"", "16 lowercase hex digits"},
+      {sender->Expose("checkout", ok, "control", std::nullopt,
+                      "0123456789ABCDEF"),
+       "config_version is \"0123456789ABCDEF\""},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(c.status.code(), absl::StatusCode::kInvalidArgument) << c.status;

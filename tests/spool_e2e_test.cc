@@ -4,6 +4,7 @@
 // restart. Expected aggregates are computed here from the inputs and read
 // back from Redis with RedisEventStore.
 #include <signal.h>
+#include <stdlib.h>
 
 #include <map>
 #include <memory>
@@ -309,6 +310,71 @@ TEST_F(SpoolE2eTest, TwoServersCannotShareASpool) {
   EXPECT_THAT(err, HasSubstr(spool_dir));
   EXPECT_THAT(err, HasSubstr("give this one its own --spool_dir"));
   EXPECT_THAT(out, ::testing::IsEmpty());
+}
+
+// abexp-server as a Redis ACL user (--redis_user): a user that may only
+// touch keys under the server's prefix, with the command categories
+// docs/storage.md lists. The fixture reads Redis as the default user.
+class RedisAclE2eTest : public SpoolE2eTest {
+ protected:
+  RedisAclE2eTest() {
+    redis_options_.extra_args = {
+        "--user",       "abexp-recorder", "on",          ">rec-pass",
+        "~spool-e2e:*", "resetchannels",  "-@all",       "+@read",
+        "+@write",      "+@scripting",    "+@connection"};
+  }
+};
+
+TEST_F(RedisAclE2eTest, RecordingLandsAsTheAclUserNamedByTheEnvironment) {
+  // The user from ABEXP_REDIS_USER (inherited by the server), the password
+  // from the flag.
+  ASSERT_EQ(::setenv("ABEXP_REDIS_USER", "abexp-recorder", 1), 0);
+  StartServer({"--redis_password=rec-pass"});
+  ::unsetenv("ABEXP_REDIS_USER");
+  EXPECT_THAT(server_->Stderr(), HasSubstr("recording to Redis at"));
+
+  v1::RecordExposuresRequest exposures;
+  for (int u = 0; u < 8; ++u)
+    AddExposure(&exposures, absl::StrCat("u", u), u % 2, u);
+  v1::RecordExposuresResponse exposed;
+  grpc::Status status = RecordExposures(exposures, &exposed);
+  ASSERT_TRUE(status.ok()) << status.error_message() << server_->Stderr();
+  EXPECT_EQ(exposed.counts().recorded(), 8);
+  v1::RecordEventsRequest orders;
+  AddOrder(&orders, "u1", 1, 12.5, 20, true);
+  AddOrder(&orders, "u2", 0, 3, 21, true);
+  v1::RecordEventsResponse tracked;
+  status = RecordEvents(orders, &tracked);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(tracked.counts().recorded(), 2);
+  ExpectAggregatesReached();
+}
+
+TEST_F(RedisAclE2eTest, AWrongPasswordIsLoggedAndRecordingIsSpooledUntilFixed) {
+  const std::string spool_dir = dir_.path() + "/spool";
+  StartServer({"--redis_user=abexp-recorder", "--redis_password=not-it",
+               "--spool_dir=" + spool_dir, "--shutdown_grace=1s"});
+  EXPECT_THAT(server_->Stderr(),
+              HasSubstr("rejected user 'abexp-recorder' with the password"));
+  EXPECT_THAT(server_->Stderr(), HasSubstr("kept in the spool"));
+  EXPECT_THAT(server_->Stderr(), ::testing::Not(HasSubstr("not-it")));
+
+  v1::RecordExposuresRequest exposures;
+  for (int u = 0; u < 6; ++u)
+    AddExposure(&exposures, absl::StrCat("u", u), u % 2, u);
+  v1::RecordExposuresResponse exposed;
+  grpc::Status status = RecordExposures(exposures, &exposed);
+  ASSERT_TRUE(status.ok()) << status.error_message() << server_->Stderr();
+  EXPECT_EQ(exposed.counts().spooled(), 6);
+  EXPECT_THAT(Differences(), HasSubstr("exposed")) << "reached Redis";
+
+  // With the password fixed, the next start replays what was spooled.
+  ASSERT_TRUE(server_->Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = server_->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  StartServer({"--redis_user=abexp-recorder", "--redis_password=rec-pass",
+               "--spool_dir=" + spool_dir});
+  ExpectAggregatesReached();
 }
 
 }  // namespace

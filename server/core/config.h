@@ -66,6 +66,11 @@ struct Variant {
 // Decimal weights may have up to 4 digits after the point.
 inline constexpr uint64_t kWeightScale = 10000;
 
+// The most variants an experiment may have: the event store keeps a unit's
+// variant index in one byte (docs/storage.md, "Unit records"). The config
+// parser refuses more, so a config that loads can always be recorded.
+inline constexpr int kMaxVariants = 255;
+
 enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
 // "draft", "running", "paused", "stopped".
 const char* ExperimentStatusName(ExperimentStatus status);

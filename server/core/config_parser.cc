@@ -241,4 +241,11 @@ std::string ConfigVersionOf(absl::string_view text) {
   return absl::StrFormat("%016x", XXH3_64bits(text.data(), text.size()));
 }
 
+bool IsConfigVersion(absl::string_view version) {
+  return version.size() == 16 &&
+         std::all_of(version.begin(), version.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 }  // namespace abexp

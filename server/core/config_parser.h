@@ -63,6 +63,10 @@ std::string ConfigTooLargeMessage(uint64_t size_bytes);
 // XXH3-64 (seed 0) of the bytes.
 std::string ConfigVersionOf(absl::string_view text);
 
+// Whether `version` has the form ConfigVersionOf returns: 16 lowercase hex
+// digits.
+bool IsConfigVersion(absl::string_view version);
+
 }  // namespace abexp
 
 #endif  // ABEXP_SERVER_CORE_CONFIG_PARSER_H_

@@ -61,6 +61,11 @@ inline constexpr int kMaxYear = 9999;
 inline constexpr size_t kMaxJsonBytes = 1 << 20;
 // ComputeVariantRanges needs the scaled weight sum below 2^50.
 inline constexpr uint64_t kMaxWeightSum = uint64_t{1} << 50;
+// What error messages say weights as written must add up to less than
+// (11,258,999): the parser keeps the scaled sum below
+// kMaxWeightSum / kWeightScale.
+inline constexpr uint64_t kMaxWrittenWeightSum =
+    kMaxWeightSum / kWeightScale / kWeightScale;
 // Metric windows are at most a year; longer ones are almost surely a typo.
 inline constexpr absl::Duration kMaxMetricWindow = absl::Hours(24 * 365);
 inline constexpr int kMaxRetentionDay = 90;

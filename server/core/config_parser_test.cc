@@ -119,6 +119,76 @@ TEST(ConfigParser, WeightWithMoreThanFourDecimalsIsAnError) {
                   16, 26, "more than 4 decimal places");
 }
 
+// `n` variants v0, v1, ... of weight `weight`, for experiment x after
+// kPrefix: its `variants:` key is at line 15, column 5.
+std::string ExperimentWithVariants(int n, const std::string& weight) {
+  std::string yaml = "  - key: x\n    status: running\n    variants:\n";
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppendFormat(&yaml, "      - {key: v%d, weight: %s}\n", i, weight);
+  }
+  return WithPrefix(yaml);
+}
+
+// The event store keeps a unit's variant in one byte: a config with more
+// variants would load and then fail at every exposure.
+TEST(ConfigParser, MoreVariantsThanTheStoreCanRecordIsAnError) {
+  ExpectOnlyError(ExperimentWithVariants(256, "1"), 15, 5,
+                  "experiment 'x' has 256 variants, more than 255, the most "
+                  "the event store can record");
+  auto config = ParseOk(ExperimentWithVariants(255, "1"));
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->experiments[0].variants.size(), 255u);
+}
+
+TEST(ConfigParser, WeightsAddingUpPastTheLimitAreAnErrorNamingTheSum) {
+  ExpectOnlyError(WithPrefix(R"(  - key: x
+    status: running
+    variants:
+      - {key: a, weight: 6000000}
+      - {key: b, weight: 6000000.5}
+)"),
+                  15, 5,
+                  "variant weights add up to 12000000.5; they must add up to "
+                  "less than 11258999");
+  // Just below the limit the ranges are exact: a gets floor(10000 * 1 /
+  // 11258998).
+  auto config = ParseOk(WithPrefix(R"(  - key: x
+    status: running
+    variants:
+      - {key: a, weight: 1}
+      - {key: b, weight: 11258997}
+)"));
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->experiments[0].variants[0].full_range, (BucketRange{0, 0}));
+  EXPECT_EQ(config->experiments[0].variants[1].full_range,
+            (BucketRange{0, 10000}));
+}
+
+TEST(ConfigParser, AWeightTooLargeToReadSaysSo) {
+  ExpectOnlyError(WithPrefix(R"(  - key: x
+    status: running
+    variants:
+      - {key: a, weight: 10000000000000}
+      - {key: b, weight: 1}
+)"),
+                  16, 26, "weight 10000000000000 is too large");
+}
+
+// 1844 weights of 999999999999.9999 and one of 674407371005.346 add up to
+// 2^64 + 50 in units of 1/10000: a 64-bit sum would wrap around to 50 and
+// pass. The sum is refused instead (with the variant count).
+TEST(ConfigParser, WeightsWhoseSumWouldOverflowAreRefusedNotWrapped) {
+  std::string yaml = ExperimentWithVariants(1844, "999999999999.9999");
+  yaml += "      - {key: last, weight: 674407371005.346}\n";
+  ParseResult r = Parse(yaml);
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(r.FormatDiagnostics(), HasSubstr("has 1845 variants"));
+  EXPECT_THAT(r.FormatDiagnostics(),
+              HasSubstr("variant weights add up to more than "
+                        "112589990684.2624; they must add up to less than "
+                        "11258999"));
+}
+
 TEST(ConfigParser, DecimalWeightsAreParsedExactly) {
   auto config = ParseOk(WithPrefix(R"(  - key: x
     status: running

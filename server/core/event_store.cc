@@ -129,10 +129,11 @@ absl::Status CheckVariantKeys(const ExperimentLayout& layout,
 
 absl::Status CheckExposures(const ExperimentLayout& layout,
                             absl::Span<const Exposure> exposures) {
-  if (layout.variant_keys.empty() || layout.variant_keys.size() > 255) {
+  if (layout.variant_keys.empty() ||
+      layout.variant_keys.size() > static_cast<size_t>(kMaxVariants)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "experiment '%s' has %d variants; the event store supports 1 to 255",
-        layout.key, layout.variant_keys.size()));
+        "experiment '%s' has %d variants; the event store supports 1 to %d",
+        layout.key, layout.variant_keys.size(), kMaxVariants));
   }
   for (size_t i = 0; i < exposures.size(); ++i) {
     int v = exposures[i].variant_index;
@@ -143,8 +144,27 @@ absl::Status CheckExposures(const ExperimentLayout& layout,
                           "index of the variant in the config",
                           i, v, layout.key, layout.variant_keys.size()));
     }
+    const std::string& version = exposures[i].config_version;
+    if (version.empty() || version.size() > kMaxStoredConfigVersionBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "exposures[%d].config_version is %d bytes (experiment '%s'); pass "
+          "the version of the config that chose the variant, 1 to %d bytes",
+          i, version.size(), layout.key, kMaxStoredConfigVersionBytes));
+    }
   }
   return absl::OkStatus();
+}
+
+void CountConfigVersion(const std::string& version, int max_versions,
+                        std::map<std::string, int64_t>* counts) {
+  auto it = counts->find(version);
+  if (it == counts->end()) {
+    const size_t counted = counts->size() - counts->count(kOtherConfigVersion);
+    it = counted < static_cast<size_t>(max_versions)
+             ? counts->emplace(version, 0).first
+             : counts->try_emplace(kOtherConfigVersion, 0).first;
+  }
+  ++it->second;
 }
 
 }  // namespace internal

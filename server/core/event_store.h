@@ -10,6 +10,7 @@
 #ifndef ABEXP_SERVER_CORE_EVENT_STORE_H_
 #define ABEXP_SERVER_CORE_EVENT_STORE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -39,12 +40,26 @@ struct ExperimentLayout {
 // REQUIRES: every metric key of `experiment` is defined in `config`.
 ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment);
 
+// How many distinct config versions a store counts per experiment phase by
+// default (ExperimentAggregates::config_versions). Exposures under any
+// further version are counted under kOtherConfigVersion, so that callers
+// cannot grow the stored counts and the results response without bound.
+inline constexpr int kDefaultMaxConfigVersions = 32;
+// The entry that counts the exposures past the limit. A real config version
+// is 16 hex digits, so it never collides with one.
+inline constexpr char kOtherConfigVersion[] = "other";
+// The longest config version a store accepts (the recorder accepts only the
+// 16 hex digits the server emits; the store bounds what other callers send).
+inline constexpr size_t kMaxStoredConfigVersionBytes = 64;
+
 // One exposure: the unit was shown `variant_index` of the experiment.
 struct Exposure {
   std::string unit_id;  // the id of the experiment's unit id type
   int variant_index = 0;
   absl::Time time;
-  std::string config_version;  // the config that produced the assignment
+  // The config that produced the assignment: 1 to
+  // kMaxStoredConfigVersionBytes bytes.
+  std::string config_version;
   // Retries with the same key are applied once. Never empty: the recorder
   // derives one when the caller gave none.
   std::string idempotency_key;
@@ -106,7 +121,10 @@ struct ExperimentAggregates {
   std::vector<VariantAggregate> variants;  // by variant index
   // Units exposed to more than one variant; kept out of the metrics.
   int64_t multi_exposed = 0;
-  // Config version -> exposures recorded under it.
+  // Config version -> exposures recorded under it: at most the store's
+  // limit of versions (kDefaultMaxConfigVersions unless configured), plus
+  // kOtherConfigVersion for the exposures under any further version.
+  // Phases written before the limit existed may list more.
   std::map<std::string, int64_t> config_versions;
   // Cohort day ("2026-11-23", UTC) -> the same figures restricted to the
   // units first exposed that day, including their later events; the days add

@@ -5,6 +5,7 @@
 #define ABEXP_SERVER_CORE_EVENT_STORE_INTERNAL_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,9 +49,19 @@ std::string JoinVariantKeys(const std::vector<std::string>& keys);
 absl::Status CheckVariantKeys(const ExperimentLayout& layout,
                               const std::string& stored, std::string* merged);
 
-// INVALID_ARGUMENT unless every exposure's variant index is in the layout.
+// INVALID_ARGUMENT unless the layout has 1 to kMaxVariants variants and
+// every exposure's variant index is in it and its config version is 1 to
+// kMaxStoredConfigVersionBytes bytes.
 absl::Status CheckExposures(const ExperimentLayout& layout,
                             absl::Span<const Exposure> exposures);
+
+// Counts an exposure under `version` in `counts` (a phase's exposures per
+// config version), keeping at most `max_versions` distinct versions: a
+// version not yet counted once that many are is counted under
+// kOtherConfigVersion. Phases that hold more from before the limit keep
+// them, and only versions already there are counted apart.
+void CountConfigVersion(const std::string& version, int max_versions,
+                        std::map<std::string, int64_t>* counts);
 
 }  // namespace abexp::internal
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/core/bucketing.h"
 #include "server/core/config_parser_internal.h"
@@ -17,6 +18,18 @@
 namespace abexp {
 namespace config_parser_internal {
 namespace {
+
+// A weight or sum of weights scaled by kWeightScale, as one would write it:
+// 333000 is "33.3".
+std::string FormatWeight(uint64_t scaled) {
+  std::string out = absl::StrCat(scaled / kWeightScale);
+  if (const uint64_t fraction = scaled % kWeightScale; fraction != 0) {
+    std::string digits = absl::StrFormat("%04d", fraction);
+    digits.erase(digits.find_last_not_of('0') + 1);
+    absl::StrAppend(&out, ".", digits);
+  }
+  return out;
+}
 
 const std::pair<const char*, ExperimentStatus> kStatuses[] = {
     {"draft", ExperimentStatus::kDraft},
@@ -414,6 +427,14 @@ void Parser::ParseVariants(const Entry& vs, const std::string& what,
     Error(vs,
           absl::StrCat(what, ": variants is empty; add at least one variant"));
   }
+  if (vs.value.size() > static_cast<size_t>(kMaxVariants)) {
+    Error(vs.key_node,
+          absl::StrCat(what, " has ", vs.value.size(), " variants, more than ",
+                       kMaxVariants,
+                       ", the most the event store can record (it keeps a "
+                       "unit's variant in one byte); split it into several "
+                       "experiments"));
+  }
   int vi = 0;
   bool weights_ok = true;
   for (auto it = vs.value.begin(); it != vs.value.end(); ++it, ++vi) {
@@ -469,8 +490,12 @@ void Parser::ParseVariantFeatures(const Entry& fs, const std::string& vwhat,
 
 void Parser::SetVariantRanges(const Entry& vs, const std::string& what,
                               Experiment* e) {
+  // Bucket ranges need the (scaled) sum below kMaxWeightSum; the sum stops
+  // growing once past it, so it cannot wrap around to a small number.
   uint64_t sum = 0;
-  for (const Variant& v : e->variants) sum += v.weight;
+  for (const Variant& v : e->variants) {
+    sum = std::min(sum + std::min(v.weight, kMaxWeightSum), kMaxWeightSum);
+  }
   if (sum == 0) {
     Error(vs.key_node,
           absl::StrCat(what,
@@ -480,9 +505,14 @@ void Parser::SetVariantRanges(const Entry& vs, const std::string& what,
   }
   if (sum >= kMaxWeightSum / kWeightScale) {
     Error(vs.key_node,
-          absl::StrCat(what,
-                       ": variant weights are too large; use relative "
-                       "weights such as 50/50"));
+          absl::StrCat(
+              what, ": variant weights add up to ",
+              sum < kMaxWeightSum
+                  ? FormatWeight(sum)
+                  : absl::StrCat("more than ", FormatWeight(kMaxWeightSum)),
+              "; they must add up to less than ", kMaxWrittenWeightSum,
+              " so that bucket ranges can be computed exactly; use "
+              "relative weights such as 50/50"));
     return;
   }
   std::vector<uint64_t> weights;

@@ -302,6 +302,13 @@ std::optional<uint64_t> Parser::GetWeight(const Entry& e,
                           "most 4"));
     return std::nullopt;
   }
+  if (!v && RE2::FullMatch(s, R"(\d+(\.\d*)?)")) {
+    Error(e, absl::StrCat(what, " ", s,
+                          " is too large; weights are relative shares, such "
+                          "as 50/50 or 1/3, and must add up to less than ",
+                          kMaxWrittenWeightSum));
+    return std::nullopt;
+  }
   if (!v) {
     Error(e, absl::StrCat(what, " ", Quote(s), " is not a number; ", kHow));
     return std::nullopt;

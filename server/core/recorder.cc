@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "server/core/config_parser.h"
 #include "server/core/error_text.h"
 
 namespace abexp {
@@ -126,10 +127,15 @@ absl::Status ValidateExposure(const IndexedConfig& config,
       !s.ok()) {
     return s;
   }
-  if (x.config_version.size() > kMaxConfigVersionBytes) {
+  // Exposures are counted per config version: only the form the server
+  // emits is accepted, so a caller cannot invent versions.
+  if (!x.config_version.empty() && !IsConfigVersion(x.config_version)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ".config_version is ", x.config_version.size(),
-        " bytes; send the config_version of the assignment (16 hex digits)"));
+        field, ".config_version is \"", ClipForMessage(x.config_version),
+        "\"; send the config_version of the assignment that chose the "
+        "variant (16 lowercase hex digits, such as ",
+        config.version,
+        "), or leave it unset for the config the server serves now"));
   }
   const Experiment* e = config.FindExperiment(x.experiment_key);
   if (e == nullptr) return absl::OkStatus();  // ignored later, not an error

@@ -46,7 +46,6 @@ namespace abexp {
 inline constexpr size_t kMaxRecordBatch = 50000;
 inline constexpr size_t kMaxEventNameBytes = 128;
 inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
-inline constexpr size_t kMaxConfigVersionBytes = 64;
 // Client clocks may run ahead; anything further ahead is a bug (e.g.
 // milliseconds sent as seconds).
 inline constexpr absl::Duration kMaxFutureSkew = absl::Hours(24);
@@ -58,7 +57,9 @@ struct ExposureInput {
   std::string variant_key;
   std::optional<absl::Time> time;  // nullopt: `now` of the call
   std::string idempotency_key;     // empty: derived
-  std::string config_version;      // empty: the config's version
+  // Empty: the config's version; else 16 lowercase hex digits (as
+  // ConfigVersionOf).
+  std::string config_version;
 };
 
 // A unit did something. Unit attributes are not used.

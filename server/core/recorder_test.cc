@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -211,6 +212,50 @@ TEST_F(RecorderTest, ExposureToAVariantTheExperimentLacksIsInvalid) {
                         "of 'checkout'"));
   EXPECT_THAT(r.status().message(), HasSubstr("control, treatment"));
   EXPECT_EQ(Exposed("checkout"), 0);
+}
+
+TEST_F(RecorderTest, ConfigVersionMustBeOneTheServerEmits) {
+  // Exposures are counted per config version, so invented ones are refused
+  // whole, with the value quoted escaped and the form expected.
+  const struct {
+    std::string version;
+    std::string quoted;
+  } cases[] = {
+      {"v1", "\"v1\""},
+      {"2D06800538D394C2", "\"2D06800538D394C2\""},  // upper case
+      {"2d06800538d394c", "\"2d06800538d394c\""},    // 15 digits
+      {"2d06800538d394c2a", "\"2d06800538d394c2a\""},
+      {"2d0680\n538d394c2", "\"2d0680\\n538d394c2\""},
+      {std::string(5000, 'a'), "(5000 bytes)"},
+  };
+  for (const auto& c : cases) {
+    ExposureInput x = Expose("checkout", counted_[0], "control");
+    x.config_version = c.version;
+    absl::StatusOr<RecordBatchResult> r = recorder_.RecordExposures(
+        *config_, {Expose("checkout", counted_[1], "control"), x}, kNow);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.quoted;
+    EXPECT_THAT(r.status().message(),
+                HasSubstr("exposures[1].config_version is "));
+    EXPECT_THAT(r.status().message(), HasSubstr(c.quoted));
+    EXPECT_THAT(r.status().message(), HasSubstr("16 lowercase hex digits"));
+    EXPECT_LT(r.status().message().size(), 400u);
+  }
+  EXPECT_EQ(Exposed("checkout"), 0);
+
+  // The server's form is counted under that version, and unset means the
+  // version served now.
+  ExposureInput older = Expose("checkout", counted_[0], "control");
+  older.config_version = "0123456789abcdef";
+  ASSERT_TRUE(recorder_
+                  .RecordExposures(
+                      *config_,
+                      {older, Expose("checkout", counted_[1], "treatment")},
+                      kNow)
+                  .ok());
+  EXPECT_EQ(Aggregates("checkout").config_versions,
+            (std::map<std::string, int64_t>{{"0123456789abcdef", 1},
+                                            {config_->version, 1}}));
 }
 
 TEST_F(RecorderTest, ExposureWithoutTheExperimentsIdTypeIsInvalid) {

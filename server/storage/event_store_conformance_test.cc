@@ -6,6 +6,7 @@
 // Values used are multiples of 1/4, so every sum is exact in double and long
 // double and the stores must agree bit for bit.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -113,7 +115,8 @@ class Oracle {
   WriteOutcome Expose(const Exposure& e) {
     if (!exposure_keys_.insert(e.idempotency_key).second)
       return WriteOutcome::kDuplicate;
-    config_versions_[e.config_version] += 1;
+    internal::CountConfigVersion(e.config_version, kDefaultMaxConfigVersions,
+                                 &config_versions_);
     int64_t t = absl::ToUnixMillis(e.time);
     auto it = units_.find(e.unit_id);
     if (it == units_.end()) {
@@ -427,6 +430,83 @@ TEST_P(EventStoreConformance,
   EXPECT_EQ(a.variants[1].exposed, 1);
   EXPECT_EQ(a.config_versions,
             (std::map<std::string, int64_t>{{"cfg-a", 1}, {"cfg-b", 2}}));
+}
+
+// 16 hex digits, as the server's config versions.
+std::string Version(int i) { return absl::StrFormat("%016x", i); }
+
+TEST_P(EventStoreConformance, ConfigVersionsPastTheLimitAreCountedAsOther) {
+  ASSERT_EQ(kDefaultMaxConfigVersions, 32);
+  // Units 0..34 each under a version of their own: the first 32 versions
+  // are counted apart, the last 3 under "other".
+  for (int i = 0; i < 35; ++i) {
+    ASSERT_EQ(Expose(X(absl::StrCat("u", i), i % 2, kT0, "", Version(i))),
+              WriteOutcome::kRecorded);
+  }
+  // A version already counted keeps counting apart; a further one does not.
+  ASSERT_EQ(Expose(X("u35", 0, kT0, "", Version(0))), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("u36", 0, kT0, "", Version(34))), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("u37", 0, kT0, "k37", Version(99))),
+            WriteOutcome::kRecorded);
+  // A retry counts nowhere.
+  ASSERT_EQ(Expose(X("u37", 0, kT0, "k37", Version(99))),
+            WriteOutcome::kDuplicate);
+
+  std::map<std::string, int64_t> want;
+  for (int i = 0; i < 32; ++i) want[Version(i)] = 1;
+  want[Version(0)] = 2;
+  want["other"] = 5;  // versions 32, 33, 34 (twice) and 99
+  ExperimentAggregates a = Read();
+  EXPECT_EQ(a.config_versions, want);
+  EXPECT_EQ(a.variants[0].exposed + a.variants[1].exposed, 38);
+  ExpectMatchesOracle();
+
+  // Another phase has its own limit.
+  ExperimentLayout phase2 = layout_;
+  phase2.phase = 2;
+  ASSERT_EQ(Expose(phase2, X("u1", 0, kT0, "", Version(77))),
+            WriteOutcome::kRecorded);
+  EXPECT_EQ(Read(phase2).config_versions,
+            (std::map<std::string, int64_t>{{Version(77), 1}}));
+}
+
+TEST_P(EventStoreConformance,
+       ConcurrentWritersNeverCountMoreVersionsThanTheLimit) {
+  // 8 writers, each with 20 versions of its own, one exposure per call, all
+  // at once: whoever comes first gets the 32 places, and nothing is lost.
+  constexpr int kWriters = 8;
+  constexpr int kPerWriter = 20;
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        const int n = w * kPerWriter + i;
+        const Exposure x{absl::StrCat("unit-", n), n % 2, kT0,
+                         Version(1000 + n), absl::StrCat("key-", n)};
+        absl::StatusOr<std::vector<WriteOutcome>> r =
+            store_->WriteExposures(layout_, {x});
+        if (!r.ok() || *r != std::vector<WriteOutcome>{WriteOutcome::kRecorded})
+          failures.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+
+  const ExperimentAggregates a = Read();
+  int64_t apart = 0;
+  int64_t total = 0;
+  for (const auto& [version, n] : a.config_versions) {
+    total += n;
+    if (version == "other") continue;
+    ++apart;
+    EXPECT_EQ(n, 1) << version;
+  }
+  EXPECT_EQ(apart, kDefaultMaxConfigVersions);
+  EXPECT_EQ(a.config_versions.at("other"),
+            kWriters * kPerWriter - kDefaultMaxConfigVersions);
+  EXPECT_EQ(total, kWriters * kPerWriter);
 }
 
 TEST_P(EventStoreConformance,

@@ -71,7 +71,8 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
       outcomes.push_back(WriteOutcome::kDuplicate);
       continue;
     }
-    data->config_versions[e.config_version] += 1;
+    internal::CountConfigVersion(e.config_version, max_config_versions_,
+                                 &data->config_versions);
     int64_t t = StoreMillis(e.time);
     auto [it, inserted] = data->units.try_emplace(e.unit_id);
     UnitRecord& unit = it->second;

@@ -28,7 +28,10 @@ namespace abexp {
 
 class MemoryEventStore final : public EventStore {
  public:
-  MemoryEventStore() = default;
+  // Counts at most `max_config_versions` distinct config versions per
+  // experiment phase, as RedisEventStoreOptions::max_config_versions.
+  explicit MemoryEventStore(int max_config_versions = kDefaultMaxConfigVersions)
+      : max_config_versions_(max_config_versions) {}
   MemoryEventStore(const MemoryEventStore&) = delete;
   MemoryEventStore& operator=(const MemoryEventStore&) = delete;
 
@@ -90,6 +93,7 @@ class MemoryEventStore final : public EventStore {
   ExperimentData* Data(const ExperimentLayout& layout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const int max_config_versions_;
   absl::Mutex mu_;
   // By "<key>\n<phase>".
   std::map<std::string, ExperimentData> experiments_ ABSL_GUARDED_BY(mu_);

@@ -157,6 +157,13 @@ absl::Status RedisErrorStatus(absl::string_view error, absl::string_view what) {
       "LOADING", "BUSY",       "OOM",      "READONLY",   "MASTERDOWN",
       "MISCONF", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"};
   const absl::string_view code = error.substr(0, error.find(' '));
+  if (code == "NOPERM") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "Redis refused ", what, " to abexp's ACL user (it said: ", error,
+        "); grant that user the key pattern of abexp's key prefix (e.g. "
+        "~abexp:*) and the command categories @read @write @scripting "
+        "@connection (docs/storage.md, \"Redis user\")"));
+  }
   for (absl::string_view transient : kTransient) {
     if (code == transient) {
       return absl::UnavailableError(absl::StrCat(
@@ -281,7 +288,12 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
 
   // Handshake in one round trip: [AUTH] [SELECT] PING.
   std::vector<RedisCommand> hello;
-  if (!o.password.empty()) hello.push_back({"AUTH", o.password});
+  const bool auth = !o.user.empty() || !o.password.empty();
+  if (!o.user.empty()) {
+    hello.push_back({"AUTH", o.user, o.password});
+  } else if (!o.password.empty()) {
+    hello.push_back({"AUTH", o.password});
+  }
   if (o.db != 0) hello.push_back({"SELECT", absl::StrCat(o.db)});
   hello.push_back({"PING"});
   auto replies = RoundTrip(*conn, hello, /*count=*/false);
@@ -290,13 +302,21 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
         absl::StrCat("Redis handshake failed: ", replies.status().message()));
   }
   size_t i = 0;
-  if (!o.password.empty()) {
+  if (auth) {
     const RedisReply& r = (*replies)[i++];
+    if (r.type == RedisReply::Type::kError && !o.user.empty()) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "Redis at %s rejected user '%s' with the password given (AUTH "
+          "said: %s); set the name and password of an ACL user that is on "
+          "in that server (ACL LIST shows them)",
+          Endpoint(o), o.user, r.str));
+    }
     if (r.type == RedisReply::Type::kError) {
       return absl::PermissionDeniedError(
           absl::StrFormat("Redis at %s rejected the password (AUTH said: %s); "
                           "set the password to the "
-                          "server's requirepass",
+                          "server's requirepass, or name the ACL user it "
+                          "belongs to",
                           Endpoint(o), r.str));
     }
   }

@@ -26,8 +26,12 @@ namespace abexp {
 struct RedisOptions {
   std::string host = "127.0.0.1";  // Default: 127.0.0.1
   int port = 6379;                 // Default: 6379
-  std::string password;            // AUTH when non-empty. Default: none
-  int db = 0;                      // SELECT index. Default: 0
+  // An ACL user (Redis 6+): when set, every connection authenticates with
+  // AUTH user password; else with AUTH password when a password is set (the
+  // default user). Default: none.
+  std::string user;
+  std::string password;  // Default: none
+  int db = 0;            // SELECT index. Default: 0
   // Prepended to every key abexp writes. Default: "abexp".
   std::string key_prefix = "abexp";
   absl::Duration connect_timeout = absl::Milliseconds(500);  // Default: 500ms
@@ -63,7 +67,9 @@ struct RedisReply {
 // abexp's data are UNAVAILABLE, so callers retry or spool: LOADING (still
 // reading its AOF after a restart), BUSY (a slow script), OOM (maxmemory
 // reached), READONLY (a replica), MASTERDOWN, MISCONF (RDB save failing),
-// NOREPLICAS, TRYAGAIN and CLUSTERDOWN. Any other error reply is INTERNAL.
+// NOREPLICAS, TRYAGAIN and CLUSTERDOWN. NOPERM (the ACL user may not run a
+// command or touch a key) is PERMISSION_DENIED, saying what to grant. Any
+// other error reply is INTERNAL.
 absl::Status RedisErrorStatus(absl::string_view error, absl::string_view what);
 
 // A Lua script, identified by its SHA1 once loaded.
@@ -90,9 +96,9 @@ struct RedisScriptCall {
 
 class RedisPool {
  public:
-  // Connects the first connection to check the address, password and db.
-  // Errors: UNAVAILABLE when Redis cannot be reached, PERMISSION_DENIED
-  // when AUTH fails, INVALID_ARGUMENT for bad options.
+  // Connects the first connection to check the address, user, password
+  // and db. Errors: UNAVAILABLE when Redis cannot be reached,
+  // PERMISSION_DENIED when AUTH fails, INVALID_ARGUMENT for bad options.
   static absl::StatusOr<std::unique_ptr<RedisPool>> Create(
       RedisOptions options);
 

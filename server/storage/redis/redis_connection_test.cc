@@ -218,6 +218,58 @@ TEST(RedisPool, WrongOrMissingPasswordIsPermissionDenied) {
       << missing.status();
 }
 
+// An ACL user limited to keys under "abexp:" and the command categories
+// docs/storage.md asks for.
+RedisProcessOptions WithAclUser() {
+  RedisProcessOptions ro;
+  ro.extra_args = {"--user",   "recorder",      "on",          ">rec pass",
+                   "~abexp:*", "resetchannels", "-@all",       "+@read",
+                   "+@write",  "+@scripting",   "+@connection"};
+  return ro;
+}
+
+// Options that connect as WithAclUser()'s user with `password`.
+RedisOptions AsRecorder(const RedisProcess& redis,
+                        const std::string& password) {
+  RedisOptions options = OptionsFor(redis);
+  options.user = "recorder";
+  options.password = password;
+  return options;
+}
+
+// Every connection authenticates as the ACL user; a key or command the user
+// may not use is PERMISSION_DENIED saying what to grant, not INTERNAL.
+TEST(RedisPool, ConnectsAsAnAclUserAndWhatItMayNotDoIsPermissionDenied) {
+  auto redis = StartRedis(WithAclUser());
+  ASSERT_NE(redis, nullptr);
+  auto pool = Connect(AsRecorder(*redis, "rec pass"));
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(One(*pool, {"SET", "abexp:k", "v"}).str, "OK");
+  // The connection is the restricted user's, not the default user's.
+  RedisReply refused = One(*pool, {"SET", "elsewhere:k", "v"});
+  ASSERT_EQ(refused.type, RedisReply::Type::kError);
+  EXPECT_THAT(refused.str, ::testing::StartsWith("NOPERM"));
+  const absl::Status status = RedisErrorStatus(refused.str, "a write");
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("@scripting"));
+}
+
+TEST(RedisPool, WrongAclPasswordIsPermissionDeniedNamingTheUser) {
+  auto redis = StartRedis(WithAclUser());
+  ASSERT_NE(redis, nullptr);
+  auto wrong = RedisPool::Create(AsRecorder(*redis, "wrong"));
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied)
+      << wrong.status();
+  EXPECT_THAT(std::string(wrong.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("rejected user 'recorder'"),
+                               ::testing::HasSubstr("WRONGPASS"),
+                               ::testing::HasSubstr("ACL")));
+  EXPECT_THAT(std::string(wrong.status().message()),
+              ::testing::Not(::testing::HasSubstr("wrong")))
+      << "the password is not logged";
+}
+
 TEST(RedisPool, DbIndexIsHonoured) {
   auto redis = StartRedis();
   ASSERT_NE(redis, nullptr);

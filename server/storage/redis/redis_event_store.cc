@@ -205,6 +205,14 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
   if (!options.clock) {
     return absl::InvalidArgumentError("RedisEventStore needs a clock");
   }
+  constexpr int kMaxConfigVersionsLimit = 1000;
+  if (options.max_config_versions < 1 ||
+      options.max_config_versions > kMaxConfigVersionsLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max_config_versions is %d; use 1 to %d (default %d)",
+                        options.max_config_versions, kMaxConfigVersionsLimit,
+                        kDefaultMaxConfigVersions));
+  }
   constexpr int kMaxBuckets = 1 << 24;
   if (options.unit_buckets < 1 || options.unit_buckets > kMaxBuckets) {
     return absl::InvalidArgumentError(
@@ -529,6 +537,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   head.push_back(internal::JoinVariantKeys(layout.variant_keys));
   head.push_back(absl::StrCat(b.units));
   head.push_back(absl::StrCat(b.idempotency));
+  head.push_back(absl::StrCat(options_.max_config_versions));
   std::vector<RedisScriptCall> calls;
   for (size_t start = 0; start < exposures.size(); start += kItemsPerScript) {
     const size_t end = std::min(exposures.size(), start + kItemsPerScript);

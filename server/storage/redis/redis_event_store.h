@@ -54,6 +54,12 @@ struct RedisEventStoreOptions {
   // million exposures and events per experiment per TTL; beyond that the
   // keys still work but cost about four times the memory. Default: 65536.
   int idempotency_buckets = 65536;
+  // Distinct config versions whose exposures are counted apart per
+  // experiment phase (agg's cv|<version> fields); exposures under further
+  // versions are counted under "other". Keeps callers from growing the
+  // hash and the results response without bound. 1 to 1000.
+  // Default: kDefaultMaxConfigVersions (32).
+  int max_config_versions = kDefaultMaxConfigVersions;
   // The clock that decides the idempotency generation. Tests move it.
   std::function<absl::Time()> clock = absl::Now;
 };

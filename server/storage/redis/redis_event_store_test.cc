@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -397,6 +398,42 @@ TEST_F(RedisEventStoreFanOut, FiguresOfTheFirstLayoutReadTheSame) {
   EXPECT_EQ(a->daily.begin()->second[1].exposed, 40);
 }
 
+// A phase written before versions were limited (no cvn in meta) may hold
+// more than the limit: all of them still read, those keep counting apart,
+// and a new version is counted as "other".
+TEST_F(RedisEventStoreFanOut, VersionsRecordedBeforeTheLimitStayReadable) {
+  const ExperimentLayout layout =
+      LayoutOf(*config_, *config_->FindExperiment("exp03"));
+  const std::string base = store_->KeyBase(layout);
+  RedisCommand agg = {"HSET", base + "agg", "multi", "0"};
+  std::map<std::string, int64_t> want;
+  for (int i = 0; i < 40; ++i) {
+    const std::string version = absl::StrFormat("%016x", i);
+    agg.push_back("cv|" + version);
+    agg.push_back("3");
+    want[version] = 3;
+  }
+  ASSERT_EQ(Command(agg).integer, 41);
+
+  auto expose = [&](const std::string& unit, const std::string& version) {
+    const Exposure x{unit, 0, now_, version, "key-" + unit};
+    absl::StatusOr<std::vector<WriteOutcome>> r =
+        store_->WriteExposures(layout, {x});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(*r, std::vector<WriteOutcome>{WriteOutcome::kRecorded});
+  };
+  expose("u1", absl::StrFormat("%016x", 39));
+  expose("u2", "00000000000000ff");
+  want[absl::StrFormat("%016x", 39)] = 4;
+  want["other"] = 1;
+
+  absl::StatusOr<ExperimentAggregates> a = store_->ReadAggregates(layout);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->config_versions, want);
+  // The count was taken once and kept with the phase.
+  EXPECT_EQ(Command({"HGET", base + "meta", "cvn"}).str, "40");
+}
+
 // One event carries a user id and a device id; experiments bucketed by each
 // must see the event under their own id (the recorder builds one Event per
 // id type and shares it between the experiments of that type).
@@ -550,7 +587,7 @@ class RedisScriptsHostileArgs : public WithRedis {
   // WriteExposures of kItems new units from `first`, alternating variants.
   Args Exposures(int first) const {
     Args args = Head();
-    args.insert(args.end(), {"control\ntreatment", "131072", "65536",
+    args.insert(args.end(), {"control\ntreatment", "131072", "65536", "32",
                              absl::StrCat(kItems)});
     for (int i = first; i < first + kItems; ++i) {
       args.insert(args.end(),
@@ -632,12 +669,12 @@ TEST_F(RedisScriptsHostileArgs, WriteExposuresAppliesAChunkWholeOrNotAtAll) {
   const int w = redis_scripts::kExposureItemArgs;
   const std::string huge(1 << 20, 'z');
   const std::vector<HostileCase> cases = {
-      {"count not a number", Set(6, "three")},
-      {"count negative", Set(6, "-1")},
-      {"count huge", Set(6, "1000000000")},
-      {"count fractional", Set(6, "2.5")},
-      {"count one short of the items", Set(6, "2")},
-      {"count one more than the items", Set(6, "4")},
+      {"count not a number", Set(7, "three")},
+      {"count negative", Set(7, "-1")},
+      {"count huge", Set(7, "1000000000")},
+      {"count fractional", Set(7, "2.5")},
+      {"count one short of the items", Set(7, "2")},
+      {"count one more than the items", Set(7, "4")},
       {"one argument missing", [](Args& a) { a.pop_back(); }},
       {"one argument extra", [](Args& a) { a.push_back("x"); }},
       {"empty base", Set(0, "")},
@@ -646,6 +683,8 @@ TEST_F(RedisScriptsHostileArgs, WriteExposuresAppliesAChunkWholeOrNotAtAll) {
       {"empty variant keys", Set(3, "")},
       {"unit buckets zero", Set(4, "0")},
       {"idempotency buckets not a number", Set(5, "many")},
+      {"config versions zero", Set(6, "0")},
+      {"config versions not a number", Set(6, "all")},
       {"last idempotency bucket negative", SetLast(w, 0, "-5")},
       {"last idempotency bucket not a number", SetLast(w, 0, "b")},
       {"last idempotency field empty", SetLast(w, 1, "")},
@@ -660,6 +699,8 @@ TEST_F(RedisScriptsHostileArgs, WriteExposuresAppliesAChunkWholeOrNotAtAll) {
       {"last time beyond what a record holds",
        SetLast(w, 5, "999999999999999999")},
       {"last time fractional", SetLast(w, 5, "1.5")},
+      {"last config version empty", SetLast(w, 6, "")},
+      {"last config version huge", SetLast(w, 6, huge)},
   };
   ExpectEachRefusedWholly(redis_scripts::WriteExposures(), Exposures(10),
                           cases);

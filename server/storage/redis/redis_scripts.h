@@ -32,7 +32,8 @@ inline constexpr int kMetricArgs = 6;
 
 // lua/write_exposures.lua. KEYS[1]: the phase's meta hash. ARGV: base
 // prefix, idempotency generation, expiry, variant keys, unit buckets,
-// idempotency buckets, item count N, then N groups of kExposureItemArgs.
+// idempotency buckets, the most config versions counted apart, item count
+// N, then N groups of kExposureItemArgs.
 // Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 // 3 conflict), or an error "ABEXP_VARIANTS ..." before writing anything when
 // the variant keys are incompatible with the stored ones.

@@ -22,11 +22,11 @@ std::string ReadLuaFile(const std::string& name) {
   return text.str();
 }
 
-// What follows "local MAX_VALUE = " in a script, as a number.
-double MaxValueOf(const std::string& script) {
-  const std::string decl = "\nlocal MAX_VALUE = ";
+// What follows "local NAME = " in a script, as a number.
+double ConstantOf(const std::string& script, const std::string& name) {
+  const std::string decl = "\nlocal " + name + " = ";
   const size_t at = script.find(decl);
-  EXPECT_NE(at, std::string::npos) << "no MAX_VALUE in the script";
+  EXPECT_NE(at, std::string::npos) << "no " << name << " in the script";
   if (at == std::string::npos) return 0;
   return std::strtod(script.c_str() + at + decl.size(), nullptr);
 }
@@ -48,8 +48,16 @@ TEST(RedisScripts, WriteEventsIsItsLuaFileByteForByte) {
 // The scripts refuse values beyond the same bound the store checks before
 // sending, so a value the store passes is never an ABEXP_ARGS error.
 TEST(RedisScripts, ScriptsBoundValuesLikeTheStore) {
-  EXPECT_EQ(MaxValueOf(WriteExposures()), kMaxEventValue);
-  EXPECT_EQ(MaxValueOf(WriteEvents()), kMaxEventValue);
+  EXPECT_EQ(ConstantOf(WriteExposures(), "MAX_VALUE"), kMaxEventValue);
+  EXPECT_EQ(ConstantOf(WriteEvents(), "MAX_VALUE"), kMaxEventValue);
+}
+
+// Every variant a config may have (the parser's limit) can be recorded, and
+// every config version the store passes reaches the script.
+TEST(RedisScripts, WriteExposuresBoundsVariantsAndVersionsLikeTheStore) {
+  EXPECT_EQ(ConstantOf(WriteExposures(), "MAX_VARIANTS"), kMaxVariants);
+  EXPECT_EQ(ConstantOf(WriteExposures(), "MAX_VERSION_BYTES"),
+            kMaxStoredConfigVersionBytes);
 }
 
 }  // namespace

@@ -248,6 +248,75 @@ bool ParseSegmentName(absl::string_view name, uint64_t* segment) {
   return absl::SimpleAtoi(digits, segment);
 }
 
+// The spool holds unit ids: only its owner may read it, whatever the umask
+// (which can only take bits away from these).
+constexpr mode_t kDirMode = 0700;
+constexpr mode_t kFileMode = 0600;
+
+// Creates `dir` (and missing parents) with kDirMode, then makes it and
+// everything in it owner-only: a directory an earlier version or an
+// operator left more open is tightened, not refused, since nothing but
+// the mode is wrong with it. PERMISSION_DENIED when that cannot be done
+// (e.g. the directory belongs to another user).
+absl::Status CreateOwnerOnly(const std::string& dir) {
+  std::error_code ec;
+  const std::filesystem::path path(dir);
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot create the parent of spool directory ", dir,
+                       ": ", ec.message()));
+    }
+  }
+  if (::mkdir(dir.c_str(), kDirMode) != 0 && errno != EEXIST) {
+    return IoError("cannot create spool directory", dir, errno);
+  }
+  if (!std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spool directory ", dir,
+                     " exists and is not a directory; pass a "
+                     "directory, or a path that does not exist yet"));
+  }
+  auto restrict_mode = [&](const std::string& p, mode_t want) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) {
+      return IoError("cannot stat", p, errno);
+    }
+    if ((st.st_mode & 0777) == want || ::chmod(p.c_str(), want) == 0) {
+      return absl::OkStatus();
+    }
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s has mode %04o and cannot be made owner-only (%04o): %s; the "
+        "spool holds unit ids, so give abexp-server a spool directory its "
+        "own user owns",
+        p, st.st_mode & 0777, want, std::strerror(errno)));
+  };
+  if (absl::Status s = restrict_mode(dir, kDirMode); !s.ok()) return s;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::filesystem::file_status st = it->symlink_status(ec);
+    if (ec) break;
+    if (std::filesystem::is_directory(st)) {
+      if (absl::Status s = restrict_mode(it->path().string(), kDirMode);
+          !s.ok()) {
+        return s;
+      }
+    } else if (std::filesystem::is_regular_file(st)) {
+      if (absl::Status s = restrict_mode(it->path().string(), kFileMode);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot list spool directory ", dir, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SyncDirectory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return IoError("cannot open directory", dir, errno);
@@ -305,14 +374,10 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& dir,
         options.max_group_records,
         absl::FormatDuration(options.group_commit_window)));
   }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::InternalError(absl::StrCat("cannot create spool directory ",
-                                            dir, ": ", ec.message()));
-  }
+  if (absl::Status s = CreateOwnerOnly(dir); !s.ok()) return s;
   const std::string lock_path = absl::StrCat(dir, "/", kLockName);
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int lock_fd =
+      ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
   if (lock_fd < 0) return IoError("cannot open", lock_path, errno);
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -398,8 +463,8 @@ absl::Status Spool::StartAfresh(Position pos) {
     if (!s.ok()) return s;
   }
   const std::string path = SegmentPath(first);
-  active_fd_ =
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                      kFileMode);
   if (active_fd_ < 0) {
     return IoError("cannot create spool segment", path, errno);
   }
@@ -674,8 +739,9 @@ void Spool::RollSegment(Group* group) {
     return;
   }
   const std::string path = SegmentPath(group->old_segment + 1);
-  int fd = ::open(path.c_str(),
-                  O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+  int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+             kFileMode);
   if (fd < 0) {
     group->status = absl::UnavailableError(absl::StrCat(
         "cannot create spool segment ", path, ": ", std::strerror(errno)));
@@ -812,7 +878,8 @@ absl::Status Spool::WriteCheckpoint(Position pos) {
   PutU32(XXH32(buf, 16, 0), buf + 16);
   const std::string tmp = absl::StrCat(dir_, "/", kCheckpointTmpName);
   const std::string path = absl::StrCat(dir_, "/", kCheckpointName);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
   if (fd < 0) return IoError("cannot create", tmp, errno);
   {
     FdCloser closer(fd);
@@ -865,8 +932,9 @@ absl::Status Spool::RollIfDrained() {
     old = active_segment_;
     next = wrapped ? 1 : active_segment_ + 1;
     const std::string path = SegmentPath(next);
-    int fd = ::open(path.c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+               kFileMode);
     if (fd < 0) return IoError("cannot create spool segment", path, errno);
     absl::Status s = SyncDir();
     if (!s.ok()) {

@@ -22,7 +22,9 @@
 // "CHECKPOINT" file [u64 segment][u64 offset][u32 XXH32 of those 16 bytes]
 // naming the first record not yet replayed, replaced atomically by rename;
 // and a "LOCK" file held with flock() so that one process uses a directory
-// at a time. Fully replayed segments are deleted.
+// at a time. Fully replayed segments are deleted. The records hold unit ids,
+// so the directory is 0700 and every file in it 0600, whatever the umask;
+// Open() tightens an existing directory that is more open.
 //
 // Thread-safe: Append() may be called from any number of threads, also
 // while Replay() runs (one Replay() runs at a time; others wait). The sink
@@ -84,13 +86,15 @@ struct SpoolStats {
 
 class Spool {
  public:
-  // Opens the spool in `dir`, creating the directory if it does not exist,
-  // and recovers it: verifies every record not yet replayed, truncates a
-  // torn tail of the last segment (see torn_bytes_dropped()).
+  // Opens the spool in `dir`, creating the directory (0700) if it does not
+  // exist, makes it and everything in it owner-only (directories 0700,
+  // files 0600), and recovers it: verifies every record not yet replayed,
+  // truncates a torn tail of the last segment (see torn_bytes_dropped()).
   // Errors: INVALID_ARGUMENT for bad options; FAILED_PRECONDITION when
-  // another Spool (in this or another process) has `dir` open; DATA_LOSS
-  // naming the file and offset of a corrupt record or checkpoint; INTERNAL
-  // on I/O errors.
+  // another Spool (in this or another process) has `dir` open;
+  // PERMISSION_DENIED when the modes cannot be set (another user's
+  // directory); DATA_LOSS naming the file and offset of a corrupt record or
+  // checkpoint; INTERNAL on I/O errors.
   static absl::StatusOr<std::unique_ptr<Spool>> Open(const std::string& dir,
                                                      SpoolOptions options);
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -593,6 +594,100 @@ TEST_F(SpoolTest, OpenCreatesMissingDirectories) {
   ASSERT_TRUE(spool.ok()) << spool.status();
   EXPECT_TRUE((*spool)->empty());
   EXPECT_TRUE(fs::is_directory(nested));
+}
+
+// Sets the process umask for the scope of a test.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+
+ private:
+  const mode_t old_;
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+// The spool holds unit ids: with the most permissive umask, the directory
+// it creates is 0700 and every file in it 0600.
+TEST_F(SpoolTest, EverythingItCreatesIsOwnerOnlyWhateverTheUmask) {
+  ScopedUmask permissive(0);
+  const std::string spool_dir = dir_ + "/parent/spool";
+  SpoolOptions options = FastOptions();
+  options.segment_bytes = 256;  // several segments
+  {
+    absl::StatusOr<std::unique_ptr<Spool>> spool =
+        Spool::Open(spool_dir, options);
+    ASSERT_TRUE(spool.ok()) << spool.status();
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE((*spool)->Append({std::string(60, 'r')}).ok());
+    }
+    // A partial replay (one batch, then the sink fails) writes the
+    // checkpoint and leaves the segments.
+    int batches = 0;
+    EXPECT_FALSE((*spool)
+                     ->Replay(
+                         [&](auto) {
+                           return ++batches == 1 ? absl::OkStatus()
+                                                 : absl::UnavailableError("");
+                         },
+                         3)
+                     .ok());
+  }
+  EXPECT_EQ(ModeOf(spool_dir), 0700u);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(spool_dir)) {
+    names.push_back(e.path().filename().string());
+    EXPECT_EQ(ModeOf(e.path().string()), 0600u) << e.path();
+  }
+  EXPECT_THAT(names, ::testing::Contains("LOCK"));
+  EXPECT_THAT(names, ::testing::Contains("CHECKPOINT"));
+  EXPECT_GE(std::count_if(
+                names.begin(), names.end(),
+                [](const std::string& n) { return n.rfind("spool-", 0) == 0; }),
+            2);
+}
+
+// A spool directory an older server (or an operator) left readable by
+// others is tightened at Open, with what it holds, and still replays.
+TEST_F(SpoolTest, AMoreOpenDirectoryIsTightenedAndKeepsItsRecords) {
+  {
+    std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+    ASSERT_NE(spool, nullptr);
+    ASSERT_TRUE(spool->Append(Records("r", 0, 5)).ok());
+  }
+  ASSERT_TRUE(fs::create_directory(dir_ + "/rejected"));
+  AppendToFile(dir_ + "/rejected/note", "left by an operator");
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    ASSERT_EQ(::chmod(e.path().c_str(), e.is_directory() ? 0777 : 0666), 0);
+  }
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  EXPECT_EQ(ModeOf(dir_), 0700u);
+  EXPECT_EQ(ModeOf(dir_ + "/rejected"), 0700u);
+  EXPECT_EQ(ModeOf(dir_ + "/rejected/note"), 0600u);
+  for (const std::string& segment : Segments()) {
+    EXPECT_EQ(ModeOf(segment), 0600u) << segment;
+  }
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 16);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(*got, ElementsAreArray(Records("r", 0, 5)));
+}
+
+TEST_F(SpoolTest, AFileWhereTheDirectoryShouldBeIsRefused) {
+  const std::string path = dir_ + "/not-a-dir";
+  AppendToFile(path, "x");
+  absl::StatusOr<std::unique_ptr<Spool>> spool =
+      Spool::Open(path, FastOptions());
+  EXPECT_EQ(spool.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spool.status().message()),
+              HasSubstr("is not a directory"));
 }
 
 // The child's records: large, so that a kill often lands inside write().

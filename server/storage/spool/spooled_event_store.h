@@ -14,8 +14,10 @@
 //    RESOURCE_EXHAUSTED and ABORTED (IsTransientBackendError); the Redis
 //    store returns them for a refused, lost or timed-out connection. Any
 //    other error is returned to the caller, as without a spool: it names
-//    something to fix (a wrong password, a variant change that needs a new
-//    phase) or a bug (INTERNAL), which a replay would not cure.
+//    something to fix (a variant change that needs a new phase, a Redis
+//    user without a permission) or a bug (INTERNAL), which a replay would
+//    not cure. (abexp-server's Redis factory turns a refused password into
+//    UNAVAILABLE, so that is spooled.)
 //  - A spooled batch may have been partly applied before the backend failed;
 //    the replay repeats those items, and their idempotency keys (derived by
 //    the Recorder before the write) make them count once.

@@ -4,9 +4,11 @@
 #include "server/storage/spool/spooled_event_store.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/civil_time.h"
@@ -754,6 +757,64 @@ TEST_F(SpooledEventStoreTest, AWriteThatCanNeverApplyIsSetAsideNotDropped) {
   EXPECT_EQ(kept[0].layout.variant_keys, reordered.variant_keys);
   ASSERT_EQ(kept[0].exposures.size(), 1u);
   EXPECT_EQ(kept[0].exposures[0].unit_id, "u2");
+}
+
+// Spooled exposures keep their config versions, and the replay counts them
+// under the store's limit like direct writes: 40 versions spooled while the
+// backend was down are 32 versions and "other" once replayed.
+TEST_F(SpooledEventStoreTest, ReplayedConfigVersionsStayWithinTheLimit) {
+  Open();
+  const ExperimentLayout layout = CheckoutLayout();
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  std::map<std::string, int64_t> want;
+  for (int i = 0; i < 40; ++i) {
+    Exposure x = Expose(absl::StrCat("u", i), i % 2, kT0);
+    x.config_version = absl::StrFormat("%016x", i);
+    absl::StatusOr<std::vector<WriteOutcome>> out =
+        store_->WriteExposures(layout, {x});
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_THAT(*out, ElementsAre(WriteOutcome::kSpooled));
+    if (i < kDefaultMaxConfigVersions) want[x.config_version] = 1;
+  }
+  want["other"] = 40 - kDefaultMaxConfigVersions;
+  backend_.Heal();
+  AwaitDrained();
+  absl::StatusOr<ExperimentAggregates> a =
+      backend_.memory().ReadAggregates(layout);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->config_versions, want);
+}
+
+// Set-aside writes hold unit ids too: rejected/ is owner-only whatever the
+// umask.
+TEST_F(SpooledEventStoreTest, SetAsideWritesAreOwnerOnlyWhateverTheUmask) {
+  const mode_t old_umask = ::umask(0);
+  Open();
+  ExperimentLayout reordered = CheckoutLayout();
+  std::swap(reordered.variant_keys[0], reordered.variant_keys[1]);
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(
+      store_->WriteExposures(CheckoutLayout(), {Expose("u1", 0, kT0)}).ok());
+  ASSERT_TRUE(store_->WriteExposures(reordered, {Expose("u2", 0, kT0)}).ok());
+  backend_.Heal();
+  AwaitDrained();
+  ASSERT_EQ(store_->stats().rejected_writes, 1);
+  store_.reset();
+  ::umask(old_umask);
+
+  auto mode_of = [](const fs::path& p) {
+    return fs::status(p).permissions() & fs::perms::all;
+  };
+  const fs::path rejected = fs::path(dir_) / "rejected";
+  EXPECT_EQ(mode_of(dir_), fs::perms::owner_all);
+  EXPECT_EQ(mode_of(rejected), fs::perms::owner_all);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(rejected)) {
+    EXPECT_EQ(mode_of(e.path()), fs::perms::owner_read | fs::perms::owner_write)
+        << e.path();
+    ++files;
+  }
+  EXPECT_GE(files, 2);  // LOCK and a segment
 }
 
 // The recorder hands every experiment's events to WriteEventBatches at once.

@@ -10,10 +10,11 @@
 -- ARGV[3]  expiry (Unix s) of generation g's idempotency hashes
 -- ARGV[4]  the phase's variant keys, '\n'-joined
 -- ARGV[5]  unit buckets; ARGV[6] idempotency buckets
--- ARGV[7]  item count N, then N groups of 7 (redis_scripts::
+-- ARGV[7]  the most distinct config versions counted in the phase
+-- ARGV[8]  item count N, then N groups of 7 (redis_scripts::
 --          kExposureItemArgs): idempotency bucket, idempotency field
 --          (8 bytes), unit bucket, unit field (8 bytes), variant index,
---          time (Unix ms), config version
+--          time (Unix ms), config version (1 to 64 bytes)
 --
 -- Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 -- 3 conflict). Fails before writing anything with "ABEXP_ARGS ..." on a bad
@@ -226,20 +227,34 @@ local function seen(bucket, field)
 end
 -- END shared
 
+-- A unit record keeps its variant index in one byte: kMaxVariants in
+-- server/core/config.h (redis_scripts_test checks).
+local MAX_VARIANTS = 255
+-- kMaxStoredConfigVersionBytes in server/core/event_store.h.
+local MAX_VERSION_BYTES = 64
+
+local function check_version(i)
+  local s = ARGV[i]
+  if s and s ~= '' and #s <= MAX_VERSION_BYTES then return nil end
+  return arg_error(i, 'config version', 'a string of 1 to ' .. MAX_VERSION_BYTES .. ' bytes')
+end
+
 local function check_args()
   local err = check_head() or check_text(4, 'variant keys') or
               check_int(5, 'unit buckets', 1, MAX_BUCKET + 1) or
               check_int(6, 'idempotency buckets', 1, MAX_BUCKET + 1) or
-              check_count(7, 'exposures', 8, 7)
+              check_int(7, 'config versions', 1, 1000000) or
+              check_count(8, 'exposures', 9, 7)
   if err then return err end
   local _, newlines = string.gsub(ARGV[4], '\n', '')
-  for o = 8, #ARGV, 7 do
+  for o = 9, #ARGV, 7 do
     err = check_int(o, 'idempotency bucket', 0, MAX_BUCKET) or
           check_field(o + 1, 'idempotency field') or
           check_int(o + 2, 'unit bucket', 0, MAX_BUCKET) or
           check_field(o + 3, 'unit field') or
-          check_int(o + 4, 'variant index', 0, math.min(newlines, 254)) or
-          check_int(o + 5, 'time (ms)', -MAX_TIME - 1, MAX_TIME)
+          check_int(o + 4, 'variant index', 0, math.min(newlines, MAX_VARIANTS - 1)) or
+          check_int(o + 5, 'time (ms)', -MAX_TIME - 1, MAX_TIME) or
+          check_version(o + 6)
     if err then return err end
   end
   return nil
@@ -261,15 +276,50 @@ elseif stored ~= variants then
   end
 end
 
+-- Exposures are counted per config version in agg's cv|<version> fields,
+-- at most ARGV[7] distinct versions per phase: a version first seen once
+-- that many are counted goes to cv|other (a real version is 16 hex digits,
+-- never "other"). meta's cvn holds how many are counted; a phase written
+-- before cvn existed has its cv| fields counted once, here.
+local max_versions = tonumber(ARGV[7])
+local versions = nil       -- cvn, read on first need
+local versions_dirty = false
+local function counted_versions()
+  if versions then return versions end
+  local n = redis.call('HGET', meta, 'cvn')
+  if n then
+    versions = tonumber(n)
+  else
+    versions = 0
+    for _, f in ipairs(redis.call('HKEYS', agg)) do
+      if string.sub(f, 1, 3) == 'cv|' and f ~= 'cv|other' then
+        versions = versions + 1
+      end
+    end
+    versions_dirty = true
+  end
+  return versions
+end
 local cv_fields = {}
+local function version_field(cv)
+  local f = cv_fields[cv]
+  if f then return f end
+  f = 'cv|' .. cv
+  if cv ~= 'other' and redis.call('HEXISTS', agg, f) == 0 then
+    if counted_versions() < max_versions then
+      versions = versions + 1
+      versions_dirty = true
+    else
+      f = 'cv|other'
+    end
+  end
+  cv_fields[cv] = f
+  return f
+end
+
 local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
   if seen(ibucket, ifield) then return 1 end
-  local cvf = cv_fields[cv]
-  if not cvf then
-    cvf = 'cv|' .. cv
-    cv_fields[cv] = cvf
-  end
-  count(agg, cvf, 1)
+  count(agg, version_field(cv), 1)
 
   -- A new unit (the common case) is one HSETNX; only a known one is read.
   local ukey = base .. 'u:' .. ubucket
@@ -303,13 +353,16 @@ local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
   return 3
 end
 
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 local out = {}
-local o = 8
+local o = 9
 for i = 1, n do
   out[i] = expose(ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3],
                   tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6])
   o = o + 7
 end
 flush()
+if versions_dirty then
+  redis.call('HSET', meta, 'cvn', string.format('%d', versions))
+end
 return out
