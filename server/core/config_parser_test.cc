@@ -16,12 +16,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// The repository root, found from this file's path so tests run from any
-// directory.
+// A file of the repository, by its path from the root (ABEXP_SOURCE_DIR,
+// set by the build), so tests run from any directory.
 std::string RepoPath(const std::string& relative) {
-  std::string here = __FILE__;
-  const size_t pos = here.rfind("server/core/config_parser_test.cc");
-  return here.substr(0, pos) + relative;
+  return std::string(ABEXP_SOURCE_DIR) + "/" + relative;
 }
 
 ParseResult Parse(const std::string& yaml) {
