@@ -10,11 +10,17 @@
 //
 //   abexp-echo-server [--listen=127.0.0.1:50052] [--response_assignments=2]
 //                     [--response_features=27]
+//                     [--tls_cert_file=F --tls_key_file=F
+//                      [--tls_client_ca_file=F]]
+//
+// The --tls_* flags are abexp-server's (server/server_tls.h), so Assign over
+// TLS can be compared with echo over TLS; the echo server does not reload
+// them (it has no SIGHUP).
 //
 // On start it prints one line to stdout:
 //   abexp-echo-server listening on HOST:PORT response_bytes=N
 // SIGTERM and SIGINT stop it (exit 0). Exits 1 when the address cannot be
-// bound.
+// bound, or when the --tls_* files are unusable.
 #include <pthread.h>
 #include <signal.h>
 
@@ -30,6 +36,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +46,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/server_setup.h"
+#include "server/server_tls.h"
 
 // The defaults match what abexp-server answers for bench/experiments-50.yaml
 // with abexp-loadgen's units. Its 50 experiments sit in 5 layers, so a unit
@@ -53,6 +62,14 @@ ABSL_FLAG(int, response_assignments, 2,
           "Experiment assignments in the canned AssignResponse.");
 ABSL_FLAG(int, response_features, 27,
           "Resolved features in the canned AssignResponse.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain to serve TLS with, as abexp-server's flag; "
+          "needs --tls_key_file. Default: none, plain text.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file, unencrypted.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificate(s) that client certificates must be signed by "
+          "(mTLS); needs --tls_cert_file and --tls_key_file.");
 
 namespace abexp {
 namespace {
@@ -178,7 +195,8 @@ class EchoAssignmentService final
   }
 };
 
-int Run(const ServerSetup& setup, int assignments, int features) {
+int Run(ServerSetup setup, const TlsFiles& tls_files, int assignments,
+        int features) {
   // Block the signals before gRPC starts threads, so only sigwait sees them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -190,6 +208,24 @@ int Run(const ServerSetup& setup, int assignments, int features) {
   const size_t response_bytes = canned.ByteSizeLong();
   CannedResponseAllocator allocator(std::move(canned));
   EchoAssignmentService service(&allocator);
+  // Outlives the server, which reads the files it serves.
+  std::unique_ptr<ServerTls> tls;
+  if (tls_files.enabled()) {
+    absl::StatusOr<std::unique_ptr<ServerTls>> created =
+        ServerTls::Create(tls_files);
+    if (!created.ok()) {
+      std::fprintf(stderr, "abexp-echo-server: %s\n",
+                   std::string(created.status().message()).c_str());
+      return 1;
+    }
+    tls = *std::move(created);
+    setup.credentials = tls->credentials();
+  } else if (!IsLoopbackListenAddress(setup.listen_address)) {
+    std::fprintf(stderr,
+                 "abexp-echo-server: warning: listening on %s in plain text; "
+                 "pass --tls_cert_file and --tls_key_file for TLS\n",
+                 setup.listen_address.c_str());
+  }
   EnableServerPlugins();
   grpc::ServerBuilder builder;
   int port = 0;
@@ -239,6 +275,8 @@ int main(int argc, char** argv) {
       "abexp-server.\n"
       "Usage: abexp-echo-server [--listen=127.0.0.1:50052] "
       "[--response_assignments=2] [--response_features=27]\n"
+      "       [--tls_cert_file=cert.pem --tls_key_file=key.pem "
+      "[--tls_client_ca_file=clients-ca.pem]]\n"
       "Prints 'abexp-echo-server listening on HOST:PORT response_bytes=N' "
       "when ready; SIGTERM or SIGINT stops it.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
@@ -257,7 +295,16 @@ int main(int argc, char** argv) {
                  "--response_features must be 0 or more\n");
     return 1;
   }
+  abexp::TlsFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  if (absl::Status s = abexp::CheckTlsFlags(tls); !s.ok()) {
+    std::fprintf(stderr, "abexp-echo-server: %s\n",
+                 std::string(s.message()).c_str());
+    return 1;
+  }
   abexp::ServerSetup setup;
   setup.listen_address = absl::GetFlag(FLAGS_listen);
-  return abexp::Run(setup, assignments, features);
+  return abexp::Run(std::move(setup), tls, assignments, features);
 }

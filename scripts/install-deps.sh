@@ -27,6 +27,8 @@ packages=(
   python3-scipy python3-statsmodels
   # bench/h2load.sh: R1 measured by a load generator that is not abexp's own
   nghttp2-client
+  # TLS tests: server/testing/test_certs.h makes certificates with its CLI
+  openssl
 )
 
 missing=()

@@ -19,6 +19,13 @@
 // On SIGTERM, once in-flight calls are done, the spool is replayed into
 // Redis for up to --shutdown_grace; what remains is kept for the next start.
 // Exits 1 also when the spool cannot be opened (e.g. another server uses it).
+//
+// --tls_cert_file and --tls_key_file serve TLS (and --tls_client_ca_file
+// requires client certificates: mTLS); SIGHUP re-reads them with the config,
+// and a bad set keeps the last good one (server/server_tls.h). Exits 1 when
+// they are combined wrongly, cannot be read or parsed, or the key does not
+// belong to the certificate. Without them, a listen address that is not
+// loopback is warned about.
 #include <pthread.h>
 #include <signal.h>
 
@@ -46,6 +53,7 @@
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
 #include "server/server_setup.h"
+#include "server/server_tls.h"
 #include "server/service/assignment_service.h"
 #include "server/service/recording_service.h"
 #include "server/service/results_service.h"
@@ -112,6 +120,17 @@ ABSL_FLAG(std::string, spool_dir, "abexp-spool",
 ABSL_FLAG(int64_t, spool_max_bytes, int64_t{1} << 30,
           "Disk space the spool may use (default 1 GiB). When it is full, "
           "recording calls fail with UNAVAILABLE until Redis is back.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain (the server's certificate first) to serve "
+          "TLS with; needs --tls_key_file. SIGHUP re-reads it. Default: none, "
+          "plain text.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file, unencrypted, readable only by "
+          "this user. SIGHUP re-reads it.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificate(s): clients must present a certificate signed "
+          "by one of them (mTLS). Needs --tls_cert_file and --tls_key_file. "
+          "SIGHUP re-reads it.");
 
 namespace abexp {
 namespace {
@@ -134,6 +153,8 @@ struct ServerOptions {
   absl::Duration sticky_read_budget = absl::Milliseconds(5);
   // Where calls that read sticky experiments' recorded variants run.
   StorageExecutorOptions sticky_reads;
+  // The --tls_* files. Default: none, plain text.
+  TlsFiles tls;
 };
 
 // The connection options for reading sticky experiments' recorded
@@ -168,15 +189,32 @@ void LogWarnings(const std::vector<std::string>& warnings) {
   for (const std::string& w : warnings) Log(w);
 }
 
-// Handles SIGHUP (reload) and SIGTERM/SIGINT (shutdown) until a shutdown.
+// Re-reads the --tls_* files; a bad set is logged and the served one kept.
+void ReloadTls(ServerTls* tls) {
+  absl::StatusOr<bool> changed = tls->Reload();
+  if (!changed.ok()) {
+    Log(changed.status().message());
+    Log(absl::StrCat("TLS reload failed; keeping the certificate served: ",
+                     tls->Describe()));
+    return;
+  }
+  LogWarnings(tls->warnings());
+  Log(absl::StrCat(*changed ? "TLS files reloaded; new connections get "
+                            : "TLS files unchanged; serving ",
+                   tls->Describe()));
+}
+
+// Handles SIGHUP (reload of the config and of the TLS files, when `tls` is
+// not null) and SIGTERM/SIGINT (shutdown) until a shutdown.
 // REQUIRES: the signals are blocked in every thread.
-void HandleSignals(const sigset_t& signals, ConfigStore* store,
+void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
                    grpc::Server* server,
                    const std::function<int()>& in_flight_calls,
                    absl::Duration grace) {
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP && tls != nullptr) ReloadTls(tls);
     if (sig == SIGHUP) {
       std::string old_version = store->Snapshot()->version;
       absl::StatusOr<LoadResult> result = store->Reload();
@@ -300,13 +338,16 @@ void ConnectToRedis(const ServerOptions& options,
 // Starts the gRPC server with the three services; *port is the port bound.
 // Null (after logging why) when the address cannot be bound.
 std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
+                                          const ServerTls* tls,
                                           AssignmentServiceImpl* assignment,
                                           RecordingServiceImpl* recording,
                                           ResultsServiceImpl* results,
                                           int* port) {
   EnableServerPlugins();
   grpc::ServerBuilder builder;
-  ConfigureServerBuilder(options.setup, &builder, port);
+  ServerSetup setup = options.setup;
+  if (tls != nullptr) setup.credentials = tls->credentials();
+  ConfigureServerBuilder(setup, &builder, port);
   builder.RegisterService(assignment);
   builder.RegisterService(recording);
   builder.RegisterService(results);
@@ -327,6 +368,37 @@ std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
     }
   }
   return server;
+}
+
+// Makes *tls from the --tls_* files, or leaves it null without them. False,
+// after logging why, when they are unusable.
+bool SetUpTls(const TlsFiles& files, std::unique_ptr<ServerTls>* tls) {
+  if (!files.enabled()) return true;
+  absl::StatusOr<std::unique_ptr<ServerTls>> created = ServerTls::Create(files);
+  if (!created.ok()) {
+    Log(created.status().message());
+    Log("not starting: fix the --tls_* files and start again");
+    return false;
+  }
+  *tls = *std::move(created);
+  LogWarnings((*tls)->warnings());
+  return true;
+}
+
+// Says how clients reach the server: which certificate it serves, or a
+// warning when it serves plain text beyond this machine.
+void LogTransport(const ServerOptions& options, int port,
+                  const ServerTls* tls) {
+  if (tls != nullptr) {
+    Log(absl::StrCat("serving TLS: ", tls->Describe()));
+  } else if (!IsLoopbackListenAddress(options.setup.listen_address)) {
+    Log(absl::StrCat(
+        "warning: listening on ", WithPort(options.setup.listen_address, port),
+        " in plain text: anyone on the network can read and send its "
+        "traffic; pass --tls_cert_file and --tls_key_file (and "
+        "--tls_client_ca_file to require client certificates), or listen "
+        "on 127.0.0.1"));
+  }
 }
 
 // The startup line on stdout (tests and scripts read the port from it) and
@@ -384,6 +456,10 @@ int RunServer(const ServerOptions& options) {
   }
   LogWarnings(loaded.warnings);
 
+  // Outlives the server, which reads the files it serves.
+  std::unique_ptr<ServerTls> tls;
+  if (!SetUpTls(options.tls, &tls)) return 1;
+
   std::unique_ptr<Spool> spool = OpenSpool(options);
   if (spool == nullptr) return 1;
 
@@ -418,16 +494,18 @@ int RunServer(const ServerOptions& options) {
   ResultsServiceImpl results(store->get(), &event_store, executor.get());
   int port = 0;
   std::unique_ptr<grpc::Server> server =
-      StartServer(options, &service, &recording, &results, &port);
+      StartServer(options, tls.get(), &service, &recording, &results, &port);
   if (server == nullptr) return 1;
+  LogTransport(options, port, tls.get());
   AnnounceServing(options, port, redis_address, *loaded.config);
 
   std::function<int()> in_flight_calls = [&service, &recording, &results] {
     return service.in_flight_calls() + recording.in_flight_calls() +
            results.in_flight_calls();
   };
-  std::thread signal_thread(HandleSignals, signals, store->get(), server.get(),
-                            in_flight_calls, options.shutdown_grace);
+  std::thread signal_thread(HandleSignals, signals, store->get(), tls.get(),
+                            server.get(), in_flight_calls,
+                            options.shutdown_grace);
   server->Wait();
   signal_thread.join();
   executor.reset();
@@ -454,7 +532,9 @@ int main(int argc, char** argv) {
       "Serves abexp experiment assignments and records exposures and events "
       "over gRPC.\n"
       "Usage: abexp-server --config=experiments.yaml "
-      "[--listen=127.0.0.1:50051] [--redis=127.0.0.1:6379]");
+      "[--listen=127.0.0.1:50051] [--redis=127.0.0.1:6379]\n"
+      "       [--tls_cert_file=cert.pem --tls_key_file=key.pem "
+      "[--tls_client_ca_file=clients-ca.pem]]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
     std::fprintf(stderr,
@@ -532,6 +612,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "abexp-server: --spool_dir must name a directory and "
                  "--spool_max_bytes be positive (e.g. 1073741824 for 1 GiB)\n");
+    return 1;
+  }
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  if (absl::Status s = abexp::CheckTlsFlags(options.tls); !s.ok()) {
+    std::fprintf(stderr, "abexp-server: %s\n",
+                 std::string(s.message()).c_str());
     return 1;
   }
   if (options.config_path.empty()) {

@@ -26,7 +26,10 @@ void EnableServerPlugins() {
 void ConfigureServerBuilder(const ServerSetup& setup,
                             grpc::ServerBuilder* builder, int* selected_port) {
   builder->AddListeningPort(setup.listen_address,
-                            grpc::InsecureServerCredentials(), selected_port);
+                            setup.credentials != nullptr
+                                ? setup.credentials
+                                : grpc::InsecureServerCredentials(),
+                            selected_port);
   // Without this, gRPC sets SO_REUSEPORT and a second server would silently
   // share a port that is already in use.
   builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

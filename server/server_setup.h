@@ -12,6 +12,7 @@
 #define ABEXP_SERVER_SERVER_SETUP_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
@@ -26,6 +27,9 @@ struct ServerSetup {
   // Large enough for a full BatchAssign (1000 units with 100 attributes
   // each) and a recording batch of 50,000 items. Default: 64 MiB.
   int max_receive_message_bytes = 64 << 20;
+  // The listening port's credentials, e.g. ServerTls::credentials()
+  // (server/server_tls.h). Default: null, plain text.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 // Turns on gRPC's health service (grpc.health.v1) and server reflection for

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/recording.grpc.pb.h"
 #include "abexp/v1/results.grpc.pb.h"
 #include "absl/status/status.h"
@@ -40,6 +41,7 @@
 #include "gtest/gtest.h"
 #include "server/testing/recording_test_util.h"
 #include "server/testing/server_process.h"
+#include "server/testing/test_certs.h"
 
 extern char** environ;
 
@@ -50,11 +52,13 @@ namespace {
 // by the destructor.
 class EchoServer {
  public:
-  static absl::StatusOr<std::unique_ptr<EchoServer>> Start() {
+  static absl::StatusOr<std::unique_ptr<EchoServer>> Start(
+      const std::vector<std::string>& extra_args = {}) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
     std::vector<std::string> argv = {ABEXP_ECHO_SERVER_BIN,
                                      "--listen=127.0.0.1:0"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> args;
     for (std::string& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -558,6 +562,41 @@ TEST_F(BenchToolsServerTest, AllowedErrorsAreCountedByCodeAndOthersStillFail) {
       << "the message lists the codes: " << err;
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
   parked.join();
+}
+
+// The echo server takes abexp-server's --tls_* flags, so that Assign over TLS
+// can be compared with echo over TLS.
+TEST(BenchTools, TheEchoServerServesTlsWithAbexpServersFlags) {
+  TempDir dir;
+  absl::StatusOr<TestCertificates> certs = TestCertificates::Create(dir);
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  absl::StatusOr<std::unique_ptr<EchoServer>> echo =
+      EchoServer::Start({"--tls_cert_file=" + certs->ca1.server.cert,
+                         "--tls_key_file=" + certs->ca1.server.key});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  auto assign = [&](std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    auto stub = v1::AssignmentService::NewStub(
+        NewPrivateChannel((*echo)->address(), credentials));
+    v1::AssignRequest request;
+    v1::AssignResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return stub->Assign(&context, request, &response).error_code();
+  };
+  EXPECT_EQ(assign(TlsCredentials(certs->ca1.cert)), grpc::StatusCode::OK);
+  EXPECT_EQ(assign(grpc::InsecureChannelCredentials()),
+            grpc::StatusCode::UNAVAILABLE);
+
+  std::string err;
+  absl::StatusOr<int> code =
+      RunProcess({ABEXP_ECHO_SERVER_BIN, "--listen=127.0.0.1:0",
+                  "--tls_cert_file=" + certs->ca1.server.cert},
+                 nullptr, &err, absl::Seconds(30));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1);
+  EXPECT_TRUE(absl::StrContains(
+      err, "--tls_cert_file is set but --tls_key_file is not"))
+      << err;
 }
 
 }  // namespace

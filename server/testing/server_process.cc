@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -142,14 +143,17 @@ bool ReadVarint(const std::string& s, size_t* p, uint64_t* value) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
-    const std::string& config_path,
-    const std::vector<std::string>& extra_args) {
+    const std::string& config_path, const std::vector<std::string>& extra_args,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   std::vector<std::string> argv = {ABEXP_SERVER_BIN,
                                    absl::StrCat("--config=", config_path),
                                    "--listen=127.0.0.1:0"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
 
   std::unique_ptr<ServerProcess> server(new ServerProcess());
+  server->credentials_ = credentials != nullptr
+                             ? std::move(credentials)
+                             : grpc::InsecureChannelCredentials();
   const bool has_spool_dir =
       std::any_of(extra_args.begin(), extra_args.end(), [](const auto& a) {
         return a == "--spool_dir" || absl::StartsWith(a, "--spool_dir=");
@@ -237,7 +241,8 @@ absl::Status ServerProcess::AwaitServing() {
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   absl::Status last;
   while (absl::Now() < deadline) {
-    absl::StatusOr<int> health = HealthCheck(address_);
+    absl::StatusOr<int> health =
+        HealthCheck(address_, "", absl::Seconds(2), credentials_);
     if (health.ok() && *health == 1) return absl::OkStatus();
     last = health.ok()
                ? absl::UnavailableError(absl::StrCat("health status ", *health))
@@ -454,14 +459,16 @@ absl::StatusOr<int> RunProcess(const std::vector<std::string>& argv,
   return DecodeWaitStatus(status);
 }
 
-absl::StatusOr<int> HealthCheck(const std::string& address,
-                                const std::string& service,
-                                absl::Duration timeout) {
+absl::StatusOr<int> HealthCheck(
+    const std::string& address, const std::string& service,
+    absl::Duration timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   // grpc.health.v1 has no installed C++ stubs, so call it generically.
   // HealthCheckRequest{string service = 1}; HealthCheckResponse{enum status =
   // 1}.
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+      address, credentials != nullptr ? std::move(credentials)
+                                      : grpc::InsecureChannelCredentials());
   grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer> stub(channel);
   std::string request_bytes;
   if (!service.empty()) {

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/credentials.h"
 
 namespace abexp::testing {
 
@@ -43,9 +44,15 @@ class ServerProcess {
   // If the server exits first (e.g. the config is invalid) or nothing happens
   // within 30s, returns an error whose message holds the exit status and the
   // captured stderr.
+  //
+  // `credentials` are what a client needs to reach the server, e.g. TLS ones
+  // trusting its CA for a server started with --tls_* flags
+  // (server/testing/test_certs.h); the health checks use them. Default:
+  // plain text.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& config_path,
-      const std::vector<std::string>& extra_args = {});
+      const std::vector<std::string>& extra_args = {},
+      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
@@ -53,6 +60,10 @@ class ServerProcess {
 
   // "127.0.0.1:PORT", as printed by the server.
   std::string address() const { return address_; }
+  // The credentials given to Start(): plain text ones when it was given none.
+  std::shared_ptr<grpc::ChannelCredentials> credentials() const {
+    return credentials_;
+  }
   pid_t pid() const { return pid_; }
   // The whole "abexp-server listening on ..." line, without the newline.
   std::string listening_line() const { return listening_line_; }
@@ -115,6 +126,7 @@ class ServerProcess {
 
   // The command line of Start(); Restart() adds --listen=address_.
   std::vector<std::string> argv_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   // The spool dir Start() made, when the test did not pass --spool_dir.
   std::unique_ptr<TempDir> own_spool_dir_;
   pid_t pid_ = -1;
@@ -144,10 +156,12 @@ absl::StatusOr<int> RunProcess(const std::vector<std::string>& argv,
 
 // Calls grpc.health.v1.Health/Check for `service` ("" = the whole server) and
 // returns the serving status as a number (1 = SERVING, 2 = NOT_SERVING,
-// 3 = SERVICE_UNKNOWN). RPC errors are returned as they are.
-absl::StatusOr<int> HealthCheck(const std::string& address,
-                                const std::string& service = "",
-                                absl::Duration timeout = absl::Seconds(2));
+// 3 = SERVICE_UNKNOWN). RPC errors are returned as they are. `credentials`
+// default to plain text.
+absl::StatusOr<int> HealthCheck(
+    const std::string& address, const std::string& service = "",
+    absl::Duration timeout = absl::Seconds(2),
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 // A fresh temporary directory, removed with its contents on destruction.
 class TempDir {
