@@ -11,11 +11,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/testing/server_process.h"
+#include "server/testing/test_certs.h"
+#include "tests/secure_server_util.h"
 
 namespace abexp {
 namespace {
 
+using ::abexp::testing::CertAndKey;
 using ::abexp::testing::RunProcess;
+using ::abexp::testing::ServerProcess;
+using ::abexp::testing::TempDir;
+using ::abexp::testing::TestCertificates;
+using ::abexp::testing::TlsCredentials;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
@@ -181,6 +188,78 @@ TEST(CliSecurityFlags, BadValuesAreUsageErrorsNamingTheFlagOrVariable) {
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--tls_key_file '/some/key.pem' is set but "
                                "--tls_cert_file is not"));
+}
+
+class CliTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<TestCertificates> certs = TestCertificates::Create(dir_);
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = *certs;
+    config_ = dir_.Write("experiments.yaml", abexp::testing::kOneVariantConfig);
+  }
+
+  // A server with ca1's server certificate; with `mutual`, it requires
+  // client certificates ca1 signed.
+  std::unique_ptr<ServerProcess> StartServer(bool mutual) {
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        abexp::testing::StartTlsServer(config_, certs_, mutual);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  TempDir dir_;
+  TestCertificates certs_;
+  std::string config_;
+};
+
+TEST_F(CliTlsTest, ReachesATlsServerWithTlsCaFile) {
+  std::unique_ptr<ServerProcess> server = StartServer(/*mutual=*/false);
+  ASSERT_NE(server, nullptr);
+  Result r = Cli({}, {"experiments", "list", "--server", server->address(),
+                      "--tls_ca_file", certs_.ca1.cert});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("checkout"));
+
+  r = Cli({"ABEXP_TLS_CA_FILE=" + certs_.ca1.cert},
+          {"assign", "--server", server->address(), "--id", "user_id=u-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("only"));
+
+  // Plaintext to a TLS server: unreachable, with a hint about TLS.
+  r = Cli({}, {"experiments", "list", "--server", server->address(),
+               "--timeout", "2s"});
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("--tls_ca_file"));
+
+  // A CA that did not sign the server's certificate.
+  r = Cli({}, {"experiments", "list", "--server", server->address(),
+               "--timeout", "2s", "--tls_ca_file", certs_.ca2.cert});
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("--tls_ca_file"));
+}
+
+TEST_F(CliTlsTest, ReachesAMutualTlsServerWithAClientCertificate) {
+  std::unique_ptr<ServerProcess> server = StartServer(/*mutual=*/true);
+  ASSERT_NE(server, nullptr);
+  Result r = Cli(
+      {}, {"experiments", "list", "--server", server->address(),
+           "--tls_ca_file", certs_.ca1.cert, "--tls_cert_file",
+           certs_.ca1.client.cert, "--tls_key_file", certs_.ca1.client.key});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("checkout"));
+
+  r = Cli({"ABEXP_TLS_CA_FILE=" + certs_.ca1.cert,
+           "ABEXP_TLS_CERT_FILE=" + certs_.ca1.client.cert,
+           "ABEXP_TLS_KEY_FILE=" + certs_.ca1.client.key},
+          {"experiments", "list", "--server", server->address()});
+  EXPECT_EQ(r.code, 0) << r.err;
+
+  // Without the client certificate the server refuses the handshake.
+  r = Cli({}, {"experiments", "list", "--server", server->address(),
+               "--timeout", "2s", "--tls_ca_file", certs_.ca1.cert});
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("--tls_cert_file"));
 }
 
 }  // namespace

@@ -183,23 +183,32 @@ int ServerError(const Args& args, const absl::Status& status) {
             << status.message() << "\n";
   const bool token_given =
       args.flags.count("token") > 0 || std::getenv(kTokenEnv) != nullptr;
+  const bool tls_given = args.flags.count("tls_ca_file") > 0 ||
+                         args.flags.count("tls_cert_file") > 0 ||
+                         std::getenv(kTlsCaFileEnv) != nullptr ||
+                         std::getenv(kTlsCertFileEnv) != nullptr;
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
       // The server answers UNAVAILABLE itself when its Redis is down, and
       // its message says so; only a call that never reached it needs a hint.
+      if (absl::StrContains(status.message(), "Redis")) {
+        return kExitUnreachable;
+      }
       if (IsTlsFailure(status.message())) {
-        std::cerr << "The TLS handshake with abexp-server failed: check that "
-                     "--tls_ca_file holds the CA that signed the server's "
-                     "certificate, and, if the server requires client "
-                     "certificates, pass --tls_cert_file and "
-                     "--tls_key_file.\n";
-      } else if (!absl::StrContains(status.message(), "Redis")) {
+        std::cerr << "The TLS handshake with abexp-server failed.";
+      } else {
         std::cerr << "Is abexp-server running at "
                   << args.Get("server", kDefaultServer)
-                  << "? Pass its address with --server HOST:PORT; if it "
-                     "serves TLS, pass --tls_ca_file too.\n";
+                  << "? Pass its address with --server HOST:PORT.";
       }
+      std::cerr << (tls_given ? " Check that --tls_ca_file holds the CA that "
+                                "signed the server's certificate, and if the "
+                                "server requires client certificates, pass "
+                                "--tls_cert_file and --tls_key_file.\n"
+                              : " If the server serves TLS, pass --tls_ca_file "
+                                "(and for mutual TLS --tls_cert_file and "
+                                "--tls_key_file).\n");
       return kExitUnreachable;
     case absl::StatusCode::kUnauthenticated:
       std::cerr << (token_given
