@@ -7,9 +7,12 @@
 // ready in gRPC's message allocator so no call even copies it. Benchmarks
 // compare abexp-server's Assign QPS and latency with this server's under
 // the same load (docs/PERFORMANCE.md). The other methods are UNIMPLEMENTED.
+// With --auth_tokens_file, each Assign checks its bearer token for the role
+// assign with abexp-server's code (server/service/call_auth.h), and
+// reflection needs admin, as on abexp-server.
 //
 //   abexp-echo-server [--listen=127.0.0.1:50052] [--response_assignments=2]
-//                     [--response_features=27]
+//                     [--response_features=27] [--auth_tokens_file=PATH]
 //                     [--tls_cert_file=F --tls_key_file=F
 //                      [--tls_client_ca_file=F]]
 //
@@ -20,7 +23,8 @@
 // On start it prints one line to stdout:
 //   abexp-echo-server listening on HOST:PORT response_bytes=N
 // SIGTERM and SIGINT stop it (exit 0). Exits 1 when the address cannot be
-// bound, or when the --tls_* files are unusable.
+// bound, when the --tls_* files are unusable, or when the token file is
+// invalid.
 #include <pthread.h>
 #include <signal.h>
 
@@ -45,8 +49,12 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/core/token_store.h"
+#include "server/core/token_table.h"
 #include "server/server_setup.h"
 #include "server/server_tls.h"
+#include "server/service/call_auth.h"
+#include "server/service/unary_call.h"
 
 // The defaults match what abexp-server answers for bench/experiments-50.yaml
 // with abexp-loadgen's units. Its 50 experiments sit in 5 layers, so a unit
@@ -70,6 +78,11 @@ ABSL_FLAG(std::string, tls_key_file, "",
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA certificate(s) that client certificates must be signed by "
           "(mTLS); needs --tls_cert_file and --tls_key_file.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "abexp-server's token file (NAME ROLES sha256:HEX per line): when "
+          "set, Assign needs a bearer token with the role assign, checked as "
+          "abexp-server checks it, and reflection the role admin. Default: "
+          "none, every call is allowed.");
 
 namespace abexp {
 namespace {
@@ -180,8 +193,10 @@ class CannedResponseAllocator final
 class EchoAssignmentService final
     : public v1::AssignmentService::CallbackService {
  public:
-  // REQUIRES: `allocator` outlives the server.
-  explicit EchoAssignmentService(CannedResponseAllocator* allocator) {
+  // REQUIRES: `allocator` and `authorizer` outlive the server.
+  EchoAssignmentService(CannedResponseAllocator* allocator,
+                        const CallAuthorizer* authorizer)
+      : authorizer_(authorizer) {
     SetMessageAllocatorFor_Assign(allocator);
   }
 
@@ -190,13 +205,18 @@ class EchoAssignmentService final
                                    const v1::AssignRequest* request,
                                    v1::AssignResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
+    absl::Status admitted = authorizer_->Check(
+        *context, kRoleAssign, "abexp.v1.AssignmentService/Assign");
+    reactor->Finish(ToGrpcStatus(admitted));
     return reactor;
   }
+
+ private:
+  const CallAuthorizer* const authorizer_;
 };
 
 int Run(ServerSetup setup, const TlsFiles& tls_files, int assignments,
-        int features) {
+        int features, const std::string& auth_tokens_file) {
   // Block the signals before gRPC starts threads, so only sigwait sees them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -204,10 +224,25 @@ int Run(ServerSetup setup, const TlsFiles& tls_files, int assignments,
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<TokenStore> tokens;
+  if (!auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenStore>> opened =
+        TokenStore::Open(auth_tokens_file);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "abexp-echo-server: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    tokens = *std::move(opened);
+  }
+  const CallAuthorizer authorizer(tokens.get());
+
   v1::AssignResponse canned = CannedResponse(assignments, features);
   const size_t response_bytes = canned.ByteSizeLong();
   CannedResponseAllocator allocator(std::move(canned));
-  EchoAssignmentService service(&allocator);
+  EchoAssignmentService service(&allocator, &authorizer);
+  std::unique_ptr<ReflectionService> reflection = MakeReflectionService(
+      {v1::AssignmentService::service_full_name()}, &authorizer);
   // Outlives the server, which reads the files it serves.
   std::unique_ptr<ServerTls> tls;
   if (tls_files.enabled()) {
@@ -231,6 +266,7 @@ int Run(ServerSetup setup, const TlsFiles& tls_files, int assignments,
   int port = 0;
   ConfigureServerBuilder(setup, &builder, &port);
   builder.RegisterService(&service);
+  builder.RegisterService(reflection.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr,
@@ -274,7 +310,8 @@ int main(int argc, char** argv) {
       "once with a canned response, on the same gRPC server setup as "
       "abexp-server.\n"
       "Usage: abexp-echo-server [--listen=127.0.0.1:50052] "
-      "[--response_assignments=2] [--response_features=27]\n"
+      "[--response_assignments=2] [--response_features=27] "
+      "[--auth_tokens_file=PATH]\n"
       "       [--tls_cert_file=cert.pem --tls_key_file=key.pem "
       "[--tls_client_ca_file=clients-ca.pem]]\n"
       "Prints 'abexp-echo-server listening on HOST:PORT response_bytes=N' "
@@ -306,5 +343,6 @@ int main(int argc, char** argv) {
   }
   abexp::ServerSetup setup;
   setup.listen_address = absl::GetFlag(FLAGS_listen);
-  return abexp::Run(std::move(setup), tls, assignments, features);
+  return abexp::Run(std::move(setup), tls, assignments, features,
+                    absl::GetFlag(FLAGS_auth_tokens_file));
 }

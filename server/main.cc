@@ -26,6 +26,11 @@
 // they are combined wrongly, cannot be read or parsed, or the key does not
 // belong to the certificate. Without them, a listen address that is not
 // loopback is warned about.
+//
+// With --auth_tokens_file, every call but health checks needs a bearer token
+// of that file with the roles its RPC needs (README.md, "Tokens and
+// roles"); the file is re-read on SIGHUP too, and an invalid one stops the
+// start (exit 1) or, on reload, is logged and the tokens in force are kept.
 #include <pthread.h>
 #include <signal.h>
 
@@ -52,10 +57,13 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/core/token_store.h"
 #include "server/server_setup.h"
 #include "server/server_tls.h"
 #include "server/service/assignment_service.h"
+#include "server/service/call_auth.h"
 #include "server/service/recording_service.h"
+#include "server/service/reflection_service.h"
 #include "server/service/results_service.h"
 #include "server/service/storage_executor.h"
 #include "server/storage/redis/redis_connection.h"
@@ -117,6 +125,13 @@ ABSL_FLAG(std::string, spool_dir, "abexp-spool",
           "Redis is down or slow, until they are replayed into it. Relative "
           "paths are from the working directory; use a local disk that "
           "survives restarts, one directory per server (it is locked).");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "Token file: one line per caller, NAME ROLES sha256:HEX (roles "
+          "assign, record, results, admin; `abexp token create` prints a "
+          "token and its line). When set, every call but health checks needs "
+          "\"authorization: Bearer <token>\" metadata with a token of the file "
+          "that has the roles its RPC needs, and server reflection needs "
+          "admin. Re-read on SIGHUP. Default: none, every call is allowed.");
 ABSL_FLAG(int64_t, spool_max_bytes, int64_t{1} << 30,
           "Disk space the spool may use (default 1 GiB). When it is full, "
           "recording calls fail with UNAVAILABLE until Redis is back.");
@@ -155,6 +170,9 @@ struct ServerOptions {
   StorageExecutorOptions sticky_reads;
   // The --tls_* files. Default: none, plain text.
   TlsFiles tls;
+  // The token file calls are checked against. Default: "", none (every call
+  // is allowed).
+  std::string auth_tokens_file;
 };
 
 // The connection options for reading sticky experiments' recorded
@@ -204,17 +222,56 @@ void ReloadTls(ServerTls* tls) {
                    tls->Describe()));
 }
 
-// Handles SIGHUP (reload of the config and of the TLS files, when `tls` is
-// not null) and SIGTERM/SIGINT (shutdown) until a shutdown.
+// Opens --auth_tokens_file and logs how many tokens hold each role (never a
+// token or a hash). Null when the flag is not set; *failed (after logging
+// why) when the file is invalid.
+std::unique_ptr<TokenStore> OpenTokens(const ServerOptions& options,
+                                       bool* failed) {
+  *failed = false;
+  if (options.auth_tokens_file.empty()) return nullptr;
+  TokenLoad load;
+  absl::StatusOr<std::unique_ptr<TokenStore>> tokens =
+      TokenStore::Open(options.auth_tokens_file, &load);
+  if (!tokens.ok()) {
+    Log(tokens.status().message());
+    Log("not starting: fix the token file (--auth_tokens_file) and start "
+        "again");
+    *failed = true;
+    return nullptr;
+  }
+  LogWarnings(load.warnings);
+  Log(absl::StrCat("checking calls against ", options.auth_tokens_file, ": ",
+                   load.table->Summary()));
+  return *std::move(tokens);
+}
+
+// Re-reads the token file on SIGHUP; an invalid one keeps the tokens in
+// force.
+void ReloadTokens(TokenStore* tokens) {
+  absl::StatusOr<TokenLoad> load = tokens->Reload();
+  if (!load.ok()) {
+    Log(load.status().message());
+    Log(absl::StrCat("token file reload failed; keeping ",
+                     tokens->Snapshot()->Summary()));
+    return;
+  }
+  LogWarnings(load->warnings);
+  Log(absl::StrCat("token file reloaded: ", load->table->Summary()));
+}
+
+// Handles SIGHUP (reload of the config and, when they are not null, of the
+// TLS files and the token file) and SIGTERM/SIGINT (shutdown) until a
+// shutdown.
 // REQUIRES: the signals are blocked in every thread.
 void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
-                   grpc::Server* server,
+                   TokenStore* tokens, grpc::Server* server,
                    const std::function<int()>& in_flight_calls,
                    absl::Duration grace) {
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP && tls != nullptr) ReloadTls(tls);
+    if (sig == SIGHUP && tokens != nullptr) ReloadTokens(tokens);
     if (sig == SIGHUP) {
       std::string old_version = store->Snapshot()->version;
       absl::StatusOr<LoadResult> result = store->Reload();
@@ -335,13 +392,14 @@ void ConnectToRedis(const ServerOptions& options,
   }
 }
 
-// Starts the gRPC server with the three services; *port is the port bound.
-// Null (after logging why) when the address cannot be bound.
+// Starts the gRPC server with the three services and reflection; *port is
+// the port bound. Null (after logging why) when the address cannot be bound.
 std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
                                           const ServerTls* tls,
                                           AssignmentServiceImpl* assignment,
                                           RecordingServiceImpl* recording,
                                           ResultsServiceImpl* results,
+                                          ReflectionService* reflection,
                                           int* port) {
   EnableServerPlugins();
   grpc::ServerBuilder builder;
@@ -351,6 +409,7 @@ std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
   builder.RegisterService(assignment);
   builder.RegisterService(recording);
   builder.RegisterService(results);
+  builder.RegisterService(reflection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     Log(absl::StrCat("cannot listen on ", options.setup.listen_address,
@@ -460,6 +519,11 @@ int RunServer(const ServerOptions& options) {
   std::unique_ptr<ServerTls> tls;
   if (!SetUpTls(options.tls, &tls)) return 1;
 
+  bool tokens_failed = false;
+  std::unique_ptr<TokenStore> tokens = OpenTokens(options, &tokens_failed);
+  if (tokens_failed) return 1;
+  const CallAuthorizer authorizer(tokens.get());
+
   std::unique_ptr<Spool> spool = OpenSpool(options);
   if (spool == nullptr) return 1;
 
@@ -488,13 +552,22 @@ int RunServer(const ServerOptions& options) {
   auto sticky_executor =
       std::make_unique<StorageExecutor>(options.sticky_reads);
   AssignmentServiceImpl service(store->get(), &recorder, std::move(sticky),
-                                executor.get(), sticky_executor.get());
-  RecordingServiceImpl recording(store->get(), &recorder, executor.get());
+                                executor.get(), sticky_executor.get(),
+                                &authorizer);
+  RecordingServiceImpl recording(store->get(), &recorder, executor.get(),
+                                 &authorizer);
   // Results read Redis directly (not the spool): figures are what Redis has.
-  ResultsServiceImpl results(store->get(), &event_store, executor.get());
+  ResultsServiceImpl results(store->get(), &event_store, executor.get(),
+                             &authorizer);
+  std::unique_ptr<ReflectionService> reflection =
+      MakeReflectionService({v1::AssignmentService::service_full_name(),
+                             v1::RecordingService::service_full_name(),
+                             v1::ResultsService::service_full_name()},
+                            &authorizer);
   int port = 0;
   std::unique_ptr<grpc::Server> server =
-      StartServer(options, tls.get(), &service, &recording, &results, &port);
+      StartServer(options, tls.get(), &service, &recording, &results,
+                  reflection.get(), &port);
   if (server == nullptr) return 1;
   LogTransport(options, port, tls.get());
   AnnounceServing(options, port, redis_address, *loaded.config);
@@ -504,6 +577,7 @@ int RunServer(const ServerOptions& options) {
            results.in_flight_calls();
   };
   std::thread signal_thread(HandleSignals, signals, store->get(), tls.get(),
+                            tokens.get(),
                             server.get(), in_flight_calls,
                             options.shutdown_grace);
   server->Wait();
@@ -606,6 +680,7 @@ int main(int argc, char** argv) {
                  "(default 8)\n");
     return 1;
   }
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
   options.spool_max_bytes = absl::GetFlag(FLAGS_spool_max_bytes);
   if (options.spool_dir.empty() || options.spool_max_bytes <= 0) {

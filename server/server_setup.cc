@@ -1,13 +1,14 @@
 #include "server/server_setup.h"
 
 #include <atomic>
+#include <memory>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/grpc.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace abexp {
@@ -20,7 +21,14 @@ void EnableServerPlugins() {
   // and the benchmark echo server) turn it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+}
+
+std::unique_ptr<ReflectionService> MakeReflectionService(
+    std::vector<std::string> services, const CallAuthorizer* authorizer) {
+  services.push_back("grpc.health.v1.Health");
+  services.push_back(
+      grpc::reflection::v1alpha::ServerReflection::service_full_name());
+  return std::make_unique<ReflectionService>(std::move(services), authorizer);
 }
 
 void ConfigureServerBuilder(const ServerSetup& setup,

@@ -2,8 +2,8 @@
 // the benchmark echo server (bench/echo_server.cc) build their grpc::Server
 // the same way, so the echo server measures the same gRPC configuration
 // (callback API, gRPC's default callback threads, the same channel options,
-// health and reflection services) and the benchmark ratio compares like
-// with like.
+// health and reflection services, the same token checks) and the benchmark
+// ratio compares like with like.
 //
 // Thread safety: EnableServerPlugins and ConfigureServerBuilder are meant to
 // be called from main() before the server starts; ShutdownServer may be
@@ -14,9 +14,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "server/service/call_auth.h"
+#include "server/service/reflection_service.h"
 
 namespace abexp {
 
@@ -32,10 +35,10 @@ struct ServerSetup {
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
-// Turns on gRPC's health service (grpc.health.v1) and server reflection for
-// every server built afterwards, and turns off absl's mutex deadlock
-// detection for the whole process (Debian's absl has it on; it costs CPU on
-// every lock).
+// Turns on gRPC's health service (grpc.health.v1) for every server built
+// afterwards, and turns off absl's mutex deadlock detection for the whole
+// process (Debian's absl has it on; it costs CPU on every lock). Server
+// reflection is a service of our own (MakeReflectionService).
 // REQUIRES: called before the grpc::ServerBuilder is constructed.
 void EnableServerPlugins();
 
@@ -44,6 +47,14 @@ void EnableServerPlugins();
 // address could not be bound.
 void ConfigureServerBuilder(const ServerSetup& setup,
                             grpc::ServerBuilder* builder, int* selected_port);
+
+// The server reflection service (server/service/reflection_service.h) of a
+// server whose own services are `services` (full names, e.g.
+// "abexp.v1.AssignmentService"); it lists them, the health service and
+// itself. When `authorizer` checks tokens, only admin tokens may use it.
+// Register it on the builder; it must outlive the server.
+std::unique_ptr<ReflectionService> MakeReflectionService(
+    std::vector<std::string> services, const CallAuthorizer* authorizer);
 
 // "HOST:PORT" with the port replaced by `port`: what a server prints once it
 // knows the port it bound.

@@ -4,8 +4,6 @@
 #include <malloc.h>
 #endif
 
-#include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -89,39 +87,11 @@ absl::StatusOr<LoadResult> Load(const std::string& path,
   return result;
 }
 
-// Snapshot() is on every Assign and Record call, so its fast path takes no
-// lock. C++17 has no std::atomic<std::shared_ptr>, and libstdc++'s
-// std::atomic_load on a shared_ptr takes a mutex from a small global pool.
-// Instead each thread caches, per store, the config it last read under mu_
-// and the store's generation at that time; while the generation is
-// unchanged the cached config is still current_ and needs no lock. The
-// first read after a reload takes the reader lock once per thread.
-//
-// The cache holds weak_ptrs: it never keeps a replaced config, or a
-// destroyed store's config, alive (only its control block, until the
-// entry is overwritten or the thread exits), so configs are freed exactly
-// when the last request using them ends, however many reloads happen.
-// Entries are keyed by the store's process-unique id, never its address.
-struct CachedSnapshot {
-  uint64_t store_id = 0;  // 0 is no store's id: the entry is empty
-  uint64_t generation = 0;
-  std::weak_ptr<const IndexedConfig> config;
-};
-
-// A few entries, chosen by store id, so that a thread alternating between
-// two stores (tests do) rarely evicts one store's entry for the other's.
-constexpr size_t kSnapshotCacheSize = 4;
-thread_local std::array<CachedSnapshot, kSnapshotCacheSize> t_snapshot_cache;
-
-std::atomic<uint64_t> g_next_store_id{1};
-
 }  // namespace
 
 ConfigStore::ConfigStore(std::string path,
                          std::shared_ptr<const IndexedConfig> config)
-    : path_(std::move(path)),
-      id_(g_next_store_id.fetch_add(1, std::memory_order_relaxed)),
-      current_(std::move(config)) {}
+    : path_(std::move(path)), current_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(
     const std::string& path, LoadResult* result) {
@@ -132,30 +102,6 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(
   std::unique_ptr<ConfigStore> store(new ConfigStore(path, loaded->config));
   if (result != nullptr) *result = *std::move(loaded);
   return store;
-}
-
-std::shared_ptr<const IndexedConfig> ConfigStore::Snapshot() const {
-  // A reload that finished before this call has bumped generation_, so the
-  // cached entry misses and the slow path reads the new current_ under mu_.
-  const uint64_t generation = generation_.load(std::memory_order_acquire);
-  CachedSnapshot& cached = t_snapshot_cache[id_ % kSnapshotCacheSize];
-  if (cached.store_id == id_ && cached.generation == generation) {
-    // Fails only when a reload replaced the config and every holder
-    // released it after the load above: then it is not current anyway.
-    if (std::shared_ptr<const IndexedConfig> config = cached.config.lock()) {
-      return config;
-    }
-  }
-  std::shared_ptr<const IndexedConfig> config;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    config = current_;
-    // Read under mu_, so it is the generation of `config`.
-    cached.generation = generation_.load(std::memory_order_relaxed);
-  }
-  cached.store_id = id_;
-  cached.config = config;
-  return config;
 }
 
 absl::StatusOr<LoadResult> ConfigStore::Reload() {
@@ -170,14 +116,7 @@ absl::StatusOr<LoadResult> ConfigStore::Reload() {
   }
   absl::StatusOr<LoadResult> loaded = Load(path_, *text);
   if (!loaded.ok()) return loaded.status();
-  {
-    absl::MutexLock lock(&mu_);
-    current_ = loaded->config;
-    generation_.store(generation_.load(std::memory_order_relaxed) + 1,
-                      std::memory_order_release);
-  }
-  // `old` is released here, outside the lock: the last reader of a config
-  // frees it, never a reader waiting on mu_.
+  current_.Publish(loaded->config);
   return loaded;
 }
 

@@ -5,14 +5,13 @@
 // request, so a reload never changes a response half-way. Snapshot() takes
 // no lock while the config is unchanged, and a reload holds the lock readers
 // may take only to swap one pointer, never while it parses: readers never
-// wait for a parse. An invalid file never replaces a good config.
+// wait for a parse (published_snapshot.h). An invalid file never replaces a
+// good config.
 //
 // Thread-safe: all methods may be called concurrently.
 #ifndef ABEXP_SERVER_CORE_CONFIG_STORE_H_
 #define ABEXP_SERVER_CORE_CONFIG_STORE_H_
 
-#include <atomic>
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/indexed_config.h"
+#include "server/core/published_snapshot.h"
 
 namespace abexp {
 
@@ -55,15 +55,16 @@ class ConfigStore {
   // unchanged: one atomic load and one reference-count increment. A thread's
   // first call, its first after each reload (or after it read several other
   // stores), also takes a reader lock that reloads hold only for the swap.
-  std::shared_ptr<const IndexedConfig> Snapshot() const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const IndexedConfig> Snapshot() const {
+    return current_.Get();
+  }
 
   // Re-reads the file. A byte-identical file is a no-op success
   // (changed = false). On any error the last good config stays in place and
   // the error is returned with every diagnostic (INVALID_ARGUMENT) or the
   // read error; the caller decides how to log it. Concurrent reloads are
   // serialized.
-  absl::StatusOr<LoadResult> Reload() ABSL_LOCKS_EXCLUDED(reload_mu_, mu_);
+  absl::StatusOr<LoadResult> Reload() ABSL_LOCKS_EXCLUDED(reload_mu_);
 
   const std::string& path() const { return path_; }
 
@@ -71,19 +72,9 @@ class ConfigStore {
   ConfigStore(std::string path, std::shared_ptr<const IndexedConfig> config);
 
   const std::string path_;
-  // Unique in the process, never reused: names this store in the per-thread
-  // snapshot caches (config_store.cc), where a destroyed store's entries may
-  // outlive it and a new store may get its address.
-  const uint64_t id_;
-
   // Serializes Reload() so two reloads never race to install older files.
   absl::Mutex reload_mu_;
-  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(reload_mu_);
-  std::shared_ptr<const IndexedConfig> current_ ABSL_GUARDED_BY(mu_);
-  // Incremented, with mu_ held, each time current_ is replaced. Read without
-  // the lock by Snapshot() to tell whether its thread's cached config is
-  // still current_.
-  std::atomic<uint64_t> generation_{0};
+  PublishedSnapshot<IndexedConfig> current_;
 };
 
 }  // namespace abexp

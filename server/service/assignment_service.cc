@@ -452,20 +452,23 @@ AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
                                              const Recorder* recorder,
                                              StickyOptions sticky,
                                              StorageExecutor* executor,
-                                             StorageExecutor* sticky_executor)
+                                             StorageExecutor* sticky_executor,
+                                             const CallAuthorizer* authorizer)
     : store_(store),
       recorder_(recorder),
       sticky_(std::make_unique<StickyReader>(std::move(sticky))),
       executor_(executor),
-      sticky_executor_(sticky_executor) {}
+      sticky_executor_(sticky_executor),
+      authorizer_(authorizer) {}
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
 template <typename Request, typename Response, typename Handle,
           typename Records>
 grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
-    grpc::ByteBuffer* response_bytes, Handle handle, Records records) {
+    grpc::CallbackServerContext* context, const RpcAccess<Request>& access,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Handle handle, Records records) {
   std::shared_ptr<const IndexedConfig> config = store_->Snapshot();
   StickyReader* const reader = sticky_.get();
   const bool reads = MayReadStore(*config);
@@ -475,7 +478,7 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Serve(
     return handle(*config, StickyRead{reader, absl::OkStatus()}, req, resp);
   };
   if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
-          context, &in_flight_, request_bytes, response_bytes,
+          context, access, &in_flight_, request_bytes, response_bytes,
           [&](const Request& req) { return reads || records(req); }, now)) {
     return served;
   }
@@ -567,9 +570,15 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     return HandleAssignEncoded(*config, encoder, recorder, no_reads, req,
                                bytes);
   };
+  RpcAccess<v1::AssignRequest> access =
+      AccessTo<v1::AssignRequest>("abexp.v1.AssignmentService/Assign");
+  // Recording the exposures is the recording service's work.
+  access.request_roles = [](const v1::AssignRequest& req) -> Roles {
+    return req.record_exposure() ? kRoleRecord : 0;
+  };
   if (grpc::ServerUnaryReactor* served =
           ServeEncodedNowUnless<v1::AssignRequest>(
-              context, &in_flight_, request, response,
+              context, access, &in_flight_, request, response,
               [&](const v1::AssignRequest& req) {
                 return reads || records(req);
               },
@@ -584,7 +593,10 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Serve<v1::BatchAssignRequest, v1::BatchAssignResponse>(
-      context, request, response,
+      context,
+      AccessTo<v1::BatchAssignRequest>(
+          "abexp.v1.AssignmentService/BatchAssign"),
+      request, response,
       [](const IndexedConfig& config, const StickyRead& sticky,
          const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
         return HandleBatchAssign(config, sticky, req, resp);
@@ -596,7 +608,10 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::ExplainAssignment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Serve<v1::ExplainAssignmentRequest, v1::ExplainAssignmentResponse>(
-      context, request, response,
+      context,
+      AccessTo<v1::ExplainAssignmentRequest>(
+          "abexp.v1.AssignmentService/ExplainAssignment"),
+      request, response,
       [](const IndexedConfig& config, const StickyRead& sticky,
          const v1::ExplainAssignmentRequest& req,
          v1::ExplainAssignmentResponse* resp) {
@@ -609,7 +624,10 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::ListExperiments(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::ListExperimentsRequest, v1::ListExperimentsResponse>(
-      context, &in_flight_, request, response,
+      context,
+      AccessTo<v1::ListExperimentsRequest>(
+          "abexp.v1.AssignmentService/ListExperiments"),
+      &in_flight_, request, response,
       [&](const v1::ListExperimentsRequest& req,
           v1::ListExperimentsResponse* resp) {
         return HandleListExperiments(*store_, req, resp);
@@ -620,7 +638,10 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::GetExperiment(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeInline<v1::GetExperimentRequest, v1::Experiment>(
-      context, &in_flight_, request, response,
+      context,
+      AccessTo<v1::GetExperimentRequest>(
+          "abexp.v1.AssignmentService/GetExperiment"),
+      &in_flight_, request, response,
       [&](const v1::GetExperimentRequest& req, v1::Experiment* resp) {
         return HandleGetExperiment(*store_, req, resp);
       });

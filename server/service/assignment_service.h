@@ -30,6 +30,8 @@
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
 #include "server/core/sticky.h"
+#include "server/core/token_table.h"
+#include "server/service/call_auth.h"
 #include "server/service/rpc_handlers.h"
 #include "server/service/storage_executor.h"
 #include "server/service/unary_call.h"
@@ -57,13 +59,17 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   // `sticky_executor`; when it is full, or a call waited sticky.budget for
   // it, the call does not read and answers at once, each sticky experiment
   // it would have read with reason STICKY_UNREAD. Null: they read inline.
-  // REQUIRES: store, recorder, sticky.store and the executors outlive this
-  // service.
+  // Every call needs the role assign, and an Assign with record_exposure
+  // record too, from `authorizer` (call_auth.h); null: every call is
+  // allowed.
+  // REQUIRES: store, recorder, sticky.store, the executors and authorizer
+  // outlive this service.
   explicit AssignmentServiceImpl(const ConfigStore* store,
                                  const Recorder* recorder = nullptr,
                                  StickyOptions sticky = {},
                                  StorageExecutor* executor = nullptr,
-                                 StorageExecutor* sticky_executor = nullptr);
+                                 StorageExecutor* sticky_executor = nullptr,
+                                 const CallAuthorizer* authorizer = nullptr);
   ~AssignmentServiceImpl() override;
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
@@ -99,11 +105,13 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   template <typename Request, typename Response, typename Handle,
             typename Records>
   grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
+                                  const RpcAccess<Request>& access,
                                   const grpc::ByteBuffer* request_bytes,
                                   grpc::ByteBuffer* response_bytes,
                                   Handle handle, Records records);
-  // Serve's part for a call that is not served on this thread: it is
-  // parsed again into a UnaryCall and run on an executor.
+  // Serve's part for a call that is not served on this thread (its caller
+  // already admitted): it is parsed again into a UnaryCall and run on an
+  // executor.
   template <typename Request, typename Response, typename Handle,
             typename Records>
   grpc::ServerUnaryReactor* ServeWaiting(
@@ -114,12 +122,18 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   // Whether calls on `config` may read the store for recorded variants
   // (then they run on sticky_executor_).
   bool MayReadStore(const IndexedConfig& config) const;
+  // Who may call `rpc` ("Assign"): the role assign.
+  template <typename Request>
+  RpcAccess<Request> AccessTo(const char* rpc) const {
+    return RpcAccess<Request>{authorizer_, rpc, kRoleAssign, nullptr};
+  }
 
   const ConfigStore* const store_;  // not owned
   const Recorder* const recorder_;  // not owned; may be null
   const std::unique_ptr<StickyReader> sticky_;
   StorageExecutor* const executor_;         // not owned; may be null
   StorageExecutor* const sticky_executor_;  // not owned; may be null
+  const CallAuthorizer* const authorizer_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

@@ -177,15 +177,23 @@ absl::Status HandleRecordEvents(const ConfigStore& store,
 
 RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
                                            const Recorder* recorder,
-                                           StorageExecutor* executor)
-    : store_(store), recorder_(recorder), executor_(executor) {}
+                                           StorageExecutor* executor,
+                                           const CallAuthorizer* authorizer)
+    : store_(store),
+      recorder_(recorder),
+      executor_(executor),
+      authorizer_(authorizer) {}
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeOnExecutor<v1::RecordExposuresRequest,
                          v1::RecordExposuresResponse>(
-      executor_, context, &in_flight_, request, response,
+      executor_, context,
+      RpcAccess<v1::RecordExposuresRequest>{
+          authorizer_, "abexp.v1.RecordingService/RecordExposures",
+          kRoleRecord},
+      &in_flight_, request, response,
       [this](const v1::RecordExposuresRequest& req,
              v1::RecordExposuresResponse* resp) {
         return HandleRecordExposures(*store_, *recorder_, req, resp);
@@ -196,7 +204,10 @@ grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeOnExecutor<v1::RecordEventsRequest, v1::RecordEventsResponse>(
-      executor_, context, &in_flight_, request, response,
+      executor_, context,
+      RpcAccess<v1::RecordEventsRequest>{
+          authorizer_, "abexp.v1.RecordingService/RecordEvents", kRoleRecord},
+      &in_flight_, request, response,
       [this](const v1::RecordEventsRequest& req,
              v1::RecordEventsResponse* resp) {
         return HandleRecordEvents(*store_, *recorder_, req, resp);

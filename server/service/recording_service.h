@@ -16,6 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/service/call_auth.h"
 #include "server/service/storage_executor.h"
 
 namespace abexp {
@@ -32,8 +33,12 @@ class RecordingServiceImpl final : public RawRecordingService {
   // Every call runs on `executor` (storage_executor.h): recording waits on
   // the store, which no gRPC thread may do.
   // REQUIRES: executor outlives this service too.
+  // Every call needs the role record from `authorizer` (call_auth.h);
+  // null: every call is allowed.
+  // REQUIRES: authorizer outlives this service.
   RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder,
-                       StorageExecutor* executor);
+                       StorageExecutor* executor,
+                       const CallAuthorizer* authorizer = nullptr);
 
   RecordingServiceImpl(const RecordingServiceImpl&) = delete;
   RecordingServiceImpl& operator=(const RecordingServiceImpl&) = delete;
@@ -49,9 +54,10 @@ class RecordingServiceImpl final : public RawRecordingService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  const ConfigStore* const store_;   // not owned
-  const Recorder* const recorder_;   // not owned
-  StorageExecutor* const executor_;  // not owned
+  const ConfigStore* const store_;          // not owned
+  const Recorder* const recorder_;          // not owned
+  StorageExecutor* const executor_;         // not owned
+  const CallAuthorizer* const authorizer_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

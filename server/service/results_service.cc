@@ -234,10 +234,12 @@ void FillResponse(const ExperimentResults& results,
 
 ResultsServiceImpl::ResultsServiceImpl(const ConfigStore* config_store,
                                        EventStore* event_store,
-                                       StorageExecutor* executor)
+                                       StorageExecutor* executor,
+                                       const CallAuthorizer* authorizer)
     : config_store_(config_store),
       event_store_(event_store),
-      executor_(executor) {}
+      executor_(executor),
+      authorizer_(authorizer) {}
 
 absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,
                               const v1::GetResultsRequest& request,
@@ -260,7 +262,10 @@ grpc::ServerUnaryReactor* ResultsServiceImpl::GetResults(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeOnExecutor<v1::GetResultsRequest, v1::GetResultsResponse>(
-      executor_, context, &in_flight_, request, response,
+      executor_, context,
+      RpcAccess<v1::GetResultsRequest>{
+          authorizer_, "abexp.v1.ResultsService/GetResults", kRoleResults},
+      &in_flight_, request, response,
       [this](const v1::GetResultsRequest& req, v1::GetResultsResponse* resp) {
         return HandleGetResults(*config_store_, event_store_, req, resp);
       });

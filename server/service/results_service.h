@@ -17,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/event_store.h"
+#include "server/service/call_auth.h"
 #include "server/service/storage_executor.h"
 
 namespace abexp {
@@ -29,9 +30,13 @@ class ResultsServiceImpl final : public RawResultsService {
  public:
   // Every call runs on `executor` (storage_executor.h): reading the
   // aggregates waits on the store, which no gRPC thread may do.
-  // REQUIRES: config_store, event_store and executor outlive this service.
+  // Every call needs the role results from `authorizer` (call_auth.h);
+  // null: every call is allowed.
+  // REQUIRES: config_store, event_store, executor and authorizer outlive
+  // this service.
   ResultsServiceImpl(const ConfigStore* config_store, EventStore* event_store,
-                     StorageExecutor* executor);
+                     StorageExecutor* executor,
+                     const CallAuthorizer* authorizer = nullptr);
 
   ResultsServiceImpl(const ResultsServiceImpl&) = delete;
   ResultsServiceImpl& operator=(const ResultsServiceImpl&) = delete;
@@ -44,9 +49,10 @@ class ResultsServiceImpl final : public RawResultsService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  const ConfigStore* const config_store_;  // not owned
-  EventStore* const event_store_;          // not owned
-  StorageExecutor* const executor_;        // not owned
+  const ConfigStore* const config_store_;   // not owned
+  EventStore* const event_store_;           // not owned
+  StorageExecutor* const executor_;         // not owned
+  const CallAuthorizer* const authorizer_;  // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

@@ -16,10 +16,13 @@
 //   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext*,
 //       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
 //     return ServeInline<v1::Req, v1::Resp>(
-//         context, &in_flight_, request, response,
+//         context, access, &in_flight_, request, response,
 //         [&](const v1::Req& req, v1::Resp* resp) { return Handle(req, resp);
 //         });
 //   }
+//
+// Every call starts with its caller's check (RpcAccess, call_auth.h), before
+// its request is parsed: a call its token does not allow does nothing.
 //
 // Thread safety: Finish may be called from any thread, once: inline, or
 // later from a thread that waited for storage.
@@ -38,6 +41,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "server/core/call_scope.h"
+#include "server/service/call_auth.h"
 #include "server/service/rpc_handlers.h"
 #include "server/service/storage_executor.h"
 
@@ -225,11 +229,26 @@ bool TrySubmitCall(StorageExecutor* executor,
   });
 }
 
+// How every call starts: the caller's check, the parse of the request into
+// *request, the check of the request's own roles. Returns the first
+// failure, with which the call ends.
+template <typename Request>
+absl::Status AdmitAndParse(grpc::CallbackServerContext* context,
+                           const RpcAccess<Request>& access,
+                           const grpc::ByteBuffer& request_bytes,
+                           Request* request) {
+  absl::Status status = access.CheckCaller(*context);
+  if (status.ok()) status = ParseRequest(request_bytes, request);
+  if (status.ok()) status = access.CheckRequest(*context, *request);
+  return status;
+}
+
 // Serves the call within this method unless it is to wait on storage:
-// parses the request into ScopedMessages; when it does not parse, or
-// waits_on_storage(request) is false, runs fn(request, response) ->
-// absl::Status, finishes the call with the result and returns the reactor.
-// Returns null, having kept nothing, for a call that is to wait.
+// checks the caller and parses the request into ScopedMessages
+// (AdmitAndParse); when that fails, or waits_on_storage(request) is false, runs
+// fn(request, response) -> absl::Status, finishes the call with the result and
+// returns the reactor. Returns null, having kept nothing, for a call that is to
+// wait.
 //
 // Such a call ends with the context's default reactor: gRPC runs its
 // OnDone inline, where one of ours would be handed to gRPC's executor
@@ -237,6 +256,7 @@ bool TrySubmitCall(StorageExecutor* executor,
 // gRPC sends the answer after, within ShutdownServer's quiet period.
 template <typename Request, typename Response, typename Pred, typename Fn>
 grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
+                                         const RpcAccess<Request>& access,
                                          std::atomic<int>* in_flight,
                                          const grpc::ByteBuffer* request_bytes,
                                          grpc::ByteBuffer* response_bytes,
@@ -244,7 +264,8 @@ grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
   grpc::Status finish;
   {
     ScopedMessages<Request, Response> messages;
-    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    absl::Status status =
+        AdmitAndParse(context, access, *request_bytes, messages.request());
     if (status.ok() && waits_on_storage(*messages.request())) return nullptr;
     in_flight->fetch_add(1);
     if (status.ok()) {
@@ -265,15 +286,16 @@ grpc::ServerUnaryReactor* ServeNowUnless(grpc::CallbackServerContext* context,
 // to gRPC as they are.
 template <typename Request, typename Pred, typename Fn>
 grpc::ServerUnaryReactor* ServeEncodedNowUnless(
-    grpc::CallbackServerContext* context, std::atomic<int>* in_flight,
-    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
-    Pred waits_on_storage, Fn& fn) {
+    grpc::CallbackServerContext* context, const RpcAccess<Request>& access,
+    std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
+    grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn& fn) {
   // Reused by the thread's calls: its capacity is kept.
   thread_local std::string encoded;
   grpc::Status finish;
   {
     ScopedMessages<Request, Request> messages;  // the second one unused
-    absl::Status status = ParseRequest(*request_bytes, messages.request());
+    absl::Status status =
+        AdmitAndParse(context, access, *request_bytes, messages.request());
     if (status.ok() && waits_on_storage(*messages.request())) return nullptr;
     in_flight->fetch_add(1);
     encoded.clear();
@@ -297,11 +319,12 @@ grpc::ServerUnaryReactor* ServeEncodedNowUnless(
 // finishes the call with its result (ServeNowUnless).
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
+                                      const RpcAccess<Request>& access,
                                       std::atomic<int>* in_flight,
                                       const grpc::ByteBuffer* request_bytes,
                                       grpc::ByteBuffer* response_bytes, Fn fn) {
   return ServeNowUnless<Request, Response>(
-      context, in_flight, request_bytes, response_bytes,
+      context, access, in_flight, request_bytes, response_bytes,
       [](const Request&) { return false; }, fn);
 }
 
@@ -317,15 +340,17 @@ grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
 template <typename Request, typename Response, typename Pred, typename Fn>
 grpc::ServerUnaryReactor* ServeOnExecutorIf(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
-    std::atomic<int>* in_flight, const grpc::ByteBuffer* request_bytes,
-    grpc::ByteBuffer* response_bytes, Pred waits_on_storage, Fn fn) {
+    const RpcAccess<Request>& access, std::atomic<int>* in_flight,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Pred waits_on_storage, Fn fn) {
   if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
-          context, in_flight, request_bytes, response_bytes, waits_on_storage,
-          fn)) {
+          context, access, in_flight, request_bytes, response_bytes,
+          waits_on_storage, fn)) {
     return served;
   }
   // The call outlives this method: its messages move to an arena of its own
-  // (parsed again: a call that waits on storage can afford it).
+  // (parsed again: a call that waits on storage can afford it; its caller
+  // was admitted above).
   auto* call = new UnaryCall<Request, Response>(in_flight, response_bytes);
   if (!call->Parse(*request_bytes).ok()) return call;
   if (absl::Status wanted = CheckStillWanted(context); !wanted.ok()) {
@@ -342,12 +367,13 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* ServeOnExecutor(StorageExecutor* executor,
                                           grpc::CallbackServerContext* context,
+                                          const RpcAccess<Request>& access,
                                           std::atomic<int>* in_flight,
                                           const grpc::ByteBuffer* request_bytes,
                                           grpc::ByteBuffer* response_bytes,
                                           Fn fn) {
   return ServeOnExecutorIf<Request, Response>(
-      executor, context, in_flight, request_bytes, response_bytes,
+      executor, context, access, in_flight, request_bytes, response_bytes,
       [](const Request&) { return true; }, std::move(fn));
 }
 
