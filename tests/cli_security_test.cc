@@ -262,5 +262,58 @@ TEST_F(CliTlsTest, ReachesAMutualTlsServerWithAClientCertificate) {
   EXPECT_THAT(r.err, HasSubstr("--tls_cert_file"));
 }
 
+// A plaintext loopback server whose token file holds the lines `abexp token
+// create` printed: "ops" may assign, "analyst" may only read results.
+class CliTokenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ops_ = CreateToken({"--role", "assign", "--name", "ops"});
+    analyst_ = CreateToken({"--role", "results", "--name", "analyst"});
+    const std::string tokens =
+        dir_.Write("tokens", ops_.line + "\n" + analyst_.line + "\n");
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        ServerProcess::Start(
+            dir_.Write("experiments.yaml", abexp::testing::kOneVariantConfig),
+            {"--auth_tokens_file=" + tokens});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+
+  TempDir dir_;
+  Created ops_;
+  Created analyst_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(CliTokenTest, ATokenFromTheFlagOrTheVariableIsAccepted) {
+  Result r = Cli({}, {"experiments", "list", "--server", server_->address(),
+                      "--token", ops_.token});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("checkout"));
+  r = Cli({"ABEXP_TOKEN=" + ops_.token},
+          {"assign", "--server", server_->address(), "--id", "user_id=u-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("only"));
+}
+
+TEST_F(CliTokenTest, WithoutATokenItSaysHowToPassOne) {
+  const Result r =
+      Cli({}, {"experiments", "list", "--server", server_->address()});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("UNAUTHENTICATED"));
+  EXPECT_THAT(r.err, HasSubstr("pass --token TOKEN or set ABEXP_TOKEN"));
+}
+
+TEST_F(CliTokenTest, ATokenWithoutTheRoleNamesTheRole) {
+  const Result r = Cli({"ABEXP_TOKEN=" + analyst_.token},
+                       {"experiments", "list", "--server", server_->address()});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(r.err, HasSubstr("analyst"));
+  EXPECT_THAT(r.err, HasSubstr("assign"));
+  EXPECT_THAT(r.err, HasSubstr("lacks the role"));
+  EXPECT_THAT(r.err, Not(HasSubstr(analyst_.token)));
+}
+
 }  // namespace
 }  // namespace abexp

@@ -2,6 +2,7 @@
 // abexp-server, configured by options and by the ABEXP_TLS_* variables, and
 // client/credentials.h's checks of real certificates and keys (made by the
 // openssl command line, server/testing/test_certs.h).
+#include <signal.h>
 #include <stdlib.h>
 
 #include <memory>
@@ -14,6 +15,7 @@
 #include "client/client.h"
 #include "client/credentials.h"
 #include "client/event_sender.h"
+#include "client/token.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/testing/redis_process.h"
@@ -32,6 +34,7 @@ using ::abexp::testing::TempDir;
 using ::abexp::testing::TestCertificates;
 using ::abexp::testing::TlsCredentials;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ClientTlsTest : public ::testing::Test {
  protected:
@@ -215,6 +218,151 @@ TEST_F(ClientTlsTest, AnEncryptedKeyIsRefusedWithHowToDecryptIt) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.status().message(), HasSubstr("is an encrypted key"));
   EXPECT_THAT(s.status().message(), HasSubstr("openssl pkey"));
+}
+
+// A plaintext loopback server with --auth_tokens_file: "frontend" may
+// assign and record, "analyst" may only read results.
+class ClientTokenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    unsetenv(kTokenEnv);
+    for (std::string* token : {&frontend_, &analyst_, &newcomer_}) {
+      absl::StatusOr<std::string> made = MakeToken();
+      ASSERT_TRUE(made.ok()) << made.status();
+      *token = *made;
+    }
+    tokens_file_ = dir_.Write("tokens", TokenLines(/*with_newcomer=*/false));
+    absl::StatusOr<std::unique_ptr<RedisProcess>> redis = RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+        ServerProcess::Start(
+            dir_.Write("experiments.yaml", abexp::testing::kOneVariantConfig),
+            {"--auth_tokens_file=" + tokens_file_,
+             "--redis=" + redis_->address()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+
+  std::string TokenLines(bool with_newcomer) const {
+    std::string lines =
+        absl::StrCat("frontend assign,record ", TokenFileHash(frontend_), "\n",
+                     "analyst results ", TokenFileHash(analyst_), "\n");
+    if (with_newcomer) {
+      absl::StrAppend(&lines, "newcomer record ", TokenFileHash(newcomer_),
+                      "\n");
+    }
+    return lines;
+  }
+
+  std::unique_ptr<Client> ClientWith(const std::string& token) const {
+    ClientOptions options;
+    options.target = server_->address();
+    options.deadline = absl::Seconds(10);
+    options.security.token = token;
+    absl::StatusOr<std::unique_ptr<Client>> client =
+        Client::Create(std::move(options));
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+
+  static Assignment AssignOne(const Client& client) {
+    absl::StatusOr<Assignment> a =
+        client.Assign(UnitBuilder().Id("user_id", "u-1").Build());
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? *std::move(a) : Assignment::Degraded(a.status());
+  }
+
+  TempDir dir_;
+  std::string frontend_, analyst_, newcomer_;
+  std::string tokens_file_;
+  std::unique_ptr<RedisProcess> redis_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(ClientTokenTest, ATokenWithTheRoleIsAcceptedFromTheOptionOrTheVariable) {
+  std::unique_ptr<Client> client = ClientWith(frontend_);
+  ASSERT_NE(client, nullptr);
+  const Assignment a = AssignOne(*client);
+  EXPECT_FALSE(a.degraded()) << a.error();
+  EXPECT_EQ(a.variant("checkout"), "only");
+  EXPECT_TRUE(client->auth_error().ok());
+
+  setenv(kTokenEnv, frontend_.c_str(), 1);
+  std::unique_ptr<Client> from_env = ClientWith("");
+  ASSERT_NE(from_env, nullptr);
+  const Assignment b = AssignOne(*from_env);
+  EXPECT_FALSE(b.degraded()) << b.error();
+}
+
+TEST_F(ClientTokenTest, WithoutATokenAssignDegradesAndAuthErrorSaysWhy) {
+  std::unique_ptr<Client> client = ClientWith("");
+  ASSERT_NE(client, nullptr);
+  const Assignment a = AssignOne(*client);
+  EXPECT_TRUE(a.degraded());
+  EXPECT_EQ(a.error().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(a.error().message(), HasSubstr("the client sent no token"));
+  EXPECT_EQ(client->auth_error().code(), absl::StatusCode::kUnauthenticated);
+
+  // A token the server does not know.
+  std::unique_ptr<Client> unknown = ClientWith(newcomer_);
+  ASSERT_NE(unknown, nullptr);
+  const Assignment b = AssignOne(*unknown);
+  EXPECT_EQ(b.error().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(b.error().message(),
+              HasSubstr("sent the token from "
+                        "ClientOptions.security.token; the server does not "
+                        "know it"));
+  EXPECT_THAT(b.error().message(), Not(HasSubstr(newcomer_)));
+}
+
+TEST_F(ClientTokenTest, ATokenWithoutTheRoleDegradesUntilACallSucceeds) {
+  std::unique_ptr<Client> client = ClientWith(analyst_);
+  ASSERT_NE(client, nullptr);
+  const Assignment a = AssignOne(*client);
+  EXPECT_TRUE(a.degraded());
+  EXPECT_EQ(a.error().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(a.error().message(), HasSubstr("analyst"));
+  EXPECT_THAT(a.error().message(), HasSubstr("assign"));
+  EXPECT_EQ(client->auth_error().code(), absl::StatusCode::kPermissionDenied);
+
+  // The analyst may read results: a call that succeeds clears auth_error().
+  v1::GetResultsRequest request;
+  request.set_experiment_key("checkout");
+  absl::StatusOr<v1::GetResultsResponse> results = client->GetResults(request);
+  EXPECT_TRUE(results.ok()) << results.status();
+  EXPECT_TRUE(client->auth_error().ok()) << client->auth_error();
+}
+
+TEST_F(ClientTokenTest, TheEventSenderKeepsRecordsUntilTheServerKnowsTheToken) {
+  EventSenderOptions options;
+  options.target = server_->address();
+  options.security.token = newcomer_;
+  options.initial_backoff = absl::Milliseconds(50);
+  options.max_backoff = absl::Milliseconds(200);
+  absl::StatusOr<std::unique_ptr<EventSender>> sender =
+      EventSender::Create(std::move(options));
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  ASSERT_TRUE((*sender)
+                  ->Track(UnitBuilder().Id("user_id", "u-1").Build(), "signup")
+                  .ok());
+  EXPECT_EQ((*sender)->Flush(absl::Seconds(1)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EventSenderStats stats = (*sender)->stats();
+  EXPECT_EQ(stats.last_error.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(stats.pending, 1);
+  EXPECT_EQ(stats.sent, 0);
+
+  // The token's line is added and the server reloads its token file.
+  dir_.Write("tokens", TokenLines(/*with_newcomer=*/true));
+  ASSERT_TRUE(server_->Signal(SIGHUP).ok());
+  ASSERT_TRUE(
+      server_->WaitForStderr("token file reloaded", absl::Seconds(20)).ok());
+  EXPECT_TRUE((*sender)->Flush(absl::Seconds(20)).ok())
+      << (*sender)->stats().last_error;
+  stats = (*sender)->stats();
+  EXPECT_EQ(stats.sent, 1);
+  EXPECT_EQ(stats.dropped_invalid + stats.dropped_gave_up, 0);
 }
 
 }  // namespace
