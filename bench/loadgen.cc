@@ -40,6 +40,12 @@
 // (e.g. --duration=3600s), start what it measures alongside once the file
 // exists, and stop it with SIGINT.
 //
+// --tls_ca_file, --tls_cert_file, --tls_key_file, --tls and --token (or
+// ABEXP_TLS_CA_FILE, ABEXP_TLS_CERT_FILE, ABEXP_TLS_KEY_FILE, ABEXP_TOKEN)
+// load a server over TLS or mutual TLS and with an access token, built by
+// client/credentials.h as abexp::Client builds them: each call carries the
+// token as one metadata entry, as a real client's call does.
+//
 // --inflight is the total over all channels. Latencies go into an HDR-style
 // histogram (bench/histogram.h): percentiles are within 0.8% of the truth.
 //
@@ -82,6 +88,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/histogram.h"
+#include "client/credentials.h"
 #include "grpc/support/time.h"
 #include "grpcpp/grpcpp.h"
 
@@ -152,6 +159,21 @@ ABSL_FLAG(std::vector<std::string>, allowed_errors, {},
           "DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,UNAVAILABLE) that are counted "
           "by code but do not fail the run; any other error still makes the "
           "exit status 1. Default: none, every error fails the run.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: PEM CA certificate(s) that signed the server's certificate. "
+          "Default: $ABEXP_TLS_CA_FILE, else plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "Mutual TLS: this client's PEM certificate, with --tls_key_file. "
+          "Default: $ABEXP_TLS_CERT_FILE.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "Mutual TLS: the unencrypted PEM key of --tls_cert_file. Default: "
+          "$ABEXP_TLS_KEY_FILE.");
+ABSL_FLAG(bool, tls, false,
+          "TLS verified against the system's root CAs (implied by the "
+          "--tls_* files).");
+ABSL_FLAG(std::string, token, "",
+          "Access token sent on every call as `authorization: Bearer TOKEN`. "
+          "Default: $ABEXP_TOKEN, else none.");
 ABSL_FLAG(std::string, ready_file, "",
           "Created (empty) when the warmup is over and measuring starts. "
           "Default: none.");
@@ -189,6 +211,8 @@ struct LoadOptions {
   // --allowed_errors.
   std::vector<bool> allowed_errors;
   std::string ready_file;
+  // TLS and the token, from the flags and the environment.
+  ChannelSecurity security;
 };
 
 // What record mode needs to know about its experiment.
@@ -640,6 +664,7 @@ class Worker {
     slot->context = std::make_unique<grpc::ClientContext>();
     slot->context->set_deadline(std::chrono::system_clock::now() +
                                 absl::ToChronoNanoseconds(options_.timeout));
+    options_.security.Apply(slot->context.get());
     slot->sent_ns = NowNanos();
     slot->start_ns = scheduled_ns >= 0 ? scheduled_ns : slot->sent_ns;
     // A closed-loop call (not scheduled) is sent only when its sender saw
@@ -795,8 +820,8 @@ std::string Micros(int64_t ns) { return absl::StrFormat("%.1f", ns / 1000.0); }
 
 // Reads the variants and unit id type of the experiment record mode uses.
 // Errors are messages for the user.
-absl::StatusOr<RecordTarget> DiscoverRecordTarget(Channel* channel,
-                                                  const std::string& key) {
+absl::StatusOr<RecordTarget> DiscoverRecordTarget(
+    Channel* channel, const std::string& key, const ChannelSecurity& security) {
   if (key.empty()) {
     return absl::InvalidArgumentError(
         "--record_experiment is empty; name an experiment of the served "
@@ -805,6 +830,7 @@ absl::StatusOr<RecordTarget> DiscoverRecordTarget(Channel* channel,
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(5));
+  security.Apply(&context);
   v1::GetExperimentRequest request;
   request.set_experiment_key(key);
   v1::Experiment experiment;
@@ -843,7 +869,7 @@ std::vector<std::unique_ptr<Channel>> OpenChannels(const LoadOptions& options) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto channel = std::make_unique<Channel>();
     channel->channel = grpc::CreateCustomChannel(
-        options.target, grpc::InsecureChannelCredentials(), args);
+        options.target, options.security.credentials(), args);
     channel->assign = v1::AssignmentService::NewStub(channel->channel);
     channel->record = v1::RecordingService::NewStub(channel->channel);
     channel->results = v1::ResultsService::NewStub(channel->channel);
@@ -854,7 +880,9 @@ std::vector<std::unique_ptr<Channel>> OpenChannels(const LoadOptions& options) {
                                             std::chrono::seconds(5))) {
       std::fprintf(stderr,
                    "abexp-loadgen: cannot connect to %s within 5s; is the "
-                   "server running there? (--target=HOST:PORT)\n",
+                   "server running there? (--target=HOST:PORT; for a server "
+                   "with TLS, --tls_ca_file and, for mutual TLS, "
+                   "--tls_cert_file and --tls_key_file)\n",
                    options.target.c_str());
       return {};
     }
@@ -1136,8 +1164,8 @@ int Run(const LoadOptions& options) {
   if (channels.empty()) return 1;
   RecordTarget record;
   if (options.call == CallKind::kRecord) {
-    absl::StatusOr<RecordTarget> found =
-        DiscoverRecordTarget(channels[0].get(), options.record_experiment);
+    absl::StatusOr<RecordTarget> found = DiscoverRecordTarget(
+        channels[0].get(), options.record_experiment, options.security);
     if (!found.ok()) {
       std::fprintf(stderr, "abexp-loadgen: %s\n",
                    std::string(found.status().message()).c_str());
@@ -1239,6 +1267,15 @@ std::string ParseOptions(LoadOptions* options) {
     options->allowed_errors[code] = true;
   }
   options->ready_file = absl::GetFlag(FLAGS_ready_file);
+  SecurityOptions security;
+  security.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  security.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  security.tls = absl::GetFlag(FLAGS_tls);
+  security.token = absl::GetFlag(FLAGS_token);
+  absl::StatusOr<ChannelSecurity> resolved = ResolveSecurity(security, "--");
+  if (!resolved.ok()) return std::string(resolved.status().message());
+  options->security = *std::move(resolved);
   if (options->call == CallKind::kRecord && options->record_event.empty()) {
     return "--record_event is empty; name an event a metric of "
            "--record_experiment uses, e.g. order_completed";

@@ -17,6 +17,11 @@ bool IsCallerError(absl::StatusCode code) {
          code == absl::StatusCode::kNotFound;
 }
 
+bool IsAuthError(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnauthenticated ||
+         code == absl::StatusCode::kPermissionDenied;
+}
+
 // 128 random bits as 32 hex digits.
 std::string RandomKey() {
   thread_local std::mt19937_64 rng{[] {
@@ -150,11 +155,15 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
     return absl::InvalidArgumentError(
         "ClientOptions.initial_backoff is negative; use zero or more");
   }
-  std::shared_ptr<grpc::ChannelCredentials> creds =
+  absl::StatusOr<ChannelSecurity> security = ResolveSecurityUnless(
+      options.credentials != nullptr, "ClientOptions.credentials",
+      options.security, "ClientOptions.security.");
+  if (!security.ok()) return security.status();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      options.target,
       options.credentials != nullptr ? options.credentials
-                                     : grpc::InsecureChannelCredentials();
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options.target, creds, options.channel_args);
+                                     : security->credentials(),
+      options.channel_args);
   if (channel == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot create a gRPC channel to '", options.target,
@@ -163,11 +172,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   // Connect now so the first call does not spend its deadline on setup.
   channel->GetState(/*try_to_connect=*/true);
   return std::unique_ptr<Client>(
-      new Client(std::move(options), std::move(channel)));
+      new Client(std::move(options), *std::move(security), std::move(channel)));
 }
 
-Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+Client::Client(ClientOptions options, ChannelSecurity security,
+               std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
+      security_(std::move(security)),
       channel_(std::move(channel)),
       stub_(v1::AssignmentService::NewStub(channel_)),
       recording_stub_(v1::RecordingService::NewStub(channel_)),
@@ -181,6 +192,7 @@ absl::Status Client::Call(const Rpc& rpc, absl::Duration budget) const {
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(deadline));
+    security_.Apply(&context);
     status = FromGrpcStatus(rpc(&context));
     if (status.code() != absl::StatusCode::kUnavailable ||
         attempt >= options_.max_attempts) {
@@ -192,11 +204,31 @@ absl::Status Client::Call(const Rpc& rpc, absl::Duration budget) const {
     backoff *= 2;
   }
   if (!status.ok()) {
+    const std::string note = AuthErrorNote(status.code(), security_);
     status = absl::Status(
         status.code(), absl::StrCat("abexp-server at ", options_.target, ": ",
-                                    status.message()));
+                                    status.message(), note.empty() ? "" : " (",
+                                    note, note.empty() ? "" : ")"));
   }
+  NoteAuth(status);
   return status;
+}
+
+void Client::NoteAuth(const absl::Status& status) const {
+  if (IsAuthError(status.code())) {
+    absl::MutexLock lock(&auth_mu_);
+    auth_error_ = status;
+    has_auth_error_.store(true, std::memory_order_release);
+  } else if (status.ok() && has_auth_error_.load(std::memory_order_acquire)) {
+    absl::MutexLock lock(&auth_mu_);
+    auth_error_ = absl::OkStatus();
+    has_auth_error_.store(false, std::memory_order_release);
+  }
+}
+
+absl::Status Client::auth_error() const {
+  absl::MutexLock lock(&auth_mu_);
+  return auth_error_;
 }
 
 absl::StatusOr<Assignment> Client::Assign(

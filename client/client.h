@@ -19,6 +19,16 @@
 // It returns an error only for a bad request (INVALID_ARGUMENT, NOT_FOUND),
 // which is a bug in the caller.
 //
+// TLS and the access token come from options.security or the environment
+// (ABEXP_TLS_CA_FILE, ABEXP_TLS_CERT_FILE, ABEXP_TLS_KEY_FILE, ABEXP_TOKEN;
+// see client/credentials.h). A token the server refuses (UNAUTHENTICATED:
+// missing or unknown; PERMISSION_DENIED: it lacks a role) is a deployment
+// error, not a bug in the request: Assign degrades on it like on an outage,
+// so pages still render, never retries it, and the degraded Assignment's
+// error() has that code and says what to fix. auth_error() keeps the latest
+// such refusal until a call succeeds, for a health check or an alert to
+// notice it.
+//
 // Recording (RecordExposures, RecordEvents) is synchronous: a call returns
 // once the server has stored the batch, or an error. Retries are safe: every
 // attempt carries the same idempotency keys.
@@ -30,6 +40,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,10 +52,13 @@
 #include "abexp/v1/recording.pb.h"
 #include "abexp/v1/results.grpc.pb.h"
 #include "abexp/v1/results.pb.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/credentials.h"
 
 namespace abexp {
 
@@ -70,7 +84,17 @@ struct ClientOptions {
   // Default: 2ms.
   absl::Duration initial_backoff = absl::Milliseconds(2);
 
-  // Channel credentials. Default (null): insecure, for in-cluster traffic.
+  // TLS and the access token (client/credentials.h): tls_ca_file,
+  // tls_cert_file and tls_key_file, tls, token. Options left empty are read
+  // from ABEXP_TLS_CA_FILE, ABEXP_TLS_CERT_FILE, ABEXP_TLS_KEY_FILE and
+  // ABEXP_TOKEN unless security.use_environment is false. Create checks the
+  // files and the token's form and names the option or variable at fault.
+  // Default: plaintext, no token (unless the variables say otherwise).
+  SecurityOptions security;
+
+  // Channel credentials of your own, instead of security's TLS settings
+  // (then its tls_* options must be empty, and the ABEXP_TLS_* variables
+  // are not read; the token still applies). Default: null.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
 
   // Extra gRPC channel arguments (keepalive, load balancing, ...).
@@ -171,6 +195,7 @@ class Client {
   //
   // Returns INVALID_ARGUMENT (a bad unit) or NOT_FOUND (an unknown key) as
   // errors. Every other failure, such as DEADLINE_EXCEEDED or UNAVAILABLE,
+  // and UNAUTHENTICATED or PERMISSION_DENIED (the token: see auth_error()),
   // returns a degraded Assignment instead, so callers can always render.
   absl::StatusOr<Assignment> Assign(
       const v1::Unit& unit,
@@ -178,7 +203,10 @@ class Client {
       const std::vector<std::string>& feature_keys = {}) const;
 
   // The calls below return the server's error as is (with the same code),
-  // after the usual retries on UNAVAILABLE.
+  // after the usual retries on UNAVAILABLE. Every call's error message
+  // starts "abexp-server at TARGET: "; for UNAUTHENTICATED and
+  // PERMISSION_DENIED it ends with whether a token was sent and from where
+  // (never the token) and what to fix.
   absl::StatusOr<v1::BatchAssignResponse> BatchAssign(
       const v1::BatchAssignRequest& request) const;
   absl::StatusOr<v1::ExplainAssignmentResponse> Explain(
@@ -209,10 +237,20 @@ class Client {
   absl::StatusOr<v1::GetResultsResponse> GetResults(
       const v1::GetResultsRequest& request) const;
 
+  // The latest UNAUTHENTICATED or PERMISSION_DENIED error of any call, until
+  // a later call succeeds; OK otherwise. A token that is missing, unknown to
+  // the server or without a role makes every such call fail: poll this (a
+  // health check, a metric) to notice it, since Assign hides it from pages.
+  absl::Status auth_error() const;
+
   const ClientOptions& options() const { return options_; }
 
  private:
-  Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
+  Client(ClientOptions options, ChannelSecurity security,
+         std::shared_ptr<grpc::Channel> channel);
+
+  // Keeps or clears auth_error() after a call that ended with `status`.
+  void NoteAuth(const absl::Status& status) const;
 
   // Runs `rpc(context)` within `budget` overall, retrying UNAVAILABLE.
   template <typename Rpc>
@@ -223,11 +261,18 @@ class Client {
   }
 
   const ClientOptions options_;
+  const ChannelSecurity security_;
   const std::shared_ptr<grpc::Channel> channel_;
   // Stubs are thread-safe.
   const std::unique_ptr<v1::AssignmentService::Stub> stub_;
   const std::unique_ptr<v1::RecordingService::Stub> recording_stub_;
   const std::unique_ptr<v1::ResultsService::Stub> results_stub_;
+
+  // Set while auth_error_ holds an error, so a successful call takes no
+  // lock unless one must be cleared.
+  mutable std::atomic<bool> has_auth_error_{false};
+  mutable absl::Mutex auth_mu_;
+  mutable absl::Status auth_error_ ABSL_GUARDED_BY(auth_mu_);
 };
 
 }  // namespace abexp

@@ -274,6 +274,13 @@ absl::Status ValidateOptions(const EventSenderOptions& o) {
 absl::StatusOr<std::unique_ptr<EventSender>> EventSender::Create(
     EventSenderOptions options) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  const bool own_channel = options.channel != nullptr;
+  absl::StatusOr<ChannelSecurity> security =
+      ResolveSecurityUnless(own_channel || options.credentials != nullptr,
+                            own_channel ? "EventSenderOptions.channel"
+                                        : "EventSenderOptions.credentials",
+                            options.security, "EventSenderOptions.security.");
+  if (!security.ok()) return security.status();
   std::shared_ptr<grpc::Channel> channel = options.channel;
   if (channel == nullptr) {
     grpc::ChannelArguments args;
@@ -283,24 +290,25 @@ absl::StatusOr<std::unique_ptr<EventSender>> EventSender::Create(
         absl::ToInt64Milliseconds(options.max_backoff), 120000));
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_ms, 1000));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
-    channel = grpc::CreateCustomChannel(
-        options.target,
-        options.credentials != nullptr ? options.credentials
-                                       : grpc::InsecureChannelCredentials(),
-        args);
+    channel = grpc::CreateCustomChannel(options.target,
+                                        options.credentials != nullptr
+                                            ? options.credentials
+                                            : security->credentials(),
+                                        args);
     if (channel == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "cannot create a gRPC channel to '", options.target,
           "'; check EventSenderOptions.target, e.g. \"host:port\""));
     }
   }
-  return std::unique_ptr<EventSender>(
-      new EventSender(std::move(options), std::move(channel)));
+  return std::unique_ptr<EventSender>(new EventSender(
+      std::move(options), *std::move(security), std::move(channel)));
 }
 
-EventSender::EventSender(EventSenderOptions options,
+EventSender::EventSender(EventSenderOptions options, ChannelSecurity security,
                          std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
+      security_(std::move(security)),
       channel_(std::move(channel)),
       stub_(v1::RecordingService::NewStub(channel_)) {
   thread_ = std::thread(&EventSender::Run, this);
@@ -620,6 +628,7 @@ EventSender::SendResult EventSender::Call(const typename Kind::Request& request,
     // down: a waiting call also drives the reconnect, so records go as soon
     // as the server is back instead of at gRPC's next background poll.
     context.set_wait_for_ready(true);
+    security_.Apply(&context);
     {
       absl::MutexLock lock(&mu_);
       if (abort_) return SendResult::kAborted;
@@ -663,6 +672,7 @@ EventSender::SendResult EventSender::Call(const typename Kind::Request& request,
 
 absl::Status EventSender::Annotate(const absl::Status& status) const {
   const bool connected = channel_->GetState(false) == GRPC_CHANNEL_READY;
+  const std::string note = AuthErrorNote(status.code(), security_);
   return absl::Status(
       status.code(),
       absl::StrCat(options_.channel != nullptr
@@ -671,7 +681,8 @@ absl::Status EventSender::Annotate(const absl::Status& status) const {
                    ": ", status.message(),
                    connected ? ""
                              : " (not connected: the server is down, "
-                               "unreachable or refusing connections)"));
+                               "unreachable or refusing connections)",
+                   note.empty() ? "" : absl::StrCat(" (", note, ")")));
 }
 
 bool EventSender::Backoff(absl::Duration d) {

@@ -40,6 +40,14 @@
 //   server rejects it as invalid, when max_retry_time runs out, or when it
 //   is still unsent at Close's deadline.
 // - Only the unit's ids are sent: attributes play no part in recording.
+// - A token the server refuses (UNAUTHENTICATED: missing or unknown;
+//   PERMISSION_DENIED: without the `record` role) is a configuration error
+//   that fixing the server's token file cures, so it is handled like an
+//   outage: the records stay queued and are retried with backoff, never
+//   dropped for it; stats().last_error and Flush's and Close's errors carry
+//   the server's message and say whether a token was sent. Once the server
+//   accepts the token (its line added to --auth_tokens_file, then SIGHUP),
+//   they are delivered.
 //
 // Thread-safe: Expose, Track, Flush, Close and stats may be called from any
 // number of threads at once. Do not call Flush or Close from on_undelivered
@@ -67,6 +75,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/credentials.h"
 
 namespace abexp {
 
@@ -93,8 +102,19 @@ struct EventSenderOptions {
   // `channel` is set. Default: "127.0.0.1:50051".
   std::string target = "127.0.0.1:50051";
 
-  // Credentials for the channel made for `target`. Default (null): insecure,
-  // for in-cluster traffic.
+  // TLS and the access token (client/credentials.h): tls_ca_file,
+  // tls_cert_file and tls_key_file, tls, token. Options left empty are read
+  // from ABEXP_TLS_CA_FILE, ABEXP_TLS_CERT_FILE, ABEXP_TLS_KEY_FILE and
+  // ABEXP_TOKEN unless security.use_environment is false. The token is sent
+  // on every call, also on a `channel` of your own; the TLS options apply
+  // only to the channel made for `target`. Create checks the files and the
+  // token's form, naming the option or variable at fault. Default:
+  // plaintext, no token (unless the variables say otherwise).
+  SecurityOptions security;
+
+  // Channel credentials of your own for the channel made for `target`,
+  // instead of security's TLS options (which must then be empty; the
+  // ABEXP_TLS_* variables are not read). Default: null.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
 
   // An existing channel to send on instead, e.g. one shared with other
@@ -222,7 +242,7 @@ class EventSender {
   // How sending one call's records ended.
   enum class SendResult { kAcknowledged, kRejected, kGaveUp, kAborted };
 
-  EventSender(EventSenderOptions options,
+  EventSender(EventSenderOptions options, ChannelSecurity security,
               std::shared_ptr<grpc::Channel> channel);
 
   absl::Status Enqueue(
@@ -248,6 +268,7 @@ class EventSender {
   void Report(UndeliveredRecords records, int64_t EventSenderStats::*counter);
 
   const EventSenderOptions options_;
+  const ChannelSecurity security_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::RecordingService::Stub> stub_;  // thread-safe
 

@@ -1,11 +1,13 @@
 #include "client/cli/command.h"
 
+#include <cstdlib>
 #include <iostream>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/credentials.h"
 
 namespace abexp::cli {
 namespace {
@@ -24,7 +26,41 @@ std::optional<int> ParseOrHelp(const Command& command,
   return std::nullopt;
 }
 
+// TLS and the token from the flags; the variables fill in the rest.
+SecurityOptions SecurityFromFlags(const Args& args) {
+  SecurityOptions security;
+  security.tls_ca_file = args.Get("tls_ca_file", "");
+  security.tls_cert_file = args.Get("tls_cert_file", "");
+  security.tls_key_file = args.Get("tls_key_file", "");
+  security.token = args.Get("token", "");
+  return security;
+}
+
+// True when the UNAVAILABLE message is about TLS rather than reachability.
+bool IsTlsFailure(absl::string_view message) {
+  for (absl::string_view word :
+       {"SSL", "ssl", "TLS", "handshake", "certificate"}) {
+    if (absl::StrContains(message, word)) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+const char kSecurityFlagsHelp[] =
+    R"(  --tls_ca_file FILE   TLS: PEM CA certificate(s) that signed the server's
+                       certificate (env ABEXP_TLS_CA_FILE)
+  --tls_cert_file FILE mutual TLS: this client's PEM certificate, with
+  --tls_key_file FILE  its unencrypted PEM key (env ABEXP_TLS_CERT_FILE,
+                       ABEXP_TLS_KEY_FILE); for a server that requires them
+  --token TOKEN        access token, sent as `authorization: Bearer TOKEN`
+                       (env ABEXP_TOKEN; `abexp token create` makes one)
+)";
+
+void AddSecurityFlags(Command* command) {
+  command->value_flags.insert(
+      {"tls_ca_file", "tls_cert_file", "tls_key_file", "token"});
+}
 
 int Usage(const Command& command, const std::string& message) {
   std::cerr << "abexp " << command.name << ": " << message << "\n"
@@ -134,24 +170,62 @@ absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args) {
   options.deadline = timeout;
   options.record_deadline = timeout;
   options.initial_backoff = absl::Milliseconds(50);
+  options.security = SecurityFromFlags(args);
+  // Resolved here first so that an error names the flag, not the option.
+  absl::StatusOr<ChannelSecurity> security =
+      ResolveSecurity(options.security, "--");
+  if (!security.ok()) return security.status();
   return Client::Create(std::move(options));
 }
 
 int ServerError(const Args& args, const absl::Status& status) {
   std::cerr << "error: " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
-  if (status.code() == absl::StatusCode::kUnavailable ||
-      status.code() == absl::StatusCode::kDeadlineExceeded) {
-    // The server answers UNAVAILABLE itself when its Redis is down, and its
-    // message says so; only a call that never reached it needs the hint.
-    if (!absl::StrContains(status.message(), "Redis")) {
-      std::cerr << "Is abexp-server running at "
-                << args.Get("server", kDefaultServer)
-                << "? Pass its address with --server HOST:PORT.\n";
-    }
-    return kExitUnreachable;
+  const bool token_given =
+      args.flags.count("token") > 0 || std::getenv(kTokenEnv) != nullptr;
+  const bool tls_given = args.flags.count("tls_ca_file") > 0 ||
+                         args.flags.count("tls_cert_file") > 0 ||
+                         std::getenv(kTlsCaFileEnv) != nullptr ||
+                         std::getenv(kTlsCertFileEnv) != nullptr;
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      // The server answers UNAVAILABLE itself when its Redis is down, and
+      // its message says so; only a call that never reached it needs a hint.
+      if (absl::StrContains(status.message(), "Redis")) {
+        return kExitUnreachable;
+      }
+      if (IsTlsFailure(status.message())) {
+        std::cerr << "The TLS handshake with abexp-server failed.";
+      } else {
+        std::cerr << "Is abexp-server running at "
+                  << args.Get("server", kDefaultServer)
+                  << "? Pass its address with --server HOST:PORT.";
+      }
+      std::cerr << (tls_given ? " Check that --tls_ca_file holds the CA that "
+                                "signed the server's certificate, and if the "
+                                "server requires client certificates, pass "
+                                "--tls_cert_file and --tls_key_file.\n"
+                              : " If the server serves TLS, pass --tls_ca_file "
+                                "(and for mutual TLS --tls_cert_file and "
+                                "--tls_key_file).\n");
+      return kExitUnreachable;
+    case absl::StatusCode::kUnauthenticated:
+      std::cerr << (token_given
+                        ? "The server refused the token given with --token "
+                          "(or ABEXP_TOKEN): pass a token listed in its "
+                          "--auth_tokens_file.\n"
+                        : "The server requires a token: pass --token TOKEN "
+                          "or set ABEXP_TOKEN.\n");
+      return kExitFailure;
+    case absl::StatusCode::kPermissionDenied:
+      std::cerr << "The token lacks the role the message names: use a token "
+                   "that has it, or add the role to the token's line in the "
+                   "server's --auth_tokens_file.\n";
+      return kExitFailure;
+    default:
+      return kExitFailure;
   }
-  return kExitFailure;
 }
 
 }  // namespace abexp::cli

@@ -90,13 +90,27 @@ std::optional<int> StartWithCsv(const Command& command,
                                 const std::vector<std::string>& argv,
                                 Args* args, Format* format);
 
+// The help lines of the TLS and token flags that every command asking
+// abexp-server takes (AddSecurityFlags).
+extern const char kSecurityFlagsHelp[];
+
+// Adds --tls_ca_file, --tls_cert_file, --tls_key_file and --token to
+// command's value flags.
+void AddSecurityFlags(Command* command);
+
 // A client for --server (default kDefaultServer) whose calls have the
-// --timeout deadline (default 5s). INVALID_ARGUMENT for a bad --timeout.
+// --timeout deadline (default 5s), with TLS and the token from the flags
+// AddSecurityFlags adds or, for those not given, ABEXP_TLS_CA_FILE,
+// ABEXP_TLS_CERT_FILE, ABEXP_TLS_KEY_FILE and ABEXP_TOKEN. INVALID_ARGUMENT
+// for a bad --timeout, an unreadable or wrong PEM file or a malformed
+// token, naming the flag or variable.
 absl::StatusOr<std::unique_ptr<Client>> MakeClient(const Args& args);
 
 // Prints a server error to stderr and returns the exit code:
-// kExitUnreachable (with a hint about --server) for UNAVAILABLE and
-// DEADLINE_EXCEEDED, else kExitFailure.
+// kExitUnreachable (with a hint about --server, or the TLS flags when the
+// TLS handshake failed) for UNAVAILABLE and DEADLINE_EXCEEDED, else
+// kExitFailure (with a hint about --token for UNAUTHENTICATED, about the
+// token's roles for PERMISSION_DENIED).
 int ServerError(const Args& args, const absl::Status& status);
 
 }  // namespace abexp::cli

@@ -31,6 +31,7 @@
 #include "client/cli/format.h"
 #include "client/cli/results_command.h"
 #include "client/cli/stats_command.h"
+#include "client/cli/token_command.h"
 #include "client/client.h"
 #include "server/core/config_diff.h"
 #include "server/core/config_parser.h"
@@ -38,7 +39,7 @@
 namespace abexp::cli {
 namespace {
 
-constexpr char kMainUsage[] =
+const std::string kMainUsage = absl::StrCat(
     R"(abexp: A/B experiment assignment, from the command line.
 
 usage: abexp COMMAND [ARGS] [FLAGS]
@@ -58,6 +59,11 @@ Commands on config files (no server needed):
   diff OLD NEW         which units a config change moves; fails when a
                        running experiment would move assigned units
 
+Access tokens (no server needed):
+  token create --role ROLE[,ROLE] --name NAME
+                       a new token for a client, and its line for the
+                       server's --auth_tokens_file
+
 Offline calculator (no server needed):
   stats SUBCOMMAND     significance of counts from elsewhere, sample-ratio
                        check, sample size, p-value adjustment
@@ -68,15 +74,22 @@ Flags for every command:
                        prints csv)
   --help               help for the command
 
-Run `abexp COMMAND --help` for the command's flags.
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 server unreachable.
-)";
+Flags for every command that asks abexp-server: --server, --timeout, and
+TLS and the access token:
+)",
+    kSecurityFlagsHelp, R"(
 
-constexpr char kServerFlags[] =
+Run `abexp COMMAND --help` for the command's flags.
+Exit codes: 0 ok, 1 failure (also a token the server refuses), 2 usage
+error, 3 server unreachable (also a failed TLS handshake).
+)");
+
+const std::string kServerFlags = absl::StrCat(
     R"(  --server HOST:PORT   abexp-server address (default: 127.0.0.1:50051)
   --timeout DURATION   deadline per command, e.g. 500ms, 2s (default: 5s)
   --format text|json   output format (default: text)
-)";
+)",
+    kSecurityFlagsHelp);
 
 constexpr char kUnitFlags[] =
     R"(  --id TYPE=ID         a unit id to hash on, e.g. --id user_id=u-123;
@@ -157,6 +170,7 @@ absl::StatusOr<v1::Unit> ParseUnit(const Args& args) {
 Command ServerCommand(std::string name, std::string usage, bool with_unit) {
   Command c{
       std::move(name), std::move(usage), {"server", "timeout", "format"}, {}};
+  AddSecurityFlags(&c);
   if (with_unit) {
     c.value_flags.insert({"id", "attr"});
     c.repeatable.insert({"id", "attr"});
@@ -368,6 +382,7 @@ Command RecordCommand(std::string name, std::string usage) {
             std::move(usage),
             {"server", "timeout", "format", "id", "time", "key"},
             {"id"}};
+  AddSecurityFlags(&c);
   return c;
 }
 
@@ -586,6 +601,7 @@ int Main(int argc, char** argv) {
   if (command == "diff") return RunDiff(args);
   if (command == "stats") return RunStats(args);
   if (command == "results") return RunResults(args);
+  if (command == "token") return RunToken(args);
   std::cerr << "abexp: unknown command '" << command << "'\n"
             << "Run `abexp --help` for the list of commands.\n";
   return kExitUsage;

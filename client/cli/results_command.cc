@@ -33,9 +33,10 @@ using google::protobuf::Struct;
 using google::protobuf::Value;
 using Fields = google::protobuf::Map<std::string, Value>;
 
-constexpr char kUsage[] =
+const std::string kUsage = absl::StrCat(
     R"(usage: abexp results EXPERIMENT [--metric KEY]... [--alpha A] [--adjust holm|bh]
                      [--server HOST:PORT] [--timeout DURATION] [--format text|json|csv]
+                     [--tls_ca_file FILE] [--token TOKEN] ...
 
 Shows how each variant of an experiment compares with its control (the first
 variant in the config), from the exposures and events abexp-server has
@@ -56,7 +57,8 @@ versions seen, the guardrail verdicts and a decision.
                        (default: holm)
   --server HOST:PORT   abexp-server address (default: 127.0.0.1:50051)
   --timeout DURATION   deadline, e.g. 500ms, 2s (default: 5s)
-  --format text|json|csv
+)",
+    kSecurityFlagsHelp, R"(  --format text|json|csv
                        text (default): a report to read; json: one object;
                        csv: a header row, then one row per metric x variant.
                        Keys and columns: docs/statistics.md, "CLI `abexp
@@ -67,7 +69,7 @@ Exit codes: 0 the results were printed (whatever they say), 1 server error
 (e.g. an unknown experiment: the message lists the known ones), 2 usage
 error (including a --alpha, --adjust or --metric the server rejects),
 3 server unreachable (or it cannot read Redis).
-)";
+)");
 
 // Text lines are wrapped at this width, and the bar that pictures an
 // interval against zero takes what is left of it in its table, between
@@ -812,11 +814,11 @@ std::string ResultsCsv(const v1::GetResultsResponse& r) {
 }
 
 int RunResults(const std::vector<std::string>& argv) {
-  const Command command{
-      "results",
-      kUsage,
-      {"server", "timeout", "format", "metric", "alpha", "adjust"},
-      {"metric"}};
+  Command command{"results",
+                  kUsage,
+                  {"server", "timeout", "format", "metric", "alpha", "adjust"},
+                  {"metric"}};
+  AddSecurityFlags(&command);
   Args args;
   Format format = Format::kText;
   if (std::optional<int> done = StartWithCsv(command, argv, &args, &format)) {
