@@ -26,6 +26,11 @@ StorageExecutor::~StorageExecutor() {
 }
 
 bool StorageExecutor::TrySubmit(std::function<void()> task) {
+  return TrySubmitReleasing(
+      [task = std::move(task)](absl::FunctionRef<void()>) { task(); });
+}
+
+bool StorageExecutor::TrySubmitReleasing(Releasing task) {
   absl::MutexLock lock(&mu_);
   if (stopping_ || in_flight_ >= options_.max_calls) return false;
   ++in_flight_;
@@ -50,7 +55,7 @@ void StorageExecutor::Work() {
     return stopping_ || !queue_.empty();
   };
   while (true) {
-    std::function<void()> task;
+    Releasing task;
     {
       absl::MutexLock lock(&mu_, absl::Condition(&ready));
       // Accepted tasks run even when stopping: each finishes a call.
@@ -58,9 +63,15 @@ void StorageExecutor::Work() {
       task = std::move(queue_.front());
       queue_.pop_front();
     }
-    task();
-    absl::MutexLock lock(&mu_);
-    --in_flight_;
+    bool released = false;
+    auto release = [this, &released] {
+      if (released) return;
+      released = true;
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+    };
+    task(release);
+    release();
   }
 }
 

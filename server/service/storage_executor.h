@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 
 namespace abexp {
@@ -53,6 +54,14 @@ class StorageExecutor {
   // running (or the executor is being destroyed).
   bool TrySubmit(std::function<void()> task);
 
+  // As TrySubmit, for a task that answers a caller: it calls release() once
+  // its storage work is done and before it answers, so that the slot is
+  // free again by the time the caller has the answer (a client sending one
+  // call after another is never refused for its own finished call). The
+  // slot is released when the task returns if the task did not.
+  using Releasing = std::function<void(absl::FunctionRef<void()> release)>;
+  bool TrySubmitReleasing(Releasing task);
+
   // Tasks queued or running now.
   int in_flight() const;
 
@@ -63,8 +72,8 @@ class StorageExecutor {
 
   const StorageExecutorOptions options_;
   mutable absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // queued + running
+  std::deque<Releasing> queue_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // queued + running, not released
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

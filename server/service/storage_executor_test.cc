@@ -59,6 +59,28 @@ TEST(StorageExecutorTest, RefusesPastMaxCallsAndRunsWhatItAccepted) {
   EXPECT_EQ(ran.load(), 3);
 }
 
+// A task that answers a caller releases its slot before it answers: the
+// caller's next call, sent on the answer, finds room even while the task
+// is still finishing (here: still running after its answer).
+TEST(StorageExecutorTest, AReleasedSlotIsFreeBeforeTheTaskReturns) {
+  StorageExecutor executor(Options(1, 1));
+  absl::Notification answered;
+  absl::Notification finish;
+  ASSERT_TRUE(
+      executor.TrySubmitReleasing([&](absl::FunctionRef<void()> release) {
+        release();
+        answered.Notify();  // the caller has its answer now
+        finish.WaitForNotification();
+      }));
+  answered.WaitForNotification();
+  EXPECT_EQ(executor.in_flight(), 0);
+  absl::Notification next_ran;
+  EXPECT_TRUE(executor.TrySubmit([&] { next_ran.Notify(); }))
+      << "the caller's next call was refused for its own answered one";
+  finish.Notify();
+  next_ran.WaitForNotification();
+}
+
 TEST(StorageExecutorTest, DestructionRunsEveryAcceptedTask) {
   std::atomic<int> ran{0};
   absl::Notification release;

@@ -35,6 +35,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
@@ -218,15 +219,17 @@ template <typename Request, typename Response, typename Fn>
 bool TrySubmitCall(StorageExecutor* executor,
                    grpc::CallbackServerContext* context,
                    UnaryCall<Request, Response>* call, Fn fn) {
-  return executor->TrySubmit([call, context, fn]() mutable {
-    absl::Status status = CheckStillWanted(context);
-    if (status.ok()) {
-      CallScope scope(absl::FromChrono(context->deadline()),
-                      [context] { return context->IsCancelled(); });
-      status = RunHandler(fn, call->request(), call->response());
-    }
-    call->Finish(status);
-  });
+  return executor->TrySubmitReleasing(
+      [call, context, fn](absl::FunctionRef<void()> release) mutable {
+        absl::Status status = CheckStillWanted(context);
+        if (status.ok()) {
+          CallScope scope(absl::FromChrono(context->deadline()),
+                          [context] { return context->IsCancelled(); });
+          status = RunHandler(fn, call->request(), call->response());
+        }
+        release();
+        call->Finish(status);
+      });
 }
 
 // How every call starts: the caller's check, the parse of the request into
