@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh: measures abexp against its ceilings (gRPC itself, Redis
-# itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, with
+# itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, then
+# issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh) and
 # issue 14's R9 (Assign while Redis is frozen; bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--only R9] [--out FILE]
+#                [--only R9|R10] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -19,7 +20,7 @@
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
-# --only R9: measure R9 alone (its rows of the table).
+# --only R9, --only R10: measure that figure alone (its rows of the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
 # directory, default build/), redis-server and redis-benchmark
@@ -39,7 +40,7 @@ units=1000000
 out=""
 only=""
 usage() {
-  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -55,8 +56,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $only in
-  ''|R9) ;;
-  *) echo "bench/run.sh: --only takes R9, not '$only'" >&2; exit 2 ;;
+  ''|R9|R10) ;;
+  *) echo "bench/run.sh: --only takes R9 or R10, not '$only'" >&2; exit 2 ;;
 esac
 if [ "$smoke" = 1 ]; then
   rounds=1
@@ -102,8 +103,9 @@ else
   pinning="one core: no pinning, servers and load generators share it"
 fi
 
-# R9's functions (r9_cleanup, run_r9).
+# R9's functions (r9_cleanup, run_r9) and R10's (run_r10).
 source "$root/bench/r9.sh"
+source "$root/bench/r10.sh"
 
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
@@ -202,13 +204,6 @@ print_report() {
   } | tee ${out:+"$out"}
 }
 
-if [ "$only" = R9 ]; then
-  run_r9
-  print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
-    "|---|---|---|---|---|---|" "$r9_rows" "" "$r9_notes")"
-  exit 0
-fi
-
 lg_threads=$(( ncpu >= 3 ? 2 : 1 ))
 closed=(--mode closed --channels 4 --inflight 32 --threads "$lg_threads"
         --duration "${duration}s" --warmup "${warmup}s")
@@ -234,13 +229,31 @@ ticks = int(sys.argv[1]) - int(sys.argv[2])
 calls = j["requests"] * (1 + float(sys.argv[3]) / float(sys.argv[4]))
 print(j["qps"], f"{ticks * 1e4 / calls:.1f}")' "$(cpu_ticks "$2")" "$t0" "$warmup" "$duration"
 }
-declare -a echo_qps assign_qps
-for r in $(seq 1 "$rounds"); do
-  read -r e e_cpu < <(r1_run "$echo_addr" "$echo_pid")
-  read -r a a_cpu < <(r1_run "$abexp_addr" "$abexp_pid")
-  echo_qps+=("$e"); assign_qps+=("$a")
-  log "R1 round $r: echo $e qps, Assign $a qps (server CPU per call: echo $e_cpu us, abexp $a_cpu us)"
-done
+# --rounds alternating closed-loop runs of echo ($1, pid $2) and Assign
+# ($3, pid $4), logged under the name $5; sets pair_echo and pair_assign
+# (QPS per round).
+r1_pairs() {
+  pair_echo=(); pair_assign=()
+  local r e a e_cpu a_cpu
+  for r in $(seq 1 "$rounds"); do
+    read -r e e_cpu < <(r1_run "$1" "$2")
+    read -r a a_cpu < <(r1_run "$3" "$4")
+    pair_echo+=("$e"); pair_assign+=("$a")
+    log "$5 round $r: echo $e qps, Assign $a qps (server CPU per call: echo $e_cpu us, abexp $a_cpu us)"
+  done
+}
+case $only in
+  R9) run_r9; rows=$r9_rows; notes=$r9_notes ;;
+  R10) run_r10; rows=$r10_rows; notes=$r10_notes ;;
+esac
+if [ -n "$only" ]; then
+  print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
+    "|---|---|---|---|---|---|" "$rows" "" "$notes")"
+  exit 0
+fi
+
+r1_pairs "$echo_addr" "$echo_pid" "$abexp_addr" "$abexp_pid" R1
+echo_qps=("${pair_echo[@]}"); assign_qps=("${pair_assign[@]}")
 echo_qps_med=$(median "${echo_qps[@]}")
 assign_qps_med=$(median "${assign_qps[@]}")
 rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$abexp_pid/status")
@@ -355,6 +368,9 @@ done
 read_large_med=$(median "${read_large[@]}")
 read_small_med=$(median "${read_small[@]}")
 
+# ---- R10: Assign and echo over TLS with a token (bench/r10.sh) ----
+run_r10
+
 # ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
 # Redis and leaves the server replaying its spool ----
 run_r9
@@ -396,6 +412,7 @@ print("| # | figure | measured (medians) | ratio | goal | |")
 print("|---|---|---|---|---|---|")
 for row in rows:
     print("| " + " | ".join(row) + " |")
+print("""$r10_rows""")
 print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
@@ -404,6 +421,7 @@ print(f"R2 from the actual send time (the generator's lateness left out): "
       f"p99 Assign $assign_svc99_med us - echo $echo_svc99_med us = "
       f"{$assign_svc99_med - $echo_svc99_med:.0f} us.")
 print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max items.")
+print("""$r10_notes""")
 print("""$r9_notes""")
 EOF
 )
