@@ -419,6 +419,7 @@ absl::Status SpooledEventStore::AppendRecords(
                      " and ", s.message()));
   }
   absl::MutexLock lock(&mu_);
+  appended_since_step_ += static_cast<int64_t>(records.size());
   stats_.spooled_writes += static_cast<int64_t>(records.size());
   stats_.spooled_items += static_cast<int64_t>(items);
   return absl::OkStatus();
@@ -510,14 +511,15 @@ absl::Status SpooledEventStore::Reject(const std::string& record, size_t items,
   return absl::OkStatus();
 }
 
-absl::Status SpooledEventStore::ReplayStep() {
-  // One batch: the spool grows while it replays, and a step that chased
-  // its end could last as long as writers keep writing.
+absl::Status SpooledEventStore::ReplayStep(size_t extra_records) {
+  // One batch (and the extra): the spool grows while it replays, and a step
+  // that chased its end could last as long as writers keep writing.
   absl::Status s = spool_->Replay(
       [this](absl::Span<const std::string> records) {
         return ApplyRecords(records);
       },
-      options_.replay_batch_records, options_.replay_batch_records);
+      options_.replay_batch_records,
+      options_.replay_batch_records + extra_records);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     catching_up_ = false;
@@ -544,8 +546,17 @@ absl::Status SpooledEventStore::ReplayOnce() {
     // The backend took the last step: it is back. Writers wait for each
     // step, so the spool shrinks even when they write faster than one
     // thread replays; otherwise steady recording would keep every write
-    // spooled with Redis healthy.
-    if (absl::Status s = ReplayStep(); !s.ok()) return s;
+    // spooled with Redis healthy. The step also takes what writers
+    // appended since the last one, so each shrinks the spool by a batch.
+    int64_t arrived = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      arrived = appended_since_step_;
+      appended_since_step_ = 0;
+    }
+    if (absl::Status s = ReplayStep(static_cast<size_t>(arrived)); !s.ok()) {
+      return s;
+    }
   }
   if (!spool_->empty()) return absl::OkStatus();  // more arrived: go again
   SpooledEventStoreStats stats;

@@ -187,9 +187,9 @@ class SpooledEventStore final : public EventStore {
   // One replay of everything in the spool; on success switches writes back
   // to the backend (or finds more to replay).
   absl::Status ReplayOnce() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);
-  // Replays one batch; on failure clears catching_up_ and keeps the error
-  // in the stats.
-  absl::Status ReplayStep() ABSL_LOCKS_EXCLUDED(mu_);
+  // Replays one batch and `extra_records` more; on failure clears
+  // catching_up_ and keeps the error in the stats.
+  absl::Status ReplayStep(size_t extra_records = 0) ABSL_LOCKS_EXCLUDED(mu_);
   // Spool::Replay's sink.
   absl::Status ApplyRecords(absl::Span<const std::string> records);
   // Moves a record the backend will never take to the rejected spool.
@@ -219,6 +219,12 @@ class SpooledEventStore final : public EventStore {
   // The backend took the last replayed write and no step failed since: it
   // is back, and writers wait for each step until the spool has drained.
   bool catching_up_ ABSL_GUARDED_BY(mu_) = false;
+  // Spool records appended since the last step that writers waited for:
+  // that step replays them too, so each such step shrinks the spool by a
+  // batch however many records writers got in between (a replay thread
+  // that the scheduler leaves off the CPU would otherwise fall behind for
+  // good).
+  int64_t appended_since_step_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Held while setting a record aside (an fsync), apart from mu_.
   absl::Mutex rejected_mu_;
