@@ -214,7 +214,8 @@ constexpr absl::string_view kUndefined =
 }  // namespace
 
 absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
-                                             const BinomialArm& treatment) {
+                                             const BinomialArm& treatment,
+                                             Direction direction) {
   if (absl::Status s = ValidateArm(control, "control"); !s.ok()) return s;
   if (absl::Status s = ValidateArm(treatment, "treatment"); !s.ok()) return s;
   BayesResult result;
@@ -235,6 +236,15 @@ absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
   double at = 1.0 + static_cast<double>(treatment.conversions);
   double bt =
       1.0 + static_cast<double>(treatment.units - treatment.conversions);
+  // Lower is better: count the units that did not convert instead. Their
+  // rate 1 - p has the posterior Beta(b, a) under the symmetric prior, and
+  // a treatment better than control is one whose 1 - p is higher, so every
+  // figure below then follows the metric's direction, with the accuracy of
+  // the higher-is-better case.
+  if (direction == Direction::kLowerIsBetter) {
+    std::swap(ac, bc);
+    std::swap(at, bt);
+  }
   // Doubles are densest near 0. When the rates are above 1/2, work with
   // 1 - p instead: C' = 1 - C ~ Beta(bc, ac) and T' = 1 - T ~ Beta(bt, at).
   // T > C exactly when C' > T', and (T - C)+ = (C' - T')+, so C' plays the
@@ -288,7 +298,8 @@ absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
 }
 
 absl::StatusOr<BayesResult> BayesGaussian(double difference,
-                                          double standard_error) {
+                                          double standard_error,
+                                          Direction direction) {
   if (!std::isfinite(difference)) {
     return absl::InvalidArgumentError(
         absl::StrCat("difference is ", difference,
@@ -312,8 +323,12 @@ absl::StatusOr<BayesResult> BayesGaussian(double difference,
   // nearly cancel when |z| is large; they lose about log10(z^2) digits, at
   // most 3 before φ(z) underflows (|z| > 38), so the result stays good to
   // ~1e-13.
+  // The improvement: treatment - control, or its negation when lower is
+  // better (exact), so that the formulas below hold for both directions.
+  const double gain =
+      direction == Direction::kLowerIsBetter ? -difference : difference;
   const boost::math::normal_distribution<double> unit;
-  const double z = difference / standard_error;
+  const double z = gain / standard_error;
   const double density = boost::math::pdf(unit, z);
   const double below = boost::math::cdf(unit, z);  // Φ(z)
   const double above =
@@ -336,9 +351,9 @@ absl::StatusOr<BayesResult> BayesGaussian(double difference,
     return out;
   };
   result.expected_loss_ship =
-      loss(standard_error * density - difference * above, "shipping");
+      loss(standard_error * density - gain * above, "shipping");
   result.expected_loss_keep =
-      loss(standard_error * density + difference * below, "keeping");
+      loss(standard_error * density + gain * below, "keeping");
   return result;
 }
 

@@ -1,7 +1,9 @@
 // Bayesian summaries of a treatment arm against control: the posterior
 // chance that the treatment is better, and the expected loss of each
 // decision (what shipping the treatment costs if it is in fact worse, and
-// what keeping control forgoes if the treatment is in fact better).
+// what keeping control forgoes if the treatment is in fact better). "Better"
+// follows the metric's direction: higher, or lower for a metric such as a
+// refund or bounce rate (Direction::kLowerIsBetter).
 //
 // Two models:
 //  - proportions: each arm's rate has a Beta(1,1) (uniform) prior, so the
@@ -32,17 +34,27 @@
 namespace abexp {
 namespace stats {
 
-// The CLI prints these under "bayes" with the same names.
+// Which way of a metric is good. It decides what "beat control" and "loss"
+// mean; the model and the posterior do not depend on it.
+enum class Direction {
+  kHigherIsBetter,  // conversion, revenue
+  kLowerIsBetter,   // refund rate, bounce rate, load time
+};
+
+// The CLI prints these under "bayes" with the same names. The formulas are
+// for kHigherIsBetter; for kLowerIsBetter read treatment - control as
+// control - treatment throughout.
 struct BayesResult {
-  // P(treatment > control) under the posterior, in [0, 1].
+  // P(treatment better than control) under the posterior, in [0, 1]:
+  // P(treatment > control), or P(treatment < control) when lower is better.
   std::optional<double> chance_to_beat_control;
   // E[max(control - treatment, 0)]: the expected loss of shipping the
-  // treatment, in the metric's units (a rate for proportions). Never
-  // negative.
+  // treatment, in the metric's units (a rate for proportions), counted in
+  // the metric's bad direction. Never negative.
   std::optional<double> expected_loss_ship;
   // E[max(treatment - control, 0)]: the expected loss of keeping control.
   // expected_loss_keep - expected_loss_ship is the posterior mean of
-  // treatment - control.
+  // treatment - control (of control - treatment when lower is better).
   std::optional<double> expected_loss_keep;
   // Why each nullopt above is undefined; empty when all are defined.
   std::vector<std::string> warnings;
@@ -56,11 +68,13 @@ struct BayesResult {
 // outside [0, units], or more than 10^10 units (beyond which Boost's
 // incomplete beta function grows slow and inexact); INTERNAL if Boost
 // reports a failure, which the tests have not seen happen.
-absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
-                                             const BinomialArm& treatment);
+absl::StatusOr<BayesResult> BayesProportions(
+    const BinomialArm& control, const BinomialArm& treatment,
+    Direction direction = Direction::kHigherIsBetter);
 
 // The Gaussian approximation, for means and ratios: treatment - control is
-// normal with mean `difference` and standard deviation `standard_error`.
+// normal with mean `difference` and standard deviation `standard_error`
+// (`difference` is always treatment - control, whatever `direction`).
 // Pass Comparison::absolute's estimate and standard_error (stats/compare.h)
 // when both are set; when they are not, the comparison's warnings already say
 // why, and there is nothing to call this with.
@@ -70,8 +84,9 @@ absl::StatusOr<BayesResult> BayesProportions(const BinomialArm& control,
 // 1.8e308) is nullopt, with a warning; the other figures stay defined.
 // Returns INVALID_ARGUMENT when `difference` is not finite or
 // `standard_error` is negative or not finite.
-absl::StatusOr<BayesResult> BayesGaussian(double difference,
-                                          double standard_error);
+absl::StatusOr<BayesResult> BayesGaussian(
+    double difference, double standard_error,
+    Direction direction = Direction::kHigherIsBetter);
 
 }  // namespace stats
 }  // namespace abexp

@@ -39,11 +39,19 @@ BinomialArm Arm(const GoldenCase& c, const std::string& suffix) {
           static_cast<int64_t>(c.Num("x" + suffix))};
 }
 
+// better=lower marks the cases of a lower-is-better metric.
+Direction DirectionOf(const GoldenCase& c) {
+  return c.Has("better") && c.Str("better") == "lower"
+             ? Direction::kLowerIsBetter
+             : Direction::kHigherIsBetter;
+}
+
 absl::StatusOr<BayesResult> RunCase(const GoldenCase& c) {
   if (c.Str("kind") == "binomial") {
-    return BayesProportions(Arm(c, "_c"), Arm(c, "_t"));
+    return BayesProportions(Arm(c, "_c"), Arm(c, "_t"), DirectionOf(c));
   }
-  return BayesGaussian(c.Num("difference"), c.Num("standard_error"));
+  return BayesGaussian(c.Num("difference"), c.Num("standard_error"),
+                       DirectionOf(c));
 }
 
 TEST(Bayes, MatchesGoldenValues) {
@@ -51,9 +59,11 @@ TEST(Bayes, MatchesGoldenValues) {
   ASSERT_TRUE(cases.ok()) << cases.status();
   int binomial = 0;
   int gaussian = 0;
+  int lower_is_better = 0;
   for (const GoldenCase& c : *cases) {
     SCOPED_TRACE("case " + c.name);
     (c.Str("kind") == "binomial" ? binomial : gaussian)++;
+    if (DirectionOf(c) == Direction::kLowerIsBetter) ++lower_is_better;
     auto r = RunCase(c);
     ASSERT_TRUE(r.ok()) << r.status();
     bool any_null = false;
@@ -75,6 +85,7 @@ TEST(Bayes, MatchesGoldenValues) {
   }
   EXPECT_GE(binomial, 20);
   EXPECT_GE(gaussian, 10);
+  EXPECT_GE(lower_is_better, 10);
 }
 
 TEST(BayesProportions, PublishedReferenceChance) {
@@ -144,6 +155,60 @@ TEST(BayesProportions, SwappingArmsOrFlippingRatesMirrorsTheResult) {
     ExpectClose(*r->expected_loss_keep - *r->expected_loss_ship,
                 mean_difference, "keep - ship", 1e-9, 1e-17);
   }
+}
+
+// When lower is better, the treatment beats control by being below it:
+// every figure is the higher-is-better one of the arms in each other's
+// place, whatever the rates (the golden file checks the values).
+TEST(BayesProportions, LowerIsBetterAsksWhetherTheTreatmentIsBelowControl) {
+  const std::pair<BinomialArm, BinomialArm> pairs[] = {
+      {{10000, 200}, {10000, 260}},
+      {{37, 0}, {1200, 3}},
+      {{250'000'000, 1'234'567}, {260'000'000, 1'300'000}},
+      {{2000, 1900}, {2100, 1930}},
+  };
+  for (const auto& [c, t] : pairs) {
+    SCOPED_TRACE(absl::StrCat(c.conversions, "/", c.units, " vs ",
+                              t.conversions, "/", t.units));
+    auto lower = BayesProportions(c, t, Direction::kLowerIsBetter);
+    auto below = BayesProportions(t, c);
+    ASSERT_TRUE(lower.ok() && below.ok());
+    EXPECT_TRUE(lower->warnings.empty());
+    ExpectClose(*lower->chance_to_beat_control, *below->chance_to_beat_control,
+                "chance", 1e-9, 0);
+    ExpectClose(*lower->expected_loss_ship, *below->expected_loss_ship, "ship",
+                1e-9, 0);
+    ExpectClose(*lower->expected_loss_keep, *below->expected_loss_keep, "keep",
+                1e-9, 0);
+  }
+  // 2.6% refunds against 2%: worse, so a small chance, and shipping costs
+  // about the 0.6 pp difference.
+  auto refunds =
+      BayesProportions({10000, 200}, {10000, 260}, Direction::kLowerIsBetter);
+  ASSERT_TRUE(refunds.ok());
+  EXPECT_LT(*refunds->chance_to_beat_control, 0.01);
+  EXPECT_NEAR(*refunds->expected_loss_ship, 0.006, 0.0002);
+  EXPECT_LT(*refunds->expected_loss_keep, 1e-5);
+}
+
+TEST(BayesProportions, LowerIsBetterKeepsTheArmsNamesInWarnings) {
+  auto r = BayesProportions({0, 0}, {100, 10}, Direction::kLowerIsBetter);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->chance_to_beat_control.has_value());
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_THAT(r->warnings[0], HasSubstr("the control arm has no units"));
+}
+
+TEST(BayesGaussian, LowerIsBetterReadsTheDifferenceTheOtherWay) {
+  // Load time 50 ms longer in treatment, SE 10 ms: z = 5 the bad way.
+  auto slower = BayesGaussian(0.05, 0.01, Direction::kLowerIsBetter);
+  auto faster = BayesGaussian(-0.05, 0.01);
+  ASSERT_TRUE(slower.ok() && faster.ok());
+  EXPECT_LT(*slower->chance_to_beat_control, 1e-6);
+  EXPECT_EQ(*slower->chance_to_beat_control, *faster->chance_to_beat_control);
+  EXPECT_EQ(*slower->expected_loss_ship, *faster->expected_loss_ship);
+  EXPECT_EQ(*slower->expected_loss_keep, *faster->expected_loss_keep);
+  EXPECT_NEAR(*slower->expected_loss_ship, 0.05, 1e-6);
 }
 
 TEST(BayesProportions, ChanceGrowsWithTheTreatmentsConversions) {

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -728,6 +729,14 @@ TEST_F(CliResultsTest, TextTablesAlignAndTheBarPlacesZeroAndTheInterval) {
   EXPECT_LT(down.low, down.estimate);
   EXPECT_LT(down.estimate, down.high);
   EXPECT_LT(down.high, down.zero);
+  // CHANCE is the chance to be better: higher conversion, fewer errors. Both
+  // treatments are far better (z above 5).
+  EXPECT_EQ(Cell(Row(orders, "treatment"), starts, 7), ">99.9%");
+  EXPECT_EQ(Cell(Row(errors, "treatment"), ColumnStarts(errors[0]), 7),
+            ">99.9%");
+  EXPECT_THAT(absl::StrReplaceAll(r.out, {{"\n", " "}}),
+              HasSubstr("CHANCE: chance that the variant is better than "
+                        "control (lower, where lower is better)"));
 
   // Guardrail verdicts, then the decision, last.
   EXPECT_THAT(r.out, ::testing::ContainsRegex("errors +treatment +ok"));

@@ -23,13 +23,16 @@ library routines where one exists:
   relative p-values over (metrics x non-control variants);
 - Bayes for sums and ratios: D ~ N(d, s^2), chance scipy.stats.norm.cdf,
   losses as integrals of the normal survival function (scipy.integrate.quad),
-  cross-checked against the closed forms;
+  cross-checked against the closed forms. For a metric named in
+  --lower-is-better the chance is P(D < 0), the loss of shipping E[max(D, 0)]
+  and of keeping E[max(-D, 0)], each integrated from its definition;
 - SRM: scipy.stats.chisquare of the units per variant against the weights.
 
 Usage:
   results_reference.py --csv FILE --variants control,treatment
       [--weights 50,50] [--alpha 0.05]
       [--binomial KEY=COLUMN] [--sum KEY=COLUMN] [--ratio KEY=NUM/DEN] ...
+      [--lower-is-better KEY] ...
 
 CSV: a header row, then one row per exposed unit; the column `variant` is
 its variant, the others the unit's values (a unit with no events has 0).
@@ -89,14 +92,15 @@ def relative_lift(est_c, var_c, est_t, var_t, alpha):
     return normal_test(r, se, alpha)
 
 
-def gaussian_bayes(d, se):
+def gaussian_bayes(d, se, lower_is_better):
     """Chance and losses for D ~ N(d, se^2), by integration, checked against
-    the closed forms s phi(z) + d Phi(z) and s phi(z) - d Phi(-z)."""
+    the closed forms s phi(z) + d Phi(z) and s phi(z) - d Phi(-z). Better is
+    D > 0, or D < 0 when lower is better."""
     if not se > 0:
         return {"chance_to_beat_control": None, "expected_loss_ship": None,
                 "expected_loss_keep": None}
     dist = stats.norm(loc=d, scale=se)
-    chance = dist.sf(0)
+    chance = dist.cdf(0) if lower_is_better else dist.sf(0)
     # E[max(D, 0)] = int_0^inf P(D > t) dt; E[max(-D, 0)] = int_0^inf P(D < -t) dt.
     keep = integrate.quad(lambda t: dist.sf(t), 0, np.inf,
                           epsabs=0, epsrel=1e-13, limit=200)[0]
@@ -108,6 +112,9 @@ def gaussian_bayes(d, se):
     for name, a, b in (("keep", keep, keep_closed), ("ship", ship, ship_closed)):
         if abs(a - b) > 1e-10 * abs(b):
             fail(f"expected loss of {name}: quad {a!r} vs closed form {b!r}")
+    if lower_is_better:
+        # Shipping loses when the treatment is higher: E[max(D, 0)].
+        ship, keep = keep, ship
     return {"chance_to_beat_control": chance, "expected_loss_ship": ship,
             "expected_loss_keep": keep}
 
@@ -130,7 +137,7 @@ def compare_binomial(xc, xt, alpha):
     return absolute, relative, None
 
 
-def compare_sum(xc, xt, alpha):
+def compare_sum(xc, xt, alpha, lower_is_better):
     welch = stats.ttest_ind(xt, xc, equal_var=False)
     _, p_sm, df = ttest_ind(xt, xc, usevar="unequal")
     if abs(p_sm - welch.pvalue) > 1e-10 * welch.pvalue:
@@ -142,7 +149,8 @@ def compare_sum(xc, xt, alpha):
     absolute = {"estimate": mt - mc, "ci_low": low, "ci_high": high,
                 "p_value": welch.pvalue, "df": df}
     relative = relative_lift(mc, vc, mt, vt, alpha)
-    return absolute, relative, gaussian_bayes(mt - mc, math.sqrt(vc + vt))
+    return absolute, relative, gaussian_bayes(mt - mc, math.sqrt(vc + vt),
+                                              lower_is_better)
 
 
 def ratio_arm(num, den):
@@ -155,11 +163,12 @@ def ratio_arm(num, den):
     return r, var
 
 
-def compare_ratio(arm_c, arm_t, alpha):
+def compare_ratio(arm_c, arm_t, alpha, lower_is_better):
     (rc, vc), (rt, vt) = arm_c, arm_t
     absolute = normal_test(rt - rc, math.sqrt(vc + vt), alpha)
     relative = relative_lift(rc, vc, rt, vt, alpha)
-    return absolute, relative, gaussian_bayes(rt - rc, math.sqrt(vc + vt))
+    return absolute, relative, gaussian_bayes(rt - rc, math.sqrt(vc + vt),
+                                              lower_is_better)
 
 
 def read_csv(path):
@@ -193,7 +202,10 @@ def main():
     ap.add_argument("--binomial", action="append", default=[])
     ap.add_argument("--sum", action="append", default=[])
     ap.add_argument("--ratio", action="append", default=[])
+    ap.add_argument("--lower-is-better", action="append", default=[],
+                    metavar="KEY", help="a metric where lower is better")
     args = ap.parse_args()
+    lower = set(args.lower_is_better)
 
     rows = read_csv(args.csv)
     variants = args.variants.split(",")
@@ -218,16 +230,17 @@ def main():
             lambda rs, col=col: column(rs, col).mean()))
     for spec in args.sum:
         key, col = key_value(spec, "=")
-        metrics.append((key, lambda c, t, col=col: compare_sum(
-            column(c, col), column(t, col), args.alpha),
+        metrics.append((key, lambda c, t, col=col, key=key: compare_sum(
+            column(c, col), column(t, col), args.alpha, key in lower),
             lambda rs, col=col: column(rs, col).mean()))
     for spec in args.ratio:
         key, cols = key_value(spec, "=")
         num, den = key_value(cols, "/")
         arm = lambda rs, num=num, den=den: ratio_arm(column(rs, num),
                                                      column(rs, den))
-        metrics.append((key, lambda c, t, arm=arm: compare_ratio(
-            arm(c), arm(t), args.alpha), lambda rs, arm=arm: arm(rs)[0]))
+        metrics.append((key, lambda c, t, arm=arm, key=key: compare_ratio(
+            arm(c), arm(t), args.alpha, key in lower),
+                        lambda rs, arm=arm: arm(rs)[0]))
 
     control = by_variant[variants[0]]
     cells = []  # (absolute, relative) in family order

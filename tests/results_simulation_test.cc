@@ -66,6 +66,17 @@ metrics:
     type: ratio
     numerator: {event: banner_click, aggregate: count}
     denominator: {event: banner_view, aggregate: count}
+  - key: refund_rate
+    type: binomial
+    event: refund
+    guardrail: true
+    higher_is_better: false
+  - key: support_minutes
+    type: sum
+    event: support_call
+    aggregate: value
+    guardrail: true
+    higher_is_better: false
 
 experiments:
   - key: checkout
@@ -109,6 +120,20 @@ experiments:
       - {key: control, weight: 50}
       - {key: treatment, weight: 50}
     metrics: [order_conversion]
+    primary_metric: order_conversion
+  - key: bayes_lower
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion, refund_rate]
+    primary_metric: order_conversion
+  - key: support
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion, support_minutes]
     primary_metric: order_conversion
 )yaml";
 
@@ -574,23 +599,30 @@ TEST_F(ResultsSimulationTest, RatioMetricsMatchTheDeltaMethodOnRawUnits) {
 
 // The Bayesian figures of a binomial metric equal bayes.golden, whose values
 // gen_bayes.py sums exactly in rational arithmetic, to the 1e-9 relative
-// that the library's own golden tests hold (docs/statistics.md).
+// that the library's own golden tests hold (docs/statistics.md). The last
+// case is a lower-is-better guardrail (refunds) that is worse in treatment.
 TEST_F(ResultsSimulationTest, BinomialBayesFiguresMatchTheExactGolden) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
   absl::StatusOr<std::vector<GoldenCase>> golden =
       LoadGolden("stats/testdata/bayes.golden");
   ASSERT_TRUE(golden.ok()) << golden.status();
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"bayes_a", "reference_140_vs_120"},
-      {"bayes_b", "small_unequal_n"},
-      {"bayes_c", "moderate"}};
+  struct Case {
+    std::string experiment, golden, metric, event;
+  };
+  const std::vector<Case> cases = {
+      {"bayes_a", "reference_140_vs_120", "order_conversion", "purchase"},
+      {"bayes_b", "small_unequal_n", "order_conversion", "purchase"},
+      {"bayes_c", "moderate", "order_conversion", "purchase"},
+      {"bayes_lower", "lower_worse_refunds", "refund_rate", "refund"}};
   std::vector<const GoldenCase*> wanted;
-  for (const auto& [experiment, name] : cases) {
+  for (const auto& [experiment, name, metric, event] : cases) {
     const GoldenCase* found = nullptr;
     for (const GoldenCase& c : *golden) {
       if (c.name == name) found = &c;
     }
     ASSERT_NE(found, nullptr) << name << " is not in bayes.golden";
+    // The metric's direction is the golden case's.
+    ASSERT_EQ(found->Has("better"), metric == "refund_rate") << name;
     wanted.push_back(found);
     // The first x of the n units of each arm convert.
     std::vector<Unit> units;
@@ -602,7 +634,7 @@ TEST_F(ResultsSimulationTest, BinomialBayesFiguresMatchTheExactGolden) {
       const int x = static_cast<int>(found->Num("x_" + arm));
       for (int i = 0; i < n; ++i) {
         units.push_back({absl::StrCat(experiment, "_", arm, i), variant});
-        if (i < x) events.push_back(Event(units.back().id, "purchase", 1000));
+        if (i < x) events.push_back(Event(units.back().id, event, 1000));
       }
     }
     ASSERT_NO_FATAL_FAILURE(Expose(experiment, units));
@@ -611,13 +643,13 @@ TEST_F(ResultsSimulationTest, BinomialBayesFiguresMatchTheExactGolden) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const GoldenCase& c = *wanted[i];
     v1::GetResultsResponse r;
-    ASSERT_NO_FATAL_FAILURE(GetResults(cases[i].first, &r));
+    ASSERT_NO_FATAL_FAILURE(GetResults(cases[i].experiment, &r));
     ASSERT_EQ(r.variants_size(), 2);
     EXPECT_EQ(r.variants(0).exposed_units(), static_cast<int64_t>(c.Num("n_c")))
         << c.name;
     EXPECT_EQ(r.variants(1).exposed_units(), static_cast<int64_t>(c.Num("n_t")))
         << c.name;
-    const v1::MetricResult* m = FindMetric(r.variants(1), "order_conversion");
+    const v1::MetricResult* m = FindMetric(r.variants(1), cases[i].metric);
     ASSERT_NE(m, nullptr);
     const v1::BayesFigures& b = m->bayes();
     for (const auto& [key, has, got] :
@@ -633,6 +665,61 @@ TEST_F(ResultsSimulationTest, BinomialBayesFiguresMatchTheExactGolden) {
       EXPECT_NEAR(got, c.Num(key), 1e-9 * std::fabs(c.Num(key))) << what;
     }
   }
+}
+
+// A lower-is-better sum (support minutes per user) that treatment raises:
+// the Gaussian chance is that treatment is *below* control, and shipping
+// is the costly choice. Compared with results_reference.py, which integrates
+// each figure from its definition.
+TEST_F(ResultsSimulationTest, LowerIsBetterSumReadsItsBayesFiguresThatWay) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> units;
+  ASSERT_NO_FATAL_FAILURE(Assign("support", "u", 6000, &units));
+  // 20% of users call support; a call lasts exponentially long, mean 6
+  // minutes in control and 8 in treatment (+0.4 minutes per user, about
+  // 3.7 standard errors).
+  std::mt19937_64 rng(16);
+  std::bernoulli_distribution calls(0.2);
+  std::exponential_distribution<double> control_minutes(1 / 6.0);
+  std::exponential_distribution<double> treatment_minutes(1 / 8.0);
+  UnitTable table({"minutes"});
+  std::vector<v1::EventRecord> events;
+  for (const Unit& u : units) {
+    double minutes = 0;
+    if (calls(rng)) {
+      minutes = std::round((u.variant == "treatment" ? treatment_minutes(rng)
+                                                     : control_minutes(rng)) *
+                           100) /
+                    100 +
+                0.01;
+      events.push_back(Event(u.id, "support_call", 1000, minutes));
+    }
+    table.Add(u.variant, {minutes});
+  }
+  ASSERT_NO_FATAL_FAILURE(Expose("support", units));
+  ASSERT_NO_FATAL_FAILURE(Send(events));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("support", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table,
+      {"--variants=control,treatment", "--sum=support_minutes=minutes",
+       "--lower-is-better=support_minutes"},
+      &ref));
+  ExpectMatchesReference(r, ref);
+
+  ASSERT_EQ(r.variants_size(), 2);
+  const v1::MetricResult* m = FindMetric(r.variants(1), "support_minutes");
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->higher_is_better());
+  ASSERT_TRUE(m->absolute().has_estimate() && m->absolute().has_p_value());
+  ASSERT_GT(m->absolute().estimate(), 0);
+  ASSERT_LT(m->absolute().p_value(), 0.05);
+  EXPECT_LT(m->bayes().chance_to_beat_control(), 0.05);
+  EXPECT_GT(m->bayes().expected_loss_ship(), m->bayes().expected_loss_keep());
+  EXPECT_EQ(r.decision().kind(), v1::DECISION_KIND_GUARDRAIL_WORSE);
+  EXPECT_EQ(r.decision().metric(), "support_minutes");
 }
 
 }  // namespace

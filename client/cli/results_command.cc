@@ -42,7 +42,8 @@ Shows how each variant of an experiment compares with its control (the first
 variant in the config), from the exposures and events abexp-server has
 recorded: per metric the estimate, the absolute and relative lift with their
 confidence intervals, the p-value and the adjusted p-value, the chance to
-beat control and the always-valid interval (safe to look at every day); and
+beat control (to be better: lower, for a metric where lower is better) and
+the always-valid interval (safe to look at every day); and
 the sample-ratio check, the units exposed to several variants, the config
 versions seen, the guardrail verdicts and a decision.
 
@@ -338,7 +339,9 @@ void PrintLegend(const v1::GetResultsResponse& r, std::ostream& out) {
           " confidence interval [low,high]; pp = percentage points. P, ADJ "
           "P: the p-value of the absolute lift, raw and adjusted (",
           r.adjust_method(),
-          "). CHANCE: chance to beat control. ALWAYS-VALID: the ", level,
+          "). CHANCE: chance that the variant is better than control "
+          "(lower, where lower is better). ALWAYS-VALID: the ",
+          level,
           " interval that stays valid however often you look. The bar: the "
           "[interval] of the absolute lift, * its estimate, | zero."),
       "", "", out);

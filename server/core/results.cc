@@ -67,22 +67,26 @@ absl::StatusOr<stats::Comparison> CompareArms(
 }
 
 // The Bayesian figures beside `comparison`: Beta posteriors for
-// binomial-like metrics, the Gaussian approximation otherwise. Null when the
-// comparison leaves nothing to base the approximation on.
+// binomial-like metrics, the Gaussian approximation otherwise, the chance
+// and losses in the metric's direction. Null when the comparison leaves
+// nothing to base the approximation on.
 std::optional<absl::StatusOr<stats::BayesResult>> BayesOf(
     const Metric& metric, const VariantAggregate& control,
     const VariantAggregate& treatment, const stats::Comparison& comparison) {
+  const stats::Direction direction = metric.higher_is_better
+                                         ? stats::Direction::kHigherIsBetter
+                                         : stats::Direction::kLowerIsBetter;
   if (IsBinomialLike(metric.type)) {
     return stats::BayesProportions(
         BinomialArmOf(control, MetricIn(control, metric.key)),
-        BinomialArmOf(treatment, MetricIn(treatment, metric.key)));
+        BinomialArmOf(treatment, MetricIn(treatment, metric.key)), direction);
   }
   if (!comparison.absolute.estimate.has_value() ||
       !comparison.absolute.standard_error.has_value()) {
     return std::nullopt;
   }
   return stats::BayesGaussian(*comparison.absolute.estimate,
-                              *comparison.absolute.standard_error);
+                              *comparison.absolute.standard_error, direction);
 }
 
 // Fills the comparison, Bayes figures and warnings of `cell`, a non-control
@@ -375,8 +379,14 @@ void Decide(const Experiment& experiment, const ExperimentLayout& layout,
   if (!traffic) return;
   stats::PowerOptions power;
   power.alpha = alpha;
+  // Sized for an improvement: a 5% fall when lower is better. For a rate
+  // the two sizes differ, and a rising one may not exist (+5% of an
+  // abandonment rate of 96% is above 100%).
+  const double mde = layout.metrics[primary].higher_is_better
+                         ? kResultsRelativeMde
+                         : -kResultsRelativeMde;
   absl::StatusOr<stats::DaysToPowerResult> days =
-      stats::DaysToPower(*traffic, kResultsRelativeMde, power);
+      stats::DaysToPower(*traffic, mde, power);
   if (!days.ok()) return;
   results->power = *days;
   if (!days->more_days.has_value()) return;

@@ -36,7 +36,8 @@
 namespace abexp {
 
 // The relative change the "keep running" rule sizes the primary metric
-// for: 80% power to detect +5%.
+// for: 80% power to detect a 5% improvement (+5%, or -5% for a metric where
+// lower is better).
 inline constexpr double kResultsRelativeMde = 0.05;
 
 struct ResultsOptions {
@@ -71,8 +72,10 @@ struct MetricResult {
   // The comparison with the control; null when the aggregates could not be
   // compared (`warnings` says why).
   std::optional<stats::Comparison> comparison;
-  // The Bayesian figures; null when there is no comparison, or when the
-  // comparison leaves no difference or standard error to base them on.
+  // The Bayesian figures, in the metric's direction (stats::Direction: the
+  // chance that the variant is better, lower when !higher_is_better); null
+  // when there is no comparison, or when the comparison leaves no
+  // difference or standard error to base them on.
   std::optional<stats::BayesResult> bayes;
   // The p-values of `comparison` after the multiple-comparison adjustment.
   // A guardrail's are its raw p-values: guardrails are tested unadjusted.

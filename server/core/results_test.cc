@@ -27,7 +27,9 @@
 //  - the units per variant to detect +5% at a 10% rate (alpha 0.05, power
 //    0.8): Fleiss' formula with scipy.stats.norm quantiles, 57762.65 ->
 //    57763 (statsmodels' NormalIndPower on Cohen's h, a close approximation,
-//    gives 57755.6).
+//    gives 57755.6); and to detect -5% at a 96% rate, 406.96 -> 407
+//    (NormalIndPower: 393.8).
+// The Bayesian figures come from stats/testdata/bayes.golden (gen_bayes.py).
 
 namespace abexp {
 namespace {
@@ -47,6 +49,10 @@ metrics:
     event: error_shown
     guardrail: true
     higher_is_better: false
+  - key: abandonment
+    type: binomial
+    event: cart_abandoned
+    higher_is_better: false
 
 experiments:
   - key: checkout
@@ -57,6 +63,13 @@ experiments:
       - {key: b, weight: 1}
     metrics: [conversion, signup, errors]
     primary_metric: conversion
+  - key: cart
+    status: running
+    variants:
+      - {key: control, weight: 1}
+      - {key: a, weight: 1}
+    metrics: [abandonment]
+    primary_metric: abandonment
 )yaml";
 
 constexpr int64_t kUnits = 10000;
@@ -247,6 +260,41 @@ TEST_F(ResultsTest, AGuardrailSignificantlyWorseOutranksAWinner) {
   EXPECT_EQ(r.decision.text, "guardrail errors worse");
 }
 
+// Errors are lower-is-better: b's 2.6% against control's 2% is worse, so its
+// chance to beat control is small and shipping it is what costs.
+TEST_F(ResultsTest, BayesFiguresOfALowerIsBetterMetricFollowItsDirection) {
+  const ExperimentResults r = Compute(WinnerAndLoser(/*errors_b=*/260));
+  const MetricResult& errors = Cell(r, "b", "errors");
+  ASSERT_TRUE(errors.bayes.has_value());
+  const stats::BayesResult& b = *errors.bayes;
+  ASSERT_TRUE(b.chance_to_beat_control && b.expected_loss_ship &&
+              b.expected_loss_keep);
+  EXPECT_LT(*b.chance_to_beat_control, 0.01);
+  EXPECT_GT(*b.expected_loss_ship, *b.expected_loss_keep);
+
+  // 200 vs 260 errors of 10000 units is the golden case lower_worse_refunds.
+  const std::vector<stats::testing::GoldenCase> golden =
+      stats::testing::GoldenCasesOfKind("stats/testdata/bayes.golden",
+                                        "binomial");
+  const stats::testing::GoldenCase* want = nullptr;
+  for (const stats::testing::GoldenCase& c : golden) {
+    if (c.name == "lower_worse_refunds") want = &c;
+  }
+  ASSERT_NE(want, nullptr);
+  ASSERT_EQ(want->Num("x_t"), 260);
+  ExpectClose(*b.chance_to_beat_control, want->Num("chance_to_beat_control"),
+              "chance", 1e-9, 0);
+  ExpectClose(*b.expected_loss_ship, want->Num("expected_loss_ship"), "ship",
+              1e-9, 0);
+  ExpectClose(*b.expected_loss_keep, want->Num("expected_loss_keep"), "keep",
+              1e-9, 0);
+
+  // Higher-is-better metrics keep P(treatment > control): a's conversion
+  // (1150 vs 1000) is the winner.
+  EXPECT_GT(Cell(r, "a", "conversion").bayes->chance_to_beat_control.value(),
+            0.99);
+}
+
 TEST_F(ResultsTest, ASampleRatioMismatchMeansDoNotTrust) {
   ExperimentAggregates agg = WinnerAndLoser();
   agg.variants[2].exposed = 9500;
@@ -333,6 +381,37 @@ TEST_F(ResultsTest, KeepRunningCountsTheDaysToPowerAtTheObservedTraffic) {
   EXPECT_EQ(r.decision.more_days, 48);
   EXPECT_EQ(r.decision.text,
             "keep running (about 48 more days to reach 80% power)");
+}
+
+// A lower-is-better primary metric is sized for a 5% fall, the improvement
+// it is run for. At a 96% abandonment rate a 5% rise is above 100%, so
+// sizing for a rise would never give a day count.
+TEST_F(ResultsTest, KeepRunningSizesALowerIsBetterMetricForAFall) {
+  const Experiment* cart = config_->FindExperiment("cart");
+  ASSERT_NE(cart, nullptr);
+  // Ten days (Nov 1 to Nov 10) of 20 units per variant, 96% abandoning.
+  ExperimentAggregates agg;
+  for (int v = 0; v < 2; ++v) {
+    VariantAggregate& arm = agg.variants.emplace_back();
+    arm.exposed = 200;
+    MetricAggregate& m = arm.metrics["abandonment"];
+    m.units = 192;
+    m.sum = m.units;
+    m.sum_sq = m.units;
+  }
+  agg.daily["2026-11-01"] = agg.variants;
+  const absl::Time now = absl::FromCivil(
+      absl::CivilSecond(2026, 11, 10, 12, 0, 0), absl::UTCTimeZone());
+  absl::StatusOr<ExperimentResults> r =
+      ComputeResults(*config_, *cart, std::move(agg), {}, now);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->power.has_value());
+  EXPECT_EQ(r->power->per_variant, 407);
+  // ceil((407 - 200) / 20)
+  EXPECT_EQ(r->decision.kind, DecisionKind::kKeepRunning);
+  EXPECT_EQ(r->decision.more_days, 11);
+  EXPECT_EQ(r->decision.text,
+            "keep running (about 11 more days to reach 80% power)");
 }
 
 TEST_F(ResultsTest, NoDetectableEffectOnceEveryVariantHasTheUnits) {

@@ -27,9 +27,16 @@ and the two must agree:
   of the normal survival function, int_0^inf P(+-D > t) dt, checked against
   the closed form s phi(mu/s) + mu Phi(mu/s).
 
-Fields: kind=binomial|gaussian, the inputs, then
-chance_to_beat_control, expected_loss_ship, expected_loss_keep (`null` when
-undefined).
+Lower-is-better cases (better=lower: a refund or bounce rate) are computed
+from their definitions, not from the higher-is-better figures: the chance is
+P(control > treatment) and the losses E[(treatment - control)+] (shipping)
+and E[(control - treatment)+] (keeping), which are the routines above with
+the two arms' roles exchanged (an exact sum or nested integral of its own),
+and for the Gaussian P(D < 0), E[max(D, 0)] and E[max(-D, 0)].
+
+Fields: kind=binomial|gaussian, the inputs, better=lower on lower-is-better
+cases (absent: higher is better), then chance_to_beat_control,
+expected_loss_ship, expected_loss_keep (`null` when undefined).
 """
 
 import math
@@ -189,8 +196,10 @@ def binomial_quad(n_c, x_c, n_t, x_t):
 # Gaussian approximation.
 
 
-def gaussian(d, s):
-    """Chance and losses when treatment - control ~ N(d, s^2)."""
+def gaussian(d, s, lower_is_better=False):
+    """Chance and losses when treatment - control = D ~ N(d, s^2): P(D > 0),
+    E[max(-D, 0)] and E[max(D, 0)]; when lower is better, P(D < 0),
+    E[max(D, 0)] and E[max(-D, 0)]."""
     if s == 0:
         return None, None, None
 
@@ -206,7 +215,22 @@ def gaussian(d, s):
                                                                 closed)
         return value
 
+    if lower_is_better:
+        return special.ndtr(-d / s), loss(d), loss(-d)
     return special.ndtr(d / s), loss(-d), loss(d)
+
+
+def binomial_case(n_c, x_c, n_t, x_t):
+    """(chance, ship, keep, method) for higher is better, exact where cheap
+    and cross-checked against the nested integrals there."""
+    quad = binomial_quad(n_c, x_c, n_t, x_t)
+    if n_c + n_t > EXACT_LIMIT:
+        return quad, "quad"
+    exact = binomial_exact(n_c, x_c, n_t, x_t)
+    for e, q, what in zip(exact, quad, ("chance", "ship", "keep")):
+        assert abs(e - q) <= CROSS_CHECK_RTOL * abs(e), (n_c, x_c, n_t, x_t,
+                                                        what, e, q)
+    return exact, "exact"
 
 
 # ---------------------------------------------------------------------------
@@ -247,6 +271,20 @@ BINOMIAL = [
     ("huge_1e10_low_rates", 10_000_000_000, 2_000_000, 10_000_000_000,
      1_990_000),
 ]
+# Lower-is-better metrics (refunds, bounces): (name, n_c, x_c, n_t, x_t).
+BINOMIAL_LOWER = [
+    # A refund-rate guardrail significantly worse in treatment (2.6% vs 2%):
+    # its chance to beat control is small, and shipping it costs ~0.6 pp.
+    ("lower_worse_refunds", 10000, 200, 10000, 260),
+    ("lower_better_refunds", 10000, 260, 10000, 200),
+    ("lower_small_unequal_n", 20, 5, 10, 5),
+    ("lower_identical_arms", 500, 50, 500, 50),
+    ("lower_no_conversions_control", 100, 0, 100, 3),
+    ("lower_high_rates", 2000, 1900, 2000, 1930),
+    ("lower_tiny_chance", 1000, 100, 1000, 500),
+    ("lower_huge_1e9", 1_000_000_000, 100_010_000, 1_000_000_000,
+     100_000_000),
+]
 EXACT_LIMIT = 60_000
 # Both methods must agree this closely wherever both run.
 CROSS_CHECK_RTOL = 1e-11
@@ -274,6 +312,14 @@ GAUSSIAN = [
     ("zero_se", 2.0, 0.0, 2.5, 0.0),
     ("zero_se_identical", 2.0, 0.0, 2.0, 0.0),
 ]
+# The same, for lower-is-better metrics (load time in seconds, refunds per
+# order).
+GAUSSIAN_LOWER = [
+    ("lower_treatment_slower", 1.20, 0.01, 1.25, 0.012),
+    ("lower_treatment_faster", 1.25, 0.012, 1.20, 0.01),
+    ("lower_far_apart", 0.3, 0.01, 0.0, 0.01),
+    ("lower_identical", 3.0, 0.5, 3.0, 0.5),
+]
 
 # Means given as (n, mean, sample SD) per arm: each arm's standard error is
 # SD / sqrt(n). (name, n_c, mean_c, sd_c, n_t, mean_t, sd_t)
@@ -293,20 +339,20 @@ def main():
         "gaussian: treatment - control ~ N(difference, standard_error^2).",
     ]
     for name, n_c, x_c, n_t, x_t in BINOMIAL:
-        small = n_c + n_t <= EXACT_LIMIT
-        quad = binomial_quad(n_c, x_c, n_t, x_t)
-        if small:
-            exact = binomial_exact(n_c, x_c, n_t, x_t)
-            for e, q, what in zip(exact, quad, ("chance", "ship", "keep")):
-                assert abs(e - q) <= CROSS_CHECK_RTOL * abs(e), (name, what, e,
-                                                                 q)
-            values, method = exact, "exact"
-        else:
-            values, method = quad, "quad"
+        values, method = binomial_case(n_c, x_c, n_t, x_t)
         print(f"{name}: {method} {values}", file=sys.stderr)
         lines.append(
             f"case={name} kind=binomial n_c={n_c} x_c={x_c} n_t={n_t} "
             f"x_t={x_t} chance_to_beat_control={num(values[0])} "
+            f"expected_loss_ship={num(values[1])} "
+            f"expected_loss_keep={num(values[2])}")
+    for name, n_c, x_c, n_t, x_t in BINOMIAL_LOWER:
+        # The arms' roles exchanged: P(C > T), E[(T - C)+], E[(C - T)+].
+        values, method = binomial_case(n_t, x_t, n_c, x_c)
+        print(f"{name}: {method} {values}", file=sys.stderr)
+        lines.append(
+            f"case={name} kind=binomial better=lower n_c={n_c} x_c={x_c} "
+            f"n_t={n_t} x_t={x_t} chance_to_beat_control={num(values[0])} "
             f"expected_loss_ship={num(values[1])} "
             f"expected_loss_keep={num(values[2])}")
     for name, n_c, x_c, n_t, x_t in BINOMIAL_NULL:
@@ -325,6 +371,14 @@ def main():
         lines.append(
             f"case=gaussian_{name} kind=gaussian difference={num(d)} "
             f"standard_error={num(s)} chance_to_beat_control={num(chance)} "
+            f"expected_loss_ship={num(ship)} expected_loss_keep={num(keep)}")
+    for name, est_c, se_c, est_t, se_t in GAUSSIAN_LOWER:
+        d, s = est_t - est_c, math.hypot(se_c, se_t)
+        chance, ship, keep = gaussian(d, s, lower_is_better=True)
+        lines.append(
+            f"case=gaussian_{name} kind=gaussian better=lower "
+            f"difference={num(d)} standard_error={num(s)} "
+            f"chance_to_beat_control={num(chance)} "
             f"expected_loss_ship={num(ship)} expected_loss_keep={num(keep)}")
     with open(OUT, "w") as f:
         f.write("\n".join(lines) + "\n")

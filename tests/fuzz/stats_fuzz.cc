@@ -142,6 +142,11 @@ CompareOptions Options(FuzzedDataProvider& in) {
   return o;
 }
 
+Direction DirectionOf(FuzzedDataProvider& in) {
+  return in.ConsumeBool() ? Direction::kLowerIsBetter
+                          : Direction::kHigherIsBetter;
+}
+
 PowerOptions Power(FuzzedDataProvider& in) {
   PowerOptions o;
   if (in.ConsumeBool()) o.alpha = Number(in);
@@ -199,14 +204,15 @@ void Run(FuzzedDataProvider& in) {
     }
     case 5: {
       g_call = "BayesProportions";
-      CheckBayes(
-          BayesProportions({Count(in), Count(in)}, {Count(in), Count(in)}));
+      const BinomialArm control{Count(in), Count(in)};
+      const BinomialArm treatment{Count(in), Count(in)};
+      CheckBayes(BayesProportions(control, treatment, DirectionOf(in)));
       break;
     }
     case 6: {
       g_call = "BayesGaussian";
       const double difference = Number(in), se = Number(in);
-      CheckBayes(BayesGaussian(difference, se));
+      CheckBayes(BayesGaussian(difference, se, DirectionOf(in)));
       break;
     }
     case 7: {
