@@ -1,5 +1,6 @@
 #include "server/core/config_parser.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -1115,11 +1116,52 @@ TEST(ConfigParser, ConfigMustBeAMap) {
   ExpectOnlyError("- a\n- b\n", 1, 1, "the config must be a map of sections");
 }
 
-TEST(ConfigParser, EmptyConfigIsValid) {
-  auto config = ParseOk("");
+// An empty file is what a deploy that truncates before writing, or a
+// template that rendered nothing, leaves behind: serving it would end every
+// experiment at once, so it is refused with the way to mean it.
+TEST(ConfigParser, AnEmptyDocumentIsAnErrorThatSaysHowToServeNothing) {
+  const char* const kEmpty[] = {
+      "",
+      "\n",
+      "  \n\n\t\n",
+      "# nothing yet\n# still nothing\n",
+      "---\n",
+      "---\n...\n",
+      "~\n",
+      "null\n",
+      "--- # a comment\n",
+  };
+  for (const char* text : kEmpty) {
+    SCOPED_TRACE(::testing::PrintToString(std::string(text)));
+    ParseResult r = Parse(text);
+    EXPECT_FALSE(r.ok());
+    ASSERT_EQ(r.diagnostics.size(), 1u) << r.FormatDiagnostics();
+    EXPECT_FALSE(r.diagnostics[0].warning);
+    EXPECT_EQ(r.diagnostics[0].ToString(),
+              "test.yaml: the file is empty; write 'experiments: []' to serve "
+              "nothing on purpose");
+  }
+}
+
+TEST(ConfigParser, AnEmptyExperimentsListIsValid) {
+  auto config = ParseOk("experiments: []\n");
   ASSERT_NE(config, nullptr);
   EXPECT_TRUE(config->experiments.empty());
+  EXPECT_TRUE(config->features.empty());
   EXPECT_FALSE(config->holdout.has_value());
+}
+
+TEST(ConfigParser, AnEmptyFileIsNamedByItsPath) {
+  const std::string path =
+      ::testing::TempDir() + "/config_parser_test_empty.yaml";
+  { std::ofstream(path, std::ios::trunc); }
+  ParseResult r = ParseConfigFile(path);
+  std::remove(path.c_str());
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.FormatDiagnostics(),
+            path +
+                ": the file is empty; write 'experiments: []' to serve "
+                "nothing on purpose\n");
 }
 
 TEST(ConfigParser, ReportsEveryErrorSortedByPosition) {
