@@ -22,8 +22,10 @@ packages=(
   # event store, for running and for the integration tests
   redis-server redis-tools
   # cross-language tests (Debian's python3, not a pyenv one) and the README's
-  # Python client example
-  python3 python3-xxhash python3-grpcio python3-grpc-tools
+  # Python client recipe, which generates its code with protoc and
+  # grpc_python_plugin (protobuf-compiler, protobuf-compiler-grpc above; not
+  # python3-grpc-tools, whose protoc 3.5 rejects proto3 `optional`)
+  python3 python3-xxhash python3-grpcio python3-protobuf
   python3-scipy python3-statsmodels
   # bench/h2load.sh: R1 measured by a load generator that is not abexp's own
   nghttp2-client

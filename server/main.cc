@@ -8,9 +8,10 @@
 // On start it prints one line to stdout:
 //   abexp-server listening on HOST:PORT config=PATH version=VERSION
 //   redis=HOST:PORT
-// Logs go to stderr. SIGHUP reloads the config (an invalid file keeps the
-// last good one); SIGTERM and SIGINT drain in-flight calls (recording ones
-// included) and exit 0. Exits 1 when the config is invalid, the address
+// Logs go to stderr. SIGHUP reloads the config (an invalid or empty file
+// keeps the last good one; removing running experiments is logged as a
+// warning naming them); SIGTERM and SIGINT drain in-flight calls (recording
+// ones included) and exit 0. Exits 1 when the config is invalid, the address
 // cannot be bound or a --redis flag is malformed. Redis being down is not
 // fatal: assignment only reads it for sticky experiments and then falls back
 // to the computed variant, and recording calls are acknowledged from a
@@ -49,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -230,6 +232,23 @@ void LogWarnings(const std::vector<std::string>& warnings) {
   for (const std::string& w : warnings) Log(w);
 }
 
+// A reload that removes running experiments ends them for every unit: said
+// loudly, since a deploy that lost part of the file looks the same.
+void LogDroppedRunning(const std::string& path,
+                       const std::vector<std::string>& dropped) {
+  if (dropped.empty()) return;
+  // TODO(metrics, issue 16): count these in a reload metric.
+  const bool one = dropped.size() == 1;
+  Log(absl::StrCat(
+      "warning: this reload removes ", dropped.size(), " running experiment",
+      one ? "" : "s", " that ", one ? "was" : "were",
+      " serving: ", absl::StrJoin(dropped, ", "), "; ", one ? "its" : "their",
+      " units get no variant from now on. If that was not meant, put ",
+      one ? "it" : "them", " back in ", path,
+      " and send SIGHUP again; to end an experiment, set its status to "
+      "stopped instead"));
+}
+
 // Re-reads the --tls_* files; a bad set is logged and the served one kept.
 void ReloadTls(ServerTls* tls) {
   absl::StatusOr<bool> changed = tls->Reload();
@@ -305,6 +324,7 @@ void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
         continue;
       }
       LogWarnings(result->warnings);
+      LogDroppedRunning(store->path(), result->dropped_running);
       Log(absl::StrCat("config reloaded version=", result->config->version,
                        result->changed
                            ? absl::StrCat(" (was ", old_version, ")")

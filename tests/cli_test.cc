@@ -159,6 +159,19 @@ TEST(CliValidate, JsonOutputParsesAndListsDiagnostics) {
             0);
 }
 
+TEST(CliValidate, AnEmptyFileIsInvalidAndSaysHowToServeNothing) {
+  TempDir dir;
+  const std::string path = dir.Write("experiments.yaml", "# to do\n");
+  const Result r = Cli({"validate", path});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr(path + ": the file is empty; write "
+                                      "'experiments: []' to serve nothing on "
+                                      "purpose\n"));
+  const Result nothing =
+      Cli({"validate", dir.Write("nothing.yaml", "experiments: []\n")});
+  EXPECT_EQ(nothing.code, 0) << nothing.out << nothing.err;
+}
+
 TEST(CliValidate, MissingFileFailsAndUsageErrorsExitTwo) {
   EXPECT_EQ(Cli({"validate", "/nonexistent/abexp.yaml"}).code, 1);
   EXPECT_EQ(Cli({"validate"}).code, 2);

@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <atomic>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,8 +12,10 @@
 
 #include "abexp/v1/assignment.grpc.pb.h"
 #include "abexp/v1/assignment.pb.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -27,6 +30,7 @@ namespace {
 using ::abexp::testing::ServerProcess;
 using ::abexp::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Config A: experiment exp_a sets color to red for everyone.
 constexpr char kConfigA[] = R"yaml(
@@ -87,6 +91,36 @@ absl::StatusOr<std::string> ServedVersion(v1::AssignmentService::Stub* stub) {
   grpc::Status s = stub->ListExperiments(&context, request, &response);
   if (!s.ok()) return absl::UnavailableError(s.error_message());
   return response.config_version();
+}
+
+// Assigns user u1; the call's error as a status.
+absl::StatusOr<v1::AssignResponse> AssignU1(v1::AssignmentService::Stub* stub) {
+  v1::AssignRequest request;
+  (*request.mutable_unit()->mutable_ids())["user_id"] = "u1";
+  v1::AssignResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  grpc::Status s = stub->Assign(&context, request, &response);
+  if (!s.ok()) return absl::UnavailableError(s.error_message());
+  return response;
+}
+
+// Sends SIGHUP to a server whose file is now invalid and waits until it
+// has logged `failures` failed reloads in all; then checks that the log
+// says it keeps `version` and that it still serves it.
+void ExpectReloadKeeps(ServerProcess* server, v1::AssignmentService::Stub* stub,
+                       const std::string& version, int failures = 1) {
+  ASSERT_TRUE(server->Signal(SIGHUP).ok());
+  ASSERT_TRUE(
+      server->WaitForStderr("keeping version=", absl::Seconds(20), failures)
+          .ok())
+      << server->Stderr();
+  EXPECT_THAT(server->Stderr(),
+              HasSubstr(absl::StrCat("keeping version=", version)));
+  absl::StatusOr<std::string> served = ServedVersion(stub);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(*served, version);
 }
 
 // Collects failures from client threads.
@@ -256,29 +290,17 @@ features:
     default: gray
 experiments: [{key: exp_c, status: runing, variants: [{key: only, weight: 1}]}]
 )yaml");
-  ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
-  ASSERT_TRUE(
-      (*server)->WaitForStderr("keeping version=", absl::Seconds(20)).ok())
-      << (*server)->Stderr();
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectReloadKeeps(server->get(), stub.get(), version_a));
   std::string log = (*server)->Stderr();
   EXPECT_THAT(log, HasSubstr(path + ":6:"));
   EXPECT_THAT(log, HasSubstr("runing"));
-  EXPECT_THAT(log, HasSubstr(absl::StrCat("keeping version=", version_a)));
-
-  absl::StatusOr<std::string> served = ServedVersion(stub.get());
-  ASSERT_TRUE(served.ok()) << served.status();
-  EXPECT_EQ(*served, version_a);
   EXPECT_EQ(testing::HealthCheck((*server)->address()).value_or(-1), 1);
 
   // A missing file is also survived.
   ASSERT_EQ(std::remove(path.c_str()), 0);
-  ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
-  ASSERT_TRUE(
-      (*server)->WaitForStderr("keeping version=", absl::Seconds(20), 2).ok())
-      << (*server)->Stderr();
-  served = ServedVersion(stub.get());
-  ASSERT_TRUE(served.ok()) << served.status();
-  EXPECT_EQ(*served, version_a);
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectReloadKeeps(server->get(), stub.get(), version_a, 2));
 
   // Fixing the file and reloading again serves the fix.
   dir.Write("experiments.yaml", kConfigB);
@@ -287,7 +309,7 @@ experiments: [{key: exp_c, status: runing, variants: [{key: only, weight: 1}]}]
                   ->WaitForStderr("config reloaded version=", absl::Seconds(20))
                   .ok())
       << (*server)->Stderr();
-  served = ServedVersion(stub.get());
+  absl::StatusOr<std::string> served = ServedVersion(stub.get());
   ASSERT_TRUE(served.ok()) << served.status();
   EXPECT_EQ(*served, VersionOf(kConfigB));
 }
@@ -317,16 +339,9 @@ TEST(Reload, AHostileFileKeepsTheServerAliveAndServingTheLastGoodConfig) {
   for (const auto& [text, logged] : kHostile) {
     SCOPED_TRACE(logged);
     dir.Write("experiments.yaml", text);
-    ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
-    ASSERT_TRUE(
-        (*server)
-            ->WaitForStderr("keeping version=", absl::Seconds(20), ++reloads)
-            .ok())
-        << (*server)->Stderr();
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectReloadKeeps(server->get(), stub.get(), version_a, ++reloads));
     EXPECT_THAT((*server)->Stderr(), HasSubstr(logged));
-    absl::StatusOr<std::string> served = ServedVersion(stub.get());
-    ASSERT_TRUE(served.ok()) << served.status();
-    EXPECT_EQ(*served, version_a);
   }
   EXPECT_EQ(testing::HealthCheck((*server)->address()).value_or(-1), 1);
 
@@ -350,6 +365,96 @@ TEST(Reload, StartingOnAFileWhoseAliasContainsItselfIsRefusedNotACrash) {
       HasSubstr(path + ":1:6: this node contains itself through an alias"));
   EXPECT_THAT(server.status().message(),
               HasSubstr("not starting: fix the config"));
+}
+
+// A deploy that truncates the file before writing it, then signals too
+// early: the empty file must not end every experiment.
+TEST(Reload, AnEmptiedFileKeepsServingTheOldConfigAndLogsWhy) {
+  TempDir dir;
+  std::string path = dir.Write("experiments.yaml", kConfigA);
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<v1::AssignmentService::Stub> stub =
+      NewStub((*server)->address());
+
+  { std::ofstream truncate(path, std::ios::trunc); }
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectReloadKeeps(server->get(), stub.get(), VersionOf(kConfigA)));
+  const std::string log = (*server)->Stderr();
+  EXPECT_THAT(log, HasSubstr(path + ": the file is empty; write "
+                                    "'experiments: []' to serve nothing on "
+                                    "purpose"));
+  EXPECT_THAT(log, Not(HasSubstr("config reloaded")));
+  absl::StatusOr<v1::AssignResponse> assigned = AssignU1(stub.get());
+  ASSERT_TRUE(assigned.ok()) << assigned.status();
+  ASSERT_EQ(assigned->assignments_size(), 1);
+  EXPECT_EQ(assigned->assignments(0).experiment_key(), "exp_a");
+}
+
+TEST(Reload, StartingOnAnEmptyFileIsRefused) {
+  TempDir dir;
+  std::string path = dir.Write("experiments.yaml", "");
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(path);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), HasSubstr("(exited with status 1)"));
+  EXPECT_THAT(server.status().message(),
+              HasSubstr(path + ": the file is empty; write 'experiments: []' "
+                               "to serve nothing on purpose"));
+}
+
+// A valid file that leaves out experiments that were running is served (it
+// may be meant), but the log says loudly which ones stopped.
+TEST(Reload, DroppingARunningExperimentIsLoggedAsAWarningNamingIt) {
+  constexpr char kTwo[] = R"yaml(
+experiments:
+  - key: exp_gone
+    status: running
+    variants: [{key: only, weight: 1}]
+  - key: exp_kept
+    status: running
+    variants: [{key: only, weight: 1}]
+  - key: exp_draft
+    status: draft
+    variants: [{key: only, weight: 1}]
+)yaml";
+  constexpr char kOne[] = R"yaml(
+experiments:
+  - key: exp_kept
+    status: running
+    variants: [{key: only, weight: 1}]
+)yaml";
+  TempDir dir;
+  std::string path = dir.Write("experiments.yaml", kTwo);
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  const size_t logged_before = (*server)->Stderr().size();
+  dir.Write("experiments.yaml", kOne);
+  ASSERT_TRUE((*server)->Signal(SIGHUP).ok());
+  ASSERT_TRUE((*server)
+                  ->WaitForStderr("config reloaded version=", absl::Seconds(20))
+                  .ok())
+      << (*server)->Stderr();
+  // The warnings of the reload (not, say, the start's about Redis).
+  std::vector<std::string> warnings;
+  for (absl::string_view line :
+       absl::StrSplit((*server)->Stderr().substr(logged_before), '\n')) {
+    if (absl::StrContains(line, "warning:")) warnings.emplace_back(line);
+  }
+  ASSERT_EQ(warnings.size(), 1u) << (*server)->Stderr();
+  EXPECT_THAT(warnings[0], HasSubstr("running experiment"));
+  EXPECT_THAT(warnings[0], HasSubstr("exp_gone"));
+  EXPECT_THAT(warnings[0], Not(HasSubstr("exp_kept")));
+  EXPECT_THAT(warnings[0], Not(HasSubstr("exp_draft")));  // never served
+
+  std::unique_ptr<v1::AssignmentService::Stub> stub =
+      NewStub((*server)->address());
+  absl::StatusOr<std::string> served = ServedVersion(stub.get());
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(*served, VersionOf(kOne));
 }
 
 TEST(Reload, AnUnchangedFileKeepsTheSameVersion) {

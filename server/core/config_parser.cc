@@ -132,7 +132,14 @@ void Parser::ParseDocument(const YAML::Node& root) {
     std::vector<YAML::Node> path;
     if (!CheckYamlNodes(root, &path)) {
       // Reported; the sections are not read (see CheckYamlNodes).
-    } else if (!root.IsNull() && !root.IsMap()) {
+    } else if (root.IsNull()) {
+      // An empty file, only comments, `---` or `null`: usually a deploy that
+      // truncated the file, and served it would end every experiment.
+      Report(YAML::Mark::null_mark(),
+             "the file is empty; write 'experiments: []' to serve nothing on "
+             "purpose",
+             false);
+    } else if (!root.IsMap()) {
       Error(root, absl::StrCat("the config must be a map of sections (",
                                JoinFieldNames(kSections), "), not ",
                                NodeKindName(root)));

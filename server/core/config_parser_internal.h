@@ -59,11 +59,13 @@ inline constexpr size_t kMaxYamlDepth = 128;
 inline constexpr int kMinYear = 2000;
 inline constexpr int kMaxYear = 9999;
 inline constexpr size_t kMaxJsonBytes = 1 << 20;
-// ComputeVariantRanges needs the scaled weight sum below 2^50.
+// Where the scaled weight sum stops growing while it is added up, so that it
+// cannot wrap around (ComputeVariantRanges is exact below it).
 inline constexpr uint64_t kMaxWeightSum = uint64_t{1} << 50;
-// What error messages say weights as written must add up to less than
-// (11,258,999): the parser keeps the scaled sum below
-// kMaxWeightSum / kWeightScale.
+// An experiment's weights as written must add up to less than this,
+// 11,258,999, as docs/bucketing.md section 4 and docs/config.md state: the
+// scaled sum then stays below 2^50 / 10000, so the largest product of the
+// bucket ranges, 10000 times it, stays below 2^50, exact even in a double.
 inline constexpr uint64_t kMaxWrittenWeightSum =
     kMaxWeightSum / kWeightScale / kWeightScale;
 // Metric windows are at most a year; longer ones are almost surely a typo.

@@ -1,5 +1,6 @@
 #include "server/core/config_parser.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -160,6 +162,57 @@ TEST(ConfigParser, WeightsAddingUpPastTheLimitAreAnErrorNamingTheSum) {
   EXPECT_EQ(config->experiments[0].variants[0].full_range, (BucketRange{0, 0}));
   EXPECT_EQ(config->experiments[0].variants[1].full_range,
             (BucketRange{0, 10000}));
+}
+
+// The limit a doc states as "add up to less than **N**" (N with thousands
+// separators), or 0 when it states none.
+uint64_t DocumentedWeightLimit(const std::string& doc) {
+  std::ifstream in(RepoPath(doc));
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string md = text.str();
+  const std::string marker = "add up to less than **";
+  const size_t at = md.find(marker);
+  if (at == std::string::npos) return 0;
+  uint64_t limit = 0;
+  for (size_t i = at + marker.size(); i < md.size() && md[i] != '*'; ++i) {
+    if (md[i] >= '0' && md[i] <= '9') {
+      limit = limit * 10 + static_cast<uint64_t>(md[i] - '0');
+    } else if (md[i] != ',') {
+      return 0;
+    }
+  }
+  return limit;
+}
+
+// docs/bucketing.md (the spec) and docs/config.md state one limit on the sum
+// of an experiment's weights as written, and it is the one the parser
+// enforces: just below it loads, at it is refused with a message naming it.
+TEST(ConfigParser, TheWeightSumLimitIsTheOneBothDocsState) {
+  const uint64_t limit = DocumentedWeightLimit("docs/bucketing.md");
+  ASSERT_GT(limit, 0u) << "docs/bucketing.md states no weight limit";
+  EXPECT_EQ(DocumentedWeightLimit("docs/config.md"), limit);
+
+  auto config = ParseOk(WithPrefix(absl::StrFormat(R"(  - key: x
+    status: running
+    variants:
+      - {key: a, weight: 1}
+      - {key: b, weight: %d.9999}
+)",
+                                                   limit - 2)));
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->experiments[0].variants[1].full_range,
+            (BucketRange{0, 10000}));
+  ExpectOnlyError(WithPrefix(absl::StrFormat(R"(  - key: x
+    status: running
+    variants:
+      - {key: a, weight: 1}
+      - {key: b, weight: %d}
+)",
+                                             limit - 1)),
+                  15, 5,
+                  absl::StrCat("variant weights add up to ", limit,
+                               "; they must add up to less than ", limit));
 }
 
 TEST(ConfigParser, AWeightTooLargeToReadSaysSo) {
@@ -1115,11 +1168,52 @@ TEST(ConfigParser, ConfigMustBeAMap) {
   ExpectOnlyError("- a\n- b\n", 1, 1, "the config must be a map of sections");
 }
 
-TEST(ConfigParser, EmptyConfigIsValid) {
-  auto config = ParseOk("");
+// An empty file is what a deploy that truncates before writing, or a
+// template that rendered nothing, leaves behind: serving it would end every
+// experiment at once, so it is refused with the way to mean it.
+TEST(ConfigParser, AnEmptyDocumentIsAnErrorThatSaysHowToServeNothing) {
+  const char* const kEmpty[] = {
+      "",
+      "\n",
+      "  \n\n\t\n",
+      "# nothing yet\n# still nothing\n",
+      "---\n",
+      "---\n...\n",
+      "~\n",
+      "null\n",
+      "--- # a comment\n",
+  };
+  for (const char* text : kEmpty) {
+    SCOPED_TRACE(::testing::PrintToString(std::string(text)));
+    ParseResult r = Parse(text);
+    EXPECT_FALSE(r.ok());
+    ASSERT_EQ(r.diagnostics.size(), 1u) << r.FormatDiagnostics();
+    EXPECT_FALSE(r.diagnostics[0].warning);
+    EXPECT_EQ(r.diagnostics[0].ToString(),
+              "test.yaml: the file is empty; write 'experiments: []' to serve "
+              "nothing on purpose");
+  }
+}
+
+TEST(ConfigParser, AnEmptyExperimentsListIsValid) {
+  auto config = ParseOk("experiments: []\n");
   ASSERT_NE(config, nullptr);
   EXPECT_TRUE(config->experiments.empty());
+  EXPECT_TRUE(config->features.empty());
   EXPECT_FALSE(config->holdout.has_value());
+}
+
+TEST(ConfigParser, AnEmptyFileIsNamedByItsPath) {
+  const std::string path =
+      ::testing::TempDir() + "/config_parser_test_empty.yaml";
+  { std::ofstream(path, std::ios::trunc); }
+  ParseResult r = ParseConfigFile(path);
+  std::remove(path.c_str());
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.FormatDiagnostics(),
+            path +
+                ": the file is empty; write 'experiments: []' to serve "
+                "nothing on purpose\n");
 }
 
 TEST(ConfigParser, ReportsEveryErrorSortedByPosition) {

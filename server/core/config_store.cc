@@ -87,6 +87,20 @@ absl::StatusOr<LoadResult> Load(const std::string& path,
   return result;
 }
 
+// The keys of the experiments running in `old_config` that `new_config`
+// does not have, in the old file's order.
+std::vector<std::string> DroppedRunning(const Config& old_config,
+                                        const Config& new_config) {
+  std::vector<std::string> dropped;
+  for (const Experiment& e : old_config.experiments) {
+    if (e.status == ExperimentStatus::kRunning &&
+        new_config.FindExperiment(e.key) == nullptr) {
+      dropped.push_back(e.key);
+    }
+  }
+  return dropped;
+}
+
 }  // namespace
 
 ConfigStore::ConfigStore(std::string path,
@@ -116,6 +130,7 @@ absl::StatusOr<LoadResult> ConfigStore::Reload() {
   }
   absl::StatusOr<LoadResult> loaded = Load(path_, *text);
   if (!loaded.ok()) return loaded.status();
+  loaded->dropped_running = DroppedRunning(*old, *loaded->config);
   current_.Publish(loaded->config);
   return loaded;
 }

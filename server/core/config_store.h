@@ -35,6 +35,10 @@ struct LoadResult {
   // Warning diagnostics, one formatted line each ("file:line:col: warning:
   // ...").
   std::vector<std::string> warnings;
+  // Reload only: the keys of experiments that were running in the config
+  // served before and are absent from the new one, in the old file's order.
+  // Their units stop getting a variant; the caller should say so loudly.
+  std::vector<std::string> dropped_running;
 };
 
 class ConfigStore {

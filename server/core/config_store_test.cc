@@ -214,6 +214,90 @@ TEST(ConfigStore, ReloadKeepsTheLastGoodConfigWhenTheFileIsInvalid) {
   EXPECT_EQ((*store)->Snapshot()->version, ConfigVersionOf(kConfigB));
 }
 
+TEST(ConfigStore, OpenRefusesAnEmptyFileAndSaysHowToServeNothing) {
+  TempFile file;
+  file.Write("");
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(file.path());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      store.status().message(),
+      HasSubstr(file.path() + ": the file is empty; write 'experiments: []' to "
+                              "serve nothing on purpose"));
+}
+
+TEST(ConfigStore, ReloadOfATruncatedFileKeepsServingTheLastGoodConfig) {
+  TempFile file;
+  file.Write(kConfigA);
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(file.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::shared_ptr<const Config> good = (*store)->Snapshot();
+
+  for (const char* empty : {"", "# to be written\n", "---\n"}) {
+    SCOPED_TRACE(empty);
+    file.Write(empty);
+    absl::StatusOr<LoadResult> reloaded = (*store)->Reload();
+    ASSERT_FALSE(reloaded.ok());
+    EXPECT_THAT(reloaded.status().message(),
+                HasSubstr(file.path() + ": the file is empty"));
+    EXPECT_EQ((*store)->Snapshot(), good);
+  }
+}
+
+// Experiments in each status a reload could drop; only the running ones
+// were serving units.
+constexpr char kConfigStatuses[] = R"yaml(
+experiments:
+  - {key: exp_run, status: running, variants: [{key: a, weight: 1}]}
+  - {key: exp_draft, status: draft, variants: [{key: a, weight: 1}]}
+  - {key: exp_paused, status: paused, variants: [{key: a, weight: 1}]}
+  - {key: exp_run2, status: running, variants: [{key: a, weight: 1}]}
+)yaml";
+
+// Opens a store on `before`, replaces the file with `after` and reloads it.
+absl::StatusOr<LoadResult> ReloadFromTo(const std::string& before,
+                                        const std::string& after) {
+  TempFile file;
+  file.Write(before);
+  absl::StatusOr<std::unique_ptr<ConfigStore>> store =
+      ConfigStore::Open(file.path());
+  if (!store.ok()) return store.status();
+  file.Write(after);
+  return (*store)->Reload();
+}
+
+TEST(ConfigStore, ReloadNamesTheRunningExperimentsItDrops) {
+  // exp_run2 stays; exp_run, the draft and the paused one go.
+  absl::StatusOr<LoadResult> reloaded = ReloadFromTo(kConfigStatuses, R"yaml(
+experiments:
+  - {key: exp_run2, status: running, variants: [{key: a, weight: 1}]}
+  - {key: exp_new, status: running, variants: [{key: a, weight: 1}]}
+)yaml");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_THAT(reloaded->dropped_running, ::testing::ElementsAre("exp_run"));
+
+  // Everything running goes, deliberately: still named, in file order.
+  reloaded = ReloadFromTo(kConfigStatuses, "experiments: []\n");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_THAT(reloaded->dropped_running,
+              ::testing::ElementsAre("exp_run", "exp_run2"));
+}
+
+TEST(ConfigStore, StoppingOrPausingARunningExperimentIsNotADrop) {
+  absl::StatusOr<LoadResult> reloaded = ReloadFromTo(kConfigStatuses, R"yaml(
+experiments:
+  - {key: exp_run, status: stopped, variants: [{key: a, weight: 1}]}
+  - {key: exp_draft, status: draft, variants: [{key: a, weight: 1}]}
+  - {key: exp_paused, status: paused, variants: [{key: a, weight: 1}]}
+  - {key: exp_run2, status: paused, variants: [{key: a, weight: 1}]}
+)yaml");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_TRUE(reloaded->changed);
+  EXPECT_THAT(reloaded->dropped_running, ::testing::IsEmpty());
+}
+
 TEST(ConfigStore, OpenRefusesAFileWhoseAliasContainsItselfInsteadOfCrashing) {
   TempFile file;
   file.Write("zzz: &x [*x]\n");

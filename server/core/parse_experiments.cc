@@ -490,8 +490,8 @@ void Parser::ParseVariantFeatures(const Entry& fs, const std::string& vwhat,
 
 void Parser::SetVariantRanges(const Entry& vs, const std::string& what,
                               Experiment* e) {
-  // Bucket ranges need the (scaled) sum below kMaxWeightSum; the sum stops
-  // growing once past it, so it cannot wrap around to a small number.
+  // The (scaled) sum stops growing at kMaxWeightSum, so it cannot wrap
+  // around to a small number; the limit is kMaxWrittenWeightSum.
   uint64_t sum = 0;
   for (const Variant& v : e->variants) {
     sum = std::min(sum + std::min(v.weight, kMaxWeightSum), kMaxWeightSum);
@@ -503,7 +503,7 @@ void Parser::SetVariantRanges(const Entry& vs, const std::string& what,
                        "variant a positive weight"));
     return;
   }
-  if (sum >= kMaxWeightSum / kWeightScale) {
+  if (sum >= kMaxWrittenWeightSum * kWeightScale) {
     Error(vs.key_node,
           absl::StrCat(
               what, ": variant weights add up to ",
