@@ -364,6 +364,10 @@ std::unique_ptr<Spool> OpenSpool(const ServerOptions& options) {
     }
     return nullptr;
   }
+  for (const std::string& damage : (*spool)->damage()) {
+    Log(absl::StrCat("spool ", options.spool_dir,
+                     ": ACKNOWLEDGED WRITES LOST: ", damage));
+  }
   if ((*spool)->torn_bytes_dropped() > 0) {
     Log(absl::StrCat("spool ", options.spool_dir, ": dropped a torn tail of ",
                      (*spool)->torn_bytes_dropped(),
@@ -515,12 +519,17 @@ void DrainSpool(const ServerOptions& options,
   if (!drained.ok()) Log(drained.message());
   const SpooledEventStoreStats stats = spooled_store->stats();
   if (stats.spooled_writes > 0 || stats.replayed_writes > 0 ||
-      stats.pending_records > 0) {
+      stats.pending_records > 0 || stats.lost_records > 0) {
     Log(absl::StrCat(
         "spool ", options.spool_dir, ": ", stats.spooled_writes, " writes (",
         stats.spooled_items, " items) spooled and ", stats.replayed_writes,
         " (", stats.replayed_items, " items) replayed in this run; ",
         stats.pending_records, " pending",
+        stats.lost_records > 0
+            ? absl::StrCat("; ", stats.lost_records,
+                           " acknowledged writes LOST with the spool "
+                           "directory (never in Redis)")
+            : std::string(),
         stats.rejected_writes > 0
             ? absl::StrCat("; ", stats.rejected_writes, " set aside in ",
                            options.spool_dir, "/rejected")
