@@ -1169,6 +1169,11 @@ absl::Status Spool::Append(absl::Span<const std::string> records) {
   // One fstat: removing the directory removes its files first. The full
   // check (the directory moved, too) is CheckIntact(), and replay errors.
   group.gone = SegmentGone(active_fd_);
+  if (!group.gone.empty()) {
+    // Name the directory when it went too (rm -rf), not only the file.
+    std::string dir_gone = FilesGone();
+    if (!dir_gone.empty()) group.gone = std::move(dir_gone);
+  }
 
   mu_.Lock();
   if (!group.gone.empty()) {

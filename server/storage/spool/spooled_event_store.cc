@@ -368,17 +368,29 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::Write(
 void SpooledEventStore::StartSpooling(const absl::Status& why) {
   // From now on, until a replay empties the spool, every write is spooled,
   // the failed one first.
+  // Cheap (an fstat and a stat), and only when the backend failed: so
+  // that a spool gone while Redis was healthy is not announced as taking
+  // writes.
+  const bool lost = !spool_->CheckIntact().ok() && spool_->lost();
   bool started = false;
+  bool newly_lost = false;
   {
     absl::MutexLock lock(&mu_);
     // Without a spool the write is refused, and the reason names `why`.
     if (!spooling_) spool_reason_ = why;
+    if (lost && !spooling_ && !spool_lost_) {
+      // Nothing is spooled, so no write can overtake one: no need for the
+      // exclusive lock AbandonSpool() takes.
+      spool_lost_ = true;
+      newly_lost = true;
+    }
     if (!spooling_ && !spool_lost_) {
       spooling_ = true;
       wake_ = true;
       started = true;
     }
   }
+  if (newly_lost) NotifyLost();
   if (started) {
     Notify(absl::StrCat(options_.backend_name, " failed (", why.ToString(),
                         "); acknowledging recording calls from the local "
@@ -682,6 +694,10 @@ void SpooledEventStore::AbandonSpool() {
     spooling_ = false;
     catching_up_ = false;
   }
+  NotifyLost();
+}
+
+void SpooledEventStore::NotifyLost() {
   // metrics: count stats().lost_records as acknowledged writes lost.
   Notify(absl::StrCat(spool_->CheckIntact().message(),
                       ". Until then recording calls go straight to ",

@@ -218,6 +218,8 @@ class SpooledEventStore final : public EventStore {
   // Once the spool has found its directory gone: stops spooling for good,
   // so writes go straight to the backend, and says so.
   void AbandonSpool() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);
+  // Says, once, that the spool is lost and what follows.
+  void NotifyLost();
   // Notes whether a direct write reached the backend, for CanAcknowledge().
   void NoteBackend(const absl::Status& status);
 
