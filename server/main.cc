@@ -15,9 +15,11 @@
 // fatal: assignment only reads it for sticky experiments and then falls back
 // to the computed variant, and recording calls are acknowledged from a
 // local spool (--spool_dir, fsynced) and replayed into Redis, in order, when
-// it is back or after a restart; only a full spool makes them UNAVAILABLE.
-// On SIGTERM, once in-flight calls are done, the spool is replayed into
-// Redis for up to --shutdown_grace; what remains is kept for the next start.
+// it is back or after a restart; a full spool, a call larger than the spool,
+// or a spool directory deleted or moved under the server makes them
+// UNAVAILABLE. On SIGTERM, once in-flight calls are done, the spool is
+// replayed into Redis for up to --shutdown_grace; what remains is kept for
+// the next start (or, when the directory went, is logged as lost).
 // Exits 1 also when the spool cannot be opened (e.g. another server uses it).
 //
 // --tls_cert_file and --tls_key_file serve TLS (and --tls_client_ca_file
@@ -456,6 +458,8 @@ std::unique_ptr<grpc::Server> StartServer(
                              v1::ResultsService::service_full_name()}) {
       health->SetServingStatus(name, true);
     }
+    // Later: RecordingService NOT_SERVING while
+    // SpooledEventStore::CanAcknowledge() is false.
   }
   return server;
 }
