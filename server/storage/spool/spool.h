@@ -19,9 +19,10 @@
 //    other than a crash mid-write, even at a record boundary) is reported by
 //    damage(), with the bytes after its last intact record kept in
 //    "damaged/"; what remains is replayed.
-//  - Append() checks, after each sync, that the directory and the segment
-//    are still where Open() found them. Once they are not (deleted, moved
-//    or replaced under the running process) the spool refuses every append
+//  - Append() checks, after each sync, that the segment it wrote still has
+//    a name; CheckIntact() (and a failed Replay()) that the directory is
+//    still the one Open() opened. Once either is not (deleted, moved or
+//    replaced under the running process) the spool refuses every append
 //    (UNAVAILABLE) instead of acknowledging into files nobody will replay,
 //    and reports what it had acknowledged and not replayed as lost.
 //
@@ -148,7 +149,8 @@ class Spool {
   // Otherwise UNAVAILABLE saying why and what to do, and every later
   // Append() fails with it; when the directory is found gone, the records
   // not yet replayed move from pending_records() to lost_records(). Cheap
-  // (an fstat and a stat); Append() checks the same after each sync.
+  // (an fstat and a stat). Append() checks its segment after each sync,
+  // and a failed Replay() calls this.
   absl::Status CheckIntact() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Bytes of framed records in segment files on disk (the figure max_bytes
