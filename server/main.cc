@@ -16,9 +16,11 @@
 // fatal: assignment only reads it for sticky experiments and then falls back
 // to the computed variant, and recording calls are acknowledged from a
 // local spool (--spool_dir, fsynced) and replayed into Redis, in order, when
-// it is back or after a restart; only a full spool makes them UNAVAILABLE.
-// On SIGTERM, once in-flight calls are done, the spool is replayed into
-// Redis for up to --shutdown_grace; what remains is kept for the next start.
+// it is back or after a restart; a full spool, a call larger than the spool,
+// or a spool directory deleted or moved under the server makes them
+// UNAVAILABLE. On SIGTERM, once in-flight calls are done, the spool is
+// replayed into Redis for up to --shutdown_grace; what remains is kept for
+// the next start (or, when the directory went, is logged as lost).
 // Exits 1 also when the spool cannot be opened (e.g. another server uses it).
 //
 // --tls_cert_file and --tls_key_file serve TLS (and --tls_client_ca_file
@@ -384,6 +386,10 @@ std::unique_ptr<Spool> OpenSpool(const ServerOptions& options) {
     }
     return nullptr;
   }
+  for (const std::string& damage : (*spool)->damage()) {
+    Log(absl::StrCat("spool ", options.spool_dir,
+                     ": ACKNOWLEDGED WRITES LOST: ", damage));
+  }
   if ((*spool)->torn_bytes_dropped() > 0) {
     Log(absl::StrCat("spool ", options.spool_dir, ": dropped a torn tail of ",
                      (*spool)->torn_bytes_dropped(),
@@ -472,6 +478,8 @@ std::unique_ptr<grpc::Server> StartServer(
                              v1::ResultsService::service_full_name()}) {
       health->SetServingStatus(name, true);
     }
+    // Later: RecordingService NOT_SERVING while
+    // SpooledEventStore::CanAcknowledge() is false.
   }
   return server;
 }
@@ -535,12 +543,17 @@ void DrainSpool(const ServerOptions& options,
   if (!drained.ok()) Log(drained.message());
   const SpooledEventStoreStats stats = spooled_store->stats();
   if (stats.spooled_writes > 0 || stats.replayed_writes > 0 ||
-      stats.pending_records > 0) {
+      stats.pending_records > 0 || stats.lost_records > 0) {
     Log(absl::StrCat(
         "spool ", options.spool_dir, ": ", stats.spooled_writes, " writes (",
         stats.spooled_items, " items) spooled and ", stats.replayed_writes,
         " (", stats.replayed_items, " items) replayed in this run; ",
         stats.pending_records, " pending",
+        stats.lost_records > 0
+            ? absl::StrCat("; ", stats.lost_records,
+                           " acknowledged writes LOST with the spool "
+                           "directory (never in Redis)")
+            : std::string(),
         stats.rejected_writes > 0
             ? absl::StrCat("; ", stats.rejected_writes, " set aside in ",
                            options.spool_dir, "/rejected")

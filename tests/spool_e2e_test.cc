@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -295,6 +296,74 @@ TEST_F(SpoolE2eTest,
 
   ASSERT_TRUE(redis_->Restart().ok());
   ExpectAggregatesReached();
+}
+
+// The spool directory deleted under a running server, then Redis down: no
+// call is acknowledged as spooled (nothing could replay it), each refusal
+// and the log say why, and SIGTERM does not promise a replay.
+TEST_F(SpoolE2eTest,
+       ADeletedSpoolDirectoryAcknowledgesNothingAndTheLogSaysWhy) {
+  const std::string spool_dir = dir_.path() + "/spool";
+  StartServer({"--spool_dir=" + spool_dir, "--shutdown_grace=1s"});
+  std::filesystem::remove_all(spool_dir);
+  ASSERT_TRUE(redis_->Kill().ok());
+
+  for (int u = 0; u < 3; ++u) {
+    v1::RecordExposuresRequest request;
+    AddExposure(&request, absl::StrCat("u", u), u % 2, u);
+    v1::RecordExposuresResponse response;
+    grpc::Status status = RecordExposures(request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << "acknowledged, " << response.counts().spooled() << " spooled";
+    EXPECT_THAT(status.error_message(), HasSubstr(spool_dir));
+    EXPECT_THAT(status.error_message(), HasSubstr("deleted"));
+  }
+  v1::RecordEventsRequest orders;
+  AddOrder(&orders, "u1", 1, 12.5, 20, true);
+  v1::RecordEventsResponse tracked;
+  grpc::Status status = RecordEvents(orders, &tracked);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << "acknowledged, " << tracked.counts().spooled() << " spooled";
+  EXPECT_TRUE(server_
+                  ->WaitForStderr("Restart abexp-server to spool again",
+                                  absl::Seconds(30))
+                  .ok())
+      << server_->Stderr();
+  EXPECT_FALSE(std::filesystem::exists(spool_dir)) << "recreated";
+
+  ASSERT_TRUE(server_->Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = server_->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << server_->Stderr();
+  EXPECT_THAT(server_->Stderr(),
+              ::testing::Not(HasSubstr("replayed first on the next start")));
+}
+
+// Writes acknowledged from the spool, then its directory deleted: SIGTERM
+// says they are lost, and how many, instead of that they stay for the
+// next start.
+TEST_F(SpoolE2eTest, SigtermCountsTheAcknowledgedWritesADeletedSpoolTook) {
+  const std::string spool_dir = dir_.path() + "/spool";
+  ASSERT_TRUE(redis_->Kill().ok());
+  StartServer({"--spool_dir=" + spool_dir, "--shutdown_grace=1s"});
+  for (int u = 0; u < 2; ++u) {
+    v1::RecordExposuresRequest request;
+    AddExposure(&request, absl::StrCat("u", u), u % 2, u);
+    v1::RecordExposuresResponse response;
+    grpc::Status status = RecordExposures(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.counts().spooled(), 1);
+  }
+  std::filesystem::remove_all(spool_dir);
+
+  ASSERT_TRUE(server_->Signal(SIGTERM).ok());
+  absl::StatusOr<int> code = server_->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << server_->Stderr();
+  EXPECT_THAT(server_->Stderr(),
+              HasSubstr("2 acknowledged writes LOST with the spool directory"));
+  EXPECT_THAT(server_->Stderr(),
+              ::testing::Not(HasSubstr("replayed first on the next start")));
 }
 
 TEST_F(SpoolE2eTest, TwoServersCannotShareASpool) {

@@ -25,9 +25,20 @@ namespace abexp {
 namespace {
 
 constexpr int64_t kFrameHeaderBytes = 8;
-constexpr int64_t kMaxPayloadBytes = std::numeric_limits<uint32_t>::max();
+// A frame length of all ones marks a segment header, so no record has it.
+constexpr uint32_t kHeaderMarker = std::numeric_limits<uint32_t>::max();
+constexpr int64_t kMaxPayloadBytes = kHeaderMarker - int64_t{1};
 constexpr int64_t kReadChunkBytes = 1 << 20;
-constexpr int64_t kCheckpointBytes = 20;
+// The older checkpoint (read position only) and the current one (read
+// position and acknowledged end).
+constexpr int64_t kCheckpointV1Bytes = 20;
+constexpr int64_t kCheckpointBytes = 36;
+// A rolled segment's header: [u32 kHeaderMarker][u32 kSegmentMagic]
+// [u32 version 2][u32 0][u64 length of the segment before][u32 0]
+// [u32 XXH32 of the 28 bytes before it].
+constexpr int64_t kSegmentHeaderBytes = 32;
+constexpr uint32_t kSegmentMagic = 0x32505341;  // "ASP2"
+constexpr uint32_t kSegmentVersion = 2;
 constexpr absl::string_view kSegmentPrefix = "spool-";
 constexpr absl::string_view kSegmentSuffix = ".log";
 constexpr int kSegmentDigits = 20;
@@ -38,6 +49,8 @@ constexpr uint64_t kMaxSegment = uint64_t{1} << 62;
 constexpr char kCheckpointName[] = "CHECKPOINT";
 constexpr char kCheckpointTmpName[] = "CHECKPOINT.tmp";
 constexpr char kLockName[] = "LOCK";
+// Where Open() keeps bytes of acknowledged records it found damaged.
+constexpr char kDamagedDir[] = "damaged";
 
 void PutU32(uint32_t v, char* out) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -60,6 +73,15 @@ uint64_t GetU64(const char* p) {
 // all-zero header from matching (XXH32 of nothing with seed 0 is not 0).
 uint32_t FrameChecksum(const char* payload, uint32_t length) {
   return XXH32(payload, length, length);
+}
+
+void EncodeSegmentHeader(int64_t previous_length, char* out) {
+  std::memset(out, 0, kSegmentHeaderBytes);
+  PutU32(kHeaderMarker, out);
+  PutU32(kSegmentMagic, out + 4);
+  PutU32(kSegmentVersion, out + 8);
+  PutU64(static_cast<uint64_t>(previous_length), out + 16);
+  PutU32(XXH32(out, kSegmentHeaderBytes - 4, 0), out + 28);
 }
 
 absl::Status IoError(absl::string_view what, const std::string& path, int err) {
@@ -325,6 +347,62 @@ absl::Status SyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// Reads the header of segment file `path` (`size` bytes), if it has one:
+// where its records begin and the length of the segment before it.
+// DATA_LOSS for a damaged header.
+absl::Status ReadSegmentHeader(const std::string& path, int64_t size,
+                               int64_t* records_start,
+                               std::optional<int64_t>* previous_length) {
+  *records_start = 0;
+  previous_length->reset();
+  if (size < 4) return absl::OkStatus();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open spool segment", path, errno);
+  FdCloser closer(fd);
+  char buf[kSegmentHeaderBytes];
+  size_t got = 0;
+  absl::Status s = PreadAll(fd, buf, sizeof(buf), 0, path, &got);
+  if (!s.ok()) return s;
+  if (GetU32(buf) != kHeaderMarker) return absl::OkStatus();  // older format
+  if (got < sizeof(buf) || GetU32(buf + 4) != kSegmentMagic ||
+      GetU32(buf + 8) != kSegmentVersion ||
+      XXH32(buf, kSegmentHeaderBytes - 4, 0) != GetU32(buf + 28)) {
+    return absl::DataLossError(absl::StrCat(
+        "spool segment ", path,
+        " has a damaged header (its first 32 bytes); the records after it "
+        "were acknowledged. Keep a copy of the spool directory, then move "
+        "the file aside to start the server"));
+  }
+  *records_start = kSegmentHeaderBytes;
+  *previous_length = static_cast<int64_t>(GetU64(buf + 16));
+  return absl::OkStatus();
+}
+
+// Copies bytes [from, to) of file `path` to a new file `dest`, synced when
+// `sync`.
+absl::Status CopyRange(const std::string& path, int64_t from, int64_t to,
+                       const std::string& dest, bool sync) {
+  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return IoError("cannot open", path, errno);
+  FdCloser in_closer(in);
+  int out =
+      ::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
+  if (out < 0) return IoError("cannot create", dest, errno);
+  FdCloser out_closer(out);
+  std::string chunk;
+  for (int64_t at = from; at < to;) {
+    chunk.resize(static_cast<size_t>(std::min(kReadChunkBytes, to - at)));
+    size_t got = 0;
+    absl::Status s = PreadAll(in, chunk.data(), chunk.size(), at, path, &got);
+    if (!s.ok()) return s;
+    if (got == 0) break;
+    s = WriteAll(out, chunk.data(), got, dest);
+    if (!s.ok()) return s;
+    at += static_cast<int64_t>(got);
+  }
+  return sync ? SyncFd(out, dest) : absl::OkStatus();
+}
+
 }  // namespace
 
 struct Spool::Writer {
@@ -340,12 +418,100 @@ struct Spool::Writer {
   absl::CondVar cv;
 };
 
-Spool::Spool(std::string dir, SpoolOptions options, int lock_fd)
-    : dir_(std::move(dir)), options_(options), lock_fd_(lock_fd) {}
+Spool::Spool(std::string dir, SpoolOptions options, int lock_fd, int dir_fd)
+    : dir_(std::move(dir)),
+      options_(options),
+      lock_fd_(lock_fd),
+      dir_fd_(dir_fd) {}
 
 Spool::~Spool() {
+  if (active_fd_ >= 0 && recovered_) {
+    // Record where the acknowledged records end, so that the next Open()
+    // notices a segment cut shorter, even at a record boundary. Best
+    // effort: without it the next Open() checks against an older end.
+    absl::MutexLock replay_lock(&replay_mu_);
+    Position acked;
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      acked = AckedEnd();
+      write = failed_.ok() && !(acked == checkpoint_acked_);
+    }
+    if (write) (void)WriteCheckpoint(read_pos_, acked);
+  }
   if (active_fd_ >= 0) ::close(active_fd_);
+  ::close(dir_fd_);
   ::close(lock_fd_);  // releases the flock
+}
+
+Spool::Position Spool::AckedEnd() const {
+  return Position{active_segment_, active_size_ > RecordsStart(active_segment_)
+                                       ? static_cast<uint64_t>(active_size_)
+                                       : 0};
+}
+
+int64_t Spool::RecordsStart(uint64_t segment) const {
+  auto it = records_starts_.find(segment);
+  return it == records_starts_.end() ? 0 : it->second;
+}
+
+std::string Spool::SegmentGone(int active_fd) {
+  struct stat segment;
+  if (active_fd >= 0 && ::fstat(active_fd, &segment) == 0 &&
+      segment.st_nlink == 0) {
+    return "lost the segment file it was appending to (deleted)";
+  }
+  return "";
+}
+
+std::string Spool::FilesGone() const {
+  struct stat opened;
+  if (::fstat(dir_fd_, &opened) != 0) {
+    return absl::StrCat("cannot be checked (", std::strerror(errno), ")");
+  }
+  if (opened.st_nlink == 0) return "was deleted";
+  struct stat now;
+  if (::stat(dir_.c_str(), &now) != 0) {
+    return absl::StrCat("was moved away or deleted (", std::strerror(errno),
+                        ")");
+  }
+  if (now.st_dev != opened.st_dev || now.st_ino != opened.st_ino) {
+    return "was moved away or replaced by another directory";
+  }
+  return "";
+}
+
+void Spool::MarkLost(const std::string& why) {
+  if (lost_.load()) return;
+  // Acknowledged and not replayed: this spool can no longer replay them.
+  lost_records_.store(pending_records_);
+  lost_.store(true);
+  pending_records_ = 0;
+  failed_ = absl::UnavailableError(absl::StrFormat(
+      "local spool %s %s while the server was running, so writes can no "
+      "longer be made durable in it and none is acknowledged from it. %d "
+      "writes it had acknowledged and not replayed were in it%s. Restart "
+      "abexp-server to spool again (it creates the directory afresh), and "
+      "give it a --spool_dir that nothing else deletes or moves",
+      dir_, why, lost_records_.load(),
+      lost_records_.load() == 0
+          ? ""
+          : " and are lost to this server (if the directory was moved, they "
+            "are still in it: a server started with --spool_dir naming it "
+            "replays them)"));
+}
+
+absl::Status Spool::CheckIntact() {
+  const std::string gone = FilesGone();
+  absl::MutexLock lock(&mu_);
+  if (!gone.empty()) MarkLost(gone);
+  return failed_;
+}
+
+absl::Status Spool::ExplainReplayError(absl::Status s) {
+  if (s.ok()) return s;
+  absl::Status intact = CheckIntact();
+  return intact.ok() ? s : intact;
 }
 
 std::string Spool::SegmentPath(uint64_t segment) const {
@@ -390,14 +556,20 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& dir,
     }
     return IoError("cannot lock", lock_path, err);
   }
-  std::unique_ptr<Spool> spool(new Spool(dir, options, lock_fd));
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    const int err = errno;
+    ::close(lock_fd);
+    return IoError("cannot open spool directory", dir, err);
+  }
+  std::unique_ptr<Spool> spool(new Spool(dir, options, lock_fd, dir_fd));
   absl::Status s = spool->Recover();
   if (!s.ok()) return s;
   return spool;
 }
 
-// The CHECKPOINT file's position, or nullopt when there is none.
-absl::StatusOr<std::optional<Spool::Position>> Spool::ReadCheckpoint() const {
+// The CHECKPOINT file's positions, or nullopt when there is none.
+absl::StatusOr<std::optional<Spool::Checkpoint>> Spool::ReadCheckpoint() const {
   const std::string checkpoint_path = absl::StrCat(dir_, "/", kCheckpointName);
   int fd = ::open(checkpoint_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno != ENOENT) {
@@ -409,23 +581,33 @@ absl::StatusOr<std::optional<Spool::Position>> Spool::ReadCheckpoint() const {
   size_t got = 0;
   absl::Status s = PreadAll(fd, buf, sizeof(buf), 0, checkpoint_path, &got);
   if (!s.ok()) return s;
-  if (got != kCheckpointBytes || XXH32(buf, 16, 0) != GetU32(buf + 16)) {
+  const int64_t length = static_cast<int64_t>(got);
+  const bool valid =
+      (length == kCheckpointV1Bytes && XXH32(buf, 16, 0) == GetU32(buf + 16)) ||
+      (length == kCheckpointBytes && XXH32(buf, 32, 0) == GetU32(buf + 32));
+  if (!valid) {
     return absl::DataLossError(absl::StrCat(
         "spool checkpoint ", checkpoint_path,
         " is corrupt. Deleting it replays the whole spool from its "
         "oldest segment, which is safe: records carry idempotency keys"));
   }
-  Position pos;
+  Checkpoint checkpoint;
+  Position& pos = checkpoint.read;
   pos.segment = GetU64(buf);
   pos.offset = GetU64(buf + 8);
-  if (pos.segment > kMaxSegment) {
+  if (length == kCheckpointBytes) {
+    checkpoint.acked_end = Position{GetU64(buf + 16), GetU64(buf + 24)};
+  }
+  if (pos.segment > kMaxSegment ||
+      (checkpoint.acked_end.has_value() &&
+       checkpoint.acked_end->segment > kMaxSegment)) {
     return absl::DataLossError(absl::StrCat(
         "spool checkpoint ", checkpoint_path, " names segment ", pos.segment,
         ", beyond any abexp-server writes. Deleting it replays the whole "
         "spool from its oldest segment, which is safe: records carry "
         "idempotency keys"));
   }
-  return pos;
+  return checkpoint;
 }
 
 // The segment numbers in the directory, ascending.
@@ -457,10 +639,10 @@ absl::Status Spool::StartAfresh(Position pos) {
   const uint64_t first = pos.offset == 0             ? pos.segment
                          : pos.segment < kMaxSegment ? pos.segment + 1
                                                      : 1;
-  if (first != pos.segment) {
-    pos = Position{first, 0};
-    absl::Status s = WriteCheckpoint(pos);
-    if (!s.ok()) return s;
+  // Written even when `pos` stays: the acknowledged end it held is gone.
+  if (first != pos.segment) pos = Position{first, 0};
+  if (absl::Status s = WriteCheckpoint(pos, Position{first, 0}); !s.ok()) {
+    return s;
   }
   const std::string path = SegmentPath(first);
   active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
@@ -474,6 +656,7 @@ absl::Status Spool::StartAfresh(Position pos) {
   active_size_ = 0;
   segment_sizes_[first] = 0;
   read_pos_ = pos;
+  checkpoint_acked_ = Position{first, 0};
   return absl::OkStatus();
 }
 
@@ -557,20 +740,72 @@ absl::StatusOr<int64_t> Spool::ScanSegment(const std::string& path,
   }
 }
 
-absl::Status Spool::TruncateTornTail(const std::string& path, int64_t size,
-                                     int64_t valid_end) {
+absl::Status Spool::TruncateSegment(const std::string& path,
+                                    int64_t valid_end) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return IoError("cannot open", path, errno);
   FdCloser closer(fd);
   if (::ftruncate(fd, valid_end) != 0) {
-    return IoError("cannot truncate torn tail of", path, errno);
+    return IoError("cannot truncate the damaged or torn end of", path, errno);
   }
-  if (options_.sync) {
-    absl::Status s = SyncFd(fd, path);
-    if (!s.ok()) return s;
+  return options_.sync ? SyncFd(fd, path) : absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Spool::KeepAside(const std::string& path,
+                                             int64_t from, int64_t size) {
+  const std::string damaged = absl::StrCat(dir_, "/", kDamagedDir);
+  if (::mkdir(damaged.c_str(), kDirMode) != 0 && errno != EEXIST) {
+    return IoError("cannot create", damaged, errno);
   }
-  torn_bytes_dropped_ = size - valid_end;
-  return absl::OkStatus();
+  const std::string dest = absl::StrCat(
+      damaged, "/", std::filesystem::path(path).filename().string(), ".from-",
+      from);
+  absl::Status s = CopyRange(path, from, size, dest, options_.sync);
+  if (s.ok() && options_.sync) s = SyncDirectory(damaged);
+  if (!s.ok()) return s;
+  return dest;
+}
+
+void Spool::CheckSealedLength(const std::string& path, int64_t size,
+                              const SegmentStart& next) {
+  if (!next.previous_length.has_value() || size >= *next.previous_length) {
+    return;
+  }
+  // metrics: count these bytes as lost acknowledged records.
+  damage_.push_back(absl::StrFormat(
+      "spool segment %s is %d bytes long but was %d bytes when the next "
+      "segment was started: the last %d bytes, acknowledged records, were "
+      "cut off (at a record boundary, so no torn record shows it) and "
+      "cannot be replayed; the records before them are replayed",
+      path, size, *next.previous_length, *next.previous_length - size));
+}
+
+absl::StatusOr<bool> Spool::CheckAcknowledgedEnd(
+    const std::string& path, uint64_t segment, int64_t size, int64_t valid_end,
+    std::optional<Position> acked) {
+  if (!acked.has_value() || acked->segment != segment ||
+      valid_end >= static_cast<int64_t>(acked->offset)) {
+    return false;  // any bytes past valid_end are a torn tail
+  }
+  std::string kept;
+  if (size > valid_end) {
+    absl::StatusOr<std::string> dest = KeepAside(path, valid_end, size);
+    if (!dest.ok()) return dest.status();
+    kept = *dest;
+  }
+  // metrics: count these bytes as lost acknowledged records.
+  damage_.push_back(absl::StrFormat(
+      "spool segment %s holds intact records up to byte %d, but records were "
+      "acknowledged in it up to byte %d: %d bytes of acknowledged records "
+      "are %s and cannot be replayed; the records before them are replayed",
+      path, valid_end, acked->offset,
+      static_cast<int64_t>(acked->offset) - valid_end,
+      kept.empty() ? "missing (the file was cut at a record boundary)"
+                   : absl::StrCat("missing or damaged; the ", size - valid_end,
+                                  " bytes after the last intact record are "
+                                  "kept in ",
+                                  kept)));
+  return true;
 }
 
 absl::Status Spool::Recover() {
@@ -584,12 +819,14 @@ absl::Status Spool::Recover() {
   std::error_code ec;
   std::filesystem::remove(absl::StrCat(dir_, "/", kCheckpointTmpName), ec);
 
-  // Where replay resumes.
-  absl::StatusOr<std::optional<Position>> checkpoint = ReadCheckpoint();
+  // Where replay resumes, and where the acknowledged records ended.
+  absl::StatusOr<std::optional<Checkpoint>> checkpoint = ReadCheckpoint();
   if (!checkpoint.ok()) return checkpoint.status();
   Position pos;
+  std::optional<Position> acked;
   if (checkpoint->has_value()) {
-    pos = **checkpoint;
+    pos = (*checkpoint)->read;
+    acked = (*checkpoint)->acked_end;
   } else if (!segments.empty()) {
     pos.segment = segments.front();
   }
@@ -604,30 +841,71 @@ absl::Status Spool::Recover() {
     segments.erase(segments.begin());
   }
 
+  // Acknowledged records in segments after the last one left (or in any,
+  // when none is left) were deleted.
+  const uint64_t last_left = segments.empty() ? pos.segment : segments.back();
+  if (acked.has_value() && acked->offset > 0 &&
+      (acked->segment > last_left ||
+       (segments.empty() && acked->segment == pos.segment &&
+        acked->offset > pos.offset))) {
+    // metrics: count as lost acknowledged records.
+    damage_.push_back(absl::StrFormat(
+        "spool segment %s, which held acknowledged records up to byte %d, "
+        "is missing (deleted from %s); those records cannot be replayed",
+        SegmentPath(acked->segment), acked->offset, dir_));
+  }
+
   // Nothing left (or segments deleted by hand): start afresh after the
   // checkpoint.
-  if (segments.empty()) return StartAfresh(pos);
+  if (segments.empty()) {
+    absl::Status s = StartAfresh(pos);
+    if (s.ok()) recovered_ = true;
+    return s;
+  }
 
   absl::Status s = CheckSegmentsFollow(segments, pos);
   if (!s.ok()) return s;
+  std::vector<int64_t> sizes(segments.size());
+  std::vector<SegmentStart> starts(segments.size());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string path = SegmentPath(segments[i]);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      return IoError("cannot stat", path, errno);
+    }
+    sizes[i] = st.st_size;
+    s = ReadSegmentHeader(path, sizes[i], &starts[i].records_start,
+                          &starts[i].previous_length);
+    if (!s.ok()) return s;
+  }
+  bool cut = false;
   for (size_t i = 0; i < segments.size(); ++i) {
     const uint64_t segment = segments[i];
     const bool last = i + 1 == segments.size();
     const std::string path = SegmentPath(segment);
+    const int64_t start = starts[i].records_start;
     const int64_t offset =
-        segment == pos.segment ? static_cast<int64_t>(pos.offset) : 0;
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-      return IoError("cannot stat", path, errno);
+        segment == pos.segment
+            ? std::max(static_cast<int64_t>(pos.offset), start)
+            : start;
     absl::StatusOr<int64_t> valid_end =
-        ScanSegment(path, st.st_size, offset, last);
+        ScanSegment(path, sizes[i], offset, last);
     if (!valid_end.ok()) return valid_end.status();
-    if (*valid_end < st.st_size) {
-      s = TruncateTornTail(path, st.st_size, *valid_end);
+    if (!last) CheckSealedLength(path, sizes[i], starts[i + 1]);
+    if (last) {
+      absl::StatusOr<bool> damaged =
+          CheckAcknowledgedEnd(path, segment, sizes[i], *valid_end, acked);
+      if (!damaged.ok()) return damaged.status();
+      cut = *damaged;
+    }
+    if (*valid_end < sizes[i]) {
+      s = TruncateSegment(path, *valid_end);
       if (!s.ok()) return s;
+      if (!cut) torn_bytes_dropped_ = sizes[i] - *valid_end;
     }
     segment_sizes_[segment] = *valid_end;
-    disk_bytes_ += *valid_end;
+    if (start > 0) records_starts_[segment] = start;
+    disk_bytes_ += *valid_end - start;
     if (last) {
       int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd < 0) return IoError("cannot open", path, errno);
@@ -637,6 +915,15 @@ absl::Status Spool::Recover() {
     }
   }
   read_pos_ = pos;
+  checkpoint_acked_ = acked.value_or(Position{});
+  if (cut || !damage_.empty()) {
+    // The acknowledged end moved back: the next Open() checks against the
+    // records that are left, not the lost ones again.
+    s = WriteCheckpoint(pos, AckedEnd());
+    if (!s.ok()) return s;
+    checkpoint_acked_ = AckedEnd();
+  }
+  recovered_ = true;
   return absl::OkStatus();
 }
 
@@ -656,6 +943,8 @@ struct Spool::Group {
   bool poisoned = false;
   uint64_t syncs = 0;
   absl::Status status;
+  // Set after the write when the directory or segment is gone (FilesGone).
+  std::string gone;
 
   uint64_t segment() const { return rolled ? old_segment + 1 : old_segment; }
 };
@@ -673,9 +962,12 @@ absl::StatusOr<int64_t> Spool::FramedBytes(
     bytes += kFrameHeaderBytes + static_cast<int64_t>(r.size());
   }
   if (bytes > options_.max_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%d spool records take %d bytes, more than the whole spool (max_bytes "
-        "%d); append them in smaller batches or raise max_bytes",
+    // UNAVAILABLE, not INVALID_ARGUMENT: the same call succeeds while Redis
+    // takes writes, and clients drop what they are told is invalid.
+    return absl::UnavailableError(absl::StrFormat(
+        "%d spool records take %d bytes, more than the whole spool can hold "
+        "(max_bytes %d, abexp-server's --spool_max_bytes); send them in "
+        "smaller calls or raise the limit",
         records.size(), bytes, options_.max_bytes));
   }
   return bytes;
@@ -722,8 +1014,8 @@ Spool::Group Spool::FormGroup() {
     group.bytes += g->bytes;
     group.records += static_cast<int64_t>(g->records.size());
   }
-  group.roll =
-      active_size_ > 0 && active_size_ + group.bytes > options_.segment_bytes;
+  group.roll = active_size_ > RecordsStart(active_segment_) &&
+               active_size_ + group.bytes > options_.segment_bytes;
   group.old_segment = active_segment_;
   group.old_size = active_size_;
   group.status = failed_;
@@ -747,7 +1039,13 @@ void Spool::RollSegment(Group* group) {
         "cannot create spool segment ", path, ": ", std::strerror(errno)));
     return;
   }
-  group->status = SyncDir();
+  // The header says how long the segment before it is (every group in it
+  // was synced), so that Open() notices that one cut shorter later.
+  char header[kSegmentHeaderBytes];
+  EncodeSegmentHeader(group->old_size, header);
+  group->status = WriteAll(fd, header, sizeof(header), path);
+  if (group->status.ok() && options_.sync) group->status = SyncFd(fd, path);
+  if (group->status.ok()) group->status = SyncDir();
   if (group->status.ok()) {
     ::close(active_fd_);
     active_fd_ = fd;
@@ -755,11 +1053,13 @@ void Spool::RollSegment(Group* group) {
   } else {
     ::close(fd);
     ::unlink(path.c_str());
+    group->status = absl::UnavailableError(group->status.message());
   }
 }
 
 void Spool::WriteGroup(Group* group) {
-  const int64_t start_size = group->rolled ? 0 : group->old_size;
+  const int64_t start_size =
+      group->rolled ? kSegmentHeaderBytes : group->old_size;
   const std::string path = SegmentPath(group->segment());
   group_buffer_.clear();
   group_buffer_.reserve(static_cast<size_t>(group->bytes));
@@ -806,8 +1106,9 @@ void Spool::FinishGroup(const Group& group, const Writer* leader) {
   const uint64_t segment = group.segment();
   if (group.rolled) {
     active_segment_ = segment;
-    active_size_ = 0;
-    segment_sizes_[segment] = 0;
+    active_size_ = kSegmentHeaderBytes;
+    segment_sizes_[segment] = kSegmentHeaderBytes;
+    records_starts_[segment] = kSegmentHeaderBytes;
   }
   if (group.status.ok()) {
     active_size_ += group.bytes;
@@ -864,18 +1165,33 @@ absl::Status Spool::Append(absl::Span<const std::string> records) {
   // Only the leader touches the active segment's descriptor.
   if (group.status.ok() && group.roll) RollSegment(&group);
   if (group.status.ok()) WriteGroup(&group);
+  // After the sync: records synced into a deleted file are not durable.
+  // One fstat: removing the directory removes its files first. The full
+  // check (the directory moved, too) is CheckIntact(), and replay errors.
+  group.gone = SegmentGone(active_fd_);
+  if (!group.gone.empty()) {
+    // Name the directory when it went too (rm -rf), not only the file.
+    std::string dir_gone = FilesGone();
+    if (!dir_gone.empty()) group.gone = std::move(dir_gone);
+  }
 
   mu_.Lock();
+  if (!group.gone.empty()) {
+    MarkLost(group.gone);
+    group.status = failed_;
+  }
   FinishGroup(group, &w);
   mu_.Unlock();
   return group.status;
 }
 
-absl::Status Spool::WriteCheckpoint(Position pos) {
+absl::Status Spool::WriteCheckpoint(Position pos, Position acked_end) {
   char buf[kCheckpointBytes];
   PutU64(pos.segment, buf);
   PutU64(pos.offset, buf + 8);
-  PutU32(XXH32(buf, 16, 0), buf + 16);
+  PutU64(acked_end.segment, buf + 16);
+  PutU64(acked_end.offset, buf + 24);
+  PutU32(XXH32(buf, 32, 0), buf + 32);
   const std::string tmp = absl::StrCat(dir_, "/", kCheckpointTmpName);
   const std::string path = absl::StrCat(dir_, "/", kCheckpointName);
   int fd =
@@ -893,6 +1209,14 @@ absl::Status Spool::WriteCheckpoint(Position pos) {
   return SyncDir();
 }
 
+absl::Status Spool::MoveReadPosition(Position pos, Position acked) {
+  absl::Status s = WriteCheckpoint(pos, acked);
+  if (!s.ok()) return s;
+  read_pos_ = pos;
+  checkpoint_acked_ = acked;
+  return absl::OkStatus();
+}
+
 absl::Status Spool::DeleteSegmentsBefore(uint64_t segment) {
   std::vector<std::pair<uint64_t, int64_t>> doomed;
   {
@@ -908,8 +1232,9 @@ absl::Status Spool::DeleteSegmentsBefore(uint64_t segment) {
       return IoError("cannot delete replayed spool segment", path, errno);
     }
     absl::MutexLock lock(&mu_);
+    disk_bytes_ -= size - RecordsStart(seg);
     segment_sizes_.erase(seg);
-    disk_bytes_ -= size;
+    records_starts_.erase(seg);
   }
   return absl::OkStatus();
 }
@@ -920,7 +1245,8 @@ absl::Status Spool::RollIfDrained() {
   bool wrapped = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!writers_.empty() || !failed_.ok() || active_size_ == 0 ||
+    if (!writers_.empty() || !failed_.ok() ||
+        active_size_ <= RecordsStart(active_segment_) ||
         read_pos_.segment != active_segment_ ||
         static_cast<int64_t>(read_pos_.offset) != active_size_) {
       return absl::OkStatus();
@@ -956,13 +1282,13 @@ absl::Status Spool::RollIfDrained() {
       return IoError("cannot delete replayed spool segment", path, errno);
     }
     absl::MutexLock lock(&mu_);
-    disk_bytes_ -= segment_sizes_[old];
+    disk_bytes_ -= segment_sizes_[old] - RecordsStart(old);
     segment_sizes_.erase(old);
+    records_starts_.erase(old);
   }
-  const Position pos{next, 0};
-  absl::Status s = WriteCheckpoint(pos);
+  // The new segment holds no record yet.
+  absl::Status s = MoveReadPosition(Position{next, 0}, Position{next, 0});
   if (!s.ok()) return s;
-  read_pos_ = pos;
   return DeleteSegmentsBefore(next);
 }
 
@@ -974,6 +1300,10 @@ absl::Status Spool::Replay(
     return absl::InvalidArgumentError(
         "max_batch is 0; pass the number of records the sink takes at once");
   }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!failed_.ok()) return failed_;  // e.g. the directory is gone
+  }
   absl::MutexLock replay_lock(&replay_mu_);
   std::unique_ptr<SegmentReader> reader;
   uint64_t reader_segment = 0;
@@ -982,11 +1312,19 @@ absl::Status Spool::Replay(
   while (max_records == 0 || delivered < max_records) {
     uint64_t active = 0;
     int64_t end = -1;
+    int64_t start = 0;
+    Position acked;
     {
       absl::MutexLock lock(&mu_);
       active = active_segment_;
+      acked = AckedEnd();
       auto it = segment_sizes_.find(read_pos_.segment);
       if (it != segment_sizes_.end()) end = it->second;
+      start = RecordsStart(read_pos_.segment);
+    }
+    // A segment's header is not a record: offset 0 means its first one.
+    if (static_cast<int64_t>(read_pos_.offset) < start) {
+      read_pos_.offset = static_cast<uint64_t>(start);
     }
     if (end < 0) {
       return absl::InternalError(
@@ -994,12 +1332,13 @@ absl::Status Spool::Replay(
                        SegmentPath(read_pos_.segment)));
     }
     if (static_cast<int64_t>(read_pos_.offset) >= end) {
-      if (read_pos_.segment == active) return RollIfDrained();
+      if (read_pos_.segment == active) {
+        return ExplainReplayError(RollIfDrained());
+      }
       // Done with a sealed segment: move on, then delete it.
       const Position next{read_pos_.segment + 1, 0};
-      absl::Status s = WriteCheckpoint(next);
-      if (!s.ok()) return s;
-      read_pos_ = next;
+      absl::Status s = MoveReadPosition(next, acked);
+      if (!s.ok()) return ExplainReplayError(s);
       reader.reset();
       s = DeleteSegmentsBefore(next.segment);
       if (!s.ok()) return s;
@@ -1009,7 +1348,7 @@ absl::Status Spool::Replay(
     if (reader == nullptr || reader_segment != read_pos_.segment) {
       absl::StatusOr<std::unique_ptr<SegmentReader>> r =
           SegmentReader::Open(SegmentPath(read_pos_.segment), end);
-      if (!r.ok()) return r.status();
+      if (!r.ok()) return ExplainReplayError(r.status());
       reader = *std::move(r);
       reader_segment = read_pos_.segment;
     }
@@ -1036,10 +1375,9 @@ absl::Status Spool::Replay(
     }
     absl::Status s = sink(absl::MakeConstSpan(batch));
     if (!s.ok()) return s;
-    const Position next{read_pos_.segment, static_cast<uint64_t>(offset)};
-    s = WriteCheckpoint(next);
-    if (!s.ok()) return s;
-    read_pos_ = next;
+    s = MoveReadPosition(
+        Position{read_pos_.segment, static_cast<uint64_t>(offset)}, acked);
+    if (!s.ok()) return ExplainReplayError(s);
     delivered += batch.size();
     absl::MutexLock lock(&mu_);
     pending_records_ -= static_cast<int64_t>(batch.size());

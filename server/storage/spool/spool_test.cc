@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +70,19 @@ class SpoolTest : public ::testing::Test {
     }
     std::sort(out.begin(), out.end());
     return out;
+  }
+
+  // Appends record-000, record-001, ... (`n` of them, one append each)
+  // with `options`, closes the spool and returns its segment files.
+  std::vector<std::string> AppendEachAndClose(const SpoolOptions& options,
+                                              int n) {
+    std::unique_ptr<Spool> spool = MustOpen(options);
+    if (spool == nullptr) return {};
+    for (int i = 0; i < n; ++i) {
+      EXPECT_TRUE(spool->Append({absl::StrCat("record-00", i)}).ok()) << i;
+    }
+    spool.reset();
+    return Segments();
   }
 
   std::string dir_;
@@ -350,13 +365,7 @@ TEST_F(SpoolTest, CorruptRecordInTheMiddleIsDataLossNamingFileAndOffset) {
 TEST_F(SpoolTest, DamagedEndOfAnEarlierSegmentIsDataLossNotATornTail) {
   SpoolOptions options = FastOptions();
   options.segment_bytes = 40;
-  std::unique_ptr<Spool> spool = MustOpen(options);
-  ASSERT_NE(spool, nullptr);
-  for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(spool->Append({absl::StrCat("record-00", i)}).ok());
-  }
-  spool.reset();
-  std::vector<std::string> segments = Segments();
+  std::vector<std::string> segments = AppendEachAndClose(options, 6);
   ASSERT_GE(segments.size(), 2u);
   // Cut the last record of the first segment short: it was acknowledged.
   fs::resize_file(segments[0], fs::file_size(segments[0]) - 3);
@@ -371,13 +380,7 @@ TEST_F(SpoolTest, DamagedEndOfAnEarlierSegmentIsDataLossNotATornTail) {
 TEST_F(SpoolTest, MissingSegmentIsDataLoss) {
   SpoolOptions options = FastOptions();
   options.segment_bytes = 20;
-  std::unique_ptr<Spool> spool = MustOpen(options);
-  ASSERT_NE(spool, nullptr);
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(spool->Append({absl::StrCat("record-00", i)}).ok());
-  }
-  spool.reset();
-  std::vector<std::string> segments = Segments();
+  std::vector<std::string> segments = AppendEachAndClose(options, 4);
   ASSERT_EQ(segments.size(), 4u);
   fs::remove(segments[1]);
 
@@ -493,14 +496,236 @@ TEST_F(SpoolTest, FullSpoolIsUnavailableUntilReplayFreesSpace) {
   }
 }
 
-TEST_F(SpoolTest, BatchLargerThanTheWholeSpoolIsInvalidArgument) {
+// Not INVALID_ARGUMENT: the same records fit in smaller appends, or go
+// straight to Redis when it is up, and clients drop what is called invalid.
+TEST_F(SpoolTest, BatchLargerThanTheWholeSpoolIsUnavailableSayingToSplitIt) {
   SpoolOptions options = FastOptions();
   options.max_bytes = 100;
   std::unique_ptr<Spool> spool = MustOpen(options);
   ASSERT_NE(spool, nullptr);
   absl::Status s = spool->Append({std::string(200, 'x')});
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("max_bytes"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("--spool_max_bytes"));
+  EXPECT_THAT(s.message(), HasSubstr("smaller calls"));
+  EXPECT_EQ(spool->pending_records(), 0);
+  // Split, the same bytes fit.
+  EXPECT_TRUE(spool->Append({std::string(40, 'x')}).ok());
+  EXPECT_TRUE(spool->Append({std::string(40, 'x')}).ok());
+}
+
+TEST_F(SpoolTest, ADeletedDirectoryAcknowledgesNothingMoreAndCountsTheLoss) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("r", 0, 3)).ok());
+  ASSERT_TRUE(spool->CheckIntact().ok());
+  fs::remove_all(dir_);
+
+  absl::Status s = spool->Append({"after"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(s.message(), HasSubstr(dir_));
+  EXPECT_THAT(s.message(), HasSubstr("deleted"));
+  EXPECT_THAT(s.message(), HasSubstr("3 writes it had acknowledged"));
+  EXPECT_THAT(s.message(), HasSubstr("Restart abexp-server"));
+  EXPECT_TRUE(spool->lost());
+  EXPECT_EQ(spool->lost_records(), 3);
+  EXPECT_EQ(spool->pending_records(), 0);
+  EXPECT_EQ(spool->CheckIntact().code(), absl::StatusCode::kUnavailable);
+  // The replay says the same, not "No such file or directory".
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("deleted"));
+  // Nothing is recreated behind the operator's back.
+  EXPECT_EQ(spool->Append({"again"}).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(fs::exists(dir_));
+}
+
+TEST_F(SpoolTest, ADeletedDirectoryIsNoticedBeforeAnyAppend) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  fs::remove_all(dir_);
+  absl::Status s = spool->CheckIntact();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("0 writes it had acknowledged"));
+  EXPECT_EQ(spool->Append({"r"}).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SpoolTest, AMovedDirectoryIsNoticedAndItsRecordsReplayFromWhereItWent) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("r", 0, 2)).ok());
+  const std::string moved = dir_ + ".moved";
+  fs::rename(dir_, moved);
+
+  absl::Status s = spool->CheckIntact();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(spool->Append({"after"}).code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("moved away"));
+  EXPECT_THAT(s.message(), HasSubstr("--spool_dir naming it"));
+  EXPECT_EQ(spool->lost_records(), 2);
+  spool.reset();
+
+  absl::StatusOr<std::unique_ptr<Spool>> there =
+      Spool::Open(moved, FastOptions());
+  ASSERT_TRUE(there.ok()) << there.status();
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(**there, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(*got, ElementsAreArray(Records("r", 0, 2)));
+  there->reset();
+  fs::remove_all(moved);
+}
+
+TEST_F(SpoolTest, DeletedSegmentFilesAreNoticedAtTheNextAppend) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("r", 0, 2)).ok());
+  for (const std::string& segment : Segments()) fs::remove(segment);
+
+  absl::Status s = spool->Append({"after"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("segment file"));
+  EXPECT_EQ(spool->lost_records(), 2);
+}
+
+// Segments of at most 40 bytes: 10-byte records (18 framed), two in the
+// first segment, one in each later one (after its 32-byte header).
+constexpr int64_t kFrame10 = kHeader + 10;
+
+TEST_F(SpoolTest, ASealedSegmentCutAtARecordBoundaryIsReported) {
+  SpoolOptions options = FastOptions();
+  options.segment_bytes = 40;
+  std::vector<std::string> segments = AppendEachAndClose(options, 5);
+  ASSERT_GE(segments.size(), 2u);
+  ASSERT_EQ(fs::file_size(segments[0]), 2u * kFrame10);
+  // record-001 goes, exactly at its frame's start.
+  fs::resize_file(segments[0], kFrame10);
+
+  std::unique_ptr<Spool> spool = MustOpen(options);
+  ASSERT_NE(spool, nullptr);
+  ASSERT_EQ(spool->damage().size(), 1u);
+  EXPECT_THAT(spool->damage()[0], HasSubstr(segments[0]));
+  EXPECT_THAT(spool->damage()[0], HasSubstr("the last 18 bytes"));
+  EXPECT_EQ(spool->torn_bytes_dropped(), 0);
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(*got, ElementsAreArray({"record-000", "record-002", "record-003",
+                                      "record-004"}));
+}
+
+TEST_F(SpoolTest, TheLastSegmentCutAtARecordBoundaryAfterACloseIsReported) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("record-00", 0, 5)).ok());
+  spool.reset();
+  const std::string segment = Segments().back();
+  fs::resize_file(segment, 3 * kFrame10);
+
+  spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_EQ(spool->damage().size(), 1u);
+  EXPECT_THAT(spool->damage()[0], HasSubstr(segment));
+  EXPECT_THAT(spool->damage()[0], HasSubstr("36 bytes of acknowledged"));
+  EXPECT_THAT(spool->damage()[0], HasSubstr("cut at a record boundary"));
+  EXPECT_EQ(spool->torn_bytes_dropped(), 0);
+  EXPECT_EQ(spool->pending_records(), 3);
+  spool.reset();
+  // Reported once: the next start checks against what is left.
+  spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(spool->damage().empty());
+  EXPECT_EQ(spool->pending_records(), 3);
+}
+
+TEST_F(SpoolTest, DamageBeforeTheAcknowledgedEndIsKeptAsideNotCalledTorn) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("record-00", 0, 5)).ok());
+  spool.reset();
+  const std::string segment = Segments().back();
+  std::string tail;
+  {
+    std::ifstream f(segment, std::ios::binary);
+    f.seekg(3 * kFrame10);
+    tail.resize(5);
+    f.read(tail.data(), 5);
+  }
+  // Cut inside record 3: what is left of it looks like a torn tail.
+  fs::resize_file(segment, 3 * kFrame10 + 5);
+
+  spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_EQ(spool->damage().size(), 1u);
+  const std::string kept =
+      dir_ + "/damaged/" + fs::path(segment).filename().string() + ".from-54";
+  EXPECT_THAT(spool->damage()[0], HasSubstr("kept in " + kept));
+  EXPECT_EQ(spool->torn_bytes_dropped(), 0);
+  EXPECT_EQ(spool->pending_records(), 3);
+  std::ifstream f(kept, std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(f)),
+                  std::istreambuf_iterator<char>());
+  EXPECT_EQ(got, tail);
+}
+
+TEST_F(SpoolTest, ATornTailPastTheAcknowledgedEndIsDroppedQuietly) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("r", 0, 5)).ok());
+  spool.reset();
+  // A write a crash cut short: a header announcing 100 bytes, then 10.
+  AppendToFile(
+      Segments().back(),
+      std::string("\x64\x00\x00\x00\x12\x34\x56\x78", 8) + "0123456789");
+
+  spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(spool->damage().empty());
+  EXPECT_EQ(spool->torn_bytes_dropped(), 18);
+  EXPECT_EQ(spool->pending_records(), 5);
+  EXPECT_FALSE(fs::exists(dir_ + "/damaged"));
+}
+
+TEST_F(SpoolTest, ASegmentDeletedAfterTheLastOneLeftIsReported) {
+  SpoolOptions options = FastOptions();
+  options.segment_bytes = 40;
+  std::vector<std::string> segments = AppendEachAndClose(options, 4);
+  ASSERT_GE(segments.size(), 2u);
+  fs::remove(segments.back());
+
+  std::unique_ptr<Spool> spool = MustOpen(options);
+  ASSERT_NE(spool, nullptr);
+  ASSERT_EQ(spool->damage().size(), 1u);
+  EXPECT_THAT(spool->damage()[0], HasSubstr(segments.back()));
+  EXPECT_THAT(spool->damage()[0], HasSubstr("is missing"));
+}
+
+// Spools written before the acknowledged end was kept: a 20-byte
+// CHECKPOINT [u64 segment][u64 offset][u32 XXH32] and segments without a
+// header.
+TEST_F(SpoolTest, AnOlderCheckpointIsStillRead) {
+  std::unique_ptr<Spool> spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  ASSERT_TRUE(spool->Append(Records("record-00", 0, 4)).ok());
+  spool.reset();
+  const std::string name = fs::path(Segments().back()).filename().string();
+  uint64_t segment = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(name.substr(6, 20), &segment));
+  char buf[20];
+  for (int i = 0; i < 8; ++i) {
+    buf[i] = static_cast<char>((segment >> (8 * i)) & 0xff);
+    buf[8 + i] = static_cast<char>(((2 * kFrame10) >> (8 * i)) & 0xff);
+  }
+  const uint32_t sum = XXH32(buf, 16, 0);
+  for (int i = 0; i < 4; ++i) buf[16 + i] = static_cast<char>(sum >> (8 * i));
+  {
+    std::ofstream f(dir_ + "/CHECKPOINT", std::ios::binary | std::ios::trunc);
+    f.write(buf, sizeof(buf));
+  }
+
+  spool = MustOpen(FastOptions());
+  ASSERT_NE(spool, nullptr);
+  EXPECT_TRUE(spool->damage().empty());
+  absl::StatusOr<std::vector<std::string>> got = ReplayAll(*spool, 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(*got, ElementsAreArray(Records("record-00", 2, 4)));
 }
 
 TEST_F(SpoolTest, ConcurrentAppendersLoseNothingAndShareSyncs) {

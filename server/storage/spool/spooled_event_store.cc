@@ -306,6 +306,7 @@ std::vector<WriteResult> SpooledEventStore::WriteEventBatches(
                                            batches.size(), " batches")));
     }
     for (size_t i = 0; i < batches.size(); ++i) {
+      NoteBackend(written[i].status());
       if (!written[i].ok() && IsTransientBackendError(written[i].status())) {
         StartSpooling(written[i].status());
         to_spool[i] = true;
@@ -355,6 +356,7 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::Write(
     absl::StatusOr<std::vector<WriteOutcome>> outcomes =
         exposures.empty() ? backend_->WriteEvents(layout, events)
                           : backend_->WriteExposures(layout, exposures);
+    NoteBackend(outcomes.status());
     if (outcomes.ok() || !IsTransientBackendError(outcomes.status())) {
       return outcomes;
     }
@@ -366,16 +368,29 @@ absl::StatusOr<std::vector<WriteOutcome>> SpooledEventStore::Write(
 void SpooledEventStore::StartSpooling(const absl::Status& why) {
   // From now on, until a replay empties the spool, every write is spooled,
   // the failed one first.
+  // Cheap (an fstat and a stat), and only when the backend failed: so
+  // that a spool gone while Redis was healthy is not announced as taking
+  // writes.
+  const bool lost = !spool_->CheckIntact().ok() && spool_->lost();
   bool started = false;
+  bool newly_lost = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!spooling_) {
+    // Without a spool the write is refused, and the reason names `why`.
+    if (!spooling_) spool_reason_ = why;
+    if (lost && !spooling_ && !spool_lost_) {
+      // Nothing is spooled, so no write can overtake one: no need for the
+      // exclusive lock AbandonSpool() takes.
+      spool_lost_ = true;
+      newly_lost = true;
+    }
+    if (!spooling_ && !spool_lost_) {
       spooling_ = true;
       wake_ = true;
-      spool_reason_ = why;
       started = true;
     }
   }
+  if (newly_lost) NotifyLost();
   if (started) {
     Notify(absl::StrCat(options_.backend_name, " failed (", why.ToString(),
                         "); acknowledging recording calls from the local "
@@ -401,10 +416,13 @@ absl::Status SpooledEventStore::AppendRecords(
     absl::Span<const std::string> records, size_t items,
     absl::string_view experiments) {
   if (absl::Status s = spool_->Append(records); !s.ok()) {
+    const bool lost = spool_->lost();
     absl::Status reason;
     {
       absl::MutexLock lock(&mu_);
       reason = spool_reason_.ok() ? stats_.last_replay_error : spool_reason_;
+      // The replay thread stops spooling now, rather than after its backoff.
+      if (lost) wake_ = true;
     }
     // Keep the spool's code: UNAVAILABLE (full, or a disk error) tells the
     // client to retry; nothing of this write was acknowledged.
@@ -602,6 +620,10 @@ void SpooledEventStore::ReplayLoop() {
       notified = absl::StatusCode::kOk;
       continue;
     }
+    if (spool_->lost()) {
+      AbandonSpool();
+      continue;
+    }
     if (s.code() != notified) {
       Notify(absl::StrCat("replaying spool ", spool_->dir(), " (",
                           spool_->pending_records(),
@@ -622,6 +644,12 @@ absl::Status SpooledEventStore::Drain(absl::Duration timeout) {
   absl::Status last;
   for (;;) {
     last = ReplayOnce();
+    if (spool_->lost()) {
+      AbandonSpool();
+      return absl::UnavailableError(absl::StrCat(
+          "nothing spooled can be replayed into ", options_.backend_name, ": ",
+          spool_->CheckIntact().message()));
+    }
     {
       absl::MutexLock lock(&mu_);
       if (!spooling_) return absl::OkStatus();
@@ -650,8 +678,42 @@ SpooledEventStoreStats SpooledEventStore::stats() const {
     stats.spooling = spooling_;
   }
   stats.pending_records = spool_->pending_records();
+  stats.lost_records = spool_->lost_records();
   stats.spool_bytes = spool_->size_bytes();
   return stats;
+}
+
+bool SpooledEventStore::CanAcknowledge() {
+  return spool_->CheckIntact().ok() ||
+         !backend_failing_.load(std::memory_order_relaxed);
+}
+
+void SpooledEventStore::NoteBackend(const absl::Status& status) {
+  const bool failing = IsTransientBackendError(status);
+  // Written only on a change: the flag is read far more than it changes.
+  if (backend_failing_.load(std::memory_order_relaxed) != failing) {
+    backend_failing_.store(failing, std::memory_order_relaxed);
+  }
+}
+
+void SpooledEventStore::AbandonSpool() {
+  {
+    absl::WriterMutexLock mode(&mode_mu_);
+    absl::MutexLock lock(&mu_);
+    if (spool_lost_) return;
+    spool_lost_ = true;
+    spooling_ = false;
+    catching_up_ = false;
+  }
+  NotifyLost();
+}
+
+void SpooledEventStore::NotifyLost() {
+  // metrics: count stats().lost_records as acknowledged writes lost.
+  Notify(absl::StrCat(spool_->CheckIntact().message(),
+                      ". Until then recording calls go straight to ",
+                      options_.backend_name,
+                      " and are refused with UNAVAILABLE while it fails"));
 }
 
 void SpooledEventStore::Notify(const std::string& message) const {

@@ -28,8 +28,15 @@
 //  - A spooled write is replayed with the ExperimentLayout it was
 //    acknowledged with (metric definitions included), not the current
 //    config.
-//  - When the spool is full the write fails with UNAVAILABLE: the client
-//    retries later, nothing is dropped.
+//  - When the spool is full, or the write is larger than the whole spool,
+//    the write fails with UNAVAILABLE: the client retries later (or in
+//    smaller calls), nothing is dropped.
+//  - When the spool's directory is deleted or moved under the running
+//    process (Spool::CheckIntact), nothing more is acknowledged from it:
+//    writes go straight to the backend, and fail with UNAVAILABLE while it
+//    fails, until a restart opens a fresh spool. What the spool held and
+//    had not replayed is counted in stats().lost_records and reported
+//    through `notify` and by Drain().
 //  - Replay retries every backend error with backoff (a wrong password or
 //    db index is fixed by the operator, and nothing is lost meanwhile),
 //    except FAILED_PRECONDITION and INVALID_ARGUMENT, which the store
@@ -46,6 +53,7 @@
 #ifndef ABEXP_SERVER_STORAGE_SPOOL_SPOOLED_EVENT_STORE_H_
 #define ABEXP_SERVER_STORAGE_SPOOL_SPOOLED_EVENT_STORE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -113,8 +121,11 @@ struct SpooledEventStoreStats {
   int64_t rejected_writes = 0;  // set aside in <spool dir>/rejected
   int64_t rejected_items = 0;
   int64_t pending_records = 0;  // in the spool, not yet replayed
-  int64_t spool_bytes = 0;      // the spool's disk use
-  bool spooling = false;        // new writes go to the spool
+  // Acknowledged and not replayed when the spool's directory was found
+  // deleted or moved: not in the backend, and not replayable by this store.
+  int64_t lost_records = 0;
+  int64_t spool_bytes = 0;  // the spool's disk use
+  bool spooling = false;    // new writes go to the spool
   // The last replay error; OK once the spool drained.
   absl::Status last_replay_error;
 };
@@ -159,8 +170,15 @@ class SpooledEventStore final : public EventStore {
   // For shutdown, once no more writes arrive. A backend call in progress at
   // the deadline is waited for (e.g. up to Redis's command timeout).
   // Errors: DEADLINE_EXCEEDED saying how many records remain (they stay in
-  // the spool) and the last replay error.
+  // the spool) and the last replay error; UNAVAILABLE when the spool's
+  // directory is gone, saying how many acknowledged writes went with it.
   absl::Status Drain(absl::Duration timeout);
+
+  // Whether a recording call can be acknowledged now: the spool can keep
+  // writes, or (when it cannot) the backend took the last one. Cheap: an
+  // fstat and a stat. A later health change reports RecordingService
+  // NOT_SERVING while this is false.
+  bool CanAcknowledge();
 
   SpooledEventStoreStats stats() const;
   const std::string& spool_dir() const { return spool_->dir(); }
@@ -197,6 +215,13 @@ class SpooledEventStore final : public EventStore {
                       const absl::Status& why);
   void ReplayLoop();
   void Notify(const std::string& message) const;
+  // Once the spool has found its directory gone: stops spooling for good,
+  // so writes go straight to the backend, and says so.
+  void AbandonSpool() ABSL_LOCKS_EXCLUDED(mode_mu_, mu_);
+  // Says, once, that the spool is lost and what follows.
+  void NotifyLost();
+  // Notes whether a direct write reached the backend, for CanAcknowledge().
+  void NoteBackend(const absl::Status& status);
 
   EventStore* const backend_;  // not owned
   const std::unique_ptr<Spool> spool_;
@@ -225,6 +250,10 @@ class SpooledEventStore final : public EventStore {
   // that the scheduler leaves off the CPU would otherwise fall behind for
   // good).
   int64_t appended_since_step_ ABSL_GUARDED_BY(mu_) = 0;
+  // The spool's directory is gone; set once, by AbandonSpool().
+  bool spool_lost_ ABSL_GUARDED_BY(mu_) = false;
+  // The last direct write failed with a transient error.
+  std::atomic<bool> backend_failing_{false};
 
   // Held while setting a record aside (an fsync), apart from mu_.
   absl::Mutex rejected_mu_;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -949,6 +950,113 @@ TEST_F(SpooledEventStoreTest, APermanentErrorOfOneBatchLeavesTheOthersWritten) {
   ASSERT_TRUE(results[1].ok()) << results[1].status();
   EXPECT_THAT(*results[1], ElementsAre(WriteOutcome::kRecorded));
   EXPECT_FALSE(store_->stats().spooling);
+}
+
+// A call larger than the whole spool fits when the backend is up, so while
+// it is down that is transient: UNAVAILABLE (clients retry), never
+// INVALID_ARGUMENT (clients drop), on both write paths.
+TEST_F(SpooledEventStoreTest, ACallLargerThanTheWholeSpoolIsUnavailable) {
+  SpoolOptions small = FastSpool();
+  small.max_bytes = 2048;
+  Open(small);
+  const ExperimentLayout checkout = CheckoutLayout();
+  const ExperimentLayout search = SearchLayout();
+  std::vector<Exposure> exposures;
+  std::vector<Event> orders;
+  for (int i = 0; i < 100; ++i) {
+    exposures.push_back(Expose(absl::StrCat("unit-", i), i % 2, kT0));
+    orders.push_back(Order(absl::StrCat("unit-", i), 5, kT0 + absl::Hours(1),
+                           absl::StrCat("o", i)));
+  }
+  std::vector<const Event*> order_ptrs;
+  for (const Event& e : orders) order_ptrs.push_back(&e);
+  const std::vector<EventBatch> batches = {{&checkout, order_ptrs},
+                                           {&search, order_ptrs}};
+  backend_.Fail(absl::StatusCode::kUnavailable);
+
+  absl::StatusOr<std::vector<WriteOutcome>> exposed =
+      store_->WriteExposures(checkout, exposures);
+  ASSERT_FALSE(exposed.ok());
+  EXPECT_EQ(exposed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(
+      exposed.status().message(),
+      AllOf(HasSubstr("cannot accept 100 items"),
+            HasSubstr("more than the whole spool can hold"),
+            HasSubstr("smaller calls"), HasSubstr("--spool_max_bytes")));
+  std::vector<WriteResult> results = store_->WriteEventBatches(batches);
+  ASSERT_EQ(results.size(), 2u);
+  for (const WriteResult& r : results) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(r.status().message(), HasSubstr("--spool_max_bytes"));
+  }
+  EXPECT_EQ(store_->stats().spooled_writes, 0);
+
+  // The same calls, retried once the backend is back, are recorded.
+  backend_.Heal();
+  AwaitDrained();
+  exposed = store_->WriteExposures(checkout, exposures);
+  ASSERT_TRUE(exposed.ok()) << exposed.status();
+  EXPECT_THAT(*exposed, Each(WriteOutcome::kRecorded));
+}
+
+// The spool directory deleted under a running store: nothing more is
+// acknowledged as spooled, what the spool held is counted as lost, and
+// writes go straight to the backend again.
+TEST_F(SpooledEventStoreTest, ADeletedSpoolDirectoryAcknowledgesNothingMore) {
+  Open();
+  const ExperimentLayout layout = CheckoutLayout();
+  EXPECT_TRUE(store_->CanAcknowledge());
+  backend_.Fail(absl::StatusCode::kUnavailable);
+  absl::StatusOr<std::vector<WriteOutcome>> spooled =
+      store_->WriteExposures(layout, {Expose("u1", 1, kT0)});
+  ASSERT_TRUE(spooled.ok()) << spooled.status();
+  EXPECT_THAT(*spooled, ElementsAre(WriteOutcome::kSpooled));
+
+  fs::remove_all(dir_);
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::vector<WriteOutcome>> refused = store_->WriteExposures(
+        layout, {Expose(absl::StrCat("u", i + 2), 0, kT0)});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(refused.status().message(),
+                AllOf(HasSubstr(dir_), HasSubstr("deleted"),
+                      HasSubstr("the flaky store has been failing")));
+  }
+  EXPECT_FALSE(store_->CanAcknowledge());
+  EXPECT_EQ(store_->stats().lost_records, 1);
+  EXPECT_EQ(store_->stats().spooled_writes, 1);
+  const absl::Time deadline = absl::Now() + kWait;
+  auto said_lost = [&] {
+    for (const std::string& n : Notices()) {
+      if (absl::StrContains(n,
+                            "1 writes it had acknowledged and not "
+                            "replayed were in it and are lost")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  while (!said_lost() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_TRUE(said_lost());
+
+  // Shutdown says the truth: nothing is left to replay, one write is lost.
+  absl::Status drained = store_->Drain(absl::Milliseconds(50));
+  EXPECT_EQ(drained.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(drained.message(), HasSubstr("1 writes it had acknowledged"));
+  EXPECT_THAT(drained.message(), ::testing::Not(HasSubstr("next start")));
+
+  // With the backend back, writes go straight to it; the spool is not
+  // recreated.
+  backend_.Heal();
+  absl::StatusOr<std::vector<WriteOutcome>> direct =
+      store_->WriteExposures(layout, {Expose("u9", 1, kT0)});
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_THAT(*direct, ElementsAre(WriteOutcome::kRecorded));
+  EXPECT_TRUE(store_->CanAcknowledge());
+  EXPECT_FALSE(fs::exists(dir_));
 }
 
 // A spooled event the store refuses at replay as INVALID_ARGUMENT (a value
