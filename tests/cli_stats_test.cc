@@ -203,12 +203,15 @@ TEST(CliStatsProportions, BayesMatchesGoldenBetaPosteriorValues) {
   int checked = 0;
   for (const GoldenCase& c : Golden("bayes.golden", "binomial")) {
     if (c.Num("n_c") == 0 || c.Num("n_t") == 0) continue;
-    // The calculator has no direction: its figures are higher-is-better.
-    if (c.Has("better")) continue;
-    const Struct s =
-        StatsJson({"proportions", "--control",
-                   absl::StrCat(c.Str("x_c"), "/", c.Str("n_c")), "--treatment",
-                   absl::StrCat(c.Str("x_t"), "/", c.Str("n_t"))});
+    std::vector<std::string> args = {
+        "proportions", "--control",
+        absl::StrCat(c.Str("x_c"), "/", c.Str("n_c")), "--treatment",
+        absl::StrCat(c.Str("x_t"), "/", c.Str("n_t"))};
+    // The lower-is-better cases, with the flag that says so.
+    if (c.Has("better")) {
+      args.insert(args.end(), {"--better", c.Str("better")});
+    }
+    const Struct s = StatsJson(args);
     for (const char* key : {"chance_to_beat_control", "expected_loss_ship",
                             "expected_loss_keep"}) {
       ExpectFigure(s, {"bayes", key}, c, key);
@@ -308,6 +311,32 @@ TEST(CliStatsMeans, FiguresMatchScipyGoldenValues) {
   EXPECT_GE(checked, 10);
 }
 
+// Runs `abexp stats means` on each named case's (control, treatment)
+// summaries with `flags` and checks its Bayesian figures against that case
+// of bayes.golden's gaussian ones.
+void ExpectMeansBayesMatchGolden(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& inputs,
+    const std::vector<std::string>& flags) {
+  const std::vector<GoldenCase> golden = Golden("bayes.golden", "gaussian");
+  for (const auto& [name, arms] : inputs) {
+    const GoldenCase* c = nullptr;
+    for (const GoldenCase& g : golden) {
+      if (g.name == name) c = &g;
+    }
+    ASSERT_NE(c, nullptr) << name << " is not in bayes.golden";
+    // A case's direction is the one the flags ask for.
+    EXPECT_EQ(c->Has("better"), !flags.empty()) << name;
+    std::vector<std::string> args = {"means", "--control", arms[0],
+                                     "--treatment", arms[1]};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const Struct s = StatsJson(args);
+    for (const char* key : {"chance_to_beat_control", "expected_loss_ship",
+                            "expected_loss_keep"}) {
+      ExpectFigure(s, {"bayes", key}, *c, key);
+    }
+  }
+}
+
 TEST(CliStatsMeans, BayesIsTheGaussianApproximation) {
   // The inputs of the MEANS list in stats/testdata/gen_bayes.py, which wrote
   // the gaussian_means_* cases from them.
@@ -316,20 +345,25 @@ TEST(CliStatsMeans, BayesIsTheGaussianApproximation) {
       {"gaussian_means_small_samples", {"2,1.0,0.5", "3,2.0,1.5"}},
       {"gaussian_means_huge_n",
        {"1000000000,50.0,20.0", "1000000000,50.001,20.0"}}};
-  const std::vector<GoldenCase> golden = Golden("bayes.golden", "gaussian");
-  for (const auto& [name, arms] : inputs) {
-    const GoldenCase* c = nullptr;
-    for (const GoldenCase& g : golden) {
-      if (g.name == name) c = &g;
-    }
-    ASSERT_NE(c, nullptr) << name << " is not in bayes.golden";
-    const Struct s =
-        StatsJson({"means", "--control", arms[0], "--treatment", arms[1]});
-    for (const char* key : {"chance_to_beat_control", "expected_loss_ship",
-                            "expected_loss_keep"}) {
-      ExpectFigure(s, {"bayes", key}, *c, key);
-    }
-  }
+  ExpectMeansBayesMatchGolden(inputs, {});
+}
+
+TEST(CliStatsMeans, BetterLowerReadsTheBayesFiguresThatWay) {
+  // GAUSSIAN_LOWER of stats/testdata/gen_bayes.py gives each arm as (mean,
+  // standard error); as a summary of 10000 units the SD is 100 x the SE.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> inputs = {
+      {"gaussian_lower_treatment_slower", {"10000,1.20,1.0", "10000,1.25,1.2"}},
+      {"gaussian_lower_treatment_faster",
+       {"10000,1.25,1.2", "10000,1.20,1.0"}}};
+  ExpectMeansBayesMatchGolden(inputs, {"--better", "lower"});
+}
+
+TEST(CliStatsMeans, BetterTakesOnlyHigherOrLower) {
+  const Result r = Stats({"means", "--control", "5000,12.5,30", "--treatment",
+                          "5100,13.4,31", "--better", "smaller"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("--better"));
+  EXPECT_THAT(r.err, HasSubstr("higher or lower"));
 }
 
 TEST(CliStatsMeans, TextShowsDfAndVerdict) {

@@ -66,6 +66,10 @@ constexpr char kCompareFlags[] =
   --tuning N*          units (both arms) at which the always-valid interval
                        is tightest; pick the expected final total
                        (default: 5000)
+  --better higher|lower
+                       which direction is better for the metric, for the
+                       chance to beat control and the expected losses:
+                       lower for a refund or bounce rate (default: higher)
 )";
 
 // How a flag's value is written, for error messages: "--control '10/0': N
@@ -164,6 +168,16 @@ absl::StatusOr<double> ParseBetween(const Args& args, const Form& form,
 
 constexpr Form kAlpha{"alpha", "a significance level in (0, 1)", "0.05"};
 constexpr Form kTuning{"tuning", "a positive number of units", "5000"};
+
+constexpr Form kBetter{"better", "higher or lower", "lower"};
+
+// --better: the direction the Bayesian figures count as better.
+absl::StatusOr<stats::Direction> ParseDirection(const Args& args) {
+  const std::string better = args.Get(kBetter.flag, "higher");
+  if (better == "higher") return stats::Direction::kHigherIsBetter;
+  if (better == "lower") return stats::Direction::kLowerIsBetter;
+  return Bad(kBetter, better, "is not a direction");
+}
 
 absl::StatusOr<stats::CompareOptions> ParseCompareOptions(const Args& args) {
   stats::CompareOptions options;
@@ -434,7 +448,7 @@ int RunProportions(const std::vector<std::string>& argv) {
       "stats proportions",
       absl::StrCat(
           "usage: abexp stats proportions --control X/N --treatment X/N "
-          "[--alpha A] [--tuning N*]\n\n"
+          "[--alpha A] [--tuning N*] [--better higher|lower]\n\n"
           "Compares two conversion rates, X of N units converted per arm: "
           "the absolute\ndifference (treatment - control) and the relative "
           "lift, each with its\nconfidence interval and p-value (unpooled "
@@ -450,7 +464,7 @@ int RunProportions(const std::vector<std::string>& argv) {
           "{...},\nbayes {chance_to_beat_control, expected_loss_ship, "
           "expected_loss_keep},\nsequential {ci_low, ci_high, p_value}, "
           "warnings [...].\n"),
-      {"control", "treatment", "alpha", "tuning", "format"},
+      {"control", "treatment", "alpha", "tuning", "better", "format"},
       {}};
   Args args;
   bool json = false;
@@ -465,12 +479,14 @@ int RunProportions(const std::vector<std::string>& argv) {
   if (!treatment.ok()) return Error(command, treatment.status());
   absl::StatusOr<stats::CompareOptions> options = ParseCompareOptions(args);
   if (!options.ok()) return Error(command, options.status());
+  absl::StatusOr<stats::Direction> direction = ParseDirection(args);
+  if (!direction.ok()) return Error(command, direction.status());
 
   absl::StatusOr<stats::Comparison> c =
       stats::CompareProportions(*control, *treatment, *options);
   if (!c.ok()) return Error(command, c.status());
   absl::StatusOr<stats::BayesResult> b =
-      stats::BayesProportions(*control, *treatment);
+      stats::BayesProportions(*control, *treatment, *direction);
   if (!b.ok()) return Error(command, b.status());
   Table arms;
   arms.AddRow({"", "conversions", "units", "rate"});
@@ -496,7 +512,7 @@ int RunMeans(const std::vector<std::string>& argv) {
       "stats means",
       absl::StrCat(
           "usage: abexp stats means --control N,MEAN,SD --treatment "
-          "N,MEAN,SD [--alpha A] [--tuning N*]\n\n"
+          "N,MEAN,SD [--alpha A] [--tuning N*] [--better higher|lower]\n\n"
           "Compares two means of a per-unit value (e.g. revenue per user, "
           "counting units\nwith 0): Welch's t-test and interval for the "
           "absolute difference, the\nrelative lift (delta method), the "
@@ -512,7 +528,7 @@ int RunMeans(const std::vector<std::string>& argv) {
           "\nJSON: absolute {estimate, df, ci_low, ci_high, p_value}, "
           "relative {estimate,\nci_low, ci_high, p_value}, sequential {...}, "
           "bayes {...}, warnings [...].\n"),
-      {"control", "treatment", "alpha", "tuning", "format"},
+      {"control", "treatment", "alpha", "tuning", "better", "format"},
       {}};
   Args args;
   bool json = false;
@@ -526,6 +542,8 @@ int RunMeans(const std::vector<std::string>& argv) {
   if (!treatment.ok()) return Error(command, treatment.status());
   absl::StatusOr<stats::CompareOptions> options = ParseCompareOptions(args);
   if (!options.ok()) return Error(command, options.status());
+  absl::StatusOr<stats::Direction> direction = ParseDirection(args);
+  if (!direction.ok()) return Error(command, direction.status());
 
   absl::StatusOr<stats::Comparison> c =
       stats::CompareMeanSummaries(*control, *treatment, *options);
@@ -535,7 +553,7 @@ int RunMeans(const std::vector<std::string>& argv) {
   stats::BayesResult b;
   if (c->absolute.estimate && c->absolute.standard_error) {
     absl::StatusOr<stats::BayesResult> gaussian = stats::BayesGaussian(
-        *c->absolute.estimate, *c->absolute.standard_error);
+        *c->absolute.estimate, *c->absolute.standard_error, *direction);
     if (!gaussian.ok()) return Error(command, gaussian.status());
     b = *std::move(gaussian);
   }
