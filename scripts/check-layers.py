@@ -3,6 +3,7 @@
 
     service (server/service)  ->  core (server/core)  ->  stats (stats/)
     storage (server/storage)  ->  core
+    service, storage          ->  metrics (server/metrics)  ->  core
     process (server/*.cc)     ->  everything above
 
 Every #include in the C++ sources under server/, client/, stats/ and bench/
@@ -12,6 +13,9 @@ is checked:
   - server/storage includes no gRPC header, no public API proto
     (abexp/v1/), and nothing from service or the process;
   - server/service includes nothing from storage or the process;
+  - server/metrics includes no gRPC, hiredis or libevent header and
+    nothing from storage, service or the process (and the core nothing
+    from it: the core counts nothing);
   - stats/ includes nothing from server/, client/, gRPC, protobuf or hiredis;
   - production code (anything but *_test.cc files, server/testing/,
     stats/testing/ and tests/) includes no testing header: nothing from
@@ -45,6 +49,7 @@ def layer_of(path):
         return "test"
     for prefix, layer in (("server/core/", "core"),
                           ("server/storage/", "storage"),
+                          ("server/metrics/", "metrics"),
                           ("server/service/", "service"),
                           ("server/", "process"),
                           ("stats/", "stats"),
@@ -66,8 +71,11 @@ def violations(layer, header):
     forbidden = {
         "core": [(GRPC, "gRPC"), (PROTOBUF, "protobuf"), (HIREDIS, "hiredis"),
                  (LIBEVENT, "libevent"),
-                 (re.compile(r"^server/(storage|service)/|^server/[^/]+$"),
+                 (re.compile(r"^server/(storage|service|metrics)/|^server/[^/]+$"),
                   "a layer above the core")],
+        "metrics": [(GRPC, "gRPC"), (HIREDIS, "hiredis"), (LIBEVENT, "libevent"),
+                    (re.compile(r"^server/(storage|service)/|^server/[^/]+$"),
+                     "a layer above metrics")],
         "storage": [(GRPC, "gRPC"), (PUBLIC_PROTO, "the public API protos"),
                     (re.compile(r"^server/service/|^server/[^/]+$"),
                      "a layer above storage")],

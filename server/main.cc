@@ -62,6 +62,9 @@
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
 #include "server/core/token_store.h"
+#include "server/http_listener.h"
+#include "server/metrics/metrics.h"
+#include "server/operator_endpoints.h"
 #include "server/server_setup.h"
 #include "server/server_tls.h"
 #include "server/service/assignment_service.h"
@@ -69,6 +72,7 @@
 #include "server/service/recording_service.h"
 #include "server/service/reflection_service.h"
 #include "server/service/results_service.h"
+#include "server/service/rpc_metrics.h"
 #include "server/service/storage_executor.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
@@ -151,6 +155,12 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
           "by one of them (mTLS). Needs --tls_cert_file and --tls_key_file. "
           "SIGHUP re-reads it.");
 
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT of the operators' HTTP listener: GET /metrics "
+          "(Prometheus), /healthz and /readyz (docs/operations.md). Port 0 "
+          "picks a free one (printed on stdout as http=HOST:PORT). Default: "
+          "none, no HTTP listener and no metrics counted.");
+
 // Limits on what callers can make the server hold, and hardening
 // (docs/storage.md, docs/architecture.md).
 ABSL_FLAG(std::string, redis_user, "",
@@ -173,6 +183,16 @@ ABSL_FLAG(int64_t, max_request_memory_bytes, int64_t{1} << 30,
 
 namespace abexp {
 namespace {
+
+#ifndef ABEXP_VERSION
+#define ABEXP_VERSION "unknown"
+#endif
+// abexp_build_info's version (CMake's project version).
+constexpr char kAbexpVersion[] = ABEXP_VERSION;
+
+// How often RecordingService's gRPC health looks at whether recording can
+// acknowledge.
+constexpr absl::Duration kRecordingHealthInterval = absl::Milliseconds(250);
 
 struct ServerOptions {
   std::string config_path;
@@ -200,6 +220,8 @@ struct ServerOptions {
   // How recording is kept in Redis (max_config_versions). Default:
   // RedisEventStoreOptions' defaults.
   RedisEventStoreOptions store;
+  // The operators' HTTP listener (metrics, health). Default: "", none.
+  std::string http_listen;
 };
 
 // The connection options for reading sticky experiments' recorded
@@ -239,7 +261,7 @@ void LogWarnings(const std::vector<std::string>& warnings) {
 void LogDroppedRunning(const std::string& path,
                        const std::vector<std::string>& dropped) {
   if (dropped.empty()) return;
-  // TODO(metrics, issue 16): count these in a reload metric.
+  // Counted in abexp_config_dropped_running_total too.
   const bool one = dropped.size() == 1;
   Log(absl::StrCat(
       "warning: this reload removes ", dropped.size(), " running experiment",
@@ -308,7 +330,8 @@ void ReloadTokens(TokenStore* tokens) {
 // until a shutdown.
 // REQUIRES: the signals are blocked in every thread.
 void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
-                   TokenStore* tokens, grpc::Server* server,
+                   TokenStore* tokens, ConfigMetrics* config_metrics,
+                   RecordingHealth* recording_health, grpc::Server* server,
                    const std::function<int()>& in_flight_calls,
                    absl::Duration grace) {
   for (;;) {
@@ -320,10 +343,18 @@ void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
       std::string old_version = store->Snapshot()->version;
       absl::StatusOr<LoadResult> result = store->Reload();
       if (!result.ok()) {
+        if (config_metrics != nullptr) config_metrics->ReloadFailed();
         Log(result.status().message());
         Log(absl::StrCat("config reload failed; keeping version=",
                          old_version));
         continue;
+      }
+      if (config_metrics != nullptr && result->changed) {
+        config_metrics->ReloadChanged(
+            *result->config, absl::Now(),
+            static_cast<int>(result->dropped_running.size()));
+      } else if (config_metrics != nullptr) {
+        config_metrics->ReloadUnchanged(absl::Now());
       }
       LogWarnings(result->warnings);
       LogDroppedRunning(store->path(), result->dropped_running);
@@ -336,6 +367,7 @@ void HandleSignals(const sigset_t& signals, ConfigStore* store, ServerTls* tls,
     Log(absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                      "; finishing in-flight calls (up to ",
                      absl::FormatDuration(grace), ") and shutting down"));
+    recording_health->SetDraining();  // /readyz answers 503 from now on
     if (grpc::HealthCheckServiceInterface* health =
             server->GetHealthCheckService()) {
       health->Shutdown();  // report NOT_SERVING while draining
@@ -450,15 +482,26 @@ void ConnectToRedis(const ServerOptions& options,
 
 // Starts the gRPC server with the three services and reflection; *port is
 // the port bound. Null (after logging why) when the address cannot be bound.
-std::unique_ptr<grpc::Server> StartServer(
-    const ServerOptions& options, const ServerTls* tls,
-    AssignmentServiceImpl* assignment, RecordingServiceImpl* recording,
-    ResultsServiceImpl* results, ReflectionService* reflection, int* port) {
+std::unique_ptr<grpc::Server> StartServer(const ServerOptions& options,
+                                          const ServerTls* tls,
+                                          AssignmentServiceImpl* assignment,
+                                          RecordingServiceImpl* recording,
+                                          ResultsServiceImpl* results,
+                                          ReflectionService* reflection,
+                                          ServerMetrics* metrics, int* port) {
   EnableServerPlugins();
   grpc::ServerBuilder builder;
   ServerSetup setup = options.setup;
   if (tls != nullptr) setup.credentials = tls->credentials();
   ConfigureServerBuilder(setup, &builder, port);
+  if (metrics != nullptr) {
+    builder.experimental().SetInterceptorCreators(RpcMetricsInterceptors(
+        metrics,
+        {v1::AssignmentService::service_full_name(),
+         v1::RecordingService::service_full_name(),
+         v1::ResultsService::service_full_name(),
+         grpc::reflection::v1alpha::ServerReflection::service_full_name()}));
+  }
   builder.RegisterService(assignment);
   builder.RegisterService(recording);
   builder.RegisterService(results);
@@ -478,8 +521,7 @@ std::unique_ptr<grpc::Server> StartServer(
                              v1::ResultsService::service_full_name()}) {
       health->SetServingStatus(name, true);
     }
-    // Later: RecordingService NOT_SERVING while
-    // SpooledEventStore::CanAcknowledge() is false.
+    // RecordingService follows RecordingHealth from now on.
   }
   return server;
 }
@@ -518,11 +560,14 @@ void LogTransport(const ServerOptions& options, int port,
 // The startup line on stdout (tests and scripts read the port from it) and
 // its log line.
 void AnnounceServing(const ServerOptions& options, int port,
-                     const std::string& redis_address, const Config& config) {
-  std::printf("abexp-server listening on %s config=%s version=%s redis=%s\n",
+                     const std::string& redis_address,
+                     const std::string& http_address, const Config& config) {
+  const std::string http =
+      http_address.empty() ? "" : absl::StrCat(" http=", http_address);
+  std::printf("abexp-server listening on %s config=%s version=%s redis=%s%s\n",
               WithPort(options.setup.listen_address, port).c_str(),
               options.config_path.c_str(), config.version.c_str(),
-              redis_address.c_str());
+              redis_address.c_str(), http.c_str());
   std::fflush(stdout);
   Log(absl::StrCat("serving ", options.config_path, " version=", config.version,
                    " with ", config.experiments.size(), " experiments and ",
@@ -586,11 +631,24 @@ int RunServer(const ServerOptions& options) {
   std::unique_ptr<Spool> spool = OpenSpool(options);
   if (spool == nullptr) return 1;
 
+  // Counted only when someone can scrape them (--http_listen).
+  std::unique_ptr<ServerMetrics> metrics;
+  if (!options.http_listen.empty()) {
+    metrics = std::make_unique<ServerMetrics>(kAbexpVersion);
+    metrics->config()->Loaded(*loaded.config, absl::Now());
+  }
+  RedisOptions recording_redis = options.redis;
+  RedisOptions sticky_redis = StickyRedisOptions(options);
+  if (metrics != nullptr) {
+    recording_redis.metrics = metrics->RedisPool("recording");
+    sticky_redis.metrics = metrics->RedisPool("sticky");
+  }
+
   // Redis may be down now; the store connects when it can.
   const std::string redis_address =
       absl::StrCat(options.redis.host, ":", options.redis.port);
   DeferredEventStore event_store(
-      RedisStoreFactory(options.redis, options.store));
+      RedisStoreFactory(recording_redis, options.store));
   ConnectToRedis(options, redis_address, &event_store);
   SpooledEventStoreOptions spooled_options;
   spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
@@ -601,7 +659,7 @@ int RunServer(const ServerOptions& options) {
   // Sticky reads go to Redis on connections of their own, whose timeouts
   // are the budget (not the spool: it holds writes, not recorded variants).
   DeferredEventStore sticky_store(
-      RedisStoreFactory(StickyRedisOptions(options), options.store));
+      RedisStoreFactory(sticky_redis, options.store));
   StickyOptions sticky;
   sticky.store = &sticky_store;
   sticky.log = Log;
@@ -611,11 +669,16 @@ int RunServer(const ServerOptions& options) {
   auto executor = std::make_unique<StorageExecutor>(options.storage);
   auto sticky_executor =
       std::make_unique<StorageExecutor>(options.sticky_reads);
+  ServingCounters counters;
+  if (metrics != nullptr) {
+    counters.assignments = metrics->assignments();
+    counters.records = metrics->records();
+  }
   AssignmentServiceImpl service(store->get(), &recorder, std::move(sticky),
                                 executor.get(), sticky_executor.get(),
-                                &authorizer);
+                                &authorizer, counters);
   RecordingServiceImpl recording(store->get(), &recorder, executor.get(),
-                                 &authorizer);
+                                 &authorizer, counters.records);
   // Results read Redis directly (not the spool): figures are what Redis has.
   ResultsServiceImpl results(store->get(), &event_store, executor.get(),
                              &authorizer);
@@ -627,20 +690,45 @@ int RunServer(const ServerOptions& options) {
   int port = 0;
   std::unique_ptr<grpc::Server> server =
       StartServer(options, tls.get(), &service, &recording, &results,
-                  reflection.get(), &port);
+                  reflection.get(), metrics.get(), &port);
   if (server == nullptr) return 1;
+  RecordingHealth recording_health(&spooled_store,
+                                   server->GetHealthCheckService(),
+                                   kRecordingHealthInterval);
+  std::unique_ptr<HttpListener> http;
+  if (metrics != nullptr) {
+    AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
+    ConfigStore* const config_store = store->get();
+    absl::StatusOr<std::unique_ptr<HttpListener>> listener =
+        HttpListener::Start(
+            options.http_listen,
+            OperatorRoutes(metrics.get(), &recording_health, [config_store] {
+              return config_store->Snapshot()->version;
+            }));
+    if (!listener.ok()) {
+      Log(listener.status().message());
+      Log("not starting: fix --http_listen and start again");
+      server->Shutdown();
+      return 1;
+    }
+    http = *std::move(listener);
+  }
   LogTransport(options, port, tls.get());
-  AnnounceServing(options, port, redis_address, *loaded.config);
+  AnnounceServing(options, port, redis_address,
+                  http == nullptr ? "" : http->address(), *loaded.config);
 
   std::function<int()> in_flight_calls = [&service, &recording, &results] {
     return service.in_flight_calls() + recording.in_flight_calls() +
            results.in_flight_calls();
   };
-  std::thread signal_thread(HandleSignals, signals, store->get(), tls.get(),
-                            tokens.get(), server.get(), in_flight_calls,
-                            options.shutdown_grace);
+  std::thread signal_thread(
+      HandleSignals, signals, store->get(), tls.get(), tokens.get(),
+      metrics == nullptr ? nullptr : metrics->config(), &recording_health,
+      server.get(), in_flight_calls, options.shutdown_grace);
   server->Wait();
   signal_thread.join();
+  // Scrapes read the spool and the recording health: stop them first.
+  http.reset();
   executor.reset();
   sticky_executor.reset();
 
@@ -795,6 +883,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!abexp::ReadLimitFlags(&options)) return 1;
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
   if (options.config_path.empty()) {
     std::fprintf(
         stderr,

@@ -41,7 +41,9 @@ class CheckLayersTest(unittest.TestCase):
             "server/core/a.h": '#include "stats/srm.h"\n#include <string>\n',
             "server/storage/redis/s.cc": '#include "server/core/a.h"\n#include <hiredis/hiredis.h>\n'
                                          '#include "abexp/internal/spool.pb.h"\n',
-            "server/service/x.cc": '#include "server/core/a.h"\n#include "grpcpp/grpcpp.h"\n',
+            "server/service/x.cc": '#include "server/core/a.h"\n#include "grpcpp/grpcpp.h"\n'
+                                   '#include "server/metrics/metrics.h"\n',
+            "server/metrics/metrics.h": '#include "server/core/a.h"\n#include "prometheus/counter.h"\n',
             "server/main.cc": '#include "server/storage/redis/s.h"\n#include "server/service/x.h"\n',
             "server/core/a_test.cc": '#include "server/testing/fake.h"\n#include "gtest/gtest.h"\n',
             "server/testing/fake.cc": '#include "gtest/gtest.h"\n',
@@ -69,6 +71,19 @@ class CheckLayersTest(unittest.TestCase):
                             "server/storage/spool/s.cc:1:", "storage must not depend on gRPC")
         self.assert_refused({"server/storage/s.cc": '#include "server/service/x.h"\n'},
                             "server/storage/s.cc:1:", "a layer above storage")
+
+    def test_metrics_including_grpc_or_a_layer_above_fails(self):
+        self.assert_refused({"server/metrics/m.cc": '#include "grpcpp/grpcpp.h"\n'},
+                            "server/metrics/m.cc:1:", "metrics must not depend on gRPC")
+        for header in ('"server/service/x.h"', '"server/storage/redis/s.h"',
+                       '"server/operator_endpoints.h"'):
+            with self.subTest(header=header):
+                self.assert_refused({"server/metrics/m.h": f"#include {header}\n"},
+                                    "server/metrics/m.h:1:", "a layer above metrics")
+
+    def test_core_including_metrics_fails(self):
+        self.assert_refused({"server/core/a.cc": '#include "server/metrics/metrics.h"\n'},
+                            "server/core/a.cc:1:", "a layer above the core")
 
     def test_service_including_storage_fails(self):
         self.assert_refused({"server/service/x.cc": '#include "server/storage/redis/s.h"\n'},

@@ -1,6 +1,7 @@
 #include "server/core/indexed_config.h"
 
 #include <algorithm>
+#include <atomic>
 #include <iterator>
 #include <utility>
 
@@ -13,6 +14,8 @@ std::shared_ptr<const IndexedConfig> IndexedConfig::Build(Config config) {
 }
 
 IndexedConfig::IndexedConfig(Config config) : Config(std::move(config)) {
+  static std::atomic<uint64_t> last_build_id{0};
+  build_id = last_build_id.fetch_add(1, std::memory_order_relaxed) + 1;
   IndexKeys();
   // Declared attributes take the first slots, so their types index by slot.
   ConditionCompiler compiler;

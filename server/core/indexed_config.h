@@ -109,6 +109,11 @@ class IndexedConfig final : public Config {
 
   // Every member below is filled by Build and never changes after.
 
+  // A number no other IndexedConfig this process built has, not even one
+  // built after this one is freed (e.g. to key per-config caches, where an
+  // address can be reused).
+  uint64_t build_id = 0;
+
   // Key -> index in experiments, features, metrics.
   absl::flat_hash_map<std::string, int> experiment_by_key;
   absl::flat_hash_map<std::string, int> feature_by_key;

@@ -208,7 +208,8 @@ absl::StatusOr<std::vector<RecordedVariants>> ReadRecordedVariants(
 std::string RecordAssignedExposures(const IndexedConfig& config,
                                     const Unit& unit,
                                     const AssignResult& result, absl::Time now,
-                                    const Recorder* recorder) {
+                                    const Recorder* recorder,
+                                    RecordCounters* records) {
   const std::vector<ExposureInput> exposures =
       ExposuresToRecord(config, unit, result);
   if (exposures.empty()) return "";
@@ -218,7 +219,10 @@ std::string RecordAssignedExposures(const IndexedConfig& config,
   }
   absl::StatusOr<RecordBatchResult> recorded =
       recorder->RecordExposures(config, exposures, now);
-  if (recorded.ok()) return "";
+  if (recorded.ok()) {
+    CountRecords(*recorded, RecordCounters::Kind::kExposure, records);
+    return "";
+  }
   return absl::StrCat(absl::StatusCodeToString(recorded.status().code()), ": ",
                       recorded.status().message());
 }
@@ -259,7 +263,8 @@ struct AssignOutcome {
 absl::StatusOr<AssignOutcome> ComputeAssign(const IndexedConfig& config,
                                             const Recorder* recorder,
                                             const StickyRead& sticky,
-                                            const v1::AssignRequest& request) {
+                                            const v1::AssignRequest& request,
+                                            ServingCounters counters) {
   if (absl::Status s = CheckHasUnit(request.has_unit()); !s.ok()) return s;
   // Not validated here: StickyLookups and Assign validate the unit before
   // anything else, with the same messages ValidateUnit gives for "unit",
@@ -278,10 +283,13 @@ absl::StatusOr<AssignOutcome> ComputeAssign(const IndexedConfig& config,
   options.recorded_variants = std::move((*recorded)[0]);
   absl::StatusOr<AssignResult> result = abexp::Assign(config, *unit, options);
   if (!result.ok()) return result.status();
+  if (counters.assignments != nullptr) {
+    counters.assignments->Count(config, *result);
+  }
   AssignOutcome outcome;
   if (request.record_exposure()) {
-    outcome.exposure_error =
-        RecordAssignedExposures(config, *unit, *result, options.now, recorder);
+    outcome.exposure_error = RecordAssignedExposures(
+        config, *unit, *result, options.now, recorder, counters.records);
   }
   outcome.result = *std::move(result);
   return outcome;
@@ -292,9 +300,10 @@ absl::StatusOr<AssignOutcome> ComputeAssign(const IndexedConfig& config,
 absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
                           const StickyRead& sticky,
                           const v1::AssignRequest& request,
-                          v1::AssignResponse* response) {
+                          v1::AssignResponse* response,
+                          ServingCounters counters) {
   absl::StatusOr<AssignOutcome> outcome =
-      ComputeAssign(config, recorder, sticky, request);
+      ComputeAssign(config, recorder, sticky, request, counters);
   if (!outcome.ok()) return outcome.status();
   AssignResultToProto(config, outcome->result, response);
   response->set_exposure_error(outcome->exposure_error);
@@ -306,9 +315,10 @@ absl::Status HandleAssignEncoded(const IndexedConfig& config,
                                  const Recorder* recorder,
                                  const StickyRead& sticky,
                                  const v1::AssignRequest& request,
-                                 std::string* response_bytes) {
+                                 std::string* response_bytes,
+                                 ServingCounters counters) {
   absl::StatusOr<AssignOutcome> outcome =
-      ComputeAssign(config, recorder, sticky, request);
+      ComputeAssign(config, recorder, sticky, request, counters);
   if (!outcome.ok()) return outcome.status();
   encoder.Encode(outcome->result, outcome->exposure_error, response_bytes);
   return absl::OkStatus();
@@ -336,7 +346,8 @@ const AssignResponseEncoder& EncoderFor(
 absl::Status HandleBatchAssign(const IndexedConfig& config,
                                const StickyRead& sticky,
                                const v1::BatchAssignRequest& request,
-                               v1::BatchAssignResponse* response) {
+                               v1::BatchAssignResponse* response,
+                               ServingCounters counters) {
   if (request.units_size() > kMaxBatchUnits) {
     return absl::InvalidArgumentError(absl::StrCat(
         "units has ", request.units_size(), " entries; send at most ",
@@ -365,12 +376,22 @@ absl::Status HandleBatchAssign(const IndexedConfig& config,
       ReadRecordedVariants(config, units, options, sticky);
   if (!recorded.ok()) return recorded.status();
   response->set_config_version(config.version);
+  std::vector<AssignResult> results;
+  if (counters.assignments != nullptr) results.reserve(units.size());
   for (size_t i = 0; i < units.size(); ++i) {
     const Unit& unit = units[i];
     options.recorded_variants = std::move((*recorded)[i]);
     absl::StatusOr<AssignResult> result = abexp::Assign(config, unit, options);
     if (!result.ok()) return result.status();
     AssignResultToProto(config, *result, response->add_results());
+    // Counted once the whole batch is served: an error ends the call
+    // without an answer.
+    if (counters.assignments != nullptr) {
+      results.push_back(*std::move(result));
+    }
+  }
+  for (const AssignResult& result : results) {
+    counters.assignments->Count(config, result);
   }
   return absl::OkStatus();
 }
@@ -448,18 +469,17 @@ absl::Status HandleGetExperiment(const ConfigStore& store,
   return absl::OkStatus();
 }
 
-AssignmentServiceImpl::AssignmentServiceImpl(const ConfigStore* store,
-                                             const Recorder* recorder,
-                                             StickyOptions sticky,
-                                             StorageExecutor* executor,
-                                             StorageExecutor* sticky_executor,
-                                             const CallAuthorizer* authorizer)
+AssignmentServiceImpl::AssignmentServiceImpl(
+    const ConfigStore* store, const Recorder* recorder, StickyOptions sticky,
+    StorageExecutor* executor, StorageExecutor* sticky_executor,
+    const CallAuthorizer* authorizer, ServingCounters counters)
     : store_(store),
       recorder_(recorder),
       sticky_(std::make_unique<StickyReader>(std::move(sticky))),
       executor_(executor),
       sticky_executor_(sticky_executor),
-      authorizer_(authorizer) {}
+      authorizer_(authorizer),
+      counters_(counters) {}
 
 AssignmentServiceImpl::~AssignmentServiceImpl() = default;
 
@@ -551,11 +571,12 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   const Recorder* const recorder = recorder_;
+  const ServingCounters counters = counters_;
   const bool can_record = executor_ != nullptr && recorder != nullptr;
-  auto handle = [recorder](
+  auto handle = [recorder, counters](
                     const IndexedConfig& config, const StickyRead& sticky,
                     const v1::AssignRequest& req, v1::AssignResponse* resp) {
-    return HandleAssign(config, recorder, sticky, req, resp);
+    return HandleAssign(config, recorder, sticky, req, resp, counters);
   };
   auto records = [can_record](const v1::AssignRequest& req) {
     return can_record && req.record_exposure();
@@ -567,8 +588,8 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::Assign(
   const AssignResponseEncoder& encoder = EncoderFor(config);
   const StickyRead no_reads{sticky_.get(), absl::OkStatus()};
   auto now = [&](const v1::AssignRequest& req, std::string* bytes) {
-    return HandleAssignEncoded(*config, encoder, recorder, no_reads, req,
-                               bytes);
+    return HandleAssignEncoded(*config, encoder, recorder, no_reads, req, bytes,
+                               counters);
   };
   RpcAccess<v1::AssignRequest> access =
       AccessTo<v1::AssignRequest>("abexp.v1.AssignmentService/Assign");
@@ -597,9 +618,10 @@ grpc::ServerUnaryReactor* AssignmentServiceImpl::BatchAssign(
       AccessTo<v1::BatchAssignRequest>(
           "abexp.v1.AssignmentService/BatchAssign"),
       request, response,
-      [](const IndexedConfig& config, const StickyRead& sticky,
-         const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
-        return HandleBatchAssign(config, sticky, req, resp);
+      [counters = counters_](
+          const IndexedConfig& config, const StickyRead& sticky,
+          const v1::BatchAssignRequest& req, v1::BatchAssignResponse* resp) {
+        return HandleBatchAssign(config, sticky, req, resp, counters);
       },
       [](const v1::BatchAssignRequest&) { return false; });
 }

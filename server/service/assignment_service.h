@@ -61,15 +61,17 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   // it would have read with reason STICKY_UNREAD. Null: they read inline.
   // Every call needs the role assign, and an Assign with record_exposure
   // record too, from `authorizer` (call_auth.h); null: every call is
-  // allowed.
-  // REQUIRES: store, recorder, sticky.store, the executors and authorizer
-  // outlive this service.
+  // allowed. Assign and BatchAssign count the variants they serve, and the
+  // exposures they record, in `counters` (rpc_handlers.h).
+  // REQUIRES: store, recorder, sticky.store, the executors, authorizer and
+  // the counters outlive this service.
   explicit AssignmentServiceImpl(const ConfigStore* store,
                                  const Recorder* recorder = nullptr,
                                  StickyOptions sticky = {},
                                  StorageExecutor* executor = nullptr,
                                  StorageExecutor* sticky_executor = nullptr,
-                                 const CallAuthorizer* authorizer = nullptr);
+                                 const CallAuthorizer* authorizer = nullptr,
+                                 ServingCounters counters = {});
   ~AssignmentServiceImpl() override;
 
   AssignmentServiceImpl(const AssignmentServiceImpl&) = delete;
@@ -134,6 +136,7 @@ class AssignmentServiceImpl final : public RawAssignmentService {
   StorageExecutor* const executor_;         // not owned; may be null
   StorageExecutor* const sticky_executor_;  // not owned; may be null
   const CallAuthorizer* const authorizer_;  // not owned; may be null
+  const ServingCounters counters_;          // members not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -96,6 +97,27 @@ void BatchToProto(const RecordBatchResult& batch, Response* response) {
   }
 }
 
+}  // namespace
+
+void CountRecords(const RecordBatchResult& batch, RecordCounters::Kind kind,
+                  RecordCounters* records) {
+  if (records == nullptr) return;
+  // Added up first: one counter update per outcome and reason, not per
+  // record.
+  absl::flat_hash_map<std::pair<int, int>, int64_t> counts;
+  for (const RecordResult& r : batch.results) {
+    const int reason = r.outcome == WriteOutcome::kIgnored
+                           ? static_cast<int>(ReasonToProto(r.ignore_reason))
+                           : 0;
+    ++counts[{static_cast<int>(OutcomeToProto(r.outcome)), reason}];
+  }
+  for (const auto& [outcome_reason, n] : counts) {
+    records->Add(kind, outcome_reason.first, outcome_reason.second, n);
+  }
+}
+
+namespace {
+
 absl::Status CheckSize(int n, const char* field) {
   if (static_cast<size_t>(n) > kMaxRecordBatch) {
     return absl::InvalidArgumentError(
@@ -110,7 +132,8 @@ absl::Status CheckSize(int n, const char* field) {
 absl::Status HandleRecordExposures(const ConfigStore& store,
                                    const Recorder& recorder,
                                    const v1::RecordExposuresRequest& request,
-                                   v1::RecordExposuresResponse* response) {
+                                   v1::RecordExposuresResponse* response,
+                                   RecordCounters* records) {
   if (absl::Status s = CheckSize(request.exposures_size(), "exposures");
       !s.ok()) {
     return s;
@@ -139,6 +162,7 @@ absl::Status HandleRecordExposures(const ConfigStore& store,
   absl::StatusOr<RecordBatchResult> batch =
       recorder.RecordExposures(*config, inputs, now);
   if (!batch.ok()) return batch.status();
+  CountRecords(*batch, RecordCounters::Kind::kExposure, records);
   BatchToProto(*batch, response);
   return absl::OkStatus();
 }
@@ -146,7 +170,8 @@ absl::Status HandleRecordExposures(const ConfigStore& store,
 absl::Status HandleRecordEvents(const ConfigStore& store,
                                 const Recorder& recorder,
                                 const v1::RecordEventsRequest& request,
-                                v1::RecordEventsResponse* response) {
+                                v1::RecordEventsResponse* response,
+                                RecordCounters* records) {
   if (absl::Status s = CheckSize(request.events_size(), "events"); !s.ok()) {
     return s;
   }
@@ -171,6 +196,7 @@ absl::Status HandleRecordEvents(const ConfigStore& store,
   absl::StatusOr<RecordBatchResult> batch =
       recorder.RecordEvents(*config, inputs, now);
   if (!batch.ok()) return batch.status();
+  CountRecords(*batch, RecordCounters::Kind::kEvent, records);
   BatchToProto(*batch, response);
   return absl::OkStatus();
 }
@@ -178,11 +204,13 @@ absl::Status HandleRecordEvents(const ConfigStore& store,
 RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
                                            const Recorder* recorder,
                                            StorageExecutor* executor,
-                                           const CallAuthorizer* authorizer)
+                                           const CallAuthorizer* authorizer,
+                                           RecordCounters* records)
     : store_(store),
       recorder_(recorder),
       executor_(executor),
-      authorizer_(authorizer) {}
+      authorizer_(authorizer),
+      records_(records) {}
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
@@ -196,7 +224,7 @@ grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
       &in_flight_, request, response,
       [this](const v1::RecordExposuresRequest& req,
              v1::RecordExposuresResponse* resp) {
-        return HandleRecordExposures(*store_, *recorder_, req, resp);
+        return HandleRecordExposures(*store_, *recorder_, req, resp, records_);
       });
 }
 
@@ -210,7 +238,7 @@ grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
       &in_flight_, request, response,
       [this](const v1::RecordEventsRequest& req,
              v1::RecordEventsResponse* resp) {
-        return HandleRecordEvents(*store_, *recorder_, req, resp);
+        return HandleRecordEvents(*store_, *recorder_, req, resp, records_);
       });
 }
 

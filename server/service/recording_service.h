@@ -16,6 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/metrics/metrics.h"
 #include "server/service/call_auth.h"
 #include "server/service/storage_executor.h"
 
@@ -34,11 +35,13 @@ class RecordingServiceImpl final : public RawRecordingService {
   // the store, which no gRPC thread may do.
   // REQUIRES: executor outlives this service too.
   // Every call needs the role record from `authorizer` (call_auth.h);
-  // null: every call is allowed.
-  // REQUIRES: authorizer outlives this service.
+  // null: every call is allowed. Each record's outcome is counted in
+  // `records` (null: not counted).
+  // REQUIRES: authorizer and records outlive this service.
   RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder,
                        StorageExecutor* executor,
-                       const CallAuthorizer* authorizer = nullptr);
+                       const CallAuthorizer* authorizer = nullptr,
+                       RecordCounters* records = nullptr);
 
   RecordingServiceImpl(const RecordingServiceImpl&) = delete;
   RecordingServiceImpl& operator=(const RecordingServiceImpl&) = delete;
@@ -58,6 +61,7 @@ class RecordingServiceImpl final : public RawRecordingService {
   const Recorder* const recorder_;          // not owned
   StorageExecutor* const executor_;         // not owned
   const CallAuthorizer* const authorizer_;  // not owned; may be null
+  RecordCounters* const records_;           // not owned; may be null
   std::atomic<int> in_flight_{0};
 };
 

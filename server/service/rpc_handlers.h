@@ -29,6 +29,7 @@
 #include "server/core/event_store.h"
 #include "server/core/recorder.h"
 #include "server/core/sticky.h"
+#include "server/metrics/metrics.h"
 #include "server/service/assign_response.h"
 
 namespace abexp {
@@ -55,6 +56,13 @@ void InstallProtobufLogLimiter();
 absl::StatusOr<Unit> ConvertUnit(const v1::Unit& proto,
                                  absl::string_view field);
 
+// Where calls count what they serve, for the operators' metrics
+// (server/metrics/metrics.h); a null member is not counted.
+struct ServingCounters {
+  AssignmentCounts* assignments = nullptr;
+  RecordCounters* records = nullptr;
+};
+
 // How an assignment call gets the recorded variants of sticky experiments.
 struct StickyRead {
   // Null: it does not, and they are bucketed by hash like the others.
@@ -67,11 +75,13 @@ struct StickyRead {
 
 // AssignmentService, on one config snapshot. `recorder` records Assign's
 // exposures when asked (null: this server does not record, said in
-// exposure_error).
+// exposure_error). Assign and BatchAssign count the variants they serve,
+// and Assign the exposures it records, in `counters`.
 absl::Status HandleAssign(const IndexedConfig& config, const Recorder* recorder,
                           const StickyRead& sticky,
                           const v1::AssignRequest& request,
-                          v1::AssignResponse* response);
+                          v1::AssignResponse* response,
+                          ServingCounters counters = {});
 // HandleAssign, answering with the response's encoding (appended to
 // *response_bytes): the bytes HandleAssign's response serializes to, written
 // by `encoder`.
@@ -81,14 +91,16 @@ absl::Status HandleAssignEncoded(const IndexedConfig& config,
                                  const Recorder* recorder,
                                  const StickyRead& sticky,
                                  const v1::AssignRequest& request,
-                                 std::string* response_bytes);
+                                 std::string* response_bytes,
+                                 ServingCounters counters = {});
 // The calling thread's encoder for `config`, made on its first use there.
 const AssignResponseEncoder& EncoderFor(
     const std::shared_ptr<const IndexedConfig>& config);
 absl::Status HandleBatchAssign(const IndexedConfig& config,
                                const StickyRead& sticky,
                                const v1::BatchAssignRequest& request,
-                               v1::BatchAssignResponse* response);
+                               v1::BatchAssignResponse* response,
+                               ServingCounters counters = {});
 absl::Status HandleExplainAssignment(
     const IndexedConfig& config, const StickyRead& sticky,
     const v1::ExplainAssignmentRequest& request,
@@ -100,15 +112,21 @@ absl::Status HandleGetExperiment(const ConfigStore& store,
                                  const v1::GetExperimentRequest& request,
                                  v1::Experiment* response);
 
-// RecordingService.
+// RecordingService. Each record's outcome is counted in `records` (null:
+// not counted).
 absl::Status HandleRecordExposures(const ConfigStore& store,
                                    const Recorder& recorder,
                                    const v1::RecordExposuresRequest& request,
-                                   v1::RecordExposuresResponse* response);
+                                   v1::RecordExposuresResponse* response,
+                                   RecordCounters* records = nullptr);
 absl::Status HandleRecordEvents(const ConfigStore& store,
                                 const Recorder& recorder,
                                 const v1::RecordEventsRequest& request,
-                                v1::RecordEventsResponse* response);
+                                v1::RecordEventsResponse* response,
+                                RecordCounters* records = nullptr);
+// Counts each record of `batch` by its outcome in *records (null: nothing).
+void CountRecords(const RecordBatchResult& batch, RecordCounters::Kind kind,
+                  RecordCounters* records);
 
 // ResultsService: reads the experiment's aggregates from `events`.
 absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,

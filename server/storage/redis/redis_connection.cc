@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/call_scope.h"
+#include "server/metrics/metrics.h"
 
 namespace abexp {
 namespace {
@@ -212,6 +213,43 @@ struct Connection {
 // cancelled.
 constexpr absl::Duration kCancelCheckInterval = absl::Milliseconds(50);
 
+// Counts one round trip into RedisPoolMetrics (when there are some): its
+// commands, and when it ends its time and how it failed.
+class RoundTripTimer {
+ public:
+  RoundTripTimer(RedisPoolMetrics* metrics, size_t commands)
+      : metrics_(metrics),
+        start_(metrics == nullptr ? absl::InfinitePast() : absl::Now()) {
+    if (metrics_ == nullptr) return;
+    metrics_->commands->Increment(static_cast<double>(commands));
+    metrics_->round_trips->Increment();
+  }
+  RoundTripTimer(const RoundTripTimer&) = delete;
+  RoundTripTimer& operator=(const RoundTripTimer&) = delete;
+  ~RoundTripTimer() {
+    if (metrics_ == nullptr) return;
+    metrics_->round_trip_seconds->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start_));
+  }
+
+  // A command answered with an error reply.
+  void ErrorReply() {
+    if (metrics_ != nullptr) metrics_->reply_errors->Increment();
+  }
+  // The round trip failed with `status` (returned).
+  absl::Status Failed(absl::Status status) {
+    if (metrics_ == nullptr) return status;
+    (absl::IsDeadlineExceeded(status) ? metrics_->timeout_errors
+                                      : metrics_->connection_errors)
+        ->Increment();
+    return status;
+  }
+
+ private:
+  RedisPoolMetrics* const metrics_;  // not owned; may be null
+  const absl::Time start_;
+};
+
 }  // namespace
 
 struct RedisPool::Impl {
@@ -248,6 +286,9 @@ struct RedisPool::Impl {
   absl::StatusOr<ReplyWait> SetReplyWait(Connection& conn);
   // Returns a healthy connection; a null one releases its slot.
   void Release(std::unique_ptr<Connection> conn, bool healthy);
+  // Counts a connection borrowed (+1) or given back (-1) in
+  // options.metrics, and sets the open connections there.
+  void CountBorrowed(int change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Sends commands in one round trip on conn, counted in round_trips and
   // commands_sent when `count` (handshakes are not, so counts stay
@@ -359,11 +400,17 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
   {
     absl::MutexLock lock(&mu);
     if (idle.empty() && open >= max_connections) {
-      if (absl::Status s = WaitForFreeConnection(); !s.ok()) return s;
+      if (absl::Status s = WaitForFreeConnection(); !s.ok()) {
+        if (options.metrics != nullptr && absl::IsDeadlineExceeded(s)) {
+          options.metrics->pool_wait_errors->Increment();
+        }
+        return s;
+      }
     }
     if (!idle.empty()) {
       std::unique_ptr<Connection> conn = std::move(idle.back());
       idle.pop_back();
+      CountBorrowed(+1);
       return conn;
     }
     const absl::Time now = absl::Now();
@@ -381,9 +428,12 @@ absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Acquire() {
   if (conn.ok()) {
     backoff = absl::ZeroDuration();
     retry_at = absl::InfinitePast();
+    CountBorrowed(+1);
     return conn;
   }
+  if (options.metrics != nullptr) options.metrics->connect_errors->Increment();
   --open;
+  CountBorrowed(0);
   freed.Signal();
   backoff = backoff == absl::ZeroDuration()
                 ? options.initial_backoff
@@ -449,11 +499,18 @@ absl::StatusOr<ReplyWait> RedisPool::Impl::SetReplyWait(Connection& conn) {
   return wait;
 }
 
+void RedisPool::Impl::CountBorrowed(int change) {
+  if (options.metrics == nullptr) return;
+  if (change != 0) options.metrics->connections_in_use->Increment(change);
+  options.metrics->connections_open->Set(open);
+}
+
 void RedisPool::Impl::Release(std::unique_ptr<Connection> conn, bool healthy) {
   absl::MutexLock lock(&mu);
   if (healthy) {
     idle.push_back(std::move(conn));
     freed.Signal();
+    CountBorrowed(-1);
     return;
   }
   // A dead connection usually means Redis went away (restart, failover), and
@@ -464,6 +521,7 @@ void RedisPool::Impl::Release(std::unique_ptr<Connection> conn, bool healthy) {
   open -= static_cast<int>(idle.size());
   idle.clear();
   freed.SignalAll();
+  CountBorrowed(-1);
 }
 
 absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
@@ -497,6 +555,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
     commands_sent.fetch_add(static_cast<int64_t>(commands.size()),
                             std::memory_order_relaxed);
   }
+  RoundTripTimer timer(count ? options.metrics : nullptr, commands.size());
   std::vector<RedisReply> out;
   out.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
@@ -506,9 +565,10 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::RoundTrip(
     const int saved_errno = errno;
     ReplyPtr reply(static_cast<redisReply*>(raw));
     if (rc != REDIS_OK || reply == nullptr) {
-      return ContextError(*c, saved_errno, options, "a pipelined command",
-                          *wait);
+      return timer.Failed(
+          ContextError(*c, saved_errno, options, "a pipelined command", *wait));
     }
+    if (reply->type == REDIS_REPLY_ERROR) timer.ErrorReply();
     out.push_back(CopyReply(*reply));
   }
   return out;
@@ -646,6 +706,7 @@ absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(
     absl::MutexLock lock(&impl->mu);
     impl->idle.push_back(*std::move(first));
     impl->open = 1;
+    impl->CountBorrowed(0);
   }
   return std::unique_ptr<RedisPool>(new RedisPool(std::move(impl)));
 }

@@ -23,6 +23,8 @@
 
 namespace abexp {
 
+struct RedisPoolMetrics;  // server/metrics/metrics.h
+
 struct RedisOptions {
   std::string host = "127.0.0.1";  // Default: 127.0.0.1
   int port = 6379;                 // Default: 6379
@@ -46,6 +48,9 @@ struct RedisOptions {
   // Reconnect backoff: doubles from initial to max between failed attempts.
   absl::Duration initial_backoff = absl::Milliseconds(50);  // Default: 50ms
   absl::Duration max_backoff = absl::Seconds(2);            // Default: 2s
+  // Where the pool counts its commands, round trips, errors and
+  // connections. Default: null, not counted. REQUIRES: outlives the pool.
+  RedisPoolMetrics* metrics = nullptr;
 };
 
 // Parses "host:port" into options.host/port. INVALID_ARGUMENT on bad input.

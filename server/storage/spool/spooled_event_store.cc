@@ -261,6 +261,8 @@ SpooledEventStore::SpooledEventStore(EventStore* backend,
     absl::MutexLock lock(&mu_);
     // Records of an earlier run go first: spool until they are replayed.
     spooling_ = !spool_->empty();
+    // The earlier run's records are at least as old as this start.
+    if (spooling_) spooling_since_ = absl::Now();
     wake_ = spooling_;
   }
   replay_thread_ = std::thread([this] { ReplayLoop(); });
@@ -386,6 +388,7 @@ void SpooledEventStore::StartSpooling(const absl::Status& why) {
     }
     if (!spooling_ && !spool_lost_) {
       spooling_ = true;
+      spooling_since_ = absl::Now();
       wake_ = true;
       started = true;
     }
@@ -676,6 +679,7 @@ SpooledEventStoreStats SpooledEventStore::stats() const {
     absl::MutexLock lock(&mu_);
     stats = stats_;
     stats.spooling = spooling_;
+    stats.spooling_since = spooling_ ? spooling_since_ : absl::InfiniteFuture();
   }
   stats.pending_records = spool_->pending_records();
   stats.lost_records = spool_->lost_records();

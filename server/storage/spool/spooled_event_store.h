@@ -126,6 +126,9 @@ struct SpooledEventStoreStats {
   int64_t lost_records = 0;
   int64_t spool_bytes = 0;  // the spool's disk use
   bool spooling = false;    // new writes go to the spool
+  // While spooling: since when (the oldest write not yet replayed is no
+  // older). InfiniteFuture when not spooling.
+  absl::Time spooling_since = absl::InfiniteFuture();
   // The last replay error; OK once the spool drained.
   absl::Status last_replay_error;
 };
@@ -234,6 +237,8 @@ class SpooledEventStore final : public EventStore {
   // shared lock (by a writer whose direct write failed), cleared under the
   // exclusive one; hence also guarded by mu_ for readers without mode_mu_.
   bool spooling_ ABSL_GUARDED_BY(mu_) = false;
+  // When spooling_ last became true.
+  absl::Time spooling_since_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex mu_;
   SpooledEventStoreStats stats_ ABSL_GUARDED_BY(mu_);

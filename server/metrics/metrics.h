@@ -1,0 +1,231 @@
+// ServerMetrics: what abexp-server counts for its operators, kept in a
+// prometheus-cpp registry and served in the Prometheus text format
+// (docs/operations.md lists every metric and what it means).
+//
+// The layers above count into it: the RPC interceptor
+// (server/service/rpc_metrics.h) each call's method, code and latency; the
+// assignment service the variants it serves (AssignmentCounts); the
+// recording service each record's outcome (RecordCounters); each Redis pool
+// its commands, errors and round trips (RedisPoolMetrics); the process its
+// config loads and reloads (ConfigMetrics). Figures that are a state rather
+// than an event (the spool's size, whether recording can acknowledge) are
+// read when scraped, from the samplers the process adds (AddSampler).
+//
+// Every label value comes from the server itself (RPC names it serves,
+// status codes, experiment and variant keys of configs it loaded, fixed
+// outcome names), never from a caller, so the number of series is bounded.
+//
+// Thread-safe: every method may be called from any thread; counting is
+// lock-free except where noted.
+#ifndef ABEXP_SERVER_METRICS_METRICS_H_
+#define ABEXP_SERVER_METRICS_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+#include "server/core/assigner.h"
+#include "server/core/indexed_config.h"
+
+namespace abexp {
+
+// Latency buckets (seconds) of every duration histogram: 50 us to 10 s.
+const std::vector<double>& LatencyBuckets();
+
+// One RPC method's calls: a counter per status code and a latency histogram.
+class RpcMethodMetrics {
+ public:
+  // REQUIRES: the families outlive this.
+  RpcMethodMetrics(prometheus::Family<prometheus::Counter>* calls,
+                   prometheus::Histogram* duration, std::string service,
+                   std::string method);
+
+  // One call that ended with gRPC status `code` (0-16; others count as
+  // UNKNOWN) after `seconds`.
+  void Observe(int code, double seconds);
+
+ private:
+  prometheus::Family<prometheus::Counter>* const calls_;  // not owned
+  prometheus::Histogram* const duration_;                 // not owned
+  const std::string service_;
+  const std::string method_;
+  // The counter of each code, made on its first call (Family::Add locks).
+  std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};
+};
+
+// Each variant an Assign or BatchAssign call serves, by experiment and
+// variant key: abexp_assignments_total. Counting costs no lock and no
+// shared cache line: each thread counts into a block of its own for the
+// config it serves, and a scrape adds the blocks up.
+class AssignmentCounts final : public prometheus::Collectable {
+ public:
+  AssignmentCounts() = default;
+  AssignmentCounts(const AssignmentCounts&) = delete;
+  AssignmentCounts& operator=(const AssignmentCounts&) = delete;
+
+  // Counts every assignment of `result` that has a variant.
+  // REQUIRES: `result` was computed on `config`.
+  void Count(const IndexedConfig& config, const AssignResult& result);
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  struct Block;
+  // The calling thread's block for `config` (made and registered on its
+  // first use there).
+  Block& BlockFor(const IndexedConfig& config);
+
+  mutable absl::Mutex mu_;
+  // Every block a thread may still count into, and those whose thread has
+  // let go of them (added into retired_ at the next scrape).
+  mutable std::vector<std::shared_ptr<Block>> blocks_ ABSL_GUARDED_BY(mu_);
+  // Counts of blocks no thread counts into any more.
+  mutable std::map<std::pair<std::string, std::string>, uint64_t> retired_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// Each record a recording call (or Assign with record_exposure) reports:
+// abexp_records_total{kind, outcome, reason}.
+class RecordCounters {
+ public:
+  enum class Kind { kExposure, kEvent };
+  // As abexp.v1.RecordOutcome; reason as abexp.v1.IgnoreReason (0 unless
+  // ignored).
+  // REQUIRES: family outlives this.
+  explicit RecordCounters(prometheus::Family<prometheus::Counter>* family);
+
+  // `count` records of `kind` with proto outcome `outcome` (1-5) and proto
+  // ignore reason `reason` (0-8). Values outside those count as outcome or
+  // reason "unknown".
+  void Add(Kind kind, int outcome, int reason, int64_t count);
+
+ private:
+  static constexpr int kOutcomes = 6;  // 0 unknown, 1-5
+  static constexpr int kReasons = 9;   // 0 none, 1-8
+  // [kind][outcome][reason], each made at construction.
+  prometheus::Counter* counters_[2][kOutcomes][kReasons] = {};
+};
+
+// One Redis connection pool's traffic. The pools count into it through
+// RedisOptions::metrics (server/storage/redis/redis_connection.h).
+struct RedisPoolMetrics {
+  prometheus::Counter* commands = nullptr;     // commands sent
+  prometheus::Counter* round_trips = nullptr;  // pipelined round trips
+  prometheus::Histogram* round_trip_seconds = nullptr;
+  // Errors by kind: no connection could be made, a round trip timed out or
+  // the connection broke, a command answered with an error reply, the pool
+  // had no free connection in time.
+  prometheus::Counter* connect_errors = nullptr;
+  prometheus::Counter* timeout_errors = nullptr;
+  prometheus::Counter* connection_errors = nullptr;
+  prometheus::Counter* reply_errors = nullptr;
+  prometheus::Counter* pool_wait_errors = nullptr;
+  prometheus::Gauge* connections_in_use = nullptr;
+  prometheus::Gauge* connections_open = nullptr;
+};
+
+// Config loads and reloads.
+class ConfigMetrics {
+ public:
+  // REQUIRES: registry outlives this.
+  explicit ConfigMetrics(prometheus::Registry* registry);
+
+  // The config in force is now `config` (the start's, or a reload's) at
+  // `when`.
+  void Loaded(const Config& config, absl::Time when) ABSL_LOCKS_EXCLUDED(mu_);
+  // A reload (SIGHUP) that replaced the config, found it unchanged, or
+  // failed and kept the one in force; and the running experiments a reload
+  // removed.
+  void ReloadChanged(const Config& config, absl::Time when,
+                     int dropped_running);
+  void ReloadUnchanged(absl::Time when);
+  void ReloadFailed();
+
+ private:
+  prometheus::Family<prometheus::Gauge>* const info_;
+  prometheus::Counter* const changed_;
+  prometheus::Counter* const unchanged_;
+  prometheus::Counter* const failed_;
+  prometheus::Gauge* const last_success_;
+  prometheus::Counter* const dropped_running_;
+  prometheus::Gauge* const experiments_;
+  prometheus::Gauge* const running_;
+  absl::Mutex mu_;
+  prometheus::Gauge* version_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+// Adds metric families computed when scraped. Helpers for samplers.
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help,
+                                     double value);
+prometheus::MetricFamily CounterFamily(std::string name, std::string help,
+                                       double value);
+
+class ServerMetrics {
+ public:
+  // Registers every family, and abexp_build_info with `version`.
+  explicit ServerMetrics(const std::string& version);
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+  ~ServerMetrics();
+
+  // The metrics of RPC `full_method` ("/abexp.v1.AssignmentService/Assign"),
+  // made on its first request. Locks; look them up once, not per call.
+  RpcMethodMetrics* Rpc(absl::string_view full_method) ABSL_LOCKS_EXCLUDED(mu_);
+  // The metrics of the Redis pool named `pool` ("recording", "sticky").
+  RedisPoolMetrics* RedisPool(absl::string_view pool) ABSL_LOCKS_EXCLUDED(mu_);
+  AssignmentCounts* assignments() { return assignments_.get(); }
+  RecordCounters* records() { return records_.get(); }
+  ConfigMetrics* config() { return config_.get(); }
+
+  // `sample` is called on every scrape and returns families to add (e.g.
+  // GaugeFamily of the spool's size). It runs on the scraping thread.
+  void AddSampler(
+      std::function<std::vector<prometheus::MetricFamily>()> sample);
+
+  // Everything, in the Prometheus text format (version 0.0.4).
+  std::string Scrape() const;
+
+ private:
+  class Samplers;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<AssignmentCounts> assignments_;
+  std::shared_ptr<Samplers> samplers_;
+  prometheus::Family<prometheus::Counter>* const rpc_calls_;
+  prometheus::Family<prometheus::Histogram>* const rpc_duration_;
+  prometheus::Family<prometheus::Counter>* const redis_commands_;
+  prometheus::Family<prometheus::Counter>* const redis_round_trips_;
+  prometheus::Family<prometheus::Histogram>* const redis_round_trip_seconds_;
+  prometheus::Family<prometheus::Counter>* const redis_errors_;
+  prometheus::Family<prometheus::Gauge>* const redis_in_use_;
+  prometheus::Family<prometheus::Gauge>* const redis_open_;
+  std::unique_ptr<RecordCounters> records_;
+  std::unique_ptr<ConfigMetrics> config_;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<RpcMethodMetrics>, std::less<>> rpcs_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<RedisPoolMetrics>, std::less<>>
+      redis_pools_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace abexp
+
+#endif  // ABEXP_SERVER_METRICS_METRICS_H_

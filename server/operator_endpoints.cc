@@ -1,0 +1,141 @@
+#include "server/operator_endpoints.h"
+
+#include <utility>
+#include <vector>
+
+#include "abexp/v1/recording.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace abexp {
+
+RecordingHealth::RecordingHealth(SpooledEventStore* store,
+                                 grpc::HealthCheckServiceInterface* health,
+                                 absl::Duration interval)
+    : store_(store), health_(health), interval_(interval) {
+  Check();
+  thread_ = std::thread([this] {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        // Wakes at once when told to stop.
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
+        if (stop_) return;
+      }
+      Check();
+    }
+  });
+}
+
+RecordingHealth::~RecordingHealth() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void RecordingHealth::Check() {
+  const bool ok = store_->CanAcknowledge();
+  if (can_acknowledge_.exchange(ok) == ok) return;
+  // The health service reports NOT_SERVING for everything once shut down;
+  // a later status would be ignored.
+  if (health_ != nullptr && !draining()) {
+    health_->SetServingStatus(v1::RecordingService::service_full_name(), ok);
+  }
+}
+
+HttpRoutes OperatorRoutes(const ServerMetrics* metrics,
+                          const RecordingHealth* health,
+                          std::function<std::string()> config_version) {
+  HttpRoutes routes;
+  routes[{"GET", "/metrics"}] = [metrics](const HttpRequest&) {
+    HttpResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics->Scrape();
+    return response;
+  };
+  routes[{"GET", "/healthz"}] = [](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+  };
+  routes[{"GET", "/readyz"}] = [health, config_version](const HttpRequest&) {
+    HttpResponse response;
+    if (health->draining()) {
+      response.status = 503;
+      response.body =
+          "not ready: shutting down (finishing in-flight calls); send new "
+          "calls to another replica\n";
+      return response;
+    }
+    if (!health->can_acknowledge()) {
+      response.status = 503;
+      response.body =
+          "not ready: recording cannot acknowledge: Redis is failing and the "
+          "spool cannot be written (deleted, moved or full; see the server's "
+          "log). Assignments are still served\n";
+      return response;
+    }
+    response.body = absl::StrCat("ready: config version ", config_version(),
+                                 ", recording can acknowledge\n");
+    return response;
+  };
+  return routes;
+}
+
+void AddRecordingSamplers(ServerMetrics* metrics, SpooledEventStore* store,
+                          const RecordingHealth* health) {
+  metrics->AddSampler([store, health] {
+    const SpooledEventStoreStats stats = store->stats();
+    const absl::Time now = absl::Now();
+    const double lag = stats.spooling && stats.spooling_since < now
+                           ? absl::ToDoubleSeconds(now - stats.spooling_since)
+                           : 0;
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(GaugeFamily("abexp_spool_bytes",
+                              "Disk space the local spool uses.",
+                              static_cast<double>(stats.spool_bytes)));
+    out.push_back(GaugeFamily(
+        "abexp_spool_pending_records",
+        "Recording calls acknowledged into the spool and not yet replayed "
+        "into Redis.",
+        static_cast<double>(stats.pending_records)));
+    out.push_back(GaugeFamily(
+        "abexp_spool_replay_lag_seconds",
+        "How long writes have been going to the spool (the oldest pending "
+        "write is at most this old); 0 when they go to Redis.",
+        lag));
+    out.push_back(GaugeFamily(
+        "abexp_spool_spooling",
+        "1 while recording calls are answered from the spool (Redis failed "
+        "or the spool is replaying), else 0.",
+        stats.spooling ? 1 : 0));
+    out.push_back(CounterFamily("abexp_spool_spooled_writes_total",
+                                "Recording writes acknowledged into the spool.",
+                                static_cast<double>(stats.spooled_writes)));
+    out.push_back(CounterFamily(
+        "abexp_spool_spooled_items_total",
+        "Exposures and events of the writes acknowledged into the spool.",
+        static_cast<double>(stats.spooled_items)));
+    out.push_back(CounterFamily("abexp_spool_replayed_writes_total",
+                                "Spooled writes replayed into Redis.",
+                                static_cast<double>(stats.replayed_writes)));
+    out.push_back(
+        CounterFamily("abexp_spool_rejected_writes_total",
+                      "Spooled writes Redis refused on replay, set aside in "
+                      "<spool dir>/rejected.",
+                      static_cast<double>(stats.rejected_writes)));
+    out.push_back(CounterFamily(
+        "abexp_spool_lost_writes_total",
+        "Acknowledged writes lost with a spool directory deleted or moved "
+        "under the server.",
+        static_cast<double>(stats.lost_records)));
+    out.push_back(GaugeFamily(
+        "abexp_recording_can_acknowledge",
+        "1 while recording calls can be acknowledged (the spool can keep "
+        "them or Redis takes them), else 0 (they fail UNAVAILABLE).",
+        health->can_acknowledge() ? 1 : 0));
+    return out;
+  });
+}
+
+}  // namespace abexp
