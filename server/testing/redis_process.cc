@@ -39,21 +39,22 @@ struct ReplyDeleter {
 using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
 using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
-std::string FindRedisServer() {
+}  // namespace
+
+std::string FindRedisBinary(absl::string_view name) {
   const char* path = std::getenv("PATH");
   if (path != nullptr) {
     for (absl::string_view d : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-      std::string candidate = absl::StrCat(d, "/redis-server");
+      std::string candidate = absl::StrCat(d, "/", name);
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
-  if (access("/usr/bin/redis-server", X_OK) == 0)
-    return "/usr/bin/redis-server";
+  std::string fallback = absl::StrCat("/usr/bin/", name);
+  if (access(fallback.c_str(), X_OK) == 0) return fallback;
   return "";
 }
 
-// A port the kernel just handed out on 127.0.0.1; free unless someone races us.
-absl::StatusOr<int> PickFreePort() {
+absl::StatusOr<int> PickFreeLoopbackPort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
@@ -73,7 +74,10 @@ absl::StatusOr<int> PickFreePort() {
   return ntohs(addr.sin_port);
 }
 
-// Sends one command; returns the reply's text (status, string or error).
+namespace {
+
+// Sends one command; returns the reply's text (status, string, integer in
+// decimal; "" for others), or an error reply as UNAVAILABLE.
 absl::StatusOr<std::string> Command(redisContext* c,
                                     const std::vector<std::string>& cmd) {
   std::vector<const char*> argv;
@@ -90,16 +94,29 @@ absl::StatusOr<std::string> Command(redisContext* c,
   if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
     return std::string(reply->str, reply->len);
   }
+  if (reply->type == REDIS_REPLY_INTEGER) return absl::StrCat(reply->integer);
   return std::string();
 }
 
 }  // namespace
 
+absl::StatusOr<std::string> RedisCommandText(
+    int port, const std::vector<std::string>& argv, absl::Duration timeout) {
+  const timeval tv = absl::ToTimeval(timeout);
+  ContextPtr c(redisConnectWithTimeout("127.0.0.1", port, tv));
+  if (c == nullptr) return absl::ResourceExhaustedError("redisConnect: OOM");
+  if (c->err != 0 || redisSetTimeout(c.get(), tv) != REDIS_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach Redis on port ", port, ": ", c->errstr));
+  }
+  return Command(c.get(), argv);
+}
+
 absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start(
     RedisProcessOptions options) {
   std::unique_ptr<RedisProcess> p(new RedisProcess());
   p->options_ = std::move(options);
-  p->binary_ = FindRedisServer();
+  p->binary_ = FindRedisBinary("redis-server");
   if (p->binary_.empty()) {
     return absl::FailedPreconditionError(
         "redis-server is not on PATH or at /usr/bin/redis-server; install "
@@ -117,7 +134,7 @@ absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start(
   // Another process may grab the picked port before Redis binds it: retry.
   absl::Status last;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    absl::StatusOr<int> port = PickFreePort();
+    absl::StatusOr<int> port = PickFreeLoopbackPort();
     if (!port.ok()) return port.status();
     p->port_ = *port;
     last = p->Launch();

@@ -15,9 +15,26 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace abexp::testing {
+
+// The path of the executable `name` (e.g. "redis-cli") on PATH, else in
+// /usr/bin; "" when neither has it.
+std::string FindRedisBinary(absl::string_view name);
+
+// A port the kernel just handed out on 127.0.0.1; free unless someone races
+// for it.
+absl::StatusOr<int> PickFreeLoopbackPort();
+
+// Runs one command on the Redis at 127.0.0.1:`port` over a new connection
+// and returns its status or string reply, an integer reply in decimal (""
+// for other types). UNAVAILABLE
+// when Redis cannot be reached or answers with an error (its text).
+absl::StatusOr<std::string> RedisCommandText(
+    int port, const std::vector<std::string>& argv,
+    absl::Duration timeout = absl::Seconds(5));
 
 struct RedisProcessOptions {
   // Redis's appendfsync: "everysec", or "always" for tests that kill Redis
