@@ -579,6 +579,12 @@ absl::Status SpooledEventStore::ReplayOnce() {
       return s;
     }
   }
+  // A spool whose directory went away is empty for having lost its
+  // records, not for having replayed them (the callers abandon it).
+  if (spool_->lost()) {
+    absl::Status gone = spool_->CheckIntact();
+    return gone.ok() ? absl::DataLossError("the spool was lost") : gone;
+  }
   if (!spool_->empty()) return absl::OkStatus();  // more arrived: go again
   SpooledEventStoreStats stats;
   {

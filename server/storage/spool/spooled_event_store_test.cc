@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/civil_time.h"
@@ -1040,7 +1041,7 @@ TEST_F(SpooledEventStoreTest, ADeletedSpoolDirectoryAcknowledgesNothingMore) {
   while (!said_lost() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(2));
   }
-  EXPECT_TRUE(said_lost());
+  EXPECT_TRUE(said_lost()) << absl::StrJoin(Notices(), "\n");
 
   // Shutdown says the truth: nothing is left to replay, one write is lost.
   absl::Status drained = store_->Drain(absl::Milliseconds(50));
