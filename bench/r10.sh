@@ -1,6 +1,6 @@
 # bench/r10.sh: R10 of bench/run.sh, which sources this file (it does not
 # run on its own; it uses run.sh's variables and helpers: bin, root, work,
-# redis_port, closed, median, log, start_server, r1_pairs).
+# redis_port, closed, median, log, start_server, r1_pairs, pair_row).
 #
 # R10 (issue 15): what TLS and tokens cost Assign against what they cost
 # gRPC itself. A second abexp-server and a second echo server are started
@@ -47,13 +47,9 @@ run_r10() {
   closed+=(--tls_ca_file "$work/tls/ca.pem" --token "$r10_token")
   r1_pairs "$echo_tls" "$echo_tls_pid" "$abexp_tls" "$abexp_tls_pid" "R10 (TLS, token)"
   closed=("${saved[@]}")
-  local -a echo_q=("${pair_echo[@]}") assign_q=("${pair_assign[@]}")
+  pair_row R10 "Assign QPS / echo QPS, both over TLS with a token (closed loop, max)" \
+    0.90 "R10 rounds (echo, Assign calls/s)"
+  r10_rows=$pair_row
+  r10_notes=$pair_notes
   kill -TERM "$abexp_tls_pid" "$echo_tls_pid" 2>/dev/null || true
-  local echo_med assign_med
-  echo_med=$(median "${echo_q[@]}")
-  assign_med=$(median "${assign_q[@]}")
-  r10_rows=$("$py" -c "
-r = $assign_med / $echo_med
-print(f'| R10 | Assign QPS / echo QPS, both over TLS with a token (closed loop, max) | $assign_med / $echo_med | {r:.2f} | >= 0.90 | {\"met\" if r >= 0.9 else \"**missed**\"} |')")
-  r10_notes="R10 rounds (echo, Assign calls/s): $(paste -d, <(printf '%s\n' "${echo_q[@]}") <(printf '%s\n' "${assign_q[@]}") | sed 's/^/(/; s/$/)/' | tr '\n' ' ')"
 }

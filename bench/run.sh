@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh: measures abexp against its ceilings (gRPC itself, Redis
 # itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, then
-# issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh) and
+# issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh),
+# issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh) and
 # issue 14's R9 (Assign while Redis is frozen; bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--only R9|R10] [--out FILE]
+#                [--only R9|R10|M1] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -20,7 +21,8 @@
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
-# --only R9, --only R10: measure that figure alone (its rows of the table).
+# --only R9, --only R10, --only M1: measure that figure alone (its rows of
+# the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
 # directory, default build/), redis-server and redis-benchmark
@@ -40,7 +42,7 @@ units=1000000
 out=""
 only=""
 usage() {
-  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -56,8 +58,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $only in
-  ''|R9|R10) ;;
-  *) echo "bench/run.sh: --only takes R9 or R10, not '$only'" >&2; exit 2 ;;
+  ''|R9|R10|M1) ;;
+  *) echo "bench/run.sh: --only takes R9, R10 or M1, not '$only'" >&2; exit 2 ;;
 esac
 if [ "$smoke" = 1 ]; then
   rounds=1
@@ -103,9 +105,10 @@ else
   pinning="one core: no pinning, servers and load generators share it"
 fi
 
-# R9's functions (r9_cleanup, run_r9) and R10's (run_r10).
+# R9's functions (r9_cleanup, run_r9), R10's (run_r10) and M1's (run_m1).
 source "$root/bench/r9.sh"
 source "$root/bench/r10.sh"
+source "$root/bench/m1.sh"
 
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
@@ -242,9 +245,23 @@ r1_pairs() {
     log "$5 round $r: echo $e qps, Assign $a qps (server CPU per call: echo $e_cpu us, abexp $a_cpu us)"
   done
 }
+# The table row and the note of the last r1_pairs, whose second server is
+# measured against its first: $1 the row's id, $2 what it measures, $3 the
+# least ratio that meets the goal, $4 the note's opening words. Sets
+# pair_row and pair_notes.
+pair_row() {
+  local den num
+  den=$(median "${pair_echo[@]}")
+  num=$(median "${pair_assign[@]}")
+  pair_row=$("$py" -c "
+r = $num / $den
+print(f'| $1 | $2 | $num / $den | {r:.2f} | >= $3 | {\"met\" if r >= $3 else \"**missed**\"} |')")
+  pair_notes="$4: $(paste -d, <(printf '%s\n' "${pair_echo[@]}") <(printf '%s\n' "${pair_assign[@]}") | sed 's/^/(/; s/$/)/' | tr '\n' ' ')"
+}
 case $only in
   R9) run_r9; rows=$r9_rows; notes=$r9_notes ;;
   R10) run_r10; rows=$r10_rows; notes=$r10_notes ;;
+  M1) run_m1; rows=$m1_rows; notes=$m1_notes ;;
 esac
 if [ -n "$only" ]; then
   print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
@@ -371,6 +388,9 @@ read_small_med=$(median "${read_small[@]}")
 # ---- R10: Assign and echo over TLS with a token (bench/r10.sh) ----
 run_r10
 
+# ---- M1: Assign with and without the operators' metrics (bench/m1.sh) ----
+run_m1
+
 # ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
 # Redis and leaves the server replaying its spool ----
 run_r9
@@ -413,6 +433,7 @@ print("|---|---|---|---|---|---|")
 for row in rows:
     print("| " + " | ".join(row) + " |")
 print("""$r10_rows""")
+print("""$m1_rows""")
 print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
@@ -422,6 +443,7 @@ print(f"R2 from the actual send time (the generator's lateness left out): "
       f"{$assign_svc99_med - $echo_svc99_med:.0f} us.")
 print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max items.")
 print("""$r10_notes""")
+print("""$m1_notes""")
 print("""$r9_notes""")
 EOF
 )

@@ -11,6 +11,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # operators' metrics (prometheus-cpp's registry and text format) and the
+  # HTTP listener that serves them
+  prometheus-cpp-dev libcpp-httplib-dev
   # the Clang build of scripts/sanitize.sh and scripts/fuzz.sh: Clang, its
   # libFuzzer and sanitizer runtimes, and llvm-symbolizer for readable stack
   # traces
@@ -31,6 +34,8 @@ packages=(
   nghttp2-client
   # TLS tests: server/testing/test_certs.h makes certificates with its CLI
   openssl
+  # tests/metrics_e2e_test: `promtool check metrics` on what /metrics serves
+  prometheus
 )
 
 missing=()

@@ -10,6 +10,8 @@
 #   ABEXP_PORT        gRPC port for abexp-server (default 50051)
 #   ABEXP_REDIS_PORT  Redis port (default 6379; a free port is picked if busy)
 #   ABEXP_CONFIG      experiment config (default examples/experiments.yaml)
+#   ABEXP_HTTP_PORT   port of the operators' HTTP listener: /metrics,
+#                     /healthz, /readyz (default 9464)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,6 +22,7 @@ cd "$root"
 
 build_dir=${ABEXP_BUILD_DIR:-build}
 port=${ABEXP_PORT:-50051}
+http_port=${ABEXP_HTTP_PORT:-9464}
 config=${ABEXP_CONFIG:-examples/experiments.yaml}
 redis_dir=$root/.run/redis
 redis_port=${ABEXP_REDIS_PORT:-6379}
@@ -30,6 +33,10 @@ if [ ! -f "$config" ]; then
 fi
 if abexp_port_busy "$port"; then
   echo "run: 127.0.0.1:$port is already in use; stop what listens there or set ABEXP_PORT" >&2
+  exit 1
+fi
+if abexp_port_busy "$http_port"; then
+  echo "run: 127.0.0.1:$http_port (metrics and health) is already in use; stop what listens there or set ABEXP_HTTP_PORT" >&2
   exit 1
 fi
 
@@ -87,7 +94,8 @@ abexp_start_redis "$redis_dir" "$redis_port"
 # issue); until then the flag is passed only if the server lists it.
 export ABEXP_REDIS_ADDR=127.0.0.1:$redis_port
 server_args=(--config="$config" --listen="127.0.0.1:$port"
-             --spool_dir="$root/.run/spool")
+             --spool_dir="$root/.run/spool"
+             --http_listen="127.0.0.1:$http_port")
 server_help=$("$build_dir/bin/abexp-server" --helpfull 2>&1 || true)
 if grep -qE '(^|[[:space:]])--redis([[:space:]=]|$)' <<<"$server_help"; then
   server_args+=(--redis="$ABEXP_REDIS_ADDR")
@@ -100,6 +108,8 @@ Try, from another terminal:
   $build_dir/bin/abexp assign --server 127.0.0.1:$port --id user_id=u-123 --id device_id=d-9 --attr country=CN --attr platform=ios --attr app_version=5.3.0
   $build_dir/bin/abexp explain one_page_checkout --server 127.0.0.1:$port --id user_id=u-123 --attr app_version=5.3.0
   $build_dir/bin/abexp experiments list --server 127.0.0.1:$port
+  curl -s 127.0.0.1:$http_port/metrics | grep ^abexp_rpc   # Prometheus metrics (docs/operations.md)
+  curl -s 127.0.0.1:$http_port/readyz
 Reload the config after editing it: kill -HUP <abexp-server pid>. Stop: Ctrl-C.
 
 MSG

@@ -30,6 +30,10 @@
 // belong to the certificate. Without them, a listen address that is not
 // loopback is warned about.
 //
+// With --http_listen=HOST:PORT it serves GET /metrics (Prometheus), /healthz
+// and /readyz over HTTP (docs/operations.md), and abexp.v1.RecordingService's
+// gRPC health is NOT_SERVING while recording cannot acknowledge.
+//
 // With --auth_tokens_file, every call but health checks needs a bearer token
 // of that file with the roles its RPC needs (README.md, "Tokens and
 // roles"); the file is re-read on SIGHUP too, and an invalid one stops the
@@ -630,6 +634,8 @@ int RunServer(const ServerOptions& options) {
 
   std::unique_ptr<Spool> spool = OpenSpool(options);
   if (spool == nullptr) return 1;
+  const int64_t spool_damaged = static_cast<int64_t>(spool->damage().size());
+  const int64_t spool_torn_bytes = spool->torn_bytes_dropped();
 
   // Counted only when someone can scrape them (--http_listen).
   std::unique_ptr<ServerMetrics> metrics;
@@ -698,6 +704,7 @@ int RunServer(const ServerOptions& options) {
   std::unique_ptr<HttpListener> http;
   if (metrics != nullptr) {
     AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
+    AddSpoolStartSamplers(metrics.get(), spool_damaged, spool_torn_bytes);
     ConfigStore* const config_store = store->get();
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(

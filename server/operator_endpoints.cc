@@ -138,4 +138,23 @@ void AddRecordingSamplers(ServerMetrics* metrics, SpooledEventStore* store,
   });
 }
 
+void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
+                           int64_t torn_bytes) {
+  metrics->AddSampler([damaged, torn_bytes] {
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(GaugeFamily(
+        "abexp_spool_damaged_at_start",
+        "Places where the spool's recovery at start found acknowledged "
+        "records it could not replay (logged as ACKNOWLEDGED WRITES LOST, "
+        "the bytes kept in <spool dir>/damaged).",
+        static_cast<double>(damaged)));
+    out.push_back(GaugeFamily(
+        "abexp_spool_torn_bytes_dropped_at_start",
+        "Bytes of a torn spool tail the recovery at start dropped: a write "
+        "cut by a crash, never acknowledged.",
+        static_cast<double>(torn_bytes)));
+    return out;
+  });
+}
+
 }  // namespace abexp

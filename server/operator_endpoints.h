@@ -8,6 +8,7 @@
 #define ABEXP_SERVER_OPERATOR_ENDPOINTS_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
@@ -72,6 +73,13 @@ HttpRoutes OperatorRoutes(const ServerMetrics* metrics,
 // REQUIRES: store and health outlive metrics' scrapes.
 void AddRecordingSamplers(ServerMetrics* metrics, SpooledEventStore* store,
                           const RecordingHealth* health);
+
+// What the spool's recovery found at start: `damaged` places where
+// acknowledged records could not be recovered (Spool::damage()) and
+// `torn_bytes` of a torn tail dropped (never acknowledged), as
+// abexp_spool_damaged_at_start and abexp_spool_torn_bytes_dropped_at_start.
+void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
+                           int64_t torn_bytes);
 
 }  // namespace abexp
 

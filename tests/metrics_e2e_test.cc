@@ -419,6 +419,62 @@ TEST_F(MetricsE2eTest, RecordingHealthFollowsWhetherItCanAcknowledge) {
   EXPECT_EQ(Get("/readyz").first, 200);
 }
 
+// Redis down: one call of 3 exposures goes to the spool, and the spool's
+// figures say so until the replay has moved it into Redis.
+TEST_F(MetricsE2eTest, SpoolFiguresFollowAnOutage) {
+  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  const std::vector<Sample> before = ParseSamples(Scrape());
+  ASSERT_TRUE(redis_->Kill().ok());
+  v1::RecordExposuresRequest request;
+  for (int u = 0; u < 3; ++u) {
+    v1::ExposureRecord* e = request.add_exposures();
+    e->set_experiment_key("checkout");
+    *e->mutable_unit() = User(absl::StrCat("spooled-", u));
+    e->set_variant_key("treatment");
+  }
+  v1::RecordExposuresResponse response;
+  ASSERT_TRUE(RecordExposures(request, &response).ok());
+  ASSERT_EQ(response.counts().spooled(), 3);
+
+  const std::vector<Sample> down = ParseSamples(Scrape());
+  EXPECT_EQ(Value(down, "abexp_spool_spooling"), 1);
+  EXPECT_EQ(Value(down, "abexp_spool_pending_records"), 1);
+  EXPECT_GT(Value(down, "abexp_spool_bytes"), 0);
+  EXPECT_EQ(Value(down, "abexp_spool_spooled_writes_total") -
+                Value(before, "abexp_spool_spooled_writes_total"),
+            1);
+  EXPECT_EQ(Value(down, "abexp_spool_spooled_items_total") -
+                Value(before, "abexp_spool_spooled_items_total"),
+            3);
+  EXPECT_EQ(Value(down, "abexp_records_total",
+                  {{"kind", "exposure"}, {"outcome", "spooled"}}) -
+                Value(before, "abexp_records_total",
+                      {{"kind", "exposure"}, {"outcome", "spooled"}}),
+            3);
+  EXPECT_EQ(Value(down, "abexp_recording_can_acknowledge"), 1);
+  // The lag grows while the outage lasts.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return Value(ParseSamples(Scrape()), "abexp_spool_replay_lag_seconds") >
+               0;
+      },
+      absl::Seconds(30), absl::Milliseconds(50)));
+
+  ASSERT_TRUE(redis_->Restart().ok());
+  std::vector<Sample> up;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        up = ParseSamples(Scrape());
+        return Value(up, "abexp_spool_spooling") == 0;
+      },
+      absl::Seconds(60), absl::Milliseconds(100)));
+  EXPECT_EQ(Value(up, "abexp_spool_pending_records"), 0);
+  EXPECT_EQ(Value(up, "abexp_spool_replay_lag_seconds"), 0);
+  EXPECT_EQ(Value(up, "abexp_spool_replayed_writes_total") -
+                Value(before, "abexp_spool_replayed_writes_total"),
+            1);
+}
+
 TEST_F(MetricsE2eTest, UnknownPathsAndMethodsSayWhatIsServed) {
   ASSERT_NO_FATAL_FAILURE(StartWithHttp());
   auto [status, body] = Get("/metricz");

@@ -771,7 +771,7 @@ void Spool::CheckSealedLength(const std::string& path, int64_t size,
   if (!next.previous_length.has_value() || size >= *next.previous_length) {
     return;
   }
-  // metrics: count these bytes as lost acknowledged records.
+  // Counted by the server as abexp_spool_damaged_at_start.
   damage_.push_back(absl::StrFormat(
       "spool segment %s is %d bytes long but was %d bytes when the next "
       "segment was started: the last %d bytes, acknowledged records, were "
@@ -793,7 +793,7 @@ absl::StatusOr<bool> Spool::CheckAcknowledgedEnd(
     if (!dest.ok()) return dest.status();
     kept = *dest;
   }
-  // metrics: count these bytes as lost acknowledged records.
+  // Counted by the server as abexp_spool_damaged_at_start.
   damage_.push_back(absl::StrFormat(
       "spool segment %s holds intact records up to byte %d, but records were "
       "acknowledged in it up to byte %d: %d bytes of acknowledged records "
@@ -848,7 +848,7 @@ absl::Status Spool::Recover() {
       (acked->segment > last_left ||
        (segments.empty() && acked->segment == pos.segment &&
         acked->offset > pos.offset))) {
-    // metrics: count as lost acknowledged records.
+    // Counted by the server as abexp_spool_damaged_at_start.
     damage_.push_back(absl::StrFormat(
         "spool segment %s, which held acknowledged records up to byte %d, "
         "is missing (deleted from %s); those records cannot be replayed",

@@ -719,7 +719,7 @@ void SpooledEventStore::AbandonSpool() {
 }
 
 void SpooledEventStore::NotifyLost() {
-  // metrics: count stats().lost_records as acknowledged writes lost.
+  // Counted by the server as abexp_spool_lost_writes_total.
   Notify(absl::StrCat(spool_->CheckIntact().message(),
                       ". Until then recording calls go straight to ",
                       options_.backend_name,
