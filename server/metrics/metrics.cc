@@ -52,6 +52,11 @@ RpcMethodMetrics::RpcMethodMetrics(
       method_(std::move(method)) {}
 
 void RpcMethodMetrics::Observe(int code, double seconds) {
+  Count(code);
+  duration_->Observe(seconds);
+}
+
+void RpcMethodMetrics::Count(int code) {
   if (code < 0 || code > 16) code = 2;  // UNKNOWN
   prometheus::Counter* counter = by_code_[code].load(std::memory_order_acquire);
   if (counter == nullptr) {
@@ -66,7 +71,6 @@ void RpcMethodMetrics::Observe(int code, double seconds) {
     by_code_[code].store(counter, std::memory_order_release);
   }
   counter->Increment();
-  duration_->Observe(seconds);
 }
 
 // ---------------------------------------------------------------------------

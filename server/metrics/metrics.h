@@ -60,6 +60,8 @@ class RpcMethodMetrics {
   // One call that ended with gRPC status `code` (0-16; others count as
   // UNKNOWN) after `seconds`.
   void Observe(int code, double seconds);
+  // One call counted by its code only (a stream: its length is no latency).
+  void Count(int code);
 
  private:
   prometheus::Family<prometheus::Counter>* const calls_;  // not owned

@@ -149,6 +149,20 @@ TEST(RpcMethodMetricsTest, CountsByCodeAndTimesEveryCall) {
   EXPECT_THAT(text, Not(HasSubstr("code=\"NOT_FOUND\"")));
 }
 
+TEST(RpcMethodMetricsTest, AStreamIsCountedButNotTimed) {
+  ServerMetrics metrics("test");
+  RpcMethodMetrics* watch = metrics.Rpc("/grpc.health.v1.Health/Watch");
+  watch->Count(1);
+  const std::string text = metrics.Scrape();
+  const std::string labels =
+      "method=\"Watch\",service=\"grpc.health.v1.Health\"";
+  EXPECT_EQ(SeriesValue(text, "abexp_rpc_requests_total{code=\"CANCELLED\"," +
+                                  labels + "}"),
+            1);
+  EXPECT_EQ(
+      SeriesValue(text, "abexp_rpc_duration_seconds_count{" + labels + "}"), 0);
+}
+
 TEST(RecordCountersTest, CountsByKindOutcomeAndReason) {
   ServerMetrics metrics("test");
   RecordCounters* records = metrics.records();

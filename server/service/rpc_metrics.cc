@@ -20,13 +20,14 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
       grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const double seconds =
-          unary_ ? std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start_)
-                       .count()
-                 : 0;
-      metrics_->Observe(static_cast<int>(methods->GetSendStatus().error_code()),
-                        seconds);
+      const int code = static_cast<int>(methods->GetSendStatus().error_code());
+      if (unary_) {
+        metrics_->Observe(code, std::chrono::duration<double>(
+                                    std::chrono::steady_clock::now() - start_)
+                                    .count());
+      } else {
+        metrics_->Count(code);
+      }
     }
     methods->Proceed();
   }
