@@ -47,8 +47,9 @@ void SpoolAdmission::Note(int64_t direct, int64_t spooled) {
   absl::MutexLock lock(&mu_);
   if (spooled > 0) {
     if (spooling_.load(std::memory_order_relaxed)) return;
-    rate_ = options_.rate > 0 ? options_.rate
-                              : std::max(options_.floor, PeakRate(now));
+    rate_ = options_.rate > 0
+                ? options_.rate
+                : std::max(options_.floor, options_.auto_share * PeakRate(now));
     due_ = now;
     next_place_ = now;
     spooling_.store(true, std::memory_order_relaxed);

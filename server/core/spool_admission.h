@@ -21,10 +21,15 @@
 //    the store and none spooled ends it. While it is off, Admit admits
 //    everything and costs one atomic load.
 //  - The bound is a rate of records (exposures or events as sent, before
-//    their fan-out to experiments): options.rate, or when that is 0 the
-//    most records written straight to the store in any one second of the
-//    last options.window before spooling began (what Redis was recently
-//    taking), and at least options.floor.
+//    their fan-out to experiments): options.rate, or when that is 0
+//    options.auto_share of the most records written straight to the store
+//    in any one second of the last options.window before spooling began
+//    (what Redis was recently taking), and at least options.floor. A share
+//    because a record acknowledged from the spool costs the server more
+//    CPU than one Redis takes (its batch per experiment is encoded and
+//    fsynced here, and a refused call is parsed and answered too): in R9
+//    (docs/PERFORMANCE.md) admitting the whole live rate left plain Assign
+//    about half its live throughput, admitting half of it all.
 //  - Admission is a token bucket in time (GCRA): a call is admitted when
 //    the records admitted before it are due within options.burst; it then
 //    adds records / rate to that. A call of any size can be admitted.
@@ -54,6 +59,8 @@ struct SpoolAdmissionOptions {
   // Records per second admitted while spooling; 0: automatic (see above).
   // Default: 0.
   double rate = 0;
+  // The automatic rate: this share of the peak second. Default: 0.5.
+  double auto_share = 0.5;
   // The automatic rate's lower bound, records per second. Default: 1000.
   double floor = 1000;
   // How far back the automatic rate looks. Default: 60s.
@@ -68,7 +75,8 @@ struct SpoolAdmissionOptions {
 
 class SpoolAdmission {
  public:
-  // REQUIRES: options.rate >= 0, options.floor > 0, options.window >= 1s,
+  // REQUIRES: options.rate >= 0, options.auto_share > 0, options.floor > 0,
+  // options.window >= 1s,
   // options.burst >= 0, options.max_retry_delay >= 1ms.
   explicit SpoolAdmission(SpoolAdmissionOptions options);
 

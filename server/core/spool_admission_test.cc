@@ -49,7 +49,7 @@ TEST(SpoolAdmission, AdmitsEverythingWhileNothingIsSpooled) {
   EXPECT_EQ(admission.rate(), 0);
 }
 
-TEST(SpoolAdmission, TheAutomaticRateIsThePeakSecondOfWritesBeforeSpooling) {
+TEST(SpoolAdmission, TheAutomaticRateIsHalfThePeakSecondBeforeSpooling) {
   TestClock clock;
   SpoolAdmission admission(OptionsWith(&clock));
   admission.Note(2000, 0);
@@ -59,7 +59,7 @@ TEST(SpoolAdmission, TheAutomaticRateIsThePeakSecondOfWritesBeforeSpooling) {
   clock.now += absl::Seconds(1);  // a second with nothing written
   admission.Note(0, 20);
   EXPECT_TRUE(admission.spooling());
-  EXPECT_EQ(admission.rate(), 3000);
+  EXPECT_EQ(admission.rate(), 1500);
 }
 
 TEST(SpoolAdmission, WritesOlderThanTheWindowDoNotCount) {
@@ -73,7 +73,7 @@ TEST(SpoolAdmission, WritesOlderThanTheWindowDoNotCount) {
   admission.Note(400, 0);
   clock.now += absl::Seconds(7);  // the 9,000 are 12 s old
   admission.Note(0, 1);
-  EXPECT_EQ(admission.rate(), 400);
+  EXPECT_EQ(admission.rate(), 200);
 }
 
 // The bound once spooling begins, after `written` records went straight to
@@ -91,7 +91,7 @@ double RateAfter(double floor, double rate, int64_t written) {
 
 TEST(SpoolAdmission, TheFloorHoldsWhenLittleWasWritten) {
   EXPECT_EQ(RateAfter(/*floor=*/1500, /*rate=*/0, /*written=*/10), 1500);
-  EXPECT_EQ(RateAfter(/*floor=*/1500, /*rate=*/0, /*written=*/2000), 2000);
+  EXPECT_EQ(RateAfter(/*floor=*/1500, /*rate=*/0, /*written=*/4000), 2000);
 }
 
 TEST(SpoolAdmission, AGivenRateOverridesTheMeasuredOneAndTheFloor) {
