@@ -148,11 +148,11 @@ ABSL_FLAG(double, spool_admit_rate, 0,
           "(Redis down or failing). Past it a call is answered "
           "RESOURCE_EXHAUSTED at once, nothing of it done, with the delay "
           "after which to send it again in its message and in the trailing "
-          "metadata grpc-retry-pushback-ms. 0, the default: half the most "
-          "records Redis took in any one second of the minute before spooling "
-          "began (a record from the spool costs the server more than one "
-          "Redis takes), at least --spool_admit_floor, so that recording "
-          "cannot take more of the server with Redis down than with it up.");
+          "metadata grpc-retry-pushback-ms. 0, the default: half the records "
+          "per second Redis took on average over the minute before spooling "
+          "began (recording from the spool costs the server more than with "
+          "Redis), at least --spool_admit_floor, so that recording cannot "
+          "take more of the server with Redis down than with it up.");
 ABSL_FLAG(double, spool_admit_floor, 1000,
           "The lowest automatic --spool_admit_rate, records per second "
           "(default 1000): what a server that has recorded little lately, "

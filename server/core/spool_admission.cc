@@ -47,9 +47,10 @@ void SpoolAdmission::Note(int64_t direct, int64_t spooled) {
   absl::MutexLock lock(&mu_);
   if (spooled > 0) {
     if (spooling_.load(std::memory_order_relaxed)) return;
-    rate_ = options_.rate > 0
-                ? options_.rate
-                : std::max(options_.floor, options_.auto_share * PeakRate(now));
+    rate_ =
+        options_.rate > 0
+            ? options_.rate
+            : std::max(options_.floor, options_.auto_share * AverageRate(now));
     due_ = now;
     next_place_ = now;
     spooling_.store(true, std::memory_order_relaxed);
@@ -70,16 +71,18 @@ double SpoolAdmission::rate() const {
   return spooling_.load(std::memory_order_relaxed) ? rate_ : 0;
 }
 
-double SpoolAdmission::PeakRate(absl::Time now) const {
+double SpoolAdmission::AverageRate(absl::Time now) const {
   const int64_t second = absl::ToUnixSeconds(now);
   const int64_t oldest = second - static_cast<int64_t>(second_.size());
-  int64_t peak = 0;
+  int64_t records = 0;
+  int64_t seconds = 0;
   for (size_t i = 0; i < second_.size(); ++i) {
-    if (second_[i] > oldest && second_[i] <= second) {
-      peak = std::max(peak, count_[i]);
+    if (second_[i] > oldest && second_[i] <= second && count_[i] > 0) {
+      records += count_[i];
+      ++seconds;
     }
   }
-  return static_cast<double>(peak);
+  return seconds == 0 ? 0 : static_cast<double>(records) / seconds;
 }
 
 }  // namespace abexp

@@ -22,14 +22,15 @@
 //    everything and costs one atomic load.
 //  - The bound is a rate of records (exposures or events as sent, before
 //    their fan-out to experiments): options.rate, or when that is 0
-//    options.auto_share of the most records written straight to the store
-//    in any one second of the last options.window before spooling began
-//    (what Redis was recently taking), and at least options.floor. A share
-//    because a record acknowledged from the spool costs the server more
-//    CPU than one Redis takes (its batch per experiment is encoded and
-//    fsynced here, and a refused call is parsed and answered too): in R9
-//    (docs/PERFORMANCE.md) admitting the whole live rate left plain Assign
-//    about half its live throughput, admitting half of it all.
+//    options.auto_share of the records written straight to the store per
+//    second, on average over the seconds of the last options.window before
+//    spooling began that had any (what Redis was recently taking), and at
+//    least options.floor. A share because recording from the spool costs
+//    the server more than the same records cost it with Redis (each call's
+//    batch per experiment is encoded and fsynced here, and a closed-loop
+//    client's next call is refused about once per admitted one): in R9
+//    (docs/PERFORMANCE.md) admitting about the live average left plain
+//    Assign 0.7 of its live throughput.
 //  - Admission is a token bucket in time (GCRA): a call is admitted when
 //    the records admitted before it are due within options.burst; it then
 //    adds records / rate to that. A call of any size can be admitted.
@@ -59,7 +60,7 @@ struct SpoolAdmissionOptions {
   // Records per second admitted while spooling; 0: automatic (see above).
   // Default: 0.
   double rate = 0;
-  // The automatic rate: this share of the peak second. Default: 0.5.
+  // The automatic rate: this share of the recent average. Default: 0.5.
   double auto_share = 0.5;
   // The automatic rate's lower bound, records per second. Default: 1000.
   double floor = 1000;
@@ -100,8 +101,9 @@ class SpoolAdmission {
 
  private:
   absl::Time Now() const;
-  // The most records written in one second of the window ending at `now`.
-  double PeakRate(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The records written per second, on average over the seconds of the
+  // window ending at `now` that had any; 0 when none had.
+  double AverageRate(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SpoolAdmissionOptions options_;
   std::atomic<bool> spooling_{false};  // written under mu_

@@ -49,7 +49,7 @@ TEST(SpoolAdmission, AdmitsEverythingWhileNothingIsSpooled) {
   EXPECT_EQ(admission.rate(), 0);
 }
 
-TEST(SpoolAdmission, TheAutomaticRateIsHalfThePeakSecondBeforeSpooling) {
+TEST(SpoolAdmission, TheAutomaticRateIsHalfTheRecentAverageOfBusySeconds) {
   TestClock clock;
   SpoolAdmission admission(OptionsWith(&clock));
   admission.Note(2000, 0);
@@ -59,7 +59,8 @@ TEST(SpoolAdmission, TheAutomaticRateIsHalfThePeakSecondBeforeSpooling) {
   clock.now += absl::Seconds(1);  // a second with nothing written
   admission.Note(0, 20);
   EXPECT_TRUE(admission.spooling());
-  EXPECT_EQ(admission.rate(), 1500);
+  // (3,000 + 1,200) / 2 busy seconds, halved.
+  EXPECT_EQ(admission.rate(), 1050);
 }
 
 TEST(SpoolAdmission, WritesOlderThanTheWindowDoNotCount) {
