@@ -33,6 +33,11 @@
 // counts as the error EMPTY_RESPONSE; a record response without one result
 // per record as BAD_RESPONSE.
 //
+// --honour_retry_hint (closed mode) makes a refused call that carries gRPC's
+// retry hint (grpc-retry-pushback-ms) wait that long and go again,
+// unchanged, as abexp's EventSender does, instead of the slot sending its
+// next call at once.
+//
 // SIGINT or SIGTERM ends the run early: no more calls are sent, the calls
 // in flight are awaited (each at most --timeout), and the run is reported
 // over the window measured so far. With --ready_file, the file is created
@@ -64,6 +69,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <queue>
 #include <random>
 #include <string>
 #include <thread>
@@ -88,6 +95,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/histogram.h"
+#include "client/client.h"
 #include "client/credentials.h"
 #include "grpc/support/time.h"
 #include "grpcpp/grpcpp.h"
@@ -159,6 +167,14 @@ ABSL_FLAG(std::vector<std::string>, allowed_errors, {},
           "DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,UNAVAILABLE) that are counted "
           "by code but do not fail the run; any other error still makes the "
           "exit status 1. Default: none, every error fails the run.");
+ABSL_FLAG(bool, honour_retry_hint, false,
+          "Closed mode: a call refused with gRPC's retry hint (trailing "
+          "metadata grpc-retry-pushback-ms, which abexp-server sends while "
+          "it bounds recording from its spool) is sent again, the same "
+          "request, after that delay, as abexp's EventSender does; the slot "
+          "sends nothing meanwhile. The refusal still counts by its code; "
+          "retry_hints counts them. Default: false, the next call is sent at "
+          "once.");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "TLS: PEM CA certificate(s) that signed the server's certificate. "
           "Default: $ABEXP_TLS_CA_FILE, else plaintext.");
@@ -207,6 +223,7 @@ struct LoadOptions {
   int64_t max_calls = 0;
   bool json = false;
   bool allow_errors = false;
+  bool honour_retry_hint = false;
   // Indexed by error code (ErrorName): true for the codes of
   // --allowed_errors.
   std::vector<bool> allowed_errors;
@@ -435,6 +452,7 @@ struct Stats {
   std::array<int64_t, kErrorKinds> errors{};
   std::string first_error;
   int64_t late_sends = 0;
+  int64_t retry_hints = 0;     // refusals resent after their retry hint
   int64_t response_bytes = 0;  // summed over ok calls
   int64_t ok_calls = 0;
   // Record outcomes, summed over both call types.
@@ -456,6 +474,7 @@ struct Stats {
     for (int i = 0; i < kErrorKinds; ++i) errors[i] += o.errors[i];
     if (first_error.empty()) first_error = o.first_error;
     late_sends += o.late_sends;
+    retry_hints += o.retry_hints;
     response_bytes += o.response_bytes;
     ok_calls += o.ok_calls;
     for (size_t i = 0; i < outcomes.size(); ++i) outcomes[i] += o.outcomes[i];
@@ -504,6 +523,10 @@ struct Slot {
   // Record mode: the units of the last exposure batch, whose events follow.
   std::vector<std::string> exposed_units;
   bool events_next = false;
+  // --honour_retry_hint: the last call is to be sent again, unchanged, at
+  // retry_at_ns.
+  bool retry = false;
+  int64_t retry_at_ns = 0;
 };
 
 // The shared clock marks of a run, in NowNanos() time.
@@ -556,22 +579,45 @@ class Worker {
       Issue(slot, -1);
       ++outstanding;
     }
+    // Slots waiting out a retry hint, the earliest first.
+    auto later = [](const Slot* a, const Slot* b) {
+      return a->retry_at_ns > b->retry_at_ns;
+    };
+    std::priority_queue<Slot*, std::vector<Slot*>, decltype(later)> waiting(
+        later);
     while (outstanding > 0) {
+      int64_t wait_ns =
+          sending ? std::min(schedule_.end_ns - NowNanos(), kDrainPollNs)
+                  : kDrainPollNs;
+      if (!waiting.empty()) {
+        wait_ns = std::min(wait_ns, waiting.top()->retry_at_ns - NowNanos());
+      }
       void* tag;
       bool ok;
-      grpc::CompletionQueue::NextStatus next = cq_.AsyncNext(
-          &tag, &ok,
-          // Waits stay short while sending: a signal may bring end_ns
-          // forward.
-          DeadlineIn(sending
-                         ? std::min(schedule_.end_ns - NowNanos(), kDrainPollNs)
-                         : kDrainPollNs));
+      // Waits stay short while sending: a signal may bring end_ns forward.
+      grpc::CompletionQueue::NextStatus next =
+          cq_.AsyncNext(&tag, &ok, DeadlineIn(wait_ns));
       if (next == grpc::CompletionQueue::SHUTDOWN) return;
       const int64_t now = NowNanos();
       if (now >= schedule_.end_ns) sending = false;
+      while (!waiting.empty() &&
+             (!sending || waiting.top()->retry_at_ns <= now)) {
+        Slot* slot = waiting.top();
+        waiting.pop();
+        if (sending && TakeCall()) {
+          Issue(slot, -1);
+        } else {
+          sending = false;
+          --outstanding;
+        }
+      }
       if (next == grpc::CompletionQueue::TIMEOUT) continue;
       Slot* slot = static_cast<Slot*>(tag);
       Complete(slot, now);
+      if (sending && slot->retry) {
+        waiting.push(slot);
+        continue;
+      }
       if (sending && !TakeCall()) sending = false;
       if (sending) {
         Issue(slot, -1);
@@ -646,7 +692,9 @@ class Worker {
 
   // Starts the slot's next call. `scheduled_ns` < 0: now (closed mode).
   void Issue(Slot* slot, int64_t scheduled_ns) {
-    if (options_.call == CallKind::kAssign) {
+    if (slot->retry) {
+      slot->retry = false;  // the same request again
+    } else if (options_.call == CallKind::kAssign) {
       slot->kind = Slot::Kind::kAssign;
       generator_.FillAssign(options_, &slot->assign_request);
     } else if (options_.call == CallKind::kResults) {
@@ -708,7 +756,16 @@ class Worker {
 
   void Complete(Slot* slot, int64_t now) {
     const bool ok = slot->status.ok();
-    if (slot->kind == Slot::Kind::kExposures) {
+    if (!ok && options_.honour_retry_hint) {
+      if (std::optional<absl::Duration> hint = RetryPushback(*slot->context)) {
+        slot->retry = true;
+        slot->retry_at_ns = now + absl::ToInt64Nanoseconds(*hint);
+        if (slot->measured) ++stats_.retry_hints;
+      }
+    }
+    if (slot->retry) {
+      // Sent again as it was: whether events follow is decided then.
+    } else if (slot->kind == Slot::Kind::kExposures) {
       // Events follow only exposures that were acknowledged.
       slot->events_next = ok && options_.record_events;
     } else if (slot->kind == Slot::Kind::kEvents) {
@@ -1131,7 +1188,7 @@ void PrintJson(const LoadOptions& options, const RunTotals& totals,
       "\"max_us\":%s,\"mean_us\":%.1f,"
       "\"service_p50_us\":%s,\"service_p99_us\":%s,\"service_p999_us\":%s,"
       "\"errors\":%lld,\"unexpected_errors\":%lld,"
-      "\"errors_by_code\":{%s},\"late_sends\":%lld,"
+      "\"errors_by_code\":{%s},\"late_sends\":%lld,\"retry_hints\":%lld,"
       "\"response_bytes\":%.0f,\"loadgen_cpu\":%.2f,"
       "\"recorded\":%lld,\"exposures_recorded\":%lld,\"duplicate\":%lld,"
       "\"ignored\":%lld,\"conflict\":%lld,\"spooled\":%lld}\n",
@@ -1149,7 +1206,8 @@ void PrintJson(const LoadOptions& options, const RunTotals& totals,
       static_cast<long long>(f.errors),
       static_cast<long long>(f.unexpected_errors),
       absl::StrJoin(f.error_json, ",").c_str(),
-      static_cast<long long>(total.late_sends), f.mean_bytes, totals.cpu_cores,
+      static_cast<long long>(total.late_sends),
+      static_cast<long long>(total.retry_hints), f.mean_bytes, totals.cpu_cores,
       static_cast<long long>(o[v1::RECORD_OUTCOME_RECORDED]),
       static_cast<long long>(total.exposures_recorded),
       static_cast<long long>(o[v1::RECORD_OUTCOME_DUPLICATE]),
@@ -1267,6 +1325,11 @@ std::string ParseOptions(LoadOptions* options) {
     options->allowed_errors[code] = true;
   }
   options->ready_file = absl::GetFlag(FLAGS_ready_file);
+  options->honour_retry_hint = absl::GetFlag(FLAGS_honour_retry_hint);
+  if (options->honour_retry_hint && options->mode != Mode::kClosed) {
+    return "--honour_retry_hint needs --mode=closed (an open loop sends on "
+           "its schedule whatever the server says)";
+  }
   SecurityOptions security;
   security.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
@@ -1311,6 +1374,8 @@ int main(int argc, char** argv) {
       "service_p999_us (from the actual send time), errors, "
       "unexpected_errors (errors whose code --allowed_errors does not name), "
       "errors_by_code ({\"UNAVAILABLE\": n, ...}), late_sends (open mode), "
+      "retry_hints (refused calls sent again after their retry hint, "
+      "--honour_retry_hint), "
       "response_bytes (mean serialized size), loadgen_cpu (cores this "
       "process used while measuring: near the cores it may use, it is the "
       "bottleneck), and for --call=record the outcome counts recorded, "

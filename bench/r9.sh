@@ -15,7 +15,9 @@
 #
 # A phase: the recorders start (abexp-loadgen --call record with 32
 # connections, 32 calls in flight, a 1 s deadline per call, refusals by a
-# frozen Redis counted by code) and the phase waits until their warmup is
+# frozen Redis counted by code; a refusal with a retry hint, which the
+# server sends while it bounds recording from its spool, is sent again after
+# the hinted delay, as abexp's EventSender does: --honour_retry_hint) and the phase waits until their warmup is
 # over (--ready_file); then Redis is frozen (frozen phases), plain Assign is
 # measured, then sticky Assign, then the recorders are stopped (SIGINT: they
 # report and exit). After a frozen phase Redis gets SIGCONT and the phase
@@ -47,7 +49,7 @@ r9_start_recorders() {
   "${load_pin[@]}" "$bin/abexp-loadgen" --json --target "$abexp_addr" \
     --call record --record_experiment checkout_exp01 \
     --record_event order_completed --batch 20 --mode closed --channels 32 \
-    --inflight 32 --threads 1 --timeout 1s \
+    --inflight 32 --threads 1 --timeout 1s --honour_retry_hint \
     --allowed_errors DEADLINE_EXCEEDED,RESOURCE_EXHAUSTED,UNAVAILABLE \
     --duration 3600s --warmup "${warmup}s" --ready_file "$ready" \
     >"$work/r9-recorders.json" 2>"$work/r9-recorders.err" &
@@ -138,7 +140,7 @@ r9_phase() {
   fi
   r9_sticky_errors=$((r9_sticky_errors + serr))
   spooled=$(echo "$r9_rec_json" | field spooled)
-  note="$(echo "$r9_rec_json" | field qps) calls/s of 20 records, $spooled records spooled, failed calls: $(echo "$r9_rec_json" | r9_codes)"
+  note="$(echo "$r9_rec_json" | field qps) calls/s of 20 records, $spooled records spooled, failed calls: $(echo "$r9_rec_json" | r9_codes) ($(echo "$r9_rec_json" | field retry_hints) sent again after their retry hint)"
   if [ "$state" = live ]; then
     r9_qps_live+=("$qps"); r9_p99_live+=("$p99")
     r9_sticky_p99_live+=("$sp99"); r9_rec_note_live=$note

@@ -105,6 +105,17 @@ struct ClientOptions {
 // Converts a gRPC status to the absl::Status with the same code and message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// The trailing metadata key of gRPC's retry hint: how many milliseconds the
+// server asks the client to wait before sending a refused call again
+// (abexp-server sends it with RESOURCE_EXHAUSTED when it bounds recording).
+inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
+
+// The delay `context`'s finished call asked for in kRetryPushbackKey, or
+// nullopt when it sent none or a value that is not a whole number of
+// milliseconds (gRPC: a malformed or negative one means "do not retry").
+// REQUIRES: the call has finished.
+std::optional<absl::Duration> RetryPushback(const grpc::ClientContext& context);
+
 // Builds an abexp.v1.Unit: ids to hash on and attributes for targeting.
 // Attribute types must match the config's `attributes:` declarations;
 // semver attributes are strings.

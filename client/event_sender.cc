@@ -657,8 +657,13 @@ EventSender::SendResult EventSender::Call(const typename Kind::Request& request,
     if (status->code() == absl::StatusCode::kInvalidArgument) {
       return SendResult::kRejected;
     }
+    // A server that says when to come back (grpc-retry-pushback-ms, e.g.
+    // abexp-server bounding recording while Redis is down) spaces its
+    // callers itself: wait as told, and start the backoff afresh after.
+    const std::optional<absl::Duration> pushback = RetryPushback(context);
     const absl::Duration wait =
-        options_.jitter == 0
+        pushback.has_value() ? *pushback
+        : options_.jitter == 0
             ? backoff
             : backoff * absl::Uniform(Random(), 1 - options_.jitter,
                                       1 + options_.jitter);
@@ -666,7 +671,9 @@ EventSender::SendResult EventSender::Call(const typename Kind::Request& request,
       return SendResult::kGaveUp;
     }
     if (!Backoff(wait)) return SendResult::kAborted;
-    backoff = std::min(backoff * 2, options_.max_backoff);
+    backoff = pushback.has_value()
+                  ? options_.initial_backoff
+                  : std::min(backoff * 2, options_.max_backoff);
   }
 }
 

@@ -144,7 +144,11 @@ struct EventSenderOptions {
 
   // Wait before the first retry of a failed call; doubled for each later
   // one up to max_backoff, and varied by +-jitter (a fraction of it) so
-  // many clients do not retry in step. Defaults: 100ms, 5s, 0.2.
+  // many clients do not retry in step. A refusal that says when to retry
+  // (trailing metadata grpc-retry-pushback-ms, which abexp-server sends
+  // with RESOURCE_EXHAUSTED while it bounds recording from its spool) is
+  // retried after exactly that delay instead, and the backoff starts again
+  // from initial_backoff. Defaults: 100ms, 5s, 0.2.
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   double jitter = 0.2;

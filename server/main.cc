@@ -65,6 +65,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/core/spool_admission.h"
 #include "server/core/token_store.h"
 #include "server/http_listener.h"
 #include "server/metrics/metrics.h"
@@ -147,6 +148,23 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 ABSL_FLAG(int64_t, spool_max_bytes, int64_t{1} << 30,
           "Disk space the spool may use (default 1 GiB). When it is full, "
           "recording calls fail with UNAVAILABLE until Redis is back.");
+// The bound on recording answered from the spool (docs/storage.md, "While
+// Redis is down").
+ABSL_FLAG(double, spool_admit_rate, 0,
+          "Records per second (exposures or events as sent) that recording "
+          "calls may bring in while they are acknowledged from the spool "
+          "(Redis down or failing). Past it a call is answered "
+          "RESOURCE_EXHAUSTED at once, nothing of it done, with the delay "
+          "after which to send it again in its message and in the trailing "
+          "metadata grpc-retry-pushback-ms. 0, the default: half the records "
+          "per second Redis took on average over the minute before spooling "
+          "began (recording from the spool costs the server more than with "
+          "Redis), at least --spool_admit_floor, so that recording cannot "
+          "take more of the server with Redis down than with it up.");
+ABSL_FLAG(double, spool_admit_floor, 1000,
+          "The lowest automatic --spool_admit_rate, records per second "
+          "(default 1000): what a server that has recorded little lately, "
+          "or just started, admits from the spool.");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain (the server's certificate first) to serve "
           "TLS with; needs --tls_key_file. SIGHUP re-reads it. Default: none, "
@@ -226,6 +244,9 @@ struct ServerOptions {
   RedisEventStoreOptions store;
   // The operators' HTTP listener (metrics, health). Default: "", none.
   std::string http_listen;
+  // The bound on recording answered from the spool. Default:
+  // SpoolAdmissionOptions' defaults (automatic).
+  SpoolAdmissionOptions spool_admission;
 };
 
 // The connection options for reading sticky experiments' recorded
@@ -683,8 +704,10 @@ int RunServer(const ServerOptions& options) {
   AssignmentServiceImpl service(store->get(), &recorder, std::move(sticky),
                                 executor.get(), sticky_executor.get(),
                                 &authorizer, counters);
+  SpoolAdmission spool_admission(options.spool_admission);
   RecordingServiceImpl recording(store->get(), &recorder, executor.get(),
-                                 &authorizer, counters.records);
+                                 &authorizer, &spool_admission,
+                                 counters.records);
   // Results read Redis directly (not the spool): figures are what Redis has.
   ResultsServiceImpl results(store->get(), &event_store, executor.get(),
                              &authorizer);
@@ -705,6 +728,7 @@ int RunServer(const ServerOptions& options) {
   if (metrics != nullptr) {
     AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
     AddSpoolStartSamplers(metrics.get(), spool_damaged, spool_torn_bytes);
+    AddSpoolAdmissionSamplers(metrics.get(), &spool_admission);
     ConfigStore* const config_store = store->get();
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(
@@ -746,6 +770,25 @@ int RunServer(const ServerOptions& options) {
 
 // Reads the flags of the limits block into *options; false after printing
 // what is wrong.
+// --spool_admit_rate and --spool_admit_floor; false, having said why, for
+// values out of range.
+bool ReadSpoolAdmissionFlags(ServerOptions* options) {
+  options->spool_admission.rate = absl::GetFlag(FLAGS_spool_admit_rate);
+  options->spool_admission.floor = absl::GetFlag(FLAGS_spool_admit_floor);
+  // Written so that NaN fails too.
+  if (!(options->spool_admission.rate >= 0) ||
+      !(options->spool_admission.floor > 0)) {
+    std::fprintf(stderr,
+                 "abexp-server: --spool_admit_rate=%g and "
+                 "--spool_admit_floor=%g: pass a rate of 0 (automatic, the "
+                 "default) or more records per second, and a floor above 0 "
+                 "(default 1000)\n",
+                 options->spool_admission.rate, options->spool_admission.floor);
+    return false;
+  }
+  return true;
+}
+
 bool ReadLimitFlags(ServerOptions* options) {
   options->redis.user = absl::GetFlag(FLAGS_redis_user);
   if (options->redis.user.empty()) {
@@ -891,6 +934,7 @@ int main(int argc, char** argv) {
   }
   if (!abexp::ReadLimitFlags(&options)) return 1;
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (!abexp::ReadSpoolAdmissionFlags(&options)) return 1;
   if (options.config_path.empty()) {
     std::fprintf(
         stderr,

@@ -138,6 +138,24 @@ void AddRecordingSamplers(ServerMetrics* metrics, SpooledEventStore* store,
   });
 }
 
+void AddSpoolAdmissionSamplers(ServerMetrics* metrics,
+                               const SpoolAdmission* admission) {
+  metrics->AddSampler([admission] {
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(GaugeFamily(
+        "abexp_spool_admission_active",
+        "1 while recording calls answered from the spool are admitted at a "
+        "bounded rate (--spool_admit_rate; past it RESOURCE_EXHAUSTED with "
+        "a retry hint), else 0.",
+        admission->spooling() ? 1 : 0));
+    out.push_back(GaugeFamily(
+        "abexp_spool_admit_records_per_second",
+        "The bound, in records per second, while it is active; else 0.",
+        admission->rate()));
+    return out;
+  });
+}
+
 void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
                            int64_t torn_bytes) {
   metrics->AddSampler([damaged, torn_bytes] {

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/core/spool_admission.h"
 #include "server/http_listener.h"
 #include "server/metrics/metrics.h"
 #include "server/storage/spool/spooled_event_store.h"
@@ -73,6 +74,12 @@ HttpRoutes OperatorRoutes(const ServerMetrics* metrics,
 // REQUIRES: store and health outlive metrics' scrapes.
 void AddRecordingSamplers(ServerMetrics* metrics, SpooledEventStore* store,
                           const RecordingHealth* health);
+
+// The bound on recording from the spool, on every scrape:
+// abexp_spool_admission_active and abexp_spool_admit_records_per_second.
+// REQUIRES: admission outlives metrics' scrapes.
+void AddSpoolAdmissionSamplers(ServerMetrics* metrics,
+                               const SpoolAdmission* admission);
 
 // What the spool's recovery found at start: `damaged` places where
 // acknowledged records could not be recovered (Spool::damage()) and

@@ -5,9 +5,16 @@
 // by gRPC's threads; calls past the bound are refused at once with
 // RESOURCE_EXHAUSTED and nothing of them is done; and after SIGCONT every
 // accepted call is counted exactly once.
+//
+// Then the bound on recording answered from the spool (--spool_admit_rate):
+// past it a recording call is refused RESOURCE_EXHAUSTED, nothing of it
+// done, with a message and gRPC's retry hint (grpc-retry-pushback-ms) saying
+// when to send it again; abexp's EventSender waits as told and delivers
+// every record.
 #include <signal.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +25,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/client.h"
+#include "client/event_sender.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -53,12 +62,46 @@ constexpr int kStorageMaxCalls = 8;
 constexpr int kRecordingCalls = 48;
 constexpr int kUsersPerCall = 5;
 
-class RequestPathTest : public RecordingServerTest {
+// A server on kConfig, and what the tests below record and read.
+class FrozenRedisTest : public RecordingServerTest {
  protected:
-  RequestPathTest() : RecordingServerTest(kConfig, "request-path") {}
+  FrozenRedisTest() : RecordingServerTest(kConfig, "request-path") {}
 
+  // Exposes users `prefix`0 .. `prefix`(n-1) to control.
+  static v1::RecordExposuresRequest Exposures(const std::string& prefix,
+                                              int n = kUsersPerCall) {
+    v1::RecordExposuresRequest request;
+    for (int i = 0; i < n; ++i) {
+      v1::ExposureRecord* e = request.add_exposures();
+      e->set_experiment_key("checkout");
+      e->set_variant_key("control");
+      *e->mutable_unit() = User(absl::StrCat(prefix, i));
+      *e->mutable_time() = ToProto(absl::Now() - absl::Minutes(1));
+    }
+    return request;
+  }
+
+  int64_t ExposedToControl() const {
+    absl::StatusOr<ExperimentAggregates> a = ReadAggregates("checkout");
+    if (!a.ok() || a->variants.empty()) return -1;
+    return a->variants[0].exposed;
+  }
+
+  // Waits until control has exactly `want` exposed units in Redis.
+  void ExpectExposedReached(int64_t want) {
+    EXPECT_TRUE(::abexp::testing::Eventually(
+        [&] { return ExposedToControl() == want; }, absl::Seconds(60),
+        absl::Milliseconds(100)))
+        << "control has " << ExposedToControl() << " exposed units, want "
+        << want << "; server stderr:\n"
+        << server_->Stderr();
+  }
+};
+
+class RequestPathTest : public FrozenRedisTest {
+ protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(RecordingServerTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(FrozenRedisTest::SetUp());
     // Redis waits long enough that a frozen Redis holds the accepted calls
     // for the whole test, instead of failing them over to the spool.
     ASSERT_NO_FATAL_FAILURE(
@@ -78,25 +121,6 @@ class RequestPathTest : public RecordingServerTest {
 
   int storage_threads_ = kStorageThreads;
   int storage_max_calls_ = kStorageMaxCalls;
-
-  // Exposes users `prefix`0 .. `prefix`(kUsersPerCall-1) to control.
-  v1::RecordExposuresRequest Exposures(const std::string& prefix) const {
-    v1::RecordExposuresRequest request;
-    for (int i = 0; i < kUsersPerCall; ++i) {
-      v1::ExposureRecord* e = request.add_exposures();
-      e->set_experiment_key("checkout");
-      e->set_variant_key("control");
-      *e->mutable_unit() = User(absl::StrCat(prefix, i));
-      *e->mutable_time() = ToProto(absl::Now() - absl::Minutes(1));
-    }
-    return request;
-  }
-
-  int64_t ExposedToControl() const {
-    absl::StatusOr<ExperimentAggregates> a = ReadAggregates("checkout");
-    if (!a.ok() || a->variants.empty()) return -1;
-    return a->variants[0].exposed;
-  }
 };
 
 TEST_F(RequestPathTest, FrozenRedisParksOnlyRecordingAndBoundsIt) {
@@ -204,12 +228,7 @@ TEST_F(RequestPathTest, FrozenRedisParksOnlyRecordingAndBoundsIt) {
   }
   EXPECT_EQ(accepted, kStorageMaxCalls);
   // Each accepted call once; nothing of a refused one.
-  const int64_t want = 5 + int64_t{kStorageMaxCalls} * kUsersPerCall;
-  EXPECT_TRUE(
-      ::abexp::testing::Eventually([&] { return ExposedToControl() == want; },
-                                   absl::Seconds(60), absl::Milliseconds(100)))
-      << "control has " << ExposedToControl() << " exposed units, want "
-      << want;
+  ExpectExposedReached(5 + int64_t{kStorageMaxCalls} * kUsersPerCall);
 }
 
 // One storage thread and room for one call: whatever holds it holds every
@@ -270,12 +289,111 @@ TEST_F(CallDeadlineTest, ARedisWaitEndsAtTheCallsDeadlineNotTheTimeout) {
         absl::Seconds(60), absl::Milliseconds(100)))
         << prefix << ": " << retried.error_message();
   }
-  const int64_t want = 5 + static_cast<int64_t>(taken.size()) * kUsersPerCall;
-  EXPECT_TRUE(
-      ::abexp::testing::Eventually([&] { return ExposedToControl() == want; },
-                                   absl::Seconds(60), absl::Milliseconds(100)))
-      << "control has " << ExposedToControl() << " exposed units, want "
-      << want;
+  ExpectExposedReached(5 + static_cast<int64_t>(taken.size()) * kUsersPerCall);
+}
+
+// The server acknowledges recording from its spool once a call finds Redis
+// not answering within 200 ms.
+using SpoolBoundTest = FrozenRedisTest;
+
+TEST_F(SpoolBoundTest, PastTheBoundCallsAreRefusedWithARetryHintAndNotDone) {
+  // 10 records/s: after one admitted call of 50 records nothing more is
+  // admitted for 5 s, far longer than the calls below take.
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--spool_admit_rate=10", "--redis_command_timeout=200ms"}));
+  ASSERT_NO_FATAL_FAILURE(ExposeUsers("checkout", "control", "warm", 5,
+                                      absl::Now() - absl::Minutes(1)));
+
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  // The first call finds Redis not answering and is acknowledged from the
+  // spool; from then on the bound holds.
+  v1::RecordExposuresResponse response;
+  grpc::Status status = RecordExposures(Exposures("spooled", 3), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.counts().spooled(), 3);
+
+  int64_t acknowledged = 5 + 3;
+  std::optional<grpc::Status> refusal;
+  std::optional<absl::Duration> hint;
+  for (int c = 0; c < 20 && !refusal.has_value(); ++c) {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(30));
+    status = record_->RecordExposures(
+        &context, Exposures(absl::StrCat("call", c, "-"), 50), &response);
+    if (status.ok()) {
+      EXPECT_EQ(response.counts().spooled(), 50);
+      acknowledged += 50;
+      continue;
+    }
+    refusal = status;
+    hint = RetryPushback(context);
+  }
+  ASSERT_TRUE(refusal.has_value())
+      << "20 calls of 50 records were all admitted at 10 records/s";
+  EXPECT_EQ(refusal->error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refusal->error_message();
+  EXPECT_THAT(refusal->error_message(), HasSubstr("--spool_admit_rate"));
+  EXPECT_THAT(refusal->error_message(), HasSubstr("nothing of this call"));
+  EXPECT_THAT(refusal->error_message(), HasSubstr("send it again in"));
+  ASSERT_TRUE(hint.has_value())
+      << "no grpc-retry-pushback-ms trailing metadata on the refusal";
+  EXPECT_GT(*hint, absl::ZeroDuration());
+  EXPECT_LE(*hint, absl::Seconds(1));  // the longest delay handed out
+  EXPECT_THAT(refusal->error_message(),
+              HasSubstr(absl::StrCat(absl::ToInt64Milliseconds(*hint), " ms")));
+
+  // Calls that need no storage are still served.
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(10));
+    v1::AssignRequest request;
+    *request.mutable_unit() = User("plain");
+    v1::AssignResponse assigned;
+    ASSERT_TRUE(assign_->Assign(&context, request, &assigned).ok());
+  }
+
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  // Everything acknowledged, once; nothing of the refused call.
+  ExpectExposedReached(acknowledged);
+}
+
+TEST_F(SpoolBoundTest, TheEventSenderWaitsAsToldAndDeliversEveryRecord) {
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--spool_admit_rate=100", "--redis_command_timeout=200ms"}));
+  ASSERT_NO_FATAL_FAILURE(ExposeUsers("checkout", "control", "warm", 5,
+                                      absl::Now() - absl::Minutes(1)));
+
+  EventSenderOptions options;
+  options.target = server_->address();
+  options.max_batch = 50;
+  options.flush_interval = absl::Milliseconds(50);
+  // Its own backoff is a minute: only waiting as the server says lets it
+  // deliver within the Flush below.
+  options.initial_backoff = absl::Minutes(1);
+  options.max_backoff = absl::Minutes(1);
+  absl::StatusOr<std::unique_ptr<EventSender>> sender =
+      EventSender::Create(std::move(options));
+  ASSERT_TRUE(sender.ok()) << sender.status();
+
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  constexpr int kUsers = 300;  // 6 calls: 3 s at 100 records/s
+  for (int u = 0; u < kUsers; ++u) {
+    ASSERT_TRUE((*sender)
+                    ->Expose("checkout", User(absl::StrCat("sent", u)),
+                             "control", absl::Now() - absl::Minutes(1))
+                    .ok());
+  }
+  // Acknowledged from the spool while Redis is still frozen.
+  const absl::Status flushed = (*sender)->Flush(absl::Seconds(30));
+  EXPECT_TRUE(flushed.ok()) << flushed;
+  const EventSenderStats stats = (*sender)->stats();
+  EXPECT_EQ(stats.sent, kUsers);
+  EXPECT_GT(stats.retries, 0) << "no call was refused: the bound never held";
+  EXPECT_THAT(stats.last_error.message(), HasSubstr("--spool_admit_rate"));
+
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  ExpectExposedReached(5 + kUsers);
+  EXPECT_TRUE((*sender)->Close(absl::Seconds(10)).ok());
 }
 
 }  // namespace

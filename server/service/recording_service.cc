@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -15,6 +16,10 @@
 
 namespace abexp {
 namespace {
+
+// gRPC's retry hint (the A6 retry design): milliseconds to wait before
+// sending the call again.
+constexpr char kRetryPushbackMetadata[] = "grpc-retry-pushback-ms";
 
 // Timestamp's valid range: 0001-01-01 to 9999-12-31.
 constexpr int64_t kMinTimestampSeconds = -62135596800;
@@ -205,40 +210,82 @@ RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
                                            const Recorder* recorder,
                                            StorageExecutor* executor,
                                            const CallAuthorizer* authorizer,
+                                           SpoolAdmission* admission,
                                            RecordCounters* records)
     : store_(store),
       recorder_(recorder),
       executor_(executor),
       authorizer_(authorizer),
+      admission_(admission),
       records_(records) {}
+
+absl::Status RecordingServiceImpl::Admit(grpc::CallbackServerContext* context,
+                                         int records) {
+  if (admission_ == nullptr) return absl::OkStatus();
+  const std::optional<absl::Duration> wait = admission_->Admit(records);
+  if (!wait.has_value()) return absl::OkStatus();
+  // Counted in abexp_rpc_requests_total{code="RESOURCE_EXHAUSTED"}.
+  const int64_t ms =
+      absl::ToInt64Milliseconds(absl::Ceil(*wait, absl::Milliseconds(1)));
+  context->AddTrailingMetadata(kRetryPushbackMetadata, absl::StrCat(ms));
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "storage (Redis) is unavailable and abexp-server is acknowledging "
+      "recording calls from its local spool, at most %.0f records/s "
+      "(--spool_admit_rate); nothing of this call was done: send it again "
+      "in %d ms (trailing metadata %s), with the same records and "
+      "idempotency keys",
+      admission_->rate(), ms, kRetryPushbackMetadata));
+}
+
+template <typename Response>
+void RecordingServiceImpl::Note(const absl::Status& status,
+                                const Response& response) {
+  if (admission_ == nullptr || !status.ok()) return;
+  const v1::RecordCounts& counts = response.counts();
+  admission_->Note(counts.recorded() + counts.duplicate() + counts.conflict(),
+                   counts.spooled());
+}
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordExposures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeOnExecutor<v1::RecordExposuresRequest,
-                         v1::RecordExposuresResponse>(
+  return ServeOnExecutorIfAdmitted<v1::RecordExposuresRequest,
+                                   v1::RecordExposuresResponse>(
       executor_, context,
       RpcAccess<v1::RecordExposuresRequest>{
           authorizer_, "abexp.v1.RecordingService/RecordExposures",
           kRoleRecord},
       &in_flight_, request, response,
+      [this, context](const v1::RecordExposuresRequest& req) {
+        return Admit(context, req.exposures_size());
+      },
       [this](const v1::RecordExposuresRequest& req,
              v1::RecordExposuresResponse* resp) {
-        return HandleRecordExposures(*store_, *recorder_, req, resp, records_);
+        absl::Status status =
+            HandleRecordExposures(*store_, *recorder_, req, resp, records_);
+        Note(status, *resp);
+        return status;
       });
 }
 
 grpc::ServerUnaryReactor* RecordingServiceImpl::RecordEvents(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeOnExecutor<v1::RecordEventsRequest, v1::RecordEventsResponse>(
+  return ServeOnExecutorIfAdmitted<v1::RecordEventsRequest,
+                                   v1::RecordEventsResponse>(
       executor_, context,
       RpcAccess<v1::RecordEventsRequest>{
           authorizer_, "abexp.v1.RecordingService/RecordEvents", kRoleRecord},
       &in_flight_, request, response,
+      [this, context](const v1::RecordEventsRequest& req) {
+        return Admit(context, req.events_size());
+      },
       [this](const v1::RecordEventsRequest& req,
              v1::RecordEventsResponse* resp) {
-        return HandleRecordEvents(*store_, *recorder_, req, resp, records_);
+        absl::Status status =
+            HandleRecordEvents(*store_, *recorder_, req, resp, records_);
+        Note(status, *resp);
+        return status;
       });
 }
 

@@ -5,6 +5,13 @@
 // Each call takes one ConfigStore::Snapshot() and one clock reading and uses
 // them for the whole batch.
 //
+// While recording calls are answered from the local spool, a SpoolAdmission
+// (server/core/spool_admission.h) bounds the records they bring: a call past
+// the bound ends RESOURCE_EXHAUSTED on the gRPC thread, nothing of it done,
+// with a message saying when to retry and the same delay in the trailing
+// metadata grpc-retry-pushback-ms (milliseconds), gRPC's standard retry
+// hint.
+//
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_SERVICE_RECORDING_SERVICE_H_
 #define ABEXP_SERVER_SERVICE_RECORDING_SERVICE_H_
@@ -16,6 +23,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/core/config_store.h"
 #include "server/core/recorder.h"
+#include "server/core/spool_admission.h"
 #include "server/metrics/metrics.h"
 #include "server/service/call_auth.h"
 #include "server/service/storage_executor.h"
@@ -35,12 +43,15 @@ class RecordingServiceImpl final : public RawRecordingService {
   // the store, which no gRPC thread may do.
   // REQUIRES: executor outlives this service too.
   // Every call needs the role record from `authorizer` (call_auth.h);
-  // null: every call is allowed. Each record's outcome is counted in
+  // null: every call is allowed.
+  // Every call is first admitted by `admission`, and tells it what it
+  // recorded; null: no bound. Each record's outcome is counted in
   // `records` (null: not counted).
-  // REQUIRES: authorizer and records outlive this service.
+  // REQUIRES: authorizer, admission and records outlive this service.
   RecordingServiceImpl(const ConfigStore* store, const Recorder* recorder,
                        StorageExecutor* executor,
                        const CallAuthorizer* authorizer = nullptr,
+                       SpoolAdmission* admission = nullptr,
                        RecordCounters* records = nullptr);
 
   RecordingServiceImpl(const RecordingServiceImpl&) = delete;
@@ -57,10 +68,18 @@ class RecordingServiceImpl final : public RawRecordingService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
+  // OK, or the refusal of a call of `records` records (with its
+  // grpc-retry-pushback-ms added to `context`).
+  absl::Status Admit(grpc::CallbackServerContext* context, int records);
+  // Tells admission_ what a recorded call did.
+  template <typename Response>
+  void Note(const absl::Status& status, const Response& response);
+
   const ConfigStore* const store_;          // not owned
   const Recorder* const recorder_;          // not owned
   StorageExecutor* const executor_;         // not owned
   const CallAuthorizer* const authorizer_;  // not owned; may be null
+  SpoolAdmission* const admission_;         // not owned; may be null
   RecordCounters* const records_;           // not owned; may be null
   std::atomic<int> in_flight_{0};
 };

@@ -331,24 +331,26 @@ grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
       [](const Request&) { return false; }, fn);
 }
 
-// Serves a call whose work may wait on storage: parses the request on the
-// calling thread, then, when waits_on_storage(request) says so, runs
-// fn(request, response) -> absl::Status on `executor` and finishes the call
-// from there, so the gRPC thread never waits; otherwise runs fn inline. A
-// call for the executor is not started (and nothing of it done) when the
-// executor is full (RESOURCE_EXHAUSTED), or when by the time a thread takes
-// it the client has cancelled it or its deadline has passed
+// Serves a call on the calling thread or on `executor`: parses the request
+// (ServeNowUnless); when waits_on_storage(request) is false, runs
+// inline_fn(request, response) -> absl::Status and finishes the call with its
+// result; otherwise runs fn(request, response) -> absl::Status on
+// `executor` and finishes the call from there, so the gRPC thread never
+// waits. A call for the executor is not started (and nothing of it done)
+// when the executor is full (RESOURCE_EXHAUSTED), or when by the time a
+// thread takes it the client has cancelled it or its deadline has passed
 // (CheckStillWanted).
 // REQUIRES: fn may be copied, and whatever it refers to outlives the call.
-template <typename Request, typename Response, typename Pred, typename Fn>
-grpc::ServerUnaryReactor* ServeOnExecutorIf(
+template <typename Request, typename Response, typename Pred, typename InlineFn,
+          typename Fn>
+grpc::ServerUnaryReactor* ServeHereOrOnExecutor(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
     const RpcAccess<Request>& access, std::atomic<int>* in_flight,
     const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
-    Pred waits_on_storage, Fn fn) {
+    Pred waits_on_storage, InlineFn& inline_fn, Fn fn) {
   if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
           context, access, in_flight, request_bytes, response_bytes,
-          waits_on_storage, fn)) {
+          waits_on_storage, inline_fn)) {
     return served;
   }
   // The call outlives this method: its messages move to an arena of its own
@@ -364,6 +366,45 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
     call->Finish(StorageBusyError(*executor));
   }
   return call;
+}
+
+// Serves a call whose work may wait on storage: ServeHereOrOnExecutor with
+// fn for both, so fn runs on `executor` when waits_on_storage(request) says
+// so, and inline otherwise.
+// REQUIRES: fn may be copied, and whatever it refers to outlives the call.
+template <typename Request, typename Response, typename Pred, typename Fn>
+grpc::ServerUnaryReactor* ServeOnExecutorIf(
+    StorageExecutor* executor, grpc::CallbackServerContext* context,
+    const RpcAccess<Request>& access, std::atomic<int>* in_flight,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Pred waits_on_storage, Fn fn) {
+  return ServeHereOrOnExecutor<Request, Response>(
+      executor, context, access, in_flight, request_bytes, response_bytes,
+      waits_on_storage, fn, fn);
+}
+
+// Serves a call that always waits on storage, once admit(request) ->
+// absl::Status allows it: admit runs on the calling thread after the request
+// is parsed, and a call it refuses ends there with its status, nothing else
+// done (a refusal costs no thread switch and no storage slot); an admitted
+// call runs fn on `executor` (ServeHereOrOnExecutor). admit may add trailing
+// metadata to `context`.
+// REQUIRES: fn may be copied, and whatever it refers to outlives the call.
+template <typename Request, typename Response, typename Admit, typename Fn>
+grpc::ServerUnaryReactor* ServeOnExecutorIfAdmitted(
+    StorageExecutor* executor, grpc::CallbackServerContext* context,
+    const RpcAccess<Request>& access, std::atomic<int>* in_flight,
+    const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+    Admit admit, Fn fn) {
+  absl::Status refused;
+  auto refuse = [&refused](const Request&, Response*) { return refused; };
+  return ServeHereOrOnExecutor<Request, Response>(
+      executor, context, access, in_flight, request_bytes, response_bytes,
+      [&](const Request& request) {
+        refused = admit(request);
+        return refused.ok();
+      },
+      refuse, std::move(fn));
 }
 
 // ServeOnExecutorIf for a call that always waits on storage.
