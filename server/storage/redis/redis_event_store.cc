@@ -193,9 +193,11 @@ std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
-    RedisPool* pool, RedisEventStoreOptions options) {
-  if (pool == nullptr)
-    return absl::InvalidArgumentError("RedisEventStore needs a RedisPool");
+    RedisClient* redis, RedisEventStoreOptions options) {
+  if (redis == nullptr) {
+    return absl::InvalidArgumentError(
+        "RedisEventStore needs a RedisPool or a RedisCluster");
+  }
   if (options.idempotency_ttl < absl::Minutes(1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "idempotency_ttl is ", absl::FormatDuration(options.idempotency_ttl),
@@ -227,18 +229,18 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
         options.idempotency_buckets, kMaxBuckets));
   }
   return std::unique_ptr<RedisEventStore>(
-      new RedisEventStore(pool, std::move(options)));
+      new RedisEventStore(redis, std::move(options)));
 }
 
-RedisEventStore::RedisEventStore(RedisPool* pool,
+RedisEventStore::RedisEventStore(RedisClient* redis,
                                  RedisEventStoreOptions options)
-    : pool_(pool),
+    : redis_(redis),
       options_(std::move(options)),
       write_exposures_(redis_scripts::WriteExposures()),
       write_events_(redis_scripts::WriteEvents()) {}
 
 std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
-  return absl::StrCat(pool_->options().key_prefix, ":{e:", layout.key, ":",
+  return absl::StrCat(redis_->key_prefix(), ":{e:", layout.key, ":",
                       layout.phase, "}:");
 }
 
@@ -255,7 +257,7 @@ absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
       {"HSETNX", meta, "idempotency_buckets",
        absl::StrCat(options_.idempotency_buckets)},
       {"HMGET", meta, "unit_buckets", "idempotency_buckets"}};
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(commands);
   if (!replies.ok()) return replies.status();
   absl::StatusOr<std::optional<Buckets>> buckets =
       ParseBuckets(base, replies->back());
@@ -321,7 +323,7 @@ RedisEventStore::BucketsOfPhases(const std::vector<std::string>& bases) {
     reads.push_back(
         {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
   }
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(reads);
   if (!replies.ok()) return replies.status();
   for (size_t i = 0; i < unknown.size(); ++i) {
     absl::StatusOr<std::optional<Buckets>> buckets =
@@ -338,7 +340,7 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
     // Redis flattens newlines in error replies, so read the stored keys.
     std::string meta = KeyBase(layout) + "meta";
     std::vector<RedisCommand> get = {{"HGET", meta, "variants"}};
-    absl::StatusOr<std::vector<RedisReply>> stored = pool_->Pipeline(get);
+    absl::StatusOr<std::vector<RedisReply>> stored = redis_->Pipeline(get);
     if (!stored.ok()) return stored.status();
     std::string merged;
     absl::Status s =
@@ -558,7 +560,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
       call.args.push_back(e.config_version);
     }
   }
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->RunScripts(calls);
   if (!replies.ok()) return replies.status();
   return Outcomes(layout, *replies, exposures.size());
 }
@@ -832,7 +834,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   // read, and like the script it stores nothing.
   const std::vector<RedisCommand> reads = PlanUnitReads(batches, &plans);
   if (reads.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
+  absl::StatusOr<std::vector<RedisReply>> records = redis_->Pipeline(reads);
   if (!records.ok()) {
     for (size_t i = 0; i < plans.size(); ++i) {
       if (plans[i].active) fail(i, records.status());
@@ -858,7 +860,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
     AppendEventCalls(batches[i], generation, &plan, &calls);
   }
   if (calls.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->RunScripts(calls);
   for (size_t i = 0; i < batches.size(); ++i) {
     EventPlan& plan = plans[i];
     if (!plan.active || plan.call_count == 0) continue;
@@ -891,7 +893,7 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
 
   std::vector<RedisCommand> first = {{"HGETALL", base + "agg"},
                                      {"SMEMBERS", base + "days"}};
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(first);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(first);
   if (!replies.ok()) return replies.status();
   if (absl::Status s =
           CheckReply((*replies)[0], RedisReply::Type::kArray, "HGETALL agg");
@@ -926,7 +928,7 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
   }
   if (day_reads.empty()) return out;
   absl::StatusOr<std::vector<RedisReply>> day_replies =
-      pool_->Pipeline(day_reads);
+      redis_->Pipeline(day_reads);
   if (!day_replies.ok()) return day_replies.status();
   for (size_t i = 0; i < days.size(); ++i) {
     const RedisReply& hash = (*day_replies)[i];
@@ -994,7 +996,7 @@ std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
         {"HGET", absl::StrCat(bases[i], "u:", unit[0]), unit[1]});
   }
   if (commands.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(commands);
   if (!replies.ok()) return fail_all(replies.status());
 
   for (size_t i = 0; i < queries.size(); ++i) {

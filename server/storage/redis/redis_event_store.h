@@ -3,17 +3,17 @@
 //
 // Exposures and events are applied by Lua scripts (EVALSHA), a chunk of up
 // to 256 items of one experiment phase per call, atomically and in order. A
-// batch of exposures is one RedisPool::RunScripts call, i.e. one round
-// trip. A batch of events is two: one that reads the units' records, then
-// the scripts for only those events whose unit is exposed (an event fans
-// out to every experiment with a metric on it, and most of those never
-// exposed its unit).
-// Per-unit records are packed into bucketed small hashes, so an exposed unit
-// costs a few tens of bytes, and aggregates live in one hash per cohort day
-// (their sum is the experiment's), so reading results never touches units.
+// batch of exposures is one RedisClient::RunScripts call, i.e. one round
+// trip (one per master, in parallel, on a Redis Cluster). A batch of events is
+// two: one that reads the units' records, then the scripts for only those
+// events whose unit is exposed (an event fans out to every experiment with a
+// metric on it, and most of those never exposed its unit). Per-unit records are
+// packed into bucketed small hashes, so an exposed unit costs a few tens of
+// bytes, and aggregates live in one hash per cohort day (their sum is the
+// experiment's), so reading results never touches units.
 //
 //   RedisOptions redis;  // address, password, db, key prefix, timeouts
-//   auto pool = RedisPool::Create(redis);
+//   auto pool = RedisPool::Create(redis);  // or RedisCluster::Create
 //   auto store = RedisEventStore::Create(pool->get());
 //
 // Thread-safe: all methods may be called concurrently.
@@ -66,10 +66,11 @@ struct RedisEventStoreOptions {
 
 class RedisEventStore final : public EventStore {
  public:
-  // `pool` must outlive the store. INVALID_ARGUMENT for bad options.
-  // Does not talk to Redis; the scripts are loaded on first use.
+  // `redis` (a RedisPool, or a RedisCluster) must outlive the store.
+  // INVALID_ARGUMENT for bad options. Does not talk to Redis; the scripts
+  // are loaded on first use.
   static absl::StatusOr<std::unique_ptr<RedisEventStore>> Create(
-      RedisPool* pool, RedisEventStoreOptions options = {});
+      RedisClient* redis, RedisEventStoreOptions options = {});
 
   RedisEventStore(const RedisEventStore&) = delete;
   RedisEventStore& operator=(const RedisEventStore&) = delete;
@@ -112,7 +113,7 @@ class RedisEventStore final : public EventStore {
     int64_t idempotency = 0;
   };
 
-  RedisEventStore(RedisPool* pool, RedisEventStoreOptions options);
+  RedisEventStore(RedisClient* redis, RedisEventStoreOptions options);
 
   // The bucket counts of the experiment phase: those stored in its meta
   // hash, else the options' values, stored now (for its first exposures;
@@ -158,7 +159,7 @@ class RedisEventStore final : public EventStore {
       const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
       size_t items);
 
-  RedisPool* const pool_;
+  RedisClient* const redis_;
   const RedisEventStoreOptions options_;
   const RedisScript write_exposures_;
   const RedisScript write_events_;
