@@ -1,7 +1,11 @@
 // The EventStore contract (docs/attribution.md), checked against both
 // implementations: MemoryEventStore and RedisEventStore on a real
-// redis-server started for this test. Expected figures are worked out by
-// hand, or by a brute-force recomputation over per-unit totals (Oracle).
+// redis-server started for this test. Built a second time with
+// ABEXP_CONFORMANCE_ON_CLUSTER as event_store_cluster_conformance_test, it
+// checks RedisEventStore on a real 3-master Redis Cluster (16 shards per
+// experiment phase), one cluster for the whole binary. Expected figures are
+// worked out by hand, or by a brute-force recomputation over per-unit totals
+// (Oracle).
 //
 // Values used are multiples of 1/4, so every sum is exact in double and long
 // double and the stores must agree bit for bit.
@@ -25,9 +29,11 @@
 #include "gtest/gtest.h"
 #include "server/core/event_store.h"
 #include "server/core/event_store_internal.h"
+#include "server/storage/redis/redis_cluster.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
 #include "server/testing/memory_event_store.h"
+#include "server/testing/redis_cluster_process.h"
 #include "server/testing/redis_process.h"
 
 namespace abexp {
@@ -311,10 +317,59 @@ absl::StatusOr<SharedRedis*> GetSharedRedis() {
   return shared.get();
 }
 
+// One 3-master Redis Cluster for the whole test binary, flushed before
+// each test.
+struct SharedCluster {
+  std::unique_ptr<testing::RedisClusterProcess> process;
+  std::unique_ptr<RedisCluster> client;
+};
+
+// Shards per experiment phase on the cluster: a typical deployment's.
+constexpr int kClusterShards = 16;
+
+absl::StatusOr<SharedCluster*> GetSharedCluster() {
+  // Destroyed at exit, which stops the cluster.
+  static std::unique_ptr<SharedCluster> shared;
+  if (shared != nullptr) return shared.get();
+  absl::StatusOr<std::unique_ptr<testing::RedisClusterProcess>> process =
+      testing::RedisClusterProcess::Start();
+  if (!process.ok()) return process.status();
+  RedisClusterOptions options;
+  options.seeds = (*process)->addresses();
+  options.node.key_prefix = "abexp-test";
+  options.node.pool_size = 4;
+  absl::StatusOr<std::unique_ptr<RedisCluster>> client =
+      RedisCluster::Create(options);
+  if (!client.ok()) return client.status();
+  shared.reset(new SharedCluster{std::move(*process), std::move(*client)});
+  return shared.get();
+}
+
+// The store on the shared cluster, emptied first.
+absl::StatusOr<std::unique_ptr<RedisEventStore>> MakeClusterStore(
+    SharedCluster** cluster_out = nullptr) {
+  absl::StatusOr<SharedCluster*> cluster = GetSharedCluster();
+  if (!cluster.ok()) return cluster.status();
+  for (int i = 0; i < (*cluster)->process->size(); ++i) {
+    absl::StatusOr<std::string> flushed = testing::RedisCommandText(
+        (*cluster)->process->node(i).port(), {"FLUSHALL"});
+    if (!flushed.ok()) return flushed.status();
+  }
+  if (cluster_out != nullptr) *cluster_out = *cluster;
+  RedisEventStoreOptions options;
+  options.shards = kClusterShards;
+  return RedisEventStore::Create((*cluster)->client.get(), options);
+}
+
 absl::StatusOr<std::unique_ptr<EventStore>> MakeStore(
     const std::string& kind, RedisPool** pool_out = nullptr) {
   if (kind == "memory")
     return std::unique_ptr<EventStore>(new MemoryEventStore());
+  if (kind == "redis_cluster") {
+    absl::StatusOr<std::unique_ptr<RedisEventStore>> store = MakeClusterStore();
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<EventStore>(std::move(*store));
+  }
   absl::StatusOr<SharedRedis*> redis = GetSharedRedis();
   if (!redis.ok()) return redis.status();
   std::vector<RedisCommand> flush = {{"FLUSHALL"}};
@@ -387,9 +442,15 @@ class EventStoreConformance : public ::testing::TestWithParam<std::string> {
   int next_key_ = 0;
 };
 
+#ifdef ABEXP_CONFORMANCE_ON_CLUSTER
+INSTANTIATE_TEST_SUITE_P(Stores, EventStoreConformance,
+                         ::testing::Values("redis_cluster"),
+                         [](const auto& info) { return info.param; });
+#else
 INSTANTIATE_TEST_SUITE_P(Stores, EventStoreConformance,
                          ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
+#endif
 
 // --- Exposures ---------------------------------------------------------------
 

@@ -60,6 +60,15 @@ struct RedisEventStoreOptions {
   // hash and the results response without bound. 1 to 1000.
   // Default: kDefaultMaxConfigVersions (32).
   int max_config_versions = kDefaultMaxConfigVersions;
+  // Shards S an experiment phase's keys are split into, each under a hash
+  // tag of its own, so one experiment spreads over every master of a Redis
+  // Cluster; a unit's records (and its exposures' and events' idempotency
+  // keys) all live in the shard its hash picks. Fixed when the phase is
+  // first written, like the bucket counts (later values are ignored for
+  // it); unit_buckets and idempotency_buckets are then divided among the
+  // shards. 1 is the single-node layout (docs/storage.md). 1 to 1024.
+  // Default: 1.
+  int shards = 1;
   // The clock that decides the idempotency generation. Tests move it.
   std::function<absl::Time()> clock = absl::Now;
 };
@@ -104,13 +113,20 @@ class RedisEventStore final : public EventStore {
       absl::Span<const RecordedVariantQuery> queries) override;
 
   // "<key_prefix>:{e:<experiment key>:<phase>}:", the start of every key of
-  // the experiment phase; the braces are the Redis Cluster hash tag.
+  // the experiment phase's shard 0 (its meta holds the phase's shard and
+  // bucket counts); the braces are the Redis Cluster hash tag.
   std::string KeyBase(const ExperimentLayout& layout) const;
+  // The start of every key of shard `shard` of the phase whose KeyBase()
+  // is `base`: `base` itself for shard 0, else
+  // "<key_prefix>:{e:<experiment key>:<phase>:s<shard>}:".
+  static std::string ShardBase(const std::string& base, int64_t shard);
 
  private:
+  // How a phase's keys are laid out, as stored in its shard 0 meta.
   struct Buckets {
-    int64_t units = 0;
-    int64_t idempotency = 0;
+    int64_t units = 0;        // per shard
+    int64_t idempotency = 0;  // per shard
+    int64_t shards = 1;       // absent (a phase written before shards): 1
   };
 
   RedisEventStore(RedisClient* redis, RedisEventStoreOptions options);
@@ -124,6 +140,18 @@ class RedisEventStore final : public EventStore {
   // the others are read together in one round trip.
   absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
   BucketsOfPhases(const std::vector<std::string>& bases);
+  // What the scripts of S > 1 shards cannot see alone, settled in shard 0
+  // before the exposures are sent: the layout's variant keys checked
+  // against (and merged into) those shard 0 stores, and which config
+  // versions are counted apart (the phase's first max_config_versions, in
+  // shard 0's registry <base>cvreg) and which as "other". Returns the config
+  // version each exposure is to be counted under. Cached per process.
+  absl::StatusOr<std::vector<std::string>> SettleShardedPhase(
+      const std::string& base, const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures);
+  // BucketsOfPhases of one phase.
+  absl::StatusOr<std::optional<Buckets>> BucketsOfPhase(
+      const std::string& base);
   // Reads the HMGET of the meta hash's bucket counts and caches them;
   // nullopt when none are stored.
   absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
@@ -151,13 +179,14 @@ class RedisEventStore final : public EventStore {
   void AppendEventCalls(const EventBatch& batch,
                         const std::vector<std::string>& generation,
                         EventPlan* plan, std::vector<RedisScriptCall>* calls);
+  // `meta`: the meta hash of the shard whose script call failed.
   absl::Status ScriptError(const ExperimentLayout& layout,
-                           const RedisReply& reply);
+                           const std::string& meta, const RedisReply& reply);
   // The outcomes in the script calls' replies (arrays of codes), in order;
   // INTERNAL unless there are `items` of them.
   absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
-      const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
-      size_t items);
+      const ExperimentLayout& layout, absl::Span<const RedisScriptCall> calls,
+      absl::Span<const RedisReply> replies, size_t items);
 
   RedisClient* const redis_;
   const RedisEventStoreOptions options_;
@@ -167,6 +196,11 @@ class RedisEventStore final : public EventStore {
   absl::Mutex mu_;
   // By KeyBase(); bucket counts never change once stored.
   absl::flat_hash_map<std::string, Buckets> buckets_ ABSL_GUARDED_BY(mu_);
+  // By KeyBase(): the variant keys (joined) last checked against shard 0.
+  absl::flat_hash_map<std::string, std::string> checked_variants_
+      ABSL_GUARDED_BY(mu_);
+  // By KeyBase() + "\n" + config version: whether it is counted apart.
+  absl::flat_hash_map<std::string, bool> counted_apart_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace abexp
