@@ -102,7 +102,9 @@ class RedisEventStore final : public EventStore {
   // bucket counts are not cached, else two, fewer when nothing is exposed).
   std::vector<WriteResult> WriteEventBatches(
       absl::Span<const EventBatch> batches) override;
-  // Two round trips; 2 + (number of cohort days) commands.
+  // Two round trips (one per master each, in parallel, on a cluster), plus
+  // one before them while the phase's shard count is not cached; 2·S +
+  // (cohort days of each shard) commands for S shards.
   absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(
