@@ -54,6 +54,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -79,6 +80,7 @@
 #include "server/service/results_service.h"
 #include "server/service/rpc_metrics.h"
 #include "server/service/storage_executor.h"
+#include "server/storage/redis/redis_cluster.h"
 #include "server/storage/redis/redis_connection.h"
 #include "server/storage/redis/redis_event_store.h"
 #include "server/storage/spool/spool.h"
@@ -185,6 +187,15 @@ ABSL_FLAG(std::string, http_listen, "",
 
 // Limits on what callers can make the server hold, and hardening
 // (docs/storage.md, docs/architecture.md).
+ABSL_FLAG(std::string, redis_cluster, "",
+          "HOST:PORT[,HOST:PORT...] of Redis Cluster nodes to record to "
+          "instead of one Redis (any reachable node gives the slot map). "
+          "Exclusive with --redis; the --redis_password, --redis_user, "
+          "--redis_prefix, timeout and pool flags apply to every master.");
+ABSL_FLAG(int, redis_shards_per_experiment, 0,
+          "Shards each experiment phase's keys are split into, each on the "
+          "master of its own hash slot; fixed when a phase first records. "
+          "0: 16 with --redis_cluster, 1 (the single-node layout) without.");
 ABSL_FLAG(std::string, redis_user, "",
           "Redis ACL user (Redis 6+) to authenticate as, with "
           "--redis_password, on every connection (AUTH user password). "
@@ -224,6 +235,9 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Where recording goes. Default: RedisOptions' defaults.
   RedisOptions redis;
+  // --redis_cluster's nodes; when set, recording goes to that cluster, with
+  // `redis` as each master's options. Default: none.
+  std::vector<std::string> redis_cluster;
   // Where recording calls wait while Redis fails. Default: "abexp-spool".
   std::string spool_dir = "abexp-spool";
   // Default: 1 GiB.
@@ -462,30 +476,123 @@ std::unique_ptr<Spool> OpenSpool(const ServerOptions& options) {
   return *std::move(spool);
 }
 
-// Makes the Redis event store (its connection pool and the store over it).
+// Makes the Redis event store over a `Client` (RedisPool: one Redis;
+// RedisCluster: a cluster) made from `client_options`.
 // Redis refusing the user or password is Redis being unusable to this
 // server, as when it is down: UNAVAILABLE, so that recording is kept in the
 // spool (and replayed once the credentials are fixed) and the log says why.
-DeferredEventStore::Factory RedisStoreFactory(
-    const RedisOptions& redis, const RedisEventStoreOptions& options) {
-  return [redis, options]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(redis);
-    if (pool.status().code() == absl::StatusCode::kPermissionDenied) {
-      return absl::UnavailableError(pool.status().message());
+template <typename Client, typename ClientOptions>
+DeferredEventStore::Factory StoreFactoryOver(
+    const ClientOptions& client_options,
+    const RedisEventStoreOptions& options) {
+  return [client_options,
+          options]() -> absl::StatusOr<std::shared_ptr<EventStore>> {
+    absl::StatusOr<std::unique_ptr<Client>> client =
+        Client::Create(client_options);
+    if (client.status().code() == absl::StatusCode::kPermissionDenied) {
+      return absl::UnavailableError(client.status().message());
     }
-    if (!pool.ok()) return pool.status();
+    if (!client.ok()) return client.status();
     absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
-        RedisEventStore::Create(pool->get(), options);
+        RedisEventStore::Create(client->get(), options);
     if (!store.ok()) return store.status();
-    // The store borrows the pool: keep both alive together.
+    // The store borrows the client: keep both alive together.
     struct Both {
-      std::unique_ptr<RedisPool> pool;
+      std::unique_ptr<Client> client;
       std::unique_ptr<RedisEventStore> store;
     };
     auto both =
-        std::make_shared<Both>(Both{*std::move(pool), *std::move(store)});
+        std::make_shared<Both>(Both{*std::move(client), *std::move(store)});
     return std::shared_ptr<EventStore>(both, both->store.get());
   };
+}
+
+// The event store on one Redis, or with --redis_cluster on the cluster, its
+// masters' pools made from `redis` (which counts into redis.metrics).
+DeferredEventStore::Factory RedisStoreFactory(const ServerOptions& server,
+                                              const RedisOptions& redis) {
+  if (server.redis_cluster.empty()) {
+    return StoreFactoryOver<RedisPool>(redis, server.store);
+  }
+  RedisClusterOptions cluster;
+  cluster.seeds = server.redis_cluster;
+  cluster.node = redis;
+  return StoreFactoryOver<RedisCluster>(cluster, server.store);
+}
+
+// Where recording goes, for the log and the startup line: "HOST:PORT", or
+// "cluster(HOST:PORT,...)" with --redis_cluster.
+std::string RedisAddress(const ServerOptions& options) {
+  if (!options.redis_cluster.empty()) {
+    return absl::StrCat("cluster(", absl::StrJoin(options.redis_cluster, ","),
+                        ")");
+  }
+  return absl::StrCat(options.redis.host, ":", options.redis.port);
+}
+
+// Whether the command line names --redis (absl does not say whether a flag
+// was given, only its value, and the default is a valid address).
+bool RedisFlagGiven(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (arg == "redis" || absl::StartsWith(arg, "redis=")) return true;
+  }
+  return false;
+}
+
+// Reads --redis_cluster and --redis_shards_per_experiment into *options;
+// false after printing what is wrong. `redis_given`: RedisFlagGiven().
+bool ReadClusterFlags(bool redis_given, ServerOptions* options) {
+  const std::string nodes = absl::GetFlag(FLAGS_redis_cluster);
+  const int shards = absl::GetFlag(FLAGS_redis_shards_per_experiment);
+  if (shards < 0 || shards > 1024) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_shards_per_experiment=%d; pass 1 to "
+                 "1024, or 0 for the default (16 on a cluster, 1 on one "
+                 "Redis)\n",
+                 shards);
+    return false;
+  }
+  if (nodes.empty()) {
+    options->store.shards = shards == 0 ? 1 : shards;
+    return true;
+  }
+  if (redis_given) {
+    std::fprintf(stderr,
+                 "abexp-server: both --redis and --redis_cluster are given; "
+                 "pass --redis=HOST:PORT for one Redis or "
+                 "--redis_cluster=HOST:PORT[,HOST:PORT...] for a Redis "
+                 "Cluster, not both\n");
+    return false;
+  }
+  if (options->redis.db != 0) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_db=%d with --redis_cluster; a Redis "
+                 "Cluster has only database 0, so leave --redis_db out\n",
+                 options->redis.db);
+    return false;
+  }
+  for (absl::string_view node :
+       absl::StrSplit(nodes, ',', absl::SkipWhitespace())) {
+    RedisOptions check;
+    const std::string address(absl::StripAsciiWhitespace(node));
+    if (absl::Status s = ParseRedisAddress(address, &check); !s.ok()) {
+      std::fprintf(stderr, "abexp-server: --redis_cluster: %s\n",
+                   std::string(s.message()).c_str());
+      return false;
+    }
+    options->redis_cluster.push_back(address);
+  }
+  if (options->redis_cluster.empty()) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_cluster names no node; pass "
+                 "HOST:PORT[,HOST:PORT...] of the cluster's nodes\n");
+    return false;
+  }
+  options->store.shards = shards == 0 ? 16 : shards;
+  return true;
 }
 
 // Tries Redis once at startup to log where recording goes; Redis being
@@ -672,10 +779,8 @@ int RunServer(const ServerOptions& options) {
   }
 
   // Redis may be down now; the store connects when it can.
-  const std::string redis_address =
-      absl::StrCat(options.redis.host, ":", options.redis.port);
-  DeferredEventStore event_store(
-      RedisStoreFactory(recording_redis, options.store));
+  const std::string redis_address = RedisAddress(options);
+  DeferredEventStore event_store(RedisStoreFactory(options, recording_redis));
   ConnectToRedis(options, redis_address, &event_store);
   SpooledEventStoreOptions spooled_options;
   spooled_options.backend_name = absl::StrCat("Redis at ", redis_address);
@@ -685,8 +790,7 @@ int RunServer(const ServerOptions& options) {
   Recorder recorder(&spooled_store);
   // Sticky reads go to Redis on connections of their own, whose timeouts
   // are the budget (not the spool: it holds writes, not recorded variants).
-  DeferredEventStore sticky_store(
-      RedisStoreFactory(sticky_redis, options.store));
+  DeferredEventStore sticky_store(RedisStoreFactory(options, sticky_redis));
   StickyOptions sticky;
   sticky.store = &sticky_store;
   sticky.log = Log;
@@ -933,6 +1037,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!abexp::ReadLimitFlags(&options)) return 1;
+  if (!abexp::ReadClusterFlags(abexp::RedisFlagGiven(argc, argv), &options)) {
+    return 1;
+  }
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   if (!abexp::ReadSpoolAdmissionFlags(&options)) return 1;
   if (options.config_path.empty()) {

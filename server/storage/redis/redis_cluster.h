@@ -61,7 +61,7 @@ struct RedisClusterOptions {
   absl::Duration max_retry_backoff = absl::Milliseconds(200);
 };
 
-class RedisCluster {
+class RedisCluster final : public RedisClient {
  public:
   // Reads the slot map from the first seed that answers. Errors:
   // INVALID_ARGUMENT for bad options or seed addresses; FAILED_PRECONDITION
@@ -72,11 +72,15 @@ class RedisCluster {
       RedisClusterOptions options);
 
   // Stops the refresh thread and closes every connection.
-  ~RedisCluster();
+  ~RedisCluster() override;
   RedisCluster(const RedisCluster&) = delete;
   RedisCluster& operator=(const RedisCluster&) = delete;
 
   const RedisClusterOptions& options() const { return options_; }
+  const std::string& key_prefix() const override {
+    return options_.node.key_prefix;
+  }
+  bool is_cluster() const override { return true; }
 
   // Sends each command to the master of its key's slot, where the key is
   // argv[1] (as in every data command: GET, HGET, HINCRBY, HMGET, MGET ...;
@@ -90,7 +94,7 @@ class RedisCluster {
   // redirects or TRYAGAIN/CLUSTERDOWN do not end; some commands may have
   // run then.
   absl::StatusOr<std::vector<RedisReply>> Pipeline(
-      absl::Span<const RedisCommand> commands);
+      absl::Span<const RedisCommand> commands) override;
 
   // Runs each script call on the master of its keys' slot (all its keys
   // must share one, and there must be at least one: INVALID_ARGUMENT
@@ -98,7 +102,7 @@ class RedisCluster {
   // call redirected by ASK is sent as ASKING + EVAL of the source. Errors
   // as Pipeline's.
   absl::StatusOr<std::vector<RedisReply>> RunScripts(
-      absl::Span<const RedisScriptCall> calls);
+      absl::Span<const RedisScriptCall> calls) override;
 
   // Reads the slot map again now (as Create does), replacing the current
   // one; the current one stays when no node answers (and the error is

@@ -661,6 +661,10 @@ RedisPool::~RedisPool() = default;
 
 const RedisOptions& RedisPool::options() const { return impl_->options; }
 
+const std::string& RedisPool::key_prefix() const {
+  return impl_->options.key_prefix;
+}
+
 absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(
     RedisOptions options) {
   if (options.host.empty()) {

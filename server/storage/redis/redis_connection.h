@@ -99,7 +99,34 @@ struct RedisScriptCall {
   std::vector<std::string> args;
 };
 
-class RedisPool {
+// Where a store sends its commands: one Redis (RedisPool) or a Redis
+// Cluster (RedisCluster, redis_cluster.h), which routes each command and
+// script call to the master of its key's slot. A store written against this
+// works on either as long as every command and script call names its keys
+// (argv[1], RedisScriptCall::keys) and each touches one hash slot.
+//
+// Thread-safe: implementations may be called concurrently.
+class RedisClient {
+ public:
+  virtual ~RedisClient() = default;
+
+  // Prepended to every key abexp writes (RedisOptions::key_prefix).
+  virtual const std::string& key_prefix() const = 0;
+  // Whether the commands go to a Redis Cluster (several masters).
+  virtual bool is_cluster() const = 0;
+  // Sends the commands and returns their replies in order; an error reply
+  // is a kError reply, not a failed call. UNAVAILABLE or DEADLINE_EXCEEDED
+  // when Redis cannot be reached or does not answer in time.
+  virtual absl::StatusOr<std::vector<RedisReply>> Pipeline(
+      absl::Span<const RedisCommand> commands) = 0;
+  // Runs the script calls (EVALSHA, loading scripts where they are missing)
+  // and returns their replies in order; errors as Pipeline's, after which
+  // some calls may have run: make them idempotent.
+  virtual absl::StatusOr<std::vector<RedisReply>> RunScripts(
+      absl::Span<const RedisScriptCall> calls) = 0;
+};
+
+class RedisPool final : public RedisClient {
  public:
   // Connects the first connection to check the address, user, password
   // and db. Errors: UNAVAILABLE when Redis cannot be reached,
@@ -107,11 +134,13 @@ class RedisPool {
   static absl::StatusOr<std::unique_ptr<RedisPool>> Create(
       RedisOptions options);
 
-  ~RedisPool();
+  ~RedisPool() override;
   RedisPool(const RedisPool&) = delete;
   RedisPool& operator=(const RedisPool&) = delete;
 
   const RedisOptions& options() const;
+  const std::string& key_prefix() const override;
+  bool is_cluster() const override { return false; }
 
   // Sends every command in one round trip and returns their replies in
   // order. A Redis error reply for one command is a kError reply, not a
@@ -119,7 +148,7 @@ class RedisPool {
   // discarded and re-made with backoff on a later call); DEADLINE_EXCEEDED
   // when Redis does not answer in command_timeout.
   absl::StatusOr<std::vector<RedisReply>> Pipeline(
-      absl::Span<const RedisCommand> commands);
+      absl::Span<const RedisCommand> commands) override;
 
   // Runs the script calls with EVALSHA in one round trip; on NOSCRIPT it
   // loads the script (SCRIPT LOAD) and retries the calls that failed so.
@@ -128,7 +157,7 @@ class RedisPool {
   // INTERNAL when Redis rejects a script's source. After UNAVAILABLE or
   // DEADLINE_EXCEEDED some calls may have run: make them idempotent.
   absl::StatusOr<std::vector<RedisReply>> RunScripts(
-      absl::Span<const RedisScriptCall> calls);
+      absl::Span<const RedisScriptCall> calls) override;
 
   // Counts round trips made so far (for tests that show a read's cost does
   // not grow with the data).

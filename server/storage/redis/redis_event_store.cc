@@ -8,6 +8,7 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -193,9 +194,11 @@ std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
-    RedisPool* pool, RedisEventStoreOptions options) {
-  if (pool == nullptr)
-    return absl::InvalidArgumentError("RedisEventStore needs a RedisPool");
+    RedisClient* redis, RedisEventStoreOptions options) {
+  if (redis == nullptr) {
+    return absl::InvalidArgumentError(
+        "RedisEventStore needs a RedisPool or a RedisCluster");
+  }
   if (options.idempotency_ttl < absl::Minutes(1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "idempotency_ttl is ", absl::FormatDuration(options.idempotency_ttl),
@@ -226,21 +229,43 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
         "idempotency_buckets is %d; use 1 to %d (default 65536)",
         options.idempotency_buckets, kMaxBuckets));
   }
+  constexpr int kMaxShards = 1024;
+  if (options.shards < 1 || options.shards > kMaxShards) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "shards is %d; use 1 to %d (1 on a single Redis, 16 on a cluster)",
+        options.shards, kMaxShards));
+  }
   return std::unique_ptr<RedisEventStore>(
-      new RedisEventStore(pool, std::move(options)));
+      new RedisEventStore(redis, std::move(options)));
 }
 
-RedisEventStore::RedisEventStore(RedisPool* pool,
+RedisEventStore::RedisEventStore(RedisClient* redis,
                                  RedisEventStoreOptions options)
-    : pool_(pool),
+    : redis_(redis),
       options_(std::move(options)),
       write_exposures_(redis_scripts::WriteExposures()),
       write_events_(redis_scripts::WriteEvents()) {}
 
 std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
-  return absl::StrCat(pool_->options().key_prefix, ":{e:", layout.key, ":",
+  return absl::StrCat(redis_->key_prefix(), ":{e:", layout.key, ":",
                       layout.phase, "}:");
 }
+
+std::string RedisEventStore::ShardBase(const std::string& base, int64_t shard) {
+  if (shard == 0) return base;
+  // base ends in "}:"; the shard goes inside the hash tag.
+  return absl::StrCat(absl::string_view(base).substr(0, base.size() - 2), ":s",
+                      shard, "}:");
+}
+
+namespace {
+
+// The fields of a phase's shard 0 meta that say how its keys are laid out.
+RedisCommand ReadLayoutFields(const std::string& meta) {
+  return {"HMGET", meta, "unit_buckets", "idempotency_buckets", "shards"};
+}
+
+}  // namespace
 
 absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
     const std::string& base) {
@@ -250,12 +275,24 @@ absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
     if (it != buckets_.end()) return it->second;
   }
   std::string meta = base + "meta";
+  const int64_t shards = options_.shards;
+  if (shards > 1) {
+    // A phase written before shards existed has bucket counts and no
+    // `shards`: it stays one shard, so it must not be given more.
+    absl::StatusOr<std::optional<Buckets>> stored = BucketsOfPhase(base);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) return **stored;
+  }
+  // `shards` first: a meta with bucket counts and no `shards` is then
+  // always one written before shards existed.
   std::vector<RedisCommand> commands = {
-      {"HSETNX", meta, "unit_buckets", absl::StrCat(options_.unit_buckets)},
+      {"HSETNX", meta, "shards", absl::StrCat(shards)},
+      {"HSETNX", meta, "unit_buckets",
+       absl::StrCat((options_.unit_buckets + shards - 1) / shards)},
       {"HSETNX", meta, "idempotency_buckets",
-       absl::StrCat(options_.idempotency_buckets)},
-      {"HMGET", meta, "unit_buckets", "idempotency_buckets"}};
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+       absl::StrCat((options_.idempotency_buckets + shards - 1) / shards)},
+      ReadLayoutFields(meta)};
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(commands);
   if (!replies.ok()) return replies.status();
   absl::StatusOr<std::optional<Buckets>> buckets =
       ParseBuckets(base, replies->back());
@@ -266,6 +303,14 @@ absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
 }
 
 absl::StatusOr<std::optional<RedisEventStore::Buckets>>
+RedisEventStore::BucketsOfPhase(const std::string& base) {
+  absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
+      phases = BucketsOfPhases({base});
+  if (!phases.ok()) return phases.status();
+  return (*phases)[base];
+}
+
+absl::StatusOr<std::optional<RedisEventStore::Buckets>>
 RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
   std::string meta = base + "meta";
   if (absl::Status s =
@@ -273,7 +318,7 @@ RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
       !s.ok()) {
     return s;
   }
-  if (got.elements.size() != 2 ||
+  if (got.elements.size() != 3 ||
       got.elements[0].type != RedisReply::Type::kString ||
       got.elements[1].type != RedisReply::Type::kString) {
     return std::nullopt;
@@ -291,6 +336,16 @@ RedisEventStore::ParseBuckets(const std::string& base, const RedisReply& got) {
   }
   buckets.units = *units;
   buckets.idempotency = *idem;
+  if (got.elements[2].type == RedisReply::Type::kString) {
+    absl::StatusOr<int64_t> shards =
+        ParseInt(got.elements[2].str, meta + " shards");
+    if (!shards.ok()) return shards.status();
+    if (*shards < 1) {
+      return absl::DataLossError(
+          absl::StrCat(meta, " holds a shard count below 1"));
+    }
+    buckets.shards = *shards;
+  }
   absl::MutexLock lock(&mu_);
   buckets_[base] = buckets;
   return buckets;
@@ -318,10 +373,9 @@ RedisEventStore::BucketsOfPhases(const std::vector<std::string>& bases) {
   std::vector<RedisCommand> reads;
   reads.reserve(unknown.size());
   for (const std::string& base : unknown) {
-    reads.push_back(
-        {"HMGET", base + "meta", "unit_buckets", "idempotency_buckets"});
+    reads.push_back(ReadLayoutFields(base + "meta"));
   }
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(reads);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(reads);
   if (!replies.ok()) return replies.status();
   for (size_t i = 0; i < unknown.size(); ++i) {
     absl::StatusOr<std::optional<Buckets>> buckets =
@@ -333,12 +387,12 @@ RedisEventStore::BucketsOfPhases(const std::vector<std::string>& bases) {
 }
 
 absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
+                                          const std::string& meta,
                                           const RedisReply& reply) {
   if (absl::StrContains(reply.str, "ABEXP_VARIANTS")) {
     // Redis flattens newlines in error replies, so read the stored keys.
-    std::string meta = KeyBase(layout) + "meta";
     std::vector<RedisCommand> get = {{"HGET", meta, "variants"}};
-    absl::StatusOr<std::vector<RedisReply>> stored = pool_->Pipeline(get);
+    absl::StatusOr<std::vector<RedisReply>> stored = redis_->Pipeline(get);
     if (!stored.ok()) return stored.status();
     std::string merged;
     absl::Status s =
@@ -370,13 +424,14 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
 }
 
 absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::Outcomes(
-    const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
-    size_t items) {
+    const ExperimentLayout& layout, absl::Span<const RedisScriptCall> calls,
+    absl::Span<const RedisReply> replies, size_t items) {
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(items);
-  for (const RedisReply& chunk : replies) {
+  for (size_t c = 0; c < replies.size(); ++c) {
+    const RedisReply& chunk = replies[c];
     if (chunk.type == RedisReply::Type::kError)
-      return ScriptError(layout, chunk);
+      return ScriptError(layout, calls[c].keys[0], chunk);
     if (chunk.type != RedisReply::Type::kArray) {
       return absl::InternalError(
           "abexp's Redis script returned a reply that is not an array");
@@ -434,11 +489,21 @@ void AppendIdempotencyArgs(int64_t buckets, absl::string_view kind,
   args->push_back(HashField(h));
 }
 
+// A unit's bucket (from the hash's high half) and field.
 void AppendUnitArgs(int64_t buckets, const std::string& unit_id,
                     std::vector<std::string>* args) {
   uint64_t h = TaggedHash("abexp.unit", unit_id);
   args->push_back(BucketOf(h, buckets));
   args->push_back(HashField(h));
+}
+
+// The shard of a unit, from its hash's low half so that it is independent
+// of its bucket.
+int64_t ShardOf(int64_t shards, const std::string& unit_id) {
+  if (shards == 1) return 0;
+  uint64_t h = TaggedHash("abexp.unit", unit_id);
+  return static_cast<int64_t>((h & 0xffffffffu) %
+                              static_cast<uint64_t>(shards));
 }
 
 // The times a unit record can hold: 6 bytes of signed milliseconds.
@@ -529,38 +594,183 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   if (!buckets.ok()) return buckets.status();
   const Buckets& b = *buckets;
 
-  // Chunks of kItemsPerScript exposures, one script call each, all in one
-  // round trip.
-  std::string meta = base + "meta";
-  std::vector<std::string> head = {base};
+  std::vector<std::string> versions;
+  int64_t max_versions = options_.max_config_versions;
+  if (b.shards > 1) {
+    absl::StatusOr<std::vector<std::string>> settled =
+        SettleShardedPhase(base, layout, exposures);
+    if (!settled.ok()) return settled.status();
+    versions = *std::move(settled);
+    // Each shard then holds at most the versions counted apart and "other".
+    ++max_versions;
+  }
+  // Each shard's exposures, in order; a unit's are all in one shard.
+  std::vector<std::vector<size_t>> of_shard(b.shards);
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    of_shard[ShardOf(b.shards, exposures[i].unit_id)].push_back(i);
+  }
+  // Per shard, chunks of kItemsPerScript exposures, one script call each,
+  // all in one round trip (one per master on a cluster).
+  std::vector<std::string> head = {""};  // the shard's base, set below
   AppendGenerationArgs(options_.idempotency_ttl, options_.clock(), &head);
   head.push_back(internal::JoinVariantKeys(layout.variant_keys));
   head.push_back(absl::StrCat(b.units));
   head.push_back(absl::StrCat(b.idempotency));
-  head.push_back(absl::StrCat(options_.max_config_versions));
+  head.push_back(absl::StrCat(max_versions));
   std::vector<RedisScriptCall> calls;
-  for (size_t start = 0; start < exposures.size(); start += kItemsPerScript) {
-    const size_t end = std::min(exposures.size(), start + kItemsPerScript);
-    RedisScriptCall& call = calls.emplace_back();
-    call.script = &write_exposures_;
-    call.keys = {meta};
-    call.args = head;
-    call.args.reserve(head.size() + 1 +
-                      (end - start) * redis_scripts::kExposureItemArgs);
-    call.args.push_back(absl::StrCat(end - start));
-    for (size_t i = start; i < end; ++i) {
-      const Exposure& e = exposures[i];
-      AppendIdempotencyArgs(b.idempotency, "exposure", e.idempotency_key,
-                            &call.args);
-      AppendUnitArgs(b.units, e.unit_id, &call.args);
-      call.args.push_back(absl::StrCat(e.variant_index));
-      call.args.push_back(absl::StrCat(StoreMillis(e.time)));
-      call.args.push_back(e.config_version);
+  std::vector<size_t> sent;  // exposure indices in the calls' order
+  sent.reserve(exposures.size());
+  for (int64_t shard = 0; shard < b.shards; ++shard) {
+    const std::vector<size_t>& items = of_shard[shard];
+    if (items.empty()) continue;
+    head[0] = ShardBase(base, shard);
+    for (size_t start = 0; start < items.size(); start += kItemsPerScript) {
+      const size_t end = std::min(items.size(), start + kItemsPerScript);
+      RedisScriptCall& call = calls.emplace_back();
+      call.script = &write_exposures_;
+      call.keys = {head[0] + "meta"};
+      call.args = head;
+      call.args.reserve(head.size() + 1 +
+                        (end - start) * redis_scripts::kExposureItemArgs);
+      call.args.push_back(absl::StrCat(end - start));
+      for (size_t k = start; k < end; ++k) {
+        const Exposure& e = exposures[items[k]];
+        AppendIdempotencyArgs(b.idempotency, "exposure", e.idempotency_key,
+                              &call.args);
+        AppendUnitArgs(b.units, e.unit_id, &call.args);
+        call.args.push_back(absl::StrCat(e.variant_index));
+        call.args.push_back(absl::StrCat(StoreMillis(e.time)));
+        call.args.push_back(versions.empty() ? e.config_version
+                                             : versions[items[k]]);
+        sent.push_back(items[k]);
+      }
     }
   }
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->RunScripts(calls);
   if (!replies.ok()) return replies.status();
-  return Outcomes(layout, *replies, exposures.size());
+  absl::StatusOr<std::vector<WriteOutcome>> applied =
+      Outcomes(layout, calls, *replies, exposures.size());
+  if (!applied.ok()) return applied.status();
+  std::vector<WriteOutcome> outcomes(exposures.size());
+  for (size_t k = 0; k < sent.size(); ++k) outcomes[sent[k]] = (*applied)[k];
+  return outcomes;
+}
+
+absl::StatusOr<std::vector<std::string>> RedisEventStore::SettleShardedPhase(
+    const std::string& base, const ExperimentLayout& layout,
+    absl::Span<const Exposure> exposures) {
+  const std::string meta = base + "meta";
+  const std::string registry = base + "cvreg";
+  const std::string joined = internal::JoinVariantKeys(layout.variant_keys);
+  bool variants_known = false;
+  std::vector<std::string> unknown;  // versions not settled yet
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = checked_variants_.find(base);
+    variants_known = it != checked_variants_.end() && it->second == joined;
+    absl::flat_hash_set<std::string> seen;
+    for (const Exposure& e : exposures) {
+      if (!counted_apart_.contains(
+              absl::StrCat(base, "\n", e.config_version)) &&
+          seen.insert(e.config_version).second) {
+        unknown.push_back(e.config_version);
+      }
+    }
+  }
+  // One round trip: the stored variant keys (this layout's if none are),
+  // and which unsettled versions the registry holds.
+  std::vector<RedisCommand> reads;
+  if (!variants_known) {
+    reads.push_back({"HSETNX", meta, "variants", joined});
+    reads.push_back({"HGET", meta, "variants"});
+  }
+  for (const std::string& v : unknown) {
+    reads.push_back({"HEXISTS", registry, "v|" + v});
+  }
+  if (!reads.empty()) {
+    absl::StatusOr<std::vector<RedisReply>> got = redis_->Pipeline(reads);
+    if (!got.ok()) return got.status();
+    size_t next = 0;
+    if (!variants_known) {
+      const RedisReply& stored = (*got)[1];
+      if (absl::Status s =
+              CheckReply(stored, RedisReply::Type::kString, "HGET variants");
+          !s.ok()) {
+        return s;
+      }
+      std::string merged;
+      if (absl::Status s =
+              internal::CheckVariantKeys(layout, stored.str, &merged);
+          !s.ok()) {
+        return s;
+      }
+      if (merged != stored.str) {
+        std::vector<RedisCommand> append = {{"HSET", meta, "variants", merged}};
+        absl::StatusOr<std::vector<RedisReply>> set = redis_->Pipeline(append);
+        if (!set.ok()) return set.status();
+      }
+      next = 2;
+    }
+    // A version not registered takes a place while fewer than the limit
+    // are taken (HINCRBY, then HSETNX of the version), and gives it back
+    // when the places are all taken or another writer registered it first.
+    std::vector<std::string> unregistered;
+    for (size_t i = 0; i < unknown.size(); ++i) {
+      if ((*got)[next + i].integer == 0) unregistered.push_back(unknown[i]);
+    }
+    std::vector<bool> apart(unknown.size(), true);
+    if (!unregistered.empty()) {
+      std::vector<RedisCommand> take;
+      for (size_t i = 0; i < unregistered.size(); ++i) {
+        take.push_back({"HINCRBY", registry, "n", "1"});
+      }
+      absl::StatusOr<std::vector<RedisReply>> taken = redis_->Pipeline(take);
+      if (!taken.ok()) return taken.status();
+      std::vector<RedisCommand> settle;
+      for (size_t i = 0; i < unregistered.size(); ++i) {
+        if ((*taken)[i].integer <= options_.max_config_versions) {
+          settle.push_back({"HSETNX", registry, "v|" + unregistered[i], "1"});
+        } else {
+          settle.push_back({"HINCRBY", registry, "n", "-1"});
+        }
+      }
+      absl::StatusOr<std::vector<RedisReply>> settled =
+          redis_->Pipeline(settle);
+      if (!settled.ok()) return settled.status();
+      std::vector<RedisCommand> give_back;
+      absl::flat_hash_set<std::string> other;
+      for (size_t i = 0; i < unregistered.size(); ++i) {
+        if (settle[i][0] == "HINCRBY") {
+          other.insert(unregistered[i]);
+        } else if ((*settled)[i].integer == 0) {
+          give_back.push_back({"HINCRBY", registry, "n", "-1"});
+        }
+      }
+      if (!give_back.empty()) {
+        absl::StatusOr<std::vector<RedisReply>> back =
+            redis_->Pipeline(give_back);
+        if (!back.ok()) return back.status();
+      }
+      for (size_t i = 0; i < unknown.size(); ++i) {
+        apart[i] = !other.contains(unknown[i]);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    checked_variants_[base] = joined;
+    for (size_t i = 0; i < unknown.size(); ++i) {
+      counted_apart_[absl::StrCat(base, "\n", unknown[i])] = apart[i];
+    }
+  }
+  std::vector<std::string> versions;
+  versions.reserve(exposures.size());
+  absl::MutexLock lock(&mu_);
+  for (const Exposure& e : exposures) {
+    versions.push_back(
+        counted_apart_[absl::StrCat(base, "\n", e.config_version)]
+            ? e.config_version
+            : std::string(kOtherConfigVersion));
+  }
+  return versions;
 }
 
 namespace {
@@ -626,6 +836,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteEvents(
 
 // A unit an event batch names, and where its record is in the reads.
 struct RedisEventStore::UnitRef {
+  int64_t shard = 0;
   std::string bucket;
   std::string field;
   size_t read = 0;     // index into reads
@@ -693,13 +904,13 @@ std::vector<RedisCommand> RedisEventStore::PlanUnitReads(
       std::vector<std::string> args;
       AppendUnitArgs(plan.buckets.units, events[j]->unit_id, &args);
       UnitRef& unit = plan.units.emplace_back();
+      unit.shard = ShardOf(plan.buckets.shards, events[j]->unit_id);
       unit.bucket = std::move(args[0]);
       unit.field = std::move(args[1]);
-      auto [r, new_read] =
-          read_of_bucket.try_emplace(unit.bucket, reads.size());
-      if (new_read) {
-        reads.push_back({"HMGET", absl::StrCat(plan.base, "u:", unit.bucket)});
-      }
+      std::string hash =
+          absl::StrCat(ShardBase(plan.base, unit.shard), "u:", unit.bucket);
+      auto [r, new_read] = read_of_bucket.try_emplace(hash, reads.size());
+      if (new_read) reads.push_back({"HMGET", std::move(hash)});
       unit.read = r->second;
       unit.element = reads[unit.read].size() - 2;
       reads[unit.read].push_back(unit.field);
@@ -761,16 +972,28 @@ void RedisEventStore::AppendEventCalls(
     EventPlan* plan, std::vector<RedisScriptCall>* calls) {
   absl::Span<const Event* const> events = batch.events;
   plan->first_call = calls->size();
-  const std::string meta = plan->base + "meta";
+  // Each call runs on one shard: the events go shard by shard, each
+  // shard's in their order.
+  auto shard_of = [plan](size_t event) {
+    return plan->units[plan->unit_of[event]].shard;
+  };
+  std::stable_sort(
+      plan->called.begin(), plan->called.end(),
+      [&](size_t a, size_t b) { return shard_of(a) < shard_of(b); });
   absl::flat_hash_map<absl::string_view, std::vector<std::string>>
       metric_args;  // by event name
-  for (size_t start = 0; start < plan->called.size();
-       start += kItemsPerScript) {
-    const size_t end = std::min(plan->called.size(), start + kItemsPerScript);
+  for (size_t start = 0, end = 0; start < plan->called.size(); start = end) {
+    const int64_t shard = shard_of(plan->called[start]);
+    end = start + 1;
+    while (end < plan->called.size() && end - start < kItemsPerScript &&
+           shard_of(plan->called[end]) == shard) {
+      ++end;
+    }
+    const std::string base = ShardBase(plan->base, shard);
     RedisScriptCall& call = calls->emplace_back();
     call.script = &write_events_;
-    call.keys = {meta};
-    call.args = {plan->base};
+    call.keys = {base + "meta"};
+    call.args = {base};
     call.args.insert(call.args.end(), generation.begin(), generation.end());
     call.args.push_back("");  // the group count, set below
     const size_t group_count_arg = call.args.size() - 1;
@@ -832,7 +1055,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
   // read, and like the script it stores nothing.
   const std::vector<RedisCommand> reads = PlanUnitReads(batches, &plans);
   if (reads.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> records = pool_->Pipeline(reads);
+  absl::StatusOr<std::vector<RedisReply>> records = redis_->Pipeline(reads);
   if (!records.ok()) {
     for (size_t i = 0; i < plans.size(); ++i) {
       if (plans[i].active) fail(i, records.status());
@@ -858,7 +1081,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
     AppendEventCalls(batches[i], generation, &plan, &calls);
   }
   if (calls.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->RunScripts(calls);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->RunScripts(calls);
   for (size_t i = 0; i < batches.size(); ++i) {
     EventPlan& plan = plans[i];
     if (!plan.active || plan.call_count == 0) continue;
@@ -868,6 +1091,7 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
     }
     absl::StatusOr<std::vector<WriteOutcome>> applied = Outcomes(
         *batches[i].layout,
+        absl::MakeConstSpan(calls).subspan(plan.first_call, plan.call_count),
         absl::MakeConstSpan(*replies).subspan(plan.first_call, plan.call_count),
         plan.called.size());
     if (!applied.ok()) {
@@ -884,49 +1108,70 @@ std::vector<WriteResult> RedisEventStore::WriteEventBatches(
 
 absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
     const ExperimentLayout& layout) {
-  std::string base = KeyBase(layout);
+  const std::string base = KeyBase(layout);
   absl::flat_hash_map<std::string, const Metric*> metric_keys;
   for (const Metric& m : layout.metrics)
     metric_keys[internal::MetricSignature(m)] = &m;
+  // A phase never written reads as one shard: its keys are all missing.
+  absl::StatusOr<std::optional<Buckets>> buckets = BucketsOfPhase(base);
+  if (!buckets.ok()) return buckets.status();
+  const int64_t shards = buckets->has_value() ? (*buckets)->shards : 1;
 
-  std::vector<RedisCommand> first = {{"HGETALL", base + "agg"},
-                                     {"SMEMBERS", base + "days"}};
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(first);
+  std::vector<RedisCommand> first;
+  first.reserve(2 * shards);
+  for (int64_t shard = 0; shard < shards; ++shard) {
+    const std::string shard_base = ShardBase(base, shard);
+    first.push_back({"HGETALL", shard_base + "agg"});
+    first.push_back({"SMEMBERS", shard_base + "days"});
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(first);
   if (!replies.ok()) return replies.status();
-  if (absl::Status s =
-          CheckReply((*replies)[0], RedisReply::Type::kArray, "HGETALL agg");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          CheckReply((*replies)[1], RedisReply::Type::kArray, "SMEMBERS days");
-      !s.ok()) {
-    return s;
-  }
 
-  // `agg` holds the experiment-wide counters (multi-exposed units, config
-  // versions); the figures are the sum of the cohort days. (Hashes written
-  // before that layout also keep the figures in `agg`; they are skipped.)
+  // Each shard's `agg` holds its experiment-wide counters (multi-exposed
+  // units, config versions); the figures are the sum of the cohort days of
+  // every shard. (Hashes written before that layout also keep the figures
+  // in `agg`; they are skipped.)
   ExperimentAggregates out;
   out.variants = EmptyVariants(layout);
-  std::vector<VariantAggregate> skipped = EmptyVariants(layout);
-  if (absl::Status s = ParseFigures((*replies)[0], metric_keys, &skipped,
-                                    &out.multi_exposed, &out.config_versions);
-      !s.ok()) {
-    return s;
-  }
-
-  std::vector<int64_t> days;
+  std::vector<int64_t> days;  // of each day read, in day_reads' order
   std::vector<RedisCommand> day_reads;
-  for (const RedisReply& member : (*replies)[1].elements) {
-    absl::StatusOr<int64_t> day = ParseInt(member.str, base + "days member");
-    if (!day.ok()) return day.status();
-    days.push_back(*day);
-    day_reads.push_back({"HGETALL", absl::StrCat(base, "d:", *day)});
+  for (int64_t shard = 0; shard < shards; ++shard) {
+    const RedisReply& agg = (*replies)[2 * shard];
+    const RedisReply& members = (*replies)[2 * shard + 1];
+    if (absl::Status s =
+            CheckReply(agg, RedisReply::Type::kArray, "HGETALL agg");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            CheckReply(members, RedisReply::Type::kArray, "SMEMBERS days");
+        !s.ok()) {
+      return s;
+    }
+    std::vector<VariantAggregate> skipped = EmptyVariants(layout);
+    int64_t multi_exposed = 0;
+    std::map<std::string, int64_t> config_versions;
+    if (absl::Status s = ParseFigures(agg, metric_keys, &skipped,
+                                      &multi_exposed, &config_versions);
+        !s.ok()) {
+      return s;
+    }
+    out.multi_exposed += multi_exposed;
+    for (const auto& [version, n] : config_versions) {
+      out.config_versions[version] += n;
+    }
+    const std::string shard_base = ShardBase(base, shard);
+    for (const RedisReply& member : members.elements) {
+      absl::StatusOr<int64_t> day =
+          ParseInt(member.str, shard_base + "days member");
+      if (!day.ok()) return day.status();
+      days.push_back(*day);
+      day_reads.push_back({"HGETALL", absl::StrCat(shard_base, "d:", *day)});
+    }
   }
   if (day_reads.empty()) return out;
   absl::StatusOr<std::vector<RedisReply>> day_replies =
-      pool_->Pipeline(day_reads);
+      redis_->Pipeline(day_reads);
   if (!day_replies.ok()) return day_replies.status();
   for (size_t i = 0; i < days.size(); ++i) {
     const RedisReply& hash = (*day_replies)[i];
@@ -942,7 +1187,9 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
       return s;
     }
     AddFigures(variants, &out.variants);
-    out.daily[internal::FormatDay(days[i])] = std::move(variants);
+    auto [daily, first_shard] = out.daily.try_emplace(
+        internal::FormatDay(days[i]), EmptyVariants(layout));
+    AddFigures(variants, &daily->second);
   }
   return out;
 }
@@ -978,33 +1225,40 @@ std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
   // (so an index is never read against reordered variants) and each unit's
   // record.
   std::vector<RedisCommand> commands;
-  absl::flat_hash_map<std::string, size_t> variants_reply;  // by base
+  absl::flat_hash_map<std::string, size_t> variants_reply;  // by shard base
+  std::vector<size_t> variants_of(queries.size(), 0);
   std::vector<size_t> unit_reply(queries.size(), 0);
   for (size_t i = 0; i < queries.size(); ++i) {
     const std::optional<Buckets>& buckets = phases[bases[i]];
     if (!buckets.has_value()) continue;
-    if (!variants_reply.contains(bases[i])) {
-      variants_reply[bases[i]] = commands.size();
-      commands.push_back({"HGET", bases[i] + "meta", "variants"});
-    }
+    // The variant keys as the unit's shard stored them.
+    const std::string shard_base =
+        ShardBase(bases[i], ShardOf(buckets->shards, queries[i].unit_id));
+    auto [v, new_shard] =
+        variants_reply.try_emplace(shard_base, commands.size());
+    if (new_shard)
+      commands.push_back({"HGET", shard_base + "meta", "variants"});
+    variants_of[i] = v->second;
     std::vector<std::string> unit;
     AppendUnitArgs(buckets->units, queries[i].unit_id, &unit);
     unit_reply[i] = commands.size();
     commands.push_back(
-        {"HGET", absl::StrCat(bases[i], "u:", unit[0]), unit[1]});
+        {"HGET", absl::StrCat(shard_base, "u:", unit[0]), unit[1]});
   }
   if (commands.empty()) return results;
-  absl::StatusOr<std::vector<RedisReply>> replies = pool_->Pipeline(commands);
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(commands);
   if (!replies.ok()) return fail_all(replies.status());
 
   for (size_t i = 0; i < queries.size(); ++i) {
     if (!phases[bases[i]].has_value()) continue;  // never written: nullopt
-    const RedisReply& stored = (*replies)[variants_reply[bases[i]]];
+    const RedisReply& stored = (*replies)[variants_of[i]];
     if (stored.type == RedisReply::Type::kError) {
       results[i] =
           CheckReply(stored, RedisReply::Type::kString, "HGET variants");
       continue;
     }
+    // A shard never written has no variant keys, and the unit no record.
+    if (stored.type == RedisReply::Type::kNil) continue;
     std::string merged;
     if (absl::Status s =
             internal::CheckVariantKeys(*queries[i].layout, stored.str, &merged);

@@ -3,17 +3,17 @@
 //
 // Exposures and events are applied by Lua scripts (EVALSHA), a chunk of up
 // to 256 items of one experiment phase per call, atomically and in order. A
-// batch of exposures is one RedisPool::RunScripts call, i.e. one round
-// trip. A batch of events is two: one that reads the units' records, then
-// the scripts for only those events whose unit is exposed (an event fans
-// out to every experiment with a metric on it, and most of those never
-// exposed its unit).
-// Per-unit records are packed into bucketed small hashes, so an exposed unit
-// costs a few tens of bytes, and aggregates live in one hash per cohort day
-// (their sum is the experiment's), so reading results never touches units.
+// batch of exposures is one RedisClient::RunScripts call, i.e. one round
+// trip (one per master, in parallel, on a Redis Cluster). A batch of events is
+// two: one that reads the units' records, then the scripts for only those
+// events whose unit is exposed (an event fans out to every experiment with a
+// metric on it, and most of those never exposed its unit). Per-unit records are
+// packed into bucketed small hashes, so an exposed unit costs a few tens of
+// bytes, and aggregates live in one hash per cohort day (their sum is the
+// experiment's), so reading results never touches units.
 //
 //   RedisOptions redis;  // address, password, db, key prefix, timeouts
-//   auto pool = RedisPool::Create(redis);
+//   auto pool = RedisPool::Create(redis);  // or RedisCluster::Create
 //   auto store = RedisEventStore::Create(pool->get());
 //
 // Thread-safe: all methods may be called concurrently.
@@ -60,16 +60,26 @@ struct RedisEventStoreOptions {
   // hash and the results response without bound. 1 to 1000.
   // Default: kDefaultMaxConfigVersions (32).
   int max_config_versions = kDefaultMaxConfigVersions;
+  // Shards S an experiment phase's keys are split into, each under a hash
+  // tag of its own, so one experiment spreads over every master of a Redis
+  // Cluster; a unit's records (and its exposures' and events' idempotency
+  // keys) all live in the shard its hash picks. Fixed when the phase is
+  // first written, like the bucket counts (later values are ignored for
+  // it); unit_buckets and idempotency_buckets are then divided among the
+  // shards. 1 is the single-node layout (docs/storage.md). 1 to 1024.
+  // Default: 1.
+  int shards = 1;
   // The clock that decides the idempotency generation. Tests move it.
   std::function<absl::Time()> clock = absl::Now;
 };
 
 class RedisEventStore final : public EventStore {
  public:
-  // `pool` must outlive the store. INVALID_ARGUMENT for bad options.
-  // Does not talk to Redis; the scripts are loaded on first use.
+  // `redis` (a RedisPool, or a RedisCluster) must outlive the store.
+  // INVALID_ARGUMENT for bad options. Does not talk to Redis; the scripts
+  // are loaded on first use.
   static absl::StatusOr<std::unique_ptr<RedisEventStore>> Create(
-      RedisPool* pool, RedisEventStoreOptions options = {});
+      RedisClient* redis, RedisEventStoreOptions options = {});
 
   RedisEventStore(const RedisEventStore&) = delete;
   RedisEventStore& operator=(const RedisEventStore&) = delete;
@@ -92,7 +102,9 @@ class RedisEventStore final : public EventStore {
   // bucket counts are not cached, else two, fewer when nothing is exposed).
   std::vector<WriteResult> WriteEventBatches(
       absl::Span<const EventBatch> batches) override;
-  // Two round trips; 2 + (number of cohort days) commands.
+  // Two round trips (one per master each, in parallel, on a cluster), plus
+  // one before them while the phase's shard count is not cached; 2·S +
+  // (cohort days of each shard) commands for S shards.
   absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) override;
   absl::StatusOr<std::optional<int>> RecordedVariant(
@@ -103,16 +115,23 @@ class RedisEventStore final : public EventStore {
       absl::Span<const RecordedVariantQuery> queries) override;
 
   // "<key_prefix>:{e:<experiment key>:<phase>}:", the start of every key of
-  // the experiment phase; the braces are the Redis Cluster hash tag.
+  // the experiment phase's shard 0 (its meta holds the phase's shard and
+  // bucket counts); the braces are the Redis Cluster hash tag.
   std::string KeyBase(const ExperimentLayout& layout) const;
+  // The start of every key of shard `shard` of the phase whose KeyBase()
+  // is `base`: `base` itself for shard 0, else
+  // "<key_prefix>:{e:<experiment key>:<phase>:s<shard>}:".
+  static std::string ShardBase(const std::string& base, int64_t shard);
 
  private:
+  // How a phase's keys are laid out, as stored in its shard 0 meta.
   struct Buckets {
-    int64_t units = 0;
-    int64_t idempotency = 0;
+    int64_t units = 0;        // per shard
+    int64_t idempotency = 0;  // per shard
+    int64_t shards = 1;       // absent (a phase written before shards): 1
   };
 
-  RedisEventStore(RedisPool* pool, RedisEventStoreOptions options);
+  RedisEventStore(RedisClient* redis, RedisEventStoreOptions options);
 
   // The bucket counts of the experiment phase: those stored in its meta
   // hash, else the options' values, stored now (for its first exposures;
@@ -123,6 +142,18 @@ class RedisEventStore final : public EventStore {
   // the others are read together in one round trip.
   absl::StatusOr<absl::flat_hash_map<std::string, std::optional<Buckets>>>
   BucketsOfPhases(const std::vector<std::string>& bases);
+  // What the scripts of S > 1 shards cannot see alone, settled in shard 0
+  // before the exposures are sent: the layout's variant keys checked
+  // against (and merged into) those shard 0 stores, and which config
+  // versions are counted apart (the phase's first max_config_versions, in
+  // shard 0's registry <base>cvreg) and which as "other". Returns the config
+  // version each exposure is to be counted under. Cached per process.
+  absl::StatusOr<std::vector<std::string>> SettleShardedPhase(
+      const std::string& base, const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures);
+  // BucketsOfPhases of one phase.
+  absl::StatusOr<std::optional<Buckets>> BucketsOfPhase(
+      const std::string& base);
   // Reads the HMGET of the meta hash's bucket counts and caches them;
   // nullopt when none are stored.
   absl::StatusOr<std::optional<Buckets>> ParseBuckets(const std::string& base,
@@ -150,15 +181,16 @@ class RedisEventStore final : public EventStore {
   void AppendEventCalls(const EventBatch& batch,
                         const std::vector<std::string>& generation,
                         EventPlan* plan, std::vector<RedisScriptCall>* calls);
+  // `meta`: the meta hash of the shard whose script call failed.
   absl::Status ScriptError(const ExperimentLayout& layout,
-                           const RedisReply& reply);
+                           const std::string& meta, const RedisReply& reply);
   // The outcomes in the script calls' replies (arrays of codes), in order;
   // INTERNAL unless there are `items` of them.
   absl::StatusOr<std::vector<WriteOutcome>> Outcomes(
-      const ExperimentLayout& layout, absl::Span<const RedisReply> replies,
-      size_t items);
+      const ExperimentLayout& layout, absl::Span<const RedisScriptCall> calls,
+      absl::Span<const RedisReply> replies, size_t items);
 
-  RedisPool* const pool_;
+  RedisClient* const redis_;
   const RedisEventStoreOptions options_;
   const RedisScript write_exposures_;
   const RedisScript write_events_;
@@ -166,6 +198,11 @@ class RedisEventStore final : public EventStore {
   absl::Mutex mu_;
   // By KeyBase(); bucket counts never change once stored.
   absl::flat_hash_map<std::string, Buckets> buckets_ ABSL_GUARDED_BY(mu_);
+  // By KeyBase(): the variant keys (joined) last checked against shard 0.
+  absl::flat_hash_map<std::string, std::string> checked_variants_
+      ABSL_GUARDED_BY(mu_);
+  // By KeyBase() + "\n" + config version: whether it is counted apart.
+  absl::flat_hash_map<std::string, bool> counted_apart_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace abexp
