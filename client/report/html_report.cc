@@ -25,7 +25,7 @@ constexpr char kCss[] = R"css(
 body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", Roboto,
   "Helvetica Neue", Arial, sans-serif; font-size: 16px; line-height: 1.45;
   color: #1b1b1b; background: #fff; }
-main { max-width: 1100px; margin: 0 auto; padding: 16px; }
+main { max-width: 1200px; margin: 0 auto; padding: 16px; }
 h1 { font-size: 1.6em; margin: 0.2em 0; overflow-wrap: anywhere; }
 h2 { font-size: 1.25em; margin: 1.2em 0 0.4em; overflow-wrap: anywhere; }
 h3 { font-size: 1.05em; margin: 1em 0 0.3em; }
@@ -47,8 +47,9 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 0.9em; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
-thead th { border-bottom: 2px solid #1b1b1b; }
+thead th { border-bottom: 2px solid #1b1b1b; white-space: normal; vertical-align: bottom; }
 .warnings { font-size: 0.9em; }
+td .ci { font-size: 0.85em; color: #333; }
 .placeholder { border: 2px dashed #888; padding: 8px 16px; margin: 16px 0; }
 footer { margin-top: 2em; font-size: 0.85em; color: #444; }
 @media (max-width: 480px) {
@@ -122,6 +123,21 @@ std::vector<std::string> MetricKeys(const v1::GetResultsResponse& r) {
     }
   }
   return keys;
+}
+
+// A table cell's HTML: an effect, and under it its interval; "-" without an
+// estimate.
+template <typename Fmt>
+std::string LiftCell(const v1::Effect& e, Fmt fmt) {
+  if (!e.has_estimate()) return "-";
+  std::string s = E(fmt(e.estimate()));
+  if (e.has_ci_low() && e.has_ci_high()) {
+    absl::StrAppend(
+        &s, "<br><span class=\"ci\">",
+        E(Range(e.ci_low(), e.ci_high(), [&](double x) { return fmt(x); })),
+        "</span>");
+  }
+  return s;
 }
 
 const v1::MetricResult* Definition(const v1::GetResultsResponse& r,
@@ -291,6 +307,14 @@ std::string DecisionSection(const v1::GetResultsResponse& r) {
 
 // ---- Summary ----
 
+// " (95% CI [a, b])", or "" when the effect has no interval.
+template <typename Fmt>
+std::string CiClause(const v1::Effect& e, const std::string& level, Fmt fmt) {
+  if (!e.has_ci_low() || !e.has_ci_high()) return "";
+  return absl::StrCat(" (", level, " CI ", Range(e.ci_low(), e.ci_high(), fmt),
+                      ")");
+}
+
 // "treatment: order_conversion (primary) went from 10.00% (control) to
 // 12.00%: +2.00 pp, +20.0% relative (95% CI ...); p = ..."
 std::string SummaryLine(const v1::GetResultsResponse& r,
@@ -313,19 +337,13 @@ std::string SummaryLine(const v1::GetResultsResponse& r,
     return s;
   }
   const std::string level = ConfidenceLevel(r.alpha());
-  absl::StrAppend(
-      &s, ", a change of ", Absolute(m, Opt(true, a.estimate())), " (", level,
-      " CI ",
-      Range(Opt(a.has_ci_low(), a.ci_low()), Opt(a.has_ci_high(), a.ci_high()),
-            [&](double x) { return Absolute(m, x); }),
-      ")");
+  auto abs_fmt = [&](double x) { return Absolute(m, x); };
+  absl::StrAppend(&s, ", a change of ", abs_fmt(a.estimate()),
+                  CiClause(a, level, abs_fmt));
   if (rel.has_estimate()) {
-    absl::StrAppend(&s, ", ", Relative(rel.estimate()), " relative (", level,
-                    " CI ",
-                    Range(Opt(rel.has_ci_low(), rel.ci_low()),
-                          Opt(rel.has_ci_high(), rel.ci_high()),
-                          [](double x) { return Relative(x); }),
-                    ")");
+    auto rel_fmt = [](double x) { return Relative(x); };
+    absl::StrAppend(&s, ", ", rel_fmt(rel.estimate()), " relative",
+                    CiClause(rel, level, rel_fmt));
   }
   absl::StrAppend(&s,
                   "; p = ", FormatPValue(Opt(a.has_p_value(), a.p_value())));
@@ -433,15 +451,9 @@ std::string MetricTable(const v1::GetResultsResponse& r,
                                     ? "better"
                                     : "worse";
     absl::StrAppend(
-        &out, "<td>", E(Absolute(*m, Opt(a.has_estimate(), a.estimate()))), " ",
-        E(Range(Opt(a.has_ci_low(), a.ci_low()),
-                Opt(a.has_ci_high(), a.ci_high()), abs_fmt)),
-        "</td><td>", E(Relative(Opt(rel.has_estimate(), rel.estimate()))), " ",
-        E(Range(Opt(rel.has_ci_low(), rel.ci_low()),
-                Opt(rel.has_ci_high(), rel.ci_high()),
-                [](double x) { return Relative(x); })),
-        "</td><td>", E(FormatPValue(Opt(a.has_p_value(), a.p_value()))),
-        "</td><td>",
+        &out, "<td>", LiftCell(a, abs_fmt), "</td><td>",
+        LiftCell(rel, [](double x) { return Relative(x); }), "</td><td>",
+        E(FormatPValue(Opt(a.has_p_value(), a.p_value()))), "</td><td>",
         E(FormatPValue(Opt(a.has_adjusted_p_value(), a.adjusted_p_value()))),
         "</td><td>",
         E(FormatChance(Opt(m->bayes().has_chance_to_beat_control(),

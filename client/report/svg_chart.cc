@@ -18,7 +18,7 @@ namespace {
 constexpr double kWidth = 640;
 constexpr double kLabelRight = 150;  // variant labels end here
 constexpr double kPlotLeft = 165;
-constexpr double kPlotRight = 625;
+constexpr double kPlotRight = 600;  // room for the last tick's label
 constexpr double kTop = 12;
 constexpr double kRowHeight = 46;
 constexpr double kFooter = 92;  // axis labels, direction, legend
