@@ -4,12 +4,14 @@
 // network off: screenshots at 1280x2000 and 375 wide must show a drawn page
 // (decoded here: the PNG's size, and more than one colour), the DOM must hold
 // the charts, the browser must log no console message, and its network log
-// no request for anything but the file. Also the command's errors.
+// no request for anything but the file; printed to PDF, its pages must be
+// A4. Also the command's errors.
 //
 // ABEXP_REPORT_SCREENSHOT_DIR: when set, the screenshots are copied there
 // (docs/report.png is the 1280-wide one).
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -229,6 +232,31 @@ size_t DrawnRows(const Image& image) {
   return drawn;
 }
 
+// The /MediaBox arrays of a PDF's pages, e.g. "0 0 594.96 841.92".
+std::vector<std::string> MediaBoxes(const std::string& pdf) {
+  std::vector<std::string> boxes;
+  const std::string key = "/MediaBox [";
+  for (size_t at = pdf.find(key); at != std::string::npos;
+       at = pdf.find(key, at + 1)) {
+    const size_t end = pdf.find(']', at);
+    if (end == std::string::npos) break;
+    boxes.push_back(pdf.substr(at + key.size(), end - at - key.size()));
+  }
+  return boxes;
+}
+
+// Whether a media box is A4 portrait: 210 x 297 mm, 595.3 x 841.9 pt.
+bool IsA4(const std::string& box) {
+  std::vector<double> v;
+  for (absl::string_view part : absl::StrSplit(box, ' ', absl::SkipEmpty())) {
+    double d = 0;
+    if (!absl::SimpleAtod(part, &d)) return false;
+    v.push_back(d);
+  }
+  return v.size() == 4 && std::fabs(v[2] - v[0] - 595.3) < 2 &&
+         std::fabs(v[3] - v[1] - 841.9) < 2;
+}
+
 // ---- Headless Chromium ----
 
 std::string Chromium() {
@@ -383,6 +411,19 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   EXPECT_THAT(html, HasSubstr("checkout-team@example.com"));
   EXPECT_THAT(html, Not(HasSubstr("role=\"alert\""))) << "1000 units each";
   EXPECT_THAT(html, HasSubstr("id=\"daily-trend\""));
+
+  // Printed, every page is A4 (595 x 842 pt), not the browser's default
+  // Letter (612 x 792): the page's @page rule holds.
+  const std::string pdf = absl::StrCat(out_.path(), "/checkout.pdf");
+  const BrowserRun print = RunBrowser(
+      out_, page, "print",
+      {"--no-pdf-header-footer", absl::StrCat("--print-to-pdf=", pdf)});
+  ExpectQuietAndOffline(print, "print-to-pdf");
+  const std::vector<std::string> boxes = MediaBoxes(ReadFile(pdf));
+  ASSERT_GE(boxes.size(), 2u) << "the report is longer than one page";
+  for (const std::string& box : boxes) {
+    EXPECT_TRUE(IsA4(box)) << box;
+  }
 }
 
 // The checks above can fail: a page that fetches an image and throws is
