@@ -36,6 +36,8 @@ packages=(
   openssl
   # tests/metrics_e2e_test: `promtool check metrics` on what /metrics serves
   prometheus
+  # tests/report_browser_test: the `abexp report` page in headless Chromium
+  chromium-headless-shell
 )
 
 missing=()

@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "client/cli/command.h"
 #include "client/cli/format.h"
+#include "client/cli/report_command.h"
 #include "client/cli/results_command.h"
 #include "client/cli/stats_command.h"
 #include "client/cli/token_command.h"
@@ -53,6 +54,8 @@ Commands that ask a running abexp-server:
   expose               record that a unit was shown a variant
   results EXPERIMENT   the experiment's figures per metric and variant, the
                        sample-ratio check, guardrails and a decision
+  report EXPERIMENT    the same results as a self-contained HTML page
+                       with charts (--out FILE)
 
 Commands on config files (no server needed):
   validate FILE        check a config; lists every problem as file:line:column
@@ -601,6 +604,7 @@ int Main(int argc, char** argv) {
   if (command == "diff") return RunDiff(args);
   if (command == "stats") return RunStats(args);
   if (command == "results") return RunResults(args);
+  if (command == "report") return RunReport(args);
   if (command == "token") return RunToken(args);
   std::cerr << "abexp: unknown command '" << command << "'\n"
             << "Run `abexp --help` for the list of commands.\n";

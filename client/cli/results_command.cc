@@ -24,6 +24,7 @@
 #include "client/cli/command.h"
 #include "client/cli/format.h"
 #include "client/client.h"
+#include "client/report/figures.h"
 #include "google/protobuf/struct.pb.h"
 
 namespace abexp::cli {
@@ -31,6 +32,8 @@ namespace {
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
+using report::ConfidenceLevel;
+using report::FindMetric;
 using Fields = google::protobuf::Map<std::string, Value>;
 
 const std::string kUsage = absl::StrCat(
@@ -81,15 +84,6 @@ constexpr int kMaxBarWidth = 21;
 
 std::optional<double> Opt(bool has, double value) {
   return has ? std::optional<double>(value) : std::nullopt;
-}
-
-// The metric `key` of `variant`, or null.
-const v1::MetricResult* FindMetric(const v1::VariantResult& variant,
-                                   const std::string& key) {
-  for (const v1::MetricResult& m : variant.metrics()) {
-    if (m.metric_key() == key) return &m;
-  }
-  return nullptr;
 }
 
 // The metric keys in the response's order (every variant lists the same).
@@ -158,35 +152,6 @@ std::string Lift(const v1::Effect& e, double scale, int decimals) {
                     Interval(e.ci_low(), e.ci_high(), scale, decimals));
   }
   return s;
-}
-
-// Three significant digits, so 0.0495 is not shown as 0.05 next to an alpha
-// of 0.05; below 0.001 two, as 2.4e-6.
-std::string PValue(std::optional<double> p) {
-  if (!p) return "-";
-  if (*p >= 0.001) return absl::StrFormat("%.3g", *p);
-  if (*p == 0) return "0";
-  std::string s = absl::StrFormat("%.1e", *p);
-  // "2.4e-06" -> "2.4e-6": the tables are tight.
-  const size_t exponent = s.find("e-");
-  while (exponent != std::string::npos && exponent + 3 < s.size() &&
-         s[exponent + 2] == '0') {
-    s.erase(exponent + 2, 1);
-  }
-  return s;
-}
-
-std::string Chance(std::optional<double> p) {
-  if (!p) return "-";
-  // Never round a chance to a certainty.
-  if (*p > 0.999 && *p < 1) return ">99.9%";
-  if (*p < 0.001 && *p > 0) return "<0.1%";
-  return absl::StrFormat("%.1f%%", *p * 100);
-}
-
-// "95%" for alpha 0.05.
-std::string ConfidenceLevel(double alpha) {
-  return absl::StrFormat("%g%%", 100 * (1 - alpha));
 }
 
 // Prints `text` wrapped at kTextWidth: the first line starts with `first`,
@@ -296,7 +261,7 @@ void PrintHead(const v1::GetResultsResponse& r, std::ostream& out) {
   const v1::SampleRatio& srm = r.srm();
   const std::string figures = absl::StrCat(
       "chi2 = ", srm.has_chi2() ? absl::StrFormat("%.3g", srm.chi2()) : "n/a",
-      ", p = ", PValue(Opt(srm.has_p_value(), srm.p_value())));
+      ", p = ", report::FormatPValue(Opt(srm.has_p_value(), srm.p_value())));
   if (srm.mismatch()) {
     head.AddRow({"sample ratio",
                  absl::StrCat("MISMATCH (", figures, "): NOT TRUSTWORTHY")});
@@ -431,10 +396,11 @@ std::vector<std::vector<std::string>> MetricCells(const MetricRows& rows,
         {variant->key(), absl::StrCat(variant->exposed_units()), est,
          Lift(a, scale, s.absolute.decimals()),
          Lift(m->relative(), 100, s.relative.decimals()),
-         PValue(Opt(a.has_p_value(), a.p_value())),
-         PValue(Opt(a.has_adjusted_p_value(), a.adjusted_p_value())),
-         Chance(Opt(m->bayes().has_chance_to_beat_control(),
-                    m->bayes().chance_to_beat_control())),
+         report::FormatPValue(Opt(a.has_p_value(), a.p_value())),
+         report::FormatPValue(
+             Opt(a.has_adjusted_p_value(), a.adjusted_p_value())),
+         report::FormatChance(Opt(m->bayes().has_chance_to_beat_control(),
+                                  m->bayes().chance_to_beat_control())),
          Interval(Opt(seq.has_ci_low(), seq.ci_low()),
                   Opt(seq.has_ci_high(), seq.ci_high()), scale,
                   s.absolute.decimals())});
@@ -512,7 +478,7 @@ void PrintGuardrails(const v1::GetResultsResponse& r, std::ostream& out) {
       verdict = "no verdict (p-value undefined)";
     }
     t.AddRow({g.metric_key(), g.variant_key(), verdict,
-              PValue(Opt(g.has_p_value(), g.p_value()))});
+              report::FormatPValue(Opt(g.has_p_value(), g.p_value()))});
   }
   t.Print(out);
 }
@@ -816,29 +782,20 @@ std::string ResultsCsv(const v1::GetResultsResponse& r) {
   return out;
 }
 
-int RunResults(const std::vector<std::string>& argv) {
-  Command command{"results",
-                  kUsage,
-                  {"server", "timeout", "format", "metric", "alpha", "adjust"},
-                  {"metric"}};
-  AddSecurityFlags(&command);
-  Args args;
-  Format format = Format::kText;
-  if (std::optional<int> done = StartWithCsv(command, argv, &args, &format)) {
-    return *done;
-  }
+std::optional<int> ResultsRequestFromArgs(const Command& command,
+                                          const Args& args,
+                                          v1::GetResultsRequest* request) {
   if (args.positional.size() != 1 || args.positional[0].empty()) {
     return Usage(command,
                  args.positional.size() > 1
                      ? absl::StrCat("expected one EXPERIMENT key, got ",
                                     args.positional.size(), " arguments")
-                     : "expected the EXPERIMENT key, e.g. abexp results "
-                       "one_page_checkout");
+                     : absl::StrCat("expected the EXPERIMENT key, e.g. abexp ",
+                                    command.name, " one_page_checkout"));
   }
-  v1::GetResultsRequest request;
-  request.set_experiment_key(args.positional[0]);
+  request->set_experiment_key(args.positional[0]);
   for (const std::string& metric : args.All("metric")) {
-    request.add_metric_keys(metric);
+    request->add_metric_keys(metric);
   }
   if (args.flags.count("alpha") > 0) {
     // Only the syntax is checked here; the server says which values it takes.
@@ -850,15 +807,23 @@ int RunResults(const std::vector<std::string>& argv) {
                                          "significance level in (0, 1), e.g. "
                                          "--alpha 0.05"));
     }
-    request.set_alpha(alpha);
+    request->set_alpha(alpha);
   }
   if (args.flags.count("adjust") > 0) {
-    request.set_adjust_method(args.Get("adjust", ""));
+    request->set_adjust_method(args.Get("adjust", ""));
   }
-  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
-  if (!client.ok()) {
-    return Usage(command, std::string(client.status().message()));
+  return std::nullopt;
+}
+
+std::optional<int> FetchResults(const Command& command, const Args& args,
+                                const v1::GetResultsRequest& request,
+                                std::unique_ptr<Client>* client,
+                                v1::GetResultsResponse* response) {
+  absl::StatusOr<std::unique_ptr<Client>> made = MakeClient(args);
+  if (!made.ok()) {
+    return Usage(command, std::string(made.status().message()));
   }
+  *client = *std::move(made);
   absl::StatusOr<v1::GetResultsResponse> r = (*client)->GetResults(request);
   if (!r.ok()) {
     // The server checks --alpha, --adjust and --metric against the
@@ -868,6 +833,33 @@ int RunResults(const std::vector<std::string>& argv) {
     }
     return ServerError(args, r.status());
   }
+  *response = *std::move(r);
+  return std::nullopt;
+}
+
+int RunResults(const std::vector<std::string>& argv) {
+  Command command{"results",
+                  kUsage,
+                  {"server", "timeout", "format", "metric", "alpha", "adjust"},
+                  {"metric"}};
+  AddSecurityFlags(&command);
+  Args args;
+  Format format = Format::kText;
+  if (std::optional<int> done = StartWithCsv(command, argv, &args, &format)) {
+    return *done;
+  }
+  v1::GetResultsRequest request;
+  if (std::optional<int> done =
+          ResultsRequestFromArgs(command, args, &request)) {
+    return *done;
+  }
+  std::unique_ptr<Client> client;
+  v1::GetResultsResponse response;
+  if (std::optional<int> done =
+          FetchResults(command, args, request, &client, &response)) {
+    return *done;
+  }
+  const v1::GetResultsResponse* r = &response;
   switch (format) {
     case Format::kJson:
       std::cout << ResultsJson(*r);

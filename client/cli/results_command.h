@@ -17,11 +17,15 @@
 #ifndef ABEXP_CLIENT_CLI_RESULTS_COMMAND_H_
 #define ABEXP_CLIENT_CLI_RESULTS_COMMAND_H_
 
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "abexp/v1/results.pb.h"
+#include "client/cli/command.h"
+#include "client/client.h"
 
 namespace abexp::cli {
 
@@ -32,6 +36,25 @@ namespace abexp::cli {
 // kExitUnreachable (no server, or it cannot read Redis) or kExitFailure (any
 // other server error, e.g. NOT_FOUND for an unknown experiment).
 int RunResults(const std::vector<std::string>& argv);
+
+// The request of `abexp results` and `abexp report`: the EXPERIMENT (the one
+// positional argument) and --metric, --alpha and --adjust when `command`
+// declares them. Prints a usage error and returns kExitUsage when they are
+// wrong; nullopt when *request is ready.
+std::optional<int> ResultsRequestFromArgs(const Command& command,
+                                          const Args& args,
+                                          v1::GetResultsRequest* request);
+
+// Connects with the flags in `args` (MakeClient) into *client and calls
+// GetResults into *response; nullopt on success, and *client may make
+// further calls. On an error prints it to stderr and returns the exit code
+// RunResults documents (bad connection flags and the server's
+// INVALID_ARGUMENT are usage errors: the latter is about --alpha, --adjust
+// or --metric).
+std::optional<int> FetchResults(const Command& command, const Args& args,
+                                const v1::GetResultsRequest& request,
+                                std::unique_ptr<Client>* client,
+                                v1::GetResultsResponse* response);
 
 // The three renderings of a response, as RunResults prints them.
 void PrintResultsText(const v1::GetResultsResponse& response,

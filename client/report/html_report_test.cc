@@ -1,0 +1,234 @@
+#include "client/report/html_report.h"
+
+#include <string>
+#include <vector>
+
+#include "abexp/v1/assignment.pb.h"
+#include "abexp/v1/results.pb.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace abexp::report {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// How many times `what` occurs in `text`.
+size_t Count(const std::string& text, const std::string& what) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(text, what);
+  return parts.size() - 1;
+}
+
+v1::MetricResult* AddMetric(v1::VariantResult* v, const std::string& key,
+                            double estimate) {
+  v1::MetricResult* m = v->add_metrics();
+  m->set_metric_key(key);
+  m->set_type("binomial");
+  m->set_higher_is_better(true);
+  m->set_estimate(estimate);
+  return m;
+}
+
+// checkout: control 10% vs treatment 12% on the primary metric (+2 pp, +20%
+// relative, significant), signup 0% vs 0.5% (a zero baseline: no relative
+// lift), and variant b without signup figures.
+v1::GetResultsResponse Checkout() {
+  v1::GetResultsResponse r;
+  r.set_experiment_key("checkout");
+  r.set_phase(1);
+  r.set_config_version("00000000000000aa");
+  v1::ConfigVersionSeen* seen = r.add_config_versions();
+  seen->set_version("00000000000000aa");
+  seen->set_exposures(3000);
+  r.set_alpha(0.05);
+  r.set_adjust_method("holm");
+  r.set_multi_exposed_units(7);
+  r.mutable_srm()->set_chi2(0.5);
+  r.mutable_srm()->set_p_value(0.78);
+
+  v1::VariantResult* control = r.add_variants();
+  control->set_key("control");
+  control->set_is_control(true);
+  control->set_exposed_units(1000);
+  AddMetric(control, "order_conversion", 0.10)->set_primary(true);
+  AddMetric(control, "signup", 0.0);
+
+  v1::VariantResult* t = r.add_variants();
+  t->set_key("treatment");
+  t->set_exposed_units(1000);
+  v1::MetricResult* oc = AddMetric(t, "order_conversion", 0.12);
+  oc->set_primary(true);
+  oc->mutable_absolute()->set_estimate(0.02);
+  oc->mutable_absolute()->set_ci_low(0.005);
+  oc->mutable_absolute()->set_ci_high(0.035);
+  oc->mutable_absolute()->set_p_value(0.012);
+  oc->mutable_absolute()->set_adjusted_p_value(0.024);
+  oc->mutable_relative()->set_estimate(0.2);
+  oc->mutable_relative()->set_ci_low(0.05);
+  oc->mutable_relative()->set_ci_high(0.35);
+  oc->mutable_bayes()->set_chance_to_beat_control(0.993);
+  oc->mutable_sequential()->set_ci_low(-0.01);
+  oc->mutable_sequential()->set_ci_high(0.05);
+  v1::MetricResult* su = AddMetric(t, "signup", 0.005);
+  su->mutable_absolute()->set_estimate(0.005);
+  su->mutable_absolute()->set_ci_low(0.0006);
+  su->mutable_absolute()->set_ci_high(0.0094);
+  su->add_warnings("the control's rate is 0: the relative lift is undefined");
+
+  v1::VariantResult* b = r.add_variants();
+  b->set_key("b");
+  b->set_exposed_units(1000);
+  AddMetric(b, "order_conversion", 0.10)->set_primary(true);
+
+  r.mutable_decision()->set_kind(v1::DECISION_KIND_SHIP);
+  r.mutable_decision()->set_variant("treatment");
+  r.mutable_decision()->set_metric("order_conversion");
+  r.mutable_decision()->set_text("ship treatment");
+  return r;
+}
+
+v1::Experiment CheckoutExperiment() {
+  v1::Experiment x;
+  x.set_key("checkout");
+  x.set_owner("growth-team@example.com");
+  x.set_description("One-page checkout");
+  x.set_status(v1::EXPERIMENT_STATUS_RUNNING);
+  x.set_start_time("2026-11-01T00:00:00Z");
+  x.set_traffic_bp(10000);
+  return x;
+}
+
+TEST(HtmlReport, AHostileDescriptionIsShownAsTextNeverAsMarkup) {
+  v1::Experiment x = CheckoutExperiment();
+  x.set_description(
+      "<script>alert('x')</script><img src=x onerror=alert(1)>\"&</p>");
+  x.set_owner("<b>owner</b>");
+  v1::GetResultsResponse r = Checkout();
+  r.mutable_variants(1)->set_key("<svg onload=alert(2)>");
+  r.mutable_decision()->set_text("ship <i>it</i>");
+  const std::string page = RenderHtmlReport(r, {&x, "<now>", "<src>"});
+  EXPECT_THAT(page, Not(HasSubstr("<script")));
+  EXPECT_THAT(page, Not(HasSubstr("<img")));
+  EXPECT_THAT(page, Not(HasSubstr("<b>owner")));
+  EXPECT_THAT(page, Not(HasSubstr("<svg onload")));
+  EXPECT_THAT(page, Not(HasSubstr("<i>it")));
+  EXPECT_THAT(page, Not(HasSubstr("<now>")));
+  EXPECT_THAT(page, HasSubstr("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+                              "&lt;img src=x onerror=alert(1)&gt;&quot;&amp;"
+                              "&lt;/p&gt;"));
+  EXPECT_THAT(page, HasSubstr("&lt;svg onload=alert(2)&gt;"));
+}
+
+TEST(HtmlReport, ThePageFetchesNothing) {
+  const v1::Experiment x = CheckoutExperiment();
+  const std::string page = RenderHtmlReport(Checkout(), {&x, "now", "here"});
+  for (const char* fetch : {"<script", "<link", "<img", "<iframe", "@import",
+                            "url(", "src=", "href=", "https:"}) {
+    EXPECT_THAT(page, Not(HasSubstr(fetch))) << fetch;
+  }
+  // The one http: is the SVG namespace name, which is never fetched.
+  EXPECT_EQ(Count(page, "http:"),
+            Count(page, "xmlns=\"http://www.w3.org/2000/svg\""));
+}
+
+TEST(HtmlReport, TheHeaderCarriesTheExperimentsFacts) {
+  const v1::Experiment x = CheckoutExperiment();
+  const std::string page = RenderHtmlReport(
+      Checkout(), {&x, "2026-12-07 16:30 UTC", "abexp-server h:1"});
+  for (const char* fact :
+       {"<h1>Results: checkout</h1>", "One-page checkout",
+        "growth-team@example.com", "<dd>running</dd>", "2026-11-01T00:00:00Z",
+        "00000000000000aa (3000 exposures)", "<dd>7 (exposed to several",
+        "control (control): 1000", "2026-12-07 16:30 UTC", "abexp-server h:1",
+        "95% (alpha 0.05)"}) {
+    EXPECT_THAT(page, HasSubstr(fact));
+  }
+}
+
+TEST(HtmlReport, WithoutTheExperimentTheHeaderShowsWhatTheResultsCarry) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_THAT(page, HasSubstr("<h1>Results: checkout</h1>"));
+  EXPECT_THAT(page, Not(HasSubstr("<dt>owner</dt>")));
+  EXPECT_THAT(page, Not(HasSubstr("<dt>generated</dt>")));
+}
+
+TEST(HtmlReport, ASampleRatioMismatchIsALoudBannerAndTheSummarySaysSo) {
+  v1::GetResultsResponse r = Checkout();
+  EXPECT_THAT(RenderHtmlReport(r, {}), Not(HasSubstr("role=\"alert\"")));
+  r.mutable_srm()->set_mismatch(true);
+  r.mutable_srm()->set_p_value(1e-9);
+  r.mutable_decision()->set_kind(v1::DECISION_KIND_DO_NOT_TRUST);
+  r.mutable_decision()->set_text("do not trust: sample ratio mismatch");
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_THAT(page, HasSubstr("class=\"banner srm-mismatch\" role=\"alert\""));
+  EXPECT_THAT(page, HasSubstr("Sample ratio mismatch: do not trust"));
+  EXPECT_THAT(page, HasSubstr("p = 1.0e-9"));
+  EXPECT_THAT(SummaryText(r), HasSubstr("WARNING: sample ratio mismatch"));
+  // The banner comes before any figure.
+  EXPECT_LT(page.find("srm-mismatch"), page.find("class=\"metric\""));
+}
+
+TEST(HtmlReport, TheDecisionAndWhy) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_THAT(page, HasSubstr("<p class=\"verdict\">ship treatment</p>"));
+  EXPECT_THAT(page, HasSubstr("The primary metric order_conversion is "
+                              "significantly better in treatment"));
+}
+
+TEST(HtmlReport, TheSummaryGivesWhatChangedByHowMuchAndHowSure) {
+  const std::string summary = SummaryText(Checkout());
+  EXPECT_THAT(summary,
+              HasSubstr("treatment vs control, order_conversion (primary): "
+                        "10.00% -> 12.00%, a change of +2.00 pp (95% CI "
+                        "[+0.50 pp, +3.50 pp]), +20.0% relative (95% CI "
+                        "[+5.0%, +35.0%]); p = 0.012 (adjusted 0.024); chance "
+                        "to be better than control 99.3%. Significant at "
+                        "alpha 0.05: better than control."));
+  // A zero baseline: the absolute change, no relative one.
+  EXPECT_THAT(summary,
+              HasSubstr("signup: 0.00% -> 0.50%, a change of +0.50 pp"));
+  EXPECT_THAT(summary, HasSubstr("b vs control, order_conversion (primary): "
+                                 "10.00% -> 10.00%; no comparison"));
+  EXPECT_THAT(summary, HasSubstr("units exposed: control 1000, treatment 1000, "
+                                 "b 1000."));
+  EXPECT_THAT(summary, HasSubstr("Decision: ship treatment."));
+}
+
+TEST(HtmlReport, EachMetricHasTwoForestPlotsAndATable) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_EQ(Count(page, "<section class=\"metric\""), 2u);
+  EXPECT_EQ(Count(page, "<svg class=\"forest\""), 4u);
+  EXPECT_EQ(Count(page, "<table>"), 2u);
+  // b has no signup figures: its rows say so, in both plots and the table.
+  EXPECT_EQ(Count(page, "no data for this metric"), 3u);
+  // The zero control rate leaves treatment's relative signup lift undefined.
+  EXPECT_THAT(page, HasSubstr(">not defined (see the warnings)</text>"));
+  EXPECT_THAT(page, HasSubstr("the control&#39;s rate is 0"));
+  // Only the absolute plots carry always-valid intervals (treatment's
+  // order_conversion is the one row that has it).
+  EXPECT_EQ(Count(page, "<line class=\"ci-always-valid\""), 1u);
+  EXPECT_THAT(page, HasSubstr("[-1.00 pp, +5.00 pp]"));
+}
+
+TEST(HtmlReport, TheTrendAndFunnelsAreMarkedAsNotAvailableYet) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_THAT(page, HasSubstr("id=\"daily-trend\""));
+  EXPECT_THAT(page, HasSubstr("Daily trend (not available yet)"));
+  EXPECT_THAT(page, HasSubstr("id=\"funnels\""));
+}
+
+TEST(HtmlReport, ThePageFitsPhonesAndPrintsOnA4) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_TRUE(absl::StartsWith(page, "<!DOCTYPE html>"));
+  EXPECT_THAT(
+      page, HasSubstr("<meta name=\"viewport\" content=\"width=device-width"));
+  EXPECT_THAT(page, HasSubstr("@media print"));
+  EXPECT_THAT(page, HasSubstr("size: A4"));
+  EXPECT_THAT(page, HasSubstr("@media (max-width: 480px)"));
+}
+
+}  // namespace
+}  // namespace abexp::report
