@@ -187,8 +187,8 @@ TEST_F(ClusterE2eTest, TheSameRecordsGiveTheSameResultsAsOneRedis) {
   v1::GetResultsResponse from_single = Results(on_single_);
   ASSERT_EQ(from_single.variants_size(), 2);
   // 1,500 units exposed to one variant only, 500 to both.
-  EXPECT_EQ(from_single.variants(0).exposed_units +
-                from_single.variants(1).exposed_units,
+  EXPECT_EQ(from_single.variants(0).exposed_units() +
+                from_single.variants(1).exposed_units(),
             1500);
   EXPECT_EQ(from_single.multi_exposed_units(), 500);
   google::protobuf::util::MessageDifferencer differencer;
