@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "stats/compare_internal.h"
 
 namespace abexp {
 namespace stats {
@@ -38,6 +39,10 @@ Quotient Divide(long double a, long double b) {
   const long double hi = a / b;
   return {hi, std::fma(-hi, b, a) / b};
 }
+
+}  // namespace
+
+namespace internal {
 
 absl::Status ValidateOptions(const CompareOptions& options) {
   // Below the smallest normal double, alpha / 2 rounds to 0 and has no
@@ -71,6 +76,23 @@ absl::Status ValidateFinite(long double value, absl::string_view what) {
   if (!std::isfinite(value)) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " is not a finite number; pass finite sums"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSums(
+    absl::string_view arm, int64_t units,
+    std::initializer_list<std::pair<long double, const char*>> sums) {
+  for (const auto& [value, field] : sums) {
+    if (absl::Status s = ValidateFinite(value, absl::StrCat(arm, ".", field));
+        !s.ok()) {
+      return s;
+    }
+    if (units == 0 && value != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(arm, " has 0 units but ", field,
+                       " is not 0; pass the number of units"));
+    }
   }
   return absl::OkStatus();
 }
@@ -180,6 +202,20 @@ void FillTest(Lift& lift, double standard_error, std::optional<double> df,
         "out; record the values in larger units"));
   }
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::CenteredCrossProduct;
+using internal::CenteredSquares;
+using internal::FillTest;
+using internal::NoUnits;
+using internal::ToDouble;
+using internal::ValidateFinite;
+using internal::ValidateOptions;
+using internal::ValidateSums;
+using internal::ValidateUnits;
 
 // Welch-Satterthwaite degrees of freedom, scaled by the larger variance so
 // that neither the squares nor their sum can overflow or underflow.
@@ -417,22 +453,14 @@ absl::StatusOr<ArmFigures> RatioFigures(const RatioArm& arm,
                                         absl::string_view name,
                                         std::vector<std::string>& warnings) {
   if (absl::Status s = ValidateUnits(arm.units, name); !s.ok()) return s;
-  const std::pair<long double, const char*> sums[] = {
-      {arm.sum_num, "sum_num"},
-      {arm.sum_den, "sum_den"},
-      {arm.sum_num_sq, "sum_num_sq"},
-      {arm.sum_den_sq, "sum_den_sq"},
-      {arm.sum_num_den, "sum_num_den"}};
-  for (const auto& [value, field] : sums) {
-    if (absl::Status s = ValidateFinite(value, absl::StrCat(name, ".", field));
-        !s.ok()) {
-      return s;
-    }
-    if (arm.units == 0 && value != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, " has 0 units but ", field,
-                       " is not 0; pass the number of units"));
-    }
+  if (absl::Status s = ValidateSums(name, arm.units,
+                                    {{arm.sum_num, "sum_num"},
+                                     {arm.sum_den, "sum_den"},
+                                     {arm.sum_num_sq, "sum_num_sq"},
+                                     {arm.sum_den_sq, "sum_den_sq"},
+                                     {arm.sum_num_den, "sum_num_den"}});
+      !s.ok()) {
+    return s;
   }
   if (arm.sum_num_sq < 0 || arm.sum_den_sq < 0) {
     return absl::InvalidArgumentError(
