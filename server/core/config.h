@@ -71,6 +71,11 @@ inline constexpr uint64_t kWeightScale = 10000;
 // parser refuses more, so a config that loads can always be recorded.
 inline constexpr int kMaxVariants = 255;
 
+// The most metrics with a covariate one experiment may have: the event store
+// keeps 9 bytes per covariate in one unit record entry of at most 255 bytes
+// (docs/storage.md, "Unit records"). The config parser refuses more.
+inline constexpr int kMaxCovariateMetrics = 28;
+
 enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
 // "draft", "running", "paused", "stopped".
 const char* ExperimentStatusName(ExperimentStatus status);
@@ -115,6 +120,10 @@ struct Metric {
   // False for metrics where lower is better (bounce, abandonment).
   // Default: true.
   bool higher_is_better = true;
+  // kBinomial, kSum: a numeric unit attribute the exposures carry, measured
+  // before exposure (e.g. orders in the last 90 days), by which results also
+  // report the CUPED-adjusted comparison (stats/cuped.h). Empty: none.
+  std::string covariate;
   SourceLocation location;
 };
 

@@ -346,6 +346,8 @@ class Parser {
                          const std::string& what, Metric* metric);
   void ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType type,
                         const std::string& what, Metric* metric);
+  void ParseCovariate(const Entry& e, MetricType type, const std::string& what,
+                      Metric* metric);
   void ParseRetentionDay(const YAML::Node& n, const FieldMap& f,
                          const std::string& what, Metric* metric);
   // Reports `field` when present: it does not apply to a metric of `type`.

@@ -1068,8 +1068,7 @@ TEST(ConfigParser, UnknownFieldsListEveryAllowedFieldOfTheirMap) {
       {"metrics: [{key: m, type: binomial, event: e, zzzzzz: 1}]\n",
        "metric 'm'",
        "key, type, description, event, aggregate, numerator, denominator, "
-       "window, day, "
-       "guardrail, higher_is_better"},
+       "window, day, covariate, guardrail, higher_is_better"},
       {"metrics: [{key: m, type: ratio, numerator: {event: e, aggregate: "
        "count, zzzzzz: 1}, "
        "denominator: {event: f, aggregate: count}}]\n",
@@ -1507,6 +1506,37 @@ TEST(ConfigParser, GuardrailAndHigherIsBetterAreBooleans) {
     higher_is_better: lower
 )"),
       5, 23, "metric 'm' higher_is_better must be true or false, not 'lower'");
+}
+
+TEST(ConfigParser, MetricCovariateNamesANumberAttributeTheExposuresCarry) {
+  // Without an attributes: section any name is taken.
+  auto config = ParseOk(
+      Metrics(R"(  - {key: orders, type: sum, event: o, covariate: orders_90d}
+  - {key: conv, type: binomial, event: o, covariate: orders_90d}
+  - {key: plain, type: sum, event: o}
+)"));
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->FindMetric("orders")->covariate, "orders_90d");
+  EXPECT_EQ(config->FindMetric("conv")->covariate, "orders_90d");
+  EXPECT_EQ(config->FindMetric("plain")->covariate, "");
+  // With one, it must be a declared number.
+  ExpectOnlyError(R"(attributes: {orders_90d: number, tier: string}
+metrics:
+  - {key: m, type: sum, event: o, covariate: tier}
+)",
+                  3, 46,
+                  "covariate 'tier' is declared string; a covariate "
+                  "must be a number attribute");
+  ExpectOnlyError(R"(attributes: {orders_90d: number}
+metrics:
+  - {key: m, type: sum, event: o, covariate: orders_91d}
+)",
+                  3, 46, "declare it under attributes: as orders_91d: number");
+  ExpectOnlyError(
+      Metrics(
+          R"(  - {key: m, type: ratio, numerator: {event: a, aggregate: count}, denominator: {event: b, aggregate: count}, covariate: x}
+)"),
+      2, 111, "covariate applies to binomial and sum metrics, not to a ratio");
 }
 
 TEST(ConfigParser, MetricKeysAreValidAndUnique) {

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -89,6 +91,11 @@ std::string MetricSignature(const Metric& metric) {
                       metric.retention_day);
       break;
   }
+  // A covariate changes what is stored, so it makes another definition;
+  // metrics without one keep the signatures they had before covariates.
+  if (!metric.covariate.empty()) {
+    absl::StrAppend(&definition, "|covariate:", metric.covariate);
+  }
   uint32_t fp =
       static_cast<uint32_t>(XXH3_64bits(definition.data(), definition.size()));
   return absl::StrFormat("%s@%08x", metric.key, fp);
@@ -150,6 +157,14 @@ absl::Status CheckExposures(const ExperimentLayout& layout,
           "exposures[%d].config_version is %d bytes (experiment '%s'); pass "
           "the version of the config that chose the variant, 1 to %d bytes",
           i, version.size(), layout.key, kMaxStoredConfigVersionBytes));
+    }
+    for (const auto& [name, x] : exposures[i].covariates) {
+      if (!std::isfinite(x) || std::abs(x) > kMaxEventValue) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "exposures[%d].covariates[%s] is %g (experiment '%s'); pass a "
+            "finite number within +-%g, or leave the covariate out",
+            i, name, x, layout.key, kMaxEventValue));
+      }
     }
   }
   return absl::OkStatus();

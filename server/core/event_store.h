@@ -63,6 +63,10 @@ struct Exposure {
   // Retries with the same key are applied once. Never empty: the recorder
   // derives one when the caller gave none.
   std::string idempotency_key;
+  // Covariate attribute (Metric::covariate) -> the unit's value, finite and
+  // within ±kMaxEventValue; attributes the unit lacks are absent. Stored at
+  // the unit's first recorded exposure; later exposures' values are unused.
+  std::map<std::string, double> covariates = {};
 };
 
 // The largest magnitude of an event value. Metrics keep sums of squares of
@@ -109,6 +113,16 @@ struct MetricAggregate {
   long double sum_num_sq = 0;
   long double sum_den_sq = 0;
   long double sum_num_den = 0;
+  // A metric with a covariate (Metric::covariate): the sums over the exposed
+  // units whose first recorded exposure carried the covariate x, with y the
+  // unit's value (0 without events), for CUPED. All 0 without a covariate
+  // and for data written before covariates existed.
+  int64_t cuped_units = 0;
+  long double cuped_sum_x = 0;     // Σx
+  long double cuped_sum_x_sq = 0;  // Σx²
+  long double cuped_sum_y = 0;     // Σy
+  long double cuped_sum_y_sq = 0;  // Σy²
+  long double cuped_sum_xy = 0;    // Σxy
 };
 
 struct VariantAggregate {

@@ -629,6 +629,18 @@ void Parser::ParseExperimentMetrics(const Entry& m, const std::string& what,
                                         "metrics:")));
     }
   }
+  int with_covariate = 0;
+  for (const std::string& name : e->metrics) {
+    const Metric* defined = DefinedMetric(name);
+    if (defined != nullptr && !defined->covariate.empty()) ++with_covariate;
+  }
+  if (with_covariate > kMaxCovariateMetrics) {
+    Error(m, absl::StrCat(what, ": ", with_covariate,
+                          " metrics with a covariate; the most is ",
+                          kMaxCovariateMetrics,
+                          " (the store keeps each unit's covariates in one "
+                          "record entry); remove covariate from the others"));
+  }
 }
 
 std::string Parser::PrimaryMetricHint(const Experiment& e) const {

@@ -63,6 +63,7 @@ const FieldRule<MetricDraft> kMetricRules[] = {
     {"denominator", nullptr},
     {"window", nullptr},
     {"day", nullptr},
+    {"covariate", nullptr},
     {"guardrail",
      [](Parser& p, const Entry& e, MetricDraft& d) {
        if (auto b = p.GetBool(e, d.what + " guardrail"))
@@ -151,6 +152,8 @@ void Parser::ParseMetricBody(const YAML::Node& n, const FieldMap& f,
   } else {
     ParseEventSource(n, f, type, what, metric);
   }
+  if (f.count("covariate"))
+    ParseCovariate(f.at("covariate"), type, what, metric);
   if (type == MetricType::kRetention) {
     FieldNotForType(
         f, "window", type, what,
@@ -280,6 +283,46 @@ std::optional<MetricSource> Parser::ParseMetricSource(const Entry& e,
   ReadFields(kSourceRules, f, e.value, d);
   if (!d.event_ok || !d.aggregate_ok) return std::nullopt;
   return d.source;
+}
+
+void Parser::ParseCovariate(const Entry& e, MetricType type,
+                            const std::string& what, Metric* metric) {
+  if (type != MetricType::kBinomial && type != MetricType::kSum) {
+    Error(e.key_node,
+          absl::StrCat(what,
+                       ": covariate applies to binomial and sum metrics, "
+                       "not to a ",
+                       MetricTypeName(type), " metric; remove covariate"));
+    return;
+  }
+  std::optional<std::string> name = GetString(e, what + " covariate");
+  if (!name) return;
+  if (name->empty()) {
+    Error(e,
+          absl::StrCat(what,
+                       ": covariate is empty; name a numeric attribute the "
+                       "exposures carry, such as covariate: orders_last_90d"));
+    return;
+  }
+  // Without an attributes: section any attribute may be sent, so any name
+  // is taken; with one, the covariate must be declared as a number.
+  if (!config_->attributes.empty()) {
+    auto it = config_->attributes.find(*name);
+    if (it == config_->attributes.end()) {
+      Error(e, absl::StrCat(what, ": covariate ", Quote(*name),
+                            " is not a declared attribute; declare it under "
+                            "attributes: as ",
+                            *name, ": number"));
+      return;
+    }
+    if (it->second != AttributeType::kNumber) {
+      Error(e, absl::StrCat(what, ": covariate ", Quote(*name), " is declared ",
+                            AttributeTypeName(it->second),
+                            "; a covariate must be a number attribute"));
+      return;
+    }
+  }
+  metric->covariate = *name;
 }
 
 const Metric* Parser::DefinedMetric(const std::string& key) const {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <utility>
+#include <variant>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
@@ -99,6 +100,25 @@ bool InSchedule(const Experiment& e, absl::Time t) {
   if (e.start_time.has_value() && t < *e.start_time) return false;
   if (e.end_time.has_value() && t >= *e.end_time) return false;
   return true;
+}
+
+// The unit's values of the covariates `e`'s metrics name: numbers only,
+// finite and within ±kMaxEventValue; any other value counts as missing.
+std::map<std::string, double> CovariatesOf(const IndexedConfig& config,
+                                           const Experiment& e,
+                                           const Unit& unit) {
+  std::map<std::string, double> out;
+  for (const std::string& key : e.metrics) {
+    const Metric* m = config.FindMetric(key);
+    if (m == nullptr || m->covariate.empty()) continue;
+    auto it = unit.attributes.find(m->covariate);
+    if (it == unit.attributes.end()) continue;
+    const double* x = std::get_if<double>(&it->second);
+    if (x != nullptr && std::isfinite(*x) && std::abs(*x) <= kMaxEventValue) {
+      out[m->covariate] = *x;
+    }
+  }
+  return out;
 }
 
 // The checks of one exposure, exposures[i] of the batch.
@@ -372,6 +392,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
             ? DeriveExposureKey(e, unit_id, x.variant_key,
                                 exposure.config_version, x.time)
             : ClientKey(x.idempotency_key);
+    exposure.covariates = CovariatesOf(config, e, x.unit);
     auto& group = groups[it->second];
     group.first.push_back(i);
     group.second.push_back(std::move(exposure));

@@ -50,7 +50,10 @@ inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
 // milliseconds sent as seconds).
 inline constexpr absl::Duration kMaxFutureSkew = absl::Hours(24);
 
-// A unit was shown a variant. Unit attributes are not used.
+// A unit was shown a variant. Of the unit's attributes only the covariates
+// of the experiment's metrics are used (Metric::covariate): a number, finite
+// and within ±kMaxEventValue, is stored with the unit's first exposure;
+// anything else is treated as missing.
 struct ExposureInput {
   std::string experiment_key;
   Unit unit;

@@ -466,6 +466,51 @@ TEST_F(RecorderTest, AnExposureToASecondVariantIsAConflict) {
   EXPECT_EQ(Aggregates("checkout").multi_exposed, 1);
 }
 
+TEST(RecorderCovariates,
+     AFiniteNumberAttributeIsStoredAndAnythingElseIsMissing) {
+  ParseResult parsed = ParseConfig(R"(
+metrics:
+  - {key: orders, type: sum, event: order_completed, aggregate: count, covariate: orders_90d}
+experiments:
+  - key: cuped
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [orders]
+    primary_metric: orders
+)",
+                                   "covariates.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
+  MemoryEventStore store;
+  Recorder recorder(&store);
+  auto expose = [](const std::string& id) {
+    ExposureInput x;
+    x.experiment_key = "cuped";
+    x.unit.ids["user_id"] = id;
+    x.variant_key = "control";
+    x.time = kNow - absl::Hours(1);
+    return x;
+  };
+  std::vector<ExposureInput> batch = {expose("number"), expose("text"),
+                                      expose("too_big"), expose("none")};
+  batch[0].unit.attributes["orders_90d"] = 3.0;
+  batch[1].unit.attributes["orders_90d"] = std::string("3");
+  batch[2].unit.attributes["orders_90d"] = 1e16;  // beyond kMaxEventValue
+  absl::StatusOr<RecordBatchResult> r =
+      recorder.RecordExposures(*parsed.config, batch, kNow);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->recorded, 4);
+  absl::StatusOr<ExperimentAggregates> a = store.ReadAggregates(
+      LayoutOf(*parsed.config, *parsed.config->FindExperiment("cuped")));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->variants[0].exposed, 4);
+  const MetricAggregate& orders = a->variants[0].metrics.at("orders");
+  EXPECT_EQ(orders.cuped_units, 1);  // only "number" has a usable covariate
+  EXPECT_EQ(orders.cuped_sum_x, 3);
+  EXPECT_EQ(orders.cuped_sum_x_sq, 9);
+}
+
 // Spools the writes of one experiment (as SpooledEventStore does while its
 // backend fails) and passes the others to a MemoryEventStore.
 class SpoolOneExperimentStore final : public EventStore {

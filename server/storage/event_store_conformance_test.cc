@@ -126,7 +126,13 @@ class Oracle {
     int64_t t = absl::ToUnixMillis(e.time);
     auto it = units_.find(e.unit_id);
     if (it == units_.end()) {
-      units_[e.unit_id] = Unit{e.variant_index, false, t, {}};
+      Unit& u = units_[e.unit_id] = Unit{e.variant_index, false, t, {}, {}};
+      for (const Metric& m : layout_.metrics) {
+        auto x = e.covariates.find(m.covariate);
+        if (!m.covariate.empty() && x != e.covariates.end()) {
+          u.covariates[m.key] = x->second;
+        }
+      }
       return WriteOutcome::kRecorded;
     }
     Unit& u = it->second;
@@ -212,11 +218,24 @@ class Oracle {
       day.resize(n);
       for (VariantAggregate* va : {&out.variants[u.variant], &day[u.variant]}) {
         va->exposed += 1;
+        // CUPED: every unit with a covariate, y = 0 without events.
+        for (const auto& [key, x] : u.covariates) {
+          MetricAggregate& a = va->metrics[key];
+          auto tot = u.metrics.find(key);
+          long double y = 0;
+          if (tot != u.metrics.end() && tot->second.counted) {
+            y = Of(key).type == MetricType::kSum ? tot->second.x : 1;
+          }
+          a.cuped_units += 1;
+          a.cuped_sum_x += x;
+          a.cuped_sum_x_sq += static_cast<long double>(x) * x;
+          a.cuped_sum_y += y;
+          a.cuped_sum_y_sq += y * y;
+          a.cuped_sum_xy += x * y;
+        }
         for (const auto& [key, tot] : u.metrics) {
           if (!tot.counted) continue;
-          const Metric& m =
-              *std::find_if(layout_.metrics.begin(), layout_.metrics.end(),
-                            [&k = key](const Metric& x) { return x.key == k; });
+          const Metric& m = Of(key);
           MetricAggregate& a = va->metrics[key];
           a.units += 1;
           long double x = tot.x, nn = tot.n, dd = tot.d;
@@ -254,7 +273,13 @@ class Oracle {
     bool multi;
     int64_t first_ms;
     std::map<std::string, Totals> metrics;
+    // Metric key -> covariate, from the first exposure.
+    std::map<std::string, double> covariates;
   };
+  const Metric& Of(const std::string& key) const {
+    return *std::find_if(layout_.metrics.begin(), layout_.metrics.end(),
+                         [&key](const Metric& m) { return m.key == key; });
+  }
   ExperimentLayout layout_;
   std::set<std::string> exposure_keys_, event_keys_;
   std::map<std::string, Unit> units_;
@@ -283,6 +308,12 @@ std::map<std::string, long double> Flatten(const ExperimentAggregates& a) {
         put(q + "sum_num_sq", m.sum_num_sq);
         put(q + "sum_den_sq", m.sum_den_sq);
         put(q + "sum_num_den", m.sum_num_den);
+        put(q + "cuped_units", m.cuped_units);
+        put(q + "cuped_sum_x", m.cuped_sum_x);
+        put(q + "cuped_sum_x_sq", m.cuped_sum_x_sq);
+        put(q + "cuped_sum_y", m.cuped_sum_y);
+        put(q + "cuped_sum_y_sq", m.cuped_sum_y_sq);
+        put(q + "cuped_sum_xy", m.cuped_sum_xy);
       }
     }
   };
@@ -993,6 +1024,68 @@ TEST_P(EventStoreConformance, DailyBucketsAreCohortsOfTheFirstExposureDay) {
   ExpectMatchesOracle();
 }
 
+TEST_P(EventStoreConformance,
+       CupedSumsCoverTheUnitsWhoseFirstExposureCarriedTheCovariate) {
+  layout_.metrics.push_back(Sum("orders_cuped", "order_completed",
+                                EventAggregation::kCount, 14 * kDay));
+  layout_.metrics.back().covariate = "orders_90d";
+  layout_.metrics.push_back(
+      Binomial("conversion_cuped", "order_completed", 7 * kDay));
+  layout_.metrics.back().covariate = "orders_90d";
+  oracle_ = Oracle(layout_);
+  auto with = [](Exposure e, double x) {
+    e.covariates["orders_90d"] = x;
+    return e;
+  };
+  ASSERT_EQ(Expose(with(X("a", 0, kT0), 2)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(with(X("b", 0, kT0), 4)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("c", 0, kT0)), WriteOutcome::kRecorded);  // none
+  ASSERT_EQ(Expose(with(X("d", 1, kT0), 3)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(with(X("e", 1, kT0), 1)), WriteOutcome::kRecorded);
+  Record(E("a", "order_completed", kT0 + absl::Hours(1)));
+  Record(E("a", "order_completed", kT0 + absl::Hours(2)));
+  Record(E("c", "order_completed", kT0 + absl::Hours(1)));
+  Record(E("d", "order_completed", kT0 + absl::Hours(1)));
+  Record(E("e", "order_completed", kT0 + absl::Hours(1)));
+  // d goes multi-exposed: out of every figure, CUPED ones included.
+  EXPECT_EQ(Expose(with(X("d", 0, kT0 + absl::Hours(3)), 3)),
+            WriteOutcome::kConflict);
+  // e's later exposure carries another value: the first one stays.
+  EXPECT_EQ(Expose(with(X("e", 1, kT0 + absl::Hours(4)), 100)),
+            WriteOutcome::kDuplicate);
+  // a's earlier exposure arrives late: a moves to the previous cohort day
+  // with its covariate and its orders.
+  EXPECT_EQ(Expose(with(X("a", 0, kT0 - kDay), 9)), WriteOutcome::kDuplicate);
+
+  ExperimentAggregates a = Read();
+  const MetricAggregate& orders = M(a, 0, "orders_cuped");
+  EXPECT_EQ(orders.units, 2);  // a and c: the raw figures keep c
+  EXPECT_EQ(orders.sum, 3);
+  EXPECT_EQ(orders.cuped_units, 2);  // a and b: b's y is 0
+  EXPECT_EQ(orders.cuped_sum_x, 6);
+  EXPECT_EQ(orders.cuped_sum_x_sq, 20);
+  EXPECT_EQ(orders.cuped_sum_y, 2);
+  EXPECT_EQ(orders.cuped_sum_y_sq, 4);
+  EXPECT_EQ(orders.cuped_sum_xy, 4);
+  const MetricAggregate& conversion = M(a, 0, "conversion_cuped");
+  EXPECT_EQ(conversion.cuped_units, 2);
+  EXPECT_EQ(conversion.cuped_sum_y, 1);
+  EXPECT_EQ(conversion.cuped_sum_y_sq, 1);
+  EXPECT_EQ(conversion.cuped_sum_xy, 2);
+  const MetricAggregate& treated = M(a, 1, "orders_cuped");
+  EXPECT_EQ(treated.cuped_units, 1);  // e only
+  EXPECT_EQ(treated.cuped_sum_x, 1);
+  EXPECT_EQ(treated.cuped_sum_xy, 1);
+  // Metrics without a covariate have no CUPED figures.
+  EXPECT_EQ(M(a, 0, "orders").cuped_units, 0);
+  EXPECT_EQ(M(a, 0, "orders").cuped_sum_y, 0);
+  const std::string day_before = internal::FormatDay(
+      internal::DayOfMillis(absl::ToUnixMillis(kT0 - kDay)));
+  ASSERT_EQ(a.daily.count(day_before), 1u);
+  EXPECT_EQ(a.daily[day_before][0].metrics["orders_cuped"].cuped_sum_xy, 4);
+  ExpectMatchesOracle();
+}
+
 TEST_P(EventStoreConformance, ChangedMetricDefinitionStartsItsFiguresAfresh) {
   ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
   Record(E("u1", "order_completed", kT0 + absl::Hours(1), 10.0));
@@ -1054,6 +1147,16 @@ TEST(EventStoreEquivalence,
   MemoryEventStore memory;
   ExperimentLayout layout = CheckoutLayout();
   layout.variant_keys = {"control", "treatment", "treatment_b"};
+  // CUPED: two metrics on one covariate, one on another.
+  layout.metrics.push_back(
+      Binomial("order_conversion_cuped", "order_completed", 7 * kDay));
+  layout.metrics.back().covariate = "orders_90d";
+  layout.metrics.push_back(Sum("revenue_cuped", "order_completed",
+                               EventAggregation::kValue, 14 * kDay));
+  layout.metrics.back().covariate = "orders_90d";
+  layout.metrics.push_back(Sum("revenue_by_spend", "order_completed",
+                               EventAggregation::kValue, 14 * kDay));
+  layout.metrics.back().covariate = "spend_90d";
   Oracle oracle(layout);
 
   std::mt19937_64 rng(20260302);
@@ -1092,6 +1195,12 @@ TEST(EventStoreEquivalence,
         batch.push_back(Exposure{absl::StrCat("user-", u), variant, t,
                                  absl::StrCat("cfg-", uniform(0, 2)),
                                  key_for(absl::StrCat("x", batch_no, "-", i))});
+        // Most units carry each covariate; a repeat exposure may carry
+        // another value, which must not replace the first.
+        if (uniform(0, 9) < 8)
+          batch.back().covariates["orders_90d"] = uniform(0, 12);
+        if (uniform(0, 9) < 6)
+          batch.back().covariates["spend_90d"] = 0.25 * uniform(-8, 2000);
       }
       std::vector<WriteOutcome> expected;
       for (const Exposure& e : batch) expected.push_back(oracle.Expose(e));

@@ -15,6 +15,23 @@ void Add(long double* field, double delta) {
   *field += static_cast<long double>(delta);
 }
 
+// A unit with covariate x whose value y moved from y0 to y1, in the CUPED
+// sums (as write_events.lua's cuped_y).
+void AddCupedY(MetricAggregate* m, double x, double y0, double y1) {
+  Add(&m->cuped_sum_y, y1 - y0);
+  Add(&m->cuped_sum_y_sq, y1 * y1 - y0 * y0);
+  Add(&m->cuped_sum_xy, x * (y1 - y0));
+}
+
+// Adds (sign +1) or removes (-1) a unit's value y in the CUPED sums.
+void AddCupedUnit(MetricAggregate* m, double x, double y, int sign) {
+  if (sign > 0) {
+    AddCupedY(m, x, 0, y);
+  } else {
+    AddCupedY(m, x, y, 0);
+  }
+}
+
 }  // namespace
 
 MemoryEventStore::ExperimentData* MemoryEventStore::Data(
@@ -25,18 +42,29 @@ MemoryEventStore::ExperimentData* MemoryEventStore::Data(
 void MemoryEventStore::ApplyUnit(int sign, const UnitRecord& unit,
                                  Figures* figures) {
   figures->exposed[unit.variant] += sign;
+  for (const auto& [signature, x] : unit.covariates) {
+    MetricAggregate& m = figures->metrics[{unit.variant, signature}];
+    m.cuped_units += sign;
+    Add(&m.cuped_sum_x, sign * x);
+    Add(&m.cuped_sum_x_sq, sign * (x * x));
+  }
   for (const auto& [signature, state] : unit.states) {
     MetricAggregate& m = figures->metrics[{unit.variant, signature}];
     m.units += sign;
+    auto covariate = unit.covariates.find(signature);
+    const double* x =
+        covariate == unit.covariates.end() ? nullptr : &covariate->second;
     switch (state.type) {
       case MetricType::kBinomial:
       case MetricType::kRetention:
         Add(&m.sum, sign);
         Add(&m.sum_sq, sign);
+        if (x != nullptr) AddCupedUnit(&m, *x, 1, sign);
         break;
       case MetricType::kSum:
         Add(&m.sum, sign * state.a);
         Add(&m.sum_sq, sign * (state.a * state.a));
+        if (x != nullptr) AddCupedUnit(&m, *x, state.a, sign);
         break;
       case MetricType::kRatio:
         Add(&m.sum_num, sign * state.a);
@@ -79,6 +107,13 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
     if (inserted) {
       unit.variant = e.variant_index;
       unit.first_ms = t;
+      for (const Metric& m : layout.metrics) {
+        if (m.covariate.empty()) continue;
+        auto x = e.covariates.find(m.covariate);
+        if (x != e.covariates.end()) {
+          unit.covariates[internal::MetricSignature(m)] = x->second;
+        }
+      }
       ApplyUnit(+1, unit, &data->total);
       ApplyUnit(+1, unit, &data->days[DayOfMillis(t)]);
       outcomes.push_back(WriteOutcome::kRecorded);
@@ -98,6 +133,7 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
       data->multi_exposed += 1;
       unit.multi_exposed = true;
       unit.states.clear();
+      unit.covariates.clear();
       outcomes.push_back(WriteOutcome::kConflict);
     }
   }
@@ -118,6 +154,9 @@ bool MemoryEventStore::CountEvent(const Metric& metric,
   };
   auto state_it = unit->states.find(signature);
   bool counted = state_it != unit->states.end();
+  auto covariate = unit->covariates.find(signature);
+  const double* cx =
+      covariate == unit->covariates.end() ? nullptr : &covariate->second;
   switch (metric.type) {
     case MetricType::kBinomial:
     case MetricType::kRetention: {
@@ -135,6 +174,7 @@ bool MemoryEventStore::CountEvent(const Metric& metric,
         m->units += 1;
         Add(&m->sum, 1);
         Add(&m->sum_sq, 1);
+        if (cx != nullptr) AddCupedY(m, *cx, 0, 1);
       }
       return true;
     }
@@ -148,6 +188,7 @@ bool MemoryEventStore::CountEvent(const Metric& metric,
         if (!counted) m->units += 1;
         Add(&m->sum, v);
         Add(&m->sum_sq, 2 * x * v + v * v);
+        if (cx != nullptr) AddCupedY(m, *cx, x, x + v);
       }
       return !counted || v != 0;
     }

@@ -59,6 +59,9 @@ class MemoryEventStore final : public EventStore {
     bool multi_exposed = false;
     int64_t first_ms = 0;
     std::map<std::string, MetricState> states;
+    // Metric signature -> the unit's covariate, for the layout's metrics
+    // with one, as at the unit's first exposure.
+    std::map<std::string, double> covariates;
   };
   // Figures of all units, or of one cohort day.
   struct Figures {

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iterator>
+#include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -13,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "server/core/event_store_internal.h"
 #include "server/storage/redis/redis_scripts.h"
 
@@ -140,6 +144,23 @@ absl::Status ParseFigures(
     const bool zero_one = key->second->type == MetricType::kBinomial ||
                           key->second->type == MetricType::kRetention;
     std::string stat = field.substr(last + 1);
+    if (stat == "cuped_units") {
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      m.cuped_units = *n;
+      continue;
+    }
+    if (long double* cuped = stat == "cuped_sum_x"      ? &m.cuped_sum_x
+                             : stat == "cuped_sum_x_sq" ? &m.cuped_sum_x_sq
+                             : stat == "cuped_sum_y"    ? &m.cuped_sum_y
+                             : stat == "cuped_sum_y_sq" ? &m.cuped_sum_y_sq
+                             : stat == "cuped_sum_xy"   ? &m.cuped_sum_xy
+                                                        : nullptr) {
+      absl::StatusOr<long double> x = ParseFloat(value, field);
+      if (!x.ok()) return x.status();
+      *cuped = *x;
+      continue;
+    }
     if (stat == "units") {
       absl::StatusOr<int64_t> n = ParseInt(value, field);
       if (!n.ok()) return n.status();
@@ -179,8 +200,37 @@ void AddFigures(const std::vector<VariantAggregate>& from,
       t.sum_num_sq += f.sum_num_sq;
       t.sum_den_sq += f.sum_den_sq;
       t.sum_num_den += f.sum_num_den;
+      t.cuped_units += f.cuped_units;
+      t.cuped_sum_x += f.cuped_sum_x;
+      t.cuped_sum_x_sq += f.cuped_sum_x_sq;
+      t.cuped_sum_y += f.cuped_sum_y;
+      t.cuped_sum_y_sq += f.cuped_sum_y_sq;
+      t.cuped_sum_xy += f.cuped_sum_xy;
     }
   }
+}
+
+// A unit's values of `metrics`' covariates as the write_exposures script
+// takes them: 8 bytes per metric, a little-endian double, NaN where the unit
+// lacks the covariate; "" when it has none of them.
+std::string PackCovariates(const std::vector<const Metric*>& metrics,
+                           const std::map<std::string, double>& values) {
+  std::string out;
+  bool any = false;
+  for (const Metric* m : metrics) {
+    auto it = values.find(m->covariate);
+    double x = std::numeric_limits<double>::quiet_NaN();
+    if (it != values.end()) {
+      x = it->second;
+      any = true;
+    }
+    uint64_t bits = 0;
+    std::memcpy(&bits, &x, sizeof bits);
+    for (int i = 0; i < 8; ++i) {
+      out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+    }
+  }
+  return any ? out : std::string();
 }
 
 std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
@@ -617,6 +667,16 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   head.push_back(absl::StrCat(b.units));
   head.push_back(absl::StrCat(b.idempotency));
   head.push_back(absl::StrCat(max_versions));
+  // The metrics with a covariate, and each exposure's values of them.
+  std::vector<const Metric*> with_covariate;
+  for (const Metric& m : layout.metrics) {
+    if (!m.covariate.empty()) with_covariate.push_back(&m);
+  }
+  std::vector<std::string> covariate_sigs;
+  for (const Metric* m : with_covariate) {
+    covariate_sigs.push_back(internal::MetricSignature(*m));
+  }
+  head.push_back(absl::StrJoin(covariate_sigs, "\n"));
   std::vector<RedisScriptCall> calls;
   std::vector<size_t> sent;  // exposure indices in the calls' order
   sent.reserve(exposures.size());
@@ -642,6 +702,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
         call.args.push_back(absl::StrCat(StoreMillis(e.time)));
         call.args.push_back(versions.empty() ? e.config_version
                                              : versions[items[k]]);
+        call.args.push_back(PackCovariates(with_covariate, e.covariates));
         sent.push_back(items[k]);
       }
     }

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -584,16 +585,20 @@ class RedisScriptsHostileArgs : public WithRedis {
     return {base_, absl::StrCat(gen), absl::StrCat((gen + 2) * ttl_s)};
   }
 
-  // WriteExposures of kItems new units from `first`, alternating variants.
+  // WriteExposures of kItems new units from `first`, alternating variants,
+  // each with covariate i for one metric.
   Args Exposures(int first) const {
     Args args = Head();
     args.insert(args.end(), {"control\ntreatment", "131072", "65536", "32",
-                             absl::StrCat(kItems)});
+                             "orders@covariate", absl::StrCat(kItems)});
     for (int i = first; i < first + kItems; ++i) {
+      const double x = i;
+      std::string packed(8, '\0');
+      std::memcpy(packed.data(), &x, 8);  // little-endian hosts only
       args.insert(args.end(),
                   {absl::StrCat(i % 5), Field('x', i), absl::StrCat(i % 7),
                    Field('u', i), absl::StrCat(i % 2),
-                   absl::StrCat(absl::ToUnixMillis(now_)), "cfg-1"});
+                   absl::StrCat(absl::ToUnixMillis(now_)), "cfg-1", packed});
     }
     return args;
   }
@@ -669,12 +674,17 @@ TEST_F(RedisScriptsHostileArgs, WriteExposuresAppliesAChunkWholeOrNotAtAll) {
   const int w = redis_scripts::kExposureItemArgs;
   const std::string huge(1 << 20, 'z');
   const std::vector<HostileCase> cases = {
-      {"count not a number", Set(7, "three")},
-      {"count negative", Set(7, "-1")},
-      {"count huge", Set(7, "1000000000")},
-      {"count fractional", Set(7, "2.5")},
-      {"count one short of the items", Set(7, "2")},
-      {"count one more than the items", Set(7, "4")},
+      {"count not a number", Set(8, "three")},
+      {"count negative", Set(8, "-1")},
+      {"count huge", Set(8, "1000000000")},
+      {"count fractional", Set(8, "2.5")},
+      {"count one short of the items", Set(8, "2")},
+      {"count one more than the items", Set(8, "4")},
+      {"more covariate metrics than a record holds",
+       Set(7, absl::StrJoin(std::vector<std::string>(29, "m"), "\n"))},
+      {"last covariates one byte short", SetLast(w, 7, "1234567")},
+      {"last covariates for two metrics, one listed",
+       SetLast(w, 7, std::string(16, '\0'))},
       {"one argument missing", [](Args& a) { a.pop_back(); }},
       {"one argument extra", [](Args& a) { a.push_back("x"); }},
       {"empty base", Set(0, "")},

@@ -25,15 +25,17 @@
 namespace abexp::redis_scripts {
 
 // Arguments per item of WriteExposures and WriteEvents.
-inline constexpr int kExposureItemArgs = 7;
+inline constexpr int kExposureItemArgs = 8;
 inline constexpr int kEventItemArgs = 7;
 // Arguments per metric of an event group.
 inline constexpr int kMetricArgs = 6;
 
 // lua/write_exposures.lua. KEYS[1]: the phase's meta hash. ARGV: base
 // prefix, idempotency generation, expiry, variant keys, unit buckets,
-// idempotency buckets, the most config versions counted apart, item count
-// N, then N groups of kExposureItemArgs.
+// idempotency buckets, the most config versions counted apart, the
+// signatures of the metrics with a covariate ('\n'-joined), item count N,
+// then N groups of kExposureItemArgs (the last: the unit's covariates as
+// little-endian doubles, NaN for missing, or '' for none).
 // Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 // 3 conflict), or an error "ABEXP_VARIANTS ..." before writing anything when
 // the variant keys are incompatible with the stored ones.

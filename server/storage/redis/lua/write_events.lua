@@ -34,7 +34,8 @@
 -- multi-exposed, first exposure ms) followed by one entry per metric the
 -- unit counts in: metric id byte, state length byte, state ('' for
 -- binomial/retention, '<d' total for sum, '<dd' numerator and denominator
--- for ratio).
+-- for ratio). An entry of id 0 holds the unit's covariates, recorded at its
+-- first exposure: per metric with a covariate, its id byte and '<d' x.
 local MAX_VALUE = 1000000000000000
 
 local MS_DAY = 86400000
@@ -191,28 +192,95 @@ local function mname(id)
   return s
 end
 
+-- The unit's covariates: metric id -> x, from its record's entry 0.
+local function covariates(states)
+  local out = {}
+  local s = states[0]
+  if s then
+    for p = 1, #s - 8, 9 do out[string.byte(s, p)] = struct.unpack('<d', s, p + 1) end
+  end
+  return out
+end
+
+-- Adds a change of a unit's value y of metric `sig` from y0 to y1 to the
+-- CUPED sums of `key`, for a unit with covariate x.
+local function cuped_y(key, v, sig, x, y0, y1)
+  sum(key, field(v, sig, 'cuped_sum_y'), y1 - y0)
+  sum(key, field(v, sig, 'cuped_sum_y_sq'), y1 * y1 - y0 * y0)
+  sum(key, field(v, sig, 'cuped_sum_xy'), x * (y1 - y0))
+end
+
 -- Adds sign times the unit's exposure and metric figures to cohort-day hash
 -- `key`. Binomial and retention metrics keep only `units` (their sum and
--- sum of squares equal it).
+-- sum of squares equal it). A unit with a covariate for a metric also
+-- counts in its cuped_* figures (y is 0 for a unit without events).
 local function apply_unit(key, sign, v, states, order)
   count(key, field(v), sign)
-  for _, id in ipairs(order) do
-    local s = states[id]
+  local cov = covariates(states)
+  for id, x in pairs(cov) do
     local sig = mname(id)
-    count(key, field(v, sig, 'units'), sign)
-    if #s == 8 then
-      local x = struct.unpack('<d', s)
-      sum(key, field(v, sig, 'sum'), sign * x)
-      sum(key, field(v, sig, 'sum_sq'), sign * (x * x))
-    elseif #s == 16 then
-      local n, d = struct.unpack('<dd', s)
-      sum(key, field(v, sig, 'sum_num'), sign * n)
-      sum(key, field(v, sig, 'sum_den'), sign * d)
-      sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
-      sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
-      sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+    count(key, field(v, sig, 'cuped_units'), sign)
+    sum(key, field(v, sig, 'cuped_sum_x'), sign * x)
+    sum(key, field(v, sig, 'cuped_sum_x_sq'), sign * (x * x))
+  end
+  for _, id in ipairs(order) do
+    if id ~= 0 then
+      local s = states[id]
+      local sig = mname(id)
+      local y = 1
+      count(key, field(v, sig, 'units'), sign)
+      if #s == 8 then
+        local x = struct.unpack('<d', s)
+        sum(key, field(v, sig, 'sum'), sign * x)
+        sum(key, field(v, sig, 'sum_sq'), sign * (x * x))
+        y = x
+      elseif #s == 16 then
+        local n, d = struct.unpack('<dd', s)
+        sum(key, field(v, sig, 'sum_num'), sign * n)
+        sum(key, field(v, sig, 'sum_den'), sign * d)
+        sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
+        sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
+        sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+        y = nil
+      end
+      if y and cov[id] then
+        if sign > 0 then cuped_y(key, v, sig, cov[id], 0, y)
+        else cuped_y(key, v, sig, cov[id], y, 0) end
+      end
     end
   end
+end
+
+-- Every metric signature's one-byte id in `sigs`, assigned before anything
+-- is written; the new ones only once all fit, so running out of ids writes
+-- nothing. Returns the ids by signature, or nil and the error.
+local function metric_ids(sigs)
+  local ids = {}
+  if #sigs == 0 then return ids end
+  local fields = {}
+  for j, sig in ipairs(sigs) do fields[j] = 'mid|' .. sig end
+  local got = redis.call('HMGET', meta, unpack(fields))
+  local new_sigs = {}
+  for j, sig in ipairs(sigs) do
+    if got[j] then
+      ids[sig] = tonumber(got[j])
+    else
+      new_sigs[#new_sigs + 1] = sig
+    end
+  end
+  if #new_sigs > 0 then
+    local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
+    if last + #new_sigs > 255 then
+      return nil, 'ABEXP_METRICS more than 255 metric definitions in this phase'
+    end
+    for _, sig in ipairs(new_sigs) do
+      last = last + 1
+      redis.call('HSET', meta, 'mid|' .. sig, last, 'mname|' .. last, sig)
+      ids[sig] = last
+    end
+    redis.call('HSET', meta, 'mnext', last)
+  end
+  return ids
 end
 
 -- Idempotency keys live in one hash per generation (g = floor(now / TTL))
@@ -335,34 +403,8 @@ for i = o + 1, #ARGV, 7 do
   end
 end
 
--- Every metric's one-byte id, assigned before any item is written; the
--- new ones only once all fit, so running out of ids writes nothing.
-local ids = {}
-if #sigs > 0 then
-  local fields = {}
-  for j, sig in ipairs(sigs) do fields[j] = 'mid|' .. sig end
-  local got = redis.call('HMGET', meta, unpack(fields))
-  local new_sigs = {}
-  for j, sig in ipairs(sigs) do
-    if got[j] then
-      ids[sig] = tonumber(got[j])
-    else
-      new_sigs[#new_sigs + 1] = sig
-    end
-  end
-  if #new_sigs > 0 then
-    local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
-    if last + #new_sigs > 255 then
-      return redis.error_reply('ABEXP_METRICS more than 255 metric definitions in this phase')
-    end
-    for _, sig in ipairs(new_sigs) do
-      last = last + 1
-      redis.call('HSET', meta, 'mid|' .. sig, last, 'mname|' .. last, sig)
-      ids[sig] = last
-    end
-    redis.call('HSET', meta, 'mnext', last)
-  end
-end
+local ids, ids_error = metric_ids(sigs)
+if not ids then return redis.error_reply(ids_error) end
 
 -- An event's delta for a metric source: 1 for a count, its value for a
 -- value aggregation (nil when it has none), nil when the source is another
@@ -389,6 +431,7 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
   if value_arg ~= '' then value = tonumber(value_arg) end
   local dkey = day_key(day_of(first))
   local changed = false
+  local cov = covariates(states)
 
   for _, m in ipairs(metrics) do
     local typ = m.typ
@@ -415,15 +458,18 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
         order[#order + 1] = id
         count(dkey, field(rv, sig, 'units'), 1)
       end
+      local cx = cov[id]
       if typ == 'b' or typ == 't' then
         states[id] = ''
         changed = true
+        if cx then cuped_y(dkey, rv, sig, cx, 0, 1) end
       elseif typ == 's' then
         local x = 0
         if counted then x = struct.unpack('<d', s) end
         states[id] = struct.pack('<d', x + dn)
         sum(dkey, field(rv, sig, 'sum'), dn)
         sum(dkey, field(rv, sig, 'sum_sq'), 2 * x * dn + dn * dn)
+        if cx then cuped_y(dkey, rv, sig, cx, x, x + dn) end
         if not counted or dn ~= 0 then changed = true end
       else
         local n, d = 0, 0

@@ -11,10 +11,13 @@
 -- ARGV[4]  the phase's variant keys, '\n'-joined
 -- ARGV[5]  unit buckets; ARGV[6] idempotency buckets
 -- ARGV[7]  the most distinct config versions counted in the phase
--- ARGV[8]  item count N, then N groups of 7 (redis_scripts::
+-- ARGV[8]  the signatures of the C metrics with a covariate, '\n'-joined
+--          ('' for none)
+-- ARGV[9]  item count N, then N groups of 8 (redis_scripts::
 --          kExposureItemArgs): idempotency bucket, idempotency field
 --          (8 bytes), unit bucket, unit field (8 bytes), variant index,
---          time (Unix ms), config version (1 to 64 bytes)
+--          time (Unix ms), config version (1 to 64 bytes), the unit's
+--          covariates ('' for none, else C '<d' values, NaN for missing)
 --
 -- Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 -- 3 conflict). Fails before writing anything with "ABEXP_ARGS ..." on a bad
@@ -28,7 +31,8 @@
 -- multi-exposed, first exposure ms) followed by one entry per metric the
 -- unit counts in: metric id byte, state length byte, state ('' for
 -- binomial/retention, '<d' total for sum, '<dd' numerator and denominator
--- for ratio).
+-- for ratio). An entry of id 0 holds the unit's covariates, recorded at its
+-- first exposure: per metric with a covariate, its id byte and '<d' x.
 local MAX_VALUE = 1000000000000000
 
 local MS_DAY = 86400000
@@ -185,28 +189,95 @@ local function mname(id)
   return s
 end
 
+-- The unit's covariates: metric id -> x, from its record's entry 0.
+local function covariates(states)
+  local out = {}
+  local s = states[0]
+  if s then
+    for p = 1, #s - 8, 9 do out[string.byte(s, p)] = struct.unpack('<d', s, p + 1) end
+  end
+  return out
+end
+
+-- Adds a change of a unit's value y of metric `sig` from y0 to y1 to the
+-- CUPED sums of `key`, for a unit with covariate x.
+local function cuped_y(key, v, sig, x, y0, y1)
+  sum(key, field(v, sig, 'cuped_sum_y'), y1 - y0)
+  sum(key, field(v, sig, 'cuped_sum_y_sq'), y1 * y1 - y0 * y0)
+  sum(key, field(v, sig, 'cuped_sum_xy'), x * (y1 - y0))
+end
+
 -- Adds sign times the unit's exposure and metric figures to cohort-day hash
 -- `key`. Binomial and retention metrics keep only `units` (their sum and
--- sum of squares equal it).
+-- sum of squares equal it). A unit with a covariate for a metric also
+-- counts in its cuped_* figures (y is 0 for a unit without events).
 local function apply_unit(key, sign, v, states, order)
   count(key, field(v), sign)
-  for _, id in ipairs(order) do
-    local s = states[id]
+  local cov = covariates(states)
+  for id, x in pairs(cov) do
     local sig = mname(id)
-    count(key, field(v, sig, 'units'), sign)
-    if #s == 8 then
-      local x = struct.unpack('<d', s)
-      sum(key, field(v, sig, 'sum'), sign * x)
-      sum(key, field(v, sig, 'sum_sq'), sign * (x * x))
-    elseif #s == 16 then
-      local n, d = struct.unpack('<dd', s)
-      sum(key, field(v, sig, 'sum_num'), sign * n)
-      sum(key, field(v, sig, 'sum_den'), sign * d)
-      sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
-      sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
-      sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+    count(key, field(v, sig, 'cuped_units'), sign)
+    sum(key, field(v, sig, 'cuped_sum_x'), sign * x)
+    sum(key, field(v, sig, 'cuped_sum_x_sq'), sign * (x * x))
+  end
+  for _, id in ipairs(order) do
+    if id ~= 0 then
+      local s = states[id]
+      local sig = mname(id)
+      local y = 1
+      count(key, field(v, sig, 'units'), sign)
+      if #s == 8 then
+        local x = struct.unpack('<d', s)
+        sum(key, field(v, sig, 'sum'), sign * x)
+        sum(key, field(v, sig, 'sum_sq'), sign * (x * x))
+        y = x
+      elseif #s == 16 then
+        local n, d = struct.unpack('<dd', s)
+        sum(key, field(v, sig, 'sum_num'), sign * n)
+        sum(key, field(v, sig, 'sum_den'), sign * d)
+        sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
+        sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
+        sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+        y = nil
+      end
+      if y and cov[id] then
+        if sign > 0 then cuped_y(key, v, sig, cov[id], 0, y)
+        else cuped_y(key, v, sig, cov[id], y, 0) end
+      end
     end
   end
+end
+
+-- Every metric signature's one-byte id in `sigs`, assigned before anything
+-- is written; the new ones only once all fit, so running out of ids writes
+-- nothing. Returns the ids by signature, or nil and the error.
+local function metric_ids(sigs)
+  local ids = {}
+  if #sigs == 0 then return ids end
+  local fields = {}
+  for j, sig in ipairs(sigs) do fields[j] = 'mid|' .. sig end
+  local got = redis.call('HMGET', meta, unpack(fields))
+  local new_sigs = {}
+  for j, sig in ipairs(sigs) do
+    if got[j] then
+      ids[sig] = tonumber(got[j])
+    else
+      new_sigs[#new_sigs + 1] = sig
+    end
+  end
+  if #new_sigs > 0 then
+    local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
+    if last + #new_sigs > 255 then
+      return nil, 'ABEXP_METRICS more than 255 metric definitions in this phase'
+    end
+    for _, sig in ipairs(new_sigs) do
+      last = last + 1
+      redis.call('HSET', meta, 'mid|' .. sig, last, 'mname|' .. last, sig)
+      ids[sig] = last
+    end
+    redis.call('HSET', meta, 'mnext', last)
+  end
+  return ids
 end
 
 -- Idempotency keys live in one hash per generation (g = floor(now / TTL))
@@ -232,6 +303,9 @@ end
 local MAX_VARIANTS = 255
 -- kMaxStoredConfigVersionBytes in server/core/event_store.h.
 local MAX_VERSION_BYTES = 64
+-- A record's covariate entry holds 9 bytes per metric within 255 bytes:
+-- kMaxCovariateMetrics in server/core/event_store.h.
+local MAX_COVARIATES = 28
 
 local function check_version(i)
   local s = ARGV[i]
@@ -244,10 +318,18 @@ local function check_args()
               check_int(5, 'unit buckets', 1, MAX_BUCKET + 1) or
               check_int(6, 'idempotency buckets', 1, MAX_BUCKET + 1) or
               check_int(7, 'config versions', 1, 1000000) or
-              check_count(8, 'exposures', 9, 7)
+              check_count(9, 'exposures', 10, 8)
   if err then return err end
+  if not ARGV[8] then return arg_error(8, 'covariate metrics', 'a string') end
   local _, newlines = string.gsub(ARGV[4], '\n', '')
-  for o = 9, #ARGV, 7 do
+  local ncov = 0
+  if ARGV[8] ~= '' then
+    ncov = select(2, string.gsub(ARGV[8], '\n', '')) + 1
+    if ncov > MAX_COVARIATES then
+      return arg_error(8, 'covariate metrics', 'at most ' .. MAX_COVARIATES)
+    end
+  end
+  for o = 10, #ARGV, 8 do
     err = check_int(o, 'idempotency bucket', 0, MAX_BUCKET) or
           check_field(o + 1, 'idempotency field') or
           check_int(o + 2, 'unit bucket', 0, MAX_BUCKET) or
@@ -256,6 +338,9 @@ local function check_args()
           check_int(o + 5, 'time (ms)', -MAX_TIME - 1, MAX_TIME) or
           check_version(o + 6)
     if err then return err end
+    if ARGV[o + 7] ~= '' and #ARGV[o + 7] ~= 8 * ncov then
+      return arg_error(o + 7, 'covariates', "'' or " .. ncov .. " '<d' values")
+    end
   end
   return nil
 end
@@ -317,15 +402,46 @@ local function version_field(cv)
   return f
 end
 
-local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
+-- The metrics with a covariate, in ARGV[8]'s order, and their ids.
+local cov_sigs = {}
+if ARGV[8] ~= '' then
+  for sig in string.gmatch(ARGV[8], '[^\n]+') do cov_sigs[#cov_sigs + 1] = sig end
+end
+local cov_ids = {}
+if #cov_sigs > 0 then
+  local ids_error
+  cov_ids, ids_error = metric_ids(cov_sigs)
+  if not cov_ids then return redis.error_reply(ids_error) end
+end
+
+-- A new unit's record: the header, and its covariates' entry when it has
+-- any (a NaN is a missing covariate).
+local function new_record(v, t, covs)
+  local rec = struct.pack('<BBi6', v, 0, t)
+  if covs == '' then return rec end
+  local parts = {}
+  for j, sig in ipairs(cov_sigs) do
+    local x = struct.unpack('<d', covs, 8 * j - 7)
+    if x == x then
+      parts[#parts + 1] = string.char(cov_ids[sig]) .. string.sub(covs, 8 * j - 7, 8 * j)
+    end
+  end
+  if #parts == 0 then return rec end
+  local entry = table.concat(parts)
+  return rec .. string.char(0, #entry) .. entry
+end
+
+local function expose(ibucket, ifield, ubucket, ufield, v, t, cv, covs)
   if seen(ibucket, ifield) then return 1 end
   count(agg, version_field(cv), 1)
 
   -- A new unit (the common case) is one HSETNX; only a known one is read.
   local ukey = base .. 'u:' .. ubucket
-  if redis.call('HSETNX', ukey, ufield, struct.pack('<BBi6', v, 0, t)) == 1 then
+  local new_rec = new_record(v, t, covs)
+  if redis.call('HSETNX', ukey, ufield, new_rec) == 1 then
     local day = day_of(t)
-    count(day_key(day), field(v), 1)
+    local _, _, _, states, order = parse(new_rec)
+    apply_unit(day_key(day), 1, v, states, order)
     new_days[day] = true
     return 0
   end
@@ -353,13 +469,14 @@ local function expose(ibucket, ifield, ubucket, ufield, v, t, cv)
   return 3
 end
 
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
 local out = {}
-local o = 9
+local o = 10
 for i = 1, n do
   out[i] = expose(ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3],
-                  tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6])
-  o = o + 7
+                  tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6],
+                  ARGV[o + 7])
+  o = o + 8
 end
 flush()
 if versions_dirty then
