@@ -94,9 +94,9 @@ const std::set<std::string> kTopKeys = {
     "phase",           "srm",      "variants"};
 const std::set<std::string> kMetricKeys = {
     "guardrail", "higher_is_better", "key", "primary", "type", "variants"};
-const std::set<std::string> kCellKeys = {"absolute",   "bayes",    "estimate",
-                                         "is_control", "relative", "sequential",
-                                         "units",      "variant",  "warnings"};
+const std::set<std::string> kCellKeys = {
+    "absolute", "bayes",      "cuped", "estimate", "is_control",
+    "relative", "sequential", "units", "variant",  "warnings"};
 const std::set<std::string> kEffectKeys = {
     "adjusted_p_value", "ci_high", "ci_low", "df", "estimate", "p_value"};
 const std::set<std::string> kBayesKeys = {
@@ -133,7 +133,20 @@ const std::vector<std::string> kCsvHeader = {"experiment",
                                              "seq_ci_low",
                                              "seq_ci_high",
                                              "seq_p_value",
-                                             "warnings"};
+                                             "warnings",
+                                             "cuped_units",
+                                             "cuped_units_without",
+                                             "cuped_estimate",
+                                             "cuped_abs_estimate",
+                                             "cuped_abs_ci_low",
+                                             "cuped_abs_ci_high",
+                                             "cuped_abs_p_value",
+                                             "cuped_rel_estimate",
+                                             "cuped_rel_ci_low",
+                                             "cuped_rel_ci_high",
+                                             "cuped_rel_p_value",
+                                             "cuped_theta",
+                                             "cuped_variance_reduction"};
 
 struct Result {
   int code = -1;

@@ -424,6 +424,53 @@ int BarWidth(const std::vector<std::vector<std::string>>& cells) {
       used < kTextWidth ? kTextWidth - used : 0, kMinBarWidth, kMaxBarWidth));
 }
 
+// "12.5%": a share as a percent with one decimal; "-" when undefined.
+std::string Percent(bool has, double share) {
+  return has ? absl::StrCat(Fixed(share * 100, 1), "%") : "-";
+}
+
+// The CUPED table of a metric with a covariate: each variant's adjusted
+// estimate and comparison over its units with the covariate.
+void PrintCuped(const MetricRows& rows, double scale, const MetricScale& s,
+                std::ostream& out) {
+  if (!rows[0].second->has_cuped()) return;
+  const v1::MetricResult& first = *rows[0].second;
+  out << "CUPED (adjusted by the covariate; units with it only):\n";
+  Table t;
+  t.AddRow({"VARIANT", "UNITS", "NO COVARIATE", "ADJUSTED",
+            absl::StrCat("ABS LIFT", IsRate(first) ? " pp" : ""), "REL LIFT %",
+            "P", "THETA", "VAR REDUCTION"});
+  for (const auto& [variant, m] : rows) {
+    const v1::CupedFigures& c = m->cuped();
+    std::string est = "-";
+    if (c.has_estimate()) {
+      est = Fixed(c.estimate() * scale, s.estimate.decimals());
+      if (IsRate(*m)) est += "%";
+    }
+    if (variant->is_control()) {
+      t.AddRow({variant->key(), absl::StrCat(c.units_with_covariate()),
+                absl::StrCat(c.units_without_covariate()), est, "-", "-", "-",
+                "-", "-"});
+      continue;
+    }
+    t.AddRow({variant->key(), absl::StrCat(c.units_with_covariate()),
+              absl::StrCat(c.units_without_covariate()), est,
+              Lift(c.absolute(), scale, s.absolute.decimals()),
+              Lift(c.relative(), 100, s.relative.decimals()),
+              report::FormatPValue(
+                  Opt(c.absolute().has_p_value(), c.absolute().p_value())),
+              c.has_theta() ? absl::StrFormat("%.4g", c.theta()) : "-",
+              Percent(c.has_variance_reduction(), c.variance_reduction())});
+  }
+  t.Print(out);
+  for (const auto& [variant, m] : rows) {
+    for (const std::string& w : m->cuped().warnings()) {
+      PrintWrapped(absl::StrCat(variant->key(), " CUPED: ", w),
+                   "warning: ", "  ", out);
+    }
+  }
+}
+
 void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
                  std::ostream& out) {
   const MetricRows rows = RowsOf(r, key);
@@ -459,6 +506,7 @@ void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
                    out);
     }
   }
+  PrintCuped(rows, scale, s, out);
 }
 
 void PrintGuardrails(const v1::GetResultsResponse& r, std::ostream& out) {
@@ -502,6 +550,34 @@ Value EffectJson(const v1::Effect& e) {
   return v;
 }
 
+Value SequentialJson(const v1::SequentialFigures& seq) {
+  Value v;
+  Fields& s = Object(&v);
+  s["ci_low"] = Num(Opt(seq.has_ci_low(), seq.ci_low()));
+  s["ci_high"] = Num(Opt(seq.has_ci_high(), seq.ci_high()));
+  s["p_value"] = Num(Opt(seq.has_p_value(), seq.p_value()));
+  return v;
+}
+
+Value CupedJson(const v1::CupedFigures& c) {
+  Value v;
+  Fields& f = Object(&v);
+  f["units_with_covariate"] =
+      Num(static_cast<double>(c.units_with_covariate()));
+  f["units_without_covariate"] =
+      Num(static_cast<double>(c.units_without_covariate()));
+  f["estimate"] = Num(Opt(c.has_estimate(), c.estimate()));
+  f["absolute"] = EffectJson(c.absolute());
+  f["relative"] = EffectJson(c.relative());
+  f["sequential"] = SequentialJson(c.sequential());
+  f["theta"] = Num(Opt(c.has_theta(), c.theta()));
+  f["variance_reduction"] =
+      Num(Opt(c.has_variance_reduction(), c.variance_reduction()));
+  f["warnings"] = Strings(
+      std::vector<std::string>(c.warnings().begin(), c.warnings().end()));
+  return v;
+}
+
 Value CellJson(const v1::VariantResult& variant, const v1::MetricResult& m) {
   Value v;
   Fields& f = Object(&v);
@@ -520,16 +596,10 @@ Value CellJson(const v1::VariantResult& variant, const v1::MetricResult& m) {
   b["expected_loss_keep"] = Num(
       Opt(m.bayes().has_expected_loss_keep(), m.bayes().expected_loss_keep()));
   f["bayes"] = std::move(bayes);
-  Value sequential;
-  Fields& s = Object(&sequential);
-  s["ci_low"] = Num(Opt(m.sequential().has_ci_low(), m.sequential().ci_low()));
-  s["ci_high"] =
-      Num(Opt(m.sequential().has_ci_high(), m.sequential().ci_high()));
-  s["p_value"] =
-      Num(Opt(m.sequential().has_p_value(), m.sequential().p_value()));
-  f["sequential"] = std::move(sequential);
+  f["sequential"] = SequentialJson(m.sequential());
   f["warnings"] = Strings(
       std::vector<std::string>(m.warnings().begin(), m.warnings().end()));
+  f["cuped"] = m.has_cuped() ? CupedJson(m.cuped()) : Num(std::nullopt);
   return v;
 }
 
@@ -659,6 +729,19 @@ constexpr const char* kCsvColumns[] = {
     "seq_ci_high",
     "seq_p_value",
     "warnings",
+    "cuped_units",
+    "cuped_units_without",
+    "cuped_estimate",
+    "cuped_abs_estimate",
+    "cuped_abs_ci_low",
+    "cuped_abs_ci_high",
+    "cuped_abs_p_value",
+    "cuped_rel_estimate",
+    "cuped_rel_ci_low",
+    "cuped_rel_ci_high",
+    "cuped_rel_p_value",
+    "cuped_theta",
+    "cuped_variance_reduction",
 };
 
 // The shortest decimal that reads back as the same double; "" if undefined.
@@ -703,6 +786,26 @@ std::vector<std::string> CsvEffect(const v1::Effect& e, bool with_df) {
       CsvNumber(e.has_adjusted_p_value(), e.adjusted_p_value())};
   if (with_df) out.push_back(CsvNumber(e.has_df(), e.df()));
   return out;
+}
+
+// The cuped_* columns: empty for a metric without CUPED figures.
+void AppendCsvCuped(const v1::MetricResult& m, std::vector<std::string>* row) {
+  if (!m.has_cuped()) {
+    row->resize(row->size() + 13);
+    return;
+  }
+  const v1::CupedFigures& c = m.cuped();
+  row->push_back(absl::StrCat(c.units_with_covariate()));
+  row->push_back(absl::StrCat(c.units_without_covariate()));
+  row->push_back(CsvNumber(c.has_estimate(), c.estimate()));
+  for (const v1::Effect* e : {&c.absolute(), &c.relative()}) {
+    row->push_back(CsvNumber(e->has_estimate(), e->estimate()));
+    row->push_back(CsvNumber(e->has_ci_low(), e->ci_low()));
+    row->push_back(CsvNumber(e->has_ci_high(), e->ci_high()));
+    row->push_back(CsvNumber(e->has_p_value(), e->p_value()));
+  }
+  row->push_back(CsvNumber(c.has_theta(), c.theta()));
+  row->push_back(CsvNumber(c.has_variance_reduction(), c.variance_reduction()));
 }
 
 }  // namespace
@@ -776,6 +879,7 @@ std::string ResultsCsv(const v1::GetResultsResponse& r) {
       row.push_back(CsvNumber(s.has_ci_high(), s.ci_high()));
       row.push_back(CsvNumber(s.has_p_value(), s.p_value()));
       row.push_back(absl::StrJoin(m->warnings(), " | "));
+      AppendCsvCuped(*m, &row);
       AppendCsvRow(row, &out);
     }
   }

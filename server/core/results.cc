@@ -122,6 +122,67 @@ void CompareWithControl(const Metric& metric, const VariantAggregate& control,
   }
 }
 
+// Every variant's CUPED sums of `metric`, as stats/cuped.h takes them.
+std::vector<stats::CupedArm> CupedArmsOf(const Metric& metric,
+                                         const ExperimentAggregates& a) {
+  std::vector<stats::CupedArm> arms;
+  for (const VariantAggregate& v : a.variants) {
+    const MetricAggregate& m = MetricIn(v, metric.key);
+    arms.push_back({m.cuped_units, m.cuped_sum_y, m.cuped_sum_y_sq,
+                    m.cuped_sum_x, m.cuped_sum_x_sq, m.cuped_sum_xy});
+  }
+  return arms;
+}
+
+// The CUPED comparison of variant `v` with the control.
+absl::StatusOr<stats::CupedComparison> CompareCuped(
+    const Metric& metric, const std::vector<stats::CupedArm>& arms, size_t v,
+    const stats::CompareOptions& options) {
+  if (metric.type == MetricType::kBinomial) {
+    std::vector<stats::CupedBinomialArm> binomial;
+    for (const stats::CupedArm& a : arms) {
+      binomial.push_back({a.units, static_cast<int64_t>(std::llround(a.sum_y)),
+                          a.sum_x, a.sum_x_sq, a.sum_xy});
+    }
+    return stats::CompareCupedProportions(binomial, 0, v, options);
+  }
+  return stats::CompareCupedMeans(arms, 0, v, options);
+}
+
+// The CUPED figures of `metric` in variant `v`; null when the metric has no
+// covariate or no variant has units with one.
+std::optional<CupedResult> CupedOf(const Metric& metric,
+                                   const ExperimentAggregates& a, size_t v,
+                                   const stats::CompareOptions& options) {
+  if (metric.covariate.empty()) return std::nullopt;
+  const std::vector<stats::CupedArm> arms = CupedArmsOf(metric, a);
+  if (std::all_of(arms.begin(), arms.end(),
+                  [](const stats::CupedArm& arm) { return arm.units == 0; })) {
+    return std::nullopt;
+  }
+  CupedResult out;
+  out.units = arms[v].units;
+  out.units_without = a.variants[v].exposed - arms[v].units;
+  if (arms.size() < 2) return out;
+  // The control's adjusted mean is the same in every comparison (θ is
+  // pooled); take it from the comparison with the first treatment.
+  absl::StatusOr<stats::CupedComparison> c =
+      CompareCuped(metric, arms, v == 0 ? 1 : v, options);
+  if (!c.ok()) {
+    out.warnings.push_back(
+        absl::StrCat("cannot compute CUPED: ", c.status().message()));
+    return out;
+  }
+  if (v == 0) {
+    out.estimate = c->adjusted.control;
+    return out;
+  }
+  out.estimate = c->adjusted.treatment;
+  out.warnings = c->adjusted.warnings;
+  out.comparison = *std::move(c);
+  return out;
+}
+
 // Whether `estimate` points the good way for `metric`.
 bool IsBetter(const Metric& metric, double estimate) {
   return metric.higher_is_better ? estimate > 0 : estimate < 0;
@@ -238,6 +299,7 @@ std::vector<VariantResults> CompareVariants(
       cell.primary = metric.key == experiment.primary_metric;
       cell.higher_is_better = metric.higher_is_better;
       cell.estimate = ArmEstimate(metric, aggregates.variants[v]);
+      cell.cuped = CupedOf(metric, aggregates, v, options);
       if (v == 0) continue;
       CompareWithControl(metric, aggregates.variants[0], aggregates.variants[v],
                          options, &cell);

@@ -30,6 +30,7 @@
 #include "stats/adjust.h"
 #include "stats/bayes.h"
 #include "stats/compare.h"
+#include "stats/cuped.h"
 #include "stats/power.h"
 #include "stats/srm.h"
 
@@ -52,6 +53,22 @@ struct ResultsOptions {
 // (below it alpha / 2 is 0, which the statistics refuse); INVALID_ARGUMENT
 // saying so otherwise.
 absl::Status CheckResultsAlpha(double alpha);
+
+// The CUPED-adjusted figures of a metric with a covariate
+// (Metric::covariate, stats/cuped.h) in one variant, over its units whose
+// first exposure carried the covariate.
+struct CupedResult {
+  int64_t units = 0;          // exposed units with the covariate
+  int64_t units_without = 0;  // exposed units without it: raw figures only
+  // The variant's adjusted rate or mean per unit, ȳ − θ·(x̄_v − x̄); null
+  // when θ is undefined.
+  std::optional<double> estimate;
+  // Non-control variants: the adjusted comparison with the control, θ (pooled
+  // over every variant) and the variance reduction. Null when the sums
+  // could not be compared (`warnings` says why).
+  std::optional<stats::CupedComparison> comparison;
+  std::vector<std::string> warnings;
+};
 
 // One metric in one variant.
 struct MetricResult {
@@ -86,6 +103,10 @@ struct MetricResult {
   // comparison or Bayes figure could not be computed at all, then the
   // warnings of `comparison`, then those of `bayes`.
   std::vector<std::string> warnings;
+
+  // Set for a metric with a covariate when some variant has units with it
+  // (data recorded before covariates existed has none).
+  std::optional<CupedResult> cuped;
 };
 
 struct VariantResults {

@@ -450,3 +450,92 @@ TEST_F(ResultsTest, AlphaOutsideTheOpenUnitIntervalIsRefused) {
 
 }  // namespace
 }  // namespace abexp
+
+namespace abexp {
+namespace {
+
+// Expected figures from statsmodels 0.13, not from this code:
+//   X = [1, treatment, x - mean(x)]; OLS(y, X).fit() over the 9 units with a
+//   covariate below: params[1] 1.3333333333333337, bse[1] 0.553040903856227,
+//   pvalues[1] 0.05250859178034432, params[2] (θ) 0.6666666666666667,
+//   conf_int()[1] [-0.01990901, 2.68657567]; the control's adjusted mean
+//   2.3703703703703702; 1 − bse[1]² / bse₀[1]² (OLS without x)
+//   0.533555623231637.
+// EXPECTs `got` set and within `rel` of `want`.
+void Near(std::optional<double> got, double want, const std::string& what,
+          double rel) {
+  ASSERT_TRUE(got.has_value()) << what;
+  ExpectClose(*got, want, what, rel, rel);
+}
+
+TEST(ResultsCuped, AMetricWithACovariateGetsTheAdjustedComparison) {
+  ParseResult parsed = ParseConfig(R"yaml(
+metrics:
+  - {key: orders, type: sum, event: order_completed, aggregate: count, covariate: orders_90d}
+  - {key: plain, type: sum, event: order_completed, aggregate: count}
+experiments:
+  - key: cuped
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [orders, plain]
+    primary_metric: orders
+)yaml",
+                                   "cuped.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
+  const Experiment& experiment = *parsed.config->FindExperiment("cuped");
+  // (x, y) per unit with the covariate; control also has 2 units without.
+  const std::vector<std::vector<std::pair<double, double>>> units = {
+      {{1, 1}, {2, 3}, {3, 2}, {5, 4}},
+      {{1, 2}, {2, 4}, {3, 5}, {4, 4}, {2, 3}}};
+  ExperimentAggregates agg;
+  for (size_t v = 0; v < units.size(); ++v) {
+    VariantAggregate& va = agg.variants.emplace_back();
+    va.exposed = static_cast<int64_t>(units[v].size()) + (v == 0 ? 2 : 0);
+    MetricAggregate& m = va.metrics["orders"];
+    for (const auto& [x, y] : units[v]) {
+      m.units += y > 0;
+      m.sum += y;
+      m.sum_sq += y * y;
+      m.cuped_units += 1;
+      m.cuped_sum_x += x;
+      m.cuped_sum_x_sq += x * x;
+      m.cuped_sum_y += y;
+      m.cuped_sum_y_sq += y * y;
+      m.cuped_sum_xy += x * y;
+    }
+    va.metrics["plain"] = m;
+    va.metrics["plain"].cuped_units = 0;
+  }
+  absl::StatusOr<ExperimentResults> r =
+      ComputeResults(*parsed.config, experiment, agg, {}, absl::Now());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const MetricResult& control = r->variants[0].metrics[0];
+  const MetricResult& treated = r->variants[1].metrics[0];
+  ASSERT_TRUE(control.cuped.has_value());
+  EXPECT_EQ(control.cuped->units, 4);
+  EXPECT_EQ(control.cuped->units_without, 2);
+  Near(control.cuped->estimate, 2.3703703703703702, "control.cuped->estimate",
+       1e-12);
+  ASSERT_TRUE(treated.cuped.has_value());
+  ASSERT_TRUE(treated.cuped->comparison.has_value());
+  const stats::CupedComparison& c = *treated.cuped->comparison;
+  Near(c.adjusted.absolute.estimate, 1.3333333333333337,
+       "c.adjusted.absolute.estimate", 1e-12);
+  Near(c.adjusted.absolute.standard_error, 0.553040903856227,
+       "c.adjusted.absolute.standard_error", 1e-12);
+  Near(c.adjusted.absolute.p_value, 0.05250859178034432,
+       "c.adjusted.absolute.p_value", 1e-9);
+  Near(c.adjusted.absolute.ci_low, -0.01990901, "c.adjusted.absolute.ci_low",
+       1e-7);
+  Near(c.adjusted.absolute.ci_high, 2.68657567, "c.adjusted.absolute.ci_high",
+       1e-7);
+  Near(c.theta, 0.6666666666666667, "c.theta", 1e-12);
+  Near(c.variance_reduction, 0.533555623231637, "c.variance_reduction", 1e-9);
+  // The metric without a covariate has no CUPED figures.
+  EXPECT_FALSE(r->variants[1].metrics[1].cuped.has_value());
+}
+
+}  // namespace
+}  // namespace abexp

@@ -150,6 +150,23 @@ void FillComparison(const MetricResult& cell, v1::MetricResult* out) {
   if (s.p_value) out->mutable_sequential()->set_p_value(*s.p_value);
 }
 
+void FillCuped(const CupedResult& cuped, v1::CupedFigures* out) {
+  out->set_units_with_covariate(cuped.units);
+  out->set_units_without_covariate(cuped.units_without);
+  if (cuped.estimate) out->set_estimate(*cuped.estimate);
+  for (const std::string& w : cuped.warnings) out->add_warnings(w);
+  if (!cuped.comparison) return;
+  const stats::CupedComparison& c = *cuped.comparison;
+  FillEffect(c.adjusted.absolute, std::nullopt, out->mutable_absolute());
+  FillEffect(c.adjusted.relative, std::nullopt, out->mutable_relative());
+  const stats::SequentialInterval& s = c.adjusted.sequential;
+  if (s.ci_low) out->mutable_sequential()->set_ci_low(*s.ci_low);
+  if (s.ci_high) out->mutable_sequential()->set_ci_high(*s.ci_high);
+  if (s.p_value) out->mutable_sequential()->set_p_value(*s.p_value);
+  if (c.theta) out->set_theta(*c.theta);
+  if (c.variance_reduction) out->set_variance_reduction(*c.variance_reduction);
+}
+
 void FillBayes(const stats::BayesResult& b, v1::BayesFigures* out) {
   if (b.chance_to_beat_control) {
     out->set_chance_to_beat_control(*b.chance_to_beat_control);
@@ -168,6 +185,7 @@ void FillMetric(const MetricResult& cell, v1::MetricResult* out) {
   for (const std::string& w : cell.warnings) out->add_warnings(w);
   if (cell.comparison) FillComparison(cell, out);
   if (cell.bayes) FillBayes(*cell.bayes, out->mutable_bayes());
+  if (cell.cuped) FillCuped(*cell.cuped, out->mutable_cuped());
 }
 
 // Metrics not in a non-empty `metric_keys` are left out of the variants.
