@@ -26,13 +26,20 @@ library routines where one exists:
   cross-checked against the closed forms. For a metric named in
   --lower-is-better the chance is P(D < 0), the loss of shipping E[max(D, 0)]
   and of keeping E[max(-D, 0)], each integrated from its definition;
-- SRM: scipy.stats.chisquare of the units per variant against the weights.
+- SRM: scipy.stats.chisquare of the units per variant against the weights;
+- CUPED (--cuped KEY=Y:X): statsmodels OLS of y on [1, variant indicators,
+  x - mean(x)] over the units whose x is not NaN: the treatment's
+  coefficient with its t interval and p-value, the pooled theta (the
+  coefficient of x), the arms' adjusted means (the constant, and the
+  constant plus the arm's coefficient), the relative lift by the delta
+  method from the fit's covariance matrix, and the variance reduction
+  1 - bse^2 / bse0^2 against OLS without x on the same units.
 
 Usage:
   results_reference.py --csv FILE --variants control,treatment
       [--weights 50,50] [--alpha 0.05]
       [--binomial KEY=COLUMN] [--sum KEY=COLUMN] [--ratio KEY=NUM/DEN] ...
-      [--lower-is-better KEY] ...
+      [--lower-is-better KEY] ... [--cuped KEY=YCOLUMN:XCOLUMN] ...
 
 CSV: a header row, then one row per exposed unit; the column `variant` is
 its variant, the others the unit's values (a unit with no events has 0).
@@ -47,7 +54,11 @@ Output (JSON on stdout; null where a figure is undefined):
                         "adjusted_p_value", "df" (sums only)},
            "relative": {same, without df},
            "bayes": {"chance_to_beat_control", "expected_loss_ship",
-                     "expected_loss_keep"} (sums and ratios only)}}}}}
+                     "expected_loss_keep"} (sums and ratios only)}}}},
+   "cuped": {KEY: {"units": {VARIANT: n with x}, "estimate": {VARIANT: ..},
+       "theta": .., "vs_control": {VARIANT: {"absolute": {"estimate",
+       "ci_low", "ci_high", "p_value", "df"}, "relative": {"estimate",
+       "ci_low", "ci_high", "p_value"}, "variance_reduction": ..}}}}}
 """
 
 import argparse
@@ -57,6 +68,7 @@ import math
 import sys
 
 import numpy as np
+import statsmodels.api as sm
 from scipy import integrate, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import (confint_proportions_2indep,
@@ -192,6 +204,46 @@ def key_value(spec, sep):
     return key, value
 
 
+def cuped(by_variant, variants, ycol, xcol, alpha):
+    """OLS of y on the arm indicators and the centred covariate."""
+    ys, xs, arms = [], [], []
+    for a, v in enumerate(variants):
+        for r in by_variant[v]:
+            if not math.isnan(float(r[xcol])):
+                ys.append(float(r[ycol]))
+                xs.append(float(r[xcol]))
+                arms.append(a)
+    y, x, arms = np.array(ys), np.array(xs), np.array(arms)
+    k = len(variants)
+    dummies = [(arms == a).astype(float) for a in range(1, k)]
+    design = np.column_stack([np.ones_like(x)] + dummies + [x - x.mean()])
+    fit = sm.OLS(y, design).fit()
+    plain = sm.OLS(y, np.column_stack([np.ones_like(x)] + dummies)).fit()
+    cov = np.asarray(fit.cov_params())
+    z = stats.norm.ppf(1 - alpha / 2)
+    out = {"units": {v: int((arms == a).sum()) for a, v in enumerate(variants)},
+           "theta": fit.params[k],
+           "estimate": {variants[0]: fit.params[0]},
+           "vs_control": {}}
+    for a in range(1, k):
+        v = variants[a]
+        b, c = fit.params[a], fit.params[0]
+        out["estimate"][v] = c + b
+        low, high = fit.conf_int(alpha)[a]
+        grad = np.zeros(len(fit.params))
+        grad[0], grad[a] = -b / c**2, 1 / c
+        se_r = math.sqrt(grad @ cov @ grad)
+        r = b / c
+        out["vs_control"][v] = {
+            "absolute": {"estimate": b, "ci_low": low, "ci_high": high,
+                         "p_value": fit.pvalues[a], "df": fit.df_resid},
+            "relative": {"estimate": r, "ci_low": r - z * se_r,
+                         "ci_high": r + z * se_r,
+                         "p_value": 2 * stats.norm.sf(abs(r) / se_r)},
+            "variance_reduction": 1 - fit.bse[a]**2 / plain.bse[a]**2}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", required=True)
@@ -202,6 +254,8 @@ def main():
     ap.add_argument("--binomial", action="append", default=[])
     ap.add_argument("--sum", action="append", default=[])
     ap.add_argument("--ratio", action="append", default=[])
+    ap.add_argument("--cuped", action="append", default=[],
+                    metavar="KEY=Y:X")
     ap.add_argument("--lower-is-better", action="append", default=[],
                     metavar="KEY", help="a metric where lower is better")
     args = ap.parse_args()
@@ -263,6 +317,14 @@ def main():
                                      method="holm")[1]
             for c, a in zip(family, adjusted):
                 c["adjusted_p_value"] = a
+
+    if args.cuped:
+        out["cuped"] = {}
+    for spec in args.cuped:
+        key, cols = key_value(spec, "=")
+        ycol, xcol = key_value(cols, ":")
+        out["cuped"][key] = cuped(by_variant, variants, ycol, xcol,
+                                  args.alpha)
 
     def clean(x):
         if isinstance(x, dict):

@@ -51,6 +51,15 @@ using ::testing::HasSubstr;
 
 constexpr char kConfig[] = R"yaml(
 metrics:
+  - key: orders_cuped
+    type: sum
+    event: order
+    aggregate: count
+    covariate: orders_90d
+  - key: ordered_cuped
+    type: binomial
+    event: order
+    covariate: orders_90d
   - key: order_conversion
     type: binomial
     event: purchase
@@ -79,6 +88,13 @@ metrics:
     higher_is_better: false
 
 experiments:
+  - key: cuped
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [orders_cuped, ordered_cuped]
+    primary_metric: orders_cuped
   - key: checkout
     status: running
     variants:
@@ -330,7 +346,10 @@ class ResultsSimulationTest : public RecordingServerTest {
 
   // Exposes each of `units` to its variant of `experiment` at start_; every
   // exposure must be recorded (each is a unit's first).
-  void Expose(const std::string& experiment, const std::vector<Unit>& units) {
+  // `covariates`, when given, has each unit's orders_90d attribute (NaN:
+  // none sent).
+  void Expose(const std::string& experiment, const std::vector<Unit>& units,
+              const std::vector<double>& covariates = {}) {
     for (size_t begin = 0; begin < units.size(); begin += kRecordBatch) {
       const size_t end = std::min(units.size(), begin + kRecordBatch);
       v1::RecordExposuresRequest request;
@@ -338,6 +357,10 @@ class ResultsSimulationTest : public RecordingServerTest {
         v1::ExposureRecord* e = request.add_exposures();
         e->set_experiment_key(experiment);
         *e->mutable_unit() = User(units[i].id);
+        if (!covariates.empty() && !std::isnan(covariates[i])) {
+          (*e->mutable_unit()->mutable_attributes())["orders_90d"]
+              .set_number_value(covariates[i]);
+        }
         e->set_variant_key(units[i].variant);
         *e->mutable_time() = ToProto(start_);
         e->set_config_version(config_version_);
@@ -412,6 +435,103 @@ class ResultsSimulationTest : public RecordingServerTest {
   std::string config_version_;
   std::unique_ptr<v1::ResultsService::Stub> results_;
 };
+
+// Orders per unit depend on the unit's orders in the 90 days before (x):
+// y ~ Poisson(0.3 + 0.35 x + 0.1 in treatment), x ~ Poisson(2); 10% of the
+// units send no x. The CUPED figures must be statsmodels' OLS of y on the
+// variant and the centred x over the units with x, and narrow the interval.
+TEST_F(ResultsSimulationTest, CupedFiguresAreOlsOnTheUnitsWithTheCovariate) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> units;
+  ASSERT_NO_FATAL_FAILURE(Assign("cuped", "c", 6000, &units));
+  std::mt19937_64 rng(20261207);
+  std::poisson_distribution<int> prior(2.0);
+  std::bernoulli_distribution lacks(0.1);
+  UnitTable table({"orders", "ordered", "x"});
+  std::vector<double> covariates;
+  std::vector<v1::EventRecord> events;
+  for (const Unit& u : units) {
+    const int x = prior(rng);
+    const double lift = u.variant == "treatment" ? 0.1 : 0;
+    std::poisson_distribution<int> orders(0.3 + 0.35 * x + lift);
+    const int y = orders(rng);
+    for (int k = 0; k < y; ++k)
+      events.push_back(Event(u.id, "order", 1000 + k));
+    const double sent = lacks(rng) ? std::nan("") : x;
+    covariates.push_back(sent);
+    table.Add(u.variant, {static_cast<double>(y), y > 0 ? 1.0 : 0.0, sent});
+  }
+  ASSERT_NO_FATAL_FAILURE(Expose("cuped", units, covariates));
+  ASSERT_NO_FATAL_FAILURE(Send(events));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("cuped", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(Reference(
+      table,
+      {"--variants=control,treatment", "--weights=50,50",
+       "--sum=orders_cuped=orders", "--binomial=ordered_cuped=ordered",
+       "--cuped=orders_cuped=orders:x", "--cuped=ordered_cuped=ordered:x"},
+      &ref));
+  ExpectMatchesReference(r, ref);  // the unadjusted figures, all units
+  ASSERT_EQ(r.variants_size(), 2);
+  for (const std::string key : {"orders_cuped", "ordered_cuped"}) {
+    const Struct want = At(ref, {"cuped", key}).struct_value();
+    for (const v1::VariantResult& variant : r.variants()) {
+      const std::string what = absl::StrCat(key, " ", variant.key(), " cuped");
+      const v1::MetricResult* m = FindMetric(variant, key);
+      ASSERT_NE(m, nullptr);
+      ASSERT_TRUE(m->has_cuped()) << what;
+      const v1::CupedFigures& c = m->cuped();
+      ExpectFigure(what + " units", true,
+                   static_cast<double>(c.units_with_covariate()),
+                   At(want, {"units", variant.key()}));
+      EXPECT_EQ(c.units_with_covariate() + c.units_without_covariate(),
+                variant.exposed_units());
+      EXPECT_GT(c.units_without_covariate(), 0) << what;
+      ExpectFigure(what + " estimate", c.has_estimate(), c.estimate(),
+                   At(want, {"estimate", variant.key()}));
+      if (variant.is_control()) continue;
+      ExpectFigure(what + " theta", c.has_theta(), c.theta(),
+                   At(want, {"theta"}));
+      const Struct cell =
+          At(want, {"vs_control", variant.key()}).struct_value();
+      const Struct abs = At(cell, {"absolute"}).struct_value();
+      const Struct rel = At(cell, {"relative"}).struct_value();
+      for (const auto& [name, got, has, ref_value] :
+           std::vector<std::tuple<std::string, double, bool, Value>>{
+               {"abs.estimate", c.absolute().estimate(),
+                c.absolute().has_estimate(), At(abs, {"estimate"})},
+               {"abs.ci_low", c.absolute().ci_low(), c.absolute().has_ci_low(),
+                At(abs, {"ci_low"})},
+               {"abs.ci_high", c.absolute().ci_high(),
+                c.absolute().has_ci_high(), At(abs, {"ci_high"})},
+               {"abs.p_value", c.absolute().p_value(),
+                c.absolute().has_p_value(), At(abs, {"p_value"})},
+               {"abs.df", c.absolute().df(), c.absolute().has_df(),
+                At(abs, {"df"})},
+               {"rel.estimate", c.relative().estimate(),
+                c.relative().has_estimate(), At(rel, {"estimate"})},
+               {"rel.ci_low", c.relative().ci_low(), c.relative().has_ci_low(),
+                At(rel, {"ci_low"})},
+               {"rel.ci_high", c.relative().ci_high(),
+                c.relative().has_ci_high(), At(rel, {"ci_high"})},
+               {"rel.p_value", c.relative().p_value(),
+                c.relative().has_p_value(), At(rel, {"p_value"})},
+               {"variance_reduction", c.variance_reduction(),
+                c.has_variance_reduction(), At(cell, {"variance_reduction"})},
+           }) {
+        ExpectFigure(what + " " + name, has, got, ref_value);
+      }
+      // x explains much of y: the adjusted interval is the narrower.
+      const v1::Effect& raw = m->absolute();
+      EXPECT_LT(c.absolute().ci_high() - c.absolute().ci_low(),
+                raw.ci_high() - raw.ci_low())
+          << what;
+      EXPECT_GT(c.variance_reduction(), 0.05) << what;
+    }
+  }
+}
 
 TEST_F(ResultsSimulationTest, TrueEffectOnCheckoutIsDetectedAndShipped) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
