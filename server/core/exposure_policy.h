@@ -27,7 +27,9 @@ namespace abexp {
 
 // The exposures to record for `result`, Assign's answer for `unit` under
 // `config`, in the order of result.assignments; empty when none counts.
-// Each has the unit's ids, and config.version as its config version.
+// Each has the unit's ids, the attributes its experiment's metrics name as
+// covariates (CUPED; no other attribute), and config.version as its config
+// version.
 // REQUIRES: `result` was computed from `config`.
 std::vector<ExposureInput> ExposuresToRecord(const Config& config,
                                              const Unit& unit,

@@ -32,9 +32,12 @@ using ::testing::UnorderedElementsAre;
 constexpr char kConfig[] = R"(
 attributes:
   country: string
+  orders_90d: number
 holdout:
   fraction: 1
   unit: device_id
+metrics:
+  - {key: orders, type: sum, event: order, aggregate: count, covariate: orders_90d}
 experiments:
   - key: checkout
     status: running
@@ -43,6 +46,8 @@ experiments:
       - {key: treatment, weight: 50}
     qa_overrides:
       treatment: [qa-user]
+    metrics: [orders]
+    primary_metric: orders
   - key: paint
     status: running
     sticky: true
@@ -142,6 +147,18 @@ TEST_F(ExposurePolicyTest, ABucketedAssignmentIsOneExposureOfTheServedVariant) {
   // Stamped with the recording call's time; the key is derived.
   EXPECT_FALSE(x.time.has_value());
   EXPECT_TRUE(x.idempotency_key.empty());
+}
+
+TEST_F(ExposurePolicyTest, AnExposureCarriesTheCovariatesOfItsMetricsOnly) {
+  Unit unit = User("u-1");
+  unit.attributes["country"] = std::string("DE");
+  unit.attributes["orders_90d"] = 4.0;
+  const std::vector<ExposureInput> exposures =
+      ExposuresToRecord(*config_, unit, AssignNow(unit));
+  ASSERT_THAT(Experiments(exposures), ElementsAre("checkout"));
+  const Attributes& sent = exposures[0].unit.attributes;
+  ASSERT_EQ(sent.size(), 1u);  // not country: no metric of checkout uses it
+  EXPECT_EQ(std::get<double>(sent.at("orders_90d")), 4.0);
 }
 
 TEST_F(ExposurePolicyTest, ARolloutIsServedButNotAnExposure) {
