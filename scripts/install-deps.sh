@@ -36,6 +36,8 @@ packages=(
   openssl
   # tests/metrics_e2e_test: `promtool check metrics` on what /metrics serves
   prometheus
+  # scripts/run.sh's hints and the README read /metrics and /readyz with it
+  curl
   # tests/report_browser_test: the `abexp report` page in headless Chromium
   chromium-headless-shell
 )
