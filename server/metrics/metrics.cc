@@ -233,13 +233,17 @@ prometheus::Gauge& NewGauge(prometheus::Registry* registry,
 }  // namespace
 
 ConfigMetrics::ConfigMetrics(prometheus::Registry* registry)
+    : ConfigMetrics(registry, &ReloadFamily(registry)) {}
+
+ConfigMetrics::ConfigMetrics(prometheus::Registry* registry,
+                             prometheus::Family<prometheus::Counter>* reloads)
     : info_(&prometheus::BuildGauge()
                  .Name("abexp_config_info")
                  .Help("1, labelled with the version of the config served.")
                  .Register(*registry)),
-      changed_(&ReloadFamily(registry).Add({{"result", "changed"}})),
-      unchanged_(&ReloadFamily(registry).Add({{"result", "unchanged"}})),
-      failed_(&ReloadFamily(registry).Add({{"result", "failed"}})),
+      changed_(&reloads->Add({{"result", "changed"}})),
+      unchanged_(&reloads->Add({{"result", "unchanged"}})),
+      failed_(&reloads->Add({{"result", "failed"}})),
       last_success_(&NewGauge(
           registry, "abexp_config_last_success_timestamp_seconds",
           "When the config served was loaded (start or reload), or last "

@@ -161,6 +161,10 @@ class ConfigMetrics {
   void ReloadFailed();
 
  private:
+  // `reloads`: the family abexp_config_reloads_total, built once.
+  ConfigMetrics(prometheus::Registry* registry,
+                prometheus::Family<prometheus::Counter>* reloads);
+
   prometheus::Family<prometheus::Gauge>* const info_;
   prometheus::Counter* const changed_;
   prometheus::Counter* const unchanged_;
