@@ -451,5 +451,68 @@ TEST_F(RecordingE2eTest, CliExposeAndTrackRecordAgainstTheServer) {
   EXPECT_EQ(static_cast<double>(a.variants[1].metrics["revenue"].sum), 59.90);
 }
 
+// A sum metric with a CUPED covariate: the covariate comes from the
+// exposure's attributes, which `abexp expose --attr` sends.
+constexpr char kCovariateConfig[] = R"yaml(
+attributes:
+  orders_last_90d: number
+metrics:
+  - key: revenue
+    type: sum
+    event: order_completed
+    aggregate: value
+    covariate: orders_last_90d
+
+experiments:
+  - key: checkout
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [revenue]
+    primary_metric: revenue
+)yaml";
+
+class CliCovariateTest : public RecordingServerTest {
+ protected:
+  CliCovariateTest() : RecordingServerTest(kCovariateConfig, "cov") {}
+};
+
+TEST_F(CliCovariateTest, ExposeCarriesTheCovariateFromAttr) {
+  StartServer();
+  std::string out, err;
+  absl::StatusOr<int> code =
+      RunProcess({ABEXP_CLI_BIN, "expose", "--server", server_->address(),
+                  "--experiment", "checkout", "--variant", "treatment", "--id",
+                  "user_id=cli-user", "--attr", "orders_last_90d=3"},
+                 &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  ASSERT_EQ(*code, 0) << err;
+  code = RunProcess(
+      {ABEXP_CLI_BIN, "track", "--server", server_->address(), "--id",
+       "user_id=cli-user", "--event", "order_completed", "--value", "20"},
+      &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  ASSERT_EQ(*code, 0) << err;
+  // A malformed attribute is refused before anything is sent.
+  code = RunProcess({ABEXP_CLI_BIN, "expose", "--server", server_->address(),
+                     "--experiment", "checkout", "--variant", "control", "--id",
+                     "user_id=other", "--attr", "orders_last_90d"},
+                    &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 2);
+  EXPECT_THAT(err, HasSubstr("NAME=VALUE"));
+
+  absl::StatusOr<ExperimentAggregates> a = ReadAggregates("checkout");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->variants.size(), 2u);
+  EXPECT_EQ(a->variants[0].exposed, 0);
+  const MetricAggregate revenue = MetricOf(a->variants[1], "revenue");
+  // x = 3 (the attribute), y = 20 (the tracked value).
+  EXPECT_EQ(revenue.cuped_units, 1);
+  EXPECT_EQ(static_cast<double>(revenue.cuped_sum_x), 3);
+  EXPECT_EQ(static_cast<double>(revenue.cuped_sum_xy), 60);
+}
+
 }  // namespace
 }  // namespace abexp

@@ -474,7 +474,7 @@ int RunExpose(const std::vector<std::string>& argv) {
       "expose",
       absl::StrCat(
           "usage: abexp expose --experiment KEY --variant VARIANT --id "
-          "TYPE=ID [--time RFC3339] [--key KEY]\n\n"
+          "TYPE=ID [--attr NAME=VALUE]... [--time RFC3339] [--key KEY]\n\n"
           "Records that the unit was shown the variant. Only exposures start "
           "a unit's\nattribution; an assignment alone is not one. An "
           "exposure to a second variant\nmakes the unit multi-exposed and "
@@ -484,10 +484,16 @@ int RunExpose(const std::vector<std::string>& argv) {
           "  --id TYPE=ID         the unit, e.g. --id user_id=u-123; must "
           "include the\n                       id type the experiment "
           "hashes on\n"
+          "  --attr NAME=VALUE    an attribute the exposure carries, e.g. a "
+          "metric's CUPED\n                       covariate: --attr "
+          "orders_90d=3; repeatable, typed as for\n                       "
+          "`abexp assign`\n"
           "  --config-version V   the config_version of the assignment "
           "(default: the\n                       server's current one)\n",
           kRecordFlags, kServerFlags));
-  command.value_flags.insert({"experiment", "variant", "config-version"});
+  command.value_flags.insert(
+      {"experiment", "variant", "config-version", "attr"});
+  command.repeatable.insert("attr");
   Args args;
   bool json = false;
   v1::Unit unit;
