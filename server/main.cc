@@ -163,6 +163,10 @@ ABSL_FLAG(double, spool_admit_rate, 0,
           "began (recording from the spool costs the server more than with "
           "Redis), at least --spool_admit_floor, so that recording cannot "
           "take more of the server with Redis down than with it up.");
+ABSL_FLAG(double, spool_admit_share, 0.5,
+          "The automatic --spool_admit_rate as a share of the records per "
+          "second Redis took on average over the minute before spooling "
+          "began, in (0, 1] (default 0.5).");
 ABSL_FLAG(double, spool_admit_floor, 1000,
           "The lowest automatic --spool_admit_rate, records per second "
           "(default 1000): what a server that has recorded little lately, "
@@ -874,12 +878,21 @@ int RunServer(const ServerOptions& options) {
 
 // Reads the flags of the limits block into *options; false after printing
 // what is wrong.
-// --spool_admit_rate and --spool_admit_floor; false, having said why, for
-// values out of range.
+// --spool_admit_rate, --spool_admit_share and --spool_admit_floor; false,
+// having said why, for values out of range.
 bool ReadSpoolAdmissionFlags(ServerOptions* options) {
   options->spool_admission.rate = absl::GetFlag(FLAGS_spool_admit_rate);
   options->spool_admission.floor = absl::GetFlag(FLAGS_spool_admit_floor);
+  options->spool_admission.auto_share = absl::GetFlag(FLAGS_spool_admit_share);
   // Written so that NaN fails too.
+  if (!(options->spool_admission.auto_share > 0 &&
+        options->spool_admission.auto_share <= 1)) {
+    std::fprintf(stderr,
+                 "abexp-server: --spool_admit_share=%g: pass a share in (0, "
+                 "1], e.g. 0.5 (the default) for half the rate Redis took\n",
+                 options->spool_admission.auto_share);
+    return false;
+  }
   if (!(options->spool_admission.rate >= 0) ||
       !(options->spool_admission.floor > 0)) {
     std::fprintf(stderr,

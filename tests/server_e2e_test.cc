@@ -1066,7 +1066,7 @@ TEST(ServerProcessTest, MissingOrUnreadableConfigExitsOne) {
   EXPECT_THAT(err, HasSubstr("/nonexistent/experiments.yaml"));
 }
 
-TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
+TEST(ServerProcessTest, MalformedRedisAndSpoolFlagsExitOneNamingTheFlag) {
   TempDir dir;
   const std::string config =
       "--config=" + dir.Write("experiments.yaml", kConfig);
@@ -1079,7 +1079,12 @@ TEST(ServerProcessTest, MalformedRedisFlagsExitOneNamingTheFlag) {
            {"--redis_db=-1", "--redis_db=-1 is negative"},
            {"--redis_command_timeout=0s", "--redis_command_timeout"},
            {"--redis_connect_timeout=-1s", "--redis_connect_timeout"},
-           {"--redis_pool_size=-2", "--redis_pool_size"}}) {
+           {"--redis_pool_size=-2", "--redis_pool_size"},
+           {"--spool_admit_rate=-1", "--spool_admit_rate=-1"},
+           {"--spool_admit_floor=0", "--spool_admit_floor=0"},
+           {"--spool_admit_share=0", "--spool_admit_share=0: pass a share"},
+           {"--spool_admit_share=1.5", "--spool_admit_share=1.5"},
+           {"--spool_admit_share=nan", "--spool_admit_share=nan"}}) {
     std::string out, err;
     absl::StatusOr<int> code =
         RunProcess({ABEXP_SERVER_BIN, config, c.flag}, &out, &err);
