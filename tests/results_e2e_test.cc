@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/testing/recording_test_util.h"
@@ -393,6 +394,64 @@ TEST_F(ResultsE2eTest, MetricFilterKeepsOnlyTheAskedMetrics) {
   ASSERT_EQ(r.variants_size(), 2);
   ASSERT_EQ(r.variants(1).metrics_size(), 1);
   EXPECT_EQ(r.variants(1).metrics(0).metric_key(), "signup");
+}
+
+TEST_F(ResultsE2eTest, DailyGivesTheCohortDaysUpToEachDay) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // Yesterday: 20 units per variant, 4 and 10 of them convert. Today: 30 and
+  // 10 more units, 6 and 2 converting.
+  const absl::Time yesterday = start_ - absl::Hours(24);
+  ExposeUsers("checkout", "control", "c-old-", 20, yesterday);
+  ExposeUsers("checkout", "treatment", "t-old-", 20, yesterday);
+  SendEvents("order_completed", "c-old-", 4, yesterday + absl::Seconds(1));
+  SendEvents("order_completed", "t-old-", 10, yesterday + absl::Seconds(1));
+  ExposeUsers("checkout", "control", "c-new-", 30, start_);
+  ExposeUsers("checkout", "treatment", "t-new-", 10, start_);
+  SendEvents("order_completed", "c-new-", 6, start_ + absl::Seconds(1));
+  SendEvents("order_completed", "t-new-", 2, start_ + absl::Seconds(1));
+
+  v1::GetResultsRequest request;
+  request.set_experiment_key("checkout");
+  request.add_metric_keys("order_conversion");
+  v1::GetResultsResponse plain;
+  grpc::Status status = GetResults(request, &plain);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(plain.daily_size(), 0) << "only when asked";
+
+  request.set_include_daily(true);
+  v1::GetResultsResponse r;
+  status = GetResults(request, &r);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(r.daily_size(), 2);
+  const v1::DayResult& first = r.daily(0);
+  const v1::DayResult& last = r.daily(1);
+  EXPECT_EQ(first.day(),
+            absl::FormatTime("%Y-%m-%d", yesterday, absl::UTCTimeZone()));
+  EXPECT_EQ(last.day(),
+            absl::FormatTime("%Y-%m-%d", start_, absl::UTCTimeZone()));
+  EXPECT_THAT(first.exposed_on_day(), ::testing::ElementsAre(20, 20));
+  EXPECT_THAT(last.exposed_on_day(), ::testing::ElementsAre(30, 10));
+  // Yesterday's cohort alone: 4/20 against 10/20.
+  ASSERT_EQ(first.variants_size(), 2);
+  EXPECT_EQ(first.variants(1).exposed_units(), 20);
+  ASSERT_EQ(first.variants(1).metrics_size(), 1) << "the metric filter holds";
+  ExpectClose("yesterday treatment", true,
+              first.variants(1).metrics(0).estimate(), 0.5);
+  ExpectClose("yesterday control", true,
+              first.variants(0).metrics(0).estimate(), 0.2);
+  ExpectClose("yesterday lift", true,
+              first.variants(1).metrics(0).absolute().estimate(), 0.3);
+  // Through today: everything, as in the totals (12/30 against 10/50).
+  google::protobuf::util::MessageDifferencer differencer;
+  std::string differences;
+  differencer.ReportDifferencesToString(&differences);
+  ASSERT_EQ(last.variants_size(), r.variants_size());
+  for (int v = 0; v < r.variants_size(); ++v) {
+    EXPECT_TRUE(differencer.Compare(last.variants(v), r.variants(v)))
+        << differences;
+  }
+  ExpectClose("today treatment", true, r.variants(1).metrics(0).estimate(),
+              0.4);
 }
 
 TEST_F(ResultsE2eTest, SampleRatioMismatchComesFirstAndMultiExposedCount) {

@@ -183,4 +183,29 @@ void CountConfigVersion(const std::string& version, int max_versions,
 }
 
 }  // namespace internal
+void AddVariantAggregates(const std::vector<VariantAggregate>& from,
+                          std::vector<VariantAggregate>* to) {
+  if (to->size() < from.size()) to->resize(from.size());
+  for (size_t v = 0; v < from.size(); ++v) {
+    (*to)[v].exposed += from[v].exposed;
+    for (const auto& [key, f] : from[v].metrics) {
+      MetricAggregate& t = (*to)[v].metrics[key];
+      t.units += f.units;
+      t.sum += f.sum;
+      t.sum_sq += f.sum_sq;
+      t.sum_num += f.sum_num;
+      t.sum_den += f.sum_den;
+      t.sum_num_sq += f.sum_num_sq;
+      t.sum_den_sq += f.sum_den_sq;
+      t.sum_num_den += f.sum_num_den;
+      t.cuped_units += f.cuped_units;
+      t.cuped_sum_x += f.cuped_sum_x;
+      t.cuped_sum_x_sq += f.cuped_sum_x_sq;
+      t.cuped_sum_y += f.cuped_sum_y;
+      t.cuped_sum_y_sq += f.cuped_sum_y_sq;
+      t.cuped_sum_xy += f.cuped_sum_xy;
+    }
+  }
+}
+
 }  // namespace abexp

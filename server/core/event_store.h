@@ -131,6 +131,11 @@ struct VariantAggregate {
   std::map<std::string, MetricAggregate> metrics;  // by metric key
 };
 
+// Adds every figure of `from` to `to`, variant by variant (the same
+// layout); `to` grows to from.size() variants when it has fewer.
+void AddVariantAggregates(const std::vector<VariantAggregate>& from,
+                          std::vector<VariantAggregate>* to);
+
 struct ExperimentAggregates {
   std::vector<VariantAggregate> variants;  // by variant index
   // Units exposed to more than one variant; kept out of the metrics.

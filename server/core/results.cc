@@ -474,6 +474,21 @@ absl::Status CheckResultsAlpha(double alpha) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Every variant compared with the control, p-values adjusted, into
+// *variants.
+absl::Status CompareAndAdjust(const Experiment& experiment,
+                              const ExperimentLayout& layout,
+                              const ExperimentAggregates& aggregates,
+                              const ResultsOptions& options,
+                              std::vector<VariantResults>* variants) {
+  *variants = CompareVariants(experiment, layout, aggregates, options.alpha);
+  return AdjustFamilies(layout.metrics, options.adjust_method, variants);
+}
+
+}  // namespace
+
 absl::StatusOr<ExperimentResults> ComputeResults(
     const Config& config, const Experiment& experiment,
     ExperimentAggregates aggregates, const ResultsOptions& options,
@@ -493,16 +508,34 @@ absl::StatusOr<ExperimentResults> ComputeResults(
   results.multi_exposed_units = aggregates.multi_exposed;
   results.config_versions = aggregates.config_versions;
   results.srm = CheckSampleRatioOf(experiment, aggregates);
-  results.variants =
-      CompareVariants(experiment, layout, aggregates, options.alpha);
-  if (absl::Status adjusted = AdjustFamilies(
-          layout.metrics, options.adjust_method, &results.variants);
-      !adjusted.ok()) {
-    return adjusted;
+  if (absl::Status s = CompareAndAdjust(experiment, layout, aggregates, options,
+                                        &results.variants);
+      !s.ok()) {
+    return s;
   }
   results.guardrails =
       GuardrailVerdicts(layout.metrics, results.variants, options.alpha);
   Decide(experiment, layout, aggregates, options.alpha, now, &results);
+  if (options.daily) {
+    ExperimentAggregates through_day;
+    through_day.variants.resize(layout.variant_keys.size());
+    // Keys are "YYYY-MM-DD": the map's order is the calendar's.
+    for (const auto& [day, cohort] : aggregates.daily) {
+      AddVariantAggregates(cohort, &through_day.variants);
+      DayResults& out = results.daily.emplace_back();
+      out.day = day;
+      out.exposed_on_day.assign(layout.variant_keys.size(), 0);
+      for (size_t v = 0; v < cohort.size() && v < out.exposed_on_day.size();
+           ++v) {
+        out.exposed_on_day[v] = cohort[v].exposed;
+      }
+      if (absl::Status s = CompareAndAdjust(experiment, layout, through_day,
+                                            options, &out.variants);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
   return results;
 }
 

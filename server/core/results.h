@@ -47,6 +47,8 @@ struct ResultsOptions {
   double alpha = 0.05;
   // How the family of p-values is adjusted. Default: Holm.
   stats::AdjustMethod adjust_method = stats::AdjustMethod::kHolm;
+  // Also compute ExperimentResults::daily. Default: false.
+  bool daily = false;
 };
 
 // OK when `alpha` is in (0, 1) and not below the smallest normal double
@@ -144,6 +146,17 @@ struct Decision {
   std::string text;  // the sentence for the analyst, e.g. "ship treatment"
 };
 
+// The comparison over the units first exposed on or before one day: the
+// cohort days up to it, with all their units' events so far (not the
+// figures as they stood that day). Over the days it shows the estimate
+// settling as units accumulate, and a lift that changes from one cohort to
+// the next (a novelty effect fading) as a drift.
+struct DayResults {
+  std::string day;                       // "2026-11-23", UTC
+  std::vector<int64_t> exposed_on_day;   // per variant: first exposed that day
+  std::vector<VariantResults> variants;  // cumulative, as in ExperimentResults
+};
+
 struct ExperimentResults {
   std::string experiment_key;
   int phase = 1;
@@ -165,6 +178,12 @@ struct ExperimentResults {
   // The sizing behind a kKeepRunning or kNoDetectableEffect decision: set
   // when the rules reached it and the control's figures allowed it.
   std::optional<stats::DaysToPowerResult> power;
+  // With ResultsOptions::daily: one entry per cohort day that has exposed
+  // units, oldest first (days without any are absent); the last one's
+  // variants equal `variants`. The p-values of each day are adjusted like
+  // the totals'; an interval that excludes 0 on some day is not a decision
+  // (looking every day inflates the error rate: use `sequential`).
+  std::vector<DayResults> daily;
 };
 
 // Computes the results of `experiment` (a member of `config`) from its

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -428,6 +429,64 @@ TEST_F(ResultsTest, VariantsMissingFromTheAggregatesCountAsEmpty) {
   ASSERT_EQ(r.variants.size(), 3u);
   EXPECT_EQ(r.variants[2].exposed_units, 0);
   EXPECT_FALSE(Cell(r, "b", "conversion").estimate.has_value());
+}
+
+TEST_F(ResultsTest, DailyComparesTheCohortDaysUpToEachDay) {
+  // Day 1 has half of WinnerAndLoser's units at the same conversion rates;
+  // day 2 the rest.
+  const std::vector<VariantAggregate> day1 = {
+      Arm(kUnits / 2, {{"conversion", 500}, {"signup", 250}, {"errors", 100}}),
+      Arm(kUnits / 2, {{"conversion", 575}, {"signup", 260}, {"errors", 102}}),
+      Arm(kUnits / 2, {{"conversion", 440}, {"signup", 245}, {"errors", 105}}),
+  };
+  ExperimentAggregates agg = WinnerAndLoser();
+  std::vector<VariantAggregate> day2 = agg.variants;
+  for (size_t v = 0; v < day2.size(); ++v) {
+    day2[v].exposed -= day1[v].exposed;
+    for (auto& [key, m] : day2[v].metrics) {
+      const MetricAggregate& first = day1[v].metrics.at(key);
+      m.units -= first.units;
+      m.sum -= first.sum;
+      m.sum_sq -= first.sum_sq;
+    }
+  }
+  agg.daily["2026-11-02"] = day2;
+  agg.daily["2026-11-01"] = day1;
+  EXPECT_TRUE(Compute(agg).daily.empty()) << "only when asked";
+
+  ResultsOptions options;
+  options.daily = true;
+  const ExperimentResults r = Compute(agg, options);
+  ASSERT_EQ(r.daily.size(), 2u);
+  EXPECT_EQ(r.daily[0].day, "2026-11-01");
+  EXPECT_EQ(r.daily[1].day, "2026-11-02");
+  EXPECT_EQ(r.daily[0].exposed_on_day,
+            (std::vector<int64_t>{5000, 5000, 5000}));
+  auto conversion_a = [](const std::vector<VariantResults>& variants) {
+    return variants.at(1).metrics.at(0);  // a, conversion (the first metric)
+  };
+  const MetricResult first = conversion_a(r.daily[0].variants);
+  const MetricResult last = conversion_a(r.daily[1].variants);
+  const MetricResult total = Cell(r, "a", "conversion");
+  ASSERT_EQ(first.metric_key, "conversion");
+  ASSERT_TRUE(first.comparison && last.comparison && total.comparison);
+  // The last day is the whole experiment.
+  EXPECT_EQ(r.daily[1].variants.at(1).exposed_units, kUnits);
+  EXPECT_EQ(last.comparison->absolute.ci_low,
+            total.comparison->absolute.ci_low);
+  EXPECT_EQ(last.comparison->absolute.ci_high,
+            total.comparison->absolute.ci_high);
+  EXPECT_EQ(last.adjusted_absolute_p_value, total.adjusted_absolute_p_value);
+  // The first day alone: the same rates over half the units, so the same
+  // difference and a Wald interval sqrt(2) times as wide.
+  ExpectClose(*first.estimate, 0.115, "day 1 rate");
+  ExpectClose(*first.comparison->absolute.estimate, 0.015, "day 1 lift");
+  const auto width = [](const stats::Lift& lift) {
+    return *lift.ci_high - *lift.ci_low;
+  };
+  ExpectClose(
+      width(first.comparison->absolute) / width(total.comparison->absolute),
+      std::sqrt(2.0), "width ratio");
 }
 
 TEST_F(ResultsTest, AlphaOutsideTheOpenUnitIntervalIsRefused) {

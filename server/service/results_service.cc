@@ -93,6 +93,7 @@ absl::StatusOr<ResultsQuery> ParseRequest(
   if (absl::Status s = CheckMetricKeys(**experiment, request); !s.ok()) {
     return s;
   }
+  query.options.daily = request.include_daily();
   return query;
 }
 
@@ -189,11 +190,12 @@ void FillMetric(const MetricResult& cell, v1::MetricResult* out) {
 }
 
 // Metrics not in a non-empty `metric_keys` are left out of the variants.
-void FillVariants(const std::vector<VariantResults>& variants,
-                  const v1::GetResultsRequest& request,
-                  v1::GetResultsResponse* response) {
+void FillVariants(
+    const std::vector<VariantResults>& variants,
+    const v1::GetResultsRequest& request,
+    google::protobuf::RepeatedPtrField<v1::VariantResult>* response) {
   for (const VariantResults& variant : variants) {
-    v1::VariantResult* out = response->add_variants();
+    v1::VariantResult* out = response->Add();
     out->set_key(variant.key);
     out->set_exposed_units(variant.exposed_units);
     out->set_is_control(variant.is_control);
@@ -230,7 +232,13 @@ void FillResponse(const ExperimentResults& results,
   if (results.srm.p_value) srm->set_p_value(*results.srm.p_value);
   srm->set_mismatch(results.srm.mismatch);
   for (const std::string& w : results.srm.warnings) srm->add_warnings(w);
-  FillVariants(results.variants, request, response);
+  FillVariants(results.variants, request, response->mutable_variants());
+  for (const DayResults& day : results.daily) {
+    v1::DayResult* out = response->add_daily();
+    out->set_day(day.day);
+    for (int64_t n : day.exposed_on_day) out->add_exposed_on_day(n);
+    FillVariants(day.variants, request, out->mutable_variants());
+  }
   for (const GuardrailVerdict& verdict : results.guardrails) {
     v1::GuardrailVerdict* g = response->add_guardrails();
     g->set_metric_key(verdict.metric_key);

@@ -185,31 +185,6 @@ absl::Status ParseFigures(
   return absl::OkStatus();
 }
 
-// Adds every figure of `from` to `to` (same layout).
-void AddFigures(const std::vector<VariantAggregate>& from,
-                std::vector<VariantAggregate>* to) {
-  for (size_t v = 0; v < from.size(); ++v) {
-    (*to)[v].exposed += from[v].exposed;
-    for (const auto& [key, f] : from[v].metrics) {
-      MetricAggregate& t = (*to)[v].metrics[key];
-      t.units += f.units;
-      t.sum += f.sum;
-      t.sum_sq += f.sum_sq;
-      t.sum_num += f.sum_num;
-      t.sum_den += f.sum_den;
-      t.sum_num_sq += f.sum_num_sq;
-      t.sum_den_sq += f.sum_den_sq;
-      t.sum_num_den += f.sum_num_den;
-      t.cuped_units += f.cuped_units;
-      t.cuped_sum_x += f.cuped_sum_x;
-      t.cuped_sum_x_sq += f.cuped_sum_x_sq;
-      t.cuped_sum_y += f.cuped_sum_y;
-      t.cuped_sum_y_sq += f.cuped_sum_y_sq;
-      t.cuped_sum_xy += f.cuped_sum_xy;
-    }
-  }
-}
-
 // A unit's values of `metrics`' covariates as the write_exposures script
 // takes them: 8 bytes per metric, a little-endian double, NaN where the unit
 // lacks the covariate; "" when it has none of them.
@@ -1247,10 +1222,10 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
         !s.ok()) {
       return s;
     }
-    AddFigures(variants, &out.variants);
+    AddVariantAggregates(variants, &out.variants);
     auto [daily, first_shard] = out.daily.try_emplace(
         internal::FormatDay(days[i]), EmptyVariants(layout));
-    AddFigures(variants, &daily->second);
+    AddVariantAggregates(variants, &daily->second);
   }
   return out;
 }
