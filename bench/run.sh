@@ -2,11 +2,13 @@
 # bench/run.sh: measures abexp against its ceilings (gRPC itself, Redis
 # itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, then
 # issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh),
-# issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh) and
-# issue 14's R9 (Assign while Redis is frozen; bench/r9.sh) last.
+# issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh),
+# issue 17's R11 (recording on a 3-master Redis Cluster against one Redis;
+# bench/r11.sh) and issue 14's R9 (Assign while Redis is frozen;
+# bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--only R9|R10|M1] [--out FILE]
+#                [--only R9|R10|M1|R11] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -15,14 +17,16 @@
 #
 # What it starts (and stops again): a redis-server on a free loopback port
 # (AOF on, appendfsync everysec, in a temporary directory), abexp-server with
-# bench/experiments-50.yaml recording into it, and abexp-echo-server. With 2
-# or more cores, the servers and Redis run on core 0 and the load generators
-# on the others (taskset), so they do not compete for the same core.
+# bench/experiments-50.yaml recording into it, and abexp-echo-server; for
+# R11 also a 3-master Redis Cluster and an abexp-server recording into it.
+# Ctrl-C stops everything it started. With 2 or more cores, the servers and
+# every Redis run on core 0 and the load generators on the others
+# (taskset), so they do not compete for the same core.
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
-# --only R9, --only R10, --only M1: measure that figure alone (its rows of
-# the table).
+# --only R9, --only R10, --only M1, --only R11: measure that figure alone
+# (its rows of the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
 # directory, default build/), redis-server and redis-benchmark
@@ -42,7 +46,7 @@ units=1000000
 out=""
 only=""
 usage() {
-  sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -58,8 +62,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $only in
-  ''|R9|R10|M1) ;;
-  *) echo "bench/run.sh: --only takes R9, R10 or M1, not '$only'" >&2; exit 2 ;;
+  ''|R9|R10|M1|R11) ;;
+  *) echo "bench/run.sh: --only takes R9, R10, M1 or R11, not '$only'" >&2; exit 2 ;;
 esac
 if [ "$smoke" = 1 ]; then
   rounds=1
@@ -105,16 +109,19 @@ else
   pinning="one core: no pinning, servers and load generators share it"
 fi
 
-# R9's functions (r9_cleanup, run_r9), R10's (run_r10) and M1's (run_m1).
+# R9's functions (r9_cleanup, run_r9), R10's (run_r10), M1's (run_m1) and
+# R11's (r11_cleanup, run_r11).
 source "$root/bench/r9.sh"
 source "$root/bench/r10.sh"
 source "$root/bench/m1.sh"
+source "$root/bench/r11.sh"
 
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
 redis_port=""
 cleanup() {
   r9_cleanup  # before the servers stop: Redis may be frozen
+  r11_cleanup
   # start_server runs in a command substitution (a subshell), so its pids
   # come back through the .pid files it writes.
   for f in "$work"/*.pid; do
@@ -130,6 +137,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Ctrl-C (SIGINT to the whole process group) or SIGTERM: exit, so the EXIT
+# trap stops what the bench started. (Without these, a loadgen that ends its
+# run early on SIGINT would let the script carry on with the next figure.)
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 free_port() {
   "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -262,6 +274,7 @@ case $only in
   R9) run_r9; rows=$r9_rows; notes=$r9_notes ;;
   R10) run_r10; rows=$r10_rows; notes=$r10_notes ;;
   M1) run_m1; rows=$m1_rows; notes=$m1_notes ;;
+  R11) run_r11; rows=$r11_rows; notes=$r11_notes ;;
 esac
 if [ -n "$only" ]; then
   print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
@@ -391,6 +404,9 @@ run_r10
 # ---- M1: Assign with and without the operators' metrics (bench/m1.sh) ----
 run_m1
 
+# ---- R11: recording on a 3-master Redis Cluster / one Redis (bench/r11.sh) ----
+run_r11
+
 # ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
 # Redis and leaves the server replaying its spool ----
 run_r9
@@ -434,6 +450,7 @@ for row in rows:
     print("| " + " | ".join(row) + " |")
 print("""$r10_rows""")
 print("""$m1_rows""")
+print("""$r11_rows""")
 print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
@@ -444,6 +461,7 @@ print(f"R2 from the actual send time (the generator's lateness left out): "
 print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max items.")
 print("""$r10_notes""")
 print("""$m1_notes""")
+print("""$r11_notes""")
 print("""$r9_notes""")
 EOF
 )
