@@ -611,8 +611,9 @@ bool ReadWaitFlags(ServerOptions* options) {
   options->redis.wait_replicas = absl::GetFlag(FLAGS_redis_wait_replicas);
   options->redis.wait_timeout = absl::GetFlag(FLAGS_redis_wait_timeout);
   if (options->redis.wait_replicas < 0 ||
-      options->redis.wait_timeout <= absl::ZeroDuration() ||
-      options->redis.wait_timeout >= options->redis.command_timeout) {
+      (options->redis.wait_replicas > 0 &&
+       (options->redis.wait_timeout <= absl::ZeroDuration() ||
+        options->redis.wait_timeout >= options->redis.command_timeout))) {
     std::fprintf(stderr,
                  "abexp-server: --redis_wait_replicas=%d "
                  "--redis_wait_timeout=%s: pass 0 (no WAIT) or a replica "
