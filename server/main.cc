@@ -200,6 +200,15 @@ ABSL_FLAG(int, redis_shards_per_experiment, 0,
           "Shards each experiment phase's keys are split into, each on the "
           "master of its own hash slot; fixed when a phase first records. "
           "0: 16 with --redis_cluster, 1 (the single-node layout) without.");
+ABSL_FLAG(int, redis_wait_replicas, 0,
+          "Replicas each master must have a recording write on (Redis WAIT) "
+          "before abexp acknowledges it; fewer within --redis_wait_timeout "
+          "and the write is spooled and retried. With replication being "
+          "asynchronous, 1 keeps acknowledged records through a failover "
+          "to a replica. 0: no WAIT.");
+ABSL_FLAG(absl::Duration, redis_wait_timeout, absl::Seconds(1),
+          "How long --redis_wait_replicas waits for the replicas; less than "
+          "--redis_command_timeout.");
 ABSL_FLAG(std::string, redis_user, "",
           "Redis ACL user (Redis 6+) to authenticate as, with "
           "--redis_password, on every connection (AUTH user password). "
@@ -276,6 +285,7 @@ RedisOptions StickyRedisOptions(const ServerOptions& options) {
   redis.command_timeout = options.sticky_read_budget;
   redis.pool_wait_timeout = options.sticky_read_budget;
   redis.pool_size = options.sticky_reads.threads + options.storage.threads;
+  redis.wait_replicas = 0;  // reads only
   return redis;
 }
 
@@ -596,6 +606,28 @@ bool ReadClusterFlags(bool redis_given, ServerOptions* options) {
     return false;
   }
   options->store.shards = shards == 0 ? 16 : shards;
+  return true;
+}
+
+// Reads --redis_wait_replicas and --redis_wait_timeout into *options;
+// false after printing what is wrong.
+bool ReadWaitFlags(ServerOptions* options) {
+  options->redis.wait_replicas = absl::GetFlag(FLAGS_redis_wait_replicas);
+  options->redis.wait_timeout = absl::GetFlag(FLAGS_redis_wait_timeout);
+  if (options->redis.wait_replicas < 0 ||
+      (options->redis.wait_replicas > 0 &&
+       (options->redis.wait_timeout <= absl::ZeroDuration() ||
+        options->redis.wait_timeout >= options->redis.command_timeout))) {
+    std::fprintf(stderr,
+                 "abexp-server: --redis_wait_replicas=%d "
+                 "--redis_wait_timeout=%s: pass 0 (no WAIT) or a replica "
+                 "count, and a timeout above 0 and below "
+                 "--redis_command_timeout (%s)\n",
+                 options->redis.wait_replicas,
+                 absl::FormatDuration(options->redis.wait_timeout).c_str(),
+                 absl::FormatDuration(options->redis.command_timeout).c_str());
+    return false;
+  }
   return true;
 }
 
@@ -1053,6 +1085,7 @@ int main(int argc, char** argv) {
   if (!abexp::ReadClusterFlags(abexp::RedisFlagGiven(argc, argv), &options)) {
     return 1;
   }
+  if (!abexp::ReadWaitFlags(&options)) return 1;
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   if (!abexp::ReadSpoolAdmissionFlags(&options)) return 1;
   if (options.config_path.empty()) {

@@ -393,6 +393,26 @@ ServerMetrics::ServerMetrics(const std::string& version)
                        .Help("Redis connections open (idle or in use), by "
                              "pool.")
                        .Register(*registry_)),
+      redis_cluster_redirects_(
+          &prometheus::BuildCounter()
+               .Name("abexp_redis_cluster_redirects_total")
+               .Help("Redis Cluster commands redirected, by pool and kind: "
+                     "moved (the slot map was stale), ask (the slot is "
+                     "being migrated).")
+               .Register(*registry_)),
+      redis_cluster_retries_(
+          &prometheus::BuildCounter()
+               .Name("abexp_redis_cluster_retries_total")
+               .Help("Redis Cluster commands retried after a backoff, by "
+                     "pool and the reply that asked for it: tryagain, "
+                     "clusterdown.")
+               .Register(*registry_)),
+      redis_cluster_refreshes_(
+          &prometheus::BuildCounter()
+               .Name("abexp_redis_cluster_slot_map_refreshes_total")
+               .Help("Reads of the Redis Cluster slot map, by pool and "
+                     "outcome: ok, failed (no node answered).")
+               .Register(*registry_)),
       records_(std::make_unique<RecordCounters>(
           &prometheus::BuildCounter()
                .Name("abexp_records_total")
@@ -457,6 +477,18 @@ RedisPoolMetrics* ServerMetrics::RedisPool(absl::string_view pool) {
       &redis_errors_->Add({{"pool", name}, {"kind", "pool_wait"}});
   m->connections_in_use = &redis_in_use_->Add({{"pool", name}});
   m->connections_open = &redis_open_->Add({{"pool", name}});
+  m->cluster_moved =
+      &redis_cluster_redirects_->Add({{"pool", name}, {"kind", "moved"}});
+  m->cluster_ask =
+      &redis_cluster_redirects_->Add({{"pool", name}, {"kind", "ask"}});
+  m->cluster_tryagain =
+      &redis_cluster_retries_->Add({{"pool", name}, {"reason", "tryagain"}});
+  m->cluster_clusterdown =
+      &redis_cluster_retries_->Add({{"pool", name}, {"reason", "clusterdown"}});
+  m->cluster_refreshes =
+      &redis_cluster_refreshes_->Add({{"pool", name}, {"outcome", "ok"}});
+  m->cluster_refresh_failures =
+      &redis_cluster_refreshes_->Add({{"pool", name}, {"outcome", "failed"}});
   RedisPoolMetrics* out = m.get();
   redis_pools_.emplace(name, std::move(m));
   return out;

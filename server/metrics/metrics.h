@@ -141,6 +141,17 @@ struct RedisPoolMetrics {
   prometheus::Counter* pool_wait_errors = nullptr;
   prometheus::Gauge* connections_in_use = nullptr;
   prometheus::Gauge* connections_open = nullptr;
+  // On a Redis Cluster: commands redirected by MOVED (the slot map was
+  // stale) and by ASK (the slot is being migrated); commands retried after
+  // a backoff because a node answered TRYAGAIN or CLUSTERDOWN; slot map
+  // reads (at start, periodic, after a redirect or error) that succeeded
+  // or found no node to answer.
+  prometheus::Counter* cluster_moved = nullptr;
+  prometheus::Counter* cluster_ask = nullptr;
+  prometheus::Counter* cluster_tryagain = nullptr;
+  prometheus::Counter* cluster_clusterdown = nullptr;
+  prometheus::Counter* cluster_refreshes = nullptr;
+  prometheus::Counter* cluster_refresh_failures = nullptr;
 };
 
 // Config loads and reloads.
@@ -222,6 +233,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* const redis_errors_;
   prometheus::Family<prometheus::Gauge>* const redis_in_use_;
   prometheus::Family<prometheus::Gauge>* const redis_open_;
+  prometheus::Family<prometheus::Counter>* const redis_cluster_redirects_;
+  prometheus::Family<prometheus::Counter>* const redis_cluster_retries_;
+  prometheus::Family<prometheus::Counter>* const redis_cluster_refreshes_;
   std::unique_ptr<RecordCounters> records_;
   std::unique_ptr<ConfigMetrics> config_;
 

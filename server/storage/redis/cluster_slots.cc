@@ -105,6 +105,35 @@ int ClusterKeySlot(absl::string_view key) {
   return ClusterCrc16(ClusterHashTag(key)) & (kClusterSlots - 1);
 }
 
+namespace {
+
+// The first slot of range `range` of `ranges` equal ranges.
+int RangeStart(int range, int ranges) {
+  return static_cast<int>(int64_t{range} * kClusterSlots / ranges);
+}
+
+}  // namespace
+
+std::string SpreadShardTag(absl::string_view tag0, int shard, int shards) {
+  if (shard == 0) return std::string(tag0);
+  // The range of shard 0's slot is taken; shard k gets the k-th of the rest.
+  const int slot0 = ClusterCrc16(tag0) & (kClusterSlots - 1);
+  int range0 = 0;
+  while (range0 + 1 < shards && RangeStart(range0 + 1, shards) <= slot0)
+    ++range0;
+  const int range = shard - 1 < range0 ? shard - 1 : shard;
+  const int first = RangeStart(range, shards);
+  const int end = RangeStart(range + 1, shards);
+  const std::string stem = absl::StrCat(tag0, ":s", shard, ".");
+  // CRC16 spreads these tags evenly, so a range of 16384/S slots is hit
+  // after about S tries; 1024 shards need a few thousand at most.
+  for (int64_t salt = 0;; ++salt) {
+    std::string tag = absl::StrCat(stem, salt);
+    const int slot = ClusterCrc16(tag) & (kClusterSlots - 1);
+    if (slot >= first && slot < end) return tag;
+  }
+}
+
 const std::string& SlotMap::MasterOf(int slot) const {
   static const std::string* const kNone = new std::string();
   const int16_t index = owner[slot];

@@ -38,6 +38,19 @@ absl::string_view ClusterHashTag(absl::string_view key);
 // The slot of `key`, 0 to 16383: CLUSTER KEYSLOT's answer.
 int ClusterKeySlot(absl::string_view key);
 
+// The hash tag of shard `shard` of `shards` key spaces whose shard 0 has
+// the tag `tag0`, chosen so that the S shards' slots fall one into each of
+// S equal ranges of the slot space, [j·16384/S, (j+1)·16384/S): any split
+// of the slots into M contiguous ranges of about equal size (what
+// `redis-cli --cluster create` and `rebalance` make) then gives each master
+// about S/M of the shards, where tags hashed at random leave one master far
+// fewer. Shard 0 keeps `tag0` (its range is the one its slot falls in);
+// shard k ≥ 1 takes the k-th of the other ranges, in order, with the tag
+// "<tag0>:s<k>.<n>" for the smallest n ≥ 0 whose slot lies in that range
+// (about S tries). Deterministic: every process picks the same tags.
+// REQUIRES: 0 <= shard < shards <= kClusterSlots.
+std::string SpreadShardTag(absl::string_view tag0, int shard, int shards);
+
 // Which master serves each slot. Addresses are "host:port".
 struct SlotMap {
   // slot -> index into masters, or -1 when no master serves the slot.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/storage/redis/redis_connection.h"
@@ -110,6 +111,66 @@ TEST(ClusterKeySlot, AgreesWithClusterKeyslotOfARealNode) {
     }
   }
   EXPECT_EQ(mismatches, 0);
+}
+
+// Which of `shards` equal ranges of the slot space holds `slot`, by the
+// definition: [j·16384/S, (j+1)·16384/S) with the bounds rounded down.
+int RangeOfSlot(int slot, int shards) {
+  for (int j = 0; j < shards; ++j) {
+    if (slot < static_cast<int64_t>(j + 1) * kClusterSlots / shards) return j;
+  }
+  return -1;
+}
+
+TEST(SpreadShardTag, ShardZeroKeepsTheUnshardedTag) {
+  EXPECT_EQ(SpreadShardTag("e:checkout:1", 0, 16), "e:checkout:1");
+  EXPECT_EQ(SpreadShardTag("e:checkout:1", 0, 1), "e:checkout:1");
+}
+
+TEST(SpreadShardTag, PutsOneShardInEachEqualRangeOfSlots) {
+  for (int shards : {2, 3, 7, 16, 100, 1024}) {
+    for (int e = 0; e < 20; ++e) {
+      const std::string tag0 = absl::StrCat("e:experiment_", e, ":", e % 3);
+      std::vector<int> per_range(shards, 0);
+      std::vector<std::string> tags;
+      for (int k = 0; k < shards; ++k) {
+        const std::string tag = SpreadShardTag(tag0, k, shards);
+        if (k > 0) {
+          EXPECT_TRUE(absl::StartsWith(tag, absl::StrCat(tag0, ":s", k, ".")))
+              << tag;
+        }
+        // The slot a key of the shard really lands in (the key's hash tag).
+        const int slot = ClusterKeySlot(absl::StrCat("abexp:{", tag, "}:agg"));
+        ++per_range[RangeOfSlot(slot, shards)];
+        tags.push_back(tag);
+      }
+      for (int j = 0; j < shards; ++j) {
+        EXPECT_EQ(per_range[j], 1)
+            << "range " << j << " of " << shards << " for " << tag0;
+      }
+      // Every process must choose the same tags.
+      EXPECT_EQ(SpreadShardTag(tag0, shards - 1, shards), tags.back());
+    }
+  }
+}
+
+TEST(SpreadShardTag, SpreadsSixteenShardsOverThreeMastersAtLeastFourEach) {
+  // The slots `redis-cli --cluster create` gives 3 masters.
+  const int first_slot[] = {0, 5461, 10923, kClusterSlots};
+  for (int e = 0; e < 200; ++e) {
+    const std::string tag0 = absl::StrCat("e:exp", e, ":1");
+    int per_master[3] = {0, 0, 0};
+    for (int k = 0; k < 16; ++k) {
+      const int slot =
+          ClusterCrc16(SpreadShardTag(tag0, k, 16)) % kClusterSlots;
+      for (int m = 0; m < 3; ++m) {
+        if (slot >= first_slot[m] && slot < first_slot[m + 1]) ++per_master[m];
+      }
+    }
+    for (int m = 0; m < 3; ++m) {
+      EXPECT_GE(per_master[m], 4) << "master " << m << " of " << tag0;
+    }
+  }
 }
 
 TEST(ClusterNodeAddress, UnknownEndpointsMeanTheHostThatAnswered) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/call_scope.h"
+#include "server/metrics/metrics.h"
 #include "server/storage/redis/cluster_slots.h"
 
 namespace abexp {
@@ -32,6 +33,12 @@ absl::string_view HostOf(absl::string_view address) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   return host;
+}
+
+// Counts one into `counter` of the cluster's metrics, when it has some.
+void Count(RedisPoolMetrics* metrics,
+           prometheus::Counter* RedisPoolMetrics::*counter) {
+  if (metrics != nullptr) (metrics->*counter)->Increment();
 }
 
 // What a reply asks the client to do.
@@ -216,6 +223,7 @@ absl::Status RedisCluster::State::Refresh() {
   for (const std::string& address : candidates) {
     absl::StatusOr<SlotMap> fetched = FetchMap(address);
     if (fetched.ok()) {
+      Count(options.node.metrics, &RedisPoolMetrics::cluster_refreshes);
       absl::MutexLock lock(&mu);
       map = *std::move(fetched);
       // Pools of nodes that are no longer masters (and of seeds) close once
@@ -233,6 +241,7 @@ absl::Status RedisCluster::State::Refresh() {
     }
     errors.push_back(std::string(fetched.status().message()));
   }
+  Count(options.node.metrics, &RedisPoolMetrics::cluster_refresh_failures);
   if (!refusal.ok()) return refusal;
   return absl::UnavailableError(absl::StrCat(
       "no node of the Redis Cluster answered CLUSTER SHARDS (",
@@ -387,7 +396,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisCluster::State::Execute(
             out[index] = std::move(reply);
             return;
           case Redirect::Kind::kMoved: {
-            // TODO(metrics): count MOVED redirects.
+            Count(options.node.metrics, &RedisPoolMetrics::cluster_moved);
             absl::MutexLock lock(&mu);
             map.Assign(r.slot, r.address);
             refresh_wanted = true;
@@ -397,13 +406,18 @@ absl::StatusOr<std::vector<RedisReply>> RedisCluster::State::Execute(
             return;
           }
           case Redirect::Kind::kAsk:
-            // TODO(metrics): count ASK redirects.
+            Count(options.node.metrics, &RedisPoolMetrics::cluster_ask);
             redirected = true;
             next.push_back({index, r.address});
             return;
           case Redirect::Kind::kRetry:
-            // TODO(metrics): count TRYAGAIN/CLUSTERDOWN retries.
-            if (absl::StartsWith(reply.str, "CLUSTERDOWN")) RequestRefresh();
+            if (absl::StartsWith(reply.str, "CLUSTERDOWN")) {
+              Count(options.node.metrics,
+                    &RedisPoolMetrics::cluster_clusterdown);
+              RequestRefresh();
+            } else {
+              Count(options.node.metrics, &RedisPoolMetrics::cluster_tryagain);
+            }
             retry_error =
                 absl::StrFormat("%s answered \"%s\" for slot %d", batch.address,
                                 reply.str, slots[index]);

@@ -299,7 +299,44 @@ struct RedisPool::Impl {
       bool count = true);
   absl::StatusOr<std::vector<RedisReply>> RunScriptsOn(
       Connection& conn, absl::Span<const RedisScriptCall> calls);
+  // Returns conn to the pool and `replies` to the caller, after WAIT for
+  // options.wait_replicas replicas to have what conn wrote when that is > 0
+  // (UNAVAILABLE when fewer acknowledge in wait_timeout). A failed call
+  // keeps its connection when `error_keeps_connection`.
+  absl::StatusOr<std::vector<RedisReply>> Finish(
+      std::unique_ptr<Connection> conn,
+      absl::StatusOr<std::vector<RedisReply>> replies,
+      bool error_keeps_connection);
 };
+
+absl::StatusOr<std::vector<RedisReply>> RedisPool::Impl::Finish(
+    std::unique_ptr<Connection> conn,
+    absl::StatusOr<std::vector<RedisReply>> replies,
+    bool error_keeps_connection) {
+  if (!replies.ok() || options.wait_replicas <= 0) {
+    Release(std::move(conn), replies.ok() || error_keeps_connection);
+    return replies;
+  }
+  absl::StatusOr<std::vector<RedisReply>> waited = RoundTrip(
+      *conn, {{"WAIT", absl::StrCat(options.wait_replicas),
+               absl::StrCat(absl::ToInt64Milliseconds(options.wait_timeout))}});
+  Release(std::move(conn), waited.ok());
+  if (!waited.ok()) return waited.status();
+  const RedisReply& reply = (*waited)[0];
+  if (reply.type == RedisReply::Type::kError)
+    return RedisErrorStatus(reply.str, "WAIT for replicas");
+  if (reply.type == RedisReply::Type::kInteger &&
+      reply.integer >= options.wait_replicas) {
+    return replies;
+  }
+  return absl::UnavailableError(absl::StrFormat(
+      "Redis at %s has the writes on %d of the %d replicas required "
+      "(--redis_wait_replicas) after %s, so they are not acknowledged (the "
+      "server spools them and retries); check that the master's replicas "
+      "are up and connected (INFO replication)",
+      Endpoint(options), reply.integer, options.wait_replicas,
+      absl::FormatDuration(options.wait_timeout)));
+}
 
 absl::StatusOr<std::unique_ptr<Connection>> RedisPool::Impl::Connect() {
   const RedisOptions& o = options;
@@ -694,6 +731,16 @@ absl::StatusOr<std::unique_ptr<RedisPool>> RedisPool::Create(
     return absl::InvalidArgumentError(
         "Redis backoff must satisfy 0 < initial_backoff <= max_backoff");
   }
+  if (options.wait_replicas < 0 ||
+      (options.wait_replicas > 0 &&
+       (options.wait_timeout <= absl::ZeroDuration() ||
+        options.wait_timeout >= options.command_timeout))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Redis wait_replicas is %d with wait_timeout %s; use 0 (no WAIT), or "
+        "a replica count with 0 < wait_timeout < command_timeout (%s)",
+        options.wait_replicas, absl::FormatDuration(options.wait_timeout),
+        absl::FormatDuration(options.command_timeout)));
+  }
   int max_connections = options.pool_size;
   if (max_connections == 0) {
     max_connections =
@@ -724,10 +771,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::Pipeline(
       impl_->RoundTrip(**conn, commands);
   // An error before anything was sent (an empty argv) leaves the connection
   // usable.
-  const bool healthy =
-      replies.ok() || absl::IsInvalidArgument(replies.status());
-  impl_->Release(*std::move(conn), healthy);
-  return replies;
+  const bool keep = absl::IsInvalidArgument(replies.status());
+  return impl_->Finish(*std::move(conn), std::move(replies), keep);
 }
 
 absl::StatusOr<std::vector<RedisReply>> RedisPool::RunScripts(
@@ -737,11 +782,9 @@ absl::StatusOr<std::vector<RedisReply>> RedisPool::RunScripts(
   if (!conn.ok()) return conn.status();
   absl::StatusOr<std::vector<RedisReply>> replies =
       impl_->RunScriptsOn(**conn, calls);
-  const bool healthy = replies.ok() ||
-                       absl::IsInvalidArgument(replies.status()) ||
-                       absl::IsInternal(replies.status());
-  impl_->Release(*std::move(conn), healthy);
-  return replies;
+  const bool keep = absl::IsInvalidArgument(replies.status()) ||
+                    absl::IsInternal(replies.status());
+  return impl_->Finish(*std::move(conn), std::move(replies), keep);
 }
 
 int64_t RedisPool::round_trips() const {

@@ -48,6 +48,15 @@ struct RedisOptions {
   // Reconnect backoff: doubles from initial to max between failed attempts.
   absl::Duration initial_backoff = absl::Milliseconds(50);  // Default: 50ms
   absl::Duration max_backoff = absl::Seconds(2);            // Default: 2s
+  // Replicas that must have every write before a call returns: when > 0,
+  // each Pipeline and RunScripts sends WAIT wait_replicas wait_timeout on
+  // its connection after its commands, and fails with UNAVAILABLE (the
+  // commands did run on the master) when fewer replicas acknowledged them
+  // in time. With Redis's asynchronous replication this is what keeps an
+  // acknowledged write through a failover to a replica. Default: 0, no WAIT.
+  int wait_replicas = 0;
+  // How long WAIT waits; less than command_timeout. Default: 1s.
+  absl::Duration wait_timeout = absl::Seconds(1);
   // Where the pool counts its commands, round trips, errors and
   // connections. Default: null, not counted. REQUIRES: outlives the pool.
   RedisPoolMetrics* metrics = nullptr;

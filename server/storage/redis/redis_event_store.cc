@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/core/event_store_internal.h"
+#include "server/storage/redis/cluster_slots.h"
 #include "server/storage/redis/redis_scripts.h"
 
 namespace abexp {
@@ -276,11 +277,29 @@ std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
                       layout.phase, "}:");
 }
 
-std::string RedisEventStore::ShardBase(const std::string& base, int64_t shard) {
+std::string RedisEventStore::ShardBase(const std::string& base, int64_t shard,
+                                       int64_t shards) {
   if (shard == 0) return base;
-  // base ends in "}:"; the shard goes inside the hash tag.
-  return absl::StrCat(absl::string_view(base).substr(0, base.size() - 2), ":s",
-                      shard, "}:");
+  const std::string cache_key = absl::StrCat(base, "\n", shards);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = shard_bases_.find(cache_key);
+    if (it != shard_bases_.end()) return it->second[shard];
+  }
+  // base is "<prefix>:{<tag>}:"; each shard's tag goes inside the braces.
+  const absl::string_view prefix = redis_->key_prefix();
+  const absl::string_view tag0 = absl::string_view(base).substr(
+      prefix.size() + 2, base.size() - prefix.size() - 4);
+  std::vector<std::string> bases(shards);
+  for (int64_t k = 0; k < shards; ++k) {
+    bases[k] = absl::StrCat(
+        prefix, ":{",
+        SpreadShardTag(tag0, static_cast<int>(k), static_cast<int>(shards)),
+        "}:");
+  }
+  absl::MutexLock lock(&mu_);
+  return shard_bases_.try_emplace(cache_key, std::move(bases))
+      .first->second[shard];
 }
 
 namespace {
@@ -658,7 +677,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   for (int64_t shard = 0; shard < b.shards; ++shard) {
     const std::vector<size_t>& items = of_shard[shard];
     if (items.empty()) continue;
-    head[0] = ShardBase(base, shard);
+    head[0] = ShardBase(base, shard, b.shards);
     for (size_t start = 0; start < items.size(); start += kItemsPerScript) {
       const size_t end = std::min(items.size(), start + kItemsPerScript);
       RedisScriptCall& call = calls.emplace_back();
@@ -944,7 +963,8 @@ std::vector<RedisCommand> RedisEventStore::PlanUnitReads(
       unit.bucket = std::move(args[0]);
       unit.field = std::move(args[1]);
       std::string hash =
-          absl::StrCat(ShardBase(plan.base, unit.shard), "u:", unit.bucket);
+          absl::StrCat(ShardBase(plan.base, unit.shard, plan.buckets.shards),
+                       "u:", unit.bucket);
       auto [r, new_read] = read_of_bucket.try_emplace(hash, reads.size());
       if (new_read) reads.push_back({"HMGET", std::move(hash)});
       unit.read = r->second;
@@ -1025,7 +1045,7 @@ void RedisEventStore::AppendEventCalls(
            shard_of(plan->called[end]) == shard) {
       ++end;
     }
-    const std::string base = ShardBase(plan->base, shard);
+    const std::string base = ShardBase(plan->base, shard, plan->buckets.shards);
     RedisScriptCall& call = calls->emplace_back();
     call.script = &write_events_;
     call.keys = {base + "meta"};
@@ -1156,7 +1176,7 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
   std::vector<RedisCommand> first;
   first.reserve(2 * shards);
   for (int64_t shard = 0; shard < shards; ++shard) {
-    const std::string shard_base = ShardBase(base, shard);
+    const std::string shard_base = ShardBase(base, shard, shards);
     first.push_back({"HGETALL", shard_base + "agg"});
     first.push_back({"SMEMBERS", shard_base + "days"});
   }
@@ -1196,7 +1216,7 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
     for (const auto& [version, n] : config_versions) {
       out.config_versions[version] += n;
     }
-    const std::string shard_base = ShardBase(base, shard);
+    const std::string shard_base = ShardBase(base, shard, shards);
     for (const RedisReply& member : members.elements) {
       absl::StatusOr<int64_t> day =
           ParseInt(member.str, shard_base + "days member");
@@ -1269,7 +1289,8 @@ std::vector<RecordedVariantResult> RedisEventStore::RecordedVariants(
     if (!buckets.has_value()) continue;
     // The variant keys as the unit's shard stored them.
     const std::string shard_base =
-        ShardBase(bases[i], ShardOf(buckets->shards, queries[i].unit_id));
+        ShardBase(bases[i], ShardOf(buckets->shards, queries[i].unit_id),
+                  buckets->shards);
     auto [v, new_shard] =
         variants_reply.try_emplace(shard_base, commands.size());
     if (new_shard)

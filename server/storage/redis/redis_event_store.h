@@ -118,10 +118,13 @@ class RedisEventStore final : public EventStore {
   // the experiment phase's shard 0 (its meta holds the phase's shard and
   // bucket counts); the braces are the Redis Cluster hash tag.
   std::string KeyBase(const ExperimentLayout& layout) const;
-  // The start of every key of shard `shard` of the phase whose KeyBase()
-  // is `base`: `base` itself for shard 0, else
-  // "<key_prefix>:{e:<experiment key>:<phase>:s<shard>}:".
-  static std::string ShardBase(const std::string& base, int64_t shard);
+  // The start of every key of shard `shard` of `shards` of the phase whose
+  // KeyBase() is `base`: `base` itself for shard 0, else
+  // "<key_prefix>:{e:<experiment key>:<phase>:s<shard>.<n>}:" with the
+  // salt n that SpreadShardTag (cluster_slots.h) picks to put the shards'
+  // slots one in each 1/S of the slot space. Cached per phase.
+  std::string ShardBase(const std::string& base, int64_t shard, int64_t shards)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // How a phase's keys are laid out, as stored in its shard 0 meta.
@@ -203,6 +206,9 @@ class RedisEventStore final : public EventStore {
       ABSL_GUARDED_BY(mu_);
   // By KeyBase() + "\n" + config version: whether it is counted apart.
   absl::flat_hash_map<std::string, bool> counted_apart_ ABSL_GUARDED_BY(mu_);
+  // By KeyBase() + "\n" + shard count: each shard's ShardBase().
+  absl::flat_hash_map<std::string, std::vector<std::string>> shard_bases_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace abexp
