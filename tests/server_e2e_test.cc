@@ -1084,7 +1084,8 @@ TEST(ServerProcessTest, MalformedRedisAndSpoolFlagsExitOneNamingTheFlag) {
            {"--spool_admit_floor=0", "--spool_admit_floor=0"},
            {"--spool_admit_share=0", "--spool_admit_share=0: pass a share"},
            {"--spool_admit_share=1.5", "--spool_admit_share=1.5"},
-           {"--spool_admit_share=nan", "--spool_admit_share=nan"}}) {
+           {"--spool_admit_share=nan", "--spool_admit_share=nan"},
+           {"--redis_wait_replicas=-1", "--redis_wait_replicas=-1"}}) {
     std::string out, err;
     absl::StatusOr<int> code =
         RunProcess({ABEXP_SERVER_BIN, config, c.flag}, &out, &err);
@@ -1093,6 +1094,15 @@ TEST(ServerProcessTest, MalformedRedisAndSpoolFlagsExitOneNamingTheFlag) {
     EXPECT_THAT(err, HasSubstr(c.message)) << c.flag;
     EXPECT_THAT(out, IsEmpty()) << c.flag << ": no listening line";
   }
+  // WAIT must end before the command it follows times out.
+  std::string out, err;
+  absl::StatusOr<int> code =
+      RunProcess({ABEXP_SERVER_BIN, config, "--redis_wait_replicas=1",
+                  "--redis_wait_timeout=5s", "--redis_command_timeout=2s"},
+                 &out, &err);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT(err, HasSubstr("below --redis_command_timeout (2s)"));
 }
 
 TEST(ServerProcessTest, HelpListsTheServersFlags) {
