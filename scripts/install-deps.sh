@@ -12,8 +12,11 @@ packages=(
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
   # operators' metrics (prometheus-cpp's registry and text format) and the
-  # HTTP listener that serves them
-  prometheus-cpp-dev libcpp-httplib-dev
+  # HTTP listener that serves them and OFREP, whose JSON is nlohmann-json's
+  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
+  # tests/ofrep: the OpenFeature SDK and OFREP provider run on Node.js (npm
+  # is added below unless Node.js came with one)
+  nodejs
   # the Clang build of scripts/sanitize.sh and scripts/fuzz.sh: Clang, its
   # libFuzzer and sanitizer runtimes, and llvm-symbolizer for readable stack
   # traces
@@ -41,6 +44,12 @@ packages=(
   # tests/report_browser_test: the `abexp report` page in headless Chromium
   chromium-headless-shell
 )
+
+# Debian's npm conflicts with a Node.js that bundles its own (NodeSource's):
+# ask for it only when no npm is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
