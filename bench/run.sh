@@ -2,11 +2,12 @@
 # bench/run.sh: measures abexp against its ceilings (gRPC itself, Redis
 # itself, raw XXH3-64) and prints the issue-5 table R1..R8 as markdown, then
 # issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh),
-# issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh) and
+# issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh),
+# issue 20's R12 (OFREP evaluations against gRPC Assign; bench/r12.sh) and
 # issue 14's R9 (Assign while Redis is frozen; bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--only R9|R10|M1] [--out FILE]
+#                [--only R9|R10|M1|R12] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -21,8 +22,8 @@
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
-# --only R9, --only R10, --only M1: measure that figure alone (its rows of
-# the table).
+# --only R9, --only R10, --only M1, --only R12: measure that figure alone
+# (its rows of the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
 # directory, default build/), redis-server and redis-benchmark
@@ -58,8 +59,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $only in
-  ''|R9|R10|M1) ;;
-  *) echo "bench/run.sh: --only takes R9, R10 or M1, not '$only'" >&2; exit 2 ;;
+  ''|R9|R10|M1|R12) ;;
+  *) echo "bench/run.sh: --only takes R9, R10, M1 or R12, not '$only'" >&2; exit 2 ;;
 esac
 if [ "$smoke" = 1 ]; then
   rounds=1
@@ -105,10 +106,12 @@ else
   pinning="one core: no pinning, servers and load generators share it"
 fi
 
-# R9's functions (r9_cleanup, run_r9), R10's (run_r10) and M1's (run_m1).
+# R9's functions (r9_cleanup, run_r9), R10's (run_r10), M1's (run_m1) and
+# R12's (run_r12).
 source "$root/bench/r9.sh"
 source "$root/bench/r10.sh"
 source "$root/bench/m1.sh"
+source "$root/bench/r12.sh"
 
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
@@ -262,6 +265,7 @@ case $only in
   R9) run_r9; rows=$r9_rows; notes=$r9_notes ;;
   R10) run_r10; rows=$r10_rows; notes=$r10_notes ;;
   M1) run_m1; rows=$m1_rows; notes=$m1_notes ;;
+  R12) run_r12; rows=$r12_rows; notes=$r12_notes ;;
 esac
 if [ -n "$only" ]; then
   print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
@@ -391,6 +395,9 @@ run_r10
 # ---- M1: Assign with and without the operators' metrics (bench/m1.sh) ----
 run_m1
 
+# ---- R12: OFREP evaluations against gRPC Assign (bench/r12.sh) ----
+run_r12
+
 # ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
 # Redis and leaves the server replaying its spool ----
 run_r9
@@ -434,6 +441,7 @@ for row in rows:
     print("| " + " | ".join(row) + " |")
 print("""$r10_rows""")
 print("""$m1_rows""")
+print("""$r12_rows""")
 print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
@@ -444,6 +452,7 @@ print(f"R2 from the actual send time (the generator's lateness left out): "
 print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max items.")
 print("""$r10_notes""")
 print("""$m1_notes""")
+print("""$r12_notes""")
 print("""$r9_notes""")
 EOF
 )

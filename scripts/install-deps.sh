@@ -35,6 +35,8 @@ packages=(
   python3-scipy python3-statsmodels
   # bench/h2load.sh: R1 measured by a load generator that is not abexp's own
   nghttp2-client
+  # bench/run.sh's R12: OFREP evaluations over HTTP/1.1 keep-alive
+  wrk
   # TLS tests: server/testing/test_certs.h makes certificates with its CLI
   openssl
   # tests/metrics_e2e_test: `promtool check metrics` on what /metrics serves
