@@ -4,11 +4,12 @@
 # issue 15's R10 (Assign and echo over TLS with a token; bench/r10.sh),
 # issue 16's M1 (what the operators' metrics cost Assign; bench/m1.sh),
 # issue 17's R11 (recording on a 3-master Redis Cluster against one Redis;
-# bench/r11.sh) and issue 14's R9 (Assign while Redis is frozen;
+# bench/r11.sh), issue 20's R12 (OFREP evaluations against gRPC Assign;
+# bench/r12.sh) and issue 14's R9 (Assign while Redis is frozen;
 # bench/r9.sh) last.
 #
 #   bench/run.sh [--smoke] [--rounds N] [--duration SECONDS] [--units N]
-#                [--only R9|R10|M1|R11] [--out FILE]
+#                [--only R9|R10|M1|R11|R12] [--out FILE]
 #
 # Every figure is a ratio of two measurements taken in this run, side by
 # side: each pair runs alternately (A B A B ...) for --rounds rounds and the
@@ -25,7 +26,8 @@
 #
 # --smoke: one short round of everything (about 30 s), to check that the
 # tools still work; its figures are not measurements. scripts/test.sh runs it.
-# --only R9, --only R10, --only M1, --only R11: measure that figure alone
+# --only R9, --only R10, --only M1, --only R11, --only R12: measure that
+# figure alone
 # (its rows of the table).
 #
 # Needs the build (scripts/build.sh; ABEXP_BUILD_DIR picks the build
@@ -62,8 +64,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $only in
-  ''|R9|R10|M1|R11) ;;
-  *) echo "bench/run.sh: --only takes R9, R10, M1 or R11, not '$only'" >&2; exit 2 ;;
+  ''|R9|R10|M1|R11|R12) ;;
+  *) echo "bench/run.sh: --only takes R9, R10, M1, R11 or R12, not '$only'" >&2; exit 2 ;;
 esac
 if [ "$smoke" = 1 ]; then
   rounds=1
@@ -110,11 +112,12 @@ else
 fi
 
 # R9's functions (r9_cleanup, run_r9), R10's (run_r10), M1's (run_m1) and
-# R11's (r11_cleanup, run_r11).
+# R11's (r11_cleanup, run_r11) and R12's (run_r12).
 source "$root/bench/r9.sh"
 source "$root/bench/r10.sh"
 source "$root/bench/m1.sh"
 source "$root/bench/r11.sh"
+source "$root/bench/r12.sh"
 
 work=$(mktemp -d /tmp/abexp-bench.XXXXXX)
 pids=()
@@ -275,6 +278,7 @@ case $only in
   R10) run_r10; rows=$r10_rows; notes=$r10_notes ;;
   M1) run_m1; rows=$m1_rows; notes=$m1_notes ;;
   R11) run_r11; rows=$r11_rows; notes=$r11_notes ;;
+  R12) run_r12; rows=$r12_rows; notes=$r12_notes ;;
 esac
 if [ -n "$only" ]; then
   print_report "$(printf '%s\n' "| # | figure | measured (medians) | ratio | goal | |" \
@@ -407,6 +411,9 @@ run_m1
 # ---- R11: recording on a 3-master Redis Cluster / one Redis (bench/r11.sh) ----
 run_r11
 
+# ---- R12: OFREP evaluations against gRPC Assign (bench/r12.sh) ----
+run_r12
+
 # ---- R9: Assign while Redis is frozen (bench/r9.sh); last, as it freezes
 # Redis and leaves the server replaying its spool ----
 run_r9
@@ -451,6 +458,7 @@ for row in rows:
 print("""$r10_rows""")
 print("""$m1_rows""")
 print("""$r11_rows""")
+print("""$r12_rows""")
 print("""$r9_rows""")
 print()
 print(f"Targeting all experiments for one unit: {$targeting:.0f} ns.")
@@ -462,6 +470,7 @@ print(f"Record runs that spooled (Redis not keeping up), worst run: $spooled_max
 print("""$r10_notes""")
 print("""$m1_notes""")
 print("""$r11_notes""")
+print("""$r12_notes""")
 print("""$r9_notes""")
 EOF
 )

@@ -4,6 +4,7 @@
     service (server/service)  ->  core (server/core)  ->  stats (stats/)
     storage (server/storage)  ->  core
     service, storage          ->  metrics (server/metrics)  ->  core
+    ofrep (server/ofrep)      ->  http (server/http), metrics, core
     process (server/*.cc)     ->  everything above
 
 Every #include in the C++ sources under server/, client/, stats/ and bench/
@@ -13,6 +14,12 @@ is checked:
   - server/storage includes no gRPC header, no public API proto
     (abexp/v1/), and nothing from service or the process;
   - server/service includes nothing from storage or the process;
+  - server/http (routes' types, the HTTP token check) includes no gRPC,
+    protobuf, hiredis, libevent or HTTP library header, and nothing above
+    the core;
+  - server/ofrep (the OpenFeature HTTP API) includes no gRPC, protobuf,
+    hiredis, libevent or HTTP library header, and nothing from storage,
+    service or the process;
   - server/metrics includes no gRPC, hiredis or libevent header and
     nothing from storage, service or the process (and the core nothing
     from it: the core counts nothing);
@@ -48,6 +55,8 @@ def layer_of(path):
     if re.search(r"_test\.cc$", path) or TESTING.match(path):
         return "test"
     for prefix, layer in (("server/core/", "core"),
+                          ("server/http/", "http"),
+                          ("server/ofrep/", "ofrep"),
                           ("server/storage/", "storage"),
                           ("server/metrics/", "metrics"),
                           ("server/service/", "service"),
@@ -79,6 +88,15 @@ def violations(layer, header):
         "storage": [(GRPC, "gRPC"), (PUBLIC_PROTO, "the public API protos"),
                     (re.compile(r"^server/service/|^server/[^/]+$"),
                      "a layer above storage")],
+        "http": [(GRPC, "gRPC"), (PROTOBUF, "protobuf"), (HIREDIS, "hiredis"),
+                 (LIBEVENT, "libevent"), (re.compile(r"^httplib\.h$"), "an HTTP library"),
+                 (re.compile(r"^server/(storage|service|metrics|ofrep)/|^server/[^/]+$"),
+                  "a layer above the core (routes' types see only the core)")],
+        "ofrep": [(GRPC, "gRPC"), (PROTOBUF, "protobuf"), (HIREDIS, "hiredis"),
+                  (LIBEVENT, "libevent"), (re.compile(r"^httplib\.h$"), "an HTTP library"),
+                  (re.compile(r"^server/(storage|service)/|^server/[^/]+$"),
+                   "storage, the gRPC service or the process (OFREP is an "
+                   "adapter over the core, like server/service/)")],
         "service": [(re.compile(r"^server/storage/|^server/[^/]+$"),
                      "storage or the process (services see storage only "
                      "through core's EventStore interface)")],

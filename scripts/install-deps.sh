@@ -12,8 +12,11 @@ packages=(
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
   # operators' metrics (prometheus-cpp's registry and text format) and the
-  # HTTP listener that serves them
-  prometheus-cpp-dev libcpp-httplib-dev
+  # HTTP listener that serves them and OFREP, whose JSON is nlohmann-json's
+  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
+  # tests/ofrep: the OpenFeature SDK and OFREP provider run on Node.js (npm
+  # is added below unless Node.js came with one)
+  nodejs
   # the Clang build of scripts/sanitize.sh and scripts/fuzz.sh: Clang, its
   # libFuzzer and sanitizer runtimes, and llvm-symbolizer for readable stack
   # traces
@@ -32,6 +35,8 @@ packages=(
   python3-scipy python3-statsmodels
   # bench/h2load.sh: R1 measured by a load generator that is not abexp's own
   nghttp2-client
+  # bench/run.sh's R12: OFREP evaluations over HTTP/1.1 keep-alive
+  wrk
   # TLS tests: server/testing/test_certs.h makes certificates with its CLI
   openssl
   # tests/metrics_e2e_test: `promtool check metrics` on what /metrics serves
@@ -41,6 +46,12 @@ packages=(
   # tests/report_browser_test: the `abexp report` page in headless Chromium
   chromium-headless-shell
 )
+
+# Debian's npm conflicts with a Node.js that bundles its own (NodeSource's):
+# ask for it only when no npm is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

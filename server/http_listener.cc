@@ -3,19 +3,21 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace abexp {
 namespace {
-
-// Threads answering requests: a scrape or a probe now and then.
-constexpr size_t kThreads = 4;
 
 // Splits "HOST:PORT" or "[V6]:PORT" into host and port.
 absl::Status SplitAddress(const std::string& address, std::string* host,
@@ -36,17 +38,75 @@ absl::Status SplitAddress(const std::string& address, std::string* host,
   return absl::OkStatus();
 }
 
+// Whether `path` matches the route path `pattern`, whose "{name}" segments
+// match any one non-empty segment; fills *params with them when it does.
+bool MatchPath(const std::string& pattern, const std::string& path,
+               std::map<std::string, std::string>* params) {
+  if (pattern.find('{') == std::string::npos) return pattern == path;
+  const std::vector<absl::string_view> want = absl::StrSplit(pattern, '/');
+  const std::vector<absl::string_view> got = absl::StrSplit(path, '/');
+  if (want.size() != got.size()) return false;
+  std::map<std::string, std::string> found;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (absl::StartsWith(want[i], "{") && absl::EndsWith(want[i], "}")) {
+      if (got[i].empty()) return false;
+      found[std::string(want[i].substr(1, want[i].size() - 2))] =
+          std::string(got[i]);
+    } else if (want[i] != got[i]) {
+      return false;
+    }
+  }
+  *params = std::move(found);
+  return true;
+}
+
+// The route for (method, path): the exact path first, then the first
+// pattern (in path order) that matches. Sets *path_known when some route
+// has the path, whatever its method.
+const HttpHandler* FindRoute(const HttpRoutes& routes,
+                             const std::string& method, const std::string& path,
+                             bool* path_known,
+                             std::map<std::string, std::string>* params) {
+  auto exact = routes.find({method, path});
+  *path_known = false;
+  if (exact != routes.end()) {
+    *path_known = true;
+    return &exact->second;
+  }
+  const HttpHandler* found = nullptr;
+  for (const auto& [route, handler] : routes) {
+    std::map<std::string, std::string> route_params;
+    if (!MatchPath(route.second, path, &route_params)) continue;
+    *path_known = true;
+    if (found == nullptr && route.first == method) {
+      found = &handler;
+      *params = std::move(route_params);
+    }
+  }
+  return found;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(
-    const std::string& address, HttpRoutes routes) {
+    const std::string& address, HttpRoutes routes,
+    HttpListenerOptions options) {
   std::string host;
   int port = 0;
   if (absl::Status s = SplitAddress(address, &host, &port); !s.ok()) return s;
 
   auto server = std::make_unique<httplib::Server>();
-  server->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  const size_t threads = static_cast<size_t>(std::max(1, options.threads));
+  server->new_task_queue = [threads] {
+    return new httplib::ThreadPool(threads);
+  };
   server->set_keep_alive_timeout(5);
+  // cpp-httplib closes a keep-alive connection after 5 requests by default;
+  // an OpenFeature provider sends one request per evaluation.
+  server->set_keep_alive_max_count(10000);
+  // Headers and body go out in separate writes: without TCP_NODELAY the
+  // body waits for the client's delayed ACK (40ms per request).
+  server->set_tcp_nodelay(true);
   server->set_read_timeout(5);
   server->set_write_timeout(5);
   server->set_payload_max_length(1 << 20);
@@ -64,15 +124,17 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(
   const std::string known = absl::StrJoin(paths, ", ");
   auto serve = [shared_routes, known](const httplib::Request& req,
                                       httplib::Response& res) {
-    auto it = shared_routes->find({req.method, req.path});
+    HttpRequest request{req.method, req.path, req.body, {}, {}};
+    bool path_known = false;
+    const HttpHandler* handler = FindRoute(*shared_routes, req.method, req.path,
+                                           &path_known, &request.path_params);
     HttpResponse out;
-    if (it != shared_routes->end()) {
-      out = it->second(HttpRequest{req.method, req.path, req.body});
-    } else {
-      bool path_known = false;
-      for (const auto& [route, handler] : *shared_routes) {
-        path_known = path_known || route.second == req.path;
+    if (handler != nullptr) {
+      for (const auto& [name, value] : req.headers) {
+        request.headers[absl::AsciiStrToLower(name)] = value;
       }
+      out = (*handler)(request);
+    } else {
       out.status = path_known ? 405 : 404;
       out.body =
           path_known
@@ -81,6 +143,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(
                              "\n");
     }
     res.status = out.status;
+    for (const auto& [name, value] : out.headers) res.set_header(name, value);
     res.set_content(out.body, out.content_type.c_str());
   };
   for (const char* method : {"GET", "POST"}) {

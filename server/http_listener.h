@@ -1,23 +1,24 @@
-// HttpListener: abexp-server's HTTP endpoint for operators (GET /metrics,
-// /healthz, /readyz), on threads of its own, beside the gRPC server. Built
-// on cpp-httplib; the OpenFeature HTTP API is to be served from it too.
+// HttpListener: abexp-server's HTTP endpoint (--http_listen), on threads of
+// its own, beside the gRPC server: the operators' GET /metrics, /healthz,
+// /readyz, and the OpenFeature remote evaluation protocol (server/ofrep/).
+// Built on cpp-httplib; routes see only server/http/http_types.h.
 //
-// It answers the routes it was given and 404 (naming them) for any other
-// path, 405 for another method on a known path. Handlers run on the
-// listener's threads (a few: scrapes and probes are rare), never on gRPC's.
+// It answers the routes it was given (exact paths, and paths with "{name}"
+// segments), and 404 (naming them) for any other path, 405 for another
+// method on a known path. Request headers are passed to the handler with
+// lower-case names; the handler's response headers are sent as given.
+// Handlers run on the listener's threads, never on gRPC's.
 //
 // Thread-safe: handlers may run concurrently with each other.
 #ifndef ABEXP_SERVER_HTTP_LISTENER_H_
 #define ABEXP_SERVER_HTTP_LISTENER_H_
 
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
-#include <utility>
 
 #include "absl/status/statusor.h"
+#include "server/http/http_types.h"
 
 namespace httplib {
 class Server;
@@ -25,23 +26,14 @@ class Server;
 
 namespace abexp {
 
-struct HttpRequest {
-  std::string method;  // "GET", "POST"
-  std::string path;    // "/metrics"
-  std::string body;
+// How many requests the listener answers at once.
+struct HttpListenerOptions {
+  // Threads answering requests. cpp-httplib keeps a thread on a keep-alive
+  // connection until it closes or idles out (5s), so this is also how many
+  // clients (scrapers, OpenFeature providers) can hold a connection open at
+  // once. Default: 16.
+  int threads = 16;
 };
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-};
-
-// What a route answers. REQUIRES: thread-safe.
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
-
-// Routes by (method, path), e.g. {"GET", "/metrics"}.
-using HttpRoutes = std::map<std::pair<std::string, std::string>, HttpHandler>;
 
 class HttpListener {
  public:
@@ -50,7 +42,8 @@ class HttpListener {
   // a malformed address; UNAVAILABLE when it cannot be bound (in use, not
   // an address of this machine), saying which.
   static absl::StatusOr<std::unique_ptr<HttpListener>> Start(
-      const std::string& address, HttpRoutes routes);
+      const std::string& address, HttpRoutes routes,
+      HttpListenerOptions options = {});
 
   // Stops listening and waits for the handlers running to return.
   ~HttpListener();

@@ -31,8 +31,10 @@
 // loopback is warned about.
 //
 // With --http_listen=HOST:PORT it serves GET /metrics (Prometheus), /healthz
-// and /readyz over HTTP (docs/operations.md), and abexp.v1.RecordingService's
-// gRPC health is NOT_SERVING while recording cannot acknowledge.
+// and /readyz over HTTP (docs/operations.md), and the OpenFeature remote
+// evaluation protocol under /ofrep/v1/ (server/ofrep/, README.md "Using it
+// from OpenFeature"), and abexp.v1.RecordingService's gRPC health is
+// NOT_SERVING while recording cannot acknowledge.
 //
 // With --auth_tokens_file, every call but health checks needs a bearer token
 // of that file with the roles its RPC needs (README.md, "Tokens and
@@ -68,8 +70,10 @@
 #include "server/core/recorder.h"
 #include "server/core/spool_admission.h"
 #include "server/core/token_store.h"
+#include "server/http/http_auth.h"
 #include "server/http_listener.h"
 #include "server/metrics/metrics.h"
+#include "server/ofrep/ofrep_handler.h"
 #include "server/operator_endpoints.h"
 #include "server/server_setup.h"
 #include "server/server_tls.h"
@@ -78,6 +82,7 @@
 #include "server/service/recording_service.h"
 #include "server/service/reflection_service.h"
 #include "server/service/results_service.h"
+#include "server/service/rpc_handlers.h"
 #include "server/service/rpc_metrics.h"
 #include "server/service/storage_executor.h"
 #include "server/storage/redis/redis_cluster.h"
@@ -184,10 +189,17 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
           "SIGHUP re-reads it.");
 
 ABSL_FLAG(std::string, http_listen, "",
-          "HOST:PORT of the operators' HTTP listener: GET /metrics "
-          "(Prometheus), /healthz and /readyz (docs/operations.md). Port 0 "
-          "picks a free one (printed on stdout as http=HOST:PORT). Default: "
-          "none, no HTTP listener and no metrics counted.");
+          "HOST:PORT of the HTTP listener: GET /metrics (Prometheus), "
+          "/healthz and /readyz (docs/operations.md), and OpenFeature's "
+          "remote evaluation protocol, /ofrep/v1/... (README.md, \"Using it "
+          "from OpenFeature\"). Port 0 picks a free one (printed on stdout "
+          "as http=HOST:PORT). Default: none, no HTTP listener and no "
+          "metrics counted.");
+ABSL_FLAG(int, http_threads, 16,
+          "Threads answering --http_listen's requests. A keep-alive "
+          "connection (an OpenFeature provider's, a scraper's) holds one "
+          "until it closes or idles for 5s, so this bounds the HTTP clients "
+          "connected at once.");
 
 // Limits on what callers can make the server hold, and hardening
 // (docs/storage.md, docs/architecture.md).
@@ -269,8 +281,9 @@ struct ServerOptions {
   // How recording is kept in Redis (max_config_versions). Default:
   // RedisEventStoreOptions' defaults.
   RedisEventStoreOptions store;
-  // The operators' HTTP listener (metrics, health). Default: "", none.
+  // The HTTP listener (metrics, health, OFREP). Default: "", none.
   std::string http_listen;
+  HttpListenerOptions http;
   // The bound on recording answered from the spool. Default:
   // SpoolAdmissionOptions' defaults (automatic).
   SpoolAdmissionOptions spool_admission;
@@ -774,6 +787,27 @@ void DrainSpool(const ServerOptions& options,
   }
 }
 
+// The OpenFeature remote evaluation protocol's handler (server/ofrep/),
+// counting into `metrics` as gRPC Assign counts.
+std::unique_ptr<OfrepHandler> MakeOfrepHandler(ConfigStore* configs,
+                                               const Recorder* recorder,
+                                               StickyReader* sticky,
+                                               const HttpAuthorizer* auth,
+                                               ServerMetrics* metrics) {
+  OfrepOptions ofrep;
+  ofrep.configs = configs;
+  ofrep.recorder = recorder;
+  ofrep.sticky = sticky;
+  ofrep.auth = auth;
+  ofrep.requests = metrics->ofrep();
+  ofrep.assignments = metrics->assignments();
+  RecordCounters* records = metrics->records();
+  ofrep.count_exposures = [records](const RecordBatchResult& batch) {
+    CountRecords(batch, RecordCounters::Kind::kExposure, records);
+  };
+  return std::make_unique<OfrepHandler>(std::move(ofrep));
+}
+
 int RunServer(const ServerOptions& options) {
   // Before gRPC starts threads, so all of them inherit the mask.
   const sigset_t signals = BlockServerSignals();
@@ -831,6 +865,8 @@ int RunServer(const ServerOptions& options) {
   sticky.store = &sticky_store;
   sticky.log = Log;
   sticky.budget = options.sticky_read_budget;
+  // OFREP's own reader (and circuit breaker) over the same store.
+  StickyReader ofrep_sticky(sticky);
   // Reset below, once the server has stopped, while everything their tasks
   // use still exists.
   auto executor = std::make_unique<StorageExecutor>(options.storage);
@@ -864,18 +900,23 @@ int RunServer(const ServerOptions& options) {
   RecordingHealth recording_health(&spooled_store,
                                    server->GetHealthCheckService(),
                                    kRecordingHealthInterval);
+  const HttpAuthorizer http_auth(tokens.get());
+  std::unique_ptr<OfrepHandler> ofrep;  // outlives the listener
   std::unique_ptr<HttpListener> http;
   if (metrics != nullptr) {
     AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
     AddSpoolStartSamplers(metrics.get(), spool_damaged, spool_torn_bytes);
     AddSpoolAdmissionSamplers(metrics.get(), &spool_admission);
     ConfigStore* const config_store = store->get();
+    HttpRoutes routes = OperatorRoutes(
+        metrics.get(), &recording_health,
+        [config_store] { return config_store->Snapshot()->version; });
+    ofrep = MakeOfrepHandler(config_store, &recorder, &ofrep_sticky, &http_auth,
+                             metrics.get());
+    ofrep->AddRoutes(&routes);
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
-        HttpListener::Start(
-            options.http_listen,
-            OperatorRoutes(metrics.get(), &recording_health, [config_store] {
-              return config_store->Snapshot()->version;
-            }));
+        HttpListener::Start(options.http_listen, std::move(routes),
+                            options.http);
     if (!listener.ok()) {
       Log(listener.status().message());
       Log("not starting: fix --http_listen and start again");
@@ -1087,6 +1128,14 @@ int main(int argc, char** argv) {
   }
   if (!abexp::ReadWaitFlags(&options)) return 1;
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http.threads = absl::GetFlag(FLAGS_http_threads);
+  if (options.http.threads < 1) {
+    std::fprintf(stderr,
+                 "abexp-server: --http_threads=%d must be at least 1; pass "
+                 "the number of HTTP clients to serve at once (default 16)\n",
+                 options.http.threads);
+    return 1;
+  }
   if (!abexp::ReadSpoolAdmissionFlags(&options)) return 1;
   if (options.config_path.empty()) {
     std::fprintf(

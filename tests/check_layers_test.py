@@ -89,6 +89,23 @@ class CheckLayersTest(unittest.TestCase):
         self.assert_refused({"server/service/x.cc": '#include "server/storage/redis/s.h"\n'},
                             "server/service/x.cc:1:", "service must not depend on storage")
 
+    def test_ofrep_including_grpc_service_or_the_process_fails(self):
+        for header in ('"grpcpp/grpcpp.h"', '"abexp/v1/assignment.pb.h"',
+                       '"server/service/x.h"', '"server/storage/redis/s.h"',
+                       '"server/http_listener.h"', '<httplib.h>'):
+            self.assert_refused({"server/ofrep/o.cc": f"#include {header}\n"},
+                                "server/ofrep/o.cc:1:", "ofrep must not depend on")
+        r = run(self.tree({"server/ofrep/o.cc":
+                           '#include "server/core/a.h"\n#include "server/http/h.h"\n'
+                           '#include "server/metrics/m.h"\n#include <nlohmann/json.hpp>\n'}))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_http_including_a_layer_above_the_core_fails(self):
+        for header in ('"server/ofrep/o.h"', '"server/service/x.h"',
+                       '"server/metrics/m.h"', '"grpcpp/grpcpp.h"', '<httplib.h>'):
+            self.assert_refused({"server/http/h.cc": f"#include {header}\n"},
+                                "server/http/h.cc:1:", "http must not depend on")
+
     def test_stats_including_server_code_fails(self):
         self.assert_refused({"stats/srm.cc": '#include "server/core/config.h"\n'},
                             "stats/srm.cc:1:", "stats must not depend on server or client code")

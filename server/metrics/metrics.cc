@@ -40,6 +40,56 @@ const std::vector<double>& LatencyBuckets() {
   return *buckets;
 }
 
+const char* OfrepCounters::EndpointName(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kFlag:
+      return "flag";
+    case Endpoint::kBulk:
+      return "bulk";
+    case Endpoint::kConfiguration:
+      return "configuration";
+  }
+  return "unknown";
+}
+
+const char* OfrepCounters::ResultName(Result result) {
+  switch (result) {
+    case Result::kOk:
+      return "ok";
+    case Result::kNotModified:
+      return "not_modified";
+    case Result::kFlagNotFound:
+      return "flag_not_found";
+    case Result::kParseError:
+      return "parse_error";
+    case Result::kInvalidContext:
+      return "invalid_context";
+    case Result::kTargetingKeyMissing:
+      return "targeting_key_missing";
+    case Result::kUnauthenticated:
+      return "unauthenticated";
+    case Result::kPermissionDenied:
+      return "permission_denied";
+    case Result::kGeneral:
+      return "general";
+  }
+  return "unknown";
+}
+
+OfrepCounters::OfrepCounters(prometheus::Family<prometheus::Counter>* family) {
+  for (int e = 0; e < kEndpoints; ++e) {
+    for (int r = 0; r < kResults; ++r) {
+      counters_[e][r] =
+          &family->Add({{"endpoint", EndpointName(static_cast<Endpoint>(e))},
+                        {"result", ResultName(static_cast<Result>(r))}});
+    }
+  }
+}
+
+void OfrepCounters::Count(Endpoint endpoint, Result result) {
+  counters_[static_cast<int>(endpoint)][static_cast<int>(result)]->Increment();
+}
+
 // ---------------------------------------------------------------------------
 // RpcMethodMetrics
 
@@ -421,7 +471,15 @@ ServerMetrics::ServerMetrics(const std::string& version)
                      "outcome (recorded, duplicate, conflict, ignored, "
                      "spooled) and, for ignored ones, reason.")
                .Register(*registry_))),
-      config_(std::make_unique<ConfigMetrics>(registry_.get())) {
+      config_(std::make_unique<ConfigMetrics>(registry_.get())),
+      ofrep_(std::make_unique<OfrepCounters>(
+          &prometheus::BuildCounter()
+               .Name("abexp_ofrep_requests_total")
+               .Help("Requests of the OpenFeature remote evaluation "
+                     "protocol (OFREP) on the HTTP listener, by endpoint "
+                     "(flag, bulk, configuration) and result (ok, "
+                     "not_modified, or the error).")
+               .Register(*registry_))) {
   prometheus::BuildGauge()
       .Name("abexp_build_info")
       .Help("1, labelled with the abexp-server version.")

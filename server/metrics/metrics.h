@@ -125,6 +125,39 @@ class RecordCounters {
   prometheus::Counter* counters_[2][kOutcomes][kReasons] = {};
 };
 
+// Each request of the OpenFeature remote evaluation protocol (server/ofrep/)
+// by endpoint and result: abexp_ofrep_requests_total{endpoint, result}.
+// Every series exists from the start (at 0).
+class OfrepCounters {
+ public:
+  enum class Endpoint { kFlag, kBulk, kConfiguration };
+  // ok, not_modified (304), then OFREP's error codes and the auth failures.
+  enum class Result {
+    kOk,
+    kNotModified,
+    kFlagNotFound,
+    kParseError,
+    kInvalidContext,
+    kTargetingKeyMissing,
+    kUnauthenticated,
+    kPermissionDenied,
+    kGeneral,
+  };
+  // "flag", "bulk", "configuration".
+  static const char* EndpointName(Endpoint endpoint);
+  // "ok", "not_modified", "flag_not_found", "parse_error", ...
+  static const char* ResultName(Result result);
+
+  // REQUIRES: family outlives this.
+  explicit OfrepCounters(prometheus::Family<prometheus::Counter>* family);
+  void Count(Endpoint endpoint, Result result);
+
+ private:
+  static constexpr int kEndpoints = 3;
+  static constexpr int kResults = 9;
+  prometheus::Counter* counters_[kEndpoints][kResults] = {};
+};
+
 // One Redis connection pool's traffic. The pools count into it through
 // RedisOptions::metrics (server/storage/redis/redis_connection.h).
 struct RedisPoolMetrics {
@@ -210,6 +243,7 @@ class ServerMetrics {
   AssignmentCounts* assignments() { return assignments_.get(); }
   RecordCounters* records() { return records_.get(); }
   ConfigMetrics* config() { return config_.get(); }
+  OfrepCounters* ofrep() { return ofrep_.get(); }
 
   // `sample` is called on every scrape and returns families to add (e.g.
   // GaugeFamily of the spool's size). It runs on the scraping thread.
@@ -238,6 +272,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* const redis_cluster_refreshes_;
   std::unique_ptr<RecordCounters> records_;
   std::unique_ptr<ConfigMetrics> config_;
+  std::unique_ptr<OfrepCounters> ofrep_;
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<RpcMethodMetrics>, std::less<>> rpcs_
