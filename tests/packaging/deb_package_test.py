@@ -114,6 +114,13 @@ def check_metadata(server_deb, dev_deb, version):
         check(field(deb, "Architecture") == arch, "%s: Architecture %r, want %s"
               % (deb, field(deb, "Architecture"), arch))
         check(field(deb, "Maintainer") != "", deb + ": no Maintainer")
+        description = field(deb, "Description")
+        check("built using CMake" not in description
+              and all(l.startswith(" ") and not l.startswith("  ")
+                      for l in description.splitlines()[1:]),
+              "%s: Description is CPack's default or its long lines are not "
+              "indented by one space (two mean verbatim): %r"
+              % (deb, description))
     depends = field(server_deb, "Depends")
     # dpkg-shlibdeps ran: the C library with a minimum version, and passwd
     # (useradd in postinst).
