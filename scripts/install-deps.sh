@@ -45,6 +45,10 @@ packages=(
   curl
   # tests/report_browser_test: the `abexp report` page in headless Chromium
   chromium-headless-shell
+  # tests/packaging: scripts/package.sh's cpack -G DEB with dpkg-shlibdeps
+  # (dpkg-dev), fakeroot-free; `systemd-analyze verify` on the unit (systemd;
+  # installing it in a container starts nothing); readelf (binutils)
+  dpkg-dev binutils systemd
 )
 
 # Debian's npm conflicts with a Node.js that bundles its own (NodeSource's):

@@ -245,6 +245,9 @@ namespace {
 #ifndef ABEXP_VERSION
 #define ABEXP_VERSION "unknown"
 #endif
+#ifndef ABEXP_GIT_REVISION
+#define ABEXP_GIT_REVISION "unknown"
+#endif
 // abexp_build_info's version (CMake's project version).
 constexpr char kAbexpVersion[] = ABEXP_VERSION;
 
@@ -1026,6 +1029,11 @@ int main(int argc, char** argv) {
     return absl::EndsWith(file, "server/main.cc");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
+  // --version: the project version and the git revision CMake configured.
+  usage.version_string = [] {
+    return std::string("abexp-server " ABEXP_VERSION " (git " ABEXP_GIT_REVISION
+                       ")\n");
+  };
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "Serves abexp experiment assignments and records exposures and events "

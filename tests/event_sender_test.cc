@@ -32,31 +32,12 @@ namespace abexp {
 namespace {
 
 using ::abexp::testing::Eventually;
+using ::abexp::testing::kCheckoutConfig;
 using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
-
-constexpr char kConfig[] = R"yaml(
-metrics:
-  - key: order_conversion
-    type: binomial
-    event: order_completed
-  - key: revenue
-    type: sum
-    event: order_completed
-    aggregate: value
-
-experiments:
-  - key: checkout
-    status: running
-    variants:
-      - {key: control, weight: 50}
-      - {key: treatment, weight: 50}
-    metrics: [order_conversion, revenue]
-    primary_metric: order_conversion
-)yaml";
 
 // Generous: the machine may be loaded; no test waits this long when it passes.
 constexpr absl::Duration kPatience = absl::Seconds(60);
@@ -121,7 +102,7 @@ std::unique_ptr<EventSender> MustCreate(EventSenderOptions options) {
 
 class EventSenderTest : public RecordingServerTest {
  protected:
-  EventSenderTest() : RecordingServerTest(kConfig, "sender") {}
+  EventSenderTest() : RecordingServerTest(kCheckoutConfig, "sender") {}
 };
 
 TEST_F(EventSenderTest, EverythingTrackedIsRecordedAfterFlushExposuresFirst) {

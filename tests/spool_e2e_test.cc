@@ -28,6 +28,7 @@ namespace {
 
 using ::abexp::testing::Eventually;
 using ::abexp::testing::FigureDiffs;
+using ::abexp::testing::kCheckoutConfig;
 using ::abexp::testing::MetricOf;
 using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
@@ -36,26 +37,6 @@ using ::abexp::testing::ToProto;
 using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-constexpr char kConfig[] = R"yaml(
-metrics:
-  - key: order_conversion
-    type: binomial
-    event: order_completed
-  - key: revenue
-    type: sum
-    event: order_completed
-    aggregate: value
-
-experiments:
-  - key: checkout
-    status: running
-    variants:
-      - {key: control, weight: 50}
-      - {key: treatment, weight: 50}
-    metrics: [order_conversion, revenue]
-    primary_metric: order_conversion
-)yaml";
 
 // Replay backs off up to 5s and the Redis pool reconnects within 2s; on a
 // loaded machine give it much longer.
@@ -70,7 +51,7 @@ struct Expected {
 
 class SpoolE2eTest : public RecordingServerTest {
  protected:
-  SpoolE2eTest() : RecordingServerTest(kConfig, "spool-e2e") {
+  SpoolE2eTest() : RecordingServerTest(kCheckoutConfig, "spool-e2e") {
     // The tests SIGKILL Redis right after writes they count on: with
     // everysec, Redis itself may lose the last second of them (it did once
     // under load: the direct write before the kill was missing after the

@@ -40,10 +40,19 @@
 namespace abexp::cli {
 namespace {
 
+// `abexp --version`: abexp::build_info's project version and git revision.
+#if defined(ABEXP_VERSION) && defined(ABEXP_GIT_REVISION)
+constexpr char kVersionLine[] =
+    "abexp " ABEXP_VERSION " (git " ABEXP_GIT_REVISION ")\n";
+#else
+constexpr char kVersionLine[] = "abexp unknown (git unknown)\n";
+#endif
+
 const std::string kMainUsage = absl::StrCat(
     R"(abexp: A/B experiment assignment, from the command line.
 
 usage: abexp COMMAND [ARGS] [FLAGS]
+       abexp --version   the version and the git revision it was built from
 
 Commands that ask a running abexp-server:
   assign               which variants and feature values a unit gets
@@ -599,6 +608,10 @@ int Main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage;
+    return kExitOk;
+  }
+  if (command == "--version" || command == "version") {
+    std::cout << kVersionLine;
     return kExitOk;
   }
   if (command == "assign") return RunAssign(args);

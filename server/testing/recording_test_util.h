@@ -29,6 +29,29 @@
 
 namespace abexp::testing {
 
+// A config whose one experiment, `checkout`, runs control and treatment
+// 50/50 with the metrics order_conversion (binomial) and revenue (the sum
+// of the values), both of the event order_completed.
+inline constexpr char kCheckoutConfig[] = R"yaml(
+metrics:
+  - key: order_conversion
+    type: binomial
+    event: order_completed
+  - key: revenue
+    type: sum
+    event: order_completed
+    aggregate: value
+
+experiments:
+  - key: checkout
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion, revenue]
+    primary_metric: order_conversion
+)yaml";
+
 // `t` as a protobuf Timestamp, to the nanosecond.
 google::protobuf::Timestamp ToProto(absl::Time t);
 
