@@ -90,6 +90,18 @@ std::string MetricSignature(const Metric& metric) {
       absl::StrAppend(&definition, metric.source.event, "|",
                       metric.retention_day);
       break;
+    case MetricType::kFunnel:
+      for (const FunnelStep& step : metric.steps) {
+        absl::StrAppend(&definition, step.event);
+        if (step.window) {
+          absl::StrAppend(&definition, ":",
+                          absl::ToInt64Milliseconds(*step.window));
+        }
+        absl::StrAppend(&definition, ">");
+      }
+      absl::StrAppend(&definition, "|",
+                      absl::ToInt64Milliseconds(metric.window));
+      break;
   }
   // A covariate changes what is stored, so it makes another definition;
   // metrics without one keep the signatures they had before covariates.
