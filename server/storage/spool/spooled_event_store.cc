@@ -135,6 +135,7 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_time_unix_nanos(absl::ToUnixNanos(x.time));
     p->set_config_version(x.config_version);
     p->set_idempotency_key(x.idempotency_key);
+    p->mutable_covariates()->insert(x.covariates.begin(), x.covariates.end());
   }
   for (size_t i = 0; i < events; ++i) {
     const Event& e = event_at(i);
@@ -248,6 +249,7 @@ absl::StatusOr<SpooledWrite> DecodeSpooledWrite(absl::string_view bytes) {
     x.time = absl::FromUnixNanos(p.time_unix_nanos());
     x.config_version = p.config_version();
     x.idempotency_key = p.idempotency_key();
+    x.covariates.insert(p.covariates().begin(), p.covariates().end());
   }
   write.events.reserve(record.events_size());
   for (const pb::Event& p : record.events()) {
