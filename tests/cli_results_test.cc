@@ -92,7 +92,7 @@ experiments:
     variants:
       - {key: control, weight: 50}
       - {key: treatment, weight: 50}
-    metrics: [checkout_steps]
+    metrics: [checkout_steps, errors]
     primary_metric: checkout_steps
 )yaml";
 
@@ -405,8 +405,9 @@ TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {
   const Result text = Run({"funnel"});
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("Funnel steps"));
+  // The funnel's steps sit under its own table, before the next metric's.
   const std::vector<std::vector<std::string>> tables = Tables(text.out);
-  ASSERT_EQ(tables.size(), 2u) << text.out;
+  ASSERT_EQ(tables.size(), 3u) << text.out;
   const std::vector<std::string>& steps = tables[1];
   const std::vector<size_t> starts = ColumnStarts(steps[0]);
   // Header, then 3 steps of the control and 3 of the treatment.
@@ -444,7 +445,7 @@ TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {
   const Result csv = Run({"funnel", "--format=csv"});
   ASSERT_EQ(csv.code, 0) << csv.err;
   const std::vector<std::string> lines = Lines(csv.out);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 5u);  // a header, 2 metrics x 2 variants
   const std::vector<std::string> header =
       absl::StrSplit(absl::StripSuffix(lines[0], "\r"), ',');
   const std::vector<std::string> control =
@@ -456,6 +457,12 @@ TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {
   EXPECT_EQ(control[column("funnel_step_units")], "50;20;10");
   EXPECT_EQ(control[column("funnel_rates_from_previous")], "0.5;0.4;0.5");
   EXPECT_EQ(control[column("funnel_from_previous_p_values")], ";;");
+  // Another metric's funnel cells are empty.
+  const std::vector<std::string> errors =
+      absl::StrSplit(absl::StripSuffix(lines[3], "\r"), ',');
+  ASSERT_EQ(errors.size(), header.size());
+  EXPECT_EQ(errors[1], "errors");
+  EXPECT_EQ(errors[column("funnel_step_units")], "");
 }
 
 TEST_F(CliResultsTest, JsonHasTheRpcFiguresAtFullPrecisionAndTheGoldenOnes) {

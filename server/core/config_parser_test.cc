@@ -1903,7 +1903,7 @@ TEST(ConfigParser, ExampleFileLoadsWithoutErrorsOrWarnings) {
     has_guardrail |= m.guardrail;
     has_lower_is_better |= !m.higher_is_better;
   }
-  EXPECT_EQ(types.size(), 4u);
+  EXPECT_EQ(types.size(), 5u);  // binomial, sum, ratio, retention, funnel
   EXPECT_TRUE(has_guardrail);
   EXPECT_TRUE(has_lower_is_better);
 }
