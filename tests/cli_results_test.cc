@@ -60,6 +60,9 @@ metrics:
     event: error_shown
     guardrail: true
     higher_is_better: false
+  - key: checkout_steps
+    type: funnel
+    steps: [view_checkout, submit_payment, order_completed]
 
 experiments:
   - key: checkout
@@ -84,6 +87,13 @@ experiments:
       - {key: b, weight: 1}
     metrics: [order_conversion]
     primary_metric: order_conversion
+  - key: funnel
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [checkout_steps, errors]
+    primary_metric: checkout_steps
 )yaml";
 
 // The keys docs/statistics.md ("CLI `abexp results`") promises, exactly.
@@ -95,7 +105,7 @@ const std::set<std::string> kTopKeys = {
 const std::set<std::string> kMetricKeys = {
     "guardrail", "higher_is_better", "key", "primary", "type", "variants"};
 const std::set<std::string> kCellKeys = {
-    "absolute", "bayes",      "cuped", "estimate", "is_control",
+    "absolute", "bayes",      "cuped", "estimate", "funnel_steps", "is_control",
     "relative", "sequential", "units", "variant",  "warnings"};
 const std::set<std::string> kEffectKeys = {
     "adjusted_p_value", "ci_high", "ci_low", "df", "estimate", "p_value"};
@@ -106,47 +116,55 @@ const std::set<std::string> kSrmKeys = {"chi2", "mismatch", "p_value",
                                         "warnings"};
 const std::set<std::string> kDecisionKeys = {"kind", "metric", "more_days",
                                              "text", "variant"};
-const std::vector<std::string> kCsvHeader = {"experiment",
-                                             "metric",
-                                             "metric_type",
-                                             "primary",
-                                             "guardrail",
-                                             "higher_is_better",
-                                             "variant",
-                                             "is_control",
-                                             "units",
-                                             "estimate",
-                                             "abs_estimate",
-                                             "abs_ci_low",
-                                             "abs_ci_high",
-                                             "abs_p_value",
-                                             "abs_adjusted_p_value",
-                                             "abs_df",
-                                             "rel_estimate",
-                                             "rel_ci_low",
-                                             "rel_ci_high",
-                                             "rel_p_value",
-                                             "rel_adjusted_p_value",
-                                             "chance_to_beat_control",
-                                             "expected_loss_ship",
-                                             "expected_loss_keep",
-                                             "seq_ci_low",
-                                             "seq_ci_high",
-                                             "seq_p_value",
-                                             "warnings",
-                                             "cuped_units",
-                                             "cuped_units_without",
-                                             "cuped_estimate",
-                                             "cuped_abs_estimate",
-                                             "cuped_abs_ci_low",
-                                             "cuped_abs_ci_high",
-                                             "cuped_abs_p_value",
-                                             "cuped_rel_estimate",
-                                             "cuped_rel_ci_low",
-                                             "cuped_rel_ci_high",
-                                             "cuped_rel_p_value",
-                                             "cuped_theta",
-                                             "cuped_variance_reduction"};
+const std::vector<std::string> kCsvHeader = {
+    "experiment",
+    "metric",
+    "metric_type",
+    "primary",
+    "guardrail",
+    "higher_is_better",
+    "variant",
+    "is_control",
+    "units",
+    "estimate",
+    "abs_estimate",
+    "abs_ci_low",
+    "abs_ci_high",
+    "abs_p_value",
+    "abs_adjusted_p_value",
+    "abs_df",
+    "rel_estimate",
+    "rel_ci_low",
+    "rel_ci_high",
+    "rel_p_value",
+    "rel_adjusted_p_value",
+    "chance_to_beat_control",
+    "expected_loss_ship",
+    "expected_loss_keep",
+    "seq_ci_low",
+    "seq_ci_high",
+    "seq_p_value",
+    "warnings",
+    "cuped_units",
+    "cuped_units_without",
+    "cuped_estimate",
+    "cuped_abs_estimate",
+    "cuped_abs_ci_low",
+    "cuped_abs_ci_high",
+    "cuped_abs_p_value",
+    "cuped_rel_estimate",
+    "cuped_rel_ci_low",
+    "cuped_rel_ci_high",
+    "cuped_rel_p_value",
+    "cuped_theta",
+    "cuped_variance_reduction",
+    "funnel_step_units",
+    "funnel_rates_from_exposure",
+    "funnel_rates_from_previous",
+    "funnel_from_exposure_abs_estimates",
+    "funnel_from_exposure_p_values",
+    "funnel_from_previous_abs_estimates",
+    "funnel_from_previous_p_values"};
 
 struct Result {
   int code = -1;
@@ -370,6 +388,82 @@ class CliResultsTest : public RecordingServerTest {
   const absl::Time start_ = absl::Now();
   std::unique_ptr<v1::ResultsService::Stub> results_;
 };
+
+TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // 100 units per arm; control 50 -> 20 -> 10, treatment 60 -> 40 -> 30.
+  ASSERT_NO_FATAL_FAILURE(Expose("funnel", "control", "fc", 100));
+  ASSERT_NO_FATAL_FAILURE(Expose("funnel", "treatment", "ft", 100));
+  for (const auto& [prefix, counts] :
+       std::vector<std::pair<std::string, std::vector<int>>>{
+           {"fc", {50, 20, 10}}, {"ft", {60, 40, 30}}}) {
+    ASSERT_NO_FATAL_FAILURE(Send("view_checkout", prefix, counts[0]));
+    ASSERT_NO_FATAL_FAILURE(Send("submit_payment", prefix, counts[1]));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", prefix, counts[2]));
+  }
+
+  const Result text = Run({"funnel"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("Funnel steps"));
+  // The funnel's steps sit under its own table, before the next metric's.
+  const std::vector<std::vector<std::string>> tables = Tables(text.out);
+  ASSERT_EQ(tables.size(), 3u) << text.out;
+  const std::vector<std::string>& steps = tables[1];
+  const std::vector<size_t> starts = ColumnStarts(steps[0]);
+  // Header, then 3 steps of the control and 3 of the treatment.
+  ASSERT_EQ(steps.size(), 7u) << text.out;
+  EXPECT_EQ(Cell(steps[2], starts, 1), "2 submit_payment");
+  EXPECT_EQ(Cell(steps[2], starts, 2), "20");
+  EXPECT_EQ(Cell(steps[2], starts, 3), "20.0%");
+  EXPECT_EQ(Cell(steps[2], starts, 6), "40.0%");
+  EXPECT_EQ(Cell(steps[5], starts, 0), "treatment");
+  EXPECT_EQ(Cell(steps[5], starts, 6), "66.7%");
+  EXPECT_EQ(Cell(steps[5], starts, 7), "26.67");  // 66.67% - 40% in pp
+
+  const Struct json = Json({"funnel"});
+  const Struct& metric =
+      Field(json, "metrics").list_value().values(0).struct_value();
+  const Value& cell = Field(metric, "variants").list_value().values(1);
+  const ListValue& json_steps =
+      Field(cell.struct_value(), "funnel_steps").list_value();
+  ASSERT_EQ(json_steps.values_size(), 3);
+  const Struct& pay = json_steps.values(1).struct_value();
+  EXPECT_EQ(Field(pay, "event").string_value(), "submit_payment");
+  EXPECT_EQ(Field(pay, "units").number_value(), 40);
+  EXPECT_EQ(Field(pay, "rate_from_exposure").number_value(), 0.4);
+  EXPECT_EQ(Field(pay, "rate_from_previous").number_value(), 40.0 / 60.0);
+  const v1::GetResultsResponse rpc = Rpc("funnel");
+  const v1::FunnelStepFigures& rpc_pay =
+      FindMetric(rpc.variants(1), "checkout_steps")->funnel_steps(1);
+  ExpectSameEffect("from_previous.absolute",
+                   Field(Field(pay, "from_previous").struct_value(), "absolute")
+                       .struct_value(),
+                   rpc_pay.from_previous().absolute());
+  // The metric itself is the completed share: 30% vs 10%.
+  EXPECT_EQ(Field(cell.struct_value(), "estimate").number_value(), 0.3);
+
+  const Result csv = Run({"funnel", "--format=csv"});
+  ASSERT_EQ(csv.code, 0) << csv.err;
+  const std::vector<std::string> lines = Lines(csv.out);
+  ASSERT_EQ(lines.size(), 5u);  // a header, 2 metrics x 2 variants
+  const std::vector<std::string> header =
+      absl::StrSplit(absl::StripSuffix(lines[0], "\r"), ',');
+  const std::vector<std::string> control =
+      absl::StrSplit(absl::StripSuffix(lines[1], "\r"), ',');
+  ASSERT_EQ(header.size(), control.size());
+  auto column = [&](const std::string& name) {
+    return std::find(header.begin(), header.end(), name) - header.begin();
+  };
+  EXPECT_EQ(control[column("funnel_step_units")], "50;20;10");
+  EXPECT_EQ(control[column("funnel_rates_from_previous")], "0.5;0.4;0.5");
+  EXPECT_EQ(control[column("funnel_from_previous_p_values")], ";;");
+  // Another metric's funnel cells are empty.
+  const std::vector<std::string> errors =
+      absl::StrSplit(absl::StripSuffix(lines[3], "\r"), ',');
+  ASSERT_EQ(errors.size(), header.size());
+  EXPECT_EQ(errors[1], "errors");
+  EXPECT_EQ(errors[column("funnel_step_units")], "");
+}
 
 TEST_F(CliResultsTest, JsonHasTheRpcFiguresAtFullPrecisionAndTheGoldenOnes) {
   ASSERT_NO_FATAL_FAILURE(StartAll());

@@ -34,12 +34,22 @@ library routines where one exists:
   constant plus the arm's coefficient), the relative lift by the delta
   method from the fit's covariance matrix, and the variance reduction
   1 - bse^2 / bse0^2 against OLS without x on the same units.
+- funnels (--funnel KEY=WINDOW_MS;STEP;STEP...): each STEP is the time
+  columns (ms after exposure, NaN for none) of the step's event joined by
+  '+', optionally ':' and the step's own window in ms. Each unit's events
+  are replayed in time order by the rule of docs/attribution.md
+  ("Funnels"); the step counts, the rates from exposure and from the
+  previous step, and their comparisons (the proportions test above, over
+  every unit, or over the units that reached the previous step) are
+  computed from the reached steps. The metric itself is the proportion of
+  units that reached the last step, compared like --binomial.
 
 Usage:
   results_reference.py --csv FILE --variants control,treatment
       [--weights 50,50] [--alpha 0.05]
       [--binomial KEY=COLUMN] [--sum KEY=COLUMN] [--ratio KEY=NUM/DEN] ...
       [--lower-is-better KEY] ... [--cuped KEY=YCOLUMN:XCOLUMN] ...
+      [--funnel "KEY=WINDOW_MS;COL[+COL][:STEP_WINDOW_MS];..."] ...
 
 CSV: a header row, then one row per exposed unit; the column `variant` is
 its variant, the others the unit's values (a unit with no events has 0).
@@ -58,7 +68,11 @@ Output (JSON on stdout; null where a figure is undefined):
    "cuped": {KEY: {"units": {VARIANT: n with x}, "estimate": {VARIANT: ..},
        "theta": .., "vs_control": {VARIANT: {"absolute": {"estimate",
        "ci_low", "ci_high", "p_value", "df"}, "relative": {"estimate",
-       "ci_low", "ci_high", "p_value"}, "variance_reduction": ..}}}}}
+       "ci_low", "ci_high", "p_value"}, "variance_reduction": ..}}}},
+   "funnels": {KEY: {"steps": {VARIANT: [{"units", "rate_from_exposure",
+       "rate_from_previous"}, ...]}, "vs_control": {VARIANT: [{
+       "from_exposure": {"absolute", "relative"}, "from_previous": {..}},
+       ...]}}}}
 """
 
 import argparse
@@ -197,6 +211,71 @@ def column(rows, name):
     return np.array([float(r[name]) for r in rows], dtype=np.float64)
 
 
+def funnel_reached(row, steps, window):
+    """How many of `steps` ([(columns, step window or None)]) the unit
+    reached, replaying its events in time order (exposure at 0)."""
+    events = []
+    for k, (cols, _) in enumerate(steps):
+        for c in cols:
+            t = float(row[c])
+            if not math.isnan(t):
+                events.append((t, k))
+    events.sort()
+    reached, at = 0, 0.0
+    for t, k in events:
+        if reached == len(steps) or k != reached:
+            continue
+        step_window = steps[k][1]
+        if at <= t < window and (step_window is None or t < at + step_window):
+            reached, at = reached + 1, t
+    return reached
+
+
+def parse_funnel(spec):
+    key, rest = key_value(spec, "=")
+    parts = rest.split(";")
+    steps = []
+    for part in parts[1:]:
+        cols, _, w = part.partition(":")
+        steps.append((cols.split("+"), float(w) if w else None))
+    return key, float(parts[0]), steps
+
+
+def funnel(by_variant, variants, steps, window, alpha):
+    reached = {v: np.array([funnel_reached(r, steps, window)
+                            for r in by_variant[v]]) for v in variants}
+    out = {"steps": {}, "vs_control": {}}
+    for v in variants:
+        n = len(reached[v])
+        rows = []
+        for k in range(len(steps)):
+            units = int((reached[v] >= k + 1).sum())
+            previous = n if k == 0 else int((reached[v] >= k).sum())
+            rows.append({"units": units,
+                         "rate_from_exposure": units / n if n else None,
+                         "rate_from_previous":
+                             units / previous if previous else None})
+        out["steps"][v] = rows
+    control = reached[variants[0]]
+    for v in variants[1:]:
+        cells = []
+        for k in range(len(steps)):
+            cell = {}
+            for name, c, t in (
+                    ("from_exposure", control, reached[v]),
+                    ("from_previous", control[control >= k],
+                     reached[v][reached[v] >= k])):
+                absolute, relative, _ = compare_binomial(
+                    (c >= k + 1).astype(float), (t >= k + 1).astype(float),
+                    alpha)
+                absolute["adjusted_p_value"] = None
+                relative["adjusted_p_value"] = None
+                cell[name] = {"absolute": absolute, "relative": relative}
+            cells.append(cell)
+        out["vs_control"][v] = cells
+    return out, reached
+
+
 def key_value(spec, sep):
     key, _, value = spec.partition(sep)
     if not key or not value:
@@ -256,6 +335,7 @@ def main():
     ap.add_argument("--ratio", action="append", default=[])
     ap.add_argument("--cuped", action="append", default=[],
                     metavar="KEY=Y:X")
+    ap.add_argument("--funnel", action="append", default=[])
     ap.add_argument("--lower-is-better", action="append", default=[],
                     metavar="KEY", help="a metric where lower is better")
     args = ap.parse_args()
@@ -296,6 +376,22 @@ def main():
             arm(c), arm(t), args.alpha, key in lower),
                         lambda rs, arm=arm: arm(rs)[0]))
 
+    funnels = {}
+    for spec in args.funnel:
+        key, window, steps = parse_funnel(spec)
+        funnels[key], reached = funnel(by_variant, variants, steps, window,
+                                       args.alpha)
+        # The metric itself: reached the last step, a 0/1 column per unit.
+        for v in variants:
+            for r, n in zip(by_variant[v], reached[v]):
+                r[key + "/completed"] = 1.0 if n == len(steps) else 0.0
+        col = key + "/completed"
+        metrics.append((key, lambda c, t, col=col: compare_binomial(
+            column(c, col), column(t, col), args.alpha),
+            lambda rs, col=col: column(rs, col).mean()))
+    if funnels:
+        out["funnels"] = funnels
+
     control = by_variant[variants[0]]
     cells = []  # (absolute, relative) in family order
     for key, compare, estimate in metrics:
@@ -329,6 +425,8 @@ def main():
     def clean(x):
         if isinstance(x, dict):
             return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
         if isinstance(x, (int, np.integer)):
             return int(x)
         return finite_or_none(x)

@@ -6,6 +6,7 @@
 // computed from the raw per-unit data by tests/results_reference.py (SciPy
 // and statsmodels under /usr/bin/python3), and the Bayesian ones with
 // stats/testdata/bayes.golden (gen_bayes.py: exact rational sums).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -86,6 +87,13 @@ metrics:
     aggregate: value
     guardrail: true
     higher_is_better: false
+  - key: checkout_steps
+    type: funnel
+    window: 1d
+    steps:
+      - view_checkout
+      - {event: submit_payment, window: 30m}
+      - order_completed
 
 experiments:
   - key: cuped
@@ -151,6 +159,13 @@ experiments:
       - {key: treatment, weight: 50}
     metrics: [order_conversion, support_minutes]
     primary_metric: order_conversion
+  - key: funnel
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [checkout_steps]
+    primary_metric: checkout_steps
 )yaml";
 
 // Units per BatchAssign call (the server's limit) and per recording call.
@@ -387,8 +402,8 @@ class ResultsSimulationTest : public RecordingServerTest {
   }
 
   // Records `events`; each must move a metric of the experiment its unit was
-  // exposed in.
-  void Send(const std::vector<v1::EventRecord>& events) {
+  // exposed in, unless `all_count` is false.
+  void Send(const std::vector<v1::EventRecord>& events, bool all_count = true) {
     for (size_t begin = 0; begin < events.size(); begin += kRecordBatch) {
       const size_t end = std::min(events.size(), begin + kRecordBatch);
       v1::RecordEventsRequest request;
@@ -396,6 +411,7 @@ class ResultsSimulationTest : public RecordingServerTest {
       v1::RecordEventsResponse response;
       grpc::Status status = RecordEvents(request, &response);
       ASSERT_TRUE(status.ok()) << status.error_message();
+      if (!all_count) continue;
       ASSERT_EQ(response.counts().recorded(), static_cast<int64_t>(end - begin))
           << response.counts().ShortDebugString();
     }
@@ -529,6 +545,108 @@ TEST_F(ResultsSimulationTest, CupedFiguresAreOlsOnTheUnitsWithTheCovariate) {
                 raw.ci_high() - raw.ci_low())
           << what;
       EXPECT_GT(c.variance_reduction(), 0.05) << what;
+    }
+  }
+}
+
+// A checkout funnel: view (50%, treatment 56%), payment within 0 to 45
+// minutes of the view (55%, treatment 65%; only those within 30 minutes
+// count), order 1 to 600 s after payment (70%); 5% of the units also send a
+// payment before their view, and 5% an order without a view. Events are
+// sent in time order. Every step figure must equal results_reference.py's,
+// which replays each unit's raw event times by the documented rule and
+// compares the reached steps with the proportions test.
+TEST_F(ResultsSimulationTest, FunnelStepsMatchTheRuleReplayedOnRawUnits) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  std::vector<Unit> units;
+  ASSERT_NO_FATAL_FAILURE(Assign("funnel", "f", 6000, &units));
+  std::mt19937_64 rng(20261208);
+  auto chance = [&](double p) { return std::bernoulli_distribution(p)(rng); };
+  auto between = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  const double kNone = std::nan("");
+  UnitTable table({"view", "pay", "stray_pay", "order", "stray_order"});
+  std::vector<std::pair<int64_t, v1::EventRecord>> timed;
+  auto add = [&](const Unit& u, const char* name, int64_t ms) {
+    timed.emplace_back(ms, Event(u.id, name, ms));
+    return static_cast<double>(ms);
+  };
+  for (const Unit& u : units) {
+    const bool treated = u.variant == "treatment";
+    // Times in ms after the exposure; each unit's are distinct.
+    double view = kNone, pay = kNone, stray_pay = kNone, order = kNone,
+           stray_order = kNone;
+    if (chance(0.05)) stray_pay = add(u, "submit_payment", between(1, 499));
+    if (chance(0.05))
+      stray_order = add(u, "order_completed", between(500, 999));
+    if (chance(treated ? 0.56 : 0.5)) {
+      const int64_t v = between(1000, 3600000);
+      view = add(u, "view_checkout", v);
+      if (chance(treated ? 0.65 : 0.55)) {
+        const int64_t p = v + between(1000, 45 * 60000);
+        pay = add(u, "submit_payment", p);
+        if (chance(0.7))
+          order = add(u, "order_completed", p + between(1000, 600000));
+      }
+    }
+    table.Add(u.variant, {view, pay, stray_pay, order, stray_order});
+  }
+  std::stable_sort(
+      timed.begin(), timed.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<v1::EventRecord> events;
+  for (auto& [ms, e] : timed) events.push_back(std::move(e));
+  ASSERT_NO_FATAL_FAILURE(Expose("funnel", units));
+  ASSERT_NO_FATAL_FAILURE(Send(events, /*all_count=*/false));
+
+  v1::GetResultsResponse r;
+  ASSERT_NO_FATAL_FAILURE(GetResults("funnel", &r));
+  Struct ref;
+  ASSERT_NO_FATAL_FAILURE(
+      Reference(table,
+                {"--variants=control,treatment", "--weights=50,50",
+                 "--funnel=checkout_steps=86400000;view;pay+stray_pay:1800000;"
+                 "order+stray_order"},
+                &ref));
+  ExpectMatchesReference(r, ref);  // the funnel as a whole: completed
+  const Struct want = At(ref, {"funnels", "checkout_steps"}).struct_value();
+  for (const v1::VariantResult& variant : r.variants()) {
+    const v1::MetricResult* m = FindMetric(variant, "checkout_steps");
+    ASSERT_NE(m, nullptr);
+    ASSERT_EQ(m->funnel_steps_size(), 3);
+    // Values, not references: At returns a copy.
+    const Value steps_value = At(want, {"steps", variant.key()});
+    const google::protobuf::ListValue& steps = steps_value.list_value();
+    ASSERT_EQ(steps.values_size(), 3) << variant.key();
+    for (int k = 0; k < 3; ++k) {
+      const std::string what = absl::StrCat(variant.key(), " step ", k + 1);
+      const v1::FunnelStepFigures& got = m->funnel_steps(k);
+      const Struct& step = steps.values(k).struct_value();
+      ExpectFigure(what + " units", true, static_cast<double>(got.units()),
+                   At(step, {"units"}));
+      EXPECT_GT(got.units(), 100) << what;
+      ExpectFigure(what + " rate_from_exposure", got.has_rate_from_exposure(),
+                   got.rate_from_exposure(), At(step, {"rate_from_exposure"}));
+      ExpectFigure(what + " rate_from_previous", got.has_rate_from_previous(),
+                   got.rate_from_previous(), At(step, {"rate_from_previous"}));
+      if (variant.is_control()) {
+        EXPECT_FALSE(got.has_from_exposure()) << what;
+        continue;
+      }
+      const Struct cell = At(want, {"vs_control", variant.key()})
+                              .list_value()
+                              .values(k)
+                              .struct_value();
+      for (const auto& [name, comparison] :
+           {std::make_pair("from_exposure", &got.from_exposure()),
+            std::make_pair("from_previous", &got.from_previous())}) {
+        const Struct c = At(cell, {name}).struct_value();
+        ExpectEffect(what + " " + name + ".absolute", comparison->absolute(),
+                     At(c, {"absolute"}).struct_value());
+        ExpectEffect(what + " " + name + ".relative", comparison->relative(),
+                     At(c, {"relative"}).struct_value());
+      }
     }
   }
 }

@@ -104,7 +104,8 @@ std::string DecisionKindName(v1::DecisionKind kind) {
 // ---- Text ----
 
 bool IsRate(const v1::MetricResult& m) {
-  return m.type() == "binomial" || m.type() == "retention";
+  return m.type() == "binomial" || m.type() == "retention" ||
+         m.type() == "funnel";
 }
 
 // Rates print as percent and their differences as percentage points.
@@ -471,6 +472,61 @@ void PrintCuped(const MetricRows& rows, double scale, const MetricScale& s,
   }
 }
 
+// A step's rate, and for a non-control variant its lift in pp and p-value.
+std::vector<std::string> StepRateCells(bool has_rate, double rate,
+                                       const v1::StepComparison& c,
+                                       bool is_control) {
+  std::vector<std::string> cells = {Percent(has_rate, rate)};
+  if (is_control) {
+    cells.insert(cells.end(), {"-", "-"});
+    return cells;
+  }
+  const v1::Effect& a = c.absolute();
+  cells.push_back(a.has_estimate() ? Fixed(a.estimate() * 100, 2) : "-");
+  cells.push_back(report::FormatPValue(Opt(a.has_p_value(), a.p_value())));
+  return cells;
+}
+
+// The steps of a funnel metric: per variant and step, the units that
+// reached it and their share of the exposed units and of the previous
+// step's, each compared with the control (unadjusted).
+void PrintFunnel(const MetricRows& rows, std::ostream& out) {
+  if (rows[0].second->funnel_steps().empty()) return;
+  out << "Funnel steps (lifts in pp vs control, unadjusted):\n";
+  Table t;
+  t.AddRow({"VARIANT", "STEP", "UNITS", "OF EXPOSED", "ABS LIFT", "P",
+            "OF PREVIOUS", "ABS LIFT", "P"});
+  for (const auto& [variant, m] : rows) {
+    int k = 0;
+    for (const v1::FunnelStepFigures& step : m->funnel_steps()) {
+      std::vector<std::string> row = {variant->key(),
+                                      absl::StrCat(++k, " ", step.event()),
+                                      absl::StrCat(step.units())};
+      for (std::string& c : StepRateCells(
+               step.has_rate_from_exposure(), step.rate_from_exposure(),
+               step.from_exposure(), variant->is_control())) {
+        row.push_back(std::move(c));
+      }
+      for (std::string& c : StepRateCells(
+               step.has_rate_from_previous(), step.rate_from_previous(),
+               step.from_previous(), variant->is_control())) {
+        row.push_back(std::move(c));
+      }
+      t.AddRow(std::move(row));
+    }
+  }
+  t.Print(out);
+  for (const auto& [variant, m] : rows) {
+    for (const v1::FunnelStepFigures& step : m->funnel_steps()) {
+      for (const std::string& w : step.warnings()) {
+        PrintWrapped(
+            absl::StrCat(variant->key(), " step ", step.event(), ": ", w),
+            "warning: ", "  ", out);
+      }
+    }
+  }
+}
+
 void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
                  std::ostream& out) {
   const MetricRows rows = RowsOf(r, key);
@@ -507,6 +563,7 @@ void PrintMetric(const v1::GetResultsResponse& r, const std::string& key,
     }
   }
   PrintCuped(rows, scale, s, out);
+  PrintFunnel(rows, out);
 }
 
 void PrintGuardrails(const v1::GetResultsResponse& r, std::ostream& out) {
@@ -578,6 +635,41 @@ Value CupedJson(const v1::CupedFigures& c) {
   return v;
 }
 
+Value StepComparisonJson(const v1::StepComparison& c) {
+  Value v;
+  Fields& f = Object(&v);
+  f["absolute"] = EffectJson(c.absolute());
+  f["relative"] = EffectJson(c.relative());
+  return v;
+}
+
+// A funnel's steps, in order; null for other metrics.
+Value FunnelJson(const v1::MetricResult& m) {
+  if (m.funnel_steps().empty()) return Num(std::nullopt);
+  Value steps;
+  steps.mutable_list_value();
+  for (const v1::FunnelStepFigures& step : m.funnel_steps()) {
+    Value v;
+    Fields& f = Object(&v);
+    f["event"] = Str(step.event());
+    f["units"] = Num(static_cast<double>(step.units()));
+    f["rate_from_exposure"] =
+        Num(Opt(step.has_rate_from_exposure(), step.rate_from_exposure()));
+    f["rate_from_previous"] =
+        Num(Opt(step.has_rate_from_previous(), step.rate_from_previous()));
+    f["from_exposure"] = step.has_from_exposure()
+                             ? StepComparisonJson(step.from_exposure())
+                             : Num(std::nullopt);
+    f["from_previous"] = step.has_from_previous()
+                             ? StepComparisonJson(step.from_previous())
+                             : Num(std::nullopt);
+    f["warnings"] = Strings(std::vector<std::string>(step.warnings().begin(),
+                                                     step.warnings().end()));
+    *steps.mutable_list_value()->add_values() = std::move(v);
+  }
+  return steps;
+}
+
 Value CellJson(const v1::VariantResult& variant, const v1::MetricResult& m) {
   Value v;
   Fields& f = Object(&v);
@@ -600,6 +692,7 @@ Value CellJson(const v1::VariantResult& variant, const v1::MetricResult& m) {
   f["warnings"] = Strings(
       std::vector<std::string>(m.warnings().begin(), m.warnings().end()));
   f["cuped"] = m.has_cuped() ? CupedJson(m.cuped()) : Num(std::nullopt);
+  f["funnel_steps"] = FunnelJson(m);
   return v;
 }
 
@@ -742,6 +835,13 @@ constexpr const char* kCsvColumns[] = {
     "cuped_rel_p_value",
     "cuped_theta",
     "cuped_variance_reduction",
+    "funnel_step_units",
+    "funnel_rates_from_exposure",
+    "funnel_rates_from_previous",
+    "funnel_from_exposure_abs_estimates",
+    "funnel_from_exposure_p_values",
+    "funnel_from_previous_abs_estimates",
+    "funnel_from_previous_p_values",
 };
 
 // The shortest decimal that reads back as the same double; "" if undefined.
@@ -806,6 +906,31 @@ void AppendCsvCuped(const v1::MetricResult& m, std::vector<std::string>* row) {
   }
   row->push_back(CsvNumber(c.has_theta(), c.theta()));
   row->push_back(CsvNumber(c.has_variance_reduction(), c.variance_reduction()));
+}
+
+// The funnel_* columns: one value per step, joined by ';' (empty for other
+// metrics, and for a step's comparison in the control).
+void AppendCsvFunnel(const v1::MetricResult& m, std::vector<std::string>* row) {
+  std::vector<std::string> units, from_exposure, from_previous, exp_abs, exp_p,
+      prev_abs, prev_p;
+  for (const v1::FunnelStepFigures& step : m.funnel_steps()) {
+    units.push_back(absl::StrCat(step.units()));
+    from_exposure.push_back(
+        CsvNumber(step.has_rate_from_exposure(), step.rate_from_exposure()));
+    from_previous.push_back(
+        CsvNumber(step.has_rate_from_previous(), step.rate_from_previous()));
+    const v1::Effect& e = step.from_exposure().absolute();
+    const v1::Effect& p = step.from_previous().absolute();
+    exp_abs.push_back(CsvNumber(e.has_estimate(), e.estimate()));
+    exp_p.push_back(CsvNumber(e.has_p_value(), e.p_value()));
+    prev_abs.push_back(CsvNumber(p.has_estimate(), p.estimate()));
+    prev_p.push_back(CsvNumber(p.has_p_value(), p.p_value()));
+  }
+  for (const std::vector<std::string>* column :
+       {&units, &from_exposure, &from_previous, &exp_abs, &exp_p, &prev_abs,
+        &prev_p}) {
+    row->push_back(absl::StrJoin(*column, ";"));
+  }
 }
 
 }  // namespace
@@ -880,6 +1005,7 @@ std::string ResultsCsv(const v1::GetResultsResponse& r) {
       row.push_back(CsvNumber(s.has_p_value(), s.p_value()));
       row.push_back(absl::StrJoin(m->warnings(), " | "));
       AppendCsvCuped(*m, &row);
+      AppendCsvFunnel(*m, &row);
       AppendCsvRow(row, &out);
     }
   }

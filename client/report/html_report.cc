@@ -76,7 +76,8 @@ std::optional<double> Opt(bool has, double v) {
 }
 
 bool IsRate(const v1::MetricResult& m) {
-  return m.type() == "binomial" || m.type() == "retention";
+  return m.type() == "binomial" || m.type() == "retention" ||
+         m.type() == "funnel";
 }
 
 // A variant's estimate: a rate in percent, else four significant digits.
@@ -507,10 +508,60 @@ constexpr char kPending[] = R"html(
 <p>The cumulative lift per day and the exposures per day per variant need
 per-day aggregates, which abexp-server does not keep yet (issue 18). This
 section will show them once it does; nothing here is estimated.</p></section>
-<section class="placeholder" id="funnels"><h2>Funnels (not available yet)</h2>
-<p>Funnel charts per variant come with funnel metrics, which the config does
-not have yet (issue 19, a later part).</p></section>
 )html";
+
+// A share as "12.5%", or "-".
+std::string Share(bool has, double v) {
+  return has ? absl::StrFormat("%.1f%%", v * 100) : "-";
+}
+
+// One table per funnel metric: per variant and step, the units that reached
+// the step, their share of the exposed units and of the previous step's,
+// and for a non-control variant the lift of that last share in pp.
+std::string FunnelSection(const v1::GetResultsResponse& r) {
+  std::string tables;
+  for (const std::string& key : MetricKeys(r)) {
+    std::string rows;
+    for (const v1::VariantResult& v : r.variants()) {
+      const v1::MetricResult* m = FindMetric(v, key);
+      if (m == nullptr) continue;
+      int k = 0;
+      for (const v1::FunnelStepFigures& step : m->funnel_steps()) {
+        const v1::Effect& lift = step.from_previous().absolute();
+        absl::StrAppend(
+            &rows, "<tr><th scope=\"row\">", E(v.key()), "</th><td>", ++k, " ",
+            E(step.event()), "</td><td>", step.units(), "</td><td>",
+            Share(step.has_rate_from_exposure(), step.rate_from_exposure()),
+            "</td><td>",
+            Share(step.has_rate_from_previous(), step.rate_from_previous()),
+            "</td><td>",
+            v.is_control() || !lift.has_estimate()
+                ? "-"
+                : absl::StrFormat("%+.2f pp", lift.estimate() * 100),
+            "</td></tr>");
+      }
+    }
+    if (rows.empty()) continue;
+    absl::StrAppend(
+        &tables, "<h3>", E(key),
+        "</h3><div class=\"table-wrap\"><table><thead><tr>"
+        "<th scope=\"col\">Variant</th><th scope=\"col\">Step</th>"
+        "<th scope=\"col\">Units</th><th scope=\"col\">Of exposed</th>"
+        "<th scope=\"col\">Of previous step</th><th scope=\"col\">Lift of "
+        "previous-step share vs control</th></tr></thead><tbody>",
+        rows, "</tbody></table></div>");
+  }
+  if (tables.empty()) {
+    return "<section class=\"placeholder\" id=\"funnels\"><h2>Funnels</h2>"
+           "<p>No funnel metric: a metric of type: funnel "
+           "(docs/config.md) shows its steps here.</p></section>";
+  }
+  return absl::StrCat(
+      "<section class=\"metric\" id=\"funnels\"><h2>Funnels</h2><p>Units "
+      "that reached each step, in order; the lifts are unadjusted "
+      "(docs/statistics.md, \"Funnels\").</p>",
+      tables, "</section>");
+}
 
 }  // namespace
 
@@ -570,7 +621,7 @@ std::string RenderHtmlReport(const v1::GetResultsResponse& r,
                     "figures: the experiment has no metrics, or none was "
                     "asked for.</p></section>");
   }
-  absl::StrAppend(&out, kPending);
+  absl::StrAppend(&out, kPending, FunnelSection(r));
   absl::StrAppend(&out,
                   "<footer><p>Made by <code>abexp report</code>. Intervals "
                   "that cross zero are not significant; the always-valid "

@@ -220,6 +220,40 @@ TEST(HtmlReport, TheTrendAndFunnelsAreMarkedAsNotAvailableYet) {
   EXPECT_THAT(page, HasSubstr("id=\"funnels\""));
 }
 
+TEST(HtmlReport, AFunnelMetricShowsItsStepsPerVariant) {
+  v1::GetResultsResponse r = Checkout();
+  // Control 400 -> 200 of 1000, treatment 500 -> 300 of 1000.
+  const int64_t units[2][2] = {{400, 200}, {500, 300}};
+  for (int v = 0; v < 2; ++v) {
+    v1::MetricResult* m =
+        AddMetric(r.mutable_variants(v), "checkout_steps", units[v][1] / 1e3);
+    m->set_type("funnel");
+    for (int k = 0; k < 2; ++k) {
+      v1::FunnelStepFigures* step = m->add_funnel_steps();
+      step->set_event(k == 0 ? "view_checkout" : "submit_payment");
+      step->set_units(units[v][k]);
+      step->set_rate_from_exposure(units[v][k] / 1e3);
+      step->set_rate_from_previous(k == 0 ? units[v][0] / 1e3
+                                          : 1.0 * units[v][1] / units[v][0]);
+      if (v == 1 && k == 1) {
+        step->mutable_from_previous()->mutable_absolute()->set_estimate(0.1);
+      }
+    }
+  }
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_THAT(page, Not(HasSubstr("No funnel metric")));
+  EXPECT_THAT(page, HasSubstr("<th scope=\"row\">treatment</th><td>2 "
+                              "submit_payment</td><td>300</td><td>30.0%</td>"
+                              "<td>60.0%</td><td>+10.00 pp</td>"));
+  EXPECT_THAT(page, HasSubstr("<th scope=\"row\">control</th><td>1 "
+                              "view_checkout</td><td>400</td><td>40.0%</td>"
+                              "<td>40.0%</td><td>-</td>"));
+  // The funnel's own estimate is a rate, as a binomial metric's.
+  EXPECT_THAT(page, HasSubstr("30.00%"));
+  // Without a funnel metric the section says so.
+  EXPECT_THAT(RenderHtmlReport(Checkout(), {}), HasSubstr("No funnel metric"));
+}
+
 TEST(HtmlReport, ThePageFitsPhonesAndPrintsOnA4) {
   const std::string page = RenderHtmlReport(Checkout(), {});
   EXPECT_TRUE(absl::StartsWith(page, "<!DOCTYPE html>"));

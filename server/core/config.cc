@@ -70,6 +70,8 @@ const char* MetricTypeName(MetricType type) {
       return "ratio";
     case MetricType::kRetention:
       return "retention";
+    case MetricType::kFunnel:
+      return "funnel";
   }
   return "binomial";
 }

@@ -87,8 +87,9 @@ enum class MetricType {
   kRatio,      // sum of numerator over sum of denominator across units, e.g.
                // average order value = revenue / orders
   kRetention,  // the unit sends the event on day k after first exposure
+  kFunnel,     // ordered steps: how far each unit gets (Metric::steps)
 };
-// "binomial", "sum", "ratio", "retention".
+// "binomial", "sum", "ratio", "retention", "funnel".
 const char* MetricTypeName(MetricType type);
 
 // What a metric takes from each matching event: one per event (kCount) or
@@ -98,6 +99,20 @@ enum class EventAggregation { kCount, kValue };
 struct MetricSource {
   std::string event;  // event name, e.g. "order_completed"
   EventAggregation aggregation = EventAggregation::kCount;
+};
+
+// The fewest and most steps a funnel may have. The event store keeps the
+// furthest step in one byte of the unit's record.
+inline constexpr int kMinFunnelSteps = 2;
+inline constexpr int kMaxFunnelSteps = 8;
+
+// One step of a funnel metric.
+struct FunnelStep {
+  std::string event;  // e.g. "submit_payment"; distinct within the funnel
+  // The step counts only if its event comes within this time of reaching
+  // the previous step (for the first step: of the first exposure), besides
+  // the metric's window. Unset: only the metric's window bounds it.
+  std::optional<absl::Duration> window;
 };
 
 struct Metric {
@@ -124,6 +139,10 @@ struct Metric {
   // before exposure (e.g. orders in the last 90 days), by which results also
   // report the CUPED-adjusted comparison (stats/cuped.h). Empty: none.
   std::string covariate;
+  // kFunnel: kMinFunnelSteps to kMaxFunnelSteps steps, in order. A unit
+  // reaches step k with an event of step k at or after it reached step k-1
+  // (step 0: its first exposure), inside `window` and the step's own window.
+  std::vector<FunnelStep> steps;
   SourceLocation location;
 };
 

@@ -346,6 +346,9 @@ class Parser {
                          const std::string& what, Metric* metric);
   void ParseEventSource(const YAML::Node& n, const FieldMap& f, MetricType type,
                         const std::string& what, Metric* metric);
+  // A funnel's steps: event names, or {event, window} maps.
+  void ParseFunnelSteps(const YAML::Node& n, const FieldMap& f,
+                        const std::string& what, Metric* metric);
   void ParseCovariate(const Entry& e, MetricType type, const std::string& what,
                       Metric* metric);
   void ParseRetentionDay(const YAML::Node& n, const FieldMap& f,

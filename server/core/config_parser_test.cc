@@ -1068,7 +1068,7 @@ TEST(ConfigParser, UnknownFieldsListEveryAllowedFieldOfTheirMap) {
       {"metrics: [{key: m, type: binomial, event: e, zzzzzz: 1}]\n",
        "metric 'm'",
        "key, type, description, event, aggregate, numerator, denominator, "
-       "window, day, covariate, guardrail, higher_is_better"},
+       "window, day, steps, covariate, guardrail, higher_is_better"},
       {"metrics: [{key: m, type: ratio, numerator: {event: e, aggregate: "
        "count, zzzzzz: 1}, "
        "denominator: {event: f, aggregate: count}}]\n",
@@ -1539,6 +1539,66 @@ metrics:
       2, 111, "covariate applies to binomial and sum metrics, not to a ratio");
 }
 
+TEST(ConfigParser, FunnelMetricHasOrderedStepsWithOptionalWindows) {
+  auto config = ParseOk(Metrics(R"(  - key: checkout
+    type: funnel
+    window: 7d
+    steps:
+      - view_checkout
+      - {event: submit_payment, window: 30m}
+      - order_completed
+)"));
+  ASSERT_NE(config, nullptr);
+  const Metric* m = config->FindMetric("checkout");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->type, MetricType::kFunnel);
+  EXPECT_EQ(m->window, absl::Hours(24 * 7));
+  ASSERT_EQ(m->steps.size(), 3u);
+  EXPECT_EQ(m->steps[0].event, "view_checkout");
+  EXPECT_FALSE(m->steps[0].window.has_value());
+  EXPECT_EQ(m->steps[1].event, "submit_payment");
+  EXPECT_EQ(m->steps[1].window, absl::Minutes(30));
+  EXPECT_EQ(m->steps[2].event, "order_completed");
+}
+
+TEST(ConfigParser, FunnelStepsAreTwoToEightDistinctEvents) {
+  ExpectOnlyError(Metrics("  - {key: f, type: funnel, steps: [a]}\n"), 2, 35,
+                  "metric 'f' has 1 steps; a funnel has 2 to 8 steps");
+  ExpectOnlyError(
+      Metrics(
+          "  - {key: f, type: funnel, steps: [a, b, c, d, e, f, g, h, i]}\n"),
+      2, 35, "metric 'f' has 9 steps; a funnel has 2 to 8 steps");
+  ExpectOnlyError(Metrics("  - {key: f, type: funnel, steps: [a, b, a]}\n"), 2,
+                  42,
+                  "metric 'f' step 3: event 'a' is already step 1; each step "
+                  "needs its own event");
+  ExpectOnlyError(Metrics("  - {key: f, type: funnel}\n"), 2, 5,
+                  "metric 'f': missing required field 'steps'");
+  ExpectOnlyError(
+      Metrics("  - {key: f, type: funnel, steps: [a, {window: 1h}]}\n"), 2, 39,
+      "metric 'f' step 2: missing required field 'event'");
+  ExpectOnlyError(
+      Metrics(
+          "  - {key: f, type: funnel, steps: [a, {event: b, window: -1h}]}\n"),
+      2, 58, "metric 'f' step 2 window -1h is negative");
+  ExpectOnlyError(Metrics("  - {key: f, type: funnel, steps: [a, \"b c\"]}\n"),
+                  2, 39, "metric 'f' step 2 event 'b c' is not a valid event");
+}
+
+TEST(ConfigParser, FunnelFieldsBelongToFunnelsOnly) {
+  ExpectOnlyError(
+      Metrics("  - {key: f, type: funnel, event: a, steps: [a, b]}\n"), 2, 28,
+      "metric 'f': event does not apply to a funnel metric; a funnel's events "
+      "are its steps");
+  ExpectOnlyError(
+      Metrics("  - {key: b, type: binomial, event: a, steps: [a, b]}\n"), 2, 40,
+      "metric 'b': steps does not apply to a binomial metric; steps "
+      "are for funnel metrics");
+  ExpectOnlyError(
+      Metrics("  - {key: f, type: funnel, steps: [a, b], covariate: x}\n"), 2,
+      43, "covariate applies to binomial and sum metrics, not to a funnel");
+}
+
 TEST(ConfigParser, MetricKeysAreValidAndUnique) {
   ExpectOnlyError(Metrics(R"(  - {key: m, type: binomial, event: e}
   - {key: m, type: sum, event: e}
@@ -1843,7 +1903,7 @@ TEST(ConfigParser, ExampleFileLoadsWithoutErrorsOrWarnings) {
     has_guardrail |= m.guardrail;
     has_lower_is_better |= !m.higher_is_better;
   }
-  EXPECT_EQ(types.size(), 4u);
+  EXPECT_EQ(types.size(), 5u);  // binomial, sum, ratio, retention, funnel
   EXPECT_TRUE(has_guardrail);
   EXPECT_TRUE(has_lower_is_better);
 }

@@ -90,6 +90,18 @@ std::string MetricSignature(const Metric& metric) {
       absl::StrAppend(&definition, metric.source.event, "|",
                       metric.retention_day);
       break;
+    case MetricType::kFunnel:
+      for (const FunnelStep& step : metric.steps) {
+        absl::StrAppend(&definition, step.event);
+        if (step.window) {
+          absl::StrAppend(&definition, ":",
+                          absl::ToInt64Milliseconds(*step.window));
+        }
+        absl::StrAppend(&definition, ">");
+      }
+      absl::StrAppend(&definition, "|",
+                      absl::ToInt64Milliseconds(metric.window));
+      break;
   }
   // A covariate changes what is stored, so it makes another definition;
   // metrics without one keep the signatures they had before covariates.
@@ -204,6 +216,8 @@ void AddVariantAggregates(const std::vector<VariantAggregate>& from,
       t.cuped_sum_y += f.cuped_sum_y;
       t.cuped_sum_y_sq += f.cuped_sum_y_sq;
       t.cuped_sum_xy += f.cuped_sum_xy;
+      if (t.steps.size() < f.steps.size()) t.steps.resize(f.steps.size());
+      for (size_t k = 0; k < f.steps.size(); ++k) t.steps[k] += f.steps[k];
     }
   }
 }

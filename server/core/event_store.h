@@ -123,6 +123,10 @@ struct MetricAggregate {
   long double cuped_sum_y = 0;     // Σy
   long double cuped_sum_y_sq = 0;  // Σy²
   long double cuped_sum_xy = 0;    // Σxy
+  // kFunnel: steps[k] is the number of units that reached step k+1, one
+  // entry per step of the metric (`units` equals steps[0]). Empty for
+  // other types.
+  std::vector<int64_t> steps;
 };
 
 struct VariantAggregate {

@@ -176,8 +176,10 @@ void IndexedConfig::IndexMetricEvents() {
     for (const std::string& key : e.metrics) {
       const Metric* m = FindMetric(key);
       if (m == nullptr) continue;
-      for (const std::string* name :
-           {&m->source.event, &m->numerator.event, &m->denominator.event}) {
+      std::vector<const std::string*> names = {
+          &m->source.event, &m->numerator.event, &m->denominator.event};
+      for (const FunnelStep& step : m->steps) names.push_back(&step.event);
+      for (const std::string* name : names) {
         if (name->empty()) continue;
         std::vector<int>& list = experiments_by_event[*name];
         if (list.empty() || list.back() != static_cast<int>(i)) {

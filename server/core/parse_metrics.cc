@@ -16,7 +16,8 @@ const std::pair<const char*, MetricType> kMetricTypes[] = {
     {"binomial", MetricType::kBinomial},
     {"sum", MetricType::kSum},
     {"ratio", MetricType::kRatio},
-    {"retention", MetricType::kRetention}};
+    {"retention", MetricType::kRetention},
+    {"funnel", MetricType::kFunnel}};
 
 // One metric while it is read.
 struct MetricDraft {
@@ -49,9 +50,10 @@ const FieldRule<MetricDraft> kMetricRules[] = {
        d.type = p.GetNamed(
            e, kMetricTypes, d.what + ": type",
            "use one of binomial (converted or not), sum (a total per unit), "
-           "ratio (a total over a total) or retention (active on day k)");
+           "ratio (a total over a total), retention (active on day k) or "
+           "funnel (ordered steps)");
      },
-     "add type: with one of binomial, sum, ratio, retention"},
+     "add type: with one of binomial, sum, ratio, retention, funnel"},
     {"description",
      [](Parser& p, const Entry& e, MetricDraft& d) {
        if (auto s = p.GetString(e, d.what + " description"))
@@ -63,6 +65,7 @@ const FieldRule<MetricDraft> kMetricRules[] = {
     {"denominator", nullptr},
     {"window", nullptr},
     {"day", nullptr},
+    {"steps", nullptr},
     {"covariate", nullptr},
     {"guardrail",
      [](Parser& p, const Entry& e, MetricDraft& d) {
@@ -96,6 +99,27 @@ const FieldRule<SourceDraft> kSourceRules[] = {
      "add aggregate: value to add up the events' values, or aggregate: count "
      "to count the "
      "events"},
+};
+
+// A funnel step written as a map.
+struct StepDraft {
+  std::string what;
+  FunnelStep step{};
+  bool event_ok = false;
+};
+
+const FieldRule<StepDraft> kStepRules[] = {
+    {"event",
+     [](Parser& p, const Entry& e, StepDraft& d) {
+       std::optional<std::string> ev = p.GetEventName(e, d.what + " event");
+       if (ev) d.step.event = *ev;
+       d.event_ok = ev.has_value();
+     },
+     "add the step's event, such as event: submit_payment"},
+    {"window",
+     [](Parser& p, const Entry& e, StepDraft& d) {
+       d.step.window = p.GetWindow(e, d.what + " window");
+     }},
 };
 
 }  // namespace
@@ -149,11 +173,18 @@ void Parser::ParseMetricBody(const YAML::Node& n, const FieldMap& f,
   metric->type = type;
   if (type == MetricType::kRatio) {
     ParseRatioSources(n, f, what, metric);
+  } else if (type == MetricType::kFunnel) {
+    ParseFunnelSteps(n, f, what, metric);
   } else {
     ParseEventSource(n, f, type, what, metric);
   }
   if (f.count("covariate"))
     ParseCovariate(f.at("covariate"), type, what, metric);
+  if (type != MetricType::kFunnel) {
+    FieldNotForType(f, "steps", type, what,
+                    "steps are for funnel metrics; set type: funnel, or "
+                    "remove steps");
+  }
   if (type == MetricType::kRetention) {
     FieldNotForType(
         f, "window", type, what,
@@ -323,6 +354,60 @@ void Parser::ParseCovariate(const Entry& e, MetricType type,
     }
   }
   metric->covariate = *name;
+}
+
+void Parser::ParseFunnelSteps(const YAML::Node& n, const FieldMap& f,
+                              const std::string& what, Metric* metric) {
+  const MetricType type = MetricType::kFunnel;
+  const char* const kUseSteps =
+      "a funnel's events are its steps; list them under steps:, such as "
+      "steps: [view_checkout, submit_payment, order_completed]";
+  FieldNotForType(f, "event", type, what, kUseSteps);
+  FieldNotForType(f, "numerator", type, what, kUseSteps);
+  FieldNotForType(f, "denominator", type, what, kUseSteps);
+  FieldNotForType(f, "aggregate", type, what,
+                  "a funnel counts the units that reach each step; remove "
+                  "aggregate");
+  if (!f.count("steps")) {
+    Error(n, absl::StrCat(what,
+                          ": missing required field 'steps'; list the funnel's "
+                          "events in order, such as steps: [view_checkout, "
+                          "submit_payment, order_completed]"));
+    return;
+  }
+  const Entry& e = f.at("steps");
+  if (!ExpectList(e, what + " steps")) return;
+  const size_t count = e.value.size();
+  if (count < static_cast<size_t>(kMinFunnelSteps) ||
+      count > static_cast<size_t>(kMaxFunnelSteps)) {
+    Error(e, absl::StrCat(what, " has ", count, " steps; a funnel has ",
+                          kMinFunnelSteps, " to ", kMaxFunnelSteps,
+                          " steps (a single step is a binomial metric)"));
+  }
+  std::map<std::string, int> first_step;  // event -> step number
+  int index = 0;
+  for (auto it = e.value.begin(); it != e.value.end(); ++it, ++index) {
+    const YAML::Node& item = *it;
+    StepDraft d{absl::StrCat(what, " step ", index + 1)};
+    if (item.IsMap()) {
+      const FieldMap sf = Fields(item, d.what, kStepRules);
+      ReadFields(kStepRules, sf, item, d);
+    } else {
+      Entry scalar{"", item, item};
+      std::optional<std::string> ev = GetEventName(scalar, d.what + " event");
+      if (ev) d.step.event = *ev;
+      d.event_ok = ev.has_value();
+    }
+    if (!d.event_ok) continue;
+    auto [seen, fresh] = first_step.emplace(d.step.event, index + 1);
+    if (!fresh) {
+      Error(item, absl::StrCat(d.what, ": event ", Quote(d.step.event),
+                               " is already step ", seen->second,
+                               "; each step needs its own event"));
+      continue;
+    }
+    metric->steps.push_back(std::move(d.step));
+  }
 }
 
 const Metric* Parser::DefinedMetric(const std::string& key) const {

@@ -21,8 +21,19 @@ const MetricAggregate& MetricIn(const VariantAggregate& variant,
   return it == variant.metrics.end() ? *kZero : it->second;
 }
 
+// A funnel compares like a binomial metric: on the units that completed it.
 bool IsBinomialLike(MetricType type) {
-  return type == MetricType::kBinomial || type == MetricType::kRetention;
+  return type == MetricType::kBinomial || type == MetricType::kRetention ||
+         type == MetricType::kFunnel;
+}
+
+// The units that count as converted: `sum` for binomial and retention
+// metrics, the last step's units for a funnel.
+int64_t ConvertedUnits(const Metric& metric, const MetricAggregate& m) {
+  if (metric.type == MetricType::kFunnel) {
+    return m.steps.empty() ? 0 : m.steps.back();
+  }
+  return static_cast<int64_t>(std::llround(m.sum));
 }
 
 // The arm's estimate: a rate, a mean per exposed unit, or Σnum / Σden.
@@ -34,14 +45,18 @@ std::optional<double> ArmEstimate(const Metric& metric,
     return static_cast<double>(m.sum_num / m.sum_den);
   }
   if (variant.exposed == 0) return std::nullopt;
+  if (metric.type == MetricType::kFunnel) {
+    return static_cast<double>(ConvertedUnits(metric, m)) /
+           static_cast<double>(variant.exposed);
+  }
   return static_cast<double>(m.sum / variant.exposed);
 }
 
-// For binomial and retention metrics `sum` is the number of converted (or
-// active) units, and every exposed unit is a trial.
-stats::BinomialArm BinomialArmOf(const VariantAggregate& variant,
+// For binomial-like metrics every exposed unit is a trial.
+stats::BinomialArm BinomialArmOf(const Metric& metric,
+                                 const VariantAggregate& variant,
                                  const MetricAggregate& m) {
-  return {variant.exposed, static_cast<int64_t>(std::llround(m.sum))};
+  return {variant.exposed, ConvertedUnits(metric, m)};
 }
 
 // The frequentist comparison of `metric` between the arms.
@@ -51,8 +66,9 @@ absl::StatusOr<stats::Comparison> CompareArms(
   const MetricAggregate& c = MetricIn(control, metric.key);
   const MetricAggregate& t = MetricIn(treatment, metric.key);
   if (IsBinomialLike(metric.type)) {
-    return stats::CompareProportions(BinomialArmOf(control, c),
-                                     BinomialArmOf(treatment, t), options);
+    return stats::CompareProportions(BinomialArmOf(metric, control, c),
+                                     BinomialArmOf(metric, treatment, t),
+                                     options);
   }
   if (metric.type == MetricType::kSum) {
     // Units without events have x = 0, so n is every exposed unit.
@@ -78,8 +94,9 @@ std::optional<absl::StatusOr<stats::BayesResult>> BayesOf(
                                          : stats::Direction::kLowerIsBetter;
   if (IsBinomialLike(metric.type)) {
     return stats::BayesProportions(
-        BinomialArmOf(control, MetricIn(control, metric.key)),
-        BinomialArmOf(treatment, MetricIn(treatment, metric.key)), direction);
+        BinomialArmOf(metric, control, MetricIn(control, metric.key)),
+        BinomialArmOf(metric, treatment, MetricIn(treatment, metric.key)),
+        direction);
   }
   if (!comparison.absolute.estimate.has_value() ||
       !comparison.absolute.standard_error.has_value()) {
@@ -180,6 +197,69 @@ std::optional<CupedResult> CupedOf(const Metric& metric,
   out.estimate = c->adjusted.treatment;
   out.warnings = c->adjusted.warnings;
   out.comparison = *std::move(c);
+  return out;
+}
+
+// Step k's trials and successes in one arm: from the exposed units
+// (`from_previous` false) or from the units that reached step k-1.
+stats::BinomialArm StepArm(const VariantAggregate& variant,
+                           const MetricAggregate& m, size_t k,
+                           bool from_previous) {
+  auto units_at = [&](size_t i) -> int64_t {
+    return i < m.steps.size() ? m.steps[i] : 0;
+  };
+  if (!from_previous || k == 0) return {variant.exposed, units_at(k)};
+  return {units_at(k - 1), units_at(k)};
+}
+
+std::optional<double> Rate(const stats::BinomialArm& arm) {
+  if (arm.units <= 0) return std::nullopt;
+  return static_cast<double>(arm.conversions) / static_cast<double>(arm.units);
+}
+
+// Compares step arms; a failure becomes a warning of `step`.
+std::optional<stats::Comparison> CompareStep(
+    const stats::BinomialArm& control, const stats::BinomialArm& treatment,
+    const stats::CompareOptions& options, const char* what,
+    FunnelStepResult* step) {
+  absl::StatusOr<stats::Comparison> c =
+      stats::CompareProportions(control, treatment, options);
+  if (!c.ok()) {
+    step->warnings.push_back(
+        absl::StrCat("cannot compare ", what, ": ", c.status().message()));
+    return std::nullopt;
+  }
+  for (const std::string& w : c->warnings) {
+    step->warnings.push_back(absl::StrCat(what, ": ", w));
+  }
+  return *std::move(c);
+}
+
+// The steps of funnel `metric` in variant `v`, compared with the control
+// (variant 0) unless v is the control.
+std::vector<FunnelStepResult> FunnelOf(const Metric& metric,
+                                       const ExperimentAggregates& a, size_t v,
+                                       const stats::CompareOptions& options) {
+  std::vector<FunnelStepResult> out;
+  if (metric.type != MetricType::kFunnel) return out;
+  const VariantAggregate& control = a.variants[0];
+  const VariantAggregate& variant = a.variants[v];
+  const MetricAggregate& c = MetricIn(control, metric.key);
+  const MetricAggregate& m = MetricIn(variant, metric.key);
+  for (size_t k = 0; k < metric.steps.size(); ++k) {
+    FunnelStepResult& step = out.emplace_back();
+    step.event = metric.steps[k].event;
+    step.units = k < m.steps.size() ? m.steps[k] : 0;
+    step.rate_from_exposure = Rate(StepArm(variant, m, k, false));
+    step.rate_from_previous = Rate(StepArm(variant, m, k, true));
+    if (v == 0) continue;
+    step.from_exposure = CompareStep(StepArm(control, c, k, false),
+                                     StepArm(variant, m, k, false), options,
+                                     "from exposure", &step);
+    step.from_previous =
+        CompareStep(StepArm(control, c, k, true), StepArm(variant, m, k, true),
+                    options, "from the previous step", &step);
+  }
   return out;
 }
 
@@ -300,6 +380,7 @@ std::vector<VariantResults> CompareVariants(
       cell.higher_is_better = metric.higher_is_better;
       cell.estimate = ArmEstimate(metric, aggregates.variants[v]);
       cell.cuped = CupedOf(metric, aggregates, v, options);
+      cell.funnel = FunnelOf(metric, aggregates, v, options);
       if (v == 0) continue;
       CompareWithControl(metric, aggregates.variants[0], aggregates.variants[v],
                          options, &cell);

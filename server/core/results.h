@@ -72,6 +72,24 @@ struct CupedResult {
   std::vector<std::string> warnings;
 };
 
+// One step of a funnel metric (Metric::steps) in one variant.
+struct FunnelStepResult {
+  std::string event;
+  int64_t units = 0;  // units that reached the step
+  // units / the variant's exposed units; null without exposed units.
+  std::optional<double> rate_from_exposure;
+  // units / the units that reached the previous step (for step 1 the
+  // previous step is the exposure, so it equals rate_from_exposure); null
+  // when none reached it.
+  std::optional<double> rate_from_previous;
+  // Non-control variants: the two rates compared with the control's
+  // (stats::CompareProportions); null when they could not be compared
+  // (`warnings` says why).
+  std::optional<stats::Comparison> from_exposure;
+  std::optional<stats::Comparison> from_previous;
+  std::vector<std::string> warnings;
+};
+
 // One metric in one variant.
 struct MetricResult {
   // The metric's definition, as the config gives it.
@@ -109,6 +127,11 @@ struct MetricResult {
   // Set for a metric with a covariate when some variant has units with it
   // (data recorded before covariates existed has none).
   std::optional<CupedResult> cuped;
+
+  // A funnel: every step, in order. The metric's own estimate and
+  // comparison are those of the last step from exposure (the share of
+  // exposed units that completed the funnel).
+  std::vector<FunnelStepResult> funnel;
 };
 
 struct VariantResults {

@@ -596,5 +596,78 @@ experiments:
   EXPECT_FALSE(r->variants[1].metrics[1].cuped.has_value());
 }
 
+TEST(ResultsFunnel, EachStepIsComparedFromExposureAndFromThePreviousStep) {
+  ParseResult parsed = ParseConfig(R"yaml(
+metrics:
+  - key: checkout
+    type: funnel
+    steps: [view_checkout, submit_payment, order_completed]
+experiments:
+  - key: funnel
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [checkout]
+    primary_metric: checkout
+)yaml",
+                                   "funnel.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.FormatDiagnostics();
+  const Experiment& experiment = *parsed.config->FindExperiment("funnel");
+  // 1000 units each; control 400 -> 200 -> 100, treatment 500 -> 300 -> 150.
+  const std::vector<std::vector<int64_t>> steps = {{400, 200, 100},
+                                                   {500, 300, 150}};
+  ExperimentAggregates agg;
+  for (const std::vector<int64_t>& s : steps) {
+    VariantAggregate& va = agg.variants.emplace_back();
+    va.exposed = 1000;
+    va.metrics["checkout"].units = s[0];
+    va.metrics["checkout"].steps = s;
+  }
+  absl::StatusOr<ExperimentResults> r =
+      ComputeResults(*parsed.config, experiment, agg, {}, absl::Now());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const MetricResult& control = r->variants[0].metrics[0];
+  const MetricResult& treated = r->variants[1].metrics[0];
+  // The metric itself is the share that completed the funnel.
+  Near(control.estimate, 0.1, "control.estimate", 1e-15);
+  Near(treated.estimate, 0.15, "treated.estimate", 1e-15);
+  ASSERT_TRUE(treated.comparison.has_value());
+  Near(treated.comparison->absolute.estimate, 0.05, "completion lift", 1e-12);
+
+  ASSERT_EQ(control.funnel.size(), 3u);
+  ASSERT_EQ(treated.funnel.size(), 3u);
+  EXPECT_EQ(control.funnel[1].event, "submit_payment");
+  EXPECT_EQ(control.funnel[1].units, 200);
+  Near(control.funnel[1].rate_from_exposure, 0.2, "control step 2", 1e-15);
+  Near(control.funnel[1].rate_from_previous, 0.5, "control 1->2", 1e-15);
+  Near(treated.funnel[2].rate_from_previous, 0.5, "treated 2->3", 1e-15);
+  // Step 1's previous step is the exposure.
+  Near(treated.funnel[0].rate_from_previous, 0.5, "treated 0->1", 1e-15);
+  EXPECT_FALSE(control.funnel[1].from_exposure.has_value());
+
+  // The step comparisons are the two-proportion comparisons of exactly
+  // these arms: from exposure (1000 trials each), from the previous step
+  // (the previous step's units as trials).
+  const FunnelStepResult& pay = treated.funnel[1];
+  ASSERT_TRUE(pay.from_exposure.has_value());
+  ASSERT_TRUE(pay.from_previous.has_value());
+  Near(pay.from_exposure->absolute.estimate, 0.3 - 0.2, "from exposure", 1e-12);
+  Near(pay.from_previous->absolute.estimate, 0.6 - 0.5, "from previous", 1e-12);
+  absl::StatusOr<stats::Comparison> want_exposure =
+      stats::CompareProportions({1000, 200}, {1000, 300});
+  absl::StatusOr<stats::Comparison> want_previous =
+      stats::CompareProportions({400, 200}, {500, 300});
+  ASSERT_TRUE(want_exposure.ok() && want_previous.ok());
+  EXPECT_EQ(pay.from_exposure->absolute.p_value,
+            want_exposure->absolute.p_value);
+  EXPECT_EQ(pay.from_previous->absolute.p_value,
+            want_previous->absolute.p_value);
+  EXPECT_EQ(pay.from_previous->relative.ci_low, want_previous->relative.ci_low);
+  // The last step's rate from the previous step does not move (0.5 both).
+  ASSERT_TRUE(treated.funnel[2].from_previous.has_value());
+  Near(treated.funnel[2].from_previous->absolute.estimate, 0, "2->3", 1e-12);
+}
+
 }  // namespace
 }  // namespace abexp

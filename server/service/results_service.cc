@@ -168,6 +168,31 @@ void FillCuped(const CupedResult& cuped, v1::CupedFigures* out) {
   if (c.variance_reduction) out->set_variance_reduction(*c.variance_reduction);
 }
 
+void FillStepComparison(const std::optional<stats::Comparison>& c,
+                        v1::StepComparison* out) {
+  if (!c) return;
+  FillEffect(c->absolute, std::nullopt, out->mutable_absolute());
+  FillEffect(c->relative, std::nullopt, out->mutable_relative());
+}
+
+void FillFunnelStep(const FunnelStepResult& step, v1::FunnelStepFigures* out) {
+  out->set_event(step.event);
+  out->set_units(step.units);
+  if (step.rate_from_exposure) {
+    out->set_rate_from_exposure(*step.rate_from_exposure);
+  }
+  if (step.rate_from_previous) {
+    out->set_rate_from_previous(*step.rate_from_previous);
+  }
+  if (step.from_exposure) {
+    FillStepComparison(step.from_exposure, out->mutable_from_exposure());
+  }
+  if (step.from_previous) {
+    FillStepComparison(step.from_previous, out->mutable_from_previous());
+  }
+  for (const std::string& w : step.warnings) out->add_warnings(w);
+}
+
 void FillBayes(const stats::BayesResult& b, v1::BayesFigures* out) {
   if (b.chance_to_beat_control) {
     out->set_chance_to_beat_control(*b.chance_to_beat_control);
@@ -187,6 +212,9 @@ void FillMetric(const MetricResult& cell, v1::MetricResult* out) {
   if (cell.comparison) FillComparison(cell, out);
   if (cell.bayes) FillBayes(*cell.bayes, out->mutable_bayes());
   if (cell.cuped) FillCuped(*cell.cuped, out->mutable_cuped());
+  for (const FunnelStepResult& step : cell.funnel) {
+    FillFunnelStep(step, out->add_funnel_steps());
+  }
 }
 
 // Metrics not in a non-empty `metric_keys` are left out of the variants.

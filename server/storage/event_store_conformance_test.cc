@@ -84,6 +84,22 @@ Metric Retention(const std::string& key, const std::string& event, int day) {
   return m;
 }
 
+// A funnel of `steps`, each with its own window when it is not zero.
+Metric Funnel(const std::string& key,
+              std::vector<std::pair<std::string, absl::Duration>> steps,
+              absl::Duration window) {
+  Metric m;
+  m.key = key;
+  m.type = MetricType::kFunnel;
+  m.window = window;
+  for (auto& [event, step_window] : steps) {
+    FunnelStep& step = m.steps.emplace_back();
+    step.event = event;
+    if (step_window != absl::ZeroDuration()) step.window = step_window;
+  }
+  return m;
+}
+
 constexpr absl::Duration kDay = absl::Hours(24);
 
 // The checkout experiment of the product brief, with one metric of each kind.
@@ -102,6 +118,12 @@ ExperimentLayout CheckoutLayout() {
             {"impression", EventAggregation::kCount}, 14 * kDay),
       Retention("retention_d1", "app_open", 1),
       Retention("retention_d7", "app_open", 7),
+      // Payment must follow the checkout view within 30 minutes.
+      Funnel("checkout_funnel",
+             {{"view_checkout", absl::ZeroDuration()},
+              {"submit_payment", absl::Minutes(30)},
+              {"order_completed", absl::ZeroDuration()}},
+             7 * kDay),
   };
   return layout;
 }
@@ -198,6 +220,23 @@ class Oracle {
           }
           break;
         }
+        case MetricType::kFunnel: {
+          // In arrival order: the event of the step after the furthest one
+          // reached, no earlier than that step, inside both windows.
+          if (tot.step == static_cast<int>(m.steps.size())) break;
+          const FunnelStep& next = m.steps[tot.step];
+          const int64_t from = tot.step == 0 ? u.first_ms : tot.step_ms;
+          const bool in_step_window =
+              !next.window ||
+              t < from + absl::ToInt64Milliseconds(*next.window);
+          if (next.event == e.name && in_window && t >= from &&
+              in_step_window) {
+            tot.counted = changed = true;
+            tot.step += 1;
+            tot.step_ms = t;
+          }
+          break;
+        }
       }
     }
     return changed ? WriteOutcome::kRecorded : WriteOutcome::kIgnored;
@@ -256,6 +295,10 @@ class Oracle {
               a.sum_den_sq += dd * dd;
               a.sum_num_den += nn * dd;
               break;
+            case MetricType::kFunnel:
+              a.steps.resize(m.steps.size());
+              for (int k = 0; k < tot.step; ++k) a.steps[k] += 1;
+              break;
           }
         }
       }
@@ -267,6 +310,8 @@ class Oracle {
   struct Totals {
     bool counted = false;
     double x = 0, n = 0, d = 0;
+    int step = 0;         // a funnel's furthest step reached
+    int64_t step_ms = 0;  // and when
   };
   struct Unit {
     int variant;
@@ -314,6 +359,9 @@ std::map<std::string, long double> Flatten(const ExperimentAggregates& a) {
         put(q + "cuped_sum_y", m.cuped_sum_y);
         put(q + "cuped_sum_y_sq", m.cuped_sum_y_sq);
         put(q + "cuped_sum_xy", m.cuped_sum_xy);
+        for (size_t k = 0; k < m.steps.size(); ++k) {
+          put(absl::StrCat(q, "step", k + 1), m.steps[k]);
+        }
       }
     }
   };
@@ -1000,6 +1048,92 @@ TEST_P(EventStoreConformance, RetentionCountsActivityOnlyOnItsDay) {
   ExpectMatchesOracle();
 }
 
+// --- Funnels ----------------------------------------------------------------
+
+// checkout_funnel: view_checkout -> submit_payment (within 30 minutes of the
+// view) -> order_completed, all within 7 days of the first exposure.
+TEST_P(EventStoreConformance, FunnelStepsCountInOrderInsideTheWindows) {
+  for (const char* u : {"all", "gap", "early", "slow", "late", "pre"})
+    ASSERT_EQ(Expose(X(u, 1, kT0)), WriteOutcome::kRecorded);
+  const absl::Duration m = absl::Minutes(1);
+  // Every step, in order; a retry of the payment counts once.
+  EXPECT_EQ(Record(E("all", "view_checkout", kT0 + 1 * m)),
+            WriteOutcome::kRecorded);
+  Event pay = E("all", "submit_payment", kT0 + 10 * m);
+  EXPECT_EQ(Record(pay), WriteOutcome::kRecorded);
+  EXPECT_EQ(Record(pay), WriteOutcome::kDuplicate);
+  EXPECT_EQ(Record(E("all", "order_completed", kT0 + 11 * m, 5.0)),
+            WriteOutcome::kRecorded);
+  // A step skipped: the order does not count until payment, and the
+  // funnel continues from payment.
+  Record(E("gap", "view_checkout", kT0 + 1 * m));
+  Record(E("gap", "order_completed", kT0 + 2 * m, 5.0));
+  Record(E("gap", "submit_payment", kT0 + 3 * m));
+  // Payment before the view (in time and in arrival): only the view.
+  Record(E("early", "submit_payment", kT0 + 1 * m));
+  EXPECT_EQ(Record(E("early", "view_checkout", kT0 + 2 * m)),
+            WriteOutcome::kRecorded);
+  // Payment 30 minutes after the view: the step window is half-open.
+  Record(E("slow", "view_checkout", kT0 + 1 * m));
+  EXPECT_EQ(Record(E("slow", "submit_payment", kT0 + 31 * m)),
+            WriteOutcome::kIgnored);
+  // A view at the end of the 7-day window: outside.
+  EXPECT_EQ(Record(E("late", "view_checkout", kT0 + 7 * kDay)),
+            WriteOutcome::kIgnored);
+  // Before the first exposure: nothing.
+  EXPECT_EQ(Record(E("pre", "view_checkout", kT0 - m)), WriteOutcome::kIgnored);
+
+  const MetricAggregate f = M(Read(), 1, "checkout_funnel");
+  EXPECT_EQ(f.units, 4);  // all, gap, early, slow reached the view
+  EXPECT_THAT(f.steps, ElementsAre(4, 2, 1));
+  EXPECT_THAT(M(Read(), 0, "checkout_funnel").steps, ElementsAre(0, 0, 0));
+  ExpectMatchesOracle();
+}
+
+TEST_P(EventStoreConformance,
+       FunnelStepArrivingBeforeThePreviousStepIsNotReordered) {
+  // A client that sends the payment before the view, although the view
+  // happened first: events are applied in arrival order, so the payment is
+  // not counted, not even once the view arrives, and its retry is a
+  // duplicate. Documented in docs/attribution.md ("Funnels").
+  ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
+  Event pay = E("u1", "submit_payment", kT0 + absl::Minutes(5));
+  EXPECT_EQ(Record(pay), WriteOutcome::kIgnored);
+  EXPECT_EQ(Record(E("u1", "view_checkout", kT0 + absl::Minutes(1))),
+            WriteOutcome::kRecorded);
+  EXPECT_EQ(Record(pay), WriteOutcome::kDuplicate);
+  // A step's event earlier than the previous step was reached never counts.
+  ASSERT_EQ(Expose(X("u2", 0, kT0)), WriteOutcome::kRecorded);
+  Record(E("u2", "view_checkout", kT0 + absl::Minutes(10)));
+  EXPECT_EQ(Record(E("u2", "submit_payment", kT0 + absl::Minutes(9))),
+            WriteOutcome::kIgnored);
+  EXPECT_THAT(M(Read(), 0, "checkout_funnel").steps, ElementsAre(2, 0, 0));
+  ExpectMatchesOracle();
+}
+
+TEST_P(EventStoreConformance,
+       FunnelFollowsItsUnitAcrossCohortDaysAndConflicts) {
+  // A late earlier exposure moves the unit's steps to the earlier cohort
+  // day; a conflicting exposure removes them everywhere.
+  ASSERT_EQ(Expose(X("u1", 0, kT0 + kDay)), WriteOutcome::kRecorded);
+  ASSERT_EQ(Expose(X("u2", 1, kT0)), WriteOutcome::kRecorded);
+  for (const char* u : {"u1", "u2"}) {
+    Record(E(u, "view_checkout", kT0 + kDay + absl::Minutes(1)));
+    Record(E(u, "submit_payment", kT0 + kDay + absl::Minutes(2)));
+  }
+  EXPECT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kDuplicate);
+  EXPECT_EQ(Expose(X("u2", 0, kT0)), WriteOutcome::kConflict);
+  ExperimentAggregates a = Read();
+  const std::string d0 =
+      internal::FormatDay(internal::DayOfMillis(absl::ToUnixMillis(kT0)));
+  ASSERT_TRUE(a.daily.count(d0));
+  EXPECT_THAT(a.daily[d0][0].metrics["checkout_funnel"].steps,
+              ElementsAre(1, 1, 0));
+  EXPECT_THAT(M(a, 0, "checkout_funnel").steps, ElementsAre(1, 1, 0));
+  EXPECT_THAT(M(a, 1, "checkout_funnel").steps, ElementsAre(0, 0, 0));
+  ExpectMatchesOracle();
+}
+
 TEST_P(EventStoreConformance, DailyBucketsAreCohortsOfTheFirstExposureDay) {
   // Unit a: exposed day 0 (10:00), orders on day 1. Unit b: exposed day 1.
   ASSERT_EQ(Expose(X("a", 0, kT0)), WriteOutcome::kRecorded);
@@ -1165,7 +1299,8 @@ TEST(EventStoreEquivalence,
   };
   const char* kNames[] = {"order_completed", "order_completed", "app_open",
                           "click",           "impression",      "impression",
-                          "page_view"};
+                          "page_view",       "view_checkout",   "view_checkout",
+                          "submit_payment",  "submit_payment"};
   std::vector<std::string> used_keys;
   auto key_for = [&](const std::string& fresh) {
     if (!used_keys.empty() && uniform(0, 99) < 4)

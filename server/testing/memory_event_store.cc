@@ -66,6 +66,11 @@ void MemoryEventStore::ApplyUnit(int sign, const UnitRecord& unit,
         Add(&m.sum_sq, sign * (state.a * state.a));
         if (x != nullptr) AddCupedUnit(&m, *x, state.a, sign);
         break;
+      case MetricType::kFunnel:
+        if (m.steps.size() < static_cast<size_t>(state.step))
+          m.steps.resize(state.step);
+        for (int k = 0; k < state.step; ++k) m.steps[k] += sign;
+        break;
       case MetricType::kRatio:
         Add(&m.sum_num, sign * state.a);
         Add(&m.sum_den, sign * state.b);
@@ -192,6 +197,28 @@ bool MemoryEventStore::CountEvent(const Metric& metric,
       }
       return !counted || v != 0;
     }
+    case MetricType::kFunnel: {
+      // Only the next step counts, at or after the previous one was reached
+      // (step 0: the first exposure), inside both windows.
+      const int reached = counted ? state_it->second.step : 0;
+      if (reached >= static_cast<int>(metric.steps.size())) return false;
+      const FunnelStep& step = metric.steps[reached];
+      const int64_t from = counted ? state_it->second.step_ms : unit->first_ms;
+      if (step.event != e.name || t < from || t >= window_end) return false;
+      if (step.window && t >= from + absl::ToInt64Milliseconds(*step.window))
+        return false;
+      MetricState next{metric.type};
+      next.step = reached + 1;
+      next.step_ms = t;
+      unit->states[signature] = next;
+      for (MetricAggregate* m : aggs) {
+        if (!counted) m->units += 1;
+        if (m->steps.size() < metric.steps.size())
+          m->steps.resize(metric.steps.size());
+        m->steps[reached] += 1;
+      }
+      return true;
+    }
     case MetricType::kRatio: {
       std::optional<double> dn = delta_of(metric.numerator);
       std::optional<double> dd = delta_of(metric.denominator);
@@ -265,6 +292,7 @@ VariantAggregate MemoryEventStore::ToVariant(const ExperimentLayout& layout,
     MetricAggregate& m = out.metrics[metric.key];
     auto it = figures.metrics.find({v, internal::MetricSignature(metric)});
     if (it != figures.metrics.end()) m = it->second;
+    m.steps.resize(metric.steps.size());
   }
   return out;
 }

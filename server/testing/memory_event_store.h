@@ -51,8 +51,10 @@ class MemoryEventStore final : public EventStore {
   // A unit's running state in one metric (by metric signature).
   struct MetricState {
     MetricType type = MetricType::kBinomial;
-    double a = 0;  // kSum: x; kRatio: numerator
-    double b = 0;  // kRatio: denominator
+    double a = 0;         // kSum: x; kRatio: numerator
+    double b = 0;         // kRatio: denominator
+    int step = 0;         // kFunnel: the furthest step reached (1-based)
+    int64_t step_ms = 0;  // kFunnel: when it was reached
   };
   struct UnitRecord {
     int variant = 0;

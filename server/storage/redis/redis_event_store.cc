@@ -169,6 +169,18 @@ absl::Status ParseFigures(
       if (zero_one) m.sum = m.sum_sq = *n;
       continue;
     }
+    if (absl::StartsWith(stat, "step")) {
+      // A funnel's "step<k>": the units that reached step k.
+      size_t k = 0;
+      if (!absl::SimpleAtoi(absl::string_view(stat).substr(4), &k) || k < 1 ||
+          k > m.steps.size()) {
+        continue;
+      }
+      absl::StatusOr<int64_t> n = ParseInt(value, field);
+      if (!n.ok()) return n.status();
+      m.steps[k - 1] = *n;
+      continue;
+    }
     if (zero_one) continue;
     long double* target = stat == "sum"           ? &m.sum
                           : stat == "sum_sq"      ? &m.sum_sq
@@ -212,7 +224,9 @@ std::string PackCovariates(const std::vector<const Metric*>& metrics,
 std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
   std::vector<VariantAggregate> variants(layout.variant_keys.size());
   for (VariantAggregate& v : variants) {
-    for (const Metric& m : layout.metrics) v.metrics[m.key];
+    for (const Metric& m : layout.metrics) {
+      v.metrics[m.key].steps.assign(m.steps.size(), 0);
+    }
   }
   return variants;
 }
@@ -864,6 +878,24 @@ std::vector<std::string> MetricArgs(const ExperimentLayout& layout,
         a = aggregation(m.numerator);
         d = aggregation(m.denominator);
         break;
+      case MetricType::kFunnel:
+        break;
+    }
+    if (m.type == MetricType::kFunnel) {
+      // A funnel: the (1-based) step whose event this is, and that step's
+      // own window in ms (0: none).
+      size_t step = 0;
+      while (step < m.steps.size() && m.steps[step].event != name) ++step;
+      if (step == m.steps.size()) continue;
+      const std::optional<absl::Duration>& w = m.steps[step].window;
+      args.push_back(internal::MetricSignature(m));
+      args.push_back("f");
+      args.push_back(absl::StrCat(step + 1));
+      args.push_back(absl::StrCat(w ? absl::ToInt64Milliseconds(*w) : 0));
+      args.push_back(absl::StrCat(absl::ToInt64Milliseconds(m.window)));
+      args.push_back("0");
+      ++count;
+      continue;
     }
     if (a[0] == '0' && d[0] == '0') continue;
     args.push_back(internal::MetricSignature(m));

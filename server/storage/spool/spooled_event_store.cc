@@ -25,6 +25,8 @@ pb::MetricType MetricTypeToProto(MetricType type) {
       return pb::METRIC_TYPE_RATIO;
     case MetricType::kRetention:
       return pb::METRIC_TYPE_RETENTION;
+    case MetricType::kFunnel:
+      return pb::METRIC_TYPE_FUNNEL;
   }
   return pb::METRIC_TYPE_UNSPECIFIED;
 }
@@ -39,6 +41,8 @@ absl::StatusOr<MetricType> MetricTypeFromProto(pb::MetricType type) {
       return MetricType::kRatio;
     case pb::METRIC_TYPE_RETENTION:
       return MetricType::kRetention;
+    case pb::METRIC_TYPE_FUNNEL:
+      return MetricType::kFunnel;
     default:
       return absl::DataLossError(
           absl::StrCat("spool record has metric type ", type,
@@ -113,6 +117,16 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_retention_day(m.retention_day);
     p->set_guardrail(m.guardrail);
     p->set_higher_is_better(m.higher_is_better);
+    // Both are part of the metric's signature: without them a replayed
+    // write would count under another definition.
+    p->set_covariate(m.covariate);
+    for (const FunnelStep& step : m.steps) {
+      pb::FunnelStep* ps = p->add_steps();
+      ps->set_event(step.event);
+      if (step.window) {
+        ps->set_window_nanos(absl::ToInt64Nanoseconds(*step.window));
+      }
+    }
   }
   for (const Exposure& x : exposures) {
     pb::Exposure* p = record.add_exposures();
@@ -121,6 +135,7 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_time_unix_nanos(absl::ToUnixNanos(x.time));
     p->set_config_version(x.config_version);
     p->set_idempotency_key(x.idempotency_key);
+    p->mutable_covariates()->insert(x.covariates.begin(), x.covariates.end());
   }
   for (size_t i = 0; i < events; ++i) {
     const Event& e = event_at(i);
@@ -216,6 +231,14 @@ absl::StatusOr<SpooledWrite> DecodeSpooledWrite(absl::string_view bytes) {
     m.retention_day = p.retention_day();
     m.guardrail = p.guardrail();
     m.higher_is_better = p.higher_is_better();
+    m.covariate = p.covariate();
+    for (const pb::FunnelStep& ps : p.steps()) {
+      FunnelStep& step = m.steps.emplace_back();
+      step.event = ps.event();
+      if (ps.window_nanos() != 0) {
+        step.window = absl::Nanoseconds(ps.window_nanos());
+      }
+    }
     write.layout.metrics.push_back(std::move(m));
   }
   write.exposures.reserve(record.exposures_size());
@@ -226,6 +249,7 @@ absl::StatusOr<SpooledWrite> DecodeSpooledWrite(absl::string_view bytes) {
     x.time = absl::FromUnixNanos(p.time_unix_nanos());
     x.config_version = p.config_version();
     x.idempotency_key = p.idempotency_key();
+    x.covariates.insert(p.covariates().begin(), p.covariates().end());
   }
   write.events.reserve(record.events_size());
   for (const pb::Event& p : record.events()) {

@@ -1097,6 +1097,14 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
   SpooledWrite events;
   events.layout = CheckoutLayout();
   events.layout.metrics[1].window = absl::Hours(36) + absl::Nanoseconds(7);
+  events.layout.metrics[1].covariate = "orders_90d";
+  Metric funnel;
+  funnel.key = "checkout_funnel";
+  funnel.type = MetricType::kFunnel;
+  funnel.steps = {{"view_checkout", std::nullopt},
+                  {"submit_payment", absl::Minutes(30)},
+                  {"order_completed", std::nullopt}};
+  events.layout.metrics.push_back(funnel);
   Event with_value =
       Order("unit-é", -0.1, kT0 + absl::Nanoseconds(123456789), "c:client-key");
   Event without_value = with_value;
@@ -1131,6 +1139,12 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
     EXPECT_EQ(got.retention_day, want.retention_day);
     EXPECT_EQ(got.guardrail, want.guardrail);
     EXPECT_EQ(got.higher_is_better, want.higher_is_better);
+    EXPECT_EQ(got.covariate, want.covariate);
+    ASSERT_EQ(got.steps.size(), want.steps.size());
+    for (size_t k = 0; k < want.steps.size(); ++k) {
+      EXPECT_EQ(got.steps[k].event, want.steps[k].event);
+      EXPECT_EQ(got.steps[k].window, want.steps[k].window);
+    }
   }
   EXPECT_TRUE(decoded->exposures.empty());
   ASSERT_EQ(decoded->events.size(), 3u);
@@ -1149,6 +1163,7 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
   exposures.exposures = {Expose("u1", 1, kT0 + absl::Nanoseconds(1), "dx:k"),
                          Expose("u2", 0, kT0)};
   exposures.exposures[1].config_version = "cfg-2";
+  exposures.exposures[0].covariates = {{"orders_90d", 3.5}, {"spend", -0.25}};
   decoded = DecodeSpooledWrite(EncodeSpooledWrite(exposures));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_TRUE(decoded->events.empty());
@@ -1161,6 +1176,7 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
     EXPECT_EQ(got.time, want.time);
     EXPECT_EQ(got.config_version, want.config_version);
     EXPECT_EQ(got.idempotency_key, want.idempotency_key);
+    EXPECT_EQ(got.covariates, want.covariates);
   }
 }
 

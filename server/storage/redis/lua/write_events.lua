@@ -11,9 +11,11 @@
 -- ARGV[4]  metric group count G (one group per event name in the chunk),
 --          then per group: metric count M and M groups of 6
 --          (redis_scripts::kMetricArgs): signature; type (b binomial,
---          s sum, r ratio, t retention); source or numerator aggregation
---          (0 not this event, 1 count, 2 value); denominator aggregation;
---          window (ms); retention day
+--          s sum, r ratio, t retention, f funnel); source or numerator
+--          aggregation (0 not this event, 1 count, 2 value), for a funnel
+--          the event's step (1-based); denominator aggregation, for a
+--          funnel that step's own window (ms, 0 for none); window (ms);
+--          retention day
 -- then     item count N and N groups of 7 (redis_scripts::kEventItemArgs):
 --          metric group (1-based), idempotency bucket, idempotency field
 --          (8 bytes), unit bucket, unit field (8 bytes), time (Unix ms),
@@ -34,7 +36,8 @@
 -- multi-exposed, first exposure ms) followed by one entry per metric the
 -- unit counts in: metric id byte, state length byte, state ('' for
 -- binomial/retention, '<d' total for sum, '<dd' numerator and denominator
--- for ratio). An entry of id 0 holds the unit's covariates, recorded at its
+-- for ratio, '<Bi6' furthest step reached and the ms it was reached for
+-- funnel). An entry of id 0 holds the unit's covariates, recorded at its
 -- first exposure: per metric with a covariate, its id byte and '<d' x.
 local MAX_VALUE = 1000000000000000
 
@@ -212,7 +215,8 @@ end
 
 -- Adds sign times the unit's exposure and metric figures to cohort-day hash
 -- `key`. Binomial and retention metrics keep only `units` (their sum and
--- sum of squares equal it). A unit with a covariate for a metric also
+-- sum of squares equal it); a funnel keeps `units` (step 1 reached) and
+-- step<k>, the units that reached step k. A unit with a covariate for a metric also
 -- counts in its cuped_* figures (y is 0 for a unit without events).
 local function apply_unit(key, sign, v, states, order)
   count(key, field(v), sign)
@@ -241,6 +245,9 @@ local function apply_unit(key, sign, v, states, order)
         sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
         sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
         sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+        y = nil
+      elseif #s == 7 then
+        for k = 1, string.byte(s, 1) do count(key, field(v, sig, 'step' .. k), sign) end
         y = nil
       end
       if y and cov[id] then
@@ -310,12 +317,17 @@ local function check_args()
     if err then return err end
     for a = o + 1, o + tonumber(ARGV[o]) * 6, 6 do
       err = check_text(a, 'metric signature')
-      if not err and not string.find(ARGV[a + 1], '^[bsrt]$') then
-        err = arg_error(a + 1, 'metric type', 'b, s, r or t')
+      if not err and not string.find(ARGV[a + 1], '^[bsrtf]$') then
+        err = arg_error(a + 1, 'metric type', 'b, s, r, t or f')
       end
-      err = err or check_int(a + 2, 'source aggregation', 0, 2) or
-            check_int(a + 3, 'denominator aggregation', 0, 2) or
-            check_int(a + 4, 'window (ms)', 0, 2^63) or
+      if not err and ARGV[a + 1] == 'f' then
+        err = check_int(a + 2, 'funnel step', 1, 255) or
+              check_int(a + 3, 'step window (ms)', 0, 2^63)
+      else
+        err = err or check_int(a + 2, 'source aggregation', 0, 2) or
+              check_int(a + 3, 'denominator aggregation', 0, 2)
+      end
+      err = err or check_int(a + 4, 'window (ms)', 0, 2^63) or
             check_int(a + 5, 'retention day', 0, MAX_TIME / MS_DAY)
       if err then return err end
     end
@@ -448,6 +460,13 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
     elseif typ == 't' then
       local from = first + m.rday * MS_DAY
       inside = t >= from and t < from + MS_DAY and not counted
+    elseif typ == 'f' then
+      -- The next step only, at or after the unit reached the one before
+      -- (step 0: its first exposure), inside both windows.
+      local reached, at = 0, first
+      if counted then reached, at = struct.unpack('<Bi6', s) end
+      inside = reached == m.a - 1 and t >= at and t < window_end and
+               (m.b == 0 or t < at + m.b)
     else
       dn, dd = delta_of(m.a, value), delta_of(m.b, value)
       inside = (dn ~= nil or dd ~= nil) and t < window_end
@@ -459,7 +478,11 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
         count(dkey, field(rv, sig, 'units'), 1)
       end
       local cx = cov[id]
-      if typ == 'b' or typ == 't' then
+      if typ == 'f' then
+        states[id] = struct.pack('<Bi6', m.a, t)
+        count(dkey, field(rv, sig, 'step' .. m.a), 1)
+        changed = true
+      elseif typ == 'b' or typ == 't' then
         states[id] = ''
         changed = true
         if cx then cuped_y(dkey, rv, sig, cx, 0, 1) end

@@ -31,7 +31,8 @@
 -- multi-exposed, first exposure ms) followed by one entry per metric the
 -- unit counts in: metric id byte, state length byte, state ('' for
 -- binomial/retention, '<d' total for sum, '<dd' numerator and denominator
--- for ratio). An entry of id 0 holds the unit's covariates, recorded at its
+-- for ratio, '<Bi6' furthest step reached and the ms it was reached for
+-- funnel). An entry of id 0 holds the unit's covariates, recorded at its
 -- first exposure: per metric with a covariate, its id byte and '<d' x.
 local MAX_VALUE = 1000000000000000
 
@@ -209,7 +210,8 @@ end
 
 -- Adds sign times the unit's exposure and metric figures to cohort-day hash
 -- `key`. Binomial and retention metrics keep only `units` (their sum and
--- sum of squares equal it). A unit with a covariate for a metric also
+-- sum of squares equal it); a funnel keeps `units` (step 1 reached) and
+-- step<k>, the units that reached step k. A unit with a covariate for a metric also
 -- counts in its cuped_* figures (y is 0 for a unit without events).
 local function apply_unit(key, sign, v, states, order)
   count(key, field(v), sign)
@@ -238,6 +240,9 @@ local function apply_unit(key, sign, v, states, order)
         sum(key, field(v, sig, 'sum_num_sq'), sign * (n * n))
         sum(key, field(v, sig, 'sum_den_sq'), sign * (d * d))
         sum(key, field(v, sig, 'sum_num_den'), sign * (n * d))
+        y = nil
+      elseif #s == 7 then
+        for k = 1, string.byte(s, 1) do count(key, field(v, sig, 'step' .. k), sign) end
         y = nil
       end
       if y and cov[id] then
