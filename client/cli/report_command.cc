@@ -90,6 +90,8 @@ int RunReport(const std::vector<std::string>& argv) {
           ResultsRequestFromArgs(command, args, &request)) {
     return *done;
   }
+  // The page draws the trend by cohort day.
+  request.set_include_daily(true);
   const std::string path =
       args.Get("out", absl::StrCat(request.experiment_key(), "-report.html"));
   if (path.empty()) {
