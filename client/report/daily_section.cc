@@ -52,10 +52,12 @@ TrendSpec TrendOf(const v1::GetResultsResponse& r, const std::vector<Day>& days,
   if (relative) {
     spec.no_always_valid_note = "always-valid interval: absolute lift only";
   }
-  for (const v1::VariantResult& variant : r.variants()) {
+  for (int index = 0; index < r.variants_size(); ++index) {
+    const v1::VariantResult& variant = r.variants(index);
     if (variant.is_control()) continue;
     TrendSeries series;
     series.label = variant.key();
+    series.style = index;  // as in the exposure bars
     for (const Day& day : days) {
       const v1::VariantResult* v = FindVariant(*day.result, variant.key());
       const v1::MetricResult* m = v ? FindMetric(*v, key) : nullptr;

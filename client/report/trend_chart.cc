@@ -247,7 +247,8 @@ TrendLayout LayoutTrend(const TrendSpec& spec) {
   for (size_t i = 0; i < spec.series.size(); ++i) {
     const std::vector<TrendPoint>& points = spec.series[i].points;
     TrendSeriesLayout s;
-    s.shape = static_cast<int>(i % kShapes);
+    const int style = spec.series[i].style;
+    s.shape = style >= 0 ? style : static_cast<int>(i);
     for (const TrendPoint& p : points) {
       TrendPointLayout pl;
       pl.day = p.day;
@@ -318,17 +319,16 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
   for (size_t i = 0; i < l.series.size(); ++i) {
     const TrendSeriesLayout& s = l.series[i];
     const TrendSeries& data = spec.series[i];
-    const char* colour = ColourOf(i);
+    const char* colour = ColourOf(static_cast<size_t>(s.shape));
     absl::StrAppend(&svg, "<g class=\"series\"><title>", EscapeXml(data.label),
                     "</title>");
     for (const Run& run : s.band_runs) {
       if (run.end - run.begin == 1) {
         const TrendPointLayout& p = s.points[run.begin];
-        absl::StrAppend(&svg,
-                        Line(p.x, p.fixed->x1, p.x, p.fixed->x2, "ci-fixed",
-                             absl::StrCat("stroke=\"", colour,
-                                          "\" stroke-width=\"6\" "
-                                          "stroke-opacity=\"0.3\"")));
+        absl::StrAppend(&svg, Line(p.x, p.fixed->x1, p.x, p.fixed->x2, "ci-bar",
+                                   absl::StrCat("stroke=\"", colour,
+                                                "\" stroke-width=\"6\" "
+                                                "stroke-opacity=\"0.3\"")));
         continue;
       }
       std::string points;
@@ -408,7 +408,8 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
     if (i > 0 && i % kLegendPerRow == 0) ly += 22;
     absl::StrAppend(
         &svg,
-        LegendItem(Marker(static_cast<int>(i % kShapes), lx, ly, ColourOf(i)),
+        LegendItem(Marker(l.series[i].shape, lx, ly,
+                          ColourOf(static_cast<size_t>(l.series[i].shape))),
                    lx, ly,
                    ShortenLabel(spec.series[i].label, kMaxLabelChars + 4)));
   }

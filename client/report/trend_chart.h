@@ -76,6 +76,10 @@ struct TrendPoint {
 struct TrendSeries {
   std::string label;  // the variant's key
   std::vector<TrendPoint> points;
+  // Which marker shape and colour, so that a variant looks the same in
+  // every chart (the exposure bars use the variant's index). Default (-1):
+  // the series' position.
+  int style = -1;
 };
 
 struct TrendSpec {
@@ -131,8 +135,8 @@ struct TrendLayout {
 // the last day of any series (day 0 alone when there is none); the y domain
 // is as LiftDomain over every point's estimate, fixed and always-valid
 // bounds, and ends beyond it are clipped to the plot's edge. Series get the
-// marker shapes in order (circle, square, triangle, diamond, triangle down,
-// then again); end labels are spaced so they do not overlap.
+// marker shapes of their style (circle, square, triangle, diamond, triangle
+// down, then again); end labels are spaced so they do not overlap.
 TrendLayout LayoutTrend(const TrendSpec& spec);
 
 // The trend chart as one <svg> with a viewBox: per series the fixed-horizon

@@ -115,7 +115,7 @@ TEST(TrendLayout, OneDayIsAPointWithItsIntervalInTheMiddle) {
   EXPECT_GT(l.zero_y, p.fixed->x1);
 
   const std::string svg = RenderTrendSvg(spec);
-  EXPECT_EQ(Count(svg, "class=\"ci-fixed\""), 1u) << "a bar, not a band";
+  EXPECT_EQ(Count(svg, "class=\"ci-bar\""), 1u) << "a bar, not a band";
   EXPECT_EQ(Count(svg, "class=\"ci-band\""), 0u);
   EXPECT_EQ(Count(svg, "<circle class=\"marker\""), 2u) << "point, legend";
   EXPECT_THAT(svg, HasSubstr("cohort day (UTC), 2026-01-05<"));
@@ -207,6 +207,9 @@ TEST(TrendLayout, EachVariantHasItsOwnShapeAndAVariantWithoutDataIsNamed) {
 
   const std::string svg = RenderTrendSvg(spec);
   EXPECT_EQ(Count(svg, "<circle class=\"marker\""), 3u) << "2 points, legend";
+  // A style given keeps a variant's look across charts.
+  spec.series[0].style = 3;
+  EXPECT_EQ(LayoutTrend(spec).series[0].shape, 3);
   EXPECT_EQ(Count(svg, "<rect class=\"marker\""), 1u) << "b: legend only";
   EXPECT_EQ(Count(svg, "<polygon class=\"marker\""), 2u) << "c: 1 + legend";
   EXPECT_THAT(svg, HasSubstr(">b</text>"));
