@@ -7,8 +7,8 @@
 // no request for anything but the file; printed to PDF, its pages must be
 // A4. Also the command's errors.
 //
-// ABEXP_REPORT_SCREENSHOT_DIR: when set, the screenshots are copied there
-// (docs/report.png is the 1280-wide one).
+// ABEXP_REPORT_SCREENSHOT_DIR: when set, the screenshots and the page
+// (report.html) are copied there (docs/report.png is the 1280-wide one).
 #include <zlib.h>
 
 #include <cmath>
@@ -62,7 +62,7 @@ metrics:
 
 experiments:
   - key: checkout
-    description: "One-page checkout <script>alert('x')</script> & <b>bold</b>"
+    description: "Address, payment and review on one page instead of three"
     owner: checkout-team@example.com
     status: running
     start: 2026-01-01T00:00:00Z
@@ -71,6 +71,16 @@ experiments:
       - {key: treatment, weight: 1}
       - {key: b, weight: 1}
     metrics: [purchase_conversion, orders_per_user, newsletter_signup, error_rate]
+    primary_metric: purchase_conversion
+  - key: hostile
+    description: "One-page checkout <script>alert('x')</script> & <b>bold</b>"
+    owner: checkout-team@example.com
+    status: running
+    start: 2026-01-01T00:00:00Z
+    variants:
+      - {key: control, weight: 1}
+      - {key: treatment, weight: 1}
+    metrics: [purchase_conversion]
     primary_metric: purchase_conversion
 )yaml";
 
@@ -321,27 +331,40 @@ class ReportBrowserTest : public RecordingServerTest {
  protected:
   ReportBrowserTest() : RecordingServerTest(kConfig, "reportbrowser") {}
 
-  void Expose(const std::string& variant, const std::string& prefix, int n) {
-    ExposeUsers("checkout", variant, prefix, n, start_);
+  void Expose(const std::string& variant, const std::string& prefix, int n,
+              absl::Time at) {
+    ExposeUsers("checkout", variant, prefix, n, at);
   }
-  void Send(const std::string& event, const std::string& prefix, int n) {
-    SendEvents(event, prefix, n, start_ + absl::Seconds(1));
+  void Send(const std::string& event, const std::string& prefix, int n,
+            absl::Time at) {
+    SendEvents(event, prefix, n, at + absl::Seconds(1));
   }
 
-  // 1000 units per variant; treatment converts better (130 vs 100 orders,
-  // one each), b no differently (98); signups only in treatment (a zero
-  // control rate); errors about the same.
+  // 1000 units per variant over two UTC days, 400 yesterday ("-y") and 600
+  // today; treatment converts better (130 vs 100 orders in all, one each),
+  // b no differently (98); signups only in treatment (a zero control rate);
+  // errors about the same.
   void Record() {
-    ASSERT_NO_FATAL_FAILURE(Expose("control", "c", 1000));
-    ASSERT_NO_FATAL_FAILURE(Expose("treatment", "t", 1000));
-    ASSERT_NO_FATAL_FAILURE(Expose("b", "b", 1000));
-    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "c", 100));
-    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "t", 130));
-    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "b", 98));
-    ASSERT_NO_FATAL_FAILURE(Send("signed_up", "t", 6));
-    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "c", 20));
-    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "t", 22));
-    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "b", 19));
+    const absl::Time yesterday = start_ - absl::Hours(24);
+    for (const char* v : {"control", "treatment", "b"}) {
+      const std::string prefix(1, v[0]);
+      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix + "-y", 400, yesterday));
+      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix, 600, start_));
+    }
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "c-y", 40, yesterday));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "t-y", 52, yesterday));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "b-y", 39, yesterday));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "c", 60, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "t", 78, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("order_completed", "b", 59, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("signed_up", "t", 6, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "c", 20, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "t", 22, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("error_shown", "b", 19, start_));
+  }
+
+  std::string Day(absl::Time t) const {
+    return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone());
   }
 
   const absl::Time start_ = absl::Now();
@@ -387,12 +410,19 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
     }
   }
 
+  if (const char* keep = std::getenv("ABEXP_REPORT_SCREENSHOT_DIR")) {
+    std::filesystem::copy_file(
+        page, absl::StrCat(keep, "/report.html"),
+        std::filesystem::copy_options::overwrite_existing);
+  }
   const BrowserRun dom = RunBrowser(out_, page, "dom", {"--dump-dom"});
   ExpectQuietAndOffline(dom, "dump-dom");
   const std::string& html = dom.result.out;
-  // Four metrics, each a relative and an absolute forest plot.
+  // Four metrics, each a relative and an absolute forest plot, and a
+  // relative and an absolute trend.
   EXPECT_EQ(Count(html, "<svg class=\"forest\""), 8u);
-  EXPECT_EQ(Count(html, "class=\"zero-line\""), 8u);
+  EXPECT_EQ(Count(html, "<svg class=\"trend\""), 8u);
+  EXPECT_EQ(Count(html, "class=\"zero-line\""), 16u);
   // treatment and b in each plot, but newsletter_signup has no interval
   // where its rate is 0 against 0 (b: absolute and relative) or the
   // relative lift divides by control's 0 (treatment). Only the absolute
@@ -403,14 +433,26 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   // The sum metric is a mean per unit, not a percentage: 130 / 1000.
   EXPECT_THAT(html, HasSubstr("orders_per_user: 0.1 -&gt; 0.13"));
   EXPECT_THAT(html, HasSubstr(">not defined (see the warnings)</text>"));
-  // The description is text, not markup: no script element, the words shown.
-  EXPECT_THAT(html, Not(HasSubstr("<script")));
-  EXPECT_THAT(html, Not(HasSubstr("<b>bold")));
-  EXPECT_THAT(html, HasSubstr("One-page checkout &lt;script&gt;alert('x')"
-                              "&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"));
+  EXPECT_THAT(html, HasSubstr("Address, payment and review on one page"));
   EXPECT_THAT(html, HasSubstr("checkout-team@example.com"));
   EXPECT_THAT(html, Not(HasSubstr("role=\"alert\""))) << "1000 units each";
+  // The daily trend over the two cohort days: yesterday's 400 units and
+  // today's 600 per variant as bars, and lines through both days: at least
+  // treatment's and b's on purchase_conversion, relative and absolute.
   EXPECT_THAT(html, HasSubstr("id=\"daily-trend\""));
+  EXPECT_EQ(Count(html, "<svg class=\"exposures\""), 1u);
+  EXPECT_EQ(Count(html, "<rect class=\"bar\""), 6u);
+  EXPECT_THAT(html,
+              HasSubstr(absl::StrCat("<title>", Day(start_ - absl::Hours(24)),
+                                     " treatment: 400 units</title>")));
+  EXPECT_THAT(html, HasSubstr(absl::StrCat("<title>", Day(start_),
+                                           " treatment: 600 units</title>")));
+  EXPECT_THAT(html, HasSubstr(absl::StrCat("cohort day (UTC), ",
+                                           Day(start_ - absl::Hours(24)),
+                                           " to ", Day(start_))));
+  EXPECT_GE(Count(html, "<g class=\"trend-line\""), 4u);
+  EXPECT_GE(Count(html, "class=\"ci-band\""), 4u);
+  EXPECT_THAT(html, HasSubstr("is not a decision"));
 
   // Printed, every page is A4 (595 x 842 pt), not the browser's default
   // Letter (612 x 792): the page's @page rule holds.
@@ -424,6 +466,24 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   for (const std::string& box : boxes) {
     EXPECT_TRUE(IsA4(box)) << box;
   }
+}
+
+// A description with markup in it is shown as text: Chromium builds no
+// element from it.
+TEST_F(ReportBrowserTest, AHostileDescriptionStaysText) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const std::string page = absl::StrCat(out_.path(), "/hostile.html");
+  const Result report =
+      Cli({"report", "hostile", "--server", server_->address(), "--out", page});
+  ASSERT_EQ(report.code, 0) << report.err;
+  const BrowserRun dom = RunBrowser(out_, page, "hostile", {"--dump-dom"});
+  ExpectQuietAndOffline(dom, "dump-dom");
+  const std::string& html = dom.result.out;
+  EXPECT_THAT(html, Not(HasSubstr("<script")));
+  EXPECT_THAT(html, Not(HasSubstr("<b>bold")));
+  EXPECT_THAT(html, HasSubstr("One-page checkout &lt;script&gt;alert('x')"
+                              "&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"));
+  EXPECT_THAT(html, HasSubstr("No daily figures")) << "nothing recorded";
 }
 
 // The checks above can fail: a page that fetches an image and throws is

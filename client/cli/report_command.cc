@@ -28,9 +28,10 @@ const std::string kUsage = absl::StrCat(
 
 Writes the experiment's results as one self-contained HTML page: the
 experiment's facts, a banner on a sample-ratio mismatch, the decision and
-why, a summary in plain words ready to paste, and per metric forest plots
-of the lifts (fixed-horizon and always-valid intervals) and the table of
-figures. The page fetches nothing (no scripts, fonts or images from the
+why, a summary in plain words ready to paste, per metric forest plots of
+the lifts (fixed-horizon and always-valid intervals) and the table of
+figures, and the daily trend: units exposed per day and the cumulative
+lift by cohort day. The page fetches nothing (no scripts, fonts or images from the
 network): it opens from an email attachment, and prints on A4.
 
   --out FILE           where to write the page (default:
@@ -90,6 +91,8 @@ int RunReport(const std::vector<std::string>& argv) {
           ResultsRequestFromArgs(command, args, &request)) {
     return *done;
   }
+  // The page draws the trend by cohort day.
+  request.set_include_daily(true);
   const std::string path =
       args.Get("out", absl::StrCat(request.experiment_key(), "-report.html"));
   if (path.empty()) {

@@ -1,6 +1,8 @@
 #include "client/report/figures.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 
@@ -33,6 +35,31 @@ const v1::MetricResult* FindMetric(const v1::VariantResult& variant,
     if (m.metric_key() == key) return &m;
   }
   return nullptr;
+}
+
+const v1::MetricResult* MetricDefinition(const v1::GetResultsResponse& r,
+                                         const std::string& key) {
+  for (const v1::VariantResult& v : r.variants()) {
+    if (const v1::MetricResult* m = FindMetric(v, key)) return m;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> MetricKeys(const v1::GetResultsResponse& r) {
+  std::vector<std::string> keys;
+  for (const v1::VariantResult& v : r.variants()) {
+    for (const v1::MetricResult& m : v.metrics()) {
+      if (std::find(keys.begin(), keys.end(), m.metric_key()) == keys.end()) {
+        keys.push_back(m.metric_key());
+      }
+    }
+  }
+  return keys;
+}
+
+bool IsRate(const v1::MetricResult& m) {
+  return m.type() == "binomial" || m.type() == "retention" ||
+         m.type() == "funnel";
 }
 
 std::string ConfidenceLevel(double alpha) {

@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "abexp/v1/results.pb.h"
 
@@ -24,6 +25,19 @@ std::string FormatChance(std::optional<double> p);
 // The metric `key` of `variant`, or null when the variant has none.
 const v1::MetricResult* FindMetric(const v1::VariantResult& variant,
                                    const std::string& key);
+
+// The metric `key` of the first variant that has it: its type and
+// direction. Null when no variant has it.
+const v1::MetricResult* MetricDefinition(const v1::GetResultsResponse& r,
+                                         const std::string& key);
+
+// Metric keys in the order of the first variant that lists any, then any
+// others a later variant adds.
+std::vector<std::string> MetricKeys(const v1::GetResultsResponse& r);
+
+// A binomial or retention metric: its estimate is a rate, shown in percent,
+// and its differences in percentage points.
+bool IsRate(const v1::MetricResult& m);
 
 // "95%" for alpha 0.05.
 std::string ConfidenceLevel(double alpha);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "client/report/daily_section.h"
 #include "client/report/figures.h"
 #include "client/report/svg_chart.h"
 
@@ -50,6 +51,10 @@ th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #1b1b1b; white-space: normal; vertical-align: bottom; }
 .warnings { font-size: 0.9em; }
 td .ci { font-size: 0.85em; color: #333; }
+.chart-pair { display: grid; grid-template-columns: 1fr; gap: 0 24px; }
+@media (min-width: 1000px) { .chart-pair { grid-template-columns: 1fr 1fr; } }
+.chart .caption { margin: 0.4em 0 0; font-weight: 600; font-size: 0.9em; }
+.note { max-width: 60em; }
 .placeholder { border: 2px dashed #888; padding: 8px 16px; margin: 16px 0; }
 footer { margin-top: 2em; font-size: 0.85em; color: #444; }
 @media (max-width: 480px) {
@@ -62,7 +67,8 @@ footer { margin-top: 2em; font-size: 0.85em; color: #444; }
   @page { size: A4; margin: 14mm; }
   body { font-size: 10.5pt; }
   main { max-width: none; padding: 0; }
-  section.metric, .decision, .banner, .summary { break-inside: avoid; }
+  section.metric, .decision, .banner, .summary, .chart { break-inside: avoid; }
+  .chart-pair { grid-template-columns: 1fr 1fr; }
   .table-wrap { overflow: visible; }
   table { font-size: 8.5pt; }
   th, td { white-space: normal; }
@@ -73,11 +79,6 @@ std::string E(absl::string_view s) { return EscapeXml(s); }
 
 std::optional<double> Opt(bool has, double v) {
   return has ? std::optional<double>(v) : std::nullopt;
-}
-
-bool IsRate(const v1::MetricResult& m) {
-  return m.type() == "binomial" || m.type() == "retention" ||
-         m.type() == "funnel";
 }
 
 // A variant's estimate: a rate in percent, else four significant digits.
@@ -112,20 +113,6 @@ std::string Range(std::optional<double> low, std::optional<double> high,
   return absl::StrCat("[", end(*low), ", ", end(*high), "]");
 }
 
-// Metric keys in the order of the first variant that lists any, then any
-// others a later variant adds.
-std::vector<std::string> MetricKeys(const v1::GetResultsResponse& r) {
-  std::vector<std::string> keys;
-  for (const v1::VariantResult& v : r.variants()) {
-    for (const v1::MetricResult& m : v.metrics()) {
-      if (std::find(keys.begin(), keys.end(), m.metric_key()) == keys.end()) {
-        keys.push_back(m.metric_key());
-      }
-    }
-  }
-  return keys;
-}
-
 // A table cell's HTML: an effect, and under it its interval; "-" without an
 // estimate.
 template <typename Fmt>
@@ -139,14 +126,6 @@ std::string LiftCell(const v1::Effect& e, Fmt fmt) {
         "</span>");
   }
   return s;
-}
-
-const v1::MetricResult* Definition(const v1::GetResultsResponse& r,
-                                   const std::string& key) {
-  for (const v1::VariantResult& v : r.variants()) {
-    if (const v1::MetricResult* m = FindMetric(v, key)) return m;
-  }
-  return nullptr;
 }
 
 const v1::VariantResult* Control(const v1::GetResultsResponse& r) {
@@ -475,9 +454,69 @@ std::string MetricTable(const v1::GetResultsResponse& r,
   return out;
 }
 
+// The CUPED figures of a metric with a covariate, as `abexp results` shows
+// them: each variant's estimate adjusted by the covariate and its
+// comparison, over its units with the covariate. Empty without them.
+std::string CupedTable(const v1::GetResultsResponse& r,
+                       const std::string& key) {
+  const v1::MetricResult* def = MetricDefinition(r, key);
+  if (def == nullptr || !def->has_cuped()) return "";
+  const std::string level = ConfidenceLevel(r.alpha());
+  std::string out = absl::StrCat(
+      "<h3>CUPED: adjusted by the covariate (units with it only)</h3>"
+      "<div class=\"table-wrap\"><table class=\"cuped\"><thead><tr>"
+      "<th scope=\"col\">Variant</th><th scope=\"col\">Units with the "
+      "covariate</th><th scope=\"col\">Without</th><th scope=\"col\">"
+      "Adjusted estimate</th><th scope=\"col\">Absolute lift [",
+      level, " CI]</th><th scope=\"col\">Relative lift [", level,
+      " CI]</th><th scope=\"col\">p</th><th scope=\"col\">\xCE\xB8</th>"
+      "<th scope=\"col\">Variance reduction</th></tr></thead><tbody>");
+  std::vector<std::string> warnings;
+  for (const v1::VariantResult& v : r.variants()) {
+    const v1::MetricResult* m = FindMetric(v, key);
+    if (m == nullptr || !m->has_cuped()) continue;
+    const v1::CupedFigures& c = m->cuped();
+    for (const std::string& w : c.warnings()) {
+      warnings.push_back(absl::StrCat(v.key(), " CUPED: ", w));
+    }
+    absl::StrAppend(&out, "<tr><th scope=\"row\">", E(v.key()),
+                    v.is_control() ? " (control)" : "", "</th><td>",
+                    c.units_with_covariate(), "</td><td>",
+                    c.units_without_covariate(), "</td><td>",
+                    E(Value(*m, Opt(c.has_estimate(), c.estimate()))), "</td>");
+    if (v.is_control()) {
+      absl::StrAppend(&out, "<td colspan=\"5\">baseline</td></tr>");
+      continue;
+    }
+    absl::StrAppend(
+        &out, "<td>",
+        LiftCell(c.absolute(), [&](double x) { return Absolute(*m, x); }),
+        "</td><td>",
+        LiftCell(c.relative(), [](double x) { return Relative(x); }),
+        "</td><td>",
+        E(FormatPValue(
+            Opt(c.absolute().has_p_value(), c.absolute().p_value()))),
+        "</td><td>", c.has_theta() ? absl::StrFormat("%.4g", c.theta()) : "-",
+        "</td><td>",
+        c.has_variance_reduction()
+            ? absl::StrFormat("%.1f%%", c.variance_reduction() * 100)
+            : "-",
+        "</td></tr>");
+  }
+  absl::StrAppend(&out, "</tbody></table></div>");
+  if (!warnings.empty()) {
+    absl::StrAppend(&out, "<ul class=\"warnings\">");
+    for (const std::string& w : warnings) {
+      absl::StrAppend(&out, "<li>", E(w), "</li>");
+    }
+    absl::StrAppend(&out, "</ul>");
+  }
+  return out;
+}
+
 std::string MetricSection(const v1::GetResultsResponse& r,
                           const std::string& key) {
-  const v1::MetricResult* def = Definition(r, key);
+  const v1::MetricResult* def = MetricDefinition(r, key);
   std::string out = absl::StrCat(
       "<section class=\"metric\" id=\"metric-", E(key), "\"><h2>", E(key),
       " <span class=\"badge\">", E(def->type()), "</span>");
@@ -498,17 +537,9 @@ std::string MetricSection(const v1::GetResultsResponse& r,
                   "class=\"chart\">",
                   RenderForestSvg(ForestOf(r, key, *def, /*relative=*/false)),
                   "</div>");
-  absl::StrAppend(&out, MetricTable(r, key), "</section>");
+  absl::StrAppend(&out, MetricTable(r, key), CupedTable(r, key), "</section>");
   return out;
 }
-
-// The sections a later part fills; each says why it is empty.
-constexpr char kPending[] = R"html(
-<section class="placeholder" id="daily-trend"><h2>Daily trend (not available yet)</h2>
-<p>The cumulative lift per day and the exposures per day per variant need
-per-day aggregates, which abexp-server does not keep yet (issue 18). This
-section will show them once it does; nothing here is estimated.</p></section>
-)html";
 
 // A share as "12.5%", or "-".
 std::string Share(bool has, double v) {
@@ -621,7 +652,7 @@ std::string RenderHtmlReport(const v1::GetResultsResponse& r,
                     "figures: the experiment has no metrics, or none was "
                     "asked for.</p></section>");
   }
-  absl::StrAppend(&out, kPending, FunnelSection(r));
+  absl::StrAppend(&out, DailyTrendSection(r), FunnelSection(r));
   absl::StrAppend(&out,
                   "<footer><p>Made by <code>abexp report</code>. Intervals "
                   "that cross zero are not significant; the always-valid "

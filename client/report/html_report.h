@@ -1,8 +1,9 @@
 // The results report as one self-contained HTML page (`abexp report`,
 // docs/statistics.md "HTML report"): the experiment's facts, a loud banner
 // on a sample-ratio mismatch, the decision and why, a plain-words summary
-// ready to paste, and per metric forest plots (svg_chart.h) and the table of
-// figures.
+// ready to paste, per metric forest plots (svg_chart.h), the table of
+// figures and the CUPED table where there is one, and the daily trend from
+// the response's `daily` entries (daily_section.h).
 //
 // The page fetches nothing: its CSS and charts are inline, it uses no
 // script, web font or image by URL, so it opens from an email attachment or
@@ -10,9 +11,8 @@
 // to 1920 px wide screens, and prints on A4. Every text that comes from the
 // config, the server or the caller is HTML-escaped.
 //
-// The daily trend and the funnels need aggregates the server does not keep
-// yet (per cohort day, issue 18; funnels, a later part of issue 19): the page
-// has a marked section for each that says so, and draws nothing there.
+// The funnels are a later part of issue 19: the page has a marked section
+// that says so, and draws nothing there.
 //
 // Thread-safe: no shared state.
 #ifndef ABEXP_CLIENT_REPORT_HTML_REPORT_H_

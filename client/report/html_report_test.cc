@@ -213,10 +213,57 @@ TEST(HtmlReport, EachMetricHasTwoForestPlotsAndATable) {
   EXPECT_THAT(page, HasSubstr("[-1.00 pp, +5.00 pp]"));
 }
 
-TEST(HtmlReport, TheTrendAndFunnelsAreMarkedAsNotAvailableYet) {
-  const std::string page = RenderHtmlReport(Checkout(), {});
-  EXPECT_THAT(page, HasSubstr("id=\"daily-trend\""));
-  EXPECT_THAT(page, HasSubstr("Daily trend (not available yet)"));
+// Checkout() with two cohort days, 2026-11-01 and 2026-11-03 (no units on
+// the 2nd): the first day's figures are the totals' with the treatment's
+// lift halved, the last day's are the totals.
+v1::GetResultsResponse CheckoutWithDays() {
+  v1::GetResultsResponse r = Checkout();
+  v1::DayResult* first = r.add_daily();
+  first->set_day("2026-11-01");
+  for (int n : {600, 590, 610}) first->add_exposed_on_day(n);
+  *first->mutable_variants() = r.variants();
+  v1::MetricResult* oc = first->mutable_variants(1)->mutable_metrics(0);
+  oc->mutable_absolute()->set_estimate(0.01);
+  oc->mutable_relative()->set_estimate(0.1);
+  v1::DayResult* last = r.add_daily();
+  last->set_day("2026-11-03");
+  for (int n : {400, 410, 390}) last->add_exposed_on_day(n);
+  *last->mutable_variants() = r.variants();
+  return r;
+}
+
+// The text of the daily-trend section.
+std::string DailySection(const std::string& page) {
+  const size_t begin =
+      page.find("<section class=\"daily\" id=\"daily-trend\">");
+  EXPECT_NE(begin, std::string::npos);
+  if (begin == std::string::npos) return "";
+  return page.substr(begin, page.find("</section>", begin) - begin);
+}
+
+TEST(HtmlReport, TwoDaysDrawTheExposuresOnceAndATrendPerMetric) {
+  const std::string page = RenderHtmlReport(CheckoutWithDays(), {});
+  const std::string daily = DailySection(page);
+  EXPECT_THAT(daily, Not(HasSubstr("not available yet")));
+  EXPECT_EQ(Count(daily, "<svg class=\"exposures\""), 1u);
+  EXPECT_EQ(Count(daily, "<rect class=\"bar\""), 6u) << "2 days, 3 variants";
+  EXPECT_THAT(daily,
+              HasSubstr("<title>2026-11-01 treatment: 590 units</title>"));
+  // order_conversion and signup, each relative and absolute.
+  EXPECT_EQ(Count(daily, "<svg class=\"trend\""), 4u);
+  EXPECT_THAT(daily, HasSubstr("order_conversion (primary): cumulative lift"));
+  EXPECT_THAT(daily, HasSubstr("cohort day (UTC), 2026-11-01 to 2026-11-03"));
+  // The treatment's order_conversion: a line over both days with a band;
+  // its absolute lift has always-valid intervals, the relative has none.
+  EXPECT_GE(Count(daily, "class=\"ci-band\""), 2u);
+  EXPECT_EQ(Count(daily, "<g class=\"ci-always-valid\""), 2u)
+      << "a low and a high dashed line through both days, in "
+         "order_conversion's absolute lift only";
+  EXPECT_THAT(daily, HasSubstr("always-valid interval: absolute lift only"));
+  // What the trend is, and that a day is not a decision.
+  EXPECT_THAT(daily, HasSubstr("It is not the result as it stood on that day"));
+  EXPECT_THAT(daily, HasSubstr("is not a decision"));
+  // The funnels have their own section.
   EXPECT_THAT(page, HasSubstr("id=\"funnels\""));
 }
 
@@ -252,6 +299,80 @@ TEST(HtmlReport, AFunnelMetricShowsItsStepsPerVariant) {
   EXPECT_THAT(page, HasSubstr("30.00%"));
   // Without a funnel metric the section says so.
   EXPECT_THAT(RenderHtmlReport(Checkout(), {}), HasSubstr("No funnel metric"));
+}
+
+TEST(HtmlReport, ThePrimaryMetricsTrendComesFirst) {
+  v1::GetResultsResponse r = CheckoutWithDays();
+  for (v1::DayResult& d : *r.mutable_daily()) {
+    for (v1::VariantResult& v : *d.mutable_variants()) {
+      for (v1::MetricResult& m : *v.mutable_metrics()) {
+        m.set_primary(m.metric_key() == "signup");
+      }
+    }
+  }
+  for (v1::VariantResult& v : *r.mutable_variants()) {
+    for (v1::MetricResult& m : *v.mutable_metrics()) {
+      m.set_primary(m.metric_key() == "signup");
+    }
+  }
+  const std::string daily = DailySection(RenderHtmlReport(r, {}));
+  const size_t signup = daily.find("<h3>signup (primary)");
+  const size_t order = daily.find("<h3>order_conversion:");
+  ASSERT_NE(signup, std::string::npos);
+  ASSERT_NE(order, std::string::npos);
+  EXPECT_LT(signup, order);
+}
+
+TEST(HtmlReport, WithoutDailyEntriesTheSectionSaysSoAndDrawsNothing) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  const std::string daily = DailySection(page);
+  EXPECT_THAT(daily, HasSubstr("No daily figures"));
+  EXPECT_THAT(daily, Not(HasSubstr("<svg")));
+  EXPECT_THAT(page, HasSubstr("id=\"funnels\""));
+}
+
+TEST(HtmlReport, HostileStringsInTheDailyFiguresAreEscaped) {
+  v1::GetResultsResponse r = CheckoutWithDays();
+  for (v1::DayResult& d : *r.mutable_daily()) {
+    d.mutable_variants(1)->set_key("<svg onload=alert(2)>");
+  }
+  r.mutable_variants(1)->set_key("<svg onload=alert(2)>");
+  r.add_daily()->set_day("<script>alert(3)</script>");
+  const std::string daily = DailySection(RenderHtmlReport(r, {}));
+  EXPECT_THAT(daily, Not(HasSubstr("<svg onload")));
+  EXPECT_THAT(daily, Not(HasSubstr("<script")));
+  EXPECT_THAT(daily, HasSubstr("&lt;svg onload=alert(2)&gt;"));
+  EXPECT_THAT(daily, HasSubstr("1 day left out"));
+}
+
+TEST(HtmlReport, CupedFiguresAreShownWhereAMetricHasThem) {
+  v1::GetResultsResponse r = Checkout();
+  v1::CupedFigures* c =
+      r.mutable_variants(0)->mutable_metrics(0)->mutable_cuped();
+  c->set_units_with_covariate(990);
+  c->set_units_without_covariate(10);
+  c->set_estimate(0.101);
+  c = r.mutable_variants(1)->mutable_metrics(0)->mutable_cuped();
+  c->set_units_with_covariate(980);
+  c->set_units_without_covariate(20);
+  c->set_estimate(0.119);
+  c->mutable_absolute()->set_estimate(0.018);
+  c->mutable_absolute()->set_ci_low(0.008);
+  c->mutable_absolute()->set_ci_high(0.028);
+  c->mutable_absolute()->set_p_value(0.0123);
+  c->mutable_relative()->set_estimate(0.178);
+  c->set_theta(0.8125);
+  c->set_variance_reduction(0.375);
+  c->add_warnings("<covariate> missing for 20 units");
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_EQ(Count(page, "<table class=\"cuped\">"), 1u) << "signup has none";
+  EXPECT_THAT(page, HasSubstr("<td>980</td><td>20</td><td>11.90%</td>"));
+  EXPECT_THAT(page, HasSubstr("+1.80 pp<br><span class=\"ci\">[+0.80 pp, "
+                              "+2.80 pp]</span>"));
+  EXPECT_THAT(page, HasSubstr("<td>+17.8%</td><td>0.0123</td>"
+                              "<td>0.8125</td><td>37.5%</td>"));
+  EXPECT_THAT(page, HasSubstr("treatment CUPED: &lt;covariate&gt; missing"));
+  EXPECT_THAT(RenderHtmlReport(Checkout(), {}), Not(HasSubstr("CUPED")));
 }
 
 TEST(HtmlReport, ThePageFitsPhonesAndPrintsOnA4) {

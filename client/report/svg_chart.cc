@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/report/svg_parts.h"
 
 namespace abexp::report {
 namespace {
@@ -25,11 +26,8 @@ constexpr double kFooter = 92;  // axis labels, direction, legend
 constexpr size_t kMaxLabelChars = 20;
 
 // The colours only repeat what shapes and words already say.
-constexpr char kInk[] = "#222";
-constexpr char kGrid[] = "#ddd";
 constexpr char kBetterColour[] = "#1a7f37";
 constexpr char kWorseColour[] = "#b42318";
-constexpr char kNeutralColour[] = "#444";
 
 // 1, 2 or 5 times a power of ten, at least `rough`.
 double NiceStep(double rough) {
@@ -39,8 +37,6 @@ double NiceStep(double rough) {
   }
   return 10 * power;
 }
-
-std::string Num(double v) { return absl::StrFormat("%.2f", v); }
 
 const char* ColourOf(Verdict v) {
   switch (v) {
@@ -79,33 +75,6 @@ Verdict VerdictOf(const ForestRow& row, bool higher_is_better) {
   return above == higher_is_better ? Verdict::kBetter : Verdict::kWorse;
 }
 
-// The interval on scale x; ends outside the domain, infinite or NaN are at
-// the edge and marked clipped.
-Segment Place(const LinearScale& x, const Interval& in) {
-  Segment s;
-  const bool low_in = std::isfinite(in.low) && in.low >= x.lo();
-  const bool high_in = std::isfinite(in.high) && in.high <= x.hi();
-  s.clipped_low = !low_in;
-  s.clipped_high = !high_in;
-  s.x1 = low_in ? x(std::min(in.low, x.hi())) : x(x.lo());
-  s.x2 = high_in ? x(std::max(in.high, x.lo())) : x(x.hi());
-  return s;
-}
-
-// "+2.5%": a tick label; never "-0".
-std::string TickLabel(double value, int decimals, const ForestSpec& spec) {
-  double shown = value * spec.display_scale;
-  if (std::fabs(shown) < 0.5 * std::pow(10, -decimals)) shown = 0;
-  return absl::StrCat(shown > 0 ? absl::StrFormat("%+.*f", decimals, shown)
-                                : absl::StrFormat("%.*f", decimals, shown),
-                      spec.value_suffix);
-}
-
-std::string Shorten(const std::string& label) {
-  if (label.size() <= kMaxLabelChars) return label;
-  return absl::StrCat(label.substr(0, kMaxLabelChars - 1), "\xE2\x80\xA6");
-}
-
 // The estimate's marker: a triangle pointing up (better) or down (worse), a
 // hollow circle when not significant.
 std::string Marker(double cx, double cy, Verdict v) {
@@ -114,41 +83,34 @@ std::string Marker(double cx, double cy, Verdict v) {
     const double tip = v == Verdict::kBetter ? cy - 8 : cy + 8;
     const double base = v == Verdict::kBetter ? cy + 6 : cy - 6;
     return absl::StrCat("<polygon class=\"estimate ", ClassOf(v),
-                        "\" points=\"", Num(cx), ",", Num(tip), " ",
-                        Num(cx - 7), ",", Num(base), " ", Num(cx + 7), ",",
-                        Num(base), "\" fill=\"", colour, "\" stroke=\"", kInk,
-                        "\" stroke-width=\"1\"/>");
+                        "\" points=\"", SvgNum(cx), ",", SvgNum(tip), " ",
+                        SvgNum(cx - 7), ",", SvgNum(base), " ", SvgNum(cx + 7),
+                        ",", SvgNum(base), "\" fill=\"", colour, "\" stroke=\"",
+                        kInk, "\" stroke-width=\"1\"/>");
   }
-  return absl::StrCat("<circle class=\"estimate inconclusive\" cx=\"", Num(cx),
-                      "\" cy=\"", Num(cy), "\" r=\"6\" fill=\"#fff\" stroke=\"",
-                      colour, "\" stroke-width=\"2.5\"/>");
+  return absl::StrCat("<circle class=\"estimate inconclusive\" cx=\"",
+                      SvgNum(cx), "\" cy=\"", SvgNum(cy),
+                      "\" r=\"6\" fill=\"#fff\" stroke=\"", colour,
+                      "\" stroke-width=\"2.5\"/>");
 }
 
 // An arrowhead at x pointing left (dir -1) or right (+1).
 std::string Arrow(double x, double y, int dir, const char* colour) {
-  return absl::StrCat("<polygon class=\"arrow\" points=\"", Num(x + 7 * dir),
-                      ",", Num(y), " ", Num(x - 2 * dir), ",", Num(y - 6), " ",
-                      Num(x - 2 * dir), ",", Num(y + 6), "\" fill=\"", colour,
-                      "\"/>");
+  return absl::StrCat("<polygon class=\"arrow\" points=\"", SvgNum(x + 7 * dir),
+                      ",", SvgNum(y), " ", SvgNum(x - 2 * dir), ",",
+                      SvgNum(y - 6), " ", SvgNum(x - 2 * dir), ",",
+                      SvgNum(y + 6), "\" fill=\"", colour, "\"/>");
 }
 
 std::string DrawSegment(const Segment& s, double y, const char* cls,
                         const char* colour, double width, const char* dash) {
-  std::string out = absl::StrCat("<line class=\"", cls, "\" x1=\"", Num(s.x1),
-                                 "\" y1=\"", Num(y), "\" x2=\"", Num(s.x2),
-                                 "\" y2=\"", Num(y), "\" stroke=\"", colour,
-                                 "\" stroke-width=\"", width, "\"", dash, "/>");
+  std::string out = absl::StrCat(
+      "<line class=\"", cls, "\" x1=\"", SvgNum(s.x1), "\" y1=\"", SvgNum(y),
+      "\" x2=\"", SvgNum(s.x2), "\" y2=\"", SvgNum(y), "\" stroke=\"", colour,
+      "\" stroke-width=\"", width, "\"", dash, "/>");
   if (s.clipped_low) absl::StrAppend(&out, Arrow(s.x1, y, -1, colour));
   if (s.clipped_high) absl::StrAppend(&out, Arrow(s.x2, y, +1, colour));
   return out;
-}
-
-std::string Text(double x, double y, const char* anchor, const char* cls,
-                 absl::string_view text, int size = 13) {
-  return absl::StrCat("<text class=\"", cls, "\" x=\"", Num(x), "\" y=\"",
-                      Num(y), "\" text-anchor=\"", anchor, "\" font-size=\"",
-                      size, "\" fill=\"", kInk, "\">", EscapeXml(text),
-                      "</text>");
 }
 
 }  // namespace
@@ -228,6 +190,36 @@ int LinearScale::TickDecimals(double scale) const {
                     9);
 }
 
+Segment PlaceInterval(const LinearScale& x, const Interval& in) {
+  Segment s;
+  const bool low_in = std::isfinite(in.low) && in.low >= x.lo();
+  const bool high_in = std::isfinite(in.high) && in.high <= x.hi();
+  s.clipped_low = !low_in;
+  s.clipped_high = !high_in;
+  s.x1 = low_in ? x(std::min(in.low, x.hi())) : x(x.lo());
+  s.x2 = high_in ? x(std::max(in.high, x.lo())) : x(x.hi());
+  return s;
+}
+
+std::pair<double, double> LiftDomain(const std::vector<double>& core,
+                                     const std::vector<double>& reaching) {
+  double lo = 0, hi = 0;
+  auto widen = [&](double v) {
+    if (!std::isfinite(v)) return;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  };
+  for (double v : core) widen(v);
+  // An early always-valid interval can be many times wider than the rest,
+  // and would squeeze it into a few pixels.
+  const double reach =
+      hi > lo ? hi - lo : std::numeric_limits<double>::infinity();
+  for (double v : reaching) {
+    if (std::isfinite(v)) widen(std::clamp(v, lo - reach, hi + reach));
+  }
+  return {lo, hi};
+}
+
 const char* VerdictWord(Verdict verdict) {
   switch (verdict) {
     case Verdict::kBetter:
@@ -243,32 +235,19 @@ const char* VerdictWord(Verdict verdict) {
 }
 
 ForestLayout LayoutForest(const ForestSpec& spec) {
-  // The domain: zero, the estimates and the fixed-horizon bounds...
-  double lo = 0, hi = 0;
-  auto widen = [&](double v) {
-    if (!std::isfinite(v)) return;
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  };
+  std::vector<double> core, reaching;
   for (const ForestRow& row : spec.rows) {
-    if (row.estimate) widen(*row.estimate);
+    if (row.estimate) core.push_back(*row.estimate);
     if (row.fixed) {
-      widen(row.fixed->low);
-      widen(row.fixed->high);
+      core.push_back(row.fixed->low);
+      core.push_back(row.fixed->high);
+    }
+    if (row.always_valid) {
+      reaching.push_back(row.always_valid->low);
+      reaching.push_back(row.always_valid->high);
     }
   }
-  // ...then the always-valid bounds, by at most the span so far on each
-  // side: an early always-valid interval can be many times wider, and would
-  // squeeze the rest into a few pixels.
-  const double reach =
-      hi > lo ? hi - lo : std::numeric_limits<double>::infinity();
-  const double lo_limit = lo - reach, hi_limit = hi + reach;
-  for (const ForestRow& row : spec.rows) {
-    if (!row.always_valid) continue;
-    for (double v : {row.always_valid->low, row.always_valid->high}) {
-      if (std::isfinite(v)) widen(std::clamp(v, lo_limit, hi_limit));
-    }
-  }
+  const auto [lo, hi] = LiftDomain(core, reaching);
 
   const double rows =
       static_cast<double>(std::max<size_t>(spec.rows.size(), 1));
@@ -287,8 +266,9 @@ ForestLayout LayoutForest(const ForestSpec& spec) {
     r.verdict = VerdictOf(row, spec.higher_is_better);
     if (r.verdict != Verdict::kNoEstimate)
       r.estimate_x = layout.x(*row.estimate);
-    if (row.fixed) r.fixed = Place(layout.x, *row.fixed);
-    if (row.always_valid) r.always_valid = Place(layout.x, *row.always_valid);
+    if (row.fixed) r.fixed = PlaceInterval(layout.x, *row.fixed);
+    if (row.always_valid)
+      r.always_valid = PlaceInterval(layout.x, *row.always_valid);
     layout.rows.push_back(r);
   }
   return layout;
@@ -299,7 +279,7 @@ std::string RenderForestSvg(const ForestSpec& spec) {
   std::string svg = absl::StrCat(
       "<svg class=\"forest\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 "
       "0 ",
-      Num(l.width), " ", Num(l.height),
+      SvgNum(l.width), " ", SvgNum(l.height),
       "\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\" "
       "font-family=\"sans-serif\"><title>",
       EscapeXml(spec.title), "</title>");
@@ -308,19 +288,22 @@ std::string RenderForestSvg(const ForestSpec& spec) {
   const int decimals = l.x.TickDecimals(spec.display_scale);
   for (double t : l.x.ticks()) {
     const double tx = l.x(t);
-    absl::StrAppend(&svg, "<line class=\"grid\" x1=\"", Num(tx), "\" y1=\"",
-                    Num(l.plot_top), "\" x2=\"", Num(tx), "\" y2=\"",
-                    Num(l.plot_bottom), "\" stroke=\"", kGrid, "\"/>");
-    absl::StrAppend(&svg, Text(tx, l.plot_bottom + 16, "middle", "tick",
-                               TickLabel(t, decimals, spec), 12));
+    absl::StrAppend(&svg, "<line class=\"grid\" x1=\"", SvgNum(tx), "\" y1=\"",
+                    SvgNum(l.plot_top), "\" x2=\"", SvgNum(tx), "\" y2=\"",
+                    SvgNum(l.plot_bottom), "\" stroke=\"", kGrid, "\"/>");
+    absl::StrAppend(&svg, SvgText(tx, l.plot_bottom + 16, "middle", "tick",
+                                  SvgTickLabel(t, decimals, spec.display_scale,
+                                               spec.value_suffix),
+                                  12));
   }
-  absl::StrAppend(&svg, "<line class=\"axis\" x1=\"", Num(kPlotLeft),
-                  "\" y1=\"", Num(l.plot_bottom), "\" x2=\"", Num(kPlotRight),
-                  "\" y2=\"", Num(l.plot_bottom), "\" stroke=\"", kInk, "\"/>");
-  absl::StrAppend(&svg, "<line class=\"zero-line\" x1=\"", Num(l.zero_x),
-                  "\" y1=\"", Num(l.plot_top - 4), "\" x2=\"", Num(l.zero_x),
-                  "\" y2=\"", Num(l.plot_bottom), "\" stroke=\"", kInk,
-                  "\" stroke-width=\"2\"/>");
+  absl::StrAppend(&svg, "<line class=\"axis\" x1=\"", SvgNum(kPlotLeft),
+                  "\" y1=\"", SvgNum(l.plot_bottom), "\" x2=\"",
+                  SvgNum(kPlotRight), "\" y2=\"", SvgNum(l.plot_bottom),
+                  "\" stroke=\"", kInk, "\"/>");
+  absl::StrAppend(&svg, "<line class=\"zero-line\" x1=\"", SvgNum(l.zero_x),
+                  "\" y1=\"", SvgNum(l.plot_top - 4), "\" x2=\"",
+                  SvgNum(l.zero_x), "\" y2=\"", SvgNum(l.plot_bottom),
+                  "\" stroke=\"", kInk, "\" stroke-width=\"2\"/>");
 
   for (size_t i = 0; i < l.rows.size(); ++i) {
     const ForestRowLayout& r = l.rows[i];
@@ -328,10 +311,10 @@ std::string RenderForestSvg(const ForestSpec& spec) {
     absl::StrAppend(&svg, "<g class=\"row ", ClassOf(r.verdict), "\"><title>",
                     EscapeXml(row.label), ": ", VerdictWord(r.verdict),
                     "</title>");
-    absl::StrAppend(
-        &svg, Text(kLabelRight, r.y - 3, "end", "label", Shorten(row.label)));
-    absl::StrAppend(&svg, Text(kLabelRight, r.y + 13, "end", "verdict",
-                               VerdictWord(r.verdict), 11));
+    absl::StrAppend(&svg, SvgText(kLabelRight, r.y - 3, "end", "label",
+                                  ShortenLabel(row.label, kMaxLabelChars)));
+    absl::StrAppend(&svg, SvgText(kLabelRight, r.y + 13, "end", "verdict",
+                                  VerdictWord(r.verdict), 11));
     if (r.always_valid) {
       absl::StrAppend(
           &svg, DrawSegment(*r.always_valid, r.y + 10, "ci-always-valid",
@@ -344,10 +327,10 @@ std::string RenderForestSvg(const ForestSpec& spec) {
     if (r.estimate_x) {
       absl::StrAppend(&svg, Marker(*r.estimate_x, r.y, r.verdict));
     } else {
-      absl::StrAppend(&svg, Text(kPlotLeft + 6, r.y + 4, "start", "missing",
-                                 row.missing_note.empty() ? "no estimate"
-                                                          : row.missing_note,
-                                 12));
+      absl::StrAppend(&svg, SvgText(kPlotLeft + 6, r.y + 4, "start", "missing",
+                                    row.missing_note.empty() ? "no estimate"
+                                                             : row.missing_note,
+                                    12));
     }
     absl::StrAppend(&svg, "</g>");
   }
@@ -358,33 +341,34 @@ std::string RenderForestSvg(const ForestSpec& spec) {
                                            : "\xE2\x97\x80 better (lower)";
   const char* right = spec.higher_is_better ? "better (higher) \xE2\x96\xB6"
                                             : "worse (higher) \xE2\x96\xB6";
-  absl::StrAppend(&svg, Text(kPlotLeft, dir_y, "start", "direction", left, 12),
-                  Text(kPlotRight, dir_y, "end", "direction", right, 12));
+  absl::StrAppend(&svg,
+                  SvgText(kPlotLeft, dir_y, "start", "direction", left, 12),
+                  SvgText(kPlotRight, dir_y, "end", "direction", right, 12));
 
   // The legend.
   const double ly = l.plot_bottom + 60;
   absl::StrAppend(
-      &svg, "<g class=\"legend\"><line x1=\"10\" y1=\"", Num(ly),
-      "\" x2=\"40\" y2=\"", Num(ly), "\" stroke=\"", kNeutralColour,
+      &svg, "<g class=\"legend\"><line x1=\"10\" y1=\"", SvgNum(ly),
+      "\" x2=\"40\" y2=\"", SvgNum(ly), "\" stroke=\"", kNeutralColour,
       "\" stroke-width=\"4\"/>",
-      Text(46, ly + 4, "start", "legend-text",
-           absl::StrCat(spec.confidence, " interval (fixed horizon)"), 12),
-      "<line x1=\"250\" y1=\"", Num(ly), "\" x2=\"280\" y2=\"", Num(ly),
+      SvgText(46, ly + 4, "start", "legend-text",
+              absl::StrCat(spec.confidence, " interval (fixed horizon)"), 12),
+      "<line x1=\"250\" y1=\"", SvgNum(ly), "\" x2=\"280\" y2=\"", SvgNum(ly),
       "\" stroke=\"", kNeutralColour,
       "\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\"/>",
-      Text(286, ly + 4, "start", "legend-text",
-           absl::StrCat(spec.confidence, " always-valid interval"), 12));
+      SvgText(286, ly + 4, "start", "legend-text",
+              absl::StrCat(spec.confidence, " always-valid interval"), 12));
   const double my = ly + 22;
   absl::StrAppend(
       &svg, Marker(16, my, Verdict::kBetter),
-      Text(28, my + 4, "start", "legend-text", "better", 12),
+      SvgText(28, my + 4, "start", "legend-text", "better", 12),
       Marker(96, my, Verdict::kWorse),
-      Text(108, my + 4, "start", "legend-text", "worse", 12),
+      SvgText(108, my + 4, "start", "legend-text", "worse", 12),
       Marker(170, my, Verdict::kInconclusive),
-      Text(182, my + 4, "start", "legend-text", "not significant", 12),
+      SvgText(182, my + 4, "start", "legend-text", "not significant", 12),
       Arrow(300, my, +1, kNeutralColour),
-      Text(312, my + 4, "start", "legend-text",
-           "interval goes on beyond the chart", 12),
+      SvgText(312, my + 4, "start", "legend-text",
+              "interval goes on beyond the chart", 12),
       "</g></svg>");
   return svg;
 }

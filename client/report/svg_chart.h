@@ -14,6 +14,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -110,6 +111,17 @@ struct Segment {
   double x1 = 0, x2 = 0;
   bool clipped_low = false, clipped_high = false;
 };
+
+// `in` on scale x: x1 is where its low end goes, x2 its high end (for a
+// vertical scale, whose pixels run upwards, x1 is below x2). An end outside
+// the domain, infinite or NaN is at the domain's edge and marked clipped.
+Segment PlaceInterval(const LinearScale& x, const Interval& in);
+
+// The [lo, hi] a lift chart covers: zero and every finite value of `core`
+// (estimates, fixed-horizon bounds), then every finite value of `reaching`
+// (always-valid bounds) by at most that span again on each side.
+std::pair<double, double> LiftDomain(const std::vector<double>& core,
+                                     const std::vector<double>& reaching);
 
 struct ForestRowLayout {
   double y = 0;  // the row's centre line
