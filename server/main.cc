@@ -33,7 +33,9 @@
 // With --http_listen=HOST:PORT it serves GET /metrics (Prometheus), /healthz
 // and /readyz over HTTP (docs/operations.md), and the OpenFeature remote
 // evaluation protocol under /ofrep/v1/ (server/ofrep/, README.md "Using it
-// from OpenFeature"), and abexp.v1.RecordingService's gRPC health is
+// from OpenFeature"), and each experiment's results page at
+// /experiments/KEY/report (server/report_endpoint.h); and
+// abexp.v1.RecordingService's gRPC health is
 // NOT_SERVING while recording cannot acknowledge.
 //
 // With --auth_tokens_file, every call but health checks needs a bearer token
@@ -75,6 +77,7 @@
 #include "server/metrics/metrics.h"
 #include "server/ofrep/ofrep_handler.h"
 #include "server/operator_endpoints.h"
+#include "server/report_endpoint.h"
 #include "server/server_setup.h"
 #include "server/server_tls.h"
 #include "server/service/assignment_service.h"
@@ -917,6 +920,9 @@ int RunServer(const ServerOptions& options) {
     ofrep = MakeOfrepHandler(config_store, &recorder, &ofrep_sticky, &http_auth,
                              metrics.get());
     ofrep->AddRoutes(&routes);
+    AddReportRoute(&routes,
+                   {config_store, &event_store, &http_auth,
+                    absl::StrCat("abexp-server (gRPC port ", port, ")")});
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(options.http_listen, std::move(routes),
                             options.http);

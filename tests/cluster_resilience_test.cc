@@ -85,12 +85,8 @@ class ClusterResilienceTest : public ::testing::Test {
         ServerProcess::Start(config, server_flags);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    const std::string line = server_->listening_line();
-    const size_t at = line.find(" http=");
-    ASSERT_NE(at, std::string::npos) << line;
-    const std::string http = line.substr(at + 6);
-    ASSERT_TRUE(absl::SimpleAtoi(http.substr(http.rfind(':') + 1), &http_port_))
-        << line;
+    http_port_ = server_->http_port();
+    ASSERT_NE(http_port_, 0) << server_->listening_line();
     channel_ = grpc::CreateChannel(server_->address(),
                                    grpc::InsecureChannelCredentials());
   }

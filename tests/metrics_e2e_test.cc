@@ -128,18 +128,6 @@ class MetricsE2eTest : public RecordingServerTest {
  protected:
   MetricsE2eTest() : RecordingServerTest(Config(), "") {}
 
-  void StartWithHttp(std::vector<std::string> extra = {}) {
-    extra.push_back("--http_listen=127.0.0.1:0");
-    extra.push_back("--spool_dir=" + dir_.path() + "/spool");
-    ASSERT_NO_FATAL_FAILURE(StartServer(extra));
-    const std::string line = server_->listening_line();
-    const size_t at = line.find(" http=");
-    ASSERT_NE(at, std::string::npos) << line;
-    http_ = line.substr(at + 6);
-    const size_t colon = http_.rfind(':');
-    ASSERT_TRUE(absl::SimpleAtoi(http_.substr(colon + 1), &http_port_)) << line;
-  }
-
   // GET `path` of the HTTP listener: the status and body (status -1 when
   // it could not be asked).
   std::pair<int, std::string> Get(const std::string& path) {
@@ -163,9 +151,6 @@ class MetricsE2eTest : public RecordingServerTest {
     SetDeadline(&context, absl::Seconds(30));
     return assign_->Assign(&context, request, response);
   }
-
-  std::string http_;
-  int http_port_ = 0;
 };
 
 // Runs `promtool check metrics` on `text`; its exit code and output.
@@ -181,7 +166,7 @@ std::pair<int, std::string> Promtool(const std::string& dir,
 }
 
 TEST_F(MetricsE2eTest, CountersMoveByExactlyTheTrafficSent) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   const std::vector<Sample> before = ParseSamples(Scrape());
 
   // 40 Assign calls; what they served, by experiment and variant.
@@ -316,7 +301,7 @@ TEST_F(MetricsE2eTest, CountersMoveByExactlyTheTrafficSent) {
 }
 
 TEST_F(MetricsE2eTest, ReloadsAreCountedByResult) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   const std::vector<Sample> before = ParseSamples(Scrape());
   EXPECT_EQ(Value(before, "abexp_config_running_experiments"), 2);
   EXPECT_GT(Value(before, "abexp_config_last_success_timestamp_seconds"), 0);
@@ -354,7 +339,7 @@ TEST_F(MetricsE2eTest, ReloadsAreCountedByResult) {
 }
 
 TEST_F(MetricsE2eTest, RecordingHealthFollowsWhetherItCanAcknowledge) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp({"--shutdown_grace=1s"}));
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp({"--shutdown_grace=1s"}));
   const std::string service = "abexp.v1.RecordingService";
   EXPECT_EQ(Get("/healthz").first, 200);
   EXPECT_EQ(Get("/readyz").first, 200) << Get("/readyz").second;
@@ -422,7 +407,7 @@ TEST_F(MetricsE2eTest, RecordingHealthFollowsWhetherItCanAcknowledge) {
 // Redis down: one call of 3 exposures goes to the spool, and the spool's
 // figures say so until the replay has moved it into Redis.
 TEST_F(MetricsE2eTest, SpoolFiguresFollowAnOutage) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   const std::vector<Sample> before = ParseSamples(Scrape());
   ASSERT_TRUE(redis_->Kill().ok());
   v1::RecordExposuresRequest request;
@@ -476,7 +461,7 @@ TEST_F(MetricsE2eTest, SpoolFiguresFollowAnOutage) {
 }
 
 TEST_F(MetricsE2eTest, UnknownPathsAndMethodsSayWhatIsServed) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   auto [status, body] = Get("/metricz");
   EXPECT_EQ(status, 404);
   EXPECT_THAT(body, HasSubstr("/metrics"));

@@ -102,18 +102,6 @@ class OfrepE2eTest : public RecordingServerTest {
  protected:
   OfrepE2eTest() : RecordingServerTest(ExampleConfig(), "") {}
 
-  void StartWithHttp(std::vector<std::string> extra = {}) {
-    extra.push_back("--http_listen=127.0.0.1:0");
-    extra.push_back("--spool_dir=" + dir_.path() + "/spool");
-    ASSERT_NO_FATAL_FAILURE(StartServer(extra));
-    const std::string line = server_->listening_line();
-    const size_t at = line.find(" http=");
-    ASSERT_NE(at, std::string::npos) << line;
-    const std::string http = line.substr(at + 6);
-    ASSERT_TRUE(absl::SimpleAtoi(http.substr(http.rfind(':') + 1), &http_port_))
-        << line;
-  }
-
   httplib::Result Post(const std::string& path, const json& body,
                        httplib::Headers headers = {}) {
     httplib::Client client("127.0.0.1", http_port_);
@@ -132,12 +120,10 @@ class OfrepE2eTest : public RecordingServerTest {
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response;
   }
-
-  int http_port_ = 0;
 };
 
 TEST_F(OfrepE2eTest, TheOpenFeatureSdkGetsWhatAssignGivesAndItsErrorPaths) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   // The pinned SDK, installed once into the build tree.
   const std::string node_dir = std::string(ABEXP_BINARY_DIR) + "/ofrep-node";
   std::string out, err;
@@ -211,7 +197,7 @@ TEST_F(OfrepE2eTest, TheOpenFeatureSdkGetsWhatAssignGivesAndItsErrorPaths) {
 }
 
 TEST_F(OfrepE2eTest, BulkEvaluationHasAnETagAndAnswers304WhenItMatches) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   const json body = {{"context", Context(1)}};
   httplib::Result first = Post("/ofrep/v1/evaluate/flags", body);
   ASSERT_TRUE(first) << httplib::to_string(first.error());
@@ -263,7 +249,8 @@ TEST_F(OfrepE2eTest, TokensAreCheckedAsForGrpcWith401And403) {
   const std::string tokens_path = dir_.path() + "/tokens";
   std::ofstream(tokens_path) << TokenFileLine("svc", "assign", assign)
                              << TokenFileLine("analyst", "results", results);
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp({"--auth_tokens_file=" + tokens_path}));
+  ASSERT_NO_FATAL_FAILURE(
+      StartServerWithHttp({"--auth_tokens_file=" + tokens_path}));
   const std::string path = "/ofrep/v1/evaluate/flags/checkout_flow";
   const json body = {{"context", Context(3)}};
 
@@ -305,7 +292,7 @@ TEST_F(OfrepE2eTest, TokensAreCheckedAsForGrpcWith401And403) {
 }
 
 TEST_F(OfrepE2eTest, RecordExposureOptInRecordsTheDecidingExperiment) {
-  ASSERT_NO_FATAL_FAILURE(StartWithHttp());
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
   // Units that a running experiment decides checkout_flow for.
   int recorded = 0;
   for (int i = 0; i < 200 && recorded < 5; ++i) {

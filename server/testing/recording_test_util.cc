@@ -132,6 +132,16 @@ void RecordingServerTest::StartServer(
   record_ = v1::RecordingService::NewStub(channel);
 }
 
+void RecordingServerTest::StartServerWithHttp(
+    std::vector<std::string> extra_args) {
+  extra_args.insert(
+      extra_args.begin(),
+      {"--http_listen=127.0.0.1:0", "--spool_dir=" + dir_.path() + "/spool"});
+  ASSERT_NO_FATAL_FAILURE(StartServer(extra_args));
+  http_port_ = server_->http_port();
+  ASSERT_NE(http_port_, 0) << "no http= in " << server_->listening_line();
+}
+
 grpc::Status RecordingServerTest::RecordExposures(
     const v1::RecordExposuresRequest& request,
     v1::RecordExposuresResponse* response) {

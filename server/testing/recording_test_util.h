@@ -119,6 +119,10 @@ class RecordingServerTest : public ::testing::Test {
   // flag wins), into server_, and connects assign_ and record_ to it. A fatal
   // failure when it does not come up.
   void StartServer(const std::vector<std::string>& extra_args = {});
+  // StartServer with --http_listen=127.0.0.1:0 and --spool_dir=dir_/spool
+  // before `extra_args`, and http_port_ set to the listener's port. A fatal
+  // failure when the server does not come up or has no listener.
+  void StartServerWithHttp(std::vector<std::string> extra_args = {});
 
   // record_'s calls, each with a deadline of call_timeout_.
   grpc::Status RecordExposures(const v1::RecordExposuresRequest& request,
@@ -168,6 +172,7 @@ class RecordingServerTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<v1::AssignmentService::Stub> assign_;
   std::unique_ptr<v1::RecordingService::Stub> record_;
+  int http_port_ = 0;  // set by StartServerWithHttp
 
  private:
   const std::string config_yaml_;

@@ -237,6 +237,19 @@ std::string ServerProcess::AwaitListeningAddress() {
   return std::string(rest.substr(0, rest.find(' ')));
 }
 
+int ServerProcess::http_port() const {
+  const size_t at = listening_line_.find(" http=");
+  if (at == std::string::npos) return 0;
+  const std::string address = listening_line_.substr(at + 6);
+  int port = 0;
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return 0;
+  }
+  return port;
+}
+
 absl::Status ServerProcess::AwaitServing() {
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   absl::Status last;

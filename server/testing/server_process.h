@@ -67,6 +67,9 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   // The whole "abexp-server listening on ..." line, without the newline.
   std::string listening_line() const { return listening_line_; }
+  // The HTTP listener's port, from the listening line's "http=HOST:PORT"
+  // (--http_listen); 0 when the server has none.
+  int http_port() const;
 
   // Sends `sig` to the server. FAILED_PRECONDITION once it has been reaped.
   absl::Status Signal(int sig);
