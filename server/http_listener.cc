@@ -181,6 +181,7 @@ struct Served {
   HttpRoutes routes;
   std::string known_paths;  // for 404s: "/healthz, /metrics, ..."
   std::unique_ptr<StorageExecutor> handlers;
+  std::atomic<int64_t>* refused = nullptr;  // may be null
 };
 
 // Makes libevent's bases lockable and wakeable from other threads (the
@@ -347,6 +348,7 @@ class EventLoop {
           Complete(request, (*handler)(in));
         });
     if (!queued) {
+      if (served_->refused != nullptr) served_->refused->fetch_add(1);
       out.status = 503;
       out.body =
           "abexp-server's HTTP listener has as many requests waiting for a "
@@ -424,6 +426,7 @@ class HttpListener::Impl {
     for (const auto& [route, handler] : routes) paths.insert(route.second);
     served_.known_paths = absl::StrJoin(paths, ", ");
     served_.routes = std::move(routes);
+    served_.refused = options.refused;
     StorageExecutorOptions pool;
     pool.threads = options.handler_threads;
     pool.max_calls = options.max_queued;

@@ -26,6 +26,7 @@
 #ifndef ABEXP_SERVER_HTTP_LISTENER_H_
 #define ABEXP_SERVER_HTTP_LISTENER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,6 +58,9 @@ struct HttpListenerOptions {
   // to send a request or read an answer, before it is closed. Also how long
   // the destructor waits for answers to be written. Default: 5s.
   absl::Duration io_timeout = absl::Seconds(5);
+  // Counts the requests answered 503 because max_queued were waiting for
+  // a handler thread. Null: not counted. REQUIRES: outlives the listener.
+  std::atomic<int64_t>* refused = nullptr;
 };
 
 class HttpListener {

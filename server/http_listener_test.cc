@@ -150,6 +150,8 @@ TEST(HttpListener, RequestsPastTheQueueAre503) {
   HttpListenerOptions options;
   options.handler_threads = 1;
   options.max_queued = 1;
+  std::atomic<int64_t> refused{0};
+  options.refused = &refused;
   absl::StatusOr<std::unique_ptr<HttpListener>> listener =
       HttpListener::Start("127.0.0.1:0", std::move(routes), options);
   ASSERT_TRUE(listener.ok()) << listener.status();
@@ -161,12 +163,13 @@ TEST(HttpListener, RequestsPastTheQueueAre503) {
   });
   entered.WaitForNotification();
   httplib::Client client("127.0.0.1", port);
-  httplib::Result refused = client.Get("/slow");
+  httplib::Result answer = client.Get("/slow");
   release.Notify();
   slow.join();
-  ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->status, 503);
-  EXPECT_THAT(refused->body, HasSubstr("--http_handler_threads"));
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, 503);
+  EXPECT_THAT(answer->body, HasSubstr("--http_handler_threads"));
+  EXPECT_EQ(refused.load(), 1);
 }
 
 TEST(HttpListener, TheDestructorWaitsForARunningHandlerAndSendsItsAnswer) {

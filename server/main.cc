@@ -43,6 +43,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -841,6 +842,7 @@ int RunServer(const ServerOptions& options) {
   const int64_t spool_torn_bytes = spool->torn_bytes_dropped();
 
   // Counted only when someone can scrape them (--http_listen).
+  std::atomic<int64_t> http_refused{0};  // outlives metrics' samplers
   std::unique_ptr<ServerMetrics> metrics;
   if (!options.http_listen.empty()) {
     metrics = std::make_unique<ServerMetrics>(kAbexpVersion);
@@ -911,6 +913,7 @@ int RunServer(const ServerOptions& options) {
   if (metrics != nullptr) {
     AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
     AddSpoolStartSamplers(metrics.get(), spool_damaged, spool_torn_bytes);
+    AddHttpListenerSamplers(metrics.get(), &http_refused);
     AddSpoolAdmissionSamplers(metrics.get(), &spool_admission);
     ConfigStore* const config_store = store->get();
     HttpRoutes routes = OperatorRoutes(
@@ -919,9 +922,11 @@ int RunServer(const ServerOptions& options) {
     ofrep = MakeOfrepHandler(config_store, &recorder, &ofrep_sticky, &http_auth,
                              metrics.get());
     ofrep->AddRoutes(&routes);
+    HttpListenerOptions http_options = options.http;
+    http_options.refused = &http_refused;
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(options.http_listen, std::move(routes),
-                            options.http);
+                            http_options);
     if (!listener.ok()) {
       Log(listener.status().message());
       Log("not starting: fix --http_listen and start again");
