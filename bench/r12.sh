@@ -40,7 +40,7 @@ run_r12() {
   grpc=$(start_server abexp-r12 "$bin/abexp-server" \
     --config "$root/bench/experiments-50.yaml" --listen 127.0.0.1:0 \
     --redis "127.0.0.1:$redis_port" --spool_dir "$work/spool-r12" \
-    --http_listen 127.0.0.1:0 --http_threads 160)
+    --http_listen 127.0.0.1:0)
   pid=$(cat "$work/abexp-r12.pid")
   http=$(grep -o 'http=[0-9.:]*' "$work/abexp-r12.out" | cut -d= -f2)
   log "R12: abexp-server $grpc, OFREP on $http, flag $r12_flag"

@@ -11,9 +11,10 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libyaml-cpp-dev libre2-dev libxxhash-dev
   libboost-math-dev libgtest-dev libgmock-dev libbenchmark-dev
-  # operators' metrics (prometheus-cpp's registry and text format) and the
-  # HTTP listener that serves them and OFREP, whose JSON is nlohmann-json's
-  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
+  # operators' metrics (prometheus-cpp's registry and text format), the
+  # HTTP listener that serves them and OFREP (libevent's evhttp), OFREP's
+  # JSON (nlohmann-json), and the tests' HTTP client (cpp-httplib)
+  prometheus-cpp-dev libevent-dev libcpp-httplib-dev nlohmann-json3-dev
   # tests/ofrep: the OpenFeature SDK and OFREP provider run on Node.js (npm
   # is added below unless Node.js came with one)
   nodejs

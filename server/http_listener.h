@@ -1,51 +1,82 @@
 // HttpListener: abexp-server's HTTP endpoint (--http_listen), on threads of
 // its own, beside the gRPC server: the operators' GET /metrics, /healthz,
 // /readyz, and the OpenFeature remote evaluation protocol (server/ofrep/).
-// Built on cpp-httplib; routes see only server/http/http_types.h.
+// Built on libevent's evhttp; routes see only server/http/http_types.h.
 //
 // It answers the routes it was given (exact paths, and paths with "{name}"
 // segments), and 404 (naming them) for any other path, 405 for another
-// method on a known path. Request headers are passed to the handler with
-// lower-case names; the handler's response headers are sent as given.
-// Handlers run on the listener's threads, never on gRPC's.
+// method on a known path (HEAD is served as GET, without the body).
+// Request headers are passed to the handler with lower-case names; the
+// handler's response headers are sent as given. HTTP/1.1 keep-alive; a
+// body over max_body_bytes is answered 413 and the connection closed.
+//
+// What runs where: `threads` event loops each accept from the one listening
+// socket and do all the I/O of their connections (reading and parsing a
+// request, finding its route, writing the answer); no handler runs on them.
+// Every handler runs on a pool of `handler_threads` (a StorageExecutor),
+// because any route may wait: an OFREP evaluation with abexpRecordExposure
+// records through Redis or the spool, a sticky experiment reads Redis, GET
+// /metrics walks the registry. Its answer goes back to the loop that read
+// the request, so a handler that waits holds one pool thread and never a
+// loop: the other connections, and the other routes, are still served.
+// Past max_queued requests queued or running on the pool, a request is
+// answered 503 at once. Handlers never run on gRPC's threads.
 //
 // Thread-safe: handlers may run concurrently with each other.
 #ifndef ABEXP_SERVER_HTTP_LISTENER_H_
 #define ABEXP_SERVER_HTTP_LISTENER_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/http/http_types.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace abexp {
 
-// How many requests the listener answers at once.
 struct HttpListenerOptions {
-  // Threads answering requests. cpp-httplib keeps a thread on a keep-alive
-  // connection until it closes or idles out (5s), so this is also how many
-  // clients (scrapers, OpenFeature providers) can hold a connection open at
-  // once. Default: 16.
-  int threads = 16;
+  // Event loops reading requests and writing answers. They do no handler's
+  // work, so one loop keeps up with several handler threads; a second lets
+  // the I/O of many connections use a second core. Default: 2.
+  int threads = 2;
+  // Threads running the routes' handlers: how many requests are answered
+  // at once, and so how many may wait on Redis at once (exposures recorded
+  // over OFREP) before the others queue. Default: 16.
+  int handler_threads = 16;
+  // Requests queued for, or running on, the handler threads at once; the
+  // next is answered 503. Bounds the memory a flood can make the listener
+  // hold. At least handler_threads. Default: 1024.
+  int max_queued = 1024;
+  // The largest request body taken; a larger one is read and discarded,
+  // answered 413 (Payload Too Large), and the connection closed. Default:
+  // 1 MiB (an OFREP evaluation context is a few hundred bytes).
+  int64_t max_body_bytes = int64_t{1} << 20;
+  // How long a connection may idle between requests (keep-alive), or take
+  // to send a request or read an answer, before it is closed. Also how long
+  // the destructor waits for answers to be written. Default: 5s.
+  absl::Duration io_timeout = absl::Seconds(5);
+  // Counts the requests answered 503 because max_queued were waiting for
+  // a handler thread. Null: not counted. REQUIRES: outlives the listener.
+  std::atomic<int64_t>* refused = nullptr;
 };
 
 class HttpListener {
  public:
   // Listens on `address` ("HOST:PORT", "[V6]:PORT"; port 0 picks a free
   // one) and serves `routes` until destroyed. Errors: INVALID_ARGUMENT for
-  // a malformed address; UNAVAILABLE when it cannot be bound (in use, not
-  // an address of this machine), saying which.
+  // a malformed address or options; UNAVAILABLE when it cannot be bound (in
+  // use, not an address of this machine), saying which.
   static absl::StatusOr<std::unique_ptr<HttpListener>> Start(
       const std::string& address, HttpRoutes routes,
       HttpListenerOptions options = {});
 
-  // Stops listening and waits for the handlers running to return.
+  // Stops listening, waits for the handlers running or queued to return,
+  // writes their answers (within io_timeout), then closes every
+  // connection. A request read meanwhile is answered 503 with
+  // "Connection: close".
   ~HttpListener();
   HttpListener(const HttpListener&) = delete;
   HttpListener& operator=(const HttpListener&) = delete;
@@ -54,11 +85,11 @@ class HttpListener {
   const std::string& address() const { return address_; }
 
  private:
-  HttpListener(std::unique_ptr<httplib::Server> server, std::string address);
+  class Impl;
+  HttpListener(std::unique_ptr<Impl> impl, std::string address);
 
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<Impl> impl_;
   std::string address_;
-  std::thread thread_;  // runs the accept loop
 };
 
 }  // namespace abexp

@@ -45,6 +45,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -198,11 +199,16 @@ ABSL_FLAG(std::string, http_listen, "",
           "from OpenFeature\"). Port 0 picks a free one (printed on stdout "
           "as http=HOST:PORT). Default: none, no HTTP listener and no "
           "metrics counted.");
-ABSL_FLAG(int, http_threads, 16,
-          "Threads answering --http_listen's requests. A keep-alive "
-          "connection (an OpenFeature provider's, a scraper's) holds one "
-          "until it closes or idles for 5s, so this bounds the HTTP clients "
-          "connected at once.");
+ABSL_FLAG(int, http_threads, 2,
+          "Event loops of --http_listen: they read requests and write "
+          "answers for any number of keep-alive connections, and run no "
+          "handler, so 2 keep up with a core's worth of handlers; more only "
+          "help with many cores and many connections.");
+ABSL_FLAG(int, http_handler_threads, 16,
+          "Threads running --http_listen's handlers (OFREP evaluations, "
+          "/metrics): how many requests are answered at once, and so how "
+          "many may wait on Redis at once (OFREP abexpRecordExposure) "
+          "before the others queue.");
 
 // Limits on what callers can make the server hold, and hardening
 // (docs/storage.md, docs/architecture.md).
@@ -842,6 +848,7 @@ int RunServer(const ServerOptions& options) {
   const int64_t spool_torn_bytes = spool->torn_bytes_dropped();
 
   // Counted only when someone can scrape them (--http_listen).
+  std::atomic<int64_t> http_refused{0};  // outlives metrics' samplers
   std::unique_ptr<ServerMetrics> metrics;
   if (!options.http_listen.empty()) {
     metrics = std::make_unique<ServerMetrics>(kAbexpVersion);
@@ -912,6 +919,7 @@ int RunServer(const ServerOptions& options) {
   if (metrics != nullptr) {
     AddRecordingSamplers(metrics.get(), &spooled_store, &recording_health);
     AddSpoolStartSamplers(metrics.get(), spool_damaged, spool_torn_bytes);
+    AddHttpListenerSamplers(metrics.get(), &http_refused);
     AddSpoolAdmissionSamplers(metrics.get(), &spool_admission);
     ConfigStore* const config_store = store->get();
     HttpRoutes routes = OperatorRoutes(
@@ -923,9 +931,11 @@ int RunServer(const ServerOptions& options) {
     AddReportRoute(&routes,
                    {config_store, &event_store, &http_auth,
                     absl::StrCat("abexp-server (gRPC port ", port, ")")});
+    HttpListenerOptions http_options = options.http;
+    http_options.refused = &http_refused;
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(options.http_listen, std::move(routes),
-                            options.http);
+                            http_options);
     if (!listener.ok()) {
       Log(listener.status().message());
       Log("not starting: fix --http_listen and start again");
@@ -1146,8 +1156,18 @@ int main(int argc, char** argv) {
   if (options.http.threads < 1) {
     std::fprintf(stderr,
                  "abexp-server: --http_threads=%d must be at least 1; pass "
-                 "the number of HTTP clients to serve at once (default 16)\n",
+                 "the number of HTTP event loops (default 2)\n",
                  options.http.threads);
+    return 1;
+  }
+  options.http.handler_threads = absl::GetFlag(FLAGS_http_handler_threads);
+  if (options.http.handler_threads < 1 ||
+      options.http.handler_threads > options.http.max_queued) {
+    std::fprintf(stderr,
+                 "abexp-server: --http_handler_threads=%d must be 1 to %d; "
+                 "pass how many HTTP requests to answer at once (default "
+                 "16)\n",
+                 options.http.handler_threads, options.http.max_queued);
     return 1;
   }
   if (!abexp::ReadSpoolAdmissionFlags(&options)) return 1;

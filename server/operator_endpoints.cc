@@ -56,7 +56,7 @@ HttpRoutes OperatorRoutes(const ServerMetrics* metrics,
     return response;
   };
   routes[{"GET", "/healthz"}] = [](const HttpRequest&) {
-    return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+    return HttpResponse{200, "text/plain; charset=utf-8", "ok\n", {}};
   };
   routes[{"GET", "/readyz"}] = [health, config_version](const HttpRequest&) {
     HttpResponse response;
@@ -172,6 +172,18 @@ void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
         "cut by a crash, never acknowledged.",
         static_cast<double>(torn_bytes)));
     return out;
+  });
+}
+
+void AddHttpListenerSamplers(ServerMetrics* metrics,
+                             const std::atomic<int64_t>* refused) {
+  metrics->AddSampler([refused] {
+    return std::vector<prometheus::MetricFamily>{CounterFamily(
+        "abexp_http_requests_refused_total",
+        "HTTP requests answered 503 because --http_listen's handler threads "
+        "had 1024 requests waiting: raise --http_handler_threads when it "
+        "moves.",
+        static_cast<double>(refused->load()))};
   });
 }
 

@@ -88,6 +88,13 @@ void AddSpoolAdmissionSamplers(ServerMetrics* metrics,
 void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
                            int64_t torn_bytes);
 
+// The requests the HTTP listener answered 503 because its handler threads
+// had max_queued requests waiting (HttpListenerOptions::refused):
+// abexp_http_requests_refused_total.
+// REQUIRES: refused outlives metrics' scrapes.
+void AddHttpListenerSamplers(ServerMetrics* metrics,
+                             const std::atomic<int64_t>* refused);
+
 }  // namespace abexp
 
 #endif  // ABEXP_SERVER_OPERATOR_ENDPOINTS_H_

@@ -1,5 +1,5 @@
 // What an HTTP route of abexp-server sees and answers, without the library
-// that carries it (server/http_listener.h serves them with cpp-httplib).
+// that carries it (server/http_listener.h serves them with libevent).
 // Routes are written against these types only, so the adapters that serve
 // an API over HTTP (server/ofrep/) need no HTTP library.
 //
@@ -53,7 +53,8 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// What a route answers. REQUIRES: thread-safe.
+// What a route answers. REQUIRES: thread-safe. It may wait (on Redis):
+// the listener runs it on a thread pool, never on an event loop.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 // Routes by (method, path), e.g. {"GET", "/metrics"}. A path segment
