@@ -59,6 +59,9 @@ metrics:
     event: error_shown
     guardrail: true
     higher_is_better: false
+  - key: checkout_funnel
+    type: funnel
+    steps: [checkout_viewed, payment_submitted]
 
 experiments:
   - key: checkout
@@ -70,7 +73,8 @@ experiments:
       - {key: control, weight: 1}
       - {key: treatment, weight: 1}
       - {key: b, weight: 1}
-    metrics: [purchase_conversion, orders_per_user, newsletter_signup, error_rate]
+    metrics: [purchase_conversion, orders_per_user, newsletter_signup, error_rate,
+              checkout_funnel]
     primary_metric: purchase_conversion
   - key: hostile
     description: "One-page checkout <script>alert('x')</script> & <b>bold</b>"
@@ -343,7 +347,8 @@ class ReportBrowserTest : public RecordingServerTest {
   // 1000 units per variant over two UTC days, 400 yesterday ("-y") and 600
   // today; treatment converts better (130 vs 100 orders in all, one each),
   // b no differently (98); signups only in treatment (a zero control rate);
-  // errors about the same.
+  // errors about the same; today's units view the checkout (300, 330, 300)
+  // and then pay (150, 180, 140).
   void Record() {
     const absl::Time yesterday = start_ - absl::Hours(24);
     for (const char* v : {"control", "treatment", "b"}) {
@@ -361,6 +366,13 @@ class ReportBrowserTest : public RecordingServerTest {
     ASSERT_NO_FATAL_FAILURE(Send("error_shown", "c", 20, start_));
     ASSERT_NO_FATAL_FAILURE(Send("error_shown", "t", 22, start_));
     ASSERT_NO_FATAL_FAILURE(Send("error_shown", "b", 19, start_));
+    const absl::Time later = start_ + absl::Seconds(1);
+    ASSERT_NO_FATAL_FAILURE(Send("checkout_viewed", "c", 300, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("checkout_viewed", "t", 330, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("checkout_viewed", "b", 300, start_));
+    ASSERT_NO_FATAL_FAILURE(Send("payment_submitted", "c", 150, later));
+    ASSERT_NO_FATAL_FAILURE(Send("payment_submitted", "t", 180, later));
+    ASSERT_NO_FATAL_FAILURE(Send("payment_submitted", "b", 140, later));
   }
 
   std::string Day(absl::Time t) const {
@@ -418,18 +430,18 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   const BrowserRun dom = RunBrowser(out_, page, "dom", {"--dump-dom"});
   ExpectQuietAndOffline(dom, "dump-dom");
   const std::string& html = dom.result.out;
-  // Four metrics, each a relative and an absolute forest plot, and a
+  // Five metrics, each a relative and an absolute forest plot, and a
   // relative and an absolute trend.
-  EXPECT_EQ(Count(html, "<svg class=\"forest\""), 8u);
-  EXPECT_EQ(Count(html, "<svg class=\"trend\""), 8u);
-  EXPECT_EQ(Count(html, "class=\"zero-line\""), 16u);
+  EXPECT_EQ(Count(html, "<svg class=\"forest\""), 10u);
+  EXPECT_EQ(Count(html, "<svg class=\"trend\""), 10u);
+  EXPECT_EQ(Count(html, "class=\"zero-line\""), 20u);
   // treatment and b in each plot, but newsletter_signup has no interval
   // where its rate is 0 against 0 (b: absolute and relative) or the
   // relative lift divides by control's 0 (treatment). Only the absolute
   // plots have always-valid intervals: one per variant and metric but b's
   // newsletter_signup.
-  EXPECT_EQ(Count(html, "<line class=\"ci-fixed\""), 2u * 8 - 3);
-  EXPECT_EQ(Count(html, "<line class=\"ci-always-valid\""), 2u * 4 - 1);
+  EXPECT_EQ(Count(html, "<line class=\"ci-fixed\""), 2u * 10 - 3);
+  EXPECT_EQ(Count(html, "<line class=\"ci-always-valid\""), 2u * 5 - 1);
   // The sum metric is a mean per unit, not a percentage: 130 / 1000.
   EXPECT_THAT(html, HasSubstr("orders_per_user: 0.1 -&gt; 0.13"));
   EXPECT_THAT(html, HasSubstr(">not defined (see the warnings)</text>"));
@@ -453,6 +465,20 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   EXPECT_GE(Count(html, "<g class=\"trend-line\""), 4u);
   EXPECT_GE(Count(html, "class=\"ci-band\""), 4u);
   EXPECT_THAT(html, HasSubstr("is not a decision"));
+  // The funnel: a chart above its table, per step a bar per variant of its
+  // share of the 1000 exposed units; treatment's payers are 180 / 330 =
+  // 54.5% of its viewers against control's 50%.
+  EXPECT_EQ(Count(html, "<svg class=\"funnel\""), 1u);
+  EXPECT_LT(html.find("<svg class=\"funnel\""),
+            html.find("<th scope=\"col\">Of previous step</th>"));
+  EXPECT_EQ(Count(html, "<rect class=\"funnel-bar\""), 6u);
+  EXPECT_THAT(html, HasSubstr(">1. checkout_viewed</text>"));
+  EXPECT_THAT(html, HasSubstr(">2. payment_submitted</text>"));
+  EXPECT_THAT(html, HasSubstr(">30.0%, 300 units</text>"));
+  EXPECT_THAT(html, HasSubstr("<title>treatment, step 2. payment_submitted: "
+                              "18.0%, 180 units</title>"));
+  EXPECT_THAT(html, HasSubstr(">54.5%</text>"));
+  EXPECT_THAT(html, HasSubstr(">+4.55 pp</text>"));
 
   // Printed, every page is A4 (595 x 842 pt), not the browser's default
   // Letter (612 x 792): the page's @page rule holds.

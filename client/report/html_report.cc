@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "client/report/daily_section.h"
 #include "client/report/figures.h"
+#include "client/report/funnel_chart.h"
 #include "client/report/svg_chart.h"
 
 namespace abexp::report {
@@ -546,9 +547,60 @@ std::string Share(bool has, double v) {
   return has ? absl::StrFormat("%.1f%%", v * 100) : "-";
 }
 
-// One table per funnel metric: per variant and step, the units that reached
-// the step, their share of the exposed units and of the previous step's,
-// and for a non-control variant the lift of that last share in pp.
+// The funnel chart of metric `key`: its steps as the variant with the most
+// lists them, and each variant's figures matched to them by event.
+FunnelSpec FunnelOf(const v1::GetResultsResponse& r, const std::string& key) {
+  FunnelSpec spec;
+  spec.title = absl::StrCat(
+      key,
+      ": the share of each variant's exposed units that reached each "
+      "step");
+  spec.confidence = ConfidenceLevel(r.alpha());
+  for (const v1::VariantResult& v : r.variants()) {
+    const v1::MetricResult* m = FindMetric(v, key);
+    if (m != nullptr &&
+        m->funnel_steps_size() > static_cast<int>(spec.steps.size())) {
+      spec.steps.clear();
+      for (const v1::FunnelStepFigures& step : m->funnel_steps()) {
+        spec.steps.push_back(step.event());
+      }
+    }
+  }
+  for (int index = 0; index < r.variants_size(); ++index) {
+    const v1::VariantResult& v = r.variants(index);
+    const v1::MetricResult* m = FindMetric(v, key);
+    FunnelVariant variant;
+    variant.label = v.key();
+    variant.style = index;  // as in the trend and exposure charts
+    for (const std::string& event : spec.steps) {
+      std::optional<FunnelStepValue> value;
+      for (int k = 0; m != nullptr && k < m->funnel_steps_size(); ++k) {
+        const v1::FunnelStepFigures& step = m->funnel_steps(k);
+        if (step.event() != event) continue;
+        const v1::Effect& lift = step.from_previous().absolute();
+        value = FunnelStepValue{
+            step.units(),
+            Opt(step.has_rate_from_exposure(), step.rate_from_exposure()),
+            Opt(step.has_rate_from_previous(), step.rate_from_previous()),
+            v.is_control() ? std::nullopt
+                           : Opt(lift.has_estimate(), lift.estimate()),
+            std::nullopt};
+        if (!v.is_control() && lift.has_ci_low() && lift.has_ci_high()) {
+          value->lift_interval = Interval{lift.ci_low(), lift.ci_high()};
+        }
+        break;
+      }
+      variant.steps.push_back(value);
+    }
+    spec.variants.push_back(std::move(variant));
+  }
+  return spec;
+}
+
+// Per funnel metric a chart and a table: per variant and step, the units
+// that reached the step, their share of the exposed units and of the
+// previous step's, and for a non-control variant the lift of that last
+// share in pp.
 std::string FunnelSection(const v1::GetResultsResponse& r) {
   std::string tables;
   for (const std::string& key : MetricKeys(r)) {
@@ -574,8 +626,9 @@ std::string FunnelSection(const v1::GetResultsResponse& r) {
     }
     if (rows.empty()) continue;
     absl::StrAppend(
-        &tables, "<h3>", E(key),
-        "</h3><div class=\"table-wrap\"><table><thead><tr>"
+        &tables, "<h3>", E(key), "</h3><div class=\"chart\">",
+        RenderFunnelSvg(FunnelOf(r, key)),
+        "</div><div class=\"table-wrap\"><table><thead><tr>"
         "<th scope=\"col\">Variant</th><th scope=\"col\">Step</th>"
         "<th scope=\"col\">Units</th><th scope=\"col\">Of exposed</th>"
         "<th scope=\"col\">Of previous step</th><th scope=\"col\">Lift of "
@@ -589,7 +642,11 @@ std::string FunnelSection(const v1::GetResultsResponse& r) {
   }
   return absl::StrCat(
       "<section class=\"metric\" id=\"funnels\"><h2>Funnels</h2><p>Units "
-      "that reached each step, in order; the lifts are unadjusted "
+      "that reached each step, in order: the bars are each variant's share "
+      "of its exposed units, and beside them is the share of the previous "
+      "step's units with its lift against the control. The lifts are "
+      "unadjusted, and those from the previous step compare units that the "
+      "variants brought that far, no longer randomized alike "
       "(docs/statistics.md, \"Funnels\").</p>",
       tables, "</section>");
 }

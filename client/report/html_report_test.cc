@@ -1,26 +1,20 @@
 #include "client/report/html_report.h"
 
 #include <string>
-#include <vector>
 
 #include "abexp/v1/assignment.pb.h"
 #include "abexp/v1/results.pb.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
+#include "client/report/testing/count.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace abexp::report {
 namespace {
 
+using ::abexp::report::testing::Count;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// How many times `what` occurs in `text`.
-size_t Count(const std::string& text, const std::string& what) {
-  const std::vector<absl::string_view> parts = absl::StrSplit(text, what);
-  return parts.size() - 1;
-}
 
 v1::MetricResult* AddMetric(v1::VariantResult* v, const std::string& key,
                             double estimate) {
@@ -297,8 +291,54 @@ TEST(HtmlReport, AFunnelMetricShowsItsStepsPerVariant) {
                               "<td>40.0%</td><td>-</td>"));
   // The funnel's own estimate is a rate, as a binomial metric's.
   EXPECT_THAT(page, HasSubstr("30.00%"));
-  // Without a funnel metric the section says so.
-  EXPECT_THAT(RenderHtmlReport(Checkout(), {}), HasSubstr("No funnel metric"));
+  // Above the table, a funnel chart: per step a bar per variant that has
+  // the metric (b has none: it says so), labelled.
+  const size_t chart = page.find("<svg class=\"funnel\"");
+  ASSERT_NE(chart, std::string::npos);
+  EXPECT_LT(chart, page.find("<th scope=\"row\">treatment</th><td>2 "));
+  EXPECT_GT(chart, page.find("id=\"funnels\""));
+  const std::string svg =
+      page.substr(chart, page.find("</svg>", chart) - chart);
+  EXPECT_EQ(Count(svg, "<rect class=\"funnel-bar\""), 4u);
+  EXPECT_EQ(Count(svg, ">no figures for this step</text>"), 2u);
+  EXPECT_THAT(svg, HasSubstr(">2. submit_payment</text>"));
+  EXPECT_THAT(svg, HasSubstr(">30.0%, 300 units</text>"));
+  EXPECT_THAT(svg, HasSubstr(">60.0%</text>"));
+  EXPECT_THAT(svg, HasSubstr(">+10.00 pp</text>")) << "no interval: no star";
+  // A variant keeps its colour across the charts: control the first,
+  // treatment the second.
+  EXPECT_THAT(svg, HasSubstr("<title>control, step 1. view_checkout: 40.0%, "
+                             "400 units</title>"));
+  EXPECT_THAT(svg, HasSubstr("fill=\"#c2410c\"><title>treatment, step 1."));
+  // Without a funnel metric the section says so and draws nothing.
+  const std::string none = RenderHtmlReport(Checkout(), {});
+  EXPECT_THAT(none, HasSubstr("No funnel metric"));
+  EXPECT_THAT(none, Not(HasSubstr("<svg class=\"funnel\"")));
+}
+
+TEST(HtmlReport, TheFunnelChartStarsASignificantStepAndEscapesEvents) {
+  v1::GetResultsResponse r = Checkout();
+  for (int v = 0; v < 2; ++v) {
+    v1::MetricResult* m =
+        AddMetric(r.mutable_variants(v), "steps", v == 0 ? 0.1 : 0.2);
+    m->set_type("funnel");
+    v1::FunnelStepFigures* step = m->add_funnel_steps();
+    step->set_event("<img src=x onerror=alert(1)>");
+    step->set_units(v == 0 ? 100 : 200);
+    step->set_rate_from_exposure(v == 0 ? 0.1 : 0.2);
+    step->set_rate_from_previous(v == 0 ? 0.1 : 0.2);
+    if (v == 1) {
+      v1::Effect* lift = step->mutable_from_previous()->mutable_absolute();
+      lift->set_estimate(0.1);
+      lift->set_ci_low(0.07);
+      lift->set_ci_high(0.13);
+    }
+  }
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_THAT(page, Not(HasSubstr("<img")));
+  EXPECT_THAT(page, HasSubstr(">1. &lt;img src=x onerror=alert(1)&gt;</text>"));
+  EXPECT_THAT(page, HasSubstr(">+10.00 pp *</text>"));
+  EXPECT_THAT(page, HasSubstr("* the lift&#39;s 95% interval excludes 0"));
 }
 
 TEST(HtmlReport, ThePrimaryMetricsTrendComesFirst) {

@@ -9,26 +9,19 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/report/testing/count.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace abexp::report {
 namespace {
 
+using ::abexp::report::testing::Count;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos;
-       at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
 
 // True when step is 1, 2 or 5 times a power of ten.
 bool IsNiceStep(double step) {

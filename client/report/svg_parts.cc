@@ -1,7 +1,9 @@
 #include "client/report/svg_parts.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,6 +33,51 @@ std::string SvgTickLabel(double value, int decimals, double display_scale,
 std::string ShortenLabel(const std::string& label, size_t max_chars) {
   if (label.size() <= max_chars) return label;
   return absl::StrCat(label.substr(0, max_chars - 1), "\xE2\x80\xA6");
+}
+
+const char* VariantColour(size_t style) {
+  // Distinct in lightness as well as hue, so they stay apart in grey print.
+  static constexpr const char* kColours[] = {"#1f5fa8", "#c2410c", "#6d28d9",
+                                             "#047857", "#a16207"};
+  return kColours[style % (sizeof(kColours) / sizeof(*kColours))];
+}
+
+std::string VariantMarker(int shape, double x, double y, const char* colour) {
+  const std::string style = absl::StrCat(
+      "\" fill=\"", colour, "\" stroke=\"#fff\" stroke-width=\"1\"/>");
+  auto polygon = [&](std::initializer_list<std::pair<double, double>> pts) {
+    std::string out = "<polygon class=\"marker\" points=\"";
+    for (const auto& [dx, dy] : pts) {
+      absl::StrAppend(&out, SvgNum(x + dx), ",", SvgNum(y + dy), " ");
+    }
+    out.pop_back();
+    return absl::StrCat(out, style);
+  };
+  switch (shape % kVariantShapes) {
+    case 1:
+      return absl::StrCat("<rect class=\"marker\" x=\"", SvgNum(x - 4.5),
+                          "\" y=\"", SvgNum(y - 4.5),
+                          "\" width=\"9\" height=\"9", style);
+    case 2:
+      return polygon({{0, -6}, {-5.5, 4}, {5.5, 4}});
+    case 3:
+      return polygon({{0, -6}, {6, 0}, {0, 6}, {-6, 0}});
+    case 4:
+      return polygon({{0, 6}, {-5.5, -4}, {5.5, -4}});
+    default:
+      return absl::StrCat("<circle class=\"marker\" cx=\"", SvgNum(x),
+                          "\" cy=\"", SvgNum(y), "\" r=\"5", style);
+  }
+}
+
+std::string SvgOpen(const char* cls, double width, double height,
+                    absl::string_view title) {
+  return absl::StrCat("<svg class=\"", cls,
+                      "\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ",
+                      SvgNum(width), " ", SvgNum(height),
+                      "\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\" "
+                      "font-family=\"sans-serif\"><title>",
+                      EscapeXml(title), "</title>");
 }
 
 }  // namespace abexp::report

@@ -1,11 +1,13 @@
-// The drawing pieces the report's charts share (svg_chart.h, trend_chart.h):
-// coordinates as text, escaped <text> elements, tick labels, and the ink
-// colours. Internal to client/report.
+// The drawing pieces the report's charts share (svg_chart.h, trend_chart.h,
+// funnel_chart.h): coordinates as text, escaped <text> elements, tick
+// labels, the ink colours, and each variant's colour and marker shape, so
+// that a variant looks the same in every chart. Internal to client/report.
 //
 // Thread-safe: no shared state.
 #ifndef ABEXP_CLIENT_REPORT_SVG_PARTS_H_
 #define ABEXP_CLIENT_REPORT_SVG_PARTS_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -29,6 +31,22 @@ std::string SvgText(double x, double y, const char* anchor, const char* cls,
 // positive, then `suffix`; never "-0".
 std::string SvgTickLabel(double value, int decimals, double display_scale,
                          absl::string_view suffix);
+
+// The colour of variant style `style` (the variant's index in the results):
+// five colours distinct in lightness as well as hue, then again.
+const char* VariantColour(size_t style);
+
+// The number of marker shapes before they repeat.
+inline constexpr int kVariantShapes = 5;
+
+// A marker of shape `shape` (0 circle, 1 square, 2 triangle, 3 diamond,
+// 4 triangle down, then again) centred on (x, y), about 12 units across.
+std::string VariantMarker(int shape, double x, double y, const char* colour);
+
+// An <svg> element of class `cls` with a viewBox of width x height that
+// scales to its container, opened up to and with its <title> (escaped).
+std::string SvgOpen(const char* cls, double width, double height,
+                    absl::string_view title);
 
 // `label` cut to `max_chars` bytes with an ellipsis when longer.
 std::string ShortenLabel(const std::string& label, size_t max_chars);

@@ -28,46 +28,7 @@ constexpr int kLegendPerRow = 4;
 constexpr size_t kMaxLabelChars = 14;
 constexpr double kLabelGap = 14;  // between end labels' baselines
 
-// Distinct in lightness as well as hue, so they stay apart in grey print.
-constexpr const char* kSeriesColours[] = {"#1f5fa8", "#c2410c", "#6d28d9",
-                                          "#047857", "#a16207"};
-constexpr int kShapes = 5;
-
 const absl::CivilDay kEpoch(1970, 1, 1);
-
-const char* ColourOf(size_t i) {
-  return kSeriesColours[i % (sizeof(kSeriesColours) / sizeof(*kSeriesColours))];
-}
-
-// A marker of shape `shape` (0 circle, 1 square, 2 triangle, 3 diamond,
-// 4 triangle down) centred on (x, y).
-std::string Marker(int shape, double x, double y, const char* colour) {
-  const std::string style = absl::StrCat(
-      "\" fill=\"", colour, "\" stroke=\"#fff\" stroke-width=\"1\"/>");
-  auto polygon = [&](std::initializer_list<std::pair<double, double>> pts) {
-    std::string out = "<polygon class=\"marker\" points=\"";
-    for (const auto& [dx, dy] : pts) {
-      absl::StrAppend(&out, SvgNum(x + dx), ",", SvgNum(y + dy), " ");
-    }
-    out.pop_back();
-    return absl::StrCat(out, style);
-  };
-  switch (shape % kShapes) {
-    case 1:
-      return absl::StrCat("<rect class=\"marker\" x=\"", SvgNum(x - 4.5),
-                          "\" y=\"", SvgNum(y - 4.5),
-                          "\" width=\"9\" height=\"9", style);
-    case 2:
-      return polygon({{0, -6}, {-5.5, 4}, {5.5, 4}});
-    case 3:
-      return polygon({{0, -6}, {6, 0}, {0, 6}, {-6, 0}});
-    case 4:
-      return polygon({{0, 6}, {-5.5, -4}, {5.5, -4}});
-    default:
-      return absl::StrCat("<circle class=\"marker\" cx=\"", SvgNum(x),
-                          "\" cy=\"", SvgNum(y), "\" r=\"5", style);
-  }
-}
 
 // The maximal runs of consecutive indexes below `n` where `has` holds.
 std::vector<Run> RunsOf(size_t n, const std::function<bool(size_t)>& has) {
@@ -145,16 +106,6 @@ std::string LegendItem(const std::string& swatch, double x, double y,
                        absl::string_view text) {
   return absl::StrCat(swatch,
                       SvgText(x + 12, y + 4, "start", "legend-text", text, 12));
-}
-
-std::string SvgOpen(const char* cls, double width, double height,
-                    const std::string& title) {
-  return absl::StrCat("<svg class=\"", cls,
-                      "\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ",
-                      SvgNum(width), " ", SvgNum(height),
-                      "\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\" "
-                      "font-family=\"sans-serif\"><title>",
-                      EscapeXml(title), "</title>");
 }
 
 double LegendRows(size_t items) {
@@ -319,7 +270,7 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
   for (size_t i = 0; i < l.series.size(); ++i) {
     const TrendSeriesLayout& s = l.series[i];
     const TrendSeries& data = spec.series[i];
-    const char* colour = ColourOf(static_cast<size_t>(s.shape));
+    const char* colour = VariantColour(static_cast<size_t>(s.shape));
     absl::StrAppend(&svg, "<g class=\"series\"><title>", EscapeXml(data.label),
                     "</title>");
     for (const Run& run : s.band_runs) {
@@ -377,7 +328,7 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
                         "</g>");
       }
       for (const auto& [x, y] : pts) {
-        absl::StrAppend(&svg, Marker(s.shape, x, y, colour));
+        absl::StrAppend(&svg, VariantMarker(s.shape, x, y, colour));
       }
     }
     if (s.label_y) {
@@ -408,8 +359,9 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
     if (i > 0 && i % kLegendPerRow == 0) ly += 22;
     absl::StrAppend(
         &svg,
-        LegendItem(Marker(l.series[i].shape, lx, ly,
-                          ColourOf(static_cast<size_t>(l.series[i].shape))),
+        LegendItem(VariantMarker(
+                       l.series[i].shape, lx, ly,
+                       VariantColour(static_cast<size_t>(l.series[i].shape))),
                    lx, ly,
                    ShortenLabel(spec.series[i].label, kMaxLabelChars + 4)));
   }
@@ -491,8 +443,8 @@ std::string RenderExposuresSvg(const ExposureSpec& spec) {
     absl::StrAppend(&svg, "<rect class=\"bar\" x=\"", SvgNum(b.x), "\" y=\"",
                     SvgNum(b.top), "\" width=\"", SvgNum(b.width),
                     "\" height=\"", SvgNum(l.plot_bottom - b.top), "\" fill=\"",
-                    ColourOf(b.variant), "\"><title>", FormatDay(b.day), " ",
-                    EscapeXml(spec.variants[b.variant]), ": ", b.count,
+                    VariantColour(b.variant), "\"><title>", FormatDay(b.day),
+                    " ", EscapeXml(spec.variants[b.variant]), ": ", b.count,
                     b.count == 1 ? " unit" : " units", "</title></rect>");
   }
   absl::StrAppend(&svg, "<g class=\"legend\">");
@@ -506,7 +458,7 @@ std::string RenderExposuresSvg(const ExposureSpec& spec) {
                                       SvgNum(ly - 5),
                                       "\" width=\"10\" "
                                       "height=\"10\" fill=\"",
-                                      ColourOf(i), "\"/>"),
+                                      VariantColour(i), "\"/>"),
                          lx, ly,
                          absl::StrCat(i + 1, ". ",
                                       ShortenLabel(spec.variants[i],

@@ -6,27 +6,20 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/report/testing/count.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace abexp::report {
 namespace {
 
+using ::abexp::report::testing::Count;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos;
-       at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
 
 int64_t Day(const char* text) {
   const std::optional<int64_t> day = ParseDay(text);
