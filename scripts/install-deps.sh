@@ -48,8 +48,9 @@ packages=(
   chromium-headless-shell
   # tests/packaging: scripts/package.sh's cpack -G DEB with dpkg-shlibdeps
   # (dpkg-dev), fakeroot-free; `systemd-analyze verify` on the unit (systemd;
-  # installing it in a container starts nothing); readelf (binutils)
-  dpkg-dev binutils systemd
+  # installing it in a container starts nothing); readelf (binutils); CPack's
+  # DEB generator runs `file` on every binary before dpkg-shlibdeps
+  dpkg-dev binutils systemd file
 )
 
 # Debian's npm conflicts with a Node.js that bundles its own (NodeSource's):
