@@ -48,6 +48,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kConfig[] = R"yaml(
+attributes: {platform: string}
 metrics:
   - key: order_conversion
     type: binomial
@@ -94,6 +95,14 @@ experiments:
       - {key: treatment, weight: 50}
     metrics: [checkout_steps, errors]
     primary_metric: checkout_steps
+  - key: segmented
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+    dimensions: [platform]
 )yaml";
 
 // The keys docs/statistics.md ("CLI `abexp results`") promises, exactly.
@@ -164,7 +173,9 @@ const std::vector<std::string> kCsvHeader = {
     "funnel_from_exposure_abs_estimates",
     "funnel_from_exposure_p_values",
     "funnel_from_previous_abs_estimates",
-    "funnel_from_previous_p_values"};
+    "funnel_from_previous_p_values",
+    "dimension",
+    "segment"};
 
 struct Result {
   int code = -1;
@@ -385,9 +396,106 @@ class CliResultsTest : public RecordingServerTest {
     return s;
   }
 
+  // Exposes users `prefix`0 .. `prefix`(n-1) of platform `platform` to
+  // `variant` of `experiment`.
+  void ExposeOn(const std::string& experiment, const std::string& variant,
+                const std::string& platform, const std::string& prefix, int n) {
+    v1::RecordExposuresRequest request;
+    for (int i = 0; i < n; ++i) {
+      v1::ExposureRecord* e = request.add_exposures();
+      e->set_experiment_key(experiment);
+      e->set_variant_key(variant);
+      *e->mutable_unit() = User(absl::StrCat(prefix, i));
+      (*e->mutable_unit()->mutable_attributes())["platform"].set_string_value(
+          platform);
+      *e->mutable_time() = ToProto(start_);
+    }
+    v1::RecordExposuresResponse response;
+    const grpc::Status status = RecordExposures(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
   const absl::Time start_ = absl::Now();
   std::unique_ptr<v1::ResultsService::Stub> results_;
 };
+
+TEST_F(CliResultsTest, DimensionBreaksResultsDownWithAnSrmCheckPerValue) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // ios 600/600, web 300/200 (a mismatch planted in web: chi2 = 20), and
+  // android 10/110; the totals are 910/910, balanced.
+  ASSERT_NO_FATAL_FAILURE(ExposeOn("segmented", "control", "ios", "ic", 600));
+  ASSERT_NO_FATAL_FAILURE(ExposeOn("segmented", "treatment", "ios", "it", 600));
+  ASSERT_NO_FATAL_FAILURE(ExposeOn("segmented", "control", "web", "wc", 300));
+  ASSERT_NO_FATAL_FAILURE(ExposeOn("segmented", "treatment", "web", "wt", 200));
+  ASSERT_NO_FATAL_FAILURE(
+      ExposeOn("segmented", "control", "android", "ac", 10));
+  ASSERT_NO_FATAL_FAILURE(
+      ExposeOn("segmented", "treatment", "android", "at", 110));
+  ASSERT_NO_FATAL_FAILURE(Send("order_completed", "ic", 60));
+  ASSERT_NO_FATAL_FAILURE(Send("order_completed", "it", 90));
+
+  const Result text = Run({"segmented", "--dimension", "platform"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("Segments by platform: EXPLORATORY"));
+  EXPECT_THAT(text.out, HasSubstr("=== platform = web ==="));
+  EXPECT_THAT(text.out, HasSubstr("SAMPLE RATIO MISMATCH: THIS SEGMENT (web) "
+                                  "IS NOT TRUSTWORTHY"));
+  EXPECT_THAT(text.out, Not(HasSubstr("THIS SEGMENT (ios)")));
+  EXPECT_THAT(text.out, HasSubstr("too small to say anything"));
+  // The totals come first and are trusted.
+  EXPECT_LT(text.out.find("Decision:"), text.out.find("Segments by"));
+  EXPECT_THAT(text.out, Not(HasSubstr("THESE RESULTS ARE NOT TRUSTWORTHY")));
+
+  const Struct json = Json({"segmented", "--dimension=platform"});
+  EXPECT_EQ(Field(json, "dimension").string_value(), "platform");
+  EXPECT_FALSE(Field(json, "segments_adjusted").bool_value());
+  const ListValue& segments = Field(json, "segments").list_value();
+  ASSERT_EQ(segments.values_size(), 3);
+  std::map<std::string, const Struct*> by_value;
+  for (const Value& v : segments.values()) {
+    by_value[Field(v.struct_value(), "value").string_value()] =
+        &v.struct_value();
+  }
+  ASSERT_EQ(by_value.count("ios"), 1u);
+  ASSERT_EQ(by_value.count("web"), 1u);
+  EXPECT_TRUE(Field(Field(*by_value["web"], "srm").struct_value(), "mismatch")
+                  .bool_value());
+  EXPECT_FALSE(Field(Field(*by_value["ios"], "srm").struct_value(), "mismatch")
+                   .bool_value());
+  // ios: 60 of 600 vs 90 of 600 converted.
+  const Struct& ios_metric =
+      Field(*by_value["ios"], "metrics").list_value().values(0).struct_value();
+  const ListValue& cells = Field(ios_metric, "variants").list_value();
+  ASSERT_EQ(cells.values_size(), 2);
+  EXPECT_DOUBLE_EQ(
+      Field(cells.values(0).struct_value(), "estimate").number_value(), 0.1);
+  EXPECT_DOUBLE_EQ(
+      Field(cells.values(1).struct_value(), "estimate").number_value(), 0.15);
+  // The values' exposed units add up to the totals'.
+  double exposed = 0;
+  for (const Value& v : segments.values()) {
+    for (const Value& variant :
+         Field(v.struct_value(), "variants").list_value().values()) {
+      exposed += Field(variant.struct_value(), "exposed_units").number_value();
+    }
+  }
+  EXPECT_EQ(exposed, 1820);
+
+  const Result csv =
+      Run({"segmented", "--dimension", "platform", "--format", "csv"});
+  ASSERT_EQ(csv.code, 0) << csv.err;
+  EXPECT_THAT(csv.out, HasSubstr(",platform,web\r\n"));
+  EXPECT_THAT(csv.out, HasSubstr(",platform,ios\r\n"));
+
+  // An unknown dimension is a usage error naming the experiment's.
+  const Result unknown = Run({"segmented", "--dimension", "country"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("its dimensions are: platform"));
+  // --adjust_segments makes the values one family.
+  const Struct adjusted =
+      Json({"segmented", "--dimension=platform", "--adjust_segments=true"});
+  EXPECT_TRUE(Field(adjusted, "segments_adjusted").bool_value());
+}
 
 TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {
   ASSERT_NO_FATAL_FAILURE(StartAll());

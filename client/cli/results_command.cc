@@ -38,6 +38,7 @@ using Fields = google::protobuf::Map<std::string, Value>;
 
 const std::string kUsage = absl::StrCat(
     R"(usage: abexp results EXPERIMENT [--metric KEY]... [--alpha A] [--adjust holm|bh]
+                     [--dimension NAME [--adjust_segments true]]
                      [--server HOST:PORT] [--timeout DURATION] [--format text|json|csv]
                      [--tls_ca_file FILE] [--token TOKEN] ...
 
@@ -59,6 +60,15 @@ versions seen, the guardrail verdicts and a decision.
                        for multiple comparisons: Holm (family-wise error
                        rate) or Benjamini-Hochberg (false discovery rate)
                        (default: holm)
+  --dimension NAME     also break the results down by this dimension of the
+                       experiment (config dimensions:, e.g. platform): the
+                       full comparison and a sample-ratio check per value.
+                       Exploratory: p-values are adjusted within each value
+                       only, not across values
+  --adjust_segments true|false
+                       with --dimension: adjust the p-values across the
+                       dimension's values too (one family, by --adjust)
+                       (default: false)
   --server HOST:PORT   abexp-server address (default: 127.0.0.1:50051)
   --timeout DURATION   deadline, e.g. 500ms, 2s (default: 5s)
 )",
@@ -237,6 +247,52 @@ class Bar {
   int zero_;
 };
 
+// A mismatch shouted between rules of '!' ("SAMPLE RATIO MISMATCH: <what>
+// NOT TRUSTWORTHY ..."), or the check's warnings.
+void PrintSrmWarnings(const v1::SampleRatio& srm, const std::string& what,
+                      std::ostream& out) {
+  if (srm.mismatch()) {
+    const std::string rule(kTextWidth, '!');
+    out << "\n" << rule << "\n";
+    PrintWrapped(
+        absl::StrCat("SAMPLE RATIO MISMATCH: ", what,
+                     " NOT TRUSTWORTHY. Units were lost or added unevenly "
+                     "between the variants, so every figure below may be "
+                     "biased."),
+        "!!! ", "!!! ", out);
+    for (const std::string& w : srm.warnings())
+      PrintWrapped(w, "!!! ", "!!! ", out);
+    out << rule << "\n";
+  } else {
+    for (const std::string& w : srm.warnings()) {
+      PrintWrapped(w, "warning: ", "  ", out);
+    }
+  }
+}
+
+std::string SrmSummary(const v1::SampleRatio& srm) {
+  const std::string figures = absl::StrCat(
+      "chi2 = ", srm.has_chi2() ? absl::StrFormat("%.3g", srm.chi2()) : "n/a",
+      ", p = ", report::FormatPValue(Opt(srm.has_p_value(), srm.p_value())));
+  if (srm.mismatch()) {
+    return absl::StrCat("MISMATCH (", figures, "): NOT TRUSTWORTHY");
+  }
+  if (srm.has_p_value()) return absl::StrCat("ok (", figures, ")");
+  return "not checked (see the warning)";
+}
+
+// A response holding one segment's variants in place of the totals', so
+// that the totals' printers show a segment.
+v1::GetResultsResponse AsTotals(const v1::GetResultsResponse& r,
+                                const v1::SegmentResult& segment) {
+  v1::GetResultsResponse out;
+  out.set_experiment_key(r.experiment_key());
+  out.set_alpha(r.alpha());
+  *out.mutable_variants() = segment.variants();
+  *out.mutable_srm() = segment.srm();
+  return out;
+}
+
 void PrintHead(const v1::GetResultsResponse& r, std::ostream& out) {
   Table head;
   head.AddRow({"experiment",
@@ -260,40 +316,14 @@ void PrintHead(const v1::GetResultsResponse& r, std::ostream& out) {
                          : absl::StrCat(r.adjust_method(),
                                         " (Holm: family-wise error rate)")});
   const v1::SampleRatio& srm = r.srm();
-  const std::string figures = absl::StrCat(
-      "chi2 = ", srm.has_chi2() ? absl::StrFormat("%.3g", srm.chi2()) : "n/a",
-      ", p = ", report::FormatPValue(Opt(srm.has_p_value(), srm.p_value())));
-  if (srm.mismatch()) {
-    head.AddRow({"sample ratio",
-                 absl::StrCat("MISMATCH (", figures, "): NOT TRUSTWORTHY")});
-  } else if (srm.has_p_value()) {
-    head.AddRow({"sample ratio", absl::StrCat("ok (", figures, ")")});
-  } else {
-    head.AddRow({"sample ratio", "not checked (see the warning)"});
-  }
+  head.AddRow({"sample ratio", SrmSummary(srm)});
   head.AddRow({"multi-exposed",
                absl::StrCat(r.multi_exposed_units(),
                             r.multi_exposed_units() == 1 ? " unit" : " units",
                             " (exposed to several variants; left out of every "
                             "figure)")});
   head.Print(out);
-
-  if (srm.mismatch()) {
-    const std::string rule(kTextWidth, '!');
-    out << "\n" << rule << "\n";
-    PrintWrapped(
-        "SAMPLE RATIO MISMATCH: THESE RESULTS ARE NOT TRUSTWORTHY. Units "
-        "were lost or added unevenly between the variants, so every figure "
-        "below may be biased.",
-        "!!! ", "!!! ", out);
-    for (const std::string& w : srm.warnings())
-      PrintWrapped(w, "!!! ", "!!! ", out);
-    out << rule << "\n";
-  } else {
-    for (const std::string& w : srm.warnings()) {
-      PrintWrapped(w, "warning: ", "  ", out);
-    }
-  }
+  PrintSrmWarnings(srm, "THESE RESULTS ARE", out);
 }
 
 void PrintLegend(const v1::GetResultsResponse& r, std::ostream& out) {
@@ -842,6 +872,8 @@ constexpr const char* kCsvColumns[] = {
     "funnel_from_exposure_p_values",
     "funnel_from_previous_abs_estimates",
     "funnel_from_previous_p_values",
+    "dimension",
+    "segment",
 };
 
 // The shortest decimal that reads back as the same double; "" if undefined.
@@ -933,6 +965,51 @@ void AppendCsvFunnel(const v1::MetricResult& m, std::vector<std::string>* row) {
   }
 }
 
+void PrintSegments(const v1::GetResultsResponse& r, std::ostream& out) {
+  if (r.dimension().empty()) return;
+  out << "\n";
+  PrintWrapped(
+      absl::StrCat(
+          "Segments by ", r.dimension(), ": EXPLORATORY. ",
+          r.segments_adjusted()
+              ? "The p-values are adjusted across the values (one family)."
+              : "The p-values are adjusted within each value only, not "
+                "across values: with many values some look significant by "
+                "chance (--adjust_segments true adjusts across them).",
+          " A decision rests on the totals above."),
+      "", "", out);
+  if (r.segments().empty()) {
+    out << "no exposed units carry a value of " << r.dimension() << " yet\n";
+  }
+  const std::vector<std::string> keys = MetricKeys(r);
+  for (const v1::SegmentResult& segment : r.segments()) {
+    out << "\n=== " << r.dimension() << " = " << segment.value() << " ===\n";
+    Table head;
+    std::vector<std::string> exposed;
+    for (const v1::VariantResult& v : segment.variants()) {
+      exposed.push_back(absl::StrCat(v.key(), " ", v.exposed_units()));
+    }
+    head.AddRow({"exposed", absl::StrJoin(exposed, ", ")});
+    head.AddRow({"sample ratio", SrmSummary(segment.srm())});
+    head.Print(out);
+    PrintSrmWarnings(segment.srm(),
+                     absl::StrCat("THIS SEGMENT (", segment.value(), ") IS"),
+                     out);
+    for (const std::string& w : segment.warnings()) {
+      PrintWrapped(w, "warning: ", "  ", out);
+    }
+    const v1::GetResultsResponse as_totals = AsTotals(r, segment);
+    for (const std::string& key : keys) PrintMetric(as_totals, key, out);
+  }
+}
+
+// The CSV rows of `r`'s variants (the totals, or a segment's through
+// AsTotals), ending with the dimension and segment columns.
+void AppendCsvRows(const v1::GetResultsResponse& r,
+                   const std::vector<std::string>& keys,
+                   const std::string& dimension, const std::string& segment,
+                   std::string* out);
+
 }  // namespace
 
 void PrintResultsText(const v1::GetResultsResponse& r, std::ostream& out) {
@@ -943,6 +1020,7 @@ void PrintResultsText(const v1::GetResultsResponse& r, std::ostream& out) {
   PrintGuardrails(r, out);
   out << "\nDecision: "
       << (r.decision().text().empty() ? "none" : r.decision().text()) << "\n";
+  PrintSegments(r, out);
 }
 
 std::string ResultsJson(const v1::GetResultsResponse& r) {
@@ -965,13 +1043,54 @@ std::string ResultsJson(const v1::GetResultsResponse& r) {
   f["metrics"] = std::move(metrics);
   f["guardrails"] = GuardrailsJson(r);
   f["decision"] = DecisionJson(r.decision());
+  if (!r.dimension().empty()) {
+    f["dimension"] = Str(r.dimension());
+    f["segments_adjusted"] = Bool(r.segments_adjusted());
+    Value segments;
+    segments.mutable_list_value();
+    for (const v1::SegmentResult& segment : r.segments()) {
+      const v1::GetResultsResponse as_totals = AsTotals(r, segment);
+      Value item;
+      Fields& sf = Object(&item);
+      sf["value"] = Str(segment.value());
+      sf["srm"] = SrmJson(segment.srm());
+      sf["warnings"] = Strings(std::vector<std::string>(
+          segment.warnings().begin(), segment.warnings().end()));
+      sf["variants"] = VariantsJson(as_totals);
+      Value seg_metrics;
+      seg_metrics.mutable_list_value();
+      for (const std::string& key : MetricKeys(r)) {
+        *seg_metrics.mutable_list_value()->add_values() =
+            MetricJson(as_totals, key);
+      }
+      sf["metrics"] = std::move(seg_metrics);
+      *segments.mutable_list_value()->add_values() = std::move(item);
+    }
+    f["segments"] = std::move(segments);
+  }
   return ToJson(s);
 }
 
 std::string ResultsCsv(const v1::GetResultsResponse& r) {
   std::string out;
   AppendCsvRow({std::begin(kCsvColumns), std::end(kCsvColumns)}, &out);
-  for (const std::string& key : MetricKeys(r)) {
+  const std::vector<std::string> keys = MetricKeys(r);
+  AppendCsvRows(r, keys, "", "", &out);
+  for (const v1::SegmentResult& segment : r.segments()) {
+    AppendCsvRows(AsTotals(r, segment), keys, r.dimension(), segment.value(),
+                  &out);
+  }
+  return out;
+}
+
+namespace {
+
+void AppendCsvRows(const v1::GetResultsResponse& r,
+                   const std::vector<std::string>& keys,
+                   const std::string& dimension, const std::string& segment,
+                   std::string* out_rows) {
+  std::string& out = *out_rows;
+  for (const std::string& key : keys) {
     for (const v1::VariantResult& v : r.variants()) {
       const v1::MetricResult* m = FindMetric(v, key);
       if (m == nullptr) continue;
@@ -1006,11 +1125,14 @@ std::string ResultsCsv(const v1::GetResultsResponse& r) {
       row.push_back(absl::StrJoin(m->warnings(), " | "));
       AppendCsvCuped(*m, &row);
       AppendCsvFunnel(*m, &row);
+      row.push_back(dimension);
+      row.push_back(segment);
       AppendCsvRow(row, &out);
     }
   }
-  return out;
 }
+
+}  // namespace
 
 std::optional<int> ResultsRequestFromArgs(const Command& command,
                                           const Args& args,
@@ -1042,6 +1164,18 @@ std::optional<int> ResultsRequestFromArgs(const Command& command,
   if (args.flags.count("adjust") > 0) {
     request->set_adjust_method(args.Get("adjust", ""));
   }
+  request->set_dimension(args.Get("dimension", ""));
+  const std::string adjust_segments = args.Get("adjust_segments", "false");
+  if (adjust_segments != "true" && adjust_segments != "false") {
+    return Usage(command, absl::StrCat("--adjust_segments '", adjust_segments,
+                                       "' is not true or false"));
+  }
+  if (adjust_segments == "true" && request->dimension().empty()) {
+    return Usage(command,
+                 "--adjust_segments needs --dimension NAME, the dimension "
+                 "whose values to adjust across");
+  }
+  request->set_adjust_segments(adjust_segments == "true");
   return std::nullopt;
 }
 
@@ -1070,7 +1204,8 @@ std::optional<int> FetchResults(const Command& command, const Args& args,
 int RunResults(const std::vector<std::string>& argv) {
   Command command{"results",
                   kUsage,
-                  {"server", "timeout", "format", "metric", "alpha", "adjust"},
+                  {"server", "timeout", "format", "metric", "alpha", "adjust",
+                   "dimension", "adjust_segments"},
                   {"metric"}};
   AddSecurityFlags(&command);
   Args args;

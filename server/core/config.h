@@ -76,6 +76,24 @@ inline constexpr int kMaxVariants = 255;
 // (docs/storage.md, "Unit records"). The config parser refuses more.
 inline constexpr int kMaxCovariateMetrics = 28;
 
+// Segments (Experiment::dimensions): the most dimensions one experiment may
+// declare, and the bounds of a dimension's max_values. The event store keeps
+// a unit's value of each dimension as one byte of its record (0 for a unit
+// without the attribute, 255 for "(other)"), and reads every value's
+// figures for results, so both stay small.
+inline constexpr int kMaxDimensions = 8;
+inline constexpr int kDefaultDimensionValues = 20;
+inline constexpr int kMaxDimensionValues = 200;
+
+// A breakdown of results by one attribute the exposures carry.
+struct Dimension {
+  std::string attribute;  // declared in `attributes:` as string or bool
+  // The first max_values distinct values of the phase get figures of their
+  // own; later ones count under "(other)". Default: 20.
+  int max_values = kDefaultDimensionValues;
+  SourceLocation location;
+};
+
 enum class ExperimentStatus { kDraft, kRunning, kPaused, kStopped };
 // "draft", "running", "paused", "stopped".
 const char* ExperimentStatusName(ExperimentStatus status);
@@ -184,6 +202,9 @@ struct Experiment {
   // weights or traffic change later (the assignment call consults the
   // event store). Default: false, and assignment is pure computation.
   bool sticky = false;
+  // Attributes results can be broken down by (segments), in the order
+  // written; at most kMaxDimensions.
+  std::vector<Dimension> dimensions;
   SourceLocation location;
 
   // Index of the variant with this key, or -1.

@@ -405,6 +405,12 @@ class Parser {
                               Experiment* e);
   void ParsePrimaryMetric(const Entry& pm, const std::string& what,
                           Experiment* e);
+  // `dimensions:`: attribute names, or {attribute, max_values} maps.
+  void ParseDimensions(const Entry& ds, const std::string& what, Experiment* e);
+  // One dimension's attribute: declared as string or bool; false after
+  // reporting why not.
+  bool CheckDimensionAttribute(const YAML::Node& at, const std::string& name,
+                               const std::string& what);
   // The first listed metric of e that can be primary, for hints.
   std::string PrimaryMetricHint(const Experiment& e) const;
 

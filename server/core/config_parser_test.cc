@@ -1060,7 +1060,7 @@ TEST(ConfigParser, UnknownFieldsListEveryAllowedFieldOfTheirMap) {
        "key, description, owner, status, rollout_variant, unit, salt, phase, "
        "traffic, start, "
        "end, targeting, layer, layer_range, variants, qa_overrides, metrics, "
-       "primary_metric, "
+       "primary_metric, dimensions, "
        "sticky"},
       {"experiments: [{key: a, status: draft, variants: [{key: v, weight: 1, "
        "zzzzzz: 1}]}]\n",
@@ -1537,6 +1537,38 @@ metrics:
           R"(  - {key: m, type: ratio, numerator: {event: a, aggregate: count}, denominator: {event: b, aggregate: count}, covariate: x}
 )"),
       2, 111, "covariate applies to binomial and sum metrics, not to a ratio");
+}
+
+TEST(ConfigParser, ExperimentDimensionsAreDeclaredStringOrBoolAttributes) {
+  constexpr char kHead[] =
+      R"(attributes: {platform: string, returning: bool, orders: number}
+experiments:
+  - key: e
+    status: running
+    variants: [{key: a, weight: 1}]
+)";
+  auto config = ParseOk(absl::StrCat(
+      kHead,
+      "    dimensions: [platform, {attribute: returning, max_values: 5}]\n"));
+  ASSERT_NE(config, nullptr);
+  const Experiment* e = config->FindExperiment("e");
+  ASSERT_EQ(e->dimensions.size(), 2u);
+  EXPECT_EQ(e->dimensions[0].attribute, "platform");
+  EXPECT_EQ(e->dimensions[0].max_values, 20);  // the default
+  EXPECT_EQ(e->dimensions[1].attribute, "returning");
+  EXPECT_EQ(e->dimensions[1].max_values, 5);
+  ExpectOnlyError(absl::StrCat(kHead, "    dimensions: [orders]\n"), 6, 18,
+                  "dimension 'orders' is declared number; a dimension must be "
+                  "a string or bool attribute (numbers are not bucketed");
+  ExpectOnlyError(absl::StrCat(kHead, "    dimensions: [country]\n"), 6, 18,
+                  "dimension 'country' is not a declared attribute; declare "
+                  "it under attributes: as country: string");
+  ExpectOnlyError(absl::StrCat(kHead, "    dimensions: [platform, platform]\n"),
+                  6, 28, "dimension 'platform' is listed twice");
+  ExpectOnlyError(
+      absl::StrCat(kHead,
+                   "    dimensions: [{attribute: platform, max_values: 0}]\n"),
+      6, 52, "max_values must be a whole number from 1 to 200");
 }
 
 TEST(ConfigParser, FunnelMetricHasOrderedStepsWithOptionalWindows) {

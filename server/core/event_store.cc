@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cmath>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +25,7 @@ ExperimentLayout LayoutOf(const Config& config, const Experiment& experiment) {
     const Metric* metric = config.FindMetric(key);
     if (metric != nullptr) layout.metrics.push_back(*metric);
   }
+  layout.dimensions = experiment.dimensions;
   return layout;
 }
 
@@ -180,6 +182,27 @@ absl::Status CheckExposures(const ExperimentLayout& layout,
     }
   }
   return absl::OkStatus();
+}
+
+std::string SegmentOf(const std::map<std::string, std::string>& values,
+                      const std::string& attribute) {
+  auto it = values.find(attribute);
+  if (it == values.end() || it->second.empty()) return kNoneSegment;
+  if (it->second.size() > kMaxDimensionValueBytes) return kOtherSegment;
+  return it->second;
+}
+
+void DropEmptySegments(
+    std::map<std::string, std::map<std::string, std::vector<VariantAggregate>>>*
+        segments) {
+  for (auto dim = segments->begin(); dim != segments->end();) {
+    for (auto seg = dim->second.begin(); seg != dim->second.end();) {
+      bool exposed = false;
+      for (const VariantAggregate& v : seg->second) exposed |= v.exposed != 0;
+      seg = exposed ? std::next(seg) : dim->second.erase(seg);
+    }
+    dim = dim->second.empty() ? segments->erase(dim) : std::next(dim);
+  }
 }
 
 void CountConfigVersion(const std::string& version, int max_versions,

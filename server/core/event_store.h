@@ -35,6 +35,8 @@ struct ExperimentLayout {
   std::vector<std::string> variant_keys;
   // The experiment's metric definitions, in the experiment's order.
   std::vector<Metric> metrics;
+  // The experiment's dimensions (segments), in config order.
+  std::vector<Dimension> dimensions;
 };
 
 // REQUIRES: every metric key of `experiment` is defined in `config`.
@@ -67,7 +69,19 @@ struct Exposure {
   // within ±kMaxEventValue; attributes the unit lacks are absent. Stored at
   // the unit's first recorded exposure; later exposures' values are unused.
   std::map<std::string, double> covariates = {};
+  // Dimension attribute (Experiment::dimensions) -> the unit's value, as
+  // text (a bool as "true"/"false"); attributes the unit lacks are absent.
+  // Stored at the unit's first recorded exposure, as covariates are.
+  std::map<std::string, std::string> dimensions = {};
 };
+
+// The segment of the units whose dimension value came after the dimension's
+// first max_values values (or is longer than kMaxDimensionValueBytes), and
+// of the units without the attribute (or with an empty value). A real value
+// spelled like one of these counts with it.
+inline constexpr char kOtherSegment[] = "(other)";
+inline constexpr char kNoneSegment[] = "(none)";
+inline constexpr size_t kMaxDimensionValueBytes = 128;
 
 // The largest magnitude of an event value. Metrics keep sums of squares of
 // values in doubles; at ±1e15 a square is 1e30, so no realistic count of
@@ -153,6 +167,13 @@ struct ExperimentAggregates {
   // units first exposed that day, including their later events; the days add
   // up to the totals (docs/attribution.md, "Cohort days").
   std::map<std::string, std::vector<VariantAggregate>> daily;
+  // Dimension attribute -> segment value (a value, kOtherSegment or
+  // kNoneSegment) -> the same figures restricted to the units whose first
+  // recorded exposure carried that value. For every dimension of the layout
+  // the values add up to the totals; a dimension without exposures is
+  // absent.
+  std::map<std::string, std::map<std::string, std::vector<VariantAggregate>>>
+      segments;
 };
 
 // One unit in one experiment phase, for EventStore::RecordedVariants.

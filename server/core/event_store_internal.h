@@ -55,6 +55,20 @@ absl::Status CheckVariantKeys(const ExperimentLayout& layout,
 absl::Status CheckExposures(const ExperimentLayout& layout,
                             absl::Span<const Exposure> exposures);
 
+// The segment a unit with these dimension values (Exposure::dimensions) is
+// in for `attribute`, before the max_values limit: kNoneSegment when it has
+// no value or an empty one, kOtherSegment when the value is longer than
+// kMaxDimensionValueBytes or spelled "(other)", else the value.
+std::string SegmentOf(const std::map<std::string, std::string>& values,
+                      const std::string& attribute);
+
+// Removes the segments without an exposed unit in any variant (those
+// whose units all became multi-exposed), and dimensions left without one,
+// so that every store reports the same segments.
+void DropEmptySegments(
+    std::map<std::string, std::map<std::string, std::vector<VariantAggregate>>>*
+        segments);
+
 // Counts an exposure under `version` in `counts` (a phase's exposures per
 // config version), keeping at most `max_versions` distinct versions: a
 // version not yet counted once that many are is counted under

@@ -30,11 +30,17 @@ std::vector<ExposureInput> ExposuresToRecord(const Config& config,
     ExposureInput x;
     x.experiment_key = a.experiment->key;
     x.unit.ids = unit.ids;
-    // The covariates its metrics name (CUPED), and no other attribute.
+    // The covariates its metrics name (CUPED), its dimensions, and no other
+    // attribute.
     for (const std::string& key : a.experiment->metrics) {
       const Metric* m = config.FindMetric(key);
       if (m == nullptr || m->covariate.empty()) continue;
       auto value = unit.attributes.find(m->covariate);
+      if (value != unit.attributes.end()) x.unit.attributes.insert(*value);
+    }
+    // And its dimensions (segments).
+    for (const Dimension& d : a.experiment->dimensions) {
+      auto value = unit.attributes.find(d.attribute);
       if (value != unit.attributes.end()) x.unit.attributes.insert(*value);
     }
     x.variant_key = a.experiment->variants[a.variant_index].key;

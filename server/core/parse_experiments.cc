@@ -219,6 +219,11 @@ const FieldRule<ExperimentDraft> kExperimentRules[] = {
                hint.empty() ? d.e->metrics[0] : hint));
      },
      /*late=*/true},
+    {"dimensions",
+     [](Parser& p, const Entry& e, ExperimentDraft& d) {
+       if (!e.value.IsNull()) p.ParseDimensions(e, d.what, d.e);
+     },
+     nullptr, nullptr, /*late=*/true},
     {"sticky",
      [](Parser& p, const Entry& e, ExperimentDraft& d) {
        if (auto b = p.GetBool(e, d.what + " sticky")) d.e->sticky = *b;
@@ -640,6 +645,94 @@ void Parser::ParseExperimentMetrics(const Entry& m, const std::string& what,
                           kMaxCovariateMetrics,
                           " (the store keeps each unit's covariates in one "
                           "record entry); remove covariate from the others"));
+  }
+}
+
+bool Parser::CheckDimensionAttribute(const YAML::Node& at,
+                                     const std::string& name,
+                                     const std::string& what) {
+  auto it = config_->attributes.find(name);
+  if (it == config_->attributes.end()) {
+    Error(at, absl::StrCat(what, ": dimension ", Quote(name),
+                           " is not a declared attribute; declare it under "
+                           "attributes: as ",
+                           name,
+                           ": string (or bool), and send it with "
+                           "the unit's attributes"));
+    return false;
+  }
+  if (it->second != AttributeType::kString &&
+      it->second != AttributeType::kBool) {
+    Error(at, absl::StrCat(
+                  what, ": dimension ", Quote(name), " is declared ",
+                  AttributeTypeName(it->second),
+                  "; a dimension must be a string or bool attribute (numbers "
+                  "are not bucketed: send a string attribute with the bucket, "
+                  "such as an RFM tier or \"0-9\", \"10-49\", \"50+\")"));
+    return false;
+  }
+  return true;
+}
+
+void Parser::ParseDimensions(const Entry& ds, const std::string& what,
+                             Experiment* e) {
+  if (!ExpectList(ds, what + " dimensions")) return;
+  std::set<std::string> seen;
+  for (auto it = ds.value.begin(); it != ds.value.end(); ++it) {
+    const YAML::Node& n = *it;
+    Dimension d;
+    d.location = {n.Mark().line + 1, n.Mark().column + 1};
+    YAML::Node name_node = n;
+    if (n.IsMap()) {
+      static const char* const kAllowed[] = {"attribute", "max_values"};
+      FieldMap f = Fields(n, what + " dimension", kAllowed);
+      auto attribute = f.find("attribute");
+      if (attribute == f.end()) {
+        Error(n, absl::StrCat(what,
+                              ": a dimension map needs attribute, such as "
+                              "{attribute: platform, max_values: 10}"));
+        continue;
+      }
+      name_node = attribute->second.value;
+      if (auto mv = f.find("max_values"); mv != f.end()) {
+        int max_values = 0;
+        if (!IsPlain(mv->second.value) ||
+            !absl::SimpleAtoi(mv->second.value.Scalar(), &max_values) ||
+            max_values < 1 || max_values > kMaxDimensionValues) {
+          Error(mv->second,
+                absl::StrCat(what,
+                             ": max_values must be a whole number from "
+                             "1 to ",
+                             kMaxDimensionValues,
+                             " (the values that get figures of their own; "
+                             "later ones count as (other)); default ",
+                             kDefaultDimensionValues));
+          continue;
+        }
+        d.max_values = max_values;
+      }
+    }
+    if (!name_node.IsScalar() || name_node.Scalar().empty()) {
+      Error(n, absl::StrCat(what,
+                            ": dimensions must be attribute names, such as "
+                            "dimensions: [platform], or maps such as "
+                            "{attribute: country, max_values: 30}"));
+      continue;
+    }
+    d.attribute = name_node.Scalar();
+    if (!seen.insert(d.attribute).second) {
+      Error(name_node, absl::StrCat(what, ": dimension ", Quote(d.attribute),
+                                    " is listed twice; list it once"));
+      continue;
+    }
+    if (!CheckDimensionAttribute(name_node, d.attribute, what)) continue;
+    e->dimensions.push_back(std::move(d));
+  }
+  if (e->dimensions.size() > static_cast<size_t>(kMaxDimensions)) {
+    Error(ds, absl::StrCat(what, ": ", e->dimensions.size(),
+                           " dimensions; the most is ", kMaxDimensions,
+                           " (results read every value of each); keep the "
+                           "ones you will break results down by"));
   }
 }
 

@@ -121,6 +121,24 @@ std::map<std::string, double> CovariatesOf(const IndexedConfig& config,
   return out;
 }
 
+// The unit's values of `e`'s dimensions: strings as sent, bools as "true"
+// or "false"; a number (the parser refuses number dimensions, but a client
+// may send one) counts as missing.
+std::map<std::string, std::string> DimensionsOf(const Experiment& e,
+                                                const Unit& unit) {
+  std::map<std::string, std::string> out;
+  for (const Dimension& d : e.dimensions) {
+    auto it = unit.attributes.find(d.attribute);
+    if (it == unit.attributes.end()) continue;
+    if (const std::string* s = std::get_if<std::string>(&it->second)) {
+      out[d.attribute] = *s;
+    } else if (const bool* b = std::get_if<bool>(&it->second)) {
+      out[d.attribute] = *b ? "true" : "false";
+    }
+  }
+  return out;
+}
+
 // The checks of one exposure, exposures[i] of the batch.
 absl::Status ValidateExposure(const IndexedConfig& config,
                               const ExposureInput& x, size_t i,
@@ -393,6 +411,7 @@ absl::StatusOr<RecordBatchResult> Recorder::RecordExposures(
                                 exposure.config_version, x.time)
             : ClientKey(x.idempotency_key);
     exposure.covariates = CovariatesOf(config, e, x.unit);
+    exposure.dimensions = DimensionsOf(e, x.unit);
     auto& group = groups[it->second];
     group.first.push_back(i);
     group.second.push_back(std::move(exposure));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace abexp {
 namespace {
@@ -319,18 +320,22 @@ stats::SrmResult CheckSampleRatioOf(const Experiment& experiment,
 // Multiple comparisons: one family of absolute p-values (and one of
 // relative ones) over non-control variants x non-guardrail metrics.
 // Guardrails are protective, so they keep their raw p-values.
-absl::Status AdjustFamilies(const std::vector<Metric>& metrics,
-                            stats::AdjustMethod method,
-                            std::vector<VariantResults>* variants) {
+// With several `groups` (segment values adjusted together) the family is
+// every group's cells.
+absl::Status AdjustFamilies(
+    const std::vector<Metric>& metrics, stats::AdjustMethod method,
+    const std::vector<std::vector<VariantResults>*>& groups) {
   std::vector<std::optional<double>> abs_family, rel_family;
-  for (size_t m = 0; m < metrics.size(); ++m) {
-    if (metrics[m].guardrail) continue;
-    for (size_t v = 1; v < variants->size(); ++v) {
-      const MetricResult& cell = (*variants)[v].metrics[m];
-      abs_family.push_back(cell.comparison ? cell.comparison->absolute.p_value
-                                           : std::nullopt);
-      rel_family.push_back(cell.comparison ? cell.comparison->relative.p_value
-                                           : std::nullopt);
+  for (const std::vector<VariantResults>* variants : groups) {
+    for (size_t m = 0; m < metrics.size(); ++m) {
+      if (metrics[m].guardrail) continue;
+      for (size_t v = 1; v < variants->size(); ++v) {
+        const MetricResult& cell = (*variants)[v].metrics[m];
+        abs_family.push_back(cell.comparison ? cell.comparison->absolute.p_value
+                                             : std::nullopt);
+        rel_family.push_back(cell.comparison ? cell.comparison->relative.p_value
+                                             : std::nullopt);
+      }
     }
   }
   absl::StatusOr<stats::AdjustResult> abs_adj =
@@ -340,18 +345,20 @@ absl::Status AdjustFamilies(const std::vector<Metric>& metrics,
   if (!abs_adj.ok()) return abs_adj.status();
   if (!rel_adj.ok()) return rel_adj.status();
   size_t k = 0;
-  for (size_t m = 0; m < metrics.size(); ++m) {
-    for (size_t v = 1; v < variants->size(); ++v) {
-      MetricResult& cell = (*variants)[v].metrics[m];
-      if (metrics[m].guardrail) {
-        if (cell.comparison) {
-          cell.adjusted_absolute_p_value = cell.comparison->absolute.p_value;
-          cell.adjusted_relative_p_value = cell.comparison->relative.p_value;
+  for (std::vector<VariantResults>* variants : groups) {
+    for (size_t m = 0; m < metrics.size(); ++m) {
+      for (size_t v = 1; v < variants->size(); ++v) {
+        MetricResult& cell = (*variants)[v].metrics[m];
+        if (metrics[m].guardrail) {
+          if (cell.comparison) {
+            cell.adjusted_absolute_p_value = cell.comparison->absolute.p_value;
+            cell.adjusted_relative_p_value = cell.comparison->relative.p_value;
+          }
+        } else {
+          cell.adjusted_absolute_p_value = abs_adj->adjusted[k];
+          cell.adjusted_relative_p_value = rel_adj->adjusted[k];
+          ++k;
         }
-      } else {
-        cell.adjusted_absolute_p_value = abs_adj->adjusted[k];
-        cell.adjusted_relative_p_value = rel_adj->adjusted[k];
-        ++k;
       }
     }
   }
@@ -565,7 +572,76 @@ absl::Status CompareAndAdjust(const Experiment& experiment,
                               const ResultsOptions& options,
                               std::vector<VariantResults>* variants) {
   *variants = CompareVariants(experiment, layout, aggregates, options.alpha);
-  return AdjustFamilies(layout.metrics, options.adjust_method, variants);
+  return AdjustFamilies(layout.metrics, options.adjust_method, {variants});
+}
+
+// The segments of options.dimension, into *results.
+absl::Status CompareSegments(const Experiment& experiment,
+                             const ExperimentLayout& layout,
+                             const ExperimentAggregates& aggregates,
+                             const ResultsOptions& options,
+                             ExperimentResults* results) {
+  results->dimension = options.dimension;
+  results->segments_adjusted = options.adjust_segments;
+  auto values = aggregates.segments.find(options.dimension);
+  if (values == aggregates.segments.end()) return absl::OkStatus();
+  std::vector<std::vector<VariantResults>*> groups;
+  for (const auto& [value, variants] : values->second) {
+    ExperimentAggregates segment;
+    segment.variants = variants;
+    segment.variants.resize(layout.variant_keys.size());
+    SegmentResults& out = results->segments.emplace_back();
+    out.value = value;
+    out.srm = CheckSampleRatioOf(experiment, segment);
+    out.variants = CompareVariants(experiment, layout, segment, options.alpha);
+    std::vector<std::string> small;
+    for (size_t v = 0; v < segment.variants.size(); ++v) {
+      if (segment.variants[v].exposed < kMinSegmentUnits) {
+        small.push_back(absl::StrCat(layout.variant_keys[v], " has ",
+                                     segment.variants[v].exposed));
+      }
+    }
+    if (!small.empty()) {
+      out.warnings.push_back(absl::StrCat(
+          "too small to say anything: fewer than ", kMinSegmentUnits,
+          " exposed units in a variant (", absl::StrJoin(small, ", "), ")"));
+    }
+  }
+  for (SegmentResults& segment : results->segments) {
+    if (!options.adjust_segments) {
+      if (absl::Status s = AdjustFamilies(layout.metrics, options.adjust_method,
+                                          {&segment.variants});
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      groups.push_back(&segment.variants);
+    }
+  }
+  if (groups.empty()) return absl::OkStatus();
+  return AdjustFamilies(layout.metrics, options.adjust_method, groups);
+}
+
+// OK when `dimension` is empty or one of the experiment's.
+absl::Status CheckDimension(const Experiment& experiment,
+                            const std::string& dimension) {
+  if (dimension.empty()) return absl::OkStatus();
+  std::vector<std::string> names;
+  for (const Dimension& d : experiment.dimensions) {
+    if (d.attribute == dimension) return absl::OkStatus();
+    names.push_back(d.attribute);
+  }
+  if (names.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "experiment '", experiment.key,
+        "' has no dimensions, so results "
+        "cannot be broken down by '",
+        dimension,
+        "'; declare it under the experiment's dimensions: in the config"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "experiment '", experiment.key, "' has no dimension '", dimension,
+      "'; its dimensions are: ", absl::StrJoin(names, ", ")));
 }
 
 }  // namespace
@@ -576,6 +652,9 @@ absl::StatusOr<ExperimentResults> ComputeResults(
     absl::Time now) {
   if (absl::Status alpha = CheckResultsAlpha(options.alpha); !alpha.ok()) {
     return alpha;
+  }
+  if (absl::Status s = CheckDimension(experiment, options.dimension); !s.ok()) {
+    return s;
   }
   const ExperimentLayout layout = LayoutOf(config, experiment);
   aggregates.variants.resize(layout.variant_keys.size());
@@ -597,6 +676,13 @@ absl::StatusOr<ExperimentResults> ComputeResults(
   results.guardrails =
       GuardrailVerdicts(layout.metrics, results.variants, options.alpha);
   Decide(experiment, layout, aggregates, options.alpha, now, &results);
+  if (!options.dimension.empty()) {
+    if (absl::Status s =
+            CompareSegments(experiment, layout, aggregates, options, &results);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (options.daily) {
     ExperimentAggregates through_day;
     through_day.variants.resize(layout.variant_keys.size());

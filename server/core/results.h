@@ -49,7 +49,19 @@ struct ResultsOptions {
   stats::AdjustMethod adjust_method = stats::AdjustMethod::kHolm;
   // Also compute ExperimentResults::daily. Default: false.
   bool daily = false;
+  // One of the experiment's dimensions (Dimension::attribute): also compute
+  // ExperimentResults::segments for it. Empty: none. Default: empty.
+  std::string dimension;
+  // With `dimension`: adjust the p-values of every segment value as one
+  // family per dimension (values x non-control variants x non-guardrail
+  // metrics) with adjust_method. Default: false, each value's p-values are
+  // adjusted as the totals' are, within the value only.
+  bool adjust_segments = false;
 };
+
+// A segment with fewer exposed units than this in some variant gets a
+// warning that it is too small to say anything.
+inline constexpr int64_t kMinSegmentUnits = 100;
 
 // OK when `alpha` is in (0, 1) and not below the smallest normal double
 // (below it alpha / 2 is 0, which the statistics refuse); INVALID_ARGUMENT
@@ -180,6 +192,18 @@ struct DayResults {
   std::vector<VariantResults> variants;  // cumulative, as in ExperimentResults
 };
 
+// The comparison over the units of one value of a dimension (segments,
+// ExperimentAggregates::segments): exploratory, like every breakdown.
+struct SegmentResults {
+  std::string value;  // a value, kOtherSegment or kNoneSegment
+  // The sample-ratio check of the segment's exposed units: a mismatch in
+  // one segment is a classic sign of a client that drops exposures.
+  stats::SrmResult srm;
+  std::vector<VariantResults> variants;  // as ExperimentResults::variants
+  // Why the segment's figures say little (too few units).
+  std::vector<std::string> warnings;
+};
+
 struct ExperimentResults {
   std::string experiment_key;
   int phase = 1;
@@ -207,6 +231,12 @@ struct ExperimentResults {
   // the totals'; an interval that excludes 0 on some day is not a decision
   // (looking every day inflates the error rate: use `sequential`).
   std::vector<DayResults> daily;
+  // With ResultsOptions::dimension: that dimension, and one entry per
+  // value with exposed units, in byte order of the values. Their exposed
+  // units add up to the totals'.
+  std::string dimension;
+  bool segments_adjusted = false;  // ResultsOptions::adjust_segments
+  std::vector<SegmentResults> segments;
 };
 
 // Computes the results of `experiment` (a member of `config`) from its
@@ -217,8 +247,10 @@ struct ExperimentResults {
 // `now` (UTC), both included.
 //
 // Data that cannot be compared is reported in warnings, not as an error.
-// Returns INVALID_ARGUMENT when options.alpha fails CheckResultsAlpha, or
-// when the aggregates give p-values outside [0, 1] (no real data does).
+// Returns INVALID_ARGUMENT when options.alpha fails CheckResultsAlpha, when
+// options.dimension is not one of the experiment's dimensions (the message
+// names them), or when the aggregates give p-values outside [0, 1] (no real
+// data does).
 absl::StatusOr<ExperimentResults> ComputeResults(
     const Config& config, const Experiment& experiment,
     ExperimentAggregates aggregates, const ResultsOptions& options,

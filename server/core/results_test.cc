@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/config.h"
 #include "server/core/config_parser.h"
@@ -38,6 +39,7 @@ namespace {
 using stats::testing::ExpectClose;
 
 constexpr char kConfig[] = R"yaml(
+attributes: {platform: string}
 metrics:
   - key: conversion
     type: binomial
@@ -64,6 +66,7 @@ experiments:
       - {key: b, weight: 1}
     metrics: [conversion, signup, errors]
     primary_metric: conversion
+    dimensions: [platform]
   - key: cart
     status: running
     variants:
@@ -328,6 +331,109 @@ TEST_F(ResultsTest, HolmAdjustsOneFamilyOfTheNonGuardrailComparisons) {
   // The control is compared with nothing.
   EXPECT_FALSE(
       Cell(r, "control", "conversion").adjusted_absolute_p_value.has_value());
+}
+
+// Segments: ios has the figures of WinnerAndLoser, web the same but with a
+// sample ratio mismatch (b lost 500 exposures), (other) a handful of units.
+ExperimentAggregates WithSegments(ExperimentAggregates agg) {
+  auto& platform = agg.segments["platform"];
+  platform["ios"] = agg.variants;
+  platform["web"] = agg.variants;
+  platform["web"][2].exposed = 9500;
+  platform[kOtherSegment] = agg.variants;
+  for (VariantAggregate& v : platform[kOtherSegment]) v.exposed = 60;
+  platform[kOtherSegment][0].exposed = 120;
+  return agg;
+}
+
+const SegmentResults* SegmentOf(const ExperimentResults& r,
+                                const std::string& value) {
+  for (const SegmentResults& s : r.segments) {
+    if (s.value == value) return &s;
+  }
+  ADD_FAILURE() << "no segment " << value;
+  return nullptr;
+}
+
+TEST_F(ResultsTest, EachSegmentValueGetsTheFullComparisonAndItsOwnSrmCheck) {
+  ResultsOptions options;
+  options.dimension = "platform";
+  const ExperimentResults r = Compute(WithSegments(WinnerAndLoser()), options);
+  EXPECT_EQ(r.dimension, "platform");
+  EXPECT_FALSE(r.segments_adjusted);
+  ASSERT_EQ(r.segments.size(), 3u);
+  const SegmentResults* ios = SegmentOf(r, "ios");
+  ASSERT_NE(ios, nullptr);
+  ExperimentResults as_totals;
+  as_totals.variants = ios->variants;
+  ExpectDifference(Cell(as_totals, "a", "conversion"), kConversionA);
+  ExpectDifference(Cell(as_totals, "b", "conversion"), kConversionB);
+  // Not adjusted across values: within the value, as the totals are.
+  ExpectClose(
+      Cell(as_totals, "a", "conversion").adjusted_absolute_p_value.value(),
+      0.0024567225947748975, "ios conversion a");
+  EXPECT_FALSE(ios->srm.mismatch);
+  EXPECT_TRUE(ios->warnings.empty());
+  // The mismatch planted in web is found there (scipy.stats.chisquare).
+  const SegmentResults* web = SegmentOf(r, "web");
+  ASSERT_NE(web, nullptr);
+  ASSERT_TRUE(web->srm.chi2.has_value());
+  ExpectClose(*web->srm.chi2, 16.94915254237288, "web chi2");
+  EXPECT_TRUE(web->srm.mismatch);
+  EXPECT_FALSE(r.srm.mismatch);
+  // A segment with under 100 units in a variant is flagged as too small.
+  const SegmentResults* other = SegmentOf(r, kOtherSegment);
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(other->warnings.size(), 1u);
+  EXPECT_THAT(other->warnings[0],
+              ::testing::HasSubstr("fewer than 100 exposed units in a variant "
+                                   "(a has 60, b has 60)"));
+  // Without a dimension asked for, there are none.
+  EXPECT_TRUE(Compute(WithSegments(WinnerAndLoser())).segments.empty());
+}
+
+TEST_F(ResultsTest, AdjustSegmentsMakesTheValuesOneFamily) {
+  ExperimentAggregates agg = WinnerAndLoser();
+  agg.segments["platform"]["ios"] = agg.variants;
+  agg.segments["platform"]["web"] = agg.variants;
+  ResultsOptions options;
+  options.dimension = "platform";
+  options.adjust_segments = true;
+  const ExperimentResults r = Compute(agg, options);
+  EXPECT_TRUE(r.segments_adjusted);
+  ASSERT_EQ(r.segments.size(), 2u);
+  // multipletests(method="holm") over both values' four p-values.
+  for (const SegmentResults& segment : r.segments) {
+    ExperimentResults as_totals;
+    as_totals.variants = segment.variants;
+    ExpectClose(
+        Cell(as_totals, "a", "conversion").adjusted_absolute_p_value.value(),
+        0.004913445189549795, "conversion a");
+    ExpectClose(
+        Cell(as_totals, "b", "conversion").adjusted_absolute_p_value.value(),
+        0.02180825471298529, "conversion b");
+    ExpectClose(
+        Cell(as_totals, "a", "signup").adjusted_absolute_p_value.value(), 1.0,
+        "signup a");
+  }
+  // The totals are adjusted as always.
+  ExpectClose(Cell(r, "a", "conversion").adjusted_absolute_p_value.value(),
+              0.0024567225947748975, "totals conversion a");
+}
+
+TEST_F(ResultsTest, AnUnknownDimensionIsRefusedNamingTheExperimentsOwn) {
+  ResultsOptions options;
+  options.dimension = "country";
+  absl::StatusOr<ExperimentResults> r = ComputeResults(
+      *config_, *experiment_, WinnerAndLoser(), options, absl::UnixEpoch());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(),
+              ::testing::HasSubstr("experiment 'checkout' has no dimension "
+                                   "'country'; its dimensions are: platform"));
+  r = ComputeResults(*config_, *config_->FindExperiment("cart"),
+                     ExperimentAggregates(), options, absl::UnixEpoch());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), ::testing::HasSubstr("has no dimensions"));
 }
 
 TEST_F(ResultsTest, BenjaminiHochbergAdjustsTheSameFamily) {

@@ -94,6 +94,8 @@ absl::StatusOr<ResultsQuery> ParseRequest(
     return s;
   }
   query.options.daily = request.include_daily();
+  query.options.dimension = request.dimension();
+  query.options.adjust_segments = request.adjust_segments();
   return query;
 }
 
@@ -240,6 +242,13 @@ void FillVariants(
   }
 }
 
+void FillSampleRatio(const stats::SrmResult& result, v1::SampleRatio* srm) {
+  if (result.chi2) srm->set_chi2(*result.chi2);
+  if (result.p_value) srm->set_p_value(*result.p_value);
+  srm->set_mismatch(result.mismatch);
+  for (const std::string& w : result.warnings) srm->add_warnings(w);
+}
+
 void FillResponse(const ExperimentResults& results,
                   const v1::GetResultsRequest& request,
                   v1::GetResultsResponse* response) {
@@ -255,12 +264,17 @@ void FillResponse(const ExperimentResults& results,
     seen->set_version(version);
     seen->set_exposures(exposures);
   }
-  v1::SampleRatio* srm = response->mutable_srm();
-  if (results.srm.chi2) srm->set_chi2(*results.srm.chi2);
-  if (results.srm.p_value) srm->set_p_value(*results.srm.p_value);
-  srm->set_mismatch(results.srm.mismatch);
-  for (const std::string& w : results.srm.warnings) srm->add_warnings(w);
+  FillSampleRatio(results.srm, response->mutable_srm());
   FillVariants(results.variants, request, response->mutable_variants());
+  response->set_dimension(results.dimension);
+  response->set_segments_adjusted(results.segments_adjusted);
+  for (const SegmentResults& segment : results.segments) {
+    v1::SegmentResult* out = response->add_segments();
+    out->set_value(segment.value);
+    FillSampleRatio(segment.srm, out->mutable_srm());
+    FillVariants(segment.variants, request, out->mutable_variants());
+    for (const std::string& w : segment.warnings) out->add_warnings(w);
+  }
   for (const DayResults& day : results.daily) {
     v1::DayResult* out = response->add_daily();
     out->set_day(day.day);

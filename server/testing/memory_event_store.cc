@@ -39,6 +39,29 @@ MemoryEventStore::ExperimentData* MemoryEventStore::Data(
   return &experiments_[absl::StrCat(layout.key, "\n", layout.phase)];
 }
 
+std::string MemoryEventStore::Segment(
+    const Dimension& dimension,
+    const std::map<std::string, std::string>& values, ExperimentData* data) {
+  std::string segment = internal::SegmentOf(values, dimension.attribute);
+  if (segment == kNoneSegment || segment == kOtherSegment) return segment;
+  absl::flat_hash_set<std::string>& known =
+      data->dimension_values[dimension.attribute];
+  if (known.contains(segment)) return segment;
+  if (known.size() >= static_cast<size_t>(dimension.max_values))
+    return kOtherSegment;
+  known.insert(segment);
+  return segment;
+}
+
+std::vector<MemoryEventStore::Figures*> MemoryEventStore::SegmentFigures(
+    const UnitRecord& unit, ExperimentData* data) {
+  std::vector<Figures*> out;
+  for (const auto& [attribute, segment] : unit.segments) {
+    out.push_back(&data->segments[{attribute, segment}]);
+  }
+  return out;
+}
+
 void MemoryEventStore::ApplyUnit(int sign, const UnitRecord& unit,
                                  Figures* figures) {
   figures->exposed[unit.variant] += sign;
@@ -99,6 +122,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(exposures.size());
   for (const Exposure& e : exposures) {
+    // Every exposure written claims its values' segments, first come first
+    // served, as RedisEventStore settles them before its script runs.
+    std::map<std::string, std::string> segments;
+    for (const Dimension& d : layout.dimensions) {
+      segments[d.attribute] = Segment(d, e.dimensions, data);
+    }
     if (!data->idempotency_keys.insert(absl::StrCat("x:", e.idempotency_key))
              .second) {
       outcomes.push_back(WriteOutcome::kDuplicate);
@@ -119,8 +148,10 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
           unit.covariates[internal::MetricSignature(m)] = x->second;
         }
       }
+      unit.segments = std::move(segments);
       ApplyUnit(+1, unit, &data->total);
       ApplyUnit(+1, unit, &data->days[DayOfMillis(t)]);
+      for (Figures* f : SegmentFigures(unit, data)) ApplyUnit(+1, unit, f);
       outcomes.push_back(WriteOutcome::kRecorded);
     } else if (unit.multi_exposed) {
       outcomes.push_back(WriteOutcome::kIgnored);
@@ -135,10 +166,12 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteExposures(
     } else {
       ApplyUnit(-1, unit, &data->total);
       ApplyUnit(-1, unit, &data->days[DayOfMillis(unit.first_ms)]);
+      for (Figures* f : SegmentFigures(unit, data)) ApplyUnit(-1, unit, f);
       data->multi_exposed += 1;
       unit.multi_exposed = true;
       unit.states.clear();
       unit.covariates.clear();
+      unit.segments.clear();
       outcomes.push_back(WriteOutcome::kConflict);
     }
   }
@@ -269,12 +302,16 @@ absl::StatusOr<std::vector<WriteOutcome>> MemoryEventStore::WriteEvents(
       continue;
     }
     UnitRecord& unit = it->second;
-    Figures& day = data->days[DayOfMillis(unit.first_ms)];
+    std::vector<Figures*> figures = SegmentFigures(unit, data);
+    figures.push_back(&data->total);
+    figures.push_back(&data->days[DayOfMillis(unit.first_ms)]);
     bool changed = false;
+    std::vector<MetricAggregate*> aggs(figures.size());
     for (size_t i = 0; i < layout.metrics.size(); ++i) {
       const std::string& sig = signatures[i];
-      MetricAggregate* aggs[2] = {&data->total.metrics[{unit.variant, sig}],
-                                  &day.metrics[{unit.variant, sig}]};
+      for (size_t f = 0; f < figures.size(); ++f) {
+        aggs[f] = &figures[f]->metrics[{unit.variant, sig}];
+      }
       if (CountEvent(layout.metrics[i], sig, e, t, aggs, &unit)) changed = true;
     }
     outcomes.push_back(changed ? WriteOutcome::kRecorded
@@ -311,6 +348,16 @@ absl::StatusOr<ExperimentAggregates> MemoryEventStore::ReadAggregates(
     std::vector<VariantAggregate>& daily = out.daily[internal::FormatDay(day)];
     for (int v = 0; v < n; ++v) daily.push_back(ToVariant(layout, figures, v));
   }
+  for (const Dimension& d : layout.dimensions) {
+    for (auto it = data->segments.lower_bound({d.attribute, ""});
+         it != data->segments.end() && it->first.first == d.attribute; ++it) {
+      std::vector<VariantAggregate>& variants =
+          out.segments[d.attribute][it->first.second];
+      for (int v = 0; v < n; ++v)
+        variants.push_back(ToVariant(layout, it->second, v));
+    }
+  }
+  internal::DropEmptySegments(&out.segments);
   return out;
 }
 

@@ -64,6 +64,8 @@ class MemoryEventStore final : public EventStore {
     // Metric signature -> the unit's covariate, for the layout's metrics
     // with one, as at the unit's first exposure.
     std::map<std::string, double> covariates;
+    // Dimension attribute -> the unit's segment, fixed at its first exposure.
+    std::map<std::string, std::string> segments;
   };
   // Figures of all units, or of one cohort day.
   struct Figures {
@@ -79,6 +81,11 @@ class MemoryEventStore final : public EventStore {
     int64_t multi_exposed = 0;
     std::map<std::string, int64_t> config_versions;
     std::map<int64_t, Figures> days;
+    // Dimension attribute -> the values given figures of their own, in the
+    // order first written (at most the dimension's max_values).
+    std::map<std::string, absl::flat_hash_set<std::string>> dimension_values;
+    // (dimension attribute, segment) -> figures of the units in it.
+    std::map<std::pair<std::string, std::string>, Figures> segments;
   };
 
   // Adds (sign +1) or removes (-1) the unit's exposure and every metric
@@ -94,6 +101,15 @@ class MemoryEventStore final : public EventStore {
                          UnitRecord* unit);
   static VariantAggregate ToVariant(const ExperimentLayout& layout,
                                     const Figures& figures, int v);
+
+  // The segment of `dimension` an exposure with these values counts in,
+  // giving its value figures of its own while fewer than max_values have.
+  static std::string Segment(const Dimension& dimension,
+                             const std::map<std::string, std::string>& values,
+                             ExperimentData* data);
+  // The segment figures `unit` counts in.
+  static std::vector<Figures*> SegmentFigures(const UnitRecord& unit,
+                                              ExperimentData* data);
 
   ExperimentData* Data(const ExperimentLayout& layout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

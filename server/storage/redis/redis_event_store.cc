@@ -221,6 +221,53 @@ std::string PackCovariates(const std::vector<const Metric*>& metrics,
   return any ? out : std::string();
 }
 
+// Settles segment slots in a phase's registry KEYS[1] (<base>seg). ARGV:
+// triples of dimension attribute, value ('' to learn only the dimension's
+// id), max_values. Returns per triple the dimension's id (1 to 255, given
+// in order of first use) and the value's slot: 0 for '', its slot when it
+// has one, a new one while fewer than max_values are taken, else 255
+// (other). Registry fields: d|<attr> -> id, dnext, n|<id> -> slots taken,
+// v|<id>|<value> -> slot, s|<id>|<slot> -> value.
+constexpr char kSettleSegmentsScript[] = R"lua(
+local reg = KEYS[1]
+local out = {}
+for i = 1, #ARGV - 2, 3 do
+  local attr, value, max = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local id = redis.call('HGET', reg, 'd|' .. attr)
+  if not id then
+    id = redis.call('HINCRBY', reg, 'dnext', 1)
+    if id > 255 then
+      return redis.error_reply('ABEXP_DIMENSIONS more than 255 dimensions')
+    end
+    redis.call('HSET', reg, 'd|' .. attr, id)
+  end
+  id = tonumber(id)
+  local slot = 0
+  if value ~= '' then
+    local got = redis.call('HGET', reg, 'v|' .. id .. '|' .. value)
+    if got then
+      slot = tonumber(got)
+    else
+      local taken = tonumber(redis.call('HGET', reg, 'n|' .. id) or '0')
+      if taken < max then
+        slot = taken + 1
+        redis.call('HSET', reg, 'n|' .. id, slot, 'v|' .. id .. '|' .. value,
+                   slot, 's|' .. id .. '|' .. slot, value)
+      else
+        slot = 255
+      end
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = slot
+end
+return out
+)lua";
+
+// The slot of units without the attribute, and of "(other)".
+constexpr int kNoneSlot = 0;
+constexpr int kOtherSlot = 255;
+
 std::vector<VariantAggregate> EmptyVariants(const ExperimentLayout& layout) {
   std::vector<VariantAggregate> variants(layout.variant_keys.size());
   for (VariantAggregate& v : variants) {
@@ -284,7 +331,8 @@ RedisEventStore::RedisEventStore(RedisClient* redis,
     : redis_(redis),
       options_(std::move(options)),
       write_exposures_(redis_scripts::WriteExposures()),
-      write_events_(redis_scripts::WriteEvents()) {}
+      write_events_(redis_scripts::WriteEvents()),
+      settle_segments_(kSettleSegmentsScript) {}
 
 std::string RedisEventStore::KeyBase(const ExperimentLayout& layout) const {
   return absl::StrCat(redis_->key_prefix(), ":{e:", layout.key, ":",
@@ -473,7 +521,7 @@ absl::Status RedisEventStore::ScriptError(const ExperimentLayout& layout,
   }
   if (absl::StrContains(reply.str, "ABEXP_METRICS")) {
     return absl::FailedPreconditionError(
-        absl::StrFormat("experiment '%s' phase %d has had more than 255 metric "
+        absl::StrFormat("experiment '%s' phase %d has had more than 254 metric "
                         "definitions; bump the "
                         "experiment's `phase` to start afresh",
                         layout.key, layout.phase));
@@ -662,6 +710,9 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
     // Each shard then holds at most the versions counted apart and "other".
     ++max_versions;
   }
+  absl::StatusOr<std::vector<std::string>> segments =
+      SettleSegments(base, layout, exposures);
+  if (!segments.ok()) return segments.status();
   // Each shard's exposures, in order; a unit's are all in one shard.
   std::vector<std::vector<size_t>> of_shard(b.shards);
   for (size_t i = 0; i < exposures.size(); ++i) {
@@ -711,6 +762,7 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
         call.args.push_back(versions.empty() ? e.config_version
                                              : versions[items[k]]);
         call.args.push_back(PackCovariates(with_covariate, e.covariates));
+        call.args.push_back((*segments)[items[k]]);
         sent.push_back(items[k]);
       }
     }
@@ -723,6 +775,111 @@ absl::StatusOr<std::vector<WriteOutcome>> RedisEventStore::WriteExposures(
   std::vector<WriteOutcome> outcomes(exposures.size());
   for (size_t k = 0; k < sent.size(); ++k) outcomes[sent[k]] = (*applied)[k];
   return outcomes;
+}
+
+absl::StatusOr<std::vector<std::string>> RedisEventStore::SettleSegments(
+    const std::string& base, const ExperimentLayout& layout,
+    absl::Span<const Exposure> exposures) {
+  std::vector<std::string> packed(exposures.size());
+  const size_t dims = layout.dimensions.size();
+  if (dims == 0) return packed;
+  // ids[d]; slots[i * dims + d] of exposure i, -1 until settled.
+  std::vector<int> ids(dims, -1);
+  std::vector<int> slots(exposures.size() * dims, -1);
+  // What to ask the registry: "<d>\n<value>" -> triple index, and the
+  // slots waiting on each triple.
+  absl::flat_hash_map<std::string, size_t> asked;
+  std::vector<std::vector<size_t>> waiting;
+  std::vector<size_t> asked_dim;
+  std::vector<std::string> asked_value;
+  RedisScriptCall call;
+  call.script = &settle_segments_;
+  call.keys = {base + "seg"};
+  auto ask = [&](size_t d, const std::string& value, size_t slot_index) {
+    auto [it, fresh] =
+        asked.try_emplace(absl::StrCat(d, "\n", value), waiting.size());
+    if (fresh) {
+      waiting.emplace_back();
+      asked_dim.push_back(d);
+      asked_value.push_back(value);
+      const Dimension& dim = layout.dimensions[d];
+      call.args.insert(call.args.end(),
+                       {dim.attribute, value, absl::StrCat(dim.max_values)});
+    }
+    if (slot_index != SIZE_MAX) waiting[it->second].push_back(slot_index);
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t d = 0; d < dims; ++d) {
+      const Dimension& dim = layout.dimensions[d];
+      const std::string prefix = absl::StrCat(base, "\n", dim.attribute);
+      auto id = dimension_ids_.find(prefix);
+      if (id != dimension_ids_.end()) {
+        ids[d] = id->second;
+      } else {
+        ask(d, "", SIZE_MAX);
+      }
+      const bool full =
+          full_dimensions_.contains(absl::StrCat(prefix, "\n", dim.max_values));
+      for (size_t i = 0; i < exposures.size(); ++i) {
+        const std::string segment =
+            internal::SegmentOf(exposures[i].dimensions, dim.attribute);
+        int& slot = slots[i * dims + d];
+        if (segment == kNoneSegment) {
+          slot = kNoneSlot;
+        } else if (segment == kOtherSegment) {
+          slot = kOtherSlot;
+        } else if (auto known =
+                       segment_slots_.find(absl::StrCat(prefix, "\n", segment));
+                   known != segment_slots_.end()) {
+          slot = known->second;
+        } else if (full) {
+          slot = kOtherSlot;
+        } else {
+          ask(d, segment, i * dims + d);
+        }
+      }
+    }
+  }
+  if (!waiting.empty()) {
+    absl::StatusOr<std::vector<RedisReply>> replies =
+        redis_->RunScripts({call});
+    if (!replies.ok()) return replies.status();
+    const RedisReply& reply = (*replies)[0];
+    if (absl::Status s = CheckReply(reply, RedisReply::Type::kArray,
+                                    "the segment registry script");
+        !s.ok()) {
+      return s;
+    }
+    if (reply.elements.size() != 2 * waiting.size()) {
+      return absl::InternalError(
+          "the segment registry script returned a reply of the wrong size");
+    }
+    absl::MutexLock lock(&mu_);
+    for (size_t k = 0; k < waiting.size(); ++k) {
+      const int id = static_cast<int>(reply.elements[2 * k].integer);
+      const int slot = static_cast<int>(reply.elements[2 * k + 1].integer);
+      const size_t d = asked_dim[k];
+      const Dimension& dim = layout.dimensions[d];
+      const std::string prefix = absl::StrCat(base, "\n", dim.attribute);
+      ids[d] = id;
+      dimension_ids_[prefix] = id;
+      if (slot == kOtherSlot) {
+        full_dimensions_.insert(absl::StrCat(prefix, "\n", dim.max_values));
+      } else if (!asked_value[k].empty()) {
+        segment_slots_[absl::StrCat(prefix, "\n", asked_value[k])] = slot;
+      }
+      for (size_t index : waiting[k]) slots[index] = slot;
+    }
+  }
+  for (size_t i = 0; i < exposures.size(); ++i) {
+    std::string& entry = packed[i];
+    for (size_t d = 0; d < dims; ++d) {
+      entry.push_back(static_cast<char>(ids[d]));
+      entry.push_back(static_cast<char>(slots[i * dims + d]));
+    }
+  }
+  return packed;
 }
 
 absl::StatusOr<std::vector<std::string>> RedisEventStore::SettleShardedPhase(
@@ -1257,6 +1414,8 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
       day_reads.push_back({"HGETALL", absl::StrCat(shard_base, "d:", *day)});
     }
   }
+  if (absl::Status s = ReadSegments(base, layout, shards, &out); !s.ok())
+    return s;
   if (day_reads.empty()) return out;
   absl::StatusOr<std::vector<RedisReply>> day_replies =
       redis_->Pipeline(day_reads);
@@ -1280,6 +1439,81 @@ absl::StatusOr<ExperimentAggregates> RedisEventStore::ReadAggregates(
     AddVariantAggregates(variants, &daily->second);
   }
   return out;
+}
+
+absl::Status RedisEventStore::ReadSegments(const std::string& base,
+                                           const ExperimentLayout& layout,
+                                           int64_t shards,
+                                           ExperimentAggregates* out) {
+  if (layout.dimensions.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<RedisReply>> got =
+      redis_->Pipeline({{"HGETALL", base + "seg"}});
+  if (!got.ok()) return got.status();
+  const RedisReply& registry = (*got)[0];
+  if (absl::Status s =
+          CheckReply(registry, RedisReply::Type::kArray, "HGETALL seg");
+      !s.ok()) {
+    return s;
+  }
+  absl::flat_hash_map<std::string, std::string> fields;
+  for (size_t i = 0; i + 1 < registry.elements.size(); i += 2) {
+    fields[registry.elements[i].str] = registry.elements[i + 1].str;
+  }
+  // Every (dimension, segment) hash of every shard, and what it is.
+  std::vector<RedisCommand> reads;
+  std::vector<std::pair<const std::string*, std::string>> of_read;
+  for (const Dimension& dim : layout.dimensions) {
+    auto id = fields.find("d|" + dim.attribute);
+    if (id == fields.end()) continue;  // never written
+    std::vector<std::pair<int, std::string>> segments = {
+        {kNoneSlot, kNoneSegment}, {kOtherSlot, kOtherSegment}};
+    int64_t taken = 0;
+    if (auto n = fields.find(absl::StrCat("n|", id->second));
+        n != fields.end()) {
+      absl::StatusOr<int64_t> parsed = ParseInt(n->second, base + "seg n|");
+      if (!parsed.ok()) return parsed.status();
+      taken = *parsed;
+    }
+    for (int64_t slot = 1; slot <= taken; ++slot) {
+      auto value = fields.find(absl::StrCat("s|", id->second, "|", slot));
+      if (value == fields.end()) continue;
+      segments.push_back({static_cast<int>(slot), value->second});
+    }
+    for (int64_t shard = 0; shard < shards; ++shard) {
+      const std::string shard_base = ShardBase(base, shard, shards);
+      for (const auto& [slot, name] : segments) {
+        reads.push_back(
+            {"HGETALL", absl::StrCat(shard_base, "s:", id->second, ":", slot)});
+        of_read.push_back({&dim.attribute, name});
+      }
+    }
+  }
+  if (reads.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_->Pipeline(reads);
+  if (!replies.ok()) return replies.status();
+  absl::flat_hash_map<std::string, const Metric*> metric_keys;
+  for (const Metric& m : layout.metrics)
+    metric_keys[internal::MetricSignature(m)] = &m;
+  for (size_t i = 0; i < reads.size(); ++i) {
+    const RedisReply& hash = (*replies)[i];
+    if (absl::Status s =
+            CheckReply(hash, RedisReply::Type::kArray, "HGETALL segment");
+        !s.ok()) {
+      return s;
+    }
+    if (hash.elements.empty()) continue;
+    std::vector<VariantAggregate> variants = EmptyVariants(layout);
+    if (absl::Status s =
+            ParseFigures(hash, metric_keys, &variants, nullptr, nullptr);
+        !s.ok()) {
+      return s;
+    }
+    auto [segment, fresh] = out->segments[*of_read[i].first].try_emplace(
+        of_read[i].second, EmptyVariants(layout));
+    AddVariantAggregates(variants, &segment->second);
+  }
+  internal::DropEmptySegments(&out->segments);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<int>> RedisEventStore::RecordedVariant(

@@ -29,6 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_store.h"
@@ -154,6 +155,21 @@ class RedisEventStore final : public EventStore {
   absl::StatusOr<std::vector<std::string>> SettleShardedPhase(
       const std::string& base, const ExperimentLayout& layout,
       absl::Span<const Exposure> exposures);
+  // Settles the segment of every exposure in every dimension of `layout`
+  // in the phase's registry <base>seg (docs/storage.md, "Segments"): a
+  // value gets a slot of its own while fewer than the dimension's
+  // max_values have one, first come first served over every exposure
+  // written. Returns each exposure's segments entry for write_exposures
+  // (per dimension its id byte and slot byte; "" without dimensions).
+  // Slots and dimension ids are cached per process.
+  absl::StatusOr<std::vector<std::string>> SettleSegments(
+      const std::string& base, const ExperimentLayout& layout,
+      absl::Span<const Exposure> exposures);
+  // Adds the figures of `layout`'s dimensions to out->segments: reads the
+  // registry, then every segment hash of every shard.
+  absl::Status ReadSegments(const std::string& base,
+                            const ExperimentLayout& layout, int64_t shards,
+                            ExperimentAggregates* out);
   // BucketsOfPhases of one phase.
   absl::StatusOr<std::optional<Buckets>> BucketsOfPhase(
       const std::string& base);
@@ -197,6 +213,7 @@ class RedisEventStore final : public EventStore {
   const RedisEventStoreOptions options_;
   const RedisScript write_exposures_;
   const RedisScript write_events_;
+  const RedisScript settle_segments_;
 
   absl::Mutex mu_;
   // By KeyBase(); bucket counts never change once stored.
@@ -206,6 +223,13 @@ class RedisEventStore final : public EventStore {
       ABSL_GUARDED_BY(mu_);
   // By KeyBase() + "\n" + config version: whether it is counted apart.
   absl::flat_hash_map<std::string, bool> counted_apart_ ABSL_GUARDED_BY(mu_);
+  // By KeyBase() + "\n" + dimension attribute: the dimension's id.
+  absl::flat_hash_map<std::string, int> dimension_ids_ ABSL_GUARDED_BY(mu_);
+  // By KeyBase() + "\n" + attribute + "\n" + value: the value's slot.
+  absl::flat_hash_map<std::string, int> segment_slots_ ABSL_GUARDED_BY(mu_);
+  // KeyBase() + "\n" + attribute + "\n" + max_values of the dimensions
+  // whose slots are all taken.
+  absl::flat_hash_set<std::string> full_dimensions_ ABSL_GUARDED_BY(mu_);
   // By KeyBase() + "\n" + shard count: each shard's ShardBase().
   absl::flat_hash_map<std::string, std::vector<std::string>> shard_bases_
       ABSL_GUARDED_BY(mu_);

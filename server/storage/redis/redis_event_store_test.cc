@@ -598,7 +598,8 @@ class RedisScriptsHostileArgs : public WithRedis {
       args.insert(args.end(),
                   {absl::StrCat(i % 5), Field('x', i), absl::StrCat(i % 7),
                    Field('u', i), absl::StrCat(i % 2),
-                   absl::StrCat(absl::ToUnixMillis(now_)), "cfg-1", packed});
+                   absl::StrCat(absl::ToUnixMillis(now_)), "cfg-1", packed,
+                   std::string("\x01\x02\x02\xff", 4)});
     }
     return args;
   }
@@ -685,6 +686,9 @@ TEST_F(RedisScriptsHostileArgs, WriteExposuresAppliesAChunkWholeOrNotAtAll) {
       {"last covariates one byte short", SetLast(w, 7, "1234567")},
       {"last covariates for two metrics, one listed",
        SetLast(w, 7, std::string(16, '\0'))},
+      {"last segments an odd number of bytes", SetLast(w, 8, "\x01")},
+      {"last segments of more dimensions than a config may have",
+       SetLast(w, 8, std::string(18, '\x01'))},
       {"one argument missing", [](Args& a) { a.pop_back(); }},
       {"one argument extra", [](Args& a) { a.push_back("x"); }},
       {"empty base", Set(0, "")},

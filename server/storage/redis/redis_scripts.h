@@ -25,7 +25,7 @@
 namespace abexp::redis_scripts {
 
 // Arguments per item of WriteExposures and WriteEvents.
-inline constexpr int kExposureItemArgs = 8;
+inline constexpr int kExposureItemArgs = 9;
 inline constexpr int kEventItemArgs = 7;
 // Arguments per metric of an event group.
 inline constexpr int kMetricArgs = 6;
@@ -34,8 +34,9 @@ inline constexpr int kMetricArgs = 6;
 // prefix, idempotency generation, expiry, variant keys, unit buckets,
 // idempotency buckets, the most config versions counted apart, the
 // signatures of the metrics with a covariate ('\n'-joined), item count N,
-// then N groups of kExposureItemArgs (the last: the unit's covariates as
-// little-endian doubles, NaN for missing, or '' for none).
+// then N groups of kExposureItemArgs (the last two: the unit's covariates
+// as little-endian doubles, NaN for missing, or '' for none; its segments as
+// (dimension id, slot) byte pairs, or '' for none).
 // Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 // 3 conflict), or an error "ABEXP_VARIANTS ..." before writing anything when
 // the variant keys are incompatible with the stored ones.

@@ -60,5 +60,10 @@ TEST(RedisScripts, WriteExposuresBoundsVariantsAndVersionsLikeTheStore) {
             kMaxStoredConfigVersionBytes);
 }
 
+// Every dimension a config may declare fits the record's segment entry.
+TEST(RedisScripts, WriteExposuresBoundsDimensionsLikeTheParser) {
+  EXPECT_EQ(ConstantOf(WriteExposures(), "MAX_DIMENSIONS"), kMaxDimensions);
+}
+
 }  // namespace
 }  // namespace abexp::redis_scripts

@@ -128,6 +128,11 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
       }
     }
   }
+  for (const Dimension& d : experiment.dimensions) {
+    pb::Dimension* p = layout->add_dimensions();
+    p->set_attribute(d.attribute);
+    p->set_max_values(d.max_values);
+  }
   for (const Exposure& x : exposures) {
     pb::Exposure* p = record.add_exposures();
     p->set_unit_id(x.unit_id);
@@ -136,6 +141,7 @@ std::string EncodeRecord(const ExperimentLayout& experiment,
     p->set_config_version(x.config_version);
     p->set_idempotency_key(x.idempotency_key);
     p->mutable_covariates()->insert(x.covariates.begin(), x.covariates.end());
+    p->mutable_dimensions()->insert(x.dimensions.begin(), x.dimensions.end());
   }
   for (size_t i = 0; i < events; ++i) {
     const Event& e = event_at(i);
@@ -241,6 +247,11 @@ absl::StatusOr<SpooledWrite> DecodeSpooledWrite(absl::string_view bytes) {
     }
     write.layout.metrics.push_back(std::move(m));
   }
+  for (const pb::Dimension& p : layout.dimensions()) {
+    Dimension& d = write.layout.dimensions.emplace_back();
+    d.attribute = p.attribute();
+    d.max_values = p.max_values();
+  }
   write.exposures.reserve(record.exposures_size());
   for (const pb::Exposure& p : record.exposures()) {
     Exposure& x = write.exposures.emplace_back();
@@ -250,6 +261,7 @@ absl::StatusOr<SpooledWrite> DecodeSpooledWrite(absl::string_view bytes) {
     x.config_version = p.config_version();
     x.idempotency_key = p.idempotency_key();
     x.covariates.insert(p.covariates().begin(), p.covariates().end());
+    x.dimensions.insert(p.dimensions().begin(), p.dimensions().end());
   }
   write.events.reserve(record.events_size());
   for (const pb::Event& p : record.events()) {

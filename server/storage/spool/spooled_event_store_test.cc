@@ -1164,6 +1164,8 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
                          Expose("u2", 0, kT0)};
   exposures.exposures[1].config_version = "cfg-2";
   exposures.exposures[0].covariates = {{"orders_90d", 3.5}, {"spend", -0.25}};
+  exposures.exposures[1].dimensions = {{"platform", "ios"}, {"plan", "pro"}};
+  exposures.layout.dimensions = {{"platform", 20, {}}, {"plan", 3, {}}};
   decoded = DecodeSpooledWrite(EncodeSpooledWrite(exposures));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_TRUE(decoded->events.empty());
@@ -1177,7 +1179,12 @@ TEST(SpooledWriteEncoding, RoundTripsEveryField) {
     EXPECT_EQ(got.config_version, want.config_version);
     EXPECT_EQ(got.idempotency_key, want.idempotency_key);
     EXPECT_EQ(got.covariates, want.covariates);
+    // A replayed exposure counts in its segments, as when written directly.
+    EXPECT_EQ(got.dimensions, want.dimensions);
   }
+  ASSERT_EQ(decoded->layout.dimensions.size(), 2u);
+  EXPECT_EQ(decoded->layout.dimensions[1].attribute, "plan");
+  EXPECT_EQ(decoded->layout.dimensions[1].max_values, 3);
 }
 
 TEST(SpooledWriteEncoding, GarbageAndAmbiguousRecordsAreDataLoss) {

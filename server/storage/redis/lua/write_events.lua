@@ -39,7 +39,12 @@
 -- for ratio, '<Bi6' furthest step reached and the ms it was reached for
 -- funnel). An entry of id 0 holds the unit's covariates, recorded at its
 -- first exposure: per metric with a covariate, its id byte and '<d' x.
+-- An entry of id SEG_ENTRY (255; metric ids stop at 254) holds the unit's
+-- segments, recorded at its first exposure: per dimension, its id byte and
+-- the value's slot byte (0 none, 255 other). The unit counts in segment
+-- hash <base>s:<dimension id>:<slot> as in its cohort day's hash.
 local MAX_VALUE = 1000000000000000
+local SEG_ENTRY = 255
 
 local MS_DAY = 86400000
 local meta = KEYS[1]
@@ -109,6 +114,26 @@ local function day_key(day)
   end
   return k
 end
+-- The hashes a unit's figures count in: its cohort day's (first exposure
+-- at `first` ms) and one per segment in its record's SEG_ENTRY entry.
+local seg_keys = {}
+local function unit_keys(first, states)
+  local keys = {day_key(day_of(first))}
+  local s = states[SEG_ENTRY]
+  if s then
+    for p = 1, #s - 1, 2 do
+      local id, slot = string.byte(s, p, p + 1)
+      local c = id * 256 + slot
+      local k = seg_keys[c]
+      if not k then
+        k = base .. 's:' .. id .. ':' .. slot
+        seg_keys[c] = k
+      end
+      keys[#keys + 1] = k
+    end
+  end
+  return keys
+end
 -- fields[v][sig][stat]: '<v>|<sig>|<stat>'; fields[v][0]: 'exposed|<v>'.
 local fields = {}
 local function field(v, sig, stat)
@@ -158,13 +183,21 @@ end
 -- Nothing in a script reads an aggregate, so deferring them changes nothing
 -- but the number of commands.
 local counts, sums, new_days = {}, {}, {}
-local function add_to(tbl, key, field, delta)
+local function add_one(tbl, key, field, delta)
   local h = tbl[key]
   if not h then
     h = {}
     tbl[key] = h
   end
   h[field] = (h[field] or 0) + delta
+end
+-- `key` is one hash or a list of them (unit_keys).
+local function add_to(tbl, key, field, delta)
+  if type(key) == 'table' then
+    for _, k in ipairs(key) do add_one(tbl, k, field, delta) end
+  else
+    add_one(tbl, key, field, delta)
+  end
 end
 local function count(key, field, delta) add_to(counts, key, field, delta) end
 local function sum(key, field, delta) add_to(sums, key, field, delta) end
@@ -213,8 +246,8 @@ local function cuped_y(key, v, sig, x, y0, y1)
   sum(key, field(v, sig, 'cuped_sum_xy'), x * (y1 - y0))
 end
 
--- Adds sign times the unit's exposure and metric figures to cohort-day hash
--- `key`. Binomial and retention metrics keep only `units` (their sum and
+-- Adds sign times the unit's exposure and metric figures to hash `key` (a
+-- cohort day's, or a list from unit_keys). Binomial and retention metrics keep only `units` (their sum and
 -- sum of squares equal it); a funnel keeps `units` (step 1 reached) and
 -- step<k>, the units that reached step k. A unit with a covariate for a metric also
 -- counts in its cuped_* figures (y is 0 for a unit without events).
@@ -228,7 +261,7 @@ local function apply_unit(key, sign, v, states, order)
     sum(key, field(v, sig, 'cuped_sum_x_sq'), sign * (x * x))
   end
   for _, id in ipairs(order) do
-    if id ~= 0 then
+    if id ~= 0 and id ~= SEG_ENTRY then
       local s = states[id]
       local sig = mname(id)
       local y = 1
@@ -277,8 +310,8 @@ local function metric_ids(sigs)
   end
   if #new_sigs > 0 then
     local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
-    if last + #new_sigs > 255 then
-      return nil, 'ABEXP_METRICS more than 255 metric definitions in this phase'
+    if last + #new_sigs > SEG_ENTRY - 1 then
+      return nil, 'ABEXP_METRICS more than 254 metric definitions in this phase'
     end
     for _, sig in ipairs(new_sigs) do
       last = last + 1
@@ -398,9 +431,11 @@ for i = o + 1, #ARGV, 7 do
     by_field[ufield] = rec
     local pos = 9
     while rec and pos <= #rec do
-      local len = string.byte(rec, pos + 1)
+      local id, len = string.byte(rec, pos, pos + 1)
       local ok = true
-      if len == 8 then
+      if id == SEG_ENTRY then
+        ok = true
+      elseif len == 8 then
         ok = state_ok(struct.unpack('<d', rec, pos + 2))
       elseif len == 16 then
         local n, d = struct.unpack('<dd', rec, pos + 2)
@@ -441,7 +476,7 @@ local function record(metrics, ibucket, ifield, ubucket, ufield, t, value_arg)
 
   local value = nil
   if value_arg ~= '' then value = tonumber(value_arg) end
-  local dkey = day_key(day_of(first))
+  local dkey = unit_keys(first, states)
   local changed = false
   local cov = covariates(states)
 

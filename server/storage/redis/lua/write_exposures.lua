@@ -13,11 +13,13 @@
 -- ARGV[7]  the most distinct config versions counted in the phase
 -- ARGV[8]  the signatures of the C metrics with a covariate, '\n'-joined
 --          ('' for none)
--- ARGV[9]  item count N, then N groups of 8 (redis_scripts::
+-- ARGV[9]  item count N, then N groups of 9 (redis_scripts::
 --          kExposureItemArgs): idempotency bucket, idempotency field
 --          (8 bytes), unit bucket, unit field (8 bytes), variant index,
 --          time (Unix ms), config version (1 to 64 bytes), the unit's
---          covariates ('' for none, else C '<d' values, NaN for missing)
+--          covariates ('' for none, else C '<d' values, NaN for missing),
+--          the unit's segments ('' for none, else per dimension its id
+--          byte and slot byte, as settled by RedisEventStore beforehand)
 --
 -- Returns an array of N outcomes (0 recorded, 1 duplicate, 2 ignored,
 -- 3 conflict). Fails before writing anything with "ABEXP_ARGS ..." on a bad
@@ -34,7 +36,12 @@
 -- for ratio, '<Bi6' furthest step reached and the ms it was reached for
 -- funnel). An entry of id 0 holds the unit's covariates, recorded at its
 -- first exposure: per metric with a covariate, its id byte and '<d' x.
+-- An entry of id SEG_ENTRY (255; metric ids stop at 254) holds the unit's
+-- segments, recorded at its first exposure: per dimension, its id byte and
+-- the value's slot byte (0 none, 255 other). The unit counts in segment
+-- hash <base>s:<dimension id>:<slot> as in its cohort day's hash.
 local MAX_VALUE = 1000000000000000
+local SEG_ENTRY = 255
 
 local MS_DAY = 86400000
 local meta = KEYS[1]
@@ -104,6 +111,26 @@ local function day_key(day)
   end
   return k
 end
+-- The hashes a unit's figures count in: its cohort day's (first exposure
+-- at `first` ms) and one per segment in its record's SEG_ENTRY entry.
+local seg_keys = {}
+local function unit_keys(first, states)
+  local keys = {day_key(day_of(first))}
+  local s = states[SEG_ENTRY]
+  if s then
+    for p = 1, #s - 1, 2 do
+      local id, slot = string.byte(s, p, p + 1)
+      local c = id * 256 + slot
+      local k = seg_keys[c]
+      if not k then
+        k = base .. 's:' .. id .. ':' .. slot
+        seg_keys[c] = k
+      end
+      keys[#keys + 1] = k
+    end
+  end
+  return keys
+end
 -- fields[v][sig][stat]: '<v>|<sig>|<stat>'; fields[v][0]: 'exposed|<v>'.
 local fields = {}
 local function field(v, sig, stat)
@@ -153,13 +180,21 @@ end
 -- Nothing in a script reads an aggregate, so deferring them changes nothing
 -- but the number of commands.
 local counts, sums, new_days = {}, {}, {}
-local function add_to(tbl, key, field, delta)
+local function add_one(tbl, key, field, delta)
   local h = tbl[key]
   if not h then
     h = {}
     tbl[key] = h
   end
   h[field] = (h[field] or 0) + delta
+end
+-- `key` is one hash or a list of them (unit_keys).
+local function add_to(tbl, key, field, delta)
+  if type(key) == 'table' then
+    for _, k in ipairs(key) do add_one(tbl, k, field, delta) end
+  else
+    add_one(tbl, key, field, delta)
+  end
 end
 local function count(key, field, delta) add_to(counts, key, field, delta) end
 local function sum(key, field, delta) add_to(sums, key, field, delta) end
@@ -208,8 +243,8 @@ local function cuped_y(key, v, sig, x, y0, y1)
   sum(key, field(v, sig, 'cuped_sum_xy'), x * (y1 - y0))
 end
 
--- Adds sign times the unit's exposure and metric figures to cohort-day hash
--- `key`. Binomial and retention metrics keep only `units` (their sum and
+-- Adds sign times the unit's exposure and metric figures to hash `key` (a
+-- cohort day's, or a list from unit_keys). Binomial and retention metrics keep only `units` (their sum and
 -- sum of squares equal it); a funnel keeps `units` (step 1 reached) and
 -- step<k>, the units that reached step k. A unit with a covariate for a metric also
 -- counts in its cuped_* figures (y is 0 for a unit without events).
@@ -223,7 +258,7 @@ local function apply_unit(key, sign, v, states, order)
     sum(key, field(v, sig, 'cuped_sum_x_sq'), sign * (x * x))
   end
   for _, id in ipairs(order) do
-    if id ~= 0 then
+    if id ~= 0 and id ~= SEG_ENTRY then
       local s = states[id]
       local sig = mname(id)
       local y = 1
@@ -272,8 +307,8 @@ local function metric_ids(sigs)
   end
   if #new_sigs > 0 then
     local last = tonumber(redis.call('HGET', meta, 'mnext') or '0')
-    if last + #new_sigs > 255 then
-      return nil, 'ABEXP_METRICS more than 255 metric definitions in this phase'
+    if last + #new_sigs > SEG_ENTRY - 1 then
+      return nil, 'ABEXP_METRICS more than 254 metric definitions in this phase'
     end
     for _, sig in ipairs(new_sigs) do
       last = last + 1
@@ -311,6 +346,8 @@ local MAX_VERSION_BYTES = 64
 -- A record's covariate entry holds 9 bytes per metric within 255 bytes:
 -- kMaxCovariateMetrics in server/core/event_store.h.
 local MAX_COVARIATES = 28
+-- kMaxDimensions in server/core/config.h.
+local MAX_DIMENSIONS = 8
 
 local function check_version(i)
   local s = ARGV[i]
@@ -323,7 +360,7 @@ local function check_args()
               check_int(5, 'unit buckets', 1, MAX_BUCKET + 1) or
               check_int(6, 'idempotency buckets', 1, MAX_BUCKET + 1) or
               check_int(7, 'config versions', 1, 1000000) or
-              check_count(9, 'exposures', 10, 8)
+              check_count(9, 'exposures', 10, 9)
   if err then return err end
   if not ARGV[8] then return arg_error(8, 'covariate metrics', 'a string') end
   local _, newlines = string.gsub(ARGV[4], '\n', '')
@@ -334,7 +371,7 @@ local function check_args()
       return arg_error(8, 'covariate metrics', 'at most ' .. MAX_COVARIATES)
     end
   end
-  for o = 10, #ARGV, 8 do
+  for o = 10, #ARGV, 9 do
     err = check_int(o, 'idempotency bucket', 0, MAX_BUCKET) or
           check_field(o + 1, 'idempotency field') or
           check_int(o + 2, 'unit bucket', 0, MAX_BUCKET) or
@@ -345,6 +382,10 @@ local function check_args()
     if err then return err end
     if ARGV[o + 7] ~= '' and #ARGV[o + 7] ~= 8 * ncov then
       return arg_error(o + 7, 'covariates', "'' or " .. ncov .. " '<d' values")
+    end
+    local segs = ARGV[o + 8]
+    if not segs or #segs % 2 ~= 0 or #segs > 2 * MAX_DIMENSIONS then
+      return arg_error(o + 8, 'segments', 'pairs of bytes, at most ' .. MAX_DIMENSIONS)
     end
   end
   return nil
@@ -419,10 +460,11 @@ if #cov_sigs > 0 then
   if not cov_ids then return redis.error_reply(ids_error) end
 end
 
--- A new unit's record: the header, and its covariates' entry when it has
--- any (a NaN is a missing covariate).
-local function new_record(v, t, covs)
+-- A new unit's record: the header, its covariates' entry when it has any
+-- (a NaN is a missing covariate), and its segments' entry when it has any.
+local function new_record(v, t, covs, segs)
   local rec = struct.pack('<BBi6', v, 0, t)
+  if segs ~= '' then rec = rec .. string.char(SEG_ENTRY, #segs) .. segs end
   if covs == '' then return rec end
   local parts = {}
   for j, sig in ipairs(cov_sigs) do
@@ -436,17 +478,17 @@ local function new_record(v, t, covs)
   return rec .. string.char(0, #entry) .. entry
 end
 
-local function expose(ibucket, ifield, ubucket, ufield, v, t, cv, covs)
+local function expose(ibucket, ifield, ubucket, ufield, v, t, cv, covs, segs)
   if seen(ibucket, ifield) then return 1 end
   count(agg, version_field(cv), 1)
 
   -- A new unit (the common case) is one HSETNX; only a known one is read.
   local ukey = base .. 'u:' .. ubucket
-  local new_rec = new_record(v, t, covs)
+  local new_rec = new_record(v, t, covs, segs)
   if redis.call('HSETNX', ukey, ufield, new_rec) == 1 then
     local day = day_of(t)
     local _, _, _, states, order = parse(new_rec)
-    apply_unit(day_key(day), 1, v, states, order)
+    apply_unit(unit_keys(t, states), 1, v, states, order)
     new_days[day] = true
     return 0
   end
@@ -468,7 +510,7 @@ local function expose(ibucket, ifield, ubucket, ufield, v, t, cv, covs)
     return 1
   end
 
-  apply_unit(day_key(day_of(first)), -1, rv, states, order)
+  apply_unit(unit_keys(first, states), -1, rv, states, order)
   count(agg, 'multi', 1)
   redis.call('HSET', ukey, ufield, struct.pack('<BBi6', rv, flags + 1, first))
   return 3
@@ -480,8 +522,8 @@ local o = 10
 for i = 1, n do
   out[i] = expose(ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3],
                   tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6],
-                  ARGV[o + 7])
-  o = o + 8
+                  ARGV[o + 7], ARGV[o + 8])
+  o = o + 9
 end
 flush()
 if versions_dirty then
