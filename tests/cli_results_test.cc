@@ -6,10 +6,12 @@
 // flags and exit codes against what `abexp results --help` promises.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -495,6 +497,30 @@ TEST_F(CliResultsTest, DimensionBreaksResultsDownWithAnSrmCheckPerValue) {
   const Struct adjusted =
       Json({"segmented", "--dimension=platform", "--adjust_segments=true"});
   EXPECT_TRUE(Field(adjusted, "segments_adjusted").bool_value());
+
+  // abexp report --dimension asks for the same breakdown and draws it, with
+  // web's mismatch marked in web's section and none in ios's.
+  const std::string page_path = dir_.path() + "/segmented.html";
+  const Result report = Cli({"report", "segmented", "--dimension", "platform",
+                             "--server=" + server_->address(), "--timeout=30s",
+                             "--out", page_path});
+  ASSERT_EQ(report.code, 0) << report.err;
+  std::ifstream in(page_path);
+  std::stringstream page;
+  page << in.rdbuf();
+  EXPECT_THAT(page.str(), HasSubstr("<h2>Segments by platform</h2>"));
+  std::map<std::string, std::string> sections;
+  for (const std::string value : {"ios", "web", "android"}) {
+    const size_t at = page.str().find(absl::StrCat(
+        "<section class=\"segment\"><h3>platform = ", value, "</h3>"));
+    ASSERT_NE(at, std::string::npos) << value;
+    sections[value] =
+        page.str().substr(at, page.str().find("</section>", at) - at);
+  }
+  EXPECT_THAT(sections["web"], HasSubstr("segment-srm-mismatch"));
+  EXPECT_THAT(sections["ios"], Not(HasSubstr("segment-srm-mismatch")));
+  EXPECT_THAT(sections["ios"], HasSubstr("Sample ratio: OK"));
+  EXPECT_THAT(page.str(), HasSubstr("too small to say anything"));
 }
 
 TEST_F(CliResultsTest, FunnelStepsAreInTheTableJsonAndCsv) {

@@ -23,7 +23,8 @@ namespace {
 
 const std::string kUsage = absl::StrCat(
     R"(usage: abexp report EXPERIMENT [--out FILE] [--metric KEY]... [--alpha A]
-                    [--adjust holm|bh] [--server HOST:PORT] [--timeout DURATION]
+                    [--adjust holm|bh] [--dimension NAME [--adjust_segments true]]
+                    [--server HOST:PORT] [--timeout DURATION]
                     [--tls_ca_file FILE] [--token TOKEN] ...
 
 Writes the experiment's results as one self-contained HTML page: the
@@ -31,7 +32,8 @@ experiment's facts, a banner on a sample-ratio mismatch, the decision and
 why, a summary in plain words ready to paste, per metric forest plots of
 the lifts (fixed-horizon and always-valid intervals) and the table of
 figures, and the daily trend: units exposed per day and the cumulative
-lift by cohort day. The page fetches nothing (no scripts, fonts or images from the
+lift by cohort day; with --dimension, a section per segment value. The
+page fetches nothing (no scripts, fonts or images from the
 network): it opens from an email attachment, and prints on A4.
 
   --out FILE           where to write the page (default:
@@ -40,6 +42,14 @@ network): it opens from an email attachment, and prints on A4.
   --metric KEY         only this metric; repeatable (default: all)
   --alpha A            two-sided significance level (default: 0.05)
   --adjust holm|bh     the multiple-comparison adjustment (default: holm)
+  --dimension NAME     also a "Segments" section by this dimension of the
+                       experiment (config dimensions:, e.g. platform): per
+                       value its units, its own sample-ratio check, its
+                       warnings and the lifts; exploratory (as in abexp
+                       results)
+  --adjust_segments true|false
+                       with --dimension: adjust the p-values across the
+                       dimension's values too (default: false)
   --server HOST:PORT   abexp-server address (default: 127.0.0.1:50051)
   --timeout DURATION   deadline per call, e.g. 500ms, 2s (default: 5s)
 )",
@@ -78,7 +88,8 @@ std::optional<std::string> WriteFile(const std::string& path,
 int RunReport(const std::vector<std::string>& argv) {
   Command command{"report",
                   kUsage,
-                  {"server", "timeout", "out", "metric", "alpha", "adjust"},
+                  {"server", "timeout", "out", "metric", "alpha", "adjust",
+                   "dimension", "adjust_segments"},
                   {"metric"}};
   AddSecurityFlags(&command);
   Args args;

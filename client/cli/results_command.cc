@@ -32,6 +32,7 @@ namespace {
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
+using report::AsTotals;
 using report::ConfidenceLevel;
 using report::FindMetric;
 using Fields = google::protobuf::Map<std::string, Value>;
@@ -279,18 +280,6 @@ std::string SrmSummary(const v1::SampleRatio& srm) {
   }
   if (srm.has_p_value()) return absl::StrCat("ok (", figures, ")");
   return "not checked (see the warning)";
-}
-
-// A response holding one segment's variants in place of the totals', so
-// that the totals' printers show a segment.
-v1::GetResultsResponse AsTotals(const v1::GetResultsResponse& r,
-                                const v1::SegmentResult& segment) {
-  v1::GetResultsResponse out;
-  out.set_experiment_key(r.experiment_key());
-  out.set_alpha(r.alpha());
-  *out.mutable_variants() = segment.variants();
-  *out.mutable_srm() = segment.srm();
-  return out;
 }
 
 void PrintHead(const v1::GetResultsResponse& r, std::ostream& out) {

@@ -66,4 +66,14 @@ std::string ConfidenceLevel(double alpha) {
   return absl::StrFormat("%g%%", 100 * (1 - alpha));
 }
 
+v1::GetResultsResponse AsTotals(const v1::GetResultsResponse& r,
+                                const v1::SegmentResult& segment) {
+  v1::GetResultsResponse out;
+  out.set_experiment_key(r.experiment_key());
+  out.set_alpha(r.alpha());
+  *out.mutable_variants() = segment.variants();
+  *out.mutable_srm() = segment.srm();
+  return out;
+}
+
 }  // namespace abexp::report

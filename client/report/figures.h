@@ -42,6 +42,12 @@ bool IsRate(const v1::MetricResult& m);
 // "95%" for alpha 0.05.
 std::string ConfidenceLevel(double alpha);
 
+// A response holding one segment's variants and sample-ratio check in place
+// of the totals' (with `r`'s experiment key and alpha), so that what shows
+// the totals can show a segment.
+v1::GetResultsResponse AsTotals(const v1::GetResultsResponse& r,
+                                const v1::SegmentResult& segment);
+
 }  // namespace abexp::report
 
 #endif  // ABEXP_CLIENT_REPORT_FIGURES_H_

@@ -57,6 +57,10 @@ td .ci { font-size: 0.85em; color: #333; }
 .chart .caption { margin: 0.4em 0 0; font-weight: 600; font-size: 0.9em; }
 .note { max-width: 60em; }
 .placeholder { border: 2px dashed #888; padding: 8px 16px; margin: 16px 0; }
+section.segment { border-top: 1px solid #ccc; margin-top: 1em; }
+section.segment h3 { overflow-wrap: anywhere; }
+.segment .banner { margin: 8px 0; padding: 8px 12px; }
+.segment .banner p { margin: 0; }
 footer { margin-top: 2em; font-size: 0.85em; color: #444; }
 @media (max-width: 480px) {
   main { padding: 10px; }
@@ -68,7 +72,8 @@ footer { margin-top: 2em; font-size: 0.85em; color: #444; }
   @page { size: A4; margin: 14mm; }
   body { font-size: 10.5pt; }
   main { max-width: none; padding: 0; }
-  section.metric, .decision, .banner, .summary, .chart { break-inside: avoid; }
+  section.metric, .decision, .banner, .summary, .chart, section.segment {
+    break-inside: avoid; }
   .chart-pair { grid-template-columns: 1fr 1fr; }
   .table-wrap { overflow: visible; }
   table { font-size: 8.5pt; }
@@ -212,11 +217,16 @@ std::string Header(const v1::GetResultsResponse& r, const ReportContext& c) {
   return out;
 }
 
-std::string SrmSection(const v1::SampleRatio& srm) {
-  const std::string figures = absl::StrCat(
+// "chi-square 20, p = 7.7e-6".
+std::string SrmFigures(const v1::SampleRatio& srm) {
+  return absl::StrCat(
       "chi-square ",
       srm.has_chi2() ? absl::StrFormat("%.3g", srm.chi2()) : "n/a",
       ", p = ", FormatPValue(Opt(srm.has_p_value(), srm.p_value())));
+}
+
+std::string SrmSection(const v1::SampleRatio& srm) {
+  const std::string figures = SrmFigures(srm);
   std::string out;
   if (srm.mismatch()) {
     absl::StrAppend(
@@ -389,6 +399,14 @@ ForestSpec ForestOf(const v1::GetResultsResponse& r, const std::string& key,
   return spec;
 }
 
+// A non-control variant's verdict on a metric, by its absolute lift.
+std::string Verdict(const v1::MetricResult& m) {
+  const v1::Effect& a = m.absolute();
+  if (!a.has_estimate()) return "no estimate";
+  if (!Significant(a)) return "not significant";
+  return (a.ci_low() > 0) == m.higher_is_better() ? "better" : "worse";
+}
+
 std::string MetricTable(const v1::GetResultsResponse& r,
                         const std::string& key) {
   const std::string level = ConfidenceLevel(r.alpha());
@@ -426,11 +444,6 @@ std::string MetricTable(const v1::GetResultsResponse& r,
     const v1::Effect& rel = m->relative();
     const v1::SequentialFigures& seq = m->sequential();
     auto abs_fmt = [&](double x) { return Absolute(*m, x); };
-    const std::string verdict = !a.has_estimate() ? "no estimate"
-                                : !Significant(a) ? "not significant"
-                                : (a.ci_low() > 0) == m->higher_is_better()
-                                    ? "better"
-                                    : "worse";
     absl::StrAppend(
         &out, "<td>", LiftCell(a, abs_fmt), "</td><td>",
         LiftCell(rel, [](double x) { return Relative(x); }), "</td><td>",
@@ -442,7 +455,7 @@ std::string MetricTable(const v1::GetResultsResponse& r,
         "</td><td>",
         E(Range(Opt(seq.has_ci_low(), seq.ci_low()),
                 Opt(seq.has_ci_high(), seq.ci_high()), abs_fmt)),
-        "</td><td>", verdict, "</td></tr>");
+        "</td><td>", Verdict(*m), "</td></tr>");
   }
   absl::StrAppend(&out, "</tbody></table></div>");
   if (!warnings.empty()) {
@@ -651,6 +664,132 @@ std::string FunnelSection(const v1::GetResultsResponse& r) {
       tables, "</section>");
 }
 
+// ---- Segments ----
+
+// A segment's sample-ratio check: on a mismatch a banner like the totals',
+// naming the segment.
+std::string SegmentSrm(const std::string& name, const v1::SampleRatio& srm) {
+  std::string out;
+  if (srm.mismatch()) {
+    absl::StrAppend(
+        &out,
+        "<div class=\"banner segment-srm-mismatch\"><p><strong>"
+        "\xE2\x9A\xA0 Sample ratio mismatch in ",
+        E(name), ": do not trust its figures</strong> (", E(SrmFigures(srm)),
+        "). Its units were lost or added unevenly between the variants, a "
+        "classic sign of a client that drops exposures.</p></div>");
+  } else {
+    absl::StrAppend(&out, "<p class=\"srm\">Sample ratio: ",
+                    srm.has_p_value()
+                        ? absl::StrCat("OK (", E(SrmFigures(srm)), ")")
+                        : "not checked",
+                    "</p>");
+  }
+  for (const std::string& w : srm.warnings()) {
+    absl::StrAppend(&out, "<p class=\"warnings\">", E(w), "</p>");
+  }
+  return out;
+}
+
+// One row per metric and variant of a segment: the estimate, and for a
+// non-control variant its lifts with their intervals, p and verdict.
+std::string SegmentTable(const v1::GetResultsResponse& seg,
+                         const std::vector<std::string>& keys) {
+  const std::string level = ConfidenceLevel(seg.alpha());
+  std::string rows;
+  for (const std::string& key : keys) {
+    for (const v1::VariantResult& v : seg.variants()) {
+      const v1::MetricResult* m = FindMetric(v, key);
+      if (m == nullptr) continue;
+      absl::StrAppend(
+          &rows, "<tr><th scope=\"row\">", E(key), "</th><td>", E(v.key()),
+          v.is_control() ? " (control)" : "", "</td><td>",
+          E(Value(*m, Opt(m->has_estimate(), m->estimate()))), "</td>");
+      if (v.is_control()) {
+        absl::StrAppend(&rows, "<td colspan=\"4\">baseline</td></tr>");
+        continue;
+      }
+      const v1::Effect& a = m->absolute();
+      absl::StrAppend(
+          &rows, "<td>",
+          LiftCell(m->relative(), [](double x) { return Relative(x); }),
+          "</td><td>", LiftCell(a, [&](double x) { return Absolute(*m, x); }),
+          "</td><td>", E(FormatPValue(Opt(a.has_p_value(), a.p_value()))), " (",
+          E(FormatPValue(Opt(a.has_adjusted_p_value(), a.adjusted_p_value()))),
+          ")</td><td>", Verdict(*m), "</td></tr>");
+    }
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat(
+      "<div class=\"table-wrap\"><table class=\"segment-figures\"><thead><tr>"
+      "<th scope=\"col\">Metric</th><th scope=\"col\">Variant</th>"
+      "<th scope=\"col\">Estimate</th><th scope=\"col\">Relative lift [",
+      level, " CI]</th><th scope=\"col\">Absolute lift [", level,
+      " CI]</th><th scope=\"col\">p (adjusted)</th><th scope=\"col\">"
+      "Verdict</th></tr></thead><tbody>",
+      rows, "</tbody></table></div>");
+}
+
+// The breakdown by the response's dimension (docs/statistics.md,
+// "Segments"): per value its exposed units, sample-ratio check, warnings, a
+// forest plot of the primary metric's relative lift and a row per metric
+// and variant. Empty without a dimension.
+std::string SegmentSection(const v1::GetResultsResponse& r) {
+  if (r.dimension().empty()) return "";
+  std::string out = absl::StrCat(
+      "<section class=\"segments\" id=\"segments\"><h2>Segments by ",
+      E(r.dimension()), "</h2><p class=\"note\"><strong>Exploratory.</strong> ",
+      r.segments_adjusted()
+          ? "The p-values are adjusted across the values (one family). "
+          : "The p-values are adjusted within each value only, not across "
+            "values: with many values some look significant by chance "
+            "(--adjust_segments true adjusts across them). ",
+      "A value with few units is marked too small to say anything. A "
+      "decision rests on the totals above.</p>");
+  if (r.segments().empty()) {
+    absl::StrAppend(&out, "<p>No exposed units carry a value of ",
+                    E(r.dimension()), " yet.</p>");
+  }
+  for (const v1::SegmentResult& segment : r.segments()) {
+    const std::string name =
+        absl::StrCat(r.dimension(), " = ", segment.value());
+    const v1::GetResultsResponse seg = AsTotals(r, segment);
+    std::vector<std::string> units;
+    for (const v1::VariantResult& v : seg.variants()) {
+      units.push_back(absl::StrCat(v.key(), " ", v.exposed_units()));
+    }
+    absl::StrAppend(&out, "<section class=\"segment\"><h3>", E(name),
+                    "</h3><p>Exposed units: ",
+                    E(units.empty() ? "none" : absl::StrJoin(units, ", ")),
+                    "</p>", SegmentSrm(name, segment.srm()));
+    if (!segment.warnings().empty()) {
+      absl::StrAppend(&out, "<ul class=\"warnings\">");
+      for (const std::string& w : segment.warnings()) {
+        absl::StrAppend(&out, "<li>", E(w), "</li>");
+      }
+      absl::StrAppend(&out, "</ul>");
+    }
+    const std::vector<std::string> keys = MetricKeys(seg);
+    if (!keys.empty()) {
+      std::string key = keys.front();
+      for (const std::string& k : keys) {
+        if (MetricDefinition(seg, k)->primary()) {
+          key = k;
+          break;
+        }
+      }
+      ForestSpec spec =
+          ForestOf(seg, key, *MetricDefinition(seg, key), /*relative=*/true);
+      spec.title = absl::StrCat(name, ": ", spec.title);
+      absl::StrAppend(&out, "<div class=\"chart\">", RenderForestSvg(spec),
+                      "</div>");
+    }
+    absl::StrAppend(&out, SegmentTable(seg, keys), "</section>");
+  }
+  absl::StrAppend(&out, "</section>");
+  return out;
+}
+
 }  // namespace
 
 std::string SummaryText(const v1::GetResultsResponse& r) {
@@ -709,7 +848,8 @@ std::string RenderHtmlReport(const v1::GetResultsResponse& r,
                     "figures: the experiment has no metrics, or none was "
                     "asked for.</p></section>");
   }
-  absl::StrAppend(&out, DailyTrendSection(r), FunnelSection(r));
+  absl::StrAppend(&out, DailyTrendSection(r), FunnelSection(r),
+                  SegmentSection(r));
   absl::StrAppend(&out,
                   "<footer><p>Made by <code>abexp report</code>. Intervals "
                   "that cross zero are not significant; the always-valid "

@@ -3,7 +3,10 @@
 // on a sample-ratio mismatch, the decision and why, a plain-words summary
 // ready to paste, per metric forest plots (svg_chart.h), the table of
 // figures and the CUPED table where there is one, and the daily trend from
-// the response's `daily` entries (daily_section.h).
+// the response's `daily` entries (daily_section.h). With a dimension
+// (GetResultsRequest.dimension) a "Segments" section ends the page: per
+// value its units, its own sample-ratio check (a banner on a mismatch), its
+// warnings, a forest plot of the primary metric and a row per metric.
 //
 // The page fetches nothing: its CSS and charts are inline, it uses no
 // script, web font or image by URL, so it opens from an email attachment or

@@ -5,6 +5,7 @@
 #include "abexp/v1/assignment.pb.h"
 #include "abexp/v1/results.pb.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/report/testing/count.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -423,6 +424,125 @@ TEST(HtmlReport, ThePageFitsPhonesAndPrintsOnA4) {
   EXPECT_THAT(page, HasSubstr("@media print"));
   EXPECT_THAT(page, HasSubstr("size: A4"));
   EXPECT_THAT(page, HasSubstr("@media (max-width: 480px)"));
+}
+
+// A segment of Checkout()'s order_conversion: control and treatment with
+// `units` each and their conversion rates; treatment's lift is given whole.
+v1::SegmentResult* AddSegment(v1::GetResultsResponse* r,
+                              const std::string& value, int control_units,
+                              int treatment_units) {
+  v1::SegmentResult* s = r->add_segments();
+  s->set_value(value);
+  v1::VariantResult* c = s->add_variants();
+  c->set_key("control");
+  c->set_is_control(true);
+  c->set_exposed_units(control_units);
+  AddMetric(c, "order_conversion", 0.10)->set_primary(true);
+  v1::VariantResult* t = s->add_variants();
+  t->set_key("treatment");
+  t->set_exposed_units(treatment_units);
+  AddMetric(t, "order_conversion", 0.15)->set_primary(true);
+  return s;
+}
+
+// Checkout() broken down by platform: ios balanced with a significant
+// +5 pp (+50%) lift, web with a planted sample-ratio mismatch (300 vs 200)
+// and the server's too-small warning.
+v1::GetResultsResponse CheckoutByPlatform() {
+  v1::GetResultsResponse r = Checkout();
+  r.set_dimension("platform");
+  v1::SegmentResult* ios = AddSegment(&r, "ios", 600, 600);
+  ios->mutable_srm()->set_chi2(0);
+  ios->mutable_srm()->set_p_value(1);
+  v1::MetricResult* oc = ios->mutable_variants(1)->mutable_metrics(0);
+  oc->mutable_absolute()->set_estimate(0.05);
+  oc->mutable_absolute()->set_ci_low(0.01);
+  oc->mutable_absolute()->set_ci_high(0.09);
+  oc->mutable_absolute()->set_p_value(0.006);
+  oc->mutable_absolute()->set_adjusted_p_value(0.012);
+  oc->mutable_relative()->set_estimate(0.5);
+  oc->mutable_relative()->set_ci_low(0.1);
+  oc->mutable_relative()->set_ci_high(0.9);
+  v1::SegmentResult* web = AddSegment(&r, "web", 300, 200);
+  web->mutable_srm()->set_chi2(20);
+  web->mutable_srm()->set_p_value(7.7e-6);
+  web->mutable_srm()->set_mismatch(true);
+  web->add_warnings(
+      "too small to say anything: fewer than 100 exposed units in a variant");
+  return r;
+}
+
+// The text of the segment section of value `value`.
+std::string SegmentOf(const std::string& page, const std::string& value) {
+  const size_t begin = page.find(
+      absl::StrCat("<section class=\"segment\"><h3>platform = ", value, "<"));
+  EXPECT_NE(begin, std::string::npos) << value;
+  if (begin == std::string::npos) return "";
+  return page.substr(begin, page.find("</section>", begin) - begin);
+}
+
+TEST(HtmlReport, EachSegmentShowsItsUnitsItsSampleRatioAndItsLifts) {
+  const std::string page = RenderHtmlReport(CheckoutByPlatform(), {});
+  EXPECT_THAT(page, HasSubstr("<h2>Segments by platform</h2>"));
+  EXPECT_THAT(page, HasSubstr("adjusted within each value only"));
+  EXPECT_EQ(Count(page, "<section class=\"segment\">"), 2u);
+  // The totals come first.
+  EXPECT_LT(page.find("id=\"metric-order_conversion\""),
+            page.find("id=\"segments\""));
+
+  const std::string ios = SegmentOf(page, "ios");
+  EXPECT_THAT(ios, HasSubstr("Exposed units: control 600, treatment 600"));
+  EXPECT_THAT(ios, HasSubstr("Sample ratio: OK"));
+  EXPECT_THAT(ios, Not(HasSubstr("segment-srm-mismatch")));
+  EXPECT_EQ(Count(ios, "<svg class=\"forest\""), 1u);
+  EXPECT_THAT(ios, HasSubstr("platform = ios: order_conversion: relative"));
+  EXPECT_THAT(ios, HasSubstr("+50.0%<br><span class=\"ci\">[+10.0%, +90.0%]"));
+  EXPECT_THAT(ios, HasSubstr("+5.00 pp<br><span class=\"ci\">"
+                             "[+1.00 pp, +9.00 pp]"));
+  EXPECT_THAT(ios, HasSubstr("0.006 (0.012)</td><td>better</td>"));
+
+  // web's mismatch is as loud as the totals' would be, in web alone.
+  const std::string web = SegmentOf(page, "web");
+  EXPECT_THAT(web, HasSubstr("Exposed units: control 300, treatment 200"));
+  EXPECT_THAT(web, HasSubstr("class=\"banner segment-srm-mismatch\""));
+  EXPECT_THAT(web, HasSubstr("Sample ratio mismatch in platform = web: do "
+                             "not trust its figures"));
+  EXPECT_THAT(web, HasSubstr("p = 7.7e-6"));
+  EXPECT_THAT(web, HasSubstr("<li>too small to say anything"));
+  EXPECT_EQ(Count(page, "segment-srm-mismatch"), 1u);
+  // The totals are balanced: no banner for them.
+  EXPECT_THAT(page, Not(HasSubstr("role=\"alert\"")));
+}
+
+TEST(HtmlReport, AdjustedSegmentsSayTheValuesAreOneFamily) {
+  v1::GetResultsResponse r = CheckoutByPlatform();
+  r.set_segments_adjusted(true);
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_THAT(page, HasSubstr("adjusted across the values (one family)"));
+  EXPECT_THAT(page, Not(HasSubstr("adjusted within each value only")));
+}
+
+TEST(HtmlReport, WithoutADimensionThereIsNoSegmentSection) {
+  const std::string page = RenderHtmlReport(Checkout(), {});
+  EXPECT_THAT(page, Not(HasSubstr("id=\"segments\"")));
+  EXPECT_THAT(page, Not(HasSubstr("Segments by")));
+
+  // A dimension without any value yet says so.
+  v1::GetResultsResponse r = Checkout();
+  r.set_dimension("platform");
+  EXPECT_THAT(RenderHtmlReport(r, {}),
+              HasSubstr("No exposed units carry a value of platform yet."));
+}
+
+TEST(HtmlReport, AHostileSegmentValueIsShownAsText) {
+  v1::GetResultsResponse r = CheckoutByPlatform();
+  r.mutable_segments(1)->set_value("<script>alert(1)</script>&");
+  const std::string page = RenderHtmlReport(r, {});
+  EXPECT_THAT(page, Not(HasSubstr("<script>")));
+  EXPECT_THAT(page, HasSubstr("platform = &lt;script&gt;alert(1)&lt;/script&gt;"
+                              "&amp;</h3>"));
+  // In its mismatch banner and its chart's title too.
+  EXPECT_EQ(Count(page, "&lt;script&gt;alert(1)&lt;/script&gt;&amp;"), 3u);
 }
 
 }  // namespace
