@@ -198,8 +198,15 @@ loadgen() {
 field() {
   "$py" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+# Prints the median of its arguments as the table shows it: two decimals at
+# most from 1 up (44139.23, 182.8, 690), four significant digits below 1
+# (0.06912), never a float's binary tail (44139.225000000006).
 median() {
-  "$py" -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
+  "$py" -c '
+import statistics, sys
+m = statistics.median(float(x) for x in sys.argv[1:])
+text = f"{m:.2f}" if abs(m) >= 1 else f"{m:.4g}"
+print(text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text)' "$@"
 }
 
 # Prints the run's conditions and the table $1, also to --out.
