@@ -95,6 +95,11 @@
 #include "server/storage/spool/spool.h"
 #include "server/storage/spool/spooled_event_store.h"
 
+// Defines ABEXP_GIT_REVISION; CMake writes it on every build (Bazel has none).
+#ifdef ABEXP_HAVE_GIT_REVISION_HEADER
+#include "abexp_git_revision.h"
+#endif
+
 ABSL_FLAG(std::string, config, "",
           "Path of the experiments YAML file to serve (required; see "
           "docs/config.md).");

@@ -37,10 +37,16 @@
 #include "server/core/config_diff.h"
 #include "server/core/config_parser.h"
 
+// Defines ABEXP_GIT_REVISION; CMake writes it on every build (Bazel has none).
+#ifdef ABEXP_HAVE_GIT_REVISION_HEADER
+#include "abexp_git_revision.h"
+#endif
+
 namespace abexp::cli {
 namespace {
 
-// `abexp --version`: abexp::build_info's project version and git revision.
+// `abexp --version`: abexp::build_info's project version and git revision
+// (abexp_git_revision.h, written by CMake on every build).
 #if defined(ABEXP_VERSION) && defined(ABEXP_GIT_REVISION)
 constexpr char kVersionLine[] =
     "abexp " ABEXP_VERSION " (git " ABEXP_GIT_REVISION ")\n";

@@ -216,6 +216,21 @@ def check_dependencies(root, depends):
                                         depends))
 
 
+def expected_revision(args):
+    """The revision --version must print: the one the build was given, else
+    the source's git HEAD now (so a binary built before the last commit
+    fails), else "unknown"."""
+    if args.revision:
+        return args.revision
+    if args.source:
+        out = subprocess.run(["git", "-C", args.source, "rev-parse",
+                              "--short=12", "HEAD"], capture_output=True,
+                             text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return "unknown"
+
+
 def check_binaries_run(root, version, revision, tmp):
     for name in ("abexp-server", "abexp"):
         out = run([os.path.join(root, "usr/bin", name), "--version"])
@@ -336,7 +351,7 @@ def contents(args):
         check_maintainer_scripts(server_deb, tmp)
         headers = check_layout(root, dev_root)
         check_dependencies(root, field(server_deb, "Depends"))
-        check_binaries_run(root, args.version, args.revision, tmp)
+        check_binaries_run(root, args.version, expected_revision(args), tmp)
         check_headers_alone(dev_root, headers, args.cxx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -383,7 +398,12 @@ def main():
     parser.add_argument("what", choices=["contents", "systemd-unit"])
     parser.add_argument("--debs", required=True)
     parser.add_argument("--version", required=True)
-    parser.add_argument("--revision", default="unknown")
+    parser.add_argument("--source", default="",
+                        help="the source tree: the revision the binaries "
+                        "print is its git HEAD, asked here")
+    parser.add_argument("--revision", default="",
+                        help="the revision the build was told to print "
+                        "(-DABEXP_GIT_REVISION); empty: git's")
     parser.add_argument("--cxx", default="c++")
     args = parser.parse_args()
     rc = contents(args) if args.what == "contents" else systemd_unit(args)
