@@ -3,7 +3,6 @@
 // (kill -9) while records stream, and slots moved between masters while
 // records stream. Each test starts its own cluster and server, so ctest
 // runs them side by side.
-#include <httplib.h>
 
 #include <atomic>
 #include <fstream>
@@ -14,10 +13,7 @@
 
 #include "abexp/v1/recording.grpc.pb.h"
 #include "abexp/v1/results.grpc.pb.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
@@ -177,28 +173,9 @@ class ClusterResilienceTest : public ::testing::Test {
     return static_cast<int64_t>(total + 0.5);
   }
 
-  // The sum of the samples of metric `name` whose labels contain each of
-  // `labels` (e.g. `pool="recording"`); -1 when /metrics cannot be read.
   double MetricValue(const std::string& name,
                      const std::vector<std::string>& labels) {
-    httplib::Client client("127.0.0.1", http_port_);
-    client.set_connection_timeout(5);
-    client.set_read_timeout(10);
-    httplib::Result result = client.Get("/metrics");
-    if (!result || result->status != 200) return -1;
-    double sum = 0;
-    for (absl::string_view line : absl::StrSplit(result->body, '\n')) {
-      if (!absl::StartsWith(line, name + "{") &&
-          !absl::StartsWith(line, name + " "))
-        continue;
-      bool match = true;
-      for (const std::string& label : labels)
-        match = match && absl::StrContains(line, label);
-      double value = 0;
-      if (match && absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value))
-        sum += value;
-    }
-    return sum;
+    return abexp::testing::MetricValue(http_port_, name, labels);
   }
 
   // Waits until the spool has replayed everything into the cluster, then

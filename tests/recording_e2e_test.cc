@@ -27,6 +27,7 @@ namespace {
 
 using ::abexp::testing::Eventually;
 using ::abexp::testing::MetricOf;
+using ::abexp::testing::MetricValue;
 using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
 using ::abexp::testing::SetDeadline;
@@ -392,7 +393,10 @@ TEST_F(RecordingE2eTest,
 }
 
 TEST_F(RecordingE2eTest, SigtermFinishesARecordingCallInFlight) {
-  StartServer();
+  // The HTTP listener's /metrics shows when the call is at Redis.
+  StartServer({"--http_listen=127.0.0.1:0"});
+  const int http_port = server_->http_port();
+  ASSERT_NE(http_port, 0) << server_->listening_line();
   v1::RecordExposuresRequest exposures;
   for (int u = 0; u < 1000; ++u) {
     v1::ExposureRecord* x = exposures.add_exposures();
@@ -405,11 +409,22 @@ TEST_F(RecordingE2eTest, SigtermFinishesARecordingCallInFlight) {
   grpc::Status status;
   v1::RecordExposuresResponse response;
   std::thread call([&] { status = RecordExposures(exposures, &response); });
-  absl::SleepFor(absl::Milliseconds(500));
+  // SIGTERM only once the call holds a recording connection, its write sent
+  // to the stopped Redis; Redis resumes only once the server has begun to
+  // shut down, so the call must be finished during the drain.
+  const bool at_redis = Eventually(
+      [&] {
+        return MetricValue(http_port, "abexp_redis_connections_in_use",
+                           {"pool=\"recording\""}) >= 1;
+      },
+      absl::Seconds(20), absl::Milliseconds(5));
   ASSERT_TRUE(server_->Signal(SIGTERM).ok());
-  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Status draining =
+      server_->WaitForStderr("received SIGTERM", absl::Seconds(20));
   ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
   call.join();
+  ASSERT_TRUE(at_redis) << "the call never took a recording connection";
+  ASSERT_TRUE(draining.ok()) << draining << "\n" << server_->Stderr();
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.counts().recorded(), 1000);
   absl::StatusOr<int> code = server_->WaitForExit(absl::Seconds(15));

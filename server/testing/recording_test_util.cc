@@ -1,10 +1,15 @@
 #include "server/testing/recording_test_util.h"
 
+#include <httplib.h>
+
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "server/core/config_parser.h"
 #include "server/storage/redis/redis_connection.h"
@@ -79,6 +84,28 @@ bool Eventually(const std::function<bool()>& done, absl::Duration timeout,
     if (absl::Now() >= deadline) return false;
     absl::SleepFor(interval);
   }
+}
+
+double MetricValue(int http_port, const std::string& name,
+                   const std::vector<std::string>& labels) {
+  httplib::Client client("127.0.0.1", http_port);
+  client.set_connection_timeout(5);
+  client.set_read_timeout(10);
+  httplib::Result result = client.Get("/metrics");
+  if (!result || result->status != 200) return -1;
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(result->body, '\n')) {
+    if (!absl::StartsWith(line, name + "{") &&
+        !absl::StartsWith(line, name + " "))
+      continue;
+    bool match = true;
+    for (const std::string& label : labels)
+      match = match && absl::StrContains(line, label);
+    double value = 0;
+    if (match && absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value))
+      sum += value;
+  }
+  return sum;
 }
 
 MetricAggregate MetricOf(const VariantAggregate& variant,

@@ -77,6 +77,13 @@ std::optional<v1::ExplainStep> FindStep(
 bool Eventually(const std::function<bool()>& done, absl::Duration timeout,
                 absl::Duration interval);
 
+// The sum of the samples of Prometheus metric `name` on the /metrics of the
+// abexp-server HTTP listener at 127.0.0.1:`http_port` whose labels contain
+// each of `labels` (e.g. `pool="recording"`); 0 when there is no such
+// sample, -1 when /metrics cannot be read.
+double MetricValue(int http_port, const std::string& name,
+                   const std::vector<std::string>& labels = {});
+
 // The metric `key` of `variant`, or all zeros when it has none yet (a metric
 // no unit has counted for is absent).
 MetricAggregate MetricOf(const VariantAggregate& variant,
