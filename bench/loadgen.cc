@@ -95,6 +95,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/histogram.h"
+#include "client/absl_probes.h"
 #include "client/client.h"
 #include "client/credentials.h"
 #include "grpc/support/time.h"
@@ -920,6 +921,7 @@ std::vector<std::unique_ptr<Channel>> OpenChannels(const LoadOptions& options) {
   // Channels that differ in an argument, each with its own subchannel pool,
   // never share a connection.
   std::vector<std::unique_ptr<Channel>> channels;
+  RunAbslProbesBeforeConnecting();  // client/absl_probes.h says why
   for (int c = 0; c < options.channels; ++c) {
     grpc::ChannelArguments args;
     args.SetInt("abexp.loadgen.channel", c);

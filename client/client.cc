@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/absl_probes.h"
 
 namespace abexp {
 namespace {
@@ -174,6 +175,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
       options.credentials != nullptr, "ClientOptions.credentials",
       options.security, "ClientOptions.security.");
   if (!security.ok()) return security.status();
+  RunAbslProbesBeforeConnecting();  // client/absl_probes.h says why
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       options.target,
       options.credentials != nullptr ? options.credentials

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "client/absl_probes.h"
 #include "client/client.h"
 
 namespace abexp {
@@ -290,6 +291,7 @@ absl::StatusOr<std::unique_ptr<EventSender>> EventSender::Create(
         absl::ToInt64Milliseconds(options.max_backoff), 120000));
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_ms, 1000));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+    RunAbslProbesBeforeConnecting();  // client/absl_probes.h says why
     channel = grpc::CreateCustomChannel(options.target,
                                         options.credentials != nullptr
                                             ? options.credentials
