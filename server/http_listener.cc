@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -30,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "server/service/storage_executor.h"
@@ -163,17 +165,40 @@ const char* ReasonPhrase(int status) {
   return status < 400 ? "OK" : "Error";
 }
 
+// `text` percent-decoded, and "+" as a space when `plus_is_space` (in a
+// query, not in a path).
+std::string UriDecoded(const std::string& text, bool plus_is_space) {
+  size_t size = 0;
+  char* decoded = evhttp_uridecode(text.c_str(), plus_is_space, &size);
+  if (decoded == nullptr) return text;
+  std::string out(decoded, size);
+  std::free(decoded);
+  return out;
+}
+
 // The decoded path of `request`'s URI, without the query.
 std::string DecodedPath(evhttp_request* request) {
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
   const char* path = uri == nullptr ? nullptr : evhttp_uri_get_path(uri);
   if (path == nullptr || *path == '\0') return "/";
-  size_t size = 0;
-  char* decoded = evhttp_uridecode(path, 0, &size);
-  if (decoded == nullptr) return path;
-  std::string out(decoded, size);
-  std::free(decoded);
-  return out;
+  return UriDecoded(path, false);
+}
+
+// The decoded parameters of `request`'s query (HttpRequest::query).
+std::vector<std::pair<std::string, std::string>> QueryParams(
+    evhttp_request* request) {
+  std::vector<std::pair<std::string, std::string>> params;
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
+  const char* query = uri == nullptr ? nullptr : evhttp_uri_get_query(uri);
+  if (query == nullptr) return params;
+  for (absl::string_view param :
+       absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> name_value =
+        absl::StrSplit(param, absl::MaxSplits('=', 1));
+    params.emplace_back(UriDecoded(std::string(name_value.first), true),
+                        UriDecoded(std::string(name_value.second), true));
+  }
+  return params;
 }
 
 // What every loop serves: the routes, and the pool their handlers run on.
@@ -321,7 +346,7 @@ class EventLoop {
       return;
     }
     const std::string method = MethodName(evhttp_request_get_command(request));
-    HttpRequest in{method, DecodedPath(request), "", {}, {}};
+    HttpRequest in{method, DecodedPath(request), "", {}, {}, {}};
     bool path_known = false;
     const HttpHandler* handler =
         FindRoute(served_->routes, method == "HEAD" ? "GET" : method, in.path,
@@ -335,6 +360,7 @@ class EventLoop {
       Send(request, out);
       return;
     }
+    in.query = QueryParams(request);
     const evkeyvalq* headers = evhttp_request_get_input_headers(request);
     for (const evkeyval* h = headers->tqh_first; h != nullptr;
          h = h->next.tqe_next) {

@@ -66,6 +66,35 @@ TEST(HttpListener, PassesPathParamsLowerCaseHeadersAndBodyAndSendsHeaders) {
   EXPECT_EQ(result->get_header_value("Content-Type"), "application/json");
 }
 
+TEST(HttpListener, PassesTheQueryDecodedInOrder) {
+  HttpRoutes routes;
+  routes[{"GET", "/report"}] = [](const HttpRequest& request) {
+    std::string listed;
+    for (const auto& [name, value] : request.query) {
+      absl::StrAppend(&listed, "[", name, "=", value, "]");
+    }
+    return Text(absl::StrCat(request.path, " ", listed));
+  };
+  absl::StatusOr<std::unique_ptr<HttpListener>> listener =
+      HttpListener::Start("127.0.0.1:0", std::move(routes));
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  httplib::Client client("127.0.0.1", PortOf((*listener)->address()));
+  client.set_url_encode(false);  // send the query as written here
+  // Percent escapes in names and values, "+" as a space, a name without
+  // "=" (an empty value), a repeated name, and an empty parameter skipped.
+  httplib::Result result = client.Get(
+      "/report?dimension=rfm%20tier&adjust%5Fsegments=true&&"
+      "note=a+b%2Bc&flag&dimension=x%3Dy");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 200);
+  EXPECT_EQ(result->body,
+            "/report [dimension=rfm tier][adjust_segments=true]"
+            "[note=a b+c][flag=][dimension=x=y]");
+  result = client.Get("/report");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->body, "/report ");
+}
+
 TEST(HttpListener, UnknownPathsAre404NamingTheRoutesAndOtherMethods405) {
   absl::StatusOr<std::unique_ptr<HttpListener>> listener =
       HttpListener::Start("127.0.0.1:0", HealthzRoute());

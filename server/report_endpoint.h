@@ -8,7 +8,15 @@
 //   AddReportRoute(&routes, {config_store, &event_store, &http_auth,
 //                            "abexp-server 10.0.0.5:50051"});
 //
-// Answers: 200 text/html; 404 for an experiment the config does not have
+// Query parameters, as abexp report's flags: dimension=NAME adds the
+// Segments section by that dimension of the experiment, and
+// adjust_segments=true|false (default false; only with a dimension)
+// adjusts the p-values across its values too. Names and values are
+// URL-decoded.
+//
+// Answers: 200 text/html; 400 for an unknown, repeated or malformed
+// query parameter or a dimension the experiment does not declare (naming
+// the ones it does); 404 for an experiment the config does not have
 // (naming the known ones), 503 when Redis cannot be read (saying so), 401
 // or 403 for a missing token or role; errors as plain text saying what is
 // wrong and how to fix it. The page is made anew on every request

@@ -20,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -39,10 +40,12 @@ namespace {
 using ::abexp::testing::RecordingServerTest;
 using ::abexp::testing::RunProcess;
 using ::abexp::testing::TempDir;
+using ::abexp::testing::User;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kConfig[] = R"yaml(
+attributes: {platform: string}
 metrics:
   - key: purchase_conversion
     type: binomial
@@ -76,6 +79,7 @@ experiments:
     metrics: [purchase_conversion, orders_per_user, newsletter_signup, error_rate,
               checkout_funnel]
     primary_metric: purchase_conversion
+    dimensions: [platform]
   - key: hostile
     description: "One-page checkout <script>alert('x')</script> & <b>bold</b>"
     owner: checkout-team@example.com
@@ -218,13 +222,18 @@ absl::StatusOr<Image> DecodePng(const std::string& png) {
   return image;
 }
 
+// The colour (0xRRGGBB) of the pixel whose bytes start at `i`.
+uint32_t RgbAt(const Image& image, size_t i) {
+  return (uint32_t{image.pixels[i]} << 16) |
+         (uint32_t{image.pixels[i + 1]} << 8) | image.pixels[i + 2];
+}
+
 // The distinct colours of `image` (RGB), counted up to `limit`.
 size_t Colours(const Image& image, size_t limit) {
   std::set<uint32_t> seen;
   for (size_t i = 0; i + 2 < image.pixels.size() && seen.size() < limit;
        i += image.channels) {
-    seen.insert((uint32_t{image.pixels[i]} << 16) |
-                (uint32_t{image.pixels[i + 1]} << 8) | image.pixels[i + 2]);
+    seen.insert(RgbAt(image, i));
   }
   return seen.size();
 }
@@ -244,6 +253,15 @@ size_t DrawnRows(const Image& image) {
     }
   }
   return drawn;
+}
+
+// The pixels of `image` that are exactly the colour `rgb` (0xRRGGBB).
+size_t PixelsOf(const Image& image, uint32_t rgb) {
+  size_t n = 0;
+  for (size_t i = 0; i + 2 < image.pixels.size(); i += image.channels) {
+    n += RgbAt(image, i) == rgb;
+  }
+  return n;
 }
 
 // The /MediaBox arrays of a PDF's pages, e.g. "0 0 594.96 841.92".
@@ -335,9 +353,17 @@ class ReportBrowserTest : public RecordingServerTest {
  protected:
   ReportBrowserTest() : RecordingServerTest(kConfig, "reportbrowser") {}
 
+  // Exposes units `prefix`0 .. `prefix`(n-1) to `variant` of checkout at
+  // `at`, the first `web` of them on platform web and the rest on ios.
   void Expose(const std::string& variant, const std::string& prefix, int n,
-              absl::Time at) {
-    ExposeUsers("checkout", variant, prefix, n, at);
+              int web, absl::Time at) {
+    std::vector<v1::Unit> units;
+    for (int i = 0; i < n; ++i) {
+      v1::Unit& unit = units.emplace_back(User(absl::StrCat(prefix, i)));
+      (*unit.mutable_attributes())["platform"].set_string_value(
+          i < web ? "web" : "ios");
+    }
+    ExposeUnits("checkout", variant, units, at);
   }
   void Send(const std::string& event, const std::string& prefix, int n,
             absl::Time at) {
@@ -348,13 +374,18 @@ class ReportBrowserTest : public RecordingServerTest {
   // today; treatment converts better (130 vs 100 orders in all, one each),
   // b no differently (98); signups only in treatment (a zero control rate);
   // errors about the same; today's units view the checkout (300, 330, 300)
-  // and then pay (150, 180, 140).
+  // and then pay (150, 180, 140). By platform: web has 250, 150 and 200 of
+  // today's units (a sample-ratio mismatch: chi2 = 25, p < 0.001), ios the
+  // rest (750, 850, 800: chi2 = 6.25, p = 0.04, no mismatch); the totals
+  // are balanced.
   void Record() {
     const absl::Time yesterday = start_ - absl::Hours(24);
-    for (const char* v : {"control", "treatment", "b"}) {
+    for (const auto& [v, web] : {std::pair<const char*, int>{"control", 250},
+                                 {"treatment", 150},
+                                 {"b", 200}}) {
       const std::string prefix(1, v[0]);
-      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix + "-y", 400, yesterday));
-      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix, 600, start_));
+      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix + "-y", 400, 0, yesterday));
+      ASSERT_NO_FATAL_FAILURE(Expose(v, prefix, 600, web, start_));
     }
     ASSERT_NO_FATAL_FAILURE(Send("order_completed", "c-y", 40, yesterday));
     ASSERT_NO_FATAL_FAILURE(Send("order_completed", "t-y", 52, yesterday));
@@ -492,6 +523,63 @@ TEST_F(ReportBrowserTest, TheReportRendersInChromiumWithTheNetworkOff) {
   for (const std::string& box : boxes) {
     EXPECT_TRUE(IsA4(box)) << box;
   }
+}
+
+// With --dimension the page ends with the Segments section: per platform
+// its heading, units, sample-ratio check, forest plot and table, and the
+// banner naming web, whose check fails. Chromium builds every element of it
+// and draws the banner.
+TEST_F(ReportBrowserTest, TheSegmentsSectionRendersInChromium) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  ASSERT_NO_FATAL_FAILURE(Record());
+  const std::string page = absl::StrCat(out_.path(), "/segments.html");
+  const Result report = Cli({"report", "checkout", "--dimension", "platform",
+                             "--server", server_->address(), "--out", page});
+  ASSERT_EQ(report.code, 0) << report.err;
+
+  const BrowserRun dom = RunBrowser(out_, page, "segments-dom", {"--dump-dom"});
+  ExpectQuietAndOffline(dom, "dump-dom");
+  const std::string& html = dom.result.out;
+  const size_t section =
+      html.find("<section class=\"segments\" id=\"segments\">");
+  ASSERT_NE(section, std::string::npos) << "no Segments section";
+  const std::string segments = html.substr(section);
+  EXPECT_THAT(segments, HasSubstr("<h2>Segments by platform</h2>"));
+  EXPECT_THAT(segments, HasSubstr("<strong>Exploratory.</strong>"));
+  // ios (yesterday's units and the rest of today's) and web, each a section
+  // of its own.
+  EXPECT_EQ(Count(segments, "<section class=\"segment\">"), 2u);
+  EXPECT_THAT(segments, HasSubstr("<h3>platform = ios</h3>"));
+  EXPECT_THAT(segments, HasSubstr("<h3>platform = web</h3>"));
+  EXPECT_THAT(segments, HasSubstr("Exposed units: control 250, treatment 150, "
+                                  "b 200"));
+  EXPECT_THAT(segments, HasSubstr("Exposed units: control 750, treatment 850, "
+                                  "b 800"));
+  // Only web's check fails, and its banner names it.
+  EXPECT_EQ(Count(segments, "segment-srm-mismatch"), 1u);
+  EXPECT_THAT(segments,
+              HasSubstr("Sample ratio mismatch in platform = web: do not "
+                        "trust its figures"));
+  EXPECT_THAT(segments, HasSubstr("<p class=\"srm\">Sample ratio: OK"));
+  // Per value a forest plot of purchase_conversion's relative lift, with an
+  // interval for treatment and b, and the table of every metric.
+  EXPECT_EQ(Count(segments, "<svg class=\"forest\""), 2u);
+  EXPECT_THAT(segments, HasSubstr("platform = web: purchase_conversion"));
+  EXPECT_EQ(Count(segments, "<line class=\"ci-fixed\""), 4u);
+  EXPECT_EQ(Count(segments, "<table class=\"segment-figures\">"), 2u);
+
+  // Drawn: on a screen tall enough for the whole page (headless Chromium
+  // does not scroll to a #fragment before its screenshot), the banner's
+  // background covers a good area (#fdecea: only banners use it, and the
+  // totals have none; web's banner is about 1200 x 50).
+  const std::string png = absl::StrCat(out_.path(), "/segments.png");
+  const BrowserRun shot = RunBrowser(
+      out_, page, "segments-shot",
+      {absl::StrCat("--screenshot=", png), "--window-size=1280,20000"});
+  ExpectQuietAndOffline(shot, "screenshot");
+  absl::StatusOr<Image> image = DecodePng(ReadFile(png));
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_GT(PixelsOf(*image, 0xfdecea), 20000u);
 }
 
 // A description with markup in it is shown as text: Chromium builds no

@@ -41,6 +41,7 @@ using ::abexp::testing::User;
 using ::testing::HasSubstr;
 
 constexpr char kConfig[] = R"yaml(
+attributes: {platform: string, tier: string}
 metrics:
   - key: order_conversion
     type: binomial
@@ -80,6 +81,21 @@ experiments:
       - {key: treatment, weight: 50}
     metrics: [revenue]
     primary_metric: revenue
+  - key: plain
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+  - key: segmented
+    status: running
+    variants:
+      - {key: control, weight: 50}
+      - {key: treatment, weight: 50}
+    metrics: [order_conversion]
+    primary_metric: order_conversion
+    dimensions: [platform, tier]
 )yaml";
 
 // Relative closeness for figures the server computes in double precision.
@@ -379,6 +395,84 @@ TEST_F(ResultsE2eTest, ReadCostDoesNotGrowWithUnits) {
   const int64_t large = cost("guarded", 20000);
   EXPECT_GT(small, 0);
   EXPECT_EQ(small, large);
+}
+
+// Each dimension's segments are hashes of their own, one per value and
+// shard (docs/storage.md), so GetResults reads them only for the dimension
+// it is asked for: an experiment's results cost the same with or without
+// dimensions until one is asked, and then only that one's hashes.
+TEST_F(ResultsE2eTest, ReadCostDoesNotGrowWithDimensionsUnlessOneIsAsked) {
+  constexpr int kShards = 4;
+  ASSERT_NO_FATAL_FAILURE(
+      StartAll({absl::StrCat("--redis_shards_per_experiment=", kShards)}));
+  // The same 120 units in `plain` and in `segmented` (dimensions platform
+  // and tier): 10 per variant, platform and tier, so every shard has some.
+  const std::vector<std::string> platforms = {"ios", "android", "web"};
+  const std::vector<std::string> tiers = {"gold", "silver"};
+  for (const std::string experiment : {"plain", "segmented"}) {
+    v1::RecordExposuresRequest request;
+    for (const std::string variant : {"control", "treatment"}) {
+      for (const std::string& platform : platforms) {
+        for (const std::string& tier : tiers) {
+          for (int i = 0; i < 10; ++i) {
+            v1::ExposureRecord* e = request.add_exposures();
+            e->set_experiment_key(experiment);
+            e->set_variant_key(variant);
+            *e->mutable_unit() =
+                User(absl::StrCat(variant, "-", platform, "-", tier, "-", i));
+            auto& attributes = *e->mutable_unit()->mutable_attributes();
+            attributes["platform"].set_string_value(platform);
+            attributes["tier"].set_string_value(tier);
+            *e->mutable_time() = ToProto(start_);
+          }
+        }
+      }
+    }
+    v1::RecordExposuresResponse response;
+    grpc::Status status = RecordExposures(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // The Redis commands of one GetResults, and the segment values it gave.
+  auto cost = [&](const std::string& experiment, const std::string& dimension,
+                  std::vector<std::string>* values) {
+    RedisCli(*redis_, {"CONFIG", "RESETSTAT"});
+    v1::GetResultsRequest request;
+    request.set_experiment_key(experiment);
+    request.set_dimension(dimension);
+    v1::GetResultsResponse r;
+    grpc::Status status = GetResults(request, &r);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(r.variants_size(), 2);
+    if (r.variants_size() == 2) {
+      EXPECT_EQ(r.variants(0).exposed_units() + r.variants(1).exposed_units(),
+                120);
+    }
+    values->clear();
+    for (const v1::SegmentResult& segment : r.segments()) {
+      values->push_back(segment.value());
+    }
+    return DataCommands(*redis_);
+  };
+  std::vector<std::string> values;
+  // Once each first, so that both read with the phases' metadata cached.
+  cost("plain", "", &values);
+  cost("segmented", "", &values);
+
+  const int64_t plain = cost("plain", "", &values);
+  EXPECT_GT(plain, 0);
+  const int64_t unasked = cost("segmented", "", &values);
+  EXPECT_THAT(values, ::testing::IsEmpty());
+  EXPECT_EQ(unasked, plain);
+
+  // Asked: the registry, then per shard the dimension's slots: its values,
+  // (none) and (other).
+  const int64_t by_platform = cost("segmented", "platform", &values);
+  EXPECT_THAT(values, ::testing::UnorderedElementsAre("ios", "android", "web"));
+  EXPECT_EQ(by_platform - plain, 1 + kShards * (3 + 2));
+  const int64_t by_tier = cost("segmented", "tier", &values);
+  EXPECT_THAT(values, ::testing::UnorderedElementsAre("gold", "silver"));
+  EXPECT_EQ(by_tier - plain, 1 + kShards * (2 + 2));
 }
 
 TEST_F(ResultsE2eTest, MetricFilterKeepsOnlyTheAskedMetrics) {

@@ -131,14 +131,11 @@ std::string RenderFunnelSvg(const FunnelSpec& spec) {
       SvgText(l.previous_x, 30, "start", "column-head", "share", 12),
       SvgText(l.lift_x, 30, "start", "column-head", "lift vs control", 12));
   const int decimals = l.x.TickDecimals(100);
+  std::vector<SvgTick> ticks;
   for (double t : l.x.ticks()) {
-    absl::StrAppend(&svg, "<line class=\"grid\" x1=\"", SvgNum(l.x(t)),
-                    "\" y1=\"", SvgNum(l.plot_top), "\" x2=\"", SvgNum(l.x(t)),
-                    "\" y2=\"", SvgNum(l.plot_bottom), "\" stroke=\"", kGrid,
-                    "\"/>",
-                    SvgText(l.x(t), l.plot_bottom + 16, "middle", "tick",
-                            absl::StrFormat("%.*f%%", decimals, t * 100), 12));
+    ticks.push_back({l.x(t), absl::StrFormat("%.*f%%", decimals, t * 100)});
   }
+  absl::StrAppend(&svg, SvgTickGrid(ticks, l.plot_top, l.plot_bottom));
   for (size_t k = 0; k < l.steps.size(); ++k) {
     const FunnelStepLayout& step = l.steps[k];
     absl::StrAppend(
@@ -182,9 +179,7 @@ std::string RenderFunnelSvg(const FunnelSpec& spec) {
     absl::StrAppend(&svg, "</g>");
   }
   absl::StrAppend(
-      &svg, "<line class=\"axis\" x1=\"", SvgNum(l.plot_left), "\" y1=\"",
-      SvgNum(l.plot_bottom), "\" x2=\"", SvgNum(l.plot_right), "\" y2=\"",
-      SvgNum(l.plot_bottom), "\" stroke=\"", kInk, "\"/>",
+      &svg, SvgAxisLine(l.plot_left, l.plot_right, l.plot_bottom),
       SvgText((l.plot_left + l.plot_right) / 2, l.plot_bottom + 32, "middle",
               "axis-title", "share of the variant's exposed units", 12),
       SvgText(10, l.plot_bottom + 52, "start", "note",

@@ -104,10 +104,10 @@ std::string Arrow(double x, double y, int dir, const char* colour) {
 
 std::string DrawSegment(const Segment& s, double y, const char* cls,
                         const char* colour, double width, const char* dash) {
-  std::string out = absl::StrCat(
-      "<line class=\"", cls, "\" x1=\"", SvgNum(s.x1), "\" y1=\"", SvgNum(y),
-      "\" x2=\"", SvgNum(s.x2), "\" y2=\"", SvgNum(y), "\" stroke=\"", colour,
-      "\" stroke-width=\"", width, "\"", dash, "/>");
+  std::string out =
+      SvgLine(s.x1, y, s.x2, y, cls,
+              absl::StrCat("stroke=\"", colour, "\" stroke-width=\"", width,
+                           "\"", dash));
   if (s.clipped_low) absl::StrAppend(&out, Arrow(s.x1, y, -1, colour));
   if (s.clipped_high) absl::StrAppend(&out, Arrow(s.x2, y, +1, colour));
   return out;
@@ -276,34 +276,20 @@ ForestLayout LayoutForest(const ForestSpec& spec) {
 
 std::string RenderForestSvg(const ForestSpec& spec) {
   const ForestLayout l = LayoutForest(spec);
-  std::string svg = absl::StrCat(
-      "<svg class=\"forest\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 "
-      "0 ",
-      SvgNum(l.width), " ", SvgNum(l.height),
-      "\" role=\"img\" preserveAspectRatio=\"xMinYMin meet\" "
-      "font-family=\"sans-serif\"><title>",
-      EscapeXml(spec.title), "</title>");
+  std::string svg = SvgOpen("forest", l.width, l.height, spec.title);
 
   // Grid and tick labels.
   const int decimals = l.x.TickDecimals(spec.display_scale);
+  std::vector<SvgTick> ticks;
   for (double t : l.x.ticks()) {
-    const double tx = l.x(t);
-    absl::StrAppend(&svg, "<line class=\"grid\" x1=\"", SvgNum(tx), "\" y1=\"",
-                    SvgNum(l.plot_top), "\" x2=\"", SvgNum(tx), "\" y2=\"",
-                    SvgNum(l.plot_bottom), "\" stroke=\"", kGrid, "\"/>");
-    absl::StrAppend(&svg, SvgText(tx, l.plot_bottom + 16, "middle", "tick",
-                                  SvgTickLabel(t, decimals, spec.display_scale,
-                                               spec.value_suffix),
-                                  12));
+    ticks.push_back({l.x(t), SvgTickLabel(t, decimals, spec.display_scale,
+                                          spec.value_suffix)});
   }
-  absl::StrAppend(&svg, "<line class=\"axis\" x1=\"", SvgNum(kPlotLeft),
-                  "\" y1=\"", SvgNum(l.plot_bottom), "\" x2=\"",
-                  SvgNum(kPlotRight), "\" y2=\"", SvgNum(l.plot_bottom),
-                  "\" stroke=\"", kInk, "\"/>");
-  absl::StrAppend(&svg, "<line class=\"zero-line\" x1=\"", SvgNum(l.zero_x),
-                  "\" y1=\"", SvgNum(l.plot_top - 4), "\" x2=\"",
-                  SvgNum(l.zero_x), "\" y2=\"", SvgNum(l.plot_bottom),
-                  "\" stroke=\"", kInk, "\" stroke-width=\"2\"/>");
+  absl::StrAppend(
+      &svg, SvgTickGrid(ticks, l.plot_top, l.plot_bottom),
+      SvgAxisLine(kPlotLeft, kPlotRight, l.plot_bottom),
+      SvgLine(l.zero_x, l.plot_top - 4, l.zero_x, l.plot_bottom, "zero-line",
+              absl::StrCat("stroke=\"", kInk, "\" stroke-width=\"2\"")));
 
   for (size_t i = 0; i < l.rows.size(); ++i) {
     const ForestRowLayout& r = l.rows[i];

@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +20,29 @@ std::string SvgText(double x, double y, const char* anchor, const char* cls,
                       SvgNum(y), "\" text-anchor=\"", anchor, "\" font-size=\"",
                       size, "\" fill=\"", kInk, "\">", EscapeXml(text),
                       "</text>");
+}
+
+std::string SvgLine(double x1, double y1, double x2, double y2, const char* cls,
+                    absl::string_view attributes) {
+  return absl::StrCat("<line class=\"", cls, "\" x1=\"", SvgNum(x1), "\" y1=\"",
+                      SvgNum(y1), "\" x2=\"", SvgNum(x2), "\" y2=\"",
+                      SvgNum(y2), "\" ", attributes, "/>");
+}
+
+std::string SvgTickGrid(const std::vector<SvgTick>& ticks, double top,
+                        double bottom) {
+  std::string out;
+  const std::string grid = absl::StrCat("stroke=\"", kGrid, "\"");
+  for (const SvgTick& t : ticks) {
+    absl::StrAppend(&out, SvgLine(t.x, top, t.x, bottom, "grid", grid),
+                    SvgText(t.x, bottom + 16, "middle", "tick", t.label, 12));
+  }
+  return out;
+}
+
+std::string SvgAxisLine(double left, double right, double y) {
+  return SvgLine(left, y, right, y, "axis",
+                 absl::StrCat("stroke=\"", kInk, "\""));
 }
 
 std::string SvgTickLabel(double value, int decimals, double display_scale,

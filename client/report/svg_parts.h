@@ -1,7 +1,8 @@
 // The drawing pieces the report's charts share (svg_chart.h, trend_chart.h,
-// funnel_chart.h): coordinates as text, escaped <text> elements, tick
-// labels, the ink colours, and each variant's colour and marker shape, so
-// that a variant looks the same in every chart. Internal to client/report.
+// funnel_chart.h): coordinates as text, escaped <text> and <line>
+// elements, the x axis's grid, tick labels and axis line, the ink colours, and
+// each variant's colour and marker shape, so that a variant looks the same in
+// every chart. Internal to client/report.
 //
 // Thread-safe: no shared state.
 #ifndef ABEXP_CLIENT_REPORT_SVG_PARTS_H_
@@ -9,6 +10,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -26,6 +28,25 @@ std::string SvgNum(double v);
 // "end"; `text` is escaped.
 std::string SvgText(double x, double y, const char* anchor, const char* cls,
                     absl::string_view text, int size = 13);
+
+// A <line> of class `cls` from (x1, y1) to (x2, y2), then `attributes`
+// as written (e.g. stroke="#222").
+std::string SvgLine(double x1, double y1, double x2, double y2, const char* cls,
+                    absl::string_view attributes);
+
+// A tick of a horizontal axis: where it is and its label.
+struct SvgTick {
+  double x = 0;
+  std::string label;
+};
+
+// Per tick a vertical grid line from `top` to `bottom` and its label
+// centred under it: the x axis's ticks of every chart.
+std::string SvgTickGrid(const std::vector<SvgTick>& ticks, double top,
+                        double bottom);
+
+// The x axis's line, from `left` to `right` at height `y`.
+std::string SvgAxisLine(double left, double right, double y);
 
 // "+2.5%": value * display_scale with `decimals` decimals, a sign when
 // positive, then `suffix`; never "-0".

@@ -58,26 +58,13 @@ std::string Polyline(const std::vector<std::pair<double, double>>& pts,
   return absl::StrCat(out, "\" fill=\"none\" ", attributes, "/>");
 }
 
-std::string Line(double x1, double y1, double x2, double y2, const char* cls,
-                 const std::string& attributes) {
-  return absl::StrCat("<line class=\"", cls, "\" x1=\"", SvgNum(x1), "\" y1=\"",
-                      SvgNum(y1), "\" x2=\"", SvgNum(x2), "\" y2=\"",
-                      SvgNum(y2), "\" ", attributes, "/>");
-}
-
 // The day ticks and labels under a plot, and the axis line.
 std::string DayAxis(const DayScale& x, double left, double right, double top,
                     double bottom) {
-  std::string out;
-  for (int64_t t : x.ticks()) {
-    absl::StrAppend(
-        &out,
-        Line(x(t), top, x(t), bottom, "grid",
-             absl::StrCat("stroke=\"", kGrid, "\"")),
-        SvgText(x(t), bottom + 16, "middle", "tick", DayTickLabel(t), 12));
-  }
-  absl::StrAppend(&out, Line(left, bottom, right, bottom, "axis",
-                             absl::StrCat("stroke=\"", kInk, "\"")));
+  std::vector<SvgTick> ticks;
+  for (int64_t t : x.ticks()) ticks.push_back({x(t), DayTickLabel(t)});
+  std::string out = absl::StrCat(SvgTickGrid(ticks, top, bottom),
+                                 SvgAxisLine(left, right, bottom));
   const std::string span =
       x.first() == x.last()
           ? FormatDay(x.first())
@@ -94,8 +81,8 @@ std::string ValueAxis(const LinearScale& y, double left, double right,
   std::string out;
   for (double t : y.ticks()) {
     absl::StrAppend(&out,
-                    Line(left, y(t), right, y(t), "grid",
-                         absl::StrCat("stroke=\"", kGrid, "\"")),
+                    SvgLine(left, y(t), right, y(t), "grid",
+                            absl::StrCat("stroke=\"", kGrid, "\"")),
                     SvgText(left - 6, y(t) + 4, "end", "tick", label(t), 12));
   }
   return out;
@@ -106,6 +93,21 @@ std::string LegendItem(const std::string& swatch, double x, double y,
                        absl::string_view text) {
   return absl::StrCat(swatch,
                       SvgText(x + 12, y + 4, "start", "legend-text", text, 12));
+}
+
+// Appends the legend entries item(0, x, y) .. item(count - 1, x, y) to
+// *svg, kLegendPerRow to a row from (10, y); returns the last row's y.
+double AppendLegendRows(
+    size_t count, double y,
+    const std::function<std::string(size_t, double, double)>& item,
+    std::string* svg) {
+  for (size_t i = 0; i < count; ++i) {
+    const double x =
+        10 + kLegendItemWidth * static_cast<double>(i % kLegendPerRow);
+    if (i > 0 && i % kLegendPerRow == 0) y += 22;
+    absl::StrAppend(svg, item(i, x, y));
+  }
+  return y;
 }
 
 double LegendRows(size_t items) {
@@ -264,8 +266,8 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
                 }),
       DayAxis(l.x, l.plot_left, l.plot_right, l.plot_top, l.plot_bottom));
   absl::StrAppend(
-      &svg, Line(l.plot_left, l.zero_y, l.plot_right, l.zero_y, "zero-line",
-                 absl::StrCat("stroke=\"", kInk, "\" stroke-width=\"2\"")));
+      &svg, SvgLine(l.plot_left, l.zero_y, l.plot_right, l.zero_y, "zero-line",
+                    absl::StrCat("stroke=\"", kInk, "\" stroke-width=\"2\"")));
 
   for (size_t i = 0; i < l.series.size(); ++i) {
     const TrendSeriesLayout& s = l.series[i];
@@ -276,10 +278,11 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
     for (const Run& run : s.band_runs) {
       if (run.end - run.begin == 1) {
         const TrendPointLayout& p = s.points[run.begin];
-        absl::StrAppend(&svg, Line(p.x, p.fixed->x1, p.x, p.fixed->x2, "ci-bar",
-                                   absl::StrCat("stroke=\"", colour,
-                                                "\" stroke-width=\"6\" "
-                                                "stroke-opacity=\"0.3\"")));
+        absl::StrAppend(&svg,
+                        SvgLine(p.x, p.fixed->x1, p.x, p.fixed->x2, "ci-bar",
+                                absl::StrCat("stroke=\"", colour,
+                                             "\" stroke-width=\"6\" "
+                                             "stroke-opacity=\"0.3\"")));
         continue;
       }
       std::string points;
@@ -352,19 +355,16 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
                           "up is worse",
                     12));
   absl::StrAppend(&svg, "<g class=\"legend\">");
-  double ly = dir_y + 22;
-  for (size_t i = 0; i < spec.series.size(); ++i) {
-    const double lx =
-        10 + kLegendItemWidth * static_cast<double>(i % kLegendPerRow);
-    if (i > 0 && i % kLegendPerRow == 0) ly += 22;
-    absl::StrAppend(
-        &svg,
-        LegendItem(VariantMarker(
-                       l.series[i].shape, lx, ly,
-                       VariantColour(static_cast<size_t>(l.series[i].shape))),
-                   lx, ly,
-                   ShortenLabel(spec.series[i].label, kMaxLabelChars + 4)));
-  }
+  double ly = AppendLegendRows(
+      spec.series.size(), dir_y + 22,
+      [&](size_t i, double x, double y) {
+        const int shape = l.series[i].shape;
+        return LegendItem(
+            VariantMarker(shape, x, y,
+                          VariantColour(static_cast<size_t>(shape))),
+            x, y, ShortenLabel(spec.series[i].label, kMaxLabelChars + 4));
+      },
+      &svg);
   ly += 22;
   absl::StrAppend(&svg, "<rect x=\"10\" y=\"", SvgNum(ly - 7),
                   "\" width=\"24\" height=\"14\" fill=\"", kNeutralColour,
@@ -375,10 +375,10 @@ std::string RenderTrendSvg(const TrendSpec& spec) {
                           12));
   if (l.any_always_valid) {
     absl::StrAppend(&svg,
-                    Line(300, ly, 330, ly, "legend-dash",
-                         absl::StrCat("stroke=\"", kNeutralColour,
-                                      "\" stroke-width=\"1.5\" "
-                                      "stroke-dasharray=\"5 3\"")),
+                    SvgLine(300, ly, 330, ly, "legend-dash",
+                            absl::StrCat("stroke=\"", kNeutralColour,
+                                         "\" stroke-width=\"1.5\" "
+                                         "stroke-dasharray=\"5 3\"")),
                     SvgText(336, ly + 4, "start", "legend-text",
                             absl::StrCat("dashed: ", spec.confidence,
                                          " always-valid interval"),
@@ -448,22 +448,18 @@ std::string RenderExposuresSvg(const ExposureSpec& spec) {
                     b.count == 1 ? " unit" : " units", "</title></rect>");
   }
   absl::StrAppend(&svg, "<g class=\"legend\">");
-  double ly = l.plot_bottom + 56;
-  for (size_t i = 0; i < spec.variants.size(); ++i) {
-    const double lx =
-        10 + kLegendItemWidth * static_cast<double>(i % kLegendPerRow);
-    if (i > 0 && i % kLegendPerRow == 0) ly += 22;
-    absl::StrAppend(
-        &svg, LegendItem(absl::StrCat("<rect x=\"", SvgNum(lx - 5), "\" y=\"",
-                                      SvgNum(ly - 5),
-                                      "\" width=\"10\" "
-                                      "height=\"10\" fill=\"",
-                                      VariantColour(i), "\"/>"),
-                         lx, ly,
-                         absl::StrCat(i + 1, ". ",
-                                      ShortenLabel(spec.variants[i],
-                                                   kMaxLabelChars + 4))));
-  }
+  AppendLegendRows(
+      spec.variants.size(), l.plot_bottom + 56,
+      [&](size_t i, double x, double y) {
+        return LegendItem(
+            absl::StrCat("<rect x=\"", SvgNum(x - 5), "\" y=\"", SvgNum(y - 5),
+                         "\" width=\"10\" height=\"10\" fill=\"",
+                         VariantColour(i), "\"/>"),
+            x, y,
+            absl::StrCat(i + 1, ". ",
+                         ShortenLabel(spec.variants[i], kMaxLabelChars + 4)));
+      },
+      &svg);
   absl::StrAppend(&svg, "</g></svg>");
   return svg;
 }

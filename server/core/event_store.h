@@ -224,6 +224,9 @@ class EventStore {
       absl::Span<const EventBatch> batches);
 
   // Reads the aggregates. Its cost does not depend on the number of units.
+  // `segments` holds the dimensions of layout.dimensions only, and each one
+  // costs reads (a hash per value and shard in Redis): a caller that wants
+  // one dimension's segments, or none, passes a layout narrowed to it.
   virtual absl::StatusOr<ExperimentAggregates> ReadAggregates(
       const ExperimentLayout& layout) = 0;
 

@@ -29,6 +29,10 @@ struct HttpRequest {
   // "/ofrep/v1/evaluate/flags/{key}" and the path
   // "/ofrep/v1/evaluate/flags/new-checkout", {"key", "new-checkout"}.
   std::map<std::string, std::string> path_params;
+  // The URI's query parameters in order, names and values percent-decoded
+  // ("+" as a space): "?a=1&b=x%20y&c" is {{"a", "1"}, {"b", "x y"},
+  // {"c", ""}}. A repeated name appears as often as it was given.
+  std::vector<std::pair<std::string, std::string>> query;
 
   // The header `name`, looked up case-insensitively; nullopt when absent.
   std::optional<absl::string_view> Header(absl::string_view name) const {

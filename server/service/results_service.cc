@@ -99,10 +99,19 @@ absl::StatusOr<ResultsQuery> ParseRequest(
   return query;
 }
 
+// Reads the experiment's aggregates with the segments of `dimension` only
+// (none when it is empty): each dimension costs a read per value and shard,
+// which a request that does not show it must not pay.
 absl::StatusOr<ExperimentAggregates> ReadAggregatesOf(
-    const Config& config, const Experiment& experiment, EventStore* store) {
-  absl::StatusOr<ExperimentAggregates> read =
-      store->ReadAggregates(LayoutOf(config, experiment));
+    const Config& config, const Experiment& experiment,
+    const std::string& dimension, EventStore* store) {
+  ExperimentLayout layout = LayoutOf(config, experiment);
+  std::vector<Dimension> asked;
+  for (Dimension& d : layout.dimensions) {
+    if (d.attribute == dimension) asked.push_back(std::move(d));
+  }
+  layout.dimensions = std::move(asked);
+  absl::StatusOr<ExperimentAggregates> read = store->ReadAggregates(layout);
   if (!read.ok() && (absl::IsUnavailable(read.status()) ||
                      absl::IsDeadlineExceeded(read.status()))) {
     return absl::UnavailableError(
@@ -315,8 +324,8 @@ absl::Status HandleGetResults(const ConfigStore& store, EventStore* events,
   std::shared_ptr<const Config> config = store.Snapshot();
   absl::StatusOr<ResultsQuery> query = ParseRequest(*config, request);
   if (!query.ok()) return query.status();
-  absl::StatusOr<ExperimentAggregates> aggregates =
-      ReadAggregatesOf(*config, *query->experiment, events);
+  absl::StatusOr<ExperimentAggregates> aggregates = ReadAggregatesOf(
+      *config, *query->experiment, query->options.dimension, events);
   if (!aggregates.ok()) return aggregates.status();
   absl::StatusOr<ExperimentResults> results =
       ComputeResults(*config, *query->experiment, *std::move(aggregates),

@@ -1439,6 +1439,41 @@ TEST_P(EventStoreConformance, SegmentsOfManyUnitsInBatchesMatchTheOracle) {
   ExpectMatchesOracle();
 }
 
+// GetResults reads the segments of the dimension it is asked for only, by
+// passing a layout narrowed to it: the other figures stay the same.
+TEST_P(EventStoreConformance, ReadGivesTheSegmentsOfTheLayoutsDimensionsOnly) {
+  layout_.dimensions = {{"platform", 20, {}}, {"plan", 20, {}}};
+  oracle_ = Oracle(layout_);
+  ASSERT_EQ(
+      Expose(WithDims(X("a", 0, kT0), {{"platform", "ios"}, {"plan", "pro"}})),
+      WriteOutcome::kRecorded);
+  ASSERT_EQ(
+      Expose(WithDims(X("b", 1, kT0), {{"platform", "web"}, {"plan", "free"}})),
+      WriteOutcome::kRecorded);
+  Record(E("a", "order_completed", kT0 + absl::Hours(1), 10.0));
+  const ExperimentAggregates all = Read();
+  ASSERT_EQ(all.segments.size(), 2u);
+
+  ExperimentLayout plan_only = layout_;
+  plan_only.dimensions = {layout_.dimensions[1]};
+  ExperimentAggregates plan = Read(plan_only);
+  ASSERT_EQ(plan.segments.size(), 1u);
+  ASSERT_EQ(plan.segments.count("plan"), 1u);
+  EXPECT_EQ(plan.segments.at("plan").at("pro")[0].exposed, 1);
+  EXPECT_EQ(plan.segments.at("plan").at("free")[1].exposed, 1);
+  EXPECT_EQ(plan.segments.at("plan").at("pro")[0].metrics.at("revenue").sum,
+            10);
+
+  ExperimentLayout none = layout_;
+  none.dimensions.clear();
+  ExperimentAggregates totals = Read(none);
+  EXPECT_TRUE(totals.segments.empty());
+  // Without segments, the rest reads as with them.
+  ExperimentAggregates all_but_segments = all;
+  all_but_segments.segments.clear();
+  EXPECT_EQ(Flatten(totals), Flatten(all_but_segments));
+}
+
 TEST_P(EventStoreConformance, ChangedMetricDefinitionStartsItsFiguresAfresh) {
   ASSERT_EQ(Expose(X("u1", 0, kT0)), WriteOutcome::kRecorded);
   Record(E("u1", "order_completed", kT0 + absl::Hours(1), 10.0));

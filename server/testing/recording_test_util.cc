@@ -189,12 +189,21 @@ void RecordingServerTest::ExposeUsers(const std::string& experiment,
                                       const std::string& variant,
                                       const std::string& prefix, int n,
                                       absl::Time time) {
+  std::vector<v1::Unit> units;
+  for (int i = 0; i < n; ++i) units.push_back(User(absl::StrCat(prefix, i)));
+  ExposeUnits(experiment, variant, units, time);
+}
+
+void RecordingServerTest::ExposeUnits(const std::string& experiment,
+                                      const std::string& variant,
+                                      const std::vector<v1::Unit>& units,
+                                      absl::Time time) {
   v1::RecordExposuresRequest request;
-  for (int i = 0; i < n; ++i) {
+  for (const v1::Unit& unit : units) {
     v1::ExposureRecord* e = request.add_exposures();
     e->set_experiment_key(experiment);
     e->set_variant_key(variant);
-    *e->mutable_unit() = User(absl::StrCat(prefix, i));
+    *e->mutable_unit() = unit;
     *e->mutable_time() = ToProto(time);
   }
   v1::RecordExposuresResponse response;

@@ -141,6 +141,11 @@ class RecordingServerTest : public ::testing::Test {
   // `variant` of `experiment` at `time`. A fatal failure when the call fails.
   void ExposeUsers(const std::string& experiment, const std::string& variant,
                    const std::string& prefix, int n, absl::Time time);
+  // Records, in one call, exposures of `units` (with their attributes) to
+  // `variant` of `experiment` at `time`. A fatal failure when the call
+  // fails.
+  void ExposeUnits(const std::string& experiment, const std::string& variant,
+                   const std::vector<v1::Unit>& units, absl::Time time);
   // Records, in one call, event `name` once for each of users `prefix`0 ..
   // `prefix`(n-1) at `time`. A fatal failure when the call fails.
   void SendEvents(const std::string& name, const std::string& prefix, int n,
