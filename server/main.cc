@@ -169,8 +169,10 @@ ABSL_FLAG(int64_t, spool_max_bytes, int64_t{1} << 30,
 ABSL_FLAG(double, spool_admit_rate, 0,
           "Records per second (exposures or events as sent) that recording "
           "calls may bring in while they are acknowledged from the spool "
-          "(Redis down or failing). Past it a call is answered "
-          "RESOURCE_EXHAUSTED at once, nothing of it done, with the delay "
+          "(Redis down or failing). Past it a call is held until the rate "
+          "admits it when that is within --spool_admit_max_hold, else "
+          "answered RESOURCE_EXHAUSTED at once, nothing of it done, with the "
+          "delay "
           "after which to send it again in its message and in the trailing "
           "metadata grpc-retry-pushback-ms. 0, the default: half the records "
           "per second Redis took on average over the minute before spooling "
@@ -181,6 +183,14 @@ ABSL_FLAG(double, spool_admit_share, 0.5,
           "The automatic --spool_admit_rate as a share of the records per "
           "second Redis took on average over the minute before spooling "
           "began, in (0, 1] (default 0.5).");
+ABSL_FLAG(absl::Duration, spool_admit_max_hold, absl::Milliseconds(250),
+          "While recording is answered from the spool at --spool_admit_rate: "
+          "how long a call over the rate may be held (no thread waits for "
+          "it) until the rate admits it, instead of being refused "
+          "RESOURCE_EXHAUSTED; at most half the time the call's deadline "
+          "leaves, and only while the storage executor is under half full "
+          "(--storage_max_calls). 0 refuses every call over the rate. "
+          "Default: 250ms.");
 ABSL_FLAG(double, spool_admit_floor, 1000,
           "The lowest automatic --spool_admit_rate, records per second "
           "(default 1000): what a server that has recorded little lately, "
@@ -975,12 +985,23 @@ int RunServer(const ServerOptions& options) {
 
 // Reads the flags of the limits block into *options; false after printing
 // what is wrong.
-// --spool_admit_rate, --spool_admit_share and --spool_admit_floor; false,
+// --spool_admit_rate, --spool_admit_share, --spool_admit_max_hold and
+// --spool_admit_floor; false,
 // having said why, for values out of range.
 bool ReadSpoolAdmissionFlags(ServerOptions* options) {
   options->spool_admission.rate = absl::GetFlag(FLAGS_spool_admit_rate);
   options->spool_admission.floor = absl::GetFlag(FLAGS_spool_admit_floor);
   options->spool_admission.auto_share = absl::GetFlag(FLAGS_spool_admit_share);
+  options->spool_admission.max_hold = absl::GetFlag(FLAGS_spool_admit_max_hold);
+  if (!(options->spool_admission.max_hold >= absl::ZeroDuration())) {
+    std::fprintf(
+        stderr,
+        "abexp-server: --spool_admit_max_hold=%s: pass a duration of "
+        "0 or more, e.g. 250ms (the default); 0 refuses every call "
+        "over --spool_admit_rate\n",
+        absl::FormatDuration(options->spool_admission.max_hold).c_str());
+    return false;
+  }
   // Written so that NaN fails too.
   if (!(options->spool_admission.auto_share > 0 &&
         options->spool_admission.auto_share <= 1)) {

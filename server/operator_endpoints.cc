@@ -145,13 +145,18 @@ void AddSpoolAdmissionSamplers(ServerMetrics* metrics,
     out.push_back(GaugeFamily(
         "abexp_spool_admission_active",
         "1 while recording calls answered from the spool are admitted at a "
-        "bounded rate (--spool_admit_rate; past it RESOURCE_EXHAUSTED with "
-        "a retry hint), else 0.",
+        "bounded rate (--spool_admit_rate; past it held, or refused "
+        "RESOURCE_EXHAUSTED with a retry hint), else 0.",
         admission->spooling() ? 1 : 0));
     out.push_back(GaugeFamily(
         "abexp_spool_admit_records_per_second",
         "The bound, in records per second, while it is active; else 0.",
         admission->rate()));
+    out.push_back(CounterFamily(
+        "abexp_spool_admission_held_calls_total",
+        "Recording calls over the bound held until it admitted them "
+        "(--spool_admit_max_hold) instead of refused.",
+        static_cast<double>(admission->held_calls())));
     return out;
   });
 }

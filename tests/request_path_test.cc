@@ -357,6 +357,35 @@ TEST_F(SpoolBoundTest, PastTheBoundCallsAreRefusedWithARetryHintAndNotDone) {
   ExpectExposedReached(acknowledged);
 }
 
+TEST_F(SpoolBoundTest, ACallTheBoundAdmitsWithinTheHoldIsHeldNotRefused) {
+  // 100 records/s: a call of 20 records is due every 200 ms, so each call
+  // below, sent as soon as the one before it is answered, is over the bound
+  // and admitted within the 2 s it may be held.
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--spool_admit_rate=100", "--spool_admit_max_hold=2s",
+                   "--redis_command_timeout=200ms"}));
+  ASSERT_NO_FATAL_FAILURE(ExposeUsers("checkout", "control", "warm", 5,
+                                      absl::Now() - absl::Minutes(1)));
+
+  ASSERT_TRUE(redis_->Signal(SIGSTOP).ok());
+  int64_t acknowledged = 5;
+  for (int c = 0; c < 8; ++c) {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(30));
+    v1::RecordExposuresResponse response;
+    const grpc::Status status = record_->RecordExposures(
+        &context, Exposures(absl::StrCat("held", c, "-"), 20), &response);
+    ASSERT_TRUE(status.ok()) << "call " << c << ": " << status.error_code()
+                             << " " << status.error_message();
+    EXPECT_EQ(response.counts().spooled(), 20) << "call " << c;
+    EXPECT_FALSE(RetryPushback(context).has_value()) << "call " << c;
+    acknowledged += 20;
+  }
+
+  ASSERT_TRUE(redis_->Signal(SIGCONT).ok());
+  ExpectExposedReached(acknowledged);
+}
+
 TEST_F(SpoolBoundTest, TheEventSenderWaitsAsToldAndDeliversEveryRecord) {
   ASSERT_NO_FATAL_FAILURE(
       StartServer({"--spool_admit_rate=100", "--redis_command_timeout=200ms"}));

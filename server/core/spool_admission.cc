@@ -21,24 +21,41 @@ absl::Time SpoolAdmission::Now() const {
 }
 
 std::optional<absl::Duration> SpoolAdmission::Admit(int64_t records) {
-  if (!spooling()) return std::nullopt;
+  const Decision d = Decide(records, absl::ZeroDuration());
+  if (d.kind == Decision::Kind::kNow) return std::nullopt;
+  return d.wait;
+}
+
+SpoolAdmission::Decision SpoolAdmission::Decide(int64_t records,
+                                                absl::Duration max_hold) {
+  if (!spooling()) return Decision{};
   const absl::Time now = Now();
   absl::MutexLock lock(&mu_);
-  if (!spooling_.load(std::memory_order_relaxed)) return std::nullopt;
+  if (!spooling_.load(std::memory_order_relaxed)) return Decision{};
   const absl::Duration cost =
       absl::Seconds(static_cast<double>(std::max<int64_t>(records, 1)) / rate_);
   const absl::Time start = std::max(due_, now);
-  if (start - now <= options_.burst) {
+  const absl::Duration hold = start - options_.burst - now;
+  if (hold <= absl::ZeroDuration()) {
     due_ = start + cost;
-    return std::nullopt;
+    return Decision{};
+  }
+  if (hold <= std::min(max_hold, options_.max_hold)) {
+    due_ = start + cost;
+    held_.fetch_add(1, std::memory_order_relaxed);
+    return Decision{Decision::Kind::kHold,
+                    std::max(hold, absl::Milliseconds(1))};
   }
   // The earliest this call would be admitted if nothing else came, or the
   // place after the last refused call's.
   const absl::Time place = std::max(next_place_, due_ - options_.burst);
   const absl::Duration wait = place - now;
-  if (wait > options_.max_retry_delay) return options_.max_retry_delay;
+  if (wait > options_.max_retry_delay) {
+    return Decision{Decision::Kind::kRefuse, options_.max_retry_delay};
+  }
   next_place_ = place + cost;
-  return std::max(wait, absl::Milliseconds(1));
+  return Decision{Decision::Kind::kRefuse,
+                  std::max(wait, absl::Milliseconds(1))};
 }
 
 void SpoolAdmission::Note(int64_t direct, int64_t spooled) {

@@ -8,9 +8,10 @@
 //
 //   SpoolAdmission admission(SpoolAdmissionOptions{});
 //   // On the gRPC thread, before any work is done for a call:
-//   if (std::optional<absl::Duration> wait = admission.Admit(records)) {
-//     // refuse: RESOURCE_EXHAUSTED, retry after *wait; nothing was done
-//   }
+//   SpoolAdmission::Decision d = admission.Decide(records, max_hold);
+//   // kNow: go ahead; kHold: go ahead once d.wait has passed (the call is
+//   // admitted, its place taken); kRefuse: RESOURCE_EXHAUSTED, retry after
+//   // d.wait; nothing was done
 //   // Once the call has been recorded:
 //   admission.Note(result.recorded + result.duplicate + result.conflict,
 //                  result.spooled);
@@ -34,6 +35,13 @@
 //  - Admission is a token bucket in time (GCRA): a call is admitted when
 //    the records admitted before it are due within options.burst; it then
 //    adds records / rate to that. A call of any size can be admitted.
+//  - A call that would be admitted within the max_hold its caller passes
+//    (abexp-server: --spool_admit_max_hold, and at most half the time the
+//    call's deadline leaves) is held until then instead of refused: its
+//    place is taken at once, and the caller starts it after Decision::wait
+//    without holding a thread. A closed-loop client is then paced at the
+//    rate with one call per admitted call; refused, it would make a refused
+//    call (parsed and answered for nothing, sent again) per admitted one.
 //  - A refused call gets a retry delay that reserves it a place: refused
 //    calls are given slots one after another at the rate, so clients that
 //    wait as told come back one at a time instead of all together. A delay
@@ -68,6 +76,9 @@ struct SpoolAdmissionOptions {
   absl::Duration window = absl::Seconds(60);
   // How far ahead of the rate admitted records may run. Default: 100ms.
   absl::Duration burst = absl::Milliseconds(100);
+  // The longest a call is held before it starts rather than refused (see
+  // Decide). Zero refuses every call over the rate. Default: 250ms.
+  absl::Duration max_hold = absl::Milliseconds(250);
   // The longest retry delay handed out. Default: 1s.
   absl::Duration max_retry_delay = absl::Seconds(1);
   // Default (empty): absl::Now.
@@ -78,15 +89,27 @@ class SpoolAdmission {
  public:
   // REQUIRES: options.rate >= 0, options.auto_share > 0, options.floor > 0,
   // options.window >= 1s,
-  // options.burst >= 0, options.max_retry_delay >= 1ms.
+  // options.burst >= 0, options.max_hold >= 0, options.max_retry_delay >= 1ms.
   explicit SpoolAdmission(SpoolAdmissionOptions options);
 
   SpoolAdmission(const SpoolAdmission&) = delete;
   SpoolAdmission& operator=(const SpoolAdmission&) = delete;
 
+  // What to do with a call: start it now, start it after `wait` (held), or
+  // refuse it and have its caller send it again after `wait`.
+  struct Decision {
+    enum class Kind { kNow, kHold, kRefuse };
+    Kind kind = Kind::kNow;
+    absl::Duration wait;  // kHold, kRefuse: > 0
+  };
+
   // Decides on a call that brings `records` records, before anything of it
-  // is done: nullopt to go ahead, or how long the caller should wait before
-  // sending it again.
+  // is done. A call admitted later than now is held when that is within
+  // min(max_hold, options.max_hold), else refused.
+  Decision Decide(int64_t records, absl::Duration max_hold);
+
+  // Decide with no hold: nullopt to go ahead, or how long the caller should
+  // wait before sending the call again.
   std::optional<absl::Duration> Admit(int64_t records);
 
   // What a finished call did: `direct` records written to the store (taken
@@ -99,6 +122,10 @@ class SpoolAdmission {
   // The bound, records per second, while spooling(); else 0.
   double rate() const;
 
+  const SpoolAdmissionOptions& options() const { return options_; }
+  // Calls Decide held (kHold) so far.
+  int64_t held_calls() const { return held_.load(std::memory_order_relaxed); }
+
  private:
   absl::Time Now() const;
   // The records written per second, on average over the seconds of the
@@ -107,6 +134,7 @@ class SpoolAdmission {
 
   const SpoolAdmissionOptions options_;
   std::atomic<bool> spooling_{false};  // written under mu_
+  std::atomic<int64_t> held_{0};
   mutable absl::Mutex mu_;
   // Records written straight to the store per second, a ring over the
   // window: second_[i] is the unix second counted in count_[i].

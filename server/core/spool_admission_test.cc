@@ -169,5 +169,48 @@ TEST(SpoolAdmission, AWriteThatReachesTheStoreEndsTheBound) {
   EXPECT_FALSE(admission.spooling());
 }
 
+TEST(SpoolAdmission, ACallTheBoundAdmitsWithinTheHoldIsHeldNotRefused) {
+  TestClock clock;
+  // 100 records/s, 100 ms ahead: a call of 20 records is due every 200 ms.
+  SpoolAdmissionOptions options = OptionsWith(&clock);
+  options.rate = 100;
+  options.burst = absl::Milliseconds(100);
+  options.max_hold = absl::Seconds(1);
+  auto admission = std::make_unique<SpoolAdmission>(options);
+  admission->Note(0, 1);
+  using Kind = SpoolAdmission::Decision::Kind;
+  EXPECT_EQ(admission->Decide(20, absl::Seconds(1)).kind, Kind::kNow);
+  // The next one would be admitted 100 ms from now: held that long.
+  SpoolAdmission::Decision held = admission->Decide(20, absl::Seconds(1));
+  EXPECT_EQ(held.kind, Kind::kHold);
+  EXPECT_EQ(held.wait, absl::Milliseconds(100));
+  // Its place is taken: the one after it waits 200 ms more.
+  held = admission->Decide(20, absl::Seconds(1));
+  EXPECT_EQ(held.kind, Kind::kHold);
+  EXPECT_EQ(held.wait, absl::Milliseconds(300));
+  EXPECT_EQ(admission->held_calls(), 2);
+  // Past the caller's hold (here 400 ms; options.max_hold caps it), the
+  // call is refused with a retry delay instead, and takes no place among
+  // the admitted.
+  const SpoolAdmission::Decision refused =
+      admission->Decide(20, absl::Milliseconds(400));
+  EXPECT_EQ(refused.kind, Kind::kRefuse);
+  EXPECT_EQ(refused.wait, absl::Milliseconds(500));
+  EXPECT_EQ(admission->held_calls(), 2);
+}
+
+TEST(SpoolAdmission, WithoutAHoldEveryCallOverTheBoundIsRefused) {
+  TestClock clock;
+  SpoolAdmissionOptions options = OptionsWith(&clock);
+  options.rate = 100;
+  options.max_hold = absl::ZeroDuration();
+  SpoolAdmission admission(options);
+  admission.Note(0, 1);
+  using Kind = SpoolAdmission::Decision::Kind;
+  EXPECT_EQ(admission.Decide(20, absl::Seconds(1)).kind, Kind::kNow);
+  EXPECT_EQ(admission.Decide(20, absl::Seconds(1)).kind, Kind::kRefuse);
+  EXPECT_EQ(admission.held_calls(), 0);
+}
+
 }  // namespace
 }  // namespace abexp

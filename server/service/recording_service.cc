@@ -219,14 +219,27 @@ RecordingServiceImpl::RecordingServiceImpl(const ConfigStore* store,
       admission_(admission),
       records_(records) {}
 
-absl::Status RecordingServiceImpl::Admit(grpc::CallbackServerContext* context,
-                                         int records) {
-  if (admission_ == nullptr) return absl::OkStatus();
-  const std::optional<absl::Duration> wait = admission_->Admit(records);
-  if (!wait.has_value()) return absl::OkStatus();
+absl::StatusOr<absl::Duration> RecordingServiceImpl::Admit(
+    grpc::CallbackServerContext* context, int records) {
+  if (admission_ == nullptr || !admission_->spooling()) {
+    return absl::ZeroDuration();
+  }
+  // A call is held at most half the time its deadline leaves (the rest is
+  // for the spool), and only while the executor has room for calls that do
+  // not wait their turn.
+  absl::Duration max_hold =
+      (absl::FromChrono(context->deadline()) - absl::Now()) / 2;
+  if (executor_->in_flight() >= executor_->options().max_calls / 2) {
+    max_hold = absl::ZeroDuration();
+  }
+  const SpoolAdmission::Decision decision =
+      admission_->Decide(records, max_hold);
+  if (decision.kind != SpoolAdmission::Decision::Kind::kRefuse) {
+    return decision.wait;
+  }
   // Counted in abexp_rpc_requests_total{code="RESOURCE_EXHAUSTED"}.
-  const int64_t ms =
-      absl::ToInt64Milliseconds(absl::Ceil(*wait, absl::Milliseconds(1)));
+  const int64_t ms = absl::ToInt64Milliseconds(
+      absl::Ceil(decision.wait, absl::Milliseconds(1)));
   context->AddTrailingMetadata(kRetryPushbackMetadata, absl::StrCat(ms));
   return absl::ResourceExhaustedError(absl::StrFormat(
       "storage (Redis) is unavailable and abexp-server is acknowledging "

@@ -7,10 +7,12 @@
 //
 // While recording calls are answered from the local spool, a SpoolAdmission
 // (server/core/spool_admission.h) bounds the records they bring: a call past
-// the bound ends RESOURCE_EXHAUSTED on the gRPC thread, nothing of it done,
-// with a message saying when to retry and the same delay in the trailing
-// metadata grpc-retry-pushback-ms (milliseconds), gRPC's standard retry
-// hint.
+// the bound is held, holding no thread, until the bound admits it, when that
+// is within --spool_admit_max_hold and half the time its deadline leaves
+// (and the storage executor is under half full); otherwise it ends
+// RESOURCE_EXHAUSTED on the gRPC thread, nothing of it done, with a message
+// saying when to retry and the same delay in the trailing metadata
+// grpc-retry-pushback-ms (milliseconds), gRPC's standard retry hint.
 //
 // Thread-safe: calls may run concurrently on gRPC's callback threads.
 #ifndef ABEXP_SERVER_SERVICE_RECORDING_SERVICE_H_
@@ -68,9 +70,11 @@ class RecordingServiceImpl final : public RawRecordingService {
   int in_flight_calls() const { return in_flight_.load(); }
 
  private:
-  // OK, or the refusal of a call of `records` records (with its
-  // grpc-retry-pushback-ms added to `context`).
-  absl::Status Admit(grpc::CallbackServerContext* context, int records);
+  // How long a call of `records` records is held before it starts (zero:
+  // not at all), or its refusal (with its grpc-retry-pushback-ms added to
+  // `context`).
+  absl::StatusOr<absl::Duration> Admit(grpc::CallbackServerContext* context,
+                                       int records);
   // Tells admission_ what a recorded call did.
   template <typename Response>
   void Note(const absl::Status& status, const Response& response);

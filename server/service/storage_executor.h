@@ -13,19 +13,25 @@
 //   StorageExecutor executor(StorageExecutorOptions{});  // 16 threads, 256
 //   if (!executor.TrySubmit([call] { call->Run(); })) call->Refuse();
 //
+// A task may also be queued to start after a delay (TrySubmitReleasingAfter):
+// it holds its slot meanwhile, and no thread waits for it but one timer
+// thread, which moves it to the queue when it is due.
+//
 // Thread-safe. The destructor stops taking tasks, runs every task already
-// accepted, and joins the threads.
+// accepted (a delayed one at once), and joins the threads.
 #ifndef ABEXP_SERVER_SERVICE_STORAGE_EXECUTOR_H_
 #define ABEXP_SERVER_SERVICE_STORAGE_EXECUTOR_H_
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace abexp {
 
@@ -34,7 +40,8 @@ struct StorageExecutorOptions {
   int threads = 16;
   // Tasks queued or running at once, at least `threads`. Default: 256.
   int max_calls = 256;
-  // The threads' nice value (setpriority), 0 to 19: above 0, the threads
+  // The threads' nice value (setpriority), 0 to 19 (the timer thread of
+  // delayed tasks too): above 0, the threads
   // serving calls that need no storage (plain Assign) get the CPU first
   // when both want it. Default: 0, as the process.
   int nice = 0;
@@ -61,6 +68,9 @@ class StorageExecutor {
   // slot is released when the task returns if the task did not.
   using Releasing = std::function<void(absl::FunctionRef<void()> release)>;
   bool TrySubmitReleasing(Releasing task);
+  // As TrySubmitReleasing, for a task that is to start once `delay` has
+  // passed (at once when it is not positive). It counts as queued meanwhile.
+  bool TrySubmitReleasingAfter(absl::Duration delay, Releasing task);
 
   // Tasks queued or running now.
   int in_flight() const;
@@ -69,13 +79,21 @@ class StorageExecutor {
 
  private:
   void Work();
+  // Gives the calling thread options_.nice.
+  void SetNice() const;
+  // Moves delayed tasks to queue_ when they are due (all of them once
+  // stopping).
+  void RunTimer();
 
   const StorageExecutorOptions options_;
   mutable absl::Mutex mu_;
   std::deque<Releasing> queue_ ABSL_GUARDED_BY(mu_);
+  // Delayed tasks by when they are due; equal times in submission order.
+  std::multimap<absl::Time, Releasing> delayed_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // queued + running, not released
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+  std::thread timer_;
 };
 
 }  // namespace abexp

@@ -116,5 +116,44 @@ TEST(StorageExecutorTest, TasksRunAtTheRequestedNiceValueAndCallersKeepTheirs) {
   EXPECT_EQ(getpriority(PRIO_PROCESS, 0), before);
 }
 
+TEST(StorageExecutorTest, ADelayedTaskHoldsItsSlotAndNoThread) {
+  std::atomic<int> ran{0};
+  {
+    StorageExecutor executor(Options(1, 2));
+    // Due in an hour: it keeps its slot, but the one thread stays free.
+    ASSERT_TRUE(executor.TrySubmitReleasingAfter(
+        absl::Hours(1), [&](absl::FunctionRef<void()>) { ++ran; }));
+    absl::Notification done;
+    ASSERT_TRUE(executor.TrySubmit([&] { done.Notify(); }));
+    done.WaitForNotification();
+    EXPECT_EQ(ran.load(), 0);
+    EXPECT_EQ(executor.in_flight(), 1);
+    // The delayed task's slot is taken: one more fits, not two.
+    absl::Notification release;
+    ASSERT_TRUE(executor.TrySubmit([&] { release.WaitForNotification(); }));
+    EXPECT_FALSE(executor.TrySubmit([] {}));
+    release.Notify();
+  }
+  // Destruction does not wait an hour, nor drop the task: it runs at once.
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(StorageExecutorTest, ADelayedTaskRunsOnceDueBeforeLaterOnes) {
+  std::atomic<int> ran_later{0};
+  {
+    StorageExecutor executor(Options(2, 4));
+    ASSERT_TRUE(executor.TrySubmitReleasingAfter(
+        absl::Hours(1), [&](absl::FunctionRef<void()>) { ++ran_later; }));
+    // Due sooner than the one before it: the timer does not sleep the hour.
+    absl::Notification sooner;
+    ASSERT_TRUE(executor.TrySubmitReleasingAfter(
+        absl::Milliseconds(1),
+        [&](absl::FunctionRef<void()>) { sooner.Notify(); }));
+    EXPECT_TRUE(sooner.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    EXPECT_EQ(ran_later.load(), 0);
+  }
+  EXPECT_EQ(ran_later.load(), 1);
+}
+
 }  // namespace
 }  // namespace abexp

@@ -37,7 +37,9 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
@@ -213,14 +215,16 @@ inline absl::Status StorageBusyError(const StorageExecutor& executor) {
 // has cancelled it or its deadline has passed. fn runs in a CallScope with
 // the call's deadline and cancellation, so storage stops waiting when the
 // client does. Returns false, with the call neither run nor finished, when
-// the executor is full.
+// the executor is full. With a positive `delay`, the call starts once that
+// has passed (StorageExecutor::TrySubmitReleasingAfter).
 // REQUIRES: fn may be copied, and whatever it refers to outlives the call.
 template <typename Request, typename Response, typename Fn>
 bool TrySubmitCall(StorageExecutor* executor,
                    grpc::CallbackServerContext* context,
-                   UnaryCall<Request, Response>* call, Fn fn) {
-  return executor->TrySubmitReleasing(
-      [call, context, fn](absl::FunctionRef<void()> release) mutable {
+                   UnaryCall<Request, Response>* call, Fn fn,
+                   absl::Duration delay = absl::ZeroDuration()) {
+  return executor->TrySubmitReleasingAfter(
+      delay, [call, context, fn](absl::FunctionRef<void()> release) mutable {
         absl::Status status = CheckStillWanted(context);
         if (status.ok()) {
           CallScope scope(absl::FromChrono(context->deadline()),
@@ -339,7 +343,8 @@ grpc::ServerUnaryReactor* ServeInline(grpc::CallbackServerContext* context,
 // waits. A call for the executor is not started (and nothing of it done)
 // when the executor is full (RESOURCE_EXHAUSTED), or when by the time a
 // thread takes it the client has cancelled it or its deadline has passed
-// (CheckStillWanted).
+// (CheckStillWanted). The call for the executor starts after `delay`
+// (read once waits_on_storage has run, which may set it).
 // REQUIRES: fn may be copied, and whatever it refers to outlives the call.
 template <typename Request, typename Response, typename Pred, typename InlineFn,
           typename Fn>
@@ -347,7 +352,8 @@ grpc::ServerUnaryReactor* ServeHereOrOnExecutor(
     StorageExecutor* executor, grpc::CallbackServerContext* context,
     const RpcAccess<Request>& access, std::atomic<int>* in_flight,
     const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
-    Pred waits_on_storage, InlineFn& inline_fn, Fn fn) {
+    Pred waits_on_storage, InlineFn& inline_fn, Fn fn,
+    const absl::Duration& delay = absl::ZeroDuration()) {
   if (grpc::ServerUnaryReactor* served = ServeNowUnless<Request, Response>(
           context, access, in_flight, request_bytes, response_bytes,
           waits_on_storage, inline_fn)) {
@@ -362,7 +368,7 @@ grpc::ServerUnaryReactor* ServeHereOrOnExecutor(
     call->Finish(wanted);
     return call;
   }
-  if (!TrySubmitCall(executor, context, call, std::move(fn))) {
+  if (!TrySubmitCall(executor, context, call, std::move(fn), delay)) {
     call->Finish(StorageBusyError(*executor));
   }
   return call;
@@ -384,10 +390,12 @@ grpc::ServerUnaryReactor* ServeOnExecutorIf(
 }
 
 // Serves a call that always waits on storage, once admit(request) ->
-// absl::Status allows it: admit runs on the calling thread after the request
-// is parsed, and a call it refuses ends there with its status, nothing else
-// done (a refusal costs no thread switch and no storage slot); an admitted
-// call runs fn on `executor` (ServeHereOrOnExecutor). admit may add trailing
+// absl::StatusOr<absl::Duration> allows it: admit runs on the calling thread
+// after the request is parsed, and a call it refuses ends there with its
+// status, nothing else done (a refusal costs no thread switch and no storage
+// slot); an admitted call runs fn on `executor` (ServeHereOrOnExecutor),
+// starting once admit's duration has passed (zero: at once; the call holds
+// its storage slot meanwhile, and no thread). admit may add trailing
 // metadata to `context`.
 // REQUIRES: fn may be copied, and whatever it refers to outlives the call.
 template <typename Request, typename Response, typename Admit, typename Fn>
@@ -397,14 +405,20 @@ grpc::ServerUnaryReactor* ServeOnExecutorIfAdmitted(
     const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
     Admit admit, Fn fn) {
   absl::Status refused;
+  absl::Duration delay;
   auto refuse = [&refused](const Request&, Response*) { return refused; };
   return ServeHereOrOnExecutor<Request, Response>(
       executor, context, access, in_flight, request_bytes, response_bytes,
       [&](const Request& request) {
-        refused = admit(request);
-        return refused.ok();
+        absl::StatusOr<absl::Duration> admitted = admit(request);
+        if (!admitted.ok()) {
+          refused = admitted.status();
+          return false;
+        }
+        delay = *admitted;
+        return true;
       },
-      refuse, std::move(fn));
+      refuse, std::move(fn), delay);
 }
 
 // ServeOnExecutorIf for a call that always waits on storage.
