@@ -220,9 +220,9 @@ ABSL_FLAG(std::string, redis_cluster, "",
 ABSL_FLAG(int, redis_shards_per_experiment, 0,
           "Shards each experiment phase's keys are split into, each on the "
           "master of its own hash slot; fixed when a phase first records. "
-          "0: one per master of the cluster when the phase first records "
-          "(3 on a 3-master cluster) with --redis_cluster, 1 (the "
-          "single-node layout) without.");
+          "0: one per master of the cluster (at most 16) when the phase "
+          "first records, so 3 on a 3-master cluster, with --redis_cluster; "
+          "1 (the single-node layout) without.");
 ABSL_FLAG(int, redis_wait_replicas, 0,
           "Replicas each master must have a recording write on (Redis WAIT) "
           "before abexp acknowledges it; fewer within --redis_wait_timeout "

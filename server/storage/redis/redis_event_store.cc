@@ -34,6 +34,10 @@ constexpr int64_t kOutcomeConflict = 3;
 
 // The most shards a phase can have.
 constexpr int kMaxShards = 1024;
+// The most shards the default (one per master) gives a phase: past it a
+// batch would split into script calls of a few items each, and a big
+// cluster's masters are shared among its many phases anyway.
+constexpr int kMaxDefaultShards = 16;
 
 // Items per script call: a call blocks Redis while it runs (about 1 ms for
 // 256 items), and a batch's calls all go in one round trip anyway.
@@ -388,7 +392,7 @@ absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
   const int64_t shards =
       options_.shards > 0
           ? options_.shards
-          : std::clamp<int64_t>(redis_->MasterCount(), 1, kMaxShards);
+          : std::clamp<int64_t>(redis_->MasterCount(), 1, kMaxDefaultShards);
   if (shards > 1) {
     // A phase written before shards existed has bucket counts and no
     // `shards`: it stays one shard, so it must not be given more.
