@@ -10,9 +10,10 @@
 # --cluster create --cluster-yes). It has no replicas: a replica costs its
 # master only the replication stream, and failover is tested in ctest
 # (tests/cluster_*), not measured here. A second abexp-server records into
-# the cluster with the default 16 shards per experiment phase, and a third
-# into a second single Redis with 16 shards too (--redis_shards_per_experiment
-# 16), which splits the overhead into the shards' part and the cluster's.
+# the cluster with the default shards per experiment phase (one per master,
+# so 3), and a third into a second single Redis with as many shards
+# (--redis_shards_per_experiment 3), which splits the overhead into the
+# shards' part and the cluster's.
 # R5's recording load (abexp-loadgen --call record, batches of 100
 # exposures and events of checkout_exp01) then runs against the
 # single-Redis abexp-server, the cluster one and the sharded one in turn,
@@ -159,13 +160,13 @@ run_r11() {
   cluster_pid=$(cat "$work/abexp-r11.pid")
   sharded_addr=$(start_server abexp-r11-sharded "$bin/abexp-server" \
     --config "$root/bench/experiments-50.yaml" --listen 127.0.0.1:0 \
-    --redis "127.0.0.1:$sharded_port" --redis_shards_per_experiment 16 \
+    --redis "127.0.0.1:$sharded_port" --redis_shards_per_experiment "$r11_masters" \
     --spool_dir "$work/spool-r11-sharded")
   sharded_pid=$(cat "$work/abexp-r11-sharded.pid")
-  log "R11: cluster $(IFS=,; echo "${seeds[*]}") (${r11_masters} masters, no replicas), abexp-server $cluster_addr on it (16 shards per experiment phase); one Redis 127.0.0.1:$redis_port behind $abexp_addr; one Redis with 16 shards 127.0.0.1:$sharded_port behind $sharded_addr"
-  # Per target (one Redis, the cluster, one Redis with 16 shards): items/s,
+  log "R11: cluster $(IFS=,; echo "${seeds[*]}") (${r11_masters} masters, no replicas), abexp-server $cluster_addr on it (${r11_masters} shards per experiment phase, one per master); one Redis 127.0.0.1:$redis_port behind $abexp_addr; one Redis with ${r11_masters} shards 127.0.0.1:$sharded_port behind $sharded_addr"
+  # Per target (one Redis, the cluster, one Redis with S shards): items/s,
   # Redis and abexp CPU per item, a word per round.
-  local names=("one Redis" "cluster" "one Redis with 16 shards")
+  local names=("one Redis" "cluster" "one Redis with $r11_masters shards")
   local targets=("$abexp_addr $abexp_pid $redis_port"
                  "$cluster_addr $cluster_pid ${cluster_ports[*]}"
                  "$sharded_addr $sharded_pid $sharded_port")
@@ -196,14 +197,14 @@ keys = [int(k) for k in sys.argv[11].split()]
 spooled, masters = int(sys.argv[12]), int(sys.argv[13])
 ratio_ips, ratio_cpu = ips[1] / ips[0], rcpu[1] / rcpu[0]
 verdict = "met" if ratio_cpu <= 1.2 else "**missed**"
-print(f"| R11 | recorded items/s, {masters}-master cluster (16 shards per phase) / one Redis (R5's load; every Redis on core 0) "
+print(f"| R11 | recorded items/s, {masters}-master cluster ({masters} shards per phase) / one Redis (R5's load; every Redis on core 0) "
       f"| {ips[1]:.0f} / {ips[0]:.0f} | {ratio_ips:.2f} | reported | - |")
 print(f"| R11 | Redis CPU per recorded item, summed over the {masters} masters / one Redis (same runs) "
       f"| {rcpu[1]:.2f} us / {rcpu[0]:.2f} us | {ratio_cpu:.2f} | <= 1.2 | {verdict} |")
 print("@@")
-print("R11 rounds (one Redis, cluster, one Redis with 16 shards: recorded items/s): "
+print(f"R11 rounds (one Redis, cluster, one Redis with {masters} shards: recorded items/s): "
       + " ".join("(" + ",".join(r) + ")" for r in zip(*rounds_ips)))
-print(f"R11 one Redis with 16 shards per phase: {rcpu[2]:.2f} us of Redis CPU per item, "
+print(f"R11 one Redis with {masters} shards per phase: {rcpu[2]:.2f} us of Redis CPU per item, "
       f"{rcpu[2] / rcpu[0]:.2f} x one Redis: the shards' part of the cluster's "
       f"{ratio_cpu:.2f}; the rest, {rcpu[1] / rcpu[2]:.2f}, is the cluster's own.")
 share = [med(n[i] for n in nodes) for i in range(masters)]
@@ -211,7 +212,7 @@ print("R11 cluster masters: share of the cluster's Redis CPU "
       + ", ".join(f"{s / sum(share):.0%}" for s in share)
       + "; keys " + ", ".join(str(k) for k in keys) + ".")
 print(f"R11 abexp-server CPU per recorded item: one Redis {acpu[0]:.2f} us, "
-      f"cluster {acpu[1]:.2f} us, one Redis with 16 shards {acpu[2]:.2f} us.")
+      f"cluster {acpu[1]:.2f} us, one Redis with {masters} shards {acpu[2]:.2f} us.")
 print(f"R11 implied: one Redis core records {1e6 / rcpu[0]:.0f} items/s alone and "
       f"{1e6 / rcpu[1]:.0f} items/s as a cluster master, so {masters} masters "
       f"with a core each would record about {masters * 1e6 / rcpu[1]:.0f} items/s "

@@ -235,7 +235,9 @@ ABSL_FLAG(std::string, redis_cluster, "",
 ABSL_FLAG(int, redis_shards_per_experiment, 0,
           "Shards each experiment phase's keys are split into, each on the "
           "master of its own hash slot; fixed when a phase first records. "
-          "0: 16 with --redis_cluster, 1 (the single-node layout) without.");
+          "0: one per master of the cluster (at most 16) when the phase "
+          "first records, so 3 on a 3-master cluster, with --redis_cluster; "
+          "1 (the single-node layout) without.");
 ABSL_FLAG(int, redis_wait_replicas, 0,
           "Replicas each master must have a recording write on (Redis WAIT) "
           "before abexp acknowledges it; fewer within --redis_wait_timeout "
@@ -604,8 +606,8 @@ bool ReadClusterFlags(bool redis_given, ServerOptions* options) {
   if (shards < 0 || shards > 1024) {
     std::fprintf(stderr,
                  "abexp-server: --redis_shards_per_experiment=%d; pass 1 to "
-                 "1024, or 0 for the default (16 on a cluster, 1 on one "
-                 "Redis)\n",
+                 "1024, or 0 for the default (one per master on a cluster, 1 "
+                 "on one Redis)\n",
                  shards);
     return false;
   }
@@ -645,7 +647,7 @@ bool ReadClusterFlags(bool redis_given, ServerOptions* options) {
                  "HOST:PORT[,HOST:PORT...] of the cluster's nodes\n");
     return false;
   }
-  options->store.shards = shards == 0 ? 16 : shards;
+  options->store.shards = shards;  // 0: one per master, per new phase
   return true;
 }
 

@@ -1821,6 +1821,26 @@ TEST(RedisEventStoreErrors, FullRedisIsUnavailableAndTheRetryCountsOnce) {
 #ifdef ABEXP_CONFORMANCE_ON_CLUSTER
 // --- Redis Cluster: one experiment over every master ------------------------
 
+// The unit records one cluster node holds (HLEN of its unit hashes, read
+// on the node itself).
+absl::StatusOr<int64_t> UnitsOnNode(const RedisOptions& node) {
+  absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(node);
+  if (!pool.ok()) return pool.status();
+  std::vector<RedisCommand> list = {{"KEYS", "abexp-test:*:u:*"}};
+  absl::StatusOr<std::vector<RedisReply>> keys = (*pool)->Pipeline(list);
+  if (!keys.ok()) return keys.status();
+  std::vector<RedisCommand> lengths;
+  for (const RedisReply& key : (*keys)[0].elements) {
+    lengths.push_back({"HLEN", key.str});
+  }
+  int64_t units = 0;
+  if (lengths.empty()) return units;
+  absl::StatusOr<std::vector<RedisReply>> got = (*pool)->Pipeline(lengths);
+  if (!got.ok()) return got.status();
+  for (const RedisReply& n : *got) units += n.integer;
+  return units;
+}
+
 // Units of one experiment recorded on the cluster: the unit records each
 // master holds (HLEN of its unit hashes, read on the node itself).
 TEST(RedisClusterEventStore, OneExperimentsUnitsAreOnEveryMaster) {
@@ -1844,31 +1864,67 @@ TEST(RedisClusterEventStore, OneExperimentsUnitsAreOnEveryMaster) {
   for (int i = 0; i < cluster->process->size(); ++i) {
     RedisOptions node;
     node.port = cluster->process->node(i).port();
-    absl::StatusOr<std::unique_ptr<RedisPool>> pool = RedisPool::Create(node);
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    std::vector<RedisCommand> list = {{"KEYS", "abexp-test:*:u:*"}};
-    absl::StatusOr<std::vector<RedisReply>> keys = (*pool)->Pipeline(list);
-    ASSERT_TRUE(keys.ok()) << keys.status();
-    std::vector<RedisCommand> lengths;
-    for (const RedisReply& key : (*keys)[0].elements) {
-      lengths.push_back({"HLEN", key.str});
-    }
-    int64_t units = 0;
-    if (!lengths.empty()) {
-      absl::StatusOr<std::vector<RedisReply>> got = (*pool)->Pipeline(lengths);
-      ASSERT_TRUE(got.ok()) << got.status();
-      for (const RedisReply& n : *got) units += n.integer;
-    }
+    absl::StatusOr<int64_t> units = UnitsOnNode(node);
+    ASSERT_TRUE(units.ok()) << units.status();
     // A master holds whole shards (16 tags, placed by their slots), so its
     // share is about a multiple of 1/16: here at least 2 of them. (The
     // issue's 20% per master is not met by every key: one master holds 3
     // of the 16 tags of this experiment, 18.75%.)
-    EXPECT_GE(units, kUnits / 8) << "master " << node.port << " holds only "
-                                 << units << " of " << kUnits << " units";
-    total += units;
+    EXPECT_GE(*units, kUnits / 8) << "master " << node.port << " holds only "
+                                  << *units << " of " << kUnits << " units";
+    total += *units;
   }
   EXPECT_EQ(total, kUnits);
   absl::StatusOr<ExperimentAggregates> a = (*store)->ReadAggregates(layout);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->variants[0].exposed + a->variants[1].exposed, kUnits);
+}
+
+// The server's default (shards 0): one shard per master, fixed in the
+// phase's meta at its first write, each on a master of its own, so every
+// master holds about a third of the units and a batch's records go in one
+// script call per master.
+TEST(RedisClusterEventStore, DefaultShardsAreOnePerMaster) {
+  SharedCluster* cluster = nullptr;
+  absl::StatusOr<std::unique_ptr<RedisEventStore>> flushed =
+      MakeClusterStore(&cluster);
+  ASSERT_TRUE(flushed.ok()) << flushed.status();
+  RedisEventStoreOptions options;
+  options.shards = 0;
+  absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+      RedisEventStore::Create(cluster->client.get(), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const ExperimentLayout layout = CheckoutLayout();
+  constexpr int kUnits = 9000;
+  std::vector<Exposure> exposures;
+  for (int i = 0; i < kUnits; ++i) {
+    exposures.push_back(
+        {absl::StrCat("unit-", i), i % 2, kT0, "cfg", absl::StrCat("x", i)});
+  }
+  absl::StatusOr<std::vector<WriteOutcome>> r =
+      (*store)->WriteExposures(layout, exposures);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string meta = (*store)->KeyBase(layout) + "meta";
+  std::vector<RedisCommand> get = {{"HGET", meta, "shards"}};
+  absl::StatusOr<std::vector<RedisReply>> shards =
+      cluster->client->Pipeline(get);
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  EXPECT_EQ((*shards)[0].str, absl::StrCat(cluster->process->size()));
+  for (int i = 0; i < cluster->process->size(); ++i) {
+    RedisOptions node;
+    node.port = cluster->process->node(i).port();
+    absl::StatusOr<int64_t> units = UnitsOnNode(node);
+    ASSERT_TRUE(units.ok()) << units.status();
+    // One shard of three: a third of the units, give or take chance.
+    EXPECT_GE(*units, kUnits / 4) << "master " << node.port << " holds only "
+                                  << *units << " of " << kUnits << " units";
+  }
+  // Another server whose flag asks for more shards keeps the stored S.
+  options.shards = 16;
+  absl::StatusOr<std::unique_ptr<RedisEventStore>> other =
+      RedisEventStore::Create(cluster->client.get(), options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<ExperimentAggregates> a = (*other)->ReadAggregates(layout);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->variants[0].exposed + a->variants[1].exposed, kUnits);
 }

@@ -595,4 +595,8 @@ std::vector<std::string> RedisCluster::Masters() const {
   return out;
 }
 
+int RedisCluster::MasterCount() const {
+  return std::max<int>(1, static_cast<int>(Masters().size()));
+}
+
 }  // namespace abexp

@@ -114,6 +114,8 @@ class RedisCluster final : public RedisClient {
   std::string MasterFor(absl::string_view key) const;
   // The masters of the current map.
   std::vector<std::string> Masters() const;
+  // Masters().size(), at least 1.
+  int MasterCount() const override;
 
  private:
   struct State;

@@ -123,6 +123,9 @@ class RedisClient {
   virtual const std::string& key_prefix() const = 0;
   // Whether the commands go to a Redis Cluster (several masters).
   virtual bool is_cluster() const = 0;
+  // The masters the commands are spread over: 1 for one Redis, the masters
+  // of the current slot map on a cluster (at least 1).
+  virtual int MasterCount() const = 0;
   // Sends the commands and returns their replies in order; an error reply
   // is a kError reply, not a failed call. UNAVAILABLE or DEADLINE_EXCEEDED
   // when Redis cannot be reached or does not answer in time.
@@ -150,6 +153,7 @@ class RedisPool final : public RedisClient {
   const RedisOptions& options() const;
   const std::string& key_prefix() const override;
   bool is_cluster() const override { return false; }
+  int MasterCount() const override { return 1; }
 
   // Sends every command in one round trip and returns their replies in
   // order. A Redis error reply for one command is a kError reply, not a

@@ -32,6 +32,13 @@ constexpr int64_t kOutcomeDuplicate = 1;
 constexpr int64_t kOutcomeIgnored = 2;
 constexpr int64_t kOutcomeConflict = 3;
 
+// The most shards a phase can have.
+constexpr int kMaxShards = 1024;
+// The most shards the default (one per master) gives a phase: past it a
+// batch would split into script calls of a few items each, and a big
+// cluster's masters are shared among its many phases anyway.
+constexpr int kMaxDefaultShards = 16;
+
 // Items per script call: a call blocks Redis while it runs (about 1 ms for
 // 256 items), and a batch's calls all go in one round trip anyway.
 constexpr size_t kItemsPerScript = 256;
@@ -316,10 +323,10 @@ absl::StatusOr<std::unique_ptr<RedisEventStore>> RedisEventStore::Create(
         "idempotency_buckets is %d; use 1 to %d (default 65536)",
         options.idempotency_buckets, kMaxBuckets));
   }
-  constexpr int kMaxShards = 1024;
-  if (options.shards < 1 || options.shards > kMaxShards) {
+  if (options.shards < 0 || options.shards > kMaxShards) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "shards is %d; use 1 to %d (1 on a single Redis, 16 on a cluster)",
+        "shards is %d; use 1 to %d, or 0 for one per master (1 on a single "
+        "Redis)",
         options.shards, kMaxShards));
   }
   return std::unique_ptr<RedisEventStore>(
@@ -381,7 +388,11 @@ absl::StatusOr<RedisEventStore::Buckets> RedisEventStore::CreateBuckets(
     if (it != buckets_.end()) return it->second;
   }
   std::string meta = base + "meta";
-  const int64_t shards = options_.shards;
+  // Proposed only; the first writer's S stays (HSETNX below).
+  const int64_t shards =
+      options_.shards > 0
+          ? options_.shards
+          : std::clamp<int64_t>(redis_->MasterCount(), 1, kMaxDefaultShards);
   if (shards > 1) {
     // A phase written before shards existed has bucket counts and no
     // `shards`: it stays one shard, so it must not be given more.

@@ -67,8 +67,12 @@ struct RedisEventStoreOptions {
   // keys) all live in the shard its hash picks. Fixed when the phase is
   // first written, like the bucket counts (later values are ignored for
   // it); unit_buckets and idempotency_buckets are then divided among the
-  // shards. 1 is the single-node layout (docs/storage.md). 1 to 1024.
-  // Default: 1.
+  // shards. 1 is the single-node layout (docs/storage.md). 0: one per
+  // master (RedisClient::MasterCount()), at most 16, when the phase is
+  // first written, so 1 on one Redis and 3 on a 3-master cluster: each
+  // shard's script calls then carry as many of a batch's items as the
+  // spread allows (every script call costs Redis a fixed part,
+  // docs/PERFORMANCE.md R11). 0 to 1024. Default: 1.
   int shards = 1;
   // The clock that decides the idempotency generation. Tests move it.
   std::function<absl::Time()> clock = absl::Now;

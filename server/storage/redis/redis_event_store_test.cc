@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -438,6 +439,35 @@ TEST_F(RedisEventStoreFanOut, VersionsRecordedBeforeTheLimitStayReadable) {
 // One event carries a user id and a device id; experiments bucketed by each
 // must see the event under their own id (the recorder builds one Event per
 // id type and shares it between the experiments of that type).
+// shards 0 (the server's default) on one Redis is one shard: the
+// single-node layout, every key under the phase's own hash tag.
+TEST_F(WithRedis, DefaultShardsOnOneRedisKeepTheSingleNodeLayout) {
+  RedisEventStoreOptions options;
+  options.shards = 0;
+  absl::StatusOr<std::unique_ptr<RedisEventStore>> store =
+      RedisEventStore::Create(pool_.get(), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ExperimentLayout layout;
+  layout.key = "exp00";
+  layout.phase = 1;
+  layout.variant_keys = {"control", "treatment"};
+  std::vector<Exposure> exposures;
+  for (int i = 0; i < 200; ++i) {
+    exposures.push_back({absl::StrCat("u", i), i % 2, absl::Now(), "cfg",
+                         absl::StrCat("x", i)});
+  }
+  absl::StatusOr<std::vector<WriteOutcome>> r =
+      (*store)->WriteExposures(layout, exposures);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string base = (*store)->KeyBase(layout);
+  EXPECT_EQ(Command({"HGET", base + "meta", "shards"}).str, "1");
+  RedisReply keys = Command({"KEYS", absl::StrCat(kPrefix, ":*")});
+  ASSERT_FALSE(keys.elements.empty());
+  for (const RedisReply& key : keys.elements) {
+    EXPECT_TRUE(absl::StartsWith(key.str, base)) << key.str;
+  }
+}
+
 TEST(RedisEventStoreIdTypes,
      AnEventReachesUserAndDeviceExperimentsUnderTheirOwnIds) {
   absl::StatusOr<std::unique_ptr<testing::RedisProcess>> redis =
