@@ -6,9 +6,12 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace abexp {
@@ -126,6 +129,12 @@ TEST(StorageExecutorTest, ADelayedTaskHoldsItsSlotAndNoThread) {
     absl::Notification done;
     ASSERT_TRUE(executor.TrySubmit([&] { done.Notify(); }));
     done.WaitForNotification();
+    // That task gives its slot back just after it returns, so a moment
+    // after `done`: wait for that, with a deadline.
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (executor.in_flight() != 1 && absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
     EXPECT_EQ(ran.load(), 0);
     EXPECT_EQ(executor.in_flight(), 1);
     // The delayed task's slot is taken: one more fits, not two.

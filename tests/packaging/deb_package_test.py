@@ -219,15 +219,17 @@ def check_dependencies(root, depends):
 def expected_revision(args):
     """The revision --version must print: the one the build was given, else
     the source's git HEAD now (so a binary built before the last commit
-    fails), else "unknown"."""
+    fails), else (no git, or not a repository) "unknown"."""
     if args.revision:
         return args.revision
-    if args.source:
+    if args.source and shutil.which("git"):
         out = subprocess.run(["git", "-C", args.source, "rev-parse",
                               "--short=12", "HEAD"], capture_output=True,
                              text=True)
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
+    # No git on the machine, or no repository: the build could not ask
+    # either (cmake/git_revision.cmake), so the binaries say "unknown".
     return "unknown"
 
 
