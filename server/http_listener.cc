@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -80,30 +81,45 @@ bool MatchPath(const std::string& pattern, const std::string& path,
   return true;
 }
 
+// A route as served: its handler, and what is told of its path's answers.
+struct ServedRoute {
+  HttpHandler handler;
+  const HttpAnswerObserver* observer = nullptr;  // null: not observed
+};
+using ServedRoutes = std::map<std::pair<std::string, std::string>, ServedRoute>;
+
+// What a request's method and path found.
+struct RouteMatch {
+  const HttpHandler* handler = nullptr;  // null: none for the method
+  bool path_known = false;  // some route has the path, whatever its method
+  // The matched route's observer; for a known path without the method, the
+  // first route's with the path.
+  const HttpAnswerObserver* observer = nullptr;
+};
+
 // The route for (method, path): the exact path first, then the first
-// pattern (in path order) that matches. Sets *path_known when some route
-// has the path, whatever its method.
-const HttpHandler* FindRoute(const HttpRoutes& routes,
-                             const std::string& method, const std::string& path,
-                             bool* path_known,
-                             std::map<std::string, std::string>* params) {
+// pattern (in path order) that matches; fills *params with its path
+// parameters.
+RouteMatch FindRoute(const ServedRoutes& routes, const std::string& method,
+                     const std::string& path,
+                     std::map<std::string, std::string>* params) {
   auto exact = routes.find({method, path});
-  *path_known = false;
   if (exact != routes.end()) {
-    *path_known = true;
-    return &exact->second;
+    return {&exact->second.handler, true, exact->second.observer};
   }
-  const HttpHandler* found = nullptr;
-  for (const auto& [route, handler] : routes) {
+  RouteMatch match;
+  for (const auto& [route, served] : routes) {
     std::map<std::string, std::string> route_params;
     if (!MatchPath(route.second, path, &route_params)) continue;
-    *path_known = true;
-    if (found == nullptr && route.first == method) {
-      found = &handler;
+    if (!match.path_known) match.observer = served.observer;
+    match.path_known = true;
+    if (match.handler == nullptr && route.first == method) {
+      match.handler = &served.handler;
+      match.observer = served.observer;
       *params = std::move(route_params);
     }
   }
-  return found;
+  return match;
 }
 
 const char* MethodName(evhttp_cmd_type command) {
@@ -203,8 +219,12 @@ std::vector<std::pair<std::string, std::string>> QueryParams(
 
 // What every loop serves: the routes, and the pool their handlers run on.
 struct Served {
-  HttpRoutes routes;
+  ServedRoutes routes;
   std::string known_paths;  // for 404s: "/healthz, /metrics, ..."
+  // HttpListenerOptions::observe's observers by route path, which
+  // ServedRoute::observer points into; empty when not observed.
+  std::map<std::string, HttpAnswerObserver> observers;
+  const HttpAnswerObserver* unmatched = nullptr;  // into observers; may be null
   std::unique_ptr<StorageExecutor> handlers;
   std::atomic<int64_t>* refused = nullptr;  // may be null
 };
@@ -319,6 +339,8 @@ class EventLoop {
     HttpResponse response;
   };
 
+  using Clock = std::chrono::steady_clock;
+
   static constexpr int kMaxHeadersBytes = 64 << 10;
 
   static void OnRequest(evhttp_request* request, void* arg) {
@@ -336,28 +358,30 @@ class EventLoop {
   }
 
   void Dispatch(evhttp_request* request) {
+    const Clock::time_point read = Clock::now();
     ++unwritten_;
     evhttp_request_set_on_complete_cb(request, &EventLoop::OnWritten, this);
+    const std::string method = MethodName(evhttp_request_get_command(request));
+    HttpRequest in{method, DecodedPath(request), "", {}, {}, {}};
+    const RouteMatch match =
+        FindRoute(served_->routes, method == "HEAD" ? "GET" : method, in.path,
+                  &in.path_params);
+    const HttpAnswerObserver* const observer =
+        match.path_known ? match.observer : served_->unmatched;
     HttpResponse out;
     if (stopping_) {
       out.status = 503;
       out.body = "abexp-server is shutting down; retry on another server\n";
-      Send(request, out);
+      Answer(request, out, observer, read);
       return;
     }
-    const std::string method = MethodName(evhttp_request_get_command(request));
-    HttpRequest in{method, DecodedPath(request), "", {}, {}, {}};
-    bool path_known = false;
-    const HttpHandler* handler =
-        FindRoute(served_->routes, method == "HEAD" ? "GET" : method, in.path,
-                  &path_known, &in.path_params);
-    if (handler == nullptr) {
-      out.status = path_known ? 405 : 404;
-      out.body = path_known
+    if (match.handler == nullptr) {
+      out.status = match.path_known ? 405 : 404;
+      out.body = match.path_known
                      ? absl::StrCat(method, " is not served on ", in.path, "\n")
                      : absl::StrCat(in.path, " is not served here; try ",
                                     served_->known_paths, "\n");
-      Send(request, out);
+      Answer(request, out, observer, read);
       return;
     }
     in.query = QueryParams(request);
@@ -369,9 +393,12 @@ class EventLoop {
     evbuffer* body = evhttp_request_get_input_buffer(request);
     in.body.resize(evbuffer_get_length(body));
     evbuffer_copyout(body, in.body.data(), in.body.size());
-    const bool queued = served_->handlers->TrySubmit(
-        [this, request, handler, in = std::move(in)] {
-          Complete(request, (*handler)(in));
+    const bool queued =
+        served_->handlers->TrySubmit([this, request, handler = match.handler,
+                                      observer, read, in = std::move(in)] {
+          HttpResponse response = (*handler)(in);
+          Observe(observer, response.status, read);
+          Complete(request, std::move(response));
         });
     if (!queued) {
       if (served_->refused != nullptr) served_->refused->fetch_add(1);
@@ -381,8 +408,24 @@ class EventLoop {
           "handler thread as it holds; retry later, and raise "
           "--http_handler_threads if its handlers wait (on Redis, for "
           "exposures)\n";
-      Send(request, out);
+      Answer(request, out, observer, read);
     }
+  }
+
+  // Tells `observer` (may be null) of an answer with `status` to a request
+  // read at `read`.
+  static void Observe(const HttpAnswerObserver* observer, int status,
+                      Clock::time_point read) {
+    if (observer != nullptr) {
+      (*observer)(status, absl::FromChrono(Clock::now() - read));
+    }
+  }
+
+  // On the loop: observes `response`, then sends it.
+  void Answer(evhttp_request* request, const HttpResponse& response,
+              const HttpAnswerObserver* observer, Clock::time_point read) {
+    Observe(observer, response.status, read);
+    Send(request, response);
   }
 
   // On a handler thread: hands the answer to the loop.
@@ -451,7 +494,22 @@ class HttpListener::Impl {
     std::set<std::string> paths;
     for (const auto& [route, handler] : routes) paths.insert(route.second);
     served_.known_paths = absl::StrJoin(paths, ", ");
-    served_.routes = std::move(routes);
+    if (options.observe) {
+      for (const std::string& path : paths) {
+        served_.observers[path] = options.observe(path);
+      }
+      HttpAnswerObserver& unmatched = served_.observers[kUnmatchedHttpRoute] =
+          options.observe(kUnmatchedHttpRoute);
+      if (unmatched) served_.unmatched = &unmatched;
+    }
+    for (auto& [route, handler] : routes) {
+      ServedRoute& served = served_.routes[route];
+      served.handler = std::move(handler);
+      auto observer = served_.observers.find(route.second);
+      if (observer != served_.observers.end() && observer->second) {
+        served.observer = &observer->second;
+      }
+    }
     served_.refused = options.refused;
     StorageExecutorOptions pool;
     pool.threads = options.handler_threads;

@@ -22,12 +22,17 @@
 // Past max_queued requests queued or running on the pool, a request is
 // answered 503 at once. Handlers never run on gRPC's threads.
 //
+// What it answered can be observed (HttpListenerOptions::observe): each
+// request by its route's path template, never the concrete path, so what
+// an observer keeps stays bounded by the routes served.
+//
 // Thread-safe: handlers may run concurrently with each other.
 #ifndef ABEXP_SERVER_HTTP_LISTENER_H_
 #define ABEXP_SERVER_HTTP_LISTENER_H_
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,6 +41,14 @@
 #include "server/http/http_types.h"
 
 namespace abexp {
+
+// Told of each request answered on one route: the HTTP status sent and the
+// time from the request being read to its answer being handed back to the
+// event loop (for a handler's answer: when the handler returned). Called
+// concurrently, on handler threads and event loops, before the answer is
+// written: it must not wait.
+using HttpAnswerObserver =
+    std::function<void(int status, absl::Duration elapsed)>;
 
 struct HttpListenerOptions {
   // Event loops reading requests and writing answers. They do no handler's
@@ -61,7 +74,21 @@ struct HttpListenerOptions {
   // Counts the requests answered 503 because max_queued were waiting for
   // a handler thread. Null: not counted. REQUIRES: outlives the listener.
   std::atomic<int64_t>* refused = nullptr;
+  // Called by Start, before any request, once for each route path it serves
+  // (the path as given, "/experiments/{key}/report", whatever the method)
+  // and once for "unmatched"; what it returns is told of every request
+  // answered on that path: by its handler, 405 for another method, 503 when
+  // the handler threads are full or the listener is shutting down. Paths no
+  // route has (404) go to "unmatched". Requests libevent refuses before
+  // they reach a route (malformed: 400, a body over max_body_bytes: 413,
+  // an unsupported method: 501) are not observed. Null (or a null
+  // observer returned): not observed. REQUIRES: what the observers it
+  // returns refer to outlives the listener.
+  std::function<HttpAnswerObserver(const std::string& route)> observe;
 };
+
+// The route observed for paths no route serves.
+inline constexpr char kUnmatchedHttpRoute[] = "unmatched";
 
 class HttpListener {
  public:

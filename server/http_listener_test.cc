@@ -6,13 +6,17 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -34,6 +38,36 @@ HttpResponse Text(std::string body) {
   response.body = std::move(body);
   return response;
 }
+
+// What HttpListenerOptions::observe was given: the routes it was asked
+// for, and each answer's status by route.
+class Observed {
+ public:
+  std::function<HttpAnswerObserver(const std::string&)> Observer() {
+    return [this](const std::string& route) -> HttpAnswerObserver {
+      absl::MutexLock lock(&mu_);
+      routes_.insert(route);
+      return [this, route](int status, absl::Duration elapsed) {
+        absl::MutexLock lock(&mu_);
+        statuses_[route].push_back(status);
+        EXPECT_GE(elapsed, absl::ZeroDuration()) << route;
+      };
+    };
+  }
+  std::set<std::string> routes() {
+    absl::MutexLock lock(&mu_);
+    return routes_;
+  }
+  std::map<std::string, std::vector<int>> statuses() {
+    absl::MutexLock lock(&mu_);
+    return statuses_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::string> routes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<int>> statuses_ ABSL_GUARDED_BY(mu_);
+};
 
 HttpRoutes HealthzRoute() {
   HttpRoutes routes;
@@ -114,6 +148,38 @@ TEST(HttpListener, UnknownPathsAre404NamingTheRoutesAndOtherMethods405) {
   EXPECT_EQ(head->body, "");
 }
 
+TEST(HttpListener, ObservesEachAnswerUnderItsRoutesTemplateAndStatus) {
+  HttpRoutes routes = HealthzRoute();
+  routes[{"GET", "/flags/{key}"}] = [](const HttpRequest& request) {
+    HttpResponse response = Text(request.PathParam("key"));
+    if (request.PathParam("key") != "new-checkout") response.status = 404;
+    return response;
+  };
+  Observed observed;
+  HttpListenerOptions options;
+  options.observe = observed.Observer();
+  absl::StatusOr<std::unique_ptr<HttpListener>> listener =
+      HttpListener::Start("127.0.0.1:0", std::move(routes), options);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  // Asked once per route path and for unmatched, before any request.
+  EXPECT_EQ(observed.routes(),
+            (std::set<std::string>{"/flags/{key}", "/healthz", "unmatched"}));
+  EXPECT_TRUE(observed.statuses().empty());
+
+  httplib::Client client("127.0.0.1", PortOf((*listener)->address()));
+  for (const char* path : {"/flags/new-checkout", "/flags/old-banner",
+                           "/flags/new-checkout", "/nowhere", "/flags"}) {
+    ASSERT_TRUE(client.Get(path)) << path;
+  }
+  ASSERT_TRUE(client.Post("/flags/new-checkout", "", "text/plain"));
+  ASSERT_TRUE(client.Head("/healthz"));
+  // Each answer was observed before it was written: no waiting here.
+  EXPECT_EQ(observed.statuses(), (std::map<std::string, std::vector<int>>{
+                                     {"/flags/{key}", {200, 404, 200, 405}},
+                                     {"/healthz", {200}},
+                                     {"unmatched", {404, 404}}}));
+}
+
 TEST(HttpListener, ABodyOverTheLimitIs413AndOneAtItIsServed) {
   HttpRoutes routes;
   routes[{"POST", "/echo"}] = [](const HttpRequest& request) {
@@ -181,6 +247,8 @@ TEST(HttpListener, RequestsPastTheQueueAre503) {
   options.max_queued = 1;
   std::atomic<int64_t> refused{0};
   options.refused = &refused;
+  Observed observed;
+  options.observe = observed.Observer();
   absl::StatusOr<std::unique_ptr<HttpListener>> listener =
       HttpListener::Start("127.0.0.1:0", std::move(routes), options);
   ASSERT_TRUE(listener.ok()) << listener.status();
@@ -199,6 +267,9 @@ TEST(HttpListener, RequestsPastTheQueueAre503) {
   EXPECT_EQ(answer->status, 503);
   EXPECT_THAT(answer->body, HasSubstr("--http_handler_threads"));
   EXPECT_EQ(refused.load(), 1);
+  // The refused one first, under its route.
+  EXPECT_EQ(observed.statuses(),
+            (std::map<std::string, std::vector<int>>{{"/slow", {503, 200}}}));
 }
 
 TEST(HttpListener, TheDestructorWaitsForARunningHandlerAndSendsItsAnswer) {
