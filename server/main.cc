@@ -950,6 +950,7 @@ int RunServer(const ServerOptions& options) {
                     absl::StrCat("abexp-server (gRPC port ", port, ")")});
     HttpListenerOptions http_options = options.http;
     http_options.refused = &http_refused;
+    http_options.observe = HttpRouteCounting(metrics.get());
     absl::StatusOr<std::unique_ptr<HttpListener>> listener =
         HttpListener::Start(options.http_listen, std::move(routes),
                             http_options);

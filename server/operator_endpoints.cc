@@ -192,4 +192,14 @@ void AddHttpListenerSamplers(ServerMetrics* metrics,
   });
 }
 
+std::function<HttpAnswerObserver(const std::string& route)> HttpRouteCounting(
+    ServerMetrics* metrics) {
+  return [metrics](const std::string& route) -> HttpAnswerObserver {
+    HttpRouteMetrics* counted = metrics->HttpRoute(route);
+    return [counted](int status, absl::Duration elapsed) {
+      counted->Observe(status, absl::ToDoubleSeconds(elapsed));
+    };
+  };
+}
+
 }  // namespace abexp

@@ -95,6 +95,14 @@ void AddSpoolStartSamplers(ServerMetrics* metrics, int64_t damaged,
 void AddHttpListenerSamplers(ServerMetrics* metrics,
                              const std::atomic<int64_t>* refused);
 
+// What HttpListenerOptions::observe takes to count every request the
+// listener answers into `metrics`: abexp_http_requests_total{route, code}
+// and abexp_http_request_duration_seconds{route}, each route's made when
+// the listener starts (counting then takes no lock of its own).
+// REQUIRES: metrics outlives the listener.
+std::function<HttpAnswerObserver(const std::string& route)> HttpRouteCounting(
+    ServerMetrics* metrics);
+
 }  // namespace abexp
 
 #endif  // ABEXP_SERVER_OPERATOR_ENDPOINTS_H_

@@ -1,9 +1,11 @@
 // The operators' endpoints of a real abexp-server on a real redis-server
 // (--http_listen): /metrics moves by exactly the traffic sent, its text
-// passes `promtool check metrics`, reloads are counted, and recording's
-// health (gRPC and /readyz) follows whether it can acknowledge.
+// passes `promtool check metrics`, HTTP requests are counted by route
+// template, reloads are counted, and recording's health (gRPC and /readyz)
+// follows whether it can acknowledge.
 #include <httplib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -295,6 +297,58 @@ TEST_F(MetricsE2eTest, CountersMoveByExactlyTheTrafficSent) {
   EXPECT_EQ(Value(after, "abexp_config_info", {{"version", config_->version}}),
             1);
   EXPECT_EQ(Value(after, "abexp_build_info"), 1);
+
+  auto [code, output] = Promtool(dir_.path(), text);
+  EXPECT_EQ(code, 0) << output << "\n" << text;
+}
+
+TEST_F(MetricsE2eTest, HttpRequestsAreCountedByRouteTemplateAndStatus) {
+  ASSERT_NO_FATAL_FAILURE(StartServerWithHttp());
+  const std::string report = "/experiments/{key}/report";
+  const std::vector<Sample> before = ParseSamples(Scrape());
+  // Every route's latency series is there from the start.
+  for (const std::string route :
+       {report, std::string("/metrics"), std::string("/healthz"),
+        std::string("/readyz"), std::string("/ofrep/v1/configuration"),
+        std::string("unmatched")}) {
+    EXPECT_TRUE(std::any_of(before.begin(), before.end(), [&](const Sample& s) {
+      return s.name == "abexp_http_request_duration_seconds_count" &&
+             s.labels.count("route") == 1 && s.labels.at("route") == route;
+    })) << route;
+  }
+
+  EXPECT_EQ(Get("/experiments/checkout/report").first, 200);
+  EXPECT_EQ(Get("/experiments/banner/report").first, 200);
+  EXPECT_EQ(Get("/experiments/nope/report").first, 404);
+  EXPECT_EQ(Get("/experiments/checkout/report?metric=x").first, 400);
+  EXPECT_EQ(Get("/experiments/checkout").first, 404);
+  EXPECT_EQ(Get("/no/such/path").first, 404);
+  EXPECT_EQ(Get("/healthz").first, 200);
+
+  const std::string text = Scrape();
+  const std::vector<Sample> after = ParseSamples(text);
+  auto delta = [&](const std::string& name,
+                   const std::map<std::string, std::string>& labels) {
+    return Value(after, name, labels) - Value(before, name, labels);
+  };
+  const std::string requests = "abexp_http_requests_total";
+  EXPECT_EQ(delta(requests, {{"route", report}, {"code", "200"}}), 2);
+  EXPECT_EQ(delta(requests, {{"route", report}, {"code", "404"}}), 1);
+  EXPECT_EQ(delta(requests, {{"route", report}, {"code", "400"}}), 1);
+  EXPECT_EQ(
+      delta("abexp_http_request_duration_seconds_count", {{"route", report}}),
+      4);
+  EXPECT_EQ(delta(requests, {{"route", "unmatched"}, {"code", "404"}}), 2);
+  EXPECT_EQ(delta(requests, {{"route", "/healthz"}, {"code", "200"}}), 1);
+  // The first scrape, counted once its answer was made.
+  EXPECT_EQ(delta(requests, {{"route", "/metrics"}, {"code", "200"}}), 1);
+  EXPECT_EQ(delta(requests, {}), 8);
+  // Only templates are labels, never a concrete path.
+  for (const Sample& s : after) {
+    if (s.name != requests) continue;
+    EXPECT_THAT(s.labels.at("route"),
+                ::testing::AnyOf(report, "/metrics", "/healthz", "unmatched"));
+  }
 
   auto [code, output] = Promtool(dir_.path(), text);
   EXPECT_EQ(code, 0) << output << "\n" << text;

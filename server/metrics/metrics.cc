@@ -31,6 +31,22 @@ double Seconds(absl::Time t) {
   return absl::ToDoubleSeconds(t - absl::UnixEpoch());
 }
 
+// The counter in `slot`, added to `family` with the labels `labels()` if
+// the slot is still empty: Family::Add locks, so each counter is made once
+// and then counted into without a lock. Two threads racing here get the
+// same counter (Add returns the one with the same labels).
+template <typename MakeLabels>
+prometheus::Counter& CounterInSlot(
+    std::atomic<prometheus::Counter*>& slot,
+    prometheus::Family<prometheus::Counter>* family, MakeLabels labels) {
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    counter = &family->Add(labels());
+    slot.store(counter, std::memory_order_release);
+  }
+  return *counter;
+}
+
 }  // namespace
 
 const std::vector<double>& LatencyBuckets() {
@@ -108,19 +124,32 @@ void RpcMethodMetrics::Observe(int code, double seconds) {
 
 void RpcMethodMetrics::Count(int code) {
   if (code < 0 || code > 16) code = 2;  // UNKNOWN
-  prometheus::Counter* counter = by_code_[code].load(std::memory_order_acquire);
-  if (counter == nullptr) {
-    // Family::Add returns the same counter for the same labels, so two
-    // threads racing here count into one.
+  CounterInSlot(by_code_[code], calls_, [&]() -> prometheus::Labels {
     // gRPC's codes are absl's canonical ones, with the same names.
-    counter = &calls_->Add(
-        {{"service", service_},
-         {"method", method_},
-         {"code",
-          absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
-    by_code_[code].store(counter, std::memory_order_release);
-  }
-  counter->Increment();
+    return {{"service", service_},
+            {"method", method_},
+            {"code",
+             absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}};
+  }).Increment();
+}
+
+// ---------------------------------------------------------------------------
+// HttpRouteMetrics
+
+HttpRouteMetrics::HttpRouteMetrics(
+    prometheus::Family<prometheus::Counter>* requests,
+    prometheus::Histogram* duration, std::string route)
+    : requests_(requests), duration_(duration), route_(std::move(route)) {}
+
+void HttpRouteMetrics::Observe(int status, double seconds) {
+  const bool known =
+      status >= kFirstStatus && status < kFirstStatus + kStatuses;
+  const int slot = known ? status - kFirstStatus : kStatuses;
+  CounterInSlot(by_status_[slot], requests_, [&]() -> prometheus::Labels {
+    return {{"route", route_},
+            {"code", known ? std::to_string(status) : "other"}};
+  }).Increment();
+  duration_->Observe(seconds);
 }
 
 // ---------------------------------------------------------------------------
@@ -463,6 +492,19 @@ ServerMetrics::ServerMetrics(const std::string& version)
                .Help("Reads of the Redis Cluster slot map, by pool and "
                      "outcome: ok, failed (no node answered).")
                .Register(*registry_)),
+      http_requests_(
+          &prometheus::BuildCounter()
+               .Name("abexp_http_requests_total")
+               .Help("Requests the HTTP listener (--http_listen) answered, by "
+                     "route (the path template; unmatched for paths no route "
+                     "serves) and the HTTP status code sent.")
+               .Register(*registry_)),
+      http_duration_(
+          &prometheus::BuildHistogram()
+               .Name("abexp_http_request_duration_seconds")
+               .Help("Time from an HTTP request being read to its answer "
+                     "being handed to the listener's event loop, by route.")
+               .Register(*registry_)),
       records_(std::make_unique<RecordCounters>(
           &prometheus::BuildCounter()
                .Name("abexp_records_total")
@@ -549,6 +591,19 @@ RedisPoolMetrics* ServerMetrics::RedisPool(absl::string_view pool) {
       &redis_cluster_refreshes_->Add({{"pool", name}, {"outcome", "failed"}});
   RedisPoolMetrics* out = m.get();
   redis_pools_.emplace(name, std::move(m));
+  return out;
+}
+
+HttpRouteMetrics* ServerMetrics::HttpRoute(absl::string_view route) {
+  absl::MutexLock lock(&mu_);
+  auto it = http_routes_.find(route);
+  if (it != http_routes_.end()) return it->second.get();
+  const std::string name(route);
+  auto m = std::make_unique<HttpRouteMetrics>(
+      http_requests_, &http_duration_->Add({{"route", name}}, LatencyBuckets()),
+      name);
+  HttpRouteMetrics* out = m.get();
+  http_routes_.emplace(name, std::move(m));
   return out;
 }
 

@@ -4,7 +4,8 @@
 //
 // The layers above count into it: the RPC interceptor
 // (server/service/rpc_metrics.h) each call's method, code and latency; the
-// assignment service the variants it serves (AssignmentCounts); the
+// HTTP listener each request's route, status and latency (HttpRouteMetrics);
+// the assignment service the variants it serves (AssignmentCounts); the
 // recording service each record's outcome (RecordCounters); each Redis pool
 // its commands, errors and round trips (RedisPoolMetrics); the process its
 // config loads and reloads (ConfigMetrics). Figures that are a state rather
@@ -70,6 +71,33 @@ class RpcMethodMetrics {
   const std::string method_;
   // The counter of each code, made on its first call (Family::Add locks).
   std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};
+};
+
+// One route of the HTTP listener (--http_listen), by its path template
+// ("/experiments/{key}/report") or "unmatched": a counter per HTTP status
+// sent, abexp_http_requests_total{route, code}, and a latency histogram,
+// abexp_http_request_duration_seconds{route}. The histogram exists from
+// its making; a status's counter from the route's first answer with it.
+class HttpRouteMetrics {
+ public:
+  // REQUIRES: the families outlive this.
+  HttpRouteMetrics(prometheus::Family<prometheus::Counter>* requests,
+                   prometheus::Histogram* duration, std::string route);
+
+  // One request answered with HTTP status `status` (100-599; others count
+  // as code "other") `seconds` after it was read.
+  void Observe(int status, double seconds);
+
+ private:
+  static constexpr int kFirstStatus = 100;
+  static constexpr int kStatuses = 500;  // 100-599, then "other"
+
+  prometheus::Family<prometheus::Counter>* const requests_;  // not owned
+  prometheus::Histogram* const duration_;                    // not owned
+  const std::string route_;
+  // The counter of each status, made on its first answer (Family::Add
+  // locks).
+  std::array<std::atomic<prometheus::Counter*>, kStatuses + 1> by_status_{};
 };
 
 // Each variant an Assign or BatchAssign call serves, by experiment and
@@ -240,6 +268,10 @@ class ServerMetrics {
   RpcMethodMetrics* Rpc(absl::string_view full_method) ABSL_LOCKS_EXCLUDED(mu_);
   // The metrics of the Redis pool named `pool` ("recording", "sticky").
   RedisPoolMetrics* RedisPool(absl::string_view pool) ABSL_LOCKS_EXCLUDED(mu_);
+  // The metrics of the HTTP listener's route `route` (a path template, or
+  // "unmatched"), made on the first call. Locks; look them up once, when
+  // the listener starts (HttpListenerOptions::observe), not per request.
+  HttpRouteMetrics* HttpRoute(absl::string_view route) ABSL_LOCKS_EXCLUDED(mu_);
   AssignmentCounts* assignments() { return assignments_.get(); }
   RecordCounters* records() { return records_.get(); }
   ConfigMetrics* config() { return config_.get(); }
@@ -270,6 +302,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* const redis_cluster_redirects_;
   prometheus::Family<prometheus::Counter>* const redis_cluster_retries_;
   prometheus::Family<prometheus::Counter>* const redis_cluster_refreshes_;
+  prometheus::Family<prometheus::Counter>* const http_requests_;
+  prometheus::Family<prometheus::Histogram>* const http_duration_;
   std::unique_ptr<RecordCounters> records_;
   std::unique_ptr<ConfigMetrics> config_;
   std::unique_ptr<OfrepCounters> ofrep_;
@@ -279,6 +313,8 @@ class ServerMetrics {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<RedisPoolMetrics>, std::less<>>
       redis_pools_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<HttpRouteMetrics>, std::less<>>
+      http_routes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace abexp

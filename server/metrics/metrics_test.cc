@@ -163,6 +163,52 @@ TEST(RpcMethodMetricsTest, AStreamIsCountedButNotTimed) {
       SeriesValue(text, "abexp_rpc_duration_seconds_count{" + labels + "}"), 0);
 }
 
+TEST(HttpRouteMetricsTest, CountsByRouteAndStatusAndTimesEveryAnswer) {
+  ServerMetrics metrics("test");
+  HttpRouteMetrics* report = metrics.HttpRoute("/experiments/{key}/report");
+  EXPECT_EQ(metrics.HttpRoute("/experiments/{key}/report"), report);
+  HttpRouteMetrics* unmatched = metrics.HttpRoute("unmatched");
+  // The latency series are there before any request.
+  std::string text = metrics.Scrape();
+  const std::string route = "route=\"/experiments/{key}/report\"";
+  EXPECT_EQ(SeriesValue(text, "abexp_http_request_duration_seconds_count{" +
+                                  route + "}"),
+            0);
+  EXPECT_EQ(SeriesValue(text,
+                        "abexp_http_request_duration_seconds_count{route="
+                        "\"unmatched\"}"),
+            0);
+
+  report->Observe(200, 0.002);
+  report->Observe(200, 0.3);
+  report->Observe(404, 0.0001);
+  report->Observe(42, 0.0001);  // not an HTTP status: "other"
+  unmatched->Observe(404, 0.00002);
+  text = metrics.Scrape();
+  EXPECT_EQ(SeriesValue(
+                text, "abexp_http_requests_total{code=\"200\"," + route + "}"),
+            2);
+  EXPECT_EQ(SeriesValue(
+                text, "abexp_http_requests_total{code=\"404\"," + route + "}"),
+            1);
+  EXPECT_EQ(SeriesValue(text, "abexp_http_requests_total{code=\"other\"," +
+                                  route + "}"),
+            1);
+  EXPECT_EQ(SeriesValue(text,
+                        "abexp_http_requests_total{code=\"404\",route="
+                        "\"unmatched\"}"),
+            1);
+  EXPECT_EQ(SeriesValue(text, "abexp_http_request_duration_seconds_count{" +
+                                  route + "}"),
+            4);
+  // 0.0001 twice and 0.002 are within 0.0025 s; 0.3 is not.
+  EXPECT_EQ(SeriesValue(text, "abexp_http_request_duration_seconds_bucket{" +
+                                  route + ",le=\"0.0025\"}"),
+            3);
+  // Statuses never answered have no series.
+  EXPECT_THAT(text, Not(HasSubstr("code=\"500\"")));
+}
+
 TEST(RecordCountersTest, CountsByKindOutcomeAndReason) {
   ServerMetrics metrics("test");
   RecordCounters* records = metrics.records();
