@@ -13,10 +13,15 @@
 # the cluster with the default shards per experiment phase (one per master,
 # so 3), and a third into a second single Redis with as many shards
 # (--redis_shards_per_experiment 3), which splits the overhead into the
-# shards' part and the cluster's.
+# shards' part and the cluster's. A fourth records into a one-master cluster
+# (one cluster-enabled Redis holding all 16384 slots) with as many shards,
+# which splits the cluster's part again: Redis's cluster-mode bookkeeping
+# (one master / one Redis with the shards) and three Redis processes
+# sharing core 0 (three masters / one master).
 # R5's recording load (abexp-loadgen --call record, batches of 100
 # exposures and events of checkout_exp01) then runs against the
-# single-Redis abexp-server, the cluster one and the sharded one in turn,
+# single-Redis abexp-server, the cluster one, the sharded one and the
+# one-master one in turn,
 # for --rounds rounds. Each
 # run also reads every Redis's CPU time (INFO cpu: used_cpu_sys +
 # used_cpu_user, all its threads) before and after, so the CPU per recorded
@@ -30,7 +35,7 @@
 # what a cluster with a core per master multiplies.
 
 r11_masters=3
-r11_ports=()  # every Redis R11 starts: the cluster's masters, then the sharded one
+r11_ports=()  # every Redis R11 starts: the cluster's masters, the sharded one, the one-master cluster
 
 # For run.sh's exit trap: every cluster node stopped. (Their pid files in
 # $work let the trap's generic loop stop them too; this also covers a node
@@ -110,6 +115,23 @@ r11_start_cluster() {
   exit 1
 }
 
+# Starts a one-master cluster (all 16384 slots on one node) on port $1 with
+# its bus on port $2; returns once it says cluster_state:ok.
+r11_start_one_master() {
+  local port=$1 info
+  r11_start_redis one-master "$port" --cluster-enabled yes \
+    --cluster-port "$2" --cluster-config-file nodes.conf
+  redis-cli -p "$port" cluster addslotsrange 0 16383 >/dev/null
+  for _ in $(seq 1 600); do
+    info=$(redis-cli -p "$port" cluster info 2>/dev/null | tr -d '\r')
+    echo "$info" | grep -qx 'cluster_state:ok' && return 0
+    sleep 0.1
+  done
+  echo "bench/run.sh: R11: the one-master cluster on port $port did not reach cluster_state:ok within 60 s:" >&2
+  echo "$info" >&2
+  exit 1
+}
+
 # Prints the CPU seconds (system + user) each Redis on ports "$@" has used.
 r11_redis_cpu() {
   local port
@@ -153,6 +175,9 @@ run_r11() {
   local sharded_port
   sharded_port=$(free_port)
   r11_start_redis sharded "$sharded_port"
+  local one_ports
+  read -r -a one_ports < <(r11_free_ports 2)
+  r11_start_one_master "${one_ports[0]}" "${one_ports[1]}"
   local cluster_addr cluster_pid sharded_addr sharded_pid
   cluster_addr=$(start_server abexp-r11 "$bin/abexp-server" \
     --config "$root/bench/experiments-50.yaml" --listen 127.0.0.1:0 \
@@ -163,17 +188,26 @@ run_r11() {
     --redis "127.0.0.1:$sharded_port" --redis_shards_per_experiment "$r11_masters" \
     --spool_dir "$work/spool-r11-sharded")
   sharded_pid=$(cat "$work/abexp-r11-sharded.pid")
-  log "R11: cluster $(IFS=,; echo "${seeds[*]}") (${r11_masters} masters, no replicas), abexp-server $cluster_addr on it (${r11_masters} shards per experiment phase, one per master); one Redis 127.0.0.1:$redis_port behind $abexp_addr; one Redis with ${r11_masters} shards 127.0.0.1:$sharded_port behind $sharded_addr"
-  # Per target (one Redis, the cluster, one Redis with S shards): items/s,
+  local one_addr one_pid
+  one_addr=$(start_server abexp-r11-one "$bin/abexp-server" \
+    --config "$root/bench/experiments-50.yaml" --listen 127.0.0.1:0 \
+    --redis_cluster "127.0.0.1:${one_ports[0]}" \
+    --redis_shards_per_experiment "$r11_masters" --spool_dir "$work/spool-r11-one")
+  one_pid=$(cat "$work/abexp-r11-one.pid")
+  log "R11: cluster $(IFS=,; echo "${seeds[*]}") (${r11_masters} masters, no replicas), abexp-server $cluster_addr on it (${r11_masters} shards per experiment phase, one per master); one Redis 127.0.0.1:$redis_port behind $abexp_addr; one Redis with ${r11_masters} shards 127.0.0.1:$sharded_port behind $sharded_addr; a one-master cluster with ${r11_masters} shards 127.0.0.1:${one_ports[0]} behind $one_addr"
+  # Per target (one Redis, the cluster, one Redis with S shards, the
+  # one-master cluster with S shards): items/s,
   # Redis and abexp CPU per item, a word per round.
-  local names=("one Redis" "cluster" "one Redis with $r11_masters shards")
+  local names=("one Redis" "cluster" "one Redis with $r11_masters shards"
+               "one-master cluster with $r11_masters shards")
   local targets=("$abexp_addr $abexp_pid $redis_port"
                  "$cluster_addr $cluster_pid ${cluster_ports[*]}"
-                 "$sharded_addr $sharded_pid $sharded_port")
-  local ips=("" "" "") rcpu=("" "" "") acpu=("" "" "")
+                 "$sharded_addr $sharded_pid $sharded_port"
+                 "$one_addr $one_pid ${one_ports[0]}")
+  local ips=("" "" "" "") rcpu=("" "" "" "") acpu=("" "" "" "")
   local spooled=0 nodes_cpu=() r t i c a sp per_node
   for r in $(seq 1 "$rounds"); do
-    for t in 0 1 2; do
+    for t in 0 1 2 3; do
       # shellcheck disable=SC2086  # the target's words are r11_run's arguments
       read -r i c a sp per_node < <(r11_run ${targets[$t]})
       ips[$t]+="$i "; rcpu[$t]+="$c "; acpu[$t]+="$a "
@@ -190,11 +224,11 @@ run_r11() {
 import statistics, sys
 med = statistics.median
 def medians(args): return [med(float(x) for x in a.split()) for a in args]
-ips, rcpu, acpu = medians(sys.argv[1:4]), medians(sys.argv[4:7]), medians(sys.argv[7:10])
-rounds_ips = [a.split() for a in sys.argv[1:4]]
-nodes = [[float(x) for x in round_.split(",")] for round_ in sys.argv[10].split()]
-keys = [int(k) for k in sys.argv[11].split()]
-spooled, masters = int(sys.argv[12]), int(sys.argv[13])
+ips, rcpu, acpu = medians(sys.argv[1:5]), medians(sys.argv[5:9]), medians(sys.argv[9:13])
+rounds_ips = [a.split() for a in sys.argv[1:5]]
+nodes = [[float(x) for x in round_.split(",")] for round_ in sys.argv[13].split()]
+keys = [int(k) for k in sys.argv[14].split()]
+spooled, masters = int(sys.argv[15]), int(sys.argv[16])
 ratio_ips, ratio_cpu = ips[1] / ips[0], rcpu[1] / rcpu[0]
 verdict = "met" if ratio_cpu <= 1.2 else "**missed**"
 print(f"| R11 | recorded items/s, {masters}-master cluster ({masters} shards per phase) / one Redis (R5's load; every Redis on core 0) "
@@ -202,17 +236,23 @@ print(f"| R11 | recorded items/s, {masters}-master cluster ({masters} shards per
 print(f"| R11 | Redis CPU per recorded item, summed over the {masters} masters / one Redis (same runs) "
       f"| {rcpu[1]:.2f} us / {rcpu[0]:.2f} us | {ratio_cpu:.2f} | <= 1.2 | {verdict} |")
 print("@@")
-print(f"R11 rounds (one Redis, cluster, one Redis with {masters} shards: recorded items/s): "
+print(f"R11 rounds (one Redis, cluster, one Redis with {masters} shards, one-master cluster with {masters} shards: recorded items/s): "
       + " ".join("(" + ",".join(r) + ")" for r in zip(*rounds_ips)))
 print(f"R11 one Redis with {masters} shards per phase: {rcpu[2]:.2f} us of Redis CPU per item, "
       f"{rcpu[2] / rcpu[0]:.2f} x one Redis: the shards' part of the cluster's "
       f"{ratio_cpu:.2f}; the rest, {rcpu[1] / rcpu[2]:.2f}, is the cluster's own.")
+print(f"R11 the cluster's own part split: a one-master cluster with {masters} shards costs "
+      f"{rcpu[3]:.2f} us, {rcpu[3] / rcpu[2]:.2f} x one Redis with {masters} shards (Redis's "
+      f"cluster-mode bookkeeping); {masters} masters / one master {rcpu[1] / rcpu[3]:.2f} "
+      f"({masters} Redis processes sharing core 0 here: their extra round trips a real "
+      f"cluster pays too, their sharing of one core it does not; see PERFORMANCE.md).")
 share = [med(n[i] for n in nodes) for i in range(masters)]
 print("R11 cluster masters: share of the cluster's Redis CPU "
       + ", ".join(f"{s / sum(share):.0%}" for s in share)
       + "; keys " + ", ".join(str(k) for k in keys) + ".")
 print(f"R11 abexp-server CPU per recorded item: one Redis {acpu[0]:.2f} us, "
-      f"cluster {acpu[1]:.2f} us, one Redis with {masters} shards {acpu[2]:.2f} us.")
+      f"cluster {acpu[1]:.2f} us, one Redis with {masters} shards {acpu[2]:.2f} us, "
+      f"one-master cluster {acpu[3]:.2f} us.")
 print(f"R11 implied: one Redis core records {1e6 / rcpu[0]:.0f} items/s alone and "
       f"{1e6 / rcpu[1]:.0f} items/s as a cluster master, so {masters} masters "
       f"with a core each would record about {masters * 1e6 / rcpu[1]:.0f} items/s "
@@ -222,9 +262,10 @@ EOF
 )
   r11_rows=${out%%$'\n'@@*}
   r11_notes=${out#*@@$'\n'}
-  kill -TERM "$cluster_pid" "$sharded_pid" 2>/dev/null || true
+  kill -TERM "$cluster_pid" "$sharded_pid" "$one_pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
-    kill -0 "$cluster_pid" 2>/dev/null || kill -0 "$sharded_pid" 2>/dev/null || break
+    kill -0 "$cluster_pid" 2>/dev/null || kill -0 "$sharded_pid" 2>/dev/null ||
+      kill -0 "$one_pid" 2>/dev/null || break
     sleep 0.1
   done
   r11_cleanup

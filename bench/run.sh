@@ -19,7 +19,8 @@
 # What it starts (and stops again): a redis-server on a free loopback port
 # (AOF on, appendfsync everysec, in a temporary directory), abexp-server with
 # bench/experiments-50.yaml recording into it, and abexp-echo-server; for
-# R11 also a 3-master Redis Cluster and an abexp-server recording into it.
+# R11 also a 3-master Redis Cluster, a one-master one and a second Redis,
+# each with an abexp-server recording into it.
 # Ctrl-C stops everything it started. With 2 or more cores, the servers and
 # every Redis run on core 0 and the load generators on the others
 # (taskset), so they do not compete for the same core.
