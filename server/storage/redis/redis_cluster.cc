@@ -18,6 +18,7 @@
 #include "server/core/call_scope.h"
 #include "server/metrics/metrics.h"
 #include "server/storage/redis/cluster_slots.h"
+#include "server/storage/redis/fan_out.h"
 
 namespace abexp {
 namespace {
@@ -109,9 +110,12 @@ struct RedisCluster::State {
       RedisPool&, absl::Span<const size_t>)>;
   using AskForm = absl::FunctionRef<RedisCommand(size_t)>;
 
-  explicit State(const RedisClusterOptions& o) : options(o) {}
+  explicit State(const RedisClusterOptions& o)
+      : options(o), fan_out(o.fan_out_threads) {}
 
   const RedisClusterOptions& options;
+  // Sends a call's batches to their masters in parallel (SendAll).
+  FanOut fan_out;
 
   absl::Mutex refresh_mu;  // one refresh at a time
   absl::Mutex mu;
@@ -312,18 +316,33 @@ void RedisCluster::State::Send(NodeBatch& batch, SendDirect send,
 
 void RedisCluster::State::SendAll(std::vector<NodeBatch>& batches,
                                   SendDirect send, AskForm ask_form) {
-  // The other threads keep the call's deadline; only this thread can ask
-  // whether the call was cancelled.
+  // One batch's send. The fan-out's threads keep the call's deadline; only
+  // the calling thread can ask whether the call was cancelled.
+  struct Part {
+    State* state;
+    NodeBatch* batch;
+    SendDirect send;
+    AskForm ask_form;
+    absl::Time deadline;
+    std::thread::id caller;
+    void operator()() const {
+      if (std::this_thread::get_id() == caller) {
+        state->Send(*batch, send, ask_form);
+      } else {
+        CallScope scope(deadline, nullptr);
+        state->Send(*batch, send, ask_form);
+      }
+    }
+  };
   const absl::Time deadline = CallScope::Deadline();
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < batches.size(); ++i) {
-    threads.emplace_back([&, i, deadline] {
-      CallScope scope(deadline, nullptr);
-      Send(batches[i], send, ask_form);
-    });
+  std::vector<Part> sends;
+  sends.reserve(batches.size());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    sends.push_back({this, &batches[i], send, ask_form, deadline,
+                     std::this_thread::get_id()});
   }
-  Send(batches[0], send, ask_form);
-  for (std::thread& t : threads) t.join();
+  std::vector<absl::FunctionRef<void()>> parts(sends.begin(), sends.end());
+  fan_out.RunAll(parts);
 }
 
 absl::StatusOr<std::vector<RedisReply>> RedisCluster::State::Execute(
@@ -495,10 +514,12 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Create(
   if (options.refresh_interval <= absl::ZeroDuration() ||
       options.max_redirects < 0 ||
       options.initial_retry_backoff <= absl::ZeroDuration() ||
-      options.max_retry_backoff < options.initial_retry_backoff) {
+      options.max_retry_backoff < options.initial_retry_backoff ||
+      options.fan_out_threads < 0) {
     return absl::InvalidArgumentError(
         "Redis Cluster options need refresh_interval > 0, max_redirects >= "
-        "0 and 0 < initial_retry_backoff <= max_retry_backoff");
+        "0, 0 < initial_retry_backoff <= max_retry_backoff and "
+        "fan_out_threads >= 0");
   }
   std::unique_ptr<RedisCluster> cluster(new RedisCluster(std::move(options)));
   if (absl::Status s = cluster->state_->Refresh(); !s.ok()) return s;

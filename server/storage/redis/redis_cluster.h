@@ -8,7 +8,8 @@
 // any redirect, CLUSTERDOWN or lost connection.
 //
 // A batch (Pipeline, RunScripts) is grouped by master and sent as one
-// pipeline per master, the masters' pipelines in parallel. Replies then:
+// pipeline per master, the masters' pipelines in parallel (on long-lived
+// threads, fan_out.h; fan_out_threads below). Replies then:
 //   MOVED slot host:port   the map's entry for the slot is updated at once
 //                          and the command sent there (a full refresh
 //                          follows in the background);
@@ -59,6 +60,12 @@ struct RedisClusterOptions {
   // initial to max. Defaults: 10ms, 200ms.
   absl::Duration initial_retry_backoff = absl::Milliseconds(10);
   absl::Duration max_retry_backoff = absl::Milliseconds(200);
+  // Threads that send a call's commands to its other masters while the
+  // calling thread sends to the first (server/storage/redis/fan_out.h):
+  // started when a call finds none idle, kept, at most this many. Past
+  // them a call sends to its masters one after another. 0: always one after
+  // another. Default: 16, one per storage thread of abexp-server's default.
+  int fan_out_threads = 16;
 };
 
 class RedisCluster final : public RedisClient {
