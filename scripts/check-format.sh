@@ -7,6 +7,7 @@
 #   no FILE: every *.cc and *.h under server/, client/, stats/, bench/,
 #            tests/ and proto/ (found on disk: CI's machine may have no git)
 #   --fix:   reformat the files in place instead of checking them
+# A FILE that is not *.cc or *.h stops it (exit 2) before anything changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,19 @@ fi
 
 if [ $# -gt 0 ]; then
   files=("$@")
+  # clang-format takes any file for C++ and would rewrite, say, a Markdown
+  # page as code: refuse the run, changing nothing, if one is not C++.
+  not_cxx=()
+  for f in "${files[@]}"; do
+    case $f in
+      *.cc | *.h) ;;
+      *) not_cxx+=("$f") ;;
+    esac
+  done
+  if [ ${#not_cxx[@]} -gt 0 ]; then
+    echo "check-format: not C++ sources (*.cc, *.h), so not formatted or checked: ${not_cxx[*]}; nothing was changed. Name only C++ files, or none to check them all" >&2
+    exit 2
+  fi
 else
   mapfile -t files < <(find server client stats bench tests proto -type f \
     \( -name '*.cc' -o -name '*.h' \) | LC_ALL=C sort)
