@@ -307,7 +307,7 @@ TEST_F(MetricsE2eTest, HttpRequestsAreCountedByRouteTemplateAndStatus) {
   const std::string report = "/experiments/{key}/report";
   const std::vector<Sample> before = ParseSamples(Scrape());
   // Every route's latency series is there from the start.
-  for (const std::string route :
+  for (const std::string& route :
        {report, std::string("/metrics"), std::string("/healthz"),
         std::string("/readyz"), std::string("/ofrep/v1/configuration"),
         std::string("unmatched")}) {
